@@ -1,0 +1,149 @@
+#include "tierkv/client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace tierkv {
+namespace {
+constexpr uint32_t kMaxReplyBytes = 64u << 20;
+
+Result<NamespaceInfo> InfoFromReply(const wire::Json& reply) {
+  NamespaceInfo info;
+  auto id = wire::GetUint(reply, "namespace_id", "", UINT32_MAX);
+  if (!id.ok()) return Internal("reply without namespace_id");
+  info.id = static_cast<NamespaceId>(*id);
+  if (auto it = reply.find("namespace"); it != reply.end()) {
+    ASSIGN_OR_RETURN(info.spec, wire::NamespaceSpecFromJson(*it));
+  }
+  if (auto it = reply.find("created"); it != reply.end() && it->is_boolean()) info.created = it->get<bool>();
+  return info;
+}
+
+// Field of the reply when present with the right type, else the fallback (never throws).
+std::string StringOr(const wire::Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+uint64_t UintOr(const wire::Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+}  // namespace
+
+Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path, ClientOptions options) {
+  sockaddr_un addr{};
+  if (socket_path.size() >= sizeof addr.sun_path) return InvalidArgument("socket path too long: " + socket_path);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return FromErrno(errno, "socket");
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int err = errno;
+    ::close(fd);
+    return FromErrno(err, "connect to tierkvd at " + socket_path);
+  }
+  std::unique_ptr<Client> c(new Client(fd, std::move(options)));
+  ASSIGN_OR_RETURN(wire::Json hello,
+                   c->Call({{"op", "hello"}, {"version", wire::kProtocolVersion}, {"client", c->options_.name}}));
+  if (auto s = hello.find("session"); s != hello.end() && s->is_number_unsigned()) c->session_ = s->get<uint64_t>();
+  if (auto a = hello.find("admin"); a != hello.end() && a->is_boolean()) c->admin_ = a->get<bool>();
+  return c;
+}
+
+Client::~Client() { ::close(fd_); }
+
+Status Client::SendAll(const std::string& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FromErrno(errno, "send to tierkvd");
+    off += static_cast<size_t>(n);
+  }
+  return OkStatus();
+}
+
+Status Client::RecvAll(char* buf, size_t n) {
+  size_t off = 0;
+  while (off < n) {
+    pollfd p{fd_, POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(options_.timeout.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return FromErrno(errno, "poll");
+    if (r == 0) return Busy("no reply from tierkvd within " + std::to_string(options_.timeout.count()) + " ms");
+    ssize_t got = ::recv(fd_, buf + off, n - off, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return FromErrno(errno, "recv from tierkvd");
+    if (got == 0) return IOError("tierkvd closed the connection");
+    off += static_cast<size_t>(got);
+  }
+  return OkStatus();
+}
+
+Result<wire::Json> Client::CallRaw(std::string_view body) {
+  RETURN_IF_ERROR(SendAll(wire::EncodeFrame(body)));
+  uint8_t header[wire::kFrameHeaderBytes];
+  RETURN_IF_ERROR(RecvAll(reinterpret_cast<char*>(header), sizeof header));
+  const uint32_t len = wire::DecodeFrameLength(header);
+  if (len > kMaxReplyBytes) return Corruption("reply of " + std::to_string(len) + " bytes is too large");
+  std::string reply(len, '\0');
+  RETURN_IF_ERROR(RecvAll(reply.data(), len));
+  return wire::ParseBody(reply);
+}
+
+Result<wire::Json> Client::Call(const wire::Json& request) {
+  ASSIGN_OR_RETURN(wire::Json reply, CallRaw(wire::DumpBody(request)));
+  RETURN_IF_ERROR(wire::StatusFromReply(reply));
+  return reply;
+}
+
+Status Client::Ping() { return Call({{"op", "ping"}}).status(); }
+
+Result<NamespaceInfo> Client::CreateNamespace(const NamespaceSpec& spec) {
+  ASSIGN_OR_RETURN(wire::Json reply, Call({{"op", "create_namespace"}, {"namespace", wire::ToJson(spec)}}));
+  return InfoFromReply(reply);
+}
+
+Result<NamespaceInfo> Client::Attach(const std::string& name) {
+  ASSIGN_OR_RETURN(wire::Json reply, Call({{"op", "attach"}, {"namespace", name}}));
+  return InfoFromReply(reply);
+}
+
+Result<std::vector<NamespaceInfo>> Client::ListNamespaces() {
+  ASSIGN_OR_RETURN(wire::Json reply, Call({{"op", "list_namespaces"}}));
+  std::vector<NamespaceInfo> out;
+  auto it = reply.find("namespaces");
+  if (it == reply.end() || !it->is_array()) return Internal("list_namespaces reply without namespaces");
+  for (const wire::Json& j : *it) {
+    NamespaceInfo info;
+    ASSIGN_OR_RETURN(info.spec, wire::NamespaceSpecFromJson(j));
+    ASSIGN_OR_RETURN(uint64_t id, wire::GetUint(j, "namespace_id", "", UINT32_MAX));
+    info.id = static_cast<NamespaceId>(id);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<DaemonStats> Client::Stats() {
+  ASSIGN_OR_RETURN(wire::Json reply, Call({{"op", "stats"}}));
+  DaemonStats s;
+  s.version = StringOr(reply, "version");
+  if (auto it = reply.find("uptime_s"); it != reply.end() && it->is_number()) s.uptime_s = it->get<double>();
+  s.connections = UintOr(reply, "connections");
+  s.clients_attached = UintOr(reply, "clients_attached");
+  s.namespaces = UintOr(reply, "namespaces");
+  s.requests = UintOr(reply, "requests");
+  s.metrics_url = StringOr(reply, "metrics_url");
+  s.gpu = StringOr(reply, "gpu");
+  s.raw = std::move(reply);
+  return s;
+}
+
+Status Client::Shutdown() { return Call({{"op", "shutdown"}}).status(); }
+
+}  // namespace tierkv

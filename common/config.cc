@@ -1,0 +1,173 @@
+#include "common/config.h"
+
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+#include "common/log.h"
+
+namespace tierkv {
+namespace {
+
+// One documented key: its section, name and how to store it into a Config.
+struct Field {
+  std::string_view section;
+  std::string_view key;
+  std::function<Status(const toml::node&, Config&, const std::string& name)> set;
+};
+
+Status WrongType(const std::string& name, std::string_view want) {
+  return InvalidArgument(name + ": expected " + std::string(want));
+}
+
+
+template <typename Section>
+Field Str(std::string_view sec, std::string_view key, Section Config::*s, std::string Section::*m,
+          std::function<Status(const std::string&, const std::string&)> check = nullptr) {
+  return {sec, key, [=](const toml::node& n, Config& c, const std::string& name) -> Status {
+            auto v = n.value<std::string>();
+            if (!v || !n.is_string()) return WrongType(name, "a string");
+            if (check) RETURN_IF_ERROR(check(*v, name));
+            (c.*s).*m = *v;
+            return OkStatus();
+          }};
+}
+
+template <typename Section, typename T>
+Field Int(std::string_view sec, std::string_view key, Section Config::*s, T Section::*m, int64_t lo,
+          int64_t hi) {
+  return {sec, key, [=](const toml::node& n, Config& c, const std::string& name) -> Status {
+            if (!n.is_integer()) return WrongType(name, "an integer");
+            int64_t v = *n.value<int64_t>();
+            if (v < lo || v > hi) {
+              return InvalidArgument(name + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                     "], got " + std::to_string(v));
+            }
+            (c.*s).*m = static_cast<T>(v);
+            return OkStatus();
+          }};
+}
+
+template <typename Section>
+Field Bool(std::string_view sec, std::string_view key, Section Config::*s, bool Section::*m) {
+  return {sec, key, [=](const toml::node& n, Config& c, const std::string& name) -> Status {
+            if (!n.is_boolean()) return WrongType(name, "true or false");
+            (c.*s).*m = *n.value<bool>();
+            return OkStatus();
+          }};
+}
+
+template <typename Section>
+Field IntList(std::string_view sec, std::string_view key, Section Config::*s, std::vector<int64_t> Section::*m,
+              int64_t lo, int64_t hi) {
+  return {sec, key, [=](const toml::node& n, Config& c, const std::string& name) -> Status {
+            const toml::array* a = n.as_array();
+            if (!a) return WrongType(name, "an array of integers");
+            std::vector<int64_t> out;
+            for (const toml::node& e : *a) {
+              if (!e.is_integer()) return WrongType(name, "an array of integers");
+              int64_t v = *e.value<int64_t>();
+              if (v < lo || v > hi) return InvalidArgument(name + ": element " + std::to_string(v) + " out of range");
+              out.push_back(v);
+            }
+            (c.*s).*m = std::move(out);
+            return OkStatus();
+          }};
+}
+
+Status CheckLogLevel(const std::string& v, const std::string& name) {
+  LogLevel l;
+  if (!ParseLogLevel(v, &l)) return InvalidArgument(name + ": must be debug, info, warning or error, got '" + v + "'");
+  return OkStatus();
+}
+
+Status CheckHostPort(const std::string& v, const std::string& name) {
+  auto colon = v.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == v.size()) {
+    return InvalidArgument(name + ": must be host:port, got '" + v + "'");
+  }
+  const std::string port = v.substr(colon + 1);
+  if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoi(port) > 65535) {
+    return InvalidArgument(name + ": bad port '" + port + "'");
+  }
+  return OkStatus();
+}
+
+Status CheckNonEmpty(const std::string& v, const std::string& name) {
+  if (v.empty()) return InvalidArgument(name + ": must not be empty");
+  return OkStatus();
+}
+
+const std::vector<Field>& Schema() {
+  static const std::vector<Field> kFields = {
+      Str("daemon", "data_dir", &Config::daemon, &DaemonSection::data_dir, CheckNonEmpty),
+      Str("daemon", "socket_path", &Config::daemon, &DaemonSection::socket_path, CheckNonEmpty),
+      Int("daemon", "socket_mode", &Config::daemon, &DaemonSection::socket_mode, 0, 0777),
+      Str("daemon", "log_level", &Config::daemon, &DaemonSection::log_level, CheckLogLevel),
+      Int("control", "max_frame_bytes", &Config::control, &ControlSection::max_frame_bytes, 4096, 64 << 20),
+      Int("control", "max_clients", &Config::control, &ControlSection::max_clients, 1, 65536),
+      Int("control", "max_consecutive_errors", &Config::control, &ControlSection::max_consecutive_errors, 1, 1 << 20),
+      Int("control", "max_namespaces", &Config::control, &ControlSection::max_namespaces, 1, 1 << 16),
+      IntList("control", "admin_uids", &Config::control, &ControlSection::admin_uids, 0,
+              std::numeric_limits<uint32_t>::max()),
+      Bool("metrics", "enabled", &Config::metrics, &MetricsSection::enabled),
+      Str("metrics", "listen", &Config::metrics, &MetricsSection::listen, CheckHostPort),
+  };
+  return kFields;
+}
+
+const Field* FindField(std::string_view section, std::string_view key) {
+  for (const Field& f : Schema()) {
+    if (f.section == section && f.key == key) return &f;
+  }
+  return nullptr;
+}
+
+bool KnownSection(std::string_view section) {
+  for (const Field& f : Schema()) {
+    if (f.section == section) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(std::string_view text, std::string_view source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << source_name << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
+       << e.description();
+    return InvalidArgument(os.str());
+  }
+  Config config;
+  for (const auto& [sec_key, sec_node] : root) {
+    std::string sec(sec_key.str());
+    if (!KnownSection(sec)) return InvalidArgument(std::string(source_name) + ": unknown section [" + sec + "]");
+    const toml::table* table = sec_node.as_table();
+    if (!table) return InvalidArgument(std::string(source_name) + ": " + sec + " must be a [section]");
+    for (const auto& [key, node] : *table) {
+      std::string name = sec + "." + std::string(key.str());
+      const Field* f = FindField(sec, key.str());
+      if (!f) return InvalidArgument(std::string(source_name) + ": unknown key " + name);
+      Status st = f->set(node, config, name);
+      if (!st.ok()) return st.WithContext(source_name);
+    }
+  }
+  return config;
+}
+
+Result<Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot open config file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), path);
+}
+
+}  // namespace tierkv

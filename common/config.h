@@ -1,0 +1,56 @@
+// Daemon configuration (TOML). deploy/tierkvd.toml documents every key with its
+// default; that same file is embedded in the binary and is the source of the
+// defaults (tests check that it parses to a default-constructed Config).
+//
+// Relative paths are relative to the daemon's working directory.
+// An unknown section or key, a wrong type or an out-of-range value is refused with
+// an error naming the key ("config: metrics.listen: ...").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace tierkv {
+
+struct DaemonSection {
+  std::string data_dir = "./var";                 // manifest (RocksDB) lives in data_dir/manifest
+  std::string socket_path = "./var/tierkvd.sock";  // control socket (Unix domain)
+  uint32_t socket_mode = 0660;                     // permission bits of the socket file
+  std::string log_level = "info";                  // debug | info | warning | error
+  bool operator==(const DaemonSection&) const = default;
+};
+
+struct ControlSection {
+  uint32_t max_frame_bytes = 1 << 20;      // largest control message accepted
+  uint32_t max_clients = 256;              // concurrent control connections
+  uint32_t max_consecutive_errors = 16;    // bad requests in a row before a disconnect
+  uint32_t max_namespaces = 64;
+  std::vector<int64_t> admin_uids;         // may create namespaces and shut down (plus root and the daemon's uid)
+  bool operator==(const ControlSection&) const = default;
+};
+
+struct MetricsSection {
+  bool enabled = true;
+  std::string listen = "127.0.0.1:9464";  // host:port; port 0 picks a free port
+  bool operator==(const MetricsSection&) const = default;
+};
+
+struct Config {
+  DaemonSection daemon;
+  ControlSection control;
+  MetricsSection metrics;
+  bool operator==(const Config&) const = default;
+};
+
+// Parses TOML text; keys not given keep their defaults.
+Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name = "config");
+// Reads and parses a file.
+Result<Config> LoadConfigFile(const std::string& path);
+// The documented default config text (deploy/tierkvd.toml, embedded at build time).
+std::string_view EmbeddedDefaultConfig();
+
+}  // namespace tierkv

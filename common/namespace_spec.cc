@@ -1,0 +1,42 @@
+#include "common/namespace_spec.h"
+
+#include <algorithm>
+
+namespace tierkv {
+
+bool Acl::Allows(uint32_t uid, uint32_t gid) const {
+  return std::find(uids.begin(), uids.end(), uid) != uids.end() ||
+         std::find(gids.begin(), gids.end(), gid) != gids.end();
+}
+
+Status ValidateNamespaceName(const std::string& name) {
+  if (name.empty() || name.size() > NamespaceSpec::kMaxNameLength) {
+    return InvalidArgument("namespace name must have 1 to " + std::to_string(NamespaceSpec::kMaxNameLength) +
+                           " characters, got " + std::to_string(name.size()));
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-' || c == '.';
+    if (!ok) return InvalidArgument("namespace name may use only letters, digits, '_', '-' and '.'");
+  }
+  return OkStatus();
+}
+
+Status NamespaceSpec::Validate() const {
+  RETURN_IF_ERROR(ValidateNamespaceName(name));
+  RETURN_IF_ERROR(model.Validate());
+  const std::pair<const char*, uint64_t> budgets_by_name[] = {
+      {"gpu_bytes", budgets.gpu_bytes}, {"host_bytes", budgets.host_bytes}, {"disk_bytes", budgets.disk_bytes}};
+  for (const auto& [field, v] : budgets_by_name) {
+    if (v > Budgets::kMaxBytes) {
+      return InvalidArgument("budgets." + std::string(field) + " must be at most " +
+                             std::to_string(Budgets::kMaxBytes) + ", got " + std::to_string(v));
+    }
+  }
+  if (acl.uids.size() > kMaxAclEntries || acl.gids.size() > kMaxAclEntries) {
+    return InvalidArgument("acl may list at most " + std::to_string(kMaxAclEntries) + " uids and gids");
+  }
+  return OkStatus();
+}
+
+}  // namespace tierkv

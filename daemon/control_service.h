@@ -1,0 +1,88 @@
+// ControlService: the control-plane operations (wire.h lists them), independent of
+// the transport so that tests and fuzzers drive it directly.
+//
+// Thread-safe: sessions may be handled concurrently; each SessionState belongs to
+// one connection and is touched only by the thread serving that connection.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "common/config.h"
+#include "common/wire.h"
+#include "daemon/metrics.h"
+#include "daemon/namespace_registry.h"
+
+namespace tierkv::daemon {
+
+// Identity of the peer process, from SO_PEERCRED.
+struct PeerCred {
+  int32_t pid = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+struct SessionState {
+  uint64_t id = 0;
+  PeerCred peer;
+  bool admin = false;
+  bool said_hello = false;
+  uint32_t consecutive_errors = 0;
+  std::set<NamespaceId> attached;
+};
+
+class ControlService {
+ public:
+  struct Reply {
+    wire::Json body;
+    bool disconnect = false;  // close the connection after sending body
+  };
+
+  // REQUIRES: registry and metrics outlive the service. `on_shutdown` is called
+  // (once) when an admin asks for shutdown.
+  ControlService(const Config& config, NamespaceRegistry* registry, Metrics* metrics,
+                 std::function<void()> on_shutdown);
+
+  SessionState OpenSession(const PeerCred& peer);
+  void CloseSession(SessionState& session);
+  // Handles one request body and returns the reply. Never throws; every client
+  // mistake becomes an error reply. After max_consecutive_errors errors in a row the
+  // reply asks for a disconnect.
+  Reply Handle(SessionState& session, std::string_view body);
+  // An error the transport found (frame too large, ...): counted like a bad request.
+  Reply TransportError(SessionState& session, const Status& status, bool disconnect);
+
+  size_t sessions() const { return sessions_.load(); }
+  bool IsAdmin(uint32_t uid) const;
+
+ private:
+  using Json = wire::Json;
+  Result<Json> Dispatch(SessionState& s, const std::string& op, const Json& req);
+  Result<Json> Hello(SessionState& s, const Json& req);
+  Result<Json> CreateNamespace(SessionState& s, const Json& req);
+  Result<Json> Attach(SessionState& s, const Json& req);
+  Result<Json> ListNamespaces(SessionState& s, const Json& req);
+  Result<Json> Stats(SessionState& s, const Json& req);
+  Result<Json> Shutdown(SessionState& s, const Json& req);
+  Reply Finish(SessionState& s, Result<Json> result, const Json* id);
+  void UpdateAttachedGauge();
+
+  const Config config_;
+  NamespaceRegistry* const registry_;
+  Metrics* const metrics_;
+  std::function<void()> on_shutdown_;
+  const std::string gpu_description_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::atomic<uint64_t> next_session_{1};
+  std::atomic<size_t> sessions_{0};
+  std::atomic<int64_t> attached_sessions_{0};
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<bool> shutting_down_{false};
+};
+
+}  // namespace tierkv::daemon

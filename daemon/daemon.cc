@@ -1,0 +1,61 @@
+#include "daemon/daemon.h"
+
+#include <boost/asio/post.hpp>
+#include <csignal>
+#include <filesystem>
+
+#include "common/log.h"
+#include "kernels/gpu_runtime.h"
+
+namespace tierkv::daemon {
+
+Daemon::Daemon(Config config) : config_(std::move(config)), signals_(io_, SIGINT, SIGTERM) {}
+
+Daemon::~Daemon() {
+  server_.reset();
+  service_.reset();
+  metrics_.reset();
+  registry_.reset();
+  manifest_.reset();  // flushes and closes RocksDB
+}
+
+Status Daemon::Start() {
+  LOG(INFO) << "tierkvd " << TIERKV_VERSION << " starting; data in " << config_.daemon.data_dir;
+  LOG(INFO) << "GPU: " << kernels::DescribeGpus();
+  const std::string manifest_dir = (std::filesystem::path(config_.daemon.data_dir) / "manifest").string();
+  ASSIGN_OR_RETURN(manifest_, storage::Manifest::Open(manifest_dir));
+  ASSIGN_OR_RETURN(registry_, NamespaceRegistry::Load(manifest_.get(), config_.control.max_namespaces));
+  LOG(INFO) << "manifest " << manifest_dir << ": " << registry_->size() << " namespace(s)";
+
+  metrics_ = std::make_unique<Metrics>();
+  if (config_.metrics.enabled) {
+    RETURN_IF_ERROR(metrics_->Serve(config_.metrics.listen));
+    LOG(INFO) << "metrics at " << metrics_->url();
+  }
+  service_ = std::make_unique<ControlService>(config_, registry_.get(), metrics_.get(), [this] {
+    boost::asio::post(io_, [this] { BeginShutdown("shutdown request"); });
+  });
+  server_ = std::make_unique<ControlServer>(io_, config_, service_.get());
+  RETURN_IF_ERROR(server_->Start());
+  LOG(INFO) << "control socket at " << config_.daemon.socket_path;
+  signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+    if (!ec) BeginShutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  });
+  return OkStatus();
+}
+
+void Daemon::BeginShutdown(const char* why) {
+  LOG(INFO) << "stopping (" << why << "): no new connections, finishing in-flight replies";
+  boost::system::error_code ignored;
+  signals_.cancel(ignored);
+  server_->Stop();
+}
+
+Status Daemon::Run() {
+  io_.run();  // returns once the listener and every connection are closed
+  RETURN_IF_ERROR(manifest_->Flush());
+  LOG(INFO) << "manifest flushed; tierkvd stopped";
+  return OkStatus();
+}
+
+}  // namespace tierkv::daemon

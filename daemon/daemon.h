@@ -1,0 +1,44 @@
+// Daemon: owns every part of a running tierkvd and their order of start and stop.
+//
+//   Start: manifest (RocksDB) -> namespaces -> metrics exposer -> control socket.
+//   Stop (SIGTERM/SIGINT or an admin's shutdown): stop accepting, let in-flight
+//   replies finish, close connections, flush and close the manifest.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <memory>
+
+#include "common/config.h"
+#include "daemon/control_server.h"
+#include "daemon/control_service.h"
+#include "daemon/metrics.h"
+#include "daemon/namespace_registry.h"
+#include "storage/manifest.h"
+
+namespace tierkv::daemon {
+
+class Daemon {
+ public:
+  explicit Daemon(Config config);
+  ~Daemon();
+
+  // Opens the manifest, binds the sockets. Nothing is served before Run().
+  Status Start();
+  // Serves until a signal or a shutdown request; returns the shutdown status.
+  Status Run();
+
+ private:
+  void BeginShutdown(const char* why);
+
+  const Config config_;
+  boost::asio::io_context io_;
+  boost::asio::signal_set signals_;
+  std::unique_ptr<storage::Manifest> manifest_;
+  std::unique_ptr<NamespaceRegistry> registry_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<ControlService> service_;
+  std::unique_ptr<ControlServer> server_;
+};
+
+}  // namespace tierkv::daemon

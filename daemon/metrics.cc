@@ -1,0 +1,79 @@
+#include "daemon/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+
+#include "kernels/gpu_runtime.h"
+
+namespace tierkv::daemon {
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  using namespace prometheus;
+  BuildGauge()
+      .Name("tierkv_build_info")
+      .Help("Build information; the value is always 1")
+      .Register(*registry_)
+      .Add({{"version", TIERKV_VERSION},
+            {"cuda", kernels::CudaCompiledIn() ? "true" : "false"},
+            {"gpus", std::to_string(kernels::GpuCount())}})
+      .Set(1);
+  BuildGauge()
+      .Name("tierkv_start_time_seconds")
+      .Help("Unix time at which the daemon started")
+      .Register(*registry_)
+      .Add({})
+      .Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  requests_ = &BuildCounter()
+                   .Name("tierkv_control_requests_total")
+                   .Help("Control requests received, by op (unknown ops count as op=\"unknown\")")
+                   .Register(*registry_);
+  errors_ = &BuildCounter()
+                 .Name("tierkv_control_errors_total")
+                 .Help("Control requests answered with an error, by status code")
+                 .Register(*registry_);
+  disconnects_ = &BuildCounter()
+                      .Name("tierkv_control_disconnects_total")
+                      .Help("Control connections closed by the daemon, by reason")
+                      .Register(*registry_);
+  connections_ = &BuildGauge()
+                      .Name("tierkv_control_connections")
+                      .Help("Open control connections")
+                      .Register(*registry_)
+                      .Add({});
+  attached_ = &BuildGauge()
+                   .Name("tierkv_clients_attached")
+                   .Help("Connections attached to at least one namespace")
+                   .Register(*registry_)
+                   .Add({});
+  namespaces_ = &BuildGauge().Name("tierkv_namespaces").Help("Namespaces served").Register(*registry_).Add({});
+}
+
+Metrics::~Metrics() = default;
+
+Status Metrics::Serve(const std::string& listen) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/1);
+  } catch (const std::exception& e) {
+    return IOError("metrics: cannot listen on " + listen + ": " + e.what());
+  }
+  exposer_->RegisterCollectable(registry_);
+  auto ports = exposer_->GetListeningPorts();
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  url_ = "http://" + host + ":" + (ports.empty() ? std::string("?") : std::to_string(ports[0])) + "/metrics";
+  return OkStatus();
+}
+
+void Metrics::CountRequest(std::string_view op) { requests_->Add({{"op", std::string(op)}}).Increment(); }
+void Metrics::CountError(std::string_view code) { errors_->Add({{"code", std::string(code)}}).Increment(); }
+void Metrics::CountDisconnect(std::string_view reason) {
+  disconnects_->Add({{"reason", std::string(reason)}}).Increment();
+}
+void Metrics::SetConnections(double n) { connections_->Set(n); }
+void Metrics::SetAttachedClients(double n) { attached_->Set(n); }
+void Metrics::SetNamespaces(double n) { namespaces_->Set(n); }
+
+}  // namespace tierkv::daemon

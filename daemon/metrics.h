@@ -1,0 +1,52 @@
+// Daemon metrics (prefix tierkv_), served by prometheus-cpp on /metrics (DESIGN §8).
+// Thread-safe: prometheus-cpp counters and gauges are atomic.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace prometheus {
+class Registry;
+class Exposer;
+class Counter;
+class Gauge;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace tierkv::daemon {
+
+class Metrics {
+ public:
+  Metrics();
+  ~Metrics();
+
+  // Starts the HTTP exposer on host:port (port 0 picks a free one).
+  Status Serve(const std::string& listen);
+  // "http://127.0.0.1:9464/metrics", or "" when not serving.
+  const std::string& url() const { return url_; }
+  prometheus::Registry& registry() { return *registry_; }
+
+  void CountRequest(std::string_view op);
+  void CountError(std::string_view code);
+  void CountDisconnect(std::string_view reason);
+  void SetConnections(double n);
+  void SetAttachedClients(double n);
+  void SetNamespaces(double n);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string url_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Counter>* errors_;
+  prometheus::Family<prometheus::Counter>* disconnects_;
+  prometheus::Gauge* connections_;
+  prometheus::Gauge* attached_;
+  prometheus::Gauge* namespaces_;
+};
+
+}  // namespace tierkv::daemon

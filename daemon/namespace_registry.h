@@ -1,0 +1,55 @@
+// NamespaceRegistry: the namespaces a daemon serves, persisted in the manifest's
+// "namespaces" column family (key: big-endian id; value: JSON record).
+//
+// Thread-safe. Ids are assigned by the daemon, never reused, stable across restarts.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/namespace_spec.h"
+#include "storage/manifest.h"
+
+namespace tierkv::daemon {
+
+struct NamespaceRecord {
+  NamespaceId id = 0;
+  NamespaceSpec spec;
+  uint32_t created_by_uid = 0;
+};
+
+class NamespaceRegistry {
+ public:
+  // Loads every namespace stored in the manifest. The manifest must outlive this.
+  static Result<std::unique_ptr<NamespaceRegistry>> Load(storage::Manifest* manifest, size_t max_namespaces);
+
+  struct CreateResult {
+    NamespaceRecord record;
+    bool created = false;  // false: it existed with the same model shape
+  };
+  // Creates `spec` (validated by the caller). An empty ACL becomes {creator_uid}.
+  // Same name and same model: returns the existing record, created=false.
+  // Same name, another model: kAlreadyExists naming both shapes; nothing changes.
+  // kResourceExhausted past max_namespaces.
+  Result<CreateResult> Create(NamespaceSpec spec, uint32_t creator_uid);
+  std::optional<NamespaceRecord> FindByName(const std::string& name) const;
+  std::optional<NamespaceRecord> FindById(NamespaceId id) const;
+  std::vector<NamespaceRecord> List() const;
+  size_t size() const;
+
+ private:
+  NamespaceRegistry(storage::Manifest* manifest, size_t max) : manifest_(manifest), max_(max) {}
+
+  storage::Manifest* const manifest_;
+  const size_t max_;
+  mutable std::mutex mu_;
+  std::map<NamespaceId, NamespaceRecord> by_id_;  // GUARDED_BY(mu_)
+  std::map<std::string, NamespaceId> by_name_;    // GUARDED_BY(mu_)
+  NamespaceId next_id_ = 1;                       // GUARDED_BY(mu_)
+};
+
+}  // namespace tierkv::daemon

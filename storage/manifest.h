@@ -1,0 +1,85 @@
+// Manifest: the daemon's durable metadata in RocksDB (DESIGN §3), one column family
+// per kind of record. Values are opaque bytes to the manifest; their owners encode
+// them. Writes that must change together go in one Batch (atomic).
+//
+// Thread-safe (RocksDB is). Every write is synced to the WAL unless `sync` is false.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace tierkv::storage {
+
+enum class Cf : int { kBlocks = 0, kSequences, kNamespaces, kPolicies, kPostings, kMeta };
+inline constexpr int kNumCfs = 6;
+std::string_view CfName(Cf cf);
+
+class Manifest {
+ public:
+  // A set of writes applied atomically by Manifest::Write.
+  class Batch {
+   public:
+    Batch();
+    ~Batch();
+    Batch(Batch&&) noexcept;
+    void Put(Cf cf, std::string_view key, std::string_view value);
+    void Delete(Cf cf, std::string_view key);
+    size_t Count() const;
+
+   private:
+    friend class Manifest;
+    struct Op {
+      Cf cf;
+      bool del;
+      std::string key, value;
+    };
+    std::vector<Op> ops_;
+  };
+
+  // Opens (creating if needed) the manifest in `dir` with all column families.
+  static Result<std::unique_ptr<Manifest>> Open(const std::string& dir);
+  ~Manifest();  // flushes memtables and closes the DB
+  Manifest(const Manifest&) = delete;
+  Manifest& operator=(const Manifest&) = delete;
+
+  Status Put(Cf cf, std::string_view key, std::string_view value, bool sync = true);
+  Status Delete(Cf cf, std::string_view key, bool sync = true);
+  // kNotFound when the key is absent.
+  Result<std::string> Get(Cf cf, std::string_view key) const;
+  Status Write(const Batch& batch, bool sync = true);
+  // Calls fn(key, value) for every record of cf whose key starts with prefix, in key
+  // order; stops early when fn returns false.
+  Status Scan(Cf cf, std::string_view prefix,
+              const std::function<bool(std::string_view key, std::string_view value)>& fn) const;
+  // Flushes memtables to SST files (used at shutdown; the WAL already makes writes durable).
+  Status Flush();
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Manifest(std::string dir, rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> cfs);
+  rocksdb::ColumnFamilyHandle* Handle(Cf cf) const { return cfs_[static_cast<int>(cf)]; }
+
+  std::string dir_;
+  rocksdb::DB* db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // indexed by Cf
+};
+
+// Big-endian fixed-width encodings so that keys sort numerically.
+void AppendBigEndian32(std::string* out, uint32_t v);
+void AppendBigEndian64(std::string* out, uint64_t v);
+uint32_t ReadBigEndian32(std::string_view in);
+uint64_t ReadBigEndian64(std::string_view in);
+
+}  // namespace tierkv::storage
