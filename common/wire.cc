@@ -4,6 +4,10 @@
 
 namespace tierkv::wire {
 namespace {
+bool IsNonNegativeInteger(const Json& j) {
+  return j.is_number_unsigned() || (j.is_number_integer() && j.get<int64_t>() >= 0);
+}
+
 std::string Join(std::string_view path, std::string_view key) {
   return path.empty() ? std::string(key) : std::string(path) + "." + std::string(key);
 }
@@ -18,7 +22,7 @@ Result<std::vector<uint32_t>> GetIdList(const Json& obj, std::string_view key, s
     return InvalidArgument(name + " may hold at most " + std::to_string(NamespaceSpec::kMaxAclEntries) + " ids");
   }
   for (const Json& e : *it) {
-    if (!e.is_number_unsigned() || e.get<uint64_t>() > std::numeric_limits<uint32_t>::max()) {
+    if (!IsNonNegativeInteger(e) || e.get<uint64_t>() > std::numeric_limits<uint32_t>::max()) {
       return InvalidArgument(name + " must hold ids in [0, 4294967295]");
     }
     out.push_back(e.get<uint32_t>());
@@ -73,7 +77,7 @@ Result<uint64_t> GetUint(const Json& obj, std::string_view key, std::string_view
   const std::string name = Join(path, key);
   auto it = obj.find(key);
   if (it == obj.end()) return InvalidArgument(name + " is required");
-  if (!it->is_number_unsigned()) return InvalidArgument(name + " must be a non-negative integer");
+  if (!IsNonNegativeInteger(*it)) return InvalidArgument(name + " must be a non-negative integer");
   uint64_t v = it->get<uint64_t>();
   if (v > max) return InvalidArgument(name + " must be at most " + std::to_string(max) + ", got " + std::to_string(v));
   return v;

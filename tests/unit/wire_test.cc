@@ -1,0 +1,91 @@
+#include <gtest/gtest.h>
+
+#include "common/wire.h"
+
+namespace tierkv::wire {
+namespace {
+
+TEST(WireTest, FrameLengthIsLittleEndian) {
+  std::string f = EncodeFrame("abc");
+  ASSERT_EQ(f.size(), 7u);
+  EXPECT_EQ(DecodeFrameLength(reinterpret_cast<const uint8_t*>(f.data())), 3u);
+  EXPECT_EQ(f[0], 3);
+  EXPECT_EQ(f.substr(4), "abc");
+  const uint8_t big[4] = {0x01, 0x02, 0x03, 0x04};
+  EXPECT_EQ(DecodeFrameLength(big), 0x04030201u);
+}
+
+TEST(WireTest, ParseBodyRefusesNonObjects) {
+  EXPECT_TRUE(ParseBody("{}").ok());
+  EXPECT_FALSE(ParseBody("[1]").ok());
+  EXPECT_FALSE(ParseBody("{\"a\":").ok());
+  EXPECT_FALSE(ParseBody("").ok());
+  EXPECT_FALSE(ParseBody(std::string("{\"a\":\"\xff\"}")).ok());  // invalid UTF-8
+}
+
+TEST(WireTest, ErrorRepliesRoundTrip) {
+  Status st = PermissionDenied("no");
+  Status back = StatusFromReply(ErrorReply(st));
+  EXPECT_EQ(back, st);
+  EXPECT_TRUE(StatusFromReply(Json{{"ok", true}}).ok());
+  EXPECT_EQ(StatusFromReply(Json{{"nope", 1}}).code(), StatusCode::kInternal);
+  EXPECT_EQ(StatusFromReply(Json{{"ok", false}, {"code", "Ok"}}).code(), StatusCode::kInternal);
+}
+
+TEST(WireTest, DumpNeverThrowsOnBadUtf8) {
+  Json j{{"error", std::string("cut \xe2\x82")}};
+  EXPECT_NO_THROW(DumpBody(j));
+}
+
+Json GoodNamespace() {
+  return Json{{"name", "llama"},
+              {"model",
+               {{"num_layers", 2}, {"num_q_heads", 4}, {"num_kv_heads", 2}, {"head_dim", 64},
+                {"block_tokens", 16}, {"dtype", "f16"}}},
+              {"budgets", {{"gpu_bytes", 1 << 20}}},
+              {"acl", {{"uids", {1000}}, {"gids", Json::array()}}}};
+}
+
+TEST(WireTest, NamespaceSpecRoundTrip) {
+  auto ns = NamespaceSpecFromJson(GoodNamespace());
+  ASSERT_TRUE(ns.ok()) << ns.status().ToString();
+  EXPECT_EQ(ns->model.head_dim, 64u);
+  EXPECT_EQ(ns->budgets.gpu_bytes, 1u << 20);
+  auto again = NamespaceSpecFromJson(ToJson(*ns));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *ns);
+}
+
+TEST(WireTest, NamespaceSpecErrorsNameTheField) {
+  struct Case {
+    const char* pointer;
+    Json value;
+    const char* must_mention;
+  } cases[] = {
+      {"/model/head_dim", 0, "head_dim"},
+      {"/model/head_dim", -3, "head_dim"},
+      {"/model/head_dim", "64", "head_dim"},
+      {"/model/head_dim", 1.5, "head_dim"},
+      {"/model/num_layers", uint64_t{1} << 40, "num_layers"},
+      {"/model/dtype", "int4", "dtype"},
+      {"/budgets/disk_bytes", uint64_t{1} << 60, "disk_bytes"},
+      {"/acl/uids", "root", "acl.uids"},
+      {"/acl/uids", Json::array({-1}), "acl.uids"},
+      {"/name", "bad name", "name"},
+      {"/model", 7, "model"},
+  };
+  for (const auto& c : cases) {
+    Json j = GoodNamespace();
+    j[Json::json_pointer(c.pointer)] = c.value;
+    auto r = NamespaceSpecFromJson(j);
+    ASSERT_FALSE(r.ok()) << c.pointer;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(c.must_mention), std::string::npos) << r.status().message();
+  }
+  Json no_model = GoodNamespace();
+  no_model.erase("model");
+  EXPECT_FALSE(NamespaceSpecFromJson(no_model).ok());
+}
+
+}  // namespace
+}  // namespace tierkv::wire
