@@ -86,7 +86,17 @@ Status Client::RecvAll(char* buf, size_t n) {
 }
 
 Result<wire::Json> Client::CallRaw(std::string_view body) {
-  RETURN_IF_ERROR(SendAll(wire::EncodeFrame(body)));
+  Status sent = SendAll(wire::EncodeFrame(body));
+  if (!sent.ok()) {
+    // The daemon may have refused the connection (too many clients) before reading:
+    // its reply, when there is one, says why better than EPIPE does.
+    auto refusal = ReadReply();
+    return refusal.ok() ? refusal : sent;
+  }
+  return ReadReply();
+}
+
+Result<wire::Json> Client::ReadReply() {
   uint8_t header[wire::kFrameHeaderBytes];
   RETURN_IF_ERROR(RecvAll(reinterpret_cast<char*>(header), sizeof header));
   const uint32_t len = wire::DecodeFrameLength(header);

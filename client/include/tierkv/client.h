@@ -75,6 +75,7 @@ class Client {
   Client(int fd, ClientOptions options) : fd_(fd), options_(std::move(options)) {}
   Status SendAll(const std::string& bytes);
   Status RecvAll(char* buf, size_t n);
+  Result<wire::Json> ReadReply();
 
   int fd_;
   ClientOptions options_;

@@ -1,0 +1,55 @@
+// Runs the real tierkvd binary for integration tests: writes a config into a
+// temporary directory, starts the daemon, waits until its socket answers, and stops
+// it with SIGTERM. The daemon's log goes to <dir>/tierkvd.log.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace tierkv::testing {
+
+class DaemonProcess {
+ public:
+  // Writes a config that puts the socket, the data and the log under dir and the
+  // metrics on a free loopback port. `daemon_keys` are extra lines of [daemon];
+  // (a socket_path there replaces the default one; socket_path() still names the
+  // default); `sections` are whole extra sections (a [metrics] there replaces the default one).
+  DaemonProcess(std::string binary, std::string dir, std::string daemon_keys = "", std::string sections = "");
+  ~DaemonProcess();  // SIGKILLs a daemon still running
+
+  // Starts and waits (up to `timeout`) for the control socket to accept. False on failure.
+  bool Start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // SIGTERM and wait; returns the exit status (-1 if it did not exit in time, 128+sig if killed).
+  int Stop(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // SIGKILL and reap.
+  void Kill();
+  // Polls whether the process is still running (reaps it if it exited).
+  bool Running();
+
+  const std::string& socket_path() const { return socket_; }
+  const std::string& config_path() const { return config_; }
+  std::string Log() const;
+  pid_t pid() const { return pid_; }
+
+ private:
+  std::string binary_, dir_, socket_, config_;
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+};
+
+// Runs a program to completion with arguments; returns its exit status and
+// captures stdout+stderr into *output.
+int RunProgram(const std::string& binary, const std::vector<std::string>& args, std::string* output);
+
+// HTTP/1.0 GET of http://host:port/path; returns the body, or "" on failure.
+std::string HttpGet(const std::string& url);
+
+// Value of the first sample in Prometheus text `exposition` whose name is `name`
+// and whose labels contain every `label="value"` pair given; -1 if absent.
+double MetricValue(const std::string& exposition, const std::string& name,
+                   const std::vector<std::string>& label_pairs = {});
+
+}  // namespace tierkv::testing
