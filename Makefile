@@ -1,6 +1,6 @@
 # tierkv: the two commands of the quick start, and a few more.
 #   make run    install what is missing, build Release, run tierkvd with the embedded defaults
-#   make test   install what is missing, build, run every test (ctest), then the unit
+#   make test   install what is missing, build, run every test (ctest), then the unit and integration
 #               tests again under ASan/UBSan
 .PHONY: all deps build run test test-release test-asan bench clean
 
