@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/shm.h"
+
 namespace tierkv {
 namespace {
 constexpr uint32_t kMaxReplyBytes = 64u << 20;
@@ -55,7 +57,10 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path, 
   return c;
 }
 
-Client::~Client() { ::close(fd_); }
+Client::~Client() {
+  DropPendingFds();
+  ::close(fd_);
+}
 
 Status Client::SendAll(const std::string& bytes) {
   size_t off = 0;
@@ -96,9 +101,30 @@ Result<wire::Json> Client::CallRaw(std::string_view body) {
   return ReadReply();
 }
 
+void Client::DropPendingFds() {
+  for (int fd : pending_fds_) ::close(fd);
+  pending_fds_.clear();
+}
+
 Result<wire::Json> Client::ReadReply() {
+  DropPendingFds();
   uint8_t header[wire::kFrameHeaderBytes];
-  RETURN_IF_ERROR(RecvAll(reinterpret_cast<char*>(header), sizeof header));
+  // Descriptors (SCM_RIGHTS) arrive with the first bytes of a reply.
+  size_t got = 0;
+  {
+    pollfd p{fd_, POLLIN, 0};
+    int r;
+    do {
+      r = ::poll(&p, 1, static_cast<int>(options_.timeout.count()));
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) return Busy("no reply from tierkvd within " + std::to_string(options_.timeout.count()) + " ms");
+    int fds[4];
+    size_t nfds = 0;
+    ASSIGN_OR_RETURN(got, RecvWithFds(fd_, header, sizeof header, fds, 4, &nfds));
+    pending_fds_.assign(fds, fds + nfds);
+    if (got == 0) return IOError("tierkvd closed the connection");
+  }
+  RETURN_IF_ERROR(RecvAll(reinterpret_cast<char*>(header) + got, sizeof header - got));
   const uint32_t len = wire::DecodeFrameLength(header);
   if (len > kMaxReplyBytes) return Corruption("reply of " + std::to_string(len) + " bytes is too large");
   std::string reply(len, '\0');
@@ -155,5 +181,19 @@ Result<DaemonStats> Client::Stats() {
 }
 
 Status Client::Shutdown() { return Call({{"op", "shutdown"}}).status(); }
+
+Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, const ChannelOptions& o) {
+  wire::Json req{{"op", "open_channel"},
+                 {"namespace", ns},
+                 {"request_entries", o.request_entries},
+                 {"completion_entries", o.completion_entries}};
+  if (o.staging_bytes) req["staging_bytes"] = o.staging_bytes;
+  ASSIGN_OR_RETURN(wire::Json reply, Call(req));
+  if (pending_fds_.size() != 1) return Internal("open_channel reply carried no channel descriptor");
+  const uint64_t total = UintOr(reply, "total_bytes");
+  const int fd = pending_fds_[0];
+  pending_fds_.clear();
+  return DataChannel::Map(fd, total);
+}
 
 }  // namespace tierkv

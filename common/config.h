@@ -39,9 +39,19 @@ struct MetricsSection {
   bool operator==(const MetricsSection&) const = default;
 };
 
+struct DataPlaneSection {
+  uint32_t spin_us = 50;                      // a channel worker busy-polls this long before sleeping
+  uint32_t max_channels_per_client = 16;
+  uint64_t default_staging_bytes = 16 << 20;  // staging area of a channel when the client names none
+  uint64_t max_staging_bytes = 256 << 20;
+  uint32_t max_ring_entries = 4096;
+  bool operator==(const DataPlaneSection&) const = default;
+};
+
 struct Config {
   DaemonSection daemon;
   ControlSection control;
+  DataPlaneSection data_plane;
   MetricsSection metrics;
   bool operator==(const Config&) const = default;
 };

@@ -5,11 +5,13 @@
 #include <sys/un.h>
 
 #include <array>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <filesystem>
 
 #include "common/log.h"
+#include "common/shm.h"
 
 namespace tierkv::daemon {
 
@@ -23,6 +25,7 @@ class ControlConnection : public std::enable_shared_from_this<ControlConnection>
       : server_(server), socket_(std::move(socket)), state_(std::move(state)) {}
 
   void Start() { ReadHeader(); }
+  SessionState& state() { return state_; }
   void Refuse(const Status& why) { Send(server_->service_->TransportError(state_, why, /*disconnect=*/true)); }
   // Finishes a reply being written, then closes; closes at once otherwise.
   void Stop() {
@@ -60,10 +63,23 @@ class ControlConnection : public std::enable_shared_from_this<ControlConnection>
 
   void Send(ControlService::Reply reply) {
     out_ = wire::EncodeFrame(wire::DumpBody(reply.body));
+    size_t sent = 0;
+    if (!reply.fds.empty()) {
+      // Descriptors ride on the frame header (SCM_RIGHTS), sent at once: the socket
+      // is idle while we reply, so 4 bytes always fit; the body follows normally.
+      Status st = SendWithFds(socket_.native_handle(), out_.data(), wire::kFrameHeaderBytes, reply.fds.data(),
+                              reply.fds.size());
+      if (!st.ok()) {
+        LOG(WARNING) << "session " << state_.id << ": " << st.ToString();
+        return Close();
+      }
+      sent = wire::kFrameHeaderBytes;
+    }
     writing_ = true;
     auto self = shared_from_this();
     const bool disconnect = reply.disconnect;
-    boost::asio::async_write(socket_, boost::asio::buffer(out_), [this, self, disconnect](auto ec, size_t) {
+    boost::asio::async_write(socket_, boost::asio::buffer(out_.data() + sent, out_.size() - sent),
+                             [this, self, disconnect](auto ec, size_t) {
       writing_ = false;
       if (ec || disconnect || stopping_) return Close();
       ReadHeader();
@@ -156,6 +172,12 @@ void ControlServer::Accept() {
     }
     const PeerCred peer = PeerOf(socket);
     auto conn = std::make_shared<ControlConnection>(this, std::move(socket), service_->OpenSession(peer));
+    std::weak_ptr<ControlConnection> weak = conn;
+    conn->state().disconnect = [weak, this](const Status&) {
+      boost::asio::post(io_, [weak] {
+        if (auto c = weak.lock()) c->Stop();
+      });
+    };
     connections_.insert(conn);
     if (connections_.size() > config_.control.max_clients) {
       conn->Refuse(ResourceExhausted("too many clients (control.max_clients = " +

@@ -9,8 +9,18 @@
 
 namespace tierkv::daemon {
 namespace {
-constexpr std::string_view kKnownOps[] = {"hello", "ping", "create_namespace", "attach",
-                                          "list_namespaces", "stats", "shutdown"};
+constexpr std::string_view kKnownOps[] = {"hello", "ping", "create_namespace", "attach", "list_namespaces",
+                                          "stats", "shutdown", "open_channel"};
+
+// Answers every data-plane op with kNotSupported (no handler factory installed).
+class UnsupportedOps : public OpHandler {
+ public:
+  dp::RingCompletion Handle(const dp::RingRequest& req, std::span<uint8_t>) override {
+    return ErrorCompletion(req.tag, StatusCode::kNotSupported, dp::Detail::kOp);
+  }
+};
+
+bool PowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 bool KnownOp(std::string_view op) {
   return std::find(std::begin(kKnownOps), std::end(kKnownOps), op) != std::end(kKnownOps);
 }
@@ -43,6 +53,8 @@ SessionState ControlService::OpenSession(const PeerCred& peer) {
 }
 
 void ControlService::CloseSession(SessionState& s) {
+  for (auto& ch : s.channels) ch->Stop();  // releases the client's leases
+  s.channels.clear();
   if (!s.attached.empty()) {
     --attached_sessions_;
     s.attached.clear();
@@ -72,7 +84,10 @@ ControlService::Reply ControlService::Handle(SessionState& s, std::string_view b
   }
   const std::string op = op_it->get<std::string>();
   metrics_->CountRequest(KnownOp(op) ? op : "unknown");
-  return Finish(s, Dispatch(s, op, *req), id);
+  std::vector<int> fds;
+  Reply r = Finish(s, Dispatch(s, op, *req, &fds), id);
+  r.fds = std::move(fds);
+  return r;
 }
 
 ControlService::Reply ControlService::TransportError(SessionState& s, const Status& status, bool disconnect) {
@@ -105,7 +120,8 @@ ControlService::Reply ControlService::Finish(SessionState& s, Result<Json> resul
   return r;
 }
 
-Result<wire::Json> ControlService::Dispatch(SessionState& s, const std::string& op, const Json& req) {
+Result<wire::Json> ControlService::Dispatch(SessionState& s, const std::string& op, const Json& req,
+                                           std::vector<int>* fds) {
   if (op == "hello") return Hello(s, req);
   if (!s.said_hello) return InvalidArgument("the first request must be hello (protocol version " +
                                             std::to_string(wire::kProtocolVersion) + ")");
@@ -115,6 +131,7 @@ Result<wire::Json> ControlService::Dispatch(SessionState& s, const std::string& 
   if (op == "list_namespaces") return ListNamespaces(s, req);
   if (op == "stats") return Stats(s, req);
   if (op == "shutdown") return Shutdown(s, req);
+  if (op == "open_channel") return OpenChannel(s, req, fds);
   return InvalidArgument("unknown op '" + op.substr(0, 64) + "'");
 }
 
@@ -195,6 +212,60 @@ Result<wire::Json> ControlService::Shutdown(SessionState& s, const Json&) {
   LOG(INFO) << "shutdown asked by session " << s.id << " (pid " << s.peer.pid << ", uid " << s.peer.uid << ")";
   if (!shutting_down_.exchange(true) && on_shutdown_) on_shutdown_();
   return Json::object();
+}
+
+}  // namespace tierkv::daemon
+
+namespace tierkv::daemon {
+
+// {namespace, request_entries?, completion_entries?, staging_bytes?} -> layout + the memfd.
+Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req, std::vector<int>* fds) {
+  ASSIGN_OR_RETURN(std::string name, wire::GetString(req, "namespace", "", NamespaceSpec::kMaxNameLength));
+  auto rec = registry_->FindByName(name);
+  if (!rec || !s.attached.count(rec->id)) return InvalidArgument("attach to namespace '" + name + "' first");
+  const auto& dpc = config_.data_plane;
+  if (s.channels.size() >= dpc.max_channels_per_client) {
+    return ResourceExhausted("at most " + std::to_string(dpc.max_channels_per_client) +
+                             " channels per client (data_plane.max_channels_per_client)");
+  }
+  ChannelOptions o;
+  o.spin = std::chrono::microseconds(dpc.spin_us);
+  o.staging_bytes = dpc.default_staging_bytes;
+  const std::pair<const char*, uint32_t*> rings[] = {{"request_entries", &o.request_capacity},
+                                                     {"completion_entries", &o.completion_capacity}};
+  for (auto [key, out] : rings) {
+    if (!req.contains(key)) continue;
+    ASSIGN_OR_RETURN(uint64_t v, wire::GetUint(req, key, "", dpc.max_ring_entries));
+    if (!PowerOfTwo(v) || v < 2) return InvalidArgument(std::string(key) + " must be a power of two >= 2");
+    *out = static_cast<uint32_t>(v);
+  }
+  if (req.contains("staging_bytes")) {
+    ASSIGN_OR_RETURN(o.staging_bytes, wire::GetUint(req, "staging_bytes", "", dpc.max_staging_bytes));
+    if (o.staging_bytes == 0) return InvalidArgument("staging_bytes must be positive");
+  }
+  std::unique_ptr<OpHandler> handler;
+  if (handler_factory_) {
+    ASSIGN_OR_RETURN(handler, handler_factory_(*rec, s));
+  } else {
+    handler = std::make_unique<UnsupportedOps>();
+  }
+  auto disconnect = s.disconnect;
+  const uint64_t session = s.id;
+  ASSIGN_OR_RETURN(auto channel,
+                   Channel::Open("tierkv-channel-" + std::to_string(s.id) + "-" + std::to_string(s.channels.size()),
+                                 o, std::move(handler), &channel_stats_, [disconnect, session](const Status& why) {
+                                   LOG(WARNING) << "session " << session << ": " << why.ToString() << "; disconnecting";
+                                   if (disconnect) disconnect(why);
+                                 }));
+  const dp::ChannelHeader& h = channel->layout();
+  fds->push_back(channel->fd());
+  s.channels.push_back(std::move(channel));
+  return Json{{"channel", s.channels.size() - 1},
+              {"namespace_id", rec->id},
+              {"total_bytes", h.total_bytes},
+              {"request_entries", h.request_capacity},
+              {"completion_entries", h.completion_capacity},
+              {"staging_bytes", h.staging_bytes}};
 }
 
 }  // namespace tierkv::daemon

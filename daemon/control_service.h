@@ -9,12 +9,15 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/config.h"
 #include "common/wire.h"
+#include "daemon/channel.h"
 #include "daemon/metrics.h"
 #include "daemon/namespace_registry.h"
 
@@ -34,19 +37,32 @@ struct SessionState {
   bool said_hello = false;
   uint32_t consecutive_errors = 0;
   std::set<NamespaceId> attached;
+  std::vector<std::unique_ptr<Channel>> channels;
+  // Set by the transport: closes the connection from any thread (a channel whose
+  // client broke the ring protocol calls it).
+  std::function<void(const Status&)> disconnect;
 };
+
+// Makes the data-plane handler of a new channel of namespace `ns` for `session`.
+using OpHandlerFactory =
+    std::function<Result<std::unique_ptr<OpHandler>>(const NamespaceRecord& ns, const SessionState& session)>;
 
 class ControlService {
  public:
   struct Reply {
     wire::Json body;
     bool disconnect = false;  // close the connection after sending body
+    std::vector<int> fds;     // descriptors to pass with the reply (SCM_RIGHTS); borrowed
   };
 
   // REQUIRES: registry and metrics outlive the service. `on_shutdown` is called
   // (once) when an admin asks for shutdown.
   ControlService(const Config& config, NamespaceRegistry* registry, Metrics* metrics,
                  std::function<void()> on_shutdown);
+
+  // Installs the factory of data-plane handlers (before serving). Without one,
+  // channels answer every op but noop with kNotSupported.
+  void SetOpHandlerFactory(OpHandlerFactory factory) { handler_factory_ = std::move(factory); }
 
   SessionState OpenSession(const PeerCred& peer);
   void CloseSession(SessionState& session);
@@ -62,13 +78,14 @@ class ControlService {
 
  private:
   using Json = wire::Json;
-  Result<Json> Dispatch(SessionState& s, const std::string& op, const Json& req);
+  Result<Json> Dispatch(SessionState& s, const std::string& op, const Json& req, std::vector<int>* fds);
   Result<Json> Hello(SessionState& s, const Json& req);
   Result<Json> CreateNamespace(SessionState& s, const Json& req);
   Result<Json> Attach(SessionState& s, const Json& req);
   Result<Json> ListNamespaces(SessionState& s, const Json& req);
   Result<Json> Stats(SessionState& s, const Json& req);
   Result<Json> Shutdown(SessionState& s, const Json& req);
+  Result<Json> OpenChannel(SessionState& s, const Json& req, std::vector<int>* fds);
   Reply Finish(SessionState& s, Result<Json> result, const Json* id);
   void UpdateAttachedGauge();
 
@@ -76,6 +93,8 @@ class ControlService {
   NamespaceRegistry* const registry_;
   Metrics* const metrics_;
   std::function<void()> on_shutdown_;
+  OpHandlerFactory handler_factory_;
+  ChannelStats channel_stats_;
   const std::string gpu_description_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::atomic<uint64_t> next_session_{1};

@@ -14,9 +14,12 @@ Daemon::Daemon(Config config) : config_(std::move(config)), signals_(io_, SIGINT
 Daemon::~Daemon() {
   server_.reset();
   service_.reset();
+  LOG(DEBUG) << "closing metrics";
   metrics_.reset();
   registry_.reset();
+  LOG(DEBUG) << "closing manifest";
   manifest_.reset();  // flushes and closes RocksDB
+  LOG(DEBUG) << "closed";
 }
 
 Status Daemon::Start() {

@@ -18,6 +18,7 @@
 #include "common/namespace_spec.h"
 #include "common/status.h"
 #include "common/wire.h"
+#include "tierkv/channel.h"
 
 namespace tierkv {
 
@@ -49,7 +50,7 @@ class Client {
   // Connects and says hello. kNotFound/kIOError when no daemon answers at the path,
   // kNotSupported when the daemon speaks another protocol version.
   static Result<std::unique_ptr<Client>> Connect(const std::string& socket_path, ClientOptions options = {});
-  ~Client();
+  ~Client();  // closes the connection: the daemon releases what it held for us
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -61,6 +62,16 @@ class Client {
   Result<DaemonStats> Stats();
   // Admins only: asks the daemon to stop.
   Status Shutdown();
+
+  struct ChannelOptions {
+    uint32_t request_entries = 256;     // powers of two
+    uint32_t completion_entries = 256;
+    uint64_t staging_bytes = 0;         // 0: the daemon's default
+  };
+  // Opens a data-plane channel to an attached namespace. The channel works while
+  // this Client's connection is open; the daemon stops serving it when it closes.
+  Result<std::unique_ptr<DataChannel>> OpenChannel(const std::string& ns, const ChannelOptions& options);
+  Result<std::unique_ptr<DataChannel>> OpenChannel(const std::string& ns) { return OpenChannel(ns, ChannelOptions{}); }
 
   // Sends one request object and returns the reply when it is {"ok":true,...}.
   Result<wire::Json> Call(const wire::Json& request);
@@ -76,11 +87,13 @@ class Client {
   Status SendAll(const std::string& bytes);
   Status RecvAll(char* buf, size_t n);
   Result<wire::Json> ReadReply();
+  void DropPendingFds();
 
   int fd_;
   ClientOptions options_;
   uint64_t session_ = 0;
   bool admin_ = false;
+  std::vector<int> pending_fds_;  // descriptors that came with the last reply
 };
 
 }  // namespace tierkv

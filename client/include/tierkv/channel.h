@@ -1,0 +1,51 @@
+// DataChannel: a client's data plane to tierkvd — request/completion rings and a
+// staging area in shared memory (common/data_plane.h). Opened with
+// Client::OpenChannel after Attach.
+//
+// Not thread-safe: one channel per thread. Requests complete in order.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "common/data_plane.h"
+#include "common/shm.h"
+#include "common/status.h"
+
+namespace tierkv {
+
+class DataChannel {
+ public:
+  // Maps the channel memfd (takes ownership of fd) and checks its header.
+  static Result<std::unique_ptr<DataChannel>> Map(int fd, uint64_t total_bytes);
+
+  // Posts a request (version is filled in). kBusy when the request ring is full.
+  Status Submit(dp::RingRequest req);
+  // Waits for the next completion, spinning `spin` before sleeping; kBusy on timeout.
+  Result<dp::RingCompletion> WaitCompletion(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // Submit + WaitCompletion; a non-OK completion becomes a Status naming its detail.
+  Result<dp::RingCompletion> Call(const dp::RingRequest& req);
+  Status Noop();
+
+  // The staging area: write inputs here before Submit, read outputs after completion.
+  std::span<uint8_t> staging() const { return {region_.data() + header_.staging_offset, header_.staging_bytes}; }
+  const dp::ChannelHeader& header() const { return header_; }
+  void set_spin(std::chrono::nanoseconds spin) { spin_ = spin; }
+
+ private:
+  DataChannel(ShmRegion region, dp::ChannelHeader header) : region_(std::move(region)), header_(header) {}
+
+  ShmRegion region_;
+  dp::ChannelHeader header_;
+  SpscRing<dp::RingRequest> requests_;
+  SpscRing<dp::RingCompletion> completions_;
+  std::chrono::nanoseconds spin_{std::chrono::microseconds(50)};
+  uint64_t next_tag_ = 1;
+};
+
+// The Status a completion carries ("InvalidArgument: put: offset/length outside the staging area").
+Status CompletionStatus(const dp::RingCompletion& c, const char* op);
+
+}  // namespace tierkv

@@ -1,0 +1,109 @@
+// The data-plane wire format shared by tierkvd and libtierkv (DESIGN §2, §5).
+//
+// A client opens a channel with the control op `open_channel`; the daemon creates a
+// memfd laid out as:
+//
+//   [ChannelHeader, 4 KiB][request ring][completion ring][staging area]
+//
+// and passes it with SCM_RIGHTS on the reply. The client produces RingRequests and
+// consumes RingCompletions (SpscRing, see shm_ring.h). Payloads (blocks, queries,
+// token ids, block tables) live in the staging area at offsets the client names; the
+// daemon checks every offset and length against the staging size before use and
+// answers a bad descriptor with an error completion, never a crash.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "common/shm_ring.h"
+
+namespace tierkv::dp {
+
+inline constexpr uint16_t kVersion = 1;
+inline constexpr uint32_t kChannelMagic = 0x54434846;  // "TCHF"
+inline constexpr size_t kHeaderBytes = 4096;
+
+enum class Op : uint16_t {
+  kNoop = 0,           // round trip only
+  kPut = 1,            // store `count` blocks of (seq, layer, block...) from staging[offset, +length)
+  kGet = 2,            // copy `count` blocks into staging[offset, +length)
+  kRetrieve = 3,       // select blocks for (seq, layer) given a query at staging[offset]; see Retrieve
+  kRelease = 4,        // release the lease `arg` taken by a Retrieve
+  kCloseSequence = 5,  // drop the sequence's blocks (prefix blocks stay while shared)
+  kLookupPrefix = 6,   // token ids at staging[offset] (`count` int32): how many leading tokens are cached
+  kLoadPrefix = 7,     // make the cached prefix of those tokens the first blocks of `seq`
+};
+
+// One request. 64 bytes, trivially copyable, versioned.
+struct RingRequest {
+  uint16_t version;  // kVersion
+  Op op;
+  uint32_t flags;
+  uint64_t tag;      // chosen by the client, echoed in the completion
+  uint64_t seq;      // sequence id
+  uint32_t layer;
+  uint32_t block;    // first block index
+  uint32_t count;    // blocks (put/get), top-k budget in blocks (retrieve), tokens (prefix)
+  uint32_t aux;      // op-specific (retrieve: recent-window blocks)
+  uint64_t offset;   // staging offset of the input or output
+  uint64_t length;   // bytes at offset
+  uint64_t arg;      // op-specific (put: content hash of a full prefix block or 0; release: lease)
+};
+static_assert(sizeof(RingRequest) == 64 && std::is_trivially_copyable_v<RingRequest>);
+
+// Request flags.
+inline constexpr uint32_t kFlagPrefixBlock = 1u << 0;  // put: arg is the block's content hash
+
+// One completion. 32 bytes.
+struct RingCompletion {
+  uint64_t tag;
+  uint8_t status;     // tierkv::StatusCode
+  uint8_t detail;     // Detail: which field of the request was refused
+  uint16_t reserved;
+  uint32_t count;     // blocks moved / selected, tokens cached
+  uint64_t value;     // op-specific (retrieve: lease id)
+  uint64_t value2;    // op-specific (retrieve: bytes of the block table)
+};
+static_assert(sizeof(RingCompletion) == 32 && std::is_trivially_copyable_v<RingCompletion>);
+
+// Why a request was refused (RingCompletion::detail), for messages on the client side.
+enum class Detail : uint8_t {
+  kNone = 0, kVersion, kOp, kFlags, kRange /* offset/length outside staging */, kLength /* wrong payload size */,
+  kLayer, kBlock, kCount, kSequence, kLease, kNotFound, kNoSpace, kInternal,
+};
+const char* DetailName(Detail d);
+
+// At the start of the channel memfd. Written once by the daemon before the fd is sent.
+struct ChannelHeader {
+  uint32_t magic;
+  uint16_t version;
+  uint16_t reserved;
+  uint32_t request_capacity;
+  uint32_t completion_capacity;
+  uint64_t request_offset;
+  uint64_t completion_offset;
+  uint64_t staging_offset;
+  uint64_t staging_bytes;
+  uint64_t total_bytes;
+};
+static_assert(std::is_trivially_copyable_v<ChannelHeader> && sizeof(ChannelHeader) <= kHeaderBytes);
+
+// Computes the layout for the given sizes (capacities: powers of two).
+ChannelHeader Layout(uint32_t request_capacity, uint32_t completion_capacity, uint64_t staging_bytes);
+// True when [offset, offset + length) lies inside a staging area of `staging` bytes
+// (overflow-safe).
+inline bool InStaging(uint64_t offset, uint64_t length, uint64_t staging) {
+  return offset <= staging && length <= staging - offset;
+}
+
+// Retrieve: the query at staging[offset] is f32 [num_q_heads][head_dim]. The block
+// table written back at staging[offset + query bytes] is `count` entries of:
+struct BlockTableEntry {
+  uint32_t block;       // block index in the sequence (token position = block * block_tokens)
+  uint8_t tier;         // 0 = G, 1 = H (where the bytes are now)
+  uint8_t reserved[3];
+  uint64_t offset;      // byte offset of the block inside that tier's arena
+};
+static_assert(sizeof(BlockTableEntry) == 16);
+
+}  // namespace tierkv::dp
