@@ -1,4 +1,5 @@
 #include <atomic>
+#include <string>
 
 #include "kernels/cuda_util.cuh"
 
@@ -20,6 +21,19 @@ int CurrentDeviceSmCount() {
   }
   cache[dev].store(n, std::memory_order_relaxed);
   return n;
+}
+
+Status CheckDeviceAccessible(const void* p, const char* what) {
+  if (p == nullptr) return InvalidArgument(std::string(what) + ": null pointer");
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();
+    return InvalidArgument(std::string(what) + ": pointer is not known to CUDA");
+  }
+  if (attr.type == cudaMemoryTypeUnregistered || attr.devicePointer == nullptr)
+    return InvalidArgument(std::string(what) +
+                           ": pageable host memory is not device-accessible (use device or pinned memory)");
+  return OkStatus();
 }
 
 }  // namespace tierkv::kernels::internal

@@ -20,6 +20,11 @@ inline cudaStream_t NativeStream(GpuStream* stream) {
 // Multiprocessors of the current device (for sizing grids); 1 on error.
 int CurrentDeviceSmCount();
 
+// kInvalidArgument naming `what` unless `p` is device-accessible (device memory,
+// pinned/registered host memory, or managed memory). Catches host arrays passed to
+// a kCuda call before the kernel faults and poisons the context.
+Status CheckDeviceAccessible(const void* p, const char* what);
+
 constexpr unsigned kFullMask = 0xffffffffu;
 
 __device__ __forceinline__ float WarpSum(float v) {

@@ -69,6 +69,8 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 Status BlockCopyCuda(const BlockCopyArgs& a, GpuStream* stream) {
+  RETURN_IF_ERROR(CheckDeviceAccessible(a.src, "Gather/Scatter src array"));
+  RETURN_IF_ERROR(CheckDeviceAccessible(a.dst, "Gather/Scatter dst array"));
   const uint64_t tiles_per_block = (a.block_bytes + kTileBytes - 1) / kTileBytes;
   const uint64_t total = uint64_t{a.n} * tiles_per_block;
   // Enough CTAs to fill the device several times over; the loop covers the rest.

@@ -203,6 +203,17 @@ TEST(GatherGpuTest, NullEntriesAreSkippedOnDevice) {
   EXPECT_TRUE(std::all_of(got.begin() + bytes, got.end(), [](uint8_t b) { return b == kPoison; }));
 }
 
+TEST(GatherGpuTest, PageableArraysAreRefused) {
+  SKIP_WITHOUT_GPU();
+  ASSERT_OK_AND_ASSIGN(DeviceBuffer a, DeviceBuffer::Allocate(64));
+  ASSERT_OK_AND_ASSIGN(DeviceBuffer b, DeviceBuffer::Allocate(64));
+  std::vector<const void*> src = {a.data()};  // pageable host arrays: not device-accessible
+  std::vector<void*> dst = {b.data()};
+  EXPECT_EQ(Gather(Backend::kCuda, {src.data(), dst.data(), 1, 64}).code(), StatusCode::kInvalidArgument);
+  // The context is still healthy.
+  ASSERT_OK(DeviceSynchronize());
+}
+
 TEST(GpuRuntimeGpuTest, EventsStreamsAndIpcHandles) {
   SKIP_WITHOUT_GPU();
   ASSERT_OK(SetDevice(0));
