@@ -111,6 +111,26 @@ inline float LoadAsFloat(const void* data, DType dtype, size_t i) {
   return static_cast<const float*>(data)[i];
 }
 
+// out[0, n) = elements [offset, offset + n) of an array of `dtype`, as floats.
+// The type switch sits outside the loop so that the loops vectorize.
+inline void LoadRowAsFloat(const void* data, DType dtype, size_t offset, size_t n, float* out) {
+  switch (dtype) {
+    case DType::kF16: {
+      const uint16_t* p = static_cast<const uint16_t*>(data) + offset;
+      for (size_t i = 0; i < n; ++i) out[i] = F16ToFloat(p[i]);
+      return;
+    }
+    case DType::kBF16: {
+      const uint16_t* p = static_cast<const uint16_t*>(data) + offset;
+      for (size_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(p[i]);
+      return;
+    }
+    case DType::kF32:
+      break;
+  }
+  memcpy(out, static_cast<const float*>(data) + offset, n * sizeof(float));
+}
+
 // Rounding used when a float is stored into a narrower dtype.
 enum class Rounding : uint8_t { kNearest, kDown, kUp };
 

@@ -7,9 +7,11 @@
 #include "common/status.h"
 #include "kernels/gather.h"
 #include "kernels/gpu_runtime.h"
+#include "kernels/summary.h"
 
 namespace tierkv::kernels::internal {
 
 Status BlockCopyCuda(const BlockCopyArgs& args, GpuStream* stream);
+Status SummariesCuda(const SummaryArgs& args, GpuStream* stream);
 
 }  // namespace tierkv::kernels::internal

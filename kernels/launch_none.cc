@@ -9,5 +9,6 @@ Status NoCuda(const char* what) { return NotSupported(std::string(what) + ": bui
 }  // namespace
 
 Status BlockCopyCuda(const BlockCopyArgs&, GpuStream*) { return NoCuda("Gather/Scatter"); }
+Status SummariesCuda(const SummaryArgs&, GpuStream*) { return NoCuda("BuildSummaries"); }
 
 }  // namespace tierkv::kernels::internal
