@@ -1,0 +1,17 @@
+// PRIVATE to kernels/: the CUDA launchers behind the dispatch functions. Defined
+// in the .cu files when CUDA is compiled in, and as kNotSupported stubs in
+// launch_none.cc otherwise (the one platform gate, chosen in CMakeLists.txt).
+// The dispatchers validate the arguments before calling these.
+#pragma once
+
+#include "common/status.h"
+#include "kernels/gather.h"
+#include "kernels/gpu_runtime.h"
+#include "kernels/summary.h"
+
+namespace tierkv::kernels::internal {
+
+Status BlockCopyCuda(const BlockCopyArgs& args, GpuStream* stream);
+Status SummariesCuda(const SummaryArgs& args, GpuStream* stream);
+
+}  // namespace tierkv::kernels::internal

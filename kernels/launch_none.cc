@@ -1,0 +1,14 @@
+// The CUDA launchers of launch.h for builds without CUDA: all kNotSupported.
+#include "kernels/launch.h"
+
+namespace tierkv::kernels::internal {
+namespace {
+
+Status NoCuda(const char* what) { return NotSupported(std::string(what) + ": built without CUDA"); }
+
+}  // namespace
+
+Status BlockCopyCuda(const BlockCopyArgs&, GpuStream*) { return NoCuda("Gather/Scatter"); }
+Status SummariesCuda(const SummaryArgs&, GpuStream*) { return NoCuda("BuildSummaries"); }
+
+}  // namespace tierkv::kernels::internal
