@@ -364,7 +364,7 @@ void DiskTier::RunBatch(std::vector<Pending>& ops) {
 
 Status DiskTier::WriteImpl(SlotId slot, const SlotTag& tag, std::span<const std::byte> payload,
                            PayloadEncoding encoding) {
-  WriteOp op{slot, tag, payload, encoding, {}};
+  WriteOp op(slot, tag, payload, encoding);
   std::vector<Pending> ops(1);
   ops[0].slot = slot;
   ops[0].write = &op;
@@ -373,7 +373,7 @@ Status DiskTier::WriteImpl(SlotId slot, const SlotTag& tag, std::span<const std:
 }
 
 Status DiskTier::ReadImpl(SlotId slot, const SlotTag& expect, std::span<std::byte> out, SlotInfo* info) {
-  ReadOp op{slot, expect, out, {}, {}};
+  ReadOp op(slot, expect, out);
   std::vector<Pending> ops(1);
   ops[0].slot = slot;
   ops[0].read = &op;

@@ -63,6 +63,11 @@ struct SlotInfo {
 
 // One write of a batch. `status` is set by WriteBatch.
 struct WriteOp {
+  WriteOp() = default;
+  WriteOp(SlotId s, const SlotTag& t, std::span<const std::byte> p,
+          PayloadEncoding e = PayloadEncoding::kRaw)
+      : slot(s), tag(t), payload(p), encoding(e) {}
+
   SlotId slot = kInvalidSlot;
   SlotTag tag;
   std::span<const std::byte> payload;  // size <= slot_capacity()
@@ -72,6 +77,9 @@ struct WriteOp {
 
 // One read of a batch. `info` and `status` are set by ReadBatch.
 struct ReadOp {
+  ReadOp() = default;
+  ReadOp(SlotId s, const SlotTag& e, std::span<std::byte> o) : slot(s), expect(e), out(o) {}
+
   SlotId slot = kInvalidSlot;
   SlotTag expect;               // must match the slot's tag, else kCorruption
   std::span<std::byte> out;     // receives the payload; must hold it
