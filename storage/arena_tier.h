@@ -1,0 +1,127 @@
+// Memory tiers: fixed-size slots carved out of one arena (DESIGN §3).
+//
+//   H tier: a memfd (memfd_create + ftruncate + mmap MAP_SHARED), sealed against
+//           shrinking/growing so a client holding the fd cannot SIGBUS the daemon;
+//           the fd is passed to clients with SCM_RIGHTS and they map the same pages.
+//           Pinned for the GPU (cudaHostRegister) when a device is present.
+//   G tier: emulated in anonymous host memory when there is no GPU. The real G tier
+//           (cudaMalloc) is an ArenaMemory implemented over kernels/gpu_runtime.h:
+//           only the allocation and the copies differ, ArenaTier is the same.
+//
+// Slot s occupies [s * slot_stride(), s * slot_stride() + slot_capacity()) of the
+// arena; slot_stride() is slot_capacity() rounded up to 4 KiB, so every slot is
+// page-aligned (O_DIRECT reads can land in H slots, GPU copies are aligned).
+// Slot metadata (tag, length, encoding) lives in daemon memory, not in the arena,
+// so clients cannot forge it.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "storage/tier.h"
+
+namespace tierkv::storage {
+
+// The memory under an ArenaTier. Not thread-safe to create; Copy* are thread-safe
+// for disjoint ranges.
+class ArenaMemory {
+ public:
+  virtual ~ArenaMemory() = default;
+  // Start of the arena: a host address, or a device address when !host_accessible().
+  virtual std::byte* base() const = 0;
+  virtual size_t bytes() const = 0;
+  // A file descriptor that maps the same memory (memfd), or -1. Owned by the arena.
+  virtual int fd() const { return -1; }
+  // True when base() can be dereferenced on the host.
+  virtual bool host_accessible() const { return true; }
+  // Copies n bytes between the host and [offset, offset + n) of the arena.
+  // REQUIRES: offset + n <= bytes(). The defaults are memcpy (host arenas).
+  virtual Status CopyIn(size_t offset, const std::byte* src, size_t n);
+  virtual Status CopyOut(size_t offset, std::byte* dst, size_t n) const;
+};
+
+// A sealed memfd of `bytes` bytes (rounded up to 4 KiB), mapped MAP_SHARED.
+// `debug_name` shows in /proc/<pid>/fd. kResourceExhausted when memory is short.
+Result<std::unique_ptr<ArenaMemory>> CreateMemfdArena(const std::string& debug_name, size_t bytes);
+// Anonymous private memory of `bytes` bytes (rounded up to 4 KiB).
+Result<std::unique_ptr<ArenaMemory>> CreateAnonymousArena(size_t bytes);
+
+// A tier of fixed-size slots in an ArenaMemory.
+class ArenaTier final : public Tier {
+ public:
+  // REQUIRES: memory->bytes() >= num_slots * SlotStride(slot_capacity).
+  ArenaTier(TierKind kind, std::string name, std::unique_ptr<ArenaMemory> memory, uint32_t num_slots,
+            uint32_t slot_capacity);
+  ~ArenaTier() override;
+
+  // slot_capacity rounded up to 4 KiB.
+  static size_t SlotStride(uint32_t slot_capacity);
+  size_t slot_stride() const { return stride_; }
+  // Byte offset of a slot in the arena (what a client adds to its own mapping).
+  // REQUIRES: slot < num_slots().
+  size_t SlotOffset(SlotId slot) const { return size_t{slot} * stride_; }
+  // Address of a slot's first byte (host or device, see ArenaMemory), for zero-copy
+  // users (gather kernels, O_DIRECT reads into H). REQUIRES: slot < num_slots().
+  std::byte* SlotAddress(SlotId slot) const { return memory_->base() + SlotOffset(slot); }
+  const ArenaMemory& memory() const { return *memory_; }
+  // The arena's memfd (H tier), or -1. Owned by the tier; dup() it to pass it on.
+  int fd() const { return memory_->fd(); }
+
+  // Zero-copy put: the payload was already placed at SlotAddress(slot) (by a client
+  // or a DMA); records it as the slot's contents. Same checks and stats as Write.
+  Status Commit(SlotId slot, const SlotTag& tag, uint32_t length,
+                PayloadEncoding encoding = PayloadEncoding::kRaw);
+  // Zero-copy get: checks that the slot holds `expect` and returns its info; the
+  // payload is at SlotAddress(slot). Same errors and stats as Read.
+  Result<SlotInfo> Lookup(SlotId slot, const SlotTag& expect);
+
+  // Keeps `handle` alive until the tier is destroyed, before the memory is released
+  // (a pinning registration, see host_pinning.h).
+  void HoldUntilDestroyed(std::shared_ptr<void> handle) { pin_ = std::move(handle); }
+  bool pinned() const { return pin_ != nullptr; }
+
+ protected:
+  Status WriteImpl(SlotId slot, const SlotTag& tag, std::span<const std::byte> payload,
+                   PayloadEncoding encoding) override;
+  Status ReadImpl(SlotId slot, const SlotTag& expect, std::span<std::byte> out,
+                  SlotInfo* info) override;
+
+ private:
+  Status CheckTag(SlotId slot, const SlotTag& expect, SlotInfo* info);
+
+  std::unique_ptr<ArenaMemory> memory_;
+  const size_t stride_;
+  std::vector<SlotInfo> meta_;  // per slot; written only by the slot's writer
+  std::shared_ptr<void> pin_;   // destroyed before memory_ (declared after it)
+};
+
+// How the H tier is pinned for the GPU.
+enum class PinMode : uint8_t {
+  kAuto = 0,   // pin when a GPU is present; on failure log a warning and go on unpinned
+  kOff,        // never pin
+  kRequired,   // fail creation when the arena cannot be pinned
+};
+
+struct HostTierOptions {
+  std::string name = "H";          // tier name in logs and metrics
+  uint32_t num_slots = 0;          // REQUIRES: > 0
+  uint32_t slot_capacity = 0;      // payload bytes per slot; REQUIRES: > 0
+  PinMode pin = PinMode::kAuto;    // Default: kAuto
+};
+
+struct GpuTierOptions {
+  std::string name = "G";
+  uint32_t num_slots = 0;          // REQUIRES: > 0
+  uint32_t slot_capacity = 0;      // REQUIRES: > 0
+};
+
+// H tier over a memfd arena. kInvalidArgument on zero sizes or an arena larger
+// than the address space allows.
+Result<std::unique_ptr<ArenaTier>> CreateHostTier(const HostTierOptions& options);
+// G tier emulated in anonymous host memory (no GPU, or TIERKV_WITH_CUDA=OFF).
+Result<std::unique_ptr<ArenaTier>> CreateEmulatedGpuTier(const GpuTierOptions& options);
+
+}  // namespace tierkv::storage

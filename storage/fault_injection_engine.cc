@@ -1,0 +1,137 @@
+#include "storage/fault_injection_engine.h"
+
+#include <cerrno>
+#include <string>
+#include <unordered_map>
+
+namespace tierkv::storage {
+
+void FaultInjector::AddRule(const FaultRule& rule) {
+  std::lock_guard<std::mutex> lock(mu_);
+  rules_.push_back({rule});
+}
+
+void FaultInjector::ClearRules() {
+  std::lock_guard<std::mutex> lock(mu_);
+  rules_.clear();
+}
+
+FaultCounts FaultInjector::counts() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counts_;
+}
+
+std::optional<FaultKind> FaultInjector::Decide(IoOp op) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++counts_.requests;
+  for (Armed& a : rules_) {
+    const FaultRule& r = a.rule;
+    const bool matches = r.target == FaultTarget::kAll || (r.target == FaultTarget::kReads) == (op == IoOp::kRead);
+    if (!matches || (r.kind == FaultKind::kNoSpace && op == IoOp::kRead)) continue;
+    const uint64_t n = a.seen++;
+    if (a.fired >= r.max_faults) continue;
+    const bool fire = n == r.at_request || (r.one_in > 0 && rng_() % r.one_in == 0);
+    if (!fire) continue;
+    ++a.fired;
+    switch (r.kind) {
+      case FaultKind::kIoError: ++counts_.io_errors; break;
+      case FaultKind::kNoSpace: ++counts_.no_space; break;
+      case FaultKind::kShortTransfer: ++counts_.short_transfers; break;
+      case FaultKind::kFlipByte: ++counts_.flipped_bytes; break;
+    }
+    return r.kind;
+  }
+  return std::nullopt;
+}
+
+uint64_t FaultInjector::RandomBelow(uint64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return rng_() % n;
+}
+
+namespace {
+
+class FaultInjectingEngine final : public IoEngine {
+ public:
+  FaultInjectingEngine(std::unique_ptr<IoEngine> inner, std::shared_ptr<FaultInjector> injector)
+      : inner_(std::move(inner)),
+        injector_(std::move(injector)),
+        name_("fault(" + std::string(inner_->name()) + ")") {}
+
+  std::string_view name() const override { return name_; }
+  uint32_t queue_depth() const override { return inner_->queue_depth(); }
+  uint32_t in_flight() const override { return inner_->in_flight() + static_cast<uint32_t>(fabricated_.size()); }
+  IoBufferPool* buffers() override { return inner_->buffers(); }
+  Status RegisterFiles(std::span<const int> fds) override { return inner_->RegisterFiles(fds); }
+
+  Status Prepare(const IoRequest& request) override {
+    if (in_flight() >= queue_depth()) return InvalidArgument("fault engine: queue full");
+    const std::optional<FaultKind> fault = injector_->Decide(request.op);
+    if (!fault) return inner_->Prepare(request);
+    switch (*fault) {
+      case FaultKind::kIoError: return Fabricate(request, -EIO);
+      case FaultKind::kNoSpace: return Fabricate(request, -ENOSPC);
+      case FaultKind::kShortTransfer: {
+        const uint32_t half = request.length / 2 / kIoAlign * kIoAlign;
+        if (half == 0) return Fabricate(request, 0);
+        IoRequest truncated = request;
+        truncated.length = half;
+        return inner_->Prepare(truncated);
+      }
+      case FaultKind::kFlipByte:
+        if (request.op == IoOp::kWrite) {
+          Flip(request.buf, request.length);
+          return inner_->Prepare(request);
+        }
+        RETURN_IF_ERROR(inner_->Prepare(request));
+        flip_after_read_[request.user_data] = request.buf;
+        return OkStatus();
+    }
+    return Internal("unknown fault kind");
+  }
+
+  Result<uint32_t> Reap(uint32_t min_complete,
+                        const std::function<void(const IoCompletion&)>& on_complete) override {
+    // Fabricated completions are ready at once; they count toward min_complete.
+    std::vector<IoCompletion> ready;
+    ready.swap(fabricated_);
+    for (const IoCompletion& c : ready) on_complete(c);
+    const uint32_t n = static_cast<uint32_t>(ready.size());
+    const uint32_t rest = min_complete > n ? min_complete - n : 0;
+    if (inner_->in_flight() == 0) return n;
+    ASSIGN_OR_RETURN(uint32_t m, inner_->Reap(rest, [&](const IoCompletion& c) {
+      auto it = flip_after_read_.find(c.user_data);
+      if (it != flip_after_read_.end()) {
+        if (c.result > 0) Flip(it->second, static_cast<uint32_t>(c.result));
+        flip_after_read_.erase(it);
+      }
+      on_complete(c);
+    }));
+    return n + m;
+  }
+
+ private:
+  Status Fabricate(const IoRequest& request, int32_t result) {
+    fabricated_.push_back({request.user_data, result});
+    return OkStatus();
+  }
+
+  void Flip(std::byte* buf, uint32_t length) {
+    const uint64_t pos = injector_->RandomBelow(length);
+    buf[pos] = ~buf[pos];
+  }
+
+  std::unique_ptr<IoEngine> inner_;
+  std::shared_ptr<FaultInjector> injector_;
+  const std::string name_;
+  std::vector<IoCompletion> fabricated_;
+  std::unordered_map<uint64_t, std::byte*> flip_after_read_;
+};
+
+}  // namespace
+
+std::unique_ptr<IoEngine> WrapWithFaults(std::unique_ptr<IoEngine> inner, std::shared_ptr<FaultInjector> injector) {
+  return std::make_unique<FaultInjectingEngine>(std::move(inner), std::move(injector));
+}
+
+}  // namespace tierkv::storage

@@ -1,0 +1,132 @@
+// IoEngine: batched reads and writes of aligned buffers at file offsets, under the
+// D tier (DESIGN §3). Two implementations, chosen in ONE place (io_engine_factory.cc):
+//   io_uring  liburing, when compiled in (TIERKV_HAVE_URING) and io_uring_queue_init
+//             succeeds at run time: batched submissions, registered (fixed) buffers
+//             and files, a completion loop.
+//   psync     pread/pwrite, executed when the caller reaps (the fallback).
+// A fault-injecting wrapper (fault_injection_engine.h) wraps either.
+//
+// Use: Prepare() up to queue_depth() requests, then Reap() to submit them and collect
+// completions; prepare more as completions free room. RunIoBatch() does this for a
+// plain array of requests.
+//
+// Thread-safety: an engine is used by one thread at a time (the D tier keeps a pool
+// of engines, one per concurrent batch).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace tierkv::storage {
+
+// Alignment of offsets, lengths and buffer addresses for O_DIRECT.
+inline constexpr size_t kIoAlign = 4096;
+
+constexpr size_t RoundUpIo(size_t n) { return (n + kIoAlign - 1) / kIoAlign * kIoAlign; }
+
+enum class IoOp : uint8_t { kRead = 0, kWrite = 1 };
+
+struct IoRequest {
+  IoOp op = IoOp::kRead;
+  uint32_t file = 0;        // index into the table given to RegisterFiles
+  uint64_t offset = 0;      // REQUIRES: multiple of kIoAlign
+  uint32_t length = 0;      // REQUIRES: > 0, multiple of kIoAlign
+  std::byte* buf = nullptr; // REQUIRES: kIoAlign-aligned, `length` bytes
+  // Index of the engine buffer (buffers()) that contains [buf, buf + length), which
+  // lets io_uring use fixed-buffer I/O; -1 for any other aligned memory.
+  int32_t buf_index = -1;
+  uint64_t user_data = 0;   // returned in the completion; unique among in-flight requests
+};
+
+struct IoCompletion {
+  uint64_t user_data = 0;
+  int32_t result = 0;  // bytes transferred (may be short), or -errno
+};
+
+// `count` buffers of `buffer_bytes` each (rounded up to kIoAlign), page-aligned,
+// pre-faulted, contiguous. Owned by an engine, registered with the kernel when
+// the engine can.
+class IoBufferPool {
+ public:
+  static Result<std::unique_ptr<IoBufferPool>> Create(uint32_t count, size_t buffer_bytes);
+  ~IoBufferPool();
+  IoBufferPool(const IoBufferPool&) = delete;
+  IoBufferPool& operator=(const IoBufferPool&) = delete;
+
+  uint32_t count() const { return count_; }
+  size_t buffer_bytes() const { return buffer_bytes_; }
+  // REQUIRES: i < count().
+  std::byte* buffer(uint32_t i) const { return base_ + size_t{i} * buffer_bytes_; }
+  // True when [p, p + n) lies inside buffer i.
+  bool Contains(uint32_t i, const std::byte* p, size_t n) const;
+
+ private:
+  IoBufferPool(std::byte* base, uint32_t count, size_t buffer_bytes)
+      : base_(base), count_(count), buffer_bytes_(buffer_bytes) {}
+  std::byte* const base_;
+  const uint32_t count_;
+  const size_t buffer_bytes_;
+};
+
+enum class IoEngineKind : uint8_t {
+  kAuto = 0,  // io_uring when available, else psync
+  kUring,     // io_uring or kNotSupported
+  kPsync,
+};
+// "auto", "io_uring", "psync".
+std::string_view IoEngineKindName(IoEngineKind kind);
+Result<IoEngineKind> ParseIoEngineKind(std::string_view name);
+
+struct IoEngineOptions {
+  IoEngineKind kind = IoEngineKind::kAuto;  // Default: kAuto
+  uint32_t queue_depth = 32;  // requests in flight at most; REQUIRES: [1, 4096]. Default: 32
+  uint32_t num_buffers = 0;   // size of the buffer pool (0: no pool). Default: 0
+  size_t buffer_bytes = 0;    // bytes per pool buffer. Default: 0
+};
+
+class IoEngine {
+ public:
+  virtual ~IoEngine() = default;
+  // "io_uring", "psync", or a wrapper's name around its inner engine's.
+  virtual std::string_view name() const = 0;
+  virtual uint32_t queue_depth() const = 0;
+  // Requests prepared and not yet reaped.
+  virtual uint32_t in_flight() const = 0;
+  // The engine's buffer pool, or nullptr when created without one.
+  virtual IoBufferPool* buffers() = 0;
+  // Sets the file table that IoRequest::file indexes. The fds stay owned by the
+  // caller and must stay open while requests use them. REQUIRES: in_flight() == 0.
+  virtual Status RegisterFiles(std::span<const int> fds) = 0;
+  // Queues one request. kInvalidArgument when misaligned, when the file index or
+  // buffer index is out of range, or when in_flight() == queue_depth().
+  virtual Status Prepare(const IoRequest& request) = 0;
+  // Submits what is prepared, waits until at least min(min_complete, in_flight())
+  // requests have completed, and calls on_complete once for each completion reaped
+  // (possibly more than min_complete). Returns the number reaped. An error means the
+  // engine itself failed (not one request): the caller should drop the engine.
+  virtual Result<uint32_t> Reap(uint32_t min_complete,
+                                const std::function<void(const IoCompletion&)>& on_complete) = 0;
+};
+
+// Checks a request against the engine's limits (alignment, file and buffer index).
+Status ValidateIoRequest(const IoRequest& request, uint32_t num_files, const IoBufferPool* buffers);
+
+// ---- io_engine_factory.cc: the one gate for the io_uring / psync choice. ----
+// kNotSupported when kind == kUring and io_uring is not compiled in or is refused
+// by the kernel; other errors from setup (e.g. kResourceExhausted).
+Result<std::unique_ptr<IoEngine>> CreateIoEngine(const IoEngineOptions& options);
+// True when io_uring is compiled in and a ring can be set up on this machine.
+bool IoUringAvailable();
+
+// Runs requests[i] for every i with up to engine.queue_depth() in flight and stores
+// each result (bytes or -errno) in results[i]. REQUIRES: engine.in_flight() == 0,
+// results.size() == requests.size(). Returns an error only when the engine fails.
+Status RunIoBatch(IoEngine& engine, std::span<const IoRequest> requests, std::span<int32_t> results);
+
+}  // namespace tierkv::storage

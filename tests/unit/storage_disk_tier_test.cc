@@ -1,0 +1,318 @@
+// D tier specifics: persistence across reopen, the on-disk format, the recovery
+// scan (valid / damaged / empty slots), option checks, and both I/O engines.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "common/checksum.h"
+#include "storage/disk_tier.h"
+#include "storage/slab_scan.h"
+#include "storage/slot_format.h"
+#include "tests/unit/storage_test_util.h"
+
+namespace tierkv::storage {
+// Readable parameter values in test names and ctest listings (found by ADL).
+inline void PrintTo(IoEngineKind kind, std::ostream* os) { *os << IoEngineKindName(kind); }
+namespace {
+
+using testing::RandomBytes;
+using testing::ScratchDir;
+using testing::TagFor;
+
+class DiskTierTest : public ::testing::TestWithParam<IoEngineKind> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == IoEngineKind::kUring && !IoUringAvailable()) GTEST_SKIP() << "io_uring not available";
+    ASSERT_FALSE(scratch_.path().empty());
+  }
+
+  DiskTierOptions Options(uint32_t slots = 10, uint32_t capacity = 10000) const {
+    DiskTierOptions o;
+    o.dir = scratch_.Sub("d");
+    o.num_slots = slots;
+    o.slot_capacity = capacity;
+    o.engine = GetParam();
+    o.queue_depth = 4;
+    o.max_slab_bytes = 4 * DiskSlotStride(capacity) + kSlabHeaderBytes;  // 4 slots per slab
+    return o;
+  }
+
+  std::unique_ptr<DiskTier> MustOpen(const DiskTierOptions& o) {
+    Result<std::unique_ptr<DiskTier>> t = DiskTier::Open(o);
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return t.ok() ? std::move(*t) : nullptr;
+  }
+
+  // Byte offset of a slot inside its slab file, and the file.
+  std::pair<std::string, uint64_t> Where(const DiskTier& t, SlotId slot) const {
+    return {t.slab_paths()[slot / t.slots_per_slab()],
+            kSlabHeaderBytes + uint64_t{slot % t.slots_per_slab()} * t.slot_stride()};
+  }
+
+  static void FlipByteInFile(const std::string& path, uint64_t offset) {
+    const int fd = open(path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    unsigned char b;
+    ASSERT_EQ(pread(fd, &b, 1, static_cast<off_t>(offset)), 1);
+    b ^= 0x10;
+    ASSERT_EQ(pwrite(fd, &b, 1, static_cast<off_t>(offset)), 1);
+    fsync(fd);
+    close(fd);
+  }
+
+  ScratchDir scratch_;
+  std::mt19937_64 rng_{99};
+};
+
+TEST_P(DiskTierTest, LayoutAndEngine) {
+  auto t = MustOpen(Options());
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->slot_stride(), 4096u + 12288u);
+  EXPECT_EQ(t->slots_per_slab(), 4u);
+  ASSERT_EQ(t->slab_paths().size(), 3u);  // 4 + 4 + 2 slots
+  EXPECT_EQ(std::filesystem::file_size(t->slab_paths()[2]), kSlabHeaderBytes + 2 * t->slot_stride());
+  EXPECT_EQ(t->engine_name(), GetParam() == IoEngineKind::kUring ? "io_uring" : "psync");
+  EXPECT_TRUE(t->persistent());
+}
+
+TEST_P(DiskTierTest, HeaderOnDiskDescribesTheSlot) {
+  auto t = MustOpen(Options());
+  ASSERT_NE(t, nullptr);
+  ASSERT_TRUE(t->Adopt(6).ok());
+  const auto payload = RandomBytes(5000, rng_);
+  ASSERT_TRUE(t->Write(6, TagFor(42, 3, 9), payload).ok());
+  ASSERT_TRUE(t->Sync().ok());
+  auto [path, off] = Where(*t, 6);
+  const int fd = open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  SlotHeader h;
+  ASSERT_EQ(pread(fd, &h, sizeof(h), static_cast<off_t>(off)), static_cast<ssize_t>(sizeof(h)));
+  std::vector<std::byte> on_disk(payload.size());
+  ASSERT_EQ(pread(fd, on_disk.data(), on_disk.size(), static_cast<off_t>(off + kSlotHeaderBytes)),
+            static_cast<ssize_t>(on_disk.size()));
+  close(fd);
+  EXPECT_EQ(h.magic, kSlotMagic);
+  EXPECT_EQ(h.version, kSlabFormatVersion);
+  EXPECT_EQ(h.slot, 6u);
+  EXPECT_EQ(h.key, TagFor(42, 3, 9).key);
+  EXPECT_EQ(h.generation, 9u);
+  EXPECT_EQ(h.payload_length, 5000u);
+  EXPECT_EQ(h.encoding, 0u);
+  EXPECT_EQ(h.payload_checksum, Checksum64(payload.data(), payload.size()));
+  EXPECT_EQ(on_disk, payload);
+}
+
+TEST_P(DiskTierTest, ReopenKeepsDataAndAdoptRestoresSlots) {
+  std::vector<std::vector<std::byte>> data;
+  std::vector<SlotId> slots;
+  {
+    auto t = MustOpen(Options());
+    ASSERT_NE(t, nullptr);
+    for (int i = 0; i < 7; ++i) {
+      slots.push_back(*t->Allocate());
+      data.push_back(RandomBytes(1 + rng_() % 10000, rng_));
+      ASSERT_TRUE(t->Write(slots[i], TagFor(5, i, 2), data[i]).ok());
+    }
+    ASSERT_TRUE(t->Sync().ok());
+  }
+  auto t = MustOpen(Options());
+  ASSERT_NE(t, nullptr);
+  std::vector<std::byte> out(10000);
+  EXPECT_EQ(t->Read(slots[0], TagFor(5, 0, 2), out).status().code(), StatusCode::kNotFound) << "not adopted yet";
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_TRUE(t->Adopt(slots[i]).ok());
+    Result<SlotInfo> info = t->Read(slots[i], TagFor(5, i, 2), out);
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    EXPECT_EQ(std::vector<std::byte>(out.begin(), out.begin() + info->length), data[i]);
+  }
+  EXPECT_EQ(t->used_slots(), 7u);
+  // Adopting a slot that was never written: the read reports it, never returns data.
+  ASSERT_TRUE(t->Adopt(9).ok());
+  EXPECT_EQ(t->Read(9, TagFor(5, 9, 2), out).status().code(), StatusCode::kCorruption);
+}
+
+TEST_P(DiskTierTest, ReopenWithOtherGeometryIsRefused) {
+  { ASSERT_NE(MustOpen(Options()), nullptr); }
+  EXPECT_EQ(DiskTier::Open(Options(10, 20000)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(DiskTier::Open(Options(11, 10000)).status().code(), StatusCode::kInvalidArgument);
+  DiskTierOptions o = Options();
+  o.dir = scratch_.Sub("absent");
+  o.create_if_missing = false;
+  EXPECT_EQ(DiskTier::Open(o).status().code(), StatusCode::kNotFound);
+  // A damaged superblock is corruption, not a fresh start.
+  FlipByteInFile(Options().dir + "/slab-00001.tkv", 20);
+  EXPECT_EQ(DiskTier::Open(Options()).status().code(), StatusCode::kCorruption);
+}
+
+TEST_P(DiskTierTest, BadOptionsAreRefused) {
+  DiskTierOptions o = Options();
+  o.num_slots = 0;
+  EXPECT_EQ(DiskTier::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o = Options();
+  o.slot_capacity = 0;
+  EXPECT_EQ(DiskTier::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o.slot_capacity = kMaxDiskSlotCapacity + 1;
+  EXPECT_EQ(DiskTier::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o = Options();
+  o.queue_depth = 0;
+  EXPECT_EQ(DiskTier::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o = Options();
+  o.dir = "";
+  EXPECT_EQ(DiskTier::Open(o).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_P(DiskTierTest, DamageOnDiskIsCorruptionNeverData) {
+  auto t = MustOpen(Options());
+  ASSERT_NE(t, nullptr);
+  std::vector<SlotId> slots;
+  ASSERT_TRUE(t->AllocateMany(4, &slots).ok());
+  const auto payload = RandomBytes(9000, rng_);
+  for (SlotId s : slots) ASSERT_TRUE(t->Write(s, TagFor(8, s, 1), payload).ok());
+  ASSERT_TRUE(t->Sync().ok());
+  // Damage: a payload byte, a header field, the zero padding after the header, and
+  // the zero padding after the payload.
+  const uint64_t where[4] = {kSlotHeaderBytes + 4321, offsetof(SlotHeader, generation), 100,
+                             kSlotHeaderBytes + 9000 + 5};
+  for (int i = 0; i < 4; ++i) {
+    auto [path, off] = Where(*t, slots[i]);
+    FlipByteInFile(path, off + where[i]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    std::vector<std::byte> out(9000, std::byte{0x77});
+    Result<SlotInfo> r = t->Read(slots[i], TagFor(8, slots[i], 1), out);
+    EXPECT_EQ(r.status().code(), StatusCode::kCorruption) << "damage " << i << ": " << r.status().ToString();
+    EXPECT_EQ(out, std::vector<std::byte>(9000, std::byte{0x77})) << "damaged bytes were handed out";
+  }
+  EXPECT_EQ(t->stats().Snapshot().checksum_failures, 4u);
+}
+
+TEST_P(DiskTierTest, RecoveryScanSeparatesValidDamagedAndEmpty) {
+  auto t = MustOpen(Options());
+  ASSERT_NE(t, nullptr);
+  std::vector<SlotId> slots;
+  ASSERT_TRUE(t->AllocateMany(6, &slots).ok());  // 0..5, across two slabs
+  for (SlotId s : slots) {
+    const auto payload = RandomBytes(1000 * (s + 1), rng_);
+    ASSERT_TRUE(t->Write(s, TagFor(9, s, 10 + s), payload).ok());
+  }
+  ASSERT_TRUE(t->Sync().ok());
+  auto [p2, o2] = Where(*t, 2);
+  FlipByteInFile(p2, o2 + kSlotHeaderBytes + 10);  // torn/damaged payload
+  auto [p5, o5] = Where(*t, 5);
+  FlipByteInFile(p5, o5 + 3);  // damaged header
+
+  Result<SlabScan> scan = t->Scan();
+  ASSERT_TRUE(scan.ok()) << scan.status().ToString();
+  ASSERT_EQ(scan->valid.size(), 4u);
+  const SlotId expect_valid[] = {0, 1, 3, 4};
+  for (size_t i = 0; i < 4; ++i) {
+    const SlotId s = expect_valid[i];
+    EXPECT_EQ(scan->valid[i].slot, s);
+    EXPECT_EQ(scan->valid[i].info.tag, TagFor(9, s, 10 + s));
+    EXPECT_EQ(scan->valid[i].info.length, 1000 * (s + 1));
+  }
+  ASSERT_EQ(scan->damaged.size(), 2u);
+  EXPECT_EQ(scan->damaged[0].slot, 2u);
+  EXPECT_EQ(scan->damaged[1].slot, 5u);
+  EXPECT_EQ(scan->damaged[0].status.code(), StatusCode::kCorruption);
+  EXPECT_EQ(scan->empty, 4u);
+
+  // Headers only: the payload damage is not seen, the header damage is.
+  Result<SlabScan> quick = t->Scan({.verify_payload = false});
+  ASSERT_TRUE(quick.ok());
+  EXPECT_EQ(quick->valid.size(), 5u);
+  EXPECT_EQ(quick->damaged.size(), 1u);
+
+  // One slab file on its own.
+  Result<SlabScan> one = ScanSlabFile(t->slab_paths()[1]);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->superblock.first_slot, 4u);
+  EXPECT_EQ(one->valid.size(), 1u);
+  EXPECT_EQ(one->damaged.size(), 1u);
+  EXPECT_EQ(one->empty, 2u);
+  EXPECT_EQ(ScanSlabFile(scratch_.Sub("nope")).status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(DiskTierTest, IoEngineRoundTripAndMisalignment) {
+  IoEngineOptions eo;
+  eo.kind = GetParam();
+  eo.queue_depth = 4;
+  eo.num_buffers = 4;
+  eo.buffer_bytes = 8192;
+  Result<std::unique_ptr<IoEngine>> engine = CreateIoEngine(eo);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  IoEngine& e = **engine;
+  const std::string path = scratch_.Sub("raw");
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_DIRECT, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
+  ASSERT_TRUE(e.RegisterFiles(std::span<const int>(&fd, 1)).ok());
+  // Ten writes through four engine buffers, in groups of four (RunIoBatch keeps at
+  // most queue_depth in flight; a buffer is refilled only after its group is done).
+  std::vector<int32_t> results;
+  for (uint32_t g = 0; g < 10; g += 4) {
+    const uint32_t n = std::min<uint32_t>(4, 10 - g);
+    std::vector<IoRequest> reqs;
+    for (uint32_t j = 0; j < n; ++j) {
+      std::byte* b = e.buffers()->buffer(j);
+      std::memset(b, static_cast<int>(g + j + 1), 8192);
+      reqs.push_back({IoOp::kWrite, 0, uint64_t{g + j} * 8192, 8192, b, static_cast<int32_t>(j), 0});
+    }
+    results.assign(n, 0);
+    ASSERT_TRUE(RunIoBatch(e, reqs, results).ok());
+    for (int32_t r : results) EXPECT_EQ(r, 8192);
+  }
+  // Read back into plain aligned memory (not an engine buffer).
+  void* mem = std::aligned_alloc(kIoAlign, 10 * 8192);
+  std::vector<IoRequest> rd;
+  for (uint32_t i = 0; i < 10; ++i) {
+    rd.push_back({IoOp::kRead, 0, uint64_t{i} * 8192, 8192, static_cast<std::byte*>(mem) + i * 8192, -1, 0});
+  }
+  results.assign(10, 0);
+  ASSERT_TRUE(RunIoBatch(e, rd, results).ok());
+  for (uint32_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(results[i], 8192);
+    EXPECT_EQ(static_cast<unsigned char*>(mem)[i * 8192 + 17], i + 1);
+  }
+  // Misaligned requests and bad indexes are refused at Prepare.
+  IoRequest bad{IoOp::kRead, 0, 100, 8192, static_cast<std::byte*>(mem), -1, 0};
+  EXPECT_EQ(e.Prepare(bad).code(), StatusCode::kInvalidArgument);
+  bad = {IoOp::kRead, 1, 0, 8192, static_cast<std::byte*>(mem), -1, 0};
+  EXPECT_EQ(e.Prepare(bad).code(), StatusCode::kInvalidArgument);
+  bad = {IoOp::kRead, 0, 0, 8192, static_cast<std::byte*>(mem), 2, 0};  // not inside buffer 2
+  EXPECT_EQ(e.Prepare(bad).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e.in_flight(), 0u);
+  std::free(mem);
+  close(fd);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, DiskTierTest, ::testing::Values(IoEngineKind::kUring, IoEngineKind::kPsync),
+                         [](const ::testing::TestParamInfo<IoEngineKind>& info) {
+                           return info.param == IoEngineKind::kUring ? std::string("io_uring")
+                                                                     : std::string("psync");
+                         });
+
+TEST(IoEngineFactory, KindNames) {
+  for (IoEngineKind k : {IoEngineKind::kAuto, IoEngineKind::kUring, IoEngineKind::kPsync}) {
+    Result<IoEngineKind> parsed = ParseIoEngineKind(IoEngineKindName(k));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, k);
+  }
+  EXPECT_EQ(ParseIoEngineKind("aio").status().code(), StatusCode::kInvalidArgument);
+  IoEngineOptions eo;
+  eo.queue_depth = 0;
+  EXPECT_EQ(CreateIoEngine(eo).status().code(), StatusCode::kInvalidArgument);
+  eo.queue_depth = 8;
+  Result<std::unique_ptr<IoEngine>> e = CreateIoEngine(eo);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ((*e)->name(), IoUringAvailable() ? "io_uring" : "psync");
+  EXPECT_EQ((*e)->buffers(), nullptr);
+}
+
+}  // namespace
+}  // namespace tierkv::storage
