@@ -1,0 +1,126 @@
+// BlockIndex: the BlockStore's placement map, without any I/O (DESIGN §3).
+//
+//   sequences:  seq -> per layer, a dense array of BlockRef (block i of the layer)
+//   metas:      BlockRef -> BlockMeta (where the bytes are, leases, heat)
+//   prefix:     (content hash, layer) -> BlockRef, for full prefix blocks shared by
+//               every sequence that has them (owners counts the sharers)
+//   owner maps: per tier, slot -> BlockRef (victim sampling, recovery)
+//
+// Memory per stored block: sizeof(BlockMeta) + 4 (sequence array) + 4 per tier copy
+// (owner maps), plus the prefix map entry of shared blocks. MetadataBytes() adds it
+// up for the RAM-per-block benchmark (target <= 64 bytes).
+//
+// Not thread-safe: the BlockStore's mutex guards it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "common/ids.h"
+#include "storage/tier.h"
+
+namespace tierkv::storage {
+
+using BlockRef = uint32_t;
+inline constexpr BlockRef kNoBlock = UINT32_MAX;
+
+// Where the memory copy of a block is (at most one of G and H).
+enum class Where : uint8_t { kNone = 0, kGpu = 1, kHost = 2 };
+
+enum BlockFlags : uint8_t {
+  kDiskCurrent = 1 << 0,  // the D copy holds the current generation
+  kPrefix = 1 << 1,       // a shared prefix block (key.seq is its content hash)
+  kDropped = 1 << 2,      // no owner left; freed when the last lease goes
+  kLive = 1 << 3,         // the meta is in use (else on the free list)
+};
+
+struct BlockMeta {
+  uint64_t seq = 0;        // sequence id, or content hash for prefix blocks
+  uint32_t index = 0;      // block index in the sequence (prefix blocks: their position)
+  SlotId mem_slot = kInvalidSlot;   // in G or H per `where`
+  SlotId disk_slot = kInvalidSlot;  // in D, or kInvalidSlot
+  uint32_t generation = 0;          // bumped on every rewrite
+  uint32_t last_access = 0;         // logical clock (LRU)
+  uint16_t hits = 0;                // saturating access count (LFU)
+  uint16_t selections = 0;          // saturating count of retrieval selections (score-aware)
+  uint16_t leases = 0;              // pins: a leased block is never moved or freed
+  uint16_t owners = 0;              // sequences referencing it
+  uint16_t layer = 0;               // < ModelLimits::kMaxLayers
+  Where where = Where::kNone;
+  uint8_t flags = 0;
+
+  bool on_disk() const { return disk_slot != kInvalidSlot; }
+  bool in_memory() const { return where != Where::kNone; }
+};
+static_assert(sizeof(BlockMeta) == 40);
+
+class BlockIndex {
+ public:
+  BlockIndex(uint32_t num_layers, uint32_t gpu_slots, uint32_t host_slots, uint32_t disk_slots);
+
+  // The block at (seq, layer, index), or kNoBlock.
+  BlockRef Find(SequenceId seq, uint32_t layer, uint32_t index) const;
+  // The shared prefix block (hash, layer), or kNoBlock.
+  BlockRef FindPrefix(uint64_t hash, uint32_t layer) const;
+  // Blocks of (seq, layer) so far (index of the last one + 1), 0 for an unknown sequence.
+  uint32_t SequenceBlocks(SequenceId seq, uint32_t layer) const;
+  bool HasSequence(SequenceId seq) const { return sequences_.count(seq) != 0; }
+  size_t num_sequences() const { return sequences_.size(); }
+
+  // A new meta (owners = 0, no placement).
+  BlockRef NewBlock(uint64_t seq, uint32_t layer, uint32_t index, bool prefix);
+  // Makes (seq, layer, index) refer to ref (owners++). REQUIRES: the place is empty.
+  void Link(SequenceId seq, uint32_t layer, uint32_t index, BlockRef ref);
+  // Clears (seq, layer, index) (owners--) and returns what it held, or kNoBlock.
+  BlockRef Unlink(SequenceId seq, uint32_t layer, uint32_t index);
+  // Removes the sequence; returns every ref it held (owners already decremented).
+  std::vector<BlockRef> RemoveSequence(SequenceId seq);
+  void RegisterPrefix(uint64_t hash, uint32_t layer, BlockRef ref);
+  // Releases a meta (and its prefix entry). REQUIRES: no owners, no leases, no placement.
+  void FreeBlock(BlockRef ref);
+
+  BlockMeta& meta(BlockRef ref) { return chunks_[ref >> kChunkBits][ref & kChunkMask]; }
+  const BlockMeta& meta(BlockRef ref) const { return chunks_[ref >> kChunkBits][ref & kChunkMask]; }
+
+  // Owner maps: which block holds a slot of a tier.
+  void SetOwner(TierKind tier, SlotId slot, BlockRef ref) { owners(tier)[slot] = ref; }
+  BlockRef Owner(TierKind tier, SlotId slot) const { return owner_maps_[static_cast<int>(tier)][slot]; }
+  uint32_t num_slots(TierKind tier) const { return static_cast<uint32_t>(owner_maps_[static_cast<int>(tier)].size()); }
+
+  size_t live_blocks() const { return live_; }
+  // Daemon memory held by the index, in bytes (capacity, not size).
+  size_t MetadataBytes() const;
+  uint32_t Tick() { return ++clock_; }
+
+ private:
+  struct Sequence {
+    std::vector<std::vector<BlockRef>> layers;
+  };
+  struct PrefixKey {
+    uint64_t hash;
+    uint32_t layer;
+    bool operator==(const PrefixKey&) const = default;
+  };
+  struct PrefixHash {
+    size_t operator()(const PrefixKey& k) const noexcept { return k.hash ^ (uint64_t{k.layer} * 0x9E3779B97F4A7C15ull); }
+  };
+  std::vector<BlockRef>& owners(TierKind t) { return owner_maps_[static_cast<int>(t)]; }
+
+  // Metas live in fixed chunks so that growth never copies them nor doubles memory.
+  static constexpr uint32_t kChunkBits = 12;
+  static constexpr uint32_t kChunkMask = (1u << kChunkBits) - 1;
+
+  const uint32_t num_layers_;
+  std::vector<std::unique_ptr<BlockMeta[]>> chunks_;
+  uint32_t num_metas_ = 0;  // metas handed out so far (live or free)
+  std::vector<BlockRef> free_metas_;
+  size_t live_ = 0;
+  std::unordered_map<SequenceId, Sequence> sequences_;
+  std::unordered_map<PrefixKey, BlockRef, PrefixHash> prefix_;
+  std::vector<BlockRef> owner_maps_[3];  // indexed by TierKind
+  uint32_t clock_ = 0;
+};
+
+}  // namespace tierkv::storage

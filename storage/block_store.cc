@@ -1,0 +1,324 @@
+#include "storage/block_store.h"
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "storage/block_records.h"
+
+namespace tierkv::storage {
+
+Result<std::unique_ptr<BlockStore>> BlockStore::Open(const BlockStoreOptions& options, ArenaTier* g, ArenaTier* h,
+                                                     Tier* d, Manifest* manifest) {
+  RETURN_IF_ERROR(options.model.Validate());
+  RETURN_IF_ERROR(options.policy.Validate());
+  if (!g || !h || !manifest) return InvalidArgument("BlockStore needs a G tier, an H tier and a manifest");
+  const size_t bytes = options.model.BlockBytes();
+  for (const Tier* t : {static_cast<const Tier*>(g), static_cast<const Tier*>(h), static_cast<const Tier*>(d)}) {
+    if (t && t->slot_capacity() < bytes) {
+      return InvalidArgument("tier " + t->name() + " slots hold " + std::to_string(t->slot_capacity()) +
+                             " bytes, a block needs " + std::to_string(bytes));
+    }
+  }
+  std::unique_ptr<BlockStore> store(new BlockStore(options, g, h, d, manifest));
+  RETURN_IF_ERROR(store->Recover());
+  store->migrator_ = std::thread([s = store.get()] { s->MigratorLoop(); });
+  return store;
+}
+
+BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier* h, Tier* d, Manifest* manifest)
+    : options_(options),
+      g_(g),
+      h_(h),
+      d_(d),
+      manifest_(manifest),
+      block_bytes_(options.model.BlockBytes()),
+      policy_(options.policy),
+      index_(options.model.num_layers, g->num_slots(), h->num_slots(), d ? d->num_slots() : 0) {}
+
+BlockStore::~BlockStore() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  migrate_cv_.notify_all();
+  room_cv_.notify_all();
+  if (migrator_.joinable()) migrator_.join();
+}
+
+SlotTag BlockStore::TagOf(BlockRef ref) const {
+  const BlockMeta& m = index_.meta(ref);
+  return SlotTag{BlockKey{options_.ns, m.layer, m.seq, m.index, 0}, m.generation};
+}
+
+void BlockStore::Touch(BlockRef ref) {
+  BlockMeta& m = index_.meta(ref);
+  m.last_access = index_.Tick();
+  if (m.hits < UINT16_MAX) ++m.hits;
+}
+
+Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload,
+                       uint64_t prefix_hash, bool* deduplicated, bool* durable) {
+  if (deduplicated) *deduplicated = false;
+  if (durable) *durable = false;
+  if (layer >= options_.model.num_layers) {
+    return InvalidArgument("layer " + std::to_string(layer) + " >= num_layers " +
+                           std::to_string(options_.model.num_layers));
+  }
+  if (index >= options_.max_blocks_per_sequence) {
+    return InvalidArgument("block index " + std::to_string(index) + " >= " +
+                           std::to_string(options_.max_blocks_per_sequence));
+  }
+  if (payload.size() != block_bytes_) {
+    return InvalidArgument("block payload of " + std::to_string(payload.size()) + " bytes, expected " +
+                           std::to_string(block_bytes_));
+  }
+  std::unique_lock lock(mu_);
+  BlockRef existing = index_.Find(seq, layer, index);
+  if (existing != kNoBlock && index_.meta(existing).leases > 0) {
+    ++stats_.puts_rejected;
+    return Busy("block is pinned by a retrieve");
+  }
+  if (prefix_hash != 0) {
+    BlockRef shared = index_.FindPrefix(prefix_hash, layer);
+    if (shared != kNoBlock) {
+      if (existing != shared) {
+        if (existing != kNoBlock) {
+          index_.Unlink(seq, layer, index);
+          MaybeFree(existing);
+        }
+        index_.Link(seq, layer, index, shared);
+      }
+      Touch(shared);
+      RETURN_IF_ERROR(PersistLink(seq, layer, index, prefix_hash));
+      ++stats_.puts;
+      ++stats_.puts_deduplicated;
+      if (deduplicated) *deduplicated = true;
+      if (durable) *durable = index_.meta(shared).flags & kDiskCurrent;
+      return OkStatus();
+    }
+  }
+  BlockRef ref = existing;
+  if (ref != kNoBlock && ((index_.meta(ref).flags & kPrefix) || index_.meta(ref).owners > 1 || prefix_hash != 0)) {
+    index_.Unlink(seq, layer, index);  // stop sharing: this sequence gets its own block
+    MaybeFree(ref);
+    ref = kNoBlock;
+  }
+  const bool fresh = ref == kNoBlock;
+  if (fresh) {
+    ref = index_.NewBlock(prefix_hash ? prefix_hash : seq, layer, index, prefix_hash != 0);
+    index_.Link(seq, layer, index, ref);
+    if (prefix_hash) index_.RegisterPrefix(prefix_hash, layer, ref);
+  } else {
+    BlockMeta& m = index_.meta(ref);
+    ++m.generation;
+    m.flags &= ~kDiskCurrent;
+  }
+  ++index_.meta(ref).leases;  // pinned while placed, so concurrent ops back off
+  Status st = PlaceInMemory(lock, ref, payload, Protected(ref));
+  if (st.ok() && policy_.write == WritePolicy::kWriteThrough && d_) {
+    st = WriteToDisk(lock, ref);
+    if (st.ok() && durable) *durable = true;
+  }
+  --index_.meta(ref).leases;
+  if (!st.ok()) {
+    ++stats_.puts_rejected;
+    if (fresh || !index_.meta(ref).in_memory()) {
+      index_.Unlink(seq, layer, index);
+      MaybeFree(ref);
+    }
+    return st;
+  }
+  Touch(ref);
+  if (prefix_hash) RETURN_IF_ERROR(PersistLink(seq, layer, index, prefix_hash));
+  ++stats_.puts;
+  stats_.put_bytes += block_bytes_;
+  return OkStatus();
+}
+
+Status BlockStore::PersistLink(SequenceId seq, uint32_t layer, uint32_t index, uint64_t hash) {
+  if (policy_.write != WritePolicy::kWriteThrough) return OkStatus();
+  std::string hash_bytes;
+  AppendBigEndian64(&hash_bytes, hash);
+  return manifest_->Put(Cf::kSequences, EncodeRecordKey({'L', options_.ns, seq, layer, index}), hash_bytes);
+}
+
+Status BlockStore::Get(SequenceId seq, uint32_t layer, uint32_t index, std::span<std::byte> out) {
+  if (out.size() < block_bytes_) return InvalidArgument("output buffer smaller than a block");
+  std::unique_lock lock(mu_);
+  ++stats_.gets;
+  BlockRef ref = index_.Find(seq, layer, index);
+  if (ref == kNoBlock) {
+    ++stats_.get_misses;
+    return NotFound("no block " + std::to_string(index) + " of sequence " + std::to_string(seq) + " layer " +
+                    std::to_string(layer));
+  }
+  BlockMeta& m = index_.meta(ref);
+  if (!m.in_memory()) {
+    ++stats_.hits_disk;
+    ++m.leases;
+    Status st = LoadFromDisk(lock, ref);
+    --index_.meta(ref).leases;
+    if (!st.ok()) {
+      MaybeFree(ref);
+      return st;
+    }
+  } else {
+    ++(m.where == Where::kGpu ? stats_.hits_gpu : stats_.hits_host);
+  }
+  BlockMeta& now = index_.meta(ref);
+  ArenaTier* tier = now.where == Where::kGpu ? g_ : h_;
+  auto info = tier->Read(now.mem_slot, TagOf(ref), out.first(block_bytes_));
+  if (!info.ok()) return info.status();
+  Touch(ref);
+  return OkStatus();
+}
+
+Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks, MissMode mode) {
+  std::unique_lock lock(mu_);
+  Lease lease;
+  lease.id = next_lease_++;
+  std::vector<BlockRef>& pinned = leases_[lease.id];
+  pinned.reserve(blocks.size());
+  for (uint32_t idx : blocks) {
+    BlockRef ref = index_.Find(seq, layer, idx);
+    if (ref == kNoBlock) continue;
+    BlockMeta& m = index_.meta(ref);
+    ++m.leases;
+    if (m.selections < UINT16_MAX) ++m.selections;
+    Touch(ref);
+    pinned.push_back(ref);
+    if (m.where == Where::kGpu) {
+      ++stats_.hits_gpu;
+    } else if (m.where == Where::kHost) {
+      ++stats_.hits_host;
+      if (mode == MissMode::kWait) {
+        MoveToGpu(lock, ref).IgnoreError();  // stays readable on H when G is full
+      } else {
+        deferred_.push_back(ref);
+      }
+    } else {
+      ++stats_.hits_disk;
+      if (mode == MissMode::kDefer) {
+        deferred_.push_back(ref);
+        lease.missing.push_back(idx);
+        continue;
+      }
+      Status st = LoadFromDisk(lock, ref);
+      if (st.ok()) st = MoveToGpu(lock, ref);
+      if (!index_.meta(ref).in_memory()) {
+        lease.missing.push_back(idx);
+        continue;
+      }
+    }
+    const BlockMeta& now = index_.meta(ref);
+    const ArenaTier* tier = now.where == Where::kGpu ? g_ : h_;
+    lease.blocks.push_back({idx, now.where, tier->SlotOffset(now.mem_slot)});
+  }
+  if (!deferred_.empty()) RequestMigration();
+  return lease;
+}
+
+Status BlockStore::Release(uint64_t lease_id) {
+  std::lock_guard lock(mu_);
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return NotFound("no lease " + std::to_string(lease_id));
+  for (BlockRef ref : it->second) {
+    --index_.meta(ref).leases;
+    MaybeFree(ref);
+  }
+  leases_.erase(it);
+  room_cv_.notify_all();
+  return OkStatus();
+}
+
+Status BlockStore::DropSequence(SequenceId seq) {
+  std::lock_guard lock(mu_);
+  if (!index_.HasSequence(seq)) return NotFound("no sequence " + std::to_string(seq));
+  for (BlockRef ref : index_.RemoveSequence(seq)) MaybeFree(ref);
+  if (policy_.write == WritePolicy::kWriteThrough) {
+    // Prefix links of the sequence go with it.
+    std::vector<std::string> keys;
+    manifest_->Scan(Cf::kSequences, EncodeRecordKey({'L', options_.ns, seq, 0, 0}).substr(0, 13),
+                    [&](std::string_view k, std::string_view) {
+                      keys.emplace_back(k);
+                      return true;
+                    }).IgnoreError();
+    Manifest::Batch batch;
+    for (const auto& k : keys) batch.Delete(Cf::kSequences, k);
+    if (batch.Count()) RETURN_IF_ERROR(manifest_->Write(batch));
+  }
+  room_cv_.notify_all();
+  return OkStatus();
+}
+
+uint32_t BlockStore::MatchPrefix(std::span<const uint64_t> hashes) const {
+  std::lock_guard lock(mu_);
+  uint32_t n = 0;
+  for (uint64_t h : hashes) {
+    for (uint32_t layer = 0; layer < options_.model.num_layers; ++layer) {
+      if (index_.FindPrefix(h, layer) == kNoBlock) return n;
+    }
+    ++n;
+  }
+  return n;
+}
+
+Status BlockStore::LinkPrefix(SequenceId seq, std::span<const uint64_t> hashes) {
+  std::lock_guard lock(mu_);
+  Manifest::Batch batch;
+  for (uint32_t i = 0; i < hashes.size(); ++i) {
+    for (uint32_t layer = 0; layer < options_.model.num_layers; ++layer) {
+      BlockRef shared = index_.FindPrefix(hashes[i], layer);
+      if (shared == kNoBlock) return NotFound("prefix block " + std::to_string(i) + " is not cached");
+    }
+  }
+  for (uint32_t i = 0; i < hashes.size(); ++i) {
+    for (uint32_t layer = 0; layer < options_.model.num_layers; ++layer) {
+      BlockRef shared = index_.FindPrefix(hashes[i], layer);
+      BlockRef existing = index_.Find(seq, layer, i);
+      if (existing == shared) continue;
+      if (existing != kNoBlock) {
+        if (index_.meta(existing).leases > 0) return Busy("block is pinned by a retrieve");
+        index_.Unlink(seq, layer, i);
+        MaybeFree(existing);
+      }
+      index_.Link(seq, layer, i, shared);
+      Touch(shared);
+      std::string hash_bytes;
+      AppendBigEndian64(&hash_bytes, hashes[i]);
+      batch.Put(Cf::kSequences, EncodeRecordKey({'L', options_.ns, seq, layer, i}), hash_bytes);
+    }
+  }
+  if (policy_.write == WritePolicy::kWriteThrough && batch.Count()) RETURN_IF_ERROR(manifest_->Write(batch));
+  return OkStatus();
+}
+
+Policy BlockStore::policy() const {
+  std::lock_guard lock(mu_);
+  return policy_;
+}
+
+void BlockStore::SetPolicy(const Policy& p) {
+  std::lock_guard lock(mu_);
+  policy_ = p;
+  RequestMigration();  // a smaller watermark takes effect now
+}
+
+uint32_t BlockStore::SequenceBlocks(SequenceId seq, uint32_t layer) const {
+  std::lock_guard lock(mu_);
+  return index_.SequenceBlocks(seq, layer);
+}
+
+size_t BlockStore::num_blocks() const {
+  std::lock_guard lock(mu_);
+  return index_.live_blocks();
+}
+
+size_t BlockStore::MetadataBytes() const {
+  std::lock_guard lock(mu_);
+  size_t bytes = index_.MetadataBytes();
+  for (const auto& [id, refs] : leases_) bytes += refs.capacity() * sizeof(BlockRef) + 48;
+  return bytes;
+}
+
+}  // namespace tierkv::storage

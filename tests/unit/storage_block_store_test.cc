@@ -1,0 +1,346 @@
+// BlockStore over real tiers: memfd H, emulated G, O_DIRECT D, RocksDB manifest.
+#include "storage/block_store.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
+
+#include "storage/disk_tier.h"
+#include "storage/slot_format.h"
+#include "tests/unit/storage_test_util.h"
+
+namespace tierkv::storage {
+namespace {
+
+using testing::RandomBytes;
+
+#define ASSERT_OK(expr)                              \
+  do {                                               \
+    const Status _st = (expr);                       \
+    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st.ToString(); \
+  } while (0)
+
+ModelSpec SmallModel() { return {2, 2, 1, 64, 16, DType::kF32}; }  // 8 KiB blocks
+
+struct Tiers {
+  std::unique_ptr<ArenaTier> g, h;
+  std::unique_ptr<DiskTier> d;
+  std::unique_ptr<Manifest> manifest;
+};
+
+class BlockStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_FALSE(scratch_.path().empty()) << "no scratch directory accepting O_DIRECT"; }
+
+  void OpenTiers(uint32_t g_slots, uint32_t h_slots, uint32_t d_slots) {
+    store_.reset();
+    tiers_ = Tiers{};
+    const uint32_t cap = static_cast<uint32_t>(SmallModel().BlockBytes());
+    tiers_.g = std::move(CreateEmulatedGpuTier({"G", g_slots, cap})).value();
+    tiers_.h = std::move(CreateHostTier({"H", h_slots, cap, PinMode::kOff})).value();
+    DiskTierOptions o;
+    o.dir = scratch_.Sub("d");
+    o.num_slots = d_slots;
+    o.slot_capacity = cap;
+    auto d = DiskTier::Open(o);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    tiers_.d = std::move(d).value();
+    tiers_.manifest = std::move(Manifest::Open(scratch_.Sub("manifest"))).value();
+  }
+
+  void OpenStore(Policy policy = {}) {
+    store_.reset();
+    BlockStoreOptions o;
+    o.ns = 7;
+    o.model = SmallModel();
+    o.policy = policy;
+    o.put_wait = std::chrono::milliseconds(300);
+    o.migrate_interval = std::chrono::hours(1);  // tests drive MigrateOnce themselves
+    auto s = BlockStore::Open(o, tiers_.g.get(), tiers_.h.get(), tiers_.d.get(), tiers_.manifest.get());
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+  }
+
+  std::vector<std::byte> Block(uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    return RandomBytes(SmallModel().BlockBytes(), rng);
+  }
+
+  void ExpectBlock(SequenceId seq, uint32_t layer, uint32_t idx, uint64_t seed) {
+    std::vector<std::byte> out(SmallModel().BlockBytes());
+    Status st = store_->Get(seq, layer, idx, out);
+    ASSERT_TRUE(st.ok()) << st.ToString() << " seq " << seq << " block " << idx;
+    EXPECT_TRUE(out == Block(seed)) << "seq " << seq << " block " << idx;
+  }
+
+  uint64_t Seed(SequenceId seq, uint32_t layer, uint32_t idx) { return seq * 1000003 + layer * 1009 + idx; }
+
+  testing::ScratchDir scratch_;
+  Tiers tiers_;
+  std::unique_ptr<BlockStore> store_;
+};
+
+TEST_F(BlockStoreTest, PutGetRoundTripAndArgumentChecks) {
+  OpenTiers(8, 8, 16);
+  OpenStore();
+  for (uint32_t i = 0; i < 6; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(Seed(1, 0, i))));
+  for (uint32_t i = 0; i < 6; ++i) ExpectBlock(1, 0, i, Seed(1, 0, i));
+  auto b = Block(1);
+  EXPECT_EQ(store_->Put(1, 2, 0, b).code(), StatusCode::kInvalidArgument);          // layer out of range
+  EXPECT_EQ(store_->Put(1, 0, 1u << 30, b).code(), StatusCode::kInvalidArgument);   // index out of range
+  EXPECT_EQ(store_->Put(1, 0, 0, std::span(b).first(100)).code(), StatusCode::kInvalidArgument);
+  std::vector<std::byte> out(b.size());
+  EXPECT_EQ(store_->Get(1, 0, 99, out).code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->Get(2, 0, 0, out).code(), StatusCode::kNotFound);
+  // A rewrite replaces the contents.
+  ASSERT_OK(store_->Put(1, 0, 3, Block(42)));
+  ExpectBlock(1, 0, 3, 42);
+  EXPECT_EQ(store_->num_blocks(), 6u);
+}
+
+TEST_F(BlockStoreTest, FillsGThenHThenDemotesToDisk) {
+  OpenTiers(8, 8, 64);
+  Policy p;
+  p.sink_blocks = 0;
+  p.recent_window = 0;
+  OpenStore(p);
+  for (uint32_t i = 0; i < 15; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(Seed(1, 0, i))));
+  EXPECT_LE(tiers_.g->used_slots(), 8u);
+  EXPECT_EQ(tiers_.g->used_slots() + tiers_.h->used_slots(), 15u);
+  store_->MigrateOnce();  // G and H are above 95%: demote to their low watermarks
+  EXPECT_LE(tiers_.g->used_slots(), 8 * 0.85);
+  EXPECT_LE(tiers_.h->used_slots(), 8 * 0.85);
+  EXPECT_GT(tiers_.d->used_slots(), 0u);
+  EXPECT_GT(store_->stats().demotions_h_to_d.load(), 0u);
+  // More puts than G+H hold: the puts wait for the migrator rather than fail.
+  for (uint32_t i = 15; i < 40; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(Seed(1, 0, i))));
+  for (uint32_t i = 0; i < 40; ++i) ExpectBlock(1, 0, i, Seed(1, 0, i));
+  EXPECT_GT(store_->stats().promotions_d_to_h.load(), 0u);
+}
+
+TEST_F(BlockStoreTest, SinksAndRecentWindowStayOnG) {
+  OpenTiers(8, 32, 64);
+  Policy p;
+  p.sink_blocks = 2;
+  p.recent_window = 2;
+  p.gpu.high = 0.5;
+  p.gpu.low = 0.25;
+  OpenStore(p);
+  for (uint32_t i = 0; i < 20; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(i)));
+  store_->MigrateOnce();
+  auto lease = store_->Acquire(1, 0, std::vector<uint32_t>{0, 1, 18, 19}, MissMode::kDefer);
+  ASSERT_TRUE(lease.ok());
+  ASSERT_EQ(lease->blocks.size(), 4u);
+  for (const auto& b : lease->blocks) EXPECT_EQ(b.where, Where::kGpu) << "block " << b.index;
+  ASSERT_TRUE(store_->Release(lease->id).ok());
+}
+
+TEST_F(BlockStoreTest, AcquireWaitBringsBlocksToGAndPinsThem) {
+  OpenTiers(8, 8, 64);
+  Policy p;
+  p.sink_blocks = 0;
+  p.recent_window = 0;
+  OpenStore(p);
+  for (uint32_t i = 0; i < 30; ++i) ASSERT_OK(store_->Put(1, 1, i, Block(Seed(1, 1, i))));
+  store_->MigrateOnce();
+  std::vector<uint32_t> want = {0, 5, 29, 100};  // 100 does not exist: skipped
+  auto lease = store_->Acquire(1, 1, want, MissMode::kWait);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_EQ(lease->blocks.size(), 3u);
+  EXPECT_TRUE(lease->missing.empty());
+  for (const auto& b : lease->blocks) {
+    EXPECT_EQ(b.where, Where::kGpu);
+    // The bytes at the returned offset are the block's.
+    auto expect = Block(Seed(1, 1, b.index));
+    EXPECT_EQ(std::memcmp(tiers_.g->memory().base() + b.offset, expect.data(), expect.size()), 0);
+  }
+  // Pinned blocks are neither rewritten nor moved.
+  EXPECT_EQ(store_->Put(1, 1, 5, Block(1)).code(), StatusCode::kBusy);
+  Policy tight = p;
+  tight.gpu.high = 0.1;
+  tight.gpu.low = 0.05;
+  store_->SetPolicy(tight);
+  store_->MigrateOnce();
+  EXPECT_GE(tiers_.g->used_slots(), 3u);
+  ASSERT_TRUE(store_->Release(lease->id).ok());
+  EXPECT_EQ(store_->Release(lease->id).code(), StatusCode::kNotFound);
+  store_->MigrateOnce();
+  EXPECT_LE(tiers_.g->used_slots(), 1u);  // the smaller watermark applies once released
+}
+
+TEST_F(BlockStoreTest, DeferModeReportsMissesAndBringsThemUpForTheNextStep) {
+  OpenTiers(8, 8, 64);
+  Policy p;
+  p.sink_blocks = 0;
+  p.recent_window = 0;
+  OpenStore(p);
+  for (uint32_t i = 0; i < 30; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(i)));
+  store_->MigrateOnce();
+  // Find blocks that are only on D now.
+  std::vector<uint32_t> all(30);
+  for (uint32_t i = 0; i < 30; ++i) all[i] = i;
+  auto first = store_->Acquire(1, 0, all, MissMode::kDefer);
+  ASSERT_TRUE(first.ok());
+  ASSERT_FALSE(first->missing.empty());
+  EXPECT_EQ(first->blocks.size() + first->missing.size(), 30u);
+  const uint32_t missed = first->missing[0];
+  store_->MigrateOnce();  // the migrator brings deferred blocks up while the lease holds
+  auto second = store_->Acquire(1, 0, std::vector<uint32_t>{missed}, MissMode::kDefer);
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->blocks.size(), 1u);
+  EXPECT_EQ(second->blocks[0].where, Where::kGpu);
+  ASSERT_TRUE(store_->Release(first->id).ok());
+  ASSERT_TRUE(store_->Release(second->id).ok());
+}
+
+TEST_F(BlockStoreTest, PrefixBlocksAreStoredOnceAndShared) {
+  OpenTiers(8, 8, 16);
+  OpenStore();
+  const uint64_t h0 = 0x1111, h1 = 0x2222;
+  for (uint32_t layer = 0; layer < 2; ++layer) {
+    bool dedup = true;
+    ASSERT_OK(store_->Put(1, layer, 0, Block(layer), h0, &dedup));
+    EXPECT_FALSE(dedup);
+    ASSERT_OK(store_->Put(1, layer, 1, Block(10 + layer), h1, &dedup));
+    ASSERT_OK(store_->Put(2, layer, 0, Block(99), h0, &dedup));  // same hash: not copied
+    EXPECT_TRUE(dedup);
+  }
+  EXPECT_EQ(store_->num_blocks(), 4u);
+  ExpectBlock(2, 0, 0, 0);  // sequence 2 reads the shared block, not what it sent
+  const uint64_t hashes[] = {h0, h1, 0x3333};
+  EXPECT_EQ(store_->MatchPrefix(hashes), 2u);
+  ASSERT_TRUE(store_->LinkPrefix(3, std::span(hashes, 2)).ok());
+  ExpectBlock(3, 1, 1, 11);
+  EXPECT_EQ(store_->LinkPrefix(3, hashes).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(store_->DropSequence(1).ok());
+  ExpectBlock(2, 1, 0, 1);  // still there for the others
+  ASSERT_TRUE(store_->DropSequence(2).ok());
+  ASSERT_TRUE(store_->DropSequence(3).ok());
+  EXPECT_EQ(store_->MatchPrefix(hashes), 2u);  // cached without owners until evicted
+  EXPECT_EQ(store_->DropSequence(3).code(), StatusCode::kNotFound);
+}
+
+TEST_F(BlockStoreTest, DropSequenceFreesEverything) {
+  OpenTiers(4, 4, 32);
+  Policy p;
+  p.write = WritePolicy::kWriteThrough;
+  OpenStore(p);
+  for (uint32_t i = 0; i < 6; ++i) ASSERT_OK(store_->Put(5, 0, i, Block(i)));
+  EXPECT_EQ(tiers_.d->used_slots(), 6u);
+  ASSERT_TRUE(store_->DropSequence(5).ok());
+  EXPECT_EQ(tiers_.g->used_slots() + tiers_.h->used_slots() + tiers_.d->used_slots(), 0u);
+  EXPECT_EQ(store_->num_blocks(), 0u);
+  int records = 0;
+  ASSERT_TRUE(tiers_.manifest->Scan(Cf::kBlocks, "", [&](auto, auto) { return ++records, true; }).ok());
+  EXPECT_EQ(records, 0);
+}
+
+TEST_F(BlockStoreTest, WriteThroughBlocksSurviveARestart) {
+  OpenTiers(4, 4, 64);
+  Policy p;
+  p.write = WritePolicy::kWriteThrough;
+  OpenStore(p);
+  for (uint32_t i = 0; i < 10; ++i) {
+    bool durable = false;
+    ASSERT_OK(store_->Put(3, i % 2, i, Block(Seed(3, i % 2, i)), 0, nullptr, &durable));
+    EXPECT_TRUE(durable);
+  }
+  ASSERT_OK(store_->Put(4, 0, 0, Block(77), 0xABC));
+  ASSERT_OK(store_->Put(5, 0, 0, Block(78), 0xABC));  // shares 0xABC
+  // Restart everything but the files.
+  OpenTiers(4, 4, 64);
+  OpenStore(p);
+  EXPECT_EQ(store_->stats().recovered_blocks.load(), 11u);
+  for (uint32_t i = 0; i < 10; ++i) ExpectBlock(3, i % 2, i, Seed(3, i % 2, i));
+  ExpectBlock(4, 0, 0, 77);
+  ExpectBlock(5, 0, 0, 77);
+}
+
+TEST_F(BlockStoreTest, ACorruptDiskBlockIsReportedAndNeverServed) {
+  OpenTiers(2, 2, 16);
+  Policy p;
+  p.write = WritePolicy::kWriteThrough;
+  p.sink_blocks = 0;
+  p.recent_window = 0;
+  OpenStore(p);
+  ASSERT_OK(store_->Put(9, 0, 0, Block(5)));
+  // Restart so that the only copy is on D, then flip a payload byte in the slab file.
+  OpenTiers(2, 2, 16);
+  std::string slab = tiers_.d->slab_paths()[0];
+  tiers_.d.reset();
+  {
+    std::fstream f(slab, std::ios::in | std::ios::out | std::ios::binary);
+    // Slot 0's payload follows the slab superblock and the slot header; its header
+    // stays intact, so only the payload checksum can catch this.
+    const long payload = static_cast<long>(kSlabHeaderBytes + kSlotHeaderBytes) + 1000;
+    f.seekg(payload);
+    char c;
+    f.read(&c, 1);
+    c ^= 0x5a;
+    f.seekp(payload);
+    f.write(&c, 1);
+  }
+  DiskTierOptions o;
+  o.dir = scratch_.Sub("d");
+  o.num_slots = 16;
+  o.slot_capacity = static_cast<uint32_t>(SmallModel().BlockBytes());
+  tiers_.d = std::move(DiskTier::Open(o)).value();
+  OpenStore(p);
+  std::vector<std::byte> out(SmallModel().BlockBytes());
+  Status st = store_->Get(9, 0, 0, out);
+  EXPECT_EQ(st.code(), StatusCode::kCorruption) << st.ToString();
+  EXPECT_EQ(store_->stats().corrupt_blocks.load(), 1u);
+  EXPECT_EQ(store_->Get(9, 0, 0, out).code(), StatusCode::kNotFound);  // dropped, not retried forever
+}
+
+TEST_F(BlockStoreTest, EvictionPolicyChoosesTheVictim) {
+  for (Eviction e : {Eviction::kLru, Eviction::kLfu, Eviction::kScore}) {
+    OpenTiers(4, 16, 16);
+    Policy p;
+    p.sink_blocks = 0;
+    p.recent_window = 0;
+    p.eviction = e;
+    p.gpu.high = 0.5;
+    p.gpu.low = 0.5;
+    OpenStore(p);
+    for (uint32_t i = 0; i < 3; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(i)));  // all on G
+    std::vector<std::byte> out(SmallModel().BlockBytes());
+    // Block 0: touched often long ago; block 1: selected by retrieval; block 2: touched last.
+    for (int k = 0; k < 5; ++k) ASSERT_TRUE(store_->Get(1, 0, 0, out).ok());
+    for (int k = 0; k < 3; ++k) ASSERT_TRUE(store_->Release(store_->Acquire(1, 0, std::vector<uint32_t>{1}, MissMode::kWait)->id).ok());
+    ASSERT_TRUE(store_->Get(1, 0, 2, out).ok());
+    store_->MigrateOnce();  // 3 of 4 used > 50%: one block goes to H
+    auto lease = store_->Acquire(1, 0, std::vector<uint32_t>{0, 1, 2}, MissMode::kDefer);
+    uint32_t demoted = 99;
+    for (const auto& b : lease->blocks) {
+      if (b.where == Where::kHost) demoted = b.index;
+    }
+    // LRU: block 0 (oldest access); LFU: block 2 (1 hit + put); score: block 0 or 2 (never selected), the older.
+    const uint32_t expect = e == Eviction::kLfu ? 2 : 0;
+    EXPECT_EQ(demoted, expect) << EvictionName(e);
+    ASSERT_TRUE(store_->Release(lease->id).ok());
+  }
+}
+
+TEST_F(BlockStoreTest, MetadataStaysUnder64BytesPerBlock) {
+  constexpr uint32_t kBlocks = 200000;
+  const uint32_t cap = 64;  // tiny blocks: this test is about metadata
+  auto g = std::move(CreateEmulatedGpuTier({"G", 1024, cap})).value();
+  auto h = std::move(CreateAnonymousArena(size_t{kBlocks} * 4096)).value();
+  auto host = std::make_unique<ArenaTier>(TierKind::kHost, "H", std::move(h), kBlocks, cap);
+  auto manifest = std::move(Manifest::Open(scratch_.Sub("m"))).value();
+  BlockStoreOptions o;
+  o.model = {1, 1, 1, 8, 2, DType::kF16};  // 64-byte blocks
+  o.policy.sink_blocks = 0;
+  o.policy.recent_window = 0;
+  auto store = std::move(BlockStore::Open(o, g.get(), host.get(), nullptr, manifest.get())).value();
+  std::vector<std::byte> payload(64, std::byte{1});
+  for (uint32_t i = 0; i < kBlocks; ++i) ASSERT_TRUE(store->Put(i / 1000, 0, i % 1000, payload).ok());
+  const double per_block = static_cast<double>(store->MetadataBytes()) / kBlocks;
+  std::printf("metadata: %.1f bytes per block at %u blocks\n", per_block, kBlocks);
+  EXPECT_LE(per_block, 64.0);
+}
+
+}  // namespace
+}  // namespace tierkv::storage
