@@ -7,11 +7,13 @@
 #include "common/status.h"
 #include "kernels/gather.h"
 #include "kernels/gpu_runtime.h"
+#include "kernels/score.h"
 #include "kernels/summary.h"
 
 namespace tierkv::kernels::internal {
 
 Status BlockCopyCuda(const BlockCopyArgs& args, GpuStream* stream);
 Status SummariesCuda(const SummaryArgs& args, GpuStream* stream);
+Status ScoreCuda(const ScoreArgs& args, GpuStream* stream);
 
 }  // namespace tierkv::kernels::internal
