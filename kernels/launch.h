@@ -9,11 +9,13 @@
 #include "kernels/gpu_runtime.h"
 #include "kernels/score.h"
 #include "kernels/summary.h"
+#include "kernels/topk.h"
 
 namespace tierkv::kernels::internal {
 
 Status BlockCopyCuda(const BlockCopyArgs& args, GpuStream* stream);
 Status SummariesCuda(const SummaryArgs& args, GpuStream* stream);
 Status ScoreCuda(const ScoreArgs& args, GpuStream* stream);
+Status TopKCuda(const TopKArgs& args, GpuStream* stream);
 
 }  // namespace tierkv::kernels::internal

@@ -11,5 +11,6 @@ Status NoCuda(const char* what) { return NotSupported(std::string(what) + ": bui
 Status BlockCopyCuda(const BlockCopyArgs&, GpuStream*) { return NoCuda("Gather/Scatter"); }
 Status SummariesCuda(const SummaryArgs&, GpuStream*) { return NoCuda("BuildSummaries"); }
 Status ScoreCuda(const ScoreArgs&, GpuStream*) { return NoCuda("ScoreBlocks"); }
+Status TopKCuda(const TopKArgs&, GpuStream*) { return NoCuda("TopK"); }
 
 }  // namespace tierkv::kernels::internal
