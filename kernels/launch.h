@@ -7,6 +7,7 @@
 #include "common/status.h"
 #include "kernels/gather.h"
 #include "kernels/gpu_runtime.h"
+#include "kernels/quant.h"
 #include "kernels/score.h"
 #include "kernels/summary.h"
 #include "kernels/topk.h"
@@ -17,5 +18,7 @@ Status BlockCopyCuda(const BlockCopyArgs& args, GpuStream* stream);
 Status SummariesCuda(const SummaryArgs& args, GpuStream* stream);
 Status ScoreCuda(const ScoreArgs& args, GpuStream* stream);
 Status TopKCuda(const TopKArgs& args, GpuStream* stream);
+Status QuantizeCuda(const QuantizeArgs& args, const QuantLayout& layout, GpuStream* stream);
+Status DequantizeCuda(const DequantizeArgs& args, const QuantLayout& layout, GpuStream* stream);
 
 }  // namespace tierkv::kernels::internal

@@ -12,5 +12,7 @@ Status BlockCopyCuda(const BlockCopyArgs&, GpuStream*) { return NoCuda("Gather/S
 Status SummariesCuda(const SummaryArgs&, GpuStream*) { return NoCuda("BuildSummaries"); }
 Status ScoreCuda(const ScoreArgs&, GpuStream*) { return NoCuda("ScoreBlocks"); }
 Status TopKCuda(const TopKArgs&, GpuStream*) { return NoCuda("TopK"); }
+Status QuantizeCuda(const QuantizeArgs&, const QuantLayout&, GpuStream*) { return NoCuda("Quantize"); }
+Status DequantizeCuda(const DequantizeArgs&, const QuantLayout&, GpuStream*) { return NoCuda("Dequantize"); }
 
 }  // namespace tierkv::kernels::internal
