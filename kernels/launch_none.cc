@@ -14,5 +14,6 @@ Status ScoreCuda(const ScoreArgs&, GpuStream*) { return NoCuda("ScoreBlocks"); }
 Status TopKCuda(const TopKArgs&, GpuStream*) { return NoCuda("TopK"); }
 Status QuantizeCuda(const QuantizeArgs&, const QuantLayout&, GpuStream*) { return NoCuda("Quantize"); }
 Status DequantizeCuda(const DequantizeArgs&, const QuantLayout&, GpuStream*) { return NoCuda("Dequantize"); }
+Status AttentionCuda(const AttentionArgs&, GpuStream*) { return NoCuda("DecodeAttention"); }
 
 }  // namespace tierkv::kernels::internal
