@@ -54,36 +54,75 @@ Status ValidateBuffers(const void* in, const void* out, const void* packed, cons
   return OkStatus();
 }
 
+// Calls f(e0, gbase, per_channel_step) for every row (r, t): element c of the row
+// is e0 + c and belongs to group gbase + (per-channel ? c : c / G).
+template <typename F>
+void ForEachRow(const QuantSpec& s, const QuantShape& sh, F&& f) {
+  for (uint32_t r = 0; r < sh.rows; ++r) {
+    for (uint32_t t = 0; t < sh.tokens; ++t)
+      f((size_t{r} * sh.tokens + t) * sh.channels, internal::QRowGroupBase(s, sh.tokens, sh.channels, r, t));
+  }
+}
+
+// Calls f(c0, c1, g0, dg) for spans of a row: channel c in [c0, c1) belongs to
+// group g0 + (c - c0) * dg (per-token: one span per group, dg = 0; per-channel:
+// one span for the whole row, dg = 1). Avoids a division per element.
+template <typename F>
+void ForEachSpan(bool per_token, uint32_t C, uint32_t G, uint64_t gbase, F&& f) {
+  if (!per_token) {
+    f(0u, C, gbase, uint64_t{1});
+    return;
+  }
+  uint64_t g = gbase;
+  for (uint32_t c0 = 0; c0 < C; c0 += G, ++g) f(c0, std::min(C, c0 + G), g, uint64_t{0});
+}
+
 // Per-group statistics: lo = min, hi = max (asymmetric) or hi = max |x|.
-void GroupStats(const QuantizeArgs& a, std::vector<float>& lo, std::vector<float>& hi) {
+void GroupStats(const QuantizeArgs& a, size_t num_groups, std::vector<float>& lo, std::vector<float>& hi) {
   const QuantSpec& s = a.spec;
-  const uint32_t R = a.shape.rows, T = a.shape.tokens, C = a.shape.channels;
-  lo.assign(Layout(s, a.shape).num_groups, std::numeric_limits<float>::infinity());
-  hi.assign(lo.size(), s.symmetric ? 0.f : -std::numeric_limits<float>::infinity());
+  const uint32_t C = a.shape.channels, G = s.group_size;
+  const bool per_token = s.axis == QuantAxis::kPerToken;
+  lo.assign(num_groups, std::numeric_limits<float>::infinity());
+  hi.assign(num_groups, s.symmetric ? 0.f : -std::numeric_limits<float>::infinity());
   std::vector<float> row(C);
-  for (uint32_t r = 0; r < R; ++r) {
-    for (uint32_t t = 0; t < T; ++t) {
-      LoadRowAsFloat(a.input, a.dtype, (size_t{r} * T + t) * C, C, row.data());
-      for (uint32_t c = 0; c < C; ++c) {
-        const uint64_t g = internal::QGroup(s, T, C, r, t, c);
-        const float x = row[c];
+  ForEachRow(s, a.shape, [&](size_t e0, uint64_t gbase) {
+    LoadRowAsFloat(a.input, a.dtype, e0, C, row.data());
+    ForEachSpan(per_token, C, G, gbase, [&](uint32_t c0, uint32_t c1, uint64_t g0, uint64_t dg) {
+      if (dg == 0) {  // one group: reduce into locals
+        float l = lo[g0], h = hi[g0];
+        for (uint32_t c = c0; c < c1; ++c) {
+          if (s.symmetric) {
+            h = std::max(h, std::fabs(row[c]));
+          } else {
+            l = std::min(l, row[c]);
+            h = std::max(h, row[c]);
+          }
+        }
+        lo[g0] = l;
+        hi[g0] = h;
+        return;
+      }
+      float* lg = lo.data() + g0 - c0;  // group of channel c is g0 + c - c0
+      float* hg = hi.data() + g0 - c0;
+      for (uint32_t c = c0; c < c1; ++c) {
         if (s.symmetric) {
-          hi[g] = std::max(hi[g], std::fabs(x));
+          hg[c] = std::max(hg[c], std::fabs(row[c]));
         } else {
-          lo[g] = std::min(lo[g], x);
-          hi[g] = std::max(hi[g], x);
+          lg[c] = std::min(lg[c], row[c]);
+          hg[c] = std::max(hg[c], row[c]);
         }
       }
-    }
-  }
+    });
+  });
 }
 
 Status QuantizeCpu(const QuantizeArgs& a) {
   const QuantSpec& s = a.spec;
   const QuantLayout l = Layout(s, a.shape);
-  const uint32_t R = a.shape.rows, T = a.shape.tokens, C = a.shape.channels;
+  const uint32_t C = a.shape.channels, G = s.group_size;
+  const bool per_token = s.axis == QuantAxis::kPerToken;
   std::vector<float> lo, hi;
-  GroupStats(a, lo, hi);
+  GroupStats(a, l.num_groups, lo, hi);
   auto* out = static_cast<uint8_t*>(a.packed);
   auto* scales = reinterpret_cast<float*>(out + l.scales_offset);
   auto* mins = reinterpret_cast<float*>(out + l.mins_offset);
@@ -91,41 +130,42 @@ Status QuantizeCpu(const QuantizeArgs& a) {
   for (size_t g = 0; g < l.num_groups; ++g) {
     scales[g] = QScale(s.symmetric, s.bits, lo[g], hi[g]);
     inv[g] = QInverse(scales[g]);
+    if (s.symmetric) lo[g] = 0.f;
     if (!s.symmetric) mins[g] = lo[g];
   }
   std::memset(out, 0, l.scales_offset);
   std::vector<float> row(C);
-  for (uint32_t r = 0; r < R; ++r) {
-    for (uint32_t t = 0; t < T; ++t) {
-      const size_t e0 = (size_t{r} * T + t) * C;
-      LoadRowAsFloat(a.input, a.dtype, e0, C, row.data());
-      for (uint32_t c = 0; c < C; ++c) {
-        const uint64_t g = internal::QGroup(s, T, C, r, t, c);
-        const int q = QEncode(row[c], s.symmetric ? 0.f : lo[g], inv[g], s.symmetric, s.bits);
-        const size_t e = e0 + c;
-        if (s.bits == QuantBits::kInt8) {
-          out[e] = static_cast<uint8_t>(q);  // two's complement when symmetric
-        } else {
-          out[e / 4] |= static_cast<uint8_t>(q << (2 * (e % 4)));
-        }
+  std::vector<uint8_t> codes(C);
+  ForEachRow(s, a.shape, [&](size_t e0, uint64_t gbase) {
+    LoadRowAsFloat(a.input, a.dtype, e0, C, row.data());
+    ForEachSpan(per_token, C, G, gbase, [&](uint32_t c0, uint32_t c1, uint64_t g0, uint64_t dg) {
+      for (uint32_t c = c0; c < c1; ++c) {
+        const uint64_t g = g0 + (c - c0) * dg;
+        codes[c] = static_cast<uint8_t>(QEncode(row[c], lo[g], inv[g], s.symmetric, s.bits));
       }
+    });
+    if (s.bits == QuantBits::kInt8) {
+      std::memcpy(out + e0, codes.data(), C);  // two's complement when symmetric
+    } else {
+      for (uint32_t c = 0; c < C; ++c) out[(e0 + c) / 4] |= static_cast<uint8_t>(codes[c] << (2 * ((e0 + c) % 4)));
     }
-  }
+  });
   return OkStatus();
 }
 
 Status DequantizeCpu(const DequantizeArgs& a) {
   const QuantSpec& s = a.spec;
   const QuantLayout l = Layout(s, a.shape);
-  const uint32_t R = a.shape.rows, T = a.shape.tokens, C = a.shape.channels;
+  const uint32_t C = a.shape.channels, G = s.group_size;
+  const bool per_token = s.axis == QuantAxis::kPerToken;
   const auto* in = static_cast<const uint8_t*>(a.packed);
   const auto* scales = reinterpret_cast<const float*>(in + l.scales_offset);
   const auto* mins = reinterpret_cast<const float*>(in + l.mins_offset);
-  for (uint32_t r = 0; r < R; ++r) {
-    for (uint32_t t = 0; t < T; ++t) {
-      const size_t e0 = (size_t{r} * T + t) * C;
-      for (uint32_t c = 0; c < C; ++c) {
-        const uint64_t g = internal::QGroup(s, T, C, r, t, c);
+  std::vector<float> row(C);
+  ForEachRow(s, a.shape, [&](size_t e0, uint64_t gbase) {
+    ForEachSpan(per_token, C, G, gbase, [&](uint32_t c0, uint32_t c1, uint64_t g0, uint64_t dg) {
+      for (uint32_t c = c0; c < c1; ++c) {
+        const uint64_t g = g0 + (c - c0) * dg;
         const size_t e = e0 + c;
         int q;
         if (s.bits == QuantBits::kInt8) {
@@ -133,10 +173,11 @@ Status DequantizeCpu(const DequantizeArgs& a) {
         } else {
           q = (in[e / 4] >> (2 * (e % 4))) & 3;
         }
-        StoreFromFloat(a.output, a.dtype, e, QDecode(q, s.symmetric ? 0.f : mins[g], scales[g]));
+        row[c] = QDecode(q, s.symmetric ? 0.f : mins[g], scales[g]);
       }
-    }
-  }
+    });
+    StoreRowFromFloat(a.output, a.dtype, e0, C, row.data());
+  });
   return OkStatus();
 }
 

@@ -39,11 +39,16 @@ TIERKV_HD float QDiv(float a, float b) {
   return a / b;
 #endif
 }
+// Round half to even. REQUIRES: |v| < 2^22 (codes are clamped to +-255 anyway).
+// On the host, adding and subtracting 1.5 * 2^23 rounds in the FPU's default
+// mode without a libm call (valid because the project never builds with
+// -ffast-math, which would fold the expression away).
 TIERKV_HD float QRint(float v) {
 #ifdef __CUDA_ARCH__
   return rintf(v);
 #else
-  return std::nearbyint(v);  // round half to even in the default rounding mode
+  constexpr float kBig = 12582912.f;  // 1.5 * 2^23
+  return (v + kBig) - kBig;
 #endif
 }
 
@@ -66,6 +71,14 @@ TIERKV_HD int QEncode(float x, float mn, float inv, bool symmetric, QuantBits bi
 }
 
 TIERKV_HD float QDecode(int q, float mn, float scale) { return QAdd(mn, QMul(static_cast<float>(q), scale)); }
+
+// Group of element (r, t, c) is QRowGroupBase(r, t) + c / G (kPerToken) or
+// QRowGroupBase(r, t) + c (kPerChannel).
+TIERKV_HD uint64_t QRowGroupBase(const QuantSpec& s, uint32_t tokens, uint32_t channels, uint32_t r, uint32_t t) {
+  const uint32_t G = s.group_size;
+  if (s.axis == QuantAxis::kPerToken) return (uint64_t{r} * tokens + t) * ((channels + G - 1) / G);
+  return (uint64_t{r} * ((tokens + G - 1) / G) + t / G) * channels;
+}
 
 // Group of element (r, t, c); see quant.h.
 TIERKV_HD uint64_t QGroup(const QuantSpec& s, uint32_t tokens, uint32_t channels, uint32_t r, uint32_t t,
