@@ -8,9 +8,10 @@
 // then selects exactly the k keys >= T. A block-wide scan compacts the selected
 // indices in ascending order.
 //
-// Keys are recomputed from scores/always on every pass (they stay in L2).
-// Single-CTA cost grows with num_blocks; sized for per-layer selections up to
-// ~32K blocks (1M tokens of 32-token blocks).
+// Up to kMaxCachedKeys blocks (128K tokens of 32-token blocks fit), the keys are
+// built once into shared memory; beyond, they are recomputed from scores/always
+// on every pass (from L2). Single-CTA cost grows with num_blocks; sized for
+// per-layer selections up to ~32K blocks (1M tokens of 32-token blocks).
 #include "kernels/cuda_util.cuh"
 #include "kernels/launch.h"
 #include "kernels/topk_key.h"
@@ -21,6 +22,7 @@ namespace {
 constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
 constexpr uint32_t kNoBucket = 256;
+constexpr uint32_t kMaxCachedKeys = 5632;  // 44 KiB of dynamic shared memory: no opt-in needed
 
 __device__ __forceinline__ uint64_t KeyAt(const float* __restrict__ scores, const uint8_t* __restrict__ always,
                                           uint32_t i) {
@@ -53,9 +55,11 @@ __device__ uint32_t BlockInclusiveScan(uint32_t v, uint32_t* smem, uint32_t* tot
   return v + (warp > 0 ? smem[warp - 1] : 0u);
 }
 
+template <bool kCached>
 __global__ void __launch_bounds__(kThreads)
     TopKKernel(const float* __restrict__ scores, const uint8_t* __restrict__ always, uint32_t n, uint32_t k,
                uint32_t* __restrict__ out_indices, float* __restrict__ out_scores) {
+  extern __shared__ uint64_t cached[];  // [n] when kCached
   __shared__ uint32_t hist[256];
   __shared__ uint32_t scan[kWarps];
   __shared__ uint64_t s_prefix;
@@ -67,6 +71,16 @@ __global__ void __launch_bounds__(kThreads)
     s_krem = k;
     s_done = 0;
   }
+  if constexpr (kCached) {
+    for (uint32_t i = threadIdx.x; i < n; i += kThreads) cached[i] = KeyAt(scores, always, i);
+  }  // published by the first __syncthreads below
+  auto key_of = [&](uint32_t i) -> uint64_t {
+    if constexpr (kCached) {
+      return cached[i];
+    } else {
+      return KeyAt(scores, always, i);
+    }
+  };
   uint64_t mask = 0;
   for (int shift = 56; shift >= 0; shift -= 8) {
     if (tid < 256) hist[tid] = 0;
@@ -77,7 +91,7 @@ __global__ void __launch_bounds__(kThreads)
       const uint32_t i = base + tid;
       uint32_t bucket = kNoBucket;
       if (i < n) {
-        const uint64_t key = KeyAt(scores, always, i);
+        const uint64_t key = key_of(i);
         if ((key & mask) == prefix) bucket = static_cast<uint32_t>(key >> shift) & 0xffu;
       }
       const unsigned peers = __match_any_sync(kFullMask, bucket);
@@ -103,7 +117,7 @@ __global__ void __launch_bounds__(kThreads)
   uint32_t written = 0;
   for (uint32_t base = 0; base < n; base += kThreads) {  // uniform trip count
     const uint32_t i = base + tid;
-    const bool sel = i < n && KeyAt(scores, always, i) >= threshold;
+    const bool sel = i < n && key_of(i) >= threshold;
     uint32_t total;
     const uint32_t incl = BlockInclusiveScan(sel ? 1u : 0u, scan, &total);
     if (sel) {
@@ -125,8 +139,13 @@ Status TopKCuda(const TopKArgs& a, GpuStream* stream) {
   RETURN_IF_ERROR(CheckDeviceAccessible(a.out_indices, "TopK out_indices"));
   if (a.always != nullptr) RETURN_IF_ERROR(CheckDeviceAccessible(a.always, "TopK always"));
   if (a.out_scores != nullptr) RETURN_IF_ERROR(CheckDeviceAccessible(a.out_scores, "TopK out_scores"));
-  TopKKernel<<<1, kThreads, 0, NativeStream(stream)>>>(a.scores, a.always, a.num_blocks, a.k, a.out_indices,
-                                                      a.out_scores);
+  const cudaStream_t st = NativeStream(stream);
+  if (a.num_blocks <= kMaxCachedKeys) {
+    TopKKernel<true><<<1, kThreads, a.num_blocks * sizeof(uint64_t), st>>>(a.scores, a.always, a.num_blocks, a.k,
+                                                                          a.out_indices, a.out_scores);
+  } else {
+    TopKKernel<false><<<1, kThreads, 0, st>>>(a.scores, a.always, a.num_blocks, a.k, a.out_indices, a.out_scores);
+  }
   RETURN_IF_CUDA_ERROR(cudaGetLastError());
   return OkStatus();
 }

@@ -86,7 +86,7 @@ void RunCase(uint32_t n, uint32_t k, const std::vector<float>& s, const std::vec
 TEST(TopKGpuTest, MatchesCpuExactly) {
   SKIP_WITHOUT_GPU();
   std::mt19937_64 rng(300);
-  const uint32_t sizes[] = {1, 2, 31, 1023, 1024, 1025, 4096, 4099, 32773};
+  const uint32_t sizes[] = {1, 2, 31, 1023, 1024, 1025, 4096, 4099, 5632, 5633, 32773};  // 5632: shared-memory key cache limit
   for (uint32_t n : sizes) {
     for (int kind = 0; kind < 5; ++kind) {
       const std::vector<float> s = MakeScores(rng, n, kind);
