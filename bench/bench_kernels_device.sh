@@ -2,8 +2,11 @@
 # Runs every kernels check and benchmark on the lent GPU machine in one call
 # (GPU.md: device time is scarce). Build and bundle here first:
 #   cmake --build build/release -j2 --target tierkv_gpu_tests bench_kernels
-#   ../shared/tools/device-bundle.sh .device/bundle \
-#       build/release/tests/gpu/tierkv_gpu_tests build/release/bench/bench_kernels
+#   mkdir -p .device/bundle/bin .device/bundle/lib
+#   cp build/release/tests/gpu/tierkv_gpu_tests build/release/bench/bench_kernels .device/bundle/bin/
+# (both programs need only glibc/libstdc++ — cudart and gtest are static — so a
+# plain copy is the bundle: ../shared/tools/device-bundle.sh stops with status 1,
+# under pipefail, on a program that needs no extra library.)
 # then call the device tool with carry [".device"] and the command
 #   bash bench/bench_kernels_device.sh
 # Results land in $OUT: gpu_tests.xml / gpu_tests.log, bench_kernels.json / .txt.
