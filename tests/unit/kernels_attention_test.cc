@@ -8,6 +8,7 @@
 #include <random>
 
 #include "kernels/attention.h"
+#include "kernels/launch.h"
 #include "tests/unit/kernels_test_util.h"
 
 namespace tierkv::kernels {
@@ -176,6 +177,25 @@ TEST(KernelsAttentionCpuTest, RejectsBadArguments) {
   expect_bad([&](AttentionArgs& a) { slots(a), a.slot_bytes = 8; });  // smaller than a block
   const void* null_ptrs[] = {nullptr};
   expect_bad([&](AttentionArgs& a) { a.block_ptrs = null_ptrs; });
+}
+
+TEST(KernelsAttentionCpuTest, CudaSplitCoversTheTable) {
+  for (uint32_t blocks : {1u, 2u, 63u, 64u, 65u, 1000u, 3277u, 1u << 20}) {
+    for (uint32_t kv : {1u, 8u, 1024u}) {
+      const internal::AttentionSplit s = internal::SplitAttention(blocks, kv);
+      ASSERT_GE(s.splits, 1u);
+      ASSERT_GE(uint64_t{s.splits} * s.blocks_per_split, blocks);           // every entry has a split
+      ASSERT_LT(uint64_t{s.splits - 1} * s.blocks_per_split, blocks);       // no empty split
+      ASSERT_LE(uint64_t{s.splits} * kv, std::max<uint64_t>(512 + kv, kv));  // bounded grid
+    }
+  }
+  AttentionArgs a;
+  a.num_q_heads = 32;
+  a.num_kv_heads = 8;
+  a.head_dim = 128;
+  a.num_blocks = 3277;
+  const internal::AttentionSplit s = internal::SplitAttention(3277, 8);
+  EXPECT_EQ(AttentionWorkspaceBytes(a), size_t{s.splits} * 32 * 130 * sizeof(float));
 }
 
 }  // namespace
