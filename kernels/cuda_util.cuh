@@ -74,6 +74,7 @@ class DeviceScratch {
     stream_ = stream;
     if (need == 0) return OkStatus();
     if (workspace != nullptr && workspace_bytes >= need) {
+      RETURN_IF_ERROR(CheckDeviceAccessible(workspace, "workspace"));
       ptr_ = workspace;
       return OkStatus();
     }

@@ -153,4 +153,23 @@ inline void StoreFromFloat(void* data, DType dtype, size_t i, float v, Rounding 
   static_cast<uint16_t*>(data)[i] = h;
 }
 
+// Elements [offset, offset + n) of an array of `dtype` = in[0, n), rounded to nearest.
+inline void StoreRowFromFloat(void* data, DType dtype, size_t offset, size_t n, const float* in) {
+  switch (dtype) {
+    case DType::kF16: {
+      uint16_t* p = static_cast<uint16_t*>(data) + offset;
+      for (size_t i = 0; i < n; ++i) p[i] = FloatToF16(in[i]);
+      return;
+    }
+    case DType::kBF16: {
+      uint16_t* p = static_cast<uint16_t*>(data) + offset;
+      for (size_t i = 0; i < n; ++i) p[i] = FloatToBf16(in[i]);
+      return;
+    }
+    case DType::kF32:
+      break;
+  }
+  memcpy(static_cast<float*>(data) + offset, in, n * sizeof(float));
+}
+
 }  // namespace tierkv::kernels

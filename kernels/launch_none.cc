@@ -10,5 +10,10 @@ Status NoCuda(const char* what) { return NotSupported(std::string(what) + ": bui
 
 Status BlockCopyCuda(const BlockCopyArgs&, GpuStream*) { return NoCuda("Gather/Scatter"); }
 Status SummariesCuda(const SummaryArgs&, GpuStream*) { return NoCuda("BuildSummaries"); }
+Status ScoreCuda(const ScoreArgs&, GpuStream*) { return NoCuda("ScoreBlocks"); }
+Status TopKCuda(const TopKArgs&, GpuStream*) { return NoCuda("TopK"); }
+Status QuantizeCuda(const QuantizeArgs&, const QuantLayout&, GpuStream*) { return NoCuda("Quantize"); }
+Status DequantizeCuda(const DequantizeArgs&, const QuantLayout&, GpuStream*) { return NoCuda("Dequantize"); }
+Status AttentionCuda(const AttentionArgs&, GpuStream*) { return NoCuda("DecodeAttention"); }
 
 }  // namespace tierkv::kernels::internal

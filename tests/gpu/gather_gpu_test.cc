@@ -8,6 +8,9 @@
 #include <cstring>
 #include <random>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "kernels/gather.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/unit/kernels_test_util.h"
@@ -249,10 +252,13 @@ TEST(GpuRuntimeGpuTest, EventsStreamsAndIpcHandles) {
 
 TEST(GpuRuntimeGpuTest, HostRegistrationMapsExistingMemory) {
   SKIP_WITHOUT_GPU();
+  // A memfd shared mapping, as the H tier shares with clients (DESIGN §2).
   const size_t bytes = 1 << 20;
-  std::vector<uint8_t> host(bytes + 4096);
-  // Page-aligned range inside the vector.
-  auto* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(host.data()) + 4095) & ~uintptr_t{4095});
+  const int fd = memfd_create("tierkv-gpu-test", MFD_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, bytes), 0);
+  void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(base, MAP_FAILED);
   std::mt19937_64 rng(47);
   std::vector<uint8_t> data = RandomBytes(rng, bytes);
   std::memcpy(base, data.data(), bytes);
@@ -271,8 +277,12 @@ TEST(GpuRuntimeGpuTest, HostRegistrationMapsExistingMemory) {
     // Registering the same range twice fails cleanly.
     EXPECT_FALSE(HostRegistration::Register(base, bytes).ok());
   }
-  // Unregistered by the destructor: registering again works.
-  ASSERT_OK_AND_ASSIGN(HostRegistration again, HostRegistration::Register(base, bytes));
+  {
+    // Unregistered by the destructor: registering again works.
+    ASSERT_OK_AND_ASSIGN(HostRegistration again, HostRegistration::Register(base, bytes));
+  }
+  munmap(base, bytes);
+  close(fd);
 }
 
 TEST(GpuRuntimeGpuTest, ErrorsBecomeStatuses) {
