@@ -18,6 +18,7 @@ constexpr uint64_t kHeadModelStream = 1000;   // + kv head
 constexpr uint64_t kQueryHeadStream = 3000;   // + q head
 constexpr uint64_t kQuerySharedStream = 5000;
 constexpr uint64_t kTokenStream = 6000;       // + kv head
+constexpr uint64_t kNeedleDirStream = 8000;   // + needle index
 
 Status CheckFloat(const char* name, float v, float lo, float hi) {
   if (!(v >= lo && v <= hi)) {
@@ -166,15 +167,13 @@ void SyntheticGenerator::DrawStructure() {
     --sentences_left;
   }
 
-  const uint64_t group = p.num_q_heads / p.num_kv_heads;
   for (uint32_t l = 0; l < p.num_layers; ++l) {
     Rng nr(Rng::Derive(p.seed, l, kNeedleStream));
     std::vector<uint64_t> used;
     for (uint32_t i = 0; i < p.needles_per_layer; ++i) {
       PlantedNeedle n;
       n.layer = l;
-      n.q_head = static_cast<uint32_t>(nr.Below(p.num_q_heads));
-      n.kv_head = static_cast<uint32_t>(n.q_head / group);
+      n.kv_head = static_cast<uint32_t>(nr.Below(p.num_kv_heads));
       n.step = static_cast<uint32_t>(nr.Below(p.num_steps));
       const uint64_t last = info_.step_positions[n.step] - p.needle_min_distance;  // >= sink_tokens (Validate)
       do {
@@ -231,12 +230,25 @@ Status SyntheticGenerator::LoadLayer(uint32_t index, TraceLayer* layer) {
     }
   }
   layer->Resize(info_);
-  GenerateQueries(index, heads, layer);
-  for (uint32_t g = 0; g < p.num_kv_heads; ++g) GenerateKeysAndValues(index, g, heads[g], *layer, layer);
+  // One random direction per needle of this layer (never on outlier channels).
+  std::vector<std::vector<float>> needle_dirs(needles_.size());
+  for (size_t i = 0; i < needles_.size(); ++i) {
+    if (needles_[i].layer != index) continue;
+    Rng rng(Rng::Derive(p.seed, index, kNeedleDirStream + i));
+    const HeadModel& hm = heads[needles_[i].kv_head];
+    std::vector<uint32_t> ch;
+    for (uint32_t c = 0; c < d; ++c) {
+      if (!hm.outlier[c]) ch.push_back(c);
+    }
+    needle_dirs[i] = UnitOn(ch, d, &rng);
+  }
+  GenerateQueries(index, heads, needle_dirs, layer);
+  for (uint32_t g = 0; g < p.num_kv_heads; ++g) GenerateKeysAndValues(index, g, heads[g], needle_dirs, layer);
   return OkStatus();
 }
 
-void SyntheticGenerator::GenerateQueries(uint32_t layer, const std::vector<HeadModel>& heads, TraceLayer* out) const {
+void SyntheticGenerator::GenerateQueries(uint32_t layer, const std::vector<HeadModel>& heads,
+                                         const std::vector<std::vector<float>>& needle_dirs, TraceLayer* out) const {
   const SyntheticParams& p = params_;
   const uint32_t d = p.head_dim, topics = p.num_topics, group = p.num_q_heads / p.num_kv_heads;
   const float s = std::sqrt(static_cast<float>(d));
@@ -292,6 +304,10 @@ void SyntheticGenerator::GenerateQueries(uint32_t layer, const std::vector<HeadM
       for (uint32_t j = 0; j < topics; ++j) Axpy(static_cast<float>(s * w[j] / sum), hm.topic_dir[j], q_pre);
       Axpy(s * p.query_offset, offset[h], q_pre);
       for (uint32_t c = 0; c < d; ++c) q_pre[c] += p.query_noise * static_cast<float>(rngs[h + 1].Normal());
+      for (size_t k = 0; k < needles_.size(); ++k) {  // this step asks for its needles
+        const PlantedNeedle& n = needles_[k];
+        if (n.layer == layer && n.step == i && n.kv_head == h / group) Axpy(s, needle_dirs[k], q_pre);
+      }
       float* q = out->queries.data() + (i * p.num_q_heads + h) * d;
       std::copy(q_pre, q_pre + d, q);
       rope.Apply(q, p.rope_style);
@@ -300,7 +316,8 @@ void SyntheticGenerator::GenerateQueries(uint32_t layer, const std::vector<HeadM
 }
 
 void SyntheticGenerator::GenerateKeysAndValues(uint32_t layer, uint32_t kv_head, const HeadModel& hm,
-                                               const TraceLayer& queries, TraceLayer* out) const {
+                                               const std::vector<std::vector<float>>& needle_dirs,
+                                               TraceLayer* out) const {
   const SyntheticParams& p = params_;
   const uint32_t d = p.head_dim;
   const uint64_t T = p.num_tokens;
@@ -334,46 +351,59 @@ void SyntheticGenerator::GenerateKeysAndValues(uint32_t layer, uint32_t kv_head,
     for (uint32_t c = 0; c < d; ++c) v[c] = hm.value_mean[c] + static_cast<float>(rng.Normal());
     Axpy(p.topic_value_strength, hm.topic_value[topic], v);
   }
-  for (const PlantedNeedle& n : needles_) {
-    if (n.layer == layer && n.kv_head == kv_head) PlantNeedle(n, queries, out);
+  for (size_t k = 0; k < needles_.size(); ++k) {
+    const PlantedNeedle& n = needles_[k];
+    if (n.layer == layer && n.kv_head == kv_head) PlantNeedle(n, needle_dirs[k], out);
   }
 }
 
-// Adds x = c R(p - n) q_pre to the needle's pre-RoPE key, hence R(n) x = c q_post
-// to its post-RoPE key, with c such that the target head's logit for the needle
-// at the target step ends needle_margin above the best other visible key's.
-void SyntheticGenerator::PlantNeedle(const PlantedNeedle& n, const TraceLayer& queries, TraceLayer* out) const {
+// The target step's queries of the needle's group hold s * u (pre-RoPE, u the
+// needle's unit direction). Adds b R(p - n) u to the needle's pre-RoPE key, hence
+// b R(p) u to its post-RoPE key: head h's logit for it rises by b (q_pre_h . u) / s
+// (about b). b is the smallest value that puts the needle needle_margin above the
+// best ordinary visible key (other needles excluded: they would make each later
+// needle outbid the earlier ones) for every head of the group.
+void SyntheticGenerator::PlantNeedle(const PlantedNeedle& n, const std::vector<float>& u, TraceLayer* out) const {
   const SyntheticParams& p = params_;
-  const uint32_t d = p.head_dim;
+  const uint32_t d = p.head_dim, g = p.num_q_heads / p.num_kv_heads;
   const uint64_t T = p.num_tokens, pos = info_.step_positions[n.step];
-  const float inv_s = 1.f / std::sqrt(static_cast<float>(d));
-  const size_t qoff = (size_t{n.step} * p.num_q_heads + n.q_head) * d;
-  const float* q_pre = queries.queries_pre.data() + qoff;
-  const float* q = queries.queries.data() + qoff;
-  auto logit = [&](uint64_t t) {
-    const float* k = out->keys.data() + (size_t{n.kv_head} * T + t) * d;
-    float dot = 0.f;
-    for (uint32_t c = 0; c < d; ++c) dot += q[c] * k[c];
-    return dot * inv_s;
-  };
-  float best_other = -std::numeric_limits<float>::infinity();
-  for (uint64_t t = 0; t <= pos; ++t) {
-    if (t != n.position) best_other = std::max(best_other, logit(t));
+  const double s = std::sqrt(static_cast<double>(d));
+  const size_t first = (size_t{n.step} * p.num_q_heads + size_t{n.kv_head} * g) * d;
+  const float* q_pre = out->queries_pre.data() + first;
+  const float* q = out->queries.data() + first;
+  std::vector<uint64_t> others;
+  for (const PlantedNeedle& o : needles_) {
+    if (o.layer == n.layer && o.kv_head == n.kv_head && o.position != n.position) others.push_back(o.position);
   }
-  const float add = best_other + p.needle_margin - logit(n.position);
-  if (add <= 0.f) return;
-  double q2 = 0.0;
-  for (uint32_t c = 0; c < d; ++c) q2 += double(q[c]) * q[c];  // |q_post| = |q_pre|
-  const float coef = static_cast<float>(add / (q2 * inv_s));
-  std::vector<float> x(q_pre, q_pre + d);
+  std::sort(others.begin(), others.end());
+  double b = 0.0;
+  for (uint32_t h = 0; h < g; ++h) {
+    double align = 0.0, best = -std::numeric_limits<double>::infinity(), own = 0.0;
+    for (uint32_t c = 0; c < d; ++c) align += double(q_pre[h * d + c]) * u[c] / s;
+    for (uint64_t t = 0; t <= pos; ++t) {
+      if (std::binary_search(others.begin(), others.end(), t)) continue;
+      const float* k = out->keys.data() + (size_t{n.kv_head} * T + t) * d;
+      double dot = 0.0;
+      for (uint32_t c = 0; c < d; ++c) dot += double(q[h * d + c]) * k[c];
+      if (t == n.position) {
+        own = dot / s;
+      } else {
+        best = std::max(best, dot / s);
+      }
+    }
+    // align is about 1 (the query holds s * u); a head that cancels it is left out.
+    if (align > 0.25) b = std::max(b, (best + p.needle_margin - own) / align);
+  }
+  if (b <= 0.0) return;
+  std::vector<float> x(u);
   RopeAngles rope(d, p.rope_theta);
   rope.SetPosition(static_cast<double>(pos) - static_cast<double>(n.position));
   rope.Apply(x.data(), p.rope_style);
   const size_t row = (size_t{n.kv_head} * T + n.position) * d;
-  for (uint32_t c = 0; c < d; ++c) {
-    out->keys_pre[row + c] += coef * x[c];
-    out->keys[row + c] += coef * q[c];
-  }
+  for (uint32_t c = 0; c < d; ++c) out->keys_pre[row + c] += static_cast<float>(b) * x[c];
+  rope.SetPosition(static_cast<double>(n.position));
+  rope.Apply(x.data(), p.rope_style);  // R(n) R(p - n) u = R(p) u
+  for (uint32_t c = 0; c < d; ++c) out->keys[row + c] += static_cast<float>(b) * x[c];
 }
 
 Result<Trace> SyntheticGenerator::GenerateAll() {

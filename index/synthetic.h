@@ -33,13 +33,16 @@
 //           when the decode position enters a new segment.
 //   sinks:  the first sink_tokens keys add sink_logit along the sink direction,
 //           which every query holds with weight 1 (minus RoPE's slow rotation).
-//   needles: needles_per_layer tokens per layer whose key gets, on top of the
-//           above, c * R(p - n) q_pre of one target (step at position p, query
-//           head): after RoPE that is c * q_post, so the needle's key matches that
-//           later query at any distance. c is chosen so that the target head's
-//           logit for the needle at the target step ends needle_margin above the
-//           best other visible key's. Needles sit after the sinks and at least
-//           needle_min_distance tokens before their step.
+//   needles: needles_per_layer tokens per layer, each planted for one (decode
+//           step at position p, KV head) with its own random unit direction u:
+//           the queries of that group at that step also hold s * u (the step
+//           asks for the needle), and the needle's key gets b * R(p - n) u
+//           pre-RoPE, i.e. b * R(p) u post-RoPE, so it matches those queries
+//           after RoPE at any distance while other steps barely see it. b puts
+//           the needle needle_margin above the best ordinary visible key for every
+//           head of the group, so it stands out in the layer's shared selection.
+//           Needles sit after the sinks and at least needle_min_distance tokens
+//           before their step.
 //   values: v_t = value_mean + topic_value_strength * topic_value_dir[topic(t)]
 //           + N(0, 1) per channel.
 //
@@ -119,12 +122,11 @@ struct SyntheticParams {
   Status Validate() const;
 };
 
-// A planted needle: at decode step `step` (position step_positions[step]), query
-// head `q_head` of `layer` scores the key at `position` (KV head q_head / group)
-// at least needle_margin above any other key it sees.
+// A planted needle: at decode step `step` (position step_positions[step]), every
+// query head of KV group `kv_head` in `layer` scores the key at `position` at
+// least needle_margin above any ordinary (non-needle) key it sees.
 struct PlantedNeedle {
   uint32_t layer = 0;
-  uint32_t q_head = 0;
   uint32_t kv_head = 0;
   uint32_t step = 0;
   uint64_t position = 0;
@@ -156,10 +158,12 @@ class SyntheticGenerator final : public TraceSource {
   struct HeadModel;
   explicit SyntheticGenerator(const SyntheticParams& params) : params_(params) {}
   void DrawStructure();
-  void GenerateQueries(uint32_t layer, const std::vector<HeadModel>& heads, TraceLayer* out) const;
-  void GenerateKeysAndValues(uint32_t layer, uint32_t kv_head, const HeadModel& head, const TraceLayer& queries,
-                             TraceLayer* out) const;
-  void PlantNeedle(const PlantedNeedle& needle, const TraceLayer& queries, TraceLayer* out) const;
+  // needle_dirs: one unit vector per entry of needles_ (empty for other layers).
+  void GenerateQueries(uint32_t layer, const std::vector<HeadModel>& heads,
+                       const std::vector<std::vector<float>>& needle_dirs, TraceLayer* out) const;
+  void GenerateKeysAndValues(uint32_t layer, uint32_t kv_head, const HeadModel& head,
+                             const std::vector<std::vector<float>>& needle_dirs, TraceLayer* out) const;
+  void PlantNeedle(const PlantedNeedle& needle, const std::vector<float>& dir, TraceLayer* out) const;
 
   SyntheticParams params_;
   TraceInfo info_;
