@@ -3,6 +3,8 @@
 // [0, position], summed per block, then combined over heads (sum by default, or
 // max). Its selection is the best any retriever can do under the same head
 // combination; its cost is a full scan of the keys, which is why the others exist.
+// Repeated Select calls for the same query (several budgets of one step) reuse
+// the block scores of the previous call.
 #pragma once
 
 #include "index/eval_metrics.h"
@@ -24,7 +26,9 @@ class ExactRetriever final : public Retriever {
  private:
   size_t index_bytes_ = 0;
   ExactAttention exact_;        // scratch, reused across steps
-  std::vector<double> scores_;  // [visible blocks]
+  std::vector<double> scores_;  // [visible blocks] for (scored_query_, scored_position_)
+  std::vector<float> scored_query_;
+  uint64_t scored_position_ = 0;
 };
 
 }  // namespace tierkv::index
