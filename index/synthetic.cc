@@ -82,7 +82,10 @@ Status SyntheticParams::Validate() const {
   const uint32_t pairs = head_dim / 2;
   const uint32_t sem = semantic_pairs == 0 ? std::max<uint32_t>(1, head_dim / 8) : semantic_pairs;
   RETURN_IF_ERROR(CheckInt("semantic_pairs", sem, 1, pairs - 2));
-  RETURN_IF_ERROR(CheckInt("outlier_channels", outlier_channels, 0, (pairs - 1 - sem + 1) / 2));
+  // Outliers take one channel of each of the lowest-frequency half of the pairs
+  // left after the sink pair and the semantic pairs.
+  const uint32_t other_pairs = pairs - 1 - sem;
+  RETURN_IF_ERROR(CheckInt("outlier_channels", outlier_channels, 0, (other_pairs + 1) / 2));
   RETURN_IF_ERROR(CheckFloat("key_noise", key_noise, 0.f, 1e3f));
   RETURN_IF_ERROR(CheckFloat("key_mean_norm", key_mean_norm, 0.f, 1e4f));
   RETURN_IF_ERROR(CheckFloat("outlier_magnitude", outlier_magnitude, 0.f, 1e4f));
@@ -121,12 +124,12 @@ Status SyntheticParams::Validate() const {
 struct SyntheticGenerator::HeadModel {
   std::vector<float> mu;                          // [d] shared key mean, outliers included
   std::vector<float> noise_scale;                 // [d] key noise std per channel
-  std::vector<bool> outlier;                      // [d] true on the outlier channels
   std::vector<float> sink_dir;                    // [d] unit
   std::vector<std::vector<float>> topic_dir;      // [topics][d] unit, semantic channels
   std::vector<std::vector<float>> topic_value;    // [topics][d] unit
   std::vector<float> value_mean;                  // [d]
   std::vector<uint32_t> semantic_channels, other_channels;
+  std::vector<uint32_t> plain_channels;           // every channel but the outliers
 };
 
 Result<std::unique_ptr<SyntheticGenerator>> SyntheticGenerator::Create(const SyntheticParams& params) {
@@ -190,57 +193,60 @@ uint32_t SyntheticGenerator::TopicOf(uint64_t t) const {
   return segment_topics_[seg - 1];
 }
 
+SyntheticGenerator::HeadModel SyntheticGenerator::DrawHeadModel(uint32_t layer, uint32_t kv_head) const {
+  const SyntheticParams& p = params_;
+  const uint32_t d = p.head_dim, pairs = d / 2;
+  HeadModel h;
+  Rng rng(Rng::Derive(p.seed, layer, kHeadModelStream + kv_head));
+  uint32_t a = 0, b = 0;
+  PairChannels(p.rope_style, d, pairs - 1, &a, &b);  // lowest frequency: sinks
+  h.sink_dir = UnitOn({a, b}, d, &rng);
+  for (uint32_t pr = 0; pr + 1 < pairs; ++pr) {
+    PairChannels(p.rope_style, d, pr, &a, &b);
+    auto& to = pr + 1 + semantic_pairs_ >= pairs ? h.semantic_channels : h.other_channels;
+    to.push_back(a);
+    to.push_back(b);
+  }
+  for (uint32_t j = 0; j < p.num_topics; ++j) h.topic_dir.push_back(UnitOn(h.semantic_channels, d, &rng));
+  std::vector<uint32_t> all(d);
+  for (uint32_t c = 0; c < d; ++c) all[c] = c;
+  for (uint32_t j = 0; j < p.num_topics; ++j) h.topic_value.push_back(UnitOn(all, d, &rng));
+  h.value_mean = UnitOn(all, d, &rng);
+  for (float& x : h.value_mean) x *= p.value_mean_norm;
+  h.mu = UnitOn(h.other_channels, d, &rng);
+  for (float& x : h.mu) x *= p.key_mean_norm;
+  h.noise_scale.assign(d, p.key_noise);
+  std::vector<bool> outlier(d, false);
+  // Outliers: one channel of each of the lowest-frequency "other" pairs (the
+  // "other" channels are listed from high to low frequency, two per pair).
+  for (uint32_t i = 0; i < p.outlier_channels; ++i) {
+    const uint32_t c = h.other_channels[h.other_channels.size() - 2 - 2 * i + rng.Below(2)];
+    h.mu[c] = (rng.Below(2) == 0 ? 1.f : -1.f) * p.outlier_magnitude;
+    h.noise_scale[c] = 3.f * p.key_noise;
+    outlier[c] = true;
+  }
+  for (uint32_t c = 0; c < d; ++c) {
+    if (!outlier[c]) h.plain_channels.push_back(c);
+  }
+  return h;
+}
+
 Status SyntheticGenerator::LoadLayer(uint32_t index, TraceLayer* layer) {
   if (index >= params_.num_layers) {
     return InvalidArgument("layer " + std::to_string(index) + " out of range (trace has " +
                            std::to_string(params_.num_layers) + ")");
   }
   const SyntheticParams& p = params_;
-  const uint32_t d = p.head_dim, pairs = d / 2;
-  std::vector<HeadModel> heads(p.num_kv_heads);
-  for (uint32_t g = 0; g < p.num_kv_heads; ++g) {
-    HeadModel& h = heads[g];
-    Rng rng(Rng::Derive(p.seed, index, kHeadModelStream + g));
-    uint32_t a = 0, b = 0;
-    PairChannels(p.rope_style, d, pairs - 1, &a, &b);  // lowest frequency: sinks
-    h.sink_dir = UnitOn({a, b}, d, &rng);
-    for (uint32_t pr = 0; pr + 1 < pairs; ++pr) {
-      PairChannels(p.rope_style, d, pr, &a, &b);
-      auto& to = pr + 1 + semantic_pairs_ >= pairs ? h.semantic_channels : h.other_channels;
-      to.push_back(a);
-      to.push_back(b);
-    }
-    for (uint32_t j = 0; j < p.num_topics; ++j) h.topic_dir.push_back(UnitOn(h.semantic_channels, d, &rng));
-    std::vector<uint32_t> all(d);
-    for (uint32_t c = 0; c < d; ++c) all[c] = c;
-    for (uint32_t j = 0; j < p.num_topics; ++j) h.topic_value.push_back(UnitOn(all, d, &rng));
-    h.value_mean = UnitOn(all, d, &rng);
-    for (float& x : h.value_mean) x *= p.value_mean_norm;
-    h.mu = UnitOn(h.other_channels, d, &rng);
-    for (float& x : h.mu) x *= p.key_mean_norm;
-    h.noise_scale.assign(d, p.key_noise);
-    h.outlier.assign(d, false);
-    // Outliers: one channel of each of the lowest-frequency "other" pairs (the
-    // "other" channels are listed from high to low frequency, two per pair).
-    for (uint32_t i = 0; i < p.outlier_channels; ++i) {
-      const uint32_t c = h.other_channels[h.other_channels.size() - 2 - 2 * i + (rng.Below(2))];
-      h.mu[c] = (rng.Below(2) == 0 ? 1.f : -1.f) * p.outlier_magnitude;
-      h.noise_scale[c] = 3.f * p.key_noise;
-      h.outlier[c] = true;
-    }
-  }
+  const uint32_t d = p.head_dim;
+  std::vector<HeadModel> heads;
+  for (uint32_t g = 0; g < p.num_kv_heads; ++g) heads.push_back(DrawHeadModel(index, g));
   layer->Resize(info_);
   // One random direction per needle of this layer (never on outlier channels).
   std::vector<std::vector<float>> needle_dirs(needles_.size());
   for (size_t i = 0; i < needles_.size(); ++i) {
     if (needles_[i].layer != index) continue;
     Rng rng(Rng::Derive(p.seed, index, kNeedleDirStream + i));
-    const HeadModel& hm = heads[needles_[i].kv_head];
-    std::vector<uint32_t> ch;
-    for (uint32_t c = 0; c < d; ++c) {
-      if (!hm.outlier[c]) ch.push_back(c);
-    }
-    needle_dirs[i] = UnitOn(ch, d, &rng);
+    needle_dirs[i] = UnitOn(heads[needles_[i].kv_head].plain_channels, d, &rng);
   }
   GenerateQueries(index, heads, needle_dirs, layer);
   for (uint32_t g = 0; g < p.num_kv_heads; ++g) GenerateKeysAndValues(index, g, heads[g], needle_dirs, layer);
@@ -267,12 +273,7 @@ void SyntheticGenerator::GenerateQueries(uint32_t layer, const std::vector<HeadM
   // Per-head query offsets (never on the keys' outlier channels: those stay key-only).
   std::vector<std::vector<float>> offset(p.num_q_heads);
   for (uint32_t h = 0; h < p.num_q_heads; ++h) {
-    std::vector<uint32_t> ch;
-    const HeadModel& hm = heads[h / group];
-    for (uint32_t c = 0; c < d; ++c) {
-      if (!hm.outlier[c]) ch.push_back(c);
-    }
-    offset[h] = UnitOn(ch, d, &rngs[h + 1]);
+    offset[h] = UnitOn(heads[h / group].plain_channels, d, &rngs[h + 1]);
   }
   RopeAngles rope(d, p.rope_theta);
   std::vector<double> w(topics);

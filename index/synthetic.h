@@ -48,8 +48,8 @@
 //
 // Decode steps are the last num_steps positions. Layers are independent: layer l
 // draws from streams derived from (seed, l), so it is the same whatever other
-// layers are generated. Thread-safety: LoadLayer is const-safe for concurrent calls
-// on distinct layers only if callers pass distinct TraceLayer objects.
+// layers are generated. Thread-safety: LoadLayer does not modify the generator;
+// concurrent calls are safe when each writes its own TraceLayer.
 #pragma once
 
 #include <cstdint>
@@ -158,6 +158,7 @@ class SyntheticGenerator final : public TraceSource {
   struct HeadModel;
   explicit SyntheticGenerator(const SyntheticParams& params) : params_(params) {}
   void DrawStructure();
+  HeadModel DrawHeadModel(uint32_t layer, uint32_t kv_head) const;
   // needle_dirs: one unit vector per entry of needles_ (empty for other layers).
   void GenerateQueries(uint32_t layer, const std::vector<HeadModel>& heads,
                        const std::vector<std::vector<float>>& needle_dirs, TraceLayer* out) const;

@@ -69,7 +69,7 @@ struct Sizes {
   uint64_t metadata_bytes = 0, layer_bytes = 0, file_bytes = 0;
 };
 
-// REQUIRES: ValidateShape(s) is OK. kCorruption-free: any overflow is reported.
+// REQUIRES: ValidateShape(s) is OK. kInvalidArgument when a size overflows 64 bits.
 Status ComputeSizes(const Shape& s, Sizes* out) {
   uint64_t k = 0, q = 0, t = 0, meta = s.description_bytes, layer = 0, tensor_elems = 0;
   bool ok = MulOk(uint64_t{s.kv_heads} * s.head_dim, s.tokens, &k) &&
