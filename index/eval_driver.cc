@@ -1,0 +1,224 @@
+#include "index/eval_driver.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "index/eval_metrics.h"
+
+namespace tierkv::index {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Running sums for one budget.
+struct Accumulator {
+  double visible = 0, selected = 0, topk = 0, mass = 0, min_mass = 1, min_head = 1, err = 0, max_err = 0, kl = 0,
+         bytes_sel = 0, bytes_ret = 0, layer_mass = 0;
+  uint64_t n = 0, layer_n = 0;
+  std::vector<double> per_layer;
+
+  void Add(uint64_t visible_blocks, const SelectionMetrics& m) {
+    visible += static_cast<double>(visible_blocks);
+    selected += static_cast<double>(m.selected_blocks);
+    topk += m.topk_recall;
+    mass += m.mass_recall;
+    min_mass = std::min(min_mass, m.mass_recall);
+    min_head = std::min(min_head, m.min_head_mass_recall);
+    err += m.output_rel_error;
+    max_err = std::max(max_err, m.output_rel_error);
+    kl += m.kl_divergence;
+    bytes_sel += static_cast<double>(m.bytes_selected);
+    bytes_ret += static_cast<double>(m.bytes_retrieved);
+    layer_mass += m.mass_recall;
+    ++n;
+    ++layer_n;
+  }
+  void EndLayer() {
+    per_layer.push_back(layer_n > 0 ? layer_mass / static_cast<double>(layer_n) : 0.0);
+    layer_mass = 0;
+    layer_n = 0;
+  }
+  BudgetMetrics Finish(const EvalBudget& budget) const {
+    const double k = n > 0 ? 1.0 / static_cast<double>(n) : 0.0;
+    BudgetMetrics b;
+    b.budget = budget;
+    b.evaluations = n;
+    b.visible_blocks = visible * k;
+    b.selected_blocks = selected * k;
+    b.topk_recall = topk * k;
+    b.mass_recall = mass * k;
+    b.min_mass_recall = n > 0 ? min_mass : 0.0;
+    b.min_head_mass_recall = n > 0 ? min_head : 0.0;
+    b.output_rel_error = err * k;
+    b.max_output_rel_error = max_err;
+    b.kl_divergence = kl * k;
+    b.bytes_selected = bytes_sel * k;
+    b.bytes_retrieved = bytes_ret * k;
+    b.layer_mass_recall = per_layer;
+    return b;
+  }
+};
+
+}  // namespace
+
+uint32_t EvalBudget::Resolve(uint64_t visible_blocks) const {
+  double want = kind == Kind::kFraction ? std::ceil(value * static_cast<double>(visible_blocks) - 1e-9) : value;
+  want = std::clamp(want, 1.0, static_cast<double>(visible_blocks));
+  return static_cast<uint32_t>(want);
+}
+
+std::string EvalBudget::ToString() const {
+  char buf[64];
+  if (kind == Kind::kFraction) {
+    std::snprintf(buf, sizeof(buf), "%g%%", value * 100.0);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%u blocks", static_cast<uint32_t>(value));
+  }
+  return buf;
+}
+
+Status EvalOptions::Validate(const TraceInfo& info) const {
+  if (block_tokens == 0 || block_tokens > ModelLimits::kMaxBlockTokens) {
+    return InvalidArgument("eval.block_tokens must be in [1, " + std::to_string(ModelLimits::kMaxBlockTokens) + "]");
+  }
+  if (budgets.empty()) return InvalidArgument("eval.budgets is empty");
+  for (const EvalBudget& b : budgets) {
+    const bool ok = b.kind == EvalBudget::Kind::kFraction ? (b.value > 0.0 && b.value <= 1.0)
+                                                          : (b.value >= 1.0 && b.value <= 4294967295.0);
+    if (!ok) return InvalidArgument("eval budget " + b.ToString() + " is out of range");
+  }
+  if (step_stride == 0) return InvalidArgument("eval.step_stride must be >= 1");
+  if (info.num_steps() == 0) return InvalidArgument("trace has no decode steps to evaluate");
+  for (uint32_t l : layers) {
+    if (l >= info.num_layers) {
+      return InvalidArgument("eval layer " + std::to_string(l) + " is not below the trace's " +
+                             std::to_string(info.num_layers) + " layers");
+    }
+  }
+  if (kv_dtype != DType::kF16 && kv_dtype != DType::kBF16 && kv_dtype != DType::kF32) {
+    return InvalidArgument("eval.kv_dtype is not a known dtype");
+  }
+  return OkStatus();
+}
+
+Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const EvalOptions& options) {
+  const TraceInfo& info = source->info();
+  RETURN_IF_ERROR(options.Validate(info));
+  EvalReport report;
+  report.retriever = retriever->Name();
+  report.trace_description = info.description;
+  report.num_layers = info.num_layers;
+  report.num_q_heads = info.num_q_heads;
+  report.num_kv_heads = info.num_kv_heads;
+  report.head_dim = info.head_dim;
+  report.num_tokens = info.num_tokens;
+  report.num_steps = info.num_steps();
+  report.options = options;
+  report.layers = options.layers;
+  if (report.layers.empty()) {
+    for (uint32_t l = 0; l < info.num_layers; ++l) report.layers.push_back(l);
+  }
+  const uint64_t block_bytes = uint64_t{2} * info.num_kv_heads * options.block_tokens * info.head_dim *
+                               DTypeBytes(options.kv_dtype);
+  RetrieverParams params;
+  params.block_tokens = options.block_tokens;
+  params.num_q_heads = info.num_q_heads;
+  params.head_combine = options.head_combine;
+
+  std::vector<Accumulator> acc(options.budgets.size());
+  TraceLayer layer;
+  ExactAttention exact;
+  std::vector<uint32_t> selected;
+  for (uint32_t l : report.layers) {
+    Status s = source->LoadLayer(l, &layer);
+    if (!s.ok()) return s.WithContext("load layer " + std::to_string(l));
+    const LayerKeys view = LayerKeysOf(info, layer);
+    auto start = std::chrono::steady_clock::now();
+    RETURN_IF_ERROR(retriever->Build(view, params));
+    report.build_seconds += SecondsSince(start);
+    report.index_bytes += retriever->IndexBytes();
+    for (uint64_t step = 0; step < info.num_steps(); step += options.step_stride) {
+      const QueryView query = StepQuery(info, layer, step);
+      RETURN_IF_ERROR(ComputeExactAttention(view, query, &exact));
+      const std::vector<uint32_t> kept =
+          AlwaysKeptBlocks(query.position, options.block_tokens, options.sink_tokens, options.recent_tokens);
+      const uint64_t visible = VisibleBlocks(query.position, options.block_tokens);
+      for (size_t b = 0; b < options.budgets.size(); ++b) {
+        start = std::chrono::steady_clock::now();
+        RETURN_IF_ERROR(retriever->Select(query, options.budgets[b].Resolve(visible), kept, &selected));
+        report.select_seconds += SecondsSince(start);
+        SelectionMetrics m;
+        RETURN_IF_ERROR(EvaluateSelection(view, query, exact, options.block_tokens, selected, kept, block_bytes, &m));
+        acc[b].Add(visible, m);
+      }
+    }
+    for (Accumulator& a : acc) a.EndLayer();
+  }
+  for (size_t b = 0; b < options.budgets.size(); ++b) report.budgets.push_back(acc[b].Finish(options.budgets[b]));
+  return report;
+}
+
+nlohmann::json EvalReportToJson(const EvalReport& r) {
+  nlohmann::json j;
+  j["retriever"] = r.retriever;
+  j["trace"] = {{"description", r.trace_description}, {"num_layers", r.num_layers},
+                {"num_q_heads", r.num_q_heads},       {"num_kv_heads", r.num_kv_heads},
+                {"head_dim", r.head_dim},             {"num_tokens", r.num_tokens},
+                {"num_steps", r.num_steps}};
+  j["options"] = {{"block_tokens", r.options.block_tokens},
+                  {"sink_tokens", r.options.sink_tokens},
+                  {"recent_tokens", r.options.recent_tokens},
+                  {"head_combine", r.options.head_combine == HeadCombine::kSum ? "sum" : "max"},
+                  {"kv_dtype", std::string(DTypeName(r.options.kv_dtype))},
+                  {"step_stride", r.options.step_stride},
+                  {"layers", r.layers}};
+  j["index_bytes"] = r.index_bytes;
+  j["build_seconds"] = r.build_seconds;
+  j["select_seconds"] = r.select_seconds;
+  j["budgets"] = nlohmann::json::array();
+  for (const BudgetMetrics& b : r.budgets) {
+    j["budgets"].push_back({{"budget", b.budget.ToString()},
+                            {"kind", b.budget.kind == EvalBudget::Kind::kFraction ? "fraction" : "blocks"},
+                            {"value", b.budget.value},
+                            {"evaluations", b.evaluations},
+                            {"visible_blocks", b.visible_blocks},
+                            {"selected_blocks", b.selected_blocks},
+                            {"topk_recall", b.topk_recall},
+                            {"mass_recall", b.mass_recall},
+                            {"min_mass_recall", b.min_mass_recall},
+                            {"min_head_mass_recall", b.min_head_mass_recall},
+                            {"output_rel_error", b.output_rel_error},
+                            {"max_output_rel_error", b.max_output_rel_error},
+                            {"kl_divergence", b.kl_divergence},
+                            {"bytes_selected", b.bytes_selected},
+                            {"bytes_retrieved", b.bytes_retrieved},
+                            {"layer_mass_recall", b.layer_mass_recall}});
+  }
+  return j;
+}
+
+std::string FormatEvalTable(const std::vector<EvalReport>& reports) {
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof(line), "%-12s %-10s %9s %8s %8s %8s %8s %8s %8s %10s %12s\n", "retriever", "budget",
+                "blocks", "topk_rec", "mass_rec", "mass_min", "out_err", "kl", "evals", "KiB/step", "index_KiB");
+  out += line;
+  for (const EvalReport& r : reports) {
+    for (const BudgetMetrics& b : r.budgets) {
+      std::snprintf(line, sizeof(line), "%-12s %-10s %9.1f %8.4f %8.4f %8.4f %8.4f %8.4f %8llu %10.1f %12.1f\n",
+                    r.retriever.c_str(), b.budget.ToString().c_str(), b.selected_blocks, b.topk_recall,
+                    b.mass_recall, b.min_mass_recall, b.output_rel_error, b.kl_divergence,
+                    static_cast<unsigned long long>(b.evaluations), b.bytes_retrieved / 1024.0,
+                    static_cast<double>(r.index_bytes) / 1024.0);
+      out += line;
+    }
+  }
+  return out;
+}
+
+}  // namespace tierkv::index

@@ -1,0 +1,92 @@
+// The retrieval evaluation driver: runs one retriever over a trace at a list of
+// budgets and measures each selection against exact attention (DESIGN §4). Layers
+// are loaded one at a time from the TraceSource, so a 128K-token synthetic trace
+// needs one layer in memory. `tierkv-bench eval` prints the reports as tables and
+// JSON (EvalReportToJson, FormatEvalTable).
+//
+// Per (layer, decode step): exact attention of every query head, the always-kept
+// blocks (sinks + recent window), then for each budget one Select and one
+// EvaluateSelection. Reported figures are means over the evaluated (layer, step)
+// pairs unless named min/max.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/model_spec.h"
+#include "common/status.h"
+#include "index/retriever.h"
+#include "index/trace.h"
+
+namespace tierkv::index {
+
+// A budget: a share of the visible blocks (rounded up) or a fixed block count;
+// either way at least 1 and at most the visible blocks.
+struct EvalBudget {
+  enum class Kind : uint8_t { kFraction, kBlocks };
+  Kind kind = Kind::kFraction;
+  double value = 0.1;
+
+  static EvalBudget Fraction(double f) { return {Kind::kFraction, f}; }
+  static EvalBudget Blocks(uint32_t n) { return {Kind::kBlocks, static_cast<double>(n)}; }
+  uint32_t Resolve(uint64_t visible_blocks) const;
+  std::string ToString() const;  // "10%" or "64 blocks"
+};
+
+struct EvalOptions {
+  uint32_t block_tokens = 16;     // Default: 16
+  uint64_t sink_tokens = 4;       // blocks holding them are always kept. Default: 4
+  uint64_t recent_tokens = 64;    // the recent window, always kept. Default: 64
+  std::vector<EvalBudget> budgets = {EvalBudget::Fraction(0.05), EvalBudget::Fraction(0.1),
+                                     EvalBudget::Fraction(0.2)};
+  HeadCombine head_combine = HeadCombine::kSum;  // Default: sum
+  DType kv_dtype = DType::kF16;   // for the bytes figures: block bytes = 2*kv*bt*d*size. Default: f16
+  std::vector<uint32_t> layers;   // layers to evaluate; empty = all. Default: all
+  uint32_t step_stride = 1;       // evaluate every n-th decode step. Default: 1
+
+  // kInvalidArgument naming the field.
+  Status Validate(const TraceInfo& info) const;
+};
+
+struct BudgetMetrics {
+  EvalBudget budget;
+  uint64_t evaluations = 0;          // (layer, step) pairs
+  double visible_blocks = 0.0;       // mean
+  double selected_blocks = 0.0;      // mean
+  double topk_recall = 0.0;
+  double mass_recall = 0.0;
+  double min_mass_recall = 0.0;      // worst (layer, step), head-averaged
+  double min_head_mass_recall = 0.0; // worst single head anywhere
+  double output_rel_error = 0.0;
+  double max_output_rel_error = 0.0;
+  double kl_divergence = 0.0;
+  double bytes_selected = 0.0;       // per (layer, step), mean
+  double bytes_retrieved = 0.0;      // per (layer, step), mean: fetched by top-k
+  std::vector<double> layer_mass_recall;  // mean per evaluated layer, in evaluation order
+};
+
+struct EvalReport {
+  std::string retriever;
+  std::string trace_description;
+  uint32_t num_layers = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
+  uint64_t num_tokens = 0, num_steps = 0;
+  EvalOptions options;
+  std::vector<uint32_t> layers;  // evaluated
+  uint64_t index_bytes = 0;      // summed over evaluated layers
+  double build_seconds = 0.0;    // wall time, summed over layers (informational)
+  double select_seconds = 0.0;   // wall time of all Select calls (informational)
+  std::vector<BudgetMetrics> budgets;  // one per options.budgets entry, same order
+};
+
+// Runs `retriever` over `source`. Errors of the source, the retriever or the
+// options come back as they are, with context.
+Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const EvalOptions& options);
+
+nlohmann::json EvalReportToJson(const EvalReport& report);
+// One row per (report, budget): retriever, budget, blocks, recalls, errors, bytes.
+std::string FormatEvalTable(const std::vector<EvalReport>& reports);
+
+}  // namespace tierkv::index

@@ -1,0 +1,74 @@
+// The exact attention oracle and the retrieval quality metrics (DESIGN §4).
+//
+// A selection is a set of block indices shared by every head of a layer (one block
+// holds all KV heads, so the query heads of every KV group read the same blocks).
+// Metrics compare attention restricted to the selected blocks with exact
+// attention over every visible token: softmax(q . k / sqrt(head_dim)) per query
+// head, GQA mapping as in layer_view.h. Float32 inputs; sums in double.
+// Thread-safety: free functions on caller-owned data; no shared state.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "index/layer_view.h"
+
+namespace tierkv::index {
+
+// Exact attention of one decode step over the tokens [0, position].
+struct ExactAttention {
+  uint32_t num_q_heads = 0;
+  uint32_t head_dim = 0;
+  uint64_t num_visible = 0;    // position + 1
+  std::vector<float> probs;    // [num_q_heads][num_visible]; each row sums to 1
+  std::vector<float> output;   // [num_q_heads][head_dim]; empty when the layer has no values
+};
+
+// kInvalidArgument when the query does not fit the layer (CheckQueryFitsLayer).
+Status ComputeExactAttention(const LayerKeys& layer, const QueryView& query, ExactAttention* out);
+
+// Attention mass per block: [num_q_heads][num_blocks] with num_blocks =
+// ceil(num_visible / block_tokens). REQUIRES: block_tokens > 0.
+std::vector<double> BlockMassPerHead(const ExactAttention& exact, uint32_t block_tokens);
+// The same summed over query heads: [num_blocks]. This is the oracle's block
+// score (DESIGN §4: heads combine by summed per-head softmax scores).
+std::vector<double> SummedBlockMass(const ExactAttention& exact, uint32_t block_tokens);
+
+struct SelectionMetrics {
+  // |S' ∩ E'| / |S'|: S' = selected blocks that are not always-kept, E' = the |S'|
+  // visible non-always-kept blocks of highest summed mass (a block tied with the
+  // |S'|-th counts as a hit). 1 when S' is empty.
+  double topk_recall = 0.0;
+  // Share of each head's exact softmax mass inside the selection, averaged over
+  // query heads; and the smallest per-head share.
+  double mass_recall = 0.0;
+  double min_head_mass_recall = 0.0;
+  // ||O_sel - O||_F / ||O||_F over all query heads, where O_sel is attention
+  // computed only on the selected tokens (softmax renormalized over them).
+  // 0 when the layer has no values (not computed).
+  double output_rel_error = 0.0;
+  // KL(restricted || full) per head, averaged over heads. It equals -log(mass
+  // share) of the head; KL(full || restricted) is infinite whenever any mass is
+  // missed. A head whose selection holds no mass counts as -log(1e-30).
+  double kl_divergence = 0.0;
+  uint64_t selected_blocks = 0;
+  uint64_t retrieved_blocks = 0;  // selected and not always-kept
+  uint64_t bytes_selected = 0;    // selected_blocks * block_bytes
+  uint64_t bytes_retrieved = 0;   // retrieved_blocks * block_bytes: what top-k must fetch
+};
+
+// Scores one selection against the exact attention of the same step.
+// `selected` and `always_kept`: strictly increasing block indices below
+// ceil(exact.num_visible / block_tokens); every always-kept block must be
+// selected. block_bytes: bytes of one block (ModelSpec::BlockBytes()).
+// kInvalidArgument on any violation, naming it.
+Status EvaluateSelection(const LayerKeys& layer, const QueryView& query, const ExactAttention& exact,
+                         uint32_t block_tokens, std::span<const uint32_t> selected,
+                         std::span<const uint32_t> always_kept, uint64_t block_bytes, SelectionMetrics* out);
+
+// kInvalidArgument unless `blocks` is strictly increasing and below num_blocks.
+Status CheckBlockList(const char* what, std::span<const uint32_t> blocks, uint64_t num_blocks);
+
+}  // namespace tierkv::index

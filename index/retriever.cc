@@ -1,0 +1,101 @@
+#include "index/retriever.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "index/eval_metrics.h"
+
+namespace tierkv::index {
+
+Status Retriever::Build(const LayerKeys& layer, const RetrieverParams& params) {
+  built_ = false;
+  RETURN_IF_ERROR(layer.Validate());
+  if (params.block_tokens == 0) return InvalidArgument("retriever block_tokens must be >= 1");
+  if (params.num_q_heads == 0 || params.num_q_heads % layer.num_kv_heads != 0) {
+    return InvalidArgument("retriever num_q_heads " + std::to_string(params.num_q_heads) +
+                           " must be a positive multiple of num_kv_heads " + std::to_string(layer.num_kv_heads));
+  }
+  if (params.head_combine != HeadCombine::kSum && params.head_combine != HeadCombine::kMax) {
+    return InvalidArgument("retriever head_combine is not a known mode");
+  }
+  Status s = BuildImpl(layer, params);
+  if (!s.ok()) return s.WithContext(Name() + " build");
+  layer_ = layer;
+  params_ = params;
+  built_ = true;
+  return OkStatus();
+}
+
+Status Retriever::Select(const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
+                         std::vector<uint32_t>* selected) {
+  if (!built_) return InvalidArgument(Name() + ": Select before a successful Build");
+  RETURN_IF_ERROR(CheckQueryFitsLayer(layer_, query));
+  if (query.num_q_heads != params_.num_q_heads) {
+    return InvalidArgument(Name() + ": query has " + std::to_string(query.num_q_heads) + " heads, built for " +
+                           std::to_string(params_.num_q_heads));
+  }
+  const uint64_t visible = VisibleBlocks(query.position, params_.block_tokens);
+  RETURN_IF_ERROR(CheckBlockList("always-kept", always_kept, visible));
+  const uint64_t want = std::min<uint64_t>(visible, std::max<uint64_t>(budget_blocks, always_kept.size()));
+  selected->clear();
+  Status s = SelectImpl(query, want, always_kept, selected);
+  if (!s.ok()) return s.WithContext(Name() + " select");
+  // The contract, checked for every implementation.
+  Status shape = CheckBlockList("selected", *selected, visible);
+  if (!shape.ok() || selected->size() != want ||
+      !std::includes(selected->begin(), selected->end(), always_kept.begin(), always_kept.end())) {
+    return Internal(Name() + " broke the selection contract (" + std::to_string(selected->size()) + " blocks for " +
+                    std::to_string(want) + " wanted" + (shape.ok() ? "" : "; " + shape.message()) +
+                    ", always-kept blocks must all be selected)");
+  }
+  return OkStatus();
+}
+
+std::vector<uint32_t> AlwaysKeptBlocks(uint64_t position, uint32_t block_tokens, uint64_t sink_tokens,
+                                       uint64_t recent_tokens) {
+  const uint64_t visible = VisibleBlocks(position, block_tokens);
+  std::vector<uint32_t> out;
+  const uint64_t sink_blocks = std::min(visible, (sink_tokens + block_tokens - 1) / block_tokens);
+  for (uint64_t b = 0; b < sink_blocks; ++b) out.push_back(static_cast<uint32_t>(b));
+  if (recent_tokens > 0) {
+    const uint64_t first_token = position + 1 > recent_tokens ? position + 1 - recent_tokens : 0;
+    for (uint64_t b = std::max(sink_blocks, first_token / block_tokens); b < visible; ++b) {
+      out.push_back(static_cast<uint32_t>(b));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+template <typename Score>
+void SelectTop(std::span<const Score> scores, uint64_t num_blocks, std::span<const uint32_t> always_kept,
+               std::vector<uint32_t>* selected) {
+  std::vector<bool> kept(scores.size(), false);
+  for (uint32_t b : always_kept) kept[b] = true;
+  std::vector<uint32_t> others;
+  others.reserve(scores.size() - always_kept.size());
+  for (uint32_t b = 0; b < scores.size(); ++b) {
+    if (!kept[b]) others.push_back(b);
+  }
+  const size_t extra = std::min<size_t>(num_blocks - always_kept.size(), others.size());
+  auto better = [&scores](uint32_t a, uint32_t b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b); };
+  std::partial_sort(others.begin(), others.begin() + extra, others.end(), better);
+  selected->assign(always_kept.begin(), always_kept.end());
+  selected->insert(selected->end(), others.begin(), others.begin() + extra);
+  std::sort(selected->begin(), selected->end());
+}
+
+}  // namespace
+
+void SelectTopBlocks(std::span<const double> scores, uint64_t num_blocks, std::span<const uint32_t> always_kept,
+                     std::vector<uint32_t>* selected) {
+  SelectTop(scores, num_blocks, always_kept, selected);
+}
+
+void SelectTopBlocks(std::span<const float> scores, uint64_t num_blocks, std::span<const uint32_t> always_kept,
+                     std::vector<uint32_t>* selected) {
+  SelectTop(scores, num_blocks, always_kept, selected);
+}
+
+}  // namespace tierkv::index

@@ -1,0 +1,95 @@
+// Retriever: picks, for one decode step of one layer, the KV blocks attention will
+// read (DESIGN §4). Every retrieval method (min/max bounds, mean keys, VQ,
+// clusters, SPANN) implements BuildImpl/SelectImpl; the public, non-virtual Build
+// and Select check the arguments and the selection contract once for all of
+// them, so implementations see validated input and a broken implementation is
+// caught (kInternal) instead of returning a bad block list.
+//
+// Selection contract: strictly increasing block indices below
+// VisibleBlocks(query.position, block_tokens), every always-kept block included,
+// exactly min(visible, max(budget_blocks, |always_kept|)) entries. One selection
+// serves every head of the layer.
+//
+// Thread-safety: a Retriever is not thread-safe; use one per thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "index/layer_view.h"
+
+namespace tierkv::index {
+
+// How per-head block scores combine into one score per block (DESIGN §4).
+enum class HeadCombine : uint8_t { kSum = 0, kMax = 1 };
+
+struct RetrieverParams {
+  uint32_t block_tokens = 16;                 // tokens per block, >= 1. Default: 16
+  uint32_t num_q_heads = 0;                   // query heads Select will see; a multiple of num_kv_heads
+  HeadCombine head_combine = HeadCombine::kSum;  // Default: sum of per-head scores
+};
+
+class Retriever {
+ public:
+  virtual ~Retriever() = default;
+
+  // Short stable name for tables and JSON ("exact", "quest", ...).
+  virtual std::string Name() const = 0;
+  // Bytes of the index built for the current layer (summaries, codes, centroids,
+  // postings; for the exact retriever, the keys it scans). 0 before Build.
+  virtual size_t IndexBytes() const = 0;
+
+  // Indexes every token of `layer`, replacing any previous index.
+  // REQUIRES: the arrays behind `layer` stay alive and unchanged until the next
+  // Build or the retriever's destruction (implementations may read them in Select).
+  // kInvalidArgument on a bad view or params.
+  Status Build(const LayerKeys& layer, const RetrieverParams& params);
+
+  // Selects blocks for `query` (all query heads of the layer) with at most
+  // budget_blocks blocks, always_kept included (see the contract above).
+  // always_kept: strictly increasing visible blocks (AlwaysKeptBlocks()).
+  // kInvalidArgument: Select before Build, a query that does not fit the built
+  // layer or params, bad always_kept. kInternal: the implementation broke the contract.
+  Status Select(const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
+                std::vector<uint32_t>* selected);
+
+ protected:
+  // The view and params of the last successful Build.
+  const LayerKeys& layer() const { return layer_; }
+  const RetrieverParams& params() const { return params_; }
+
+  // REQUIRES (checked by Build): layer.Validate() OK, params valid for it.
+  virtual Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) = 0;
+  // REQUIRES (checked by Select): the query fits; always_kept valid;
+  // always_kept.size() <= num_blocks <= VisibleBlocks(query.position, block_tokens).
+  // Must fill *selected (cleared on entry) with exactly num_blocks blocks honouring
+  // the contract; SelectTopBlocks does that from per-block scores.
+  virtual Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
+                            std::vector<uint32_t>* selected) = 0;
+
+ private:
+  LayerKeys layer_;
+  RetrieverParams params_;
+  bool built_ = false;
+};
+
+// The blocks every selection keeps: those holding tokens [0, sink_tokens) and the
+// recent window (position - recent_tokens, position] (which includes the block
+// of `position` itself when recent_tokens > 0). Strictly increasing.
+// REQUIRES: block_tokens > 0.
+std::vector<uint32_t> AlwaysKeptBlocks(uint64_t position, uint32_t block_tokens, uint64_t sink_tokens,
+                                       uint64_t recent_tokens);
+
+// Fills *selected with always_kept plus the highest-scoring other blocks until it
+// holds num_blocks, sorted increasing. Ties go to the lower block index.
+// scores: one per visible block. REQUIRES: always_kept strictly increasing and
+// below scores.size(); always_kept.size() <= num_blocks <= scores.size().
+void SelectTopBlocks(std::span<const double> scores, uint64_t num_blocks, std::span<const uint32_t> always_kept,
+                     std::vector<uint32_t>* selected);
+void SelectTopBlocks(std::span<const float> scores, uint64_t num_blocks, std::span<const uint32_t> always_kept,
+                     std::vector<uint32_t>* selected);
+
+}  // namespace tierkv::index
