@@ -96,6 +96,15 @@ Status CheckHostPort(const std::string& v, const std::string& name) {
   return OkStatus();
 }
 
+Status OneOf(const std::string& v, const std::string& name, std::initializer_list<const char*> allowed) {
+  std::string all;
+  for (const char* a : allowed) {
+    if (v == a) return OkStatus();
+    all += (all.empty() ? "" : ", ") + std::string(a);
+  }
+  return InvalidArgument(name + ": must be one of " + all + ", got '" + v + "'");
+}
+
 Status CheckNonEmpty(const std::string& v, const std::string& name) {
   if (v.empty()) return InvalidArgument(name + ": must not be empty");
   return OkStatus();
@@ -113,6 +122,15 @@ const std::vector<Field>& Schema() {
       Int("control", "max_namespaces", &Config::control, &ControlSection::max_namespaces, 1, 1 << 16),
       IntList("control", "admin_uids", &Config::control, &ControlSection::admin_uids, 0,
               std::numeric_limits<uint32_t>::max()),
+      Int("storage", "gpu_bytes", &Config::storage, &StorageSection::gpu_bytes, 1 << 20, int64_t{1} << 50),
+      Int("storage", "host_bytes", &Config::storage, &StorageSection::host_bytes, 1 << 20, int64_t{1} << 50),
+      Int("storage", "disk_bytes", &Config::storage, &StorageSection::disk_bytes, 0, int64_t{1} << 50),
+      Str("storage", "disk_dir", &Config::storage, &StorageSection::disk_dir),
+      Str("storage", "disk_engine", &Config::storage, &StorageSection::disk_engine,
+          [](const std::string& v, const std::string& n) { return OneOf(v, n, {"auto", "io_uring", "psync"}); }),
+      Int("storage", "disk_queue_depth", &Config::storage, &StorageSection::disk_queue_depth, 1, 4096),
+      Str("storage", "pin_host", &Config::storage, &StorageSection::pin_host,
+          [](const std::string& v, const std::string& n) { return OneOf(v, n, {"auto", "off", "required"}); }),
       Int("data_plane", "spin_us", &Config::data_plane, &DataPlaneSection::spin_us, 0, 100000),
       Int("data_plane", "max_channels_per_client", &Config::data_plane, &DataPlaneSection::max_channels_per_client, 1,
           1024),

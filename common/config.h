@@ -48,8 +48,22 @@ struct DataPlaneSection {
   bool operator==(const DataPlaneSection&) const = default;
 };
 
+// Tier sizes of a namespace whose budget for that tier is 0 ("no budget of its
+// own"), the disk tier's place and I/O engine.
+struct StorageSection {
+  uint64_t gpu_bytes = 1ull << 30;    // G arena per namespace (device memory, or emulated)
+  uint64_t host_bytes = 4ull << 30;   // H arena per namespace (memfd, committed as used)
+  uint64_t disk_bytes = 8ull << 30;   // D slab files per namespace (0: no disk tier)
+  std::string disk_dir;               // "" = <daemon.data_dir>/disk; one folder per namespace
+  std::string disk_engine = "auto";   // auto | io_uring | psync
+  uint32_t disk_queue_depth = 32;
+  std::string pin_host = "auto";      // auto | off | required (cudaHostRegister of H)
+  bool operator==(const StorageSection&) const = default;
+};
+
 struct Config {
   DaemonSection daemon;
+  StorageSection storage;
   ControlSection control;
   DataPlaneSection data_plane;
   MetricsSection metrics;

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <array>
 #include <boost/asio/post.hpp>
@@ -69,6 +70,7 @@ class ControlConnection : public std::enable_shared_from_this<ControlConnection>
       // is idle while we reply, so 4 bytes always fit; the body follows normally.
       Status st = SendWithFds(socket_.native_handle(), out_.data(), wire::kFrameHeaderBytes, reply.fds.data(),
                               reply.fds.size());
+      for (int fd : reply.fds) ::close(fd);  // the peer has its own copies now
       if (!st.ok()) {
         LOG(WARNING) << "session " << state_.id << ": " << st.ToString();
         return Close();

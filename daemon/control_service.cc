@@ -1,16 +1,20 @@
 #include "daemon/control_service.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 
 #include "common/log.h"
+#include "daemon/data_ops.h"
+#include "daemon/runtimes.h"
 #include "kernels/gpu_runtime.h"
 
 namespace tierkv::daemon {
 namespace {
 constexpr std::string_view kKnownOps[] = {"hello", "ping", "create_namespace", "attach", "list_namespaces",
-                                          "stats", "shutdown", "open_channel"};
+                                          "stats", "shutdown", "open_channel", "get_policy",
+                                          "set_policy", "usage", "clients"};
 
 // Answers every data-plane op with kNotSupported (no handler factory installed).
 class UnsupportedOps : public OpHandler {
@@ -27,11 +31,12 @@ bool KnownOp(std::string_view op) {
 }  // namespace
 
 ControlService::ControlService(const Config& config, NamespaceRegistry* registry, Metrics* metrics,
-                               std::function<void()> on_shutdown)
+                               std::function<void()> on_shutdown, Runtimes* runtimes)
     : config_(config),
       registry_(registry),
       metrics_(metrics),
       on_shutdown_(std::move(on_shutdown)),
+      runtimes_(runtimes),
       gpu_description_(kernels::DescribeGpus()) {
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
 }
@@ -48,6 +53,7 @@ SessionState ControlService::OpenSession(const PeerCred& peer) {
   s.peer = peer;
   s.admin = IsAdmin(peer.uid);
   metrics_->SetConnections(static_cast<double>(++sessions_));
+  NoteSession(s);
   LOG(DEBUG) << "session " << s.id << " opened by pid " << peer.pid << " uid " << peer.uid;
   return s;
 }
@@ -61,6 +67,10 @@ void ControlService::CloseSession(SessionState& s) {
     UpdateAttachedGauge();
   }
   metrics_->SetConnections(static_cast<double>(--sessions_));
+  {
+    std::lock_guard lock(sessions_mu_);
+    session_info_.erase(s.id);
+  }
   LOG(DEBUG) << "session " << s.id << " closed";
 }
 
@@ -132,6 +142,10 @@ Result<wire::Json> ControlService::Dispatch(SessionState& s, const std::string& 
   if (op == "stats") return Stats(s, req);
   if (op == "shutdown") return Shutdown(s, req);
   if (op == "open_channel") return OpenChannel(s, req, fds);
+  if (op == "get_policy") return GetPolicy(s, req);
+  if (op == "set_policy") return SetPolicy(s, req);
+  if (op == "usage") return Usage(s, req);
+  if (op == "clients") return Clients(s, req);
   return InvalidArgument("unknown op '" + op.substr(0, 64) + "'");
 }
 
@@ -159,6 +173,13 @@ Result<wire::Json> ControlService::CreateNamespace(SessionState& s, const Json& 
   if (ns == req.end()) return InvalidArgument("namespace is required");
   ASSIGN_OR_RETURN(NamespaceSpec spec, wire::NamespaceSpecFromJson(*ns));
   ASSIGN_OR_RETURN(auto created, registry_->Create(std::move(spec), s.peer.uid));
+  if (created.created && runtimes_) {
+    Status st = runtimes_->Open(created.record);
+    if (!st.ok()) {
+      registry_->Remove(created.record.id).IgnoreError();  // all or nothing
+      return st;
+    }
+  }
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
   return Json{{"namespace_id", created.record.id},
               {"created", created.created},
@@ -180,6 +201,7 @@ Result<wire::Json> ControlService::Attach(SessionState& s, const Json& req) {
     UpdateAttachedGauge();
   }
   s.attached.insert(rec->id);
+  NoteSession(s);
   LOG(INFO) << "session " << s.id << " (pid " << s.peer.pid << ") attached to '" << name << "'";
   return Json{{"namespace_id", rec->id}, {"namespace", wire::ToJson(rec->spec)}};
 }
@@ -243,12 +265,10 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
     ASSIGN_OR_RETURN(o.staging_bytes, wire::GetUint(req, "staging_bytes", "", dpc.max_staging_bytes));
     if (o.staging_bytes == 0) return InvalidArgument("staging_bytes must be positive");
   }
+  NamespaceRuntime* rt = runtimes_ ? runtimes_->Find(rec->id) : nullptr;
   std::unique_ptr<OpHandler> handler;
-  if (handler_factory_) {
-    ASSIGN_OR_RETURN(handler, handler_factory_(*rec, s));
-  } else {
-    handler = std::make_unique<UnsupportedOps>();
-  }
+  if (rt) handler = std::make_unique<NamespaceOps>(rt);
+  else handler = std::make_unique<UnsupportedOps>();
   auto disconnect = s.disconnect;
   const uint64_t session = s.id;
   ASSIGN_OR_RETURN(auto channel,
@@ -258,14 +278,137 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
                                    if (disconnect) disconnect(why);
                                  }));
   const dp::ChannelHeader& h = channel->layout();
-  fds->push_back(channel->fd());
+  Json reply{{"channel", s.channels.size()},
+             {"namespace_id", rec->id},
+             {"total_bytes", h.total_bytes},
+             {"request_entries", h.request_capacity},
+             {"completion_entries", h.completion_capacity},
+             {"staging_bytes", h.staging_bytes}};
+  const int channel_fd = ::dup(channel->fd());
+  if (channel_fd < 0) return FromErrno(errno, "dup channel fd");
+  fds->push_back(channel_fd);
+  if (rt) {
+    // The namespace's arenas, read-only: the client reads its blocks where a block
+    // table points. A real G tier travels as a CUDA IPC handle instead (GPU path).
+    reply["block_bytes"] = rt->model().BlockBytes();
+    reply["slot_stride"] = rt->host().slot_stride();
+    reply["host_arena_bytes"] = rt->host().memory().bytes();
+    reply["gpu_emulated"] = rt->gpu_emulated();
+    std::vector<const storage::ArenaTier*> arenas = {&rt->host()};
+    if (rt->gpu_emulated()) {
+      reply["gpu_arena_bytes"] = rt->gpu().memory().bytes();
+      arenas.push_back(&rt->gpu());
+    }
+    for (const storage::ArenaTier* a : arenas) {
+      const int ro = ::open(("/proc/self/fd/" + std::to_string(a->fd())).c_str(), O_RDONLY | O_CLOEXEC);
+      if (ro < 0) {
+        for (int fd : *fds) ::close(fd);
+        fds->clear();
+        return FromErrno(errno, "reopen arena read-only");
+      }
+      fds->push_back(ro);
+    }
+  }
   s.channels.push_back(std::move(channel));
-  return Json{{"channel", s.channels.size() - 1},
-              {"namespace_id", rec->id},
-              {"total_bytes", h.total_bytes},
-              {"request_entries", h.request_capacity},
-              {"completion_entries", h.completion_capacity},
-              {"staging_bytes", h.staging_bytes}};
+  NoteSession(s);
+  return reply;
+}
+
+void ControlService::NoteSession(const SessionState& s) {
+  std::lock_guard lock(sessions_mu_);
+  SessionInfo& info = session_info_[s.id];
+  info.peer = s.peer;
+  info.attached.assign(s.attached.begin(), s.attached.end());
+  info.channels = s.channels.size();
+}
+
+Result<NamespaceRecord> ControlService::VisibleNamespace(const SessionState& s, const Json& req) {
+  ASSIGN_OR_RETURN(std::string name, wire::GetString(req, "namespace", "", NamespaceSpec::kMaxNameLength));
+  auto rec = registry_->FindByName(name);
+  if (!rec) return NotFound("no namespace named '" + name + "'");
+  if (!s.admin && !rec->spec.acl.Allows(s.peer.uid, s.peer.gid)) {
+    return PermissionDenied("namespace '" + name + "' is not visible to uid " + std::to_string(s.peer.uid));
+  }
+  if (!runtimes_ || !runtimes_->Find(rec->id)) return NotSupported("namespace '" + name + "' has no runtime");
+  return *rec;
+}
+
+// {namespace} -> {policy}
+Result<wire::Json> ControlService::GetPolicy(SessionState& s, const Json& req) {
+  ASSIGN_OR_RETURN(NamespaceRecord rec, VisibleNamespace(s, req));
+  return Json{{"namespace", rec.spec.name}, {"policy", runtimes_->Find(rec.id)->PolicyJson()}};
+}
+
+// {namespace, policy: {field: value, ...}} -> {policy}. Admins only.
+Result<wire::Json> ControlService::SetPolicy(SessionState& s, const Json& req) {
+  if (!s.admin) return PermissionDenied("uid " + std::to_string(s.peer.uid) + " may not change policies");
+  ASSIGN_OR_RETURN(NamespaceRecord rec, VisibleNamespace(s, req));
+  auto changes = req.find("policy");
+  if (changes == req.end()) return InvalidArgument("policy is required");
+  NamespaceRuntime* rt = runtimes_->Find(rec.id);
+  RETURN_IF_ERROR(rt->SetPolicy(*changes));
+  return Json{{"namespace", rec.spec.name}, {"policy", rt->PolicyJson()}};
+}
+
+namespace {
+wire::Json TierUsage(const storage::Tier& t) {
+  const uint64_t slot = t.slot_capacity();
+  return wire::Json{{"slots", t.num_slots()},
+                    {"used_slots", t.used_slots()},
+                    {"capacity_bytes", uint64_t{t.num_slots()} * slot},
+                    {"used_bytes", uint64_t{t.used_slots()} * slot}};
+}
+}  // namespace
+
+// {namespace?} -> {namespaces: [{name, blocks, sequences, tiers: {G, H, D}, ...}]}
+Result<wire::Json> ControlService::Usage(SessionState& s, const Json& req) {
+  if (!runtimes_) return NotSupported("this daemon has no storage");
+  std::vector<NamespaceRecord> recs;
+  if (req.contains("namespace")) {
+    ASSIGN_OR_RETURN(NamespaceRecord rec, VisibleNamespace(s, req));
+    recs.push_back(rec);
+  } else {
+    for (const auto& r : registry_->List()) {
+      if (s.admin || r.spec.acl.Allows(s.peer.uid, s.peer.gid)) recs.push_back(r);
+    }
+  }
+  Json list = Json::array();
+  for (const auto& r : recs) {
+    NamespaceRuntime* rt = runtimes_->Find(r.id);
+    if (!rt) continue;
+    Json tiers{{"G", TierUsage(rt->gpu())}, {"H", TierUsage(rt->host())}};
+    if (rt->disk()) tiers["D"] = TierUsage(*rt->disk());
+    list.push_back(Json{{"name", r.spec.name},
+                        {"namespace_id", r.id},
+                        {"blocks", rt->store().num_blocks()},
+                        {"sequences", rt->store().num_sequences()},
+                        {"metadata_bytes", rt->store().MetadataBytes()},
+                        {"summary_bytes", rt->retrieval().SummaryBytes()},
+                        {"gpu_emulated", rt->gpu_emulated()},
+                        {"tiers", tiers}});
+  }
+  return Json{{"namespaces", list}};
+}
+
+// {} -> {clients: [{session, pid, uid, gid, namespaces, channels}]}. Admins only.
+Result<wire::Json> ControlService::Clients(SessionState& s, const Json&) {
+  if (!s.admin) return PermissionDenied("uid " + std::to_string(s.peer.uid) + " may not list clients");
+  Json list = Json::array();
+  std::lock_guard lock(sessions_mu_);
+  for (const auto& [id, info] : session_info_) {
+    Json names = Json::array();
+    for (NamespaceId ns : info.attached) {
+      auto rec = registry_->FindById(ns);
+      if (rec) names.push_back(rec->spec.name);
+    }
+    list.push_back(Json{{"session", id},
+                        {"pid", info.peer.pid},
+                        {"uid", info.peer.uid},
+                        {"gid", info.peer.gid},
+                        {"namespaces", names},
+                        {"channels", info.channels}});
+  }
+  return Json{{"clients", list}};
 }
 
 }  // namespace tierkv::daemon

@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -43,26 +45,23 @@ struct SessionState {
   std::function<void(const Status&)> disconnect;
 };
 
-// Makes the data-plane handler of a new channel of namespace `ns` for `session`.
-using OpHandlerFactory =
-    std::function<Result<std::unique_ptr<OpHandler>>(const NamespaceRecord& ns, const SessionState& session)>;
+class Runtimes;
 
 class ControlService {
  public:
   struct Reply {
     wire::Json body;
     bool disconnect = false;  // close the connection after sending body
-    std::vector<int> fds;     // descriptors to pass with the reply (SCM_RIGHTS); borrowed
+    std::vector<int> fds;     // descriptors to pass with the reply (SCM_RIGHTS); the
+                              // transport closes them once sent
   };
 
-  // REQUIRES: registry and metrics outlive the service. `on_shutdown` is called
-  // (once) when an admin asks for shutdown.
+  // REQUIRES: registry, metrics and runtimes outlive the service. `on_shutdown` is
+  // called (once) when an admin asks for shutdown. Without runtimes (tests of the
+  // control plane alone) channels answer every op but noop with kNotSupported and
+  // the policy and usage ops are refused.
   ControlService(const Config& config, NamespaceRegistry* registry, Metrics* metrics,
-                 std::function<void()> on_shutdown);
-
-  // Installs the factory of data-plane handlers (before serving). Without one,
-  // channels answer every op but noop with kNotSupported.
-  void SetOpHandlerFactory(OpHandlerFactory factory) { handler_factory_ = std::move(factory); }
+                 std::function<void()> on_shutdown, Runtimes* runtimes = nullptr);
 
   SessionState OpenSession(const PeerCred& peer);
   void CloseSession(SessionState& session);
@@ -86,6 +85,13 @@ class ControlService {
   Result<Json> Stats(SessionState& s, const Json& req);
   Result<Json> Shutdown(SessionState& s, const Json& req);
   Result<Json> OpenChannel(SessionState& s, const Json& req, std::vector<int>* fds);
+  Result<Json> GetPolicy(SessionState& s, const Json& req);
+  Result<Json> SetPolicy(SessionState& s, const Json& req);
+  Result<Json> Usage(SessionState& s, const Json& req);
+  Result<Json> Clients(SessionState& s, const Json& req);
+  // The namespace named by req["namespace"] that the session may see.
+  Result<NamespaceRecord> VisibleNamespace(const SessionState& s, const Json& req);
+  void NoteSession(const SessionState& s);
   Reply Finish(SessionState& s, Result<Json> result, const Json* id);
   void UpdateAttachedGauge();
 
@@ -93,8 +99,15 @@ class ControlService {
   NamespaceRegistry* const registry_;
   Metrics* const metrics_;
   std::function<void()> on_shutdown_;
-  OpHandlerFactory handler_factory_;
+  Runtimes* const runtimes_;
   ChannelStats channel_stats_;
+  struct SessionInfo {
+    PeerCred peer;
+    std::vector<NamespaceId> attached;
+    size_t channels = 0;
+  };
+  mutable std::mutex sessions_mu_;
+  std::map<uint64_t, SessionInfo> session_info_;  // GUARDED_BY(sessions_mu_)
   const std::string gpu_description_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::atomic<uint64_t> next_session_{1};

@@ -76,6 +76,16 @@ Result<NamespaceRegistry::CreateResult> NamespaceRegistry::Create(NamespaceSpec 
   return CreateResult{std::move(rec), true};
 }
 
+Status NamespaceRegistry::Remove(NamespaceId id) {
+  std::lock_guard lock(mu_);
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return NotFound("no namespace " + std::to_string(id));
+  RETURN_IF_ERROR(manifest_->Delete(storage::Cf::kNamespaces, Key(id)));
+  by_name_.erase(it->second.spec.name);
+  by_id_.erase(it);
+  return OkStatus();
+}
+
 std::optional<NamespaceRecord> NamespaceRegistry::FindByName(const std::string& name) const {
   std::lock_guard lock(mu_);
   auto it = by_name_.find(name);

@@ -36,6 +36,8 @@ class NamespaceRegistry {
   // Same name, another model: kAlreadyExists naming both shapes; nothing changes.
   // kResourceExhausted past max_namespaces.
   Result<CreateResult> Create(NamespaceSpec spec, uint32_t creator_uid);
+  // Deletes a namespace (used to undo a creation whose runtime failed to open).
+  Status Remove(NamespaceId id);
   std::optional<NamespaceRecord> FindByName(const std::string& name) const;
   std::optional<NamespaceRecord> FindById(NamespaceId id) const;
   std::vector<NamespaceRecord> List() const;

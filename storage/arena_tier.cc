@@ -173,8 +173,10 @@ Result<std::unique_ptr<ArenaTier>> CreateHostTier(const HostTierOptions& options
 
 Result<std::unique_ptr<ArenaTier>> CreateEmulatedGpuTier(const GpuTierOptions& options) {
   RETURN_IF_ERROR(CheckSizes(options.name, options.num_slots, options.slot_capacity));
+  // A memfd, like H: clients of the namespace map it read-only to read their blocks
+  // where a real G tier would be mapped with CUDA IPC.
   ASSIGN_OR_RETURN(std::unique_ptr<ArenaMemory> memory,
-                   CreateAnonymousArena(ArenaBytes(options.num_slots, options.slot_capacity)));
+                   CreateMemfdArena("tierkv-" + options.name, ArenaBytes(options.num_slots, options.slot_capacity)));
   return std::make_unique<ArenaTier>(TierKind::kGpu, options.name, std::move(memory), options.num_slots,
                                      options.slot_capacity);
 }

@@ -4,7 +4,7 @@
 //           shrinking/growing so a client holding the fd cannot SIGBUS the daemon;
 //           the fd is passed to clients with SCM_RIGHTS and they map the same pages.
 //           Pinned for the GPU (cudaHostRegister) when a device is present.
-//   G tier: emulated in anonymous host memory when there is no GPU. The real G tier
+//   G tier: emulated in a memfd (shared with clients like H) when there is no GPU. The real G tier
 //           (cudaMalloc) is an ArenaMemory implemented over kernels/gpu_runtime.h:
 //           only the allocation and the copies differ, ArenaTier is the same.
 //
@@ -116,12 +116,16 @@ struct GpuTierOptions {
   std::string name = "G";
   uint32_t num_slots = 0;          // REQUIRES: > 0
   uint32_t slot_capacity = 0;      // REQUIRES: > 0
+  int device = 0;                  // CUDA device of a real G tier
 };
 
 // H tier over a memfd arena. kInvalidArgument on zero sizes or an arena larger
 // than the address space allows.
 Result<std::unique_ptr<ArenaTier>> CreateHostTier(const HostTierOptions& options);
-// G tier emulated in anonymous host memory (no GPU, or TIERKV_WITH_CUDA=OFF).
+// G tier emulated in a memfd arena (no GPU, or TIERKV_WITH_CUDA=OFF).
 Result<std::unique_ptr<ArenaTier>> CreateEmulatedGpuTier(const GpuTierOptions& options);
+// G tier in device memory (cudaMalloc, one allocation exportable with CUDA IPC)
+// when a GPU is present, else emulated (CreateEmulatedGpuTier). `*emulated` says which.
+Result<std::unique_ptr<ArenaTier>> CreateGpuTier(const GpuTierOptions& options, bool* emulated);
 
 }  // namespace tierkv::storage

@@ -314,6 +314,11 @@ size_t BlockStore::num_blocks() const {
   return index_.live_blocks();
 }
 
+size_t BlockStore::num_sequences() const {
+  std::lock_guard lock(mu_);
+  return index_.num_sequences();
+}
+
 size_t BlockStore::MetadataBytes() const {
   std::lock_guard lock(mu_);
   size_t bytes = index_.MetadataBytes();

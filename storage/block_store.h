@@ -114,6 +114,7 @@ class BlockStore {
 
   uint32_t SequenceBlocks(SequenceId seq, uint32_t layer) const;
   size_t num_blocks() const;
+  size_t num_sequences() const;
   size_t MetadataBytes() const;
   const BlockStoreStats& stats() const { return stats_; }
   const ModelSpec& model() const { return options_.model; }

@@ -1,0 +1,194 @@
+#include "daemon/data_ops.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "common/checksum.h"
+#include "common/log.h"
+
+namespace tierkv::daemon {
+namespace {
+using dp::Detail;
+
+dp::RingCompletion Done(uint32_t count = 0, uint64_t value = 0, uint64_t value2 = 0) {
+  dp::RingCompletion c{};
+  c.count = count;
+  c.value = value;
+  c.value2 = value2;
+  return c;
+}
+
+dp::RingCompletion Fail(StatusCode code, Detail detail, uint32_t count = 0) {
+  dp::RingCompletion c = ErrorCompletion(0, code, detail);
+  c.count = count;
+  return c;
+}
+
+// Maps a storage error to a completion.
+dp::RingCompletion FromStatus(const Status& st, uint32_t count) {
+  Detail d = Detail::kInternal;
+  switch (st.code()) {
+    case StatusCode::kNotFound: d = Detail::kNotFound; break;
+    case StatusCode::kResourceExhausted: d = Detail::kNoSpace; break;
+    case StatusCode::kInvalidArgument: d = Detail::kLength; break;
+    case StatusCode::kBusy: d = Detail::kBlock; break;
+    default: break;
+  }
+  return Fail(st.code(), d, count);
+}
+
+uint64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<uint8_t> staging) {
+  const ModelSpec& m = rt_->model();
+  const bool needs_layer = req.op == dp::Op::kPut || req.op == dp::Op::kGet || req.op == dp::Op::kRetrieve;
+  if (needs_layer && req.layer >= m.num_layers) return Fail(StatusCode::kInvalidArgument, Detail::kLayer);
+  if (req.flags & ~dp::kFlagPrefixBlock) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
+  switch (req.op) {
+    case dp::Op::kPut: return Put(req, staging);
+    case dp::Op::kGet: return Get(req, staging);
+    case dp::Op::kRetrieve: return Retrieve(req, staging);
+    case dp::Op::kRelease: return Release(req);
+    case dp::Op::kCloseSequence: return CloseSequence(req);
+    case dp::Op::kLookupPrefix:
+    case dp::Op::kLoadPrefix: return Prefix(req, staging);
+    default: return Fail(StatusCode::kInvalidArgument, Detail::kOp);
+  }
+}
+
+// Blocks [block, block + count) of (seq, layer) from staging[offset, offset + count * BlockBytes).
+dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8_t> staging) {
+  const size_t bb = rt_->model().BlockBytes();
+  if (req.count == 0 || req.count > (1u << 16)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  if (req.length != bb * req.count) return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+  if (uint64_t{req.block} + req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kBlock);
+  const bool prefix = req.flags & dp::kFlagPrefixBlock;
+  if (prefix && (req.count != 1 || req.arg == 0)) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
+  // The client can rewrite staging at any time: copy each block out before use.
+  scratch_.resize(bb);
+  uint32_t durable = 0, dedup = 0;
+  for (uint32_t i = 0; i < req.count; ++i) {
+    std::memcpy(scratch_.data(), staging.data() + req.offset + i * bb, bb);
+    bool was_dedup = false, was_durable = false;
+    Status st = rt_->store().Put(req.seq, req.layer, req.block + i, scratch_, prefix ? req.arg : 0, &was_dedup,
+                                 &was_durable);
+    if (!st.ok()) return FromStatus(st, i);
+    // Summaries are per sequence: a deduplicated block is summarized for this one too.
+    st = rt_->retrieval().OnPut(req.seq, req.layer, req.block + i, scratch_);
+    if (!st.ok()) return FromStatus(st, i);
+    durable += was_durable;
+    dedup += was_dedup;
+  }
+  return Done(req.count, durable == req.count ? 1 : 0, dedup);
+}
+
+dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8_t> staging) {
+  const size_t bb = rt_->model().BlockBytes();
+  if (req.count == 0 || req.count > (1u << 16)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  if (req.length != bb * req.count) return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+  scratch_.resize(bb);
+  for (uint32_t i = 0; i < req.count; ++i) {
+    Status st = rt_->store().Get(req.seq, req.layer, req.block + i, scratch_);
+    if (!st.ok()) return FromStatus(st, i);
+    std::memcpy(staging.data() + req.offset + i * bb, scratch_.data(), bb);
+  }
+  return Done(req.count);
+}
+
+// Query f32 [q_heads][head_dim] at staging[offset]; the block table follows it.
+// count = top-k budget in blocks (sinks and the recent window included).
+dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<uint8_t> staging) {
+  const ModelSpec& m = rt_->model();
+  const size_t qfloats = size_t{m.num_q_heads} * m.head_dim;
+  const size_t qbytes = qfloats * sizeof(float);
+  if (req.count == 0 || req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  if (req.length < qbytes + size_t{req.count} * sizeof(dp::BlockTableEntry)) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+  }
+  std::vector<float> query(qfloats);
+  std::memcpy(query.data(), staging.data() + req.offset, qbytes);
+  const storage::Policy sp = rt_->store().policy();
+  const RetrievalPolicy rp = rt_->retrieval_policy();
+  const uint64_t t0 = NowNs();
+  auto reader = [&](uint32_t index, std::span<std::byte> out) { return rt_->store().Get(req.seq, req.layer, index, out); };
+  auto sel = rt_->retrieval().Select(req.seq, req.layer, query, req.count, sp.sink_blocks, sp.recent_window, rp, reader);
+  if (!sel.ok()) return FromStatus(sel.status(), 0);
+  const uint64_t t1 = NowNs();
+  auto lease = rt_->store().Acquire(req.seq, req.layer, sel->blocks, sp.miss_mode);
+  if (!lease.ok()) return FromStatus(lease.status(), 0);
+  const uint64_t t2 = NowNs();
+  leases_.insert(lease->id);
+  ++stats_->steps;
+  ++(sel->triggered ? stats_->triggers_taken : stats_->triggers_skipped);
+  stats_->selected_blocks += lease->blocks.size();
+  (sp.miss_mode == storage::MissMode::kDefer ? stats_->misses_deferred : stats_->misses_waited) +=
+      lease->missing.size();
+  stats_->select_ns += t1 - t0;
+  stats_->acquire_ns += t2 - t1;
+  auto* table = reinterpret_cast<dp::BlockTableEntry*>(staging.data() + req.offset + qbytes);
+  const size_t n = std::min<size_t>(lease->blocks.size(), req.count);
+  for (size_t i = 0; i < n; ++i) {
+    dp::BlockTableEntry e{};
+    e.block = lease->blocks[i].index;
+    e.tier = lease->blocks[i].where == storage::Where::kGpu ? 0 : 1;
+    e.offset = lease->blocks[i].offset;
+    std::memcpy(&table[i], &e, sizeof e);
+  }
+  return Done(static_cast<uint32_t>(n), lease->id, lease->missing.size());
+}
+
+dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {
+  if (!leases_.erase(req.arg)) return Fail(StatusCode::kNotFound, Detail::kLease);
+  Status st = rt_->store().Release(req.arg);
+  return st.ok() ? Done() : FromStatus(st, 0);
+}
+
+dp::RingCompletion NamespaceOps::CloseSequence(const dp::RingRequest& req) {
+  rt_->retrieval().DropSequence(req.seq);
+  Status st = rt_->store().DropSequence(req.seq);
+  return st.ok() ? Done() : Fail(st.code(), Detail::kSequence);
+}
+
+// Token ids (int32) at staging[offset], `count` of them: the hash chain of their
+// full blocks names the prefix blocks. Lookup: count = cached tokens. Load: the
+// cached prefix becomes the first blocks of `seq`.
+dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<uint8_t> staging) {
+  const uint32_t bt = rt_->model().block_tokens;
+  if (req.length != uint64_t{req.count} * sizeof(int32_t) || req.count > (1u << 24)) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+  }
+  std::vector<int32_t> tokens(req.count);
+  std::memcpy(tokens.data(), staging.data() + req.offset, req.length);
+  std::vector<uint64_t> hashes;
+  uint64_t h = 0;
+  for (uint32_t b = 0; b + 1 <= req.count / bt; ++b) {
+    h = PrefixBlockHash(h, std::span<const int32_t>(tokens).subspan(size_t{b} * bt, bt));
+    hashes.push_back(h ? h : 1);  // 0 means "not a prefix block"
+  }
+  const uint32_t blocks = rt_->store().MatchPrefix(hashes);
+  if (req.op == dp::Op::kLoadPrefix && blocks > 0) {
+    Status st = rt_->store().LinkPrefix(req.seq, std::span<const uint64_t>(hashes).first(blocks));
+    if (!st.ok()) return FromStatus(st, 0);
+    // The sequence's retrieval summaries of the shared blocks.
+    scratch_.resize(rt_->model().BlockBytes());
+    for (uint32_t layer = 0; layer < rt_->model().num_layers; ++layer) {
+      for (uint32_t b = 0; b < blocks; ++b) {
+        st = rt_->store().Get(req.seq, layer, b, scratch_);
+        if (st.ok()) st = rt_->retrieval().OnPut(req.seq, layer, b, scratch_);
+        if (!st.ok()) return FromStatus(st, 0);
+      }
+    }
+  }
+  return Done(blocks * bt, blocks);
+}
+
+void NamespaceOps::OnClose() {
+  for (uint64_t id : leases_) rt_->store().Release(id).IgnoreError();
+  leases_.clear();
+}
+
+}  // namespace tierkv::daemon

@@ -1,0 +1,123 @@
+#include "daemon/namespace_runtime.h"
+
+#include <filesystem>
+
+#include "common/log.h"
+
+namespace tierkv::daemon {
+namespace {
+using Json = nlohmann::json;
+
+std::string PolicyKey(NamespaceId id) {
+  std::string k;
+  storage::AppendBigEndian32(&k, id);
+  return k;
+}
+
+uint32_t Slots(uint64_t budget, uint64_t fallback, size_t stride) {
+  const uint64_t bytes = budget ? budget : fallback;
+  return static_cast<uint32_t>(std::min<uint64_t>(bytes / stride, UINT32_MAX - 1));
+}
+
+// Splits changes into storage fields and retrieval fields.
+void SplitPolicy(const Json& changes, Json* storage_part, Json* retrieval_part) {
+  *storage_part = Json::object();
+  *retrieval_part = Json::object();
+  for (const auto& [k, v] : changes.items()) (IsRetrievalPolicyField(k) ? *retrieval_part : *storage_part)[k] = v;
+}
+}  // namespace
+
+Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const NamespaceRecord& rec, const Config& config,
+                                                                 storage::Manifest* manifest) {
+  std::unique_ptr<NamespaceRuntime> rt(new NamespaceRuntime(rec, manifest));
+  const ModelSpec& m = rec.spec.model;
+  const auto cap = static_cast<uint32_t>(m.BlockBytes());
+  const size_t mem_stride = storage::ArenaTier::SlotStride(cap);
+  const std::string tag = "ns" + std::to_string(rec.id);
+  const uint32_t g_slots = Slots(rec.spec.budgets.gpu_bytes, config.storage.gpu_bytes, mem_stride);
+  const uint32_t h_slots = Slots(rec.spec.budgets.host_bytes, config.storage.host_bytes, mem_stride);
+  if (g_slots == 0 || h_slots == 0) {
+    return InvalidArgument("namespace '" + rec.spec.name + "': G and H budgets must hold at least one block of " +
+                           std::to_string(cap) + " bytes");
+  }
+  ASSIGN_OR_RETURN(rt->g_, storage::CreateGpuTier({tag + "-G", g_slots, cap, 0}, &rt->gpu_emulated_));
+  storage::PinMode pin = config.storage.pin_host == "off"        ? storage::PinMode::kOff
+                         : config.storage.pin_host == "required" ? storage::PinMode::kRequired
+                                                                 : storage::PinMode::kAuto;
+  ASSIGN_OR_RETURN(rt->h_, storage::CreateHostTier({tag + "-H", h_slots, cap, pin}));
+  const uint64_t disk_bytes = rec.spec.budgets.disk_bytes ? rec.spec.budgets.disk_bytes : config.storage.disk_bytes;
+  if (disk_bytes > 0) {
+    storage::DiskTierOptions o;
+    const std::string base = config.storage.disk_dir.empty()
+                                 ? (std::filesystem::path(config.daemon.data_dir) / "disk").string()
+                                 : config.storage.disk_dir;
+    o.dir = (std::filesystem::path(base) / tag).string();
+    o.name = tag + "-D";
+    o.slot_capacity = cap;
+    o.num_slots = Slots(disk_bytes, disk_bytes, storage::DiskSlotStride(cap));
+    o.queue_depth = config.storage.disk_queue_depth;
+    o.engine = config.storage.disk_engine == "io_uring" ? storage::IoEngineKind::kUring
+               : config.storage.disk_engine == "psync"  ? storage::IoEngineKind::kPsync
+                                                        : storage::IoEngineKind::kAuto;
+    if (o.num_slots == 0) return InvalidArgument("namespace '" + rec.spec.name + "': disk budget below one block");
+    auto d = storage::DiskTier::Open(o);
+    if (!d.ok()) return d.status().WithContext("namespace '" + rec.spec.name + "' disk tier");
+    rt->d_ = std::move(d).value();
+  }
+  storage::BlockStoreOptions so;
+  so.ns = rec.id;
+  so.model = m;
+  RETURN_IF_ERROR(rt->LoadPolicy(&so.policy));
+  ASSIGN_OR_RETURN(rt->store_, storage::BlockStore::Open(so, rt->g_.get(), rt->h_.get(), rt->d_.get(), manifest));
+  LOG(INFO) << "namespace " << rec.id << " '" << rec.spec.name << "': G " << g_slots << " slots"
+            << (rt->gpu_emulated_ ? " (emulated in host memory)" : " (device memory)") << ", H " << h_slots
+            << " slots, D " << (rt->d_ ? std::to_string(rt->d_->num_slots()) + " slots (" + rt->d_->engine_name() + ")"
+                                       : std::string("off"))
+            << ", " << rt->store_->num_blocks() << " block(s) recovered";
+  return rt;
+}
+
+NamespaceRuntime::~NamespaceRuntime() { store_.reset(); }
+
+Status NamespaceRuntime::LoadPolicy(storage::Policy* storage_policy) {
+  auto stored = manifest_->Get(storage::Cf::kPolicies, PolicyKey(record_.id));
+  if (!stored.ok()) return stored.status().code() == StatusCode::kNotFound ? OkStatus() : stored.status();
+  Json j = Json::parse(*stored, nullptr, false);
+  if (!j.is_object()) return Corruption("stored policy of namespace '" + record_.spec.name + "' is not JSON");
+  Json sp, rp;
+  SplitPolicy(j, &sp, &rp);
+  ASSIGN_OR_RETURN(*storage_policy, storage::ApplyPolicyChanges(storage::Policy{}, sp));
+  ASSIGN_OR_RETURN(retrieval_policy_, ApplyRetrievalChanges(RetrievalPolicy{}, rp));
+  return OkStatus();
+}
+
+Json NamespaceRuntime::PolicyJson() const {
+  Json j = storage::PolicyToJson(store_->policy());
+  std::lock_guard lock(policy_mu_);
+  j.update(RetrievalPolicyToJson(retrieval_policy_));
+  return j;
+}
+
+RetrievalPolicy NamespaceRuntime::retrieval_policy() const {
+  std::lock_guard lock(policy_mu_);
+  return retrieval_policy_;
+}
+
+Status NamespaceRuntime::SetPolicy(const Json& changes) {
+  if (!changes.is_object()) return InvalidArgument("policy must be an object");
+  std::lock_guard lock(policy_mu_);
+  Json sp, rp;
+  SplitPolicy(changes, &sp, &rp);
+  ASSIGN_OR_RETURN(storage::Policy next_storage, storage::ApplyPolicyChanges(store_->policy(), sp));
+  ASSIGN_OR_RETURN(RetrievalPolicy next_retrieval, ApplyRetrievalChanges(retrieval_policy_, rp));
+  Json full = storage::PolicyToJson(next_storage);
+  full.update(RetrievalPolicyToJson(next_retrieval));
+  RETURN_IF_ERROR(manifest_->Put(storage::Cf::kPolicies, PolicyKey(record_.id), full.dump()));
+  store_->SetPolicy(next_storage);
+  retrieval_policy_ = next_retrieval;
+  ++policy_stats_.changes;
+  LOG(INFO) << "namespace '" << record_.spec.name << "' policy changed: " << changes.dump();
+  return OkStatus();
+}
+
+}  // namespace tierkv::daemon

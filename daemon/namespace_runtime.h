@@ -1,0 +1,72 @@
+// NamespaceRuntime: what a namespace is while the daemon runs — its tiers (G, H, D
+// arenas sized by its budgets), its BlockStore, its retrieval index and its policy.
+// Created at start for every namespace in the manifest, and at create_namespace.
+//
+// Thread-safe: the BlockStore and RetrievalIndex are; the policy has its own mutex.
+#pragma once
+
+#include <memory>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "common/config.h"
+#include "daemon/namespace_registry.h"
+#include "daemon/retrieval.h"
+#include "storage/arena_tier.h"
+#include "storage/block_store.h"
+#include "storage/disk_tier.h"
+#include "storage/manifest.h"
+
+namespace tierkv::daemon {
+
+struct PolicyStats {
+  std::atomic<uint64_t> changes{0};
+};
+
+class NamespaceRuntime {
+ public:
+  // Opens the tiers and the BlockStore (recovering D blocks), loads the persisted
+  // policy. `manifest` must outlive the runtime.
+  static Result<std::unique_ptr<NamespaceRuntime>> Open(const NamespaceRecord& record, const Config& config,
+                                                        storage::Manifest* manifest);
+  ~NamespaceRuntime();
+
+  const NamespaceRecord& record() const { return record_; }
+  const ModelSpec& model() const { return record_.spec.model; }
+  storage::BlockStore& store() { return *store_; }
+  const storage::BlockStore& store() const { return *store_; }
+  RetrievalIndex& retrieval() { return retrieval_; }
+  RetrievalStats& retrieval_stats() { return retrieval_stats_; }
+  storage::ArenaTier& gpu() const { return *g_; }
+  storage::ArenaTier& host() const { return *h_; }
+  storage::DiskTier* disk() const { return d_.get(); }
+  bool gpu_emulated() const { return gpu_emulated_; }
+
+  // The full policy as JSON (storage fields and retrieval fields).
+  nlohmann::json PolicyJson() const;
+  RetrievalPolicy retrieval_policy() const;
+  // Validates changes to any field, persists the result, then applies it. On any
+  // error nothing changes.
+  Status SetPolicy(const nlohmann::json& changes);
+  uint64_t policy_changes() const { return policy_stats_.changes.load(); }
+
+ private:
+  NamespaceRuntime(NamespaceRecord record, storage::Manifest* manifest)
+      : record_(std::move(record)), manifest_(manifest), retrieval_(record_.spec.model) {}
+  Status LoadPolicy(storage::Policy* storage_policy);
+
+  const NamespaceRecord record_;
+  storage::Manifest* const manifest_;
+  std::unique_ptr<storage::ArenaTier> g_, h_;
+  std::unique_ptr<storage::DiskTier> d_;
+  bool gpu_emulated_ = true;
+  std::unique_ptr<storage::BlockStore> store_;
+  RetrievalIndex retrieval_;
+  RetrievalStats retrieval_stats_;
+  mutable std::mutex policy_mu_;
+  RetrievalPolicy retrieval_policy_;  // GUARDED_BY(policy_mu_)
+  PolicyStats policy_stats_;
+};
+
+}  // namespace tierkv::daemon

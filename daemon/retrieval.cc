@@ -1,0 +1,251 @@
+#include "daemon/retrieval.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/half.h"
+#include "kernels/summary.h"
+#include "kernels/topk.h"
+
+namespace tierkv::daemon {
+namespace {
+using Json = nlohmann::json;
+
+float Cosine(std::span<const float> a, std::span<const float> b) {
+  double dot = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    dot += double{a[i]} * b[i];
+    na += double{a[i]} * a[i];
+    nb += double{b[i]} * b[i];
+  }
+  return na > 0 && nb > 0 ? static_cast<float>(dot / std::sqrt(na * nb)) : 0.f;
+}
+
+float Element(const std::byte* p, DType t, size_t i) {
+  switch (t) {
+    case DType::kF32: {
+      float f;
+      std::memcpy(&f, p + 4 * i, 4);
+      return f;
+    }
+    case DType::kF16: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      return kernels::F16ToFloat(h);
+    }
+    case DType::kBF16: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      return kernels::Bf16ToFloat(h);
+    }
+  }
+  return 0;
+}
+}  // namespace
+
+bool IsRetrievalPolicyField(const std::string& f) {
+  return f == "retriever" || f == "trigger" || f == "drift_tau" || f == "trigger_every" || f == "head_combine";
+}
+
+Json RetrievalPolicyToJson(const RetrievalPolicy& p) {
+  static const char* kMethods[] = {"exact", "minmax", "mean"};
+  static const char* kTriggers[] = {"every", "drift", "every_n"};
+  return Json{{"retriever", kMethods[static_cast<int>(p.method)]},
+              {"trigger", kTriggers[static_cast<int>(p.trigger)]},
+              {"drift_tau", p.drift_tau},
+              {"trigger_every", p.every_n},
+              {"head_combine", p.combine == kernels::HeadCombine::kMax ? "max" : "softmax_sum"}};
+}
+
+Result<RetrievalPolicy> ApplyRetrievalChanges(const RetrievalPolicy& base, const Json& changes) {
+  RetrievalPolicy p = base;
+  for (const auto& [field, v] : changes.items()) {
+    const std::string s = v.is_string() ? v.get<std::string>() : "";
+    if (field == "retriever") {
+      if (s == "exact") p.method = Method::kExact;
+      else if (s == "minmax") p.method = Method::kMinMax;
+      else if (s == "mean") p.method = Method::kMean;
+      else return InvalidArgument("policy.retriever must be one of exact, minmax, mean");
+    } else if (field == "trigger") {
+      if (s == "every") p.trigger = Trigger::kEveryStep;
+      else if (s == "drift") p.trigger = Trigger::kDrift;
+      else if (s == "every_n") p.trigger = Trigger::kEveryN;
+      else return InvalidArgument("policy.trigger must be one of every, drift, every_n");
+    } else if (field == "drift_tau") {
+      if (!v.is_number() || v.get<double>() < -1 || v.get<double>() > 1) {
+        return InvalidArgument("policy.drift_tau must be a number in [-1, 1]");
+      }
+      p.drift_tau = v.get<float>();
+    } else if (field == "trigger_every") {
+      if (!v.is_number_unsigned() || v.get<uint64_t>() < 1 || v.get<uint64_t>() > 1024) {
+        return InvalidArgument("policy.trigger_every must be an integer in [1, 1024]");
+      }
+      p.every_n = v.get<uint32_t>();
+    } else if (field == "head_combine") {
+      if (s == "softmax_sum") p.combine = kernels::HeadCombine::kSoftmaxSum;
+      else if (s == "max") p.combine = kernels::HeadCombine::kMax;
+      else return InvalidArgument("policy.head_combine must be softmax_sum or max");
+    } else {
+      return InvalidArgument("policy has no retrieval field '" + field.substr(0, 64) + "'");
+    }
+  }
+  return p;
+}
+
+Status RetrievalIndex::OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload) {
+  const size_t per_block = size_t{model_.num_kv_heads} * model_.head_dim;
+  std::vector<float> mn(per_block), mx(per_block), mean(per_block);
+  kernels::SummaryArgs a;
+  a.key_dtype = model_.dtype;
+  a.num_kv_heads = model_.num_kv_heads;
+  a.block_tokens = model_.block_tokens;
+  a.head_dim = model_.head_dim;
+  a.num_blocks = 1;
+  a.keys = payload.data();
+  a.min_out = mn.data();
+  a.max_out = mx.data();
+  a.mean_out = mean.data();
+  RETURN_IF_ERROR(kernels::BuildSummaries(kernels::Backend::kCpu, a));
+  std::lock_guard lock(mu_);
+  LayerState& s = layers_[{seq, layer}];
+  if (index >= s.blocks) {
+    s.blocks = index + 1;
+    s.min.resize(s.blocks * per_block, 0.f);
+    s.max.resize(s.blocks * per_block, 0.f);
+    s.mean.resize(s.blocks * per_block, 0.f);
+  }
+  std::copy(mn.begin(), mn.end(), s.min.begin() + index * per_block);
+  std::copy(mx.begin(), mx.end(), s.max.begin() + index * per_block);
+  std::copy(mean.begin(), mean.end(), s.mean.begin() + index * per_block);
+  return OkStatus();
+}
+
+void RetrievalIndex::DropSequence(uint64_t seq) {
+  std::lock_guard lock(mu_);
+  auto first = layers_.lower_bound({seq, 0});
+  auto last = first;
+  while (last != layers_.end() && last->first.first == seq) ++last;
+  layers_.erase(first, last);
+}
+
+Status RetrievalIndex::ScoreExact(uint32_t blocks, std::span<const float> query, kernels::HeadCombine combine,
+                                  const BlockReader& read_block, std::vector<float>* scores) const {
+  const uint32_t qh = model_.num_q_heads, kvh = model_.num_kv_heads, d = model_.head_dim, bt = model_.block_tokens;
+  const uint32_t group = qh / kvh;
+  const float scale = 1.f / std::sqrt(static_cast<float>(d));
+  std::vector<std::byte> payload(model_.BlockBytes());
+  std::vector<float> logits(size_t{qh} * blocks * bt, -INFINITY);  // [qh][blocks*bt]
+  for (uint32_t b = 0; b < blocks; ++b) {
+    if (!read_block(b, payload).ok()) continue;  // a hole: never selected
+    for (uint32_t h = 0; h < qh; ++h) {
+      const uint32_t g = h / group;
+      for (uint32_t t = 0; t < bt; ++t) {
+        const size_t k0 = (size_t{g} * bt + t) * d;
+        float dot = 0;
+        for (uint32_t i = 0; i < d; ++i) dot += query[size_t{h} * d + i] * Element(payload.data(), model_.dtype, k0 + i);
+        logits[(size_t{h} * blocks + b) * bt + t] = dot * scale;
+      }
+    }
+  }
+  scores->assign(blocks, combine == kernels::HeadCombine::kMax ? -INFINITY : 0.f);
+  for (uint32_t h = 0; h < qh; ++h) {
+    float* row = &logits[size_t{h} * blocks * bt];
+    const float mx = *std::max_element(row, row + size_t{blocks} * bt);
+    double sum = 0;
+    for (size_t i = 0; i < size_t{blocks} * bt; ++i) sum += std::isinf(row[i]) ? 0 : std::exp(row[i] - mx);
+    for (uint32_t b = 0; b < blocks; ++b) {
+      double mass = 0;
+      float best = -INFINITY;
+      for (uint32_t t = 0; t < bt; ++t) {
+        const float l = row[size_t{b} * bt + t];
+        if (!std::isinf(l)) mass += std::exp(l - mx);
+        best = std::max(best, l);
+      }
+      if (combine == kernels::HeadCombine::kMax) (*scores)[b] = std::max((*scores)[b], best);
+      else (*scores)[b] += sum > 0 ? static_cast<float>(mass / sum) : 0.f;
+    }
+  }
+  return OkStatus();
+}
+
+Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t k,
+                                         uint32_t sinks, uint32_t window, const RetrievalPolicy& policy,
+                                         const BlockReader& read_block) {
+  if (query.size() != size_t{model_.num_q_heads} * model_.head_dim) {
+    return InvalidArgument("query must hold num_q_heads * head_dim floats");
+  }
+  for (float f : query) {
+    if (!std::isfinite(f)) return InvalidArgument("query holds a non-finite value");
+  }
+  std::unique_lock lock(mu_);
+  auto it = layers_.find({seq, layer});
+  if (it == layers_.end() || it->second.blocks == 0) return NotFound("no blocks for this sequence and layer");
+  LayerState& s = it->second;
+  const uint32_t n = s.blocks;
+  ++s.steps;
+  Selection sel;
+  bool reuse = false;
+  if (!s.last_selection.empty() && s.last_query.size() == query.size()) {
+    if (policy.trigger == Trigger::kDrift) reuse = Cosine(query, s.last_query) >= policy.drift_tau;
+    if (policy.trigger == Trigger::kEveryN) reuse = (s.steps - 1) % policy.every_n != 0;
+  }
+  if (reuse) {
+    sel.blocks = s.last_selection;
+    // Blocks added since keep arriving in the recent window.
+    for (uint32_t b = n > window ? n - window : 0; b < n; ++b) sel.blocks.push_back(b);
+    std::sort(sel.blocks.begin(), sel.blocks.end());
+    sel.blocks.erase(std::unique(sel.blocks.begin(), sel.blocks.end()), sel.blocks.end());
+    sel.triggered = false;
+    return sel;
+  }
+  std::vector<float> scores(n);
+  if (policy.method == Method::kExact) {
+    lock.unlock();  // reads blocks back; the summaries are not needed
+    RETURN_IF_ERROR(ScoreExact(n, query, policy.combine, read_block, &scores));
+    lock.lock();
+  } else {
+    kernels::ScoreArgs a;
+    a.mode = policy.method == Method::kMean ? kernels::ScoreMode::kMean : kernels::ScoreMode::kMinMax;
+    a.combine = policy.combine;
+    a.num_q_heads = model_.num_q_heads;
+    a.num_kv_heads = model_.num_kv_heads;
+    a.head_dim = model_.head_dim;
+    a.num_blocks = n;
+    a.query = query.data();
+    a.min_keys = s.min.data();
+    a.max_keys = s.max.data();
+    a.mean_keys = s.mean.data();
+    a.scores = scores.data();
+    RETURN_IF_ERROR(kernels::ScoreBlocks(kernels::Backend::kCpu, a));
+  }
+  std::vector<uint8_t> always(n, 0);
+  for (uint32_t b = 0; b < std::min(sinks, n); ++b) always[b] = 1;
+  for (uint32_t b = n > window ? n - window : 0; b < n; ++b) always[b] = 1;
+  sel.blocks.resize(std::min(k, n));
+  kernels::TopKArgs t;
+  t.scores = scores.data();
+  t.num_blocks = n;
+  t.k = static_cast<uint32_t>(sel.blocks.size());
+  t.always = always.data();
+  t.out_indices = sel.blocks.data();
+  RETURN_IF_ERROR(kernels::TopK(kernels::Backend::kCpu, t));
+  auto again = layers_.find({seq, layer});  // the exact path dropped the lock
+  if (again != layers_.end()) {
+    again->second.last_query.assign(query.begin(), query.end());
+    again->second.last_selection = sel.blocks;
+  }
+  return sel;
+}
+
+size_t RetrievalIndex::SummaryBytes() const {
+  std::lock_guard lock(mu_);
+  size_t bytes = 0;
+  for (const auto& [key, s] : layers_) {
+    bytes += (s.min.capacity() + s.max.capacity() + s.mean.capacity() + s.last_query.capacity()) * sizeof(float) +
+             s.last_selection.capacity() * sizeof(uint32_t);
+  }
+  return bytes;
+}
+
+}  // namespace tierkv::daemon

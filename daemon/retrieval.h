@@ -1,0 +1,96 @@
+// Online retrieval for one namespace (DESIGN §4–§5, CPU path): block summaries
+// built at put time, a trigger, scoring + top-k over the summaries, and the
+// always-kept blocks (sinks, recent window).
+//
+//   exact   scores every key (reads the blocks back): the oracle, for evaluation
+//   minmax  Quest bound from per-block min/max keys
+//   mean    q . mean key per block
+//
+// Summaries are f32 [blocks][kv_heads][head_dim] per (sequence, layer), in daemon
+// memory ("summaries on H, scored on CPU"). Thread-safe (one mutex).
+// TODO(index): the index/ retrievers (sentence units, clusters, VQ, SPANN) plug in
+// here once they accept blocks incrementally.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/model_spec.h"
+#include "common/status.h"
+#include "kernels/score.h"
+
+namespace tierkv::daemon {
+
+enum class Method : uint8_t { kExact = 0, kMinMax = 1, kMean = 2 };
+enum class Trigger : uint8_t { kEveryStep = 0, kDrift = 1, kEveryN = 2 };
+
+struct RetrievalPolicy {
+  Method method = Method::kMinMax;
+  Trigger trigger = Trigger::kEveryStep;
+  float drift_tau = 0.95f;  // kDrift: retrieve again when cos(query, last retrieval's query) < tau
+  uint32_t every_n = 4;     // kEveryN: retrieve every n-th step, reuse the selection between
+  kernels::HeadCombine combine = kernels::HeadCombine::kSoftmaxSum;
+  bool operator==(const RetrievalPolicy&) const = default;
+};
+
+// Fields of the namespace policy that belong to retrieval ("retriever", "trigger",
+// "drift_tau", "trigger_every", "head_combine").
+bool IsRetrievalPolicyField(const std::string& field);
+nlohmann::json RetrievalPolicyToJson(const RetrievalPolicy& p);
+// kInvalidArgument naming the field for a bad value.
+Result<RetrievalPolicy> ApplyRetrievalChanges(const RetrievalPolicy& base, const nlohmann::json& changes);
+
+// Counters exported by the daemon (DESIGN §8, retrieval). Relaxed atomics.
+struct RetrievalStats {
+  std::atomic<uint64_t> steps{0}, triggers_taken{0}, triggers_skipped{0}, selected_blocks{0};
+  std::atomic<uint64_t> misses_waited{0}, misses_deferred{0};
+  std::atomic<uint64_t> select_ns{0}, acquire_ns{0};  // time spent in each phase
+};
+
+struct Selection {
+  std::vector<uint32_t> blocks;  // ascending block indices
+  bool triggered = true;         // false: the previous selection was reused
+};
+
+class RetrievalIndex {
+ public:
+  explicit RetrievalIndex(const ModelSpec& model) : model_(model) {}
+
+  // Summarizes block `index` of (seq, layer) from its payload (K then V).
+  Status OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload);
+  void DropSequence(uint64_t seq);
+
+  // Reads one block's payload (for kExact); kNotFound when absent.
+  using BlockReader = std::function<Status(uint32_t index, std::span<std::byte> out)>;
+  // Selects up to k blocks of (seq, layer) for `query` (f32 [num_q_heads][head_dim]):
+  // the first `sinks` and last `window` blocks always, the best-scoring others.
+  // kNotFound for a sequence/layer without blocks.
+  Result<Selection> Select(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t k, uint32_t sinks,
+                           uint32_t window, const RetrievalPolicy& policy, const BlockReader& read_block);
+
+  size_t SummaryBytes() const;
+
+ private:
+  struct LayerState {
+    uint32_t blocks = 0;  // index of the last summarized block + 1
+    std::vector<float> min, max, mean;  // [blocks][kv_heads][head_dim]
+    std::vector<float> last_query;
+    std::vector<uint32_t> last_selection;
+    uint64_t steps = 0;
+  };
+  Status ScoreExact(uint32_t blocks, std::span<const float> query, kernels::HeadCombine combine,
+                    const BlockReader& read_block, std::vector<float>* scores) const;
+
+  const ModelSpec model_;
+  mutable std::mutex mu_;
+  std::map<std::pair<uint64_t, uint32_t>, LayerState> layers_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace tierkv::daemon
