@@ -13,7 +13,8 @@
 // recovery scan (Scan) may list freed slots, the manifest decides.
 //
 // Concurrency: up to io_contexts batches run at once, each on its own engine
-// (ring + registered bounce buffers of queue_depth slots); more callers wait.
+// (ring + 2 x queue_depth registered bounce buffers of one slot each); more
+// callers wait.
 #pragma once
 
 #include <condition_variable>
