@@ -308,9 +308,8 @@ Status DiskTier::FinishRead(Pending& op, const std::byte* buf) {
   const SlotInfo info = InfoOf(h);
   if (!(info.tag == op.read->expect)) {
     mutable_stats().tag_mismatches.fetch_add(1, std::memory_order_relaxed);
-    return Corruption(name() + " slot " + std::to_string(op.slot) + " holds generation " +
-                      std::to_string(info.tag.generation) + " of another block or generation than expected (" +
-                      std::to_string(op.read->expect.generation) + ")");
+    return Corruption(name() + " slot " + std::to_string(op.slot) + " holds (" + TagToString(info.tag) +
+                      "), not the expected (" + TagToString(op.read->expect) + ")");
   }
   if (info.length > op.read->out.size()) {
     return InvalidArgument(name() + " slot " + std::to_string(op.slot) + ": buffer of " +

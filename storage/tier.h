@@ -54,6 +54,9 @@ struct SlotTag {
   bool operator==(const SlotTag&) const = default;
 };
 
+// "ns 7 seq 100 layer 3 block 12 gen 5", for logs and error messages.
+std::string TagToString(const SlotTag& tag);
+
 // Description of a written slot.
 struct SlotInfo {
   SlotTag tag;
