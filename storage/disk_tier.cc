@@ -59,8 +59,12 @@ struct DiskTier::Pending {
   SlotId slot = kInvalidSlot;
   const WriteOp* write = nullptr;  // exactly one of write / read is set
   ReadOp* read = nullptr;
-  uint32_t buf = 0;                // engine buffer while in flight
-  uint32_t io_length = 0;
+  uint32_t buf = 0;                // engine buffer while in flight (header, or whole slot)
+  uint32_t io_length = 0;          // bytes of the transfer
+  // Zero-copy: the payload segment goes straight from/to the caller's memory
+  // (`direct`, direct_length bytes); the bounce buffer holds the header block only.
+  std::byte* direct = nullptr;
+  uint32_t direct_length = 0;
   bool done = false;
   Status status;
   SlotInfo info;
@@ -257,29 +261,52 @@ void DiskTier::ReleaseEngine(std::unique_ptr<IoEngine> engine, bool healthy) {
 
 // ---- the data path ----
 
+namespace {
+bool IoAligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kIoAlign == 0; }
+}  // namespace
+
 IoRequest DiskTier::StartOp(IoEngine& engine, Pending& op, uint32_t buf) {
   op.buf = buf;
   std::byte* b = engine.buffers()->buffer(buf);
+  IoRequest r;
+  r.file = op.slot / slots_per_slab_;
+  r.offset = kSlabHeaderBytes + uint64_t{op.slot % slots_per_slab_} * stride_;
+  r.buf = b;
+  r.buf_index = static_cast<int32_t>(buf);
   if (op.write != nullptr) {
+    r.op = IoOp::kWrite;
     const std::span<const std::byte> payload = op.write->payload;
     const size_t padded = RoundUpIo(payload.size());
     std::memset(b, 0, kSlotHeaderBytes);
     const SlotInfo info{op.write->tag, static_cast<uint32_t>(payload.size()), op.write->encoding};
     EncodeSlotHeader(op.slot, info, Checksum64(payload.data(), payload.size()), b);
-    if (!payload.empty()) std::memcpy(b + kSlotHeaderBytes, payload.data(), payload.size());
-    std::memset(b + kSlotHeaderBytes + payload.size(), 0, padded - payload.size());
+    if (options_.zero_copy && !payload.empty() && padded == payload.size() && IoAligned(payload.data())) {
+      // The engine only reads from buf2 on a write.
+      op.direct = const_cast<std::byte*>(payload.data());
+      op.direct_length = static_cast<uint32_t>(padded);
+    } else {
+      if (!payload.empty()) std::memcpy(b + kSlotHeaderBytes, payload.data(), payload.size());
+      std::memset(b + kSlotHeaderBytes + payload.size(), 0, padded - payload.size());
+    }
     op.io_length = static_cast<uint32_t>(kSlotHeaderBytes + padded);
   } else {
-    const size_t want = std::min<size_t>(op.read->out.size(), slot_capacity());
-    op.io_length = static_cast<uint32_t>(kSlotHeaderBytes + RoundUpIo(want));
+    r.op = IoOp::kRead;
+    const std::span<std::byte> out = op.read->out;
+    const size_t padded = RoundUpIo(std::min<size_t>(out.size(), slot_capacity()));
+    if (options_.zero_copy && padded > 0 && out.size() >= padded && IoAligned(out.data())) {
+      op.direct = out.data();
+      op.direct_length = static_cast<uint32_t>(padded);
+    }
+    op.io_length = static_cast<uint32_t>(kSlotHeaderBytes + padded);
   }
-  IoRequest r;
-  r.op = op.write != nullptr ? IoOp::kWrite : IoOp::kRead;
-  r.file = op.slot / slots_per_slab_;
-  r.offset = kSlabHeaderBytes + uint64_t{op.slot % slots_per_slab_} * stride_;
-  r.length = op.io_length;
-  r.buf = b;
-  r.buf_index = static_cast<int32_t>(buf);
+  (op.direct != nullptr ? zero_copy_ : bounced_).fetch_add(1, std::memory_order_relaxed);
+  if (op.direct != nullptr) {
+    r.length = kSlotHeaderBytes;
+    r.buf2 = op.direct;
+    r.length2 = op.direct_length;
+  } else {
+    r.length = op.io_length;
+  }
   return r;
 }
 
@@ -289,10 +316,15 @@ Status DiskTier::FinishOp(Pending& op, int32_t result, const std::byte* buf) {
     return FromErrno(-result, std::string(verb) + " " + name() + " slot " + std::to_string(op.slot));
   }
   if (static_cast<uint32_t>(result) != op.io_length) {
+    if (op.write == nullptr && op.direct != nullptr) std::memset(op.direct, 0, op.direct_length);
     return IOError(std::string("short ") + verb + " of " + name() + " slot " + std::to_string(op.slot) + ": " +
                    std::to_string(result) + " of " + std::to_string(op.io_length) + " bytes");
   }
-  return op.write != nullptr ? OkStatus() : FinishRead(op, buf);
+  if (op.write != nullptr) return OkStatus();
+  Status st = FinishRead(op, buf);
+  // A failed zero-copy read leaves no unverified bytes in the caller's buffer.
+  if (!st.ok() && op.direct != nullptr) std::memset(op.direct, 0, op.direct_length);
+  return st;
 }
 
 Status DiskTier::FinishRead(Pending& op, const std::byte* buf) {
@@ -316,9 +348,10 @@ Status DiskTier::FinishRead(Pending& op, const std::byte* buf) {
                            std::to_string(op.read->out.size()) + " bytes is smaller than the payload of " +
                            std::to_string(info.length));
   }
-  st = VerifyPayload(h, buf + kSlotHeaderBytes);
+  const std::byte* payload = op.direct != nullptr ? op.direct : buf + kSlotHeaderBytes;
+  st = VerifyPayload(h, payload);
   if (!st.ok()) return st.WithContext(name());
-  if (info.length > 0) std::memcpy(op.read->out.data(), buf + kSlotHeaderBytes, info.length);
+  if (op.direct == nullptr && info.length > 0) std::memcpy(op.read->out.data(), payload, info.length);
   op.info = info;
   return OkStatus();
 }
