@@ -4,13 +4,20 @@
 // measured in the same run"); and H-tier put/get throughput against memcpy.
 //
 // Cases: sequential 1 MiB reads and writes, random 16/64/128 KiB reads and writes.
-// Each case alternates raw and tier measurements for --rounds rounds and reports
-// the medians; ratio = tier / raw payload throughput (= IOPS ratio: same payload
-// per op). The D tier moves a 4 KiB header with every payload, verifies checksums
-// and copies through bounce buffers: the ratio is what all of that costs.
+// Each case alternates three measurements for --rounds rounds and reports medians:
+//   raw       the raw loop moving payload-sized blocks;
+//   raw@slot  the raw loop moving slot-sized blocks (4 KiB header + payload), the
+//             bytes the D tier format moves;
+//   tier      the D tier (ReadBatch/WriteBatch, header + checksums verified, zero-copy
+//             into page-aligned buffers unless --zero-copy 0).
+// ratio = tier / raw payload throughput (= IOPS ratio: same payload per op), the
+// median of the per-round ratios: the figure BENCHMARKS.md targets. "vs @slot" =
+// tier / raw@slot IOPS likewise: the cost of the implementation alone, without the
+// format's extra 4 KiB per transfer.
 //
 // Run: tierkv_bench_disk [--json out.json] [--dir /tmp] ... (--help lists all).
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +32,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/bench_disk_raw.h"
@@ -47,13 +55,15 @@ struct Config {
   std::string dir;
   std::string json;
   uint64_t file_mib = 512;
-  double seconds = 0.5;
-  int rounds = 3;
+  double seconds = 0.3;
+  int rounds = 5;
+  bool slot_baseline = true;
   uint32_t qd_seq = 32;
   uint32_t qd_rand = 64;
   uint32_t seq_kib = 1024;
   std::vector<uint32_t> rand_kib = {16, 64, 128};
   storage::IoEngineKind engine = storage::IoEngineKind::kAuto;
+  bool zero_copy = true;
   uint32_t h_kib = 128;
   uint32_t h_slots = 1024;
 };
@@ -64,13 +74,15 @@ void PrintHelp() {
       "and H tier put/get vs memcpy. Prints a table; --json writes the figures.\n\n"
       "  --dir DIR          where the test files go (default $TMPDIR or /tmp; must accept O_DIRECT)\n"
       "  --file-mib N       data set per case, MiB (default 512)\n"
-      "  --seconds S        time per measurement (default 0.5)\n"
-      "  --rounds R         raw/tier alternations per case; medians reported (default 3)\n"
+      "  --seconds S        time per measurement (default 0.3)\n"
+      "  --rounds R         raw/tier alternations per case; medians reported (default 5)\n"
+      "  --slot-baseline 0|1  also run the raw loop at the slot's I/O size, header included (default 1)\n"
       "  --qd-seq N         queue depth of the sequential cases (default 32)\n"
       "  --qd-rand N        queue depth of the random cases (default 64)\n"
       "  --seq-kib N        sequential block size, KiB (default 1024)\n"
       "  --rand-kib A,B,..  random block sizes, KiB (default 16,64,128)\n"
       "  --engine E         D tier engine: auto | io_uring | psync (default auto)\n"
+      "  --zero-copy 0|1    D tier transfers straight from/to page-aligned caller memory (default 1)\n"
       "  --h-kib N          H tier block size, KiB (default 128)\n"
       "  --h-slots N        H tier slots; 0 skips the H tier (default 1024)\n"
       "  --json PATH        write results as JSON\n"
@@ -102,6 +114,8 @@ bool ParseArgs(int argc, char** argv, Config* c) {
       else if (a == "--seq-kib") c->seq_kib = static_cast<uint32_t>(std::stoul(v));
       else if (a == "--h-kib") c->h_kib = static_cast<uint32_t>(std::stoul(v));
       else if (a == "--h-slots") c->h_slots = static_cast<uint32_t>(std::stoul(v));
+      else if (a == "--zero-copy") c->zero_copy = std::stoi(v) != 0;
+      else if (a == "--slot-baseline") c->slot_baseline = std::stoi(v) != 0;
       else if (a == "--engine") {
         auto k = storage::ParseIoEngineKind(v);
         if (!k.ok()) throw std::invalid_argument(k.status().message());
@@ -138,6 +152,33 @@ double Median(std::vector<double> v) {
 
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// Zeroed, page-aligned bytes (anonymous mmap).
+class PageBuffer {
+ public:
+  PageBuffer() = default;
+  explicit PageBuffer(size_t n) : size_(n) {
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    data_ = p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
+    if (data_ == nullptr) size_ = 0;
+  }
+  PageBuffer(PageBuffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  PageBuffer& operator=(PageBuffer&& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    return *this;
+  }
+  ~PageBuffer() {
+    if (data_ != nullptr) munmap(data_, size_);
+  }
+  std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  operator std::span<const std::byte>() const { return {data_, size_}; }  // NOLINT(implicit)
+
+ private:
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 SlotTag Tag(SlotId slot, uint64_t gen) {
   SlotTag t;
   t.key.ns = 1;
@@ -160,6 +201,7 @@ class TierSide {
     o.engine = c.engine;
     o.queue_depth = qd;
     o.io_contexts = 1;
+    o.zero_copy = c.zero_copy;
     o.max_slab_bytes = 1ull << 40;  // one slab file, like the raw side
     ASSIGN_OR_RETURN(std::unique_ptr<DiskTier> tier, DiskTier::Open(o));
     std::unique_ptr<TierSide> side(new TierSide(std::move(tier), block, qd, sequential));
@@ -219,11 +261,12 @@ class TierSide {
     // cyclically: the copy is done, its bytes are overwritten by later ops.
     batch_ = std::max<uint32_t>(qd, std::min<uint32_t>(8 * qd, (256u << 20) / block));
     batch_ = std::min<uint32_t>(batch_, tier_->num_slots());
+    // Page-aligned, like H slots: the zero-copy path applies when enabled.
     const uint32_t outs = std::max<uint32_t>(1, std::min<uint32_t>(batch_, (64u << 20) / block));
-    out_.assign(size_t{outs} * block, std::byte{0});
+    out_ = PageBuffer(size_t{outs} * block);
+    payload_ = PageBuffer(block);
     std::mt19937_64 rng(7);
-    payload_.resize(block);
-    for (auto& b : payload_) b = static_cast<std::byte>(rng());
+    for (size_t i = 0; i < payload_.size(); ++i) payload_.data()[i] = static_cast<std::byte>(rng());
   }
 
   std::unique_ptr<DiskTier> tier_;
@@ -231,14 +274,14 @@ class TierSide {
   std::vector<uint32_t> order_;
   uint64_t cursor_ = 0;
   uint32_t batch_ = 0;
-  std::vector<std::byte> out_, payload_;
+  PageBuffer out_, payload_;
 };
 
 struct CaseResult {
   std::string pattern;  // "seq" | "rand"
   std::string op;       // "read" | "write"
   uint32_t block_kib = 0, qd = 0;
-  std::vector<Sample> raw, tier;
+  std::vector<Sample> raw, raw_slot, tier;  // raw_slot: raw loop moving header + payload
   std::string error;
 
   static double MedianOf(const std::vector<Sample>& v, double (Sample::*f)() const) {
@@ -250,7 +293,20 @@ struct CaseResult {
   double tier_gbps() const { return MedianOf(tier, &Sample::gbps); }
   double raw_iops() const { return MedianOf(raw, &Sample::iops); }
   double tier_iops() const { return MedianOf(tier, &Sample::iops); }
-  double ratio() const { return raw_gbps() > 0 ? tier_gbps() / raw_gbps() : 0; }
+  // Median over rounds of the per-round ratio: each pair was measured side by side,
+  // which cancels most of the shared machine's drift between rounds.
+  static double PairedRatio(const std::vector<Sample>& num, const std::vector<Sample>& den) {
+    std::vector<double> x;
+    for (size_t i = 0; i < std::min(num.size(), den.size()); ++i) {
+      if (den[i].iops() > 0) x.push_back(num[i].iops() / den[i].iops());
+    }
+    return x.empty() ? 0 : Median(x);
+  }
+  double ratio() const { return PairedRatio(tier, raw); }
+  double raw_slot_iops() const { return MedianOf(raw_slot, &Sample::iops); }
+  // Tier IOPS over the raw loop's at the slot's I/O size: what the implementation
+  // costs beyond the format's extra 4 KiB per slot.
+  double ratio_slot() const { return PairedRatio(tier, raw_slot); }
   double raw_cpu_us() const { return MedianOf(raw, &Sample::cpu_us_per_op); }
   double tier_cpu_us() const { return MedianOf(tier, &Sample::cpu_us_per_op); }
 };
@@ -283,22 +339,41 @@ std::vector<CaseResult> RunDiskCase(const Config& c, bool sequential, uint32_t b
   if (!tier.ok()) return fail(tier.status());
   *engine = (*tier)->tier().engine_name();
   if (Status st = (*tier)->Prefill(); !st.ok()) return fail(st);
-  const uint64_t data_bytes = uint64_t{(*tier)->tier().num_slots()} * block;
-  Result<std::unique_ptr<RawUringFile>> raw = RawUringFile::Create(dir + "/raw.bin", data_bytes, block, qd, sequential);
+  const uint32_t num_slots = (*tier)->tier().num_slots();
+  const uint32_t stride = static_cast<uint32_t>(storage::DiskSlotStride(block));
+  Result<std::unique_ptr<RawUringFile>> raw =
+      RawUringFile::Create(dir + "/raw.bin", uint64_t{num_slots} * block, block, qd, sequential);
   if (raw.ok()) {
     if (Status st = (*raw)->Fill(); !st.ok()) return fail(st);
+  }
+  // The same loop moving whole slots (header + payload): the device's figure for
+  // the bytes the D tier format moves.
+  Result<std::unique_ptr<RawUringFile>> raw_slot = NotSupported("--slot-baseline 0");
+  if (raw.ok() && c.slot_baseline) {
+    raw_slot = RawUringFile::Create(dir + "/raw_slot.bin", uint64_t{num_slots} * stride, stride, qd, sequential);
+    if (raw_slot.ok()) {
+      if (Status st = (*raw_slot)->Fill(); !st.ok()) return fail(st);
+    }
   }
   for (int i = 0; i < 2; ++i) {
     const bool read = i == 0;
     for (int round = 0; round < c.rounds; ++round) {
-      if (raw.ok()) {
-        Result<Sample> s = (*raw)->Run(read, c.seconds);
+      // ABBA order (raw, raw@slot, tier; then tier, raw@slot, raw) so that a drift
+      // of the shared machine within a round does not favour one side.
+      for (int step = 0; step < 3; ++step) {
+        const int which = round % 2 == 0 ? step : 2 - step;
+        if (which == 2) {
+          Result<Sample> t = (*tier)->Run(read, c.seconds, 2 + round);
+          if (!t.ok()) return fail(t.status());
+          out[i].tier.push_back(*t);
+          continue;
+        }
+        auto& side = which == 0 ? raw : raw_slot;
+        if (!side.ok()) continue;
+        Result<Sample> s = side.value()->Run(read, c.seconds);
         if (!s.ok()) return fail(s.status());
-        out[i].raw.push_back(*s);
+        (which == 0 ? out[i].raw : out[i].raw_slot).push_back(*s);
       }
-      Result<Sample> t = (*tier)->Run(read, c.seconds, 2 + round);
-      if (!t.ok()) return fail(t.status());
-      out[i].tier.push_back(*t);
     }
     if (!raw.ok()) out[i].error = raw.status().ToString();
   }
@@ -374,24 +449,28 @@ double MedianOps(const std::vector<Sample>& v) { return CaseResult::MedianOf(v, 
 
 void PrintAndSave(const Config& c, const std::string& engine, const std::vector<CaseResult>& cases,
                   const HostResult& host) {
-  std::printf("\nD tier (engine %s, checksummed slots) vs raw io_uring loop, O_DIRECT, %s, medians of %d x %.2fs\n",
-              engine.c_str(), c.dir.c_str(), c.rounds, c.seconds);
-  std::printf("%-6s %-6s %7s %4s | %9s %9s | %10s %10s | %6s | %s\n", "case", "op", "block", "qd", "raw GB/s",
-              "tier GB/s", "raw IOPS", "tier IOPS", "ratio", "CPU us/op raw, tier");
+  std::printf("\nD tier (engine %s, %s, checksummed slots) vs raw io_uring loop, O_DIRECT, %s, medians of %d x %.2fs\n",
+              engine.c_str(), c.zero_copy ? "zero-copy" : "bounce buffers", c.dir.c_str(), c.rounds, c.seconds);
+  std::printf("%-5s %-5s %6s %3s | %8s %9s | %8s %9s %9s | %6s %9s | %s\n", "case", "op", "block", "qd",
+              "raw GB/s", "tier GB/s", "raw IOPS", "raw@slot", "tier IOPS", "ratio", "vs @slot", "CPU us/op raw, tier");
   for (const CaseResult& r : cases) {
     if (!r.error.empty() && r.tier.empty()) {
-      std::printf("%-6s %-6s %6uK %4u | error: %s\n", r.pattern.c_str(), r.op.c_str(), r.block_kib, r.qd,
+      std::printf("%-5s %-5s %5uK %3u | error: %s\n", r.pattern.c_str(), r.op.c_str(), r.block_kib, r.qd,
                   r.error.c_str());
       continue;
     }
-    std::printf("%-6s %-6s %6uK %4u | %9.3f %9.3f | %10.0f %10.0f | %6.3f | %5.1f %5.1f\n", r.pattern.c_str(),
-                r.op.c_str(), r.block_kib, r.qd, r.raw_gbps(), r.tier_gbps(), r.raw_iops(), r.tier_iops(), r.ratio(),
-                r.raw_cpu_us(), r.tier_cpu_us());
+    std::printf("%-5s %-5s %5uK %3u | %8.3f %9.3f | %8.0f %9.0f %9.0f | %6.3f %9.3f | %5.1f %5.1f\n",
+                r.pattern.c_str(), r.op.c_str(), r.block_kib, r.qd, r.raw_gbps(), r.tier_gbps(), r.raw_iops(),
+                r.raw_slot_iops(), r.tier_iops(), r.ratio(), r.ratio_slot(), r.raw_cpu_us(), r.tier_cpu_us());
   }
-  std::printf("\nH tier (memfd arena%s), %u slots of %u KiB, one thread\n", host.pinned ? ", pinned" : "",
-              host.slots, host.block_kib);
   if (c.h_slots == 0) {
-    std::printf("skipped (--h-slots 0)\n");
+    std::printf("\nH tier skipped (--h-slots 0)\n");
+  } else {
+    std::printf("\nH tier (memfd arena%s), %u slots of %u KiB, one thread\n", host.pinned ? ", pinned" : "",
+                host.slots, host.block_kib);
+  }
+  if (c.h_slots == 0) {
+    // nothing
   } else if (!host.error.empty()) {
     std::printf("error: %s\n", host.error.c_str());
   } else {
@@ -406,14 +485,16 @@ void PrintAndSave(const Config& c, const std::string& engine, const std::vector<
   nlohmann::json j;
   j["benchmark"] = "tierkv_bench_disk";
   j["config"] = {{"dir", c.dir}, {"file_mib", c.file_mib}, {"seconds", c.seconds}, {"rounds", c.rounds},
-                 {"qd_seq", c.qd_seq}, {"qd_rand", c.qd_rand}, {"engine", engine},
+                 {"qd_seq", c.qd_seq}, {"qd_rand", c.qd_rand}, {"engine", engine}, {"zero_copy", c.zero_copy},
                  {"raw_baseline", RawUringCompiledIn() ? "io_uring" : "none"}, {"nproc", sysconf(_SC_NPROCESSORS_ONLN)}};
   for (const CaseResult& r : cases) {
     j["disk"].push_back({{"pattern", r.pattern}, {"op", r.op}, {"block_kib", r.block_kib}, {"qd", r.qd},
                          {"raw_gbps", r.raw_gbps()}, {"tier_gbps", r.tier_gbps()}, {"raw_iops", r.raw_iops()},
                          {"tier_iops", r.tier_iops()}, {"ratio", r.ratio()},
+                         {"raw_slot_iops", r.raw_slot_iops()}, {"ratio_vs_raw_slot", r.ratio_slot()},
                          {"raw_cpu_us_per_op", r.raw_cpu_us()}, {"tier_cpu_us_per_op", r.tier_cpu_us()}, {"error", r.error},
-                         {"raw_samples", SamplesJson(r.raw)}, {"tier_samples", SamplesJson(r.tier)}});
+                         {"raw_samples", SamplesJson(r.raw)}, {"raw_slot_samples", SamplesJson(r.raw_slot)},
+                         {"tier_samples", SamplesJson(r.tier)}});
   }
   j["host_tier"] = {{"block_kib", host.block_kib}, {"slots", host.slots}, {"pinned", host.pinned},
                     {"error", host.error}, {"put_gbps", MedianGbps(host.put)}, {"get_gbps", MedianGbps(host.get)},
