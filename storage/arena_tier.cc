@@ -56,12 +56,12 @@ Status CheckSizes(const std::string& name, uint32_t num_slots, uint32_t slot_cap
 }  // namespace
 
 Status ArenaMemory::CopyIn(size_t offset, const std::byte* src, size_t n) {
-  std::memcpy(base() + offset, src, n);
+  if (n > 0) std::memcpy(base() + offset, src, n);
   return OkStatus();
 }
 
 Status ArenaMemory::CopyOut(size_t offset, std::byte* dst, size_t n) const {
-  std::memcpy(dst, base() + offset, n);
+  if (n > 0) std::memcpy(dst, base() + offset, n);
   return OkStatus();
 }
 
@@ -123,9 +123,8 @@ Status ArenaTier::CheckTag(SlotId slot, const SlotTag& expect, SlotInfo* info) {
   const SlotInfo& meta = meta_[slot];
   if (!(meta.tag == expect)) {
     mutable_stats().tag_mismatches.fetch_add(1, std::memory_order_relaxed);
-    return Corruption(name() + " slot " + std::to_string(slot) + " holds generation " +
-                      std::to_string(meta.tag.generation) + " of another block or generation than expected (" +
-                      std::to_string(expect.generation) + ")");
+    return Corruption(name() + " slot " + std::to_string(slot) + " holds (" + TagToString(meta.tag) +
+                      "), not the expected (" + TagToString(expect) + ")");
   }
   *info = meta;
   return OkStatus();

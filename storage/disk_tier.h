@@ -3,19 +3,25 @@
 //
 // Each slot is a 4 KiB header block (slot_format.h: magic, version, key, generation,
 // length, encoding, payload and header checksums) followed by the payload rounded
-// up to 4 KiB. A write puts header and payload in one I/O from an aligned bounce
-// buffer; every read verifies the header, the key/generation and the payload
-// checksum before copying the payload out, so damaged bytes are reported as
-// kCorruption and never returned as data. A short transfer is kIOError.
+// up to 4 KiB. A write puts header and payload in one I/O: from a registered bounce
+// buffer, or vectored (header from a bounce buffer, payload from the caller's
+// memory) when the payload is 4 KiB-aligned in address and length (zero_copy).
+// Reads likewise land in a bounce buffer or, zero-copy, in the caller's aligned
+// buffer. Every read verifies the header, the key/generation and the payload
+// checksum; damaged bytes are reported as kCorruption and never returned as data
+// (a failed zero-copy read zeroes what it wrote into the caller's buffer). A short
+// transfer is kIOError.
 //
 // Durability: a Write is durable once Sync() returns OK afterwards (group commit:
 // write a batch, Sync, then flip the manifest). Slots are freed without I/O; a
 // recovery scan (Scan) may list freed slots, the manifest decides.
 //
 // Concurrency: up to io_contexts batches run at once, each on its own engine
-// (ring + registered bounce buffers of queue_depth slots); more callers wait.
+// (ring + 2 x queue_depth registered bounce buffers of one slot each); more
+// callers wait.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -42,6 +48,11 @@ struct DiskTierOptions {
   uint32_t queue_depth = 32;       // I/Os in flight per batch. Default: 32
   uint32_t io_contexts = 2;        // batches served concurrently. Default: 2
   bool direct_io = true;           // O_DIRECT; false only for file systems without it. Default: true
+  // Transfer payloads straight from/to the caller's memory when it allows (address
+  // 4 KiB-aligned; writes: length a multiple of 4 KiB; reads: buffer at least the
+  // read length rounded up to 4 KiB), as H slots do; else copy through the bounce
+  // buffers. Default: true
+  bool zero_copy = true;
   // Existing slab files are opened and must match the geometry; missing ones are
   // created when true, else kNotFound. Default: true
   bool create_if_missing = true;
@@ -65,6 +76,11 @@ class DiskTier final : public Tier {
   uint64_t tier_id() const { return tier_id_; }
   // Name of the engine in use ("io_uring", "psync", or a wrapper's).
   const std::string& engine_name() const { return engine_name_; }
+
+  // Transfers (reads and writes issued) whose payload went straight from/to the
+  // caller's memory, and those copied through bounce buffers.
+  uint64_t zero_copy_transfers() const { return zero_copy_.load(std::memory_order_relaxed); }
+  uint64_t bounce_transfers() const { return bounced_.load(std::memory_order_relaxed); }
 
   // Makes every completed write durable (fdatasync of every slab file).
   Status Sync();
@@ -102,6 +118,8 @@ class DiskTier final : public Tier {
   std::vector<std::string> paths_;
   std::vector<int> fds_;
   std::string engine_name_;
+
+  std::atomic<uint64_t> zero_copy_{0}, bounced_{0};
 
   std::mutex engines_mu_;
   std::condition_variable engines_cv_;

@@ -72,19 +72,25 @@ class FaultInjectingEngine final : public IoEngine {
       case FaultKind::kIoError: return Fabricate(request, -EIO);
       case FaultKind::kNoSpace: return Fabricate(request, -ENOSPC);
       case FaultKind::kShortTransfer: {
-        const uint32_t half = request.length / 2 / kIoAlign * kIoAlign;
+        const uint64_t half = request.total_length() / 2 / kIoAlign * kIoAlign;
         if (half == 0) return Fabricate(request, 0);
         IoRequest truncated = request;
-        truncated.length = half;
+        if (half <= request.length) {
+          truncated.length = static_cast<uint32_t>(half);
+          truncated.buf2 = nullptr;
+          truncated.length2 = 0;
+        } else {
+          truncated.length2 = static_cast<uint32_t>(half - request.length);
+        }
         return inner_->Prepare(truncated);
       }
       case FaultKind::kFlipByte:
         if (request.op == IoOp::kWrite) {
-          Flip(request.buf, request.length);
+          Flip(request, request.total_length());
           return inner_->Prepare(request);
         }
         RETURN_IF_ERROR(inner_->Prepare(request));
-        flip_after_read_[request.user_data] = request.buf;
+        flip_after_read_[request.user_data] = request;
         return OkStatus();
     }
     return Internal("unknown fault kind");
@@ -102,7 +108,7 @@ class FaultInjectingEngine final : public IoEngine {
     ASSIGN_OR_RETURN(uint32_t m, inner_->Reap(rest, [&](const IoCompletion& c) {
       auto it = flip_after_read_.find(c.user_data);
       if (it != flip_after_read_.end()) {
-        if (c.result > 0) Flip(it->second, static_cast<uint32_t>(c.result));
+        if (c.result > 0) Flip(it->second, static_cast<uint64_t>(c.result));
         flip_after_read_.erase(it);
       }
       on_complete(c);
@@ -116,16 +122,18 @@ class FaultInjectingEngine final : public IoEngine {
     return OkStatus();
   }
 
-  void Flip(std::byte* buf, uint32_t length) {
-    const uint64_t pos = injector_->RandomBelow(length);
-    buf[pos] = ~buf[pos];
+  // Inverts one byte among the first n bytes of the request's segments.
+  void Flip(const IoRequest& r, uint64_t n) {
+    const uint64_t pos = injector_->RandomBelow(n);
+    std::byte* p = pos < r.length ? r.buf + pos : r.buf2 + (pos - r.length);
+    *p = ~*p;
   }
 
   std::unique_ptr<IoEngine> inner_;
   std::shared_ptr<FaultInjector> injector_;
   const std::string name_;
   std::vector<IoCompletion> fabricated_;
-  std::unordered_map<uint64_t, std::byte*> flip_after_read_;
+  std::unordered_map<uint64_t, IoRequest> flip_after_read_;  // by user_data
 };
 
 }  // namespace

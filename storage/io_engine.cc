@@ -56,6 +56,11 @@ Status ValidateIoRequest(const IoRequest& r, uint32_t num_files, const IoBufferP
     return InvalidArgument("I/O request not aligned to " + std::to_string(kIoAlign) + ": offset " +
                            std::to_string(r.offset) + ", length " + std::to_string(r.length));
   }
+  if (r.length2 > 0 && (r.buf2 == nullptr || r.length2 % kIoAlign != 0 ||
+                        reinterpret_cast<uintptr_t>(r.buf2) % kIoAlign != 0 ||
+                        r.total_length() > uint64_t{INT32_MAX})) {
+    return InvalidArgument("I/O request second segment not aligned to " + std::to_string(kIoAlign));
+  }
   if (r.buf_index >= 0 &&
       (buffers == nullptr || !buffers->Contains(static_cast<uint32_t>(r.buf_index), r.buf, r.length))) {
     return InvalidArgument("I/O request buffer is not inside engine buffer " + std::to_string(r.buf_index));

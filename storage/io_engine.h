@@ -42,11 +42,19 @@ struct IoRequest {
   // lets io_uring use fixed-buffer I/O; -1 for any other aligned memory.
   int32_t buf_index = -1;
   uint64_t user_data = 0;   // returned in the completion; unique among in-flight requests
+  // Optional second segment (vectored I/O): the transfer continues into
+  // [buf2, buf2 + length2) after [buf, buf + length). Fixed-buffer I/O applies only
+  // to single-segment requests. REQUIRES when length2 > 0: buf2 kIoAlign-aligned,
+  // length2 a multiple of kIoAlign.
+  std::byte* buf2 = nullptr;
+  uint32_t length2 = 0;
+
+  uint64_t total_length() const { return uint64_t{length} + length2; }
 };
 
 struct IoCompletion {
   uint64_t user_data = 0;
-  int32_t result = 0;  // bytes transferred (may be short), or -errno
+  int32_t result = 0;  // bytes transferred over both segments (may be short), or -errno
 };
 
 // `count` buffers of `buffer_bytes` each (rounded up to kIoAlign), page-aligned,

@@ -10,9 +10,9 @@ namespace tierkv::storage::internal {
 // pread/pwrite engine. Always available.
 Result<std::unique_ptr<IoEngine>> NewPsyncEngine(const IoEngineOptions& options);
 
-#ifdef TIERKV_HAVE_URING
 // io_uring engine. kNotSupported when the kernel refuses io_uring_queue_init.
+// Defined only when liburing is compiled in (io_engine_uring.cc); called only by
+// io_engine_factory.cc under TIERKV_HAVE_URING.
 Result<std::unique_ptr<IoEngine>> NewUringEngine(const IoEngineOptions& options);
-#endif
 
 }  // namespace tierkv::storage::internal

@@ -1,5 +1,6 @@
 // The pread/pwrite IoEngine: requests queue on Prepare and run, one after the other,
 // when the caller reaps. The fallback where io_uring is absent.
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -47,9 +48,11 @@ class PsyncEngine final : public IoEngine {
  private:
   int32_t Run(const IoRequest& r) const {
     const int fd = fds_[r.file];
+    const iovec iov[2] = {{r.buf, r.length}, {r.buf2, r.length2}};
+    const int n_iov = r.length2 > 0 ? 2 : 1;
+    const off_t off = static_cast<off_t>(r.offset);
     for (;;) {
-      const ssize_t n = r.op == IoOp::kRead ? pread(fd, r.buf, r.length, static_cast<off_t>(r.offset))
-                                            : pwrite(fd, r.buf, r.length, static_cast<off_t>(r.offset));
+      const ssize_t n = r.op == IoOp::kRead ? preadv(fd, iov, n_iov, off) : pwritev(fd, iov, n_iov, off);
       if (n >= 0) return static_cast<int32_t>(n);
       if (errno != EINTR) return -errno;
     }

@@ -22,7 +22,9 @@ namespace {
 class UringEngine final : public IoEngine {
  public:
   UringEngine(uint32_t queue_depth, std::unique_ptr<IoBufferPool> pool)
-      : queue_depth_(queue_depth), pool_(std::move(pool)) {}
+      : queue_depth_(queue_depth), pool_(std::move(pool)), slots_(queue_depth) {
+    for (uint32_t i = queue_depth; i-- > 0;) free_slots_.push_back(i);
+  }
   ~UringEngine() override {
     if (ring_ready_) io_uring_queue_exit(&ring_);
   }
@@ -69,22 +71,32 @@ class UringEngine final : public IoEngine {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) return Internal("io_uring: no free submission entry below the queue depth");
     const int fd = files_registered_ ? static_cast<int>(r.file) : fds_[r.file];
-    const bool fixed = r.buf_index >= 0 && buffers_registered_;
-    if (r.op == IoOp::kRead) {
-      if (fixed) {
+    const uint32_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    InFlight& f = slots_[slot];
+    f.user_data = r.user_data;
+    if (r.length2 > 0) {
+      // Vectored: the iovecs must live until the request completes.
+      f.iov[0] = {r.buf, r.length};
+      f.iov[1] = {r.buf2, r.length2};
+      if (r.op == IoOp::kRead) {
+        io_uring_prep_readv(sqe, fd, f.iov, 2, r.offset);
+      } else {
+        io_uring_prep_writev(sqe, fd, f.iov, 2, r.offset);
+      }
+    } else if (r.buf_index >= 0 && buffers_registered_) {
+      if (r.op == IoOp::kRead) {
         io_uring_prep_read_fixed(sqe, fd, r.buf, r.length, r.offset, r.buf_index);
       } else {
-        io_uring_prep_read(sqe, fd, r.buf, r.length, r.offset);
-      }
-    } else {
-      if (fixed) {
         io_uring_prep_write_fixed(sqe, fd, r.buf, r.length, r.offset, r.buf_index);
-      } else {
-        io_uring_prep_write(sqe, fd, r.buf, r.length, r.offset);
       }
+    } else if (r.op == IoOp::kRead) {
+      io_uring_prep_read(sqe, fd, r.buf, r.length, r.offset);
+    } else {
+      io_uring_prep_write(sqe, fd, r.buf, r.length, r.offset);
     }
     if (files_registered_) sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, r.user_data);
+    io_uring_sqe_set_data64(sqe, slot);
     ++in_flight_;
     return OkStatus();
   }
@@ -112,7 +124,9 @@ class UringEngine final : public IoEngine {
     // requests, which must not race with advancing the completion queue.
     completions_.clear();
     io_uring_for_each_cqe(&ring_, head, cqe) {
-      completions_.push_back({io_uring_cqe_get_data64(cqe), cqe->res});
+      const auto slot = static_cast<uint32_t>(io_uring_cqe_get_data64(cqe));
+      completions_.push_back({slots_[slot].user_data, cqe->res});
+      free_slots_.push_back(slot);
       ++n;
     }
     io_uring_cq_advance(&ring_, n);
@@ -137,10 +151,18 @@ class UringEngine final : public IoEngine {
     }
   }
 
+  // A request between Prepare and its completion; the sqe carries its index.
+  struct InFlight {
+    uint64_t user_data = 0;
+    iovec iov[2] = {};
+  };
+
   io_uring ring_{};
   bool ring_ready_ = false;
   const uint32_t queue_depth_;
   std::unique_ptr<IoBufferPool> pool_;
+  std::vector<InFlight> slots_;        // queue_depth entries
+  std::vector<uint32_t> free_slots_;   // indexes of slots_ not in flight
   std::vector<int> fds_;
   std::vector<IoCompletion> completions_;
   uint32_t in_flight_ = 0;

@@ -43,14 +43,13 @@ Status ReadFully(int fd, std::byte* buf, size_t n, uint64_t off, const std::stri
 
 // Classifies one slot whose bytes (header block, then payload when verify) are at p.
 void ClassifySlot(const std::byte* p, SlotId slot, const SlabSuperblock& sb, bool verify, SlabScan* scan) {
-  const std::string what = "slot " + std::to_string(slot);
   SlotHeader header;
-  Status st = DecodeSlotHeader(p, slot, sb.slot_capacity, what, &header);
+  Status st = DecodeSlotHeader(p, slot, sb.slot_capacity, &header);
   if (st.code() == StatusCode::kNotFound) {
     ++scan->empty;
     return;
   }
-  if (st.ok() && verify) st = VerifyPayload(header, p + kSlotHeaderBytes, what);
+  if (st.ok() && verify) st = VerifyPayload(header, p + kSlotHeaderBytes);
   if (st.ok()) {
     scan->valid.push_back({slot, InfoOf(header)});
   } else {

@@ -74,13 +74,12 @@ void EncodeSlotHeader(SlotId slot, const SlotInfo& info, uint64_t payload_checks
 // Verifies a header block in[0, kSlotHeaderBytes):
 // kNotFound when the block is all zeros (never written); kCorruption for a bad
 // magic, version, header checksum, nonzero padding, a slot id other than `slot`,
-// or a length over `slot_capacity`. `what` names the slot in messages.
-Status DecodeSlotHeader(const std::byte* in, SlotId slot, uint32_t slot_capacity, std::string_view what,
-                        SlotHeader* out);
+// or a length over `slot_capacity`. Messages name the slot ("slot 12: ...").
+Status DecodeSlotHeader(const std::byte* in, SlotId slot, uint32_t slot_capacity, SlotHeader* out);
 
 // Verifies the payload against the header: kCorruption on a checksum mismatch or
 // nonzero padding. REQUIRES: payload[0, RoundUpIo(header.payload_length)) readable.
-Status VerifyPayload(const SlotHeader& header, const std::byte* payload, std::string_view what);
+Status VerifyPayload(const SlotHeader& header, const std::byte* payload);
 
 SlotInfo InfoOf(const SlotHeader& header);
 

@@ -20,6 +20,12 @@ std::string_view TierKindName(TierKind kind) {
   return "?";
 }
 
+std::string TagToString(const SlotTag& tag) {
+  return "ns " + std::to_string(tag.key.ns) + " seq " + std::to_string(tag.key.seq) + " layer " +
+         std::to_string(tag.key.layer) + " block " + std::to_string(tag.key.index) + " gen " +
+         std::to_string(tag.generation);
+}
+
 TierStatsSnapshot TierStats::Snapshot() const {
   TierStatsSnapshot s;
   s.reads = reads.load(kRelaxed);

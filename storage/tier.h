@@ -54,6 +54,9 @@ struct SlotTag {
   bool operator==(const SlotTag&) const = default;
 };
 
+// "ns 7 seq 100 layer 3 block 12 gen 5", for logs and error messages.
+std::string TagToString(const SlotTag& tag);
+
 // Description of a written slot.
 struct SlotInfo {
   SlotTag tag;
@@ -153,7 +156,9 @@ class Tier {
   Status Write(SlotId slot, const SlotTag& tag, std::span<const std::byte> payload,
                PayloadEncoding encoding = PayloadEncoding::kRaw);
   // Copies the slot's payload into out[0, info.length) after checking that the slot
-  // holds `expect`. Never returns unverified bytes as data.
+  // holds `expect`. Never returns unverified bytes as data: on any error `out` holds
+  // no payload bytes (untouched, or zeroed where a zero-copy read landed). Bytes of
+  // out past info.length may be overwritten (padding).
   // kNotFound: the slot is free or holds nothing (never written, or its last write
   // failed). kInvalidArgument: slot out of range, out smaller than the payload.
   // kCorruption: tag mismatch or failed checksum. kIOError: device error.

@@ -10,10 +10,10 @@
 #include "tests/unit/storage_test_util.h"
 
 namespace tierkv::storage {
-// Readable parameter values in test names and ctest listings (found by ADL).
-inline void PrintTo(IoEngineKind kind, std::ostream* os) { *os << IoEngineKindName(kind); }
 namespace {
 
+using testing::Bytes;
+using testing::HoldsNoData;
 using testing::RandomBytes;
 using testing::ScratchDir;
 using testing::TagFor;
@@ -21,16 +21,27 @@ using testing::TagFor;
 constexpr uint32_t kSlots = 64;
 constexpr uint32_t kCapacity = 20000;
 
-class FaultTest : public ::testing::TestWithParam<IoEngineKind> {
+struct FaultParam {
+  IoEngineKind engine;
+  // Payloads of whole pages in page-aligned buffers: the D tier's zero-copy path
+  // (vectored I/O into the caller's memory). Else odd lengths: the bounce path.
+  bool whole_pages;
+};
+
+void PrintTo(const FaultParam& p, std::ostream* os) {
+  *os << IoEngineKindName(p.engine) << (p.whole_pages ? "_zero_copy" : "_bounce");
+}
+
+class FaultTest : public ::testing::TestWithParam<FaultParam> {
  protected:
   void SetUp() override {
-    if (GetParam() == IoEngineKind::kUring && !IoUringAvailable()) GTEST_SKIP() << "io_uring not available";
+    if (GetParam().engine == IoEngineKind::kUring && !IoUringAvailable()) GTEST_SKIP() << "io_uring not available";
     ASSERT_FALSE(scratch_.path().empty());
     DiskTierOptions o;
     o.dir = scratch_.Sub("d");
     o.num_slots = kSlots;
     o.slot_capacity = kCapacity;
-    o.engine = GetParam();
+    o.engine = GetParam().engine;
     o.queue_depth = 8;
     auto injector = injector_;
     o.engine_factory = [injector](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
@@ -43,9 +54,17 @@ class FaultTest : public ::testing::TestWithParam<IoEngineKind> {
     ASSERT_TRUE(tier_->AllocateMany(kSlots, &slots_).ok());
   }
 
+  // A payload length for the path under test.
+  size_t Length() {
+    if (GetParam().whole_pages) return 4096 * (1 + rng_() % (kCapacity / 4096));
+    const size_t n = 1 + rng_() % kCapacity;
+    return n % 4096 == 0 ? n - 1 : n;
+  }
+  size_t MaxLength() const { return GetParam().whole_pages ? kCapacity / 4096 * 4096 : kCapacity; }
+
   // Writes a fresh random payload to slot i with generation gen, remembering it.
   Status Put(uint32_t i, uint64_t gen) {
-    data_[i] = RandomBytes(1 + rng_() % kCapacity, rng_);
+    data_[i] = RandomBytes(Length(), rng_);
     return tier_->Write(slots_[i], TagFor(1, i, gen), data_[i]);
   }
 
@@ -53,10 +72,10 @@ class FaultTest : public ::testing::TestWithParam<IoEngineKind> {
   // is covered by checksums: every injected flip must be caught). out is pre-filled
   // with a sentinel, which must survive any failed read.
   Status Get(uint32_t i, uint64_t gen) {
-    std::vector<std::byte> out(data_[i].size(), std::byte{0xee});
+    Bytes out(data_[i].size(), std::byte{0xee});
     Result<SlotInfo> info = tier_->Read(slots_[i], TagFor(1, i, gen), out);
     if (!info.ok()) {
-      EXPECT_EQ(out, std::vector<std::byte>(out.size(), std::byte{0xee})) << "failed read handed out bytes";
+      EXPECT_TRUE(HoldsNoData(out, std::byte{0xee})) << "failed read handed out bytes";
       return info.status();
     }
     EXPECT_EQ(info->length, data_[i].size());
@@ -68,12 +87,12 @@ class FaultTest : public ::testing::TestWithParam<IoEngineKind> {
   std::shared_ptr<FaultInjector> injector_ = std::make_shared<FaultInjector>(2024);
   std::unique_ptr<DiskTier> tier_;
   std::vector<SlotId> slots_;
-  std::vector<std::vector<std::byte>> data_ = std::vector<std::vector<std::byte>>(kSlots);
+  std::vector<Bytes> data_ = std::vector<Bytes>(kSlots);
   std::mt19937_64 rng_{7};
 };
 
 TEST_P(FaultTest, EngineIsWrapped) {
-  EXPECT_EQ(tier_->engine_name(), GetParam() == IoEngineKind::kUring ? "fault(io_uring)" : "fault(psync)");
+  EXPECT_EQ(tier_->engine_name(), GetParam().engine == IoEngineKind::kUring ? "fault(io_uring)" : "fault(psync)");
 }
 
 TEST_P(FaultTest, WriteEioIsIOErrorAndSlotHoldsNothing) {
@@ -117,7 +136,7 @@ TEST_P(FaultTest, ShortWriteIsIOErrorAndTornSlotIsFoundByScan) {
   ASSERT_TRUE(Put(3, 1).ok());
   ASSERT_TRUE(tier_->Sync().ok());
   injector_->AddRule({.kind = FaultKind::kShortTransfer, .target = FaultTarget::kWrites, .at_request = 0});
-  data_[3] = RandomBytes(kCapacity, rng_);  // 24 KiB on disk: half of it lands
+  data_[3] = RandomBytes(MaxLength(), rng_);  // 20 or 24 KiB on disk: half of it lands
   Status st = tier_->Write(slots_[3], TagFor(1, 3, 2), data_[3]);
   EXPECT_EQ(st.code(), StatusCode::kIOError) << st.ToString();
   EXPECT_EQ(tier_->stats().Snapshot().io_errors, 1u);
@@ -168,7 +187,7 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
   }
   std::vector<WriteOp> writes(kSlots);
   for (uint32_t i = 0; i < kSlots; ++i) {
-    data_[i] = RandomBytes(1 + rng_() % kCapacity, rng_);
+    data_[i] = RandomBytes(Length(), rng_);
     writes[i] = {slots_[i], TagFor(1, i, 1), data_[i]};
   }
   (void)tier_->WriteBatch(writes);
@@ -205,7 +224,7 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
   const FaultCounts before = injector_->counts();
   s = tier_->stats().Snapshot();
   for (int round = 0; round < 5; ++round) {
-    std::vector<std::vector<std::byte>> outs;
+    std::vector<Bytes> outs;
     for (uint32_t g : good) outs.emplace_back(data_[g].size());
     std::vector<ReadOp> reads;
     for (size_t j = 0; j < good.size(); ++j) reads.push_back({slots_[good[j]], TagFor(1, good[j], 1), outs[j]});
@@ -219,16 +238,24 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
   }
   const FaultCounts r = injector_->counts();
   const TierStatsSnapshot after = tier_->stats().Snapshot();
+  // The path under test was the one taken.
+  if (GetParam().whole_pages) {
+    EXPECT_EQ(tier_->bounce_transfers(), 0u);
+  } else {
+    EXPECT_EQ(tier_->zero_copy_transfers(), 0u);
+  }
   EXPECT_GT(r.total(), before.total());
   EXPECT_EQ(after.io_errors - s.io_errors, (r.io_errors - before.io_errors) + (r.short_transfers - before.short_transfers));
   EXPECT_EQ(after.checksum_failures - s.checksum_failures, r.flipped_bytes - before.flipped_bytes);
   EXPECT_EQ(after.reads - s.reads, 5 * good.size() - (r.total() - before.total()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, FaultTest, ::testing::Values(IoEngineKind::kUring, IoEngineKind::kPsync),
-                         [](const ::testing::TestParamInfo<IoEngineKind>& info) {
-                           return info.param == IoEngineKind::kUring ? std::string("io_uring")
-                                                                     : std::string("psync");
+INSTANTIATE_TEST_SUITE_P(Engines, FaultTest,
+                         ::testing::Values(FaultParam{IoEngineKind::kUring, false}, FaultParam{IoEngineKind::kUring, true},
+                                           FaultParam{IoEngineKind::kPsync, false}, FaultParam{IoEngineKind::kPsync, true}),
+                         [](const ::testing::TestParamInfo<FaultParam>& info) {
+                           return std::string(info.param.engine == IoEngineKind::kUring ? "io_uring" : "psync") +
+                                  (info.param.whole_pages ? "_zero_copy" : "_bounce");
                          });
 
 }  // namespace

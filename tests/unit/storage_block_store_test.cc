@@ -64,7 +64,8 @@ class BlockStoreTest : public ::testing::Test {
 
   std::vector<std::byte> Block(uint64_t seed) {
     std::mt19937_64 rng(seed);
-    return RandomBytes(SmallModel().BlockBytes(), rng);
+    auto bytes = RandomBytes(SmallModel().BlockBytes(), rng);
+    return std::vector<std::byte>(bytes.begin(), bytes.end());
   }
 
   void ExpectBlock(SequenceId seq, uint32_t layer, uint32_t idx, uint64_t seed) {

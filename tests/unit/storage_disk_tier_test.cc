@@ -20,6 +20,8 @@ namespace tierkv::storage {
 inline void PrintTo(IoEngineKind kind, std::ostream* os) { *os << IoEngineKindName(kind); }
 namespace {
 
+using testing::Bytes;
+using testing::HoldsNoData;
 using testing::RandomBytes;
 using testing::ScratchDir;
 using testing::TagFor;
@@ -92,7 +94,7 @@ TEST_P(DiskTierTest, HeaderOnDiskDescribesTheSlot) {
   ASSERT_GE(fd, 0);
   SlotHeader h;
   ASSERT_EQ(pread(fd, &h, sizeof(h), static_cast<off_t>(off)), static_cast<ssize_t>(sizeof(h)));
-  std::vector<std::byte> on_disk(payload.size());
+  Bytes on_disk(payload.size());
   ASSERT_EQ(pread(fd, on_disk.data(), on_disk.size(), static_cast<off_t>(off + kSlotHeaderBytes)),
             static_cast<ssize_t>(on_disk.size()));
   close(fd);
@@ -108,7 +110,7 @@ TEST_P(DiskTierTest, HeaderOnDiskDescribesTheSlot) {
 }
 
 TEST_P(DiskTierTest, ReopenKeepsDataAndAdoptRestoresSlots) {
-  std::vector<std::vector<std::byte>> data;
+  std::vector<Bytes> data;
   std::vector<SlotId> slots;
   {
     auto t = MustOpen(Options());
@@ -122,13 +124,13 @@ TEST_P(DiskTierTest, ReopenKeepsDataAndAdoptRestoresSlots) {
   }
   auto t = MustOpen(Options());
   ASSERT_NE(t, nullptr);
-  std::vector<std::byte> out(10000);
+  Bytes out(10000);
   EXPECT_EQ(t->Read(slots[0], TagFor(5, 0, 2), out).status().code(), StatusCode::kNotFound) << "not adopted yet";
   for (int i = 0; i < 7; ++i) {
     ASSERT_TRUE(t->Adopt(slots[i]).ok());
     Result<SlotInfo> info = t->Read(slots[i], TagFor(5, i, 2), out);
     ASSERT_TRUE(info.ok()) << info.status().ToString();
-    EXPECT_EQ(std::vector<std::byte>(out.begin(), out.begin() + info->length), data[i]);
+    EXPECT_EQ(Bytes(out.begin(), out.begin() + info->length), data[i]);
   }
   EXPECT_EQ(t->used_slots(), 7u);
   // Adopting a slot that was never written: the read reports it, never returns data.
@@ -182,13 +184,16 @@ TEST_P(DiskTierTest, DamageOnDiskIsCorruptionNeverData) {
     auto [path, off] = Where(*t, slots[i]);
     FlipByteInFile(path, off + where[i]);
   }
-  for (int i = 0; i < 4; ++i) {
-    std::vector<std::byte> out(9000, std::byte{0x77});
-    Result<SlotInfo> r = t->Read(slots[i], TagFor(8, slots[i], 1), out);
-    EXPECT_EQ(r.status().code(), StatusCode::kCorruption) << "damage " << i << ": " << r.status().ToString();
-    EXPECT_EQ(out, std::vector<std::byte>(9000, std::byte{0x77})) << "damaged bytes were handed out";
+  // Exact-size buffers read through the bounce buffers, whole-page ones zero-copy.
+  for (size_t size : {size_t{9000}, size_t{12288}}) {
+    for (int i = 0; i < 4; ++i) {
+      Bytes out(size, std::byte{0x77});
+      Result<SlotInfo> r = t->Read(slots[i], TagFor(8, slots[i], 1), out);
+      EXPECT_EQ(r.status().code(), StatusCode::kCorruption) << "damage " << i << ": " << r.status().ToString();
+      EXPECT_TRUE(HoldsNoData(out, std::byte{0x77})) << "damaged bytes were handed out";
+    }
   }
-  EXPECT_EQ(t->stats().Snapshot().checksum_failures, 4u);
+  EXPECT_EQ(t->stats().Snapshot().checksum_failures, 8u);
 }
 
 TEST_P(DiskTierTest, RecoveryScanSeparatesValidDamagedAndEmpty) {
@@ -236,6 +241,38 @@ TEST_P(DiskTierTest, RecoveryScanSeparatesValidDamagedAndEmpty) {
   EXPECT_EQ(one->damaged.size(), 1u);
   EXPECT_EQ(one->empty, 2u);
   EXPECT_EQ(ScanSlabFile(scratch_.Sub("nope")).status().code(), StatusCode::kNotFound);
+}
+
+// Zero-copy (page-aligned caller memory, vectored I/O) and bounce-buffer transfers
+// write and read the same format: every combination round-trips.
+TEST_P(DiskTierTest, ZeroCopyAndBouncePathsAgree) {
+  auto t = MustOpen(Options(10, 16384));
+  ASSERT_NE(t, nullptr);
+  std::vector<SlotId> slots;
+  ASSERT_TRUE(t->AllocateMany(4, &slots).ok());
+  // An unaligned view forces the bounce path for the same bytes.
+  auto unaligned = [](Bytes& backing, size_t n) { return std::span<std::byte>(backing.data() + 16, n); };
+  for (int w = 0; w < 2; ++w) {
+    for (int r = 0; r < 2; ++r) {
+      const SlotId s = slots[w * 2 + r];
+      const Bytes payload = RandomBytes(8192, rng_);
+      Bytes staging(8192 + 16);
+      std::span<const std::byte> src = payload;
+      if (w == 1) {
+        std::copy(payload.begin(), payload.end(), staging.begin() + 16);
+        src = unaligned(staging, 8192);
+      }
+      ASSERT_TRUE(t->Write(s, TagFor(3, s, 1), src).ok());
+      Bytes out(16384 + 16, std::byte{0});
+      std::span<std::byte> dst = r == 0 ? std::span<std::byte>(out.data(), 16384) : unaligned(out, 8192);
+      Result<SlotInfo> info = t->Read(s, TagFor(3, s, 1), dst);
+      ASSERT_TRUE(info.ok()) << "write path " << w << ", read path " << r << ": " << info.status().ToString();
+      ASSERT_EQ(info->length, 8192u);
+      EXPECT_TRUE(std::equal(payload.begin(), payload.end(), dst.begin())) << "write " << w << " read " << r;
+    }
+  }
+  EXPECT_EQ(t->zero_copy_transfers(), 4u);  // 2 writes + 2 reads
+  EXPECT_EQ(t->bounce_transfers(), 4u);
 }
 
 TEST_P(DiskTierTest, IoEngineRoundTripAndMisalignment) {

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +24,37 @@
 #endif
 
 namespace tierkv::storage::testing {
+
+// Allocates page-aligned (4 KiB) storage, as H slots are, so D-tier reads and
+// writes can take the zero-copy path.
+template <class T>
+struct PageAllocator {
+  using value_type = T;
+  PageAllocator() = default;
+  template <class U>
+  PageAllocator(const PageAllocator<U>&) {}  // NOLINT(implicit)
+  T* allocate(size_t n) {
+    const size_t bytes = (n * sizeof(T) + 4095) / 4096 * 4096;
+    void* p = std::aligned_alloc(4096, bytes == 0 ? 4096 : bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <class U>
+  bool operator==(const PageAllocator<U>&) const { return true; }
+};
+
+// Byte buffers of the storage tests: page-aligned.
+using Bytes = std::vector<std::byte, PageAllocator<std::byte>>;
+
+// True when out holds no payload bytes: each byte is the sentinel or zero (what a
+// failed read may leave).
+inline bool HoldsNoData(const Bytes& out, std::byte sentinel) {
+  for (std::byte b : out) {
+    if (b != sentinel && b != std::byte{0}) return false;
+  }
+  return true;
+}
 
 // True when files under `dir` can be written with O_DIRECT.
 inline bool DirectIoWorks(const std::string& dir) {
@@ -74,8 +106,8 @@ class ScratchDir {
   std::string path_;
 };
 
-inline std::vector<std::byte> RandomBytes(size_t n, std::mt19937_64& rng) {
-  std::vector<std::byte> v(n);
+inline Bytes RandomBytes(size_t n, std::mt19937_64& rng) {
+  Bytes v(n);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const uint64_t x = rng();

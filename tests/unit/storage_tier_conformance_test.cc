@@ -16,12 +16,16 @@
 namespace tierkv::storage {
 namespace {
 
+using testing::Bytes;
+using testing::HoldsNoData;
 using testing::RandomBytes;
 using testing::ScratchDir;
 using testing::TagFor;
 
 constexpr uint32_t kSlots = 48;
-constexpr uint32_t kCapacity = 3 * 4096 + 100;  // not a multiple of 4 KiB on purpose
+// A multiple of 4 KiB, so reads into whole-capacity page-aligned buffers take the
+// D tier's zero-copy path; payload lengths vary (most are not multiples: copy path).
+constexpr uint32_t kCapacity = 3 * 4096;
 
 struct Variant {
   std::string name;
@@ -30,8 +34,9 @@ struct Variant {
   bool needs_uring = false;
 };
 
-Result<std::unique_ptr<Tier>> MakeDisk(const std::string& dir, IoEngineKind kind) {
+Result<std::unique_ptr<Tier>> MakeDisk(const std::string& dir, IoEngineKind kind, bool zero_copy = true) {
   DiskTierOptions o;
+  o.zero_copy = zero_copy;
   o.dir = dir;
   o.num_slots = kSlots;
   o.slot_capacity = kCapacity;
@@ -56,6 +61,7 @@ std::vector<Variant> Variants() {
          return std::unique_ptr<Tier>(std::move(t));
        }},
       {"D_io_uring", [](const std::string& d) { return MakeDisk(d, IoEngineKind::kUring); }, true},
+      {"D_io_uring_bounce", [](const std::string& d) { return MakeDisk(d, IoEngineKind::kUring, false); }, true},
       {"D_psync", [](const std::string& d) { return MakeDisk(d, IoEngineKind::kPsync); }},
   };
 }
@@ -92,18 +98,22 @@ TEST_P(TierConformance, Geometry) {
 }
 
 TEST_P(TierConformance, RoundTripRandomPayloads) {
-  std::vector<std::vector<std::byte>> payloads;
+  std::vector<Bytes> payloads;
   std::vector<SlotId> slots;
   for (uint32_t i = 0; i < kSlots; ++i) {
     slots.push_back(MustAllocate());
-    // Lengths cover 0, 1, the capacity and random ones.
-    const size_t len = i == 0 ? 0 : i == 1 ? 1 : i == 2 ? kCapacity : rng_() % (kCapacity + 1);
+    // Lengths cover 0, 1, whole pages (zero-copy writes on D), the capacity and random ones.
+    const size_t len = i == 0   ? 0
+                       : i == 1 ? 1
+                       : i == 2 ? kCapacity
+                       : i < 6  ? 4096 * (i - 2)
+                                : rng_() % (kCapacity + 1);
     payloads.push_back(RandomBytes(len, rng_));
     ASSERT_TRUE(tier_->Write(slots[i], TagFor(100, i, 1), payloads[i]).ok());
   }
   EXPECT_EQ(tier_->used_slots(), kSlots);
   for (uint32_t i = 0; i < kSlots; ++i) {
-    std::vector<std::byte> out(kCapacity);
+    Bytes out(kCapacity);
     Result<SlotInfo> info = tier_->Read(slots[i], TagFor(100, i, 1), out);
     ASSERT_TRUE(info.ok()) << info.status().ToString();
     EXPECT_EQ(info->length, payloads[i].size());
@@ -120,6 +130,16 @@ TEST_P(TierConformance, RoundTripRandomPayloads) {
   EXPECT_EQ(s.write_bytes, total);
   EXPECT_EQ(s.read_bytes, total);
   EXPECT_EQ(s.read_errors + s.write_errors + s.rejected, 0u);
+  // D variants: whole-page payloads and whole-capacity aligned reads go zero-copy
+  // unless the variant turned it off.
+  if (auto* d = dynamic_cast<DiskTier*>(tier_.get())) {
+    if (GetParam().name.find("bounce") != std::string::npos) {
+      EXPECT_EQ(d->zero_copy_transfers(), 0u);
+    } else {
+      EXPECT_GT(d->zero_copy_transfers(), kSlots);
+      EXPECT_GT(d->bounce_transfers(), 0u);
+    }
+  }
 }
 
 TEST_P(TierConformance, OverwriteReplacesAndOldGenerationIsRefused) {
@@ -128,16 +148,15 @@ TEST_P(TierConformance, OverwriteReplacesAndOldGenerationIsRefused) {
   const auto second = RandomBytes(777, rng_);
   ASSERT_TRUE(tier_->Write(s, TagFor(1, 1, 1), first).ok());
   ASSERT_TRUE(tier_->Write(s, TagFor(1, 1, 2), second).ok());
-  std::vector<std::byte> out(kCapacity, std::byte{0x5a});
-  const std::vector<std::byte> sentinel = out;
+  Bytes out(kCapacity, std::byte{0x5a});
   Result<SlotInfo> stale = tier_->Read(s, TagFor(1, 1, 1), out);
   EXPECT_EQ(stale.status().code(), StatusCode::kCorruption);
-  EXPECT_EQ(out, sentinel) << "a refused read must not hand out bytes";
+  EXPECT_TRUE(HoldsNoData(out, std::byte{0x5a})) << "a refused read must not hand out bytes";
   Result<SlotInfo> other_block = tier_->Read(s, TagFor(1, 2, 2), out);
   EXPECT_EQ(other_block.status().code(), StatusCode::kCorruption);
   Result<SlotInfo> fresh = tier_->Read(s, TagFor(1, 1, 2), out);
   ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
-  EXPECT_EQ(std::vector<std::byte>(out.begin(), out.begin() + fresh->length), second);
+  EXPECT_EQ(Bytes(out.begin(), out.begin() + fresh->length), second);
   const TierStatsSnapshot st = tier_->stats().Snapshot();
   EXPECT_EQ(st.tag_mismatches, 2u);
   EXPECT_EQ(st.checksum_failures, 2u);
@@ -147,7 +166,7 @@ TEST_P(TierConformance, OverwriteReplacesAndOldGenerationIsRefused) {
 TEST_P(TierConformance, BatchRoundTripWithPerOpStatus) {
   std::vector<SlotId> slots;
   ASSERT_TRUE(tier_->AllocateMany(kSlots - 1, &slots).ok());
-  std::vector<std::vector<std::byte>> payloads;
+  std::vector<Bytes> payloads;
   std::vector<WriteOp> writes;
   for (size_t i = 0; i < slots.size(); ++i) {
     payloads.push_back(RandomBytes(1 + rng_() % kCapacity, rng_));
@@ -162,7 +181,7 @@ TEST_P(TierConformance, BatchRoundTripWithPerOpStatus) {
   EXPECT_EQ(writes[slots.size()].status.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(writes[slots.size() + 1].status.code(), StatusCode::kInvalidArgument);
 
-  std::vector<std::vector<std::byte>> outs(slots.size() + 1, std::vector<std::byte>(kCapacity));
+  std::vector<Bytes> outs(slots.size() + 1, Bytes(kCapacity));
   std::vector<ReadOp> reads;
   for (size_t i = 0; i < slots.size(); ++i) reads.push_back({slots[i], TagFor(2, i, 5), outs[i]});
   reads.push_back({slots[3], TagFor(2, 3, 4), outs.back()});  // wrong generation
@@ -178,7 +197,7 @@ TEST_P(TierConformance, BatchRoundTripWithPerOpStatus) {
 
 TEST_P(TierConformance, OutOfRangeSlotsAreRejected) {
   const auto payload = RandomBytes(10, rng_);
-  std::vector<std::byte> out(kCapacity);
+  Bytes out(kCapacity);
   for (SlotId bad : {kSlots, kSlots + 1, kInvalidSlot}) {
     EXPECT_EQ(tier_->Write(bad, TagFor(3, 0, 1), payload).code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(tier_->Read(bad, TagFor(3, 0, 1), out).status().code(), StatusCode::kInvalidArgument);
@@ -192,7 +211,7 @@ TEST_P(TierConformance, OversizedPayloadIsRejected) {
   const SlotId s = MustAllocate();
   const auto payload = RandomBytes(kCapacity + 1, rng_);
   EXPECT_EQ(tier_->Write(s, TagFor(4, 0, 1), payload).code(), StatusCode::kInvalidArgument);
-  std::vector<std::byte> out(kCapacity + 10);
+  Bytes out(kCapacity + 10);
   EXPECT_EQ(tier_->Read(s, TagFor(4, 0, 1), out).status().code(), StatusCode::kNotFound);
 }
 
@@ -200,14 +219,14 @@ TEST_P(TierConformance, BufferSmallerThanPayloadIsRejected) {
   const SlotId s = MustAllocate();
   const auto payload = RandomBytes(5000, rng_);
   ASSERT_TRUE(tier_->Write(s, TagFor(5, 0, 1), payload).ok());
-  std::vector<std::byte> out(4999);
+  Bytes out(4999);
   EXPECT_EQ(tier_->Read(s, TagFor(5, 0, 1), out).status().code(), StatusCode::kInvalidArgument);
   out.resize(5000);
   EXPECT_TRUE(tier_->Read(s, TagFor(5, 0, 1), out).ok());
 }
 
 TEST_P(TierConformance, FreeAndEmptySlotsHoldNothing) {
-  std::vector<std::byte> out(kCapacity);
+  Bytes out(kCapacity);
   const auto payload = RandomBytes(100, rng_);
   EXPECT_EQ(tier_->Read(0, TagFor(6, 0, 1), out).status().code(), StatusCode::kNotFound);   // free
   EXPECT_EQ(tier_->Write(0, TagFor(6, 0, 1), payload).code(), StatusCode::kInvalidArgument);  // not allocated
@@ -285,7 +304,7 @@ TEST_P(TierConformance, ConcurrentWritersAndReadersOnDistinctSlots) {
       std::mt19937_64 rng(1000 + t);
       std::vector<SlotId> mine(all.begin() + t * kPerThread, all.begin() + (t + 1) * kPerThread);
       for (int round = 1; round <= kRounds; ++round) {
-        std::vector<std::vector<std::byte>> data;
+        std::vector<Bytes> data;
         std::vector<WriteOp> writes;
         for (uint32_t i = 0; i < kPerThread; ++i) data.push_back(RandomBytes(rng() % (kCapacity + 1), rng));
         for (uint32_t i = 0; i < kPerThread; ++i) writes.push_back({mine[i], TagFor(t, i, round), data[i]});
@@ -295,7 +314,7 @@ TEST_P(TierConformance, ConcurrentWritersAndReadersOnDistinctSlots) {
         } else {
           for (auto& w : writes) failures += !tier_->Write(w.slot, w.tag, w.payload).ok();
         }
-        std::vector<std::byte> out(kCapacity);
+        Bytes out(kCapacity);
         for (uint32_t i = 0; i < kPerThread; ++i) {
           Result<SlotInfo> info = tier_->Read(mine[i], TagFor(t, i, round), out);
           if (!info.ok() || info->length != data[i].size() ||
