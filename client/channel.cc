@@ -1,5 +1,7 @@
 #include "tierkv/channel.h"
 
+#include <unistd.h>
+
 #include <cstring>
 
 namespace tierkv {
@@ -11,9 +13,19 @@ Status CompletionStatus(const dp::RingCompletion& c, const char* op) {
   return Status(code, std::string(op) + ": " + dp::DetailName(static_cast<dp::Detail>(c.detail)));
 }
 
-Result<std::unique_ptr<DataChannel>> DataChannel::Map(int fd, uint64_t total_bytes) {
-  if (total_bytes < dp::kHeaderBytes) return InvalidArgument("channel smaller than its header");
+Result<std::unique_ptr<DataChannel>> DataChannel::Map(int fd, uint64_t total_bytes, const Arenas& arenas) {
+  // Take ownership of every descriptor first, so none leaks on an early return.
+  Result<ShmRegion> host = arenas.host_fd >= 0 ? ShmRegion::Map(arenas.host_fd, arenas.host_bytes, false)
+                                               : Result<ShmRegion>(ShmRegion());
+  Result<ShmRegion> gpu = arenas.gpu_fd >= 0 ? ShmRegion::Map(arenas.gpu_fd, arenas.gpu_bytes, false)
+                                             : Result<ShmRegion>(ShmRegion());
+  if (total_bytes < dp::kHeaderBytes) {
+    ::close(fd);
+    return InvalidArgument("channel smaller than its header");
+  }
   ASSIGN_OR_RETURN(ShmRegion region, ShmRegion::Map(fd, total_bytes, /*writable=*/true));
+  if (!host.ok()) return host.status().WithContext("map the host arena");
+  if (!gpu.ok()) return gpu.status().WithContext("map the emulated GPU arena");
   dp::ChannelHeader h;
   std::memcpy(&h, region.data(), sizeof h);
   const dp::ChannelHeader expect = dp::Layout(h.request_capacity, h.completion_capacity, h.staging_bytes);
@@ -22,6 +34,9 @@ Result<std::unique_ptr<DataChannel>> DataChannel::Map(int fd, uint64_t total_byt
     return Corruption("channel header does not match the protocol");
   }
   std::unique_ptr<DataChannel> ch(new DataChannel(std::move(region), h));
+  ch->host_ = std::move(host).value();
+  ch->gpu_ = std::move(gpu).value();
+  ch->block_bytes_ = arenas.block_bytes;
   ASSIGN_OR_RETURN(ch->requests_, SpscRing<dp::RingRequest>::Attach(ch->region_.data() + h.request_offset,
                                                                     h.request_capacity));
   ASSIGN_OR_RETURN(ch->completions_, SpscRing<dp::RingCompletion>::Attach(

@@ -189,11 +189,27 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
                  {"completion_entries", o.completion_entries}};
   if (o.staging_bytes) req["staging_bytes"] = o.staging_bytes;
   ASSIGN_OR_RETURN(wire::Json reply, Call(req));
-  if (pending_fds_.size() != 1) return Internal("open_channel reply carried no channel descriptor");
-  const uint64_t total = UintOr(reply, "total_bytes");
-  const int fd = pending_fds_[0];
-  pending_fds_.clear();
-  return DataChannel::Map(fd, total);
+  // Descriptors: the channel, then the H arena and an emulated G arena when shared.
+  std::vector<int> fds;
+  fds.swap(pending_fds_);
+  const bool emulated_gpu = reply.contains("gpu_arena_bytes");
+  const size_t expect = reply.contains("host_arena_bytes") ? (emulated_gpu ? 3 : 2) : 1;
+  if (fds.size() != expect) {
+    for (int fd : fds) ::close(fd);
+    return Internal("open_channel reply carried " + std::to_string(fds.size()) + " descriptors, expected " +
+                    std::to_string(expect));
+  }
+  DataChannel::Arenas arenas;
+  if (expect >= 2) {
+    arenas.host_fd = fds[1];
+    arenas.host_bytes = UintOr(reply, "host_arena_bytes");
+    arenas.block_bytes = UintOr(reply, "block_bytes");
+  }
+  if (expect == 3) {
+    arenas.gpu_fd = fds[2];
+    arenas.gpu_bytes = UintOr(reply, "gpu_arena_bytes");
+  }
+  return DataChannel::Map(fds[0], UintOr(reply, "total_bytes"), arenas);
 }
 
 }  // namespace tierkv

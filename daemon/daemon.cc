@@ -14,12 +14,10 @@ Daemon::Daemon(Config config) : config_(std::move(config)), signals_(io_, SIGINT
 Daemon::~Daemon() {
   server_.reset();
   service_.reset();
-  LOG(DEBUG) << "closing metrics";
-  metrics_.reset();
+  metrics_.reset();  // stops serving /metrics before what it reads goes away
+  runtimes_.reset();
   registry_.reset();
-  LOG(DEBUG) << "closing manifest";
   manifest_.reset();  // flushes and closes RocksDB
-  LOG(DEBUG) << "closed";
 }
 
 Status Daemon::Start() {
@@ -29,15 +27,17 @@ Status Daemon::Start() {
   ASSIGN_OR_RETURN(manifest_, storage::Manifest::Open(manifest_dir));
   ASSIGN_OR_RETURN(registry_, NamespaceRegistry::Load(manifest_.get(), config_.control.max_namespaces));
   LOG(INFO) << "manifest " << manifest_dir << ": " << registry_->size() << " namespace(s)";
+  runtimes_ = std::make_unique<Runtimes>(config_, manifest_.get());
+  for (const NamespaceRecord& rec : registry_->List()) RETURN_IF_ERROR(runtimes_->Open(rec));
 
   metrics_ = std::make_unique<Metrics>();
   if (config_.metrics.enabled) {
     RETURN_IF_ERROR(metrics_->Serve(config_.metrics.listen));
     LOG(INFO) << "metrics at " << metrics_->url();
   }
-  service_ = std::make_unique<ControlService>(config_, registry_.get(), metrics_.get(), [this] {
-    boost::asio::post(io_, [this] { BeginShutdown("shutdown request"); });
-  });
+  service_ = std::make_unique<ControlService>(
+      config_, registry_.get(), metrics_.get(),
+      [this] { boost::asio::post(io_, [this] { BeginShutdown("shutdown request"); }); }, runtimes_.get());
   server_ = std::make_unique<ControlServer>(io_, config_, service_.get());
   RETURN_IF_ERROR(server_->Start());
   LOG(INFO) << "control socket at " << config_.daemon.socket_path;

@@ -1,6 +1,7 @@
 // Daemon: owns every part of a running tierkvd and their order of start and stop.
 //
-//   Start: manifest (RocksDB) -> namespaces -> metrics exposer -> control socket.
+//   Start: manifest (RocksDB) -> namespaces -> their tiers and BlockStores (D blocks
+//   recovered) -> metrics exposer -> control socket.
 //   Stop (SIGTERM/SIGINT or an admin's shutdown): stop accepting, let in-flight
 //   replies finish, close connections, flush and close the manifest.
 #pragma once
@@ -14,6 +15,7 @@
 #include "daemon/control_service.h"
 #include "daemon/metrics.h"
 #include "daemon/namespace_registry.h"
+#include "daemon/runtimes.h"
 #include "storage/manifest.h"
 
 namespace tierkv::daemon {
@@ -36,6 +38,7 @@ class Daemon {
   boost::asio::signal_set signals_;
   std::unique_ptr<storage::Manifest> manifest_;
   std::unique_ptr<NamespaceRegistry> registry_;
+  std::unique_ptr<Runtimes> runtimes_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<ControlService> service_;
   std::unique_ptr<ControlServer> server_;

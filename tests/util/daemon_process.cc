@@ -40,6 +40,10 @@ DaemonProcess::DaemonProcess(std::string binary, std::string dir, std::string da
   if (daemon_keys.find("socket_path") == std::string::npos) out << "socket_path = \"" << socket_ << "\"\n";
   out << sections << "\n";
   if (sections.find("[metrics]") == std::string::npos) out << "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+  // Small tiers: tests create many namespaces, each preallocating its D slab files.
+  if (sections.find("[storage]") == std::string::npos) {
+    out << "[storage]\ngpu_bytes = 4194304\nhost_bytes = 8388608\ndisk_bytes = 16777216\n";
+  }
 }
 
 DaemonProcess::~DaemonProcess() { Kill(); }

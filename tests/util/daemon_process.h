@@ -13,8 +13,9 @@ namespace tierkv::testing {
 
 class DaemonProcess {
  public:
-  // Writes a config that puts the socket, the data and the log under dir and the
-  // metrics on a free loopback port. `daemon_keys` are extra lines of [daemon];
+  // Writes a config that puts the socket, the data and the log under dir, the
+  // metrics on a free loopback port, and small tiers (4 MiB G, 8 MiB H, 16 MiB D
+  // per namespace) unless `sections` has its own [storage]. `daemon_keys` are extra lines of [daemon];
   // (a socket_path there replaces the default one; socket_path() still names the
   // default); `sections` are whole extra sections (a [metrics] there replaces the default one).
   DaemonProcess(std::string binary, std::string dir, std::string daemon_keys = "", std::string sections = "");
