@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace tierkv {
@@ -79,6 +80,136 @@ Status DataChannel::Noop() {
   dp::RingRequest req{};
   req.op = dp::Op::kNoop;
   return Call(req).status();
+}
+
+}  // namespace tierkv
+
+namespace tierkv {
+
+Status DataChannel::Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data,
+                        uint64_t prefix_hash, bool* durable) {
+  if (block_bytes_ == 0 || data.empty() || data.size() % block_bytes_ != 0) {
+    return InvalidArgument("put: data must be a whole number of blocks of " + std::to_string(block_bytes_) +
+                           " bytes");
+  }
+  const size_t per_call = std::max<size_t>(1, header_.staging_bytes / block_bytes_);
+  const size_t n = data.size() / block_bytes_;
+  bool all_durable = true;
+  for (size_t done = 0; done < n;) {
+    const size_t k = std::min(per_call, n - done);
+    std::memcpy(staging().data(), data.data() + done * block_bytes_, k * block_bytes_);
+    dp::RingRequest req{};
+    req.op = dp::Op::kPut;
+    req.seq = seq;
+    req.layer = layer;
+    req.block = first + static_cast<uint32_t>(done);
+    req.count = static_cast<uint32_t>(k);
+    req.length = k * block_bytes_;
+    if (prefix_hash) {
+      req.flags = dp::kFlagPrefixBlock;
+      req.arg = prefix_hash;
+    }
+    RETURN_IF_ERROR(Submit(req));
+    ASSIGN_OR_RETURN(dp::RingCompletion c, WaitCompletion());
+    RETURN_IF_ERROR(CompletionStatus(c, "put"));
+    all_durable = all_durable && c.value == 1;
+    done += k;
+  }
+  if (durable) *durable = all_durable;
+  return OkStatus();
+}
+
+Status DataChannel::Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<std::byte> out) {
+  if (block_bytes_ == 0 || out.empty() || out.size() % block_bytes_ != 0) {
+    return InvalidArgument("get: out must be a whole number of blocks");
+  }
+  const size_t per_call = std::max<size_t>(1, header_.staging_bytes / block_bytes_);
+  const size_t n = out.size() / block_bytes_;
+  for (size_t done = 0; done < n;) {
+    const size_t k = std::min(per_call, n - done);
+    dp::RingRequest req{};
+    req.op = dp::Op::kGet;
+    req.seq = seq;
+    req.layer = layer;
+    req.block = first + static_cast<uint32_t>(done);
+    req.count = static_cast<uint32_t>(k);
+    req.length = k * block_bytes_;
+    ASSIGN_OR_RETURN(dp::RingCompletion c, Call(req));
+    std::memcpy(out.data() + done * block_bytes_, staging().data(), k * block_bytes_);
+    done += k;
+    (void)c;
+  }
+  return OkStatus();
+}
+
+Result<DataChannel::Retrieval> DataChannel::Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query,
+                                                     uint32_t budget) {
+  const size_t qbytes = query.size_bytes();
+  const size_t need = qbytes + size_t{budget} * sizeof(dp::BlockTableEntry);
+  if (budget == 0 || need > header_.staging_bytes) {
+    return InvalidArgument("retrieve: the query and a table of " + std::to_string(budget) +
+                           " entries do not fit the staging area");
+  }
+  std::memcpy(staging().data(), query.data(), qbytes);
+  dp::RingRequest req{};
+  req.op = dp::Op::kRetrieve;
+  req.seq = seq;
+  req.layer = layer;
+  req.count = budget;
+  req.length = need;
+  ASSIGN_OR_RETURN(dp::RingCompletion c, Call(req));
+  Retrieval r;
+  r.lease = c.value;
+  r.missing = static_cast<uint32_t>(c.value2);
+  r.blocks.reserve(c.count);
+  for (uint32_t i = 0; i < c.count && i < budget; ++i) {
+    dp::BlockTableEntry e;
+    std::memcpy(&e, staging().data() + qbytes + i * sizeof e, sizeof e);
+    r.blocks.push_back({e.block, e.tier, e.offset});
+  }
+  return r;
+}
+
+Status DataChannel::Release(uint64_t lease) {
+  dp::RingRequest req{};
+  req.op = dp::Op::kRelease;
+  req.arg = lease;
+  return Call(req).status();
+}
+
+std::span<const std::byte> DataChannel::BlockBytes(const BlockRef& ref) const {
+  std::span<const std::byte> arena = ref.tier == 0 ? gpu_arena() : host_arena();
+  if (ref.offset > arena.size() || block_bytes_ > arena.size() - ref.offset) return {};
+  return arena.subspan(ref.offset, block_bytes_);
+}
+
+Status DataChannel::CloseSequence(uint64_t seq) {
+  dp::RingRequest req{};
+  req.op = dp::Op::kCloseSequence;
+  req.seq = seq;
+  return Call(req).status();
+}
+
+namespace {
+Result<uint32_t> PrefixCall(DataChannel& ch, dp::Op op, uint64_t seq, std::span<const int32_t> tokens) {
+  if (tokens.size_bytes() > ch.staging().size()) return InvalidArgument("prefix: tokens do not fit the staging area");
+  std::memcpy(ch.staging().data(), tokens.data(), tokens.size_bytes());
+  dp::RingRequest req{};
+  req.op = op;
+  req.seq = seq;
+  req.count = static_cast<uint32_t>(tokens.size());
+  req.length = tokens.size_bytes();
+  ASSIGN_OR_RETURN(dp::RingCompletion c, ch.Call(req));
+  return c.count;
+}
+}  // namespace
+
+Result<uint32_t> DataChannel::LookupPrefix(std::span<const int32_t> tokens) {
+  return PrefixCall(*this, dp::Op::kLookupPrefix, 0, tokens);
+}
+
+Result<uint32_t> DataChannel::LoadPrefix(uint64_t seq, std::span<const int32_t> tokens) {
+  return PrefixCall(*this, dp::Op::kLoadPrefix, seq, tokens);
 }
 
 }  // namespace tierkv

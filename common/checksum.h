@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 namespace tierkv {
 
@@ -14,5 +15,9 @@ uint64_t Checksum64(const void* data, size_t n, uint64_t seed = 0);
 // Content hash of a full prefix block: chain of the parent block's hash and the
 // block's token ids, so equal prefixes give equal hashes (DESIGN §1, block key).
 uint64_t PrefixBlockHash(uint64_t parent_hash, std::span<const int32_t> token_ids);
+
+// The content hashes of the full blocks of `tokens` (block_tokens each), chained from
+// the first block. Never 0 (0 means "not a prefix block" on the wire).
+std::vector<uint64_t> PrefixBlockHashes(std::span<const int32_t> tokens, uint32_t block_tokens);
 
 }  // namespace tierkv

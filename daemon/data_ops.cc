@@ -163,12 +163,7 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
   }
   std::vector<int32_t> tokens(req.count);
   std::memcpy(tokens.data(), staging.data() + req.offset, req.length);
-  std::vector<uint64_t> hashes;
-  uint64_t h = 0;
-  for (uint32_t b = 0; b + 1 <= req.count / bt; ++b) {
-    h = PrefixBlockHash(h, std::span<const int32_t>(tokens).subspan(size_t{b} * bt, bt));
-    hashes.push_back(h ? h : 1);  // 0 means "not a prefix block"
-  }
+  const std::vector<uint64_t> hashes = PrefixBlockHashes(tokens, bt);
   const uint32_t blocks = rt_->store().MatchPrefix(hashes);
   if (req.op == dp::Op::kLoadPrefix && blocks > 0) {
     Status st = rt_->store().LinkPrefix(req.seq, std::span<const uint64_t>(hashes).first(blocks));

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "common/data_plane.h"
 #include "common/shm.h"
@@ -37,6 +38,40 @@ class DataChannel {
   // Submit + WaitCompletion; a non-OK completion becomes a Status naming its detail.
   Result<dp::RingCompletion> Call(const dp::RingRequest& req);
   Status Noop();
+
+  // --- Block operations (synchronous; each copies through the staging area) ---
+
+  // Stores blocks [first, first + n) of (seq, layer); data holds n * block_bytes()
+  // bytes (K then V of each block). prefix_hash != 0 (n must be 1) marks a full
+  // prefix block shared by content. *durable: the namespace's write policy wrote it
+  // to disk before acknowledging.
+  Status Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data,
+             uint64_t prefix_hash = 0, bool* durable = nullptr);
+  // Copies blocks [first, first + n) into out (n * block_bytes() bytes).
+  Status Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<std::byte> out);
+
+  struct BlockRef {
+    uint32_t block;    // block index in the sequence (token position block * block_tokens)
+    uint8_t tier;      // 0 = G, 1 = H
+    uint64_t offset;   // in that tier's arena
+  };
+  struct Retrieval {
+    uint64_t lease = 0;           // pass to Release after the step
+    std::vector<BlockRef> blocks;  // selected and resident, ascending
+    uint32_t missing = 0;          // defer mode: selected but still on disk
+  };
+  // Selects up to `budget` blocks of (seq, layer) for `query` (f32 [q_heads][head_dim]),
+  // sinks and the recent window included, and pins them until Release.
+  Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
+  Status Release(uint64_t lease);
+  // The bytes of a retrieved block in the shared arenas (CPU path).
+  std::span<const std::byte> BlockBytes(const BlockRef& ref) const;
+  // Drops the sequence's blocks (shared prefix blocks stay while others use them).
+  Status CloseSequence(uint64_t seq);
+  // How many leading tokens of `tokens` are cached as full prefix blocks.
+  Result<uint32_t> LookupPrefix(std::span<const int32_t> tokens);
+  // Makes the cached prefix of `tokens` the first blocks of `seq`; returns its tokens.
+  Result<uint32_t> LoadPrefix(uint64_t seq, std::span<const int32_t> tokens);
 
   // The staging area: write inputs here before Submit, read outputs after completion.
   std::span<uint8_t> staging() const { return {region_.data() + header_.staging_offset, header_.staging_bytes}; }

@@ -1,0 +1,259 @@
+// Integration: put/get/retrieve/prefix over the shared-memory data plane of the real
+// tierkvd, many clients at once, and a client killed mid-step.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "common/checksum.h"
+#include "tests/util/daemon_process.h"
+#include "tests/util/temp_dir.h"
+#include "tierkv/client.h"
+
+namespace tierkv {
+namespace {
+
+using testing::DaemonProcess;
+
+constexpr uint32_t kLayers = 2, kQHeads = 4, kKvHeads = 2, kHeadDim = 16, kBlockTokens = 16;
+const ModelSpec kModel{kLayers, kQHeads, kKvHeads, kHeadDim, kBlockTokens, DType::kF32};
+const size_t kBlockBytes = kModel.BlockBytes();  // 4 KiB
+
+// Block contents: small random keys/values, deterministic per (seq, layer, block).
+std::vector<std::byte> MakeBlock(uint64_t seq, uint32_t layer, uint32_t block, float needle = 0.f) {
+  std::mt19937 rng(static_cast<uint32_t>(seq * 7919 + layer * 131 + block));
+  std::normal_distribution<float> n(0.f, 0.1f);
+  std::vector<float> f(kBlockBytes / 4);
+  for (auto& x : f) x = n(rng);
+  if (needle != 0.f) {
+    // Every key of the block points along +1 in every dimension.
+    for (size_t i = 0; i < size_t{kKvHeads} * kBlockTokens * kHeadDim; ++i) f[i] = needle;
+  }
+  std::vector<std::byte> b(kBlockBytes);
+  std::memcpy(b.data(), f.data(), kBlockBytes);
+  return b;
+}
+
+class DataPlaneTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(daemon_.Start()) << daemon_.Log();
+    admin_ = Connect();
+    NamespaceSpec spec;
+    spec.name = "ns";
+    spec.model = kModel;
+    // Tiny tiers so that blocks move: 8 blocks of G, 16 of H, 256 of D.
+    spec.budgets = {8 * 4096, 16 * 4096, 256 * 8192};
+    ASSERT_TRUE(admin_->CreateNamespace(spec).ok());
+  }
+
+  std::unique_ptr<Client> Connect() {
+    auto c = Client::Connect(daemon_.socket_path());
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+
+  std::unique_ptr<DataChannel> Channel(Client& c) {
+    EXPECT_TRUE(c.Attach("ns").ok());
+    auto ch = c.OpenChannel("ns", {.staging_bytes = 1 << 20});
+    EXPECT_TRUE(ch.ok()) << ch.status().ToString();
+    return ch.ok() ? std::move(ch).value() : nullptr;
+  }
+
+  testing::TempDir dir_{"dataplane"};
+  DaemonProcess daemon_{TIERKVD_PATH, dir_.path()};
+  std::unique_ptr<Client> admin_;
+};
+
+TEST_F(DataPlaneTest, PutGetAcrossAllTiers) {
+  auto c = Connect();
+  auto ch = Channel(*c);
+  ASSERT_EQ(ch->block_bytes(), kBlockBytes);
+  constexpr uint32_t kBlocks = 60;  // more than G + H: the rest goes to disk
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    std::vector<std::byte> all;
+    for (uint32_t b = 0; b < kBlocks; ++b) {
+      auto blk = MakeBlock(1, layer, b);
+      all.insert(all.end(), blk.begin(), blk.end());
+    }
+    Status st = ch->Put(1, layer, 0, all);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    for (uint32_t b = 0; b < kBlocks; ++b) {
+      std::vector<std::byte> out(kBlockBytes);
+      Status st = ch->Get(1, layer, b, out);
+      ASSERT_TRUE(st.ok()) << st.ToString() << " block " << b;
+      ASSERT_TRUE(out == MakeBlock(1, layer, b)) << "layer " << layer << " block " << b;
+    }
+  }
+  auto usage = admin_->Call({{"op", "usage"}, {"namespace", "ns"}});
+  ASSERT_TRUE(usage.ok());
+  const auto& ns = (*usage)["namespaces"][0];
+  EXPECT_EQ(ns["blocks"], 2 * kBlocks);
+  EXPECT_GT(ns["tiers"]["D"]["used_slots"].get<int>(), 0) << usage->dump();
+  std::vector<std::byte> out(kBlockBytes);
+  EXPECT_EQ(ch->Get(1, 0, 999, out).code(), StatusCode::kNotFound);
+  EXPECT_EQ(ch->Get(2, 0, 0, out).code(), StatusCode::kNotFound);
+}
+
+TEST_F(DataPlaneTest, RetrieveFindsTheNeedleAndPinsTheSelection) {
+  auto c = Connect();
+  auto ch = Channel(*c);
+  constexpr uint32_t kBlocks = 40, kNeedle = 17;
+  for (uint32_t b = 0; b < kBlocks; ++b) {
+    ASSERT_TRUE(ch->Put(5, 1, b, MakeBlock(5, 1, b, b == kNeedle ? 1.f : 0.f)).ok());
+  }
+  std::vector<float> query(size_t{kQHeads} * kHeadDim, 1.f);
+  auto r = ch->Retrieve(5, 1, query, /*budget=*/6);  // 1 sink + 4 recent + 1 chosen
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->blocks.size(), 6u);
+  std::vector<uint32_t> got;
+  for (const auto& b : r->blocks) got.push_back(b.block);
+  EXPECT_EQ(got, (std::vector<uint32_t>{0, kNeedle, 36, 37, 38, 39}));
+  // The table points at the real bytes in the shared arenas.
+  for (const auto& b : r->blocks) {
+    auto bytes = ch->BlockBytes(b);
+    ASSERT_EQ(bytes.size(), kBlockBytes);
+    EXPECT_EQ(std::memcmp(bytes.data(), MakeBlock(5, 1, b.block, b.block == kNeedle ? 1.f : 0.f).data(), kBlockBytes), 0)
+        << "block " << b.block << " tier " << int(b.tier);
+  }
+  // Pinned blocks cannot be rewritten until released.
+  EXPECT_EQ(ch->Put(5, 1, kNeedle, MakeBlock(9, 9, 9)).code(), StatusCode::kBusy);
+  ASSERT_TRUE(ch->Release(r->lease).ok());
+  EXPECT_EQ(ch->Release(r->lease).code(), StatusCode::kNotFound);
+  EXPECT_EQ(ch->Release(12345).code(), StatusCode::kNotFound);
+  // Free again (the migrator may pin it for a moment while it copies it down a tier).
+  Status rewrite;
+  for (int i = 0; i < 50 && !(rewrite = ch->Put(5, 1, kNeedle, MakeBlock(9, 9, 9))).ok(); ++i) usleep(10000);
+  EXPECT_TRUE(rewrite.ok()) << rewrite.ToString();
+  // Policies change the retriever at run time.
+  ASSERT_TRUE(admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", "exact"}}}}).ok());
+  EXPECT_EQ(ch->Retrieve(5, 7, query, 6).status().code(), StatusCode::kInvalidArgument);  // no layer 7
+  EXPECT_EQ(ch->Retrieve(6, 1, query, 6).status().code(), StatusCode::kNotFound);      // no sequence 6
+  std::vector<float> bad = query;
+  bad[3] = NAN;
+  EXPECT_EQ(ch->Retrieve(5, 1, bad, 6).status().code(), StatusCode::kInvalidArgument);
+  auto exact = ch->Retrieve(5, 1, query, 6);
+  ASSERT_TRUE(exact.ok()) << exact.status().ToString();
+  ASSERT_TRUE(ch->Release(exact->lease).ok());
+}
+
+TEST_F(DataPlaneTest, MalformedDescriptorsAreRefusedAndTheClientCarriesOn) {
+  auto c = Connect();
+  auto ch = Channel(*c);
+  auto expect = [&](dp::RingRequest req, StatusCode code, dp::Detail detail) {
+    ASSERT_TRUE(ch->Submit(req).ok());
+    auto comp = ch->WaitCompletion();
+    ASSERT_TRUE(comp.ok());
+    EXPECT_EQ(comp->status, static_cast<uint8_t>(code)) << int(req.op);
+    EXPECT_EQ(comp->detail, static_cast<uint8_t>(detail)) << dp::DetailName(static_cast<dp::Detail>(comp->detail));
+  };
+  using dp::Op;
+  expect({.op = Op::kPut, .layer = 2, .count = 1, .length = kBlockBytes}, StatusCode::kInvalidArgument, dp::Detail::kLayer);
+  expect({.op = Op::kPut, .count = 1, .length = kBlockBytes - 1}, StatusCode::kInvalidArgument, dp::Detail::kLength);
+  expect({.op = Op::kPut, .count = 0, .length = 0}, StatusCode::kInvalidArgument, dp::Detail::kCount);
+  expect({.op = Op::kPut, .block = 0xFFFFFFF0u, .count = 1, .length = kBlockBytes}, StatusCode::kInvalidArgument,
+         dp::Detail::kBlock);
+  expect({.op = Op::kPut, .flags = dp::kFlagPrefixBlock, .count = 2, .length = 2 * kBlockBytes},
+         StatusCode::kInvalidArgument, dp::Detail::kFlags);
+  expect({.op = Op::kPut, .flags = 0x80, .count = 1, .length = kBlockBytes}, StatusCode::kInvalidArgument,
+         dp::Detail::kFlags);
+  expect({.op = Op::kGet, .count = 1, .length = kBlockBytes}, StatusCode::kNotFound, dp::Detail::kNotFound);
+  expect({.op = Op::kRetrieve, .count = 4, .length = 8}, StatusCode::kInvalidArgument, dp::Detail::kLength);
+  expect({.op = Op::kRelease, .arg = 77}, StatusCode::kNotFound, dp::Detail::kLease);
+  expect({.op = Op::kLookupPrefix, .count = 10, .length = 3}, StatusCode::kInvalidArgument, dp::Detail::kLength);
+  EXPECT_TRUE(ch->Put(1, 0, 0, MakeBlock(1, 0, 0)).ok());
+  EXPECT_TRUE(c->Ping().ok());
+}
+
+TEST_F(DataPlaneTest, PrefixBlocksAreSharedAcrossClients) {
+  std::vector<int32_t> tokens(3 * kBlockTokens + 5);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i * 31 % 512);
+  const auto hashes = PrefixBlockHashes(tokens, kBlockTokens);
+  ASSERT_EQ(hashes.size(), 3u);
+  auto a = Connect();
+  auto cha = Channel(*a);
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    for (uint32_t b = 0; b < 3; ++b) ASSERT_TRUE(cha->Put(10, layer, b, MakeBlock(10, layer, b), hashes[b]).ok());
+  }
+  auto b = Connect();
+  auto chb = Channel(*b);
+  auto cached = chb->LookupPrefix(tokens);
+  ASSERT_TRUE(cached.ok()) << cached.status().ToString();
+  EXPECT_EQ(*cached, 3 * kBlockTokens);
+  std::vector<int32_t> other = tokens;
+  other[kBlockTokens + 3] += 1;  // differs in the second block
+  EXPECT_EQ(*chb->LookupPrefix(other), kBlockTokens);
+  auto loaded = chb->LoadPrefix(11, tokens);
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(*loaded, 3 * kBlockTokens);
+  std::vector<std::byte> out(kBlockBytes);
+  ASSERT_TRUE(chb->Get(11, 1, 2, out).ok());
+  EXPECT_TRUE(out == MakeBlock(10, 1, 2));
+  // The first sequence closes; the prefix stays for the second one.
+  ASSERT_TRUE(cha->CloseSequence(10).ok());
+  ASSERT_TRUE(chb->Get(11, 0, 0, out).ok());
+  EXPECT_TRUE(out == MakeBlock(10, 0, 0));
+  EXPECT_EQ(cha->CloseSequence(10).code(), StatusCode::kNotFound);
+}
+
+// Several processes put and read their own sequences at once; one is killed while
+// it holds a lease, and its lease is released.
+TEST_F(DataPlaneTest, ManyClientsAndADeadOne) {
+  constexpr int kClients = 4;
+  std::vector<pid_t> pids;
+  for (int i = 0; i < kClients; ++i) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      auto c = Client::Connect(daemon_.socket_path());
+      if (!c.ok() || !(*c)->Attach("ns").ok()) _exit(1);
+      auto ch = (*c)->OpenChannel("ns", {.staging_bytes = 1 << 18});
+      if (!ch.ok()) _exit(2);
+      const uint64_t seq = 100 + i;
+      for (int round = 0; round < 3; ++round) {
+        for (uint32_t b = 0; b < 12; ++b) {
+          if (!(*ch)->Put(seq, round % kLayers, b, MakeBlock(seq, round % kLayers, b)).ok()) _exit(3);
+        }
+        for (uint32_t b = 0; b < 12; ++b) {
+          std::vector<std::byte> out(kBlockBytes);
+          if (!(*ch)->Get(seq, round % kLayers, b, out).ok() || out != MakeBlock(seq, round % kLayers, b)) _exit(4);
+        }
+      }
+      std::vector<float> q(size_t{kQHeads} * kHeadDim, 0.5f);
+      auto r = (*ch)->Retrieve(seq, 0, q, 8);
+      if (!r.ok()) _exit(5);
+      if (i == kClients - 1) kill(getpid(), SIGKILL);  // dies holding its lease
+      if (!(*ch)->Release(r->lease).ok()) _exit(6);
+      _exit(0);
+    }
+    pids.push_back(pid);
+  }
+  for (int i = 0; i < kClients; ++i) {
+    int status = 0;
+    waitpid(pids[i], &status, 0);
+    if (i == kClients - 1) {
+      EXPECT_TRUE(WIFSIGNALED(status));
+    } else {
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "client " << i << " step " << WEXITSTATUS(status);
+    }
+  }
+  // The dead client's pinned blocks are free again: its sequence can be rewritten.
+  auto c = Connect();
+  auto ch = Channel(*c);
+  Status st;
+  for (int i = 0; i < 100; ++i) {
+    st = ch->Put(100 + kClients - 1, 0, 0, MakeBlock(1, 1, 1));
+    if (st.ok()) break;
+    usleep(20000);
+  }
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  auto clients = admin_->Call({{"op", "clients"}});
+  ASSERT_TRUE(clients.ok());
+  EXPECT_EQ((*clients)["clients"].size(), 2u) << clients->dump();  // admin_ and c
+}
+
+}  // namespace
+}  // namespace tierkv
