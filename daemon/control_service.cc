@@ -267,7 +267,12 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
   }
   NamespaceRuntime* rt = runtimes_ ? runtimes_->Find(rec->id) : nullptr;
   std::unique_ptr<OpHandler> handler;
-  if (rt) handler = std::make_unique<NamespaceOps>(rt);
+  if (rt) {
+    const std::string& ns = rec->spec.name;
+    handler = std::make_unique<NamespaceOps>(
+        rt, NamespaceOps::Latency{&metrics_->RetrievalLatency(ns, "select"), &metrics_->RetrievalLatency(ns, "acquire"),
+                                  &metrics_->RetrievalLatency(ns, "total")});
+  }
   else handler = std::make_unique<UnsupportedOps>();
   auto disconnect = s.disconnect;
   const uint64_t session = s.id;

@@ -73,6 +73,7 @@ class ControlService {
   Reply TransportError(SessionState& session, const Status& status, bool disconnect);
 
   size_t sessions() const { return sessions_.load(); }
+  const ChannelStats& channel_stats() const { return channel_stats_; }
   bool IsAdmin(uint32_t uid) const;
 
  private:

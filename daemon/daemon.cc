@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "daemon/storage_metrics.h"
 #include "kernels/gpu_runtime.h"
 
 namespace tierkv::daemon {
@@ -12,9 +13,9 @@ namespace tierkv::daemon {
 Daemon::Daemon(Config config) : config_(std::move(config)), signals_(io_, SIGINT, SIGTERM) {}
 
 Daemon::~Daemon() {
-  server_.reset();
-  service_.reset();
+  server_.reset();   // closes connections (their sessions still count in metrics_)
   metrics_.reset();  // stops serving /metrics before what it reads goes away
+  service_.reset();
   runtimes_.reset();
   registry_.reset();
   manifest_.reset();  // flushes and closes RocksDB
@@ -38,6 +39,7 @@ Status Daemon::Start() {
   service_ = std::make_unique<ControlService>(
       config_, registry_.get(), metrics_.get(),
       [this] { boost::asio::post(io_, [this] { BeginShutdown("shutdown request"); }); }, runtimes_.get());
+  metrics_->Register(std::make_shared<StorageMetrics>(runtimes_.get(), &service_->channel_stats()));
   server_ = std::make_unique<ControlServer>(io_, config_, service_.get());
   RETURN_IF_ERROR(server_->Start());
   LOG(INFO) << "control socket at " << config_.daemon.socket_path;

@@ -6,6 +6,8 @@
 #include "common/checksum.h"
 #include "common/log.h"
 
+#include <prometheus/histogram.h>
+
 namespace tierkv::daemon {
 namespace {
 using dp::Detail;
@@ -129,6 +131,9 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
       lease->missing.size();
   stats_->select_ns += t1 - t0;
   stats_->acquire_ns += t2 - t1;
+  if (latency_.select) latency_.select->Observe((t1 - t0) * 1e-9);
+  if (latency_.acquire) latency_.acquire->Observe((t2 - t1) * 1e-9);
+  if (latency_.total) latency_.total->Observe((t2 - t0) * 1e-9);
   auto* table = reinterpret_cast<dp::BlockTableEntry*>(staging.data() + req.offset + qbytes);
   const size_t n = std::min<size_t>(lease->blocks.size(), req.count);
   for (size_t i = 0; i < n; ++i) {

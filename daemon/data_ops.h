@@ -7,6 +7,10 @@
 #include <memory>
 #include <set>
 
+namespace prometheus {
+class Histogram;
+}
+
 #include "daemon/channel.h"
 #include "daemon/namespace_runtime.h"
 
@@ -14,7 +18,12 @@ namespace tierkv::daemon {
 
 class NamespaceOps : public OpHandler {
  public:
-  explicit NamespaceOps(NamespaceRuntime* runtime) : rt_(runtime), stats_(&runtime->retrieval_stats()) {}
+  // Latency histograms (select, acquire, total) may be null.
+  struct Latency {
+    prometheus::Histogram *select = nullptr, *acquire = nullptr, *total = nullptr;
+  };
+  NamespaceOps(NamespaceRuntime* runtime, Latency latency)
+      : rt_(runtime), stats_(&runtime->retrieval_stats()), latency_(latency) {}
   dp::RingCompletion Handle(const dp::RingRequest& req, std::span<uint8_t> staging) override;
   void OnClose() override;
 
@@ -28,6 +37,7 @@ class NamespaceOps : public OpHandler {
 
   NamespaceRuntime* const rt_;
   RetrievalStats* const stats_;
+  const Latency latency_;
   std::set<uint64_t> leases_;  // held by this channel
   std::vector<std::byte> scratch_;
 };

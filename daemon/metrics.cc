@@ -3,6 +3,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <chrono>
@@ -49,6 +50,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                    .Help("Connections attached to at least one namespace")
                    .Register(*registry_)
                    .Add({});
+  latency_ = &BuildHistogram()
+                  .Name("tierkv_retrieval_latency_seconds")
+                  .Help("Retrieve latency inside the daemon, by phase (select: trigger + scoring + top-k; acquire: "
+                        "pinning and bringing blocks to G; total)")
+                  .Register(*registry_);
   namespaces_ = &BuildGauge().Name("tierkv_namespaces").Help("Namespaces served").Register(*registry_).Add({});
 }
 
@@ -65,6 +71,18 @@ Status Metrics::Serve(const std::string& listen) {
   const std::string host = listen.substr(0, listen.rfind(':'));
   url_ = "http://" + host + ":" + (ports.empty() ? std::string("?") : std::to_string(ports[0])) + "/metrics";
   return OkStatus();
+}
+
+void Metrics::Register(const std::shared_ptr<prometheus::Collectable>& c) {
+  if (!exposer_) return;
+  collectables_.push_back(c);
+  exposer_->RegisterCollectable(c);
+}
+
+prometheus::Histogram& Metrics::RetrievalLatency(const std::string& ns, const std::string& phase) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {2e-6,   5e-6,   10e-6, 20e-6, 50e-6, 100e-6,
+                                                                   200e-6, 500e-6, 1e-3,  5e-3,  20e-3, 100e-3};
+  return latency_->Add({{"namespace", ns}, {"phase", phase}}, kBuckets);
 }
 
 void Metrics::CountRequest(std::string_view op) { requests_->Add({{"op", std::string(op)}}).Increment(); }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -13,6 +14,8 @@ class Registry;
 class Exposer;
 class Counter;
 class Gauge;
+class Histogram;
+class Collectable;
 template <typename T>
 class Family;
 }  // namespace prometheus
@@ -30,6 +33,11 @@ class Metrics {
   const std::string& url() const { return url_; }
   prometheus::Registry& registry() { return *registry_; }
 
+  // Adds a collector read at every scrape (kept alive by Metrics; no-op when not serving).
+  void Register(const std::shared_ptr<prometheus::Collectable>& collectable);
+  // Retrieval latency histogram of one namespace and phase (select, acquire, total).
+  prometheus::Histogram& RetrievalLatency(const std::string& ns, const std::string& phase);
+
   void CountRequest(std::string_view op);
   void CountError(std::string_view code);
   void CountDisconnect(std::string_view reason);
@@ -40,10 +48,12 @@ class Metrics {
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;  // the exposer holds weak_ptrs
   std::string url_;
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* errors_;
   prometheus::Family<prometheus::Counter>* disconnects_;
+  prometheus::Family<prometheus::Histogram>* latency_;
   prometheus::Gauge* connections_;
   prometheus::Gauge* attached_;
   prometheus::Gauge* namespaces_;

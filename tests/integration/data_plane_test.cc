@@ -255,5 +255,39 @@ TEST_F(DataPlaneTest, ManyClientsAndADeadOne) {
   EXPECT_EQ((*clients)["clients"].size(), 2u) << clients->dump();  // admin_ and c
 }
 
+TEST_F(DataPlaneTest, MetricsCountTheDataPlaneAndThePolicy) {
+  auto c = Connect();
+  auto ch = Channel(*c);
+  for (uint32_t b = 0; b < 30; ++b) ASSERT_TRUE(ch->Put(3, 0, b, MakeBlock(3, 0, b)).ok());
+  std::vector<std::byte> out(kBlockBytes);
+  for (uint32_t b = 0; b < 30; ++b) ASSERT_TRUE(ch->Get(3, 0, b, out).ok());
+  std::vector<float> q(size_t{kQHeads} * kHeadDim, 1.f);
+  for (int i = 0; i < 3; ++i) {
+    auto r = ch->Retrieve(3, 0, q, 8);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(ch->Release(r->lease).ok());
+  }
+  ASSERT_TRUE(admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"eviction", "lfu"}}}}).ok());
+  const std::string m = testing::HttpGet(admin_->Stats()->metrics_url);
+  using testing::MetricValue;
+  const std::string ns = "namespace=\"ns\"";
+  EXPECT_EQ(MetricValue(m, "tierkv_puts_total", {ns}), 30);
+  EXPECT_EQ(MetricValue(m, "tierkv_gets_total", {ns}), 30);
+  EXPECT_EQ(MetricValue(m, "tierkv_blocks", {ns}), 30);
+  EXPECT_EQ(MetricValue(m, "tierkv_retrieval_steps_total", {ns}), 3);
+  EXPECT_EQ(MetricValue(m, "tierkv_retrieval_selected_blocks_total", {ns}), 24);
+  EXPECT_EQ(MetricValue(m, "tierkv_retrieval_latency_seconds_count", {ns, "phase=\"total\""}), 3);
+  EXPECT_EQ(MetricValue(m, "tierkv_tier_capacity_bytes", {ns, "tier=\"G\""}), 8 * 4096);
+  const double g = MetricValue(m, "tierkv_tier_blocks", {ns, "tier=\"G\""});
+  const double h = MetricValue(m, "tierkv_tier_blocks", {ns, "tier=\"H\""});
+  const double d = MetricValue(m, "tierkv_tier_blocks", {ns, "tier=\"D\""});
+  EXPECT_GE(g + h + d, 30) << m;  // D may also hold clean copies of blocks in memory
+  EXPECT_GT(MetricValue(m, "tierkv_demotions_total", {ns, "from=\"G\""}), 0);
+  EXPECT_EQ(MetricValue(m, "tierkv_policy_info", {ns, "eviction=\"lfu\""}), 1);
+  EXPECT_EQ(MetricValue(m, "tierkv_policy", {ns, "field=\"recent_window\""}), 4);
+  EXPECT_EQ(MetricValue(m, "tierkv_policy_changes_total", {ns}), 1);
+  EXPECT_GT(MetricValue(m, "tierkv_channel_requests_total"), 60);
+}
+
 }  // namespace
 }  // namespace tierkv
