@@ -19,6 +19,12 @@ Commands:
   create-namespace NAME LAYERS Q_HEADS KV_HEADS HEAD_DIM BLOCK_TOKENS DTYPE [UID...]
                                create a namespace (admins only); DTYPE is f16, bf16 or f32;
                                the UIDs form its ACL (default: your uid)
+  usage [NAME]                 per namespace: blocks, sequences, tier occupancy, metadata memory
+  clients                      attached clients: session, pid, uid, namespaces, channels (admins)
+  policy get NAME              the namespace's policy (tiering and retrieval)
+  policy set NAME KEY=VALUE... change policy fields at run time (admins); e.g.
+                               policy set llama eviction=lfu gpu_high_watermark=0.8 miss_mode=defer
+                               A bad value is refused and the old policy stays.
   shutdown                     stop the daemon (admins only)
 
 Options:
@@ -75,6 +81,69 @@ int Namespaces(tierkv::Client& c, bool json) {
     std::printf("%-4u %-24s %s\n", ns.id, ns.spec.name.c_str(), ns.spec.model.ToString().c_str());
   }
   return 0;
+}
+
+// "0.8" -> 0.8, "12" -> 12, "true" -> true, anything else stays a string.
+tierkv::wire::Json ParseValue(const std::string& v) {
+  auto j = tierkv::wire::Json::parse(v, nullptr, false);
+  if (!j.is_discarded() && (j.is_number() || j.is_boolean())) return j;
+  return v;
+}
+
+int PrintReply(const tierkv::Result<tierkv::wire::Json>& r, const char* key) {
+  if (!r.ok()) return Fail(r.status().ToString());
+  std::cout << (*r)[key].dump(2) << "\n";
+  return 0;
+}
+
+int Usage(tierkv::Client& c, const std::vector<std::string>& args, bool json) {
+  tierkv::wire::Json req{{"op", "usage"}};
+  if (!args.empty()) req["namespace"] = args[0];
+  auto r = c.Call(req);
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (json) return PrintReply(r, "namespaces");
+  std::printf("%-20s %8s %6s  %-18s %-18s %-18s %s\n", "NAMESPACE", "BLOCKS", "SEQS", "G used/slots", "H used/slots",
+              "D used/slots", "META B/BLOCK");
+  for (const auto& ns : (*r)["namespaces"]) {
+    auto tier = [&](const char* t) -> std::string {
+      if (!ns["tiers"].contains(t)) return "-";
+      return std::to_string(ns["tiers"][t]["used_slots"].get<uint64_t>()) + "/" +
+             std::to_string(ns["tiers"][t]["slots"].get<uint64_t>());
+    };
+    const double blocks = ns["blocks"].get<double>();
+    std::printf("%-20s %8.0f %6llu  %-18s %-18s %-18s %.1f\n", ns["name"].get<std::string>().c_str(), blocks,
+                static_cast<unsigned long long>(ns["sequences"].get<uint64_t>()), tier("G").c_str(), tier("H").c_str(),
+                tier("D").c_str(), blocks > 0 ? ns["metadata_bytes"].get<double>() / blocks : 0.0);
+  }
+  return 0;
+}
+
+int Clients(tierkv::Client& c, bool json) {
+  auto r = c.Call({{"op", "clients"}});
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (json) return PrintReply(r, "clients");
+  std::printf("%-8s %-8s %-6s %-8s %s\n", "SESSION", "PID", "UID", "CHANNELS", "NAMESPACES");
+  for (const auto& cl : (*r)["clients"]) {
+    std::string names;
+    for (const auto& n : cl["namespaces"]) names += (names.empty() ? "" : ",") + n.get<std::string>();
+    std::printf("%-8llu %-8d %-6u %-8llu %s\n", static_cast<unsigned long long>(cl["session"].get<uint64_t>()),
+                cl["pid"].get<int>(), cl["uid"].get<uint32_t>(),
+                static_cast<unsigned long long>(cl["channels"].get<uint64_t>()), names.empty() ? "-" : names.c_str());
+  }
+  return 0;
+}
+
+int Policy(tierkv::Client& c, const std::vector<std::string>& args) {
+  if (args.size() < 2 || (args[0] != "get" && args[0] != "set")) return Fail("usage: policy get NAME | policy set NAME KEY=VALUE...");
+  if (args[0] == "get") return PrintReply(c.Call({{"op", "get_policy"}, {"namespace", args[1]}}), "policy");
+  if (args.size() < 3) return Fail("policy set needs at least one KEY=VALUE");
+  tierkv::wire::Json changes = tierkv::wire::Json::object();
+  for (size_t i = 2; i < args.size(); ++i) {
+    auto eq = args[i].find('=');
+    if (eq == std::string::npos || eq == 0) return Fail("expected KEY=VALUE, got '" + args[i] + "'");
+    changes[args[i].substr(0, eq)] = ParseValue(args[i].substr(eq + 1));
+  }
+  return PrintReply(c.Call({{"op", "set_policy"}, {"namespace", args[1]}, {"policy", changes}}), "policy");
 }
 
 int CreateNamespace(tierkv::Client& c, const std::vector<std::string>& args, bool json) {
@@ -140,6 +209,9 @@ int main(int argc, char** argv) {
   }
   if (cmd == "namespaces") return Namespaces(c, json);
   if (cmd == "create-namespace") return CreateNamespace(c, args, json);
+  if (cmd == "usage") return Usage(c, args, json);
+  if (cmd == "clients") return Clients(c, json);
+  if (cmd == "policy") return Policy(c, args);
   if (cmd == "shutdown") {
     tierkv::Status st = c.Shutdown();
     if (!st.ok()) return Fail(st.ToString());

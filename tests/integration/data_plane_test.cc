@@ -289,5 +289,40 @@ TEST_F(DataPlaneTest, MetricsCountTheDataPlaneAndThePolicy) {
   EXPECT_GT(MetricValue(m, "tierkv_channel_requests_total"), 60);
 }
 
+TEST_F(DataPlaneTest, TierkvctlChangesPoliciesThatSurviveARestart) {
+  auto c = Connect();
+  auto ch = Channel(*c);
+  for (uint32_t b = 0; b < 8; ++b) ASSERT_TRUE(ch->Put(1, 0, b, MakeBlock(1, 0, b)).ok());
+  auto ctl = [&](std::vector<std::string> args, std::string* out) {
+    args.insert(args.begin(), {"--socket", daemon_.socket_path()});
+    return testing::RunProgram(TIERKVCTL_PATH, args, out);
+  };
+  std::string out;
+  ASSERT_EQ(ctl({"policy", "set", "ns", "gpu_high_watermark=0.5", "gpu_low_watermark=0.25", "eviction=score",
+                 "retriever=mean", "sink_blocks=0", "recent_window=1"}, &out), 0) << out;
+  EXPECT_NE(out.find("\"eviction\": \"score\""), std::string::npos) << out;
+  // Refused: the old policy stays.
+  EXPECT_NE(ctl({"policy", "set", "ns", "gpu_low_watermark=0.9"}, &out), 0);
+  EXPECT_NE(out.find("gpu_low_watermark"), std::string::npos) << out;
+  EXPECT_NE(ctl({"policy", "set", "ns", "colour=blue"}, &out), 0);
+  ASSERT_EQ(ctl({"usage"}, &out), 0) << out;
+  EXPECT_NE(out.find("ns"), std::string::npos);
+  ASSERT_EQ(ctl({"clients"}, &out), 0) << out;
+  EXPECT_NE(out.find("ns"), std::string::npos) << out;
+  // The smaller G watermark shows in placement: G drains to its new low watermark.
+  auto usage = [&] { return (*admin_->Call({{"op", "usage"}, {"namespace", "ns"}}))["namespaces"][0]; };
+  uint64_t g = 99;
+  for (int i = 0; i < 100 && (g = usage()["tiers"]["G"]["used_slots"].get<uint64_t>()) > 2; ++i) usleep(10000);
+  EXPECT_LE(g, 2u);
+  ch.reset();
+  c.reset();
+  admin_.reset();
+  ASSERT_EQ(daemon_.Stop(), 0);
+  ASSERT_TRUE(daemon_.Start()) << daemon_.Log();
+  ASSERT_EQ(ctl({"policy", "get", "ns"}, &out), 0) << out;
+  EXPECT_NE(out.find("\"gpu_high_watermark\": 0.5"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"retriever\": \"mean\""), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace tierkv
