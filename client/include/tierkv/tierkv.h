@@ -64,6 +64,47 @@ tierkv_status tierkv_attach(tierkv_client* client, const char* name, uint32_t* n
 const char* tierkv_stats_json(tierkv_client* client);
 /* Message of the last failed call on this handle ("" if none). */
 const char* tierkv_last_error(const tierkv_client* client);
+
+/* ---- Data plane: one channel per thread (shared-memory rings + staging area) ---- */
+
+typedef struct tierkv_channel tierkv_channel;
+
+/* Opens a channel to an attached namespace; staging_bytes 0 = the daemon's default.
+ * The channel works while its client's connection is open. */
+tierkv_status tierkv_open_channel(tierkv_client* client, const char* name, uint64_t staging_bytes,
+                                  tierkv_channel** out);
+void tierkv_channel_free(tierkv_channel* channel);
+/* Bytes of one block (K then V, [kv_heads][block_tokens][head_dim] each). */
+uint64_t tierkv_block_bytes(const tierkv_channel* channel);
+/* Stores blocks [first, first + bytes / block_bytes) of (seq, layer). prefix_hash != 0
+ * (one block only) marks a full prefix block shared by content. */
+tierkv_status tierkv_put(tierkv_channel* channel, uint64_t seq, uint32_t layer, uint32_t first, const void* data,
+                         size_t bytes, uint64_t prefix_hash);
+tierkv_status tierkv_get(tierkv_channel* channel, uint64_t seq, uint32_t layer, uint32_t first, void* out,
+                         size_t bytes);
+
+typedef struct tierkv_block_ref {
+  uint32_t block;    /* block index in the sequence */
+  uint32_t tier;     /* 0 = G, 1 = H */
+  uint64_t offset;   /* byte offset in that tier's arena */
+  const void* data;  /* the block's bytes in the shared arena (CPU path), or NULL */
+} tierkv_block_ref;
+
+/* Selects up to `budget` blocks for query (f32 [q_heads][head_dim], query_floats
+ * values), sinks and recent window included; fills out[0..*count) and pins them
+ * until tierkv_release(*lease). */
+tierkv_status tierkv_retrieve(tierkv_channel* channel, uint64_t seq, uint32_t layer, const float* query,
+                              size_t query_floats, uint32_t budget, tierkv_block_ref* out, uint32_t* count,
+                              uint64_t* lease);
+tierkv_status tierkv_release(tierkv_channel* channel, uint64_t lease);
+tierkv_status tierkv_close_sequence(tierkv_channel* channel, uint64_t seq);
+/* How many leading tokens are cached as full prefix blocks. */
+tierkv_status tierkv_lookup_prefix(tierkv_channel* channel, const int32_t* tokens, size_t n, uint32_t* cached);
+/* Makes the cached prefix the first blocks of seq; *loaded = its tokens. */
+tierkv_status tierkv_load_prefix(tierkv_channel* channel, uint64_t seq, const int32_t* tokens, size_t n,
+                                 uint32_t* loaded);
+/* Message of the last failed call on this channel ("" if none). */
+const char* tierkv_channel_last_error(const tierkv_channel* channel);
 /* "Ok", "NotFound", ... */
 const char* tierkv_status_name(tierkv_status status);
 
