@@ -58,6 +58,7 @@ struct StorageSection {
   std::string disk_engine = "auto";   // auto | io_uring | psync
   uint32_t disk_queue_depth = 32;
   std::string pin_host = "auto";      // auto | off | required (cudaHostRegister of H)
+  uint32_t put_wait_ms = 2000;        // a put waits this long for room when every tier is full
   bool operator==(const StorageSection&) const = default;
 };
 

@@ -12,6 +12,28 @@ dp::RingCompletion ErrorCompletion(uint64_t tag, StatusCode code, dp::Detail det
   return c;
 }
 
+dp::RingCompletion ProcessRequest(const dp::RingRequest& req, std::span<uint8_t> staging, OpHandler* handler,
+                                  ChannelStats* stats) {
+  auto reject = [&](dp::Detail d) {
+    stats->rejected.fetch_add(1, std::memory_order_relaxed);
+    return ErrorCompletion(req.tag, StatusCode::kInvalidArgument, d);
+  };
+  if (req.version != dp::kVersion) return reject(dp::Detail::kVersion);
+  if (static_cast<uint16_t>(req.op) > static_cast<uint16_t>(dp::Op::kLoadPrefix)) return reject(dp::Detail::kOp);
+  if (!dp::InStaging(req.offset, req.length, staging.size())) return reject(dp::Detail::kRange);
+  if (req.op == dp::Op::kNoop) {
+    dp::RingCompletion c{};
+    c.tag = req.tag;
+    return c;
+  }
+  dp::RingCompletion c = handler->Handle(req, staging);
+  c.tag = req.tag;
+  if (c.status == static_cast<uint8_t>(StatusCode::kInvalidArgument)) {
+    stats->rejected.fetch_add(1, std::memory_order_relaxed);
+  }
+  return c;
+}
+
 Result<std::unique_ptr<Channel>> Channel::Open(const std::string& name, const ChannelOptions& o,
                                                std::unique_ptr<OpHandler> handler, ChannelStats* stats,
                                                std::function<void(const Status&)> on_broken) {
@@ -61,33 +83,12 @@ void Channel::Run() {
       continue;
     }
     stats_->requests.fetch_add(1, std::memory_order_relaxed);
-    if (!Complete(Process(req))) {
+    std::span<uint8_t> staging(region_.data() + layout_.staging_offset, layout_.staging_bytes);
+    if (!Complete(ProcessRequest(req, staging, handler_.get(), stats_))) {
       if (on_broken_ && !stop_.load()) on_broken_(ResourceExhausted("client does not drain its completion ring"));
       return;
     }
   }
-}
-
-dp::RingCompletion Channel::Process(const dp::RingRequest& req) {
-  auto reject = [&](dp::Detail d) {
-    stats_->rejected.fetch_add(1, std::memory_order_relaxed);
-    return ErrorCompletion(req.tag, StatusCode::kInvalidArgument, d);
-  };
-  if (req.version != dp::kVersion) return reject(dp::Detail::kVersion);
-  if (static_cast<uint16_t>(req.op) > static_cast<uint16_t>(dp::Op::kLoadPrefix)) return reject(dp::Detail::kOp);
-  if (!dp::InStaging(req.offset, req.length, layout_.staging_bytes)) return reject(dp::Detail::kRange);
-  if (req.op == dp::Op::kNoop) {
-    dp::RingCompletion c{};
-    c.tag = req.tag;
-    return c;
-  }
-  std::span<uint8_t> staging(region_.data() + layout_.staging_offset, layout_.staging_bytes);
-  dp::RingCompletion c = handler_->Handle(req, staging);
-  c.tag = req.tag;
-  if (c.status == static_cast<uint8_t>(StatusCode::kInvalidArgument)) {
-    stats_->rejected.fetch_add(1, std::memory_order_relaxed);
-  }
-  return c;
 }
 
 bool Channel::Complete(const dp::RingCompletion& c) {

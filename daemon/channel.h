@@ -60,7 +60,6 @@ class Channel {
   Channel(ShmRegion region, dp::ChannelHeader layout, std::unique_ptr<OpHandler> handler, ChannelStats* stats,
           std::chrono::nanoseconds spin, std::function<void(const Status&)> on_broken);
   void Run();
-  dp::RingCompletion Process(const dp::RingRequest& req);
   bool Complete(const dp::RingCompletion& c);
 
   ShmRegion region_;
@@ -78,5 +77,10 @@ class Channel {
 
 // A completion with an error status and detail.
 dp::RingCompletion ErrorCompletion(uint64_t tag, StatusCode code, dp::Detail detail);
+
+// Checks the fields every op shares (version, op, staging range), answers noop,
+// and hands the rest to `handler`. What a channel's worker does with each request.
+dp::RingCompletion ProcessRequest(const dp::RingRequest& req, std::span<uint8_t> staging, OpHandler* handler,
+                                  ChannelStats* stats);
 
 }  // namespace tierkv::daemon

@@ -67,6 +67,7 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
   storage::BlockStoreOptions so;
   so.ns = rec.id;
   so.model = m;
+  so.put_wait = std::chrono::milliseconds(config.storage.put_wait_ms);
   RETURN_IF_ERROR(rt->LoadPolicy(&so.policy));
   ASSIGN_OR_RETURN(rt->store_, storage::BlockStore::Open(so, rt->g_.get(), rt->h_.get(), rt->d_.get(), manifest));
   LOG(INFO) << "namespace " << rec.id << " '" << rec.spec.name << "': G " << g_slots << " slots"

@@ -35,5 +35,26 @@ TEST(ControlFuzzTest, SeededMutationsNeverBreakTheService) {
   EXPECT_GT(accepted, n / 100) << "the mutator no longer reaches past the parser";
 }
 
+TEST(RingFuzzTest, MutatedDescriptorsNeverBreakTheDataPlane) {
+  const auto seeds = RingSeeds();
+  Mutator m(777);
+  const uint64_t n = Iterations(20000) / 4;  // each run does disk I/O: a quarter of the control inputs
+  uint64_t accepted = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    // A short run of descriptors: mutated seeds, sometimes intact ones between them.
+    std::string input(1, static_cast<char>(m.Next()));
+    const int len = 1 + static_cast<int>(m.Next() % 4);
+    for (int k = 0; k < len; ++k) {
+      dp::RingRequest r = seeds[m.Next() % seeds.size()];
+      if (m.Next() % 4 != 0) r = MutateRequest(r, m);
+      input.append(reinterpret_cast<const char*>(&r), sizeof r);
+    }
+    accepted += FuzzRing(reinterpret_cast<const uint8_t*>(input.data()), input.size());
+  }
+  std::printf("ran %llu descriptor runs, %llu with an accepted request\n", static_cast<unsigned long long>(n),
+              static_cast<unsigned long long>(accepted));
+  EXPECT_GT(accepted, n / 10);
+}
+
 }  // namespace
 }  // namespace tierkv::fuzz

@@ -4,6 +4,9 @@
 
 #include <cstddef>
 #include <cstdint>
+
+#include "common/data_plane.h"
+#include "common/model_spec.h"
 #include <string>
 #include <vector>
 
@@ -17,6 +20,12 @@ bool FuzzControl(const uint8_t* data, size_t size);
 // Valid requests to mutate from.
 std::vector<std::string> ControlSeeds();
 
+// Feeds a staging fill byte and a run of 64-byte ring descriptors to a real
+// namespace runtime through the channel's request checks. Returns whether any
+// request succeeded. Aborts on an invalid completion.
+bool FuzzRing(const uint8_t* data, size_t size);
+ModelSpec RingModel();
+
 // Deterministic mutator: byte flips, insertions, deletions, splices with other seeds,
 // JSON-aware substitutions of numbers and strings.
 class Mutator {
@@ -28,5 +37,9 @@ class Mutator {
  private:
   uint64_t state_;
 };
+
+// Valid descriptors of every op, and a field-aware mutation of one.
+std::vector<dp::RingRequest> RingSeeds();
+dp::RingRequest MutateRequest(const dp::RingRequest& in, Mutator& m);
 
 }  // namespace tierkv::fuzz
