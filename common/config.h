@@ -52,13 +52,14 @@ struct DataPlaneSection {
 // own"), the disk tier's place and I/O engine.
 struct StorageSection {
   uint64_t gpu_bytes = 1ull << 30;    // G arena per namespace (device memory, or emulated)
-  uint64_t host_bytes = 4ull << 30;   // H arena per namespace (memfd, committed as used)
+  uint64_t host_bytes = 2ull << 30;   // H arena per namespace (memfd)
   uint64_t disk_bytes = 8ull << 30;   // D slab files per namespace (0: no disk tier)
   std::string disk_dir;               // "" = <daemon.data_dir>/disk; one folder per namespace
   std::string disk_engine = "auto";   // auto | io_uring | psync
   uint32_t disk_queue_depth = 32;
   std::string pin_host = "auto";      // auto | off | required (cudaHostRegister of H)
   uint32_t put_wait_ms = 2000;        // a put waits this long for room when every tier is full
+  bool prefault = true;               // populate G/H arenas at start (commits their memory)
   bool operator==(const StorageSection&) const = default;
 };
 

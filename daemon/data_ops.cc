@@ -70,17 +70,18 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
   if (uint64_t{req.block} + req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kBlock);
   const bool prefix = req.flags & dp::kFlagPrefixBlock;
   if (prefix && (req.count != 1 || req.arg == 0)) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
-  // The client can rewrite staging at any time: copy each block out before use.
-  scratch_.resize(bb);
+  // Payload bytes go from staging straight into their slot. The client may rewrite
+  // staging meanwhile: that only garbles its own block (and that block's summary),
+  // never daemon state, so no defensive copy is made on this hot path.
   uint32_t durable = 0, dedup = 0;
   for (uint32_t i = 0; i < req.count; ++i) {
-    std::memcpy(scratch_.data(), staging.data() + req.offset + i * bb, bb);
+    const auto payload = std::as_bytes(staging.subspan(req.offset + i * bb, bb));
     bool was_dedup = false, was_durable = false;
-    Status st = rt_->store().Put(req.seq, req.layer, req.block + i, scratch_, prefix ? req.arg : 0, &was_dedup,
+    Status st = rt_->store().Put(req.seq, req.layer, req.block + i, payload, prefix ? req.arg : 0, &was_dedup,
                                  &was_durable);
     if (!st.ok()) return FromStatus(st, i);
     // Summaries are per sequence: a deduplicated block is summarized for this one too.
-    st = rt_->retrieval().OnPut(req.seq, req.layer, req.block + i, scratch_);
+    st = rt_->retrieval().OnPut(req.seq, req.layer, req.block + i, payload);
     if (!st.ok()) return FromStatus(st, i);
     durable += was_durable;
     dedup += was_dedup;
@@ -92,11 +93,10 @@ dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8
   const size_t bb = rt_->model().BlockBytes();
   if (req.count == 0 || req.count > (1u << 16)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
   if (req.length != bb * req.count) return Fail(StatusCode::kInvalidArgument, Detail::kLength);
-  scratch_.resize(bb);
   for (uint32_t i = 0; i < req.count; ++i) {
-    Status st = rt_->store().Get(req.seq, req.layer, req.block + i, scratch_);
+    Status st = rt_->store().Get(req.seq, req.layer, req.block + i,
+                                 std::as_writable_bytes(staging.subspan(req.offset + i * bb, bb)));
     if (!st.ok()) return FromStatus(st, i);
-    std::memcpy(staging.data() + req.offset + i * bb, scratch_.data(), bb);
   }
   return Done(req.count);
 }

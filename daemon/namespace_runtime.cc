@@ -1,5 +1,8 @@
 #include "daemon/namespace_runtime.h"
 
+#include <sys/mman.h>
+
+#include <cstring>
 #include <filesystem>
 
 #include "common/log.h"
@@ -63,6 +66,16 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
     auto d = storage::DiskTier::Open(o);
     if (!d.ok()) return d.status().WithContext("namespace '" + rec.spec.name + "' disk tier");
     rt->d_ = std::move(d).value();
+  }
+  if (config.storage.prefault) {
+    // Page faults on first touch of a fresh memfd page cost more than the copy of a
+    // block into it; take them all now (like pinning does on a GPU machine).
+    for (storage::ArenaTier* t : {rt->g_.get(), rt->h_.get()}) {
+      if (!t->memory().host_accessible()) continue;
+      if (::madvise(t->memory().base(), t->memory().bytes(), MADV_POPULATE_WRITE) != 0) {
+        LOG(WARNING) << "prefault of " << t->name() << " failed (" << std::strerror(errno) << "); pages fault on use";
+      }
+    }
   }
   storage::BlockStoreOptions so;
   so.ns = rec.id;

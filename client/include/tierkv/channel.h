@@ -92,7 +92,7 @@ class DataChannel {
   uint64_t block_bytes_ = 0;
   SpscRing<dp::RingRequest> requests_;
   SpscRing<dp::RingCompletion> completions_;
-  std::chrono::nanoseconds spin_{std::chrono::microseconds(50)};
+  std::chrono::nanoseconds spin_{std::chrono::microseconds(200)};  // a waiting client has nothing else to do
   uint64_t next_tag_ = 1;
 };
 
