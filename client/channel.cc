@@ -1,5 +1,7 @@
 #include "tierkv/channel.h"
 
+#include "common/wire.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +40,11 @@ Result<std::unique_ptr<DataChannel>> DataChannel::Map(int fd, uint64_t total_byt
   ch->host_ = std::move(host).value();
   ch->gpu_ = std::move(gpu).value();
   ch->block_bytes_ = arenas.block_bytes;
+  if (!arenas.gpu_ipc_handle.empty()) {
+    kernels::IpcMemHandle handle;
+    RETURN_IF_ERROR(wire::FromHex(arenas.gpu_ipc_handle, handle.bytes.data(), handle.bytes.size()));
+    ASSIGN_OR_RETURN(ch->gpu_ipc_, kernels::IpcMemMapping::Open(handle));
+  }
   ASSIGN_OR_RETURN(ch->requests_, SpscRing<dp::RingRequest>::Attach(ch->region_.data() + h.request_offset,
                                                                     h.request_capacity));
   ASSIGN_OR_RETURN(ch->completions_, SpscRing<dp::RingCompletion>::Attach(

@@ -192,7 +192,7 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
   // Descriptors: the channel, then the H arena and an emulated G arena when shared.
   std::vector<int> fds;
   fds.swap(pending_fds_);
-  const bool emulated_gpu = reply.contains("gpu_arena_bytes");
+  const bool emulated_gpu = reply.contains("gpu_arena_bytes") && !reply.contains("gpu_ipc_handle");
   const size_t expect = reply.contains("host_arena_bytes") ? (emulated_gpu ? 3 : 2) : 1;
   if (fds.size() != expect) {
     for (int fd : fds) ::close(fd);
@@ -209,6 +209,7 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
     arenas.gpu_fd = fds[2];
     arenas.gpu_bytes = UintOr(reply, "gpu_arena_bytes");
   }
+  arenas.gpu_ipc_handle = StringOr(reply, "gpu_ipc_handle");
   return DataChannel::Map(fds[0], UintOr(reply, "total_bytes"), arenas);
 }
 

@@ -93,6 +93,34 @@ Result<std::string> GetString(const Json& obj, std::string_view key, std::string
   return v;
 }
 
+std::string ToHex(const void* data, size_t n) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string s(2 * n, '0');
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) {
+    s[2 * i] = kDigits[p[i] >> 4];
+    s[2 * i + 1] = kDigits[p[i] & 15];
+  }
+  return s;
+}
+
+Status FromHex(std::string_view hex, void* out, size_t n) {
+  if (hex.size() != 2 * n) return InvalidArgument("hex string of " + std::to_string(hex.size()) + " digits, expected " + std::to_string(2 * n));
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  auto* p = static_cast<uint8_t*>(out);
+  for (size_t i = 0; i < n; ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return InvalidArgument("not a hex string");
+    p[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return OkStatus();
+}
+
 Json ToJson(const ModelSpec& m) {
   return Json{{"num_layers", m.num_layers}, {"num_q_heads", m.num_q_heads}, {"num_kv_heads", m.num_kv_heads},
               {"head_dim", m.head_dim},     {"block_tokens", m.block_tokens}, {"dtype", DTypeName(m.dtype)}};

@@ -49,6 +49,10 @@ Status StatusFromReply(const Json& reply);
 Result<uint64_t> GetUint(const Json& obj, std::string_view key, std::string_view path, uint64_t max);
 Result<std::string> GetString(const Json& obj, std::string_view key, std::string_view path, size_t max_len);
 
+// Lowercase hex of n bytes, and back (kInvalidArgument on a bad string or length).
+std::string ToHex(const void* data, size_t n);
+Status FromHex(std::string_view hex, void* out, size_t n);
+
 Json ToJson(const ModelSpec& m);
 Json ToJson(const NamespaceSpec& ns);
 // Parses and validates (NamespaceSpec::Validate) a namespace object.

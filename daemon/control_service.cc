@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "daemon/data_ops.h"
 #include "daemon/runtimes.h"
+#include "storage/gpu_tier.h"
 #include "kernels/gpu_runtime.h"
 
 namespace tierkv::daemon {
@@ -300,9 +301,12 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
     reply["host_arena_bytes"] = rt->host().memory().bytes();
     reply["gpu_emulated"] = rt->gpu_emulated();
     std::vector<const storage::ArenaTier*> arenas = {&rt->host()};
+    reply["gpu_arena_bytes"] = rt->gpu().memory().bytes();
     if (rt->gpu_emulated()) {
-      reply["gpu_arena_bytes"] = rt->gpu().memory().bytes();
       arenas.push_back(&rt->gpu());
+    } else {
+      ASSIGN_OR_RETURN(kernels::IpcMemHandle handle, storage::ExportGpuArena(rt->gpu()));
+      reply["gpu_ipc_handle"] = wire::ToHex(handle.bytes.data(), handle.bytes.size());
     }
     for (const storage::ArenaTier* a : arenas) {
       const int ro = ::open(("/proc/self/fd/" + std::to_string(a->fd())).c_str(), O_RDONLY | O_CLOEXEC);

@@ -1,7 +1,7 @@
 // The G tier in device memory: an ArenaMemory over one cudaMalloc allocation
 // (kernels/gpu_runtime.h keeps CUDA types out of storage/).
 #include "kernels/gpu_runtime.h"
-#include "storage/arena_tier.h"
+#include "storage/gpu_tier.h"
 
 namespace tierkv::storage {
 namespace {
@@ -25,6 +25,12 @@ class DeviceArena final : public ArenaMemory {
 };
 
 }  // namespace
+
+Result<kernels::IpcMemHandle> ExportGpuArena(const ArenaTier& tier) {
+  const auto* device = dynamic_cast<const DeviceArena*>(&tier.memory());
+  if (!device) return NotSupported("the G tier is emulated in host memory: nothing to export over CUDA IPC");
+  return device->buffer().ExportIpc();
+}
 
 Result<std::unique_ptr<ArenaTier>> CreateGpuTier(const GpuTierOptions& options, bool* emulated) {
   *emulated = kernels::GpuCount() == 0;

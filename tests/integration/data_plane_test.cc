@@ -219,7 +219,12 @@ TEST_F(DataPlaneTest, ManyClientsAndADeadOne) {
         }
         for (uint32_t b = 0; b < 12; ++b) {
           std::vector<std::byte> out(kBlockBytes);
-          if (!(*ch)->Get(seq, round % kLayers, b, out).ok() || out != MakeBlock(seq, round % kLayers, b)) _exit(4);
+          Status st = (*ch)->Get(seq, round % kLayers, b, out);
+          if (!st.ok() || out != MakeBlock(seq, round % kLayers, b)) {
+            std::fprintf(stderr, "client %d round %d block %u: %s\n", i, round, b,
+                         st.ok() ? "wrong bytes" : st.ToString().c_str());
+            _exit(4);
+          }
         }
       }
       std::vector<float> q(size_t{kQHeads} * kHeadDim, 0.5f);

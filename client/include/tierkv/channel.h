@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/data_plane.h"
 #include "common/shm.h"
 #include "common/status.h"
+#include "kernels/gpu_runtime.h"
 
 namespace tierkv {
 
@@ -25,6 +27,8 @@ class DataChannel {
     uint64_t host_bytes = 0;
     int gpu_fd = -1;           // read-only memfd of an emulated G arena, or -1
     uint64_t gpu_bytes = 0;
+    std::string gpu_ipc_handle;  // hex CUDA IPC handle of a real G arena, or ""
+
     uint64_t block_bytes = 0;  // bytes of one block
   };
   // Maps the channel memfd and the arenas (takes ownership of every fd, also on
@@ -81,6 +85,9 @@ class DataChannel {
   std::span<const std::byte> host_arena() const { return {reinterpret_cast<const std::byte*>(host_.data()), host_.size()}; }
   std::span<const std::byte> gpu_arena() const { return {reinterpret_cast<const std::byte*>(gpu_.data()), gpu_.size()}; }
   uint64_t block_bytes() const { return block_bytes_; }
+  // Device address of the namespace's real G arena in this process (CUDA IPC), or
+  // nullptr (no GPU: the G arena is emulated and gpu_arena() maps it).
+  void* gpu_arena_device() const { return gpu_ipc_.data(); }
   void set_spin(std::chrono::nanoseconds spin) { spin_ = spin; }
 
  private:
@@ -89,6 +96,7 @@ class DataChannel {
   ShmRegion region_;
   dp::ChannelHeader header_;
   ShmRegion host_, gpu_;
+  kernels::IpcMemMapping gpu_ipc_;
   uint64_t block_bytes_ = 0;
   SpscRing<dp::RingRequest> requests_;
   SpscRing<dp::RingCompletion> completions_;
