@@ -12,7 +12,8 @@ Checks: every YAML and JSON file parses; the Kubernetes objects reference each
 other consistently (labels, port names, ConfigMap, kustomization); the ConfigMap
 carries deploy/container/tierkvd.toml; the PrometheusRule equals the alert rules;
 every tierkv_ metric named by the alerts and the dashboard is exported by the
-daemon (daemon/*.cc); the dashboard's variables are defined. Prints one line per
+daemon (daemon/*.cc); the dashboard's variables are defined; the README's engine
+examples are the code tests/integration/ops_readme_example_test.cc runs. Prints one line per
 problem and exits 1 if there is any.
 """
 import glob
@@ -256,6 +257,24 @@ def check_dashboard(root, exported, outdir):
     ok(f"dashboard: {len(exprs)} queries name exported metrics and defined variables")
 
 
+def check_readme_examples(root):
+    """The README's engine examples are the code tests/integration/ops_readme_example_test.cc runs."""
+    test_path = os.path.join(root, "tests/integration/ops_readme_example_test.cc")
+    try:
+        test = open(test_path).read()
+        readme = open(os.path.join(root, "README.md")).read()
+    except OSError as e:
+        problem(f"README examples: {e}")
+        return
+    for tag, fence in (("cpp", "```cpp\n"), ("c", "```c\n")):
+        m = re.search(rf"// README:{tag}:begin\n(.*?)// README:{tag}:end\n", test, re.S)
+        if not m:
+            problem(f"{os.path.relpath(test_path, root)}: no README:{tag} markers")
+        elif fence + m.group(1) + "```" not in readme:
+            problem(f"README.md: the {tag} example differs from {os.path.relpath(test_path, root)} (copy it over)")
+    ok("README engine examples match the code the integration test runs")
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[2] == "--write-prometheusrule":
         write_prometheusrule(sys.argv[1])
@@ -271,6 +290,7 @@ def main():
     rules = check_alerts(root, exported)
     check_k8s(root, docs, rules)
     check_dashboard(root, exported, outdir)
+    check_readme_examples(root)
     return 1 if PROBLEMS else 0
 
 

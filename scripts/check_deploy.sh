@@ -15,6 +15,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TIERKVD=${1:-}
+[[ -n $TIERKVD ]] && TIERKVD=$(realpath "$TIERKVD")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tierkv-check-deploy-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 failures=0
