@@ -43,14 +43,18 @@ class OpsStack {
   // Starts tierkvd (extra config `sections` besides [metrics]) and Prometheus, and
   // waits for the first scrape. Reports failures through gtest (check HasFatalFailure).
   void Start(const std::string& sections = "") {
-    metrics_port_ = FreeLoopbackPort();
-    ASSERT_GT(metrics_port_, 0);
-    target_ = "127.0.0.1:" + std::to_string(metrics_port_);
     std::filesystem::create_directories(dir_.Sub("daemon"));
     std::filesystem::create_directories(dir_.Sub("prometheus"));
-    daemon_ = std::make_unique<DaemonProcess>(TIERKVD_PATH, dir_.Sub("daemon"), "log_level = \"warning\"\n",
-                                              "[metrics]\nlisten = \"" + target_ + "\"\n" + sections);
-    ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
+    bool started = false;
+    for (int attempt = 0; attempt < 3 && !started; ++attempt) {  // the free port may be taken meanwhile
+      metrics_port_ = FreeLoopbackPort();
+      ASSERT_GT(metrics_port_, 0);
+      target_ = "127.0.0.1:" + std::to_string(metrics_port_);
+      daemon_ = std::make_unique<DaemonProcess>(TIERKVD_PATH, dir_.Sub("daemon"), "log_level = \"warning\"\n",
+                                                "[metrics]\nlisten = \"" + target_ + "\"\n" + sections);
+      started = daemon_->Start();
+    }
+    ASSERT_TRUE(started) << daemon_->Log();
     prom_ = std::make_unique<PrometheusProcess>(dir_.Sub("prometheus"), TIERKV_DEPLOY_DIR);
     ASSERT_TRUE(prom_->Configure(target_, kScrapeSeconds)) << prom_->error();
     ASSERT_TRUE(prom_->Start()) << prom_->error();
