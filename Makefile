@@ -33,3 +33,15 @@ test-asan: deps
 
 clean:
 	rm -rf build
+
+# Operations (docs/operations.md).
+#   make check-deploy   validate deploy/ (promtool, YAML/JSON, Kubernetes objects, systemd unit); also a ctest test
+#   make bench-report   run the benchmarks (< 15 min on 2 cores), plot them, regenerate BENCHMARKS.md
+.PHONY: check-deploy bench-report
+
+check-deploy: build
+	scripts/check_deploy.sh $(BUILD)/daemon/tierkvd
+
+bench-report: build
+	TIERKV_DEPS_EXTRA=1 ./deploy/install-deps.sh
+	scripts/bench_report.sh --build $(BUILD)

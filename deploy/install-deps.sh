@@ -12,10 +12,12 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
   curl
+  # Operations tests (make test): a real Prometheus + promtool, PyYAML for scripts/check_deploy.sh.
+  prometheus python3-yaml
 )
-# Extra packages for the benchmark report and the operations tests.
+# Extra packages for the benchmark report (make bench-report) and the Redis peer.
 if [[ "${TIERKV_DEPS_EXTRA:-0}" == 1 ]]; then
-  PKGS+=(redis-server libhiredis-dev prometheus python3-matplotlib)
+  PKGS+=(redis-server libhiredis-dev python3-matplotlib)
 fi
 
 missing=()

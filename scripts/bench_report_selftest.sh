@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Checks that the bench report renders whatever the benchmarks left (ctest
+# bench_report_render, label unit): a run that was skipped, one that failed, one
+# whose JSON has another shape, one that is fine. Needs python3; plots only when
+# matplotlib is installed (without it the report renders without plots).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tierkv-bench-report-test-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+PY=python3
+[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
+mkdir -p "$WORK/out"
+cat > "$WORK/out/runs.json" <<'JSON'
+{"machine": {"cpu": "test CPU", "cores": 2, "kernel": "6.1", "date": "2026-01-01 00:00 UTC", "commit": "abc"},
+ "total_seconds": 12.5,
+ "runs": [
+  {"key": "ring", "tag": "spin50", "name": "ring-spin50", "status": "ok", "command": "ring --json x", "seconds": 1.0},
+  {"key": "disk", "tag": "", "name": "disk", "status": "failed", "reason": "exit status 1 (see disk.log)", "command": "disk", "seconds": 2.0},
+  {"key": "kernels", "tag": "", "name": "kernels", "status": "ok", "command": "kernels", "seconds": 3.0},
+  {"key": "eval", "tag": "", "name": "eval", "status": "timed out", "reason": "stopped after 300 s"},
+  {"key": "store", "tag": "", "name": "store", "status": "skipped", "reason": "not built"}]}
+JSON
+cat > "$WORK/out/ring-spin50.json" <<'JSON'
+{"benchmark": "ring_round_trip", "iters": 1000, "spin_us": 50,
+ "results": {"shm ring no-op": {"p50_us": 2.5, "p90_us": 4.0, "p99_us": 60.0},
+             "control socket ping": {"p50_us": 15.0, "p90_us": 19.0, "p99_us": 30.0}}}
+JSON
+echo '{"rows": "another shape"}' > "$WORK/out/kernels.json"
+"$PY" "$ROOT/scripts/bench_report.py" --render-only --out "$WORK/out" --img "$WORK/img" --target "$WORK/B.md" > "$WORK/log" 2>&1 \
+  || { cat "$WORK/log"; echo "bench_report_selftest: rendering failed"; exit 1; }
+fail=0
+expect() { grep -qF -- "$1" "$WORK/B.md" || { echo "bench_report_selftest: missing: $1"; fail=1; }; }
+expect "| shm ring no-op | 50 µs | 2.50 | 4.00 | 60.00 |"
+expect "| shm ring round trip p50 (spin 50 µs) | 2.50 µs | ≤ 5 µs | met |"
+expect "| shm ring round trip p99 (spin 50 µs) | 60.00 µs | ≤ 50 µs | not met |"
+expect 'Not measured: `disk`: failed: exit status 1 (see disk.log)'
+expect 'Not measured: `eval`: timed out: stopped after 300 s'
+expect 'Not measured: `store`: skipped: not built'
+expect "| test CPU, 2 cores"
+if grep -q "@@" "$WORK/B.md"; then echo "bench_report_selftest: placeholders left"; fail=1; fi
+[[ $fail -eq 0 ]] && echo "bench_report_selftest: the report renders partial and broken results"
+exit $fail
