@@ -200,7 +200,7 @@ Status DataChannel::CloseSequence(uint64_t seq) {
 namespace {
 Result<uint32_t> PrefixCall(DataChannel& ch, dp::Op op, uint64_t seq, std::span<const int32_t> tokens) {
   if (tokens.size_bytes() > ch.staging().size()) return InvalidArgument("prefix: tokens do not fit the staging area");
-  std::memcpy(ch.staging().data(), tokens.data(), tokens.size_bytes());
+  if (!tokens.empty()) std::memcpy(ch.staging().data(), tokens.data(), tokens.size_bytes());
   dp::RingRequest req{};
   req.op = op;
   req.seq = seq;

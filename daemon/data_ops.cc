@@ -134,14 +134,14 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   if (latency_.select) latency_.select->Observe((t1 - t0) * 1e-9);
   if (latency_.acquire) latency_.acquire->Observe((t2 - t1) * 1e-9);
   if (latency_.total) latency_.total->Observe((t2 - t0) * 1e-9);
-  auto* table = reinterpret_cast<dp::BlockTableEntry*>(staging.data() + req.offset + qbytes);
+  uint8_t* table = staging.data() + req.offset + qbytes;  // may be unaligned: memcpy only
   const size_t n = std::min<size_t>(lease->blocks.size(), req.count);
   for (size_t i = 0; i < n; ++i) {
     dp::BlockTableEntry e{};
     e.block = lease->blocks[i].index;
     e.tier = lease->blocks[i].where == storage::Where::kGpu ? 0 : 1;
     e.offset = lease->blocks[i].offset;
-    std::memcpy(&table[i], &e, sizeof e);
+    std::memcpy(table + i * sizeof e, &e, sizeof e);
   }
   return Done(static_cast<uint32_t>(n), lease->id, lease->missing.size());
 }
@@ -167,7 +167,7 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
     return Fail(StatusCode::kInvalidArgument, Detail::kLength);
   }
   std::vector<int32_t> tokens(req.count);
-  std::memcpy(tokens.data(), staging.data() + req.offset, req.length);
+  if (req.length) std::memcpy(tokens.data(), staging.data() + req.offset, req.length);
   const std::vector<uint64_t> hashes = PrefixBlockHashes(tokens, bt);
   const uint32_t blocks = rt_->store().MatchPrefix(hashes);
   if (req.op == dp::Op::kLoadPrefix && blocks > 0) {
