@@ -16,6 +16,7 @@
 
 #include "index/eval_metrics.h"
 #include "index/exact_retriever.h"
+#include "index/retriever_factory.h"
 #include "index/synthetic.h"
 
 namespace tierkv::index {
@@ -26,8 +27,21 @@ struct RetrieverCase {
   std::function<std::unique_ptr<Retriever>()> make;
 };
 
+// A retriever made by its factory string (retriever_factory.h).
+std::function<std::unique_ptr<Retriever>()> FromSpec(const char* spec) {
+  return [spec] {
+    auto r = MakeRetriever(spec);
+    EXPECT_TRUE(r.ok()) << spec << ": " << r.status().ToString();
+    return r.ok() ? std::move(r).value() : nullptr;
+  };
+}
+
 const RetrieverCase kRetrievers[] = {
     {"exact", [] { return std::make_unique<ExactRetriever>(); }},
+    {"minmax", FromSpec("minmax")},
+    {"mean", FromSpec("mean")},
+    {"mean_r4_kcenter", FromSpec("mean:r=4")},
+    {"mean_r3_norm", FromSpec("mean:r=3,pick=norm")},
 };
 
 class RetrieverConformance : public ::testing::TestWithParam<RetrieverCase> {
@@ -62,6 +76,7 @@ Trace* RetrieverConformance::trace_ = nullptr;
 TEST_P(RetrieverConformance, ContractDeterminismAndNeverAboveTheOracle) {
   const TraceInfo& info = trace_->info;
   auto r = GetParam().make();
+  ASSERT_NE(r, nullptr);
   ExactRetriever oracle;
   for (uint32_t bt : {8u, 16u}) {
     for (uint32_t l = 0; l < info.num_layers; ++l) {
