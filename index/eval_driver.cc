@@ -18,11 +18,12 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 // Running sums for one budget.
 struct Accumulator {
   double visible = 0, selected = 0, topk = 0, mass = 0, min_mass = 1, min_head = 1, err = 0, max_err = 0, kl = 0,
-         bytes_sel = 0, bytes_ret = 0, layer_mass = 0;
+         bytes_sel = 0, bytes_ret = 0, layer_mass = 0, index_read = 0;
   uint64_t n = 0, layer_n = 0;
   std::vector<double> per_layer;
 
-  void Add(uint64_t visible_blocks, const SelectionMetrics& m) {
+  void Add(uint64_t visible_blocks, const SelectionMetrics& m, uint64_t index_bytes_read) {
+    index_read += static_cast<double>(index_bytes_read);
     visible += static_cast<double>(visible_blocks);
     selected += static_cast<double>(m.selected_blocks);
     topk += m.topk_recall;
@@ -59,6 +60,7 @@ struct Accumulator {
     b.kl_divergence = kl * k;
     b.bytes_selected = bytes_sel * k;
     b.bytes_retrieved = bytes_ret * k;
+    b.index_bytes_read = index_read * k;
     b.layer_mass_recall = per_layer;
     return b;
   }
@@ -94,6 +96,10 @@ Status EvalOptions::Validate(const TraceInfo& info) const {
   }
   if (step_stride == 0) return InvalidArgument("eval.step_stride must be >= 1");
   if (info.num_steps() == 0) return InvalidArgument("trace has no decode steps to evaluate");
+  if (calibration_steps >= info.num_steps()) {
+    return InvalidArgument("eval.calibration_steps " + std::to_string(calibration_steps) + " leaves none of the " +
+                           std::to_string(info.num_steps()) + " decode steps to score");
+  }
   for (uint32_t l : layers) {
     if (l >= info.num_layers) {
       return InvalidArgument("eval layer " + std::to_string(l) + " is not below the trace's " +
@@ -129,8 +135,10 @@ Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const Eval
   params.block_tokens = options.block_tokens;
   params.num_q_heads = info.num_q_heads;
   params.head_combine = options.head_combine;
+  params.prompt_tokens = info.step_positions[0];
 
   std::vector<Accumulator> acc(options.budgets.size());
+  std::vector<TriggerBank> triggers(options.budgets.size(), TriggerBank(options.trigger));
   TraceLayer layer;
   ExactAttention exact;
   std::vector<uint32_t> selected;
@@ -138,28 +146,43 @@ Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const Eval
     Status s = source->LoadLayer(l, &layer);
     if (!s.ok()) return s.WithContext("load layer " + std::to_string(l));
     const LayerKeys view = LayerKeysOf(info, layer);
+    params.query_sample = QuerySample();
+    if (options.calibration_steps > 0) {
+      params.query_sample.count = options.calibration_steps;
+      params.query_sample.q = layer.queries.data();
+      params.query_sample.q_pre = layer.queries_pre.empty() ? nullptr : layer.queries_pre.data();
+      params.query_sample.positions = info.step_positions.data();
+    }
     auto start = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(retriever->Build(view, params));
     report.build_seconds += SecondsSince(start);
     report.index_bytes += retriever->IndexBytes();
-    for (uint64_t step = 0; step < info.num_steps(); step += options.step_stride) {
+    report.off_memory_index_bytes += retriever->OffMemoryIndexBytes();
+    for (uint64_t step = options.calibration_steps; step < info.num_steps(); step += options.step_stride) {
       const QueryView query = StepQuery(info, layer, step);
       RETURN_IF_ERROR(ComputeExactAttention(view, query, &exact));
       const std::vector<uint32_t> kept =
           AlwaysKeptBlocks(query.position, options.block_tokens, options.sink_tokens, options.recent_tokens);
       const uint64_t visible = VisibleBlocks(query.position, options.block_tokens);
       for (size_t b = 0; b < options.budgets.size(); ++b) {
+        const uint64_t read_before = retriever->IndexBytesRead();
+        bool retrieved = false;
         start = std::chrono::steady_clock::now();
-        RETURN_IF_ERROR(retriever->Select(query, options.budgets[b].Resolve(visible), kept, &selected));
+        RETURN_IF_ERROR(triggers[b].Select(0, l, retriever, query, options.budgets[b].Resolve(visible), kept,
+                                           &selected, &retrieved));
         report.select_seconds += SecondsSince(start);
         SelectionMetrics m;
         RETURN_IF_ERROR(EvaluateSelection(view, query, exact, options.block_tokens, selected, kept, block_bytes, &m));
-        acc[b].Add(visible, m);
+        acc[b].Add(visible, m, retriever->IndexBytesRead() - read_before);
       }
     }
     for (Accumulator& a : acc) a.EndLayer();
   }
-  for (size_t b = 0; b < options.budgets.size(); ++b) report.budgets.push_back(acc[b].Finish(options.budgets[b]));
+  for (size_t b = 0; b < options.budgets.size(); ++b) {
+    report.budgets.push_back(acc[b].Finish(options.budgets[b]));
+    report.budgets.back().triggers_taken = triggers[b].stats().taken;
+    report.budgets.back().triggers_skipped = triggers[b].stats().skipped;
+  }
   return report;
 }
 
@@ -176,8 +199,11 @@ nlohmann::json EvalReportToJson(const EvalReport& r) {
                   {"head_combine", r.options.head_combine == HeadCombine::kSum ? "sum" : "max"},
                   {"kv_dtype", std::string(DTypeName(r.options.kv_dtype))},
                   {"step_stride", r.options.step_stride},
+                  {"calibration_steps", r.options.calibration_steps},
+                  {"trigger", r.options.trigger.ToString()},
                   {"layers", r.layers}};
   j["index_bytes"] = r.index_bytes;
+  j["off_memory_index_bytes"] = r.off_memory_index_bytes;
   j["build_seconds"] = r.build_seconds;
   j["select_seconds"] = r.select_seconds;
   j["budgets"] = nlohmann::json::array();
@@ -197,6 +223,9 @@ nlohmann::json EvalReportToJson(const EvalReport& r) {
                             {"kl_divergence", b.kl_divergence},
                             {"bytes_selected", b.bytes_selected},
                             {"bytes_retrieved", b.bytes_retrieved},
+                            {"index_bytes_read", b.index_bytes_read},
+                            {"triggers_taken", b.triggers_taken},
+                            {"triggers_skipped", b.triggers_skipped},
                             {"layer_mass_recall", b.layer_mass_recall}});
   }
   return j;
@@ -205,12 +234,12 @@ nlohmann::json EvalReportToJson(const EvalReport& r) {
 std::string FormatEvalTable(const std::vector<EvalReport>& reports) {
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof(line), "%-12s %-10s %9s %8s %8s %8s %8s %8s %8s %10s %12s\n", "retriever", "budget",
+  std::snprintf(line, sizeof(line), "%-24s %-8s %9s %8s %8s %8s %8s %8s %8s %10s %12s\n", "retriever", "budget",
                 "blocks", "topk_rec", "mass_rec", "mass_min", "out_err", "kl", "evals", "KiB/step", "index_KiB");
   out += line;
   for (const EvalReport& r : reports) {
     for (const BudgetMetrics& b : r.budgets) {
-      std::snprintf(line, sizeof(line), "%-12s %-10s %9.1f %8.4f %8.4f %8.4f %8.4f %8.4f %8llu %10.1f %12.1f\n",
+      std::snprintf(line, sizeof(line), "%-24s %-8s %9.1f %8.4f %8.4f %8.4f %8.4f %8.4f %8llu %10.1f %12.1f\n",
                     r.retriever.c_str(), b.budget.ToString().c_str(), b.selected_blocks, b.topk_recall,
                     b.mass_recall, b.min_mass_recall, b.output_rel_error, b.kl_divergence,
                     static_cast<unsigned long long>(b.evaluations), b.bytes_retrieved / 1024.0,

@@ -79,11 +79,12 @@ class Retriever {
   Status Select(const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
                 std::vector<uint32_t>* selected);
 
- protected:
-  // The view and params of the last successful Build.
+  // The view and params of the last successful Build (query_sample is not
+  // valid after Build returns).
   const LayerKeys& layer() const { return layer_; }
   const RetrieverParams& params() const { return params_; }
 
+ protected:
   // REQUIRES (checked by Build): layer.Validate() OK, params valid for it.
   virtual Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) = 0;
   // REQUIRES (checked by Select): the query fits; always_kept valid;

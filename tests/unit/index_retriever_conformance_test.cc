@@ -42,6 +42,8 @@ const RetrieverCase kRetrievers[] = {
     {"mean", FromSpec("mean")},
     {"mean_r4_kcenter", FromSpec("mean:r=4")},
     {"mean_r3_norm", FromSpec("mean:r=3,pick=norm")},
+    {"sentence", FromSpec("sentence")},
+    {"sentence_fixed", FromSpec("sentence:bounds=fixed,len=10")},
 };
 
 class RetrieverConformance : public ::testing::TestWithParam<RetrieverCase> {
