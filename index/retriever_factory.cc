@@ -1,5 +1,6 @@
 #include "index/retriever_factory.h"
 
+#include "index/cluster_retriever.h"
 #include "index/exact_retriever.h"
 #include "index/sentence_retriever.h"
 #include "index/spec.h"
@@ -25,6 +26,19 @@ Result<std::unique_ptr<Retriever>> MakeSentence(ParsedSpec* s) {
   return std::unique_ptr<Retriever>(new SentenceRetriever(len, bounds == "fixed"));
 }
 
+Result<std::unique_ptr<Retriever>> MakeCluster(ParsedSpec* s) {
+  ClusterOptions o;
+  std::string map;
+  RETURN_IF_ERROR(s->GetUint32("size", 64, 1, 1u << 20, &o.size));
+  RETURN_IF_ERROR(s->GetUint32("k", 0, 0, 1u << 24, &o.k));
+  RETURN_IF_ERROR(s->GetUint32("seg", 32, 1, 1u << 20, &o.seg));
+  RETURN_IF_ERROR(s->GetUint32("iters", 10, 1, 100, &o.iters));
+  RETURN_IF_ERROR(s->GetUint32("train", 32, 4, 4096, &o.train));
+  RETURN_IF_ERROR(s->GetWord("map", "mass", {"mass", "max"}, &map));
+  o.mass = map == "mass";
+  return std::unique_ptr<Retriever>(new ClusterRetriever(o));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view text) {
@@ -39,6 +53,8 @@ Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view text) {
     ASSIGN_OR_RETURN(r, MakeMean(&s));
   } else if (s.name() == "sentence") {
     ASSIGN_OR_RETURN(r, MakeSentence(&s));
+  } else if (s.name() == "cluster") {
+    ASSIGN_OR_RETURN(r, MakeCluster(&s));
   } else {
     return InvalidArgument("unknown retriever '" + s.name() + "' in spec '" + s.text() + "'; known: " +
                            "exact, minmax, mean, sentence, cluster, vq, spann");
@@ -53,7 +69,10 @@ std::string RetrieverSpecHelp() {
          "  mean[:r=1,pick=kcenter]     max over R representatives per block (rep 1 = mean key;\n"
          "                              others: kcenter = farthest-point keys, norm = largest-norm keys)\n"
          "  sentence[:bounds=given,len=24]  max over sentence mean keys touching a block (given boundaries;\n"
-         "                              spans of len tokens when the trace has none or bounds=fixed)\n";
+         "                              spans of len tokens when the trace has none or bounds=fixed)\n"
+         "  cluster[:size=64,k=0,seg=32,iters=10,train=32,map=mass]  FAISS k-means of the prompt's keys\n"
+         "                              (k = prompt/size per KV head) + segments of seg generated tokens;\n"
+         "                              block score from its tokens' units (mass: log-sum-exp, max)\n";
 }
 
 }  // namespace tierkv::index

@@ -19,6 +19,7 @@ constexpr uint64_t kQueryHeadStream = 3000;   // + q head
 constexpr uint64_t kQuerySharedStream = 5000;
 constexpr uint64_t kTokenStream = 6000;       // + kv head
 constexpr uint64_t kNeedleDirStream = 8000;   // + needle index
+constexpr uint64_t kSalienceStream = 9000;    // layer 0 only: the text's own salience
 
 Status CheckFloat(const char* name, float v, float lo, float hi) {
   if (!(v >= lo && v <= hi)) {
@@ -94,6 +95,7 @@ Status SyntheticParams::Validate() const {
   RETURN_IF_ERROR(CheckFloat("sentence_salience", sentence_salience, 0.f, 4.f));
   RETURN_IF_ERROR(CheckFloat("token_salience", token_salience, 0.f, 4.f));
   RETURN_IF_ERROR(CheckFloat("max_salience", max_salience, 0.f, 1e3f));
+  RETURN_IF_ERROR(CheckFloat("salience_sharing", salience_sharing, 0.f, 1.f));
   RETURN_IF_ERROR(CheckFloat("query_offset", query_offset, 0.f, 1e3f));
   RETURN_IF_ERROR(CheckFloat("query_noise", query_noise, 0.f, 1e3f));
   RETURN_IF_ERROR(CheckFloat("topic_focus", topic_focus, 0.f, 1e3f));
@@ -325,8 +327,16 @@ void SyntheticGenerator::GenerateKeysAndValues(uint32_t layer, uint32_t kv_head,
   Rng rng(Rng::Derive(p.seed, layer, kTokenStream + kv_head));
   RopeAngles rope(d, p.rope_theta);
   std::vector<float> sentence_dir(d);
-  // Log-normal with mean 1: exp(sigma * N(0,1) - sigma^2 / 2).
-  auto lognormal = [&rng](float sigma) { return std::exp(sigma * rng.Normal() - 0.5 * double(sigma) * sigma); };
+  // The salience stream of the text (the same draws for every layer and head).
+  Rng text_rng(Rng::Derive(p.seed, 0, kSalienceStream));
+  const double shared_w = std::sqrt(double(p.salience_sharing)), own_w = std::sqrt(1.0 - p.salience_sharing);
+  // Log-normal with mean 1: exp(sigma * z - sigma^2 / 2), z ~ N(0,1) mixing the
+  // head's own draw and the text's (salience_sharing); sharing 0 draws no text z.
+  auto lognormal = [&](float sigma) {
+    const double own = rng.Normal();
+    const double z = p.salience_sharing > 0.f ? shared_w * text_rng.Normal() + own_w * own : own;
+    return std::exp(sigma * z - 0.5 * double(sigma) * sigma);
+  };
   double sentence_salience = 1.0;
   size_t next_sentence = 0, segment = 0;
   for (uint64_t t = 0; t < T; ++t) {

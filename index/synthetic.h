@@ -96,6 +96,9 @@ struct SyntheticParams {
   float sentence_salience = 1.0f;
   float token_salience = 0.3f;
   float max_salience = 4.0f;
+  // In [0, 1]: share of the log-salience that belongs to the text (the same
+  // draws for every KV head and layer) rather than to the head. Default: 0
+  float salience_sharing = 0.0f;
 
   // Queries.
   float query_offset = 1.0f;          // weight of the per-head query offset. Default: 1

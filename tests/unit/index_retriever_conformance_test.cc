@@ -16,6 +16,7 @@
 
 #include "index/eval_metrics.h"
 #include "index/exact_retriever.h"
+#include "index/faiss_util.h"
 #include "index/retriever_factory.h"
 #include "index/synthetic.h"
 
@@ -44,11 +45,14 @@ const RetrieverCase kRetrievers[] = {
     {"mean_r3_norm", FromSpec("mean:r=3,pick=norm")},
     {"sentence", FromSpec("sentence")},
     {"sentence_fixed", FromSpec("sentence:bounds=fixed,len=10")},
+    {"cluster_mass", FromSpec("cluster:size=32,seg=16")},
+    {"cluster_max", FromSpec("cluster:k=20,seg=40,map=max")},
 };
 
 class RetrieverConformance : public ::testing::TestWithParam<RetrieverCase> {
  protected:
   static void SetUpTestSuite() {
+    SetFaissThreads(1);
     SyntheticParams p;
     p.num_tokens = 1600;
     p.num_steps = 8;
@@ -69,6 +73,7 @@ class RetrieverConformance : public ::testing::TestWithParam<RetrieverCase> {
     RetrieverParams rp;
     rp.block_tokens = bt;
     rp.num_q_heads = trace_->info.num_q_heads;
+    rp.prompt_tokens = trace_->info.num_tokens - 200;  // the last 200 tokens count as generated
     return rp;
   }
   static Trace* trace_;
