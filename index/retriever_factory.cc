@@ -5,6 +5,7 @@
 #include "index/sentence_retriever.h"
 #include "index/spec.h"
 #include "index/summary_retrievers.h"
+#include "index/vq_retriever.h"
 
 namespace tierkv::index {
 namespace {
@@ -39,6 +40,24 @@ Result<std::unique_ptr<Retriever>> MakeCluster(ParsedSpec* s) {
   return std::unique_ptr<Retriever>(new ClusterRetriever(o));
 }
 
+Result<std::unique_ptr<Retriever>> MakeVq(ParsedSpec* s) {
+  VqOptions o;
+  std::string rope, qa, reduce;
+  RETURN_IF_ERROR(s->GetUint32("m", 0, 0, 1024, &o.m));
+  RETURN_IF_ERROR(s->GetUint32("bits", 8, 1, 8, &o.bits));
+  RETURN_IF_ERROR(s->GetWord("rope", "window", {"window", "post"}, &rope));
+  RETURN_IF_ERROR(s->GetUint("w", 1024, 0, 1u << 30, &o.w));
+  RETURN_IF_ERROR(s->GetWord("qa", "auto", {"auto", "off"}, &qa));
+  RETURN_IF_ERROR(s->GetDouble("shrink", 0.1, 0.0, 1.0, &o.shrink));
+  RETURN_IF_ERROR(s->GetUint32("train", 4096, 256, 1u << 24, &o.train));
+  RETURN_IF_ERROR(s->GetUint32("iters", 8, 1, 100, &o.iters));
+  RETURN_IF_ERROR(s->GetWord("reduce", "lse", {"lse", "max"}, &reduce));
+  o.window = rope == "window";
+  o.query_aware = qa == "auto";
+  o.lse = reduce == "lse";
+  return std::unique_ptr<Retriever>(new VqRetriever(o));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view text) {
@@ -55,6 +74,8 @@ Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view text) {
     ASSIGN_OR_RETURN(r, MakeSentence(&s));
   } else if (s.name() == "cluster") {
     ASSIGN_OR_RETURN(r, MakeCluster(&s));
+  } else if (s.name() == "vq") {
+    ASSIGN_OR_RETURN(r, MakeVq(&s));
   } else {
     return InvalidArgument("unknown retriever '" + s.name() + "' in spec '" + s.text() + "'; known: " +
                            "exact, minmax, mean, sentence, cluster, vq, spann");
@@ -72,7 +93,10 @@ std::string RetrieverSpecHelp() {
          "                              spans of len tokens when the trace has none or bounds=fixed)\n"
          "  cluster[:size=64,k=0,seg=32,iters=10,train=32,map=mass]  FAISS k-means of the prompt's keys\n"
          "                              (k = prompt/size per KV head) + segments of seg generated tokens;\n"
-         "                              block score from its tokens' units (mass: log-sum-exp, max)\n";
+         "                              block score from its tokens' units (mass: log-sum-exp, max)\n"
+         "  vq[:m=d/8,bits=8,rope=window,w=1024,qa=auto,shrink=0.1,train=4096,iters=8,reduce=lse]\n"
+         "                              per-token PQ codes (FAISS), query-aware codebooks from the query\n"
+         "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post\n";
 }
 
 }  // namespace tierkv::index

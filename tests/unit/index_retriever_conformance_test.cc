@@ -9,6 +9,8 @@
 //     retriever over the oracle;
 //   - a full budget selects every visible block; rebuilding on another layer works;
 //   - Build reports a non-zero IndexBytes.
+// Build sees the trace's first 200 tokens as generated (prompt_tokens) and the
+// queries of the first two steps as a query sample.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -47,6 +49,8 @@ const RetrieverCase kRetrievers[] = {
     {"sentence_fixed", FromSpec("sentence:bounds=fixed,len=10")},
     {"cluster_mass", FromSpec("cluster:size=32,seg=16")},
     {"cluster_max", FromSpec("cluster:k=20,seg=40,map=max")},
+    {"vq_window", FromSpec("vq:m=8,train=512,iters=4")},
+    {"vq_post_4bit_max", FromSpec("vq:m=16,bits=4,rope=post,train=512,iters=4,reduce=max")},
 };
 
 class RetrieverConformance : public ::testing::TestWithParam<RetrieverCase> {
@@ -88,7 +92,13 @@ TEST_P(RetrieverConformance, ContractDeterminismAndNeverAboveTheOracle) {
   for (uint32_t bt : {8u, 16u}) {
     for (uint32_t l = 0; l < info.num_layers; ++l) {
       const LayerKeys view = LayerKeysOf(info, trace_->layers[l]);
-      ASSERT_TRUE(r->Build(view, Params(bt)).ok()) << GetParam().name;
+      RetrieverParams rp = Params(bt);
+      // The first two steps' queries as the sample query-aware retrievers learn from.
+      rp.query_sample.count = 2;
+      rp.query_sample.q = trace_->layers[l].queries.data();
+      rp.query_sample.q_pre = trace_->layers[l].queries_pre.data();
+      rp.query_sample.positions = info.step_positions.data();
+      ASSERT_TRUE(r->Build(view, rp).ok()) << GetParam().name;
       ASSERT_TRUE(oracle.Build(view, Params(bt)).ok());
       EXPECT_GT(r->IndexBytes(), 0u);
       for (uint64_t step = 0; step < info.num_steps(); step += 3) {
