@@ -3,6 +3,7 @@
 #include "index/cluster_retriever.h"
 #include "index/exact_retriever.h"
 #include "index/sentence_retriever.h"
+#include "index/spann_retriever.h"
 #include "index/spec.h"
 #include "index/summary_retrievers.h"
 #include "index/vq_retriever.h"
@@ -58,6 +59,26 @@ Result<std::unique_ptr<Retriever>> MakeVq(ParsedSpec* s) {
   return std::unique_ptr<Retriever>(new VqRetriever(o));
 }
 
+Result<std::unique_ptr<Retriever>> MakeSpann(ParsedSpec* s) {
+  SpannOptions o;
+  std::string store, dir;
+  uint32_t uring = 1;
+  RETURN_IF_ERROR(s->GetUint32("size", 16, 1, 1u << 16, &o.size));
+  RETURN_IF_ERROR(s->GetDouble("eps", 0.1, 0.0, 10.0, &o.eps));
+  RETURN_IF_ERROR(s->GetUint32("replicas", 4, 1, 8, &o.replicas));
+  RETURN_IF_ERROR(s->GetDouble("balance", 1.0, 0.0, 100.0, &o.balance));
+  RETURN_IF_ERROR(s->GetUint32("rounds", 2, 0, 10, &o.rounds));
+  RETURN_IF_ERROR(s->GetDouble("eps2", 0.2, 0.0, 100.0, &o.eps2));
+  RETURN_IF_ERROR(s->GetUint32("maxprobe", 64, 1, 1u << 16, &o.maxprobe));
+  RETURN_IF_ERROR(s->GetUint32("iters", 10, 1, 100, &o.iters));
+  RETURN_IF_ERROR(s->GetWord("store", "memory", {"memory", "file"}, &store));
+  RETURN_IF_ERROR(s->GetString("dir", "/tmp", &o.dir));
+  RETURN_IF_ERROR(s->GetUint32("uring", 1, 0, 1, &uring));
+  o.file = store == "file";
+  o.uring = uring == 1;
+  return std::unique_ptr<Retriever>(new SpannRetriever(o));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view text) {
@@ -76,6 +97,8 @@ Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view text) {
     ASSIGN_OR_RETURN(r, MakeCluster(&s));
   } else if (s.name() == "vq") {
     ASSIGN_OR_RETURN(r, MakeVq(&s));
+  } else if (s.name() == "spann") {
+    ASSIGN_OR_RETURN(r, MakeSpann(&s));
   } else {
     return InvalidArgument("unknown retriever '" + s.name() + "' in spec '" + s.text() + "'; known: " +
                            "exact, minmax, mean, sentence, cluster, vq, spann");
@@ -96,7 +119,11 @@ std::string RetrieverSpecHelp() {
          "                              block score from its tokens' units (mass: log-sum-exp, max)\n"
          "  vq[:m=d/8,bits=8,rope=window,w=1024,qa=auto,shrink=0.1,train=4096,iters=8,reduce=lse]\n"
          "                              per-token PQ codes (FAISS), query-aware codebooks from the query\n"
-         "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post\n";
+         "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post\n"
+         "  spann[:size=16,eps=0.1,replicas=4,balance=1,rounds=2,eps2=0.2,maxprobe=64,iters=10,\n"
+         "        store=memory|file,dir=/tmp,uring=1]\n"
+         "                              balanced clusters of block mean keys, centroids in FAISS,\n"
+         "                              postings in a store read in one batch per step\n";
 }
 
 }  // namespace tierkv::index

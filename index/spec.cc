@@ -107,6 +107,13 @@ Status ParsedSpec::GetWord(const std::string& key, const std::string& def,
   return Bad(key, "must be one of " + list + ", got '" + v + "'");
 }
 
+Status ParsedSpec::GetString(const std::string& key, const std::string& def, std::string* out) {
+  used_.insert(key);
+  auto it = args_.find(key);
+  *out = it == args_.end() ? def : it->second;
+  return OkStatus();
+}
+
 Status ParsedSpec::CheckAllUsed() const {
   for (const auto& [key, value] : args_) {
     if (!used_.count(key)) return InvalidArgument("spec '" + text_ + "': unknown key '" + key + "'");

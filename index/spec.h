@@ -32,6 +32,8 @@ class ParsedSpec {
   // kInvalidArgument unless the value (or `def`) is one of `allowed`.
   Status GetWord(const std::string& key, const std::string& def, std::initializer_list<std::string_view> allowed,
                  std::string* out);
+  // Any non-empty value (a path); `def` when absent.
+  Status GetString(const std::string& key, const std::string& def, std::string* out);
   // kInvalidArgument naming the first key no Get* call asked for.
   Status CheckAllUsed() const;
 

@@ -9,7 +9,7 @@
 //     retriever over the oracle;
 //   - a full budget selects every visible block; rebuilding on another layer works;
 //   - Build reports a non-zero IndexBytes.
-// Build sees the trace's first 200 tokens as generated (prompt_tokens) and the
+// Build sees the trace's last 200 tokens as generated (prompt_tokens) and the
 // queries of the first two steps as a query sample.
 #include <gtest/gtest.h>
 
@@ -51,6 +51,9 @@ const RetrieverCase kRetrievers[] = {
     {"cluster_max", FromSpec("cluster:k=20,seg=40,map=max")},
     {"vq_window", FromSpec("vq:m=8,train=512,iters=4")},
     {"vq_post_4bit_max", FromSpec("vq:m=16,bits=4,rope=post,train=512,iters=4,reduce=max")},
+    {"spann_memory", FromSpec("spann:size=8")},
+    {"spann_file_uring", FromSpec("spann:size=4,eps2=0,maxprobe=4,store=file")},
+    {"spann_file_pread", FromSpec("spann:size=16,rounds=0,replicas=1,store=file,uring=0")},
 };
 
 class RetrieverConformance : public ::testing::TestWithParam<RetrieverCase> {
