@@ -10,6 +10,19 @@
 
 namespace tierkv::index {
 
+namespace {
+
+double Dist2(const float* a, const float* b, uint32_t d) {
+  double s = 0.0;
+  for (uint32_t c = 0; c < d; ++c) {
+    const double x = double(a[c]) - b[c];
+    s += x * x;
+  }
+  return s;
+}
+
+}  // namespace
+
 float SoftmaxScale(uint32_t head_dim) { return 1.f / std::sqrt(static_cast<float>(head_dim)); }
 
 Status BuildBlockSummaries(const LayerKeys& layer, uint32_t block_tokens, bool want_minmax, bool want_mean,
@@ -130,6 +143,38 @@ void MeanKey(const LayerKeys& layer, uint32_t kv_head, uint64_t begin, uint64_t 
   }
   const double inv = 1.0 / static_cast<double>(end - begin);
   for (uint32_t c = 0; c < D; ++c) out[c] = static_cast<float>(acc[c] * inv);
+}
+
+void PickRepresentatives(const LayerKeys& layer, uint32_t g, uint64_t begin, uint64_t end, const float* mean,
+                         uint32_t num_reps, RepPick pick, float* reps) {
+  const uint32_t D = layer.head_dim;
+  std::copy_n(mean, D, reps);
+  if (num_reps == 1) return;
+  const uint64_t n = end - begin;
+  std::vector<uint64_t> chosen;
+  if (pick == RepPick::kNorm) {
+    std::vector<std::pair<double, uint64_t>> by_norm;  // (-|k|^2, t): largest norm first, then earliest
+    const std::vector<float> zero(D, 0.f);
+    for (uint64_t t = begin; t < end; ++t) by_norm.push_back({-Dist2(layer.Key(g, t), zero.data(), D), t});
+    std::sort(by_norm.begin(), by_norm.end());
+    for (uint32_t i = 0; i + 1 < num_reps && i < n; ++i) chosen.push_back(by_norm[i].second);
+  } else {
+    // Greedy k-center seeded by the mean: min_d[t] = distance of key t to the
+    // nearest representative so far.
+    std::vector<double> min_d(n);
+    for (uint64_t i = 0; i < n; ++i) min_d[i] = Dist2(layer.Key(g, begin + i), mean, D);
+    for (uint32_t r = 1; r < num_reps; ++r) {
+      const uint64_t far = std::max_element(min_d.begin(), min_d.end()) - min_d.begin();
+      if (min_d[far] <= 0.0) break;  // every key already represented exactly
+      chosen.push_back(begin + far);
+      const float* kf = layer.Key(g, begin + far);
+      for (uint64_t i = 0; i < n; ++i) min_d[i] = std::min(min_d[i], Dist2(layer.Key(g, begin + i), kf, D));
+    }
+  }
+  for (uint32_t r = 1; r < num_reps; ++r) {
+    const float* src = chosen.empty() ? mean : layer.Key(g, chosen[std::min<size_t>(r - 1, chosen.size() - 1)]);
+    std::copy_n(src, D, reps + size_t{r} * D);
+  }
 }
 
 }  // namespace tierkv::index

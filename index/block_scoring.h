@@ -61,4 +61,14 @@ float SoftmaxScale(uint32_t head_dim);
 // REQUIRES: begin < end <= layer.num_tokens.
 void MeanKey(const LayerKeys& layer, uint32_t kv_head, uint64_t begin, uint64_t end, float* out);
 
+// Representative keys of tokens [begin, end) of one KV head into reps
+// [num_reps][head_dim]: row 0 is `mean` (the span's mean key); rows 1.. are keys
+// of the span picked by greedy farthest point from the rows chosen so far
+// (kcenter: an outlier key gets its own row) or by largest L2 norm (norm).
+// Spans with fewer distinct keys repeat their last row.
+// REQUIRES: begin < end <= layer.num_tokens, num_reps >= 1.
+enum class RepPick : uint8_t { kKCenter, kNorm };
+void PickRepresentatives(const LayerKeys& layer, uint32_t kv_head, uint64_t begin, uint64_t end, const float* mean,
+                         uint32_t num_reps, RepPick pick, float* reps);
+
 }  // namespace tierkv::index

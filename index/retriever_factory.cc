@@ -63,6 +63,7 @@ Result<std::unique_ptr<Retriever>> MakeSpann(ParsedSpec* s) {
   SpannOptions o;
   std::string store, dir;
   uint32_t uring = 1;
+  RETURN_IF_ERROR(s->GetUint32("r", 2, 1, 16, &o.r));
   RETURN_IF_ERROR(s->GetUint32("size", 16, 1, 1u << 16, &o.size));
   RETURN_IF_ERROR(s->GetDouble("eps", 0.1, 0.0, 10.0, &o.eps));
   RETURN_IF_ERROR(s->GetUint32("replicas", 4, 1, 8, &o.replicas));
@@ -120,9 +121,10 @@ std::string RetrieverSpecHelp() {
          "  vq[:m=d/8,bits=8,rope=window,w=1024,qa=auto,shrink=0.1,train=4096,iters=8,reduce=lse]\n"
          "                              per-token PQ codes (FAISS), query-aware codebooks from the query\n"
          "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post\n"
-         "  spann[:size=16,eps=0.1,replicas=4,balance=1,rounds=2,eps2=0.2,maxprobe=64,iters=10,\n"
+         "  spann[:r=2,size=16,eps=0.1,replicas=4,balance=1,rounds=2,eps2=0.2,maxprobe=64,iters=10,\n"
          "        store=memory|file,dir=/tmp,uring=1]\n"
-         "                              balanced clusters of block mean keys, centroids in FAISS,\n"
+         "                              balanced clusters of block summaries (mean + r-1 representative\n"
+         "                              keys), centroids in FAISS,\n"
          "                              postings in a store read in one batch per step\n";
 }
 

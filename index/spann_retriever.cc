@@ -61,7 +61,7 @@ SpannRetriever::~SpannRetriever() = default;
 
 std::string SpannRetriever::Name() const {
   char buf[128];
-  std::snprintf(buf, sizeof(buf), "spann:size=%u,eps=%g,eps2=%g%s", opt_.size, opt_.eps, opt_.eps2,
+  std::snprintf(buf, sizeof(buf), "spann:r=%u,size=%u,eps=%g,eps2=%g%s", opt_.r, opt_.size, opt_.eps, opt_.eps2,
                 opt_.file ? (opt_.uring ? ",store=file" : ",store=file,uring=0") : "");
   return buf;
 }
@@ -132,7 +132,7 @@ Status SpannRetriever::BuildHead(const float* x, uint64_t n, uint32_t d, uint32_
   for (uint32_t c = 0; c < k_; ++c) {
     std::sort(members[c].begin(), members[c].end());
     std::vector<uint8_t>& p = (*postings)[size_t{g} * k_ + c];
-    for (uint32_t b : members[c]) AppendEntry(b, x + uint64_t{b} * d, d, &p);
+    for (uint32_t i : members[c]) AppendEntry(i / opt_.r, x + uint64_t{i} * d, d, &p);
     head.entries[c] = static_cast<uint32_t>(members[c].size());
     double n2 = 0.0;
     for (uint32_t i = 0; i < d; ++i) n2 += double(head.centroids[size_t{c} * d + i]) * head.centroids[size_t{c} * d + i];
@@ -151,7 +151,8 @@ Status SpannRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& 
   const uint32_t d = layer.head_dim, KV = layer.num_kv_heads;
   BlockSummaries s;
   RETURN_IF_ERROR(BuildBlockSummaries(layer, params.block_tokens, /*want_minmax=*/false, /*want_mean=*/true, &s));
-  const uint64_t n = s.num_blocks;
+  const uint64_t blocks = s.num_blocks, R = opt_.r, n = blocks * R;
+  if (n > UINT32_MAX) return InvalidArgument("spann: too many vectors per KV head");
   k_ = static_cast<uint32_t>(std::clamp<uint64_t>((n + opt_.size - 1) / opt_.size, 1, n));
   if (opt_.file) {
     FilePostingStoreOptions fo;
@@ -167,7 +168,12 @@ Status SpannRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& 
   std::vector<std::vector<uint8_t>> postings(size_t{KV} * k_);
   std::vector<float> x(n * d);
   for (uint32_t g = 0; g < KV; ++g) {
-    for (uint64_t b = 0; b < n; ++b) std::copy_n(s.mean.data() + (b * KV + g) * d, d, x.data() + b * d);
+    // Vector b * R + j: representative j of block b (j = 0: the mean key).
+    for (uint64_t b = 0; b < blocks; ++b) {
+      const uint64_t begin = b * params.block_tokens, end = std::min(layer.num_tokens, begin + params.block_tokens);
+      PickRepresentatives(layer, g, begin, end, s.mean.data() + (b * KV + g) * d, opt_.r, RepPick::kKCenter,
+                          x.data() + b * R * d);
+    }
     heads_.push_back(std::make_unique<Head>(d));
     RETURN_IF_ERROR(BuildHead(x.data(), n, d, g, &postings));
   }

@@ -1,7 +1,9 @@
 // SpannRetriever ("spann", SPANN): for contexts whose block summaries exceed
-// memory. The vectors are the blocks' mean keys (one per block and KV head);
+// memory. The vectors are the blocks' summaries: per block and KV head its mean
+// key and r - 1 farthest-point representative keys (PickRepresentatives, as
+// "mean:r=R");
 // per KV head they are clustered, the centroids stay in memory in a FAISS
-// IndexFlatIP, and each cluster's posting list (block ids + the mean keys, f16)
+// IndexFlatIP, and each cluster's posting list (block ids + the vectors, f16)
 // goes to a PostingStore (posting_store.h: memory, or a file read with io_uring).
 //
 // Build, per KV head (n = blocks, k = ceil(n / size) clusters):
@@ -19,12 +21,13 @@
 // clusters with dist(q, c) <= (1 + eps2) dist(q, c_best), at least until the
 // probed postings hold as many entries as the step retrieves blocks, at most
 // maxprobe. Postings probed by any head of the layer are read in one batch; a
-// block's per-head score is the largest q . mean key among the fetched entries
+// block's per-head score is the largest q . v among the fetched entries
 // of its KV group (blocks fetched by no head get no mass), then heads combine
 // per RetrieverParams::head_combine.
 //
 // Keys:
-//   size      mean blocks per cluster, in [1, 2^16]. Default: 16
+//   r         vectors per block (1: the mean key only), in [1, 16]. Default: 2
+//   size      mean vectors per cluster, in [1, 2^16]. Default: 16
 //   eps       closure epsilon, in [0, 10]. Default: 0.1
 //   replicas  most clusters a vector joins, in [1, 8]. Default: 4
 //   balance   size penalty, in [0, 100]. Default: 1
@@ -51,6 +54,7 @@
 namespace tierkv::index {
 
 struct SpannOptions {
+  uint32_t r = 2;
   uint32_t size = 16;
   double eps = 0.1;
   uint32_t replicas = 4;

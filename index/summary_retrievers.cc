@@ -14,15 +14,6 @@ kernels::HeadCombine KernelCombine(HeadCombine c) {
   return c == HeadCombine::kMax ? kernels::HeadCombine::kMax : kernels::HeadCombine::kSoftmaxSum;
 }
 
-double Dist2(const float* a, const float* b, uint32_t d) {
-  double s = 0.0;
-  for (uint32_t c = 0; c < d; ++c) {
-    const double x = double(a[c]) - b[c];
-    s += x * x;
-  }
-  return s;
-}
-
 }  // namespace
 
 Status MinMaxRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& params) {
@@ -54,38 +45,6 @@ std::string MeanRetriever::Name() const {
   return "mean:r=" + std::to_string(reps_) + (pick_ == Pick::kNorm ? ",pick=norm" : "");
 }
 
-void MeanRetriever::PickReps(const LayerKeys& layer, uint32_t g, uint64_t begin, uint64_t end, const float* mean,
-                             float* reps) const {
-  const uint32_t D = layer.head_dim;
-  std::copy_n(mean, D, reps);
-  if (reps_ == 1) return;
-  const uint64_t n = end - begin;
-  std::vector<uint64_t> chosen;
-  if (pick_ == Pick::kNorm) {
-    std::vector<std::pair<double, uint64_t>> by_norm;  // (-|k|^2, t): largest norm first, then earliest
-    const std::vector<float> zero(D, 0.f);
-    for (uint64_t t = begin; t < end; ++t) by_norm.push_back({-Dist2(layer.Key(g, t), zero.data(), D), t});
-    std::sort(by_norm.begin(), by_norm.end());
-    for (uint32_t i = 0; i + 1 < reps_ && i < n; ++i) chosen.push_back(by_norm[i].second);
-  } else {
-    // Greedy k-center seeded by the mean: min_d[t] = distance of key t to the
-    // nearest representative so far.
-    std::vector<double> min_d(n);
-    for (uint64_t i = 0; i < n; ++i) min_d[i] = Dist2(layer.Key(g, begin + i), mean, D);
-    for (uint32_t r = 1; r < reps_; ++r) {
-      const uint64_t far = std::max_element(min_d.begin(), min_d.end()) - min_d.begin();
-      if (min_d[far] <= 0.0) break;  // every key already represented exactly
-      chosen.push_back(begin + far);
-      const float* kf = layer.Key(g, begin + far);
-      for (uint64_t i = 0; i < n; ++i) min_d[i] = std::min(min_d[i], Dist2(layer.Key(g, begin + i), kf, D));
-    }
-  }
-  for (uint32_t r = 1; r < reps_; ++r) {
-    const float* src = chosen.empty() ? mean : layer.Key(g, chosen[std::min<size_t>(r - 1, chosen.size() - 1)]);
-    std::copy_n(src, D, reps + size_t{r} * D);
-  }
-}
-
 Status MeanRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& params) {
   BlockSummaries s;
   RETURN_IF_ERROR(BuildBlockSummaries(layer, params.block_tokens, /*want_minmax=*/false, /*want_mean=*/true, &s));
@@ -103,7 +62,8 @@ Status MeanRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& p
   for (uint64_t b = 0; b < num_blocks_; ++b) {
     const uint64_t begin = b * params.block_tokens, end = std::min(layer.num_tokens, begin + params.block_tokens);
     for (uint32_t g = 0; g < KV; ++g) {
-      PickReps(layer, g, begin, end, s.mean.data() + (b * KV + g) * D, reps.data());
+      PickRepresentatives(layer, g, begin, end, s.mean.data() + (b * KV + g) * D, R,
+                          pick_ == Pick::kNorm ? RepPick::kNorm : RepPick::kKCenter, reps.data());
       for (uint64_t r = 0; r < R; ++r) std::copy_n(reps.data() + r * D, D, reps_vec_.data() + ((b * R + r) * KV + g) * D);
     }
   }

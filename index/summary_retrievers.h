@@ -62,10 +62,6 @@ class MeanRetriever final : public Retriever {
                     std::vector<uint32_t>* selected) override;
 
  private:
-  // Fills reps [reps_][head_dim] of block b, KV head g (row 0 is the mean key).
-  void PickReps(const LayerKeys& layer, uint32_t g, uint64_t begin, uint64_t end, const float* mean,
-                float* reps) const;
-
   uint32_t reps_;
   Pick pick_;
   uint64_t num_blocks_ = 0;
