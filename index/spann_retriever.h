@@ -78,6 +78,7 @@ class SpannRetriever final : public Retriever {
   uint64_t IndexBytesRead() const override;
   // The store of the last Build (null before): tests read its counters.
   const PostingStore* store() const { return store_.get(); }
+  PostingStore* store() { return store_.get(); }
   // Clusters per KV head, and the mean clusters a vector joined, in the last Build.
   uint32_t clusters_per_head() const { return k_; }
   double mean_replicas() const { return mean_replicas_; }
