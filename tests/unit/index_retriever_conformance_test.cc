@@ -132,6 +132,25 @@ TEST_P(RetrieverConformance, ContractDeterminismAndNeverAboveTheOracle) {
   }
 }
 
+TEST_P(RetrieverConformance, MaxHeadCombineKeepsTheContract) {
+  const TraceInfo& info = trace_->info;
+  auto r = GetParam().make();
+  ASSERT_NE(r, nullptr);
+  RetrieverParams rp = Params(16);
+  rp.head_combine = HeadCombine::kMax;
+  ASSERT_TRUE(r->Build(LayerKeysOf(info, trace_->layers[0]), rp).ok());
+  for (uint64_t step = 0; step < info.num_steps(); step += 4) {
+    const QueryView q = StepQuery(info, trace_->layers[0], step);
+    const std::vector<uint32_t> kept = AlwaysKeptBlocks(q.position, 16, 4, 64);
+    for (uint32_t budget : {5u, 12u, 40u}) {
+      std::vector<uint32_t> sel, again;
+      ASSERT_TRUE(r->Select(q, budget, kept, &sel).ok()) << GetParam().name;
+      ASSERT_TRUE(r->Select(q, budget, kept, &again).ok());
+      EXPECT_EQ(sel, again);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllRetrievers, RetrieverConformance, ::testing::ValuesIn(kRetrievers),
                          [](const ::testing::TestParamInfo<RetrieverCase>& info) { return info.param.name; });
 
