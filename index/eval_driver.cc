@@ -21,9 +21,12 @@ struct Accumulator {
          bytes_sel = 0, bytes_ret = 0, layer_mass = 0, index_read = 0;
   uint64_t n = 0, layer_n = 0;
   std::vector<double> per_layer;
+  std::vector<double> per_head, layer_head;  // [heads] of all layers / of this layer
 
   void Add(uint64_t visible_blocks, const SelectionMetrics& m, uint64_t index_bytes_read) {
     index_read += static_cast<double>(index_bytes_read);
+    layer_head.resize(m.head_mass_recall.size(), 0.0);
+    for (size_t h = 0; h < layer_head.size(); ++h) layer_head[h] += m.head_mass_recall[h];
     visible += static_cast<double>(visible_blocks);
     selected += static_cast<double>(m.selected_blocks);
     topk += m.topk_recall;
@@ -41,6 +44,8 @@ struct Accumulator {
   }
   void EndLayer() {
     per_layer.push_back(layer_n > 0 ? layer_mass / static_cast<double>(layer_n) : 0.0);
+    for (double x : layer_head) per_head.push_back(layer_n > 0 ? x / static_cast<double>(layer_n) : 0.0);
+    layer_head.clear();
     layer_mass = 0;
     layer_n = 0;
   }
@@ -62,6 +67,7 @@ struct Accumulator {
     b.bytes_retrieved = bytes_ret * k;
     b.index_bytes_read = index_read * k;
     b.layer_mass_recall = per_layer;
+    b.head_mass_recall = per_head;
     return b;
   }
 };
@@ -186,6 +192,131 @@ Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const Eval
   return report;
 }
 
+namespace {
+
+double Pearson(const std::vector<double>& a, const std::vector<double>& b) {
+  double ma = 0, mb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ma += a[i], mb += b[i];
+  ma /= static_cast<double>(a.size());
+  mb /= static_cast<double>(b.size());
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ab += (a[i] - ma) * (b[i] - mb);
+    aa += (a[i] - ma) * (a[i] - ma);
+    bb += (b[i] - mb) * (b[i] - mb);
+  }
+  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
+}
+
+// Mean pairwise Pearson correlation of log(received[g][t]) over t in [begin, end).
+double CrossGroupCorrelation(const std::vector<std::vector<double>>& received, uint64_t begin, uint64_t end) {
+  if (received.size() < 2 || end <= begin + 2) return 0.0;
+  std::vector<std::vector<double>> lg(received.size());
+  for (size_t g = 0; g < received.size(); ++g) {
+    for (uint64_t t = begin; t < end; ++t) lg[g].push_back(std::log(received[g][t] + 1e-30));
+  }
+  double sum = 0.0;
+  int pairs = 0;
+  for (size_t a = 0; a < lg.size(); ++a) {
+    for (size_t b = a + 1; b < lg.size(); ++b) sum += Pearson(lg[a], lg[b]), ++pairs;
+  }
+  return sum / pairs;
+}
+
+// Smallest share of `mass` (any order) whose largest entries sum to >= 90% of it.
+double ShareFor90(std::vector<double> mass) {
+  double total = 0.0;
+  for (double m : mass) total += m;
+  std::sort(mass.begin(), mass.end(), std::greater<double>());
+  double c = 0.0;
+  for (size_t i = 0; i < mass.size(); ++i) {
+    c += mass[i];
+    if (c >= 0.9 * total) return static_cast<double>(i + 1) / static_cast<double>(mass.size());
+  }
+  return 1.0;
+}
+
+}  // namespace
+
+Result<ConcentrationReport> MeasureConcentration(TraceSource* source, const EvalOptions& options) {
+  const TraceInfo& info = source->info();
+  RETURN_IF_ERROR(options.Validate(info));
+  std::vector<uint32_t> layers = options.layers;
+  if (layers.empty()) {
+    for (uint32_t l = 0; l < info.num_layers; ++l) layers.push_back(l);
+  }
+  ConcentrationReport r;
+  std::vector<double> t90;
+  uint64_t layer_steps = 0;
+  TraceLayer layer;
+  ExactAttention ex;
+  const uint32_t group = info.num_q_heads / info.num_kv_heads;
+  const uint64_t first = info.step_positions[options.calibration_steps];
+  const uint64_t corr_end = first > options.recent_tokens ? first - options.recent_tokens : 0;
+  for (uint32_t l : layers) {
+    RETURN_IF_ERROR(source->LoadLayer(l, &layer));
+    LayerKeys view = LayerKeysOf(info, layer);
+    view.values = nullptr;
+    std::vector<std::vector<double>> received(info.num_kv_heads, std::vector<double>(corr_end, 0.0));
+    for (uint64_t step = options.calibration_steps; step < info.num_steps(); step += options.step_stride) {
+      RETURN_IF_ERROR(ComputeExactAttention(view, StepQuery(info, layer, step), &ex));
+      for (uint32_t h = 0; h < ex.num_q_heads; ++h) {
+        const float* p = ex.probs.data() + size_t{h} * ex.num_visible;
+        for (uint64_t t = 0; t < corr_end && t < ex.num_visible; ++t) received[h / group][t] += p[t];
+      }
+      const uint64_t V = ex.num_visible;
+      const uint64_t sinks = std::min<uint64_t>(options.sink_tokens, V);
+      const uint64_t recent_from = V > options.recent_tokens ? V - options.recent_tokens : 0;
+      const std::vector<double> per_head = BlockMassPerHead(ex, options.block_tokens);
+      const size_t B = per_head.size() / ex.num_q_heads;
+      for (uint32_t h = 0; h < ex.num_q_heads; ++h) {
+        const float* p = ex.probs.data() + size_t{h} * V;
+        const float pmax = *std::max_element(p, p + V);
+        double sink = 0.0, recent = 0.0;
+        uint64_t big = 0;
+        for (uint64_t t = 0; t < V; ++t) {
+          if (t < sinks) sink += p[t];
+          if (t >= recent_from) recent += p[t];
+          big += p[t] >= 0.01f * pmax;
+        }
+        t90.push_back(ShareFor90(std::vector<double>(p, p + V)));
+        r.blocks_for_90_head +=
+            ShareFor90(std::vector<double>(per_head.begin() + h * B, per_head.begin() + (h + 1) * B));
+        r.sink_mass += sink;
+        r.recent_mass += recent;
+        r.h2o_share += static_cast<double>(big) / static_cast<double>(V);
+      }
+      r.blocks_for_90_layer += ShareFor90(SummedBlockMass(ex, options.block_tokens));
+      ++layer_steps;
+    }
+    r.cross_group_correlation += CrossGroupCorrelation(received, options.sink_tokens, corr_end) / layers.size();
+  }
+  r.heads = t90.size();
+  if (r.heads == 0) return r;
+  const double k = 1.0 / static_cast<double>(r.heads);
+  for (double x : t90) r.tokens_for_90 += x * k;
+  std::sort(t90.begin(), t90.end());
+  r.tokens_for_90_median = t90[t90.size() / 2];
+  r.blocks_for_90_head *= k;
+  r.sink_mass *= k;
+  r.recent_mass *= k;
+  r.h2o_share *= k;
+  r.blocks_for_90_layer /= static_cast<double>(layer_steps);
+  return r;
+}
+
+nlohmann::json ConcentrationToJson(const ConcentrationReport& r) {
+  return {{"heads", r.heads},
+          {"tokens_for_90", r.tokens_for_90},
+          {"tokens_for_90_median", r.tokens_for_90_median},
+          {"blocks_for_90_head", r.blocks_for_90_head},
+          {"blocks_for_90_layer", r.blocks_for_90_layer},
+          {"sink_mass", r.sink_mass},
+          {"recent_mass", r.recent_mass},
+          {"h2o_share", r.h2o_share},
+          {"cross_group_correlation", r.cross_group_correlation}};
+}
+
 nlohmann::json EvalReportToJson(const EvalReport& r) {
   nlohmann::json j;
   j["retriever"] = r.retriever;
@@ -226,7 +357,8 @@ nlohmann::json EvalReportToJson(const EvalReport& r) {
                             {"index_bytes_read", b.index_bytes_read},
                             {"triggers_taken", b.triggers_taken},
                             {"triggers_skipped", b.triggers_skipped},
-                            {"layer_mass_recall", b.layer_mass_recall}});
+                            {"layer_mass_recall", b.layer_mass_recall},
+                            {"head_mass_recall", b.head_mass_recall}});
   }
   return j;
 }

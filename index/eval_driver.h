@@ -78,6 +78,8 @@ struct BudgetMetrics {
   uint64_t triggers_taken = 0;       // (layer, step) pairs that ran the retriever
   uint64_t triggers_skipped = 0;     // ... that reused the last selection
   std::vector<double> layer_mass_recall;  // mean per evaluated layer, in evaluation order
+  // [evaluated layer][query head], flattened: each head's mean over the layer's steps.
+  std::vector<double> head_mass_recall;
 };
 
 struct EvalReport {
@@ -98,7 +100,33 @@ struct EvalReport {
 // options come back as they are, with context.
 Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const EvalOptions& options);
 
+// How concentrated the exact attention of a workload is (no retriever involved):
+// the figures published measurements of real models use, to judge whether a
+// synthetic workload is realistic. Means over scored (layer, step, query head)
+// unless said otherwise; shares are of the step's visible tokens or blocks.
+struct ConcentrationReport {
+  uint64_t heads = 0;                // (layer, step, query head) triples measured
+  double tokens_for_90 = 0.0;        // share of tokens holding 90% of a head's mass
+  double tokens_for_90_median = 0.0;
+  double blocks_for_90_head = 0.0;   // share of blocks holding 90% of a head's mass
+  double blocks_for_90_layer = 0.0;  // ... of the head-summed mass (one selection per layer), per (layer, step)
+  double sink_mass = 0.0;            // mass on the sink tokens (options.sink_tokens)
+  double recent_mass = 0.0;          // mass on the recent window (options.recent_tokens)
+  double h2o_share = 0.0;            // share of tokens with p >= 1% of the head's largest p (H2O's statistic)
+  // Agreement of KV groups on which tokens matter: per layer, the attention each
+  // token receives from each KV group's query heads (summed over the scored
+  // steps), for tokens after the sinks and before the first scored step's recent
+  // window; the Pearson correlation of its logarithm between two groups,
+  // averaged over group pairs and layers. 0 with one KV head.
+  double cross_group_correlation = 0.0;
+};
+
+// Measures `source` at the steps RunEval would score (options' layers, stride,
+// calibration steps, block_tokens, sink and recent window).
+Result<ConcentrationReport> MeasureConcentration(TraceSource* source, const EvalOptions& options);
+
 nlohmann::json EvalReportToJson(const EvalReport& report);
+nlohmann::json ConcentrationToJson(const ConcentrationReport& report);
 // One row per (report, budget): retriever, budget, blocks, recalls, errors, bytes.
 std::string FormatEvalTable(const std::vector<EvalReport>& reports);
 

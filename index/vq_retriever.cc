@@ -1,5 +1,7 @@
 #include "index/vq_retriever.h"
 
+#include <faiss/IndexFlat.h>
+#include <faiss/VectorTransform.h>
 #include <faiss/impl/ProductQuantizer.h>
 
 #include <algorithm>
@@ -32,15 +34,6 @@ bool Cholesky(std::vector<double>* a, uint32_t d) {
     for (uint32_t i = 0; i < j; ++i) m[size_t{i} * d + j] = 0.0;
   }
   return true;
-}
-
-// out = L^T x (L lower [d][d]).
-void ApplyLT(const std::vector<double>& l, const float* x, uint32_t d, float* out) {
-  for (uint32_t i = 0; i < d; ++i) {
-    double s = 0.0;
-    for (uint32_t k = i; k < d; ++k) s += l[size_t{k} * d + i] * x[k];
-    out[i] = static_cast<float>(s);
-  }
 }
 
 // Solves L y = q (forward substitution) into out.
@@ -129,14 +122,20 @@ Status VqRetriever::BuildHead(const LayerKeys& layer, uint32_t g, uint32_t bt) {
   const uint32_t d = layer.head_dim, KV = layer.num_kv_heads;
   const uint64_t T = layer.num_tokens;
   const float* keys = (opt_.window ? layer.keys_pre : layer.keys) + uint64_t{g} * T * d;
-  // Transformed keys k' = L^T k, all of them (encoding) and a training subset.
-  std::vector<float> xt(T * d);
-  for (uint64_t t = 0; t < T; ++t) ApplyLT(l_[g], keys + t * d, d, xt.data() + t * d);
   const uint64_t n_train = std::min<uint64_t>(T, opt_.train);
-  std::vector<float> train(n_train * d);
-  for (uint64_t i = 0; i < n_train; ++i) std::copy_n(xt.data() + (i * T / n_train) * d, d, train.data() + i * d);
+  std::vector<float> xt(T * d), train(n_train * d);
   std::vector<uint8_t> codes(T * m_);
   try {
+    // Transformed keys k' = L^T k (FAISS applies the matrix with BLAS), all of
+    // them for encoding and an evenly spaced subset for training.
+    faiss::LinearTransform lt(d, d, false);
+    lt.A.resize(size_t{d} * d);
+    for (uint32_t i = 0; i < d; ++i) {
+      for (uint32_t j = 0; j < d; ++j) lt.A[size_t{i} * d + j] = static_cast<float>(l_[g][size_t{j} * d + i]);
+    }
+    lt.is_trained = true;
+    lt.apply_noalloc(static_cast<faiss::Index::idx_t>(T), keys, xt.data());
+    for (uint64_t i = 0; i < n_train; ++i) std::copy_n(xt.data() + (i * T / n_train) * d, d, train.data() + i * d);
     faiss::ProductQuantizer pq(d, m_, opt_.bits);
     pq.verbose = false;
     pq.cp.niter = static_cast<int>(opt_.iters);
@@ -145,7 +144,12 @@ Status VqRetriever::BuildHead(const LayerKeys& layer, uint32_t g, uint32_t bt) {
     pq.cp.seed = 1234 + static_cast<int>(g);
     pq.train(static_cast<faiss::Index::idx_t>(n_train), train.data());
     books_[g] = pq.centroids;
-    if (opt_.bits == 8) pq.compute_codes(xt.data(), codes.data(), T);
+    if (opt_.bits == 8) {
+      faiss::IndexFlatL2 assign(dsub_);  // nearest centroids by BLAS, per subspace
+      pq.assign_index = &assign;
+      pq.compute_codes_with_assign_index(xt.data(), codes.data(), T);
+      pq.assign_index = nullptr;
+    }
   } catch (const std::exception& e) {
     return Internal(std::string("FAISS product quantizer: ") + e.what());
   }
