@@ -10,10 +10,17 @@
 namespace tierkv::index {
 
 std::string ClusterRetriever::Name() const {
-  std::string s = "cluster:" + (opt_.k > 0 ? "k=" + std::to_string(opt_.k) : "size=" + std::to_string(opt_.size));
-  s += ",seg=" + std::to_string(opt_.seg);
-  if (!opt_.mass) s += ",map=max";
-  return s;
+  // The factory string with the keys that differ from the defaults.
+  const ClusterOptions def;
+  std::string keys;
+  auto add = [&keys](const std::string& kv) { keys += (keys.empty() ? "" : ",") + kv; };
+  if (opt_.k != 0) add("k=" + std::to_string(opt_.k));
+  if (opt_.k == 0 && opt_.size != def.size) add("size=" + std::to_string(opt_.size));
+  if (opt_.seg != def.seg) add("seg=" + std::to_string(opt_.seg));
+  if (opt_.iters != def.iters) add("iters=" + std::to_string(opt_.iters));
+  if (opt_.train != def.train) add("train=" + std::to_string(opt_.train));
+  if (!opt_.mass) add("map=max");
+  return keys.empty() ? "cluster" : "cluster:" + keys;
 }
 
 size_t ClusterRetriever::IndexBytes() const {

@@ -10,7 +10,14 @@
 
 namespace tierkv::index {
 
-void SetFaissThreads(int threads) { omp_set_num_threads(threads); }
+// OpenBLAS (FAISS's BLAS here) keeps its own pthread pool; the symbol is weak
+// so that another BLAS links too.
+extern "C" void openblas_set_num_threads(int threads) __attribute__((weak));
+
+void SetFaissThreads(int threads) {
+  omp_set_num_threads(threads);
+  if (openblas_set_num_threads != nullptr) openblas_set_num_threads(threads);
+}
 
 Status KMeans(const float* x, uint64_t n, uint32_t d, uint32_t k, const KMeansOptions& options,
               std::vector<float>* centroids) {

@@ -12,7 +12,8 @@
 
 namespace tierkv::index {
 
-// Caps the OpenMP threads FAISS uses, process-wide (omp_set_num_threads).
+// Caps the threads FAISS uses, process-wide: OpenMP's (omp_set_num_threads) and,
+// when FAISS runs on OpenBLAS, OpenBLAS's own pool.
 // REQUIRES: threads >= 1. Tests use 1: their data are small and OpenMP's
 // spinning pool is slow on a busy 2-core machine.
 void SetFaissThreads(int threads);

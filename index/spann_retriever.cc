@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -60,10 +61,24 @@ SpannRetriever::SpannRetriever(SpannOptions options) : opt_(std::move(options)) 
 SpannRetriever::~SpannRetriever() = default;
 
 std::string SpannRetriever::Name() const {
-  char buf[128];
-  std::snprintf(buf, sizeof(buf), "spann:r=%u,size=%u,eps=%g,eps2=%g%s", opt_.r, opt_.size, opt_.eps, opt_.eps2,
-                opt_.file ? (opt_.uring ? ",store=file" : ",store=file,uring=0") : "");
-  return buf;
+  // The factory string with the keys that differ from the defaults.
+  const SpannOptions def;
+  std::string keys;
+  char buf[64];
+  auto add = [&keys](const std::string& kv) { keys += (keys.empty() ? "" : ",") + kv; };
+  auto num = [&buf](double v) { return std::snprintf(buf, sizeof(buf), "%g", v), std::string(buf); };
+  if (opt_.r != def.r) add("r=" + std::to_string(opt_.r));
+  if (opt_.size != def.size) add("size=" + std::to_string(opt_.size));
+  if (opt_.eps != def.eps) add("eps=" + num(opt_.eps));
+  if (opt_.replicas != def.replicas) add("replicas=" + std::to_string(opt_.replicas));
+  if (opt_.balance != def.balance) add("balance=" + num(opt_.balance));
+  if (opt_.rounds != def.rounds) add("rounds=" + std::to_string(opt_.rounds));
+  if (opt_.eps2 != def.eps2) add("eps2=" + num(opt_.eps2));
+  if (opt_.maxprobe != def.maxprobe) add("maxprobe=" + std::to_string(opt_.maxprobe));
+  if (opt_.iters != def.iters) add("iters=" + std::to_string(opt_.iters));
+  if (opt_.file) add("store=file");
+  if (opt_.file && !opt_.uring) add("uring=0");
+  return keys.empty() ? "spann" : "spann:" + keys;
 }
 
 size_t SpannRetriever::IndexBytes() const {

@@ -50,13 +50,20 @@ void SolveL(const std::vector<double>& l, const float* q, uint32_t d, float* out
 }  // namespace
 
 std::string VqRetriever::Name() const {
-  char buf[160];
-  std::snprintf(buf, sizeof(buf), "vq:m=%u,bits=%u,rope=%s", m_ != 0 ? m_ : opt_.m, opt_.bits,
-                opt_.window ? ("window,w=" + std::to_string(opt_.w)).c_str() : "post");
-  std::string s = buf;
-  if (!opt_.query_aware) s += ",qa=off";
-  if (!opt_.lse) s += ",reduce=max";
-  return s;
+  // The factory string with the keys that differ from the defaults.
+  const VqOptions def;
+  std::string keys;
+  auto add = [&keys](const std::string& kv) { keys += (keys.empty() ? "" : ",") + kv; };
+  if (opt_.m != def.m) add("m=" + std::to_string(opt_.m));
+  if (opt_.bits != def.bits) add("bits=" + std::to_string(opt_.bits));
+  if (!opt_.window) add("rope=post");
+  if (opt_.window && opt_.w != def.w) add("w=" + std::to_string(opt_.w));
+  if (!opt_.query_aware) add("qa=off");
+  if (opt_.shrink != def.shrink) add("shrink=" + std::to_string(opt_.shrink));
+  if (opt_.train != def.train) add("train=" + std::to_string(opt_.train));
+  if (opt_.iters != def.iters) add("iters=" + std::to_string(opt_.iters));
+  if (!opt_.lse) add("reduce=max");
+  return keys.empty() ? "vq" : "vq:" + keys;
 }
 
 size_t VqRetriever::IndexBytes() const {

@@ -70,8 +70,19 @@ TEST(RetrieverFactoryTest, NamesAreCanonicalSpecs) {
   EXPECT_EQ((*MakeRetriever("minmax"))->Name(), "minmax");
   EXPECT_EQ((*MakeRetriever("mean:r=1"))->Name(), "mean");
   EXPECT_EQ((*MakeRetriever("mean:r=4"))->Name(), "mean:r=4");
-  EXPECT_EQ((*MakeRetriever("cluster:map=max"))->Name(), "cluster:size=64,seg=32,map=max");
-  EXPECT_EQ((*MakeRetriever("vq:m=16,rope=post"))->Name(), "vq:m=16,bits=8,rope=post");
+  EXPECT_EQ((*MakeRetriever("cluster:map=max,size=64"))->Name(), "cluster:map=max");
+  EXPECT_EQ((*MakeRetriever("cluster:seg=8,k=10"))->Name(), "cluster:k=10,seg=8");
+  EXPECT_EQ((*MakeRetriever("vq:rope=post,m=16,bits=8"))->Name(), "vq:m=16,rope=post");
+  EXPECT_EQ((*MakeRetriever("vq"))->Name(), "vq");
+  EXPECT_EQ((*MakeRetriever("spann:store=file,eps2=0.5"))->Name(), "spann:eps2=0.5,store=file");
+  // Every name is itself a spec that makes the same retriever.
+  for (const char* spec : {"mean:r=3,pick=norm", "vq:bits=4,w=64,reduce=max", "spann:r=1,uring=0,store=file",
+                           "cluster:iters=3,train=8"}) {
+    const std::string name = (*MakeRetriever(spec))->Name();
+    auto again = MakeRetriever(name);
+    ASSERT_TRUE(again.ok()) << name;
+    EXPECT_EQ((*again)->Name(), name);
+  }
 }
 
 TEST(RetrieverFactoryTest, RefusesUnknownNamesKeysAndValues) {
