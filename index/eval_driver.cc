@@ -366,16 +366,17 @@ nlohmann::json EvalReportToJson(const EvalReport& r) {
 std::string FormatEvalTable(const std::vector<EvalReport>& reports) {
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof(line), "%-24s %-8s %9s %8s %8s %8s %8s %8s %8s %10s %12s\n", "retriever", "budget",
-                "blocks", "topk_rec", "mass_rec", "mass_min", "out_err", "kl", "evals", "KiB/step", "index_KiB");
+  std::snprintf(line, sizeof(line), "%-24s %-8s %9s %8s %8s %8s %8s %8s %8s %10s %12s %12s\n", "retriever",
+                "budget", "blocks", "topk_rec", "mass_rec", "mass_min", "out_err", "kl", "evals", "KiB/step",
+                "idx_KiB/step", "index_KiB");
   out += line;
   for (const EvalReport& r : reports) {
     for (const BudgetMetrics& b : r.budgets) {
-      std::snprintf(line, sizeof(line), "%-24s %-8s %9.1f %8.4f %8.4f %8.4f %8.4f %8.4f %8llu %10.1f %12.1f\n",
+      std::snprintf(line, sizeof(line), "%-24s %-8s %9.1f %8.4f %8.4f %8.4f %8.4f %8.4f %8llu %10.1f %12.1f %12.1f\n",
                     r.retriever.c_str(), b.budget.ToString().c_str(), b.selected_blocks, b.topk_recall,
                     b.mass_recall, b.min_mass_recall, b.output_rel_error, b.kl_divergence,
                     static_cast<unsigned long long>(b.evaluations), b.bytes_retrieved / 1024.0,
-                    static_cast<double>(r.index_bytes) / 1024.0);
+                    b.index_bytes_read / 1024.0, static_cast<double>(r.index_bytes) / 1024.0);
       out += line;
     }
   }

@@ -127,7 +127,8 @@ Result<ConcentrationReport> MeasureConcentration(TraceSource* source, const Eval
 
 nlohmann::json EvalReportToJson(const EvalReport& report);
 nlohmann::json ConcentrationToJson(const ConcentrationReport& report);
-// One row per (report, budget): retriever, budget, blocks, recalls, errors, bytes.
+// One row per (report, budget): retriever, budget, blocks, recalls, errors, KV
+// KiB fetched per step, index KiB read off memory per step, index KiB in memory.
 std::string FormatEvalTable(const std::vector<EvalReport>& reports);
 
 }  // namespace tierkv::index

@@ -69,8 +69,9 @@ Result<std::unique_ptr<Retriever>> MakeSpann(ParsedSpec* s) {
   RETURN_IF_ERROR(s->GetUint32("replicas", 4, 1, 8, &o.replicas));
   RETURN_IF_ERROR(s->GetDouble("balance", 1.0, 0.0, 100.0, &o.balance));
   RETURN_IF_ERROR(s->GetUint32("rounds", 2, 0, 10, &o.rounds));
-  RETURN_IF_ERROR(s->GetDouble("eps2", 0.2, 0.0, 100.0, &o.eps2));
+  RETURN_IF_ERROR(s->GetDouble("eps2", 0.05, 0.0, 100.0, &o.eps2));
   RETURN_IF_ERROR(s->GetUint32("maxprobe", 64, 1, 1u << 16, &o.maxprobe));
+  RETURN_IF_ERROR(s->GetDouble("cover", 4.0, 0.0, 1024.0, &o.cover));
   RETURN_IF_ERROR(s->GetUint32("iters", 10, 1, 100, &o.iters));
   RETURN_IF_ERROR(s->GetWord("store", "memory", {"memory", "file"}, &store));
   RETURN_IF_ERROR(s->GetString("dir", "/tmp", &o.dir));
@@ -121,7 +122,7 @@ std::string RetrieverSpecHelp() {
          "  vq[:m=d/8,bits=8,rope=window,w=1024,qa=auto,shrink=0.1,train=4096,iters=8,reduce=lse]\n"
          "                              per-token PQ codes (FAISS), query-aware codebooks from the query\n"
          "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post\n"
-         "  spann[:r=2,size=16,eps=0.1,replicas=4,balance=1,rounds=2,eps2=0.2,maxprobe=64,iters=10,\n"
+         "  spann[:r=2,size=16,eps=0.1,replicas=4,balance=1,rounds=2,eps2=0.05,maxprobe=64,cover=4,iters=10,\n"
          "        store=memory|file,dir=/tmp,uring=1]\n"
          "                              balanced clusters of block summaries (mean + r-1 representative\n"
          "                              keys), centroids in FAISS,\n"

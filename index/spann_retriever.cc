@@ -75,6 +75,7 @@ std::string SpannRetriever::Name() const {
   if (opt_.rounds != def.rounds) add("rounds=" + std::to_string(opt_.rounds));
   if (opt_.eps2 != def.eps2) add("eps2=" + num(opt_.eps2));
   if (opt_.maxprobe != def.maxprobe) add("maxprobe=" + std::to_string(opt_.maxprobe));
+  if (opt_.cover != def.cover) add("cover=" + num(opt_.cover));
   if (opt_.iters != def.iters) add("iters=" + std::to_string(opt_.iters));
   if (opt_.file) add("store=file");
   if (opt_.file && !opt_.uring) add("uring=0");
@@ -225,7 +226,10 @@ Status SpannRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, s
                                   std::vector<uint32_t>* selected) {
   const uint32_t d = query.head_dim, H = query.num_q_heads, KV = layer().num_kv_heads, group = H / KV;
   const uint64_t visible = VisibleBlocks(query.position, params().block_tokens);
-  const uint64_t need = num_blocks - always_kept.size();
+  // Entries each head's probes must hold: the budget's retrieved blocks, shared
+  // out over the query heads (they pool their postings) and scaled by `cover`.
+  const uint64_t need = static_cast<uint64_t>(
+      std::ceil(opt_.cover * static_cast<double>(num_blocks - always_kept.size()) / static_cast<double>(H)));
   std::vector<uint32_t> ids, probe;
   for (uint32_t g = 0; g < KV; ++g) {
     probe.clear();

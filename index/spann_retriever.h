@@ -19,8 +19,8 @@
 // augmentation with R = the largest centroid norm makes the L2 distance of the
 // augmented vectors proportional to dist(q, c) = R - (q / |q|) . c): probe the
 // clusters with dist(q, c) <= (1 + eps2) dist(q, c_best), at least until the
-// probed postings hold as many entries as the step retrieves blocks, at most
-// maxprobe. Postings probed by any head of the layer are read in one batch; a
+// probed postings hold cover * (blocks the step retrieves) / (query heads)
+// entries (the heads pool what they fetch), at most maxprobe. Postings probed by any head of the layer are read in one batch; a
 // block's per-head score is the largest q . v among the fetched entries
 // of its KV group (blocks fetched by no head get no mass), then heads combine
 // per RetrieverParams::head_combine.
@@ -32,8 +32,10 @@
 //   replicas  most clusters a vector joins, in [1, 8]. Default: 4
 //   balance   size penalty, in [0, 100]. Default: 1
 //   rounds    balanced assignment rounds, in [0, 10]. Default: 2
-//   eps2      pruning epsilon, in [0, 100]. Default: 0.2
+//   eps2      pruning epsilon, in [0, 100]. Default: 0.05
 //   maxprobe  most clusters probed per query head, in [1, 2^16]. Default: 64
+//   cover     probe floor, in multiples of the step's retrieved blocks shared
+//             out over the query heads, in [0, 1024]. Default: 4
 //   iters     k-means iterations, in [1, 100]. Default: 10
 //   store     memory | file. Default: memory
 //   dir       folder of the file store. Default: /tmp
@@ -60,8 +62,9 @@ struct SpannOptions {
   uint32_t replicas = 4;
   double balance = 1.0;
   uint32_t rounds = 2;
-  double eps2 = 0.2;
+  double eps2 = 0.05;
   uint32_t maxprobe = 64;
+  double cover = 4.0;
   uint32_t iters = 10;
   bool file = false;
   std::string dir = "/tmp";
