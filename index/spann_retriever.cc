@@ -243,28 +243,39 @@ Status SpannRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, s
   RETURN_IF_ERROR(store_->ReadBatch(ids, &postings));
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   head_scores_.assign(size_t{H} * visible, kNegInf);
-  std::vector<float> v(d);
+  // Per KV group, the fetched visible entries are scored by kernels ScoreBlocks
+  // (each entry a unit of one KV head, the group's query heads against it).
   const size_t eb = EntryBytes(d);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const uint32_t g = ids[i] / k_;
-    const std::span<const uint8_t> p = postings[i];
-    if (p.size() % eb != 0) return Corruption("spann posting " + std::to_string(ids[i]) + " has a partial entry");
-    for (size_t at = 0; at < p.size(); at += eb) {
-      uint32_t block;
-      std::memcpy(&block, p.data() + at, sizeof(block));
-      if (block >= visible) continue;
-      for (uint32_t c = 0; c < d; ++c) {
-        uint16_t hbits;
-        std::memcpy(&hbits, p.data() + at + sizeof(block) + c * sizeof(uint16_t), sizeof(hbits));
-        v[c] = HalfToFloat(hbits);
+  std::vector<uint32_t> blocks;
+  std::vector<float> vecs, unit_scores;
+  QueryView group_query = query;
+  group_query.num_q_heads = group;
+  size_t i = 0;
+  for (uint32_t g = 0; g < KV; ++g) {
+    blocks.clear();
+    vecs.clear();
+    for (; i < ids.size() && ids[i] / k_ == g; ++i) {
+      const std::span<const uint8_t> p = postings[i];
+      if (p.size() % eb != 0) return Corruption("spann posting " + std::to_string(ids[i]) + " has a partial entry");
+      for (size_t at = 0; at < p.size(); at += eb) {
+        uint32_t block;
+        std::memcpy(&block, p.data() + at, sizeof(block));
+        if (block >= visible) continue;
+        blocks.push_back(block);
+        for (uint32_t c = 0; c < d; ++c) {
+          uint16_t hbits;
+          std::memcpy(&hbits, p.data() + at + sizeof(block) + c * sizeof(uint16_t), sizeof(hbits));
+          vecs.push_back(HalfToFloat(hbits));
+        }
       }
-      for (uint32_t h = g * group; h < (g + 1) * group; ++h) {
-        const float* q = query.q + size_t{h} * d;
-        float s = 0.f;
-        for (uint32_t c = 0; c < d; ++c) s += q[c] * v[c];
-        float& slot = head_scores_[size_t{h} * visible + block];
-        slot = std::max(slot, s);
-      }
+    }
+    if (blocks.empty()) continue;
+    group_query.q = query.q + size_t{g} * group * d;
+    RETURN_IF_ERROR(ScoreUnitsPerHead(group_query, 1, vecs, blocks.size(), &unit_scores));
+    for (uint32_t j = 0; j < group; ++j) {
+      float* out = head_scores_.data() + size_t{g * group + j} * visible;
+      const float* s = unit_scores.data() + size_t{j} * blocks.size();
+      for (size_t e = 0; e < blocks.size(); ++e) out[blocks[e]] = std::max(out[blocks[e]], s[e]);
     }
   }
   CombineHeads(head_scores_, H, visible, params().head_combine, SoftmaxScale(d), &scores_);

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Plots of tierkv_bench_eval's JSON (docs/retrieval-eval.md).
 
-  /usr/bin/python3 bench/plots/plot_eval.py bench/report/tierkv_bench_eval.json docs/img
+  /usr/bin/python3 bench/plots/plot_eval.py docs/img bench/report/tierkv_bench_eval.json [more.json ...]
+
+Workloads come from every JSON given; latency rows of all of them are merged
+(e.g. a separate run that times the slow-to-build methods at 128K).
 
 Writes, per workload W (a file-safe name of the workload):
   recall_vs_budget_W.png  attention-mass recall against the budget (share of
@@ -114,18 +117,20 @@ def plot_latency(rows, out_dir):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         print(__doc__)
         return 2
-    with open(sys.argv[1]) as f:
-        doc = json.load(f)
-    out_dir = sys.argv[2]
+    out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
-    written = []
-    for w in doc.get("workloads", []):
-        written.append(plot_budget(w, out_dir))
-        written.append(plot_bytes(w, out_dir))
-    lat = plot_latency(doc.get("latency", []), out_dir)
+    written, latency = [], []
+    for path in sys.argv[2:]:
+        with open(path) as f:
+            doc = json.load(f)
+        for w in doc.get("workloads", []):
+            written.append(plot_budget(w, out_dir))
+            written.append(plot_bytes(w, out_dir))
+        latency += doc.get("latency", [])
+    lat = plot_latency(latency, out_dir)
     if lat:
         written.append(lat)
     for p in written:
