@@ -46,7 +46,7 @@ namespace {
 const char* kUsage = R"(usage: tierkv_bench_eval [--flag=value ...]
 
 Quality (synthetic generator):
-  --synthetic-tokens=32768   context lengths, comma-separated ("" skips)
+  --synthetic-tokens=32768   context lengths, comma-separated ("" skips); --tokens= is an alias
   --generator=v2             parameter preset (v2: calibrated defaults; v1: the old ones)
   --salience-sharing= --streaming-heads=   override the preset's value ("" keeps it)
   --layers=1 --q-heads=32 --kv-heads=8 --head-dim=128
@@ -99,11 +99,13 @@ Args ParseArgs(int argc, char** argv) {
       std::exit(0);
     }
     const size_t eq = s.find('=');
-    if (s.rfind("--", 0) != 0 || eq == std::string::npos || !a.count(s.substr(2, eq - 2))) {
+    std::string key = eq == std::string::npos ? "" : s.substr(2, eq - 2);
+    if (key == "tokens") key = "synthetic-tokens";  // the name bench_eval used
+    if (s.rfind("--", 0) != 0 || eq == std::string::npos || !a.count(key)) {
       std::fprintf(stderr, "unknown argument '%s' (try --help)\n", s.c_str());
       std::exit(2);
     }
-    a[s.substr(2, eq - 2)] = s.substr(eq + 1);
+    a[key] = s.substr(eq + 1);
   }
   return a;
 }
