@@ -4,9 +4,11 @@
 // needs one layer in memory. `tierkv-bench eval` prints the reports as tables and
 // JSON (EvalReportToJson, FormatEvalTable).
 //
-// Per (layer, decode step): exact attention of every query head, the always-kept
-// blocks (sinks + recent window), then for each budget one Select and one
-// EvaluateSelection. Reported figures are means over the evaluated (layer, step)
+// Per layer: one Build with params block_tokens, num_q_heads, head_combine,
+// prompt_tokens = the first decode step's position, and the calibration steps'
+// queries as query_sample. Per scored (layer, decode step): exact attention of
+// every query head, the always-kept blocks (sinks + recent window), then for
+// each budget one Select (through the trigger) and one EvaluateSelection. Reported figures are means over the evaluated (layer, step)
 // pairs unless named min/max.
 #pragma once
 
@@ -20,6 +22,7 @@
 #include "common/status.h"
 #include "index/retriever.h"
 #include "index/trace.h"
+#include "index/trigger.h"
 
 namespace tierkv::index {
 
@@ -46,6 +49,12 @@ struct EvalOptions {
   DType kv_dtype = DType::kF16;   // for the bytes figures: block bytes = 2*kv*bt*d*size. Default: f16
   std::vector<uint32_t> layers;   // layers to evaluate; empty = all. Default: all
   uint32_t step_stride = 1;       // evaluate every n-th decode step. Default: 1
+  // The first calibration_steps decode steps are not scored: their queries are
+  // the RetrieverParams::query_sample given to Build (query-aware codebooks).
+  // Must leave at least one step to score. Default: 0
+  uint32_t calibration_steps = 0;
+  // When steps retrieve (trigger.h); each budget is its own stream. Default: every
+  TriggerConfig trigger;
 
   // kInvalidArgument naming the field.
   Status Validate(const TraceInfo& info) const;
@@ -65,7 +74,12 @@ struct BudgetMetrics {
   double kl_divergence = 0.0;
   double bytes_selected = 0.0;       // per (layer, step), mean
   double bytes_retrieved = 0.0;      // per (layer, step), mean: fetched by top-k
+  double index_bytes_read = 0.0;     // per (layer, step), mean: read off memory by the index (SPANN postings)
+  uint64_t triggers_taken = 0;       // (layer, step) pairs that ran the retriever
+  uint64_t triggers_skipped = 0;     // ... that reused the last selection
   std::vector<double> layer_mass_recall;  // mean per evaluated layer, in evaluation order
+  // [evaluated layer][query head], flattened: each head's mean over the layer's steps.
+  std::vector<double> head_mass_recall;
 };
 
 struct EvalReport {
@@ -76,6 +90,7 @@ struct EvalReport {
   EvalOptions options;
   std::vector<uint32_t> layers;  // evaluated
   uint64_t index_bytes = 0;      // summed over evaluated layers
+  uint64_t off_memory_index_bytes = 0;  // summed over evaluated layers (SPANN postings)
   double build_seconds = 0.0;    // wall time, summed over layers (informational)
   double select_seconds = 0.0;   // wall time of all Select calls (informational)
   std::vector<BudgetMetrics> budgets;  // one per options.budgets entry, same order
@@ -85,8 +100,35 @@ struct EvalReport {
 // options come back as they are, with context.
 Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const EvalOptions& options);
 
+// How concentrated the exact attention of a workload is (no retriever involved):
+// the figures published measurements of real models use, to judge whether a
+// synthetic workload is realistic. Means over scored (layer, step, query head)
+// unless said otherwise; shares are of the step's visible tokens or blocks.
+struct ConcentrationReport {
+  uint64_t heads = 0;                // (layer, step, query head) triples measured
+  double tokens_for_90 = 0.0;        // share of tokens holding 90% of a head's mass
+  double tokens_for_90_median = 0.0;
+  double blocks_for_90_head = 0.0;   // share of blocks holding 90% of a head's mass
+  double blocks_for_90_layer = 0.0;  // ... of the head-summed mass (one selection per layer), per (layer, step)
+  double sink_mass = 0.0;            // mass on the sink tokens (options.sink_tokens)
+  double recent_mass = 0.0;          // mass on the recent window (options.recent_tokens)
+  double h2o_share = 0.0;            // share of tokens with p >= 1% of the head's largest p (H2O's statistic)
+  // Agreement of KV groups on which tokens matter: per layer, the attention each
+  // token receives from each KV group's query heads (summed over the scored
+  // steps), for tokens after the sinks and before the first scored step's recent
+  // window; the Pearson correlation of its logarithm between two groups,
+  // averaged over group pairs and layers. 0 with one KV head.
+  double cross_group_correlation = 0.0;
+};
+
+// Measures `source` at the steps RunEval would score (options' layers, stride,
+// calibration steps, block_tokens, sink and recent window).
+Result<ConcentrationReport> MeasureConcentration(TraceSource* source, const EvalOptions& options);
+
 nlohmann::json EvalReportToJson(const EvalReport& report);
-// One row per (report, budget): retriever, budget, blocks, recalls, errors, bytes.
+nlohmann::json ConcentrationToJson(const ConcentrationReport& report);
+// One row per (report, budget): retriever, budget, blocks, recalls, errors, KV
+// KiB fetched per step, index KiB read off memory per step, index KiB in memory.
 std::string FormatEvalTable(const std::vector<EvalReport>& reports);
 
 }  // namespace tierkv::index

@@ -120,6 +120,7 @@ Status EvaluateSelection(const LayerKeys& layer, const QueryView& query, const E
   const bool with_output = layer.values != nullptr && exact.output.size() == size_t{heads} * d;
   double mass_sum = 0.0, mass_min = 1.0, kl_sum = 0.0, err2 = 0.0, ref2 = 0.0;
   std::vector<double> o(d);
+  out->head_mass_recall.assign(heads, 0.0);
   for (uint32_t h = 0; h < heads; ++h) {
     const float* p = exact.probs.data() + size_t{h} * n;
     double m = 0.0;
@@ -135,6 +136,7 @@ Status EvaluateSelection(const LayerKeys& layer, const QueryView& query, const E
     }
     mass_sum += m;
     mass_min = std::min(mass_min, m);
+    out->head_mass_recall[h] = m;
     // KL(q || p) with q = p / m on the selected tokens: sum_t q_t log(q_t / p_t) = -log m.
     const double kl = -std::log(std::max(m, 1e-30));
     kl_sum += kl;

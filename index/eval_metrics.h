@@ -45,6 +45,7 @@ struct SelectionMetrics {
   // query heads; and the smallest per-head share.
   double mass_recall = 0.0;
   double min_head_mass_recall = 0.0;
+  std::vector<double> head_mass_recall;  // [num_q_heads]: each head's share
   // ||O_sel - O||_F / ||O||_F over all query heads, where O_sel is attention
   // computed only on the selected tokens (softmax renormalized over them).
   // 0 when the layer has no values (not computed).

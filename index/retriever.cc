@@ -18,6 +18,9 @@ Status Retriever::Build(const LayerKeys& layer, const RetrieverParams& params) {
   if (params.head_combine != HeadCombine::kSum && params.head_combine != HeadCombine::kMax) {
     return InvalidArgument("retriever head_combine is not a known mode");
   }
+  if (params.query_sample.count > 0 && (params.query_sample.q == nullptr || params.query_sample.positions == nullptr)) {
+    return InvalidArgument("retriever query_sample has a count but no queries or positions");
+  }
   Status s = BuildImpl(layer, params);
   if (!s.ok()) return s.WithContext(Name() + " build");
   layer_ = layer;

@@ -26,10 +26,27 @@ namespace tierkv::index {
 // How per-head block scores combine into one score per block (DESIGN §4).
 enum class HeadCombine : uint8_t { kSum = 0, kMax = 1 };
 
+// A sample of the layer's queries that Build may learn from (query-aware
+// codebooks, DESIGN §4). In a deployment these are queries the engine already
+// ran (prefill, earlier decode steps); the evaluation passes decode steps it does
+// not score (EvalOptions::calibration_steps). Layouts as QueryView, per sample:
+// q and q_pre [count][num_q_heads][head_dim], positions [count].
+struct QuerySample {
+  uint32_t count = 0;               // 0: no sample
+  const float* q = nullptr;         // post-RoPE; non-null when count > 0
+  const float* q_pre = nullptr;     // pre-RoPE; may be null
+  const uint64_t* positions = nullptr;  // non-null when count > 0
+};
+
 struct RetrieverParams {
   uint32_t block_tokens = 16;                 // tokens per block, >= 1. Default: 16
   uint32_t num_q_heads = 0;                   // query heads Select will see; a multiple of num_kv_heads
   HeadCombine head_combine = HeadCombine::kSum;  // Default: sum of per-head scores
+  // Tokens [0, prompt_tokens) are the prompt, the rest were generated (the
+  // cluster retriever clusters the prompt and cuts generated tokens into
+  // time-ordered segments). 0 or >= num_tokens: every token is prompt. Default: 0
+  uint64_t prompt_tokens = 0;
+  QuerySample query_sample;                   // read during Build only. Default: none
 };
 
 class Retriever {
@@ -38,9 +55,15 @@ class Retriever {
 
   // Short stable name for tables and JSON ("exact", "quest", ...).
   virtual std::string Name() const = 0;
-  // Bytes of the index built for the current layer (summaries, codes, centroids,
-  // postings; for the exact retriever, the keys it scans). 0 before Build.
+  // Bytes of the index built for the current layer held in memory (summaries,
+  // codes, centroids, posting directories; for the exact retriever, the keys it
+  // scans). 0 before Build.
   virtual size_t IndexBytes() const = 0;
+  // Bytes of the index kept off memory (SPANN posting lists on the D tier).
+  virtual uint64_t OffMemoryIndexBytes() const { return 0; }
+  // Bytes Select calls have read from off-memory index storage since Build
+  // (cumulative; the evaluation reports the per-step difference).
+  virtual uint64_t IndexBytesRead() const { return 0; }
 
   // Indexes every token of `layer`, replacing any previous index.
   // REQUIRES: the arrays behind `layer` stay alive and unchanged until the next
@@ -56,11 +79,12 @@ class Retriever {
   Status Select(const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
                 std::vector<uint32_t>* selected);
 
- protected:
-  // The view and params of the last successful Build.
+  // The view and params of the last successful Build (query_sample is not
+  // valid after Build returns).
   const LayerKeys& layer() const { return layer_; }
   const RetrieverParams& params() const { return params_; }
 
+ protected:
   // REQUIRES (checked by Build): layer.Validate() OK, params valid for it.
   virtual Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) = 0;
   // REQUIRES (checked by Select): the query fits; always_kept valid;

@@ -19,6 +19,8 @@ constexpr uint64_t kQueryHeadStream = 3000;   // + q head
 constexpr uint64_t kQuerySharedStream = 5000;
 constexpr uint64_t kTokenStream = 6000;       // + kv head
 constexpr uint64_t kNeedleDirStream = 8000;   // + needle index
+constexpr uint64_t kSalienceStream = 9000;    // layer 0 only: the text's own salience
+constexpr uint64_t kRoleStream = 9001;        // which KV groups stream
 
 Status CheckFloat(const char* name, float v, float lo, float hi) {
   if (!(v >= lo && v <= hi)) {
@@ -94,6 +96,10 @@ Status SyntheticParams::Validate() const {
   RETURN_IF_ERROR(CheckFloat("sentence_salience", sentence_salience, 0.f, 4.f));
   RETURN_IF_ERROR(CheckFloat("token_salience", token_salience, 0.f, 4.f));
   RETURN_IF_ERROR(CheckFloat("max_salience", max_salience, 0.f, 1e3f));
+  RETURN_IF_ERROR(CheckFloat("salience_sharing", salience_sharing, 0.f, 1.f));
+  RETURN_IF_ERROR(CheckFloat("streaming_heads", streaming_heads, 0.f, 1.f));
+  RETURN_IF_ERROR(CheckFloat("streaming_sink_weight", streaming_sink_weight, 0.f, 10.f));
+  RETURN_IF_ERROR(CheckFloat("streaming_topic_scale", streaming_topic_scale, 0.f, 1.f));
   RETURN_IF_ERROR(CheckFloat("query_offset", query_offset, 0.f, 1e3f));
   RETURN_IF_ERROR(CheckFloat("query_noise", query_noise, 0.f, 1e3f));
   RETURN_IF_ERROR(CheckFloat("topic_focus", topic_focus, 0.f, 1e3f));
@@ -132,11 +138,23 @@ struct SyntheticGenerator::HeadModel {
   std::vector<uint32_t> plain_channels;           // every channel but the outliers
 };
 
+Result<SyntheticParams> SyntheticPreset(std::string_view name) {
+  SyntheticParams p;
+  if (name == "v1") return p;
+  if (name == "v2") {
+    p.salience_sharing = 0.5f;
+    p.streaming_heads = 0.5f;
+    return p;
+  }
+  return InvalidArgument("unknown synthetic preset '" + std::string(name) + "' (known: v1, v2)");
+}
+
 Result<std::unique_ptr<SyntheticGenerator>> SyntheticGenerator::Create(const SyntheticParams& params) {
   RETURN_IF_ERROR(params.Validate());
   std::unique_ptr<SyntheticGenerator> g(new SyntheticGenerator(params));
   g->semantic_pairs_ = params.semantic_pairs == 0 ? std::max<uint32_t>(1, params.head_dim / 8) : params.semantic_pairs;
   g->DrawStructure();
+  g->DrawRoles();
   return g;
 }
 
@@ -185,6 +203,19 @@ void SyntheticGenerator::DrawStructure() {
       used.push_back(n.position);
       needles_.push_back(n);
     }
+  }
+}
+
+void SyntheticGenerator::DrawRoles() {
+  const SyntheticParams& p = params_;
+  const uint32_t streaming = static_cast<uint32_t>(std::lround(double(p.streaming_heads) * p.num_kv_heads));
+  streaming_.assign(p.num_layers, std::vector<bool>(p.num_kv_heads, false));
+  for (uint32_t l = 0; l < p.num_layers; ++l) {
+    std::vector<uint32_t> order(p.num_kv_heads);
+    for (uint32_t g = 0; g < p.num_kv_heads; ++g) order[g] = g;
+    Rng rng(Rng::Derive(p.seed, l, kRoleStream));
+    for (uint32_t i = p.num_kv_heads; i > 1; --i) std::swap(order[i - 1], order[rng.Below(i)]);
+    for (uint32_t i = 0; i < streaming; ++i) streaming_[l][order[i]] = true;
   }
 }
 
@@ -293,6 +324,8 @@ void SyntheticGenerator::GenerateQueries(uint32_t layer, const std::vector<HeadM
     rope.SetPosition(static_cast<double>(pos));
     for (uint32_t h = 0; h < p.num_q_heads; ++h) {
       const HeadModel& hm = heads[h / group];
+      const bool streaming = streaming_[layer][h / group];
+      const float topic_scale = streaming ? p.streaming_topic_scale : 1.f;
       double mx = -1e300, sum = 0.0;
       for (uint32_t j = 0; j < topics; ++j) {
         w[j] = p.topic_focus * (shared_w * z[0][j] + own_w * z[h + 1][j]) + (j == current ? p.current_topic_boost : 0.0);
@@ -301,8 +334,8 @@ void SyntheticGenerator::GenerateQueries(uint32_t layer, const std::vector<HeadM
       for (double& x : w) sum += (x = std::exp(x - mx));
       float* q_pre = out->queries_pre.data() + (i * p.num_q_heads + h) * d;
       std::fill(q_pre, q_pre + d, 0.f);
-      Axpy(s, hm.sink_dir, q_pre);
-      for (uint32_t j = 0; j < topics; ++j) Axpy(static_cast<float>(s * w[j] / sum), hm.topic_dir[j], q_pre);
+      Axpy(s * (streaming ? p.streaming_sink_weight : 1.f), hm.sink_dir, q_pre);
+      for (uint32_t j = 0; j < topics; ++j) Axpy(static_cast<float>(topic_scale * s * w[j] / sum), hm.topic_dir[j], q_pre);
       Axpy(s * p.query_offset, offset[h], q_pre);
       for (uint32_t c = 0; c < d; ++c) q_pre[c] += p.query_noise * static_cast<float>(rngs[h + 1].Normal());
       for (size_t k = 0; k < needles_.size(); ++k) {  // this step asks for its needles
@@ -325,8 +358,16 @@ void SyntheticGenerator::GenerateKeysAndValues(uint32_t layer, uint32_t kv_head,
   Rng rng(Rng::Derive(p.seed, layer, kTokenStream + kv_head));
   RopeAngles rope(d, p.rope_theta);
   std::vector<float> sentence_dir(d);
-  // Log-normal with mean 1: exp(sigma * N(0,1) - sigma^2 / 2).
-  auto lognormal = [&rng](float sigma) { return std::exp(sigma * rng.Normal() - 0.5 * double(sigma) * sigma); };
+  // The salience stream of the text (the same draws for every layer and head).
+  Rng text_rng(Rng::Derive(p.seed, 0, kSalienceStream));
+  const double shared_w = std::sqrt(double(p.salience_sharing)), own_w = std::sqrt(1.0 - p.salience_sharing);
+  // Log-normal with mean 1: exp(sigma * z - sigma^2 / 2), z ~ N(0,1) mixing the
+  // head's own draw and the text's (salience_sharing); sharing 0 draws no text z.
+  auto lognormal = [&](float sigma) {
+    const double own = rng.Normal();
+    const double z = p.salience_sharing > 0.f ? shared_w * text_rng.Normal() + own_w * own : own;
+    return std::exp(sigma * z - 0.5 * double(sigma) * sigma);
+  };
   double sentence_salience = 1.0;
   size_t next_sentence = 0, segment = 0;
   for (uint64_t t = 0; t < T; ++t) {

@@ -43,6 +43,8 @@
 //           head of the group, so it stands out in the layer's shared selection.
 //           Needles sit after the sinks and at least needle_min_distance tokens
 //           before their step.
+//   roles:  a share of each layer's KV groups are streaming heads: little topic
+//           weight, more sink weight (see streaming_heads below).
 //   values: v_t = value_mean + topic_value_strength * topic_value_dir[topic(t)]
 //           + N(0, 1) per channel.
 //
@@ -54,6 +56,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -96,6 +99,9 @@ struct SyntheticParams {
   float sentence_salience = 1.0f;
   float token_salience = 0.3f;
   float max_salience = 4.0f;
+  // In [0, 1]: share of the log-salience that belongs to the text (the same
+  // draws for every KV head and layer) rather than to the head. Default: 0
+  float salience_sharing = 0.0f;
 
   // Queries.
   float query_offset = 1.0f;          // weight of the per-head query offset. Default: 1
@@ -105,6 +111,15 @@ struct SyntheticParams {
   float query_drift = 0.05f;          // AR(1) innovation per step, in (0, 1]. Default: 0.05
   float sentence_kick = 0.5f;         // extra innovation at a sentence start. Default: 0.5
   float head_correlation = 0.5f;      // in [0, 1]: shared part of the heads' topic processes. Default: 0.5
+
+  // Head roles (the v2 calibration; docs/retrieval-eval.md). A share
+  // streaming_heads of each layer's KV groups are streaming heads (StreamingLLM,
+  // DuoAttention): their queries hold the sink direction with weight
+  // streaming_sink_weight instead of 1 and weigh the topic mixture by
+  // streaming_topic_scale, so most of their mass sits on the sinks.
+  float streaming_heads = 0.0f;        // in [0, 1]. Default: 0 (preset v2: 0.5)
+  float streaming_sink_weight = 1.5f;  // in [0, 10]. Default: 1.5
+  float streaming_topic_scale = 0.25f; // in [0, 1]. Default: 0.25
 
   // Sinks and needles.
   uint32_t sink_tokens = 4;           // Default: 4
@@ -121,6 +136,15 @@ struct SyntheticParams {
   // is too short for the needles.
   Status Validate() const;
 };
+
+// Named parameter sets (shapes and sizes keep their defaults):
+//   "v2"  the calibration of docs/retrieval-eval.md ("Generator calibration"):
+//         v1 with salience_sharing 0.5 and streaming_heads 0.5.
+//         The default workload of tierkv_bench_eval.
+//   "v1"  the field defaults of SyntheticParams (no head roles, no shared salience),
+//         which the generator's property tests pin.
+// kInvalidArgument for another name.
+Result<SyntheticParams> SyntheticPreset(std::string_view name);
 
 // A planted needle: at decode step `step` (position step_positions[step]), every
 // query head of KV group `kv_head` in `layer` scores the key at `position` at
@@ -145,6 +169,9 @@ class SyntheticGenerator final : public TraceSource {
 
   const SyntheticParams& params() const { return params_; }
   const std::vector<PlantedNeedle>& needles() const { return needles_; }
+  // True when KV group `kv_head` of `layer` is a streaming head (its query heads
+  // are kv_head * group .. + group - 1). REQUIRES: layer, kv_head in range.
+  bool IsStreamingGroup(uint32_t layer, uint32_t kv_head) const { return streaming_[layer][kv_head]; }
   // Topic segments: first token of each, and its topic in [0, num_topics).
   const std::vector<uint64_t>& segment_starts() const { return segment_starts_; }
   const std::vector<uint32_t>& segment_topics() const { return segment_topics_; }
@@ -158,6 +185,7 @@ class SyntheticGenerator final : public TraceSource {
   struct HeadModel;
   explicit SyntheticGenerator(const SyntheticParams& params) : params_(params) {}
   void DrawStructure();
+  void DrawRoles();
   HeadModel DrawHeadModel(uint32_t layer, uint32_t kv_head) const;
   // needle_dirs: one unit vector per entry of needles_ (empty for other layers).
   void GenerateQueries(uint32_t layer, const std::vector<HeadModel>& heads,
@@ -172,6 +200,7 @@ class SyntheticGenerator final : public TraceSource {
   std::vector<uint64_t> segment_starts_;
   std::vector<uint32_t> segment_topics_;
   std::vector<PlantedNeedle> needles_;
+  std::vector<std::vector<bool>> streaming_;  // [layer][kv head]
 };
 
 }  // namespace tierkv::index

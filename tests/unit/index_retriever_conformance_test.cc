@@ -9,6 +9,8 @@
 //     retriever over the oracle;
 //   - a full budget selects every visible block; rebuilding on another layer works;
 //   - Build reports a non-zero IndexBytes.
+// Build sees the trace's last 200 tokens as generated (prompt_tokens) and the
+// queries of the first two steps as a query sample.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -16,6 +18,8 @@
 
 #include "index/eval_metrics.h"
 #include "index/exact_retriever.h"
+#include "index/faiss_util.h"
+#include "index/retriever_factory.h"
 #include "index/synthetic.h"
 
 namespace tierkv::index {
@@ -26,13 +30,36 @@ struct RetrieverCase {
   std::function<std::unique_ptr<Retriever>()> make;
 };
 
+// A retriever made by its factory string (retriever_factory.h).
+std::function<std::unique_ptr<Retriever>()> FromSpec(const char* spec) {
+  return [spec] {
+    auto r = MakeRetriever(spec);
+    EXPECT_TRUE(r.ok()) << spec << ": " << r.status().ToString();
+    return r.ok() ? std::move(r).value() : nullptr;
+  };
+}
+
 const RetrieverCase kRetrievers[] = {
     {"exact", [] { return std::make_unique<ExactRetriever>(); }},
+    {"minmax", FromSpec("minmax")},
+    {"mean", FromSpec("mean")},
+    {"mean_r4_kcenter", FromSpec("mean:r=4")},
+    {"mean_r3_norm", FromSpec("mean:r=3,pick=norm")},
+    {"sentence", FromSpec("sentence")},
+    {"sentence_fixed", FromSpec("sentence:bounds=fixed,len=10")},
+    {"cluster_mass", FromSpec("cluster:size=32,seg=16")},
+    {"cluster_max", FromSpec("cluster:k=20,seg=40,map=max")},
+    {"vq_window", FromSpec("vq:m=8,train=512,iters=4")},
+    {"vq_post_4bit_max", FromSpec("vq:m=16,bits=4,rope=post,train=512,iters=4,reduce=max")},
+    {"spann_memory", FromSpec("spann:size=8")},
+    {"spann_file_uring", FromSpec("spann:size=4,eps2=0,maxprobe=4,store=file")},
+    {"spann_file_pread", FromSpec("spann:size=16,rounds=0,replicas=1,store=file,uring=0")},
 };
 
 class RetrieverConformance : public ::testing::TestWithParam<RetrieverCase> {
  protected:
   static void SetUpTestSuite() {
+    SetFaissThreads(1);
     SyntheticParams p;
     p.num_tokens = 1600;
     p.num_steps = 8;
@@ -53,6 +80,7 @@ class RetrieverConformance : public ::testing::TestWithParam<RetrieverCase> {
     RetrieverParams rp;
     rp.block_tokens = bt;
     rp.num_q_heads = trace_->info.num_q_heads;
+    rp.prompt_tokens = trace_->info.num_tokens - 200;  // the last 200 tokens count as generated
     return rp;
   }
   static Trace* trace_;
@@ -62,11 +90,18 @@ Trace* RetrieverConformance::trace_ = nullptr;
 TEST_P(RetrieverConformance, ContractDeterminismAndNeverAboveTheOracle) {
   const TraceInfo& info = trace_->info;
   auto r = GetParam().make();
+  ASSERT_NE(r, nullptr);
   ExactRetriever oracle;
   for (uint32_t bt : {8u, 16u}) {
     for (uint32_t l = 0; l < info.num_layers; ++l) {
       const LayerKeys view = LayerKeysOf(info, trace_->layers[l]);
-      ASSERT_TRUE(r->Build(view, Params(bt)).ok()) << GetParam().name;
+      RetrieverParams rp = Params(bt);
+      // The first two steps' queries as the sample query-aware retrievers learn from.
+      rp.query_sample.count = 2;
+      rp.query_sample.q = trace_->layers[l].queries.data();
+      rp.query_sample.q_pre = trace_->layers[l].queries_pre.data();
+      rp.query_sample.positions = info.step_positions.data();
+      ASSERT_TRUE(r->Build(view, rp).ok()) << GetParam().name;
       ASSERT_TRUE(oracle.Build(view, Params(bt)).ok());
       EXPECT_GT(r->IndexBytes(), 0u);
       for (uint64_t step = 0; step < info.num_steps(); step += 3) {
@@ -93,6 +128,25 @@ TEST_P(RetrieverConformance, ContractDeterminismAndNeverAboveTheOracle) {
           }
         }
       }
+    }
+  }
+}
+
+TEST_P(RetrieverConformance, MaxHeadCombineKeepsTheContract) {
+  const TraceInfo& info = trace_->info;
+  auto r = GetParam().make();
+  ASSERT_NE(r, nullptr);
+  RetrieverParams rp = Params(16);
+  rp.head_combine = HeadCombine::kMax;
+  ASSERT_TRUE(r->Build(LayerKeysOf(info, trace_->layers[0]), rp).ok());
+  for (uint64_t step = 0; step < info.num_steps(); step += 4) {
+    const QueryView q = StepQuery(info, trace_->layers[0], step);
+    const std::vector<uint32_t> kept = AlwaysKeptBlocks(q.position, 16, 4, 64);
+    for (uint32_t budget : {5u, 12u, 40u}) {
+      std::vector<uint32_t> sel, again;
+      ASSERT_TRUE(r->Select(q, budget, kept, &sel).ok()) << GetParam().name;
+      ASSERT_TRUE(r->Select(q, budget, kept, &again).ok());
+      EXPECT_EQ(sel, again);
     }
   }
 }
