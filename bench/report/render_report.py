@@ -6,12 +6,14 @@ a line saying why there are none (not built, failed, timed out, other JSON).
 """
 import json
 import os
+import re
 
 KNOWN_TARGETS = {
     "ring_p50_us": 5.0,
     "ring_p99_us": 50.0,
     "disk_read_ratio": 0.90,
     "mass_recall_at_10pct": 0.95,
+    "putget_vs_redis": 5.0,
 }
 
 
@@ -191,18 +193,23 @@ def section_eval(rep):
     return text + rep.plot("eval_recall.png", "retrieval recall against budget") + rep.note("eval")
 
 
-def section_store(rep):
-    r = rep.runs.get("store")
+def section_log(rep, key):
+    """The program's own printed table (its stdout tail), for benchmarks without a custom section."""
+    r = rep.runs.get(key)
     if not r or r.get("status") != "ok":
-        return "Not measured: " + rep.why_not("store")
+        return "Not measured: " + rep.why_not(key)
     log = ""
     try:
-        with open(os.path.join(rep.out, "store.log")) as f:
+        with open(os.path.join(rep.out, key + ".log")) as f:
             log = f.read().strip()
     except OSError:
         pass
-    lines = log.splitlines()[-40:]
-    return "The program's report:\n\n```\n" + "\n".join(lines) + "\n```" + rep.plot("store.png", "store") + rep.note("store")
+    lines = [ln for ln in log.splitlines() if not re.match(r"^\d+:[A-Z] ", ln)][-40:]
+    return "The program's report:\n\n```\n" + "\n".join(lines) + "\n```" + rep.note(key)
+
+
+def section_store(rep):
+    return section_log(rep, "store") + rep.plot("store.png", "store")
 
 
 def summary_ring(rep):
@@ -242,15 +249,26 @@ def summary_missing(rep):
     if not any(isinstance(r, dict) and r.get("backend") == "cuda" for r in kern.get("rows", [])):
         rows.append(("scoring + top-k per layer at 128K tokens, H100", "not measured here (no GPU)",
                      "≤ 15 µs min/max, ≤ 8 µs mean", "–"))
-    if not rep.data("store"):
+    if not rep.data("putget"):
         rows.append(("put/get of 128 KiB blocks, one client, vs Redis on loopback", "not measured (" +
-                     rep.why_not("store").rstrip(".") + ")", "≥ 5x", "–"))
+                     rep.why_not("putget").rstrip(".") + ")", "≥ 5x", "–"))
+    return rows
+
+
+def summary_putget(rep):
+    rows = []
+    for r in (rep.data("putget") or {}).get("results", []):
+        if r.get("clients") == 1:
+            v = r.get("ratio")
+            rows.append((f"{r.get('op')} of 128 KiB blocks, one client: tierkv / Redis on loopback",
+                         f"{num(v, 2)}x ({num(r.get('tierkv_gbs'), 2)} vs {num(r.get('redis_gbs'), 2)} GB/s)",
+                         "≥ 5x", verdict(v, KNOWN_TARGETS["putget_vs_redis"], True)))
     return rows
 
 
 def section_summary(rep):
     rows = []
-    for part in (summary_ring, summary_disk, summary_eval, summary_missing):
+    for part in (summary_ring, summary_disk, summary_putget, summary_eval, summary_missing):
         try:
             rows += part(rep)
         except Exception as e:  # noqa: BLE001  one source of another shape: the others still show
@@ -298,6 +316,8 @@ def write(manifest, out_dir, img_dir, template_path, target_path, root):
         "@@KERNELS@@": guarded(section_kernels, rep),
         "@@EVAL@@": guarded(section_eval, rep),
         "@@STORE@@": guarded(section_store, rep),
+        "@@PUTGET@@": guarded(section_log, rep, "putget"),
+        "@@RETRIEVE@@": guarded(section_log, rep, "retrieve"),
         "@@COMMANDS@@": section_commands(manifest),
     }
     with open(template_path) as f:
