@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "index/retriever_factory.h"
+#include "index/trigger.h"
 #include "kernels/half.h"
 #include "kernels/summary.h"
 #include "kernels/topk.h"
@@ -11,16 +13,6 @@
 namespace tierkv::daemon {
 namespace {
 using Json = nlohmann::json;
-
-float Cosine(std::span<const float> a, std::span<const float> b) {
-  double dot = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    dot += double{a[i]} * b[i];
-    na += double{a[i]} * a[i];
-    nb += double{b[i]} * b[i];
-  }
-  return na > 0 && nb > 0 ? static_cast<float>(dot / std::sqrt(na * nb)) : 0.f;
-}
 
 float Element(const std::byte* p, DType t, size_t i) {
   switch (t) {
@@ -49,9 +41,9 @@ bool IsRetrievalPolicyField(const std::string& f) {
 }
 
 Json RetrievalPolicyToJson(const RetrievalPolicy& p) {
-  static const char* kMethods[] = {"exact", "minmax", "mean"};
+  static const char* kMethods[] = {"exact", "minmax", "mean", ""};
   static const char* kTriggers[] = {"every", "drift", "every_n"};
-  return Json{{"retriever", kMethods[static_cast<int>(p.method)]},
+  return Json{{"retriever", p.method == Method::kIndex ? p.index_spec : kMethods[static_cast<int>(p.method)]},
               {"trigger", kTriggers[static_cast<int>(p.trigger)]},
               {"drift_tau", p.drift_tau},
               {"trigger_every", p.every_n},
@@ -63,10 +55,16 @@ Result<RetrievalPolicy> ApplyRetrievalChanges(const RetrievalPolicy& base, const
   for (const auto& [field, v] : changes.items()) {
     const std::string s = v.is_string() ? v.get<std::string>() : "";
     if (field == "retriever") {
+      p.index_spec.clear();
       if (s == "exact") p.method = Method::kExact;
       else if (s == "minmax") p.method = Method::kMinMax;
       else if (s == "mean") p.method = Method::kMean;
-      else return InvalidArgument("policy.retriever must be one of exact, minmax, mean");
+      else {
+        auto r = index::MakeRetriever(s);  // validates the factory string
+        if (!r.ok()) return InvalidArgument("policy.retriever: " + r.status().message());
+        p.method = Method::kIndex;
+        p.index_spec = (*r)->Name();
+      }
     } else if (field == "trigger") {
       if (s == "every") p.trigger = Trigger::kEveryStep;
       else if (s == "drift") p.trigger = Trigger::kDrift;
@@ -186,8 +184,12 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
   ++s.steps;
   Selection sel;
   bool reuse = false;
+  if (policy.method == Method::kIndex) return SelectWithIndex(seq, layer, n, query, k, sinks, window, policy, read_block, lock);
   if (!s.last_selection.empty() && s.last_query.size() == query.size()) {
-    if (policy.trigger == Trigger::kDrift) reuse = Cosine(query, s.last_query) >= policy.drift_tau;
+    if (policy.trigger == Trigger::kDrift) {
+      reuse = index::TriggerBank::MinHeadCosine(query.data(), s.last_query.data(), model_.num_q_heads,
+                                                model_.head_dim) >= policy.drift_tau;
+    }
     if (policy.trigger == Trigger::kEveryN) reuse = (s.steps - 1) % policy.every_n != 0;
   }
   if (reuse) {
@@ -238,12 +240,91 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
   return sel;
 }
 
+struct RetrievalIndex::IndexState {
+  std::string spec;
+  std::unique_ptr<index::Retriever> retriever;
+  std::vector<float> keys;  // [kv_heads][tokens][head_dim], viewed by the retriever
+  uint32_t blocks = 0;      // blocks indexed
+  std::unique_ptr<index::TriggerBank> triggers;
+};
+
+// The index/ path: (re)build when needed, then select through a TriggerBank on the
+// indexed blocks; blocks added since the build are all in the recent window.
+Result<Selection> RetrievalIndex::SelectWithIndex(uint64_t seq, uint32_t layer, uint32_t n,
+                                                  std::span<const float> query, uint32_t k, uint32_t sinks,
+                                                  uint32_t window, const RetrievalPolicy& policy,
+                                                  const BlockReader& read_block, std::unique_lock<std::mutex>& lock) {
+  std::shared_ptr<IndexState> st = layers_[{seq, layer}].index;
+  const uint32_t bt = model_.block_tokens, kvh = model_.num_kv_heads, d = model_.head_dim;
+  const bool stale = !st || st->spec != policy.index_spec || n > st->blocks + window;
+  lock.unlock();  // building reads every block back; the summaries are not needed
+  if (stale) {
+    auto fresh = std::make_shared<IndexState>();
+    fresh->spec = policy.index_spec;
+    ASSIGN_OR_RETURN(fresh->retriever, index::MakeRetriever(policy.index_spec));
+    fresh->blocks = n;
+    const uint64_t tokens = uint64_t{n} * bt;
+    fresh->keys.assign(uint64_t{kvh} * tokens * d, 0.f);
+    std::vector<std::byte> payload(model_.BlockBytes());
+    for (uint32_t b = 0; b < n; ++b) {
+      if (!read_block(b, payload).ok()) continue;  // a hole: zero keys
+      for (uint32_t g = 0; g < kvh; ++g) {
+        for (uint32_t t = 0; t < bt; ++t) {
+          float* dst = &fresh->keys[(uint64_t{g} * tokens + uint64_t{b} * bt + t) * d];
+          for (uint32_t i = 0; i < d; ++i) dst[i] = Element(payload.data(), model_.dtype, (size_t{g} * bt + t) * d + i);
+        }
+      }
+    }
+    index::LayerKeys keys;
+    keys.num_kv_heads = kvh;
+    keys.head_dim = d;
+    keys.num_tokens = tokens;
+    keys.keys = fresh->keys.data();
+    index::RetrieverParams params;
+    params.block_tokens = bt;
+    params.num_q_heads = model_.num_q_heads;
+    params.head_combine = policy.combine == kernels::HeadCombine::kMax ? index::HeadCombine::kMax
+                                                                      : index::HeadCombine::kSum;
+    RETURN_IF_ERROR(fresh->retriever->Build(keys, params));
+    index::TriggerConfig tc;
+    tc.kind = policy.trigger == Trigger::kDrift    ? index::TriggerConfig::Kind::kDrift
+              : policy.trigger == Trigger::kEveryN ? index::TriggerConfig::Kind::kEveryN
+                                                   : index::TriggerConfig::Kind::kEveryStep;
+    tc.tau = policy.drift_tau;
+    tc.every_n = policy.every_n;
+    fresh->triggers = std::make_unique<index::TriggerBank>(tc);
+    st = fresh;
+  }
+  // Select among the indexed blocks as if the step were the last indexed token.
+  const uint32_t m = st->blocks;
+  std::vector<uint32_t> always;
+  for (uint32_t b = 0; b < m; ++b) {
+    if (b < sinks || b + window >= n) always.push_back(b);
+  }
+  index::QueryView q;
+  q.num_q_heads = model_.num_q_heads;
+  q.head_dim = d;
+  q.q = query.data();
+  q.position = uint64_t{m} * bt - 1;
+  Selection sel;
+  const uint32_t newer = n - m;  // all in the recent window: always selected
+  const uint32_t budget = std::max<uint32_t>(k > newer ? k - newer : 0, static_cast<uint32_t>(always.size()));
+  lock.lock();
+  auto& slot = layers_[{seq, layer}].index;
+  if (stale) slot = st;
+  RETURN_IF_ERROR(st->triggers->Select(seq, layer, st->retriever.get(), q, std::min(budget, m), always, &sel.blocks,
+                                       &sel.triggered));
+  for (uint32_t b = m; b < n; ++b) sel.blocks.push_back(b);
+  return sel;
+}
+
 size_t RetrievalIndex::SummaryBytes() const {
   std::lock_guard lock(mu_);
   size_t bytes = 0;
   for (const auto& [key, s] : layers_) {
     bytes += (s.min.capacity() + s.max.capacity() + s.mean.capacity() + s.last_query.capacity()) * sizeof(float) +
              s.last_selection.capacity() * sizeof(uint32_t);
+    if (s.index) bytes += s.index->keys.capacity() * sizeof(float) + s.index->retriever->IndexBytes();
   }
   return bytes;
 }

@@ -3,19 +3,26 @@
 // always-kept blocks (sinks, recent window).
 //
 //   exact   scores every key (reads the blocks back): the oracle, for evaluation
-//   minmax  Quest bound from per-block min/max keys
-//   mean    q . mean key per block
+//   minmax  Quest bound from per-block min/max keys, kept up to date at every put
+//   mean    q . mean key per block, kept up to date at every put
+//   any other index/ factory string ("mean:r=4", "sentence", "cluster", "vq",
+//           "spann", ...): an index::Retriever built over the keys of the
+//           (sequence, layer), read back from the store. It is rebuilt only when
+//           blocks it has not indexed would leave the recent window (until then
+//           they are selected as recent blocks anyway): cheap for prompt-sized
+//           contexts that then decode, costly for methods that train (cluster,
+//           vq, spann) on long generations — they have no incremental update yet.
 //
 // Summaries are f32 [blocks][kv_heads][head_dim] per (sequence, layer), in daemon
 // memory ("summaries on H, scored on CPU"). Thread-safe (one mutex).
-// TODO(index): the index/ retrievers (sentence units, clusters, VQ, SPANN) plug in
-// here once they accept blocks incrementally.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <string>
 #include <mutex>
 #include <span>
 #include <vector>
@@ -28,13 +35,15 @@
 
 namespace tierkv::daemon {
 
-enum class Method : uint8_t { kExact = 0, kMinMax = 1, kMean = 2 };
+enum class Method : uint8_t { kExact = 0, kMinMax = 1, kMean = 2, kIndex = 3 };
 enum class Trigger : uint8_t { kEveryStep = 0, kDrift = 1, kEveryN = 2 };
 
 struct RetrievalPolicy {
   Method method = Method::kMinMax;
+  std::string index_spec;  // kIndex: the index/ factory string (canonical)
   Trigger trigger = Trigger::kEveryStep;
-  float drift_tau = 0.95f;  // kDrift: retrieve again when cos(query, last retrieval's query) < tau
+  float drift_tau = 0.95f;  // kDrift: retrieve again when, for some query head, cos(q_h, q_h at the
+                            // last retrieval) < tau (index::TriggerBank's rule)
   uint32_t every_n = 4;     // kEveryN: retrieve every n-th step, reuse the selection between
   kernels::HeadCombine combine = kernels::HeadCombine::kSoftmaxSum;
   bool operator==(const RetrievalPolicy&) const = default;
@@ -78,13 +87,18 @@ class RetrievalIndex {
   size_t SummaryBytes() const;
 
  private:
+  struct IndexState;  // a built index::Retriever and the keys it views
   struct LayerState {
     uint32_t blocks = 0;  // index of the last summarized block + 1
     std::vector<float> min, max, mean;  // [blocks][kv_heads][head_dim]
     std::vector<float> last_query;
     std::vector<uint32_t> last_selection;
     uint64_t steps = 0;
+    std::shared_ptr<IndexState> index;  // kIndex only
   };
+  Result<Selection> SelectWithIndex(uint64_t seq, uint32_t layer, uint32_t n, std::span<const float> query,
+                                    uint32_t k, uint32_t sinks, uint32_t window, const RetrievalPolicy& policy,
+                                    const BlockReader& read_block, std::unique_lock<std::mutex>& lock);
   Status ScoreExact(uint32_t blocks, std::span<const float> query, kernels::HeadCombine combine,
                     const BlockReader& read_block, std::vector<float>* scores) const;
 

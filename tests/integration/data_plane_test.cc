@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -139,6 +140,41 @@ TEST_F(DataPlaneTest, RetrieveFindsTheNeedleAndPinsTheSelection) {
   auto exact = ch->Retrieve(5, 1, query, 6);
   ASSERT_TRUE(exact.ok()) << exact.status().ToString();
   ASSERT_TRUE(ch->Release(exact->lease).ok());
+}
+
+// Any index/ retriever serves Retrieve: built over the keys read back, rebuilt only
+// when unindexed blocks would leave the recent window.
+TEST_F(DataPlaneTest, IndexRetrieversServeRetrieve) {
+  auto c = Connect();
+  auto ch = Channel(*c);
+  constexpr uint32_t kBlocks = 40, kNeedle = 11;
+  for (uint32_t b = 0; b < kBlocks; ++b) {
+    ASSERT_TRUE(ch->Put(8, 0, b, MakeBlock(8, 0, b, b == kNeedle ? 1.f : 0.f)).ok());
+  }
+  std::vector<float> query(size_t{kQHeads} * kHeadDim, 1.f);
+  auto bad = admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", "vq:bogus=1"}}}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("retriever"), std::string::npos) << bad.status().ToString();
+  for (const char* spec : {"mean:r=2", "sentence", "spann:eps2=0.2"}) {
+    auto set = admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", spec}}}});
+    ASSERT_TRUE(set.ok()) << spec << ": " << set.status().ToString();
+    auto r = ch->Retrieve(8, 0, query, 6);
+    ASSERT_TRUE(r.ok()) << spec << ": " << r.status().ToString();
+    std::vector<uint32_t> got;
+    for (const auto& b : r->blocks) got.push_back(b.block);
+    EXPECT_EQ(got.size(), 6u) << spec;
+    EXPECT_NE(std::find(got.begin(), got.end(), 39u), got.end()) << spec << ": recent block missing";
+    if (std::string(spec) != "sentence") {  // span means may dilute a needle by design (docs/retrieval-eval.md)
+      EXPECT_NE(std::find(got.begin(), got.end(), kNeedle), got.end()) << spec << ": needle missing";
+    }
+    ASSERT_TRUE(ch->Release(r->lease).ok());
+  }
+  // New blocks within the recent window are served without a rebuild, and selected.
+  ASSERT_TRUE(ch->Put(8, 0, kBlocks, MakeBlock(8, 0, kBlocks)).ok());
+  auto r = ch->Retrieve(8, 0, query, 6);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->blocks.back().block, kBlocks);
+  ASSERT_TRUE(ch->Release(r->lease).ok());
 }
 
 TEST_F(DataPlaneTest, MalformedDescriptorsAreRefusedAndTheClientCarriesOn) {
