@@ -1,13 +1,13 @@
 #include "daemon/metrics.h"
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <chrono>
 
+#include "daemon/metrics_http.h"
 #include "kernels/gpu_runtime.h"
 
 namespace tierkv::daemon {
@@ -58,25 +58,30 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   namespaces_ = &BuildGauge().Name("tierkv_namespaces").Help("Namespaces served").Register(*registry_).Add({});
 }
 
-Metrics::~Metrics() = default;
+Metrics::~Metrics() { http_.reset(); }  // stop serving before the registry goes
 
 Status Metrics::Serve(const std::string& listen) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/1);
-  } catch (const std::exception& e) {
-    return IOError("metrics: cannot listen on " + listen + ": " + e.what());
+  http_ = std::make_unique<MetricsHttp>([this] {
+    std::vector<prometheus::MetricFamily> all = registry_->Collect();
+    std::lock_guard lock(collectables_mu_);
+    for (const auto& c : collectables_) {
+      auto more = c->Collect();
+      all.insert(all.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+    }
+    return all;
+  });
+  Status st = http_->Start(listen);
+  if (!st.ok()) {
+    http_.reset();
+    return st;
   }
-  exposer_->RegisterCollectable(registry_);
-  auto ports = exposer_->GetListeningPorts();
-  const std::string host = listen.substr(0, listen.rfind(':'));
-  url_ = "http://" + host + ":" + (ports.empty() ? std::string("?") : std::to_string(ports[0])) + "/metrics";
+  url_ = "http://" + listen.substr(0, listen.rfind(':')) + ":" + std::to_string(http_->port()) + "/metrics";
   return OkStatus();
 }
 
 void Metrics::Register(const std::shared_ptr<prometheus::Collectable>& c) {
-  if (!exposer_) return;
+  std::lock_guard lock(collectables_mu_);
   collectables_.push_back(c);
-  exposer_->RegisterCollectable(c);
 }
 
 prometheus::Histogram& Metrics::RetrievalLatency(const std::string& ns, const std::string& phase) {

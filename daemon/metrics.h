@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,11 +12,11 @@
 
 namespace prometheus {
 class Registry;
-class Exposer;
 class Counter;
 class Gauge;
 class Histogram;
 class Collectable;
+struct MetricFamily;
 template <typename T>
 class Family;
 }  // namespace prometheus
@@ -27,13 +28,13 @@ class Metrics {
   Metrics();
   ~Metrics();
 
-  // Starts the HTTP exposer on host:port (port 0 picks a free one).
+  // Serves /metrics over HTTP on host:port (port 0 picks a free one).
   Status Serve(const std::string& listen);
   // "http://127.0.0.1:9464/metrics", or "" when not serving.
   const std::string& url() const { return url_; }
   prometheus::Registry& registry() { return *registry_; }
 
-  // Adds a collector read at every scrape (kept alive by Metrics; no-op when not serving).
+  // Adds a collector read at every scrape (kept alive by Metrics).
   void Register(const std::shared_ptr<prometheus::Collectable>& collectable);
   // Retrieval latency histogram of one namespace and phase (select, acquire, total).
   prometheus::Histogram& RetrievalLatency(const std::string& ns, const std::string& phase);
@@ -47,8 +48,9 @@ class Metrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
-  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;  // the exposer holds weak_ptrs
+  std::unique_ptr<class MetricsHttp> http_;
+  std::mutex collectables_mu_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;  // GUARDED_BY(collectables_mu_)
   std::string url_;
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* errors_;
