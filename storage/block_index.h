@@ -34,6 +34,11 @@ enum BlockFlags : uint8_t {
   kPrefix = 1 << 1,       // a shared prefix block (key.seq is its content hash)
   kDropped = 1 << 2,      // no owner left; freed when the last lease goes
   kLive = 1 << 3,         // the meta is in use (else on the free list)
+  kIoPending = 1 << 4,    // a D transfer of this block is in flight (lock dropped): its
+                          // memory copy must not move, change or be freed, and its D
+                          // slot must not change; always held with a lease
+  kPublished = 1 << 5,    // a lease was handed the block's memory location: it must not
+                          // move until the block is unpinned (cleared when leases hit 0)
 };
 
 struct BlockMeta {

@@ -30,6 +30,7 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       g_(g),
       h_(h),
       d_(d),
+      disk_(dynamic_cast<DiskTier*>(d)),
       manifest_(manifest),
       block_bytes_(options.model.BlockBytes()),
       policy_(options.policy),
@@ -42,12 +43,24 @@ BlockStore::~BlockStore() {
   }
   migrate_cv_.notify_all();
   room_cv_.notify_all();
+  io_cv_.notify_all();
   if (migrator_.joinable()) migrator_.join();
 }
 
 SlotTag BlockStore::TagOf(BlockRef ref) const {
   const BlockMeta& m = index_.meta(ref);
   return SlotTag{BlockKey{options_.ns, m.layer, m.seq, m.index, 0}, m.generation};
+}
+
+std::string BlockStore::RecordKeyOf(BlockRef ref) const {
+  const BlockMeta& m = index_.meta(ref);
+  return EncodeRecordKey({(m.flags & kPrefix) ? 'P' : 'B', options_.ns, m.seq, m.layer, m.index});
+}
+
+void BlockStore::Unpin(BlockRef ref) {
+  BlockMeta& m = index_.meta(ref);
+  TIERKV_CHECK(m.leases > 0);
+  if (--m.leases == 0) m.flags &= ~kPublished;
 }
 
 void BlockStore::Touch(BlockRef ref) {
@@ -73,7 +86,13 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
                            std::to_string(block_bytes_));
   }
   std::unique_lock lock(mu_);
+  // A block the migrator is writing to D is pinned for a moment only: wait for it.
+  const auto deadline = std::chrono::steady_clock::now() + options_.put_wait;
   BlockRef existing = index_.Find(seq, layer, index);
+  while (existing != kNoBlock && (index_.meta(existing).flags & kIoPending) && !stop_) {
+    if (io_cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+    existing = index_.Find(seq, layer, index);
+  }
   if (existing != kNoBlock && index_.meta(existing).leases > 0) {
     ++stats_.puts_rejected;
     return Busy("block is pinned by a retrieve");
@@ -108,30 +127,53 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
     ref = index_.NewBlock(prefix_hash ? prefix_hash : seq, layer, index, prefix_hash != 0);
     index_.Link(seq, layer, index, ref);
     if (prefix_hash) index_.RegisterPrefix(prefix_hash, layer, ref);
-  } else {
-    BlockMeta& m = index_.meta(ref);
-    ++m.generation;
-    m.flags &= ~kDiskCurrent;
   }
-  ++index_.meta(ref).leases;  // pinned while placed, so concurrent ops back off
+  // Every version of every block gets its own generation, so a stale placement or a
+  // stale manifest record never matches a slot written later. While the new version
+  // is placed the block is marked kIoPending: readers wait instead of reading the D
+  // copy of the old version under the new generation.
+  BlockMeta& m = index_.meta(ref);
+  const uint32_t old_generation = m.generation;
+  const uint8_t old_disk_current = m.flags & kDiskCurrent;
+  m.generation = NextGeneration();
+  m.flags = (m.flags & ~kDiskCurrent) | kIoPending;
+  ++m.leases;
   Status st = PlaceInMemory(lock, ref, payload, Protected(ref));
-  if (st.ok() && policy_.write == WritePolicy::kWriteThrough && d_) {
-    st = WriteToDisk(lock, ref);
-    if (st.ok() && durable) *durable = true;
+  index_.meta(ref).flags &= ~kIoPending;
+  io_cv_.notify_all();
+  bool on_disk = false;
+  if (st.ok() && policy_.write == WritePolicy::kWriteThrough) {
+    if (d_) {
+      std::vector<Status> written;
+      WriteToDisk(lock, std::span<const BlockRef>(&ref, 1), &written);
+      on_disk = written[0].ok();
+      if (!on_disk) LOG(DEBUG) << "write-through put stored without D: " << written[0].ToString();
+    }
+    if (!on_disk) ++stats_.puts_not_durable;
   }
-  --index_.meta(ref).leases;
+  Unpin(ref);
   if (!st.ok()) {
     ++stats_.puts_rejected;
-    if (fresh || !index_.meta(ref).in_memory()) {
-      index_.Unlink(seq, layer, index);
-      MaybeFree(ref);
+    BlockMeta& b = index_.meta(ref);
+    if (!fresh && !b.in_memory()) {  // the old version stays as it was
+      b.generation = old_generation;
+      b.flags |= old_disk_current;
     }
+    if (fresh || (!b.in_memory() && !b.on_disk())) {
+      if (index_.Find(seq, layer, index) == ref) index_.Unlink(seq, layer, index);
+    }
+    MaybeFree(ref);
     return st;
   }
   Touch(ref);
-  if (prefix_hash) RETURN_IF_ERROR(PersistLink(seq, layer, index, prefix_hash));
+  if (prefix_hash) {
+    Status link = PersistLink(seq, layer, index, prefix_hash);
+    if (!link.ok()) on_disk = false;
+  }
   ++stats_.puts;
   stats_.put_bytes += block_bytes_;
+  if (durable) *durable = on_disk;
+  MaybeFree(ref);  // the sequence may have been dropped while the block was written to D
   return OkStatus();
 }
 
@@ -146,38 +188,47 @@ Status BlockStore::Get(SequenceId seq, uint32_t layer, uint32_t index, std::span
   if (out.size() < block_bytes_) return InvalidArgument("output buffer smaller than a block");
   std::unique_lock lock(mu_);
   ++stats_.gets;
-  BlockRef ref = index_.Find(seq, layer, index);
+  const BlockRef ref = index_.Find(seq, layer, index);
   if (ref == kNoBlock) {
     ++stats_.get_misses;
     return NotFound("no block " + std::to_string(index) + " of sequence " + std::to_string(seq) + " layer " +
                     std::to_string(layer));
   }
-  BlockMeta& m = index_.meta(ref);
-  if (!m.in_memory()) {
+  ++index_.meta(ref).leases;
+  Status st;
+  bool direct = false;
+  if (!index_.meta(ref).in_memory()) {
     ++stats_.hits_disk;
-    ++m.leases;
-    Status st = LoadFromDisk(lock, ref);
-    --index_.meta(ref).leases;
-    if (!st.ok()) {
-      MaybeFree(ref);
-      return st;
+    std::vector<Status> loaded;
+    LoadFromDisk(lock, std::span<const BlockRef>(&ref, 1), &loaded);
+    st = loaded[0];
+    if (st.code() == StatusCode::kResourceExhausted) {  // no room in H: serve it from D
+      st = ReadDiskDirect(lock, ref, out.first(block_bytes_));
+      direct = true;
     }
   } else {
-    ++(m.where == Where::kGpu ? stats_.hits_gpu : stats_.hits_host);
+    ++(index_.meta(ref).where == Where::kGpu ? stats_.hits_gpu : stats_.hits_host);
   }
-  BlockMeta& now = index_.meta(ref);
-  ArenaTier* tier = now.where == Where::kGpu ? g_ : h_;
-  auto info = tier->Read(now.mem_slot, TagOf(ref), out.first(block_bytes_));
-  if (!info.ok()) return info.status();
-  Touch(ref);
-  return OkStatus();
+  if (st.ok() && !direct) {
+    const BlockMeta& m = index_.meta(ref);
+    ArenaTier* tier = m.where == Where::kGpu ? g_ : h_;
+    auto info = tier->Read(m.mem_slot, TagOf(ref), out.first(block_bytes_));
+    st = info.status();
+  }
+  Unpin(ref);
+  if (st.ok()) Touch(ref);
+  if (st.code() == StatusCode::kNotFound) ++stats_.get_misses;
+  MaybeFree(ref);
+  return st;
 }
 
 Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks, MissMode mode) {
   std::unique_lock lock(mu_);
   Lease lease;
   lease.id = next_lease_++;
-  std::vector<BlockRef>& pinned = leases_[lease.id];
+  std::vector<BlockRef> pinned;
+  std::vector<uint32_t> pinned_idx;
+  std::vector<BlockRef> to_load;
   pinned.reserve(blocks.size());
   for (uint32_t idx : blocks) {
     BlockRef ref = index_.Find(seq, layer, idx);
@@ -187,32 +238,36 @@ Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<cons
     if (m.selections < UINT16_MAX) ++m.selections;
     Touch(ref);
     pinned.push_back(ref);
+    pinned_idx.push_back(idx);
     if (m.where == Where::kGpu) {
       ++stats_.hits_gpu;
     } else if (m.where == Where::kHost) {
       ++stats_.hits_host;
-      if (mode == MissMode::kWait) {
-        MoveToGpu(lock, ref).IgnoreError();  // stays readable on H when G is full
-      } else {
-        deferred_.push_back(ref);
-      }
+      if (mode == MissMode::kDefer) deferred_.push_back(ref);
     } else {
       ++stats_.hits_disk;
-      if (mode == MissMode::kDefer) {
-        deferred_.push_back(ref);
-        lease.missing.push_back(idx);
-        continue;
-      }
-      Status st = LoadFromDisk(lock, ref);
-      if (st.ok()) st = MoveToGpu(lock, ref);
-      if (!index_.meta(ref).in_memory()) {
-        lease.missing.push_back(idx);
-        continue;
-      }
+      (mode == MissMode::kDefer ? deferred_ : to_load).push_back(ref);
     }
-    const BlockMeta& now = index_.meta(ref);
+  }
+  leases_[lease.id] = pinned;
+  if (!to_load.empty()) {
+    std::vector<Status> loaded;  // failures show as missing blocks below
+    LoadFromDisk(lock, to_load, &loaded);
+  }
+  for (size_t i = 0; i < pinned.size(); ++i) {
+    const BlockRef ref = pinned[i];
+    if (mode == MissMode::kWait && index_.meta(ref).where == Where::kHost) {
+      // Stays readable on H when G is full, or when another lease reads it there.
+      MoveToGpu(ref).IgnoreError();
+    }
+    BlockMeta& now = index_.meta(ref);
+    if (!now.in_memory()) {
+      lease.missing.push_back(pinned_idx[i]);
+      continue;
+    }
+    now.flags |= kPublished;  // the client reads it here until the lease ends
     const ArenaTier* tier = now.where == Where::kGpu ? g_ : h_;
-    lease.blocks.push_back({idx, now.where, tier->SlotOffset(now.mem_slot)});
+    lease.blocks.push_back({pinned_idx[i], now.where, tier->SlotOffset(now.mem_slot)});
   }
   if (!deferred_.empty()) RequestMigration();
   return lease;
@@ -222,10 +277,8 @@ Status BlockStore::Release(uint64_t lease_id) {
   std::lock_guard lock(mu_);
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) return NotFound("no lease " + std::to_string(lease_id));
-  for (BlockRef ref : it->second) {
-    --index_.meta(ref).leases;
-    MaybeFree(ref);
-  }
+  for (BlockRef ref : it->second) Unpin(ref);
+  MaybeFree(it->second);
   leases_.erase(it);
   room_cv_.notify_all();
   return OkStatus();
@@ -234,7 +287,7 @@ Status BlockStore::Release(uint64_t lease_id) {
 Status BlockStore::DropSequence(SequenceId seq) {
   std::lock_guard lock(mu_);
   if (!index_.HasSequence(seq)) return NotFound("no sequence " + std::to_string(seq));
-  for (BlockRef ref : index_.RemoveSequence(seq)) MaybeFree(ref);
+  MaybeFree(index_.RemoveSequence(seq));
   if (policy_.write == WritePolicy::kWriteThrough) {
     // Prefix links of the sequence go with it.
     std::vector<std::string> keys;
@@ -317,6 +370,11 @@ size_t BlockStore::num_blocks() const {
 size_t BlockStore::num_sequences() const {
   std::lock_guard lock(mu_);
   return index_.num_sequences();
+}
+
+Status BlockStore::disk_admission() const {
+  std::lock_guard lock(mu_);
+  return disk_error_;
 }
 
 size_t BlockStore::MetadataBytes() const {

@@ -1,11 +1,11 @@
 // BlockStore::Recover: rebuilds the D tier's part of the placement map from the
 // manifest at Open, cross-checked against the slot headers on disk.
+#include <algorithm>
 #include <unordered_map>
 
 #include "common/log.h"
 #include "storage/block_records.h"
 #include "storage/block_store.h"
-#include "storage/disk_tier.h"
 
 namespace tierkv::storage {
 
@@ -14,12 +14,15 @@ Status BlockStore::Recover() {
   std::lock_guard lock(mu_);
   // What the slot headers say, when the tier can be scanned (DiskTier).
   std::unordered_map<SlotId, SlotTag> on_disk;
-  bool scanned = false;
-  if (auto* disk = dynamic_cast<DiskTier*>(d_)) {
+  uint64_t max_generation = 0;
+  if (disk_) {
     // Headers only: payload checksums are verified on every read anyway.
-    ASSIGN_OR_RETURN(SlabScan scan, disk->Scan({.verify_payload = false}));
-    for (const auto& s : scan.valid) on_disk[s.slot] = s.info.tag;
-    scanned = true;
+    ASSIGN_OR_RETURN(SlabScan scan, disk_->Scan({.verify_payload = false}));
+    for (const auto& s : scan.valid) {
+      if (s.info.tag.key.ns != options_.ns) continue;
+      on_disk[s.slot] = s.info.tag;
+      max_generation = std::max(max_generation, s.info.tag.generation);
+    }
   }
   Manifest::Batch stale;
   uint64_t recovered = 0, dropped = 0;
@@ -32,8 +35,8 @@ Status BlockStore::Recover() {
                          rec->disk_slot < d_->num_slots() && index_.Owner(TierKind::kDisk, rec->disk_slot) == kNoBlock;
       SlotTag want;
       if (valid) want = SlotTag{BlockKey{options_.ns, key->layer, key->seq, key->index, 0}, rec->generation};
-      auto it = valid && scanned ? on_disk.find(rec->disk_slot) : on_disk.end();
-      const bool header_ok = valid && (!scanned || (it != on_disk.end() && it->second == want));
+      auto it = valid && disk_ ? on_disk.find(rec->disk_slot) : on_disk.end();
+      const bool header_ok = valid && (!disk_ || (it != on_disk.end() && it->second == want));
       if (!header_ok || !d_->Adopt(rec->disk_slot).ok()) {
         stale.Delete(Cf::kBlocks, k);
         ++dropped;
@@ -44,10 +47,11 @@ Status BlockStore::Recover() {
       m.disk_slot = rec->disk_slot;
       m.generation = rec->generation;
       m.flags |= kDiskCurrent;
+      max_generation = std::max<uint64_t>(max_generation, rec->generation);
       index_.SetOwner(TierKind::kDisk, rec->disk_slot, ref);
       if (kind == 'P') index_.RegisterPrefix(key->seq, key->layer, ref);
       else index_.Link(key->seq, key->layer, key->index, ref);
-      if (scanned) on_disk.erase(rec->disk_slot);
+      if (disk_) on_disk.erase(rec->disk_slot);
       ++recovered;
       return true;
     });
@@ -65,9 +69,11 @@ Status BlockStore::Recover() {
     return true;
   }));
   if (stale.Count()) RETURN_IF_ERROR(manifest_->Write(stale));
+  // New versions get generations above every one on disk, recorded or not.
+  generation_clock_ = static_cast<uint32_t>(std::min<uint64_t>(max_generation, UINT32_MAX - 1));
   stats_.recovered_blocks += recovered;
-  stats_.corrupt_blocks += dropped;
-  stats_.orphan_slots += on_disk.size();  // written but never acknowledged: left free, reused
+  stats_.stale_records += dropped;
+  stats_.orphan_slots += on_disk.size();  // written but never recorded: left free, reused
   if (recovered || dropped || !on_disk.empty()) {
     LOG(INFO) << "namespace " << options_.ns << ": recovered " << recovered << " block(s) from D, dropped "
               << dropped << " stale record(s), reclaimed " << on_disk.size() << " orphan slot(s)";

@@ -211,6 +211,18 @@ Status DiskTier::Sync() {
   return OkStatus();
 }
 
+Status DiskTier::SyncSlots(std::span<const SlotId> slots) {
+  std::vector<bool> dirty(fds_.size(), false);
+  for (SlotId s : slots) {
+    if (s >= num_slots()) return InvalidArgument(name() + ": SyncSlots: slot " + std::to_string(s) + " out of range");
+    dirty[s / slots_per_slab_] = true;
+  }
+  for (size_t i = 0; i < fds_.size(); ++i) {
+    if (dirty[i] && fdatasync(fds_[i]) != 0) return FromErrno(errno, "fdatasync " + paths_[i]);
+  }
+  return OkStatus();
+}
+
 Result<SlabScan> DiskTier::Scan(const SlabScanOptions& options) const {
   SlabScan all;
   for (size_t i = 0; i < paths_.size(); ++i) {

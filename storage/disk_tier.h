@@ -84,6 +84,9 @@ class DiskTier final : public Tier {
 
   // Makes every completed write durable (fdatasync of every slab file).
   Status Sync();
+  // Makes completed writes to `slots` durable: one fdatasync per slab file holding
+  // any of them. kInvalidArgument for a slot out of range.
+  Status SyncSlots(std::span<const SlotId> slots);
   // Recovery scan of every slab file (see slab_scan.h); slot ids are global.
   Result<SlabScan> Scan(const SlabScanOptions& options = {}) const;
 
