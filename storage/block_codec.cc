@@ -34,8 +34,9 @@ struct Specs {
 
 Specs SpecsFor(PayloadEncoding e, uint32_t group) {
   if (e == PayloadEncoding::kKivi2) return {kernels::KiviKeySpec(group), kernels::KiviValueSpec(group)};
-  const kernels::QuantSpec int8{kernels::QuantBits::kInt8, false, kernels::QuantAxis::kPerToken, group};
-  return {int8, int8};
+  const kernels::QuantSpec k{kernels::QuantBits::kInt8, false, kernels::QuantAxis::kPerChannel, group};
+  const kernels::QuantSpec v{kernels::QuantBits::kInt8, false, kernels::QuantAxis::kPerToken, group};
+  return {k, v};
 }
 
 PayloadEncoding EncodingOf(Compression c) {

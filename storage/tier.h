@@ -45,7 +45,7 @@ std::string_view TierKindName(TierKind kind);
 // encodings are written and read by the BlockStore (storage/block_codec.h).
 enum class PayloadEncoding : uint8_t {
   kRaw = 0,    // the block's bytes as stored
-  kInt8 = 1,   // int8 asymmetric, per-token groups for K and V (block_codec.h)
+  kInt8 = 1,   // int8 asymmetric: K per channel, V per token (block_codec.h)
   kKivi2 = 2,  // 2-bit KIVI: K per channel, V per token (block_codec.h)
 };
 
