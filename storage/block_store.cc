@@ -21,7 +21,7 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const BlockStoreOptions& op
   }
   std::unique_ptr<BlockStore> store(new BlockStore(options, g, h, d, manifest));
   RETURN_IF_ERROR(store->Recover());
-  store->migrator_ = std::thread([s = store.get()] { s->MigratorLoop(); });
+  if (options.migrator_thread) store->migrator_ = std::thread([s = store.get()] { s->MigratorLoop(); });
   return store;
 }
 
@@ -86,11 +86,11 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
                            std::to_string(block_bytes_));
   }
   std::unique_lock lock(mu_);
-  // A block the migrator is writing to D is pinned for a moment only: wait for it.
-  const auto deadline = std::chrono::steady_clock::now() + options_.put_wait;
+  // A block with a transfer in flight (the migrator writing it to D, a load, another
+  // put placing it) is pinned for the length of one transfer: wait for it.
   BlockRef existing = index_.Find(seq, layer, index);
   while (existing != kNoBlock && (index_.meta(existing).flags & kIoPending) && !stop_) {
-    if (io_cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+    io_cv_.wait(lock);
     existing = index_.Find(seq, layer, index);
   }
   if (existing != kNoBlock && index_.meta(existing).leases > 0) {

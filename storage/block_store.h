@@ -66,6 +66,10 @@ struct BlockStoreOptions {
   uint32_t max_blocks_per_sequence = 1 << 20;  // per layer; bounds client-supplied indices
   std::chrono::milliseconds put_wait{5000};     // how long a put waits for room when every tier is full
   std::chrono::milliseconds migrate_interval{20};
+  // Run the migrator thread. Default: true (tests that drive MigrateOnce alone and
+  // need its decisions to be theirs turn it off; puts waiting for room then wait
+  // for put_wait).
+  bool migrator_thread = true;
   // How long D admission stays stopped after an I/O error or a full disk. Default: 5 s
   std::chrono::milliseconds disk_retry_after{5000};
   // Most blocks written to D in one demotion batch (one fdatasync, one manifest batch).

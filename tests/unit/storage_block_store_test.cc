@@ -55,9 +55,10 @@ class BlockStoreTest : public ::testing::Test {
     tiers_.manifest = std::move(Manifest::Open(scratch_.Sub("manifest"))).value();
   }
 
-  void OpenStore(Policy policy = {}) {
+  void OpenStore(Policy policy = {}, bool migrator_thread = true) {
     store_.reset();
     BlockStoreOptions o;
+    o.migrator_thread = migrator_thread;
     o.ns = 7;
     o.model = SmallModel();
     o.policy = policy;
@@ -116,8 +117,10 @@ TEST_F(BlockStoreTest, FillsGThenHThenDemotesToDisk) {
   EXPECT_LE(tiers_.g->used_slots(), 8u);
   EXPECT_EQ(tiers_.g->used_slots() + tiers_.h->used_slots(), 15u);
   store_->MigrateOnce();  // G and H are above 95%: G goes down to its low watermark,
-                          // H (which receives G's blocks) at least below its high one
-  EXPECT_LE(tiers_.g->used_slots(), 8 * 0.85);
+                          // H (which receives G's blocks) at least below its high one.
+  // (The migrator thread may have run a pass before the puts ended; puts then refill
+  // G below its high watermark, which starts no new pass: hysteresis.)
+  EXPECT_LE(tiers_.g->used_slots(), 8 * 0.95);
   EXPECT_LE(tiers_.h->used_slots(), 8 * 0.95);
   EXPECT_GT(tiers_.d->used_slots(), 0u);
   EXPECT_GT(store_->stats().demotions_h_to_d.load(), 0u);
@@ -514,7 +517,7 @@ TEST_F(BlockStoreTest, EvictionPolicyChoosesTheVictim) {
     p.eviction = e;
     p.gpu.high = 0.5;
     p.gpu.low = 0.5;
-    OpenStore(p);
+    OpenStore(p, /*migrator_thread=*/false);  // the test's MigrateOnce decides alone
     for (uint32_t i = 0; i < 3; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(i)));  // all on G
     std::vector<std::byte> out(SmallModel().BlockBytes());
     // Block 0: touched often long ago; block 1: selected by retrieval; block 2: touched last.
