@@ -34,7 +34,7 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       manifest_(manifest),
       block_bytes_(options.model.BlockBytes()),
       policy_(options.policy),
-      index_(options.model.num_layers, g->num_slots(), h->num_slots(), d ? d->num_slots() : 0) {}
+      index_(options.model.num_layers, g->num_slots(), h->num_slots()) {}
 
 BlockStore::~BlockStore() {
   {
@@ -250,9 +250,31 @@ Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<cons
     }
   }
   leases_[lease.id] = pinned;
+  if (mode == MissMode::kWait && d_) {
+    // Room in H for the loads plus one slot: moving a block to a full G demotes a G
+    // block into H first, and each move then frees the H slot the next one needs.
+    const size_t need = to_load.size() + 1;
+    if (h_->free_slots() < need) DemoteHostBatch(lock, need - h_->free_slots());
+  }
   if (!to_load.empty()) {
+    // The blocks after each miss, when they are on D only, come up in the same batch
+    // (pinned for the load only).
+    std::vector<BlockRef> extra;
+    const size_t misses = to_load.size();
+    for (size_t i = 0; i < misses && policy_.prefetch_depth > 0; ++i) {
+      const BlockMeta& miss = index_.meta(to_load[i]);
+      for (uint32_t d = 1; d <= policy_.prefetch_depth; ++d) {
+        const BlockRef next = index_.Find(seq, layer, miss.index + d);
+        if (next == kNoBlock || index_.meta(next).in_memory() || (index_.meta(next).flags & kIoPending)) continue;
+        ++index_.meta(next).leases;
+        extra.push_back(next);
+        to_load.push_back(next);
+      }
+    }
     std::vector<Status> loaded;  // failures show as missing blocks below
     LoadFromDisk(lock, to_load, &loaded);
+    for (BlockRef ref : extra) Unpin(ref);
+    MaybeFree(extra);
   }
   for (size_t i = 0; i < pinned.size(); ++i) {
     const BlockRef ref = pinned[i];
@@ -271,6 +293,27 @@ Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<cons
   }
   if (!deferred_.empty()) RequestMigration();
   return lease;
+}
+
+Result<uint32_t> BlockStore::Prefetch(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks) {
+  std::unique_lock lock(mu_);
+  std::vector<BlockRef> refs;
+  for (uint32_t idx : blocks) {
+    const BlockRef ref = index_.Find(seq, layer, idx);
+    if (ref == kNoBlock || index_.meta(ref).in_memory() || !index_.meta(ref).on_disk()) continue;
+    ++index_.meta(ref).leases;
+    refs.push_back(ref);
+  }
+  if (refs.empty()) return 0u;
+  std::vector<Status> loaded;
+  LoadFromDisk(lock, refs, &loaded);
+  uint32_t n = 0;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    n += loaded[i].ok() && index_.meta(refs[i]).in_memory();
+    Unpin(refs[i]);
+  }
+  MaybeFree(refs);
+  return n;
 }
 
 Status BlockStore::Release(uint64_t lease_id) {

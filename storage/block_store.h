@@ -7,7 +7,9 @@
 //   Get      -> copies from wherever the block is (D reads are verified).
 //   Acquire  -> pins the blocks a retrieval selected and brings them to G (miss mode
 //               wait) or returns the resident ones and schedules the rest (defer).
-//               D reads of one call go to the disk as one batch.
+//               D reads of one call go to the disk as one batch, with the
+//               policy's prefetch_depth blocks after each D miss loaded into H too.
+//   Prefetch -> loads D-only blocks into H (one batch), no pin.
 //   Release  -> unpins.
 //   migrator -> a background thread demotes the coldest unpinned blocks G->H->D when
 //               a tier passes its high watermark, down to its low watermark; H->D
@@ -136,6 +138,11 @@ class BlockStore {
   // Unknown blocks are skipped (listed in nothing). `selected` counts toward the
   // score-aware eviction.
   Result<Lease> Acquire(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks, MissMode mode);
+  // Brings the D-only blocks among `blocks` of (seq, layer) into H as one read batch,
+  // without pinning them or moving them to G (a retrieval expects to need them
+  // soon). Unknown blocks and blocks already in memory are skipped. Returns how many
+  // were loaded; D errors are counted in stats, not returned.
+  Result<uint32_t> Prefetch(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks);
   // Unpins a lease. kNotFound for an unknown id.
   Status Release(uint64_t lease_id);
   // Drops every block of the sequence (shared prefix blocks stay while others use them).

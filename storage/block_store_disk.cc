@@ -162,13 +162,9 @@ void BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const
     m.flags &= ~kIoPending;
     Unpin(j.ref);
     if (j.status.ok() && m.generation == j.tag.generation) {
-      if (m.on_disk()) {  // the record names the new slot now: the old copy goes
-        d_->Free(m.disk_slot).IgnoreError();
-        index_.SetOwner(TierKind::kDisk, m.disk_slot, kNoBlock);
-      }
+      if (m.on_disk()) d_->Free(m.disk_slot).IgnoreError();  // the record names the new slot now
       m.disk_slot = j.slot;
       m.flags |= kDiskCurrent;
-      index_.SetOwner(TierKind::kDisk, j.slot, j.ref);
       ++stats_.disk_writes;
       stats_.disk_encoded_bytes += j.payload.size();
       continue;

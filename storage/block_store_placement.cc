@@ -49,7 +49,6 @@ void BlockStore::ForgetDiskCopy(BlockRef ref, Manifest::Batch* batch, std::vecto
   if (!m.on_disk()) return;
   batch->Delete(Cf::kBlocks, RecordKeyOf(ref));
   slots->push_back(m.disk_slot);
-  index_.SetOwner(TierKind::kDisk, m.disk_slot, kNoBlock);
   m.disk_slot = kInvalidSlot;
   m.flags &= ~kDiskCurrent;
 }

@@ -31,8 +31,9 @@ Status BlockStore::Recover() {
                                                                                       std::string_view v) {
       auto key = DecodeRecordKey(k);
       auto rec = DecodeBlockRecord(v);
+      // A slot claimed by two records fails the second Adopt (kAlreadyExists).
       const bool valid = key.ok() && rec.ok() && key->layer < options_.model.num_layers &&
-                         rec->disk_slot < d_->num_slots() && index_.Owner(TierKind::kDisk, rec->disk_slot) == kNoBlock;
+                         rec->disk_slot < d_->num_slots();
       SlotTag want;
       if (valid) want = SlotTag{BlockKey{options_.ns, key->layer, key->seq, key->index, 0}, rec->generation};
       auto it = valid && disk_ ? on_disk.find(rec->disk_slot) : on_disk.end();
@@ -48,7 +49,6 @@ Status BlockStore::Recover() {
       m.generation = rec->generation;
       m.flags |= kDiskCurrent;
       max_generation = std::max<uint64_t>(max_generation, rec->generation);
-      index_.SetOwner(TierKind::kDisk, rec->disk_slot, ref);
       if (kind == 'P') index_.RegisterPrefix(key->seq, key->layer, ref);
       else index_.Link(key->seq, key->layer, key->index, ref);
       if (disk_) on_disk.erase(rec->disk_slot);

@@ -174,6 +174,10 @@ class Tier {
   Status ReadBatch(std::span<ReadOp> ops);
 
   const TierStats& stats() const { return stats_; }
+  // Daemon memory this tier holds for its slots (bookkeeping, not payload):
+  // 9 bytes per slot here (state, free stack, free-stack position); subclasses add
+  // their own per-slot records.
+  virtual size_t MetadataBytes() const;
 
  protected:
   // REQUIRES: num_slots > 0, slot_capacity > 0.

@@ -205,6 +205,39 @@ TEST_F(BlockStoreTest, DeferModeReportsMissesAndBringsThemUpForTheNextStep) {
   ASSERT_TRUE(store_->Release(second->id).ok());
 }
 
+TEST_F(BlockStoreTest, PrefetchAndPrefetchDepthLoadDiskBlocksIntoHost) {
+  OpenTiers(8, 16, 64);
+  Policy p;
+  p.sink_blocks = 0;
+  p.recent_window = 0;
+  p.gpu = {0.01, 0.01};
+  p.host = {0.01, 0.01};
+  OpenStore(p, /*migrator_thread=*/false);
+  for (uint32_t i = 0; i < 20; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(Seed(1, 0, i))));
+  store_->MigrateOnce();
+  ASSERT_EQ(tiers_.g->used_slots() + tiers_.h->used_slots(), 0u);
+  const uint64_t reads0 = tiers_.d->stats().reads.load();
+  auto n = store_->Prefetch(1, 0, std::vector<uint32_t>{2, 3, 3, 99, 4});
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 4u);  // 3 twice, 99 unknown
+  EXPECT_EQ(tiers_.h->used_slots(), 3u);
+  EXPECT_EQ(tiers_.d->stats().reads.load() - reads0, 3u);
+  EXPECT_EQ(*store_->Prefetch(1, 0, std::vector<uint32_t>{2, 3}), 0u);  // already in memory
+  // prefetch_depth: a miss brings the following D-only blocks up with it, unpinned.
+  p.prefetch_depth = 3;
+  p.gpu = Watermarks{};
+  p.host = Watermarks{};
+  store_->SetPolicy(p);
+  auto lease = store_->Acquire(1, 0, std::vector<uint32_t>{10}, MissMode::kWait);
+  ASSERT_TRUE(lease.ok());
+  ASSERT_EQ(lease->blocks.size(), 1u);
+  EXPECT_EQ(lease->blocks[0].where, Where::kGpu);
+  EXPECT_EQ(tiers_.h->used_slots(), 3u + 3u);  // 11, 12, 13 wait on H for the next step
+  ASSERT_OK(store_->Release(lease->id));
+  for (uint32_t i : {10u, 11u, 12u, 13u, 2u}) ExpectBlock(1, 0, i, Seed(1, 0, i));
+  EXPECT_EQ(tiers_.d->stats().reads.load() - reads0, 3u + 4u);
+}
+
 TEST_F(BlockStoreTest, PrefixBlocksAreStoredOnceAndShared) {
   OpenTiers(8, 8, 16);
   OpenStore();
