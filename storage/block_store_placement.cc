@@ -1,6 +1,7 @@
 // BlockStore: placement in memory, moves between G and H, freeing, victims, the
 // migrator. D transfers are in block_store_disk.cc.
 #include <algorithm>
+#include <cmath>
 
 #include "common/log.h"
 #include "storage/block_records.h"
@@ -273,8 +274,10 @@ void BlockStore::MigrateOnce() {
     while (OverLow(TierKind::kGpu) && !stop_) {
       BlockRef v = PickVictim(TierKind::kGpu);
       if (v == kNoBlock) break;
-      if (h_->free_slots() == 0) {
-        if (DemoteHostBatch(lock, options_.demote_batch) == 0) break;
+      if (h_->free_slots() == 0) {  // room in H for what G still has to give up
+        const double excess = g_->used_slots() - policy_.gpu.low * g_->num_slots();
+        const size_t want = std::clamp<size_t>(static_cast<size_t>(std::ceil(excess)), 1, options_.demote_batch);
+        if (DemoteHostBatch(lock, want) == 0) break;
         continue;
       }
       if (!DemoteToHost(v).ok()) break;

@@ -130,6 +130,31 @@ TEST_F(BlockStoreTest, FillsGThenHThenDemotesToDisk) {
   EXPECT_GT(store_->stats().promotions_d_to_h.load(), 0u);
 }
 
+// H -> D demotions go as one batch (one write batch, one fdatasync per slab, one
+// manifest batch); blocks already current on D just leave H.
+TEST_F(BlockStoreTest, DemotionsAreBatched) {
+  OpenTiers(4, 16, 64);
+  Policy p;
+  p.sink_blocks = 0;
+  p.recent_window = 0;
+  p.gpu = {1.0, 1.0};  // G keeps its 4: only H demotes
+  p.host = {0.9, 0.25};
+  OpenStore(p, /*migrator_thread=*/false);
+  for (uint32_t i = 0; i < 20; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(Seed(1, 0, i))));
+  ASSERT_EQ(tiers_.h->used_slots(), 16u);
+  store_->MigrateOnce();
+  EXPECT_EQ(tiers_.h->used_slots(), 4u);
+  EXPECT_EQ(store_->stats().disk_writes.load(), 12u);
+  EXPECT_EQ(store_->stats().disk_write_batches.load(), 1u);
+  EXPECT_EQ(store_->stats().demotions_h_to_d.load(), 12u);
+  // Read back (D -> H), then demote again: blocks read back are clean and just leave
+  // H; no block is written twice (16 passed through H).
+  for (uint32_t i = 0; i < 20; ++i) ExpectBlock(1, 0, i, Seed(1, 0, i));
+  store_->MigrateOnce();
+  EXPECT_LE(store_->stats().disk_writes.load(), 16u);
+  EXPECT_GT(store_->stats().demotions_h_to_d.load(), store_->stats().disk_writes.load());
+}
+
 TEST_F(BlockStoreTest, SinksAndRecentWindowStayOnG) {
   OpenTiers(8, 32, 64);
   Policy p;
