@@ -130,13 +130,14 @@ class BlockStore {
   // leased. kResourceExhausted: no room in G or H within put_wait.
   Status Put(SequenceId seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload,
              uint64_t prefix_hash = 0, bool* deduplicated = nullptr, bool* durable = nullptr);
-  // Copies one block into out (model.BlockBytes() bytes). kNotFound when absent.
-  // kCorruption when its D copy fails verification twice (the D copy is dropped;
-  // later gets say kNotFound). kIOError when D cannot read it (the copy stays).
+  // Copies one block into out (model.BlockBytes() bytes). A block only on D is
+  // brought into H (or, when H has no room, read straight into out). kNotFound when
+  // absent. kCorruption when its D copy fails verification twice (the D copy is
+  // dropped; later gets say kNotFound). kIOError when D cannot read it (the copy stays).
   Status Get(SequenceId seq, uint32_t layer, uint32_t index, std::span<std::byte> out);
   // Pins blocks of (seq, layer) for one step and brings them to G (see MissMode).
-  // Unknown blocks are skipped (listed in nothing). `selected` counts toward the
-  // score-aware eviction.
+  // Unknown blocks are skipped (listed in nothing). Each is counted as selected (the
+  // score-aware eviction). A pinned block stays where the lease says until Release.
   Result<Lease> Acquire(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks, MissMode mode);
   // Brings the D-only blocks among `blocks` of (seq, layer) into H as one read batch,
   // without pinning them or moving them to G (a retrieval expects to need them
@@ -159,6 +160,8 @@ class BlockStore {
   uint32_t SequenceBlocks(SequenceId seq, uint32_t layer) const;
   size_t num_blocks() const;
   size_t num_sequences() const;
+  // Daemon memory of the placement map (metas, block arrays, owner maps of G and H,
+  // prefix map, leases); the tiers' own slot bookkeeping is Tier::MetadataBytes().
   size_t MetadataBytes() const;
   // OK while D admits writes; else the error that stopped it (kIOError,
   // kResourceExhausted, ...) until a write succeeds again.
