@@ -69,10 +69,7 @@ void BlockStore::Touch(BlockRef ref) {
   if (m.hits < UINT16_MAX) ++m.hits;
 }
 
-Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload,
-                       uint64_t prefix_hash, bool* deduplicated, bool* durable) {
-  if (deduplicated) *deduplicated = false;
-  if (durable) *durable = false;
+Status BlockStore::CheckPutArgs(uint32_t layer, uint32_t index, size_t bytes) const {
   if (layer >= options_.model.num_layers) {
     return InvalidArgument("layer " + std::to_string(layer) + " >= num_layers " +
                            std::to_string(options_.model.num_layers));
@@ -81,10 +78,18 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
     return InvalidArgument("block index " + std::to_string(index) + " >= " +
                            std::to_string(options_.max_blocks_per_sequence));
   }
-  if (payload.size() != block_bytes_) {
-    return InvalidArgument("block payload of " + std::to_string(payload.size()) + " bytes, expected " +
+  if (bytes != block_bytes_) {
+    return InvalidArgument("block payload of " + std::to_string(bytes) + " bytes, expected " +
                            std::to_string(block_bytes_));
   }
+  return OkStatus();
+}
+
+Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload,
+                       uint64_t prefix_hash, bool* deduplicated, bool* durable) {
+  if (deduplicated) *deduplicated = false;
+  if (durable) *durable = false;
+  RETURN_IF_ERROR(CheckPutArgs(layer, index, payload.size()));
   std::unique_lock lock(mu_);
   // A block with a transfer in flight (the migrator writing it to D, a load, another
   // put placing it) is pinned for the length of one transfer: wait for it.
@@ -98,23 +103,8 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
     return Busy("block is pinned by a retrieve");
   }
   if (prefix_hash != 0) {
-    BlockRef shared = index_.FindPrefix(prefix_hash, layer);
-    if (shared != kNoBlock) {
-      if (existing != shared) {
-        if (existing != kNoBlock) {
-          index_.Unlink(seq, layer, index);
-          MaybeFree(existing);
-        }
-        index_.Link(seq, layer, index, shared);
-      }
-      Touch(shared);
-      RETURN_IF_ERROR(PersistLink(seq, layer, index, prefix_hash));
-      ++stats_.puts;
-      ++stats_.puts_deduplicated;
-      if (deduplicated) *deduplicated = true;
-      if (durable) *durable = index_.meta(shared).flags & kDiskCurrent;
-      return OkStatus();
-    }
+    const BlockRef shared = index_.FindPrefix(prefix_hash, layer);
+    if (shared != kNoBlock) return ShareBlock(seq, layer, index, existing, shared, prefix_hash, deduplicated, durable);
   }
   BlockRef ref = existing;
   if (ref != kNoBlock && ((index_.meta(ref).flags & kPrefix) || index_.meta(ref).owners > 1 || prefix_hash != 0)) {
@@ -141,16 +131,7 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
   Status st = PlaceInMemory(lock, ref, payload, Protected(ref));
   index_.meta(ref).flags &= ~kIoPending;
   io_cv_.notify_all();
-  bool on_disk = false;
-  if (st.ok() && policy_.write == WritePolicy::kWriteThrough) {
-    if (d_) {
-      std::vector<Status> written;
-      WriteToDisk(lock, std::span<const BlockRef>(&ref, 1), &written);
-      on_disk = written[0].ok();
-      if (!on_disk) LOG(DEBUG) << "write-through put stored without D: " << written[0].ToString();
-    }
-    if (!on_disk) ++stats_.puts_not_durable;
-  }
+  const bool on_disk = st.ok() && policy_.write == WritePolicy::kWriteThrough && WriteThrough(lock, ref);
   Unpin(ref);
   if (!st.ok()) {
     ++stats_.puts_rejected;
@@ -166,15 +147,43 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
     return st;
   }
   Touch(ref);
-  if (prefix_hash) {
-    Status link = PersistLink(seq, layer, index, prefix_hash);
-    if (!link.ok()) on_disk = false;
-  }
+  const bool linked = prefix_hash == 0 || PersistLink(seq, layer, index, prefix_hash).ok();
   ++stats_.puts;
   stats_.put_bytes += block_bytes_;
-  if (durable) *durable = on_disk;
+  if (durable) *durable = on_disk && linked;
   MaybeFree(ref);  // the sequence may have been dropped while the block was written to D
   return OkStatus();
+}
+
+// The sequence's block becomes the cached prefix block `shared`: nothing is copied.
+Status BlockStore::ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, BlockRef existing, BlockRef shared,
+                              uint64_t hash, bool* deduplicated, bool* durable) {
+  if (existing != shared) {
+    if (existing != kNoBlock) {
+      index_.Unlink(seq, layer, index);
+      MaybeFree(existing);
+    }
+    index_.Link(seq, layer, index, shared);
+  }
+  Touch(shared);
+  RETURN_IF_ERROR(PersistLink(seq, layer, index, hash));
+  ++stats_.puts;
+  ++stats_.puts_deduplicated;
+  if (deduplicated) *deduplicated = true;
+  if (durable) *durable = index_.meta(shared).flags & kDiskCurrent;
+  return OkStatus();
+}
+
+bool BlockStore::WriteThrough(std::unique_lock<std::mutex>& lock, BlockRef ref) {
+  bool on_disk = false;
+  if (d_) {
+    std::vector<Status> written;
+    WriteToDisk(lock, std::span<const BlockRef>(&ref, 1), &written);
+    on_disk = written[0].ok();
+    if (!on_disk) LOG(DEBUG) << "write-through put stored without D: " << written[0].ToString();
+  }
+  if (!on_disk) ++stats_.puts_not_durable;
+  return on_disk;
 }
 
 Status BlockStore::PersistLink(SequenceId seq, uint32_t layer, uint32_t index, uint64_t hash) {

@@ -180,6 +180,7 @@ class BlockStore {
 
   // All REQUIRES mu_ held. Functions taking the lock may drop it for disk I/O; on
   // return every BlockMeta reference taken before must be looked up again.
+  Status CheckPutArgs(uint32_t layer, uint32_t index, size_t bytes) const;  // no lock needed
   SlotTag TagOf(BlockRef ref) const;
   std::string RecordKeyOf(BlockRef ref) const;
   bool Protected(BlockRef ref) const;
@@ -189,6 +190,10 @@ class BlockStore {
   uint32_t NextGeneration() { return ++generation_clock_; }
   Status PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<const std::byte> payload,
                        bool prefer_gpu);
+  Status ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, BlockRef existing, BlockRef shared,
+                    uint64_t hash, bool* deduplicated, bool* durable);
+  // Writes a just-put block to D (write-through); true when it is durable.
+  bool WriteThrough(std::unique_lock<std::mutex>& lock, BlockRef ref);
   // H -> G by a memory copy. kBusy when a transfer reads the block's H copy or a
   // lease was handed its H location.
   Status MoveToGpu(BlockRef ref);
@@ -202,6 +207,10 @@ class BlockStore {
   // (*results)[i] is ref i's outcome; blocks already current on D are OK at once.
   void WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
                    std::vector<Status>* results);
+  struct WriteJob;  // one block's write (block_store_disk.cc)
+  std::vector<WriteJob> StartWrites(std::span<const BlockRef> refs, std::vector<Status>* results);
+  void RunWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group);  // lock dropped
+  void FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* results);
   // Brings the D copies of refs (each pinned by the caller) into H as one read batch.
   // Blocks already in memory are OK; a block with a transfer in flight is waited for
   // when `wait` (else kBusy: the migrator never waits, a put may be waiting on it).
@@ -238,6 +247,11 @@ class BlockStore {
   void MigratorLoop();
   void RequestMigration();  // REQUIRES: mu_ held
   Status Recover();
+  // Recover's steps: the records whose slot headers agree become D-only blocks (the
+  // others are added to *stale); then the prefix links.
+  struct Recorded;  // one manifest record (block_store_recovery.cc)
+  Status AdoptRecords(const std::vector<Recorded>& records, Manifest::Batch* stale, uint64_t* dropped);
+  Status RecoverLinks();
 
   const BlockStoreOptions options_;
   ArenaTier* const g_;

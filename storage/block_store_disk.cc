@@ -11,22 +11,6 @@
 namespace tierkv::storage {
 namespace {
 
-// One block's write to D while the lock is dropped.
-struct WriteJob {
-  size_t i = 0;  // position in the caller's refs
-  BlockRef ref = kNoBlock;
-  SlotTag tag;
-  SlotId slot = kInvalidSlot;  // the fresh D slot
-  std::string key;             // manifest record key
-  const ArenaTier* mem = nullptr;
-  SlotId mem_slot = kInvalidSlot;
-  std::vector<std::byte> raw;      // copy of a block whose memory the host cannot read (G)
-  std::vector<std::byte> encoded;  // compressed payload
-  PayloadEncoding encoding = PayloadEncoding::kRaw;
-  std::span<const std::byte> payload;
-  Status status;
-};
-
 // One block's read from D while the lock is dropped.
 struct ReadJob {
   size_t i = 0;
@@ -42,6 +26,22 @@ bool StopsAdmission(StatusCode c) {
 }
 
 }  // namespace
+
+// One block's write to D while the lock is dropped.
+struct BlockStore::WriteJob {
+  size_t i = 0;  // position in the caller's refs
+  BlockRef ref = kNoBlock;
+  SlotTag tag;
+  SlotId slot = kInvalidSlot;  // the fresh D slot
+  std::string key;             // manifest record key
+  const ArenaTier* mem = nullptr;
+  SlotId mem_slot = kInvalidSlot;
+  std::vector<std::byte> raw;      // copy of a block whose memory the host cannot read (G)
+  std::vector<std::byte> encoded;  // compressed payload
+  PayloadEncoding encoding = PayloadEncoding::kRaw;
+  std::span<const std::byte> payload;
+  Status status;
+};
 
 bool BlockStore::DiskAdmits() {
   if (disk_error_.ok() || std::chrono::steady_clock::now() >= disk_retry_at_) return true;  // else probe later
@@ -73,6 +73,19 @@ void BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const
     for (Status& s : *results) s = NotSupported("no disk tier");
     return;
   }
+  std::vector<WriteJob> jobs = StartWrites(refs, results);
+  if (jobs.empty()) return;
+  const Compression compression = policy_.compression;
+  const uint32_t group = policy_.compression_group;
+  lock.unlock();
+  RunWrites(jobs, compression, group);
+  lock.lock();
+  FinishWrites(jobs, results);
+}
+
+// Lock held: admission, a fresh D slot per block, the blocks pinned and marked.
+std::vector<BlockStore::WriteJob> BlockStore::StartWrites(std::span<const BlockRef> refs,
+                                                          std::vector<Status>* results) {
   std::vector<WriteJob> jobs;
   for (size_t i = 0; i < refs.size(); ++i) {
     BlockMeta& m = index_.meta(refs[i]);
@@ -103,11 +116,13 @@ void BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const
     j.mem = m.where == Where::kGpu ? g_ : h_;
     j.mem_slot = m.mem_slot;
   }
-  if (jobs.empty()) return;
-  const Compression compression = policy_.compression;
-  const uint32_t group = policy_.compression_group;
-  lock.unlock();
-  // The memory copies cannot move or change while kIoPending is set.
+  return jobs;
+}
+
+// Lock dropped (the memory copies cannot move or change while kIoPending is set):
+// payloads (encoded when the policy says so), one write batch, one fdatasync of the
+// slabs written, one manifest batch. Sets each job's status.
+void BlockStore::RunWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group) {
   std::vector<WriteOp> ops;
   std::vector<WriteJob*> issued;
   for (WriteJob& j : jobs) {
@@ -115,8 +130,7 @@ void BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const
       j.payload = std::span<const std::byte>(j.mem->SlotAddress(j.mem_slot), block_bytes_);
     } else {
       j.raw.resize(block_bytes_);
-      auto info = const_cast<ArenaTier*>(j.mem)->Read(j.mem_slot, j.tag, j.raw);
-      j.status = info.status();
+      j.status = const_cast<ArenaTier*>(j.mem)->Read(j.mem_slot, j.tag, j.raw).status();
       j.payload = j.raw;
     }
     if (j.status.ok() && compression != Compression::kNone) {
@@ -134,7 +148,6 @@ void BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const
     issued[k]->status = ops[k].status;
     if (ops[k].status.ok()) written.push_back(ops[k].slot);
   }
-  // Data first (one fdatasync of the slabs written), then one manifest batch.
   Status st = written.empty() || !disk_ ? OkStatus() : disk_->SyncSlots(written);
   Manifest::Batch batch;
   for (WriteJob* j : issued) {
@@ -147,15 +160,16 @@ void BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const
                           static_cast<uint32_t>(j->payload.size()), static_cast<uint8_t>(j->encoding)};
     batch.Put(Cf::kBlocks, j->key, EncodeBlockRecord(rec));
   }
-  if (st.ok() && batch.Count() > 0) {
-    st = manifest_->Write(batch);
-    if (!st.ok()) {
-      for (WriteJob* j : issued) {
-        if (j->status.ok()) j->status = st.WithContext("manifest");
-      }
-    }
+  if (!st.ok() || batch.Count() == 0) return;
+  st = manifest_->Write(batch);
+  for (WriteJob* j : issued) {
+    if (j->status.ok() && !st.ok()) j->status = st.WithContext("manifest");
   }
-  lock.lock();
+}
+
+// Lock held again: each written block now lives in its new slot (the record names
+// it) and its old slot is freed; a failed one keeps its old copy, the new slot goes.
+void BlockStore::FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* results) {
   Status first_failure;
   for (WriteJob& j : jobs) {
     BlockMeta& m = index_.meta(j.ref);

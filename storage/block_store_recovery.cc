@@ -10,14 +10,15 @@
 
 namespace tierkv::storage {
 
+struct BlockStore::Recorded {
+  std::string key;
+  RecordKey k;
+  BlockRecord rec;
+};
+
 Status BlockStore::Recover() {
   if (!d_) return OkStatus();
   std::lock_guard lock(mu_);
-  struct Recorded {
-    std::string key;
-    RecordKey k;
-    BlockRecord rec;
-  };
   std::vector<Recorded> records;
   Manifest::Batch stale;
   uint64_t dropped = 0;
@@ -36,6 +37,18 @@ Status BlockStore::Recover() {
                                       return true;
                                     }));
   }
+  RETURN_IF_ERROR(AdoptRecords(records, &stale, &dropped));
+  RETURN_IF_ERROR(RecoverLinks());
+  if (stale.Count()) RETURN_IF_ERROR(manifest_->Write(stale));
+  stats_.stale_records += dropped;
+  if (stats_.recovered_blocks.load() || dropped) {
+    LOG(INFO) << "namespace " << options_.ns << ": recovered " << stats_.recovered_blocks.load()
+              << " block(s) from D, dropped " << dropped << " stale record(s)";
+  }
+  return OkStatus();
+}
+
+Status BlockStore::AdoptRecords(const std::vector<Recorded>& records, Manifest::Batch* stale, uint64_t* dropped) {
   // The headers of the recorded slots only (one batch, queue_depth in flight): Open
   // costs one 4 KiB read per stored block, not a scan of the whole tier. Slots
   // written but never recorded (a crash between data and record) are simply free.
@@ -55,15 +68,15 @@ Status BlockStore::Recover() {
     }
     // A slot claimed by two records fails the second Adopt (kAlreadyExists).
     if (!header_ok || !d_->Adopt(rec.disk_slot).ok()) {
-      if (dropped < 8) {
+      if (*dropped < 8) {
         LOG(WARNING) << "namespace " << options_.ns << ": manifest record of " << TagToString(want) << " in D slot "
                      << rec.disk_slot << " dropped: "
                      << (header_ok ? std::string("slot claimed twice") : headers[i].status.ok()
                                                                              ? "the slot holds " + TagToString(headers[i].info.tag)
                                                                              : headers[i].status.ToString());
       }
-      stale.Delete(Cf::kBlocks, records[i].key);
-      ++dropped;
+      stale->Delete(Cf::kBlocks, records[i].key);
+      ++*dropped;
       continue;
     }
     const bool prefix = key.kind == 'P';
@@ -77,9 +90,17 @@ Status BlockStore::Recover() {
     else index_.Link(key.seq, key.layer, key.index, ref);
     ++recovered;
   }
-  // Prefix links of sequences (write-through namespaces).
-  RETURN_IF_ERROR(manifest_->Scan(Cf::kSequences, RecordKeyPrefix('L', options_.ns), [&](std::string_view k,
-                                                                                         std::string_view v) {
+  // New versions get generations above every recorded one (a slot written but never
+  // recorded may hold a higher one; no record names it, so it cannot be confused).
+  generation_clock_ = static_cast<uint32_t>(std::min<uint64_t>(max_generation, UINT32_MAX - 1));
+  stats_.recovered_blocks += recovered;
+  return OkStatus();
+}
+
+// Prefix links of sequences (write-through namespaces).
+Status BlockStore::RecoverLinks() {
+  return manifest_->Scan(Cf::kSequences, RecordKeyPrefix('L', options_.ns), [&](std::string_view k,
+                                                                                 std::string_view v) {
     auto key = DecodeRecordKey(k);
     if (!key.ok() || v.size() != 8 || key->layer >= options_.model.num_layers) return true;
     BlockRef shared = index_.FindPrefix(ReadBigEndian64(v), key->layer);
@@ -87,17 +108,7 @@ Status BlockStore::Recover() {
       index_.Link(key->seq, key->layer, key->index, shared);
     }
     return true;
-  }));
-  if (stale.Count()) RETURN_IF_ERROR(manifest_->Write(stale));
-  // New versions get generations above every recorded one (a slot written but never
-  // recorded may hold a higher one; no record names it, so it cannot be confused).
-  generation_clock_ = static_cast<uint32_t>(std::min<uint64_t>(max_generation, UINT32_MAX - 1));
-  stats_.recovered_blocks += recovered;
-  stats_.stale_records += dropped;
-  if (recovered || dropped) {
-    LOG(INFO) << "namespace " << options_.ns << ": recovered " << recovered << " block(s) from D, dropped "
-              << dropped << " stale record(s)";
-  }
+  });
   return OkStatus();
 }
 
