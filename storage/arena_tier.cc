@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 
+#include "common/checksum.h"
 #include "storage/host_pinning.h"
 
 namespace tierkv::storage {
@@ -99,7 +100,21 @@ Result<std::unique_ptr<ArenaMemory>> CreateAnonymousArena(size_t bytes) {
   return std::unique_ptr<ArenaMemory>(new MappedArena(static_cast<std::byte*>(p), bytes, -1));
 }
 
-size_t ArenaTier::SlotStride(uint32_t slot_capacity) { return RoundUpPage(slot_capacity); }
+size_t ArenaTier::SlotStride(uint32_t slot_capacity) {
+  constexpr size_t kLine = 64;
+  return slot_capacity >= kPage ? RoundUpPage(slot_capacity) : (size_t{slot_capacity} + kLine - 1) / kLine * kLine;
+}
+
+size_t ArenaTier::MetadataBytes() const { return Tier::MetadataBytes() + meta_.capacity() * sizeof(SlotRecord); }
+
+uint64_t ArenaTier::TagFingerprint(const SlotTag& tag) {
+  struct {
+    BlockKey key;
+    uint64_t generation;
+  } bytes{tag.key, tag.generation};
+  static_assert(sizeof(bytes) == 32);
+  return Checksum64(&bytes, sizeof(bytes));
+}
 
 ArenaTier::ArenaTier(TierKind kind, std::string name, std::unique_ptr<ArenaMemory> memory,
                      uint32_t num_slots, uint32_t slot_capacity)
@@ -115,18 +130,18 @@ ArenaTier::~ArenaTier() = default;
 Status ArenaTier::WriteImpl(SlotId slot, const SlotTag& tag, std::span<const std::byte> payload,
                             PayloadEncoding encoding) {
   RETURN_IF_ERROR(memory_->CopyIn(SlotOffset(slot), payload.data(), payload.size()));
-  meta_[slot] = SlotInfo{tag, static_cast<uint32_t>(payload.size()), encoding};
+  meta_[slot] = SlotRecord{TagFingerprint(tag), static_cast<uint32_t>(payload.size()), encoding};
   return OkStatus();
 }
 
 Status ArenaTier::CheckTag(SlotId slot, const SlotTag& expect, SlotInfo* info) {
-  const SlotInfo& meta = meta_[slot];
-  if (!(meta.tag == expect)) {
+  const SlotRecord& meta = meta_[slot];
+  if (meta.fingerprint != TagFingerprint(expect)) {
     mutable_stats().tag_mismatches.fetch_add(1, std::memory_order_relaxed);
-    return Corruption(name() + " slot " + std::to_string(slot) + " holds (" + TagToString(meta.tag) +
-                      "), not the expected (" + TagToString(expect) + ")");
+    return Corruption(name() + " slot " + std::to_string(slot) + " holds another block or generation, not (" +
+                      TagToString(expect) + ")");
   }
-  *info = meta;
+  *info = SlotInfo{expect, meta.length, meta.encoding};
   return OkStatus();
 }
 
@@ -145,7 +160,7 @@ Status ArenaTier::ReadImpl(SlotId slot, const SlotTag& expect, std::span<std::by
 
 Status ArenaTier::Commit(SlotId slot, const SlotTag& tag, uint32_t length, PayloadEncoding encoding) {
   RETURN_IF_ERROR(BeginWrite(slot, length));
-  meta_[slot] = SlotInfo{tag, length, encoding};
+  meta_[slot] = SlotRecord{TagFingerprint(tag), length, encoding};
   FinishWrite(OkStatus(), slot, length);
   return OkStatus();
 }

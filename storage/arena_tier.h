@@ -11,8 +11,12 @@
 // Slot s occupies [s * slot_stride(), s * slot_stride() + slot_capacity()) of the
 // arena; slot_stride() is slot_capacity() rounded up to 4 KiB, so every slot is
 // page-aligned (O_DIRECT reads can land in H slots, GPU copies are aligned).
-// Slot metadata (tag, length, encoding) lives in daemon memory, not in the arena,
-// so clients cannot forge it.
+// Slots smaller than a page (tiny test and benchmark blocks only: real KV blocks
+// are tens of KiB) are packed at a 64-byte stride instead.
+// Slot metadata lives in daemon memory, not in the arena, so clients cannot forge
+// it: 16 bytes per slot (a 64-bit fingerprint of the tag, length, encoding). A read
+// checks the fingerprint of the tag it expects; a stale placement passes only on a
+// 64-bit hash collision.
 #pragma once
 
 #include <cstddef>
@@ -57,8 +61,10 @@ class ArenaTier final : public Tier {
             uint32_t slot_capacity);
   ~ArenaTier() override;
 
-  // slot_capacity rounded up to 4 KiB.
+  // slot_capacity rounded up to 4 KiB (to 64 bytes below 4 KiB).
   static size_t SlotStride(uint32_t slot_capacity);
+  // Daemon memory held per slot: Tier's bookkeeping and the slot records.
+  size_t MetadataBytes() const override;
   size_t slot_stride() const { return stride_; }
   // Byte offset of a slot in the arena (what a client adds to its own mapping).
   // REQUIRES: slot < num_slots().
@@ -92,9 +98,18 @@ class ArenaTier final : public Tier {
  private:
   Status CheckTag(SlotId slot, const SlotTag& expect, SlotInfo* info);
 
+  // What a slot holds, 16 bytes (SlotInfo is 40).
+  struct SlotRecord {
+    uint64_t fingerprint = 0;  // TagFingerprint of the tag written
+    uint32_t length = 0;
+    PayloadEncoding encoding = PayloadEncoding::kRaw;
+  };
+  static_assert(sizeof(SlotRecord) == 16);
+  static uint64_t TagFingerprint(const SlotTag& tag);
+
   std::unique_ptr<ArenaMemory> memory_;
   const size_t stride_;
-  std::vector<SlotInfo> meta_;  // per slot; written only by the slot's writer
+  std::vector<SlotRecord> meta_;  // per slot; written only by the slot's writer
   std::shared_ptr<void> pin_;   // destroyed before memory_ (declared after it)
 };
 

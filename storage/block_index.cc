@@ -2,18 +2,16 @@
 
 namespace tierkv::storage {
 
-BlockIndex::BlockIndex(uint32_t num_layers, uint32_t gpu_slots, uint32_t host_slots, uint32_t disk_slots)
-    : num_layers_(num_layers) {
+BlockIndex::BlockIndex(uint32_t num_layers, uint32_t gpu_slots, uint32_t host_slots) : num_layers_(num_layers) {
+  static_assert(static_cast<int>(TierKind::kGpu) == 0 && static_cast<int>(TierKind::kHost) == 1);
   owner_maps_[static_cast<int>(TierKind::kGpu)].assign(gpu_slots, kNoBlock);
   owner_maps_[static_cast<int>(TierKind::kHost)].assign(host_slots, kNoBlock);
-  owner_maps_[static_cast<int>(TierKind::kDisk)].assign(disk_slots, kNoBlock);
 }
 
 BlockRef BlockIndex::Find(SequenceId seq, uint32_t layer, uint32_t index) const {
-  auto it = sequences_.find(seq);
-  if (it == sequences_.end() || layer >= it->second.layers.size()) return kNoBlock;
-  const auto& blocks = it->second.layers[layer];
-  return index < blocks.size() ? blocks[index] : kNoBlock;
+  auto it = layers_.find({seq, layer});
+  if (it == layers_.end()) return kNoBlock;
+  return index < it->second.size() ? it->second[index] : kNoBlock;
 }
 
 BlockRef BlockIndex::FindPrefix(uint64_t hash, uint32_t layer) const {
@@ -22,9 +20,8 @@ BlockRef BlockIndex::FindPrefix(uint64_t hash, uint32_t layer) const {
 }
 
 uint32_t BlockIndex::SequenceBlocks(SequenceId seq, uint32_t layer) const {
-  auto it = sequences_.find(seq);
-  if (it == sequences_.end() || layer >= it->second.layers.size()) return 0;
-  return static_cast<uint32_t>(it->second.layers[layer].size());
+  auto it = layers_.find({seq, layer});
+  return it == layers_.end() ? 0 : static_cast<uint32_t>(it->second.size());
 }
 
 BlockRef BlockIndex::NewBlock(uint64_t seq, uint32_t layer, uint32_t index, bool prefix) {
@@ -48,18 +45,18 @@ BlockRef BlockIndex::NewBlock(uint64_t seq, uint32_t layer, uint32_t index, bool
 }
 
 void BlockIndex::Link(SequenceId seq, uint32_t layer, uint32_t index, BlockRef ref) {
-  Sequence& s = sequences_[seq];
-  if (s.layers.empty()) s.layers.resize(num_layers_);
-  auto& blocks = s.layers[layer];
+  auto [it, inserted] = layers_.try_emplace(LayerKey{seq, layer});
+  if (inserted) ++sequences_[seq];
+  auto& blocks = it->second;
   if (blocks.size() <= index) blocks.resize(index + 1, kNoBlock);
   blocks[index] = ref;
   ++meta(ref).owners;
 }
 
 BlockRef BlockIndex::Unlink(SequenceId seq, uint32_t layer, uint32_t index) {
-  auto it = sequences_.find(seq);
-  if (it == sequences_.end() || layer >= it->second.layers.size()) return kNoBlock;
-  auto& blocks = it->second.layers[layer];
+  auto it = layers_.find({seq, layer});
+  if (it == layers_.end()) return kNoBlock;
+  auto& blocks = it->second;
   if (index >= blocks.size() || blocks[index] == kNoBlock) return kNoBlock;
   BlockRef ref = blocks[index];
   blocks[index] = kNoBlock;
@@ -70,16 +67,20 @@ BlockRef BlockIndex::Unlink(SequenceId seq, uint32_t layer, uint32_t index) {
 
 std::vector<BlockRef> BlockIndex::RemoveSequence(SequenceId seq) {
   std::vector<BlockRef> out;
-  auto it = sequences_.find(seq);
-  if (it == sequences_.end()) return out;
-  for (auto& blocks : it->second.layers) {
-    for (BlockRef ref : blocks) {
+  auto s = sequences_.find(seq);
+  if (s == sequences_.end()) return out;
+  for (uint32_t layer = 0; layer < num_layers_ && s->second > 0; ++layer) {
+    auto it = layers_.find({seq, layer});
+    if (it == layers_.end()) continue;
+    for (BlockRef ref : it->second) {
       if (ref == kNoBlock) continue;
       --meta(ref).owners;
       out.push_back(ref);
     }
+    layers_.erase(it);
+    --s->second;
   }
-  sequences_.erase(it);
+  sequences_.erase(s);
   return out;
 }
 
@@ -101,12 +102,11 @@ size_t BlockIndex::MetadataBytes() const {
                  free_metas_.capacity() * sizeof(BlockRef);
   for (const auto& map : owner_maps_) bytes += map.capacity() * sizeof(BlockRef);
   // unordered_map nodes: key + value + next pointer + cached hash, plus the bucket array.
+  bytes += layers_.bucket_count() * sizeof(void*) +
+           layers_.size() * (sizeof(LayerKey) + sizeof(std::vector<BlockRef>) + 2 * sizeof(void*));
+  for (const auto& [key, blocks] : layers_) bytes += blocks.capacity() * sizeof(BlockRef);
   bytes += sequences_.bucket_count() * sizeof(void*) +
-           sequences_.size() * (sizeof(SequenceId) + sizeof(Sequence) + 2 * sizeof(void*));
-  for (const auto& [id, s] : sequences_) {
-    bytes += s.layers.capacity() * sizeof(std::vector<BlockRef>);
-    for (const auto& l : s.layers) bytes += l.capacity() * sizeof(BlockRef);
-  }
+           sequences_.size() * (sizeof(SequenceId) + sizeof(uint32_t) + 2 * sizeof(void*));
   bytes += prefix_.bucket_count() * sizeof(void*) +
            prefix_.size() * (sizeof(PrefixKey) + sizeof(BlockRef) + 2 * sizeof(void*));
   return bytes;

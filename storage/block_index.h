@@ -1,14 +1,17 @@
 // BlockIndex: the BlockStore's placement map, without any I/O (DESIGN §3).
 //
-//   sequences:  seq -> per layer, a dense array of BlockRef (block i of the layer)
+//   layers:     (seq, layer) -> a dense array of BlockRef (block i of the layer)
+//   sequences:  seq -> how many of its layers have an array
 //   metas:      BlockRef -> BlockMeta (where the bytes are, leases, heat)
 //   prefix:     (content hash, layer) -> BlockRef, for full prefix blocks shared by
 //               every sequence that has them (owners counts the sharers)
-//   owner maps: per tier, slot -> BlockRef (victim sampling, recovery)
+//   owner maps: per memory tier (G, H), slot -> BlockRef (victim sampling); D needs
+//               none (a block's D slot is in its meta; recovery detects a slot
+//               claimed twice with Tier::Adopt)
 //
-// Memory per stored block: sizeof(BlockMeta) + 4 (sequence array) + 4 per tier copy
-// (owner maps), plus the prefix map entry of shared blocks. MetadataBytes() adds it
-// up for the RAM-per-block benchmark (target <= 64 bytes).
+// Memory per stored block: sizeof(BlockMeta) + 4 (sequence array) + 4 while it is in
+// G or H (owner map), plus the prefix map entry of shared blocks. MetadataBytes()
+// adds it up for the RAM-per-block benchmark (target <= 64 bytes).
 //
 // Not thread-safe: the BlockStore's mutex guards it.
 #pragma once
@@ -34,6 +37,11 @@ enum BlockFlags : uint8_t {
   kPrefix = 1 << 1,       // a shared prefix block (key.seq is its content hash)
   kDropped = 1 << 2,      // no owner left; freed when the last lease goes
   kLive = 1 << 3,         // the meta is in use (else on the free list)
+  kIoPending = 1 << 4,    // a D transfer of this block is in flight (lock dropped): its
+                          // memory copy must not move, change or be freed, and its D
+                          // slot must not change; always held with a lease
+  kPublished = 1 << 5,    // a lease was handed the block's memory location: it must not
+                          // move until the block is unpinned (cleared when leases hit 0)
 };
 
 struct BlockMeta {
@@ -58,7 +66,7 @@ static_assert(sizeof(BlockMeta) == 40);
 
 class BlockIndex {
  public:
-  BlockIndex(uint32_t num_layers, uint32_t gpu_slots, uint32_t host_slots, uint32_t disk_slots);
+  BlockIndex(uint32_t num_layers, uint32_t gpu_slots, uint32_t host_slots);
 
   // The block at (seq, layer, index), or kNoBlock.
   BlockRef Find(SequenceId seq, uint32_t layer, uint32_t index) const;
@@ -84,7 +92,7 @@ class BlockIndex {
   BlockMeta& meta(BlockRef ref) { return chunks_[ref >> kChunkBits][ref & kChunkMask]; }
   const BlockMeta& meta(BlockRef ref) const { return chunks_[ref >> kChunkBits][ref & kChunkMask]; }
 
-  // Owner maps: which block holds a slot of a tier.
+  // Owner maps: which block holds a slot of a memory tier. REQUIRES: tier is kGpu or kHost.
   void SetOwner(TierKind tier, SlotId slot, BlockRef ref) { owners(tier)[slot] = ref; }
   BlockRef Owner(TierKind tier, SlotId slot) const { return owner_maps_[static_cast<int>(tier)][slot]; }
   uint32_t num_slots(TierKind tier) const { return static_cast<uint32_t>(owner_maps_[static_cast<int>(tier)].size()); }
@@ -95,8 +103,18 @@ class BlockIndex {
   uint32_t Tick() { return ++clock_; }
 
  private:
-  struct Sequence {
-    std::vector<std::vector<BlockRef>> layers;
+  // Blocks of one (sequence, layer), keyed flat: a lookup is one hash probe and one
+  // array access (then the meta), whatever the number of layers.
+  struct LayerKey {
+    SequenceId seq;
+    uint32_t layer;
+    bool operator==(const LayerKey&) const = default;
+  };
+  struct LayerKeyHash {
+    size_t operator()(const LayerKey& k) const noexcept {
+      const uint64_t h = k.seq * 0x9E3779B97F4A7C15ull ^ (uint64_t{k.layer} * 0xC2B2AE3D27D4EB4Full);
+      return h ^ (h >> 29);
+    }
   };
   struct PrefixKey {
     uint64_t hash;
@@ -117,9 +135,10 @@ class BlockIndex {
   uint32_t num_metas_ = 0;  // metas handed out so far (live or free)
   std::vector<BlockRef> free_metas_;
   size_t live_ = 0;
-  std::unordered_map<SequenceId, Sequence> sequences_;
+  std::unordered_map<LayerKey, std::vector<BlockRef>, LayerKeyHash> layers_;
+  std::unordered_map<SequenceId, uint32_t> sequences_;  // (sequence, layer) entries per sequence
   std::unordered_map<PrefixKey, BlockRef, PrefixHash> prefix_;
-  std::vector<BlockRef> owner_maps_[3];  // indexed by TierKind
+  std::vector<BlockRef> owner_maps_[2];  // indexed by TierKind (kGpu, kHost)
   uint32_t clock_ = 0;
 };
 

@@ -21,7 +21,7 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const BlockStoreOptions& op
   }
   std::unique_ptr<BlockStore> store(new BlockStore(options, g, h, d, manifest));
   RETURN_IF_ERROR(store->Recover());
-  store->migrator_ = std::thread([s = store.get()] { s->MigratorLoop(); });
+  if (options.migrator_thread) store->migrator_ = std::thread([s = store.get()] { s->MigratorLoop(); });
   return store;
 }
 
@@ -30,10 +30,11 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       g_(g),
       h_(h),
       d_(d),
+      disk_(dynamic_cast<DiskTier*>(d)),
       manifest_(manifest),
       block_bytes_(options.model.BlockBytes()),
       policy_(options.policy),
-      index_(options.model.num_layers, g->num_slots(), h->num_slots(), d ? d->num_slots() : 0) {}
+      index_(options.model.num_layers, g->num_slots(), h->num_slots()) {}
 
 BlockStore::~BlockStore() {
   {
@@ -42,6 +43,7 @@ BlockStore::~BlockStore() {
   }
   migrate_cv_.notify_all();
   room_cv_.notify_all();
+  io_cv_.notify_all();
   if (migrator_.joinable()) migrator_.join();
 }
 
@@ -50,16 +52,24 @@ SlotTag BlockStore::TagOf(BlockRef ref) const {
   return SlotTag{BlockKey{options_.ns, m.layer, m.seq, m.index, 0}, m.generation};
 }
 
+std::string BlockStore::RecordKeyOf(BlockRef ref) const {
+  const BlockMeta& m = index_.meta(ref);
+  return EncodeRecordKey({(m.flags & kPrefix) ? 'P' : 'B', options_.ns, m.seq, m.layer, m.index});
+}
+
+void BlockStore::Unpin(BlockRef ref) {
+  BlockMeta& m = index_.meta(ref);
+  TIERKV_CHECK(m.leases > 0);
+  if (--m.leases == 0) m.flags &= ~kPublished;
+}
+
 void BlockStore::Touch(BlockRef ref) {
   BlockMeta& m = index_.meta(ref);
   m.last_access = index_.Tick();
   if (m.hits < UINT16_MAX) ++m.hits;
 }
 
-Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload,
-                       uint64_t prefix_hash, bool* deduplicated, bool* durable) {
-  if (deduplicated) *deduplicated = false;
-  if (durable) *durable = false;
+Status BlockStore::CheckPutArgs(uint32_t layer, uint32_t index, size_t bytes) const {
   if (layer >= options_.model.num_layers) {
     return InvalidArgument("layer " + std::to_string(layer) + " >= num_layers " +
                            std::to_string(options_.model.num_layers));
@@ -68,34 +78,33 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
     return InvalidArgument("block index " + std::to_string(index) + " >= " +
                            std::to_string(options_.max_blocks_per_sequence));
   }
-  if (payload.size() != block_bytes_) {
-    return InvalidArgument("block payload of " + std::to_string(payload.size()) + " bytes, expected " +
+  if (bytes != block_bytes_) {
+    return InvalidArgument("block payload of " + std::to_string(bytes) + " bytes, expected " +
                            std::to_string(block_bytes_));
   }
+  return OkStatus();
+}
+
+Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload,
+                       uint64_t prefix_hash, bool* deduplicated, bool* durable) {
+  if (deduplicated) *deduplicated = false;
+  if (durable) *durable = false;
+  RETURN_IF_ERROR(CheckPutArgs(layer, index, payload.size()));
   std::unique_lock lock(mu_);
+  // A block with a transfer in flight (the migrator writing it to D, a load, another
+  // put placing it) is pinned for the length of one transfer: wait for it.
   BlockRef existing = index_.Find(seq, layer, index);
+  while (existing != kNoBlock && (index_.meta(existing).flags & kIoPending) && !stop_) {
+    io_cv_.wait(lock);
+    existing = index_.Find(seq, layer, index);
+  }
   if (existing != kNoBlock && index_.meta(existing).leases > 0) {
     ++stats_.puts_rejected;
     return Busy("block is pinned by a retrieve");
   }
   if (prefix_hash != 0) {
-    BlockRef shared = index_.FindPrefix(prefix_hash, layer);
-    if (shared != kNoBlock) {
-      if (existing != shared) {
-        if (existing != kNoBlock) {
-          index_.Unlink(seq, layer, index);
-          MaybeFree(existing);
-        }
-        index_.Link(seq, layer, index, shared);
-      }
-      Touch(shared);
-      RETURN_IF_ERROR(PersistLink(seq, layer, index, prefix_hash));
-      ++stats_.puts;
-      ++stats_.puts_deduplicated;
-      if (deduplicated) *deduplicated = true;
-      if (durable) *durable = index_.meta(shared).flags & kDiskCurrent;
-      return OkStatus();
-    }
+    const BlockRef shared = index_.FindPrefix(prefix_hash, layer);
+    if (shared != kNoBlock) return ShareBlock(seq, layer, index, existing, shared, prefix_hash, deduplicated, durable);
   }
   BlockRef ref = existing;
   if (ref != kNoBlock && ((index_.meta(ref).flags & kPrefix) || index_.meta(ref).owners > 1 || prefix_hash != 0)) {
@@ -108,31 +117,73 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
     ref = index_.NewBlock(prefix_hash ? prefix_hash : seq, layer, index, prefix_hash != 0);
     index_.Link(seq, layer, index, ref);
     if (prefix_hash) index_.RegisterPrefix(prefix_hash, layer, ref);
-  } else {
-    BlockMeta& m = index_.meta(ref);
-    ++m.generation;
-    m.flags &= ~kDiskCurrent;
   }
-  ++index_.meta(ref).leases;  // pinned while placed, so concurrent ops back off
+  // Every version of every block gets its own generation, so a stale placement or a
+  // stale manifest record never matches a slot written later. While the new version
+  // is placed the block is marked kIoPending: readers wait instead of reading the D
+  // copy of the old version under the new generation.
+  BlockMeta& m = index_.meta(ref);
+  const uint32_t old_generation = m.generation;
+  const uint8_t old_disk_current = m.flags & kDiskCurrent;
+  m.generation = NextGeneration();
+  m.flags = (m.flags & ~kDiskCurrent) | kIoPending;
+  ++m.leases;
   Status st = PlaceInMemory(lock, ref, payload, Protected(ref));
-  if (st.ok() && policy_.write == WritePolicy::kWriteThrough && d_) {
-    st = WriteToDisk(lock, ref);
-    if (st.ok() && durable) *durable = true;
-  }
-  --index_.meta(ref).leases;
+  index_.meta(ref).flags &= ~kIoPending;
+  io_cv_.notify_all();
+  const bool on_disk = st.ok() && policy_.write == WritePolicy::kWriteThrough && WriteThrough(lock, ref);
+  Unpin(ref);
   if (!st.ok()) {
     ++stats_.puts_rejected;
-    if (fresh || !index_.meta(ref).in_memory()) {
-      index_.Unlink(seq, layer, index);
-      MaybeFree(ref);
+    BlockMeta& b = index_.meta(ref);
+    if (!fresh && !b.in_memory()) {  // the old version stays as it was
+      b.generation = old_generation;
+      b.flags |= old_disk_current;
     }
+    if (fresh || (!b.in_memory() && !b.on_disk())) {
+      if (index_.Find(seq, layer, index) == ref) index_.Unlink(seq, layer, index);
+    }
+    MaybeFree(ref);
     return st;
   }
   Touch(ref);
-  if (prefix_hash) RETURN_IF_ERROR(PersistLink(seq, layer, index, prefix_hash));
+  const bool linked = prefix_hash == 0 || PersistLink(seq, layer, index, prefix_hash).ok();
   ++stats_.puts;
   stats_.put_bytes += block_bytes_;
+  if (durable) *durable = on_disk && linked;
+  MaybeFree(ref);  // the sequence may have been dropped while the block was written to D
   return OkStatus();
+}
+
+// The sequence's block becomes the cached prefix block `shared`: nothing is copied.
+Status BlockStore::ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, BlockRef existing, BlockRef shared,
+                              uint64_t hash, bool* deduplicated, bool* durable) {
+  if (existing != shared) {
+    if (existing != kNoBlock) {
+      index_.Unlink(seq, layer, index);
+      MaybeFree(existing);
+    }
+    index_.Link(seq, layer, index, shared);
+  }
+  Touch(shared);
+  RETURN_IF_ERROR(PersistLink(seq, layer, index, hash));
+  ++stats_.puts;
+  ++stats_.puts_deduplicated;
+  if (deduplicated) *deduplicated = true;
+  if (durable) *durable = index_.meta(shared).flags & kDiskCurrent;
+  return OkStatus();
+}
+
+bool BlockStore::WriteThrough(std::unique_lock<std::mutex>& lock, BlockRef ref) {
+  bool on_disk = false;
+  if (d_) {
+    std::vector<Status> written;
+    WriteToDisk(lock, std::span<const BlockRef>(&ref, 1), &written);
+    on_disk = written[0].ok();
+    if (!on_disk) LOG(DEBUG) << "write-through put stored without D: " << written[0].ToString();
+  }
+  if (!on_disk) ++stats_.puts_not_durable;
+  return on_disk;
 }
 
 Status BlockStore::PersistLink(SequenceId seq, uint32_t layer, uint32_t index, uint64_t hash) {
@@ -146,38 +197,47 @@ Status BlockStore::Get(SequenceId seq, uint32_t layer, uint32_t index, std::span
   if (out.size() < block_bytes_) return InvalidArgument("output buffer smaller than a block");
   std::unique_lock lock(mu_);
   ++stats_.gets;
-  BlockRef ref = index_.Find(seq, layer, index);
+  const BlockRef ref = index_.Find(seq, layer, index);
   if (ref == kNoBlock) {
     ++stats_.get_misses;
     return NotFound("no block " + std::to_string(index) + " of sequence " + std::to_string(seq) + " layer " +
                     std::to_string(layer));
   }
-  BlockMeta& m = index_.meta(ref);
-  if (!m.in_memory()) {
+  ++index_.meta(ref).leases;
+  Status st;
+  bool direct = false;
+  if (!index_.meta(ref).in_memory()) {
     ++stats_.hits_disk;
-    ++m.leases;
-    Status st = LoadFromDisk(lock, ref);
-    --index_.meta(ref).leases;
-    if (!st.ok()) {
-      MaybeFree(ref);
-      return st;
+    std::vector<Status> loaded;
+    LoadFromDisk(lock, std::span<const BlockRef>(&ref, 1), &loaded);
+    st = loaded[0];
+    if (st.code() == StatusCode::kResourceExhausted) {  // no room in H: serve it from D
+      st = ReadDiskDirect(lock, ref, out.first(block_bytes_));
+      direct = true;
     }
   } else {
-    ++(m.where == Where::kGpu ? stats_.hits_gpu : stats_.hits_host);
+    ++(index_.meta(ref).where == Where::kGpu ? stats_.hits_gpu : stats_.hits_host);
   }
-  BlockMeta& now = index_.meta(ref);
-  ArenaTier* tier = now.where == Where::kGpu ? g_ : h_;
-  auto info = tier->Read(now.mem_slot, TagOf(ref), out.first(block_bytes_));
-  if (!info.ok()) return info.status();
-  Touch(ref);
-  return OkStatus();
+  if (st.ok() && !direct) {
+    const BlockMeta& m = index_.meta(ref);
+    ArenaTier* tier = m.where == Where::kGpu ? g_ : h_;
+    auto info = tier->Read(m.mem_slot, TagOf(ref), out.first(block_bytes_));
+    st = info.status();
+  }
+  Unpin(ref);
+  if (st.ok()) Touch(ref);
+  if (st.code() == StatusCode::kNotFound) ++stats_.get_misses;
+  MaybeFree(ref);
+  return st;
 }
 
 Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks, MissMode mode) {
   std::unique_lock lock(mu_);
   Lease lease;
   lease.id = next_lease_++;
-  std::vector<BlockRef>& pinned = leases_[lease.id];
+  std::vector<BlockRef> pinned;
+  std::vector<uint32_t> pinned_idx;
+  std::vector<BlockRef> to_load;
   pinned.reserve(blocks.size());
   for (uint32_t idx : blocks) {
     BlockRef ref = index_.Find(seq, layer, idx);
@@ -187,45 +247,90 @@ Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<cons
     if (m.selections < UINT16_MAX) ++m.selections;
     Touch(ref);
     pinned.push_back(ref);
+    pinned_idx.push_back(idx);
     if (m.where == Where::kGpu) {
       ++stats_.hits_gpu;
     } else if (m.where == Where::kHost) {
       ++stats_.hits_host;
-      if (mode == MissMode::kWait) {
-        MoveToGpu(lock, ref).IgnoreError();  // stays readable on H when G is full
-      } else {
-        deferred_.push_back(ref);
-      }
+      if (mode == MissMode::kDefer) deferred_.push_back(ref);
     } else {
       ++stats_.hits_disk;
-      if (mode == MissMode::kDefer) {
-        deferred_.push_back(ref);
-        lease.missing.push_back(idx);
-        continue;
-      }
-      Status st = LoadFromDisk(lock, ref);
-      if (st.ok()) st = MoveToGpu(lock, ref);
-      if (!index_.meta(ref).in_memory()) {
-        lease.missing.push_back(idx);
-        continue;
+      (mode == MissMode::kDefer ? deferred_ : to_load).push_back(ref);
+    }
+  }
+  leases_[lease.id] = pinned;
+  if (mode == MissMode::kWait && d_) {
+    // Room in H for the loads plus one slot: moving a block to a full G demotes a G
+    // block into H first, and each move then frees the H slot the next one needs.
+    const size_t need = to_load.size() + 1;
+    if (h_->free_slots() < need) DemoteHostBatch(lock, need - h_->free_slots());
+  }
+  if (!to_load.empty()) {
+    // The blocks after each miss, when they are on D only, come up in the same batch
+    // (pinned for the load only).
+    std::vector<BlockRef> extra;
+    const size_t misses = to_load.size();
+    for (size_t i = 0; i < misses && policy_.prefetch_depth > 0; ++i) {
+      const BlockMeta& miss = index_.meta(to_load[i]);
+      for (uint32_t d = 1; d <= policy_.prefetch_depth; ++d) {
+        const BlockRef next = index_.Find(seq, layer, miss.index + d);
+        if (next == kNoBlock || index_.meta(next).in_memory() || (index_.meta(next).flags & kIoPending)) continue;
+        ++index_.meta(next).leases;
+        extra.push_back(next);
+        to_load.push_back(next);
       }
     }
-    const BlockMeta& now = index_.meta(ref);
+    std::vector<Status> loaded;  // failures show as missing blocks below
+    LoadFromDisk(lock, to_load, &loaded);
+    for (BlockRef ref : extra) Unpin(ref);
+    MaybeFree(extra);
+  }
+  for (size_t i = 0; i < pinned.size(); ++i) {
+    const BlockRef ref = pinned[i];
+    if (mode == MissMode::kWait && index_.meta(ref).where == Where::kHost) {
+      // Stays readable on H when G is full, or when another lease reads it there.
+      MoveToGpu(ref).IgnoreError();
+    }
+    BlockMeta& now = index_.meta(ref);
+    if (!now.in_memory()) {
+      lease.missing.push_back(pinned_idx[i]);
+      continue;
+    }
+    now.flags |= kPublished;  // the client reads it here until the lease ends
     const ArenaTier* tier = now.where == Where::kGpu ? g_ : h_;
-    lease.blocks.push_back({idx, now.where, tier->SlotOffset(now.mem_slot)});
+    lease.blocks.push_back({pinned_idx[i], now.where, tier->SlotOffset(now.mem_slot)});
   }
   if (!deferred_.empty()) RequestMigration();
   return lease;
+}
+
+Result<uint32_t> BlockStore::Prefetch(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks) {
+  std::unique_lock lock(mu_);
+  std::vector<BlockRef> refs;
+  for (uint32_t idx : blocks) {
+    const BlockRef ref = index_.Find(seq, layer, idx);
+    if (ref == kNoBlock || index_.meta(ref).in_memory() || !index_.meta(ref).on_disk()) continue;
+    ++index_.meta(ref).leases;
+    refs.push_back(ref);
+  }
+  if (refs.empty()) return 0u;
+  std::vector<Status> loaded;
+  LoadFromDisk(lock, refs, &loaded);
+  uint32_t n = 0;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    n += loaded[i].ok() && index_.meta(refs[i]).in_memory();
+    Unpin(refs[i]);
+  }
+  MaybeFree(refs);
+  return n;
 }
 
 Status BlockStore::Release(uint64_t lease_id) {
   std::lock_guard lock(mu_);
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) return NotFound("no lease " + std::to_string(lease_id));
-  for (BlockRef ref : it->second) {
-    --index_.meta(ref).leases;
-    MaybeFree(ref);
-  }
+  for (BlockRef ref : it->second) Unpin(ref);
+  MaybeFree(it->second);
   leases_.erase(it);
   room_cv_.notify_all();
   return OkStatus();
@@ -234,7 +339,7 @@ Status BlockStore::Release(uint64_t lease_id) {
 Status BlockStore::DropSequence(SequenceId seq) {
   std::lock_guard lock(mu_);
   if (!index_.HasSequence(seq)) return NotFound("no sequence " + std::to_string(seq));
-  for (BlockRef ref : index_.RemoveSequence(seq)) MaybeFree(ref);
+  MaybeFree(index_.RemoveSequence(seq));
   if (policy_.write == WritePolicy::kWriteThrough) {
     // Prefix links of the sequence go with it.
     std::vector<std::string> keys;
@@ -317,6 +422,11 @@ size_t BlockStore::num_blocks() const {
 size_t BlockStore::num_sequences() const {
   std::lock_guard lock(mu_);
   return index_.num_sequences();
+}
+
+Status BlockStore::disk_admission() const {
+  std::lock_guard lock(mu_);
+  return disk_error_;
 }
 
 size_t BlockStore::MetadataBytes() const {

@@ -7,20 +7,40 @@
 //   Get      -> copies from wherever the block is (D reads are verified).
 //   Acquire  -> pins the blocks a retrieval selected and brings them to G (miss mode
 //               wait) or returns the resident ones and schedules the rest (defer).
+//               D reads of one call go to the disk as one batch, with the
+//               policy's prefetch_depth blocks after each D miss loaded into H too.
+//   Prefetch -> loads D-only blocks into H (one batch), no pin.
 //   Release  -> unpins.
 //   migrator -> a background thread demotes the coldest unpinned blocks G->H->D when
-//               a tier passes its high watermark, down to its low watermark.
+//               a tier passes its high watermark, down to its low watermark; H->D
+//               demotions go in batches (one D write batch, one fdatasync, one
+//               manifest batch).
 //
-// Durability: a block on D has a manifest record written after its data is durable
-// (data first, then one metadata write). At Open, records are adopted back into D
-// and checked against the slot headers; anything else on D is reclaimed.
+// Durability: a block's D copy is never overwritten in place. Writing a block to D
+// takes a fresh slot, writes it, fdatasyncs, then flips the block's manifest record
+// to the new slot in one synced write, and only then frees the old slot: a crash at
+// any moment leaves the last recorded copy intact. Under write-through a put is
+// acknowledged as durable (*durable = true) only after that sequence. At Open,
+// records are adopted back into D and checked against their slots' headers (one
+// 4 KiB read per stored block); every other D slot is free.
+//
+// D faults: an I/O error or a full disk stops D admission (disk_admission()) for
+// BlockStoreOptions::disk_retry_after; meanwhile G and H keep serving puts and gets
+// (write-through puts are stored with *durable = false), and the first write after
+// the pause probes the disk again. A D copy that fails verification is re-read
+// once, then dropped (stats.corrupt_blocks) and never served.
+//
+// Compression (Policy::compression): blocks are encoded when written to D
+// (storage/block_codec.h) and decoded when read back; G and H hold raw blocks.
 //
 // Thread-safety: all methods are thread-safe. Metadata is guarded by one mutex per
-// namespace; memory copies run under it, disk I/O runs outside it with the block
-// pinned.
+// namespace; memory copies run under it, disk I/O (and compression) runs outside it
+// with the blocks pinned and marked kIoPending, so their memory copy neither moves
+// nor changes until the transfer is done.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -35,6 +55,7 @@
 #include "common/status.h"
 #include "storage/arena_tier.h"
 #include "storage/block_index.h"
+#include "storage/disk_tier.h"
 #include "storage/manifest.h"
 #include "storage/policy.h"
 
@@ -47,19 +68,34 @@ struct BlockStoreOptions {
   uint32_t max_blocks_per_sequence = 1 << 20;  // per layer; bounds client-supplied indices
   std::chrono::milliseconds put_wait{5000};     // how long a put waits for room when every tier is full
   std::chrono::milliseconds migrate_interval{20};
+  // Run the migrator thread. Default: true (tests that drive MigrateOnce alone and
+  // need its decisions to be theirs turn it off; puts waiting for room then wait
+  // for put_wait).
+  bool migrator_thread = true;
+  // How long D admission stays stopped after an I/O error or a full disk. Default: 5 s
+  std::chrono::milliseconds disk_retry_after{5000};
+  // Most blocks written to D in one demotion batch (one fdatasync, one manifest batch).
+  // Default: 32
+  uint32_t demote_batch = 32;
 };
 
 // Counters exported by the daemon (DESIGN §8). Relaxed atomics.
 struct BlockStoreStats {
   std::atomic<uint64_t> puts{0}, put_bytes{0}, puts_deduplicated{0}, puts_rejected{0};
+  std::atomic<uint64_t> puts_not_durable{0};  // write-through puts stored in G/H only (D refused)
   std::atomic<uint64_t> gets{0}, get_misses{0};
   std::atomic<uint64_t> hits_gpu{0}, hits_host{0}, hits_disk{0};  // where acquired/get blocks were found
   std::atomic<uint64_t> promotions_h_to_g{0}, promotions_d_to_h{0};
   std::atomic<uint64_t> demotions_g_to_h{0}, demotions_h_to_d{0};
   std::atomic<uint64_t> bytes_h_to_g{0}, bytes_d_to_h{0}, bytes_g_to_h{0}, bytes_h_to_d{0};
+  std::atomic<uint64_t> disk_writes{0}, disk_write_batches{0};  // blocks written to D, and their batches
+  std::atomic<uint64_t> disk_encoded_bytes{0};    // payload bytes written to D (after compression)
+  std::atomic<uint64_t> disk_write_failures{0};   // blocks whose D write, sync or record failed
+  std::atomic<uint64_t> disk_read_failures{0};    // D reads that failed (I/O error or verification)
   std::atomic<uint64_t> disk_admission_stops{0};  // D writes refused (disk full or I/O errors)
-  std::atomic<uint64_t> corrupt_blocks{0};        // reads that failed verification (block dropped)
-  std::atomic<uint64_t> recovered_blocks{0}, orphan_slots{0};
+  std::atomic<uint64_t> corrupt_blocks{0};        // D copies that failed verification twice (dropped)
+  std::atomic<uint64_t> recovered_blocks{0};
+  std::atomic<uint64_t> stale_records{0};         // manifest records dropped at Open (slot header disagrees)
 };
 
 // One pinned block of a lease: where the client finds its bytes now.
@@ -86,19 +122,28 @@ class BlockStore {
 
   // Stores one block (payload: model.BlockBytes() bytes). prefix_hash != 0 marks a
   // full prefix block: if (hash, layer) is stored already the sequence shares it and
-  // nothing is copied (*deduplicated = true). Returns once the bytes are in G or H,
-  // and on D too under write-through (then *durable = true).
+  // nothing is copied (*deduplicated = true). Returns once the bytes are in G or H;
+  // under write-through also written to D, synced and recorded in the manifest, then
+  // *durable = true. When D refuses (disk_admission() not OK, D full, I/O error) a
+  // write-through put still succeeds with *durable = false.
   // kInvalidArgument: layer/index out of range, wrong size. kBusy: the block is
-  // leased. kResourceExhausted: no room in any tier within put_wait.
+  // leased. kResourceExhausted: no room in G or H within put_wait.
   Status Put(SequenceId seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload,
              uint64_t prefix_hash = 0, bool* deduplicated = nullptr, bool* durable = nullptr);
-  // Copies one block into out (model.BlockBytes() bytes). kNotFound when absent.
-  // kCorruption when its D copy fails verification (the block is dropped).
+  // Copies one block into out (model.BlockBytes() bytes). A block only on D is
+  // brought into H (or, when H has no room, read straight into out). kNotFound when
+  // absent. kCorruption when its D copy fails verification twice (the D copy is
+  // dropped; later gets say kNotFound). kIOError when D cannot read it (the copy stays).
   Status Get(SequenceId seq, uint32_t layer, uint32_t index, std::span<std::byte> out);
   // Pins blocks of (seq, layer) for one step and brings them to G (see MissMode).
-  // Unknown blocks are skipped (listed in nothing). `selected` counts toward the
-  // score-aware eviction.
+  // Unknown blocks are skipped (listed in nothing). Each is counted as selected (the
+  // score-aware eviction). A pinned block stays where the lease says until Release.
   Result<Lease> Acquire(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks, MissMode mode);
+  // Brings the D-only blocks among `blocks` of (seq, layer) into H as one read batch,
+  // without pinning them or moving them to G (a retrieval expects to need them
+  // soon). Unknown blocks and blocks already in memory are skipped. Returns how many
+  // were loaded; D errors are counted in stats, not returned.
+  Result<uint32_t> Prefetch(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks);
   // Unpins a lease. kNotFound for an unknown id.
   Status Release(uint64_t lease_id);
   // Drops every block of the sequence (shared prefix blocks stay while others use them).
@@ -115,32 +160,86 @@ class BlockStore {
   uint32_t SequenceBlocks(SequenceId seq, uint32_t layer) const;
   size_t num_blocks() const;
   size_t num_sequences() const;
+  // Daemon memory of the placement map (metas, block arrays, owner maps of G and H,
+  // prefix map, leases); the tiers' own slot bookkeeping is Tier::MetadataBytes().
   size_t MetadataBytes() const;
+  // OK while D admits writes; else the error that stopped it (kIOError,
+  // kResourceExhausted, ...) until a write succeeds again.
+  Status disk_admission() const;
   const BlockStoreStats& stats() const { return stats_; }
   const ModelSpec& model() const { return options_.model; }
   ArenaTier* gpu_tier() const { return g_; }
   ArenaTier* host_tier() const { return h_; }
   Tier* disk_tier() const { return d_; }
   // Runs one migration pass now (tests); the migrator thread does this periodically.
+  // Passes do not overlap: a call waits for a running one to end, then runs its own.
   void MigrateOnce();
 
  private:
   BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier* h, Tier* d, Manifest* manifest);
 
-  // All REQUIRES mu_ held (lock passed when the function may drop it for I/O).
+  // All REQUIRES mu_ held. Functions taking the lock may drop it for disk I/O; on
+  // return every BlockMeta reference taken before must be looked up again.
+  Status CheckPutArgs(uint32_t layer, uint32_t index, size_t bytes) const;  // no lock needed
   SlotTag TagOf(BlockRef ref) const;
+  std::string RecordKeyOf(BlockRef ref) const;
   bool Protected(BlockRef ref) const;
   void Touch(BlockRef ref);
-  Result<SlotId> AllocMemory(Where where);
+  // Drops one pin; the last one also ends the publication of the block's location.
+  void Unpin(BlockRef ref);
+  uint32_t NextGeneration() { return ++generation_clock_; }
   Status PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<const std::byte> payload,
                        bool prefer_gpu);
-  Status MoveToGpu(std::unique_lock<std::mutex>& lock, BlockRef ref);
-  Status LoadFromDisk(std::unique_lock<std::mutex>& lock, BlockRef ref);
-  Status WriteToDisk(std::unique_lock<std::mutex>& lock, BlockRef ref);
-  Status DemoteOne(std::unique_lock<std::mutex>& lock, BlockRef ref);
+  Status ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, BlockRef existing, BlockRef shared,
+                    uint64_t hash, bool* deduplicated, bool* durable);
+  // Writes a just-put block to D (write-through); true when it is durable.
+  bool WriteThrough(std::unique_lock<std::mutex>& lock, BlockRef ref);
+  // H -> G by a memory copy. kBusy when a transfer reads the block's H copy or a
+  // lease was handed its H location.
+  Status MoveToGpu(BlockRef ref);
+  // G -> H by a memory copy. REQUIRES: ref unpinned.
+  Status DemoteToHost(BlockRef ref);
+  // Moves up to n cold unpinned blocks H -> D (clean ones just leave H). Returns
+  // how many H slots it freed.
+  size_t DemoteHostBatch(std::unique_lock<std::mutex>& lock, size_t n);
+  // Writes the memory copies of refs (each pinned by the caller) to fresh D slots as
+  // one batch: data, one fdatasync, one manifest batch, then frees the old D slots.
+  // (*results)[i] is ref i's outcome; blocks already current on D are OK at once.
+  void WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
+                   std::vector<Status>* results);
+  struct WriteJob;  // one block's write (block_store_disk.cc)
+  std::vector<WriteJob> StartWrites(std::span<const BlockRef> refs, std::vector<Status>* results);
+  void RunWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group);  // lock dropped
+  void FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* results);
+  // Brings the D copies of refs (each pinned by the caller) into H as one read batch.
+  // Blocks already in memory are OK; a block with a transfer in flight is waited for
+  // when `wait` (else kBusy: the migrator never waits, a put may be waiting on it).
+  void LoadFromDisk(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
+                    std::vector<Status>* results, bool wait = true);
+  void LoadBatch(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs, std::span<Status> results);
+  // Reads the D copy of a D-only block straight into out (block_bytes_), without
+  // placing it in H (H has no room). REQUIRES: ref pinned by the caller.
+  Status ReadDiskDirect(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<std::byte> out);
+  // Reads (and decodes) one D copy into out with the lock dropped; a copy that fails
+  // verification is read once more.
+  Status ReadVerified(SlotId slot, const SlotTag& tag, std::span<std::byte> out);
+  // Turns a D payload just read into out into the raw block (kCorruption when it is
+  // not a valid payload of this model; out is then zeroed).
+  Status DecodeInPlace(const SlotInfo& info, std::span<std::byte> out);
+  // After a failed D read of ref's copy in `slot` (lock held): counts it, and drops
+  // the copy when it failed verification and is still the block's.
+  void NoteReadFailure(BlockRef ref, SlotId slot, const SlotTag& tag, const Status& st);
+  bool DiskAdmits();
+  void NoteDiskResult(const Status& st);
   void ReleaseMemory(BlockRef ref);
-  void ForgetDiskCopy(BlockRef ref);
-  void MaybeFree(BlockRef ref);
+  // Drops the D copy: its record delete goes into *batch, its slot into *slots (the
+  // caller writes the batch, then frees the slots).
+  void ForgetDiskCopy(BlockRef ref, Manifest::Batch* batch, std::vector<SlotId>* slots);
+  void ForgetDiskCopyNow(BlockRef ref);
+  // Frees the blocks that have no owner and no pin (one manifest batch).
+  void MaybeFree(std::span<const BlockRef> refs);
+  void MaybeFree(BlockRef ref) { MaybeFree(std::span<const BlockRef>(&ref, 1)); }
+  void CommitRecordDeletes(const Manifest::Batch& batch, const std::vector<SlotId>& slots);
   Status PersistLink(SequenceId seq, uint32_t layer, uint32_t index, uint64_t hash);
   BlockRef PickVictim(TierKind tier) const;
   bool OverHigh(TierKind tier) const;
@@ -148,23 +247,32 @@ class BlockStore {
   void MigratorLoop();
   void RequestMigration();  // REQUIRES: mu_ held
   Status Recover();
+  // Recover's steps: the records whose slot headers agree become D-only blocks (the
+  // others are added to *stale); then the prefix links.
+  struct Recorded;  // one manifest record (block_store_recovery.cc)
+  Status AdoptRecords(const std::vector<Recorded>& records, Manifest::Batch* stale, uint64_t* dropped);
+  Status RecoverLinks();
 
   const BlockStoreOptions options_;
   ArenaTier* const g_;
   ArenaTier* const h_;
   Tier* const d_;
+  DiskTier* const disk_;  // d_ when it is a DiskTier (Sync, Scan), else null
   Manifest* const manifest_;
   const size_t block_bytes_;
 
+  std::mutex migrate_mu_;  // one migration pass at a time; taken before mu_
   mutable std::mutex mu_;
   std::condition_variable room_cv_;  // signalled when slots are freed
+  std::condition_variable io_cv_;    // signalled when transfers complete (kIoPending cleared)
   std::condition_variable migrate_cv_;
   Policy policy_;                       // GUARDED_BY(mu_)
   BlockIndex index_;                    // GUARDED_BY(mu_)
   std::unordered_map<uint64_t, std::vector<BlockRef>> leases_;  // GUARDED_BY(mu_)
   uint64_t next_lease_ = 1;             // GUARDED_BY(mu_)
+  uint32_t generation_clock_ = 0;       // last generation handed out; GUARDED_BY(mu_)
   std::vector<BlockRef> deferred_;      // defer-mode misses to promote; GUARDED_BY(mu_)
-  bool disk_ok_ = true;                 // D admits writes; GUARDED_BY(mu_)
+  Status disk_error_;                   // why D stopped admitting, OK when it admits; GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point disk_retry_at_;  // GUARDED_BY(mu_)
   bool stop_ = false;                   // GUARDED_BY(mu_)
   bool migrate_requested_ = false;      // GUARDED_BY(mu_)

@@ -1,15 +1,17 @@
-// BlockStore: placement in memory, moves between tiers, victims, the migrator.
+// BlockStore: placement in memory, moves between G and H, freeing, victims, the
+// migrator. D transfers are in block_store_disk.cc.
 #include <algorithm>
+#include <cmath>
 
 #include "common/log.h"
 #include "storage/block_records.h"
 #include "storage/block_store.h"
-#include "storage/disk_tier.h"
 
 namespace tierkv::storage {
 namespace {
 constexpr int kVictimSamples = 64;
-constexpr auto kDiskRetryAfter = std::chrono::seconds(5);
+// Most slots a victim search sweeps when sampling found too few candidates.
+constexpr uint32_t kVictimSweep = 1u << 16;
 }  // namespace
 
 bool BlockStore::Protected(BlockRef ref) const {
@@ -32,11 +34,6 @@ bool BlockStore::OverLow(TierKind t) const {
   return tier->used_slots() > w.low * tier->num_slots();
 }
 
-Result<SlotId> BlockStore::AllocMemory(Where where) {
-  ArenaTier* tier = where == Where::kGpu ? g_ : h_;
-  return tier->Allocate();
-}
-
 void BlockStore::ReleaseMemory(BlockRef ref) {
   BlockMeta& m = index_.meta(ref);
   if (!m.in_memory()) return;
@@ -48,36 +45,55 @@ void BlockStore::ReleaseMemory(BlockRef ref) {
   room_cv_.notify_all();
 }
 
-void BlockStore::ForgetDiskCopy(BlockRef ref) {
+void BlockStore::ForgetDiskCopy(BlockRef ref, Manifest::Batch* batch, std::vector<SlotId>* slots) {
   BlockMeta& m = index_.meta(ref);
   if (!m.on_disk()) return;
-  const char kind = (m.flags & kPrefix) ? 'P' : 'B';
-  Status st = manifest_->Delete(Cf::kBlocks, EncodeRecordKey({kind, options_.ns, m.seq, m.layer, m.index}));
-  if (!st.ok()) LOG(WARNING) << "manifest delete: " << st.ToString();
-  d_->Free(m.disk_slot).IgnoreError();
-  index_.SetOwner(TierKind::kDisk, m.disk_slot, kNoBlock);
+  batch->Delete(Cf::kBlocks, RecordKeyOf(ref));
+  slots->push_back(m.disk_slot);
   m.disk_slot = kInvalidSlot;
   m.flags &= ~kDiskCurrent;
 }
 
-void BlockStore::MaybeFree(BlockRef ref) {
-  BlockMeta& m = index_.meta(ref);
-  if (m.owners > 0 || m.leases > 0) return;
-  // Prefix blocks stay cached without owners while they have a copy somewhere.
-  if ((m.flags & kPrefix) && !(m.flags & kDropped) && (m.in_memory() || m.on_disk())) return;
-  ReleaseMemory(ref);
-  ForgetDiskCopy(ref);
-  index_.FreeBlock(ref);
+void BlockStore::ForgetDiskCopyNow(BlockRef ref) {
+  Manifest::Batch batch;
+  std::vector<SlotId> slots;
+  ForgetDiskCopy(ref, &batch, &slots);
+  CommitRecordDeletes(batch, slots);
+}
+
+// The record deletes are durable before the slots can be reused. Were the write to
+// fail, the slots are reused all the same: a stale record then names a slot whose
+// header holds another key or generation, and Open drops it.
+void BlockStore::CommitRecordDeletes(const Manifest::Batch& batch, const std::vector<SlotId>& slots) {
+  if (batch.Count() > 0) {
+    Status st = manifest_->Write(batch);
+    if (!st.ok()) LOG(WARNING) << "manifest: deleting " << batch.Count() << " block record(s): " << st.ToString();
+  }
+  for (SlotId s : slots) d_->Free(s).IgnoreError();
+}
+
+void BlockStore::MaybeFree(std::span<const BlockRef> refs) {
+  Manifest::Batch batch;
+  std::vector<SlotId> slots;
+  for (BlockRef ref : refs) {
+    BlockMeta& m = index_.meta(ref);
+    if (!(m.flags & kLive) || m.owners > 0 || m.leases > 0) continue;
+    // Prefix blocks stay cached without owners while they have a copy somewhere.
+    if ((m.flags & kPrefix) && !(m.flags & kDropped) && (m.in_memory() || m.on_disk())) continue;
+    ReleaseMemory(ref);
+    ForgetDiskCopy(ref, &batch, &slots);
+    index_.FreeBlock(ref);
+  }
+  CommitRecordDeletes(batch, slots);
 }
 
 // Finds memory for a block and copies payload in. Protected blocks prefer G and
 // push a cold G block down to H to get in.
 Status BlockStore::PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<const std::byte> payload,
                                  bool prefer_gpu) {
-  BlockMeta* m = &index_.meta(ref);
-  if (m->in_memory()) {  // rewrite in place
-    ArenaTier* tier = m->where == Where::kGpu ? g_ : h_;
-    return tier->Write(m->mem_slot, TagOf(ref), payload);
+  if (index_.meta(ref).in_memory()) {  // rewrite in place
+    const BlockMeta& m = index_.meta(ref);
+    return (m.where == Where::kGpu ? g_ : h_)->Write(m.mem_slot, TagOf(ref), payload);
   }
   const auto deadline = std::chrono::steady_clock::now() + options_.put_wait;
   for (;;) {
@@ -86,22 +102,22 @@ Status BlockStore::PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef re
       where = Where::kGpu;
     } else if (prefer_gpu && h_->free_slots() > 0) {
       BlockRef victim = PickVictim(TierKind::kGpu);
-      if (victim != kNoBlock && DemoteOne(lock, victim).ok() && g_->free_slots() > 0) where = Where::kGpu;
+      if (victim != kNoBlock && DemoteToHost(victim).ok() && g_->free_slots() > 0) where = Where::kGpu;
     }
     if (where == Where::kNone && h_->free_slots() > 0) where = Where::kHost;
     if (where == Where::kNone && g_->free_slots() > 0) where = Where::kGpu;
     if (where != Where::kNone) {
-      auto slot = AllocMemory(where);
+      ArenaTier* tier = where == Where::kGpu ? g_ : h_;
+      auto slot = tier->Allocate();
       if (slot.ok()) {
-        ArenaTier* tier = where == Where::kGpu ? g_ : h_;
         Status st = tier->Write(*slot, TagOf(ref), payload);
         if (!st.ok()) {
           tier->Free(*slot).IgnoreError();
           return st;
         }
-        m = &index_.meta(ref);
-        m->where = where;
-        m->mem_slot = *slot;
+        BlockMeta& m = index_.meta(ref);
+        m.where = where;
+        m.mem_slot = *slot;
         index_.SetOwner(where == Where::kGpu ? TierKind::kGpu : TierKind::kHost, *slot, ref);
         if (OverHigh(TierKind::kGpu) || OverHigh(TierKind::kHost)) RequestMigration();
         return OkStatus();
@@ -112,17 +128,18 @@ Status BlockStore::PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef re
       return ResourceExhausted("no free slot in G or H within " + std::to_string(options_.put_wait.count()) +
                                " ms (the disk tier is full or failing, or every block is pinned)");
     }
-    m = &index_.meta(ref);
   }
 }
 
-Status BlockStore::MoveToGpu(std::unique_lock<std::mutex>& lock, BlockRef ref) {
-  BlockMeta& m = index_.meta(ref);
+Status BlockStore::MoveToGpu(BlockRef ref) {
+  const BlockMeta& m = index_.meta(ref);
   if (m.where != Where::kHost) return m.where == Where::kGpu ? OkStatus() : NotFound("block is not in memory");
+  if (m.flags & kIoPending) return Busy("a D transfer reads the block's H copy");
+  if (m.flags & kPublished) return Busy("a lease reads the block on H");
   if (g_->free_slots() == 0) {
     BlockRef victim = PickVictim(TierKind::kGpu);
     if (victim == kNoBlock) return ResourceExhausted("G is full of pinned or protected blocks");
-    RETURN_IF_ERROR(DemoteOne(lock, victim));
+    RETURN_IF_ERROR(DemoteToHost(victim));
   }
   ASSIGN_OR_RETURN(SlotId gslot, g_->Allocate());
   BlockMeta& b = index_.meta(ref);
@@ -143,143 +160,68 @@ Status BlockStore::MoveToGpu(std::unique_lock<std::mutex>& lock, BlockRef ref) {
   return OkStatus();
 }
 
-// Reads a block that is only on D into H. The lock is dropped during the read;
-// the caller holds a lease on ref.
-Status BlockStore::LoadFromDisk(std::unique_lock<std::mutex>& lock, BlockRef ref) {
-  BlockMeta& m = index_.meta(ref);
-  if (m.in_memory()) return OkStatus();
-  if (!m.on_disk()) return NotFound("block has no copy in any tier");
-  if (h_->free_slots() == 0) {
-    BlockRef victim = PickVictim(TierKind::kHost);
-    if (victim == kNoBlock || !DemoteOne(lock, victim).ok()) return ResourceExhausted("H is full");
-  }
-  ASSIGN_OR_RETURN(SlotId hslot, h_->Allocate());
-  const SlotTag tag = TagOf(ref);
-  const SlotId dslot = index_.meta(ref).disk_slot;
-  lock.unlock();
-  auto info = d_->Read(dslot, tag, std::span<std::byte>(h_->SlotAddress(hslot), block_bytes_));
-  lock.lock();
-  if (!info.ok()) {
-    h_->Free(hslot).IgnoreError();
-    if (info.status().code() == StatusCode::kCorruption) {
-      ++stats_.corrupt_blocks;
-      LOG(ERROR) << "block " << tag.key.seq << "/" << tag.key.layer << "/" << tag.key.index
-                 << " failed verification on D and is dropped: " << info.status().ToString();
-      ForgetDiskCopy(ref);
-    }
-    return info.status();
-  }
-  Status st = h_->Commit(hslot, tag, info->length);
-  if (!st.ok()) {
-    h_->Free(hslot).IgnoreError();
-    return st;
-  }
-  BlockMeta& b = index_.meta(ref);
-  b.where = Where::kHost;
-  b.mem_slot = hslot;
-  index_.SetOwner(TierKind::kHost, hslot, ref);
-  ++stats_.promotions_d_to_h;
-  stats_.bytes_d_to_h += block_bytes_;
-  return OkStatus();
-}
-
-// Writes the memory copy of a block to D (data, sync, then the manifest record).
-// The lock is dropped during the I/O; the block is pinned meanwhile.
-Status BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, BlockRef ref) {
-  BlockMeta& m = index_.meta(ref);
-  if (m.flags & kDiskCurrent) return OkStatus();
-  if (!d_) return NotSupported("no disk tier");
-  if (!m.in_memory()) return NotFound("block is not in memory");
-  if (!disk_ok_ && std::chrono::steady_clock::now() < disk_retry_at_) {
-    return ResourceExhausted("the disk tier is not admitting writes (disk full or I/O errors)");
-  }
-  if (!m.on_disk()) {
-    auto slot = d_->Allocate();
-    if (!slot.ok()) {
-      ++stats_.disk_admission_stops;
-      return slot.status();
-    }
-    m.disk_slot = *slot;
-    index_.SetOwner(TierKind::kDisk, *slot, ref);
-  }
-  ++m.leases;
-  const SlotTag tag = TagOf(ref);
-  const SlotId dslot = m.disk_slot;
-  ArenaTier* mem = m.where == Where::kGpu ? g_ : h_;
-  std::vector<std::byte> bounce;
-  std::span<const std::byte> payload(mem->SlotAddress(m.mem_slot), block_bytes_);
-  if (!mem->memory().host_accessible()) {
-    bounce.resize(block_bytes_);
-    auto info = mem->Read(m.mem_slot, tag, bounce);
-    if (!info.ok()) {
-      --m.leases;
-      return info.status();
-    }
-    payload = bounce;
-  }
-  const char kind = (m.flags & kPrefix) ? 'P' : 'B';
-  const std::string key = EncodeRecordKey({kind, options_.ns, m.seq, m.layer, m.index});
-  lock.unlock();
-  Status st = d_->Write(dslot, tag, payload);
-  if (st.ok()) {
-    if (auto* disk = dynamic_cast<DiskTier*>(d_)) st = disk->Sync();
-  }
-  if (st.ok()) {
-    BlockRecord rec{dslot, static_cast<uint32_t>(tag.generation), static_cast<uint32_t>(block_bytes_), 0};
-    st = manifest_->Put(Cf::kBlocks, key, EncodeBlockRecord(rec));
-  }
-  lock.lock();
-  BlockMeta& b = index_.meta(ref);
-  --b.leases;
-  if (!st.ok()) {
-    LOG(WARNING) << "D tier write failed, D stops admitting for " << kDiskRetryAfter.count()
-                 << " s: " << st.ToString();
-    ++stats_.disk_admission_stops;
-    disk_ok_ = false;
-    disk_retry_at_ = std::chrono::steady_clock::now() + kDiskRetryAfter;
-    ForgetDiskCopy(ref);
-    return st;
-  }
-  disk_ok_ = true;
-  if (b.generation == tag.generation) b.flags |= kDiskCurrent;
-  return OkStatus();
-}
-
-// Moves one unpinned block one tier down: G -> H, or H -> D (then frees H).
-Status BlockStore::DemoteOne(std::unique_lock<std::mutex>& lock, BlockRef ref) {
+Status BlockStore::DemoteToHost(BlockRef ref) {
   BlockMeta& m = index_.meta(ref);
   if (m.leases > 0) return Busy("pinned");
-  if (m.where == Where::kGpu) {
-    if (h_->free_slots() == 0) return ResourceExhausted("H is full");
-    ASSIGN_OR_RETURN(SlotId hslot, h_->Allocate());
-    auto info = g_->Read(m.mem_slot, TagOf(ref), std::span<std::byte>(h_->SlotAddress(hslot), block_bytes_));
-    Status st = info.ok() ? h_->Commit(hslot, TagOf(ref), info->length) : info.status();
-    if (!st.ok()) {
-      h_->Free(hslot).IgnoreError();
-      return st;
+  if (m.where != Where::kGpu) return NotFound("block is not on G");
+  if (h_->free_slots() == 0) return ResourceExhausted("H is full");
+  ASSIGN_OR_RETURN(SlotId hslot, h_->Allocate());
+  const SlotTag tag = TagOf(ref);
+  auto info = g_->Read(m.mem_slot, tag, std::span<std::byte>(h_->SlotAddress(hslot), block_bytes_));
+  Status st = info.ok() ? h_->Commit(hslot, tag, info->length) : info.status();
+  if (!st.ok()) {
+    h_->Free(hslot).IgnoreError();
+    return st;
+  }
+  g_->Free(m.mem_slot).IgnoreError();
+  index_.SetOwner(TierKind::kGpu, m.mem_slot, kNoBlock);
+  index_.SetOwner(TierKind::kHost, hslot, ref);
+  m.where = Where::kHost;
+  m.mem_slot = hslot;
+  ++stats_.demotions_g_to_h;
+  stats_.bytes_g_to_h += block_bytes_;
+  room_cv_.notify_all();
+  return OkStatus();
+}
+
+// Clean victims (current on D) just leave H. Dirty ones are marked kIoPending while
+// they are picked, so PickVictim does not return one twice, then written as one
+// batch; WriteToDisk pins the ones it writes for the whole transfer, so only those
+// are looked at afterwards (the others may have changed or been freed meanwhile).
+size_t BlockStore::DemoteHostBatch(std::unique_lock<std::mutex>& lock, size_t n) {
+  if (!d_ || n == 0) return 0;
+  size_t freed = 0;
+  std::vector<BlockRef> dirty;
+  for (size_t i = 0; i < n; ++i) {
+    const BlockRef v = PickVictim(TierKind::kHost);
+    if (v == kNoBlock) break;
+    BlockMeta& m = index_.meta(v);
+    if (m.flags & kDiskCurrent) {
+      ReleaseMemory(v);
+      ++stats_.demotions_h_to_d;
+      ++freed;
+      continue;
     }
-    g_->Free(m.mem_slot).IgnoreError();
-    index_.SetOwner(TierKind::kGpu, m.mem_slot, kNoBlock);
-    index_.SetOwner(TierKind::kHost, hslot, ref);
-    m.where = Where::kHost;
-    m.mem_slot = hslot;
-    ++stats_.demotions_g_to_h;
-    stats_.bytes_g_to_h += block_bytes_;
-    room_cv_.notify_all();
-    return OkStatus();
+    m.flags |= kIoPending;
+    dirty.push_back(v);
   }
-  if (m.where == Where::kHost) {
-    if (!d_) return NotSupported("no disk tier");
-    const bool was_current = m.flags & kDiskCurrent;
-    RETURN_IF_ERROR(WriteToDisk(lock, ref));
-    BlockMeta& b = index_.meta(ref);
-    if (b.leases > 0 || b.where != Where::kHost || !(b.flags & kDiskCurrent)) return Busy("block changed meanwhile");
-    ReleaseMemory(ref);
-    ++stats_.demotions_h_to_d;
-    if (!was_current) stats_.bytes_h_to_d += block_bytes_;
-    return OkStatus();
+  if (dirty.empty()) return freed;
+  for (BlockRef v : dirty) index_.meta(v).flags &= ~kIoPending;
+  std::vector<Status> written;
+  WriteToDisk(lock, dirty, &written);
+  for (size_t i = 0; i < dirty.size(); ++i) {
+    if (!written[i].ok()) continue;
+    const BlockRef v = dirty[i];
+    const BlockMeta& m = index_.meta(v);
+    if (m.leases == 0 && m.where == Where::kHost && (m.flags & kDiskCurrent)) {
+      ReleaseMemory(v);
+      ++stats_.demotions_h_to_d;
+      stats_.bytes_h_to_d += block_bytes_;
+      ++freed;
+    }
   }
-  return NotFound("block is not in memory");
+  MaybeFree(dirty);  // dropped while they were written (a freed ref is skipped)
+  return freed;
 }
 
 // The coldest unpinned block (unprotected, on G) among a sample of the tier's slots.
@@ -306,7 +248,10 @@ BlockRef BlockStore::PickVictim(TierKind tier) const {
     if (ref == kNoBlock) return;
     const BlockMeta& m = index_.meta(ref);
     // Sinks and the recent window are kept on G; anywhere else they move like the rest.
-    if (m.where != where || m.mem_slot != slot || m.leases > 0 || (tier == TierKind::kGpu && Protected(ref))) return;
+    if (m.where != where || m.mem_slot != slot || m.leases > 0 || (m.flags & kIoPending) ||
+        (tier == TierKind::kGpu && Protected(ref))) {
+      return;
+    }
     ++candidates;
     if (best == kNoBlock || colder(m, index_.meta(best))) best = ref;
   };
@@ -314,47 +259,58 @@ BlockRef BlockStore::PickVictim(TierKind tier) const {
     sample_state_ = sample_state_ * 6364136223846793005ull + 1442695040888963407ull;
     consider(static_cast<uint32_t>((sample_state_ >> 33) % n));
   }
-  // Sparse or mostly pinned tiers: sweep once so a victim is found when one exists.
-  for (uint32_t s = 0; candidates < 8 && s < n; ++s) consider(s);
+  // Sparse or mostly pinned tiers: sweep (a bounded window from a random start) so
+  // that a victim is found when one exists nearby.
+  const uint32_t start = static_cast<uint32_t>((sample_state_ >> 33) % n);
+  for (uint32_t k = 0; candidates < 8 && k < n && k < kVictimSweep; ++k) consider((start + k) % n);
   return best;
 }
 
 void BlockStore::MigrateOnce() {
+  std::lock_guard pass(migrate_mu_);
   std::unique_lock lock(mu_);
   // Demote G -> H while G is above its low watermark (once past the high one).
   if (OverHigh(TierKind::kGpu)) {
     while (OverLow(TierKind::kGpu) && !stop_) {
       BlockRef v = PickVictim(TierKind::kGpu);
       if (v == kNoBlock) break;
-      if (h_->free_slots() == 0) {
-        BlockRef hv = PickVictim(TierKind::kHost);
-        if (hv == kNoBlock || !DemoteOne(lock, hv).ok()) break;
+      if (h_->free_slots() == 0) {  // room in H for what G still has to give up
+        const double excess = g_->used_slots() - policy_.gpu.low * g_->num_slots();
+        const size_t want = std::clamp<size_t>(static_cast<size_t>(std::ceil(excess)), 1, options_.demote_batch);
+        if (DemoteHostBatch(lock, want) == 0) break;
         continue;
       }
-      if (!DemoteOne(lock, v).ok()) break;
+      if (!DemoteToHost(v).ok()) break;
     }
   }
   if (d_ && OverHigh(TierKind::kHost)) {
     while (OverLow(TierKind::kHost) && !stop_) {
-      BlockRef v = PickVictim(TierKind::kHost);
-      if (v == kNoBlock || !DemoteOne(lock, v).ok()) break;
+      const double low = policy_.host.low * h_->num_slots();
+      const size_t excess = static_cast<size_t>(std::max(1.0, h_->used_slots() - low));
+      if (DemoteHostBatch(lock, std::min<size_t>(excess, options_.demote_batch)) == 0) break;
     }
   }
   // Defer-mode misses: bring them up for the next step.
   std::vector<BlockRef> todo;
   todo.swap(deferred_);
+  // Only blocks still pinned by their lease are surely the same block (a released
+  // one may have been freed and its meta reused); released ones need no promotion.
+  std::erase_if(todo, [&](BlockRef ref) {
+    const BlockMeta& m = index_.meta(ref);
+    return !(m.flags & kLive) || m.leases == 0 || m.where == Where::kGpu;
+  });
+  if (todo.empty()) return;
+  std::sort(todo.begin(), todo.end());
+  todo.erase(std::unique(todo.begin(), todo.end()), todo.end());
+  for (BlockRef ref : todo) ++index_.meta(ref).leases;
+  std::vector<Status> loaded;
+  LoadFromDisk(lock, todo, &loaded, /*wait=*/false);
   for (BlockRef ref : todo) {
-    BlockMeta& m = index_.meta(ref);
-    // Only blocks still pinned by their lease are surely the same block (a released
-    // one may have been freed and its meta reused); released ones need no promotion.
-    if (!(m.flags & kLive) || m.leases == 0 || m.where == Where::kGpu) continue;
-    ++m.leases;
-    Status st = LoadFromDisk(lock, ref);
-    if (st.ok()) st = MoveToGpu(lock, ref);
-    --index_.meta(ref).leases;
-    MaybeFree(ref);
+    // Moves only blocks whose H location no lease was handed.
+    if (index_.meta(ref).where == Where::kHost) MoveToGpu(ref).IgnoreError();
+    Unpin(ref);
   }
-  room_cv_.notify_all();
+  MaybeFree(todo);
 }
 
 void BlockStore::RequestMigration() {

@@ -1,61 +1,106 @@
 // BlockStore::Recover: rebuilds the D tier's part of the placement map from the
-// manifest at Open, cross-checked against the slot headers on disk.
-#include <unordered_map>
+// manifest at Open, cross-checked against the headers of the recorded slots.
+#include <algorithm>
+#include <string>
+#include <vector>
 
 #include "common/log.h"
 #include "storage/block_records.h"
 #include "storage/block_store.h"
-#include "storage/disk_tier.h"
 
 namespace tierkv::storage {
+
+struct BlockStore::Recorded {
+  std::string key;
+  RecordKey k;
+  BlockRecord rec;
+};
 
 Status BlockStore::Recover() {
   if (!d_) return OkStatus();
   std::lock_guard lock(mu_);
-  // What the slot headers say, when the tier can be scanned (DiskTier).
-  std::unordered_map<SlotId, SlotTag> on_disk;
-  bool scanned = false;
-  if (auto* disk = dynamic_cast<DiskTier*>(d_)) {
-    // Headers only: payload checksums are verified on every read anyway.
-    ASSIGN_OR_RETURN(SlabScan scan, disk->Scan({.verify_payload = false}));
-    for (const auto& s : scan.valid) on_disk[s.slot] = s.info.tag;
-    scanned = true;
-  }
+  std::vector<Recorded> records;
   Manifest::Batch stale;
-  uint64_t recovered = 0, dropped = 0;
+  uint64_t dropped = 0;
   for (char kind : {'B', 'P'}) {
-    Status st = manifest_->Scan(Cf::kBlocks, RecordKeyPrefix(kind, options_.ns), [&](std::string_view k,
-                                                                                      std::string_view v) {
-      auto key = DecodeRecordKey(k);
-      auto rec = DecodeBlockRecord(v);
-      const bool valid = key.ok() && rec.ok() && key->layer < options_.model.num_layers &&
-                         rec->disk_slot < d_->num_slots() && index_.Owner(TierKind::kDisk, rec->disk_slot) == kNoBlock;
-      SlotTag want;
-      if (valid) want = SlotTag{BlockKey{options_.ns, key->layer, key->seq, key->index, 0}, rec->generation};
-      auto it = valid && scanned ? on_disk.find(rec->disk_slot) : on_disk.end();
-      const bool header_ok = valid && (!scanned || (it != on_disk.end() && it->second == want));
-      if (!header_ok || !d_->Adopt(rec->disk_slot).ok()) {
-        stale.Delete(Cf::kBlocks, k);
-        ++dropped;
-        return true;
-      }
-      BlockRef ref = index_.NewBlock(key->seq, key->layer, key->index, kind == 'P');
-      BlockMeta& m = index_.meta(ref);
-      m.disk_slot = rec->disk_slot;
-      m.generation = rec->generation;
-      m.flags |= kDiskCurrent;
-      index_.SetOwner(TierKind::kDisk, rec->disk_slot, ref);
-      if (kind == 'P') index_.RegisterPrefix(key->seq, key->layer, ref);
-      else index_.Link(key->seq, key->layer, key->index, ref);
-      if (scanned) on_disk.erase(rec->disk_slot);
-      ++recovered;
-      return true;
-    });
-    RETURN_IF_ERROR(st);
+    RETURN_IF_ERROR(manifest_->Scan(Cf::kBlocks, RecordKeyPrefix(kind, options_.ns),
+                                    [&](std::string_view k, std::string_view v) {
+                                      auto key = DecodeRecordKey(k);
+                                      auto rec = DecodeBlockRecord(v);
+                                      if (key.ok() && rec.ok() && key->layer < options_.model.num_layers &&
+                                          rec->disk_slot < d_->num_slots()) {
+                                        records.push_back({std::string(k), *key, *rec});
+                                      } else {
+                                        stale.Delete(Cf::kBlocks, k);
+                                        ++dropped;
+                                      }
+                                      return true;
+                                    }));
   }
-  // Prefix links of sequences (write-through namespaces).
-  RETURN_IF_ERROR(manifest_->Scan(Cf::kSequences, RecordKeyPrefix('L', options_.ns), [&](std::string_view k,
-                                                                                         std::string_view v) {
+  RETURN_IF_ERROR(AdoptRecords(records, &stale, &dropped));
+  RETURN_IF_ERROR(RecoverLinks());
+  if (stale.Count()) RETURN_IF_ERROR(manifest_->Write(stale));
+  stats_.stale_records += dropped;
+  if (stats_.recovered_blocks.load() || dropped) {
+    LOG(INFO) << "namespace " << options_.ns << ": recovered " << stats_.recovered_blocks.load()
+              << " block(s) from D, dropped " << dropped << " stale record(s)";
+  }
+  return OkStatus();
+}
+
+Status BlockStore::AdoptRecords(const std::vector<Recorded>& records, Manifest::Batch* stale, uint64_t* dropped) {
+  // The headers of the recorded slots only (one batch, queue_depth in flight): Open
+  // costs one 4 KiB read per stored block, not a scan of the whole tier. Slots
+  // written but never recorded (a crash between data and record) are simply free.
+  std::vector<DiskTier::HeaderRead> headers(disk_ ? records.size() : 0);
+  for (size_t i = 0; i < headers.size(); ++i) headers[i].slot = records[i].rec.disk_slot;
+  if (disk_) RETURN_IF_ERROR(disk_->ReadHeaders(headers));
+  uint64_t recovered = 0, max_generation = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const RecordKey& key = records[i].k;
+    const BlockRecord& rec = records[i].rec;
+    const SlotTag want{BlockKey{options_.ns, key.layer, key.seq, key.index, 0}, rec.generation};
+    // A header that disagrees (another block or generation, never written, damaged)
+    // drops the record. An unreadable one does not: every read verifies the slot.
+    bool header_ok = true;
+    if (disk_ && headers[i].status.code() != StatusCode::kIOError) {
+      header_ok = headers[i].status.ok() && headers[i].info.tag == want;
+    }
+    // A slot claimed by two records fails the second Adopt (kAlreadyExists).
+    if (!header_ok || !d_->Adopt(rec.disk_slot).ok()) {
+      if (*dropped < 8) {
+        LOG(WARNING) << "namespace " << options_.ns << ": manifest record of " << TagToString(want) << " in D slot "
+                     << rec.disk_slot << " dropped: "
+                     << (header_ok ? std::string("slot claimed twice") : headers[i].status.ok()
+                                                                             ? "the slot holds " + TagToString(headers[i].info.tag)
+                                                                             : headers[i].status.ToString());
+      }
+      stale->Delete(Cf::kBlocks, records[i].key);
+      ++*dropped;
+      continue;
+    }
+    const bool prefix = key.kind == 'P';
+    BlockRef ref = index_.NewBlock(key.seq, key.layer, key.index, prefix);
+    BlockMeta& m = index_.meta(ref);
+    m.disk_slot = rec.disk_slot;
+    m.generation = rec.generation;
+    m.flags |= kDiskCurrent;
+    max_generation = std::max<uint64_t>(max_generation, rec.generation);
+    if (prefix) index_.RegisterPrefix(key.seq, key.layer, ref);
+    else index_.Link(key.seq, key.layer, key.index, ref);
+    ++recovered;
+  }
+  // New versions get generations above every recorded one (a slot written but never
+  // recorded may hold a higher one; no record names it, so it cannot be confused).
+  generation_clock_ = static_cast<uint32_t>(std::min<uint64_t>(max_generation, UINT32_MAX - 1));
+  stats_.recovered_blocks += recovered;
+  return OkStatus();
+}
+
+// Prefix links of sequences (write-through namespaces).
+Status BlockStore::RecoverLinks() {
+  return manifest_->Scan(Cf::kSequences, RecordKeyPrefix('L', options_.ns), [&](std::string_view k,
+                                                                                 std::string_view v) {
     auto key = DecodeRecordKey(k);
     if (!key.ok() || v.size() != 8 || key->layer >= options_.model.num_layers) return true;
     BlockRef shared = index_.FindPrefix(ReadBigEndian64(v), key->layer);
@@ -63,15 +108,7 @@ Status BlockStore::Recover() {
       index_.Link(key->seq, key->layer, key->index, shared);
     }
     return true;
-  }));
-  if (stale.Count()) RETURN_IF_ERROR(manifest_->Write(stale));
-  stats_.recovered_blocks += recovered;
-  stats_.corrupt_blocks += dropped;
-  stats_.orphan_slots += on_disk.size();  // written but never acknowledged: left free, reused
-  if (recovered || dropped || !on_disk.empty()) {
-    LOG(INFO) << "namespace " << options_.ns << ": recovered " << recovered << " block(s) from D, dropped "
-              << dropped << " stale record(s), reclaimed " << on_disk.size() << " orphan slot(s)";
-  }
+  });
   return OkStatus();
 }
 

@@ -57,8 +57,9 @@ Status CheckOptions(const DiskTierOptions& o) {
 // One op of a batch while it runs.
 struct DiskTier::Pending {
   SlotId slot = kInvalidSlot;
-  const WriteOp* write = nullptr;  // exactly one of write / read is set
+  const WriteOp* write = nullptr;  // exactly one of write / read / header is set
   ReadOp* read = nullptr;
+  HeaderRead* header = nullptr;    // header block only (recovery)
   uint32_t buf = 0;                // engine buffer while in flight (header, or whole slot)
   uint32_t io_length = 0;          // bytes of the transfer
   // Zero-copy: the payload segment goes straight from/to the caller's memory
@@ -211,6 +212,18 @@ Status DiskTier::Sync() {
   return OkStatus();
 }
 
+Status DiskTier::SyncSlots(std::span<const SlotId> slots) {
+  std::vector<bool> dirty(fds_.size(), false);
+  for (SlotId s : slots) {
+    if (s >= num_slots()) return InvalidArgument(name() + ": SyncSlots: slot " + std::to_string(s) + " out of range");
+    dirty[s / slots_per_slab_] = true;
+  }
+  for (size_t i = 0; i < fds_.size(); ++i) {
+    if (dirty[i] && fdatasync(fds_[i]) != 0) return FromErrno(errno, "fdatasync " + paths_[i]);
+  }
+  return OkStatus();
+}
+
 Result<SlabScan> DiskTier::Scan(const SlabScanOptions& options) const {
   SlabScan all;
   for (size_t i = 0; i < paths_.size(); ++i) {
@@ -289,6 +302,9 @@ IoRequest DiskTier::StartOp(IoEngine& engine, Pending& op, uint32_t buf) {
       std::memset(b + kSlotHeaderBytes + payload.size(), 0, padded - payload.size());
     }
     op.io_length = static_cast<uint32_t>(kSlotHeaderBytes + padded);
+  } else if (op.header != nullptr) {
+    r.op = IoOp::kRead;
+    op.io_length = static_cast<uint32_t>(kSlotHeaderBytes);
   } else {
     r.op = IoOp::kRead;
     const std::span<std::byte> out = op.read->out;
@@ -321,6 +337,12 @@ Status DiskTier::FinishOp(Pending& op, int32_t result, const std::byte* buf) {
                    std::to_string(result) + " of " + std::to_string(op.io_length) + " bytes");
   }
   if (op.write != nullptr) return OkStatus();
+  if (op.header != nullptr) {
+    SlotHeader h;
+    RETURN_IF_ERROR(DecodeSlotHeader(buf, op.slot, slot_capacity(), &h));
+    op.header->info = InfoOf(h);
+    return OkStatus();
+  }
   Status st = FinishRead(op, buf);
   // A failed zero-copy read leaves no unverified bytes in the caller's buffer.
   if (!st.ok() && op.direct != nullptr) std::memset(op.direct, 0, op.direct_length);
@@ -450,6 +472,21 @@ void DiskTier::ReadBatchImpl(std::span<ReadOp* const> ops) {
     ops[i]->status = pending[i].status;
     if (pending[i].status.ok()) ops[i]->info = pending[i].info;
   }
+}
+
+Status DiskTier::ReadHeaders(std::span<HeaderRead> reads) {
+  std::vector<Pending> pending(reads.size());
+  for (size_t i = 0; i < reads.size(); ++i) {
+    if (reads[i].slot >= num_slots()) {
+      return InvalidArgument(name() + ": ReadHeaders: slot " + std::to_string(reads[i].slot) + " out of range");
+    }
+    pending[i].slot = reads[i].slot;
+    pending[i].header = &reads[i];
+  }
+  if (pending.empty()) return OkStatus();
+  RunBatch(pending);
+  for (size_t i = 0; i < reads.size(); ++i) reads[i].status = pending[i].status;
+  return OkStatus();
 }
 
 }  // namespace tierkv::storage

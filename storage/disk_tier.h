@@ -84,8 +84,24 @@ class DiskTier final : public Tier {
 
   // Makes every completed write durable (fdatasync of every slab file).
   Status Sync();
+  // Makes completed writes to `slots` durable: one fdatasync per slab file holding
+  // any of them. kInvalidArgument for a slot out of range.
+  Status SyncSlots(std::span<const SlotId> slots);
   // Recovery scan of every slab file (see slab_scan.h); slot ids are global.
   Result<SlabScan> Scan(const SlabScanOptions& options = {}) const;
+
+  // One slot's header, read by ReadHeaders.
+  struct HeaderRead {
+    SlotId slot = kInvalidSlot;
+    SlotInfo info;   // set when status is OK
+    Status status;   // OK; kNotFound (never written); kCorruption (bad header); kIOError
+  };
+  // Reads and verifies the header blocks of the given slots (4 KiB each, queue_depth
+  // in flight), whatever their allocation state: recovery reads the slots its
+  // manifest names before adopting them. Payloads are not read (every Read verifies
+  // them). Returns the first failure that is not about one slot (an engine error);
+  // per-slot outcomes are in each HeaderRead. kInvalidArgument for a slot out of range.
+  Status ReadHeaders(std::span<HeaderRead> reads);
 
  protected:
   Status WriteImpl(SlotId slot, const SlotTag& tag, std::span<const std::byte> payload,

@@ -1,6 +1,9 @@
 #include "storage/fault_injection_engine.h"
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <unordered_map>
 
@@ -85,10 +88,7 @@ class FaultInjectingEngine final : public IoEngine {
         return inner_->Prepare(truncated);
       }
       case FaultKind::kFlipByte:
-        if (request.op == IoOp::kWrite) {
-          Flip(request, request.total_length());
-          return inner_->Prepare(request);
-        }
+        if (request.op == IoOp::kWrite) return PrepareFlippedWrite(request);
         RETURN_IF_ERROR(inner_->Prepare(request));
         flip_after_read_[request.user_data] = request;
         return OkStatus();
@@ -106,6 +106,7 @@ class FaultInjectingEngine final : public IoEngine {
     const uint32_t rest = min_complete > n ? min_complete - n : 0;
     if (inner_->in_flight() == 0) return n;
     ASSIGN_OR_RETURN(uint32_t m, inner_->Reap(rest, [&](const IoCompletion& c) {
+      write_copies_.erase(c.user_data);
       auto it = flip_after_read_.find(c.user_data);
       if (it != flip_after_read_.end()) {
         if (c.result > 0) Flip(it->second, static_cast<uint64_t>(c.result));
@@ -122,6 +123,26 @@ class FaultInjectingEngine final : public IoEngine {
     return OkStatus();
   }
 
+  // Media corruption on a write: the device stores one inverted byte. The caller's
+  // memory (a zero-copy payload segment, e.g. an H slot) must stay intact, so a flip
+  // that lands in the second segment is made in a private copy that is written
+  // instead (kept until the request completes).
+  Status PrepareFlippedWrite(const IoRequest& request) {
+    const uint64_t pos = injector_->RandomBelow(request.total_length());
+    if (pos < request.length) {  // the engine's own bounce buffer
+      request.buf[pos] = ~request.buf[pos];
+      return inner_->Prepare(request);
+    }
+    std::byte* copy = static_cast<std::byte*>(std::aligned_alloc(kIoAlign, request.length2));
+    if (copy == nullptr) return ResourceExhausted("fault engine: write copy");
+    std::memcpy(copy, request.buf2, request.length2);
+    copy[pos - request.length] = ~copy[pos - request.length];
+    IoRequest changed = request;
+    changed.buf2 = copy;
+    write_copies_[request.user_data].reset(copy);
+    return inner_->Prepare(changed);
+  }
+
   // Inverts one byte among the first n bytes of the request's segments.
   void Flip(const IoRequest& r, uint64_t n) {
     const uint64_t pos = injector_->RandomBelow(n);
@@ -134,6 +155,10 @@ class FaultInjectingEngine final : public IoEngine {
   const std::string name_;
   std::vector<IoCompletion> fabricated_;
   std::unordered_map<uint64_t, IoRequest> flip_after_read_;  // by user_data
+  struct FreeDeleter {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  std::unordered_map<uint64_t, std::unique_ptr<std::byte, FreeDeleter>> write_copies_;  // by user_data
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "storage/host_pinning.h"
 
+#include <memory>
 #include <string>
 
 #include "common/log.h"
@@ -8,17 +9,14 @@
 namespace tierkv::storage {
 namespace {
 
-// ---------------------------------------------------------------------------
-// THE SINGLE CALL SITE for cudaHostRegister of H-tier arenas.
-// kernels/gpu_runtime.h does not yet wrap cudaHostRegister. When it gains an RAII
-// wrapper (e.g. `Result<HostRegistration> RegisterHost(void*, size_t)`), call it
-// here and return the registration as the handle (a shared_ptr owning it):
-//   ASSIGN_OR_RETURN(auto reg, kernels::RegisterHost(mem.base(), mem.bytes()));
-//   return std::shared_ptr<void>(std::make_shared<decltype(reg)>(std::move(reg)));
-// Until then pinning reports kNotSupported and kAuto runs unpinned.
-// ---------------------------------------------------------------------------
+// THE SINGLE CALL SITE of cudaHostRegister for H-tier arenas: the whole arena,
+// mapped into the device address space (kernels read H slots over PCIe, the gather
+// kernel's zero-copy path) and portable across devices. The registration is owned
+// by the returned handle; the tier keeps it until it is destroyed, before the
+// arena's memory goes.
 Result<std::shared_ptr<void>> RegisterWithGpu(const ArenaMemory& mem) {
-  return NotSupported("pinning host memory: kernels/gpu_runtime.h has no HostRegister wrapper yet");
+  ASSIGN_OR_RETURN(kernels::HostRegistration reg, kernels::HostRegistration::Register(mem.base(), mem.bytes()));
+  return std::shared_ptr<void>(std::make_shared<kernels::HostRegistration>(std::move(reg)));
 }
 
 }  // namespace

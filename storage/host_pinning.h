@@ -7,9 +7,12 @@
 
 namespace tierkv::storage {
 
-// Pins tier's arena per `mode` and keeps the registration alive in the tier
-// (ArenaTier::HoldUntilDestroyed). Without a GPU, kAuto does nothing and kRequired
-// fails with kNotSupported. REQUIRES: tier->memory().host_accessible().
+// Pins tier's arena per `mode` (cudaHostRegister, mapped and portable, through
+// kernels::HostRegistration) and keeps the registration alive in the tier
+// (ArenaTier::HoldUntilDestroyed; tier->pinned() says so). Without a GPU, kAuto
+// does nothing and kRequired fails with kNotSupported naming why; with one, a
+// failed registration fails kRequired and leaves kAuto unpinned with a warning.
+// kOff does nothing. REQUIRES: tier->memory().host_accessible().
 Status PinHostTier(PinMode mode, ArenaTier* tier);
 
 }  // namespace tierkv::storage

@@ -26,7 +26,7 @@ enum class WritePolicy : uint8_t {
 };
 enum class Compression : uint8_t {
   kNone = 0,   // lossless (default)
-  kInt8 = 1,   // int8 per group, keys and values
+  kInt8 = 1,   // int8 per group: keys per channel, values per token
   kKivi2 = 2,  // 2-bit, keys per channel, values per token (KIVI)
 };
 enum class MissMode : uint8_t {

@@ -65,6 +65,12 @@ Tier::Tier(TierKind kind, std::string name, uint32_t num_slots, uint32_t slot_ca
 
 Tier::~Tier() = default;
 
+size_t Tier::MetadataBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return size_t{num_slots_} * sizeof(std::atomic<uint8_t>) + free_.capacity() * sizeof(SlotId) +
+         free_pos_.capacity() * sizeof(uint32_t);
+}
+
 Status Tier::TakeSlotLocked(SlotId slot) {
   const uint32_t pos = free_pos_[slot];
   TIERKV_CHECK(pos != kNoPos && free_[pos] == slot);

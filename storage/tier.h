@@ -41,10 +41,13 @@ enum class TierKind : uint8_t { kGpu = 0, kHost = 1, kDisk = 2 };
 std::string_view TierKindName(TierKind kind);
 
 // How the payload bytes of a slot are encoded. Tiers store payloads opaquely; the
-// encoding is recorded next to them (in the D tier's slot header) so that lossy
-// compressed encodings (int8, KIVI 2-bit: DESIGN §3 policies) can be added by their
-// owners without a format change. Values other than kRaw are reserved.
-enum class PayloadEncoding : uint8_t { kRaw = 0 };
+// encoding is recorded next to them (in the D tier's slot header). The compressed
+// encodings are written and read by the BlockStore (storage/block_codec.h).
+enum class PayloadEncoding : uint8_t {
+  kRaw = 0,    // the block's bytes as stored
+  kInt8 = 1,   // int8 asymmetric: K per channel, V per token (block_codec.h)
+  kKivi2 = 2,  // 2-bit KIVI: K per channel, V per token (block_codec.h)
+};
 
 // What a slot holds: the block and the generation of its contents (bumped by the
 // BlockStore on every rewrite of a block), checked on every read.
@@ -171,6 +174,10 @@ class Tier {
   Status ReadBatch(std::span<ReadOp> ops);
 
   const TierStats& stats() const { return stats_; }
+  // Daemon memory this tier holds for its slots (bookkeeping, not payload):
+  // 9 bytes per slot here (state, free stack, free-stack position); subclasses add
+  // their own per-slot records.
+  virtual size_t MetadataBytes() const;
 
  protected:
   // REQUIRES: num_slots > 0, slot_capacity > 0.

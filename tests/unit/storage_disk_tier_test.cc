@@ -245,6 +245,43 @@ TEST_P(DiskTierTest, RecoveryScanSeparatesValidDamagedAndEmpty) {
 
 // Zero-copy (page-aligned caller memory, vectored I/O) and bounce-buffer transfers
 // write and read the same format: every combination round-trips.
+// Recovery reads only the headers of the slots its manifest names, whatever their
+// allocation state (after a restart every slot is free until adopted).
+TEST_P(DiskTierTest, ReadHeadersReportsWhatEachSlotHolds) {
+  DiskTierOptions o = Options();
+  {
+    auto t = MustOpen(o);
+    ASSERT_NE(t, nullptr);
+    std::vector<SlotId> slots;
+    ASSERT_TRUE(t->AllocateMany(4, &slots).ok());
+    for (SlotId s : slots) {
+      ASSERT_TRUE(t->Write(s, TagFor(5, s, 10 + s), RandomBytes(100 + s, rng_), PayloadEncoding::kInt8).ok());
+    }
+    ASSERT_TRUE(t->Sync().ok());
+  }
+  auto t = MustOpen(o);  // a restart: every slot free
+  ASSERT_NE(t, nullptr);
+  auto [path, off] = Where(*t, 2);
+  FlipByteInFile(path, off + 20);  // slot 2's header
+  std::vector<DiskTier::HeaderRead> reads(6);
+  const SlotId ask[] = {0, 1, 2, 3, 7, 9};
+  for (size_t i = 0; i < reads.size(); ++i) reads[i].slot = ask[i];
+  ASSERT_TRUE(t->ReadHeaders(reads).ok());
+  for (size_t i : {0, 1, 3}) {
+    ASSERT_TRUE(reads[i].status.ok()) << reads[i].status.ToString();
+    EXPECT_EQ(reads[i].info.tag, TagFor(5, ask[i], 10 + ask[i]));
+    EXPECT_EQ(reads[i].info.length, 100 + ask[i]);
+    EXPECT_EQ(reads[i].info.encoding, PayloadEncoding::kInt8);
+  }
+  EXPECT_EQ(reads[2].status.code(), StatusCode::kCorruption);
+  EXPECT_EQ(reads[4].status.code(), StatusCode::kNotFound);  // never written
+  EXPECT_EQ(reads[5].status.code(), StatusCode::kNotFound);
+  DiskTier::HeaderRead bad;
+  bad.slot = 10;
+  EXPECT_EQ(t->ReadHeaders(std::span(&bad, 1)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(t->used_slots(), 0u);  // reading headers adopts nothing
+}
+
 TEST_P(DiskTierTest, ZeroCopyAndBouncePathsAgree) {
   auto t = MustOpen(Options(10, 16384));
   ASSERT_NE(t, nullptr);

@@ -12,6 +12,9 @@
 #include <cstring>
 #include <filesystem>
 #include <new>
+#include <optional>
+#include <span>
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -124,6 +127,48 @@ inline SlotTag TagFor(uint64_t seq, uint32_t index, uint64_t generation) {
   key.seq = seq;
   key.index = index;
   return SlotTag{key, generation};
+}
+
+// Self-checking block contents: a block of key (seq, layer, index) at version v
+// holds v in bytes [0, 8), a key code in [8, 16) and a pseudo-random stream seeded
+// by (key, v) after that, so bytes read back either name exactly one version of
+// that key or are corrupt (or another key's).
+inline uint64_t KeyCode(uint64_t seq, uint32_t layer, uint32_t index) {
+  return (seq << 32) ^ (uint64_t{layer} << 20) ^ index;
+}
+
+inline uint64_t SplitMix(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// REQUIRES: out.size() >= 16.
+inline void FillBlock(uint64_t seq, uint32_t layer, uint32_t index, uint64_t version, std::span<std::byte> out) {
+  const uint64_t code = KeyCode(seq, layer, index);
+  std::memcpy(out.data(), &version, 8);
+  std::memcpy(out.data() + 8, &code, 8);
+  uint64_t s = code * 0x100000001B3ull ^ version;
+  for (size_t i = 16; i < out.size(); i += 8) {
+    const uint64_t x = SplitMix(s);
+    std::memcpy(out.data() + i, &x, std::min<size_t>(8, out.size() - i));
+  }
+}
+
+// The version the bytes hold when they are exactly a block of this key, else nullopt.
+inline std::optional<uint64_t> CheckBlock(uint64_t seq, uint32_t layer, uint32_t index,
+                                          std::span<const std::byte> in) {
+  uint64_t version, code;
+  std::memcpy(&version, in.data(), 8);
+  std::memcpy(&code, in.data() + 8, 8);
+  if (code != KeyCode(seq, layer, index)) return std::nullopt;
+  uint64_t s = code * 0x100000001B3ull ^ version;
+  for (size_t i = 16; i < in.size(); i += 8) {
+    const uint64_t x = SplitMix(s);
+    if (std::memcmp(in.data() + i, &x, std::min<size_t>(8, in.size() - i)) != 0) return std::nullopt;
+  }
+  return version;
 }
 
 }  // namespace tierkv::storage::testing
