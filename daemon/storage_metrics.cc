@@ -89,6 +89,18 @@ void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
   f.Counter("tierkv_corrupt_blocks_total", "Blocks that failed verification and were dropped", l,
             s.corrupt_blocks.load());
   f.Counter("tierkv_recovered_blocks_total", "Blocks recovered from D at start", l, s.recovered_blocks.load());
+  f.Counter("tierkv_stale_records_total", "Manifest records dropped at start (slot header disagreed)", l,
+            s.stale_records.load());
+  f.Counter("tierkv_puts_not_durable_total", "Write-through puts kept in G/H only because D refused them", l,
+            s.puts_not_durable.load());
+  f.Counter("tierkv_disk_writes_total", "Blocks written to D", l, s.disk_writes.load());
+  f.Counter("tierkv_disk_write_batches_total", "Batches of D writes (one sync each)", l, s.disk_write_batches.load());
+  f.Counter("tierkv_disk_encoded_bytes_total", "Payload bytes written to D after compression", l,
+            s.disk_encoded_bytes.load());
+  f.Counter("tierkv_disk_write_failures_total", "Blocks whose D write, sync or record failed", l,
+            s.disk_write_failures.load());
+  f.Counter("tierkv_disk_read_failures_total", "D reads that failed (I/O error or verification)", l,
+            s.disk_read_failures.load());
 }
 
 void RetrievalMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
