@@ -73,6 +73,8 @@ class ArenaTier final : public Tier {
   // users (gather kernels, O_DIRECT reads into H). REQUIRES: slot < num_slots().
   std::byte* SlotAddress(SlotId slot) const { return memory_->base() + SlotOffset(slot); }
   const ArenaMemory& memory() const { return *memory_; }
+  // For raw copies into slots (BlockMover); commit them with Commit.
+  ArenaMemory& mutable_memory() { return *memory_; }
   // The arena's memfd (H tier), or -1. Owned by the tier; dup() it to pass it on.
   int fd() const { return memory_->fd(); }
 
@@ -85,9 +87,16 @@ class ArenaTier final : public Tier {
   Result<SlotInfo> Lookup(SlotId slot, const SlotTag& expect);
 
   // Keeps `handle` alive until the tier is destroyed, before the memory is released
-  // (a pinning registration, see host_pinning.h).
-  void HoldUntilDestroyed(std::shared_ptr<void> handle) { pin_ = std::move(handle); }
+  // (a pinning registration, see host_pinning.h); `device_base` is where kernels see
+  // the pinned arena (the registration's mapped address).
+  void HoldUntilDestroyed(std::shared_ptr<void> handle, std::byte* device_base) {
+    pin_ = std::move(handle);
+    pinned_device_base_ = device_base;
+  }
   bool pinned() const { return pin_ != nullptr; }
+  // The arena's first byte as GPU kernels address it: base() for device memory (a
+  // real G tier), the mapped address of a pinned host arena, else nullptr.
+  std::byte* device_base() const { return memory_->host_accessible() ? pinned_device_base_ : memory_->base(); }
 
  protected:
   Status WriteImpl(SlotId slot, const SlotTag& tag, std::span<const std::byte> payload,
@@ -111,6 +120,7 @@ class ArenaTier final : public Tier {
   const size_t stride_;
   std::vector<SlotRecord> meta_;  // per slot; written only by the slot's writer
   std::shared_ptr<void> pin_;   // destroyed before memory_ (declared after it)
+  std::byte* pinned_device_base_ = nullptr;
 };
 
 // How the H tier is pinned for the GPU.

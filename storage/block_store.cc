@@ -34,7 +34,8 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       manifest_(manifest),
       block_bytes_(options.model.BlockBytes()),
       policy_(options.policy),
-      index_(options.model.num_layers, g->num_slots(), h->num_slots()) {}
+      index_(options.model.num_layers, g->num_slots(), h->num_slots()),
+      mover_(*g, *h) {}
 
 BlockStore::~BlockStore() {
   {
@@ -285,12 +286,10 @@ Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<cons
     for (BlockRef ref : extra) Unpin(ref);
     MaybeFree(extra);
   }
+  // What cannot move stays readable on H (G full of pinned blocks, another lease reads it there).
+  if (mode == MissMode::kWait) MoveToGpu(pinned);
   for (size_t i = 0; i < pinned.size(); ++i) {
     const BlockRef ref = pinned[i];
-    if (mode == MissMode::kWait && index_.meta(ref).where == Where::kHost) {
-      // Stays readable on H when G is full, or when another lease reads it there.
-      MoveToGpu(ref).IgnoreError();
-    }
     BlockMeta& now = index_.meta(ref);
     if (!now.in_memory()) {
       lease.missing.push_back(pinned_idx[i]);

@@ -55,6 +55,7 @@
 #include "common/status.h"
 #include "storage/arena_tier.h"
 #include "storage/block_index.h"
+#include "storage/block_mover.h"
 #include "storage/disk_tier.h"
 #include "storage/manifest.h"
 #include "storage/policy.h"
@@ -194,9 +195,11 @@ class BlockStore {
                     uint64_t hash, bool* deduplicated, bool* durable);
   // Writes a just-put block to D (write-through); true when it is durable.
   bool WriteThrough(std::unique_lock<std::mutex>& lock, BlockRef ref);
-  // H -> G by a memory copy. kBusy when a transfer reads the block's H copy or a
-  // lease was handed its H location.
-  Status MoveToGpu(BlockRef ref);
+  // H -> G for the refs that can move, as one batched copy (BlockMover: one gather
+  // launch on a GPU); returns how many moved. A block stays on H when a transfer
+  // reads its H copy, a lease was handed its H location, or G is full of pinned or
+  // protected blocks.
+  size_t MoveToGpu(std::span<const BlockRef> refs);
   // G -> H by a memory copy. REQUIRES: ref unpinned.
   Status DemoteToHost(BlockRef ref);
   // Moves up to n cold unpinned blocks H -> D (clean ones just leave H). Returns
@@ -272,6 +275,7 @@ class BlockStore {
   uint64_t next_lease_ = 1;             // GUARDED_BY(mu_)
   uint32_t generation_clock_ = 0;       // last generation handed out; GUARDED_BY(mu_)
   std::vector<BlockRef> deferred_;      // defer-mode misses to promote; GUARDED_BY(mu_)
+  BlockMover mover_;                    // H -> G batches; GUARDED_BY(mu_)
   Status disk_error_;                   // why D stopped admitting, OK when it admits; GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point disk_retry_at_;  // GUARDED_BY(mu_)
   bool stop_ = false;                   // GUARDED_BY(mu_)

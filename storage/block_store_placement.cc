@@ -131,33 +131,47 @@ Status BlockStore::PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef re
   }
 }
 
-Status BlockStore::MoveToGpu(BlockRef ref) {
-  const BlockMeta& m = index_.meta(ref);
-  if (m.where != Where::kHost) return m.where == Where::kGpu ? OkStatus() : NotFound("block is not in memory");
-  if (m.flags & kIoPending) return Busy("a D transfer reads the block's H copy");
-  if (m.flags & kPublished) return Busy("a lease reads the block on H");
-  if (g_->free_slots() == 0) {
-    BlockRef victim = PickVictim(TierKind::kGpu);
-    if (victim == kNoBlock) return ResourceExhausted("G is full of pinned or protected blocks");
-    RETURN_IF_ERROR(DemoteToHost(victim));
+size_t BlockStore::MoveToGpu(std::span<const BlockRef> refs) {
+  std::vector<BlockRef> moving;
+  std::vector<SlotId> from, to;
+  std::vector<BlockRef> candidates(refs.begin(), refs.end());
+  std::sort(candidates.begin(), candidates.end());  // a block asked twice moves once
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  for (BlockRef ref : candidates) {
+    const BlockMeta& m = index_.meta(ref);
+    if (m.where != Where::kHost || (m.flags & (kIoPending | kPublished))) continue;
+    if (g_->free_slots() == 0) {
+      const BlockRef victim = PickVictim(TierKind::kGpu);
+      if (victim == kNoBlock || !DemoteToHost(victim).ok()) break;
+    }
+    Result<SlotId> gslot = g_->Allocate();
+    if (!gslot.ok()) break;
+    moving.push_back(ref);
+    from.push_back(index_.meta(ref).mem_slot);
+    to.push_back(*gslot);
   }
-  ASSIGN_OR_RETURN(SlotId gslot, g_->Allocate());
-  BlockMeta& b = index_.meta(ref);
-  auto src = std::span<const std::byte>(h_->SlotAddress(b.mem_slot), block_bytes_);
-  Status st = g_->Write(gslot, TagOf(ref), src);
-  if (!st.ok()) {
-    g_->Free(gslot).IgnoreError();
-    return st;
+  if (moving.empty()) return 0;
+  const Status copied = mover_.Gather(from, to, block_bytes_);
+  size_t moved = 0;
+  for (size_t i = 0; i < moving.size(); ++i) {
+    const Status st = copied.ok() ? g_->Commit(to[i], TagOf(moving[i]), static_cast<uint32_t>(block_bytes_)) : copied;
+    if (!st.ok()) {
+      g_->Free(to[i]).IgnoreError();
+      continue;
+    }
+    BlockMeta& b = index_.meta(moving[i]);
+    h_->Free(b.mem_slot).IgnoreError();
+    index_.SetOwner(TierKind::kHost, b.mem_slot, kNoBlock);
+    index_.SetOwner(TierKind::kGpu, to[i], moving[i]);
+    b.where = Where::kGpu;
+    b.mem_slot = to[i];
+    ++moved;
   }
-  h_->Free(b.mem_slot).IgnoreError();
-  index_.SetOwner(TierKind::kHost, b.mem_slot, kNoBlock);
-  index_.SetOwner(TierKind::kGpu, gslot, ref);
-  b.where = Where::kGpu;
-  b.mem_slot = gslot;
-  ++stats_.promotions_h_to_g;
-  stats_.bytes_h_to_g += block_bytes_;
-  room_cv_.notify_all();
-  return OkStatus();
+  if (!copied.ok()) LOG(WARNING) << "H->G copy of " << moving.size() << " blocks failed: " << copied.ToString();
+  stats_.promotions_h_to_g += moved;
+  stats_.bytes_h_to_g += moved * block_bytes_;
+  if (moved > 0) room_cv_.notify_all();
+  return moved;
 }
 
 Status BlockStore::DemoteToHost(BlockRef ref) {
@@ -305,11 +319,8 @@ void BlockStore::MigrateOnce() {
   for (BlockRef ref : todo) ++index_.meta(ref).leases;
   std::vector<Status> loaded;
   LoadFromDisk(lock, todo, &loaded, /*wait=*/false);
-  for (BlockRef ref : todo) {
-    // Moves only blocks whose H location no lease was handed.
-    if (index_.meta(ref).where == Where::kHost) MoveToGpu(ref).IgnoreError();
-    Unpin(ref);
-  }
+  MoveToGpu(todo);  // only blocks whose H location no lease was handed move
+  for (BlockRef ref : todo) Unpin(ref);
   MaybeFree(todo);
 }
 

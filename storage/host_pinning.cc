@@ -14,9 +14,9 @@ namespace {
 // kernel's zero-copy path) and portable across devices. The registration is owned
 // by the returned handle; the tier keeps it until it is destroyed, before the
 // arena's memory goes.
-Result<std::shared_ptr<void>> RegisterWithGpu(const ArenaMemory& mem) {
+Result<std::shared_ptr<kernels::HostRegistration>> RegisterWithGpu(const ArenaMemory& mem) {
   ASSIGN_OR_RETURN(kernels::HostRegistration reg, kernels::HostRegistration::Register(mem.base(), mem.bytes()));
-  return std::shared_ptr<void>(std::make_shared<kernels::HostRegistration>(std::move(reg)));
+  return std::make_shared<kernels::HostRegistration>(std::move(reg));
 }
 
 }  // namespace
@@ -32,14 +32,15 @@ Status PinHostTier(PinMode mode, ArenaTier* tier) {
     }
     return OkStatus();
   }
-  Result<std::shared_ptr<void>> handle = RegisterWithGpu(mem);
+  Result<std::shared_ptr<kernels::HostRegistration>> handle = RegisterWithGpu(mem);
   if (!handle.ok()) {
     if (mode == PinMode::kRequired) return handle.status().WithContext(tier->name());
     LOG(WARNING) << tier->name() << ": arena of " << mem.bytes() << " bytes is not pinned, GPU copies from it "
                  << "will be slower: " << handle.status().ToString();
     return OkStatus();
   }
-  tier->HoldUntilDestroyed(std::move(*handle));
+  auto* device_base = static_cast<std::byte*>((*handle)->device());
+  tier->HoldUntilDestroyed(std::move(*handle), device_base);
   return OkStatus();
 }
 

@@ -205,6 +205,37 @@ TEST_F(BlockStoreTest, AcquireWaitBringsBlocksToGAndPinsThem) {
   EXPECT_LE(tiers_.g->used_slots(), 1u);  // the smaller watermark applies once released
 }
 
+TEST_F(BlockStoreTest, AcquireWaitPromotesHostBlocksAsOneBatchOnceEach) {
+  OpenTiers(8, 32, 64);
+  Policy p;
+  p.sink_blocks = 0;
+  p.recent_window = 0;
+  OpenStore(p, /*migrator_thread=*/false);  // the probes' deferred promotions must not run
+  for (uint32_t i = 0; i < 24; ++i) ASSERT_OK(store_->Put(1, 1, i, Block(Seed(1, 1, i))));
+  store_->MigrateOnce();
+  std::vector<uint32_t> on_host;
+  for (uint32_t i = 0; i < 24 && on_host.size() < 6; ++i) {
+    auto probe = store_->Acquire(1, 1, std::vector<uint32_t>{i}, MissMode::kDefer);
+    ASSERT_TRUE(probe.ok());
+    if (probe->blocks.size() == 1 && probe->blocks[0].where == Where::kHost) on_host.push_back(i);
+    ASSERT_OK(store_->Release(probe->id));
+  }
+  ASSERT_EQ(on_host.size(), 6u) << "the test needs six blocks on H";
+  const uint64_t promoted = store_->stats().promotions_h_to_g;
+  std::vector<uint32_t> want = on_host;
+  want.push_back(on_host[0]);  // asked twice: moves once
+  auto lease = store_->Acquire(1, 1, want, MissMode::kWait);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  EXPECT_EQ(store_->stats().promotions_h_to_g - promoted, 6u);
+  ASSERT_EQ(lease->blocks.size(), want.size());
+  for (const auto& b : lease->blocks) {
+    ASSERT_EQ(b.where, Where::kGpu);
+    auto expect = Block(Seed(1, 1, b.index));
+    EXPECT_EQ(std::memcmp(tiers_.g->memory().base() + b.offset, expect.data(), expect.size()), 0);
+  }
+  ASSERT_OK(store_->Release(lease->id));
+}
+
 TEST_F(BlockStoreTest, DeferModeReportsMissesAndBringsThemUpForTheNextStep) {
   OpenTiers(8, 8, 64);
   Policy p;
