@@ -177,6 +177,81 @@ Result<DataChannel::Retrieval> DataChannel::Retrieve(uint64_t seq, uint32_t laye
   return r;
 }
 
+struct DataChannel::GpuPath {
+  kernels::GpuEvent worker_event;  // recorded by this process after each query copy
+  kernels::GpuEvent daemon_event;  // recorded by the daemon after each table
+  kernels::IpcMemMapping exchange;
+  uint64_t exchange_bytes = 0;
+  bool in_flight = false;
+  size_t table_offset = 0;
+  uint32_t budget = 0;
+};
+
+DataChannel::DataChannel(ShmRegion region, dp::ChannelHeader header) : region_(std::move(region)), header_(header) {}
+DataChannel::~DataChannel() = default;
+
+Status DataChannel::AttachGpu(kernels::GpuEvent worker_event, const std::string& exchange_handle_hex,
+                              uint64_t exchange_bytes, const std::string& daemon_event_hex) {
+  auto path = std::make_unique<GpuPath>();
+  path->worker_event = std::move(worker_event);
+  kernels::IpcMemHandle buffer;
+  RETURN_IF_ERROR(wire::FromHex(exchange_handle_hex, buffer.bytes.data(), buffer.bytes.size()));
+  ASSIGN_OR_RETURN(path->exchange, kernels::IpcMemMapping::Open(buffer));
+  kernels::IpcEventHandle event;
+  RETURN_IF_ERROR(wire::FromHex(daemon_event_hex, event.bytes.data(), event.bytes.size()));
+  ASSIGN_OR_RETURN(path->daemon_event, kernels::GpuEvent::OpenIpc(event));
+  path->exchange_bytes = exchange_bytes;
+  gpu_path_ = std::move(path);
+  return OkStatus();
+}
+
+Status DataChannel::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query,
+                                       size_t query_floats, uint32_t budget, void* stream) {
+  if (!gpu_path_) return InvalidArgument("retrieve on GPU: the channel was opened without the GPU path");
+  if (gpu_path_->in_flight) return InvalidArgument("retrieve on GPU: finish the previous retrieval first");
+  const size_t qbytes = query_floats * sizeof(float);
+  const size_t need = qbytes + size_t{budget} * sizeof(dp::BlockTableEntry);
+  if (budget == 0 || device_query == nullptr || need > gpu_path_->exchange_bytes) {
+    return InvalidArgument("retrieve on GPU: the query and a table of " + std::to_string(budget) +
+                           " entries do not fit the exchange buffer (" + std::to_string(gpu_path_->exchange_bytes) +
+                           " bytes)");
+  }
+  kernels::GpuStream worker = kernels::GpuStream::Borrow(stream);
+  RETURN_IF_ERROR(kernels::CopyAsync(gpu_path_->exchange.data(), device_query, qbytes,
+                                     kernels::CopyKind::kDeviceToDevice, &worker));
+  RETURN_IF_ERROR(gpu_path_->worker_event.Record(&worker));
+  dp::RingRequest req{};
+  req.op = dp::Op::kRetrieve;
+  req.flags = dp::kFlagGpu;
+  req.seq = seq;
+  req.layer = layer;
+  req.count = budget;
+  req.offset = 0;
+  req.length = need;
+  RETURN_IF_ERROR(Submit(req));
+  gpu_path_->in_flight = true;
+  gpu_path_->table_offset = qbytes;
+  gpu_path_->budget = budget;
+  return OkStatus();
+}
+
+Result<DataChannel::GpuRetrieval> DataChannel::FinishRetrieveOnGpu(void* stream) {
+  if (!gpu_path_ || !gpu_path_->in_flight) return InvalidArgument("retrieve on GPU: nothing in flight");
+  Result<dp::RingCompletion> c = WaitCompletion();
+  if (!c.ok()) return c.status();  // still in flight: a later call may collect it
+  gpu_path_->in_flight = false;
+  if (c->status != static_cast<uint8_t>(StatusCode::kOk)) return CompletionStatus(*c, "retrieve on GPU");
+  kernels::GpuStream worker = kernels::GpuStream::Borrow(stream);
+  RETURN_IF_ERROR(worker.Wait(gpu_path_->daemon_event));
+  GpuRetrieval r;
+  r.lease = c->value;
+  r.count = std::min(c->count, gpu_path_->budget);
+  r.missing = static_cast<uint32_t>(c->value2);
+  r.table = reinterpret_cast<const dp::BlockTableEntry*>(static_cast<const std::byte*>(gpu_path_->exchange.data()) +
+                                                         gpu_path_->table_offset);
+  return r;
+}
+
 Status DataChannel::Release(uint64_t lease) {
   dp::RingRequest req{};
   req.op = dp::Op::kRelease;

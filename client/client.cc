@@ -188,6 +188,15 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
                  {"request_entries", o.request_entries},
                  {"completion_entries", o.completion_entries}};
   if (o.staging_bytes) req["staging_bytes"] = o.staging_bytes;
+  kernels::GpuEvent worker_event;
+  if (o.gpu) {
+    Result<kernels::GpuEvent> event = kernels::GpuEvent::Create(kernels::GpuEvent::Kind::kInterprocess);
+    if (!event.ok()) return event.status().WithContext("ChannelOptions::gpu");
+    ASSIGN_OR_RETURN(kernels::IpcEventHandle handle, event->ExportIpc());
+    worker_event = std::move(*event);
+    req["gpu_worker_event"] = wire::ToHex(handle.bytes.data(), handle.bytes.size());
+    if (o.gpu_exchange_bytes) req["gpu_exchange_bytes"] = o.gpu_exchange_bytes;
+  }
   ASSIGN_OR_RETURN(wire::Json reply, Call(req));
   // Descriptors: the channel, then the H arena and an emulated G arena when shared.
   std::vector<int> fds;
@@ -210,7 +219,12 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
     arenas.gpu_bytes = UintOr(reply, "gpu_arena_bytes");
   }
   arenas.gpu_ipc_handle = StringOr(reply, "gpu_ipc_handle");
-  return DataChannel::Map(fds[0], UintOr(reply, "total_bytes"), arenas);
+  ASSIGN_OR_RETURN(std::unique_ptr<DataChannel> channel, DataChannel::Map(fds[0], UintOr(reply, "total_bytes"), arenas));
+  if (o.gpu) {
+    RETURN_IF_ERROR(channel->AttachGpu(std::move(worker_event), StringOr(reply, "gpu_exchange_handle"),
+                                       UintOr(reply, "gpu_exchange_bytes"), StringOr(reply, "gpu_daemon_event")));
+  }
+  return channel;
 }
 
 }  // namespace tierkv

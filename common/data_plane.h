@@ -53,6 +53,11 @@ static_assert(sizeof(RingRequest) == 64 && std::is_trivially_copyable_v<RingRequ
 
 // Request flags.
 inline constexpr uint32_t kFlagPrefixBlock = 1u << 0;  // put: arg is the block's content hash
+// retrieve on a channel opened with a GPU (see daemon/gpu_exchange.h): offset and
+// length name a range of the channel's device exchange buffer instead of staging;
+// the query there is ordered by the worker's IPC event, the block table written
+// after it by the daemon's IPC event.
+inline constexpr uint32_t kFlagGpu = 1u << 1;
 
 // One completion. 32 bytes.
 struct RingCompletion {

@@ -25,6 +25,26 @@ class UnsupportedOps : public OpHandler {
   }
 };
 
+// open_channel's GPU fields: the worker's exported interprocess event (hex) and
+// the exchange buffer's size (default 1 MiB: a 32-head query and a 4096-entry table
+// take 80 KiB).
+Result<std::unique_ptr<GpuExchange>> OpenGpuExchange(const wire::Json& req, NamespaceRuntime* rt,
+                                                     uint64_t max_bytes) {
+  ASSIGN_OR_RETURN(std::string hex, wire::GetString(req, "gpu_worker_event", "", 2 * sizeof(kernels::IpcEventHandle)));
+  kernels::IpcEventHandle worker_event;
+  Status st = wire::FromHex(hex, worker_event.bytes.data(), worker_event.bytes.size());
+  if (!st.ok()) return InvalidArgument("gpu_worker_event: " + st.message());
+  uint64_t bytes = 1 << 20;
+  if (req.contains("gpu_exchange_bytes")) {
+    ASSIGN_OR_RETURN(bytes, wire::GetUint(req, "gpu_exchange_bytes", "", max_bytes));
+  }
+  if (rt == nullptr || rt->gpu_emulated()) {
+    return NotSupported("this daemon's G tier is emulated in host memory (no GPU): open the channel without "
+                        "gpu_worker_event and retrieve through staging");
+  }
+  return GpuExchange::Open(/*device=*/0, worker_event, bytes);
+}
+
 bool PowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 bool KnownOp(std::string_view op) {
   return std::find(std::begin(kKnownOps), std::end(kKnownOps), op) != std::end(kKnownOps);
@@ -267,12 +287,22 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
     if (o.staging_bytes == 0) return InvalidArgument("staging_bytes must be positive");
   }
   NamespaceRuntime* rt = runtimes_ ? runtimes_->Find(rec->id) : nullptr;
+  std::unique_ptr<GpuExchange> gpu;
+  Json gpu_reply;
+  if (req.contains("gpu_worker_event")) {
+    ASSIGN_OR_RETURN(gpu, OpenGpuExchange(req, rt, dpc.max_staging_bytes));
+    gpu_reply = Json{{"gpu_exchange_handle", wire::ToHex(gpu->buffer_handle().bytes.data(), 64)},
+                     {"gpu_exchange_bytes", gpu->bytes()},
+                     {"gpu_daemon_event", wire::ToHex(gpu->event_handle().bytes.data(), 64)}};
+  }
   std::unique_ptr<OpHandler> handler;
   if (rt) {
     const std::string& ns = rec->spec.name;
     handler = std::make_unique<NamespaceOps>(
-        rt, NamespaceOps::Latency{&metrics_->RetrievalLatency(ns, "select"), &metrics_->RetrievalLatency(ns, "acquire"),
-                                  &metrics_->RetrievalLatency(ns, "total")});
+        rt,
+        NamespaceOps::Latency{&metrics_->RetrievalLatency(ns, "select"), &metrics_->RetrievalLatency(ns, "acquire"),
+                              &metrics_->RetrievalLatency(ns, "total")},
+        std::move(gpu));
   }
   else handler = std::make_unique<UnsupportedOps>();
   auto disconnect = s.disconnect;
@@ -290,6 +320,7 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
              {"request_entries", h.request_capacity},
              {"completion_entries", h.completion_capacity},
              {"staging_bytes", h.staging_bytes}};
+  if (!gpu_reply.is_null()) reply.update(gpu_reply);
   const int channel_fd = ::dup(channel->fd());
   if (channel_fd < 0) return FromErrno(errno, "dup channel fd");
   fds->push_back(channel_fd);

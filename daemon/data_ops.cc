@@ -49,7 +49,8 @@ dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<ui
   const ModelSpec& m = rt_->model();
   const bool needs_layer = req.op == dp::Op::kPut || req.op == dp::Op::kGet || req.op == dp::Op::kRetrieve;
   if (needs_layer && req.layer >= m.num_layers) return Fail(StatusCode::kInvalidArgument, Detail::kLayer);
-  if (req.flags & ~dp::kFlagPrefixBlock) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
+  const uint32_t allowed = req.op == dp::Op::kPut ? dp::kFlagPrefixBlock : req.op == dp::Op::kRetrieve ? dp::kFlagGpu : 0;
+  if (req.flags & ~allowed) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
   switch (req.op) {
     case dp::Op::kPut: return Put(req, staging);
     case dp::Op::kGet: return Get(req, staging);
@@ -101,18 +102,48 @@ dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8
   return Done(req.count);
 }
 
-// Query f32 [q_heads][head_dim] at staging[offset]; the block table follows it.
+// Query f32 [q_heads][head_dim] at staging[offset] (or, with kFlagGpu, at the
+// exchange buffer's offset); the block table follows it there.
 // count = top-k budget in blocks (sinks and the recent window included).
 dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const ModelSpec& m = rt_->model();
   const size_t qfloats = size_t{m.num_q_heads} * m.head_dim;
   const size_t qbytes = qfloats * sizeof(float);
+  const bool on_gpu = req.flags & dp::kFlagGpu;
+  if (on_gpu && !gpu_) return Fail(StatusCode::kNotSupported, Detail::kFlags);  // no GPU path
+  if (on_gpu && !dp::InStaging(req.offset, req.length, gpu_->bytes())) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kRange);
+  }
   if (req.count == 0 || req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
   if (req.length < qbytes + size_t{req.count} * sizeof(dp::BlockTableEntry)) {
     return Fail(StatusCode::kInvalidArgument, Detail::kLength);
   }
   std::vector<float> query(qfloats);
-  std::memcpy(query.data(), staging.data() + req.offset, qbytes);
+  if (on_gpu) {
+    const Status st = gpu_->ReadQuery(req.offset, std::as_writable_bytes(std::span(query)));
+    if (!st.ok()) return FromStatus(st, 0);
+  } else {
+    std::memcpy(query.data(), staging.data() + req.offset, qbytes);
+  }
+  std::vector<dp::BlockTableEntry> table;
+  dp::RingCompletion done = SelectAndPin(req, query, &table);
+  if (done.status != static_cast<uint8_t>(StatusCode::kOk)) return done;
+  const auto bytes = std::as_bytes(std::span(table));
+  if (on_gpu) {
+    const Status st = gpu_->PublishTable(req.offset + qbytes, bytes);
+    if (!st.ok()) {  // the client never learns the lease: give it back now
+      leases_.erase(done.value);
+      rt_->store().Release(done.value).IgnoreError();
+      return FromStatus(st, 0);
+    }
+  } else {
+    std::memcpy(staging.data() + req.offset + qbytes, bytes.data(), bytes.size());  // may be unaligned
+  }
+  return done;
+}
+
+dp::RingCompletion NamespaceOps::SelectAndPin(const dp::RingRequest& req, std::span<const float> query,
+                                              std::vector<dp::BlockTableEntry>* table) {
   const storage::Policy sp = rt_->store().policy();
   const RetrievalPolicy rp = rt_->retrieval_policy();
   const uint64_t t0 = NowNs();
@@ -134,14 +165,14 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   if (latency_.select) latency_.select->Observe((t1 - t0) * 1e-9);
   if (latency_.acquire) latency_.acquire->Observe((t2 - t1) * 1e-9);
   if (latency_.total) latency_.total->Observe((t2 - t0) * 1e-9);
-  uint8_t* table = staging.data() + req.offset + qbytes;  // may be unaligned: memcpy only
   const size_t n = std::min<size_t>(lease->blocks.size(), req.count);
+  table->resize(n);
   for (size_t i = 0; i < n; ++i) {
-    dp::BlockTableEntry e{};
+    dp::BlockTableEntry& e = (*table)[i];
+    e = {};
     e.block = lease->blocks[i].index;
     e.tier = lease->blocks[i].where == storage::Where::kGpu ? 0 : 1;
     e.offset = lease->blocks[i].offset;
-    std::memcpy(table + i * sizeof e, &e, sizeof e);
   }
   return Done(static_cast<uint32_t>(n), lease->id, lease->missing.size());
 }

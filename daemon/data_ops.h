@@ -12,6 +12,7 @@ class Histogram;
 }
 
 #include "daemon/channel.h"
+#include "daemon/gpu_exchange.h"
 #include "daemon/namespace_runtime.h"
 
 namespace tierkv::daemon {
@@ -22,8 +23,9 @@ class NamespaceOps : public OpHandler {
   struct Latency {
     prometheus::Histogram *select = nullptr, *acquire = nullptr, *total = nullptr;
   };
-  NamespaceOps(NamespaceRuntime* runtime, Latency latency)
-      : rt_(runtime), stats_(&runtime->retrieval_stats()), latency_(latency) {}
+  // `gpu`: the channel's GPU exchange (dp::kFlagGpu retrieves), or null.
+  NamespaceOps(NamespaceRuntime* runtime, Latency latency, std::unique_ptr<GpuExchange> gpu = nullptr)
+      : rt_(runtime), stats_(&runtime->retrieval_stats()), latency_(latency), gpu_(std::move(gpu)) {}
   dp::RingCompletion Handle(const dp::RingRequest& req, std::span<uint8_t> staging) override;
   void OnClose() override;
 
@@ -31,6 +33,10 @@ class NamespaceOps : public OpHandler {
   dp::RingCompletion Put(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Get(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Retrieve(const dp::RingRequest& req, std::span<uint8_t> staging);
+  // Selects, pins and places the blocks for `query`; fills *table. Retrieve's core,
+  // the same for the host and the GPU path.
+  dp::RingCompletion SelectAndPin(const dp::RingRequest& req, std::span<const float> query,
+                                  std::vector<dp::BlockTableEntry>* table);
   dp::RingCompletion Release(const dp::RingRequest& req);
   dp::RingCompletion CloseSequence(const dp::RingRequest& req);
   dp::RingCompletion Prefix(const dp::RingRequest& req, std::span<uint8_t> staging);
@@ -38,6 +44,7 @@ class NamespaceOps : public OpHandler {
   NamespaceRuntime* const rt_;
   RetrievalStats* const stats_;
   const Latency latency_;
+  const std::unique_ptr<GpuExchange> gpu_;
   std::set<uint64_t> leases_;  // held by this channel
   std::vector<std::byte> scratch_;
 };

@@ -177,10 +177,20 @@ class GpuStream {
  public:
   GpuStream() = default;
   static Result<GpuStream> Create();
+  // A view of a stream somebody else owns (an engine's cudaStream_t, as void*;
+  // nullptr: the legacy default stream). Not destroyed with the view.
+  static GpuStream Borrow(void* native) {
+    GpuStream s;
+    s.handle_ = native;
+    s.owned_ = false;
+    return s;
+  }
   ~GpuStream();
-  GpuStream(GpuStream&& o) noexcept : handle_(std::exchange(o.handle_, nullptr)) {}
+  GpuStream(GpuStream&& o) noexcept
+      : handle_(std::exchange(o.handle_, nullptr)), owned_(std::exchange(o.owned_, true)) {}
   GpuStream& operator=(GpuStream&& o) noexcept {
     std::swap(handle_, o.handle_);
+    std::swap(owned_, o.owned_);
     return *this;
   }
   GpuStream(const GpuStream&) = delete;
@@ -197,6 +207,7 @@ class GpuStream {
 
  private:
   void* handle_ = nullptr;
+  bool owned_ = true;
 };
 
 // A CUDA event. kSync events are cheapest (no timing); kTiming events support

@@ -202,7 +202,7 @@ Result<GpuStream> GpuStream::Create() {
 }
 
 GpuStream::~GpuStream() {
-  if (handle_ != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(handle_));
+  if (handle_ != nullptr && owned_) cudaStreamDestroy(static_cast<cudaStream_t>(handle_));
 }
 
 Status GpuStream::Synchronize() {

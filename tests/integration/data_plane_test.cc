@@ -142,6 +142,45 @@ TEST_F(DataPlaneTest, RetrieveFindsTheNeedleAndPinsTheSelection) {
   ASSERT_TRUE(ch->Release(exact->lease).ok());
 }
 
+// Without a GPU the GPU path of Retrieve is refused with errors that say why, and
+// the channel keeps serving the host path.
+TEST_F(DataPlaneTest, TheGpuPathIsRefusedClearlyWithoutAGpu) {
+  if (kernels::GpuCount() > 0) GTEST_SKIP() << "a GPU is present: tests/gpu covers the GPU path";
+  auto c = Connect();
+  ASSERT_TRUE(c->Attach("ns").ok());
+  auto gpu = c->OpenChannel("ns", {.gpu = true});
+  ASSERT_EQ(gpu.status().code(), StatusCode::kNotSupported);
+  EXPECT_NE(gpu.status().message().find("ChannelOptions::gpu"), std::string::npos) << gpu.status().ToString();
+  // The daemon's own checks, for clients that skip the library's.
+  auto bad_hex = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu_worker_event", "not hex"}});
+  EXPECT_EQ(bad_hex.status().code(), StatusCode::kInvalidArgument) << bad_hex.status().ToString();
+  auto no_gpu = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu_worker_event", std::string(128, '0')}});
+  EXPECT_EQ(no_gpu.status().code(), StatusCode::kNotSupported);
+  EXPECT_NE(no_gpu.status().message().find("emulated"), std::string::npos) << no_gpu.status().ToString();
+  // A GPU retrieve on a host channel, and the GPU flag on another op.
+  auto ch = c->OpenChannel("ns", {.staging_bytes = 1 << 20});
+  ASSERT_TRUE(ch.ok()) << ch.status().ToString();
+  ASSERT_TRUE((*ch)->Put(3, 0, 0, MakeBlock(3, 0, 0)).ok());
+  dp::RingRequest req{};
+  req.op = dp::Op::kRetrieve;
+  req.flags = dp::kFlagGpu;
+  req.seq = 3;
+  req.count = 1;
+  req.offset = 1ull << 40;  // names the (absent) exchange buffer, not staging
+  req.length = 4096;
+  auto retrieve = (*ch)->Call(req);
+  EXPECT_EQ(retrieve.status().code(), StatusCode::kNotSupported) << retrieve.status().ToString();
+  req.op = dp::Op::kGet;
+  req.offset = 0;
+  req.length = kBlockBytes;
+  EXPECT_EQ((*ch)->Call(req).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*ch)->StartRetrieveOnGpu(3, 0, nullptr, 64, 1, nullptr).code(), StatusCode::kInvalidArgument);
+  std::vector<float> query(size_t{kQHeads} * kHeadDim, 1.f);
+  auto host = (*ch)->Retrieve(3, 0, query, 1);
+  ASSERT_TRUE(host.ok()) << host.status().ToString();
+  EXPECT_TRUE((*ch)->Release(host->lease).ok());
+}
+
 // Any index/ retriever serves Retrieve: built over the keys read back, rebuilt only
 // when unindexed blocks would leave the recent window.
 TEST_F(DataPlaneTest, IndexRetrieversServeRetrieve) {

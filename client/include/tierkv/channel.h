@@ -34,6 +34,7 @@ class DataChannel {
   // Maps the channel memfd and the arenas (takes ownership of every fd, also on
   // failure) and checks the channel header.
   static Result<std::unique_ptr<DataChannel>> Map(int fd, uint64_t total_bytes, const Arenas& arenas);
+  ~DataChannel();
 
   // Posts a request (version is filled in). kBusy when the request ring is full.
   Status Submit(dp::RingRequest req);
@@ -77,6 +78,34 @@ class DataChannel {
   // Makes the cached prefix of `tokens` the first blocks of `seq`; returns its tokens.
   Result<uint32_t> LoadPrefix(uint64_t seq, std::span<const int32_t> tokens);
 
+  // --- GPU path (DESIGN §5), on a channel opened with Client::ChannelOptions::gpu ---
+  // Streams are cudaStream_t passed as void* (nullptr: the legacy default stream).
+  struct GpuRetrieval {
+    uint64_t lease = 0;    // pass to Release after the step
+    uint32_t count = 0;    // entries in table
+    uint32_t missing = 0;  // defer mode: selected but not resident yet
+    // Device memory (the channel's exchange buffer): `count` entries, valid for work
+    // queued on the stream given to FinishRetrieveOnGpu, until the next retrieval.
+    // An entry's offset is into the G arena (gpu_arena_device()) when tier == 0,
+    // into the H arena (host_arena()) when tier == 1.
+    const dp::BlockTableEntry* table = nullptr;
+  };
+  // Step 1: queues a copy of the query (f32 [q_heads][head_dim], `query_floats`
+  // floats, device memory) into the exchange buffer on `stream`, records this
+  // process's IPC event after it and posts the request. Returns at once: the host
+  // never waits for `stream`. One GPU retrieval in flight per channel
+  // (kInvalidArgument otherwise, or on a channel without the GPU path).
+  Status StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query, size_t query_floats,
+                            uint32_t budget, void* stream);
+  // Step 3: waits on the host for the daemon's completion, then makes `stream` wait
+  // on the daemon's IPC event: kernels queued on `stream` afterwards see the table.
+  Result<GpuRetrieval> FinishRetrieveOnGpu(void* stream);
+  bool gpu_path() const { return gpu_path_ != nullptr; }
+  // Opens the daemon's half of the GPU path (open_channel's gpu_* reply fields);
+  // `worker_event` is the interprocess event whose handle the request carried.
+  Status AttachGpu(kernels::GpuEvent worker_event, const std::string& exchange_handle_hex, uint64_t exchange_bytes,
+                   const std::string& daemon_event_hex);
+
   // The staging area: write inputs here before Submit, read outputs after completion.
   std::span<uint8_t> staging() const { return {region_.data() + header_.staging_offset, header_.staging_bytes}; }
   const dp::ChannelHeader& header() const { return header_; }
@@ -91,7 +120,7 @@ class DataChannel {
   void set_spin(std::chrono::nanoseconds spin) { spin_ = spin; }
 
  private:
-  DataChannel(ShmRegion region, dp::ChannelHeader header) : region_(std::move(region)), header_(header) {}
+  DataChannel(ShmRegion region, dp::ChannelHeader header);
 
   ShmRegion region_;
   dp::ChannelHeader header_;
@@ -102,6 +131,8 @@ class DataChannel {
   SpscRing<dp::RingCompletion> completions_;
   std::chrono::nanoseconds spin_{std::chrono::microseconds(200)};  // a waiting client has nothing else to do
   uint64_t next_tag_ = 1;
+  struct GpuPath;  // channel.cc
+  std::unique_ptr<GpuPath> gpu_path_;
 };
 
 // The Status a completion carries ("InvalidArgument: put: offset/length outside the staging area").

@@ -67,6 +67,11 @@ class Client {
     uint32_t request_entries = 256;     // powers of two
     uint32_t completion_entries = 256;
     uint64_t staging_bytes = 0;         // 0: the daemon's default
+    // The GPU path of Retrieve (DataChannel::StartRetrieveOnGpu): this process and
+    // the daemon exchange CUDA IPC events and a device exchange buffer. Needs a GPU
+    // on both sides (kNotSupported otherwise). Default: off (host path).
+    bool gpu = false;
+    uint64_t gpu_exchange_bytes = 0;    // 0: the daemon's default (1 MiB)
   };
   // Opens a data-plane channel to an attached namespace. The channel works while
   // this Client's connection is open; the daemon stops serving it when it closes.
