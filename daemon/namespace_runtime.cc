@@ -44,6 +44,10 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
                            std::to_string(cap) + " bytes");
   }
   ASSIGN_OR_RETURN(rt->g_, storage::CreateGpuTier({tag + "-G", g_slots, cap, 0}, &rt->gpu_emulated_));
+  if (!rt->gpu_emulated_) {
+    const Status st = rt->retrieval_.EnableGpuScoring();
+    if (!st.ok()) LOG(WARNING) << "namespace '" << rec.spec.name << "': scoring on the CPU: " << st.ToString();
+  }
   storage::PinMode pin = config.storage.pin_host == "off"        ? storage::PinMode::kOff
                          : config.storage.pin_host == "required" ? storage::PinMode::kRequired
                                                                  : storage::PinMode::kAuto;
@@ -87,7 +91,8 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
             << (rt->gpu_emulated_ ? " (emulated in host memory)" : " (device memory)") << ", H " << h_slots
             << " slots, D " << (rt->d_ ? std::to_string(rt->d_->num_slots()) + " slots (" + rt->d_->engine_name() + ")"
                                        : std::string("off"))
-            << ", " << rt->store_->num_blocks() << " block(s) recovered";
+            << ", " << rt->store_->num_blocks() << " block(s) recovered, summaries scored on the "
+            << (rt->retrieval_.gpu_scoring() ? "GPU" : "CPU");
   return rt;
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/log.h"
 #include "index/retriever_factory.h"
 #include "index/trigger.h"
 #include "kernels/half.h"
@@ -33,6 +34,16 @@ float Element(const std::byte* p, DType t, size_t i) {
     }
   }
   return 0;
+}
+// The k = out.size() best of `scores`, always-kept blocks first (CPU reference).
+Status SelectTopK(std::span<const float> scores, std::span<const uint8_t> always, std::span<uint32_t> out) {
+  kernels::TopKArgs t;
+  t.scores = scores.data();
+  t.num_blocks = static_cast<uint32_t>(scores.size());
+  t.k = static_cast<uint32_t>(out.size());
+  t.always = always.data();
+  t.out_indices = out.data();
+  return kernels::TopK(kernels::Backend::kCpu, t);
 }
 }  // namespace
 
@@ -113,6 +124,7 @@ Status RetrievalIndex::OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::
     s.max.resize(s.blocks * per_block, 0.f);
     s.mean.resize(s.blocks * per_block, 0.f);
   }
+  s.device.MarkDirty(index);
   std::copy(mn.begin(), mn.end(), s.min.begin() + index * per_block);
   std::copy(mx.begin(), mx.end(), s.max.begin() + index * per_block);
   std::copy(mean.begin(), mean.end(), s.mean.begin() + index * per_block);
@@ -201,43 +213,65 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
     sel.triggered = false;
     return sel;
   }
-  std::vector<float> scores(n);
-  if (policy.method == Method::kExact) {
-    lock.unlock();  // reads blocks back; the summaries are not needed
-    RETURN_IF_ERROR(ScoreExact(n, query, policy.combine, read_block, &scores));
-    lock.lock();
-  } else {
-    kernels::ScoreArgs a;
-    a.mode = policy.method == Method::kMean ? kernels::ScoreMode::kMean : kernels::ScoreMode::kMinMax;
-    a.combine = policy.combine;
-    a.num_q_heads = model_.num_q_heads;
-    a.num_kv_heads = model_.num_kv_heads;
-    a.head_dim = model_.head_dim;
-    a.num_blocks = n;
-    a.query = query.data();
-    a.min_keys = s.min.data();
-    a.max_keys = s.max.data();
-    a.mean_keys = s.mean.data();
-    a.scores = scores.data();
-    RETURN_IF_ERROR(kernels::ScoreBlocks(kernels::Backend::kCpu, a));
-  }
   std::vector<uint8_t> always(n, 0);
   for (uint32_t b = 0; b < std::min(sinks, n); ++b) always[b] = 1;
   for (uint32_t b = n > window ? n - window : 0; b < n; ++b) always[b] = 1;
   sel.blocks.resize(std::min(k, n));
-  kernels::TopKArgs t;
-  t.scores = scores.data();
-  t.num_blocks = n;
-  t.k = static_cast<uint32_t>(sel.blocks.size());
-  t.always = always.data();
-  t.out_indices = sel.blocks.data();
-  RETURN_IF_ERROR(kernels::TopK(kernels::Backend::kCpu, t));
+  if (policy.method == Method::kExact) {
+    std::vector<float> scores(n);
+    lock.unlock();  // reads blocks back; the summaries are not needed
+    RETURN_IF_ERROR(ScoreExact(n, query, policy.combine, read_block, &scores));
+    lock.lock();
+    RETURN_IF_ERROR(SelectTopK(scores, always, sel.blocks));
+  } else {
+    RETURN_IF_ERROR(SelectFromSummaries(s, n, query, always, policy, sel.blocks));
+  }
   auto again = layers_.find({seq, layer});  // the exact path dropped the lock
   if (again != layers_.end()) {
     again->second.last_query.assign(query.begin(), query.end());
     again->second.last_selection = sel.blocks;
   }
   return sel;
+}
+
+Status RetrievalIndex::SelectFromSummaries(LayerState& s, uint32_t n, std::span<const float> query,
+                                           std::span<const uint8_t> always, const RetrievalPolicy& policy,
+                                           std::span<uint32_t> out) {
+  const auto mode = policy.method == Method::kMean ? kernels::ScoreMode::kMean : kernels::ScoreMode::kMinMax;
+  if (gpu_) {
+    const Status st = gpu_->Select(&s.device, HostRows{s.min.data(), s.max.data(), s.mean.data(), n}, query, always,
+                                   mode, policy.combine, out);
+    if (st.ok()) return st;
+    if (!gpu_failure_logged_) LOG(WARNING) << "GPU scoring failed, scoring on the CPU: " << st.ToString();
+    gpu_failure_logged_ = true;
+  }
+  std::vector<float> scores(n);
+  kernels::ScoreArgs a;
+  a.mode = mode;
+  a.combine = policy.combine;
+  a.num_q_heads = model_.num_q_heads;
+  a.num_kv_heads = model_.num_kv_heads;
+  a.head_dim = model_.head_dim;
+  a.num_blocks = n;
+  a.query = query.data();
+  a.min_keys = s.min.data();
+  a.max_keys = s.max.data();
+  a.mean_keys = s.mean.data();
+  a.scores = scores.data();
+  RETURN_IF_ERROR(kernels::ScoreBlocks(kernels::Backend::kCpu, a));
+  return SelectTopK(scores, always, out);
+}
+
+Status RetrievalIndex::EnableGpuScoring() {
+  ASSIGN_OR_RETURN(std::unique_ptr<GpuSelector> selector, GpuSelector::Create(model_));
+  std::lock_guard lock(mu_);
+  gpu_ = std::move(selector);
+  return OkStatus();
+}
+
+bool RetrievalIndex::gpu_scoring() const {
+  std::lock_guard lock(mu_);
+  return gpu_ != nullptr;
 }
 
 struct RetrievalIndex::IndexState {

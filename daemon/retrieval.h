@@ -14,7 +14,9 @@
 //           vq, spann) on long generations — they have no incremental update yet.
 //
 // Summaries are f32 [blocks][kv_heads][head_dim] per (sequence, layer), in daemon
-// memory ("summaries on H, scored on CPU"). Thread-safe (one mutex).
+// memory. minmax and mean are scored on the CPU, or, after EnableGpuScoring (the
+// namespace's G tier is device memory), on the GPU over a device mirror of the
+// summaries (gpu_selector.h). Thread-safe (one mutex).
 #pragma once
 
 #include <atomic>
@@ -31,6 +33,7 @@
 
 #include "common/model_spec.h"
 #include "common/status.h"
+#include "daemon/gpu_selector.h"
 #include "kernels/score.h"
 
 namespace tierkv::daemon {
@@ -86,6 +89,11 @@ class RetrievalIndex {
 
   size_t SummaryBytes() const;
 
+  // Scores minmax/mean selections on the GPU from now on. kNotSupported without a
+  // device. A selection whose GPU work fails is scored on the CPU (logged).
+  Status EnableGpuScoring();
+  bool gpu_scoring() const;
+
  private:
   struct IndexState;  // a built index::Retriever and the keys it views
   struct LayerState {
@@ -95,7 +103,11 @@ class RetrievalIndex {
     std::vector<uint32_t> last_selection;
     uint64_t steps = 0;
     std::shared_ptr<IndexState> index;  // kIndex only
+    DeviceRows device;                  // GPU scoring only
   };
+  // minmax/mean: scores the n blocks of `s` and selects k (always-kept mask first).
+  Status SelectFromSummaries(LayerState& s, uint32_t n, std::span<const float> query, std::span<const uint8_t> always,
+                             const RetrievalPolicy& policy, std::span<uint32_t> out);
   Result<Selection> SelectWithIndex(uint64_t seq, uint32_t layer, uint32_t n, std::span<const float> query,
                                     uint32_t k, uint32_t sinks, uint32_t window, const RetrievalPolicy& policy,
                                     const BlockReader& read_block, std::unique_lock<std::mutex>& lock);
@@ -105,6 +117,8 @@ class RetrievalIndex {
   const ModelSpec model_;
   mutable std::mutex mu_;
   std::map<std::pair<uint64_t, uint32_t>, LayerState> layers_;  // GUARDED_BY(mu_)
+  std::unique_ptr<GpuSelector> gpu_;                             // GUARDED_BY(mu_); null: CPU scoring
+  bool gpu_failure_logged_ = false;                              // GUARDED_BY(mu_)
 };
 
 }  // namespace tierkv::daemon

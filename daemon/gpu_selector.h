@@ -1,0 +1,65 @@
+// Scoring + top-k of a retrieval on the GPU (DESIGN §5 step 2): the summaries of
+// each (sequence, layer) are mirrored in device memory, and one selection runs
+// ScoreBlocks and TopK (kernels/, kCuda) on the selector's own stream. The host
+// copy in RetrievalIndex stays the source of truth: before each selection the rows
+// added or rewritten since the last one are uploaded (DeviceRows::uploaded).
+//
+// Used by RetrievalIndex for the minmax and mean retrievers when the namespace's G
+// tier is device memory; everything else (exact, index/ retrievers, no GPU) scores
+// on the CPU.
+//
+// Not thread-safe: RetrievalIndex calls it under its mutex.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "common/model_spec.h"
+#include "common/status.h"
+#include "kernels/gpu_runtime.h"
+#include "kernels/score.h"
+
+namespace tierkv::daemon {
+
+// One (sequence, layer)'s summaries in device memory: [3][capacity][kv_heads * head_dim]
+// f32 (min, max, mean).
+struct DeviceRows {
+  kernels::DeviceBuffer buffer;
+  uint32_t capacity = 0;  // blocks
+  uint32_t uploaded = 0;  // rows [0, uploaded) match the host copy
+  // A host row below `uploaded` changed: upload again from there.
+  void MarkDirty(uint32_t block) { uploaded = std::min(uploaded, block); }
+};
+
+// The host summaries of one (sequence, layer): n blocks of kv_heads * head_dim f32 each.
+struct HostRows {
+  const float* min;
+  const float* max;
+  const float* mean;
+  uint32_t blocks;
+};
+
+class GpuSelector {
+ public:
+  // kNotSupported without a device.
+  static Result<std::unique_ptr<GpuSelector>> Create(const ModelSpec& model);
+
+  // Selects k of host.blocks blocks for `query` (f32 [q_heads][head_dim]): the
+  // `always` ones (mask of host.blocks bytes) first, then the best-scoring; writes
+  // the k indices, ascending, to out. Uploads what changed in `host` first.
+  Status Select(DeviceRows* rows, const HostRows& host, std::span<const float> query, std::span<const uint8_t> always,
+                kernels::ScoreMode mode, kernels::HeadCombine combine, std::span<uint32_t> out);
+
+ private:
+  explicit GpuSelector(const ModelSpec& model) : model_(model), per_block_(size_t{model.num_kv_heads} * model.head_dim) {}
+  Status Upload(DeviceRows* rows, const HostRows& host);
+
+  const ModelSpec model_;
+  const size_t per_block_;
+  kernels::GpuStream stream_;
+  // Scratch, grown on demand: query, always-mask, scores, selected indices.
+  kernels::DeviceBuffer query_, always_, scores_, indices_;
+};
+
+}  // namespace tierkv::daemon

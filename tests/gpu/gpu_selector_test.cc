@@ -1,0 +1,78 @@
+// RetrievalIndex scoring on the GPU (GpuSelector over device summaries) against the
+// same index scoring on the CPU, on fresh random blocks, through growth and rewrites.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "daemon/retrieval.h"
+#include "kernels/half.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace tierkv::daemon {
+namespace {
+
+const ModelSpec kModel{1, 8, 2, 64, 16, DType::kBF16};
+
+std::vector<std::byte> RandomBlock(std::mt19937& rng) {
+  std::normal_distribution<float> n(0.f, 1.f);
+  std::vector<std::byte> b(kModel.BlockBytes());
+  for (size_t i = 0; i + 1 < b.size(); i += 2) {
+    const uint16_t h = kernels::FloatToBf16(n(rng));
+    std::memcpy(&b[i], &h, 2);
+  }
+  return b;
+}
+
+// Overlap of two selections (both ascending).
+size_t Overlap(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
+  std::vector<uint32_t> both;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(both));
+  return both.size();
+}
+
+TEST(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
+  SKIP_WITHOUT_GPU();
+  RetrievalIndex cpu(kModel), gpu(kModel);
+  ASSERT_OK(gpu.EnableGpuScoring());
+  ASSERT_TRUE(gpu.gpu_scoring());
+  std::mt19937 rng(42);
+  auto put = [&](uint32_t index) {
+    const auto block = RandomBlock(rng);
+    ASSERT_OK(cpu.OnPut(1, 0, index, block));
+    ASSERT_OK(gpu.OnPut(1, 0, index, block));
+  };
+  auto none = [](uint32_t, std::span<std::byte>) { return NotFound("unused"); };
+  std::normal_distribution<float> n(0.f, 1.f);
+  size_t compared = 0, matched = 0;
+  auto compare = [&](uint32_t k) {
+    std::vector<float> query(size_t{kModel.num_q_heads} * kModel.head_dim);
+    for (float& q : query) q = n(rng);
+    for (Method method : {Method::kMinMax, Method::kMean}) {
+      RetrievalPolicy p;
+      p.method = method;
+      auto a = cpu.Select(1, 0, query, k, 1, 4, p, none);
+      auto b = gpu.Select(1, 0, query, k, 1, 4, p, none);
+      ASSERT_TRUE(a.ok() && b.ok());
+      ASSERT_EQ(a->blocks.size(), b->blocks.size());
+      // Sums run in different orders (~1e-6 relative): a near-tie may swap one block.
+      EXPECT_GE(Overlap(a->blocks, b->blocks) + 1, a->blocks.size());
+      ++compared;
+      matched += a->blocks == b->blocks;
+    }
+  };
+  for (uint32_t i = 0; i < 50; ++i) put(i);
+  compare(8);
+  for (uint32_t i = 50; i < 700; ++i) put(i);  // past the first device capacity (64), twice
+  compare(70);
+  for (uint32_t i : {3u, 100u, 699u}) put(i);  // rewrites below the uploaded rows
+  compare(70);
+  for (uint32_t i = 700; i < 701; ++i) put(i);  // decode: one more block
+  compare(700);  // k close to n
+  EXPECT_GE(matched + 1, compared) << "at most one near-tie swap in " << compared << " comparisons";
+}
+
+}  // namespace
+}  // namespace tierkv::daemon
