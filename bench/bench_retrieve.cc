@@ -1,109 +1,218 @@
-// tierkv_bench_retrieve: Retrieve round trip per layer on the CPU path — client
+// tierkv_bench_retrieve: Retrieve round trip per layer (DESIGN §5) — the client
 // posts a query, the daemon scores every block's summary, selects the top 10%
-// (sinks and recent window included), pins the selection and returns the block
-// table — at 32K and 128K tokens, for the min/max and mean-key retrievers.
+// (sinks and recent window included), pins the selection, brings misses to G (or
+// defers them) and returns the block table — for the min/max and mean-key
+// retrievers, with every block resident on G or with ~10% of them on H.
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
 
 #include "bench/bench_util.h"
+#include "kernels/gpu_runtime.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
 #include "tierkv/client.h"
 
 namespace {
-constexpr const char* kUsage = R"(Usage: tierkv_bench_retrieve [--contexts 32768,131072] [--steps N] [--json PATH]
+constexpr const char* kUsage = R"(Usage: tierkv_bench_retrieve [options]
 
-Starts tierkvd beside this program, stores one layer of a sequence (32 q heads,
-8 KV heads, head_dim 128, bf16, 32-token blocks: 128 KiB per block) for each
-context length, then times N Retrieve round trips (budget 10% of the blocks) per
-retriever (minmax, mean) and reports p50/p99 in microseconds, with the daemon's
-own select/acquire split from its metrics.
+Starts tierkvd ($TIERKVD, else the build's) beside this program for each context length and scenario, stores
+one layer of a sequence (32 q heads, 8 KV heads, head_dim 128, bf16, 32-token
+blocks: 128 KiB per block), then times Retrieve round trips (budget: 10% of the
+blocks) per retriever (minmax, mean) and reports p50/p99 in microseconds.
+
+Scenarios:
+  resident  G holds every block
+  wait10    G holds ~90% of the blocks (the rest on H), miss_mode wait: the
+            misses of each selection are copied H->G before the reply
+  defer10   the same placement, miss_mode defer: misses are served where
+            they are (H) and promoted in the background
+The off-G column is the share of selected blocks the table did not place on G.
+
+Options:
+  --contexts LIST    tokens per sequence (default 32768,131072)
+  --steps N          timed round trips per retriever (default 200)
+  --scenarios LIST   subset of resident,wait10,defer10 (default all)
+  --gpu              the GPU path: query and block table through the channel's
+                     device exchange buffer, ordered by CUDA IPC events (needs a
+                     GPU); the time includes the worker stream passing the
+                     daemon's event
+  --json PATH        write the results as JSON
+  --help             this text
 )";
 using namespace tierkv;
 const ModelSpec kModel{1, 32, 8, 128, 32, DType::kBF16};
+// G oscillates between storage::Policy's default low (0.85) and high (0.95)
+// watermarks once it is full: about 0.9 of its slots hold blocks.
+constexpr double kGpuMeanFill = 0.9;
 
-std::vector<uint32_t> ParseList(const std::string& s) {
-  std::vector<uint32_t> v;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t comma = s.find(',', pos);
-    v.push_back(static_cast<uint32_t>(std::stoul(s.substr(pos, comma - pos))));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return v;
-}
-}  // namespace
+struct Scenario {
+  std::string name;
+  double g_share;  // of the blocks that fit G
+  const char* miss_mode;
+};
+const Scenario kScenarios[] = {{"resident", 1.0, "wait"}, {"wait10", 0.9, "wait"}, {"defer10", 0.9, "defer"}};
 
-int main(int argc, char** argv) {
-  std::vector<uint32_t> contexts = {32768, 131072};
+struct Options {
+  std::vector<uint64_t> contexts = {32768, 131072};
   int steps = 200;
+  std::vector<std::string> scenarios = {"resident", "wait10", "defer10"};
+  bool gpu = false;
   std::string json_path;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help") return std::fputs(kUsage, stdout), 0;
-    if (a == "--contexts" && i + 1 < argc) contexts = ParseList(argv[++i]);
-    else if (a == "--steps" && i + 1 < argc) steps = std::stoi(argv[++i]);
-    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-    else return std::fprintf(stderr, "unknown argument %s (see --help)\n", a.c_str()), 2;
+};
+
+// The GPU path's per-step work: query to device, start, finish, wait for the stream.
+struct GpuWorker {
+  kernels::GpuStream stream;
+  kernels::DeviceBuffer query;
+};
+
+struct Step {
+  uint64_t lease = 0;
+  uint32_t count = 0;     // table entries
+  uint32_t missing = 0;   // selected, not resident (defer mode, blocks on D)
+  uint32_t on_host = 0;   // table entries served from H (host path; GPU path: see OnHost)
+  const dp::BlockTableEntry* device_table = nullptr;  // GPU path
+};
+
+Result<Step> RetrieveOnce(DataChannel& ch, GpuWorker* gpu, uint64_t seq, const std::vector<float>& query,
+                          uint32_t budget) {
+  if (!gpu) {
+    ASSIGN_OR_RETURN(DataChannel::Retrieval r, ch.Retrieve(seq, 0, query, budget));
+    Step step{r.lease, static_cast<uint32_t>(r.blocks.size()), r.missing, 0, nullptr};
+    for (const auto& b : r.blocks) step.on_host += b.tier != 0;
+    return step;
   }
-  uint32_t max_blocks = 0;
-  for (uint32_t c : contexts) max_blocks = std::max(max_blocks, c / kModel.block_tokens);
-  const uint64_t bytes = uint64_t{max_blocks + 64} * 131072;
+  RETURN_IF_ERROR(ch.StartRetrieveOnGpu(seq, 0, static_cast<const float*>(gpu->query.data()), query.size(), budget,
+                                        gpu->stream.native()));
+  ASSIGN_OR_RETURN(DataChannel::GpuRetrieval r, ch.FinishRetrieveOnGpu(gpu->stream.native()));
+  RETURN_IF_ERROR(gpu->stream.Synchronize());  // the worker's stream has passed the daemon's event
+  return Step{r.lease, r.count, r.missing, 0, r.table};
+}
+
+// Entries of a GPU step's table served from H (read back after the timed part).
+Result<uint32_t> OnHost(const Step& step) {
+  if (step.device_table == nullptr) return step.on_host;
+  std::vector<dp::BlockTableEntry> table(step.count);
+  RETURN_IF_ERROR(kernels::Copy(table.data(), step.device_table, table.size() * sizeof(table[0]),
+                                kernels::CopyKind::kDeviceToHost));
+  uint32_t n = 0;
+  for (const auto& e : table) n += e.tier != 0;
+  return n;
+}
+
+// One context length in one scenario: a fresh daemon, one layer stored, both retrievers timed.
+bool RunOne(const Options& o, uint64_t ctx, const Scenario& sc, std::vector<std::vector<std::string>>* rows,
+            nlohmann::json* doc) {
+  const uint32_t blocks = static_cast<uint32_t>(ctx / kModel.block_tokens);
+  const uint64_t g_slots =
+      sc.g_share >= 1 ? blocks + 64 : static_cast<uint64_t>(std::ceil(blocks * sc.g_share / kGpuMeanFill));
   testing::TempDir dir("bench-retrieve");
-  testing::DaemonProcess daemon(TIERKVD_PATH, dir.path(), "log_level = \"warning\"\n",
-                                "[storage]\ngpu_bytes = " + std::to_string(bytes / 2) +
-                                    "\nhost_bytes = " + std::to_string(bytes) + "\ndisk_bytes = 0\n");
-  if (!daemon.Start()) return std::fprintf(stderr, "tierkvd did not start:\n%s\n", daemon.Log().c_str()), 1;
+  testing::DaemonProcess daemon(testing::DaemonBinary(TIERKVD_PATH), dir.path(), "log_level = \"warning\"\n",
+                                "[storage]\ngpu_bytes = " + std::to_string(g_slots * kModel.BlockBytes()) +
+                                    "\nhost_bytes = " + std::to_string((blocks + 64) * kModel.BlockBytes()) +
+                                    "\ndisk_bytes = 0\n");
+  if (!daemon.Start()) return std::fprintf(stderr, "tierkvd did not start:\n%s\n", daemon.Log().c_str()), false;
   auto client = std::move(Client::Connect(daemon.socket_path())).value();
   NamespaceSpec spec;
   spec.name = "bench";
   spec.model = kModel;
-  if (!client->CreateNamespace(spec).ok() || !client->Attach("bench").ok()) return 1;
-  auto ch = std::move(client->OpenChannel("bench", {.staging_bytes = 16 << 20})).value();
-
-  std::mt19937 rng(1);
+  if (!client->CreateNamespace(spec).ok() || !client->Attach("bench").ok()) return false;
+  if (!client->Call({{"op", "set_policy"}, {"namespace", "bench"}, {"policy", {{"miss_mode", sc.miss_mode}}}}).ok()) {
+    return false;
+  }
+  auto opened = client->OpenChannel("bench", {.staging_bytes = 16 << 20, .gpu = o.gpu});
+  if (!opened.ok()) return std::fprintf(stderr, "open_channel: %s\n", opened.status().ToString().c_str()), false;
+  std::unique_ptr<DataChannel> ch = std::move(opened).value();
+  std::mt19937 rng(static_cast<uint32_t>(ctx));
   std::normal_distribution<float> n(0.f, 1.f);
   std::vector<std::byte> block(kModel.BlockBytes());
-  std::vector<float> query(size_t{kModel.num_q_heads} * kModel.head_dim);
-  nlohmann::json doc{{"benchmark", "retrieve"}, {"steps", steps}};
-  std::vector<std::vector<std::string>> rows;
-  uint64_t seq = 0;
-  for (uint32_t ctx : contexts) {
-    const uint32_t blocks = ctx / kModel.block_tokens;
-    ++seq;
-    std::fprintf(stderr, "storing %u blocks (%u tokens)...\n", blocks, ctx);
-    for (uint32_t b = 0; b < blocks; ++b) {
-      auto* h = reinterpret_cast<uint16_t*>(block.data());
-      for (size_t i = 0; i < block.size() / 2; ++i) h[i] = static_cast<uint16_t>(0x3c00 + (rng() & 0x3ff));  // ~[1,2)
-      if (!ch->Put(seq, 0, b, block).ok()) return std::fprintf(stderr, "put failed\n"), 1;
-    }
-    for (const char* method : {"minmax", "mean"}) {
-      if (!client->Call({{"op", "set_policy"}, {"namespace", "bench"}, {"policy", {{"retriever", method}}}}).ok()) {
-        return 1;
-      }
-      std::vector<double> us;
-      const uint32_t budget = std::max(1u, blocks / 10);
-      for (int s = 0; s < steps + 10; ++s) {
-        for (auto& q : query) q = n(rng);
-        auto t0 = std::chrono::steady_clock::now();
-        auto r = ch->Retrieve(seq, 0, query, budget);
-        const double dt = bench::SecondsSince(t0) * 1e6;
-        if (!r.ok()) return std::fprintf(stderr, "retrieve: %s\n", r.status().ToString().c_str()), 1;
-        if (!ch->Release(r->lease).ok()) return 1;
-        if (s >= 10) us.push_back(dt);
-      }
-      const double p50 = bench::Percentile(us, 50), p99 = bench::Percentile(us, 99);
-      rows.push_back({std::to_string(ctx), method, std::to_string(budget), bench::Fmt(p50, 1), bench::Fmt(p99, 1)});
-      doc["results"].push_back(
-          {{"tokens", ctx}, {"retriever", method}, {"budget_blocks", budget}, {"p50_us", p50}, {"p99_us", p99}});
-    }
-    if (!ch->CloseSequence(seq).ok()) return 1;
+  std::fprintf(stderr, "%s: storing %u blocks (%lu tokens)...\n", sc.name.c_str(), blocks, ctx);
+  for (uint32_t b = 0; b < blocks; ++b) {
+    auto* h = reinterpret_cast<uint16_t*>(block.data());
+    for (size_t i = 0; i < block.size() / 2; ++i) h[i] = static_cast<uint16_t>(0x3c00 + (rng() & 0x3ff));  // ~[1,2)
+    if (!ch->Put(1, 0, b, block).ok()) return std::fprintf(stderr, "put failed\n"), false;
   }
-  std::printf("tierkv_bench_retrieve: Retrieve round trip per layer, CPU path, %d steps\n\n", steps);
-  bench::PrintTable({"tokens", "retriever", "budget", "p50 us", "p99 us"}, rows);
-  bench::WriteJson(json_path, doc);
+  std::vector<float> query(size_t{kModel.num_q_heads} * kModel.head_dim);
+  GpuWorker worker;
+  if (o.gpu) {
+    worker.stream = std::move(kernels::GpuStream::Create()).value();
+    worker.query = std::move(kernels::DeviceBuffer::Allocate(query.size() * sizeof(float))).value();
+  }
+  const uint32_t budget = std::max(1u, blocks / 10);
+  for (const char* method : {"minmax", "mean"}) {
+    if (!client->Call({{"op", "set_policy"}, {"namespace", "bench"}, {"policy", {{"retriever", method}}}}).ok()) {
+      return false;
+    }
+    std::vector<double> us;
+    double off_g = 0;  // selected blocks not on G when the table was written
+    for (int s = 0; s < o.steps + 10; ++s) {
+      for (auto& q : query) q = n(rng);
+      if (o.gpu && !kernels::Copy(worker.query.data(), query.data(), query.size() * sizeof(float),
+                                  kernels::CopyKind::kHostToDevice).ok()) {
+        return false;
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      Result<Step> r = RetrieveOnce(*ch, o.gpu ? &worker : nullptr, 1, query, budget);
+      const double dt = bench::SecondsSince(t0) * 1e6;
+      if (!r.ok()) return std::fprintf(stderr, "retrieve: %s\n", r.status().ToString().c_str()), false;
+      Result<uint32_t> on_host = OnHost(*r);
+      if (!on_host.ok() || !ch->Release(r->lease).ok()) return false;
+      if (s >= 10) us.push_back(dt), off_g += r->missing + *on_host;
+    }
+    const double p50 = bench::Percentile(us, 50), p99 = bench::Percentile(us, 99);
+    const double miss_share = off_g / (double(o.steps) * budget);
+    rows->push_back({std::to_string(ctx), sc.name, method, std::to_string(budget), bench::Fmt(p50, 1),
+                     bench::Fmt(p99, 1), bench::Fmt(100 * miss_share, 1)});
+    (*doc)["results"].push_back({{"tokens", ctx},
+                                 {"scenario", sc.name},
+                                 {"retriever", method},
+                                 {"budget_blocks", budget},
+                                 {"p50_us", p50},
+                                 {"p99_us", p99},
+                                 {"off_g_share", miss_share}});
+  }
   daemon.Stop();
+  return true;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help") return std::fputs(kUsage, stdout), 0;
+    if (a == "--contexts" && i + 1 < argc) o.contexts = bench::ParseUintList(argv[++i]);
+    else if (a == "--steps" && i + 1 < argc) o.steps = std::stoi(argv[++i]);
+    else if (a == "--scenarios" && i + 1 < argc) {
+      o.scenarios.clear();
+      for (std::string s = argv[++i]; !s.empty();) {
+        const size_t comma = s.find(',');
+        o.scenarios.push_back(s.substr(0, comma));
+        s = comma == std::string::npos ? "" : s.substr(comma + 1);
+      }
+    } else if (a == "--gpu") o.gpu = true;
+    else if (a == "--json" && i + 1 < argc) o.json_path = argv[++i];
+    else return std::fprintf(stderr, "unknown argument %s (see --help)\n", a.c_str()), 2;
+  }
+  if (o.gpu && kernels::GpuCount() == 0) {
+    return std::fprintf(stderr, "--gpu needs a GPU: %s\n", kernels::DescribeGpus().c_str()), 2;
+  }
+  nlohmann::json doc{{"benchmark", "retrieve"}, {"steps", o.steps}, {"path", o.gpu ? "gpu" : "cpu"},
+                     {"device", kernels::DescribeGpus()}};
+  std::vector<std::vector<std::string>> rows;
+  for (const std::string& name : o.scenarios) {
+    const Scenario* sc = nullptr;
+    for (const Scenario& s : kScenarios) sc = s.name == name ? &s : sc;
+    if (!sc) return std::fprintf(stderr, "unknown scenario %s (see --help)\n", name.c_str()), 2;
+    for (uint64_t ctx : o.contexts) {
+      if (!RunOne(o, ctx, *sc, &rows, &doc)) return 1;
+    }
+  }
+  std::printf("tierkv_bench_retrieve: Retrieve round trip per layer, %s path, %d steps\n\n", o.gpu ? "GPU" : "CPU",
+              o.steps);
+  bench::PrintTable({"tokens", "scenario", "retriever", "budget", "p50 us", "p99 us", "off-G %"}, rows);
+  bench::WriteJson(o.json_path, doc);
   return 0;
 }

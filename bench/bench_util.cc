@@ -55,4 +55,15 @@ std::string Fmt(double v, int decimals) {
   return buf;
 }
 
+std::vector<uint64_t> ParseUintList(const std::string& list) {
+  std::vector<uint64_t> out;
+  for (size_t p = 0; p < list.size();) {
+    size_t q = list.find(',', p);
+    if (q == std::string::npos) q = list.size();
+    out.push_back(std::stoull(list.substr(p, q - p)));
+    p = q + 1;
+  }
+  return out;
+}
+
 }  // namespace tierkv::bench

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,9 @@ void PrintTable(const std::vector<std::string>& header, const std::vector<std::v
 bool WriteJson(const std::string& path, nlohmann::json doc);
 
 std::string Fmt(double v, int decimals = 2);
+
+// "32768,131072" -> {32768, 131072}. Throws std::invalid_argument on a non-number.
+std::vector<uint64_t> ParseUintList(const std::string& list);
 
 inline double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

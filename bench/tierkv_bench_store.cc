@@ -51,16 +51,6 @@ void PrintHelp() {
       "  --help               this text\n";
 }
 
-std::vector<uint64_t> ParseList(const std::string& v) {
-  std::vector<uint64_t> out;
-  for (size_t p = 0; p < v.size();) {
-    size_t q = v.find(',', p);
-    if (q == std::string::npos) q = v.size();
-    out.push_back(std::stoull(v.substr(p, q - p)));
-    p = q + 1;
-  }
-  return out;
-}
 
 bool ParseArgs(int argc, char** argv, StoreBenchConfig* c, std::string* json) {
   const char* tmp = std::getenv("TMPDIR");
@@ -79,7 +69,7 @@ bool ParseArgs(int argc, char** argv, StoreBenchConfig* c, std::string* json) {
     try {
       if (a == "--dir") c->dir = v;
       else if (a == "--json") *json = v;
-      else if (a == "--blocks") c->blocks = ParseList(v);
+      else if (a == "--blocks") c->blocks = bench::ParseUintList(v);
       else if (a == "--lookups") c->lookups = std::stoull(v);
       else if (a == "--disk-blocks") c->disk_blocks = std::stoull(v);
       else if (a == "--acquire-blocks") c->acquire_blocks = static_cast<uint32_t>(std::stoul(v));

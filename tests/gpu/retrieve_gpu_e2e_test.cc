@@ -7,7 +7,6 @@
 // The daemon binary: $TIERKVD when set (the device bundle), else the build's.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -38,11 +37,6 @@ std::vector<std::byte> MakeBlock(uint32_t block) {
   std::vector<std::byte> b(kBlockBytes);
   std::memcpy(b.data(), f.data(), kBlockBytes);
   return b;
-}
-
-std::string DaemonBinary() {
-  const char* env = std::getenv("TIERKVD");
-  return env && *env ? env : TIERKVD_PATH;
 }
 
 class RetrieveGpuTest : public ::testing::Test {
@@ -85,7 +79,7 @@ class RetrieveGpuTest : public ::testing::Test {
   }
 
   testing::TempDir dir_{"retrieve-gpu"};
-  testing::DaemonProcess daemon_{DaemonBinary(), dir_.path()};
+  testing::DaemonProcess daemon_{testing::DaemonBinary(TIERKVD_PATH), dir_.path()};
   std::unique_ptr<Client> client_;
   std::unique_ptr<DataChannel> host_;
 };

@@ -15,6 +15,12 @@
 #include <thread>
 
 namespace tierkv::testing {
+
+std::string DaemonBinary(const char* built) {
+  const char* env = std::getenv("TIERKVD");
+  return env != nullptr && *env != '\0' ? env : built;
+}
+
 namespace {
 bool SocketAnswers(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -11,6 +11,10 @@
 
 namespace tierkv::testing {
 
+// The tierkvd to run: $TIERKVD when set (a bundle copied to another machine, where
+// the build's path does not exist), else `built` (the build's TIERKVD_PATH).
+std::string DaemonBinary(const char* built);
+
 class DaemonProcess {
  public:
   // Writes a config that puts the socket, the data and the log under dir, the

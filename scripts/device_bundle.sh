@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds and packs everything the lent GPU machine runs for issue 6 (GPU.md: build
+# here, bring the bundle, one call does all): the GPU tests, the daemon, the GPU
+# end-to-end tests and the kernel and Retrieve benchmarks, with the shared libraries
+# a bare CUDA machine lacks, stripped and gzipped under the 64 MiB carry limit.
+#   usage: scripts/device_bundle.sh [BUILD_DIR]      (default build/release)
+# Then call the device tool with carry [".device"] and the command
+#   bash scripts/device_run.sh
+set -euo pipefail
+build=${1:-build/release}
+programs=(daemon/tierkvd tests/gpu/tierkv_gpu_tests tests/gpu/tierkv_gpu_e2e_tests
+          bench/tierkv_bench_kernels bench/tierkv_bench_retrieve)
+cmake --build "$build" -j"$(nproc)" --target tierkvd tierkv_gpu_tests tierkv_gpu_e2e_tests \
+  tierkv_bench_kernels tierkv_bench_retrieve
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bundle/bin" "$stage/bundle/lib"
+# glibc, libstdc++ and libgcc are newer there (Ubuntu 24.04); everything else travels.
+skip='/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux-x86-64|libcuda)\.so'
+for p in "${programs[@]}"; do
+  cp -L "$build/$p" "$stage/bundle/bin/"
+  { ldd "$build/$p" | awk '/=> \//{print $3}' | grep -Ev "$skip" || true; } | while read -r lib; do
+    cp -Ln "$lib" "$stage/bundle/lib/" 2>/dev/null || true
+  done
+done
+strip "$stage"/bundle/bin/*
+mkdir -p .device
+tar -C "$stage" -czf .device/bundle.tar.gz bundle
+size=$(stat -c %s .device/bundle.tar.gz)
+echo "device bundle: .device/bundle.tar.gz, $((size / 1048576)) MiB (limit 64)"
+(( size < 64 * 1048576 ))
