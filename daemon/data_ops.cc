@@ -130,6 +130,7 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   if (done.status != static_cast<uint8_t>(StatusCode::kOk)) return done;
   const auto bytes = std::as_bytes(std::span(table));
   if (on_gpu) {
+    ++stats_->gpu_steps;
     const Status st = gpu_->PublishTable(req.offset + qbytes, bytes);
     if (!st.ok()) {  // the client never learns the lease: give it back now
       leases_.erase(done.value);
@@ -137,7 +138,7 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
       return FromStatus(st, 0);
     }
   } else {
-    std::memcpy(staging.data() + req.offset + qbytes, bytes.data(), bytes.size());  // may be unaligned
+    if (!bytes.empty()) std::memcpy(staging.data() + req.offset + qbytes, bytes.data(), bytes.size());  // unaligned
   }
   return done;
 }

@@ -41,7 +41,7 @@ Status GpuExchange::ReadQuery(uint64_t offset, std::span<std::byte> out) {
 
 Status GpuExchange::PublishTable(uint64_t offset, std::span<const std::byte> table) {
   auto* host = static_cast<std::byte*>(host_.host()) + offset;
-  std::memcpy(host, table.data(), table.size());
+  if (!table.empty()) std::memcpy(host, table.data(), table.size());  // an empty selection still signals
   auto* dev = static_cast<std::byte*>(device_.data()) + offset;
   RETURN_IF_ERROR(kernels::CopyAsync(dev, host, table.size(), kernels::CopyKind::kHostToDevice, &stream_));
   return daemon_event_.Record(&stream_);

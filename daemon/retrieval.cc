@@ -241,6 +241,7 @@ Status RetrievalIndex::SelectFromSummaries(LayerState& s, uint32_t n, std::span<
   if (gpu_) {
     const Status st = gpu_->Select(&s.device, HostRows{s.min.data(), s.max.data(), s.mean.data(), n}, query, always,
                                    mode, policy.combine, out);
+    ++(st.ok() ? gpu_selections_ : gpu_fallbacks_);
     if (st.ok()) return st;
     if (!gpu_failure_logged_) LOG(WARNING) << "GPU scoring failed, scoring on the CPU: " << st.ToString();
     gpu_failure_logged_ = true;
@@ -259,6 +260,7 @@ Status RetrievalIndex::SelectFromSummaries(LayerState& s, uint32_t n, std::span<
   a.mean_keys = s.mean.data();
   a.scores = scores.data();
   RETURN_IF_ERROR(kernels::ScoreBlocks(kernels::Backend::kCpu, a));
+  ++cpu_selections_;
   return SelectTopK(scores, always, out);
 }
 

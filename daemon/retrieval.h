@@ -63,6 +63,7 @@ Result<RetrievalPolicy> ApplyRetrievalChanges(const RetrievalPolicy& base, const
 struct RetrievalStats {
   std::atomic<uint64_t> steps{0}, triggers_taken{0}, triggers_skipped{0}, selected_blocks{0};
   std::atomic<uint64_t> misses_waited{0}, misses_deferred{0};
+  std::atomic<uint64_t> gpu_steps{0};  // steps served through a channel's GPU exchange (dp::kFlagGpu)
   std::atomic<uint64_t> select_ns{0}, acquire_ns{0};  // time spent in each phase
 };
 
@@ -93,6 +94,11 @@ class RetrievalIndex {
   // device. A selection whose GPU work fails is scored on the CPU (logged).
   Status EnableGpuScoring();
   bool gpu_scoring() const;
+  // Selections scored from summaries on the GPU and on the CPU, and those whose GPU
+  // work failed (then scored on the CPU, counted there too).
+  uint64_t gpu_selections() const { return gpu_selections_.load(std::memory_order_relaxed); }
+  uint64_t cpu_selections() const { return cpu_selections_.load(std::memory_order_relaxed); }
+  uint64_t gpu_fallbacks() const { return gpu_fallbacks_.load(std::memory_order_relaxed); }
 
  private:
   struct IndexState;  // a built index::Retriever and the keys it views
@@ -119,6 +125,7 @@ class RetrievalIndex {
   std::map<std::pair<uint64_t, uint32_t>, LayerState> layers_;  // GUARDED_BY(mu_)
   std::unique_ptr<GpuSelector> gpu_;                             // GUARDED_BY(mu_); null: CPU scoring
   bool gpu_failure_logged_ = false;                              // GUARDED_BY(mu_)
+  std::atomic<uint64_t> gpu_selections_{0}, cpu_selections_{0}, gpu_fallbacks_{0};
 };
 
 }  // namespace tierkv::daemon

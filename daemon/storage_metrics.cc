@@ -84,6 +84,8 @@ void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
               m.count->load());
     f.Counter("tierkv_bytes_moved_total", "Bytes moved between tiers", ml, m.bytes->load());
   }
+  f.Counter("tierkv_promotion_batches_total", "H->G copies issued as one batch (one gather launch on a GPU)",
+            {{"namespace", ns}, {"path", std::string(rt.store().promotion_path())}}, s.promotion_batches.load());
   f.Counter("tierkv_disk_admission_stops_total", "D writes refused (disk full or failing)", l,
             s.disk_admission_stops.load());
   f.Counter("tierkv_corrupt_blocks_total", "Blocks that failed verification and were dropped", l,
@@ -115,6 +117,14 @@ void RetrievalMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) 
   f.Counter("tierkv_retrieval_misses_total", "Selected blocks not on G, by miss mode",
             {{"namespace", ns}, {"mode", "wait"}}, r.misses_waited.load());
   f.Counter("tierkv_retrieval_misses_total", "", {{"namespace", ns}, {"mode", "defer"}}, r.misses_deferred.load());
+  f.Counter("tierkv_retrieval_gpu_steps_total", "Retrieve calls served through a channel's GPU exchange", l,
+            r.gpu_steps.load());
+  f.Counter("tierkv_retrieval_scored_total", "Selections scored from summaries (minmax, mean), by device",
+            {{"namespace", ns}, {"device", "gpu"}}, rt.retrieval().gpu_selections());
+  f.Counter("tierkv_retrieval_scored_total", "", {{"namespace", ns}, {"device", "cpu"}},
+            rt.retrieval().cpu_selections());
+  f.Counter("tierkv_retrieval_gpu_fallbacks_total", "Selections whose GPU scoring failed and ran on the CPU", l,
+            rt.retrieval().gpu_fallbacks());
   f.Counter("tierkv_retrieval_phase_seconds_total", "Time spent per retrieval phase",
             {{"namespace", ns}, {"phase", "select"}}, r.select_ns.load() * 1e-9);
   f.Counter("tierkv_retrieval_phase_seconds_total", "", {{"namespace", ns}, {"phase", "acquire"}},

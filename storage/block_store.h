@@ -87,6 +87,7 @@ struct BlockStoreStats {
   std::atomic<uint64_t> gets{0}, get_misses{0};
   std::atomic<uint64_t> hits_gpu{0}, hits_host{0}, hits_disk{0};  // where acquired/get blocks were found
   std::atomic<uint64_t> promotions_h_to_g{0}, promotions_d_to_h{0};
+  std::atomic<uint64_t> promotion_batches{0};  // H->G copies issued together (BlockMover::Gather calls)
   std::atomic<uint64_t> demotions_g_to_h{0}, demotions_h_to_d{0};
   std::atomic<uint64_t> bytes_h_to_g{0}, bytes_d_to_h{0}, bytes_g_to_h{0}, bytes_h_to_d{0};
   std::atomic<uint64_t> disk_writes{0}, disk_write_batches{0};  // blocks written to D, and their batches
@@ -169,6 +170,8 @@ class BlockStore {
   Status disk_admission() const;
   const BlockStoreStats& stats() const { return stats_; }
   const ModelSpec& model() const { return options_.model; }
+  // How H->G batches are copied: "device-gather", "host-gather" or "per-block-copy".
+  std::string_view promotion_path() const { return BlockMover::PathName(mover_.path()); }
   ArenaTier* gpu_tier() const { return g_; }
   ArenaTier* host_tier() const { return h_; }
   Tier* disk_tier() const { return d_; }

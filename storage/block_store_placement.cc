@@ -152,6 +152,7 @@ size_t BlockStore::MoveToGpu(std::span<const BlockRef> refs) {
   }
   if (moving.empty()) return 0;
   const Status copied = mover_.Gather(from, to, block_bytes_);
+  ++stats_.promotion_batches;
   size_t moved = 0;
   for (size_t i = 0; i < moving.size(); ++i) {
     const Status st = copied.ok() ? g_->Commit(to[i], TagOf(moving[i]), static_cast<uint32_t>(block_bytes_)) : copied;
