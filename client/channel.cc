@@ -211,14 +211,16 @@ Status DataChannel::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float
   if (gpu_path_->in_flight) return InvalidArgument("retrieve on GPU: finish the previous retrieval first");
   const size_t qbytes = query_floats * sizeof(float);
   const size_t need = qbytes + size_t{budget} * sizeof(dp::BlockTableEntry);
-  if (budget == 0 || device_query == nullptr || need > gpu_path_->exchange_bytes) {
+  // The table follows the query: start the query where the table lands 16-byte aligned.
+  const size_t offset = (16 - qbytes % 16) % 16;
+  if (budget == 0 || device_query == nullptr || offset + need > gpu_path_->exchange_bytes) {
     return InvalidArgument("retrieve on GPU: the query and a table of " + std::to_string(budget) +
                            " entries do not fit the exchange buffer (" + std::to_string(gpu_path_->exchange_bytes) +
                            " bytes)");
   }
   kernels::GpuStream worker = kernels::GpuStream::Borrow(stream);
-  RETURN_IF_ERROR(kernels::CopyAsync(gpu_path_->exchange.data(), device_query, qbytes,
-                                     kernels::CopyKind::kDeviceToDevice, &worker));
+  RETURN_IF_ERROR(kernels::CopyAsync(static_cast<std::byte*>(gpu_path_->exchange.data()) + offset, device_query,
+                                     qbytes, kernels::CopyKind::kDeviceToDevice, &worker));
   RETURN_IF_ERROR(gpu_path_->worker_event.Record(&worker));
   dp::RingRequest req{};
   req.op = dp::Op::kRetrieve;
@@ -226,11 +228,11 @@ Status DataChannel::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float
   req.seq = seq;
   req.layer = layer;
   req.count = budget;
-  req.offset = 0;
+  req.offset = offset;
   req.length = need;
   RETURN_IF_ERROR(Submit(req));
   gpu_path_->in_flight = true;
-  gpu_path_->table_offset = qbytes;
+  gpu_path_->table_offset = offset + qbytes;
   gpu_path_->budget = budget;
   return OkStatus();
 }
@@ -242,7 +244,10 @@ Result<DataChannel::GpuRetrieval> DataChannel::FinishRetrieveOnGpu(void* stream)
   gpu_path_->in_flight = false;
   if (c->status != static_cast<uint8_t>(StatusCode::kOk)) return CompletionStatus(*c, "retrieve on GPU");
   kernels::GpuStream worker = kernels::GpuStream::Borrow(stream);
-  RETURN_IF_ERROR(worker.Wait(gpu_path_->daemon_event));
+  if (Status st = worker.Wait(gpu_path_->daemon_event); !st.ok()) {
+    Release(c->value).IgnoreError();  // the caller never sees this lease
+    return st;
+  }
   GpuRetrieval r;
   r.lease = c->value;
   r.count = std::min(c->count, gpu_path_->budget);

@@ -130,13 +130,13 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   if (done.status != static_cast<uint8_t>(StatusCode::kOk)) return done;
   const auto bytes = std::as_bytes(std::span(table));
   if (on_gpu) {
-    ++stats_->gpu_steps;
     const Status st = gpu_->PublishTable(req.offset + qbytes, bytes);
     if (!st.ok()) {  // the client never learns the lease: give it back now
       leases_.erase(done.value);
       rt_->store().Release(done.value).IgnoreError();
       return FromStatus(st, 0);
     }
+    ++stats_->gpu_steps;
   } else {
     if (!bytes.empty()) std::memcpy(staging.data() + req.offset + qbytes, bytes.data(), bytes.size());  // unaligned
   }

@@ -7,7 +7,7 @@ scripts/bench_report.py collected and draws one PNG per sweep it finds.
   ring_latency.png  ring-spin*.json   round-trip percentiles per path and spin setting
   disk_ratio.png    disk.json         D tier / raw device per block size (+ GB/s)
   kernels_cpu.png   kernels.json      CPU kernel latency against context length
-  eval_recall.png   eval.json         mass and top-k recall against budget, per retriever and trace
+  eval_recall.png   eval.json         mass recall against budget, per retriever, one panel per trace
 
 A missing or unreadable JSON skips its plot (said on stdout); exit status 0 unless
 matplotlib itself is missing.
@@ -135,27 +135,26 @@ def plot_kernels(out_dir, img_dir):
 
 
 def plot_eval(out_dir, img_dir):
-    d = load(os.path.join(out_dir, "eval.json"))
-    runs = [r for r in (d or {}).get("runs", []) if r.get("budgets")]
-    if not runs:
-        return "no eval.json with runs"
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    for run in runs:
-        label = f"{run.get('retriever', '?')} · {run.get('source', '?')} {run.get('trace', {}).get('num_tokens', '?')}"
-        bs = sorted((b for b in run["budgets"] if b.get("kind", "fraction") == "fraction"), key=lambda b: b["value"])
-        if not bs:
-            continue
-        x = [100 * b["value"] for b in bs]
-        ax1.plot(x, [b.get("mass_recall") for b in bs], marker="o", label=label)
-        ax2.plot(x, [b.get("topk_recall") for b in bs], marker="o", label=label)
-    ax1.axhline(0.95, color="black", linestyle=":", label="target at 10% (0.95)")
-    ax1.axvline(10, color="grey", linestyle=":", alpha=0.5)
-    for ax, title in ((ax1, "Attention-mass recall"), (ax2, "Top-k recall")):
-        ax.set_xlabel("budget, % of visible blocks")
-        ax.set_title(title)
+    """Mass recall against budget per retriever, one panel per workload (trace)."""
+    d = load(os.path.join(out_dir, "eval.json")) or {}
+    workloads = [w for w in d.get("workloads", []) if any(r.get("budgets") for r in w.get("runs", []))]
+    if not workloads:
+        return "no eval.json with workloads"
+    fig, axes = plt.subplots(1, len(workloads), figsize=(3.6 * len(workloads), 4.2), sharey=True, squeeze=False)
+    for ax, w in zip(axes[0], workloads):
+        for run in w["runs"]:
+            bs = sorted((b for b in run.get("budgets", []) if b.get("kind", "fraction") == "fraction"),
+                        key=lambda b: b["value"])
+            if bs:
+                ax.plot([100 * b["value"] for b in bs], [b.get("mass_recall") for b in bs], marker="o",
+                        markersize=3, label=run.get("retriever", "?"))
+        ax.axhline(0.95, color="black", linestyle=":")
+        ax.axvline(10, color="grey", linestyle=":", alpha=0.5)
+        ax.set_title(w.get("name", "?"), fontsize=9)
+        ax.set_xlabel("budget, % of blocks")
         ax.grid(True, alpha=0.3)
-    ax1.set_ylabel("recall")
-    ax1.legend(fontsize=7)
+    axes[0][0].set_ylabel("attention-mass recall (target 0.95 at 10%)")
+    axes[0][-1].legend(fontsize=6)
     save(fig, img_dir, "eval_recall.png")
     return None
 

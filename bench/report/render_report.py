@@ -159,14 +159,16 @@ def section_kernels(rep):
 
 
 def eval_runs(d):
+    """(label, run) of every run: tierkv_bench_eval groups them by workload (trace)."""
     out = []
-    for run in d.get("runs", []):
-        trace = run.get("trace", {})
-        retriever = run.get("retriever", "?")
-        if retriever == "exact":
-            retriever = "exact (oracle)"
-        label = f"{retriever} · {run.get('source', '?')} {trace.get('num_tokens', '?')} tokens"
-        out.append((label, run))
+    groups = d.get("workloads") or [{"name": None, "runs": d.get("runs", [])}]
+    for w in groups:
+        for run in w.get("runs", []):
+            retriever = run.get("retriever", "?")
+            if retriever == "exact":
+                retriever = "exact (oracle)"
+            where = w.get("name") or f"{run.get('source', '?')} {run.get('trace', {}).get('num_tokens', '?')} tokens"
+            out.append((f"{retriever} · {where}", run))
     return out
 
 
@@ -233,13 +235,23 @@ def summary_disk(rep):
 
 
 def summary_eval(rep):
+    """Per trace: the best retriever's mass recall at a 10% budget, and the oracle's (the bound)."""
+    d = rep.data("eval") or {}
+    groups = d.get("workloads") or [{"name": "all traces", "runs": d.get("runs", [])}]
     rows = []
-    for label, run in eval_runs(rep.data("eval") or {}):
-        for b in run.get("budgets", []):
-            if abs(float(b.get("value", -1)) - 0.1) < 1e-9:
-                v = b.get("mass_recall")
-                rows.append((f"mass recall at 10% budget, {label}", num(v, 3), "≥ 0.95",
-                             verdict(v, KNOWN_TARGETS["mass_recall_at_10pct"], True)))
+    for w in groups:
+        at10 = {}
+        for run in w.get("runs", []):
+            for b in run.get("budgets", []):
+                if abs(float(b.get("value", -1)) - 0.1) < 1e-9 and b.get("mass_recall") is not None:
+                    at10[run.get("retriever", "?")] = b["mass_recall"]
+        best = max((r for r in at10 if r != "exact"), key=lambda r: at10[r], default=None)
+        if best is None:
+            continue
+        v = at10[best]
+        oracle = f", oracle {num(at10['exact'], 3)}" if "exact" in at10 else ""
+        rows.append((f"mass recall at 10% budget, {w.get('name', '?')}: best retriever", f"{num(v, 3)} ({best}{oracle})",
+                     "≥ 0.95", verdict(v, KNOWN_TARGETS["mass_recall_at_10pct"], True)))
     return rows
 
 
@@ -249,6 +261,9 @@ def summary_missing(rep):
     if not any(isinstance(r, dict) and r.get("backend") == "cuda" for r in kern.get("rows", [])):
         rows.append(("scoring + top-k per layer at 128K tokens, H100", "not measured here (no GPU)",
                      "≤ 15 µs min/max, ≤ 8 µs mean", "–"))
+    if (rep.data("retrieve") or {}).get("path") != "gpu":
+        rows.append(("Retrieve round trip per layer, blocks resident, GPU path (IPC events)",
+                     "not measured here (no GPU): the CPU path's figures are below", "≤ 30 µs p50", "–"))
     if not rep.data("putget"):
         rows.append(("put/get of 128 KiB blocks, one client, vs Redis on loopback", "not measured (" +
                      rep.why_not("putget").rstrip(".") + ")", "≥ 5x", "–"))
