@@ -203,6 +203,14 @@ class BlockStore {
   // reads its H copy, a lease was handed its H location, or G is full of pinned or
   // protected blocks.
   size_t MoveToGpu(std::span<const BlockRef> refs);
+  // Blocks on their way H -> G: their H slots and the G slots allocated for them.
+  struct PromotionBatch {
+    std::vector<BlockRef> refs;
+    std::vector<SlotId> from, to;
+  };
+  // Copies a batch (one BlockMover call), commits the G slots and frees the H
+  // slots; a block whose copy failed stays on H. Returns how many moved; empties it.
+  size_t CopyPromotions(PromotionBatch* batch);
   // G -> H by a memory copy. REQUIRES: ref unpinned.
   Status DemoteToHost(BlockRef ref);
   // Moves up to n cold unpinned blocks H -> D (clean ones just leave H). Returns

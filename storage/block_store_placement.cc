@@ -132,46 +132,55 @@ Status BlockStore::PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef re
 }
 
 size_t BlockStore::MoveToGpu(std::span<const BlockRef> refs) {
-  std::vector<BlockRef> moving;
-  std::vector<SlotId> from, to;
   std::vector<BlockRef> candidates(refs.begin(), refs.end());
   std::sort(candidates.begin(), candidates.end());  // a block asked twice moves once
   candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  PromotionBatch batch;
+  size_t moved = 0;
   for (BlockRef ref : candidates) {
     const BlockMeta& m = index_.meta(ref);
     if (m.where != Where::kHost || (m.flags & (kIoPending | kPublished))) continue;
     if (g_->free_slots() == 0) {
+      // The victim goes to H: when H is full, the batch so far frees its H slots first.
+      if (h_->free_slots() == 0) moved += CopyPromotions(&batch);
       const BlockRef victim = PickVictim(TierKind::kGpu);
       if (victim == kNoBlock || !DemoteToHost(victim).ok()) break;
     }
     Result<SlotId> gslot = g_->Allocate();
     if (!gslot.ok()) break;
-    moving.push_back(ref);
-    from.push_back(index_.meta(ref).mem_slot);
-    to.push_back(*gslot);
+    batch.refs.push_back(ref);
+    batch.from.push_back(index_.meta(ref).mem_slot);
+    batch.to.push_back(*gslot);
   }
-  if (moving.empty()) return 0;
-  const Status copied = mover_.Gather(from, to, block_bytes_);
+  return moved + CopyPromotions(&batch);
+}
+
+size_t BlockStore::CopyPromotions(PromotionBatch* batch) {
+  if (batch->refs.empty()) return 0;
+  const Status copied = mover_.Gather(batch->from, batch->to, block_bytes_);
   ++stats_.promotion_batches;
   size_t moved = 0;
-  for (size_t i = 0; i < moving.size(); ++i) {
-    const Status st = copied.ok() ? g_->Commit(to[i], TagOf(moving[i]), static_cast<uint32_t>(block_bytes_)) : copied;
+  for (size_t i = 0; i < batch->refs.size(); ++i) {
+    const BlockRef ref = batch->refs[i];
+    const SlotId gslot = batch->to[i];
+    const Status st = copied.ok() ? g_->Commit(gslot, TagOf(ref), static_cast<uint32_t>(block_bytes_)) : copied;
     if (!st.ok()) {
-      g_->Free(to[i]).IgnoreError();
+      g_->Free(gslot).IgnoreError();
       continue;
     }
-    BlockMeta& b = index_.meta(moving[i]);
+    BlockMeta& b = index_.meta(ref);
     h_->Free(b.mem_slot).IgnoreError();
     index_.SetOwner(TierKind::kHost, b.mem_slot, kNoBlock);
-    index_.SetOwner(TierKind::kGpu, to[i], moving[i]);
+    index_.SetOwner(TierKind::kGpu, gslot, ref);
     b.where = Where::kGpu;
-    b.mem_slot = to[i];
+    b.mem_slot = gslot;
     ++moved;
   }
-  if (!copied.ok()) LOG(WARNING) << "H->G copy of " << moving.size() << " blocks failed: " << copied.ToString();
+  if (!copied.ok()) LOG(WARNING) << "H->G copy of " << batch->refs.size() << " blocks failed: " << copied.ToString();
   stats_.promotions_h_to_g += moved;
   stats_.bytes_h_to_g += moved * block_bytes_;
   if (moved > 0) room_cv_.notify_all();
+  *batch = PromotionBatch{};
   return moved;
 }
 

@@ -236,6 +236,30 @@ TEST_F(BlockStoreTest, AcquireWaitPromotesHostBlocksAsOneBatchOnceEach) {
   ASSERT_OK(store_->Release(lease->id));
 }
 
+// G full and H full but for one slot: each block moved up needs a G victim demoted
+// into H first, and H has room only once earlier moves of the batch have freed theirs.
+TEST_F(BlockStoreTest, AcquireWaitFillsGEvenWhenGAndHAreFull) {
+  OpenTiers(8, 8, 64);
+  Policy p;
+  p.sink_blocks = 0;
+  p.recent_window = 0;
+  OpenStore(p);
+  for (uint32_t i = 0; i < 30; ++i) ASSERT_OK(store_->Put(1, 1, i, Block(Seed(1, 1, i))));
+  store_->MigrateOnce();
+  // The oldest blocks are on D: their loads fill H but for one slot.
+  const std::vector<uint32_t> want = {0, 1, 2, 3, 4, 5, 6};
+  auto lease = store_->Acquire(1, 1, want, MissMode::kWait);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_EQ(lease->blocks.size(), want.size());
+  for (const auto& b : lease->blocks) {
+    EXPECT_EQ(b.where, Where::kGpu) << "block " << b.index;
+    auto expect = Block(Seed(1, 1, b.index));
+    const std::byte* at = (b.where == Where::kGpu ? tiers_.g : tiers_.h)->memory().base() + b.offset;
+    EXPECT_EQ(std::memcmp(at, expect.data(), expect.size()), 0) << "block " << b.index;
+  }
+  ASSERT_OK(store_->Release(lease->id));
+}
+
 TEST_F(BlockStoreTest, DeferModeReportsMissesAndBringsThemUpForTheNextStep) {
   OpenTiers(8, 8, 64);
   Policy p;
