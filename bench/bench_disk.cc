@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "bench/bench_disk_raw.h"
+#include "bench/bench_util.h"
 #include "common/log.h"
 #include "storage/arena_tier.h"
 #include "storage/disk_tier.h"
@@ -122,12 +123,7 @@ bool ParseArgs(int argc, char** argv, Config* c) {
         c->engine = *k;
       } else if (a == "--rand-kib") {
         c->rand_kib.clear();
-        for (size_t p = 0; p < v.size();) {
-          size_t q = v.find(',', p);
-          if (q == std::string::npos) q = v.size();
-          c->rand_kib.push_back(static_cast<uint32_t>(std::stoul(v.substr(p, q - p))));
-          p = q + 1;
-        }
+        for (uint64_t kib : bench::ParseUintList(v)) c->rand_kib.push_back(static_cast<uint32_t>(kib));
       } else {
         std::cerr << "unknown flag " << a << " (--help)\n";
         return false;
