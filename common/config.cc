@@ -141,6 +141,8 @@ const std::vector<Field>& Schema() {
       Int("data_plane", "max_staging_bytes", &Config::data_plane, &DataPlaneSection::max_staging_bytes, 4096,
           int64_t{1} << 36),
       Int("data_plane", "max_ring_entries", &Config::data_plane, &DataPlaneSection::max_ring_entries, 2, 1 << 20),
+      Int("data_plane", "gpu_exchange_bytes", &Config::data_plane, &DataPlaneSection::gpu_exchange_bytes, 4096,
+          int64_t{1} << 30),
       Bool("metrics", "enabled", &Config::metrics, &MetricsSection::enabled),
       Str("metrics", "listen", &Config::metrics, &MetricsSection::listen, CheckHostPort),
   };

@@ -45,6 +45,7 @@ struct DataPlaneSection {
   uint64_t default_staging_bytes = 16 << 20;  // staging area of a channel when the client names none
   uint64_t max_staging_bytes = 256 << 20;
   uint32_t max_ring_entries = 4096;
+  uint64_t gpu_exchange_bytes = 1 << 20;      // device exchange buffer of a GPU channel when the client names none
   bool operator==(const DataPlaneSection&) const = default;
 };
 

@@ -26,17 +26,17 @@ class UnsupportedOps : public OpHandler {
 };
 
 // open_channel's GPU fields: the worker's exported interprocess event (hex) and
-// the exchange buffer's size (default 1 MiB: a 32-head query and a 4096-entry table
-// take 80 KiB).
+// the exchange buffer's size (data_plane.gpu_exchange_bytes when not named).
 Result<std::unique_ptr<GpuExchange>> OpenGpuExchange(const wire::Json& req, NamespaceRuntime* rt,
-                                                     uint64_t max_bytes) {
+                                                     const DataPlaneSection& dpc) {
   ASSIGN_OR_RETURN(std::string hex, wire::GetString(req, "gpu_worker_event", "", 2 * sizeof(kernels::IpcEventHandle)));
   kernels::IpcEventHandle worker_event;
   Status st = wire::FromHex(hex, worker_event.bytes.data(), worker_event.bytes.size());
   if (!st.ok()) return InvalidArgument("gpu_worker_event: " + st.message());
-  uint64_t bytes = 1 << 20;
+  uint64_t bytes = dpc.gpu_exchange_bytes;
   if (req.contains("gpu_exchange_bytes")) {
-    ASSIGN_OR_RETURN(bytes, wire::GetUint(req, "gpu_exchange_bytes", "", max_bytes));
+    ASSIGN_OR_RETURN(bytes, wire::GetUint(req, "gpu_exchange_bytes", "", dpc.max_staging_bytes));
+    if (bytes == 0) return InvalidArgument("gpu_exchange_bytes must be positive");
   }
   if (rt == nullptr || rt->gpu_emulated()) {
     return NotSupported("this daemon's G tier is emulated in host memory (no GPU): open the channel without "
@@ -290,7 +290,7 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
   std::unique_ptr<GpuExchange> gpu;
   Json gpu_reply;
   if (req.contains("gpu_worker_event")) {
-    ASSIGN_OR_RETURN(gpu, OpenGpuExchange(req, rt, dpc.max_staging_bytes));
+    ASSIGN_OR_RETURN(gpu, OpenGpuExchange(req, rt, dpc));
     gpu_reply = Json{{"gpu_exchange_handle", wire::ToHex(gpu->buffer_handle().bytes.data(), 64)},
                      {"gpu_exchange_bytes", gpu->bytes()},
                      {"gpu_daemon_event", wire::ToHex(gpu->event_handle().bytes.data(), 64)}};
