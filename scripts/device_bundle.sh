@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Builds and packs everything the lent GPU machine runs for issue 6 (GPU.md: build
-# here, bring the bundle, one call does all): the GPU tests, the daemon, the GPU
-# end-to-end tests and the kernel and Retrieve benchmarks, with the shared libraries
-# a bare CUDA machine lacks, stripped and gzipped under the 64 MiB carry limit.
+# here, bring the bundle, one call does all): every gpu-labelled test program (the
+# end-to-end ones start the daemon, which travels too) and the kernel and Retrieve
+# benchmarks, with the shared libraries a bare CUDA machine lacks, stripped and
+# gzipped under the 64 MiB carry limit.
 #   usage: scripts/device_bundle.sh [BUILD_DIR]      (default build/release)
 # Then call the device tool with carry [".device"] and the command
 #   bash scripts/device_run.sh
 set -euo pipefail
 build=${1:-build/release}
 programs=(daemon/tierkvd tests/gpu/tierkv_gpu_tests tests/gpu/tierkv_gpu_e2e_tests
-          bench/tierkv_bench_kernels bench/tierkv_bench_retrieve)
+          tests/unit/tierkv_storage_pinning_gpu_tests bench/tierkv_bench_kernels bench/tierkv_bench_retrieve)
 cmake --build "$build" -j"$(nproc)" --target tierkvd tierkv_gpu_tests tierkv_gpu_e2e_tests \
-  tierkv_bench_kernels tierkv_bench_retrieve
+  tierkv_storage_pinning_gpu_tests tierkv_bench_kernels tierkv_bench_retrieve
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bundle/bin" "$stage/bundle/lib"
