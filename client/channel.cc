@@ -178,6 +178,7 @@ Result<DataChannel::Retrieval> DataChannel::Retrieve(uint64_t seq, uint32_t laye
 }
 
 struct DataChannel::GpuPath {
+  ShmRegion emulated;              // the emulated exchange (no GPU in the daemon), else empty
   kernels::GpuEvent worker_event;  // recorded by this process after each query copy
   kernels::GpuEvent daemon_event;  // recorded by the daemon after each table
   kernels::IpcMemMapping exchange;
@@ -205,6 +206,16 @@ Status DataChannel::AttachGpu(kernels::GpuEvent worker_event, const std::string&
   return OkStatus();
 }
 
+Status DataChannel::AttachEmulatedGpu(int fd, uint64_t exchange_bytes) {
+  auto path = std::make_unique<GpuPath>();
+  ASSIGN_OR_RETURN(path->emulated, ShmRegion::Map(fd, exchange_bytes, /*writable=*/true));
+  path->exchange_bytes = exchange_bytes;
+  gpu_path_ = std::move(path);
+  return OkStatus();
+}
+
+bool DataChannel::gpu_path_emulated() const { return gpu_path_ && gpu_path_->emulated.data() != nullptr; }
+
 Status DataChannel::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query,
                                        size_t query_floats, uint32_t budget, void* stream) {
   if (!gpu_path_) return InvalidArgument("retrieve on GPU: the channel was opened without the GPU path");
@@ -218,10 +229,14 @@ Status DataChannel::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float
                            " entries do not fit the exchange buffer (" + std::to_string(gpu_path_->exchange_bytes) +
                            " bytes)");
   }
-  kernels::GpuStream worker = kernels::GpuStream::Borrow(stream);
-  RETURN_IF_ERROR(kernels::CopyAsync(static_cast<std::byte*>(gpu_path_->exchange.data()) + offset, device_query,
-                                     qbytes, kernels::CopyKind::kDeviceToDevice, &worker));
-  RETURN_IF_ERROR(gpu_path_->worker_event.Record(&worker));
+  if (gpu_path_emulated()) {
+    std::memcpy(gpu_path_->emulated.data() + offset, device_query, qbytes);  // a host pointer here
+  } else {
+    kernels::GpuStream worker = kernels::GpuStream::Borrow(stream);
+    RETURN_IF_ERROR(kernels::CopyAsync(static_cast<std::byte*>(gpu_path_->exchange.data()) + offset, device_query,
+                                       qbytes, kernels::CopyKind::kDeviceToDevice, &worker));
+    RETURN_IF_ERROR(gpu_path_->worker_event.Record(&worker));
+  }
   dp::RingRequest req{};
   req.op = dp::Op::kRetrieve;
   req.flags = dp::kFlagGpu;
@@ -243,17 +258,20 @@ Result<DataChannel::GpuRetrieval> DataChannel::FinishRetrieveOnGpu(void* stream)
   if (!c.ok()) return c.status();  // still in flight: a later call may collect it
   gpu_path_->in_flight = false;
   if (c->status != static_cast<uint8_t>(StatusCode::kOk)) return CompletionStatus(*c, "retrieve on GPU");
-  kernels::GpuStream worker = kernels::GpuStream::Borrow(stream);
-  if (Status st = worker.Wait(gpu_path_->daemon_event); !st.ok()) {
-    Release(c->value).IgnoreError();  // the caller never sees this lease
-    return st;
+  const bool emulated = gpu_path_emulated();
+  if (!emulated) {
+    kernels::GpuStream worker = kernels::GpuStream::Borrow(stream);
+    if (Status st = worker.Wait(gpu_path_->daemon_event); !st.ok()) {
+      Release(c->value).IgnoreError();  // the caller never sees this lease
+      return st;
+    }
   }
   GpuRetrieval r;
   r.lease = c->value;
   r.count = std::min(c->count, gpu_path_->budget);
   r.missing = static_cast<uint32_t>(c->value2);
-  r.table = reinterpret_cast<const dp::BlockTableEntry*>(static_cast<const std::byte*>(gpu_path_->exchange.data()) +
-                                                         gpu_path_->table_offset);
+  const auto* base = emulated ? static_cast<const void*>(gpu_path_->emulated.data()) : gpu_path_->exchange.data();
+  r.table = reinterpret_cast<const dp::BlockTableEntry*>(static_cast<const std::byte*>(base) + gpu_path_->table_offset);
   return r;
 }
 

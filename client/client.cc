@@ -190,39 +190,51 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
   if (o.staging_bytes) req["staging_bytes"] = o.staging_bytes;
   kernels::GpuEvent worker_event;
   if (o.gpu) {
-    Result<kernels::GpuEvent> event = kernels::GpuEvent::Create(kernels::GpuEvent::Kind::kInterprocess);
-    if (!event.ok()) return event.status().WithContext("ChannelOptions::gpu");
-    ASSIGN_OR_RETURN(kernels::IpcEventHandle handle, event->ExportIpc());
-    worker_event = std::move(*event);
-    req["gpu_worker_event"] = wire::ToHex(handle.bytes.data(), handle.bytes.size());
+    req["gpu"] = true;
     if (o.gpu_exchange_bytes) req["gpu_exchange_bytes"] = o.gpu_exchange_bytes;
+    if (kernels::GpuCount() > 0) {  // else the daemon must emulate the exchange (it says so)
+      Result<kernels::GpuEvent> event = kernels::GpuEvent::Create(kernels::GpuEvent::Kind::kInterprocess);
+      if (!event.ok()) return event.status().WithContext("ChannelOptions::gpu");
+      ASSIGN_OR_RETURN(kernels::IpcEventHandle handle, event->ExportIpc());
+      worker_event = std::move(*event);
+      req["gpu_worker_event"] = wire::ToHex(handle.bytes.data(), handle.bytes.size());
+    }
   }
   ASSIGN_OR_RETURN(wire::Json reply, Call(req));
   // Descriptors: the channel, then the H arena and an emulated G arena when shared.
   std::vector<int> fds;
   fds.swap(pending_fds_);
   const bool emulated_gpu = reply.contains("gpu_arena_bytes") && !reply.contains("gpu_ipc_handle");
-  const size_t expect = reply.contains("host_arena_bytes") ? (emulated_gpu ? 3 : 2) : 1;
+  const bool emulated_exchange = o.gpu && reply.value("gpu_exchange_emulated", false);
+  const size_t arenas_fds = reply.contains("host_arena_bytes") ? (emulated_gpu ? 3 : 2) : 1;
+  const size_t expect = arenas_fds + (emulated_exchange ? 1 : 0);
   if (fds.size() != expect) {
     for (int fd : fds) ::close(fd);
     return Internal("open_channel reply carried " + std::to_string(fds.size()) + " descriptors, expected " +
                     std::to_string(expect));
   }
   DataChannel::Arenas arenas;
-  if (expect >= 2) {
+  if (arenas_fds >= 2) {
     arenas.host_fd = fds[1];
     arenas.host_bytes = UintOr(reply, "host_arena_bytes");
     arenas.block_bytes = UintOr(reply, "block_bytes");
   }
-  if (expect == 3) {
+  if (arenas_fds == 3) {
     arenas.gpu_fd = fds[2];
     arenas.gpu_bytes = UintOr(reply, "gpu_arena_bytes");
   }
   arenas.gpu_ipc_handle = StringOr(reply, "gpu_ipc_handle");
-  ASSIGN_OR_RETURN(std::unique_ptr<DataChannel> channel, DataChannel::Map(fds[0], UintOr(reply, "total_bytes"), arenas));
-  if (o.gpu) {
-    RETURN_IF_ERROR(channel->AttachGpu(std::move(worker_event), StringOr(reply, "gpu_exchange_handle"),
-                                       UintOr(reply, "gpu_exchange_bytes"), StringOr(reply, "gpu_daemon_event")));
+  const int exchange_fd = emulated_exchange ? fds.back() : -1;
+  Result<std::unique_ptr<DataChannel>> channel = DataChannel::Map(fds[0], UintOr(reply, "total_bytes"), arenas);
+  if (!channel.ok()) {
+    if (exchange_fd >= 0) ::close(exchange_fd);
+    return channel.status();
+  }
+  if (emulated_exchange) {
+    RETURN_IF_ERROR((*channel)->AttachEmulatedGpu(exchange_fd, UintOr(reply, "gpu_exchange_bytes")));
+  } else if (o.gpu) {
+    RETURN_IF_ERROR((*channel)->AttachGpu(std::move(worker_event), StringOr(reply, "gpu_exchange_handle"),
+                                          UintOr(reply, "gpu_exchange_bytes"), StringOr(reply, "gpu_daemon_event")));
   }
   return channel;
 }

@@ -25,24 +25,41 @@ class UnsupportedOps : public OpHandler {
   }
 };
 
-// open_channel's GPU fields: the worker's exported interprocess event (hex) and
-// the exchange buffer's size (data_plane.gpu_exchange_bytes when not named).
+// open_channel's GPU fields ("gpu": true, and "gpu_worker_event" when the worker
+// has a GPU): a device exchange ordered by the worker's exported interprocess event
+// (hex) when G is device memory, an emulated one (memfd) when G is emulated. Its
+// size: "gpu_exchange_bytes", else data_plane.gpu_exchange_bytes.
 Result<std::unique_ptr<GpuExchange>> OpenGpuExchange(const wire::Json& req, NamespaceRuntime* rt,
-                                                     const DataPlaneSection& dpc) {
-  ASSIGN_OR_RETURN(std::string hex, wire::GetString(req, "gpu_worker_event", "", 2 * sizeof(kernels::IpcEventHandle)));
+                                                     const DataPlaneSection& dpc, const std::string& name) {
+  const bool worker_gpu = req.contains("gpu_worker_event");
   kernels::IpcEventHandle worker_event;
-  Status st = wire::FromHex(hex, worker_event.bytes.data(), worker_event.bytes.size());
-  if (!st.ok()) return InvalidArgument("gpu_worker_event: " + st.message());
+  if (worker_gpu) {
+    ASSIGN_OR_RETURN(std::string hex, wire::GetString(req, "gpu_worker_event", "", 2 * sizeof(worker_event)));
+    Status st = wire::FromHex(hex, worker_event.bytes.data(), worker_event.bytes.size());
+    if (!st.ok()) return InvalidArgument("gpu_worker_event: " + st.message());
+  }
   uint64_t bytes = dpc.gpu_exchange_bytes;
   if (req.contains("gpu_exchange_bytes")) {
     ASSIGN_OR_RETURN(bytes, wire::GetUint(req, "gpu_exchange_bytes", "", dpc.max_staging_bytes));
     if (bytes == 0) return InvalidArgument("gpu_exchange_bytes must be positive");
   }
-  if (rt == nullptr || rt->gpu_emulated()) {
-    return NotSupported("this daemon's G tier is emulated in host memory (no GPU): open the channel without "
-                        "gpu_worker_event and retrieve through staging");
+  if (rt == nullptr) return NotSupported("the namespace has no data plane in this daemon");
+  if (rt->gpu_emulated()) {
+    if (worker_gpu) {
+      return NotSupported("this daemon's G tier is emulated in host memory (no GPU): a worker with a GPU needs a "
+                          "daemon with one");
+    }
+    return GpuExchange::OpenEmulated(name + "-gpu", bytes);
   }
+  if (!worker_gpu) return InvalidArgument("gpu_worker_event is required: this daemon's G tier is device memory");
   return GpuExchange::Open(/*device=*/0, worker_event, bytes);
+}
+
+// Whether open_channel asks for the GPU path: "gpu": true, or a worker event.
+Result<bool> WantsGpu(const wire::Json& req) {
+  const auto gpu = req.find("gpu");
+  if (gpu != req.end() && !gpu->is_boolean()) return InvalidArgument("gpu must be true or false");
+  return (gpu != req.end() && gpu->get<bool>()) || req.contains("gpu_worker_event");
 }
 
 bool PowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
@@ -287,13 +304,20 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
     if (o.staging_bytes == 0) return InvalidArgument("staging_bytes must be positive");
   }
   NamespaceRuntime* rt = runtimes_ ? runtimes_->Find(rec->id) : nullptr;
+  const std::string channel_name = "tierkv-channel-" + std::to_string(s.id) + "-" + std::to_string(s.channels.size());
   std::unique_ptr<GpuExchange> gpu;
   Json gpu_reply;
-  if (req.contains("gpu_worker_event")) {
-    ASSIGN_OR_RETURN(gpu, OpenGpuExchange(req, rt, dpc));
-    gpu_reply = Json{{"gpu_exchange_handle", wire::ToHex(gpu->buffer_handle().bytes.data(), 64)},
-                     {"gpu_exchange_bytes", gpu->bytes()},
-                     {"gpu_daemon_event", wire::ToHex(gpu->event_handle().bytes.data(), 64)}};
+  int exchange_fd = -1;  // emulated exchange: passed after the arenas
+  ASSIGN_OR_RETURN(const bool wants_gpu, WantsGpu(req));
+  if (wants_gpu) {
+    ASSIGN_OR_RETURN(gpu, OpenGpuExchange(req, rt, dpc, channel_name));
+    gpu_reply = Json{{"gpu_exchange_bytes", gpu->bytes()}, {"gpu_exchange_emulated", gpu->emulated()}};
+    if (gpu->emulated()) {
+      exchange_fd = gpu->fd();
+    } else {
+      gpu_reply["gpu_exchange_handle"] = wire::ToHex(gpu->buffer_handle().bytes.data(), 64);
+      gpu_reply["gpu_daemon_event"] = wire::ToHex(gpu->event_handle().bytes.data(), 64);
+    }
   }
   std::unique_ptr<OpHandler> handler;
   if (rt) {
@@ -308,8 +332,8 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
   auto disconnect = s.disconnect;
   const uint64_t session = s.id;
   ASSIGN_OR_RETURN(auto channel,
-                   Channel::Open("tierkv-channel-" + std::to_string(s.id) + "-" + std::to_string(s.channels.size()),
-                                 o, std::move(handler), &channel_stats_, [disconnect, session](const Status& why) {
+                   Channel::Open(channel_name, o, std::move(handler), &channel_stats_,
+                                 [disconnect, session](const Status& why) {
                                    LOG(WARNING) << "session " << session << ": " << why.ToString() << "; disconnecting";
                                    if (disconnect) disconnect(why);
                                  }));
@@ -348,6 +372,16 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
       }
       fds->push_back(ro);
     }
+  }
+  if (exchange_fd >= 0) {  // the emulated GPU exchange, read-write: the client writes queries there
+    const int fd = ::fcntl(exchange_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      const int err = errno;
+      for (int f : *fds) ::close(f);
+      fds->clear();
+      return FromErrno(err, "dup the GPU exchange fd");
+    }
+    fds->push_back(fd);
   }
   s.channels.push_back(std::move(channel));
   NoteSession(s);

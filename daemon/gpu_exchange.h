@@ -14,7 +14,11 @@
 //   3. PublishTable: the table goes to the exchange buffer on the daemon's stream
 //      and the daemon event is recorded after it; the worker's stream waits on that
 //      event before its attention kernel reads the table.
-// Without a device Open returns kNotSupported (clients use the host path).
+//
+// Emulated (the daemon's G tier is emulated: no GPU, DESIGN §2 "the same code runs
+// with the G tier emulated in host memory"): the exchange buffer is a memfd shared
+// with the client, there are no events, and the ring's completion orders the two
+// sides. The protocol and the client calls are the same; pointers are host pointers.
 //
 // Not thread-safe: used by its channel's worker thread only.
 #pragma once
@@ -22,7 +26,9 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
+#include "common/shm.h"
 #include "common/status.h"
 #include "kernels/gpu_runtime.h"
 
@@ -35,10 +41,16 @@ class GpuExchange {
   // for bytes == 0 or a handle that is not an exported event.
   static Result<std::unique_ptr<GpuExchange>> Open(int device, const kernels::IpcEventHandle& worker_event,
                                                    size_t bytes);
+  // The emulated exchange: a memfd of `bytes` bytes (`name` shows in /proc/<pid>/fd).
+  static Result<std::unique_ptr<GpuExchange>> OpenEmulated(const std::string& name, size_t bytes);
 
-  size_t bytes() const { return device_.size(); }
+  bool emulated() const { return emulated_; }
+  size_t bytes() const { return emulated_ ? region_.size() : device_.size(); }
+  // Device exchange: the handles the client opens.
   const kernels::IpcMemHandle& buffer_handle() const { return buffer_handle_; }
   const kernels::IpcEventHandle& event_handle() const { return event_handle_; }
+  // Emulated exchange: the memfd the client maps (owned here; dup it to pass it on).
+  int fd() const { return region_.fd(); }
 
   // Step 1: the query at exchange[offset, offset + out.size()), once the worker's
   // event has fired. REQUIRES: the range lies inside bytes() (the caller checks).
@@ -50,6 +62,8 @@ class GpuExchange {
  private:
   GpuExchange() = default;
 
+  bool emulated_ = false;
+  ShmRegion region_;  // emulated
   int device_index_ = 0;
   kernels::GpuEvent worker_event_;
   kernels::GpuEvent daemon_event_;

@@ -142,18 +142,87 @@ TEST_F(DataPlaneTest, RetrieveFindsTheNeedleAndPinsTheSelection) {
   ASSERT_TRUE(ch->Release(exact->lease).ok());
 }
 
-// Without a GPU the GPU path of Retrieve is refused with errors that say why, and
-// the channel keeps serving the host path.
-TEST_F(DataPlaneTest, TheGpuPathIsRefusedClearlyWithoutAGpu) {
-  if (kernels::GpuCount() > 0) GTEST_SKIP() << "a GPU is present: tests/gpu covers the GPU path";
+// Without a GPU the GPU path of Retrieve runs emulated (DESIGN §2: the same code
+// with the G tier in host memory): the same client calls and descriptors, the
+// exchange buffer a memfd, host pointers for the query and the table.
+TEST_F(DataPlaneTest, TheGpuPathRunsEmulatedWithoutAGpu) {
+  if (kernels::GpuCount() > 0) GTEST_SKIP() << "a GPU is present: tests/gpu covers the device GPU path";
+  auto c = Connect();
+  auto host = Channel(*c);
+  constexpr uint32_t kBlocks = 40, kNeedle = 17;
+  for (uint32_t b = 0; b < kBlocks; ++b) {
+    ASSERT_TRUE(host->Put(5, 1, b, MakeBlock(5, 1, b, b == kNeedle ? 1.f : 0.f)).ok());
+  }
+  std::vector<float> query(size_t{kQHeads} * kHeadDim, 1.f);
+  auto want = host->Retrieve(5, 1, query, 6);
+  ASSERT_TRUE(want.ok()) << want.status().ToString();
+  ASSERT_TRUE(host->Release(want->lease).ok());
+
+  auto opened = c->OpenChannel("ns", {.gpu = true, .gpu_exchange_bytes = 8192});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  DataChannel& gpu = **opened;
+  ASSERT_TRUE(gpu.gpu_path_emulated());
+  for (int step = 0; step < 2; ++step) {  // the second reuses the exchange
+    ASSERT_TRUE(gpu.StartRetrieveOnGpu(5, 1, query.data(), query.size(), 6, nullptr).ok());
+    auto r = gpu.FinishRetrieveOnGpu(nullptr);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->count, want->blocks.size());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(r->table) % 16, 0u);
+    for (uint32_t i = 0; i < r->count; ++i) {
+      const dp::BlockTableEntry e = r->table[i];
+      EXPECT_EQ(e.block, want->blocks[i].block);
+      auto bytes = gpu.BlockBytes({e.block, e.tier, e.offset});
+      ASSERT_EQ(bytes.size(), kBlockBytes);
+      EXPECT_EQ(std::memcmp(bytes.data(), MakeBlock(5, 1, e.block, e.block == kNeedle ? 1.f : 0.f).data(), kBlockBytes),
+                0)
+          << "block " << e.block;
+    }
+    ASSERT_TRUE(gpu.Release(r->lease).ok());
+  }
+  // Misuse: a table larger than the exchange, finishing nothing, two in flight.
+  EXPECT_EQ(gpu.StartRetrieveOnGpu(5, 1, query.data(), query.size(), 1000, nullptr).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(gpu.FinishRetrieveOnGpu(nullptr).status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(gpu.StartRetrieveOnGpu(5, 1, query.data(), query.size(), 6, nullptr).ok());
+  EXPECT_EQ(gpu.StartRetrieveOnGpu(5, 1, query.data(), query.size(), 6, nullptr).code(), StatusCode::kInvalidArgument);
+  auto r = gpu.FinishRetrieveOnGpu(nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(gpu.Release(r->lease).ok());
+  // An error completion (no such sequence), then a good step.
+  ASSERT_TRUE(gpu.StartRetrieveOnGpu(99, 1, query.data(), query.size(), 6, nullptr).ok());
+  EXPECT_EQ(gpu.FinishRetrieveOnGpu(nullptr).status().code(), StatusCode::kNotFound);
+  // A raw descriptor naming a range outside the exchange buffer.
+  dp::RingRequest raw{};
+  raw.op = dp::Op::kRetrieve;
+  raw.flags = dp::kFlagGpu;
+  raw.seq = 5;
+  raw.layer = 1;
+  raw.count = 1;
+  raw.offset = 8192 - 64;
+  raw.length = 4096;
+  EXPECT_EQ(gpu.Call(raw).status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(gpu.StartRetrieveOnGpu(5, 1, query.data(), query.size(), 6, nullptr).ok());
+  r = gpu.FinishRetrieveOnGpu(nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->count, 6u);
+  ASSERT_TRUE(gpu.Release(r->lease).ok());
+  const std::string m = testing::HttpGet(admin_->Stats()->metrics_url);
+  EXPECT_EQ(testing::MetricValue(m, "tierkv_retrieval_gpu_steps_total", {"namespace=\"ns\""}), 4);
+}
+
+// The daemon's checks of open_channel's GPU fields, and of the GPU flag on a host
+// channel, for clients that skip the library's.
+TEST_F(DataPlaneTest, GpuRequestsTheDaemonCannotServeAreRefused) {
+  if (kernels::GpuCount() > 0) GTEST_SKIP() << "a GPU is present: tests/gpu covers the device GPU path";
   auto c = Connect();
   ASSERT_TRUE(c->Attach("ns").ok());
-  auto gpu = c->OpenChannel("ns", {.gpu = true});
-  ASSERT_EQ(gpu.status().code(), StatusCode::kNotSupported);
-  EXPECT_NE(gpu.status().message().find("ChannelOptions::gpu"), std::string::npos) << gpu.status().ToString();
-  // The daemon's own checks, for clients that skip the library's.
   auto bad_hex = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu_worker_event", "not hex"}});
   EXPECT_EQ(bad_hex.status().code(), StatusCode::kInvalidArgument) << bad_hex.status().ToString();
+  auto bad_flag = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu", "yes"}});
+  EXPECT_EQ(bad_flag.status().code(), StatusCode::kInvalidArgument) << bad_flag.status().ToString();
+  auto zero = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu", true}, {"gpu_exchange_bytes", 0}});
+  EXPECT_EQ(zero.status().code(), StatusCode::kInvalidArgument) << zero.status().ToString();
+  // A worker with a GPU against a daemon without one.
   auto no_gpu = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu_worker_event", std::string(128, '0')}});
   EXPECT_EQ(no_gpu.status().code(), StatusCode::kNotSupported);
   EXPECT_NE(no_gpu.status().message().find("emulated"), std::string::npos) << no_gpu.status().ToString();

@@ -80,6 +80,8 @@ class DataChannel {
 
   // --- GPU path (DESIGN §5), on a channel opened with Client::ChannelOptions::gpu ---
   // Streams are cudaStream_t passed as void* (nullptr: the legacy default stream).
+  // When the daemon has no GPU (gpu_path_emulated()), the same calls work with host
+  // memory: the query pointer and the table are host pointers, streams are ignored.
   struct GpuRetrieval {
     uint64_t lease = 0;    // pass to Release after the step
     uint32_t count = 0;    // entries in table
@@ -87,7 +89,8 @@ class DataChannel {
     // Device memory (the channel's exchange buffer): `count` entries, valid for work
     // queued on the stream given to FinishRetrieveOnGpu, until the next retrieval.
     // An entry's offset is into the G arena (gpu_arena_device()) when tier == 0,
-    // into the H arena (host_arena()) when tier == 1.
+    // into the H arena (host_arena()) when tier == 1. Emulated: host memory, and a
+    // tier-0 offset is into gpu_arena().
     const dp::BlockTableEntry* table = nullptr;
   };
   // Step 1: queues a copy of the query (f32 [q_heads][head_dim], `query_floats`
@@ -101,10 +104,15 @@ class DataChannel {
   // on the daemon's IPC event: kernels queued on `stream` afterwards see the table.
   Result<GpuRetrieval> FinishRetrieveOnGpu(void* stream);
   bool gpu_path() const { return gpu_path_ != nullptr; }
+  bool gpu_path_emulated() const;
   // Opens the daemon's half of the GPU path (open_channel's gpu_* reply fields);
   // `worker_event` is the interprocess event whose handle the request carried.
   Status AttachGpu(kernels::GpuEvent worker_event, const std::string& exchange_handle_hex, uint64_t exchange_bytes,
                    const std::string& daemon_event_hex);
+  // The emulated GPU path (the daemon has no GPU): the exchange is the memfd `fd`
+  // (owned from now on, also on failure), queries and tables are host memory, no
+  // events. The calls above behave the same with host pointers for "device" ones.
+  Status AttachEmulatedGpu(int fd, uint64_t exchange_bytes);
 
   // The staging area: write inputs here before Submit, read outputs after completion.
   std::span<uint8_t> staging() const { return {region_.data() + header_.staging_offset, header_.staging_bytes}; }
