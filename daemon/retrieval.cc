@@ -365,4 +365,11 @@ size_t RetrievalIndex::SummaryBytes() const {
   return bytes;
 }
 
+size_t RetrievalIndex::DeviceSummaryBytes() const {
+  std::lock_guard lock(mu_);
+  size_t bytes = 0;
+  for (const auto& [key, s] : layers_) bytes += s.device.buffer.size();
+  return bytes;
+}
+
 }  // namespace tierkv::daemon

@@ -89,6 +89,8 @@ class RetrievalIndex {
                            uint32_t window, const RetrievalPolicy& policy, const BlockReader& read_block);
 
   size_t SummaryBytes() const;
+  // GPU memory of the device mirrors of the summaries (0 when scoring on the CPU).
+  size_t DeviceSummaryBytes() const;
 
   // Scores minmax/mean selections on the GPU from now on. kNotSupported without a
   // device. A selection whose GPU work fails is scored on the CPU (logged).

@@ -61,6 +61,8 @@ void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
   f.Gauge("tierkv_sequences", "Sequences with blocks", l, rt.store().num_sequences());
   f.Gauge("tierkv_metadata_bytes", "Daemon memory of the placement map", l, rt.store().MetadataBytes());
   f.Gauge("tierkv_summary_bytes", "Daemon memory of retrieval summaries", l, rt.retrieval().SummaryBytes());
+  f.Gauge("tierkv_summary_device_bytes", "GPU memory of the summaries' device mirrors (GPU scoring)", l,
+          rt.retrieval().DeviceSummaryBytes());
   f.Counter("tierkv_puts_total", "Blocks stored by clients", l, s.puts.load());
   f.Counter("tierkv_puts_deduplicated_total", "Puts of prefix blocks already stored", l, s.puts_deduplicated.load());
   f.Counter("tierkv_puts_rejected_total", "Puts refused (busy, no space, errors)", l, s.puts_rejected.load());

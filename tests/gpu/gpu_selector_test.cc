@@ -72,6 +72,11 @@ TEST(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
   for (uint32_t i = 700; i < 701; ++i) put(i);  // decode: one more block
   compare(700);  // k close to n
   EXPECT_GE(matched + 1, compared) << "at most one near-tie swap in " << compared << " comparisons";
+  // Capacity at each selection: 50 blocks -> 64 rows, 700 -> 700, 701 -> 1400 (doubling).
+  EXPECT_EQ(gpu.DeviceSummaryBytes(), 3u * 1400 * kModel.num_kv_heads * kModel.head_dim * sizeof(float));
+  EXPECT_EQ(cpu.DeviceSummaryBytes(), 0u);
+  EXPECT_GT(gpu.gpu_selections(), 0u);
+  EXPECT_EQ(gpu.gpu_fallbacks(), 0u);
 }
 
 }  // namespace

@@ -429,6 +429,7 @@ TEST_F(DataPlaneTest, MetricsCountTheDataPlaneAndThePolicy) {
                 MetricValue(m, "tierkv_retrieval_scored_total", {ns, "device=\"gpu\""}),
             3);  // minmax scores from summaries
   EXPECT_EQ(MetricValue(m, "tierkv_retrieval_gpu_steps_total", {ns}), 0);  // host channel
+  EXPECT_GE(MetricValue(m, "tierkv_summary_device_bytes", {ns}), 0);
   EXPECT_GE(MetricValue(m, "tierkv_promotion_batches_total", {ns}), 0);     // exported (-1 when absent)
   EXPECT_EQ(MetricValue(m, "tierkv_retrieval_latency_seconds_count", {ns, "phase=\"total\""}), 3);
   EXPECT_EQ(MetricValue(m, "tierkv_tier_capacity_bytes", {ns, "tier=\"G\""}), 8 * 4096);
