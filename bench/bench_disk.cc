@@ -91,48 +91,33 @@ void PrintHelp() {
 }
 
 bool ParseArgs(int argc, char** argv, Config* c) {
-  const char* tmp = std::getenv("TMPDIR");
-  c->dir = tmp != nullptr && *tmp ? tmp : "/tmp";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      PrintHelp();
-      std::exit(0);
-    }
-    if (i + 1 >= argc) {
-      std::cerr << "missing value for " << a << "\n";
+  c->dir = bench::DefaultScratchDir();
+  const bool parsed = bench::ParseFlagValues(argc, argv, PrintHelp, [&](const std::string& a, const std::string& v) {
+    if (a == "--dir") c->dir = v;
+    else if (a == "--json") c->json = v;
+    else if (a == "--file-mib") c->file_mib = std::stoull(v);
+    else if (a == "--seconds") c->seconds = std::stod(v);
+    else if (a == "--rounds") c->rounds = std::stoi(v);
+    else if (a == "--qd-seq") c->qd_seq = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--qd-rand") c->qd_rand = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--seq-kib") c->seq_kib = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--h-kib") c->h_kib = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--h-slots") c->h_slots = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--zero-copy") c->zero_copy = std::stoi(v) != 0;
+    else if (a == "--slot-baseline") c->slot_baseline = std::stoi(v) != 0;
+    else if (a == "--engine") {
+      auto k = storage::ParseIoEngineKind(v);
+      if (!k.ok()) throw std::invalid_argument(k.status().message());
+      c->engine = *k;
+    } else if (a == "--rand-kib") {
+      c->rand_kib.clear();
+      for (uint64_t kib : bench::ParseUintList(v)) c->rand_kib.push_back(static_cast<uint32_t>(kib));
+    } else {
       return false;
     }
-    const std::string v = argv[++i];
-    try {
-      if (a == "--dir") c->dir = v;
-      else if (a == "--json") c->json = v;
-      else if (a == "--file-mib") c->file_mib = std::stoull(v);
-      else if (a == "--seconds") c->seconds = std::stod(v);
-      else if (a == "--rounds") c->rounds = std::stoi(v);
-      else if (a == "--qd-seq") c->qd_seq = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--qd-rand") c->qd_rand = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--seq-kib") c->seq_kib = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--h-kib") c->h_kib = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--h-slots") c->h_slots = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--zero-copy") c->zero_copy = std::stoi(v) != 0;
-      else if (a == "--slot-baseline") c->slot_baseline = std::stoi(v) != 0;
-      else if (a == "--engine") {
-        auto k = storage::ParseIoEngineKind(v);
-        if (!k.ok()) throw std::invalid_argument(k.status().message());
-        c->engine = *k;
-      } else if (a == "--rand-kib") {
-        c->rand_kib.clear();
-        for (uint64_t kib : bench::ParseUintList(v)) c->rand_kib.push_back(static_cast<uint32_t>(kib));
-      } else {
-        std::cerr << "unknown flag " << a << " (--help)\n";
-        return false;
-      }
-    } catch (const std::exception& e) {
-      std::cerr << "bad value for " << a << ": " << v << " (" << e.what() << ")\n";
-      return false;
-    }
-  }
+    return true;
+  });
+  if (!parsed) return false;
   if (c->file_mib == 0 || c->seconds <= 0 || c->rounds < 1 || c->qd_seq == 0 || c->qd_rand == 0 ||
       c->seq_kib == 0 || c->h_kib == 0) {
     std::cerr << "sizes, counts and times must be positive\n";

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <iostream>
 
 namespace tierkv::bench {
 
@@ -64,6 +66,37 @@ std::vector<uint64_t> ParseUintList(const std::string& list) {
     p = q + 1;
   }
   return out;
+}
+
+std::string DefaultScratchDir() {
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp != nullptr && *tmp ? tmp : "/tmp";
+}
+
+bool ParseFlagValues(int argc, char** argv, const std::function<void()>& print_help,
+                     const std::function<bool(const std::string& flag, const std::string& value)>& set) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      print_help();
+      std::exit(0);
+    }
+    if (i + 1 >= argc) {
+      std::cerr << "missing value for " << a << "\n";
+      return false;
+    }
+    const std::string v = argv[++i];
+    try {
+      if (!set(a, v)) {
+        std::cerr << "unknown flag " << a << " (--help)\n";
+        return false;
+      }
+    } catch (const std::exception& e) {
+      std::cerr << "bad value for " << a << ": " << v << " (" << e.what() << ")\n";
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace tierkv::bench

@@ -53,47 +53,32 @@ void PrintHelp() {
 
 
 bool ParseArgs(int argc, char** argv, StoreBenchConfig* c, std::string* json) {
-  const char* tmp = std::getenv("TMPDIR");
-  c->dir = tmp != nullptr && *tmp ? tmp : "/tmp";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      PrintHelp();
-      std::exit(0);
-    }
-    if (i + 1 >= argc) {
-      std::cerr << "missing value for " << a << "\n";
+  c->dir = bench::DefaultScratchDir();
+  const bool parsed = bench::ParseFlagValues(argc, argv, PrintHelp, [&](const std::string& a, const std::string& v) {
+    if (a == "--dir") c->dir = v;
+    else if (a == "--json") *json = v;
+    else if (a == "--blocks") c->blocks = bench::ParseUintList(v);
+    else if (a == "--lookups") c->lookups = std::stoull(v);
+    else if (a == "--disk-blocks") c->disk_blocks = std::stoull(v);
+    else if (a == "--acquire-blocks") c->acquire_blocks = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--promote-mib") c->promote_mib = std::stoull(v);
+    else if (a == "--promote-batch") c->promote_batch = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--block-kib") c->block_kib = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--qd") c->queue_depth = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--zero-copy") c->zero_copy = std::stoi(v) != 0;
+    else if (a == "--h-blocks") c->h_blocks = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--seconds") c->seconds = std::stod(v);
+    else if (a == "--rounds") c->rounds = std::stoi(v);
+    else if (a == "--cases") {
+      c->run_lookup = v.find("lookup") != std::string::npos;
+      c->run_promote = v.find("promote") != std::string::npos;
+      c->run_host = v.find("host") != std::string::npos;
+    } else {
       return false;
     }
-    const std::string v = argv[++i];
-    try {
-      if (a == "--dir") c->dir = v;
-      else if (a == "--json") *json = v;
-      else if (a == "--blocks") c->blocks = bench::ParseUintList(v);
-      else if (a == "--lookups") c->lookups = std::stoull(v);
-      else if (a == "--disk-blocks") c->disk_blocks = std::stoull(v);
-      else if (a == "--acquire-blocks") c->acquire_blocks = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--promote-mib") c->promote_mib = std::stoull(v);
-      else if (a == "--promote-batch") c->promote_batch = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--block-kib") c->block_kib = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--qd") c->queue_depth = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--zero-copy") c->zero_copy = std::stoi(v) != 0;
-      else if (a == "--h-blocks") c->h_blocks = static_cast<uint32_t>(std::stoul(v));
-      else if (a == "--seconds") c->seconds = std::stod(v);
-      else if (a == "--rounds") c->rounds = std::stoi(v);
-      else if (a == "--cases") {
-        c->run_lookup = v.find("lookup") != std::string::npos;
-        c->run_promote = v.find("promote") != std::string::npos;
-        c->run_host = v.find("host") != std::string::npos;
-      } else {
-        std::cerr << "unknown flag " << a << " (--help)\n";
-        return false;
-      }
-    } catch (const std::exception& e) {
-      std::cerr << "bad value for " << a << ": " << v << " (" << e.what() << ")\n";
-      return false;
-    }
-  }
+    return true;
+  });
+  if (!parsed) return false;
   for (uint64_t n : c->blocks) {
     if (n == 0 || n > (1ull << 31)) return std::cerr << "--blocks: each in [1, 2^31]\n", false;
   }

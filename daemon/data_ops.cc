@@ -125,10 +125,9 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   } else {
     std::memcpy(query.data(), staging.data() + req.offset, qbytes);
   }
-  std::vector<dp::BlockTableEntry> table;
-  dp::RingCompletion done = SelectAndPin(req, query, &table);
+  dp::RingCompletion done = SelectAndPin(req, query, &table_);
   if (done.status != static_cast<uint8_t>(StatusCode::kOk)) return done;
-  const auto bytes = std::as_bytes(std::span(table));
+  const auto bytes = std::as_bytes(std::span(table_));
   if (on_gpu) {
     const Status st = gpu_->PublishTable(req.offset + qbytes, bytes);
     if (!st.ok()) {  // the client never learns the lease: give it back now

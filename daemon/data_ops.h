@@ -47,6 +47,7 @@ class NamespaceOps : public OpHandler {
   const std::unique_ptr<GpuExchange> gpu_;
   std::set<uint64_t> leases_;  // held by this channel
   std::vector<std::byte> scratch_;
+  std::vector<dp::BlockTableEntry> table_;  // Retrieve's block table, reused across steps
 };
 
 }  // namespace tierkv::daemon

@@ -16,6 +16,18 @@ Status Reserve(kernels::DeviceBuffer* buffer, size_t bytes) {
 
 }  // namespace
 
+kernels::ScoreArgs SummaryScoreArgs(const ModelSpec& model, kernels::ScoreMode mode, kernels::HeadCombine combine,
+                                    uint32_t blocks) {
+  kernels::ScoreArgs a;
+  a.mode = mode;
+  a.combine = combine;
+  a.num_q_heads = model.num_q_heads;
+  a.num_kv_heads = model.num_kv_heads;
+  a.head_dim = model.head_dim;
+  a.num_blocks = blocks;
+  return a;
+}
+
 Result<std::unique_ptr<GpuSelector>> GpuSelector::Create(const ModelSpec& model) {
   std::unique_ptr<GpuSelector> s(new GpuSelector(model));
   ASSIGN_OR_RETURN(s->stream_, kernels::GpuStream::Create());
@@ -65,13 +77,7 @@ Status GpuSelector::Select(DeviceRows* rows, const HostRows& host, std::span<con
   RETURN_IF_ERROR(kernels::CopyAsync(always_.data(), always.data(), n, kernels::CopyKind::kHostToDevice, &stream_));
   const size_t plane = size_t{rows->capacity} * per_block_;
   const auto* summaries = static_cast<const float*>(rows->buffer.data());
-  kernels::ScoreArgs a;
-  a.mode = mode;
-  a.combine = combine;
-  a.num_q_heads = model_.num_q_heads;
-  a.num_kv_heads = model_.num_kv_heads;
-  a.head_dim = model_.head_dim;
-  a.num_blocks = n;
+  kernels::ScoreArgs a = SummaryScoreArgs(model_, mode, combine, n);
   a.query = static_cast<const float*>(query_.data());
   a.min_keys = summaries;
   a.max_keys = summaries + plane;

@@ -40,6 +40,11 @@ struct HostRows {
   uint32_t blocks;
 };
 
+// ScoreArgs of a summary scoring (minmax, mean) of `blocks` blocks of this model;
+// the caller sets the query, summary and score pointers (host or device).
+kernels::ScoreArgs SummaryScoreArgs(const ModelSpec& model, kernels::ScoreMode mode, kernels::HeadCombine combine,
+                                    uint32_t blocks);
+
 class GpuSelector {
  public:
   // kNotSupported without a device.

@@ -247,13 +247,7 @@ Status RetrievalIndex::SelectFromSummaries(LayerState& s, uint32_t n, std::span<
     gpu_failure_logged_ = true;
   }
   std::vector<float> scores(n);
-  kernels::ScoreArgs a;
-  a.mode = mode;
-  a.combine = policy.combine;
-  a.num_q_heads = model_.num_q_heads;
-  a.num_kv_heads = model_.num_kv_heads;
-  a.head_dim = model_.head_dim;
-  a.num_blocks = n;
+  kernels::ScoreArgs a = SummaryScoreArgs(model_, mode, policy.combine, n);
   a.query = query.data();
   a.min_keys = s.min.data();
   a.max_keys = s.max.data();

@@ -132,14 +132,18 @@ Status BlockStore::PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef re
 }
 
 size_t BlockStore::MoveToGpu(std::span<const BlockRef> refs) {
-  std::vector<BlockRef> candidates(refs.begin(), refs.end());
+  // Only blocks on H whose H copy nobody reads; the common all-on-G step stops here.
+  std::vector<BlockRef> candidates;
+  for (BlockRef ref : refs) {
+    const BlockMeta& m = index_.meta(ref);
+    if (m.where == Where::kHost && !(m.flags & (kIoPending | kPublished))) candidates.push_back(ref);
+  }
+  if (candidates.empty()) return 0;
   std::sort(candidates.begin(), candidates.end());  // a block asked twice moves once
   candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
   PromotionBatch batch;
   size_t moved = 0;
   for (BlockRef ref : candidates) {
-    const BlockMeta& m = index_.meta(ref);
-    if (m.where != Where::kHost || (m.flags & (kIoPending | kPublished))) continue;
     if (g_->free_slots() == 0) {
       // The victim goes to H: when H is full, the batch so far frees its H slots first.
       if (h_->free_slots() == 0) moved += CopyPromotions(&batch);

@@ -37,6 +37,13 @@ std::vector<std::byte> MakeBlock(uint64_t seq, uint32_t layer, uint32_t block, f
   return b;
 }
 
+// The needle test's sequence 5, layer 1: 40 blocks, block 17 the needle.
+constexpr uint32_t kNeedleBlocks = 40, kNeedle = 17;
+std::vector<std::byte> NeedleBlock(uint32_t b) { return MakeBlock(5, 1, b, b == kNeedle ? 1.f : 0.f); }
+void PutNeedleSequence(DataChannel& ch) {
+  for (uint32_t b = 0; b < kNeedleBlocks; ++b) ASSERT_TRUE(ch.Put(5, 1, b, NeedleBlock(b)).ok());
+}
+
 class DataPlaneTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -103,10 +110,7 @@ TEST_F(DataPlaneTest, PutGetAcrossAllTiers) {
 TEST_F(DataPlaneTest, RetrieveFindsTheNeedleAndPinsTheSelection) {
   auto c = Connect();
   auto ch = Channel(*c);
-  constexpr uint32_t kBlocks = 40, kNeedle = 17;
-  for (uint32_t b = 0; b < kBlocks; ++b) {
-    ASSERT_TRUE(ch->Put(5, 1, b, MakeBlock(5, 1, b, b == kNeedle ? 1.f : 0.f)).ok());
-  }
+  PutNeedleSequence(*ch);
   std::vector<float> query(size_t{kQHeads} * kHeadDim, 1.f);
   auto r = ch->Retrieve(5, 1, query, /*budget=*/6);  // 1 sink + 4 recent + 1 chosen
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -118,7 +122,7 @@ TEST_F(DataPlaneTest, RetrieveFindsTheNeedleAndPinsTheSelection) {
   for (const auto& b : r->blocks) {
     auto bytes = ch->BlockBytes(b);
     ASSERT_EQ(bytes.size(), kBlockBytes);
-    EXPECT_EQ(std::memcmp(bytes.data(), MakeBlock(5, 1, b.block, b.block == kNeedle ? 1.f : 0.f).data(), kBlockBytes), 0)
+    EXPECT_EQ(std::memcmp(bytes.data(), NeedleBlock(b.block).data(), kBlockBytes), 0)
         << "block " << b.block << " tier " << int(b.tier);
   }
   // Pinned blocks cannot be rewritten until released.
@@ -149,10 +153,7 @@ TEST_F(DataPlaneTest, TheGpuPathRunsEmulatedWithoutAGpu) {
   if (kernels::GpuCount() > 0) GTEST_SKIP() << "a GPU is present: tests/gpu covers the device GPU path";
   auto c = Connect();
   auto host = Channel(*c);
-  constexpr uint32_t kBlocks = 40, kNeedle = 17;
-  for (uint32_t b = 0; b < kBlocks; ++b) {
-    ASSERT_TRUE(host->Put(5, 1, b, MakeBlock(5, 1, b, b == kNeedle ? 1.f : 0.f)).ok());
-  }
+  PutNeedleSequence(*host);
   std::vector<float> query(size_t{kQHeads} * kHeadDim, 1.f);
   auto want = host->Retrieve(5, 1, query, 6);
   ASSERT_TRUE(want.ok()) << want.status().ToString();
@@ -173,9 +174,7 @@ TEST_F(DataPlaneTest, TheGpuPathRunsEmulatedWithoutAGpu) {
       EXPECT_EQ(e.block, want->blocks[i].block);
       auto bytes = gpu.BlockBytes({e.block, e.tier, e.offset});
       ASSERT_EQ(bytes.size(), kBlockBytes);
-      EXPECT_EQ(std::memcmp(bytes.data(), MakeBlock(5, 1, e.block, e.block == kNeedle ? 1.f : 0.f).data(), kBlockBytes),
-                0)
-          << "block " << e.block;
+      EXPECT_EQ(std::memcmp(bytes.data(), NeedleBlock(e.block).data(), kBlockBytes), 0) << "block " << e.block;
     }
     ASSERT_TRUE(gpu.Release(r->lease).ok());
   }
@@ -255,9 +254,9 @@ TEST_F(DataPlaneTest, GpuRequestsTheDaemonCannotServeAreRefused) {
 TEST_F(DataPlaneTest, IndexRetrieversServeRetrieve) {
   auto c = Connect();
   auto ch = Channel(*c);
-  constexpr uint32_t kBlocks = 40, kNeedle = 11;
+  constexpr uint32_t kBlocks = 40, kIndexNeedle = 11;
   for (uint32_t b = 0; b < kBlocks; ++b) {
-    ASSERT_TRUE(ch->Put(8, 0, b, MakeBlock(8, 0, b, b == kNeedle ? 1.f : 0.f)).ok());
+    ASSERT_TRUE(ch->Put(8, 0, b, MakeBlock(8, 0, b, b == kIndexNeedle ? 1.f : 0.f)).ok());
   }
   std::vector<float> query(size_t{kQHeads} * kHeadDim, 1.f);
   auto bad = admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", "vq:bogus=1"}}}});
@@ -273,7 +272,7 @@ TEST_F(DataPlaneTest, IndexRetrieversServeRetrieve) {
     EXPECT_EQ(got.size(), 6u) << spec;
     EXPECT_NE(std::find(got.begin(), got.end(), 39u), got.end()) << spec << ": recent block missing";
     if (std::string(spec) != "sentence") {  // span means may dilute a needle by design (docs/retrieval-eval.md)
-      EXPECT_NE(std::find(got.begin(), got.end(), kNeedle), got.end()) << spec << ": needle missing";
+      EXPECT_NE(std::find(got.begin(), got.end(), kIndexNeedle), got.end()) << spec << ": needle missing";
     }
     ASSERT_TRUE(ch->Release(r->lease).ok());
   }

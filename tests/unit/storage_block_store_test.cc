@@ -84,6 +84,18 @@ class BlockStoreTest : public ::testing::Test {
 
   uint64_t Seed(SequenceId seq, uint32_t layer, uint32_t idx) { return seq * 1000003 + layer * 1009 + idx; }
 
+  // No sinks and no recent window: every block may move.
+  static Policy Unprotected() {
+    Policy p;
+    p.sink_blocks = 0;
+    p.recent_window = 0;
+    return p;
+  }
+  // Puts blocks [0, n) of sequence 1, layer `layer`, with their Seed contents.
+  void PutBlocks(uint32_t layer, uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i) ASSERT_OK(store_->Put(1, layer, i, Block(Seed(1, layer, i))));
+  }
+
   testing::ScratchDir scratch_;
   Tiers tiers_;
   std::unique_ptr<BlockStore> store_;
@@ -109,11 +121,9 @@ TEST_F(BlockStoreTest, PutGetRoundTripAndArgumentChecks) {
 
 TEST_F(BlockStoreTest, FillsGThenHThenDemotesToDisk) {
   OpenTiers(8, 8, 64);
-  Policy p;
-  p.sink_blocks = 0;
-  p.recent_window = 0;
+  const Policy p = Unprotected();
   OpenStore(p);
-  for (uint32_t i = 0; i < 15; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(Seed(1, 0, i))));
+  PutBlocks(0, 15);
   EXPECT_LE(tiers_.g->used_slots(), 8u);
   EXPECT_EQ(tiers_.g->used_slots() + tiers_.h->used_slots(), 15u);
   store_->MigrateOnce();  // G and H are above 95%: G goes down to its low watermark,
@@ -174,11 +184,9 @@ TEST_F(BlockStoreTest, SinksAndRecentWindowStayOnG) {
 
 TEST_F(BlockStoreTest, AcquireWaitBringsBlocksToGAndPinsThem) {
   OpenTiers(8, 8, 64);
-  Policy p;
-  p.sink_blocks = 0;
-  p.recent_window = 0;
+  const Policy p = Unprotected();
   OpenStore(p);
-  for (uint32_t i = 0; i < 30; ++i) ASSERT_OK(store_->Put(1, 1, i, Block(Seed(1, 1, i))));
+  PutBlocks(1, 30);
   store_->MigrateOnce();
   std::vector<uint32_t> want = {0, 5, 29, 100};  // 100 does not exist: skipped
   auto lease = store_->Acquire(1, 1, want, MissMode::kWait);
@@ -240,11 +248,9 @@ TEST_F(BlockStoreTest, AcquireWaitPromotesHostBlocksAsOneBatchOnceEach) {
 // into H first, and H has room only once earlier moves of the batch have freed theirs.
 TEST_F(BlockStoreTest, AcquireWaitFillsGEvenWhenGAndHAreFull) {
   OpenTiers(8, 8, 64);
-  Policy p;
-  p.sink_blocks = 0;
-  p.recent_window = 0;
+  const Policy p = Unprotected();
   OpenStore(p);
-  for (uint32_t i = 0; i < 30; ++i) ASSERT_OK(store_->Put(1, 1, i, Block(Seed(1, 1, i))));
+  PutBlocks(1, 30);
   store_->MigrateOnce();
   // The oldest blocks are on D: their loads fill H but for one slot.
   const std::vector<uint32_t> want = {0, 1, 2, 3, 4, 5, 6};
