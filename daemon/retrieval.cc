@@ -47,6 +47,27 @@ Status SelectTopK(std::span<const float> scores, std::span<const uint8_t> always
 }
 }  // namespace
 
+std::vector<uint32_t> CapSelection(std::span<const uint32_t> chosen, uint32_t chosen_below, uint32_t n, uint32_t k,
+                                   uint32_t sinks, uint32_t window) {
+  std::vector<uint32_t> out;
+  std::vector<uint8_t> taken(n, 0);
+  auto take = [&](uint32_t b) {
+    if (b < n && !taken[b] && out.size() < k) {
+      taken[b] = 1;
+      out.push_back(b);
+    }
+  };
+  // Always kept now: the current recent window (newest first) and the sinks.
+  for (uint32_t b = n; b > (n > window ? n - window : 0); --b) take(b - 1);
+  for (uint32_t b = 0; b < std::min(sinks, n); ++b) take(b);
+  // Then the chosen blocks below `chosen_below`, newest first.
+  for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
+    if (*it < chosen_below) take(*it);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 bool IsRetrievalPolicyField(const std::string& f) {
   return f == "retriever" || f == "trigger" || f == "drift_tau" || f == "trigger_every" || f == "head_combine";
 }
@@ -205,11 +226,9 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
     if (policy.trigger == Trigger::kEveryN) reuse = (s.steps - 1) % policy.every_n != 0;
   }
   if (reuse) {
-    sel.blocks = s.last_selection;
-    // Blocks added since keep arriving in the recent window.
-    for (uint32_t b = n > window ? n - window : 0; b < n; ++b) sel.blocks.push_back(b);
-    std::sort(sel.blocks.begin(), sel.blocks.end());
-    sel.blocks.erase(std::unique(sel.blocks.begin(), sel.blocks.end()), sel.blocks.end());
+    // The last triggered step's own recent window has slid since: not carried over.
+    const uint32_t last_window_start = s.last_blocks > window ? s.last_blocks - window : 0;
+    sel.blocks = CapSelection(s.last_selection, last_window_start, n, k, sinks, window);
     sel.triggered = false;
     return sel;
   }
@@ -230,6 +249,7 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
   if (again != layers_.end()) {
     again->second.last_query.assign(query.begin(), query.end());
     again->second.last_selection = sel.blocks;
+    again->second.last_blocks = n;
   }
   return sel;
 }
@@ -345,6 +365,7 @@ Result<Selection> RetrievalIndex::SelectWithIndex(uint64_t seq, uint32_t layer, 
   RETURN_IF_ERROR(st->triggers->Select(seq, layer, st->retriever.get(), q, std::min(budget, m), always, &sel.blocks,
                                        &sel.triggered));
   for (uint32_t b = m; b < n; ++b) sel.blocks.push_back(b);
+  if (sel.blocks.size() > k) sel.blocks = CapSelection(sel.blocks, n, n, k, sinks, window);
   return sel;
 }
 

@@ -72,6 +72,13 @@ struct Selection {
   bool triggered = true;         // false: the previous selection was reused
 };
 
+// At most k of a sequence's n blocks, ascending: the recent window (newest first)
+// and the sinks, then the `chosen` blocks below `chosen_below`, newest first. Serves
+// a step that reuses the last selection (the trigger did not fire: blocks put since
+// arrive in the window, the old window is not carried over) and caps the index path.
+std::vector<uint32_t> CapSelection(std::span<const uint32_t> chosen, uint32_t chosen_below, uint32_t n, uint32_t k,
+                                   uint32_t sinks, uint32_t window);
+
 class RetrievalIndex {
  public:
   explicit RetrievalIndex(const ModelSpec& model) : model_(model) {}
@@ -109,6 +116,7 @@ class RetrievalIndex {
     std::vector<float> min, max, mean;  // [blocks][kv_heads][head_dim]
     std::vector<float> last_query;
     std::vector<uint32_t> last_selection;
+    uint32_t last_blocks = 0;  // blocks of the sequence when last_selection was chosen
     uint64_t steps = 0;
     std::shared_ptr<IndexState> index;  // kIndex only
     DeviceRows device;                  // GPU scoring only
