@@ -353,6 +353,27 @@ TEST_F(DosTest, SlowlorisOnTheControlSocket) {
   ::close(partial);
   EXPECT_TRUE((*idle)->Ping().ok());  // idle > the frame deadline, still served
   EXPECT_EQ(Metric("tierkv_control_disconnects_total", {"reason=\"frame_timeout\""}), 1);
+
+  // A client that sends requests but never reads the replies: once the socket
+  // buffers are full the daemon's write stalls, and the write deadline drops it.
+  const int deaf = ConnectUnix(socket);
+  ASSERT_EQ(::send(deaf, hello.data(), hello.size(), MSG_NOSIGNAL), (ssize_t)hello.size());
+  ASSERT_GT(::recv(deaf, reply, sizeof reply, 0), 0);
+  std::string pings;
+  for (int i = 0; i < 512; ++i) pings += wire::EncodeFrame("{\"op\":\"stats\"}");
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  size_t stalls = 0;
+  while (std::chrono::steady_clock::now() < until && stalls < 20) {
+    if (::send(deaf, pings.data(), pings.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+      if (errno != EAGAIN) break;  // closed by the daemon
+      ++stalls;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  std::this_thread::sleep_for(800ms);
+  EXPECT_EQ(Metric("tierkv_control_disconnects_total", {"reason=\"write_timeout\""}), 1);
+  ::close(deaf);
+  EXPECT_TRUE((*idle)->Ping().ok());
 }
 
 // 1 MiB frames of "[[[[..." from two clients in a loop, and frames just under
