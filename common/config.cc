@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -145,6 +146,29 @@ const std::vector<Field>& Schema() {
           int64_t{1} << 30),
       Bool("metrics", "enabled", &Config::metrics, &MetricsSection::enabled),
       Str("metrics", "listen", &Config::metrics, &MetricsSection::listen, CheckHostPort),
+      // [limits]: resource limits against local denial of service (docs/security.md).
+      Int("limits", "control_clients_per_uid", &Config::limits, &LimitsSection::control_clients_per_uid, 1, 65536),
+      Int("limits", "control_admin_reserved_clients", &Config::limits,
+          &LimitsSection::control_admin_reserved_clients, 0, 65535),
+      Int("limits", "control_hello_timeout_ms", &Config::limits, &LimitsSection::control_hello_timeout_ms, 10,
+          600000),
+      Int("limits", "control_frame_timeout_ms", &Config::limits, &LimitsSection::control_frame_timeout_ms, 10,
+          600000),
+      Int("limits", "control_hello_max_frame_bytes", &Config::limits, &LimitsSection::control_hello_max_frame_bytes,
+          256, 1 << 20),
+      Int("limits", "control_max_json_depth", &Config::limits, &LimitsSection::control_max_json_depth, 4, 1024),
+      Int("limits", "control_max_json_elements", &Config::limits, &LimitsSection::control_max_json_elements, 64,
+          1 << 24),
+      Int("limits", "max_channels", &Config::limits, &LimitsSection::max_channels, 1, 65536),
+      Int("limits", "max_channels_per_uid", &Config::limits, &LimitsSection::max_channels_per_uid, 1, 65536),
+      Int("limits", "max_channel_bytes", &Config::limits, &LimitsSection::max_channel_bytes, 1 << 20,
+          int64_t{1} << 44),
+      Int("limits", "max_channel_bytes_per_uid", &Config::limits, &LimitsSection::max_channel_bytes_per_uid, 1 << 20,
+          int64_t{1} << 44),
+      Int("limits", "metrics_max_connections", &Config::limits, &LimitsSection::metrics_max_connections, 1, 65536),
+      Int("limits", "metrics_timeout_ms", &Config::limits, &LimitsSection::metrics_timeout_ms, 10, 600000),
+      Int("limits", "accept_backoff_ms", &Config::limits, &LimitsSection::accept_backoff_ms, 1, 60000),
+      Int("limits", "log_interval_s", &Config::limits, &LimitsSection::log_interval_s, 1, 86400),
   };
   return kFields;
 }
@@ -189,7 +213,26 @@ Result<Config> ParseConfig(std::string_view text, std::string_view source_name) 
       if (!st.ok()) return st.WithContext(source_name);
     }
   }
+  Status st = ValidateConfig(config);
+  if (!st.ok()) return st.WithContext(source_name);
   return config;
+}
+
+Status ValidateConfig(const Config& c) {
+  const LimitsSection& l = c.limits;
+  if (l.control_admin_reserved_clients >= c.control.max_clients) {
+    return InvalidArgument("limits.control_admin_reserved_clients (" + std::to_string(l.control_admin_reserved_clients) +
+                           ") must be below control.max_clients (" + std::to_string(c.control.max_clients) + ")");
+  }
+  // A per-uid cap above its global one is allowed (the global one binds first), but
+  // a default channel that no non-admin could ever open is a mistake.
+  const uint64_t fits = std::min(l.max_channel_bytes, l.max_channel_bytes_per_uid);
+  if (c.data_plane.default_staging_bytes > fits) {
+    return InvalidArgument("data_plane.default_staging_bytes (" + std::to_string(c.data_plane.default_staging_bytes) +
+                           ") does not fit in limits.max_channel_bytes_per_uid / limits.max_channel_bytes (" +
+                           std::to_string(fits) + ")");
+  }
+  return OkStatus();
 }
 
 Result<Config> LoadConfigFile(const std::string& path) {

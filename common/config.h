@@ -25,7 +25,7 @@ struct DaemonSection {
 };
 
 struct ControlSection {
-  uint32_t max_frame_bytes = 1 << 20;      // largest control message accepted
+  uint32_t max_frame_bytes = 64 << 10;     // largest control message accepted (docs/security.md)
   uint32_t max_clients = 256;              // concurrent control connections
   uint32_t max_consecutive_errors = 16;    // bad requests in a row before a disconnect
   uint32_t max_namespaces = 64;
@@ -64,17 +64,48 @@ struct StorageSection {
   bool operator==(const StorageSection&) const = default;
 };
 
+// Resource limits against local denial of service (docs/security.md lists what each
+// one stops). Admins (root, the daemon's uid, control.admin_uids) are exempt from the
+// per-uid caps, not from the global ones.
+struct LimitsSection {
+  // Control plane.
+  uint32_t control_clients_per_uid = 64;         // connections of one non-admin uid
+  uint32_t control_admin_reserved_clients = 16;  // of control.max_clients, only admins may take these
+  uint32_t control_hello_timeout_ms = 5000;      // from accept to a complete hello
+  uint32_t control_frame_timeout_ms = 5000;      // rest of a frame once its first byte came; a reply's write
+  uint32_t control_hello_max_frame_bytes = 4096; // largest frame before hello
+  uint32_t control_max_json_depth = 32;          // nesting of arrays and objects in a request
+  uint32_t control_max_json_elements = 16384;    // values in a request (parse cost)
+  // Channels: each one is a worker thread and a memfd (rings + staging, + an emulated GPU exchange).
+  uint32_t max_channels = 512;                       // every client together (= channel worker threads)
+  uint32_t max_channels_per_uid = 128;
+  uint64_t max_channel_bytes = 8ull << 30;           // memfd bytes of every channel together
+  uint64_t max_channel_bytes_per_uid = 4ull << 30;
+  // Metrics endpoint.
+  uint32_t metrics_max_connections = 64;
+  uint32_t metrics_timeout_ms = 5000;  // to receive the request, and to send the reply
+  // Both accept loops, when the process is out of descriptors (EMFILE/ENFILE).
+  uint32_t accept_backoff_ms = 100;
+  uint32_t log_interval_s = 10;  // at most one such log line per interval, with a count of those suppressed
+  bool operator==(const LimitsSection&) const = default;
+};
+
 struct Config {
   DaemonSection daemon;
   StorageSection storage;
   ControlSection control;
   DataPlaneSection data_plane;
   MetricsSection metrics;
+  LimitsSection limits;
   bool operator==(const Config&) const = default;
 };
 
-// Parses TOML text; keys not given keep their defaults.
+// Parses TOML text; keys not given keep their defaults. Checks each key's range and
+// the keys that depend on each other (ValidateConfig).
+
 Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name = "config");
+// The checks across keys (limits.* against control.* and data_plane.*).
+Status ValidateConfig(const Config& config);
 // Reads and parses a file.
 Result<Config> LoadConfigFile(const std::string& path);
 // The documented default config text (deploy/tierkvd.toml, embedded at build time).

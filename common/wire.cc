@@ -43,6 +43,47 @@ std::string EncodeFrame(std::string_view body) {
   return out;
 }
 
+Status CheckJsonShape(std::string_view body, uint32_t max_depth, uint32_t max_elements) {
+  uint32_t depth = 0;
+  uint64_t elements = 1;
+  bool in_string = false, escaped = false;
+  for (const char ch : body) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (ch == '\\') {
+        escaped = true;
+      } else if (ch == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    switch (ch) {
+      case '"':
+        in_string = true;
+        break;
+      case '[':
+      case '{':
+        if (++depth > max_depth) {
+          return InvalidArgument("message nests arrays and objects deeper than " + std::to_string(max_depth));
+        }
+        [[fallthrough]];
+      case ',':
+        if (++elements > max_elements) {
+          return InvalidArgument("message holds more than " + std::to_string(max_elements) + " values");
+        }
+        break;
+      case ']':
+      case '}':
+        if (depth > 0) --depth;
+        break;
+      default:
+        break;
+    }
+  }
+  return OkStatus();
+}
+
 Result<Json> ParseBody(std::string_view body) {
   Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return InvalidArgument("message is not valid JSON");

@@ -36,6 +36,11 @@ uint32_t DecodeFrameLength(const uint8_t header[kFrameHeaderBytes]);
 // Header + body.
 std::string EncodeFrame(std::string_view body);
 
+// A linear scan, far cheaper than parsing, that refuses a body whose arrays and
+// objects nest deeper than max_depth or that holds more than max_elements values
+// (counted as commas and containers outside strings): kInvalidArgument naming which.
+Status CheckJsonShape(std::string_view body, uint32_t max_depth, uint32_t max_elements);
+
 // Parses a request/reply body; kInvalidArgument unless it is a JSON object.
 Result<Json> ParseBody(std::string_view body);
 

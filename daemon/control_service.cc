@@ -29,6 +29,14 @@ class UnsupportedOps : public OpHandler {
 // has a GPU): a device exchange ordered by the worker's exported interprocess event
 // (hex) when G is device memory, an emulated one (memfd) when G is emulated. Its
 // size: "gpu_exchange_bytes", else data_plane.gpu_exchange_bytes.
+// The GPU exchange's size: "gpu_exchange_bytes", else data_plane.gpu_exchange_bytes.
+Result<uint64_t> ExchangeBytes(const wire::Json& req, const DataPlaneSection& dpc) {
+  if (!req.contains("gpu_exchange_bytes")) return dpc.gpu_exchange_bytes;
+  ASSIGN_OR_RETURN(uint64_t bytes, wire::GetUint(req, "gpu_exchange_bytes", "", dpc.max_staging_bytes));
+  if (bytes == 0) return InvalidArgument("gpu_exchange_bytes must be positive");
+  return bytes;
+}
+
 Result<std::unique_ptr<GpuExchange>> OpenGpuExchange(const wire::Json& req, NamespaceRuntime* rt,
                                                      const DataPlaneSection& dpc, const std::string& name) {
   const bool worker_gpu = req.contains("gpu_worker_event");
@@ -38,11 +46,7 @@ Result<std::unique_ptr<GpuExchange>> OpenGpuExchange(const wire::Json& req, Name
     Status st = wire::FromHex(hex, worker_event.bytes.data(), worker_event.bytes.size());
     if (!st.ok()) return InvalidArgument("gpu_worker_event: " + st.message());
   }
-  uint64_t bytes = dpc.gpu_exchange_bytes;
-  if (req.contains("gpu_exchange_bytes")) {
-    ASSIGN_OR_RETURN(bytes, wire::GetUint(req, "gpu_exchange_bytes", "", dpc.max_staging_bytes));
-    if (bytes == 0) return InvalidArgument("gpu_exchange_bytes must be positive");
-  }
+  ASSIGN_OR_RETURN(const uint64_t bytes, ExchangeBytes(req, dpc));
   if (rt == nullptr) return NotSupported("the namespace has no data plane in this daemon");
   if (rt->gpu_emulated()) {
     if (worker_gpu) {
@@ -75,6 +79,7 @@ ControlService::ControlService(const Config& config, NamespaceRegistry* registry
       metrics_(metrics),
       on_shutdown_(std::move(on_shutdown)),
       runtimes_(runtimes),
+      channel_budget_(config.limits),
       gpu_description_(kernels::DescribeGpus()) {
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
 }
@@ -98,7 +103,10 @@ SessionState ControlService::OpenSession(const PeerCred& peer) {
 
 void ControlService::CloseSession(SessionState& s) {
   for (auto& ch : s.channels) ch->Stop();  // releases the client's leases
+  channel_budget_.Release(s.peer.uid, s.channels.size(), s.channel_bytes);
   s.channels.clear();
+  s.channel_bytes = 0;
+  UpdateChannelGauges();
   if (!s.attached.empty()) {
     --attached_sessions_;
     s.attached.clear();
@@ -112,12 +120,25 @@ void ControlService::CloseSession(SessionState& s) {
   LOG(DEBUG) << "session " << s.id << " closed";
 }
 
+void ControlService::UpdateChannelGauges() {
+  metrics_->SetChannels(static_cast<double>(channel_budget_.channels()),
+                        static_cast<double>(channel_budget_.bytes()));
+}
+
 void ControlService::UpdateAttachedGauge() {
   metrics_->SetAttachedClients(static_cast<double>(attached_sessions_.load()));
 }
 
 ControlService::Reply ControlService::Handle(SessionState& s, std::string_view body) {
   ++requests_;
+  // Before parsing: 1 MiB of "[[[[..." would cost the control thread ~300 ms.
+  if (Status shape = wire::CheckJsonShape(body, config_.limits.control_max_json_depth,
+                                          config_.limits.control_max_json_elements);
+      !shape.ok()) {
+    metrics_->CountRequest("invalid");
+    return Finish(s, InvalidArgument(shape.message() + " (limits.control_max_json_depth, "
+                                                        "limits.control_max_json_elements)"), nullptr);
+  }
   auto req = wire::ParseBody(body);
   if (!req.ok()) {
     metrics_->CountRequest("invalid");
@@ -143,6 +164,16 @@ ControlService::Reply ControlService::TransportError(SessionState& s, const Stat
   Reply r = Finish(s, status, nullptr);
   r.disconnect = r.disconnect || disconnect;
   if (disconnect) metrics_->CountDisconnect("bad_frame");
+  return r;
+}
+
+ControlService::Reply ControlService::Refusal(SessionState& s, const Status& status) {
+  metrics_->CountError(StatusCodeName(status.code()));
+  Reply r;
+  r.body = wire::ErrorReply(status);
+  r.disconnect = true;
+  LOG(DEBUG) << "session " << s.id << " (pid " << s.peer.pid << ", uid " << s.peer.uid
+             << ") refused: " << status.message();
   return r;
 }
 
@@ -303,12 +334,34 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
     ASSIGN_OR_RETURN(o.staging_bytes, wire::GetUint(req, "staging_bytes", "", dpc.max_staging_bytes));
     if (o.staging_bytes == 0) return InvalidArgument("staging_bytes must be positive");
   }
-  NamespaceRuntime* rt = runtimes_ ? runtimes_->Find(rec->id) : nullptr;
+  ASSIGN_OR_RETURN(const bool wants_gpu, WantsGpu(req));
+  // What the channel will cost, charged before anything is created (limits.*).
+  uint64_t cost = dp::Layout(o.request_capacity, o.completion_capacity, o.staging_bytes).total_bytes;
+  if (wants_gpu) {
+    ASSIGN_OR_RETURN(const uint64_t exchange, ExchangeBytes(req, dpc));
+    cost += exchange;
+  }
+  RETURN_IF_ERROR(channel_budget_.Reserve(s.peer.uid, s.admin, cost));
+  Result<Json> reply = OpenChannelCharged(s, req, *rec, o, wants_gpu, fds);
+  if (!reply.ok()) {
+    channel_budget_.Release(s.peer.uid, 1, cost);
+  } else {
+    s.channel_bytes += cost;
+  }
+  UpdateChannelGauges();
+  return reply;
+}
+
+// OpenChannel once the channel's cost is charged.
+Result<wire::Json> ControlService::OpenChannelCharged(SessionState& s, const Json& req, const NamespaceRecord& rec,
+                                                      const ChannelOptions& o, bool wants_gpu,
+                                                      std::vector<int>* fds) {
+  const auto& dpc = config_.data_plane;
+  NamespaceRuntime* rt = runtimes_ ? runtimes_->Find(rec.id) : nullptr;
   const std::string channel_name = "tierkv-channel-" + std::to_string(s.id) + "-" + std::to_string(s.channels.size());
   std::unique_ptr<GpuExchange> gpu;
   Json gpu_reply;
   int exchange_fd = -1;  // emulated exchange: passed after the arenas
-  ASSIGN_OR_RETURN(const bool wants_gpu, WantsGpu(req));
   if (wants_gpu) {
     ASSIGN_OR_RETURN(gpu, OpenGpuExchange(req, rt, dpc, channel_name));
     gpu_reply = Json{{"gpu_exchange_bytes", gpu->bytes()}, {"gpu_exchange_emulated", gpu->emulated()}};
@@ -321,7 +374,7 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
   }
   std::unique_ptr<OpHandler> handler;
   if (rt) {
-    const std::string& ns = rec->spec.name;
+    const std::string& ns = rec.spec.name;
     handler = std::make_unique<NamespaceOps>(
         rt,
         NamespaceOps::Latency{&metrics_->RetrievalLatency(ns, "select"), &metrics_->RetrievalLatency(ns, "acquire"),
@@ -339,7 +392,7 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
                                  }));
   const dp::ChannelHeader& h = channel->layout();
   Json reply{{"channel", s.channels.size()},
-             {"namespace_id", rec->id},
+             {"namespace_id", rec.id},
              {"total_bytes", h.total_bytes},
              {"request_entries", h.request_capacity},
              {"completion_entries", h.completion_capacity},

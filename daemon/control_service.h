@@ -20,6 +20,7 @@
 #include "common/config.h"
 #include "common/wire.h"
 #include "daemon/channel.h"
+#include "daemon/channel_budget.h"
 #include "daemon/metrics.h"
 #include "daemon/namespace_registry.h"
 
@@ -40,6 +41,7 @@ struct SessionState {
   uint32_t consecutive_errors = 0;
   std::set<NamespaceId> attached;
   std::vector<std::unique_ptr<Channel>> channels;
+  uint64_t channel_bytes = 0;  // memfd bytes of `channels`, charged to ChannelBudget
   // Set by the transport: closes the connection from any thread (a channel whose
   // client broke the ring protocol calls it).
   std::function<void(const Status&)> disconnect;
@@ -71,6 +73,9 @@ class ControlService {
   Reply Handle(SessionState& session, std::string_view body);
   // An error the transport found (frame too large, ...): counted like a bad request.
   Reply TransportError(SessionState& session, const Status& status, bool disconnect);
+  // A connection refused at accept (over a connection limit): the error, then close.
+  Reply Refusal(SessionState& session, const Status& status);
+  Metrics& metrics() { return *metrics_; }
 
   size_t sessions() const { return sessions_.load(); }
   const ChannelStats& channel_stats() const { return channel_stats_; }
@@ -86,6 +91,8 @@ class ControlService {
   Result<Json> Stats(SessionState& s, const Json& req);
   Result<Json> Shutdown(SessionState& s, const Json& req);
   Result<Json> OpenChannel(SessionState& s, const Json& req, std::vector<int>* fds);
+  Result<Json> OpenChannelCharged(SessionState& s, const Json& req, const NamespaceRecord& rec,
+                                  const ChannelOptions& o, bool wants_gpu, std::vector<int>* fds);
   Result<Json> GetPolicy(SessionState& s, const Json& req);
   Result<Json> SetPolicy(SessionState& s, const Json& req);
   Result<Json> Usage(SessionState& s, const Json& req);
@@ -95,6 +102,7 @@ class ControlService {
   void NoteSession(const SessionState& s);
   Reply Finish(SessionState& s, Result<Json> result, const Json* id);
   void UpdateAttachedGauge();
+  void UpdateChannelGauges();
 
   const Config config_;
   NamespaceRegistry* const registry_;
@@ -102,6 +110,7 @@ class ControlService {
   std::function<void()> on_shutdown_;
   Runtimes* const runtimes_;
   ChannelStats channel_stats_;
+  ChannelBudget channel_budget_;
   struct SessionInfo {
     PeerCred peer;
     std::vector<NamespaceId> attached;

@@ -33,7 +33,7 @@ Status Daemon::Start() {
 
   metrics_ = std::make_unique<Metrics>();
   if (config_.metrics.enabled) {
-    RETURN_IF_ERROR(metrics_->Serve(config_.metrics.listen));
+    RETURN_IF_ERROR(metrics_->Serve(config_.metrics.listen, config_.limits));
     LOG(INFO) << "metrics at " << metrics_->url();
   }
   service_ = std::make_unique<ControlService>(

@@ -40,6 +40,29 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Name("tierkv_control_disconnects_total")
                       .Help("Control connections closed by the daemon, by reason")
                       .Register(*registry_);
+  refused_ = &BuildCounter()
+                  .Name("tierkv_connections_refused_total")
+                  .Help("Connections refused at accept, by listener (control, metrics) and reason (max_clients, "
+                        "uid_clients, max_connections)")
+                  .Register(*registry_);
+  dropped_ = &BuildCounter()
+                  .Name("tierkv_connections_dropped_total")
+                  .Help("Metrics connections closed before they were served, by reason (timeout, evicted)")
+                  .Register(*registry_);
+  accept_errors_ = &BuildCounter()
+                        .Name("tierkv_accept_errors_total")
+                        .Help("Failed accepts, by listener and error (EMFILE, ENFILE, ...): the daemon backs off")
+                        .Register(*registry_);
+  channels_ = &BuildGauge()
+                   .Name("tierkv_channels")
+                   .Help("Data-plane channels open (one worker thread each)")
+                   .Register(*registry_)
+                   .Add({});
+  channel_bytes_ = &BuildGauge()
+                        .Name("tierkv_channel_bytes")
+                        .Help("Bytes of the open channels' memfds (rings, staging, emulated GPU exchanges)")
+                        .Register(*registry_)
+                        .Add({});
   connections_ = &BuildGauge()
                       .Name("tierkv_control_connections")
                       .Help("Open control connections")
@@ -60,8 +83,17 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 
 Metrics::~Metrics() { http_.reset(); }  // stop serving before the registry goes
 
-Status Metrics::Serve(const std::string& listen) {
-  http_ = std::make_unique<MetricsHttp>([this] {
+Status Metrics::Serve(const std::string& listen, const LimitsSection& limits) {
+  MetricsHttp::Options options{
+      .max_connections = limits.metrics_max_connections,
+      .timeout = std::chrono::milliseconds(limits.metrics_timeout_ms),
+      .accept_backoff = std::chrono::milliseconds(limits.accept_backoff_ms),
+      .log_interval = std::chrono::seconds(limits.log_interval_s),
+      .on_refused = [this](std::string_view reason) { CountRefused("metrics", reason); },
+      .on_dropped = [this](std::string_view reason) { CountDropped("metrics", reason); },
+      .on_accept_error = [this](std::string_view error) { CountAcceptError("metrics", error); },
+  };
+  http_ = std::make_unique<MetricsHttp>(std::move(options), [this] {
     std::vector<prometheus::MetricFamily> all = registry_->Collect();
     std::lock_guard lock(collectables_mu_);
     for (const auto& c : collectables_) {
@@ -94,6 +126,19 @@ void Metrics::CountRequest(std::string_view op) { requests_->Add({{"op", std::st
 void Metrics::CountError(std::string_view code) { errors_->Add({{"code", std::string(code)}}).Increment(); }
 void Metrics::CountDisconnect(std::string_view reason) {
   disconnects_->Add({{"reason", std::string(reason)}}).Increment();
+}
+void Metrics::CountRefused(std::string_view listener, std::string_view reason) {
+  refused_->Add({{"listener", std::string(listener)}, {"reason", std::string(reason)}}).Increment();
+}
+void Metrics::CountDropped(std::string_view listener, std::string_view reason) {
+  dropped_->Add({{"listener", std::string(listener)}, {"reason", std::string(reason)}}).Increment();
+}
+void Metrics::CountAcceptError(std::string_view listener, std::string_view error) {
+  accept_errors_->Add({{"listener", std::string(listener)}, {"error", std::string(error)}}).Increment();
+}
+void Metrics::SetChannels(double channels, double bytes) {
+  channels_->Set(channels);
+  channel_bytes_->Set(bytes);
 }
 void Metrics::SetConnections(double n) { connections_->Set(n); }
 void Metrics::SetAttachedClients(double n) { attached_->Set(n); }

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/config.h"
 #include "common/status.h"
 
 namespace prometheus {
@@ -28,8 +29,9 @@ class Metrics {
   Metrics();
   ~Metrics();
 
-  // Serves /metrics over HTTP on host:port (port 0 picks a free one).
-  Status Serve(const std::string& listen);
+  // Serves /metrics over HTTP on host:port (port 0 picks a free one), within
+  // limits.metrics_max_connections and limits.metrics_timeout_ms.
+  Status Serve(const std::string& listen, const LimitsSection& limits = {});
   // "http://127.0.0.1:9464/metrics", or "" when not serving.
   const std::string& url() const { return url_; }
   prometheus::Registry& registry() { return *registry_; }
@@ -42,6 +44,14 @@ class Metrics {
   void CountRequest(std::string_view op);
   void CountError(std::string_view code);
   void CountDisconnect(std::string_view reason);
+  // A connection refused at accept (listener: control | metrics), by reason.
+  void CountRefused(std::string_view listener, std::string_view reason);
+  // A metrics connection the daemon closed before it was served, by reason.
+  void CountDropped(std::string_view listener, std::string_view reason);
+  // A failed accept (error: EMFILE, ENFILE, ...).
+  void CountAcceptError(std::string_view listener, std::string_view error);
+  // Channels open and the bytes of their memfds, every client together.
+  void SetChannels(double channels, double bytes);
   void SetConnections(double n);
   void SetAttachedClients(double n);
   void SetNamespaces(double n);
@@ -55,6 +65,11 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* errors_;
   prometheus::Family<prometheus::Counter>* disconnects_;
+  prometheus::Family<prometheus::Counter>* refused_;
+  prometheus::Family<prometheus::Counter>* dropped_;
+  prometheus::Family<prometheus::Counter>* accept_errors_;
+  prometheus::Gauge* channels_;
+  prometheus::Gauge* channel_bytes_;
   prometheus::Family<prometheus::Histogram>* latency_;
   prometheus::Gauge* connections_;
   prometheus::Gauge* attached_;

@@ -8,9 +8,11 @@
 // (civetweb took ~1 s). Serialization is still prometheus-cpp's TextSerializer.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -20,18 +22,32 @@
 
 namespace tierkv::daemon {
 
+// Limits (docs/security.md): at most max_connections at once; at the cap a new
+// connection closes the oldest one still sending its request (or is refused when
+// every one is being answered); each connection has `timeout` to send its request
+// and `timeout` to take the reply. Accept failures for want of descriptors back off.
 class MetricsHttp {
  public:
   using Collector = std::function<std::vector<prometheus::MetricFamily>()>;
-  explicit MetricsHttp(Collector collect);
+  struct Options {
+    uint32_t max_connections = 64;
+    std::chrono::milliseconds timeout{5000};
+    std::chrono::milliseconds accept_backoff{100};
+    std::chrono::seconds log_interval{10};
+    std::function<void(std::string_view reason)> on_refused;       // max_connections
+    std::function<void(std::string_view reason)> on_dropped;       // timeout, evicted
+    std::function<void(std::string_view error)> on_accept_error;   // EMFILE, ENFILE, ...
+  };
+  MetricsHttp(Options options, Collector collect);
   ~MetricsHttp();  // stops the server
 
   // Listens on host:port (port 0 picks a free one) and starts serving.
   Status Start(const std::string& listen);
   uint16_t port() const { return port_; }
 
+  struct Impl;  // public so that the connections in metrics_http.cc reach it
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   uint16_t port_ = 0;
 };

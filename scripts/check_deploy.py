@@ -190,6 +190,13 @@ def check_k8s(root, docs, rules):
     if pr["spec"] != rules:
         problem("deploy/k8s/prometheusrule.yaml differs from deploy/prometheus/tierkv-alerts.yml "
                 "(regenerate: scripts/check_deploy.py . --write-prometheusrule)")
+    for _, np in kinds.get("NetworkPolicy", []):
+        if not selector_matches(np["spec"]["podSelector"].get("matchLabels", {}), pod["metadata"]["labels"]):
+            problem("NetworkPolicy: podSelector does not match the DaemonSet's pods")
+        for rule in np["spec"].get("ingress", []):
+            for p in rule.get("ports", []):
+                if isinstance(p.get("port"), str) and p["port"] not in cports:
+                    problem(f"NetworkPolicy: port {p['port']} is not a container port name")
     kust = yaml.safe_load(open(os.path.join(root, "deploy/k8s/kustomization.yaml")))
     for r in kust["resources"]:
         if not os.path.exists(os.path.join(root, "deploy/k8s", r)):

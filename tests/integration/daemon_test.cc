@@ -253,7 +253,7 @@ TEST_F(DaemonTest, BadInputGetsErrorsAndChangesNothing) {
 }
 
 TEST_F(DaemonTest, TooManyClientsAreRefusedWithAReason) {
-  DaemonProcess d(TIERKVD_PATH, dir_.path(), "", "[control]\nmax_clients = 2\n");
+  DaemonProcess d(TIERKVD_PATH, dir_.path(), "", "[control]\nmax_clients = 2\n[limits]\ncontrol_admin_reserved_clients = 1\n");
   ASSERT_TRUE(d.Start()) << d.Log();
   auto a = Connect(d), b = Connect(d);
   ASSERT_TRUE(a && b);

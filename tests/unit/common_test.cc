@@ -158,6 +158,11 @@ TEST(ConfigTest, BadInputNamesTheKey) {
       {"[control]\nmax_clients = 0\n", "control.max_clients"},
       {"[control]\nadmin_uids = [\"root\"]\n", "control.admin_uids"},
       {"[daemon]\nsocket_mode = 0o1777\n", "daemon.socket_mode"},
+      {"[limits]\nmetrics_max_connections = 0\n", "limits.metrics_max_connections"},
+      {"[limits]\ncontrol_hello_timeout_ms = 1\n", "limits.control_hello_timeout_ms"},
+      {"[limits]\nmax_chanels = 4\n", "limits.max_chanels"},
+      {"[control]\nmax_clients = 8\n", "limits.control_admin_reserved_clients"},
+      {"[limits]\nmax_channel_bytes_per_uid = 1048576\n", "data_plane.default_staging_bytes"},
       {"daemon = 3\n", "daemon"},
       {"[daemon\n", "config"},
   };

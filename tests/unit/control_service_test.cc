@@ -1,5 +1,8 @@
 #include "daemon/control_service.h"
 
+#include "daemon/accept_backoff.h"
+#include "daemon/channel_budget.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -194,6 +197,43 @@ TEST_F(ControlServiceTest, NamespaceLimitIsEnforced) {
   EXPECT_TRUE(Ok(s, {{"op", "create_namespace"}, {"namespace", Namespace("a")}}));
   EXPECT_TRUE(Ok(s, {{"op", "create_namespace"}, {"namespace", Namespace("b")}}));
   EXPECT_EQ(Code(s, {{"op", "create_namespace"}, {"namespace", Namespace("c")}}), "ResourceExhausted");
+}
+
+}  // namespace
+}  // namespace tierkv::daemon
+
+namespace tierkv::daemon {
+namespace {
+
+TEST(ChannelBudgetTest, GlobalAndPerUidCapsAdminsExemptFromPerUidOnly) {
+  LimitsSection l;
+  l.max_channels = 4;
+  l.max_channels_per_uid = 2;
+  l.max_channel_bytes = 1000;
+  l.max_channel_bytes_per_uid = 500;
+  ChannelBudget b(l);
+  EXPECT_TRUE(b.Reserve(1000, false, 100).ok());
+  EXPECT_TRUE(b.Reserve(1000, false, 100).ok());
+  Status third = b.Reserve(1000, false, 100);
+  EXPECT_EQ(third.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(third.message().find("limits.max_channels_per_uid"), std::string::npos) << third.ToString();
+  EXPECT_NE(b.Reserve(1001, false, 600).message().find("limits.max_channel_bytes_per_uid"), std::string::npos);
+  EXPECT_TRUE(b.Reserve(0, true, 700).ok());  // an admin: no per-uid cap
+  EXPECT_NE(b.Reserve(0, true, 200).message().find("limits.max_channel_bytes"), std::string::npos);
+  EXPECT_TRUE(b.Reserve(0, true, 50).ok());
+  EXPECT_NE(b.Reserve(0, true, 1).message().find("limits.max_channels"), std::string::npos);
+  EXPECT_EQ(b.channels(), 4u);
+  EXPECT_EQ(b.bytes(), 950u);
+  b.Release(1000, 2, 200);
+  EXPECT_TRUE(b.Reserve(1000, false, 200).ok());  // uid 1000's share is free again
+  EXPECT_EQ(b.channels(), 3u);
+}
+
+TEST(RateLimitedLogTest, OneLinePerIntervalAndACountOfTheRest) {
+  RateLimitedLog log(std::chrono::seconds(3600));
+  EXPECT_TRUE(log.Warn("accept: Too many open files"));
+  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(log.Warn("accept: Too many open files"));
+  EXPECT_EQ(log.suppressed_total(), 1000u);
 }
 
 }  // namespace

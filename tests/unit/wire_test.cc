@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "common/wire.h"
 
 namespace tierkv::wire {
@@ -21,6 +23,23 @@ TEST(WireTest, ParseBodyRefusesNonObjects) {
   EXPECT_FALSE(ParseBody("{\"a\":").ok());
   EXPECT_FALSE(ParseBody("").ok());
   EXPECT_FALSE(ParseBody(std::string("{\"a\":\"\xff\"}")).ok());  // invalid UTF-8
+}
+
+TEST(WireTest, JsonShapeScanRefusesDeepOrHugeBodies) {
+  EXPECT_TRUE(CheckJsonShape(R"({"op":"hello","a":[[1,2],{"b":[3]}]})", 4, 16).ok());  // depth 4, 8 values
+  auto deep = CheckJsonShape(R"({"a":[[[1]]]})", 3, 16);
+  EXPECT_EQ(deep.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(deep.message().find("deeper than 3"), std::string::npos) << deep.ToString();
+  // Brackets, braces and commas inside strings (escaped quotes too) do not count.
+  EXPECT_TRUE(CheckJsonShape(R"({"s":"[[[[,,,,{{{{\"[[[[,,"})", 2, 4).ok());
+  EXPECT_FALSE(CheckJsonShape(R"({"s":"\\",[[[[]]]]})", 3, 64).ok());  // the string ended at the quote
+  auto many = CheckJsonShape("[" + std::string(100, '1') + std::string(100, ',') + "]", 8, 64);
+  EXPECT_NE(many.message().find("more than 64 values"), std::string::npos) << many.ToString();
+  // 1 MiB of '[': refused after max_depth bytes, not after parsing it all.
+  const std::string nested(1 << 20, '[');
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(CheckJsonShape(nested, 32, 16384).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(5));
 }
 
 TEST(WireTest, ErrorRepliesRoundTrip) {
