@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "daemon/budget_check.h"
 #include "daemon/data_ops.h"
 #include "daemon/runtimes.h"
 #include "storage/gpu_tier.h"
@@ -210,14 +211,14 @@ Result<wire::Json> ControlService::CreateNamespace(SessionState& s, const Json& 
   auto ns = req.find("namespace");
   if (ns == req.end()) return InvalidArgument("namespace is required");
   ASSIGN_OR_RETURN(NamespaceSpec spec, wire::NamespaceSpecFromJson(*ns));
-  ASSIGN_OR_RETURN(auto created, registry_->Create(std::move(spec), s.peer.uid));
-  if (created.created && runtimes_) {
-    Status st = runtimes_->Open(created.record);
-    if (!st.ok()) {
-      registry_->Remove(created.record.id).IgnoreError();  // all or nothing
-      return st;
-    }
+  // Budgets the machine cannot hold are refused before anything is allocated or
+  // stored; the record is persisted only once its runtime opened (all or nothing).
+  if (runtimes_ && !registry_->FindByName(spec.name)) {
+    RETURN_IF_ERROR(CheckBudgets(spec, config_, /*at_creation=*/true));
   }
+  std::function<Status(const NamespaceRecord&)> open;
+  if (runtimes_) open = [this](const NamespaceRecord& rec) { return runtimes_->Open(rec); };
+  ASSIGN_OR_RETURN(auto created, registry_->Create(std::move(spec), s.peer.uid, open));
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
   return Json{{"namespace_id", created.record.id},
               {"created", created.created},
@@ -304,6 +305,10 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
     if (o.staging_bytes == 0) return InvalidArgument("staging_bytes must be positive");
   }
   NamespaceRuntime* rt = runtimes_ ? runtimes_->Find(rec->id) : nullptr;
+  if (runtimes_ && !rt) {
+    return NotSupported("namespace '" + name + "' is not served: its runtime failed to open at start (the daemon "
+                        "log says why)");
+  }
   const std::string channel_name = "tierkv-channel-" + std::to_string(s.id) + "-" + std::to_string(s.channels.size());
   std::unique_ptr<GpuExchange> gpu;
   Json gpu_reply;
@@ -326,7 +331,7 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
         rt,
         NamespaceOps::Latency{&metrics_->RetrievalLatency(ns, "select"), &metrics_->RetrievalLatency(ns, "acquire"),
                               &metrics_->RetrievalLatency(ns, "total")},
-        std::move(gpu));
+        std::move(gpu), Caller{s.peer.uid, s.admin});
   }
   else handler = std::make_unique<UnsupportedOps>();
   auto disconnect = s.disconnect;
@@ -364,6 +369,12 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
       reply["gpu_ipc_handle"] = wire::ToHex(handle.bytes.data(), handle.bytes.size());
     }
     for (const storage::ArenaTier* a : arenas) {
+      if (!a->memory().sealed_for_readers()) {
+        for (int fd : *fds) ::close(fd);
+        fds->clear();
+        return NotSupported("arena " + a->name() + " is not sealed against writes (the kernel lacks "
+                            "F_SEAL_FUTURE_WRITE, Linux >= 5.1): refusing to share it with clients");
+      }
       const int ro = ::open(("/proc/self/fd/" + std::to_string(a->fd())).c_str(), O_RDONLY | O_CLOEXEC);
       if (ro < 0) {
         for (int fd : *fds) ::close(fd);
