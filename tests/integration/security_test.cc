@@ -288,6 +288,40 @@ TEST_F(SecurityTest, ErrorsSayWhatHappened) {
   EXPECT_NE(busy.message().find("pinned"), std::string::npos) << busy.ToString();
   EXPECT_EQ(busy.message().find("out of range"), std::string::npos) << busy.ToString();
   ASSERT_TRUE(ch->Release(r->lease).ok());
+  // A D copy that fails its checksum says Corruption, not "internal error".
+  ASSERT_TRUE(admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"write", "write-through"}}}}).ok());
+  ASSERT_TRUE(ch->Put(3, 0, 0, MakeBlock(3, 0, 0)).ok());
+  ch.reset();
+  c.reset();
+  admin_.reset();
+  ASSERT_EQ(daemon_.Stop(), 0);
+  constexpr size_t kStride = 4096 + 4096;  // slot header + 4 KiB payload (storage/slot_format.h)
+  size_t flipped = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_.Sub("data/disk/ns1"))) {
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    const size_t size = std::filesystem::file_size(e.path());
+    for (size_t slot = 4096; slot + kStride <= size; slot += kStride) {
+      char magic[4] = {};
+      f.seekg(static_cast<std::streamoff>(slot));
+      f.read(magic, 4);
+      if (std::memcmp(magic, "TKVS", 4) != 0) continue;  // never written
+      char byte = 0;
+      f.seekg(static_cast<std::streamoff>(slot + 4096 + 100));
+      f.read(&byte, 1);
+      byte = static_cast<char>(byte ^ 0x5a);
+      f.seekp(static_cast<std::streamoff>(slot + 4096 + 100));
+      f.write(&byte, 1);
+      ++flipped;
+    }
+  }
+  ASSERT_GT(flipped, 0u);
+  ASSERT_TRUE(daemon_.Start()) << daemon_.Log();
+  c = Connect();
+  ch = Channel(*c);
+  std::vector<std::byte> out(kBlockBytes);
+  const Status corrupt = ch->Get(3, 0, 0, out);
+  EXPECT_EQ(corrupt.code(), StatusCode::kCorruption) << corrupt.ToString();
+  EXPECT_NE(corrupt.message().find("checksum"), std::string::npos) << corrupt.ToString();
 }
 
 TEST_F(SecurityTest, SequencesBelongToTheUidThatOpenedThem) {
