@@ -228,10 +228,13 @@ TEST_F(SecurityTest, ArenasAreReadOnlyThroughEveryDescriptorAClientHolds) {
     EXPECT_EQ(AttackArenaMappings(needle), "") << tier;
   }
   // The channel's own ring: writable by its client, reopenable by nobody else.
-  for (int fd : FdsNamed("memfd:tierkv-channel-")) {
+  const std::vector<int> rings = FdsNamed("memfd:tierkv-channel-");
+  ASSERT_GE(rings.size(), 2u);
+  for (int fd : rings) {
     struct stat st {};
     ASSERT_EQ(fstat(fd, &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_NE(ftruncate(fd, 0), 0) << "a client must not shrink its ring under the daemon";
   }
   if (Root()) {  // an unprivileged member cannot even reopen the arena read-write
     const std::string child = RunAs(kMember1, [&]() -> std::string {
