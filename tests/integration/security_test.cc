@@ -536,6 +536,24 @@ TEST_F(SecurityTest, ADaemonSkipsAnImpossibleStoredNamespaceAndServesTheOthers) 
   EXPECT_FALSE(c->OpenChannel("huge").ok());  // ... but it is not served
 }
 
+TEST_F(SecurityTest, TheDiskTierSaysWhenItStopsAdmitting) {
+  NamespaceSpec small = Spec("small", {});
+  small.budgets.disk_bytes = 2 * 8192;  // two D slots
+  ASSERT_TRUE(admin_->CreateNamespace(small).ok());
+  ASSERT_TRUE(
+      admin_->Call({{"op", "set_policy"}, {"namespace", "small"}, {"policy", {{"write", "write-through"}}}}).ok());
+  auto c = Connect();
+  auto ch = Channel(*c, "small");
+  int durable_puts = 0;
+  for (uint32_t b = 0; b < 4; ++b) {
+    bool durable = false;
+    ASSERT_TRUE(ch->Put(1, 0, b, MakeBlock(1, 0, b), 0, &durable).ok());
+    durable_puts += durable;
+  }
+  EXPECT_EQ(durable_puts, 2);
+  EXPECT_NE(daemon_.Log().find("D is full (2 slots), it stops admitting writes"), std::string::npos) << daemon_.Log();
+}
+
 TEST_F(SecurityTest, TheManifestDirectoryIsPrivate) {
   struct stat st {};
   ASSERT_EQ(stat(dir_.Sub("data/manifest").c_str(), &st), 0);
