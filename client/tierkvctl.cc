@@ -16,9 +16,10 @@ Commands:
   status                       daemon version, uptime, clients, namespaces, metrics URL, GPU
   ping                         check that the daemon answers (exit 0 when it does)
   namespaces                   list the namespaces you may see
-  create-namespace NAME LAYERS Q_HEADS KV_HEADS HEAD_DIM BLOCK_TOKENS DTYPE [UID...]
+  create-namespace NAME LAYERS Q_HEADS KV_HEADS HEAD_DIM BLOCK_TOKENS DTYPE [UID | publisher=UID ...]
                                create a namespace (admins only); DTYPE is f16, bf16 or f32;
-                               the UIDs form its ACL (default: your uid)
+                               the UIDs form its ACL (default: your uid); publisher=UID also
+                               serves that uid's prefix blocks to every member
   usage [NAME]                 per namespace: blocks, sequences, tier occupancy, metadata memory
   clients                      attached clients: session, pid, uid, namespaces, channels (admins)
   policy get NAME              the namespace's policy (tiering and retrieval)
@@ -160,9 +161,14 @@ int CreateNamespace(tierkv::Client& c, const std::vector<std::string>& args, boo
   if (!dtype.ok()) return Fail(dtype.status().message());
   spec.model.dtype = *dtype;
   for (size_t i = 7; i < args.size(); ++i) {
+    // UID: may attach; publisher=UID: may attach, and its prefix blocks are served to
+    // every member (docs/security.md "Owners and prefixes").
+    const bool publisher = args[i].rfind("publisher=", 0) == 0;
+    const std::string num = publisher ? args[i].substr(10) : args[i];
     uint32_t uid;
-    if (!ParseU32(args[i], &uid)) return Fail("UID must be a number: " + args[i]);
+    if (!ParseU32(num, &uid)) return Fail("UID must be a number: " + args[i]);
     spec.acl.uids.push_back(uid);
+    if (publisher) spec.prefix_publishers.push_back(uid);
   }
   auto r = c.CreateNamespace(spec);
   if (!r.ok()) return Fail(r.status().ToString());

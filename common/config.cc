@@ -144,6 +144,10 @@ const std::vector<Field>& Schema() {
       Int("data_plane", "max_ring_entries", &Config::data_plane, &DataPlaneSection::max_ring_entries, 2, 1 << 20),
       Int("data_plane", "gpu_exchange_bytes", &Config::data_plane, &DataPlaneSection::gpu_exchange_bytes, 4096,
           int64_t{1} << 30),
+      Int("namespace_limits", "max_memory_percent", &Config::namespace_limits,
+          &NamespaceLimitsSection::max_memory_percent, 1, 100),
+      Int("namespace_limits", "max_slots_per_tier", &Config::namespace_limits,
+          &NamespaceLimitsSection::max_slots_per_tier, 1, int64_t{UINT32_MAX} - 1),
       Bool("metrics", "enabled", &Config::metrics, &MetricsSection::enabled),
       Str("metrics", "listen", &Config::metrics, &MetricsSection::listen, CheckHostPort),
       // [limits]: resource limits against local denial of service (docs/security.md).

@@ -90,6 +90,14 @@ struct LimitsSection {
   bool operator==(const LimitsSection&) const = default;
 };
 
+// What one namespace's budgets may ask for (issue 14, docs/security.md "Budgets");
+// checked before anything is persisted, and again for each namespace at start.
+struct NamespaceLimitsSection {
+  uint32_t max_memory_percent = 90;         // G (when emulated) + H arenas + slot metadata, % of physical memory
+  uint64_t max_slots_per_tier = 1ull << 25;  // slots of one tier (daemon memory: ~25 bytes each in G/H)
+  bool operator==(const NamespaceLimitsSection&) const = default;
+};
+
 struct Config {
   DaemonSection daemon;
   StorageSection storage;
@@ -97,6 +105,7 @@ struct Config {
   DataPlaneSection data_plane;
   MetricsSection metrics;
   LimitsSection limits;
+  NamespaceLimitsSection namespace_limits;
   bool operator==(const Config&) const = default;
 };
 

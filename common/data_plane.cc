@@ -18,6 +18,9 @@ const char* DetailName(Detail d) {
     case Detail::kNotFound: return "block not found";
     case Detail::kNoSpace: return "no space in any tier";
     case Detail::kInternal: return "internal error";
+    case Detail::kOwner: return "the sequence belongs to another uid (only its owner or an admin may change it)";
+    case Detail::kBusy: return "the block is pinned by a lease (busy); release it first";
+    case Detail::kCorruption: return "a stored copy of the block failed its checksum (corruption)";
   }
   return "?";
 }

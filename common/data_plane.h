@@ -75,6 +75,8 @@ static_assert(sizeof(RingCompletion) == 32 && std::is_trivially_copyable_v<RingC
 enum class Detail : uint8_t {
   kNone = 0, kVersion, kOp, kFlags, kRange /* offset/length outside staging */, kLength /* wrong payload size */,
   kLayer, kBlock, kCount, kSequence, kLease, kNotFound, kNoSpace, kInternal,
+  kOwner /* the sequence belongs to another uid */, kBusy /* the block is pinned by a lease */,
+  kCorruption /* a stored copy failed its checksum */,
 };
 const char* DetailName(Detail d);
 

@@ -36,6 +36,9 @@ Status NamespaceSpec::Validate() const {
   if (acl.uids.size() > kMaxAclEntries || acl.gids.size() > kMaxAclEntries) {
     return InvalidArgument("acl may list at most " + std::to_string(kMaxAclEntries) + " uids and gids");
   }
+  if (prefix_publishers.size() > kMaxAclEntries) {
+    return InvalidArgument("prefix_publishers may list at most " + std::to_string(kMaxAclEntries) + " uids");
+  }
   return OkStatus();
 }
 

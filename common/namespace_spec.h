@@ -35,6 +35,10 @@ struct NamespaceSpec {
   ModelSpec model;
   Budgets budgets;
   Acl acl;
+  // Uids whose prefix blocks every member of the namespace sees (LookupPrefix,
+  // LoadPrefix). Anyone else's prefix blocks are seen by their own uid only
+  // (docs/decisions/0007-owners-and-prefix-scope.md). Empty by default.
+  std::vector<uint32_t> prefix_publishers;
 
   static constexpr size_t kMaxNameLength = 64;
   static constexpr size_t kMaxAclEntries = 256;

@@ -47,7 +47,7 @@ Result<ShmRegion> ShmRegion::Create(const std::string& name, size_t bytes) {
     ::close(fd);
     return FromErrno(err, "size shared region " + name);
   }
-  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0 || ::fchmod(fd, 0600) != 0) {
     int err = errno;
     ::close(fd);
     return FromErrno(err, "seal shared region " + name);
@@ -76,6 +76,29 @@ Result<int> ShmRegion::ReadOnlyFd() const {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return FromErrno(errno, "reopen shared region read-only");
   return fd;
+}
+
+bool KernelSupportsFutureWriteSeal() {
+  static const bool supported = [] {
+    const int fd = ::memfd_create("tierkv-seal-probe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return false;
+    const bool ok = ::fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == 0;
+    ::close(fd);
+    return ok;
+  }();
+  return supported;
+}
+
+Status SealForReaders(int fd) {
+  if (!KernelSupportsFutureWriteSeal()) {
+    return NotSupported("the kernel lacks F_SEAL_FUTURE_WRITE (Linux >= 5.1 needed): shared arenas cannot be made "
+                        "read-only for clients");
+  }
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+    return FromErrno(errno, "seal memfd against writes");
+  }
+  if (::fchmod(fd, 0400) != 0) return FromErrno(errno, "fchmod memfd 0400");
+  return OkStatus();
 }
 
 Status SendWithFds(int sock, const void* payload, size_t n, const int* fds, size_t nfds) {

@@ -20,7 +20,9 @@ class ShmRegion {
   ShmRegion& operator=(const ShmRegion&) = delete;
 
   // A new zero-filled memfd region of `bytes`, mapped read-write. The file can grow
-  // no further (F_SEAL_GROW|F_SEAL_SHRINK) so a peer cannot make the mapping fault.
+  // no further (F_SEAL_GROW|F_SEAL_SHRINK) so a peer cannot make the mapping fault;
+  // mode 0600, so only the daemon's uid (and root) can reopen it through /proc: the
+  // peer that is handed the fd is the only other writer.
   static Result<ShmRegion> Create(const std::string& name, size_t bytes);
   // Maps an fd received from a peer. Takes ownership of fd (closed on failure too).
   // kInvalidArgument when the file is smaller than `bytes`.
@@ -38,6 +40,16 @@ class ShmRegion {
   size_t size_ = 0;
   int fd_ = -1;
 };
+
+// True when the kernel supports F_SEAL_FUTURE_WRITE (Linux >= 5.1): a memfd sealed
+// with it keeps the mappings that exist, but no descriptor can write to it or map it
+// writable any more. Probed once (a tiny memfd), then cached.
+bool KernelSupportsFutureWriteSeal();
+// Seals a memfd the daemon has mapped already so that peers can only read it:
+// F_SEAL_FUTURE_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL, mode 0400.
+// The daemon's own existing mappings stay writable. kNotSupported when the kernel
+// lacks F_SEAL_FUTURE_WRITE (the fd is then left unchanged).
+Status SealForReaders(int fd);
 
 // Sends `payload` with file descriptors attached (SCM_RIGHTS) on a Unix socket.
 Status SendWithFds(int socket_fd, const void* payload, size_t n, const int* fds, size_t nfds);

@@ -174,7 +174,8 @@ Json ToJson(const NamespaceSpec& ns) {
                {{"gpu_bytes", ns.budgets.gpu_bytes},
                 {"host_bytes", ns.budgets.host_bytes},
                 {"disk_bytes", ns.budgets.disk_bytes}}},
-              {"acl", {{"uids", ns.acl.uids}, {"gids", ns.acl.gids}}}};
+              {"acl", {{"uids", ns.acl.uids}, {"gids", ns.acl.gids}}},
+              {"prefix_publishers", ns.prefix_publishers}};
 }
 
 Result<ModelSpec> ModelSpecFromJson(const Json& j) {
@@ -219,6 +220,7 @@ Result<NamespaceSpec> NamespaceSpecFromJson(const Json& j) {
     ASSIGN_OR_RETURN(ns.acl.uids, GetIdList(*a, "uids", "namespace.acl"));
     ASSIGN_OR_RETURN(ns.acl.gids, GetIdList(*a, "gids", "namespace.acl"));
   }
+  ASSIGN_OR_RETURN(ns.prefix_publishers, GetIdList(j, "prefix_publishers", "namespace"));
   RETURN_IF_ERROR(ns.Validate());
   return ns;
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "daemon/budget_check.h"
 #include "daemon/data_ops.h"
 #include "daemon/runtimes.h"
 #include "storage/gpu_tier.h"
@@ -241,14 +242,14 @@ Result<wire::Json> ControlService::CreateNamespace(SessionState& s, const Json& 
   auto ns = req.find("namespace");
   if (ns == req.end()) return InvalidArgument("namespace is required");
   ASSIGN_OR_RETURN(NamespaceSpec spec, wire::NamespaceSpecFromJson(*ns));
-  ASSIGN_OR_RETURN(auto created, registry_->Create(std::move(spec), s.peer.uid));
-  if (created.created && runtimes_) {
-    Status st = runtimes_->Open(created.record);
-    if (!st.ok()) {
-      registry_->Remove(created.record.id).IgnoreError();  // all or nothing
-      return st;
-    }
+  // Budgets the machine cannot hold are refused before anything is allocated or
+  // stored; the record is persisted only once its runtime opened (all or nothing).
+  if (runtimes_ && !registry_->FindByName(spec.name)) {
+    RETURN_IF_ERROR(CheckBudgets(spec, config_, /*at_creation=*/true));
   }
+  std::function<Status(const NamespaceRecord&)> open;
+  if (runtimes_) open = [this](const NamespaceRecord& rec) { return runtimes_->Open(rec); };
+  ASSIGN_OR_RETURN(auto created, registry_->Create(std::move(spec), s.peer.uid, open));
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
   return Json{{"namespace_id", created.record.id},
               {"created", created.created},
@@ -334,6 +335,10 @@ Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req,
     ASSIGN_OR_RETURN(o.staging_bytes, wire::GetUint(req, "staging_bytes", "", dpc.max_staging_bytes));
     if (o.staging_bytes == 0) return InvalidArgument("staging_bytes must be positive");
   }
+  if (runtimes_ && !runtimes_->Find(rec->id)) {
+    return NotSupported("namespace '" + name + "' is not served: its runtime failed to open at start (the daemon "
+                        "log says why)");
+  }
   ASSIGN_OR_RETURN(const bool wants_gpu, WantsGpu(req));
   // What the channel will cost, charged before anything is created (limits.*).
   uint64_t cost = dp::Layout(o.request_capacity, o.completion_capacity, o.staging_bytes).total_bytes;
@@ -379,7 +384,7 @@ Result<wire::Json> ControlService::OpenChannelCharged(SessionState& s, const Jso
         rt,
         NamespaceOps::Latency{&metrics_->RetrievalLatency(ns, "select"), &metrics_->RetrievalLatency(ns, "acquire"),
                               &metrics_->RetrievalLatency(ns, "total")},
-        std::move(gpu));
+        std::move(gpu), Caller{s.peer.uid, s.admin});
   }
   else handler = std::make_unique<UnsupportedOps>();
   auto disconnect = s.disconnect;
@@ -417,6 +422,12 @@ Result<wire::Json> ControlService::OpenChannelCharged(SessionState& s, const Jso
       reply["gpu_ipc_handle"] = wire::ToHex(handle.bytes.data(), handle.bytes.size());
     }
     for (const storage::ArenaTier* a : arenas) {
+      if (!a->memory().sealed_for_readers()) {
+        for (int fd : *fds) ::close(fd);
+        fds->clear();
+        return NotSupported("arena " + a->name() + " is not sealed against writes (the kernel lacks "
+                            "F_SEAL_FUTURE_WRITE, Linux >= 5.1): refusing to share it with clients");
+      }
       const int ro = ::open(("/proc/self/fd/" + std::to_string(a->fd())).c_str(), O_RDONLY | O_CLOEXEC);
       if (ro < 0) {
         for (int fd : *fds) ::close(fd);

@@ -5,6 +5,8 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "common/shm.h"
+#include "daemon/budget_check.h"
 #include "daemon/storage_metrics.h"
 #include "kernels/gpu_runtime.h"
 
@@ -24,12 +26,25 @@ Daemon::~Daemon() {
 Status Daemon::Start() {
   LOG(INFO) << "tierkvd " << TIERKV_VERSION << " starting; data in " << config_.daemon.data_dir;
   LOG(INFO) << "GPU: " << kernels::DescribeGpus();
+  if (!KernelSupportsFutureWriteSeal()) {
+    LOG(ERROR) << "the kernel lacks F_SEAL_FUTURE_WRITE (Linux >= 5.1 needed): arenas cannot be made read-only "
+                  "for clients, so open_channel will refuse to share them (docs/security.md)";
+  }
   const std::string manifest_dir = (std::filesystem::path(config_.daemon.data_dir) / "manifest").string();
   ASSIGN_OR_RETURN(manifest_, storage::Manifest::Open(manifest_dir));
   ASSIGN_OR_RETURN(registry_, NamespaceRegistry::Load(manifest_.get(), config_.control.max_namespaces));
   LOG(INFO) << "manifest " << manifest_dir << ": " << registry_->size() << " namespace(s)";
   runtimes_ = std::make_unique<Runtimes>(config_, manifest_.get());
-  for (const NamespaceRecord& rec : registry_->List()) RETURN_IF_ERROR(runtimes_->Open(rec));
+  for (const NamespaceRecord& rec : registry_->List()) {
+    // A stored namespace this machine cannot hold (budgets past its memory or the
+    // slot ceiling, a tier that fails to open) is skipped, not fatal: the others serve.
+    Status st = CheckBudgets(rec.spec, config_, /*at_creation=*/false);
+    if (st.ok()) st = runtimes_->Open(rec);
+    if (!st.ok()) {
+      LOG(ERROR) << "namespace " << rec.id << " '" << rec.spec.name << "' is not served: " << st.ToString()
+                 << " (fix the budgets or the config and restart)";
+    }
+  }
 
   metrics_ = std::make_unique<Metrics>();
   if (config_.metrics.enabled) {

@@ -33,7 +33,9 @@ dp::RingCompletion FromStatus(const Status& st, uint32_t count) {
     case StatusCode::kNotFound: d = Detail::kNotFound; break;
     case StatusCode::kResourceExhausted: d = Detail::kNoSpace; break;
     case StatusCode::kInvalidArgument: d = Detail::kLength; break;
-    case StatusCode::kBusy: d = Detail::kBlock; break;
+    case StatusCode::kBusy: d = Detail::kBusy; break;
+    case StatusCode::kCorruption: d = Detail::kCorruption; break;
+    case StatusCode::kPermissionDenied: d = Detail::kOwner; break;
     default: break;
   }
   return Fail(st.code(), d, count);
@@ -71,6 +73,8 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
   if (uint64_t{req.block} + req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kBlock);
   const bool prefix = req.flags & dp::kFlagPrefixBlock;
   if (prefix && (req.count != 1 || req.arg == 0)) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
+  if (Status st = rt_->owners().ClaimForWrite(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
+  const uint64_t stored_hash = prefix ? ScopedPrefixHash(req.arg, caller_.uid) : 0;
   // Payload bytes go from staging straight into their slot. The client may rewrite
   // staging meanwhile: that only garbles its own block (and that block's summary),
   // never daemon state, so no defensive copy is made on this hot path.
@@ -78,7 +82,7 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
   for (uint32_t i = 0; i < req.count; ++i) {
     const auto payload = std::as_bytes(staging.subspan(req.offset + i * bb, bb));
     bool was_dedup = false, was_durable = false;
-    Status st = rt_->store().Put(req.seq, req.layer, req.block + i, payload, prefix ? req.arg : 0, &was_dedup,
+    Status st = rt_->store().Put(req.seq, req.layer, req.block + i, payload, stored_hash, &was_dedup,
                                  &was_durable);
     if (!st.ok()) return FromStatus(st, i);
     // Summaries are per sequence: a deduplicated block is summarized for this one too.
@@ -184,9 +188,27 @@ dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {
 }
 
 dp::RingCompletion NamespaceOps::CloseSequence(const dp::RingRequest& req) {
+  if (Status st = rt_->owners().CheckClose(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
   rt_->retrieval().DropSequence(req.seq);
   Status st = rt_->store().DropSequence(req.seq);
+  rt_->owners().Forget(req.seq);
   return st.ok() ? Done() : Fail(st.code(), Detail::kSequence);
+}
+
+uint64_t ScopedPrefixHash(uint64_t content_hash, uint32_t publisher) {
+  struct {
+    uint64_t hash;
+    uint64_t uid;
+    uint64_t domain;
+  } in{content_hash, publisher, 0x7469657270726678ull /* "tierprfx" */};
+  const uint64_t h = Checksum64(&in, sizeof in);
+  return h ? h : 1;
+}
+
+std::vector<uint64_t> NamespaceOps::ScopedHashes(std::span<const uint64_t> hashes, uint32_t publisher) const {
+  std::vector<uint64_t> out(hashes.size());
+  for (size_t i = 0; i < hashes.size(); ++i) out[i] = ScopedPrefixHash(hashes[i], publisher);
+  return out;
 }
 
 // Token ids (int32) at staging[offset], `count` of them: the hash chain of their
@@ -199,9 +221,22 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
   }
   std::vector<int32_t> tokens(req.count);
   if (req.length) std::memcpy(tokens.data(), staging.data() + req.offset, req.length);
-  const std::vector<uint64_t> hashes = PrefixBlockHashes(tokens, bt);
-  const uint32_t blocks = rt_->store().MatchPrefix(hashes);
+  const std::vector<uint64_t> content = PrefixBlockHashes(tokens, bt);
+  // The caller's own prefix blocks, then the namespace's trusted publishers': the
+  // longest match wins (docs/decisions/0007-owners-and-prefix-scope.md).
+  std::vector<uint64_t> hashes = ScopedHashes(content, caller_.uid);
+  uint32_t blocks = rt_->store().MatchPrefix(hashes);
+  for (uint32_t publisher : rt_->record().spec.prefix_publishers) {
+    if (publisher == caller_.uid || blocks == content.size()) continue;
+    std::vector<uint64_t> theirs = ScopedHashes(content, publisher);
+    const uint32_t n = rt_->store().MatchPrefix(theirs);
+    if (n > blocks) {
+      blocks = n;
+      hashes = std::move(theirs);
+    }
+  }
   if (req.op == dp::Op::kLoadPrefix && blocks > 0) {
+    if (Status st = rt_->owners().ClaimForWrite(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
     Status st = rt_->store().LinkPrefix(req.seq, std::span<const uint64_t>(hashes).first(blocks));
     if (!st.ok()) return FromStatus(st, 0);
     // The sequence's retrieval summaries of the shared blocks.

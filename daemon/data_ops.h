@@ -17,6 +17,11 @@ class Histogram;
 
 namespace tierkv::daemon {
 
+// A prefix block's key in the store: the client's content hash mixed with the uid
+// that published it, so one member's puts never answer another member's lookups
+// unless the namespace lists the publisher in prefix_publishers. Never 0.
+uint64_t ScopedPrefixHash(uint64_t content_hash, uint32_t publisher);
+
 class NamespaceOps : public OpHandler {
  public:
   // Latency histograms (select, acquire, total) may be null.
@@ -24,8 +29,11 @@ class NamespaceOps : public OpHandler {
     prometheus::Histogram *select = nullptr, *acquire = nullptr, *total = nullptr;
   };
   // `gpu`: the channel's GPU exchange (dp::kFlagGpu retrieves), or null.
-  NamespaceOps(NamespaceRuntime* runtime, Latency latency, std::unique_ptr<GpuExchange> gpu = nullptr)
-      : rt_(runtime), stats_(&runtime->retrieval_stats()), latency_(latency), gpu_(std::move(gpu)) {}
+  // `caller`: the channel's peer; its uid owns the sequences it opens and scopes
+  // the prefix blocks it puts (docs/decisions/0007-owners-and-prefix-scope.md).
+  NamespaceOps(NamespaceRuntime* runtime, Latency latency, std::unique_ptr<GpuExchange> gpu = nullptr,
+               Caller caller = {})
+      : rt_(runtime), stats_(&runtime->retrieval_stats()), latency_(latency), gpu_(std::move(gpu)), caller_(caller) {}
   dp::RingCompletion Handle(const dp::RingRequest& req, std::span<uint8_t> staging) override;
   void OnClose() override;
 
@@ -40,11 +48,15 @@ class NamespaceOps : public OpHandler {
   dp::RingCompletion Release(const dp::RingRequest& req);
   dp::RingCompletion CloseSequence(const dp::RingRequest& req);
   dp::RingCompletion Prefix(const dp::RingRequest& req, std::span<uint8_t> staging);
+  // The content hashes of `tokens`' full blocks as the store keys them for one
+  // publisher uid (ScopedPrefixHash of each).
+  std::vector<uint64_t> ScopedHashes(std::span<const uint64_t> hashes, uint32_t publisher) const;
 
   NamespaceRuntime* const rt_;
   RetrievalStats* const stats_;
   const Latency latency_;
   const std::unique_ptr<GpuExchange> gpu_;
+  const Caller caller_;
   std::set<uint64_t> leases_;  // held by this channel
   std::vector<std::byte> scratch_;
   std::vector<dp::BlockTableEntry> table_;  // Retrieve's block table, reused across steps

@@ -53,7 +53,8 @@ Result<std::unique_ptr<NamespaceRegistry>> NamespaceRegistry::Load(storage::Mani
   return reg;
 }
 
-Result<NamespaceRegistry::CreateResult> NamespaceRegistry::Create(NamespaceSpec spec, uint32_t creator_uid) {
+Result<NamespaceRegistry::CreateResult> NamespaceRegistry::Create(
+    NamespaceSpec spec, uint32_t creator_uid, const std::function<Status(const NamespaceRecord&)>& open) {
   std::lock_guard lock(mu_);
   if (auto it = by_name_.find(spec.name); it != by_name_.end()) {
     const NamespaceRecord& existing = by_id_.at(it->second);
@@ -68,6 +69,7 @@ Result<NamespaceRegistry::CreateResult> NamespaceRegistry::Create(NamespaceSpec 
   }
   if (spec.acl.uids.empty() && spec.acl.gids.empty()) spec.acl.uids.push_back(creator_uid);
   NamespaceRecord rec{next_id_, std::move(spec), creator_uid};
+  if (open) RETURN_IF_ERROR(open(rec));  // nothing persisted yet
   RETURN_IF_ERROR(manifest_->Put(storage::Cf::kNamespaces, Key(rec.id), Encode(rec)));
   ++next_id_;
   by_name_[rec.spec.name] = rec.id;

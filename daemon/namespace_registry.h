@@ -4,6 +4,7 @@
 // Thread-safe. Ids are assigned by the daemon, never reused, stable across restarts.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -34,8 +35,11 @@ class NamespaceRegistry {
   // Creates `spec` (validated by the caller). An empty ACL becomes {creator_uid}.
   // Same name and same model: returns the existing record, created=false.
   // Same name, another model: kAlreadyExists naming both shapes; nothing changes.
-  // kResourceExhausted past max_namespaces.
-  Result<CreateResult> Create(NamespaceSpec spec, uint32_t creator_uid);
+  // kResourceExhausted past max_namespaces. `open` (may be null) runs before the
+  // record is persisted (the namespace's runtime): when it fails nothing is stored
+  // and its error is returned. It runs under the registry's lock.
+  Result<CreateResult> Create(NamespaceSpec spec, uint32_t creator_uid,
+                              const std::function<Status(const NamespaceRecord&)>& open = nullptr);
   // Deletes a namespace (used to undo a creation whose runtime failed to open).
   Status Remove(NamespaceId id);
   std::optional<NamespaceRecord> FindByName(const std::string& name) const;

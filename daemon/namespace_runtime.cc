@@ -87,6 +87,13 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
   so.put_wait = std::chrono::milliseconds(config.storage.put_wait_ms);
   RETURN_IF_ERROR(rt->LoadPolicy(&so.policy));
   ASSIGN_OR_RETURN(rt->store_, storage::BlockStore::Open(so, rt->g_.get(), rt->h_.get(), rt->d_.get(), manifest));
+  storage::BlockStore* store = rt->store_.get();
+  RETURN_IF_ERROR(rt->owners_.Load([store, layers = m.num_layers](SequenceId seq) {
+    for (uint32_t layer = 0; layer < layers; ++layer) {
+      if (store->SequenceBlocks(seq, layer) > 0) return true;
+    }
+    return false;
+  }));
   LOG(INFO) << "namespace " << rec.id << " '" << rec.spec.name << "': G " << g_slots << " slots"
             << (rt->gpu_emulated_ ? " (emulated in host memory)" : " (device memory)") << ", H " << h_slots
             << " slots, D " << (rt->d_ ? std::to_string(rt->d_->num_slots()) + " slots (" + rt->d_->engine_name() + ")"

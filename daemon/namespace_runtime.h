@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "daemon/namespace_registry.h"
 #include "daemon/retrieval.h"
+#include "daemon/sequence_owners.h"
 #include "storage/arena_tier.h"
 #include "storage/block_store.h"
 #include "storage/disk_tier.h"
@@ -38,6 +39,7 @@ class NamespaceRuntime {
   const storage::BlockStore& store() const { return *store_; }
   RetrievalIndex& retrieval() { return retrieval_; }
   RetrievalStats& retrieval_stats() { return retrieval_stats_; }
+  SequenceOwners& owners() { return owners_; }
   storage::ArenaTier& gpu() const { return *g_; }
   storage::ArenaTier& host() const { return *h_; }
   storage::DiskTier* disk() const { return d_.get(); }
@@ -53,7 +55,10 @@ class NamespaceRuntime {
 
  private:
   NamespaceRuntime(NamespaceRecord record, storage::Manifest* manifest)
-      : record_(std::move(record)), manifest_(manifest), retrieval_(record_.spec.model) {}
+      : record_(std::move(record)),
+        manifest_(manifest),
+        retrieval_(record_.spec.model),
+        owners_(record_.id, manifest) {}
   Status LoadPolicy(storage::Policy* storage_policy);
 
   const NamespaceRecord record_;
@@ -64,6 +69,7 @@ class NamespaceRuntime {
   std::unique_ptr<storage::BlockStore> store_;
   RetrievalIndex retrieval_;
   RetrievalStats retrieval_stats_;
+  SequenceOwners owners_;
   mutable std::mutex policy_mu_;
   RetrievalPolicy retrieval_policy_;  // GUARDED_BY(policy_mu_)
   PolicyStats policy_stats_;

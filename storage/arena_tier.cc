@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "common/checksum.h"
+#include "common/shm.h"
 #include "storage/host_pinning.h"
 
 namespace tierkv::storage {
@@ -24,7 +25,8 @@ Status MapError(int err, const std::string& what) {
 
 class MappedArena final : public ArenaMemory {
  public:
-  MappedArena(std::byte* base, size_t bytes, int fd) : base_(base), bytes_(bytes), fd_(fd) {}
+  MappedArena(std::byte* base, size_t bytes, int fd, bool sealed = false)
+      : base_(base), bytes_(bytes), fd_(fd), sealed_(sealed) {}
   ~MappedArena() override {
     munmap(base_, bytes_);
     if (fd_ >= 0) close(fd_);
@@ -32,11 +34,13 @@ class MappedArena final : public ArenaMemory {
   std::byte* base() const override { return base_; }
   size_t bytes() const override { return bytes_; }
   int fd() const override { return fd_; }
+  bool sealed_for_readers() const override { return sealed_; }
 
  private:
   std::byte* const base_;
   const size_t bytes_;
   const int fd_;
+  const bool sealed_;
 };
 
 // num_slots * SlotStride(capacity), or 0 on overflow.
@@ -76,20 +80,30 @@ Result<std::unique_ptr<ArenaMemory>> CreateMemfdArena(const std::string& debug_n
     close(fd);
     return MapError(err, "ftruncate memfd " + debug_name + " to " + std::to_string(bytes));
   }
-  // Clients get this fd: a client that shrank the file would make the daemon's
-  // accesses fault, so the size is sealed.
-  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    const int err = errno;
-    close(fd);
-    return MapError(err, "seal memfd " + debug_name);
-  }
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
     const int err = errno;
     close(fd);
     return MapError(err, "mmap memfd " + debug_name);
   }
-  return std::unique_ptr<ArenaMemory>(new MappedArena(static_cast<std::byte*>(p), bytes, fd));
+  // Clients get this fd. Once the daemon's own mapping exists, the file is sealed
+  // against any new write or writable mapping (F_SEAL_FUTURE_WRITE) and against
+  // resizing (a client that shrank it would make the daemon's accesses fault), and
+  // its mode becomes 0400. Without F_SEAL_FUTURE_WRITE only the size is sealed and
+  // the arena says so (sealed_for_readers() false): the daemon then refuses to share it.
+  bool sealed = true;
+  Status st = SealForReaders(fd);
+  if (st.code() == StatusCode::kNotSupported) {
+    sealed = false;
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) st = FromErrno(errno, "seal size");
+    else st = OkStatus();
+  }
+  if (!st.ok()) {
+    munmap(p, bytes);
+    close(fd);
+    return st.WithContext("memfd " + debug_name);
+  }
+  return std::unique_ptr<ArenaMemory>(new MappedArena(static_cast<std::byte*>(p), bytes, fd, sealed));
 }
 
 Result<std::unique_ptr<ArenaMemory>> CreateAnonymousArena(size_t bytes) {

@@ -39,6 +39,9 @@ class ArenaMemory {
   virtual size_t bytes() const = 0;
   // A file descriptor that maps the same memory (memfd), or -1. Owned by the arena.
   virtual int fd() const { return -1; }
+  // True when fd() is sealed so that no descriptor of it can write or map it
+  // writable (F_SEAL_FUTURE_WRITE): only then may it be handed to clients.
+  virtual bool sealed_for_readers() const { return false; }
   // True when base() can be dereferenced on the host.
   virtual bool host_accessible() const { return true; }
   // Copies n bytes between the host and [offset, offset + n) of the arena.
@@ -47,7 +50,9 @@ class ArenaMemory {
   virtual Status CopyOut(size_t offset, std::byte* dst, size_t n) const;
 };
 
-// A sealed memfd of `bytes` bytes (rounded up to 4 KiB), mapped MAP_SHARED.
+// A memfd of `bytes` bytes (rounded up to 4 KiB), mapped MAP_SHARED read-write by
+// the daemon, then sealed for readers (common/shm.h SealForReaders): size fixed, no
+// new write or writable mapping through any descriptor, mode 0400.
 // `debug_name` shows in /proc/<pid>/fd. kResourceExhausted when memory is short.
 Result<std::unique_ptr<ArenaMemory>> CreateMemfdArena(const std::string& debug_name, size_t bytes);
 // Anonymous private memory of `bytes` bytes (rounded up to 4 KiB).

@@ -289,6 +289,7 @@ class BlockStore {
   BlockMover mover_;                    // H -> G batches; GUARDED_BY(mu_)
   Status disk_error_;                   // why D stopped admitting, OK when it admits; GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point disk_retry_at_;  // GUARDED_BY(mu_)
+  bool disk_full_logged_ = false;       // "D is full" logged, not yet "admits again"; GUARDED_BY(mu_)
   bool stop_ = false;                   // GUARDED_BY(mu_)
   bool migrate_requested_ = false;      // GUARDED_BY(mu_)
   mutable uint64_t sample_state_ = 0x2545F4914F6CDD1Dull;

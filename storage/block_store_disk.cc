@@ -102,8 +102,17 @@ std::vector<BlockStore::WriteJob> BlockStore::StartWrites(std::span<const BlockR
     auto slot = d_->Allocate();
     if (!slot.ok()) {
       ++stats_.disk_admission_stops;  // D is full
+      if (!disk_full_logged_) {  // once per full spell, not per block
+        LOG(WARNING) << "namespace " << options_.ns << ": D is full (" << d_->num_slots()
+                     << " slots), it stops admitting writes until blocks leave it; G and H keep serving";
+        disk_full_logged_ = true;
+      }
       r = slot.status();
       continue;
+    }
+    if (disk_full_logged_) {
+      LOG(INFO) << "namespace " << options_.ns << ": D has free slots again and admits writes";
+      disk_full_logged_ = false;
     }
     m.flags |= kIoPending;
     ++m.leases;

@@ -39,6 +39,9 @@ Result<std::unique_ptr<Manifest>> Manifest::Open(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return IOError("create manifest directory " + dir + ": " + ec.message());
+  // Block records, owners and namespaces are the daemon's business alone: 0700.
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
+  if (ec) return IOError("set mode 0700 on manifest directory " + dir + ": " + ec.message());
 
   rocksdb::DBOptions options;
   options.create_if_missing = true;

@@ -50,7 +50,12 @@ TEST(HostTier, ClientMappingSharesSlots) {
   const int client_fd = dup(t->fd());
   ASSERT_GE(client_fd, 0);
   const size_t bytes = t->memory().bytes();
-  auto* client = static_cast<std::byte*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, client_fd, 0));
+  // Sealed for readers (issue 14): no writable shared mapping through any descriptor...
+  EXPECT_EQ(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, client_fd, 0), MAP_FAILED);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(pwrite(client_fd, "x", 1, 0), -1);
+  // ... a read-only one shares the daemon's slots.
+  auto* client = static_cast<std::byte*>(mmap(nullptr, bytes, PROT_READ, MAP_SHARED, client_fd, 0));
   ASSERT_NE(client, MAP_FAILED);
 
   const SlotId a = *t->Allocate();
@@ -60,8 +65,9 @@ TEST(HostTier, ClientMappingSharesSlots) {
 
   const SlotId b = *t->Allocate();
   const auto put = RandomBytes(1234, rng);
-  std::memcpy(client + t->SlotOffset(b), put.data(), put.size());
+  std::memcpy(t->SlotAddress(b), put.data(), put.size());  // the daemon's own mapping stays writable
   ASSERT_TRUE(t->Commit(b, TagFor(1, 1, 1), 1234).ok());
+  EXPECT_EQ(std::memcmp(client + t->SlotOffset(b), put.data(), put.size()), 0);
   Bytes out(kCapacity);
   Result<SlotInfo> info = t->Read(b, TagFor(1, 1, 1), out);
   ASSERT_TRUE(info.ok());

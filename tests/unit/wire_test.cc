@@ -62,7 +62,8 @@ Json GoodNamespace() {
                {{"num_layers", 2}, {"num_q_heads", 4}, {"num_kv_heads", 2}, {"head_dim", 64},
                 {"block_tokens", 16}, {"dtype", "f16"}}},
               {"budgets", {{"gpu_bytes", 1 << 20}}},
-              {"acl", {{"uids", {1000}}, {"gids", Json::array()}}}};
+              {"acl", {{"uids", {1000}}, {"gids", Json::array()}}},
+              {"prefix_publishers", {1000, 1001}}};
 }
 
 TEST(WireTest, NamespaceSpecRoundTrip) {
@@ -70,6 +71,7 @@ TEST(WireTest, NamespaceSpecRoundTrip) {
   ASSERT_TRUE(ns.ok()) << ns.status().ToString();
   EXPECT_EQ(ns->model.head_dim, 64u);
   EXPECT_EQ(ns->budgets.gpu_bytes, 1u << 20);
+  EXPECT_EQ(ns->prefix_publishers, (std::vector<uint32_t>{1000, 1001}));
   auto again = NamespaceSpecFromJson(ToJson(*ns));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, *ns);
