@@ -64,8 +64,12 @@ done
 "$work/build/engine_cpp" "$work/d/tierkvd.sock" from_cpp || fail "engine_cpp failed"
 "$work/build/engine_c" "$work/d/tierkvd.sock" from_c || fail "engine_c failed"
 "$work/build/engine_c_static" "$work/d/tierkvd.sock" from_c_static || fail "engine_c_static failed"
+# The README's plain pkg-config command line.
+cc -std=c11 -o "$work/engine_cc" "$work/src/engine.c" $(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --cflags --libs tierkv) \
+  || fail "cc with pkg-config failed"
+LD_LIBRARY_PATH=$prefix/lib "$work/engine_cc" "$work/d/tierkvd.sock" from_cc || fail "engine_cc failed"
 # The programs resolve the installed libtierkv.so, not the build tree's.
 ldd "$work/build/engine_cpp" | grep -q "$prefix/lib/libtierkv.so.0" || fail "engine_cpp does not use the installed .so"
 ldd "$work/build/engine_c_static" | grep -q libtierkv && fail "engine_c_static links libtierkv.so"
-"$prefix/bin/tierkvctl" --socket "$work/d/tierkvd.sock" namespaces | grep -q from_c_static || fail "namespaces missing"
+"$prefix/bin/tierkvctl" --socket "$work/d/tierkvd.sock" namespaces | grep -q from_cc || fail "namespaces missing"
 echo "install_test: ok"
