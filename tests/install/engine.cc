@@ -48,7 +48,15 @@ tierkv::Status Run(const std::string& socket, const std::string& ns) {
   }
   TIERKV_RETURN_IF_ERROR(channel->Release(selection.lease));
   if (channel->Release(selection.lease).ok()) return tierkv::Status(tierkv::StatusCode::kInternal, "double release");
+  TIERKV_ASSIGN_OR_RETURN(std::string set, client->SetPolicy(ns, R"({"retriever":"exact"})"));
+  if (set.find("\"retriever\":\"exact\"") == std::string::npos) {
+    return tierkv::Status(tierkv::StatusCode::kInternal, "set_policy: " + set);
+  }
+  if (client->SetPolicy(ns, "{not json").status().code() != tierkv::StatusCode::kInvalidArgument) {
+    return tierkv::Status(tierkv::StatusCode::kInternal, "set_policy accepted bad JSON text");
+  }
   TIERKV_ASSIGN_OR_RETURN(std::string policy, client->GetPolicy(ns));
+  if (policy != set) return tierkv::Status(tierkv::StatusCode::kInternal, "get_policy differs from set_policy");
   TIERKV_ASSIGN_OR_RETURN(tierkv::DaemonStats stats, client->Stats());
   std::printf("engine_cpp: %zu blocks retrieved, daemon %s, policy %s\n", selection.blocks.size(),
               stats.version.c_str(), policy.c_str());
