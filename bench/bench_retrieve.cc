@@ -12,6 +12,7 @@
 #include "kernels/gpu_runtime.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 namespace {
@@ -128,7 +129,7 @@ bool RunOne(const Options& o, uint64_t ctx, const Scenario& sc, std::vector<std:
   spec.name = "bench";
   spec.model = kModel;
   if (!client->CreateNamespace(spec).ok() || !client->Attach("bench").ok()) return false;
-  if (!client->Call({{"op", "set_policy"}, {"namespace", "bench"}, {"policy", {{"miss_mode", sc.miss_mode}}}}).ok()) {
+  if (!tierkv::internal::Call(*client, {{"op", "set_policy"}, {"namespace", "bench"}, {"policy", {{"miss_mode", sc.miss_mode}}}}).ok()) {
     return false;
   }
   auto opened = client->OpenChannel("bench", {.staging_bytes = 16 << 20, .gpu = o.gpu});
@@ -152,7 +153,7 @@ bool RunOne(const Options& o, uint64_t ctx, const Scenario& sc, std::vector<std:
   }
   const uint32_t budget = std::max(1u, blocks / 10);
   for (const char* method : {"minmax", "mean"}) {
-    if (!client->Call({{"op", "set_policy"}, {"namespace", "bench"}, {"policy", {{"retriever", method}}}}).ok()) {
+    if (!tierkv::internal::Call(*client, {{"op", "set_policy"}, {"namespace", "bench"}, {"policy", {{"retriever", method}}}}).ok()) {
       return false;
     }
     std::vector<double> us;

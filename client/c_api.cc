@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 struct tierkv_client {
@@ -104,7 +105,7 @@ const char* tierkv_stats_json(tierkv_client* c) {
   }
   auto r = c->client->Stats();
   if (Report(c, r.status()) != TIERKV_OK) return nullptr;
-  c->text = tierkv::wire::DumpBody(r->raw);
+  c->text = r->json;
   return c->text.c_str();
 }
 

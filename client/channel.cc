@@ -1,5 +1,8 @@
 #include "tierkv/channel.h"
 
+#include "client/client_internal.h"
+#include "common/shm.h"
+#include "common/shm_ring.h"
 #include "common/wire.h"
 
 #include <unistd.h>
@@ -9,6 +12,75 @@
 
 namespace tierkv {
 
+// Everything a channel holds; DataChannel's methods forward here.
+struct [[gnu::visibility("hidden")]] DataChannel::Impl {
+  Impl(ShmRegion region, dp::ChannelHeader header) : region_(std::move(region)), header_(header) {}
+  Status Submit(dp::RingRequest req);
+  Result<dp::RingCompletion> WaitCompletion(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  Result<dp::RingCompletion> Call(const dp::RingRequest& req);
+  Status Noop();
+  Status Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data, uint64_t prefix_hash,
+             bool* durable);
+  Status Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<std::byte> out);
+  Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
+  Status Release(uint64_t lease);
+  std::span<const std::byte> BlockBytes(const BlockRef& ref) const;
+  Status CloseSequence(uint64_t seq);
+  Result<uint32_t> PrefixCall(dp::Op op, uint64_t seq, std::span<const int32_t> tokens);
+  Status StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query, size_t query_floats,
+                            uint32_t budget, void* stream);
+  Result<GpuRetrieval> FinishRetrieveOnGpu(void* stream);
+  Status AttachGpu(kernels::GpuEvent worker_event, const std::string& exchange_handle_hex, uint64_t exchange_bytes,
+                   const std::string& daemon_event_hex);
+  Status AttachEmulatedGpu(int fd, uint64_t exchange_bytes);
+  bool gpu_path_emulated() const;
+
+  std::span<uint8_t> staging() const { return {region_.data() + header_.staging_offset, header_.staging_bytes}; }
+  std::span<const std::byte> host_arena() const { return {reinterpret_cast<const std::byte*>(host_.data()), host_.size()}; }
+  std::span<const std::byte> gpu_arena() const { return {reinterpret_cast<const std::byte*>(gpu_.data()), gpu_.size()}; }
+
+  ShmRegion region_;
+  dp::ChannelHeader header_;
+  ShmRegion host_, gpu_;
+  kernels::IpcMemMapping gpu_ipc_;
+  uint64_t block_bytes_ = 0;
+  SpscRing<dp::RingRequest> requests_;
+  SpscRing<dp::RingCompletion> completions_;
+  std::chrono::nanoseconds spin_{std::chrono::microseconds(200)};  // a waiting client has nothing else to do
+  uint64_t next_tag_ = 1;
+  struct GpuPath;
+  std::unique_ptr<GpuPath> gpu_path_;
+};
+
+namespace internal {
+struct ChannelAccess {
+  static DataChannel::Impl& Get(const DataChannel& c) { return *c.impl_; }
+  static std::unique_ptr<DataChannel> Make(std::unique_ptr<DataChannel::Impl> impl) {
+    return std::unique_ptr<DataChannel>(new DataChannel(std::move(impl)));
+  }
+  static Result<std::unique_ptr<DataChannel>> Map(int fd, uint64_t total_bytes, const ChannelArenas& arenas);
+};
+
+Result<std::unique_ptr<DataChannel>> MapChannel(int fd, uint64_t total_bytes, const ChannelArenas& arenas) {
+  return ChannelAccess::Map(fd, total_bytes, arenas);
+}
+
+Status Submit(DataChannel& ch, dp::RingRequest req) { return ChannelAccess::Get(ch).Submit(req); }
+Result<dp::RingCompletion> WaitCompletion(DataChannel& ch, std::chrono::milliseconds timeout) {
+  return ChannelAccess::Get(ch).WaitCompletion(timeout);
+}
+Result<dp::RingCompletion> Call(DataChannel& ch, const dp::RingRequest& req) { return ChannelAccess::Get(ch).Call(req); }
+std::span<uint8_t> Staging(const DataChannel& ch) { return ChannelAccess::Get(ch).staging(); }
+const dp::ChannelHeader& Header(const DataChannel& ch) { return ChannelAccess::Get(ch).header_; }
+Status AttachGpu(DataChannel& ch, kernels::GpuEvent worker_event, const std::string& exchange_handle_hex,
+                 uint64_t exchange_bytes, const std::string& daemon_event_hex) {
+  return ChannelAccess::Get(ch).AttachGpu(std::move(worker_event), exchange_handle_hex, exchange_bytes,
+                                          daemon_event_hex);
+}
+Status AttachEmulatedGpu(DataChannel& ch, int fd, uint64_t exchange_bytes) {
+  return ChannelAccess::Get(ch).AttachEmulatedGpu(fd, exchange_bytes);
+}
+
 Status CompletionStatus(const dp::RingCompletion& c, const char* op) {
   if (c.status == 0) return OkStatus();
   const auto code = c.status <= static_cast<uint8_t>(StatusCode::kInternal) ? static_cast<StatusCode>(c.status)
@@ -16,7 +88,7 @@ Status CompletionStatus(const dp::RingCompletion& c, const char* op) {
   return Status(code, std::string(op) + ": " + dp::DetailName(static_cast<dp::Detail>(c.detail)));
 }
 
-Result<std::unique_ptr<DataChannel>> DataChannel::Map(int fd, uint64_t total_bytes, const Arenas& arenas) {
+Result<std::unique_ptr<DataChannel>> ChannelAccess::Map(int fd, uint64_t total_bytes, const ChannelArenas& arenas) {
   // Take ownership of every descriptor first, so none leaks on an early return.
   Result<ShmRegion> host = arenas.host_fd >= 0 ? ShmRegion::Map(arenas.host_fd, arenas.host_bytes, false)
                                                : Result<ShmRegion>(ShmRegion());
@@ -36,7 +108,7 @@ Result<std::unique_ptr<DataChannel>> DataChannel::Map(int fd, uint64_t total_byt
       std::memcmp(&h, &expect, sizeof h) != 0 || h.total_bytes != total_bytes) {
     return Corruption("channel header does not match the protocol");
   }
-  std::unique_ptr<DataChannel> ch(new DataChannel(std::move(region), h));
+  auto ch = std::make_unique<DataChannel::Impl>(std::move(region), h);
   ch->host_ = std::move(host).value();
   ch->gpu_ = std::move(gpu).value();
   ch->block_bytes_ = arenas.block_bytes;
@@ -49,10 +121,13 @@ Result<std::unique_ptr<DataChannel>> DataChannel::Map(int fd, uint64_t total_byt
                                                                     h.request_capacity));
   ASSIGN_OR_RETURN(ch->completions_, SpscRing<dp::RingCompletion>::Attach(
                                          ch->region_.data() + h.completion_offset, h.completion_capacity));
-  return ch;
+  return ChannelAccess::Make(std::move(ch));
 }
+}  // namespace internal
 
-Status DataChannel::Submit(dp::RingRequest req) {
+using internal::CompletionStatus;
+
+Status DataChannel::Impl::Submit(dp::RingRequest req) {
   req.version = dp::kVersion;
   if (req.tag == 0) req.tag = next_tag_++;
   bool corrupt = false;
@@ -62,7 +137,7 @@ Status DataChannel::Submit(dp::RingRequest req) {
   return OkStatus();
 }
 
-Result<dp::RingCompletion> DataChannel::WaitCompletion(std::chrono::milliseconds timeout) {
+Result<dp::RingCompletion> DataChannel::Impl::WaitCompletion(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   dp::RingCompletion c;
   for (;;) {
@@ -76,14 +151,14 @@ Result<dp::RingCompletion> DataChannel::WaitCompletion(std::chrono::milliseconds
   }
 }
 
-Result<dp::RingCompletion> DataChannel::Call(const dp::RingRequest& req) {
+Result<dp::RingCompletion> DataChannel::Impl::Call(const dp::RingRequest& req) {
   RETURN_IF_ERROR(Submit(req));
   ASSIGN_OR_RETURN(dp::RingCompletion c, WaitCompletion());
   RETURN_IF_ERROR(CompletionStatus(c, "request"));
   return c;
 }
 
-Status DataChannel::Noop() {
+Status DataChannel::Impl::Noop() {
   dp::RingRequest req{};
   req.op = dp::Op::kNoop;
   return Call(req).status();
@@ -93,7 +168,7 @@ Status DataChannel::Noop() {
 
 namespace tierkv {
 
-Status DataChannel::Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data,
+Status DataChannel::Impl::Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data,
                         uint64_t prefix_hash, bool* durable) {
   if (block_bytes_ == 0 || data.empty() || data.size() % block_bytes_ != 0) {
     return InvalidArgument("put: data must be a whole number of blocks of " + std::to_string(block_bytes_) +
@@ -126,7 +201,7 @@ Status DataChannel::Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<
   return OkStatus();
 }
 
-Status DataChannel::Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<std::byte> out) {
+Status DataChannel::Impl::Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<std::byte> out) {
   if (block_bytes_ == 0 || out.empty() || out.size() % block_bytes_ != 0) {
     return InvalidArgument("get: out must be a whole number of blocks");
   }
@@ -149,7 +224,7 @@ Status DataChannel::Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<
   return OkStatus();
 }
 
-Result<DataChannel::Retrieval> DataChannel::Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query,
+Result<DataChannel::Retrieval> DataChannel::Impl::Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query,
                                                      uint32_t budget) {
   const size_t qbytes = query.size_bytes();
   const size_t need = qbytes + size_t{budget} * sizeof(dp::BlockTableEntry);
@@ -177,7 +252,7 @@ Result<DataChannel::Retrieval> DataChannel::Retrieve(uint64_t seq, uint32_t laye
   return r;
 }
 
-struct DataChannel::GpuPath {
+struct DataChannel::Impl::GpuPath {
   ShmRegion emulated;              // the emulated exchange (no GPU in the daemon), else empty
   kernels::GpuEvent worker_event;  // recorded by this process after each query copy
   kernels::GpuEvent daemon_event;  // recorded by the daemon after each table
@@ -188,10 +263,10 @@ struct DataChannel::GpuPath {
   uint32_t budget = 0;
 };
 
-DataChannel::DataChannel(ShmRegion region, dp::ChannelHeader header) : region_(std::move(region)), header_(header) {}
+DataChannel::DataChannel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DataChannel::~DataChannel() = default;
 
-Status DataChannel::AttachGpu(kernels::GpuEvent worker_event, const std::string& exchange_handle_hex,
+Status DataChannel::Impl::AttachGpu(kernels::GpuEvent worker_event, const std::string& exchange_handle_hex,
                               uint64_t exchange_bytes, const std::string& daemon_event_hex) {
   auto path = std::make_unique<GpuPath>();
   path->worker_event = std::move(worker_event);
@@ -206,7 +281,7 @@ Status DataChannel::AttachGpu(kernels::GpuEvent worker_event, const std::string&
   return OkStatus();
 }
 
-Status DataChannel::AttachEmulatedGpu(int fd, uint64_t exchange_bytes) {
+Status DataChannel::Impl::AttachEmulatedGpu(int fd, uint64_t exchange_bytes) {
   auto path = std::make_unique<GpuPath>();
   ASSIGN_OR_RETURN(path->emulated, ShmRegion::Map(fd, exchange_bytes, /*writable=*/true));
   path->exchange_bytes = exchange_bytes;
@@ -214,9 +289,9 @@ Status DataChannel::AttachEmulatedGpu(int fd, uint64_t exchange_bytes) {
   return OkStatus();
 }
 
-bool DataChannel::gpu_path_emulated() const { return gpu_path_ && gpu_path_->emulated.data() != nullptr; }
+bool DataChannel::Impl::gpu_path_emulated() const { return gpu_path_ && gpu_path_->emulated.data() != nullptr; }
 
-Status DataChannel::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query,
+Status DataChannel::Impl::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query,
                                        size_t query_floats, uint32_t budget, void* stream) {
   if (!gpu_path_) return InvalidArgument("retrieve on GPU: the channel was opened without the GPU path");
   if (gpu_path_->in_flight) return InvalidArgument("retrieve on GPU: finish the previous retrieval first");
@@ -252,7 +327,7 @@ Status DataChannel::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float
   return OkStatus();
 }
 
-Result<DataChannel::GpuRetrieval> DataChannel::FinishRetrieveOnGpu(void* stream) {
+Result<DataChannel::GpuRetrieval> DataChannel::Impl::FinishRetrieveOnGpu(void* stream) {
   if (!gpu_path_ || !gpu_path_->in_flight) return InvalidArgument("retrieve on GPU: nothing in flight");
   Result<dp::RingCompletion> c = WaitCompletion();
   if (!c.ok()) return c.status();  // still in flight: a later call may collect it
@@ -271,50 +346,78 @@ Result<DataChannel::GpuRetrieval> DataChannel::FinishRetrieveOnGpu(void* stream)
   r.count = std::min(c->count, gpu_path_->budget);
   r.missing = static_cast<uint32_t>(c->value2);
   const auto* base = emulated ? static_cast<const void*>(gpu_path_->emulated.data()) : gpu_path_->exchange.data();
-  r.table = reinterpret_cast<const dp::BlockTableEntry*>(static_cast<const std::byte*>(base) + gpu_path_->table_offset);
+  r.table = reinterpret_cast<const BlockTableEntry*>(static_cast<const std::byte*>(base) + gpu_path_->table_offset);
   return r;
 }
 
-Status DataChannel::Release(uint64_t lease) {
+Status DataChannel::Impl::Release(uint64_t lease) {
   dp::RingRequest req{};
   req.op = dp::Op::kRelease;
   req.arg = lease;
   return Call(req).status();
 }
 
-std::span<const std::byte> DataChannel::BlockBytes(const BlockRef& ref) const {
+std::span<const std::byte> DataChannel::Impl::BlockBytes(const BlockRef& ref) const {
   std::span<const std::byte> arena = ref.tier == 0 ? gpu_arena() : host_arena();
   if (ref.offset > arena.size() || block_bytes_ > arena.size() - ref.offset) return {};
   return arena.subspan(ref.offset, block_bytes_);
 }
 
-Status DataChannel::CloseSequence(uint64_t seq) {
+Status DataChannel::Impl::CloseSequence(uint64_t seq) {
   dp::RingRequest req{};
   req.op = dp::Op::kCloseSequence;
   req.seq = seq;
   return Call(req).status();
 }
 
-namespace {
-Result<uint32_t> PrefixCall(DataChannel& ch, dp::Op op, uint64_t seq, std::span<const int32_t> tokens) {
-  if (tokens.size_bytes() > ch.staging().size()) return InvalidArgument("prefix: tokens do not fit the staging area");
-  if (!tokens.empty()) std::memcpy(ch.staging().data(), tokens.data(), tokens.size_bytes());
+Result<uint32_t> DataChannel::Impl::PrefixCall(dp::Op op, uint64_t seq, std::span<const int32_t> tokens) {
+  if (tokens.size_bytes() > staging().size()) return InvalidArgument("prefix: tokens do not fit the staging area");
+  if (!tokens.empty()) std::memcpy(staging().data(), tokens.data(), tokens.size_bytes());
   dp::RingRequest req{};
   req.op = op;
   req.seq = seq;
   req.count = static_cast<uint32_t>(tokens.size());
   req.length = tokens.size_bytes();
-  ASSIGN_OR_RETURN(dp::RingCompletion c, ch.Call(req));
+  ASSIGN_OR_RETURN(dp::RingCompletion c, Call(req));
   return c.count;
 }
-}  // namespace
 
+// --- The public API: forwards to Impl ---
+
+Status DataChannel::Noop() { return impl_->Noop(); }
+Status DataChannel::Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data,
+                        uint64_t prefix_hash, bool* durable) {
+  return impl_->Put(seq, layer, first, data, prefix_hash, durable);
+}
+Status DataChannel::Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<std::byte> out) {
+  return impl_->Get(seq, layer, first, out);
+}
+Result<DataChannel::Retrieval> DataChannel::Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query,
+                                                     uint32_t budget) {
+  return impl_->Retrieve(seq, layer, query, budget);
+}
+Status DataChannel::Release(uint64_t lease) { return impl_->Release(lease); }
+std::span<const std::byte> DataChannel::BlockBytes(const BlockRef& ref) const { return impl_->BlockBytes(ref); }
+Status DataChannel::CloseSequence(uint64_t seq) { return impl_->CloseSequence(seq); }
 Result<uint32_t> DataChannel::LookupPrefix(std::span<const int32_t> tokens) {
-  return PrefixCall(*this, dp::Op::kLookupPrefix, 0, tokens);
+  return impl_->PrefixCall(dp::Op::kLookupPrefix, 0, tokens);
 }
-
 Result<uint32_t> DataChannel::LoadPrefix(uint64_t seq, std::span<const int32_t> tokens) {
-  return PrefixCall(*this, dp::Op::kLoadPrefix, seq, tokens);
+  return impl_->PrefixCall(dp::Op::kLoadPrefix, seq, tokens);
 }
+Status DataChannel::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query, size_t query_floats,
+                                       uint32_t budget, void* stream) {
+  return impl_->StartRetrieveOnGpu(seq, layer, device_query, query_floats, budget, stream);
+}
+Result<DataChannel::GpuRetrieval> DataChannel::FinishRetrieveOnGpu(void* stream) {
+  return impl_->FinishRetrieveOnGpu(stream);
+}
+bool DataChannel::gpu_path() const { return impl_->gpu_path_ != nullptr; }
+bool DataChannel::gpu_path_emulated() const { return impl_->gpu_path_emulated(); }
+std::span<const std::byte> DataChannel::host_arena() const { return impl_->host_arena(); }
+std::span<const std::byte> DataChannel::gpu_arena() const { return impl_->gpu_arena(); }
+uint64_t DataChannel::block_bytes() const { return impl_->block_bytes_; }
+void* DataChannel::gpu_arena_device() const { return impl_->gpu_ipc_.data(); }
+void DataChannel::set_spin(std::chrono::nanoseconds spin) { impl_->spin_ = spin; }
 
 }  // namespace tierkv

@@ -1,5 +1,7 @@
 #include "tierkv/client.h"
 
+#include "client/client_internal.h"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -37,6 +39,39 @@ uint64_t UintOr(const wire::Json& j, const char* key) {
 }
 }  // namespace
 
+// The connection; every JSON-level step lives here, behind the public API.
+struct [[gnu::visibility("hidden")]] Client::Impl {
+  int fd = -1;
+  ClientOptions options;
+  uint64_t session = 0;
+  bool admin = false;
+  std::vector<int> pending_fds;  // descriptors that came with the last reply
+
+  ~Impl() {
+    DropPendingFds();
+    if (fd >= 0) ::close(fd);
+  }
+  Status SendAll(const std::string& bytes);
+  Status RecvAll(char* buf, size_t n);
+  Result<wire::Json> ReadReply();
+  Result<wire::Json> CallRaw(std::string_view body);
+  Result<wire::Json> Call(const wire::Json& request);
+  void DropPendingFds();
+};
+
+namespace internal {
+struct ClientAccess {
+  static Client::Impl& Get(Client& c) { return *c.impl_; }
+};
+Result<wire::Json> Call(Client& client, const wire::Json& request) { return ClientAccess::Get(client).Call(request); }
+Result<wire::Json> CallRaw(Client& client, std::string_view body) { return ClientAccess::Get(client).CallRaw(body); }
+}  // namespace internal
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+uint64_t Client::session_id() const { return impl_->session; }
+bool Client::admin() const { return impl_->admin; }
+
 Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path, ClientOptions options) {
   sockaddr_un addr{};
   if (socket_path.size() >= sizeof addr.sun_path) return InvalidArgument("socket path too long: " + socket_path);
@@ -49,23 +84,22 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path, 
     ::close(fd);
     return FromErrno(err, "connect to tierkvd at " + socket_path);
   }
-  std::unique_ptr<Client> c(new Client(fd, std::move(options)));
+  auto impl = std::make_unique<Impl>();
+  impl->fd = fd;
+  impl->options = std::move(options);
+  std::unique_ptr<Client> c(new Client(std::move(impl)));
+  Impl& i = *c->impl_;
   ASSIGN_OR_RETURN(wire::Json hello,
-                   c->Call({{"op", "hello"}, {"version", wire::kProtocolVersion}, {"client", c->options_.name}}));
-  if (auto s = hello.find("session"); s != hello.end() && s->is_number_unsigned()) c->session_ = s->get<uint64_t>();
-  if (auto a = hello.find("admin"); a != hello.end() && a->is_boolean()) c->admin_ = a->get<bool>();
+                   i.Call({{"op", "hello"}, {"version", wire::kProtocolVersion}, {"client", i.options.name}}));
+  if (auto s = hello.find("session"); s != hello.end() && s->is_number_unsigned()) i.session = s->get<uint64_t>();
+  if (auto a = hello.find("admin"); a != hello.end() && a->is_boolean()) i.admin = a->get<bool>();
   return c;
 }
 
-Client::~Client() {
-  DropPendingFds();
-  ::close(fd_);
-}
-
-Status Client::SendAll(const std::string& bytes) {
+Status Client::Impl::SendAll(const std::string& bytes) {
   size_t off = 0;
   while (off < bytes.size()) {
-    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return FromErrno(errno, "send to tierkvd");
     off += static_cast<size_t>(n);
@@ -73,15 +107,15 @@ Status Client::SendAll(const std::string& bytes) {
   return OkStatus();
 }
 
-Status Client::RecvAll(char* buf, size_t n) {
+Status Client::Impl::RecvAll(char* buf, size_t n) {
   size_t off = 0;
   while (off < n) {
-    pollfd p{fd_, POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(options_.timeout.count()));
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(options.timeout.count()));
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return FromErrno(errno, "poll");
-    if (r == 0) return Busy("no reply from tierkvd within " + std::to_string(options_.timeout.count()) + " ms");
-    ssize_t got = ::recv(fd_, buf + off, n - off, 0);
+    if (r == 0) return Busy("no reply from tierkvd within " + std::to_string(options.timeout.count()) + " ms");
+    ssize_t got = ::recv(fd, buf + off, n - off, 0);
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) return FromErrno(errno, "recv from tierkvd");
     if (got == 0) return IOError("tierkvd closed the connection");
@@ -90,7 +124,7 @@ Status Client::RecvAll(char* buf, size_t n) {
   return OkStatus();
 }
 
-Result<wire::Json> Client::CallRaw(std::string_view body) {
+Result<wire::Json> Client::Impl::CallRaw(std::string_view body) {
   Status sent = SendAll(wire::EncodeFrame(body));
   if (!sent.ok()) {
     // The daemon may have refused the connection (too many clients) before reading:
@@ -101,27 +135,27 @@ Result<wire::Json> Client::CallRaw(std::string_view body) {
   return ReadReply();
 }
 
-void Client::DropPendingFds() {
-  for (int fd : pending_fds_) ::close(fd);
-  pending_fds_.clear();
+void Client::Impl::DropPendingFds() {
+  for (int fd : pending_fds) ::close(fd);
+  pending_fds.clear();
 }
 
-Result<wire::Json> Client::ReadReply() {
+Result<wire::Json> Client::Impl::ReadReply() {
   DropPendingFds();
   uint8_t header[wire::kFrameHeaderBytes];
   // Descriptors (SCM_RIGHTS) arrive with the first bytes of a reply.
   size_t got = 0;
   {
-    pollfd p{fd_, POLLIN, 0};
+    pollfd p{fd, POLLIN, 0};
     int r;
     do {
-      r = ::poll(&p, 1, static_cast<int>(options_.timeout.count()));
+      r = ::poll(&p, 1, static_cast<int>(options.timeout.count()));
     } while (r < 0 && errno == EINTR);
-    if (r == 0) return Busy("no reply from tierkvd within " + std::to_string(options_.timeout.count()) + " ms");
+    if (r == 0) return Busy("no reply from tierkvd within " + std::to_string(options.timeout.count()) + " ms");
     int fds[4];
     size_t nfds = 0;
-    ASSIGN_OR_RETURN(got, RecvWithFds(fd_, header, sizeof header, fds, 4, &nfds));
-    pending_fds_.assign(fds, fds + nfds);
+    ASSIGN_OR_RETURN(got, RecvWithFds(fd, header, sizeof header, fds, 4, &nfds));
+    pending_fds.assign(fds, fds + nfds);
     if (got == 0) return IOError("tierkvd closed the connection");
   }
   RETURN_IF_ERROR(RecvAll(reinterpret_cast<char*>(header) + got, sizeof header - got));
@@ -132,26 +166,26 @@ Result<wire::Json> Client::ReadReply() {
   return wire::ParseBody(reply);
 }
 
-Result<wire::Json> Client::Call(const wire::Json& request) {
+Result<wire::Json> Client::Impl::Call(const wire::Json& request) {
   ASSIGN_OR_RETURN(wire::Json reply, CallRaw(wire::DumpBody(request)));
   RETURN_IF_ERROR(wire::StatusFromReply(reply));
   return reply;
 }
 
-Status Client::Ping() { return Call({{"op", "ping"}}).status(); }
+Status Client::Ping() { return impl_->Call({{"op", "ping"}}).status(); }
 
 Result<NamespaceInfo> Client::CreateNamespace(const NamespaceSpec& spec) {
-  ASSIGN_OR_RETURN(wire::Json reply, Call({{"op", "create_namespace"}, {"namespace", wire::ToJson(spec)}}));
+  ASSIGN_OR_RETURN(wire::Json reply, impl_->Call({{"op", "create_namespace"}, {"namespace", wire::ToJson(spec)}}));
   return InfoFromReply(reply);
 }
 
 Result<NamespaceInfo> Client::Attach(const std::string& name) {
-  ASSIGN_OR_RETURN(wire::Json reply, Call({{"op", "attach"}, {"namespace", name}}));
+  ASSIGN_OR_RETURN(wire::Json reply, impl_->Call({{"op", "attach"}, {"namespace", name}}));
   return InfoFromReply(reply);
 }
 
 Result<std::vector<NamespaceInfo>> Client::ListNamespaces() {
-  ASSIGN_OR_RETURN(wire::Json reply, Call({{"op", "list_namespaces"}}));
+  ASSIGN_OR_RETURN(wire::Json reply, impl_->Call({{"op", "list_namespaces"}}));
   std::vector<NamespaceInfo> out;
   auto it = reply.find("namespaces");
   if (it == reply.end() || !it->is_array()) return Internal("list_namespaces reply without namespaces");
@@ -166,7 +200,7 @@ Result<std::vector<NamespaceInfo>> Client::ListNamespaces() {
 }
 
 Result<DaemonStats> Client::Stats() {
-  ASSIGN_OR_RETURN(wire::Json reply, Call({{"op", "stats"}}));
+  ASSIGN_OR_RETURN(wire::Json reply, impl_->Call({{"op", "stats"}}));
   DaemonStats s;
   s.version = StringOr(reply, "version");
   if (auto it = reply.find("uptime_s"); it != reply.end() && it->is_number()) s.uptime_s = it->get<double>();
@@ -176,11 +210,23 @@ Result<DaemonStats> Client::Stats() {
   s.requests = UintOr(reply, "requests");
   s.metrics_url = StringOr(reply, "metrics_url");
   s.gpu = StringOr(reply, "gpu");
-  s.raw = std::move(reply);
+  s.json = wire::DumpBody(reply);
   return s;
 }
 
-Status Client::Shutdown() { return Call({{"op", "shutdown"}}).status(); }
+Result<std::string> Client::GetPolicy(const std::string& ns) {
+  ASSIGN_OR_RETURN(wire::Json reply, impl_->Call({{"op", "get_policy"}, {"namespace", ns}}));
+  return wire::DumpBody(reply.value("policy", wire::Json::object()));
+}
+
+Result<std::string> Client::SetPolicy(const std::string& ns, const std::string& changes_json) {
+  Result<wire::Json> changes = wire::ParseBody(changes_json);
+  if (!changes.ok()) return changes.status().WithContext("SetPolicy: changes");
+  ASSIGN_OR_RETURN(wire::Json reply, impl_->Call({{"op", "set_policy"}, {"namespace", ns}, {"policy", *changes}}));
+  return wire::DumpBody(reply.value("policy", wire::Json::object()));
+}
+
+Status Client::Shutdown() { return impl_->Call({{"op", "shutdown"}}).status(); }
 
 Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, const ChannelOptions& o) {
   wire::Json req{{"op", "open_channel"},
@@ -200,10 +246,10 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
       req["gpu_worker_event"] = wire::ToHex(handle.bytes.data(), handle.bytes.size());
     }
   }
-  ASSIGN_OR_RETURN(wire::Json reply, Call(req));
+  ASSIGN_OR_RETURN(wire::Json reply, impl_->Call(req));
   // Descriptors: the channel, then the H arena and an emulated G arena when shared.
   std::vector<int> fds;
-  fds.swap(pending_fds_);
+  fds.swap(impl_->pending_fds);
   const bool emulated_gpu = reply.contains("gpu_arena_bytes") && !reply.contains("gpu_ipc_handle");
   const bool emulated_exchange = o.gpu && reply.value("gpu_exchange_emulated", false);
   const size_t arenas_fds = reply.contains("host_arena_bytes") ? (emulated_gpu ? 3 : 2) : 1;
@@ -213,7 +259,7 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
     return Internal("open_channel reply carried " + std::to_string(fds.size()) + " descriptors, expected " +
                     std::to_string(expect));
   }
-  DataChannel::Arenas arenas;
+  internal::ChannelArenas arenas;
   if (arenas_fds >= 2) {
     arenas.host_fd = fds[1];
     arenas.host_bytes = UintOr(reply, "host_arena_bytes");
@@ -225,15 +271,15 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
   }
   arenas.gpu_ipc_handle = StringOr(reply, "gpu_ipc_handle");
   const int exchange_fd = emulated_exchange ? fds.back() : -1;
-  Result<std::unique_ptr<DataChannel>> channel = DataChannel::Map(fds[0], UintOr(reply, "total_bytes"), arenas);
+  Result<std::unique_ptr<DataChannel>> channel = internal::MapChannel(fds[0], UintOr(reply, "total_bytes"), arenas);
   if (!channel.ok()) {
     if (exchange_fd >= 0) ::close(exchange_fd);
     return channel.status();
   }
   if (emulated_exchange) {
-    RETURN_IF_ERROR((*channel)->AttachEmulatedGpu(exchange_fd, UintOr(reply, "gpu_exchange_bytes")));
+    RETURN_IF_ERROR(internal::AttachEmulatedGpu(**channel, exchange_fd, UintOr(reply, "gpu_exchange_bytes")));
   } else if (o.gpu) {
-    RETURN_IF_ERROR((*channel)->AttachGpu(std::move(worker_event), StringOr(reply, "gpu_exchange_handle"),
+    RETURN_IF_ERROR(internal::AttachGpu(**channel, std::move(worker_event), StringOr(reply, "gpu_exchange_handle"),
                                           UintOr(reply, "gpu_exchange_bytes"), StringOr(reply, "gpu_daemon_event")));
   }
   return channel;

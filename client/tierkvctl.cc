@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 namespace {
@@ -51,7 +52,8 @@ int Status(tierkv::Client& c, bool json) {
   auto s = c.Stats();
   if (!s.ok()) return Fail(s.status().ToString());
   if (json) {
-    std::cout << s->raw.dump(2) << "\n";
+    auto parsed = tierkv::wire::ParseBody(s->json);
+    std::cout << (parsed.ok() ? parsed->dump(2) : s->json) << "\n";
     return 0;
   }
   std::printf("tierkvd %s, up %.0f s\n", s->version.c_str(), s->uptime_s);
@@ -100,7 +102,7 @@ int PrintReply(const tierkv::Result<tierkv::wire::Json>& r, const char* key) {
 int Usage(tierkv::Client& c, const std::vector<std::string>& args, bool json) {
   tierkv::wire::Json req{{"op", "usage"}};
   if (!args.empty()) req["namespace"] = args[0];
-  auto r = c.Call(req);
+  auto r = tierkv::internal::Call(c, req);
   if (!r.ok()) return Fail(r.status().ToString());
   if (json) return PrintReply(r, "namespaces");
   std::printf("%-20s %8s %6s  %-18s %-18s %-18s %s\n", "NAMESPACE", "BLOCKS", "SEQS", "G used/slots", "H used/slots",
@@ -120,7 +122,7 @@ int Usage(tierkv::Client& c, const std::vector<std::string>& args, bool json) {
 }
 
 int Clients(tierkv::Client& c, bool json) {
-  auto r = c.Call({{"op", "clients"}});
+  auto r = tierkv::internal::Call(c, {{"op", "clients"}});
   if (!r.ok()) return Fail(r.status().ToString());
   if (json) return PrintReply(r, "clients");
   std::printf("%-8s %-8s %-6s %-8s %s\n", "SESSION", "PID", "UID", "CHANNELS", "NAMESPACES");
@@ -136,7 +138,7 @@ int Clients(tierkv::Client& c, bool json) {
 
 int Policy(tierkv::Client& c, const std::vector<std::string>& args) {
   if (args.size() < 2 || (args[0] != "get" && args[0] != "set")) return Fail("usage: policy get NAME | policy set NAME KEY=VALUE...");
-  if (args[0] == "get") return PrintReply(c.Call({{"op", "get_policy"}, {"namespace", args[1]}}), "policy");
+  if (args[0] == "get") return PrintReply(tierkv::internal::Call(c, {{"op", "get_policy"}, {"namespace", args[1]}}), "policy");
   if (args.size() < 3) return Fail("policy set needs at least one KEY=VALUE");
   tierkv::wire::Json changes = tierkv::wire::Json::object();
   for (size_t i = 2; i < args.size(); ++i) {
@@ -144,7 +146,7 @@ int Policy(tierkv::Client& c, const std::vector<std::string>& args) {
     if (eq == std::string::npos || eq == 0) return Fail("expected KEY=VALUE, got '" + args[i] + "'");
     changes[args[i].substr(0, eq)] = ParseValue(args[i].substr(eq + 1));
   }
-  return PrintReply(c.Call({{"op", "set_policy"}, {"namespace", args[1]}, {"policy", changes}}), "policy");
+  return PrintReply(tierkv::internal::Call(c, {{"op", "set_policy"}, {"namespace", args[1]}, {"policy", changes}}), "policy");
 }
 
 int CreateNamespace(tierkv::Client& c, const std::vector<std::string>& args, bool json) {

@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "common/shm_ring.h"
+#include "tierkv/types.h"
 
 namespace tierkv::dp {
 
@@ -104,13 +105,8 @@ inline bool InStaging(uint64_t offset, uint64_t length, uint64_t staging) {
 }
 
 // Retrieve: the query at staging[offset] is f32 [num_q_heads][head_dim]. The block
-// table written back at staging[offset + query bytes] is `count` entries of:
-struct BlockTableEntry {
-  uint32_t block;       // block index in the sequence (token position = block * block_tokens)
-  uint8_t tier;         // 0 = G, 1 = H (where the bytes are now)
-  uint8_t reserved[3];
-  uint64_t offset;      // byte offset of the block inside that tier's arena
-};
-static_assert(sizeof(BlockTableEntry) == 16);
+// table written back at staging[offset + query bytes] is `count` entries of
+// BlockTableEntry (public API, tierkv/types.h: block, tier, offset; 16 bytes).
+using BlockTableEntry = ::tierkv::BlockTableEntry;
 
 }  // namespace tierkv::dp

@@ -4,12 +4,12 @@
 #include <cstdint>
 #include <functional>
 
+#include "tierkv/types.h"
+
 namespace tierkv {
 
-// Daemon-assigned id of a namespace (stable across restarts; stored in the manifest).
-using NamespaceId = uint32_t;
-// Client-chosen id of a sequence inside a namespace.
-using SequenceId = uint64_t;
+// NamespaceId (stable across restarts; stored in the manifest) and SequenceId are
+// public API: tierkv/types.h.
 
 // One block: K and V of block_tokens consecutive tokens of one layer, all KV heads.
 struct BlockKey {

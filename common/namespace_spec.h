@@ -1,52 +1,7 @@
-// NamespaceSpec: what a client asks for when it creates a namespace (DESIGN §1):
-// one tenant + one model shape, with budgets per tier and an access list.
+// NamespaceSpec: what a client asks for when it creates a namespace (DESIGN §1).
+// The types are public API: tierkv/namespace_spec.h.
 #pragma once
-
-#include <cstdint>
-#include <string>
-#include <vector>
 
 #include "common/model_spec.h"
 #include "common/status.h"
-
-namespace tierkv {
-
-// Bytes a namespace may use in each tier. 0 means "no limit of its own": the
-// namespace shares the tier's capacity with the others.
-struct Budgets {
-  uint64_t gpu_bytes = 0;
-  uint64_t host_bytes = 0;
-  uint64_t disk_bytes = 0;
-  static constexpr uint64_t kMaxBytes = uint64_t{1} << 50;  // 1 PiB per tier
-  bool operator==(const Budgets&) const = default;
-};
-
-// Who may attach. A peer (identified by SO_PEERCRED) may attach when its uid is in
-// uids or its gid is in gids. An empty ACL admits only the uid that created it.
-struct Acl {
-  std::vector<uint32_t> uids;
-  std::vector<uint32_t> gids;
-  bool Allows(uint32_t uid, uint32_t gid) const;
-  bool operator==(const Acl&) const = default;
-};
-
-struct NamespaceSpec {
-  std::string name;  // [A-Za-z0-9_.-], 1 to 64 characters
-  ModelSpec model;
-  Budgets budgets;
-  Acl acl;
-  // Uids whose prefix blocks every member of the namespace sees (LookupPrefix,
-  // LoadPrefix). Anyone else's prefix blocks are seen by their own uid only
-  // (docs/decisions/0007-owners-and-prefix-scope.md). Empty by default.
-  std::vector<uint32_t> prefix_publishers;
-
-  static constexpr size_t kMaxNameLength = 64;
-  static constexpr size_t kMaxAclEntries = 256;
-  // Validates the name, the model, the budgets and the ACL size; the error names the field.
-  Status Validate() const;
-  bool operator==(const NamespaceSpec&) const = default;
-};
-
-Status ValidateNamespaceName(const std::string& name);
-
-}  // namespace tierkv
+#include "tierkv/namespace_spec.h"

@@ -14,6 +14,7 @@
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 namespace tierkv {

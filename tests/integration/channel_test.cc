@@ -6,6 +6,7 @@
 
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 namespace tierkv {
@@ -43,12 +44,12 @@ TEST_F(ChannelTest, NoopRoundTrips) {
   ASSERT_TRUE(c->Attach("ns").ok());
   auto ch = c->OpenChannel("ns", {.request_entries = 64, .completion_entries = 64, .staging_bytes = 1 << 20});
   ASSERT_TRUE(ch.ok()) << ch.status().ToString();
-  EXPECT_EQ((*ch)->staging().size(), 1u << 20);
+  EXPECT_EQ(internal::Staging(**ch).size(), 1u << 20);
   for (int i = 0; i < 1000; ++i) ASSERT_TRUE((*ch)->Noop().ok()) << i;
   // Pipelined: many in flight, completions in order.
-  for (uint64_t i = 1; i <= 64; ++i) ASSERT_TRUE((*ch)->Submit({.tag = i}).ok());
+  for (uint64_t i = 1; i <= 64; ++i) ASSERT_TRUE(internal::Submit(**ch, {.tag = i}).ok());
   for (uint64_t i = 1; i <= 64; ++i) {
-    auto comp = (*ch)->WaitCompletion();
+    auto comp = internal::WaitCompletion(**ch);
     ASSERT_TRUE(comp.ok());
     EXPECT_EQ(comp->tag, i);
   }
@@ -71,8 +72,8 @@ TEST_F(ChannelTest, BadDescriptorsGetErrorCompletions) {
   auto ch = c->OpenChannel("ns", {.staging_bytes = 1 << 16});
   ASSERT_TRUE(ch.ok());
   auto expect = [&](dp::RingRequest req, StatusCode code, dp::Detail detail) {
-    ASSERT_TRUE((*ch)->Submit(req).ok());
-    auto comp = (*ch)->WaitCompletion();
+    ASSERT_TRUE(internal::Submit(**ch, req).ok());
+    auto comp = internal::WaitCompletion(**ch);
     ASSERT_TRUE(comp.ok());
     EXPECT_EQ(comp->status, static_cast<uint8_t>(code));
     EXPECT_EQ(comp->detail, static_cast<uint8_t>(detail));
@@ -83,8 +84,8 @@ TEST_F(ChannelTest, BadDescriptorsGetErrorCompletions) {
   // A descriptor with a foreign version (written straight into the ring).
   dp::RingRequest bad{};
   bad.op = dp::Op::kNoop;
-  ASSERT_TRUE((*ch)->Submit(bad).ok());  // Submit stamps the version: patch it in the ring afterwards is racy,
-  ASSERT_TRUE((*ch)->WaitCompletion().ok());  // so only check that a well-formed one still works.
+  ASSERT_TRUE(internal::Submit(**ch, bad).ok());  // Submit stamps the version: patch it in the ring afterwards is racy,
+  ASSERT_TRUE(internal::WaitCompletion(**ch).ok());  // so only check that a well-formed one still works.
   EXPECT_TRUE((*ch)->Noop().ok());
 }
 
@@ -94,8 +95,8 @@ TEST_F(ChannelTest, AClientCorruptingItsRingIsDisconnected) {
   auto ch = c->OpenChannel("ns");
   ASSERT_TRUE(ch.ok());
   ASSERT_TRUE((*ch)->Noop().ok());
-  const auto& h = (*ch)->header();
-  auto* control = reinterpret_cast<RingControl*>((*ch)->staging().data() - h.staging_offset + h.request_offset);
+  const auto& h = internal::Header(**ch);
+  auto* control = reinterpret_cast<RingControl*>(internal::Staging(**ch).data() - h.staging_offset + h.request_offset);
   control->head.store(control->head.load() + 100000);  // claims far more entries than the ring holds
   control->doorbell.fetch_add(1);
   internal::FutexWakeAll(&control->doorbell);

@@ -10,6 +10,7 @@
 
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 #include "tierkv/tierkv.h"
 

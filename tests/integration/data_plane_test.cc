@@ -11,6 +11,7 @@
 #include "common/checksum.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 namespace tierkv {
@@ -97,7 +98,7 @@ TEST_F(DataPlaneTest, PutGetAcrossAllTiers) {
       ASSERT_TRUE(out == MakeBlock(1, layer, b)) << "layer " << layer << " block " << b;
     }
   }
-  auto usage = admin_->Call({{"op", "usage"}, {"namespace", "ns"}});
+  auto usage = internal::Call(*admin_, {{"op", "usage"}, {"namespace", "ns"}});
   ASSERT_TRUE(usage.ok());
   const auto& ns = (*usage)["namespaces"][0];
   EXPECT_EQ(ns["blocks"], 2 * kBlocks);
@@ -135,7 +136,7 @@ TEST_F(DataPlaneTest, RetrieveFindsTheNeedleAndPinsTheSelection) {
   for (int i = 0; i < 50 && !(rewrite = ch->Put(5, 1, kNeedle, MakeBlock(9, 9, 9))).ok(); ++i) usleep(10000);
   EXPECT_TRUE(rewrite.ok()) << rewrite.ToString();
   // Policies change the retriever at run time.
-  ASSERT_TRUE(admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", "exact"}}}}).ok());
+  ASSERT_TRUE(internal::Call(*admin_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", "exact"}}}}).ok());
   EXPECT_EQ(ch->Retrieve(5, 7, query, 6).status().code(), StatusCode::kInvalidArgument);  // no layer 7
   EXPECT_EQ(ch->Retrieve(6, 1, query, 6).status().code(), StatusCode::kNotFound);      // no sequence 6
   std::vector<float> bad = query;
@@ -199,7 +200,7 @@ TEST_F(DataPlaneTest, TheGpuPathRunsEmulatedWithoutAGpu) {
   raw.count = 1;
   raw.offset = 8192 - 64;
   raw.length = 4096;
-  EXPECT_EQ(gpu.Call(raw).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(internal::Call(gpu, raw).status().code(), StatusCode::kInvalidArgument);
   ASSERT_TRUE(gpu.StartRetrieveOnGpu(5, 1, query.data(), query.size(), 6, nullptr).ok());
   r = gpu.FinishRetrieveOnGpu(nullptr);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -215,14 +216,14 @@ TEST_F(DataPlaneTest, GpuRequestsTheDaemonCannotServeAreRefused) {
   if (kernels::GpuCount() > 0) GTEST_SKIP() << "a GPU is present: tests/gpu covers the device GPU path";
   auto c = Connect();
   ASSERT_TRUE(c->Attach("ns").ok());
-  auto bad_hex = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu_worker_event", "not hex"}});
+  auto bad_hex = internal::Call(*c, {{"op", "open_channel"}, {"namespace", "ns"}, {"gpu_worker_event", "not hex"}});
   EXPECT_EQ(bad_hex.status().code(), StatusCode::kInvalidArgument) << bad_hex.status().ToString();
-  auto bad_flag = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu", "yes"}});
+  auto bad_flag = internal::Call(*c, {{"op", "open_channel"}, {"namespace", "ns"}, {"gpu", "yes"}});
   EXPECT_EQ(bad_flag.status().code(), StatusCode::kInvalidArgument) << bad_flag.status().ToString();
-  auto zero = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu", true}, {"gpu_exchange_bytes", 0}});
+  auto zero = internal::Call(*c, {{"op", "open_channel"}, {"namespace", "ns"}, {"gpu", true}, {"gpu_exchange_bytes", 0}});
   EXPECT_EQ(zero.status().code(), StatusCode::kInvalidArgument) << zero.status().ToString();
   // A worker with a GPU against a daemon without one.
-  auto no_gpu = c->Call({{"op", "open_channel"}, {"namespace", "ns"}, {"gpu_worker_event", std::string(128, '0')}});
+  auto no_gpu = internal::Call(*c, {{"op", "open_channel"}, {"namespace", "ns"}, {"gpu_worker_event", std::string(128, '0')}});
   EXPECT_EQ(no_gpu.status().code(), StatusCode::kNotSupported);
   EXPECT_NE(no_gpu.status().message().find("emulated"), std::string::npos) << no_gpu.status().ToString();
   // A GPU retrieve on a host channel, and the GPU flag on another op.
@@ -236,12 +237,12 @@ TEST_F(DataPlaneTest, GpuRequestsTheDaemonCannotServeAreRefused) {
   req.count = 1;
   req.offset = 1ull << 40;  // names the (absent) exchange buffer, not staging
   req.length = 4096;
-  auto retrieve = (*ch)->Call(req);
+  auto retrieve = internal::Call(**ch, req);
   EXPECT_EQ(retrieve.status().code(), StatusCode::kNotSupported) << retrieve.status().ToString();
   req.op = dp::Op::kGet;
   req.offset = 0;
   req.length = kBlockBytes;
-  EXPECT_EQ((*ch)->Call(req).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(internal::Call(**ch, req).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*ch)->StartRetrieveOnGpu(3, 0, nullptr, 64, 1, nullptr).code(), StatusCode::kInvalidArgument);
   std::vector<float> query(size_t{kQHeads} * kHeadDim, 1.f);
   auto host = (*ch)->Retrieve(3, 0, query, 1);
@@ -259,11 +260,11 @@ TEST_F(DataPlaneTest, IndexRetrieversServeRetrieve) {
     ASSERT_TRUE(ch->Put(8, 0, b, MakeBlock(8, 0, b, b == kIndexNeedle ? 1.f : 0.f)).ok());
   }
   std::vector<float> query(size_t{kQHeads} * kHeadDim, 1.f);
-  auto bad = admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", "vq:bogus=1"}}}});
+  auto bad = internal::Call(*admin_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", "vq:bogus=1"}}}});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("retriever"), std::string::npos) << bad.status().ToString();
   for (const char* spec : {"mean:r=2", "sentence", "spann:eps2=0.2"}) {
-    auto set = admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", spec}}}});
+    auto set = internal::Call(*admin_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"retriever", spec}}}});
     ASSERT_TRUE(set.ok()) << spec << ": " << set.status().ToString();
     auto r = ch->Retrieve(8, 0, query, 6);
     ASSERT_TRUE(r.ok()) << spec << ": " << r.status().ToString();
@@ -288,8 +289,8 @@ TEST_F(DataPlaneTest, MalformedDescriptorsAreRefusedAndTheClientCarriesOn) {
   auto c = Connect();
   auto ch = Channel(*c);
   auto expect = [&](dp::RingRequest req, StatusCode code, dp::Detail detail) {
-    ASSERT_TRUE(ch->Submit(req).ok());
-    auto comp = ch->WaitCompletion();
+    ASSERT_TRUE(internal::Submit(*ch, req).ok());
+    auto comp = internal::WaitCompletion(*ch);
     ASSERT_TRUE(comp.ok());
     EXPECT_EQ(comp->status, static_cast<uint8_t>(code)) << int(req.op);
     EXPECT_EQ(comp->detail, static_cast<uint8_t>(detail)) << dp::DetailName(static_cast<dp::Detail>(comp->detail));
@@ -398,7 +399,7 @@ TEST_F(DataPlaneTest, ManyClientsAndADeadOne) {
     usleep(20000);
   }
   EXPECT_TRUE(st.ok()) << st.ToString();
-  auto clients = admin_->Call({{"op", "clients"}});
+  auto clients = internal::Call(*admin_, {{"op", "clients"}});
   ASSERT_TRUE(clients.ok());
   EXPECT_EQ((*clients)["clients"].size(), 2u) << clients->dump();  // admin_ and c
 }
@@ -415,7 +416,7 @@ TEST_F(DataPlaneTest, MetricsCountTheDataPlaneAndThePolicy) {
     ASSERT_TRUE(r.ok());
     ASSERT_TRUE(ch->Release(r->lease).ok());
   }
-  ASSERT_TRUE(admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"eviction", "lfu"}}}}).ok());
+  ASSERT_TRUE(internal::Call(*admin_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"eviction", "lfu"}}}}).ok());
   const std::string m = testing::HttpGet(admin_->Stats()->metrics_url);
   using testing::MetricValue;
   const std::string ns = "namespace=\"ns\"";
@@ -464,7 +465,7 @@ TEST_F(DataPlaneTest, TierkvctlChangesPoliciesThatSurviveARestart) {
   ASSERT_EQ(ctl({"clients"}, &out), 0) << out;
   EXPECT_NE(out.find("ns"), std::string::npos) << out;
   // The smaller G watermark shows in placement: G drains to its new low watermark.
-  auto usage = [&] { return (*admin_->Call({{"op", "usage"}, {"namespace", "ns"}}))["namespaces"][0]; };
+  auto usage = [&] { return (*internal::Call(*admin_, {{"op", "usage"}, {"namespace", "ns"}}))["namespaces"][0]; };
   uint64_t g = 99;
   for (int i = 0; i < 100 && (g = usage()["tiers"]["G"]["used_slots"].get<uint64_t>()) > 2; ++i) usleep(10000);
   EXPECT_LE(g, 2u);

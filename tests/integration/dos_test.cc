@@ -28,6 +28,7 @@
 
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 namespace tierkv {
@@ -395,7 +396,7 @@ TEST_F(DosTest, NestedFramesFromTwoClients) {
       if (!c.ok()) continue;
       while (!stop) {
         ++sent;
-        auto r = (*c)->CallRaw(body);
+        auto r = internal::CallRaw(**c, body);
         if (!r.ok()) break;  // closed: a frame over the limit, or max_consecutive_errors
         ++answered;
         const std::string error = (*r).value("error", "");

@@ -25,23 +25,23 @@ namespace readme {
 tierkv::Status ServeSequence(const std::string& socket, const std::string& ns, uint64_t seq,
                              std::span<const std::byte> prefill, uint32_t num_blocks,
                              std::span<const float> query) {
-  ASSIGN_OR_RETURN(auto client, tierkv::Client::Connect(socket));  // "/run/tierkv/tierkvd.sock"
-  ASSIGN_OR_RETURN(tierkv::NamespaceInfo info, client->Attach(ns));  // its ACL must admit us
-  ASSIGN_OR_RETURN(auto channel, client->OpenChannel(ns));  // one per thread, lives with client
+  TIERKV_ASSIGN_OR_RETURN(auto client, tierkv::Client::Connect(socket));  // "/run/tierkv/tierkvd.sock"
+  TIERKV_ASSIGN_OR_RETURN(tierkv::NamespaceInfo info, client->Attach(ns));  // its ACL must admit us
+  TIERKV_ASSIGN_OR_RETURN(auto channel, client->OpenChannel(ns));  // one per thread, lives with client
   const tierkv::ModelSpec& model = info.spec.model;
   const size_t layer_bytes = size_t{num_blocks} * model.BlockBytes();
 
   for (uint32_t layer = 0; layer < model.num_layers; ++layer) {  // blocks [0, num_blocks)
-    RETURN_IF_ERROR(channel->Put(seq, layer, 0, prefill.subspan(layer * layer_bytes, layer_bytes)));
+    TIERKV_RETURN_IF_ERROR(channel->Put(seq, layer, 0, prefill.subspan(layer * layer_bytes, layer_bytes)));
   }
   for (uint32_t layer = 0; layer < model.num_layers; ++layer) {
     // Sinks + recent window + top-k by the query, pinned until Release.
-    ASSIGN_OR_RETURN(auto selection, channel->Retrieve(seq, layer, query, /*budget=*/8));
+    TIERKV_ASSIGN_OR_RETURN(auto selection, channel->Retrieve(seq, layer, query, /*budget=*/8));
     for (const tierkv::DataChannel::BlockRef& ref : selection.blocks) {
       std::span<const std::byte> kv = channel->BlockBytes(ref);  // in the shared arena
       (void)kv;  // ... attention over block ref.block's keys and values ...
     }
-    RETURN_IF_ERROR(channel->Release(selection.lease));
+    TIERKV_RETURN_IF_ERROR(channel->Release(selection.lease));
   }
   return channel->CloseSequence(seq);  // or keep the blocks for the next request
 }

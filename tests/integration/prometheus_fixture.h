@@ -17,6 +17,7 @@
 #include "tests/integration/prometheus_process.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 namespace tierkv::testing {

@@ -155,7 +155,7 @@ TEST_F(PrometheusTest, EveryDashboardQueryReturnsData) {
   Refuse();
   {
     auto bad = stack_->Connect();  // a frame above max_frame_bytes: an error reply, then disconnected
-    auto reply = bad->CallRaw(std::string(8192, ' '));
+    auto reply = internal::CallRaw(*bad, std::string(8192, ' '));
     EXPECT_TRUE(!reply.ok() || !reply->value("ok", true)) << reply->dump();
   }
   ASSERT_TRUE(PrometheusProcess::WaitFor(

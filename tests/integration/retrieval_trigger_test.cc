@@ -12,6 +12,7 @@
 
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 namespace tierkv {
@@ -59,7 +60,7 @@ class RetrievalTriggerTest : public ::testing::Test {
     p["retriever"] = "mean";
     p["sink_blocks"] = 1;
     p["recent_window"] = 2;
-    auto r = client_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", p}});
+    auto r = internal::Call(*client_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", p}});
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
 
@@ -117,7 +118,7 @@ TEST_F(RetrievalTriggerTest, DriftRetrievesWhenTheQueryTurns) {
   MoveNeedle(-1.f);
   EXPECT_EQ(Step(1.1f), (V{0, 7, 18, 19}));   // cosine 1 >= 0.9: reused
   EXPECT_EQ(Step(-1.f), (V{0, 12, 18, 19}));  // cosine -1 < 0.9: retrieved again
-  auto policy = client_->Call({{"op", "get_policy"}, {"namespace", "ns"}});
+  auto policy = internal::Call(*client_, {{"op", "get_policy"}, {"namespace", "ns"}});
   ASSERT_TRUE(policy.ok());
   EXPECT_EQ((*policy)["policy"]["trigger"], "drift");
   EXPECT_FLOAT_EQ((*policy)["policy"]["drift_tau"].get<float>(), 0.9f);

@@ -27,6 +27,7 @@
 #include "storage/manifest.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
+#include "client/client_internal.h"
 #include "tierkv/client.h"
 
 namespace tierkv {
@@ -292,7 +293,7 @@ TEST_F(SecurityTest, ErrorsSayWhatHappened) {
   EXPECT_EQ(busy.message().find("out of range"), std::string::npos) << busy.ToString();
   ASSERT_TRUE(ch->Release(r->lease).ok());
   // A D copy that fails its checksum says Corruption, not "internal error".
-  ASSERT_TRUE(admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"write", "write-through"}}}}).ok());
+  ASSERT_TRUE(internal::Call(*admin_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"write", "write-through"}}}}).ok());
   ASSERT_TRUE(ch->Put(3, 0, 0, MakeBlock(3, 0, 0)).ok());
   ch.reset();
   c.reset();
@@ -330,7 +331,7 @@ TEST_F(SecurityTest, ErrorsSayWhatHappened) {
 TEST_F(SecurityTest, SequencesBelongToTheUidThatOpenedThem) {
   if (!Root()) GTEST_SKIP() << "switching uid needs root (CI runs the tests as root)";
   // Write-through: the blocks (and so their sequences' owners) outlive a restart.
-  ASSERT_TRUE(admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"write", "write-through"}}}}).ok());
+  ASSERT_TRUE(internal::Call(*admin_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"write", "write-through"}}}}).ok());
   auto owner = Connect();  // root, an admin
   auto och = Channel(*owner);
   ASSERT_TRUE(och->Put(10, 0, 0, MakeBlock(10, 0, 0)).ok());
@@ -504,7 +505,7 @@ TEST_F(SecurityTest, ImpossibleBudgetsAreRefusedQuicklyAndNothingIsStored) {
 }
 
 TEST_F(SecurityTest, ADaemonSkipsAnImpossibleStoredNamespaceAndServesTheOthers) {
-  ASSERT_TRUE(admin_->Call({{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"write", "write-through"}}}}).ok());
+  ASSERT_TRUE(internal::Call(*admin_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", {{"write", "write-through"}}}}).ok());
   auto c = Connect();
   auto ch = Channel(*c);
   ASSERT_TRUE(ch->Put(1, 0, 0, MakeBlock(1, 0, 0)).ok());
@@ -541,7 +542,7 @@ TEST_F(SecurityTest, TheDiskTierSaysWhenItStopsAdmitting) {
   small.budgets.disk_bytes = 2 * 8192;  // two D slots
   ASSERT_TRUE(admin_->CreateNamespace(small).ok());
   ASSERT_TRUE(
-      admin_->Call({{"op", "set_policy"}, {"namespace", "small"}, {"policy", {{"write", "write-through"}}}}).ok());
+      internal::Call(*admin_, {{"op", "set_policy"}, {"namespace", "small"}, {"policy", {{"write", "write-through"}}}}).ok());
   auto c = Connect();
   auto ch = Channel(*c, "small");
   int durable_puts = 0;

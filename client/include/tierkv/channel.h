@@ -1,8 +1,8 @@
 // DataChannel: a client's data plane to tierkvd — request/completion rings and a
-// staging area in shared memory (common/data_plane.h). Opened with
-// Client::OpenChannel after Attach.
+// staging area in shared memory. Opened with Client::OpenChannel after Attach.
 //
 // Not thread-safe: one channel per thread. Requests complete in order.
+// Self-contained: needs only the C++ standard library.
 #pragma once
 
 #include <chrono>
@@ -12,36 +12,23 @@
 #include <string>
 #include <vector>
 
-#include "common/data_plane.h"
-#include "common/shm.h"
-#include "common/status.h"
-#include "kernels/gpu_runtime.h"
+#include "tierkv/export.h"
+#include "tierkv/status.h"
+#include "tierkv/types.h"
 
 namespace tierkv {
 
-class DataChannel {
+namespace internal {
+struct ChannelAccess;  // client/client_internal.h: tests and tools only
+}
+
+class TIERKV_EXPORT DataChannel {
  public:
-  // The namespace's arenas as the daemon described them in open_channel.
-  struct Arenas {
-    int host_fd = -1;          // read-only memfd of the H arena, or -1
-    uint64_t host_bytes = 0;
-    int gpu_fd = -1;           // read-only memfd of an emulated G arena, or -1
-    uint64_t gpu_bytes = 0;
-    std::string gpu_ipc_handle;  // hex CUDA IPC handle of a real G arena, or ""
-
-    uint64_t block_bytes = 0;  // bytes of one block
-  };
-  // Maps the channel memfd and the arenas (takes ownership of every fd, also on
-  // failure) and checks the channel header.
-  static Result<std::unique_ptr<DataChannel>> Map(int fd, uint64_t total_bytes, const Arenas& arenas);
   ~DataChannel();
+  DataChannel(const DataChannel&) = delete;
+  DataChannel& operator=(const DataChannel&) = delete;
 
-  // Posts a request (version is filled in). kBusy when the request ring is full.
-  Status Submit(dp::RingRequest req);
-  // Waits for the next completion, spinning `spin` before sleeping; kBusy on timeout.
-  Result<dp::RingCompletion> WaitCompletion(std::chrono::milliseconds timeout = std::chrono::seconds(10));
-  // Submit + WaitCompletion; a non-OK completion becomes a Status naming its detail.
-  Result<dp::RingCompletion> Call(const dp::RingRequest& req);
+  // One round trip through the rings (no data moved).
   Status Noop();
 
   // --- Block operations (synchronous; each copies through the staging area) ---
@@ -91,7 +78,7 @@ class DataChannel {
     // An entry's offset is into the G arena (gpu_arena_device()) when tier == 0,
     // into the H arena (host_arena()) when tier == 1. Emulated: host memory, and a
     // tier-0 offset is into gpu_arena().
-    const dp::BlockTableEntry* table = nullptr;
+    const BlockTableEntry* table = nullptr;
   };
   // Step 1: queues a copy of the query (f32 [q_heads][head_dim], `query_floats`
   // floats, device memory) into the exchange buffer on `stream`, records this
@@ -103,47 +90,25 @@ class DataChannel {
   // Step 3: waits on the host for the daemon's completion, then makes `stream` wait
   // on the daemon's IPC event: kernels queued on `stream` afterwards see the table.
   Result<GpuRetrieval> FinishRetrieveOnGpu(void* stream);
-  bool gpu_path() const { return gpu_path_ != nullptr; }
+  bool gpu_path() const;
   bool gpu_path_emulated() const;
-  // Opens the daemon's half of the GPU path (open_channel's gpu_* reply fields);
-  // `worker_event` is the interprocess event whose handle the request carried.
-  Status AttachGpu(kernels::GpuEvent worker_event, const std::string& exchange_handle_hex, uint64_t exchange_bytes,
-                   const std::string& daemon_event_hex);
-  // The emulated GPU path (the daemon has no GPU): the exchange is the memfd `fd`
-  // (owned from now on, also on failure), queries and tables are host memory, no
-  // events. The calls above behave the same with host pointers for "device" ones.
-  Status AttachEmulatedGpu(int fd, uint64_t exchange_bytes);
 
-  // The staging area: write inputs here before Submit, read outputs after completion.
-  std::span<uint8_t> staging() const { return {region_.data() + header_.staging_offset, header_.staging_bytes}; }
-  const dp::ChannelHeader& header() const { return header_; }
   // Read-only views of the namespace's arenas (empty when not shared): a block table
   // entry {tier, offset} points into one of them (tier 0 = G, 1 = H).
-  std::span<const std::byte> host_arena() const { return {reinterpret_cast<const std::byte*>(host_.data()), host_.size()}; }
-  std::span<const std::byte> gpu_arena() const { return {reinterpret_cast<const std::byte*>(gpu_.data()), gpu_.size()}; }
-  uint64_t block_bytes() const { return block_bytes_; }
+  std::span<const std::byte> host_arena() const;
+  std::span<const std::byte> gpu_arena() const;
+  uint64_t block_bytes() const;
   // Device address of the namespace's real G arena in this process (CUDA IPC), or
   // nullptr (no GPU: the G arena is emulated and gpu_arena() maps it).
-  void* gpu_arena_device() const { return gpu_ipc_.data(); }
-  void set_spin(std::chrono::nanoseconds spin) { spin_ = spin; }
+  void* gpu_arena_device() const;
+  // How long a waiting call spins before it sleeps (default 200 us).
+  void set_spin(std::chrono::nanoseconds spin);
 
  private:
-  DataChannel(ShmRegion region, dp::ChannelHeader header);
-
-  ShmRegion region_;
-  dp::ChannelHeader header_;
-  ShmRegion host_, gpu_;
-  kernels::IpcMemMapping gpu_ipc_;
-  uint64_t block_bytes_ = 0;
-  SpscRing<dp::RingRequest> requests_;
-  SpscRing<dp::RingCompletion> completions_;
-  std::chrono::nanoseconds spin_{std::chrono::microseconds(200)};  // a waiting client has nothing else to do
-  uint64_t next_tag_ = 1;
-  struct GpuPath;  // channel.cc
-  std::unique_ptr<GpuPath> gpu_path_;
+  friend struct internal::ChannelAccess;
+  struct Impl;  // client/client_internal.h
+  explicit DataChannel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
-
-// The Status a completion carries ("InvalidArgument: put: offset/length outside the staging area").
-Status CompletionStatus(const dp::RingCompletion& c, const char* op);
 
 }  // namespace tierkv

@@ -6,6 +6,10 @@
 //
 // A Client is one control connection. Not thread-safe: use one per thread, or
 // serialize calls. Every call blocks until the reply comes or the timeout passes.
+//
+// Self-contained: this header and the others of include/tierkv/ need only the C++
+// standard library (C++20). Link libtierkv (CMake: find_package(tierkv), target
+// tierkv::tierkv; pkg-config: tierkv).
 #pragma once
 
 #include <chrono>
@@ -14,13 +18,17 @@
 #include <string>
 #include <vector>
 
-#include "common/ids.h"
-#include "common/namespace_spec.h"
-#include "common/status.h"
-#include "common/wire.h"
 #include "tierkv/channel.h"
+#include "tierkv/export.h"
+#include "tierkv/namespace_spec.h"
+#include "tierkv/status.h"
+#include "tierkv/types.h"
 
 namespace tierkv {
+
+namespace internal {
+struct ClientAccess;  // client/client_internal.h: tests and tools only
+}
 
 struct NamespaceInfo {
   NamespaceId id = 0;
@@ -37,7 +45,7 @@ struct DaemonStats {
   uint64_t requests = 0;
   std::string metrics_url;  // "" when metrics are disabled
   std::string gpu;
-  wire::Json raw;  // the whole reply
+  std::string json;  // the whole reply, as JSON text
 };
 
 struct ClientOptions {
@@ -45,7 +53,7 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{10000};
 };
 
-class Client {
+class TIERKV_EXPORT Client {
  public:
   // Connects and says hello. kNotFound/kIOError when no daemon answers at the path,
   // kNotSupported when the daemon speaks another protocol version.
@@ -60,6 +68,11 @@ class Client {
   Result<NamespaceInfo> Attach(const std::string& name);
   Result<std::vector<NamespaceInfo>> ListNamespaces();
   Result<DaemonStats> Stats();
+  // The namespace's policy (retriever, trigger, eviction, ...) as a JSON object text.
+  Result<std::string> GetPolicy(const std::string& ns);
+  // Admins only. Changes the fields of `changes_json` (a JSON object text, e.g.
+  // {"retriever":"exact"}) and returns the whole new policy as JSON text.
+  Result<std::string> SetPolicy(const std::string& ns, const std::string& changes_json);
   // Admins only: asks the daemon to stop.
   Status Shutdown();
 
@@ -78,27 +91,14 @@ class Client {
   Result<std::unique_ptr<DataChannel>> OpenChannel(const std::string& ns, const ChannelOptions& options);
   Result<std::unique_ptr<DataChannel>> OpenChannel(const std::string& ns) { return OpenChannel(ns, ChannelOptions{}); }
 
-  // Sends one request object and returns the reply when it is {"ok":true,...}.
-  Result<wire::Json> Call(const wire::Json& request);
-  // Sends raw bytes as one frame body (tests use it to send malformed requests)
-  // and returns the reply whatever its "ok".
-  Result<wire::Json> CallRaw(std::string_view body);
-
-  uint64_t session_id() const { return session_; }
-  bool admin() const { return admin_; }
+  uint64_t session_id() const;
+  bool admin() const;
 
  private:
-  Client(int fd, ClientOptions options) : fd_(fd), options_(std::move(options)) {}
-  Status SendAll(const std::string& bytes);
-  Status RecvAll(char* buf, size_t n);
-  Result<wire::Json> ReadReply();
-  void DropPendingFds();
-
-  int fd_;
-  ClientOptions options_;
-  uint64_t session_ = 0;
-  bool admin_ = false;
-  std::vector<int> pending_fds_;  // descriptors that came with the last reply
+  friend struct internal::ClientAccess;
+  struct Impl;  // client.cc
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace tierkv

@@ -19,6 +19,11 @@
 extern "C" {
 #endif
 
+/* Every declaration below is exported from libtierkv.so (built with hidden visibility). */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility push(default)
+#endif
+
 /* Same values as tierkv::StatusCode. */
 typedef enum tierkv_status {
   TIERKV_OK = 0,
@@ -107,6 +112,10 @@ tierkv_status tierkv_load_prefix(tierkv_channel* channel, uint64_t seq, const in
 const char* tierkv_channel_last_error(const tierkv_channel* channel);
 /* "Ok", "NotFound", ... */
 const char* tierkv_status_name(tierkv_status status);
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

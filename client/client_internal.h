@@ -1,0 +1,71 @@
+// libtierkv's internal interface: the JSON-level control calls, the raw rings and
+// the staging area of a channel, and how a channel is put together from an
+// open_channel reply. Used by libtierkv itself (client.cc, channel.cc, c_api.cc),
+// tierkvctl, benchmarks and tests; never installed (engines use tierkv/client.h).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/data_plane.h"
+#include "common/ids.h"
+#include "common/shm.h"
+#include "common/status.h"
+#include "common/wire.h"
+#include "kernels/gpu_runtime.h"
+#include "tierkv/channel.h"
+#include "tierkv/client.h"
+
+namespace tierkv::internal {
+
+// --- Control plane ---
+
+// Sends one request object and returns the reply when it is {"ok":true,...}, else
+// the Status the reply carries. (Was Client::Call.)
+Result<wire::Json> Call(Client& client, const wire::Json& request);
+// Sends raw bytes as one frame body (tests use it to send malformed requests) and
+// returns the reply whatever its "ok". (Was Client::CallRaw.)
+Result<wire::Json> CallRaw(Client& client, std::string_view body);
+
+// --- Data plane ---
+
+// The namespace's arenas as the daemon described them in open_channel.
+struct ChannelArenas {
+  int host_fd = -1;          // read-only memfd of the H arena, or -1
+  uint64_t host_bytes = 0;
+  int gpu_fd = -1;           // read-only memfd of an emulated G arena, or -1
+  uint64_t gpu_bytes = 0;
+  std::string gpu_ipc_handle;  // hex CUDA IPC handle of a real G arena, or ""
+
+  uint64_t block_bytes = 0;  // bytes of one block
+};
+// Maps the channel memfd and the arenas (takes ownership of every fd, also on
+// failure) and checks the channel header. (Was DataChannel::Map.)
+Result<std::unique_ptr<DataChannel>> MapChannel(int fd, uint64_t total_bytes, const ChannelArenas& arenas);
+// Opens the daemon's half of the GPU path (open_channel's gpu_* reply fields);
+// `worker_event` is the interprocess event whose handle the request carried.
+Status AttachGpu(DataChannel& ch, kernels::GpuEvent worker_event, const std::string& exchange_handle_hex,
+                 uint64_t exchange_bytes, const std::string& daemon_event_hex);
+// The emulated GPU path (the daemon has no GPU): the exchange is the memfd `fd`
+// (owned from now on, also on failure), queries and tables are host memory, no events.
+Status AttachEmulatedGpu(DataChannel& ch, int fd, uint64_t exchange_bytes);
+
+// Posts a request (version is filled in, and a tag when 0). kBusy when the ring is full.
+Status Submit(DataChannel& ch, dp::RingRequest req);
+// Waits for the next completion, spinning before sleeping; kBusy on timeout.
+Result<dp::RingCompletion> WaitCompletion(DataChannel& ch,
+                                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
+// Submit + WaitCompletion; a non-OK completion becomes a Status naming its detail.
+Result<dp::RingCompletion> Call(DataChannel& ch, const dp::RingRequest& req);
+// The staging area: write inputs here before Submit, read outputs after completion.
+std::span<uint8_t> Staging(const DataChannel& ch);
+const dp::ChannelHeader& Header(const DataChannel& ch);
+
+// The Status a completion carries ("InvalidArgument: put: offset/length outside the staging area").
+Status CompletionStatus(const dp::RingCompletion& c, const char* op);
+
+}  // namespace tierkv::internal
