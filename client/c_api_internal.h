@@ -6,6 +6,11 @@
 #include <memory>
 #include <string>
 
+#include "common/data_plane.h"
+#include "common/model_spec.h"
+#include "common/namespace_spec.h"
+#include "common/status.h"
+#include "common/wire.h"
 #include "tierkv/client.h"
 #include "tierkv/tierkv.h"
 

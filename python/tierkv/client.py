@@ -163,7 +163,8 @@ class Client:
         """Creates a namespace (admins only); the same name and spec again returns it.
 
         Budgets in bytes per tier (0: no budget of its own). uids/gids: who may attach
-        (None: only the creating uid). Raises AlreadyExists for the name with another spec.
+        (both None: only the creating uid; a list replaces that, so list os.getuid() too
+        to attach from this process). Raises AlreadyExists for the name with another spec.
         """
         if dtype not in DTYPE_CODES:
             raise InvalidArgument(f"dtype must be f16, bf16 or f32, not {dtype!r}")

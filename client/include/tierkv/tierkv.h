@@ -133,7 +133,8 @@ typedef struct tierkv_namespace_options {
   uint64_t gpu_bytes;      /* per-tier budgets in bytes; 0 = no budget of its own */
   uint64_t host_bytes;
   uint64_t disk_bytes;
-  const uint32_t* uids;    /* uids that may attach (num_uids entries); none: only the creator */
+  const uint32_t* uids;    /* uids that may attach (num_uids entries). No uids and no gids: only
+                              the creator; a list replaces that (list the creator to attach too) */
   size_t num_uids;
   const uint32_t* gids;    /* gids that may attach */
   size_t num_gids;
