@@ -112,6 +112,8 @@ void tierkv_channel_free(tierkv_channel* ch) { delete ch; }
 
 uint64_t tierkv_block_bytes(const tierkv_channel* ch) { return ch ? ch->channel->block_bytes() : 0; }
 
+uint64_t tierkv_staging_bytes(const tierkv_channel* ch) { return ch ? ch->channel->staging().size() : 0; }
+
 tierkv_status tierkv_channel_model(tierkv_channel* ch, tierkv_model_spec* model) {
   if (!ch) return TIERKV_INVALID_ARGUMENT;
   if (!model) return Report(ch, tierkv::InvalidArgument("model is NULL"));

@@ -56,6 +56,8 @@ def test_bad_indices(client, channel):
         channel.get(1, 0, 0, n=-1)
     with pytest.raises(tierkv.InvalidArgument, match="not below num_layers"):
         channel.get(1, 7, 0)
+    with pytest.raises(tierkv.InvalidArgument, match="cannot be allocated"):
+        channel.get(1, 0, 0, n=2 ** 32 - 1)
     with pytest.raises(tierkv.InvalidArgument, match="lease must be in"):
         channel.release(-5)
     _still_serving(client, channel)
@@ -70,6 +72,7 @@ def test_bad_queries(client, channel):
         ("query", 4, "query"),
         (QUERY_ONES, 0, "budget must be positive"),
         (QUERY_ONES, -1, "budget must be in"),
+        (QUERY_ONES, 2 ** 31, "do not fit the staging area"),
     ]:
         with pytest.raises(tierkv.InvalidArgument, match=message):
             channel.retrieve(3, 0, query, budget)

@@ -84,6 +84,7 @@ _PROTOTYPES = {
     "tierkv_channel_last_error": (c_char_p, [_P]),
     "tierkv_channel_model": (_S, [_P, POINTER(ModelSpecC)]),
     "tierkv_block_bytes": (c_uint64, [_P]),
+    "tierkv_staging_bytes": (c_uint64, [_P]),
     "tierkv_put_ex": (_S, [_P, c_uint64, c_uint32, c_uint32, c_void_p, c_size_t, c_uint64, POINTER(c_int)]),
     "tierkv_get": (_S, [_P, c_uint64, c_uint32, c_uint32, c_void_p, c_size_t]),
     "tierkv_retrieve_ex": (_S, [_P, c_uint64, c_uint32, c_void_p, c_size_t, c_uint32, POINTER(BlockRefC),

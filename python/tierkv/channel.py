@@ -53,6 +53,8 @@ class Channel:
         self._gpu_in_flight = False
         self.block_bytes: int = int(self._lib.tierkv_block_bytes(ptr))
         """Bytes of one block."""
+        self.staging_bytes: int = int(self._lib.tierkv_staging_bytes(ptr))
+        """Bytes of the staging area (puts and gets go through it in rounds)."""
 
     # --- plumbing ---
     def _ptr(self) -> int:
@@ -143,7 +145,10 @@ class Channel:
         n = check_uint(n, "n", 32)
         if n == 0:
             raise InvalidArgument("get: n must be positive")
-        out = np.empty((n,) + self.block_shape, dtype=self.numpy_dtype)
+        try:
+            out = np.empty((n,) + self.block_shape, dtype=self.numpy_dtype)
+        except (MemoryError, ValueError):
+            raise InvalidArgument(f"get: {n} blocks of {self.block_bytes} bytes cannot be allocated") from None
         self._check(self._lib.tierkv_get(ch, seq, layer, first, out.ctypes.data, out.nbytes))
         return out
 
@@ -158,6 +163,10 @@ class Channel:
         if budget == 0:
             raise InvalidArgument("retrieve: budget must be positive")
         q = query_f32(query, self.model.query_floats)
+        fits = (self.staging_bytes - q.nbytes) // ctypes.sizeof(_lib.BlockTableEntryC)
+        if budget > fits:
+            raise InvalidArgument(f"retrieve: a table of {budget} entries and the query do not fit the staging area "
+                                  f"({self.staging_bytes} bytes: at most {max(fits, 0)} entries)")
         table = (_lib.BlockRefC * budget)()
         count, lease, missing = ctypes.c_uint32(), ctypes.c_uint64(), ctypes.c_uint32()
         self._check(self._lib.tierkv_retrieve_ex(ch, seq, layer, q.ctypes.data, q.size, budget, table, budget,

@@ -171,6 +171,9 @@ void tierkv_channel_options_init(tierkv_channel_options* options);
 /* Opens a channel to a namespace this client attached to (options NULL = defaults). */
 tierkv_status tierkv_open_channel_ex(tierkv_client* client, const char* name, const tierkv_channel_options* options,
                                      tierkv_channel** out);
+/* Bytes of the channel's staging area: a retrieve's query and table must fit it
+ * (query bytes + 16 * budget). 0 when channel is NULL. */
+uint64_t tierkv_staging_bytes(const tierkv_channel* channel);
 /* The model of the channel's namespace. */
 tierkv_status tierkv_channel_model(tierkv_channel* channel, tierkv_model_spec* model);
 /* Put that also reports *durable (may be NULL): 1 when the namespace's write policy
