@@ -43,7 +43,7 @@ class Channel:
     context manager. Not thread-safe: one channel per thread. Closing it releases
     the leases of its selections still held."""
 
-    def __init__(self, client: "Client", ptr: int, namespace: "Namespace") -> None:
+    def __init__(self, client: Client, ptr: int, namespace: Namespace) -> None:
         self._client = client
         self._lib = client._lib
         self._handle: Optional[_Handle] = _Handle(self._lib, ptr)
@@ -71,7 +71,7 @@ class Channel:
 
     # --- properties ---
     @property
-    def model(self) -> "ModelSpec":
+    def model(self) -> ModelSpec:
         """The namespace's model."""
         return self.namespace.model
 
@@ -109,7 +109,7 @@ class Channel:
         self._handle = None
         self._arenas.clear()
 
-    def __enter__(self) -> "Channel":
+    def __enter__(self) -> Channel:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -152,7 +152,7 @@ class Channel:
         self._check(self._lib.tierkv_get(ch, seq, layer, first, out.ctypes.data, out.nbytes))
         return out
 
-    def retrieve(self, seq: int, layer: int, query: Any, budget: int) -> "Selection":
+    def retrieve(self, seq: int, layer: int, query: Any, budget: int) -> Selection:
         """Selects up to `budget` blocks of (seq, layer) for `query` (num_q_heads *
         head_dim floats, any shape; converted to float32), sinks and the recent window
         included, and pins them until the Selection is released (use it as a context
@@ -281,7 +281,7 @@ class Channel:
                                                            _stream(stream_ptr) or None))
         self._gpu_in_flight = True
 
-    def finish_retrieve_on_gpu(self, stream_ptr: Any = 0) -> "GpuSelection":
+    def finish_retrieve_on_gpu(self, stream_ptr: Any = 0) -> GpuSelection:
         """Step 3: waits for the daemon's block table and orders stream_ptr after it.
         Returns a GpuSelection (a context manager releasing its lease)."""
         ch = self._ptr()

@@ -47,12 +47,12 @@ class ModelSpec:
         return self.num_q_heads * self.head_dim
 
     @classmethod
-    def _from_c(cls, m: _lib.ModelSpecC) -> "ModelSpec":
+    def _from_c(cls, m: _lib.ModelSpecC) -> ModelSpec:
         return cls(m.num_layers, m.num_q_heads, m.num_kv_heads, m.head_dim, m.block_tokens,
                    DTYPE_NAMES.get(m.dtype, f"dtype{m.dtype}"))
 
     @classmethod
-    def _from_json(cls, j: Dict[str, Any]) -> "ModelSpec":
+    def _from_json(cls, j: Dict[str, Any]) -> ModelSpec:
         return cls(j["num_layers"], j["num_q_heads"], j["num_kv_heads"], j["head_dim"], j["block_tokens"], j["dtype"])
 
 
@@ -89,7 +89,7 @@ class Client:
         self._h: Optional[int] = self._lib.tierkv_client_new()
         if not self._h:
             raise MemoryError("tierkv_client_new")
-        self._channels: "weakref.WeakSet" = weakref.WeakSet()
+        self._channels: weakref.WeakSet = weakref.WeakSet()
         self._attached: Dict[str, Namespace] = {}
         st = self._lib.tierkv_connect_ex(self._h, socket_path.encode(), name.encode(), max(1, int(timeout * 1000)))
         if st != 0:
@@ -98,7 +98,7 @@ class Client:
             raise err
 
     @classmethod
-    def connect(cls, socket_path: str, timeout: float = 10.0, name: str = "tierkv-python") -> "Client":
+    def connect(cls, socket_path: str, timeout: float = 10.0, name: str = "tierkv-python") -> Client:
         """Connects to the daemon's control socket. Raises NotFound/IOError when no daemon answers."""
         return cls(socket_path, timeout=timeout, name=name)
 
@@ -134,7 +134,7 @@ class Client:
     def closed(self) -> bool:
         return not self._h
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -231,7 +231,7 @@ class Client:
         return self._json(self._lib.tierkv_set_policy_json(self._handle(), _name_bytes(name), text))
 
     def open_channel(self, name: str, *, staging_bytes: int = 0, gpu: bool = False, request_entries: int = 256,
-                     completion_entries: int = 256, gpu_exchange_bytes: int = 0) -> "Channel":
+                     completion_entries: int = 256, gpu_exchange_bytes: int = 0) -> Channel:
         """Opens a data channel (one per thread) to a namespace, attaching first if this
         client has not. staging_bytes 0: the daemon's default. gpu: the GPU path of
         retrieve (emulated with host pointers when the daemon has no GPU)."""
