@@ -40,6 +40,7 @@ def test_a_killed_process_leases_are_reclaimed(daemon, client, namespace):
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait()
+            child.stdout.close()
         assert child.returncode == -signal.SIGKILL
         # The daemon saw the connection close and released the lease: the block is free.
         retry_busy(lambda: ch.put(11, 0, 17, blocks(1, seed=3)), attempts=250)
