@@ -11,9 +11,8 @@ namespace tierkv::capi {
 static_assert(TIERKV_INTERNAL == static_cast<int>(StatusCode::kInternal));
 static_assert(TIERKV_PERMISSION_DENIED == static_cast<int>(StatusCode::kPermissionDenied));
 
-tierkv_status NeedConnection(tierkv_client* c) {
-  return Report(c, InvalidArgument("not connected: call tierkv_connect first"));
-}
+Status NotConnected() { return InvalidArgument("not connected: call tierkv_connect first"); }
+tierkv_status NeedConnection(tierkv_client* c) { return Report(c, NotConnected()); }
 
 ModelSpec ToSpec(const tierkv_model_spec& m) {
   ModelSpec s;
@@ -39,6 +38,12 @@ Status CheckStructSize(uint32_t got, size_t want, const char* type) {
 namespace {
 // The ops without a typed C++ method go through the client's JSON call (one place).
 Result<wire::Json> CallJson(tierkv_client* c, const wire::Json& request) { return c->client->Call(request); }
+
+// Reports st and returns NULL (the string-returning calls' failure).
+const char* NullWith(tierkv_client* c, const Status& st) {
+  Report(c, st);
+  return nullptr;
+}
 
 // Keeps `text` as the handle's returned string, or reports the error and returns NULL.
 const char* TextOrNull(tierkv_client* c, const Result<wire::Json>& r, const char* field) {
@@ -69,8 +74,8 @@ tierkv_status CreateNamespace(tierkv_client* c, const char* name, const tierkv_m
       return Report(c, InvalidArgument("options.uids/gids is NULL with a nonzero count"));
     }
     if (o->num_uids > NamespaceSpec::kMaxAclEntries || o->num_gids > NamespaceSpec::kMaxAclEntries) {
-      return Report(c, InvalidArgument("options: at most " + std::to_string(NamespaceSpec::kMaxAclEntries) +
-                                       " uids and gids"));
+      return Report(
+          c, InvalidArgument("options: at most " + std::to_string(NamespaceSpec::kMaxAclEntries) + " uids and gids"));
     }
     spec.budgets = {o->gpu_bytes, o->host_bytes, o->disk_bytes};
     spec.acl.uids.assign(o->uids, o->uids + o->num_uids);
@@ -164,22 +169,22 @@ const char* tierkv_stats_json(tierkv_client* c) {
 
 const char* tierkv_list_namespaces_json(tierkv_client* c) {
   if (!c) return nullptr;
-  if (!c->client) return NeedConnection(c), nullptr;
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
   return tierkv::capi::TextOrNull(c, tierkv::capi::CallJson(c, {{"op", "list_namespaces"}}), "namespaces");
 }
 
 const char* tierkv_get_policy_json(tierkv_client* c, const char* name) {
   if (!c) return nullptr;
-  if (!c->client) return NeedConnection(c), nullptr;
-  if (!name) return Report(c, tierkv::InvalidArgument("name is NULL")), nullptr;
-  return tierkv::capi::TextOrNull(c, tierkv::capi::CallJson(c, {{"op", "get_policy"}, {"namespace", name}}),
-                                  "policy");
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
+  if (!name) return tierkv::capi::NullWith(c, tierkv::InvalidArgument("name is NULL"));
+  return tierkv::capi::TextOrNull(c, tierkv::capi::CallJson(c, {{"op", "get_policy"}, {"namespace", name}}), "policy");
 }
 
 const char* tierkv_set_policy_json(tierkv_client* c, const char* name, const char* changes_json) {
   if (!c) return nullptr;
-  if (!c->client) return NeedConnection(c), nullptr;
-  if (!name || !changes_json) return Report(c, tierkv::InvalidArgument("name and changes_json must not be NULL")), nullptr;
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
+  if (!name || !changes_json)
+    return tierkv::capi::NullWith(c, tierkv::InvalidArgument("name and changes_json must not be NULL"));
   auto changes = tierkv::wire::ParseBody(changes_json);
   if (!changes.ok()) {
     Report(c, tierkv::InvalidArgument("changes_json: " + changes.status().message()));
@@ -191,7 +196,7 @@ const char* tierkv_set_policy_json(tierkv_client* c, const char* name, const cha
 
 const char* tierkv_usage_json(tierkv_client* c, const char* name) {
   if (!c) return nullptr;
-  if (!c->client) return NeedConnection(c), nullptr;
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
   tierkv::wire::Json req{{"op", "usage"}};
   if (name) req["namespace"] = name;
   auto r = tierkv::capi::CallJson(c, req);
@@ -203,7 +208,7 @@ const char* tierkv_usage_json(tierkv_client* c, const char* name) {
 
 const char* tierkv_clients_json(tierkv_client* c) {
   if (!c) return nullptr;
-  if (!c->client) return NeedConnection(c), nullptr;
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
   auto r = tierkv::capi::CallJson(c, {{"op", "clients"}});
   if (Report(c, r.status()) != TIERKV_OK) return nullptr;
   r->erase("ok");

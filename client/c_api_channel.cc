@@ -83,7 +83,8 @@ tierkv_status tierkv_open_channel_ex(tierkv_client* c, const char* name, const t
     o = *options;
   }
   auto model = c->models.find(name);
-  if (model == c->models.end()) return Report(c, tierkv::InvalidArgument(std::string("attach to namespace '") + name + "' first"));
+  if (model == c->models.end())
+    return Report(c, tierkv::InvalidArgument(std::string("attach to namespace '") + name + "' first"));
   tierkv::Client::ChannelOptions co;
   co.request_entries = o.request_entries;
   co.completion_entries = o.completion_entries;
@@ -130,7 +131,8 @@ tierkv_status tierkv_put_ex(tierkv_channel* ch, uint64_t seq, uint32_t layer, ui
     return Report(ch, tierkv::InvalidArgument("put: a prefix block (prefix_hash != 0) is one block"));
   }
   bool d = false;
-  tierkv::Status st = ch->channel->Put(seq, layer, first, {static_cast<const std::byte*>(data), bytes}, prefix_hash, &d);
+  tierkv::Status st =
+      ch->channel->Put(seq, layer, first, {static_cast<const std::byte*>(data), bytes}, prefix_hash, &d);
   if (st.ok() && durable) *durable = d ? 1 : 0;
   return Report(ch, st);
 }
@@ -151,15 +153,16 @@ tierkv_status tierkv_retrieve_ex(tierkv_channel* ch, uint64_t seq, uint32_t laye
                                  size_t query_floats, uint32_t budget, tierkv_block_ref* out, uint32_t capacity,
                                  uint32_t* count, uint64_t* lease, uint32_t* missing) {
   if (!ch) return TIERKV_INVALID_ARGUMENT;
-  if (!out || !count || !lease) return Report(ch, tierkv::InvalidArgument("retrieve: out, count and lease must not be NULL"));
+  if (!out || !count || !lease)
+    return Report(ch, tierkv::InvalidArgument("retrieve: out, count and lease must not be NULL"));
   if (auto st = tierkv::capi::CheckQuery(ch, query, query_floats, budget); !st.ok()) return Report(ch, st);
   if (capacity < budget) {
     return Report(ch, tierkv::InvalidArgument("retrieve: a table of " + std::to_string(capacity) +
-                                                  " entries is smaller than the budget " + std::to_string(budget)));
+                                              " entries is smaller than the budget " + std::to_string(budget)));
   }
   if (layer >= ch->model.num_layers) {
     return Report(ch, tierkv::InvalidArgument("retrieve: layer " + std::to_string(layer) + " is not below num_layers " +
-                                                  std::to_string(ch->model.num_layers)));
+                                              std::to_string(ch->model.num_layers)));
   }
   auto r = ch->channel->Retrieve(seq, layer, {query, query_floats}, budget);
   if (!r.ok()) return Report(ch, r.status());
@@ -174,9 +177,8 @@ tierkv_status tierkv_retrieve_ex(tierkv_channel* ch, uint64_t seq, uint32_t laye
   return Report(ch, tierkv::OkStatus());
 }
 
-tierkv_status tierkv_retrieve(tierkv_channel* ch, uint64_t seq, uint32_t layer, const float* query,
-                              size_t query_floats, uint32_t budget, tierkv_block_ref* out, uint32_t* count,
-                              uint64_t* lease) {
+tierkv_status tierkv_retrieve(tierkv_channel* ch, uint64_t seq, uint32_t layer, const float* query, size_t query_floats,
+                              uint32_t budget, tierkv_block_ref* out, uint32_t* count, uint64_t* lease) {
   // The caller promises `budget` entries at out (the version-1 contract).
   return tierkv_retrieve_ex(ch, seq, layer, query, query_floats, budget, out, budget, count, lease, nullptr);
 }
@@ -199,8 +201,7 @@ tierkv_status tierkv_lookup_prefix(tierkv_channel* ch, const int32_t* tokens, si
   return Report(ch, r.status());
 }
 
-tierkv_status tierkv_load_prefix(tierkv_channel* ch, uint64_t seq, const int32_t* tokens, size_t n,
-                                 uint32_t* loaded) {
+tierkv_status tierkv_load_prefix(tierkv_channel* ch, uint64_t seq, const int32_t* tokens, size_t n, uint32_t* loaded) {
   if (!ch) return TIERKV_INVALID_ARGUMENT;
   if ((!tokens && n) || !loaded) return Report(ch, tierkv::InvalidArgument("load_prefix: NULL argument"));
   auto r = ch->channel->LoadPrefix(seq, {tokens, n});
@@ -216,8 +217,8 @@ tierkv_status tierkv_prefix_block_hashes(tierkv_channel* ch, const int32_t* toke
   }
   const size_t blocks = n / ch->model.block_tokens;
   if (blocks > capacity) {
-    return Report(ch, tierkv::InvalidArgument("prefix_block_hashes: " + std::to_string(blocks) +
-                                                  " hashes do not fit " + std::to_string(capacity) + " entries"));
+    return Report(ch, tierkv::InvalidArgument("prefix_block_hashes: " + std::to_string(blocks) + " hashes do not fit " +
+                                              std::to_string(capacity) + " entries"));
   }
   const std::vector<uint64_t> h = tierkv::PrefixBlockHashes({tokens, n}, ch->model.block_tokens);
   std::copy(h.begin(), h.end(), out);
@@ -251,7 +252,7 @@ tierkv_status tierkv_start_retrieve_on_gpu(tierkv_channel* ch, uint64_t seq, uin
   if (auto st = tierkv::capi::CheckQuery(ch, device_query, query_floats, budget); !st.ok()) return Report(ch, st);
   if (layer >= ch->model.num_layers) {
     return Report(ch, tierkv::InvalidArgument("retrieve on GPU: layer " + std::to_string(layer) +
-                                                  " is not below num_layers " + std::to_string(ch->model.num_layers)));
+                                              " is not below num_layers " + std::to_string(ch->model.num_layers)));
   }
   return Report(ch, ch->channel->StartRetrieveOnGpu(seq, layer, static_cast<const float*>(device_query), query_floats,
                                                     budget, stream));
@@ -269,6 +270,8 @@ tierkv_status tierkv_finish_retrieve_on_gpu(tierkv_channel* ch, void* stream, ti
   return Report(ch, tierkv::OkStatus());
 }
 
-const char* tierkv_channel_last_error(const tierkv_channel* ch) { return ch ? ch->last_error.c_str() : "channel is NULL"; }
+const char* tierkv_channel_last_error(const tierkv_channel* ch) {
+  return ch ? ch->last_error.c_str() : "channel is NULL";
+}
 
 }  // extern "C"

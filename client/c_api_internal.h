@@ -17,7 +17,7 @@
 struct tierkv_client {
   std::unique_ptr<tierkv::Client> client;
   std::string last_error;
-  std::string text;  // storage for returned strings
+  std::string text;                                 // storage for returned strings
   std::map<std::string, tierkv::ModelSpec> models;  // of the namespaces attached or created here
 };
 
@@ -35,6 +35,7 @@ tierkv_status Report(Handle* h, const Status& st) {
   return static_cast<tierkv_status>(st.code());
 }
 
+Status NotConnected();
 tierkv_status NeedConnection(tierkv_client* c);
 ModelSpec ToSpec(const tierkv_model_spec& m);
 void FromSpec(const ModelSpec& s, tierkv_model_spec* m);
