@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tierkv
-from conftest import QUERY_ONES, put_needle_sequence
+from conftest import QUERY_ONES, put_needle_sequence, retry_busy
 
 
 def _address(a: np.ndarray) -> int:
@@ -79,3 +79,45 @@ def test_a_view_outlives_its_channel_without_crashing(client, namespace):
     with pytest.raises(tierkv.InvalidArgument, match="closed"):
         ch.get(8, 0, 0)
     del data
+
+
+def test_views_of_both_arenas_and_blocks_back_from_disk(client):
+    from conftest import make_namespace
+    # G holds 4 blocks, H 32: a selection of 8 spans both arenas; the rest of 60 is on D.
+    name = make_namespace(client, gpu_bytes=4 * 4096, host_bytes=32 * 4096, disk_bytes=256 * 8192)
+    with client.open_channel(name) as ch:
+        data = put_needle_sequence(ch, 5, 1, n=60)
+        tiers = client.usage(name)["namespaces"][0]["tiers"]
+        assert tiers["D"]["used_slots"] > 0
+        with ch.retrieve(5, 1, QUERY_ONES, 8) as sel:
+            assert {b.tier for b in sel.blocks} == {0, 1}
+            for ref, v in zip(sel.blocks, sel.views()):
+                assert _address(v) == ch.arena_address(ref.tier) + ref.offset
+                np.testing.assert_array_equal(v, data[ref.block])
+        np.testing.assert_array_equal(ch.get(5, 1, 0, 60), data)
+
+
+def test_threads_each_with_a_channel(client, namespace):
+    import threading
+    channels = [client.open_channel(namespace, staging_bytes=1 << 16) for _ in range(4)]
+    errors = []
+
+    def work(i, ch):
+        try:
+            for round_ in range(5):
+                data = np.full((3,) + ch.block_shape, i * 10 + round_, np.float32)
+                retry_busy(lambda: ch.put(100 + i, 0, 0, data))
+                np.testing.assert_array_equal(ch.get(100 + i, 0, 0, 3), data)
+                with ch.retrieve(100 + i, 0, QUERY_ONES, 2) as sel:
+                    assert all(float(v[0, 0, 0, 0]) == i * 10 + round_ for v in sel.views())
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i, ch)) for i, ch in enumerate(channels)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for ch in channels:
+        ch.close()
+    assert not errors, errors
