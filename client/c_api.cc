@@ -29,13 +29,16 @@ void FromSpec(const ModelSpec& s, tierkv_model_spec* m) {
   *m = {s.num_layers, s.num_q_heads, s.num_kv_heads, s.head_dim, s.block_tokens, static_cast<tierkv_dtype>(s.dtype)};
 }
 
-Status CheckStructSize(uint32_t got, size_t want, const char* type) {
-  if (got == want) return OkStatus();
-  return InvalidArgument(std::string(type) + ".struct_size is " + std::to_string(got) + ", expected " +
-                         std::to_string(want) + " (initialize it with " + type + "_init)");
+Status StructSizeError(uint32_t got, size_t min, size_t max, const char* type) {
+  return InvalidArgument(std::string(type) + ".struct_size is " + std::to_string(got) + "; this library takes " +
+                         std::to_string(min) + " to " + std::to_string(max) + " (set it to sizeof, or call " + type +
+                         "_init)");
 }
 
 namespace {
+constexpr size_t kNamespaceOptionsV2Bytes = 64;  // sizeof in ABI version 2 (LP64): never shrinks
+static_assert(sizeof(tierkv_namespace_options) >= kNamespaceOptionsV2Bytes);
+
 // The ops without a typed C++ method go through the client's JSON call (one place).
 Result<wire::Json> CallJson(tierkv_client* c, const wire::Json& request) { return c->client->Call(request); }
 
@@ -58,7 +61,7 @@ const char* TextOrNull(tierkv_client* c, const Result<wire::Json>& r, const char
 }
 
 tierkv_status CreateNamespace(tierkv_client* c, const char* name, const tierkv_model_spec* model,
-                              const tierkv_namespace_options* o, uint32_t* namespace_id, int* created) {
+                              const tierkv_namespace_options* options, uint32_t* namespace_id, int* created) {
   if (!name || !model) return Report(c, InvalidArgument("name and model must not be NULL"));
   if (model->dtype < TIERKV_F16 || model->dtype > TIERKV_F32) {
     return Report(c, InvalidArgument("model.dtype is not a tierkv_dtype"));
@@ -66,10 +69,12 @@ tierkv_status CreateNamespace(tierkv_client* c, const char* name, const tierkv_m
   NamespaceSpec spec;
   spec.name = name;
   spec.model = ToSpec(*model);
-  if (o) {
-    if (Status st = CheckStructSize(o->struct_size, sizeof *o, "tierkv_namespace_options"); !st.ok()) {
+  if (options) {
+    tierkv_namespace_options copy;
+    if (Status st = CopyOptions(options, kNamespaceOptionsV2Bytes, "tierkv_namespace_options", &copy); !st.ok()) {
       return Report(c, st);
     }
+    const tierkv_namespace_options* o = &copy;
     if ((!o->uids && o->num_uids) || (!o->gids && o->num_gids)) {
       return Report(c, InvalidArgument("options.uids/gids is NULL with a nonzero count"));
     }

@@ -11,6 +11,8 @@
 #include "common/checksum.h"
 
 namespace tierkv::capi {
+constexpr size_t kChannelOptionsV2Bytes = 40;  // sizeof in ABI version 2 (LP64): never shrinks
+static_assert(sizeof(tierkv_channel_options) >= kChannelOptionsV2Bytes);
 namespace {
 static_assert(sizeof(tierkv_block_table_entry) == sizeof(dp::BlockTableEntry));
 static_assert(offsetof(tierkv_block_table_entry, block) == offsetof(dp::BlockTableEntry, block));
@@ -77,17 +79,15 @@ tierkv_status tierkv_open_channel_ex(tierkv_client* c, const char* name, const t
   tierkv_channel_options o;
   tierkv_channel_options_init(&o);
   if (options) {
-    if (auto st = tierkv::capi::CheckStructSize(options->struct_size, sizeof o, "tierkv_channel_options"); !st.ok()) {
-      return Report(c, st);
-    }
-    o = *options;
+    auto st = tierkv::capi::CopyOptions(options, tierkv::capi::kChannelOptionsV2Bytes, "tierkv_channel_options", &o);
+    if (!st.ok()) return Report(c, st);
   }
   auto model = c->models.find(name);
   if (model == c->models.end())
     return Report(c, tierkv::InvalidArgument(std::string("attach to namespace '") + name + "' first"));
   tierkv::Client::ChannelOptions co;
-  co.request_entries = o.request_entries;
-  co.completion_entries = o.completion_entries;
+  if (o.request_entries) co.request_entries = o.request_entries;  // 0: the default
+  if (o.completion_entries) co.completion_entries = o.completion_entries;
   co.staging_bytes = o.staging_bytes;
   co.gpu = o.gpu != 0;
   co.gpu_exchange_bytes = o.gpu_exchange_bytes;

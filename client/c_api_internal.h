@@ -2,6 +2,7 @@
 // data plane): the handles behind the opaque C types and the error reporting.
 #pragma once
 
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,7 +40,20 @@ Status NotConnected();
 tierkv_status NeedConnection(tierkv_client* c);
 ModelSpec ToSpec(const tierkv_model_spec& m);
 void FromSpec(const ModelSpec& s, tierkv_model_spec* m);
-// Checks a tierkv_*_options struct's struct_size (the caller's sizeof).
-Status CheckStructSize(uint32_t got, size_t want, const char* type);
+Status StructSizeError(uint32_t got, size_t min, size_t max, const char* type);
+
+// Copies a caller's tierkv_*_options into *out, this library's version of it. The
+// caller's struct_size names its version: a shorter one (an older header, at least
+// `min_bytes`, the size in ABI version 2) is zero-extended (fields appended later
+// mean "default" at zero); a longer one (a newer header than this library) is refused.
+template <typename T>
+Status CopyOptions(const T* in, size_t min_bytes, const char* type, T* out) {
+  std::memset(out, 0, sizeof *out);
+  const uint32_t size = in->struct_size;
+  if (size < min_bytes || size > sizeof *out) return StructSizeError(size, min_bytes, sizeof *out, type);
+  std::memcpy(out, in, size);
+  out->struct_size = sizeof *out;
+  return OkStatus();
+}
 
 }  // namespace tierkv::capi

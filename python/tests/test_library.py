@@ -48,3 +48,14 @@ def test_help_reads_well():
     for obj in (tierkv.Client, tierkv.Channel, tierkv.Selection, tierkv.GpuSelection, tierkv.as_torch,
                 tierkv.Channel.put, tierkv.Channel.retrieve, tierkv.Channel.block_view, tierkv.Client.set_policy):
         assert obj.__doc__ and len(obj.__doc__) > 40, obj
+
+
+def test_the_ctypes_layouts_match_the_c_abi():
+    import ctypes
+    from tierkv import _lib
+    sizes = {_lib.ModelSpecC: 24, _lib.BlockRefC: 24, _lib.NamespaceOptionsC: 64, _lib.ChannelOptionsC: 40,
+             _lib.BlockTableEntryC: 16, _lib.GpuRetrievalC: 24}  # LP64, as the library static_asserts
+    for struct, size in sizes.items():
+        assert ctypes.sizeof(struct) == size, struct.__name__
+    assert tierkv.BLOCK_TABLE_DTYPE.itemsize == 16 and tierkv.BLOCK_TABLE_DTYPE.fields["offset"][1] == 8
+    assert _lib.NamespaceOptionsC.uids.offset == 32 and _lib.ChannelOptionsC.gpu_exchange_bytes.offset == 32

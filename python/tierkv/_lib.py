@@ -38,6 +38,9 @@ class BlockRefC(Structure):
     _fields_ = [("block", c_uint32), ("tier", c_uint32), ("offset", c_uint64), ("data", c_void_p)]
 
 
+# The option structs: struct_size is set to ctypes.sizeof (the library reads a shorter,
+# older version zero-extended); never through the _init functions, which write the
+# library's sizeof (a newer library's struct may be longer than these).
 class NamespaceOptionsC(Structure):
     _fields_ = [("struct_size", c_uint32), ("gpu_bytes", c_uint64), ("host_bytes", c_uint64),
                 ("disk_bytes", c_uint64), ("uids", POINTER(c_uint32)), ("num_uids", c_size_t),
@@ -68,7 +71,6 @@ _PROTOTYPES = {
     "tierkv_is_admin": (c_int, [_P]),
     "tierkv_ping": (_S, [_P]),
     "tierkv_last_error": (c_char_p, [_P]),
-    "tierkv_namespace_options_init": (None, [POINTER(NamespaceOptionsC)]),
     "tierkv_create_namespace_ex": (_S, [_P, c_char_p, POINTER(ModelSpecC), POINTER(NamespaceOptionsC),
                                         POINTER(c_uint32), POINTER(c_int)]),
     "tierkv_attach": (_S, [_P, c_char_p, POINTER(c_uint32), POINTER(ModelSpecC)]),
@@ -78,7 +80,6 @@ _PROTOTYPES = {
     "tierkv_set_policy_json": (c_char_p, [_P, c_char_p, c_char_p]),
     "tierkv_usage_json": (c_char_p, [_P, c_char_p]),
     "tierkv_clients_json": (c_char_p, [_P]),
-    "tierkv_channel_options_init": (None, [POINTER(ChannelOptionsC)]),
     "tierkv_open_channel_ex": (_S, [_P, c_char_p, POINTER(ChannelOptionsC), POINTER(_P)]),
     "tierkv_channel_free": (None, [_P]),
     "tierkv_channel_last_error": (c_char_p, [_P]),

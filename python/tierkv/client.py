@@ -172,8 +172,7 @@ class Client:
                                                   ("num_kv_heads", num_kv_heads), ("head_dim", head_dim),
                                                   ("block_tokens", block_tokens))]
         model = _lib.ModelSpecC(*dims, DTYPE_CODES[dtype])
-        opts = _lib.NamespaceOptionsC()
-        self._lib.tierkv_namespace_options_init(ctypes.byref(opts))
+        opts = _lib.NamespaceOptionsC(struct_size=ctypes.sizeof(_lib.NamespaceOptionsC))
         opts.gpu_bytes, opts.host_bytes, opts.disk_bytes = (check_uint(b, k, 64) for k, b in (
             ("gpu_bytes", gpu_bytes), ("host_bytes", host_bytes), ("disk_bytes", disk_bytes)))
         keep = []
@@ -239,8 +238,7 @@ class Client:
 
         if name not in self._attached:
             self.attach(name)
-        opts = _lib.ChannelOptionsC()
-        self._lib.tierkv_channel_options_init(ctypes.byref(opts))
+        opts = _lib.ChannelOptionsC(struct_size=ctypes.sizeof(_lib.ChannelOptionsC))
         opts.request_entries = check_uint(request_entries, "request_entries", 32)
         opts.completion_entries = check_uint(completion_entries, "completion_entries", 32)
         opts.staging_bytes = check_uint(staging_bytes, "staging_bytes", 64)

@@ -66,6 +66,9 @@ int main(int argc, char** argv) {
   nso.struct_size = 8; /* a binding with another layout is refused */
   CHECK(23, tierkv_create_namespace_ex(c, "c-smoke3", &m, &nso, NULL, NULL) == TIERKV_INVALID_ARGUMENT);
   CHECK(24, strstr(tierkv_last_error(c), "tierkv_namespace_options_init") != NULL);
+  nso.struct_size = sizeof nso + 8; /* a newer header than this library */
+  CHECK(24, tierkv_create_namespace_ex(c, "c-smoke3", &m, &nso, NULL, NULL) == TIERKV_INVALID_ARGUMENT);
+  nso.struct_size = sizeof nso;
   CHECK(25, tierkv_attach(c, "c-smoke2", NULL, NULL) == TIERKV_OK);
   tierkv_channel_options co;
   tierkv_channel_options_init(&co);

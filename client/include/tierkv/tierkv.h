@@ -114,7 +114,13 @@ const char* tierkv_status_name(tierkv_status status);
  * a byte count that is not a whole number of blocks, a table too small for the
  * budget, ... are refused with TIERKV_INVALID_ARGUMENT and a message in
  * tierkv_last_error / tierkv_channel_last_error. Strings returned by the library
- * stay valid until the next call on the same handle. */
+ * stay valid until the next call on the same handle.
+ *
+ * Option structs grow at their end only: struct_size is the caller's sizeof, a
+ * shorter (older) struct is read zero-extended and zero means "the default" in
+ * every field, a longer (newer than this library) one is refused. The _init
+ * functions write this header's sizeof: bindings with their own layout (ctypes)
+ * set struct_size themselves instead of calling them. */
 
 #define TIERKV_ABI_VERSION 2u
 /* The ABI version of the loaded library (TIERKV_ABI_VERSION of the build). */
@@ -161,7 +167,7 @@ const char* tierkv_clients_json(tierkv_client* client);
 /* Options of a data channel. Fill with tierkv_channel_options_init. */
 typedef struct tierkv_channel_options {
   uint32_t struct_size;         /* sizeof(tierkv_channel_options) */
-  uint32_t request_entries;     /* ring sizes, powers of two >= 2 (default 256) */
+  uint32_t request_entries;     /* ring sizes, powers of two >= 2 (0 = 256) */
   uint32_t completion_entries;
   uint64_t staging_bytes;       /* 0 = the daemon's default */
   int gpu;                      /* nonzero: the GPU path of retrieve (emulated when the daemon has no GPU) */
