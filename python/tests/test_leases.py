@@ -66,3 +66,22 @@ def test_close_sequence(channel):
         channel.get(9, 0, 0)
     with pytest.raises(tierkv.NotFound):
         channel.close_sequence(9)
+
+
+def test_defer_mode_reports_missing_blocks_until_they_arrive(client):
+    import time
+    from conftest import make_namespace
+    name = make_namespace(client, gpu_bytes=4 * 4096, host_bytes=8 * 4096, disk_bytes=256 * 8192)
+    client.set_policy(name, {"miss_mode": "defer"})
+    with client.open_channel(name) as ch:
+        put_needle_sequence(ch, 5, 1, n=60)  # most blocks, the needle too, end up on D
+        with ch.retrieve(5, 1, QUERY_ONES, 8) as sel:
+            assert sel.missing > 0 and len(sel) + sel.missing == 8
+            assert NEEDLE not in sel.block_indices
+        deadline = time.monotonic() + 10
+        while True:  # the missing blocks are being promoted: a later step sees them
+            with ch.retrieve(5, 1, QUERY_ONES, 8) as sel:
+                if sel.missing == 0 or time.monotonic() > deadline:
+                    break
+            time.sleep(0.05)
+        assert sel.missing == 0 and NEEDLE in sel.block_indices and len(sel) == 8
