@@ -114,6 +114,10 @@ def test_bad_client_arguments(client, namespace):
                                 uids=[-1])
     with pytest.raises(tierkv.InvalidArgument, match="name"):
         client.attach("")
+    with pytest.raises(tierkv.InvalidArgument, match="NUL"):
+        client.attach(namespace + "\0suffix")
+    with pytest.raises(tierkv.InvalidArgument, match="NUL"):
+        tierkv.Client.connect("/tmp/x\0.sock")
     with pytest.raises(tierkv.InvalidArgument, match="power of two"):
         client.open_channel(namespace, request_entries=3)
     with pytest.raises(tierkv.InvalidArgument, match="timeout"):

@@ -66,8 +66,8 @@ class Namespace:
 
 
 def _name_bytes(name: Any, what: str = "namespace") -> bytes:
-    if not isinstance(name, str) or not name:
-        raise InvalidArgument(f"{what} name must be a non-empty str")
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise InvalidArgument(f"{what} name must be a non-empty str without NUL characters")
     return name.encode()
 
 
@@ -81,8 +81,10 @@ class Client:
 
     def __init__(self, socket_path: str, timeout: float = 10.0, name: str = "tierkv-python") -> None:
         """Connects and says hello (prefer :meth:`connect`). timeout: seconds a reply may take."""
-        if not isinstance(socket_path, str) or not socket_path:
-            raise InvalidArgument("socket_path must be a non-empty str")
+        if not isinstance(socket_path, str) or not socket_path or "\0" in socket_path:
+            raise InvalidArgument("socket_path must be a non-empty str without NUL characters")
+        if not isinstance(name, str) or "\0" in name:
+            raise InvalidArgument("name must be a str without NUL characters")
         if not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
             raise InvalidArgument("timeout must be a number of seconds in (0, 86400]")
         self._lib = _lib.lib()
