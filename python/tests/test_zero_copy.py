@@ -121,3 +121,21 @@ def test_threads_each_with_a_channel(client, namespace):
     for ch in channels:
         ch.close()
     assert not errors, errors
+
+
+def test_bf16_views_are_raw_bits_and_as_torch_reinterprets_them(client):
+    from conftest import blocks, make_namespace
+    name = make_namespace(client, "bf16")
+    with client.open_channel(name) as ch:
+        bits = tierkv.bf16_bits(blocks(8, seed=12, needle=3))
+        ch.put(1, 0, 0, bits)
+        with ch.retrieve(1, 0, QUERY_ONES, 5) as sel:
+            assert 3 in sel.block_indices
+            for ref, v in zip(sel.blocks, sel.views()):
+                assert v.dtype == np.uint16 and not v.flags.writeable
+                np.testing.assert_array_equal(v, bits[ref.block])
+            torch = pytest.importorskip("torch")
+            v = sel.views()[0]
+            t = tierkv.as_torch(v)
+            assert t.dtype == torch.bfloat16 and t.data_ptr() == _address(v) and tuple(t.shape) == v.shape
+            np.testing.assert_array_equal(t.float().numpy(), tierkv.bf16_to_float32(v))
