@@ -127,9 +127,9 @@ def test_bf16_views_are_raw_bits_and_as_torch_reinterprets_them(client):
     from conftest import blocks, make_namespace
     name = make_namespace(client, "bf16")
     with client.open_channel(name) as ch:
-        bits = tierkv.bf16_bits(blocks(8, seed=12, needle=3))
+        bits = tierkv.bf16_bits(blocks(16, seed=12, needle=3))
         ch.put(1, 0, 0, bits)
-        with ch.retrieve(1, 0, QUERY_ONES, 5) as sel:
+        with ch.retrieve(1, 0, QUERY_ONES, 6) as sel:  # sink, needle, 4 recent
             assert 3 in sel.block_indices
             for ref, v in zip(sel.blocks, sel.views()):
                 assert v.dtype == np.uint16 and not v.flags.writeable
