@@ -1,67 +1,128 @@
-// The C API (tierkv/tierkv.h) over tierkv::Client.
-#include "tierkv/tierkv.h"
-
+// The C API (tierkv/tierkv.h) over tierkv::Client: the control plane. The data
+// plane (channels) is in c_api_channel.cc.
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string>
 
 #include "client/client_internal.h"
 #include "tierkv/client.h"
+#include "client/c_api_internal.h"
 
-struct tierkv_client {
-  std::unique_ptr<tierkv::Client> client;
-  std::string last_error;
-  std::string text;  // storage for returned strings
-};
+namespace tierkv::capi {
+static_assert(TIERKV_INTERNAL == static_cast<int>(StatusCode::kInternal));
+static_assert(TIERKV_PERMISSION_DENIED == static_cast<int>(StatusCode::kPermissionDenied));
 
-struct tierkv_channel {
-  std::unique_ptr<tierkv::DataChannel> channel;
-  std::string last_error;
-};
+Status NotConnected() { return InvalidArgument("not connected: call tierkv_connect first"); }
+tierkv_status NeedConnection(tierkv_client* c) { return Report(c, NotConnected()); }
 
-namespace {
-static_assert(TIERKV_INTERNAL == static_cast<int>(tierkv::StatusCode::kInternal));
-static_assert(TIERKV_PERMISSION_DENIED == static_cast<int>(tierkv::StatusCode::kPermissionDenied));
-
-template <typename Handle>
-tierkv_status Report(Handle* c, const tierkv::Status& st) {
-  c->last_error = st.ok() ? "" : st.ToString();
-  return static_cast<tierkv_status>(st.code());
-}
-
-tierkv_status NeedConnection(tierkv_client* c) {
-  return Report(c, tierkv::InvalidArgument("not connected: call tierkv_connect first"));
-}
-
-tierkv::ModelSpec ToSpec(const tierkv_model_spec& m) {
-  tierkv::ModelSpec s;
+ModelSpec ToSpec(const tierkv_model_spec& m) {
+  ModelSpec s;
   s.num_layers = m.num_layers;
   s.num_q_heads = m.num_q_heads;
   s.num_kv_heads = m.num_kv_heads;
   s.head_dim = m.head_dim;
   s.block_tokens = m.block_tokens;
-  s.dtype = static_cast<tierkv::DType>(m.dtype);
+  s.dtype = static_cast<DType>(m.dtype);
   return s;
 }
 
-void FromSpec(const tierkv::ModelSpec& s, tierkv_model_spec* m) {
+void FromSpec(const ModelSpec& s, tierkv_model_spec* m) {
   *m = {s.num_layers, s.num_q_heads, s.num_kv_heads, s.head_dim, s.block_tokens, static_cast<tierkv_dtype>(s.dtype)};
 }
+
+Status StructSizeError(uint32_t got, size_t min, size_t max, const char* type) {
+  return InvalidArgument(std::string(type) + ".struct_size is " + std::to_string(got) + "; this library takes " +
+                         std::to_string(min) + " to " + std::to_string(max) + " (set it to sizeof, or call " + type +
+                         "_init)");
+}
+
+namespace {
+constexpr size_t kNamespaceOptionsV2Bytes = 64;  // sizeof in ABI version 2 (LP64): never shrinks
+static_assert(sizeof(tierkv_namespace_options) >= kNamespaceOptionsV2Bytes);
+
+// The ops without a typed C++ method go through the client's JSON call (one place).
+Result<wire::Json> CallJson(tierkv_client* c, const wire::Json& request) { return internal::Call(*c->client, request); }
+
+// Reports st and returns NULL (the string-returning calls' failure).
+const char* NullWith(tierkv_client* c, const Status& st) {
+  Report(c, st);
+  return nullptr;
+}
+
+// Keeps `text` as the handle's returned string, or reports the error and returns NULL.
+const char* TextOrNull(tierkv_client* c, const Result<wire::Json>& r, const char* field) {
+  if (Report(c, r.status()) != TIERKV_OK) return nullptr;
+  auto it = r->find(field);
+  if (it == r->end()) {
+    Report(c, Internal(std::string("the daemon's reply has no ") + field));
+    return nullptr;
+  }
+  c->text = wire::DumpBody(*it);
+  return c->text.c_str();
+}
+
+tierkv_status CreateNamespace(tierkv_client* c, const char* name, const tierkv_model_spec* model,
+                              const tierkv_namespace_options* options, uint32_t* namespace_id, int* created) {
+  if (!name || !model) return Report(c, InvalidArgument("name and model must not be NULL"));
+  if (model->dtype < TIERKV_F16 || model->dtype > TIERKV_F32) {
+    return Report(c, InvalidArgument("model.dtype is not a tierkv_dtype"));
+  }
+  NamespaceSpec spec;
+  spec.name = name;
+  spec.model = ToSpec(*model);
+  if (options) {
+    tierkv_namespace_options copy;
+    if (Status st = CopyOptions(options, kNamespaceOptionsV2Bytes, "tierkv_namespace_options", &copy); !st.ok()) {
+      return Report(c, st);
+    }
+    const tierkv_namespace_options* o = &copy;
+    if ((!o->uids && o->num_uids) || (!o->gids && o->num_gids)) {
+      return Report(c, InvalidArgument("options.uids/gids is NULL with a nonzero count"));
+    }
+    if (o->num_uids > NamespaceSpec::kMaxAclEntries || o->num_gids > NamespaceSpec::kMaxAclEntries) {
+      return Report(
+          c, InvalidArgument("options: at most " + std::to_string(NamespaceSpec::kMaxAclEntries) + " uids and gids"));
+    }
+    spec.budgets = {o->gpu_bytes, o->host_bytes, o->disk_bytes};
+    spec.acl.uids.assign(o->uids, o->uids + o->num_uids);
+    spec.acl.gids.assign(o->gids, o->gids + o->num_gids);
+  }
+  auto r = c->client->CreateNamespace(spec);
+  if (r.ok()) {
+    if (namespace_id) *namespace_id = r->id;
+    if (created) *created = r->created ? 1 : 0;
+  }
+  return Report(c, r.status());
+}
 }  // namespace
+}  // namespace tierkv::capi
+
+using tierkv::capi::NeedConnection;
+using tierkv::capi::Report;
 
 extern "C" {
 
 tierkv_client* tierkv_client_new(void) { return new (std::nothrow) tierkv_client(); }
 void tierkv_client_free(tierkv_client* c) { delete c; }
+uint32_t tierkv_abi_version(void) { return TIERKV_ABI_VERSION; }
 
-tierkv_status tierkv_connect(tierkv_client* c, const char* path) {
+tierkv_status tierkv_connect_ex(tierkv_client* c, const char* path, const char* client_name, uint32_t timeout_ms) {
   if (!c) return TIERKV_INVALID_ARGUMENT;
   if (!path) return Report(c, tierkv::InvalidArgument("socket_path is NULL"));
-  auto r = tierkv::Client::Connect(path);
+  tierkv::ClientOptions o;
+  if (client_name) o.name = client_name;
+  if (timeout_ms) o.timeout = std::chrono::milliseconds(timeout_ms);
+  auto r = tierkv::Client::Connect(path, o);
   if (!r.ok()) return Report(c, r.status());
   c->client = std::move(r).value();
+  c->models.clear();
   return Report(c, tierkv::OkStatus());
 }
+
+tierkv_status tierkv_connect(tierkv_client* c, const char* path) { return tierkv_connect_ex(c, path, nullptr, 0); }
+
+int tierkv_is_admin(const tierkv_client* c) { return c && c->client && c->client->admin() ? 1 : 0; }
 
 tierkv_status tierkv_ping(tierkv_client* c) {
   if (!c) return TIERKV_INVALID_ARGUMENT;
@@ -69,20 +130,23 @@ tierkv_status tierkv_ping(tierkv_client* c) {
   return Report(c, c->client->Ping());
 }
 
-tierkv_status tierkv_create_namespace(tierkv_client* c, const char* name, const tierkv_model_spec* model,
-                                      uint32_t* namespace_id) {
+void tierkv_namespace_options_init(tierkv_namespace_options* o) {
+  if (!o) return;
+  std::memset(o, 0, sizeof *o);
+  o->struct_size = sizeof *o;
+}
+
+tierkv_status tierkv_create_namespace_ex(tierkv_client* c, const char* name, const tierkv_model_spec* model,
+                                         const tierkv_namespace_options* options, uint32_t* namespace_id,
+                                         int* created) {
   if (!c) return TIERKV_INVALID_ARGUMENT;
   if (!c->client) return NeedConnection(c);
-  if (!name || !model) return Report(c, tierkv::InvalidArgument("name and model must not be NULL"));
-  if (model->dtype < TIERKV_F16 || model->dtype > TIERKV_F32) {
-    return Report(c, tierkv::InvalidArgument("model.dtype is not a tierkv_dtype"));
-  }
-  tierkv::NamespaceSpec spec;
-  spec.name = name;
-  spec.model = ToSpec(*model);
-  auto r = c->client->CreateNamespace(spec);
-  if (r.ok() && namespace_id) *namespace_id = r->id;
-  return Report(c, r.status());
+  return tierkv::capi::CreateNamespace(c, name, model, options, namespace_id, created);
+}
+
+tierkv_status tierkv_create_namespace(tierkv_client* c, const char* name, const tierkv_model_spec* model,
+                                      uint32_t* namespace_id) {
+  return tierkv_create_namespace_ex(c, name, model, nullptr, namespace_id, nullptr);
 }
 
 tierkv_status tierkv_attach(tierkv_client* c, const char* name, uint32_t* namespace_id, tierkv_model_spec* model) {
@@ -91,8 +155,9 @@ tierkv_status tierkv_attach(tierkv_client* c, const char* name, uint32_t* namesp
   if (!name) return Report(c, tierkv::InvalidArgument("name is NULL"));
   auto r = c->client->Attach(name);
   if (r.ok()) {
+    c->models[name] = r->spec.model;
     if (namespace_id) *namespace_id = r->id;
-    if (model) FromSpec(r->spec.model, model);
+    if (model) tierkv::capi::FromSpec(r->spec.model, model);
   }
   return Report(c, r.status());
 }
@@ -109,88 +174,59 @@ const char* tierkv_stats_json(tierkv_client* c) {
   return c->text.c_str();
 }
 
+const char* tierkv_list_namespaces_json(tierkv_client* c) {
+  if (!c) return nullptr;
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
+  return tierkv::capi::TextOrNull(c, tierkv::capi::CallJson(c, {{"op", "list_namespaces"}}), "namespaces");
+}
+
+const char* tierkv_get_policy_json(tierkv_client* c, const char* name) {
+  if (!c) return nullptr;
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
+  if (!name) return tierkv::capi::NullWith(c, tierkv::InvalidArgument("name is NULL"));
+  return tierkv::capi::TextOrNull(c, tierkv::capi::CallJson(c, {{"op", "get_policy"}, {"namespace", name}}), "policy");
+}
+
+const char* tierkv_set_policy_json(tierkv_client* c, const char* name, const char* changes_json) {
+  if (!c) return nullptr;
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
+  if (!name || !changes_json)
+    return tierkv::capi::NullWith(c, tierkv::InvalidArgument("name and changes_json must not be NULL"));
+  auto changes = tierkv::wire::ParseBody(changes_json);
+  if (!changes.ok()) {
+    Report(c, tierkv::InvalidArgument("changes_json: " + changes.status().message()));
+    return nullptr;
+  }
+  return tierkv::capi::TextOrNull(
+      c, tierkv::capi::CallJson(c, {{"op", "set_policy"}, {"namespace", name}, {"policy", *changes}}), "policy");
+}
+
+const char* tierkv_usage_json(tierkv_client* c, const char* name) {
+  if (!c) return nullptr;
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
+  tierkv::wire::Json req{{"op", "usage"}};
+  if (name) req["namespace"] = name;
+  auto r = tierkv::capi::CallJson(c, req);
+  if (Report(c, r.status()) != TIERKV_OK) return nullptr;
+  r->erase("ok");
+  c->text = tierkv::wire::DumpBody(*r);
+  return c->text.c_str();
+}
+
+const char* tierkv_clients_json(tierkv_client* c) {
+  if (!c) return nullptr;
+  if (!c->client) return tierkv::capi::NullWith(c, tierkv::capi::NotConnected());
+  auto r = tierkv::capi::CallJson(c, {{"op", "clients"}});
+  if (Report(c, r.status()) != TIERKV_OK) return nullptr;
+  r->erase("ok");
+  c->text = tierkv::wire::DumpBody(*r);
+  return c->text.c_str();
+}
+
 const char* tierkv_last_error(const tierkv_client* c) { return c ? c->last_error.c_str() : "client is NULL"; }
 
 const char* tierkv_status_name(tierkv_status s) {
   return tierkv::StatusCodeName(static_cast<tierkv::StatusCode>(s)).data();
 }
-
-tierkv_status tierkv_open_channel(tierkv_client* c, const char* name, uint64_t staging_bytes, tierkv_channel** out) {
-  if (!c || !out) return TIERKV_INVALID_ARGUMENT;
-  if (!c->client) return NeedConnection(c);
-  if (!name) return Report(c, tierkv::InvalidArgument("name is NULL"));
-  tierkv::Client::ChannelOptions o;
-  o.staging_bytes = staging_bytes;
-  auto r = c->client->OpenChannel(name, o);
-  if (!r.ok()) return Report(c, r.status());
-  auto* ch = new (std::nothrow) tierkv_channel();
-  if (!ch) return Report(c, tierkv::ResourceExhausted("out of memory"));
-  ch->channel = std::move(r).value();
-  *out = ch;
-  return Report(c, tierkv::OkStatus());
-}
-
-void tierkv_channel_free(tierkv_channel* ch) { delete ch; }
-
-uint64_t tierkv_block_bytes(const tierkv_channel* ch) { return ch ? ch->channel->block_bytes() : 0; }
-
-tierkv_status tierkv_put(tierkv_channel* ch, uint64_t seq, uint32_t layer, uint32_t first, const void* data,
-                         size_t bytes, uint64_t prefix_hash) {
-  if (!ch) return TIERKV_INVALID_ARGUMENT;
-  if (!data && bytes) return Report(ch, tierkv::InvalidArgument("data is NULL"));
-  return Report(ch, ch->channel->Put(seq, layer, first, {static_cast<const std::byte*>(data), bytes}, prefix_hash));
-}
-
-tierkv_status tierkv_get(tierkv_channel* ch, uint64_t seq, uint32_t layer, uint32_t first, void* out, size_t bytes) {
-  if (!ch) return TIERKV_INVALID_ARGUMENT;
-  if (!out && bytes) return Report(ch, tierkv::InvalidArgument("out is NULL"));
-  return Report(ch, ch->channel->Get(seq, layer, first, {static_cast<std::byte*>(out), bytes}));
-}
-
-tierkv_status tierkv_retrieve(tierkv_channel* ch, uint64_t seq, uint32_t layer, const float* query,
-                              size_t query_floats, uint32_t budget, tierkv_block_ref* out, uint32_t* count,
-                              uint64_t* lease) {
-  if (!ch) return TIERKV_INVALID_ARGUMENT;
-  if (!query || !out || !count || !lease) return Report(ch, tierkv::InvalidArgument("NULL argument"));
-  auto r = ch->channel->Retrieve(seq, layer, {query, query_floats}, budget);
-  if (!r.ok()) return Report(ch, r.status());
-  *count = static_cast<uint32_t>(std::min<size_t>(r->blocks.size(), budget));
-  for (uint32_t i = 0; i < *count; ++i) {
-    const auto& b = r->blocks[i];
-    auto bytes = ch->channel->BlockBytes(b);
-    out[i] = {b.block, b.tier, b.offset, bytes.empty() ? nullptr : bytes.data()};
-  }
-  *lease = r->lease;
-  return Report(ch, tierkv::OkStatus());
-}
-
-tierkv_status tierkv_release(tierkv_channel* ch, uint64_t lease) {
-  if (!ch) return TIERKV_INVALID_ARGUMENT;
-  return Report(ch, ch->channel->Release(lease));
-}
-
-tierkv_status tierkv_close_sequence(tierkv_channel* ch, uint64_t seq) {
-  if (!ch) return TIERKV_INVALID_ARGUMENT;
-  return Report(ch, ch->channel->CloseSequence(seq));
-}
-
-tierkv_status tierkv_lookup_prefix(tierkv_channel* ch, const int32_t* tokens, size_t n, uint32_t* cached) {
-  if (!ch) return TIERKV_INVALID_ARGUMENT;
-  if ((!tokens && n) || !cached) return Report(ch, tierkv::InvalidArgument("NULL argument"));
-  auto r = ch->channel->LookupPrefix({tokens, n});
-  if (r.ok()) *cached = *r;
-  return Report(ch, r.status());
-}
-
-tierkv_status tierkv_load_prefix(tierkv_channel* ch, uint64_t seq, const int32_t* tokens, size_t n,
-                                 uint32_t* loaded) {
-  if (!ch) return TIERKV_INVALID_ARGUMENT;
-  if ((!tokens && n) || !loaded) return Report(ch, tierkv::InvalidArgument("NULL argument"));
-  auto r = ch->channel->LoadPrefix(seq, {tokens, n});
-  if (r.ok()) *loaded = *r;
-  return Report(ch, r.status());
-}
-
-const char* tierkv_channel_last_error(const tierkv_channel* ch) { return ch ? ch->last_error.c_str() : "channel is NULL"; }
 
 }  // extern "C"

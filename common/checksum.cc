@@ -1,5 +1,7 @@
 #include "common/checksum.h"
 
+// xxHash compiled in (header-only): libtierkv.a and .so need no libxxhash at link time.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 namespace tierkv {

@@ -14,6 +14,8 @@ PKGS=(
   curl
   # Operations tests (make test): a real Prometheus + promtool, PyYAML for scripts/check_deploy.sh.
   prometheus python3-yaml
+  # The Python package's tests (make test): Debian's numpy and pytest for /usr/bin/python3.
+  python3-numpy python3-pytest
 )
 # Extra packages for the benchmark report (make bench-report) and the Redis peer.
 if [[ "${TIERKV_DEPS_EXTRA:-0}" == 1 ]]; then

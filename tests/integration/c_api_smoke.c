@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tierkv/tierkv.h"
 
@@ -51,6 +52,53 @@ int main(int argc, char** argv) {
   CHECK(18, tierkv_put(ch, 42, 0, 0, block, bb - 1, 0) == TIERKV_INVALID_ARGUMENT);
   CHECK(19, tierkv_close_sequence(ch, 42) == TIERKV_OK);
   CHECK(20, tierkv_get(ch, 42, 0, 0, back, bb) == TIERKV_NOT_FOUND);
+
+  /* ABI version 2: options structs, durable puts, retrieve_ex, arenas, JSON calls. */
+  CHECK(21, tierkv_abi_version() == TIERKV_ABI_VERSION);
+  tierkv_namespace_options nso;
+  tierkv_namespace_options_init(&nso);
+  uint32_t uids[2] = {4242, (uint32_t)getuid()}; /* a list replaces "only the creator" */
+  nso.host_bytes = 1u << 20;
+  nso.uids = uids;
+  nso.num_uids = 2;
+  int created = -1;
+  CHECK(22, tierkv_create_namespace_ex(c, "c-smoke2", &m, &nso, NULL, &created) == TIERKV_OK && created == 1);
+  nso.struct_size = 8; /* a binding with another layout is refused */
+  CHECK(23, tierkv_create_namespace_ex(c, "c-smoke3", &m, &nso, NULL, NULL) == TIERKV_INVALID_ARGUMENT);
+  CHECK(24, strstr(tierkv_last_error(c), "tierkv_namespace_options_init") != NULL);
+  nso.struct_size = sizeof nso + 8; /* a newer header than this library */
+  CHECK(24, tierkv_create_namespace_ex(c, "c-smoke3", &m, &nso, NULL, NULL) == TIERKV_INVALID_ARGUMENT);
+  nso.struct_size = sizeof nso;
+  CHECK(25, tierkv_attach(c, "c-smoke2", NULL, NULL) == TIERKV_OK);
+  tierkv_channel_options co;
+  tierkv_channel_options_init(&co);
+  co.staging_bytes = 1 << 16;
+  tierkv_channel* ch2 = NULL;
+  CHECK(26, tierkv_open_channel_ex(c, "c-smoke2", &co, &ch2) == TIERKV_OK);
+  tierkv_model_spec got;
+  CHECK(27, tierkv_channel_model(ch2, &got) == TIERKV_OK && got.num_kv_heads == 2 && tierkv_gpu_path(ch2) == 0);
+  int durable = -1;
+  for (uint32_t b = 0; b < 8; ++b) CHECK(28, tierkv_put_ex(ch2, 7, 1, b, block, bb, 0, &durable) == TIERKV_OK);
+  CHECK(29, durable == 0 || durable == 1);
+  CHECK(30, tierkv_put_ex(ch2, 7, 2, 0, block, bb, 0, NULL) == TIERKV_INVALID_ARGUMENT); /* layer 2 of 2 */
+  uint32_t missing = 99;
+  CHECK(31, tierkv_retrieve_ex(ch2, 7, 1, query, 64, 6, refs, 5, &n, &lease, &missing) == TIERKV_INVALID_ARGUMENT);
+  CHECK(32, tierkv_retrieve_ex(ch2, 7, 1, query, 63, 6, refs, 6, &n, &lease, &missing) == TIERKV_INVALID_ARGUMENT);
+  CHECK(33, tierkv_retrieve_ex(ch2, 7, 1, query, 64, 6, refs, 6, &n, &lease, &missing) == TIERKV_OK && missing == 0);
+  const void* arena = NULL;
+  uint64_t arena_bytes = 0;
+  CHECK(34, tierkv_gpu_arena(ch2, &arena, &arena_bytes) == TIERKV_OK);
+  const void* host = NULL;
+  uint64_t host_bytes = 0;
+  CHECK(35, tierkv_host_arena(ch2, &host, &host_bytes) == TIERKV_OK && host != NULL);
+  const char* base = (const char*)(refs[0].tier == 0 ? arena : host);
+  CHECK(36, base != NULL && (const char*)refs[0].data == base + refs[0].offset);
+  CHECK(37, tierkv_release(ch2, lease) == TIERKV_OK);
+  const char* policy = tierkv_set_policy_json(c, "c-smoke2", "{\"retriever\": \"mean\"}");
+  CHECK(38, policy != NULL && strstr(policy, "\"retriever\":\"mean\"") != NULL);
+  CHECK(39, tierkv_set_policy_json(c, "c-smoke2", "{\"retriever\": 5") == NULL);
+  CHECK(40, tierkv_list_namespaces_json(c) != NULL && strstr(tierkv_list_namespaces_json(c), "c-smoke2") != NULL);
+  tierkv_channel_free(ch2);
   free(block);
   free(back);
   tierkv_channel_free(ch);

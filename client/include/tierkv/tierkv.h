@@ -110,8 +110,131 @@ tierkv_status tierkv_load_prefix(tierkv_channel* channel, uint64_t seq, const in
                                  uint32_t* loaded);
 /* Message of the last failed call on this channel ("" if none). */
 const char* tierkv_channel_last_error(const tierkv_channel* channel);
-/* "Ok", "NotFound", ... */
+/* "Ok", "NotFound", ... ("Unknown" for a value outside tierkv_status). */
 const char* tierkv_status_name(tierkv_status status);
+
+/* ==== ABI version 2: the whole data plane (appended; the calls above are unchanged) ====
+ *
+ * Every pointer and size a caller passes is checked: a NULL where a value is needed,
+ * a byte count that is not a whole number of blocks, a table too small for the
+ * budget, ... are refused with TIERKV_INVALID_ARGUMENT and a message in
+ * tierkv_last_error / tierkv_channel_last_error. Strings returned by the library
+ * stay valid until the next call on the same handle.
+ *
+ * Option structs grow at their end only: struct_size is the caller's sizeof, a
+ * shorter (older) struct is read zero-extended and zero means "the default" in
+ * every field, a longer (newer than this library) one is refused. The _init
+ * functions write this header's sizeof: bindings with their own layout (ctypes)
+ * set struct_size themselves instead of calling them. */
+
+#define TIERKV_ABI_VERSION 2u
+/* The ABI version of the loaded library (TIERKV_ABI_VERSION of the build). */
+uint32_t tierkv_abi_version(void);
+
+/* Connects with a client name (reported to the daemon; NULL = "libtierkv") and a
+ * reply timeout in milliseconds (0 = 10000). */
+tierkv_status tierkv_connect_ex(tierkv_client* client, const char* socket_path, const char* client_name,
+                                uint32_t timeout_ms);
+/* Whether the daemon counts this connection as an admin (1) or not (0); 0 when not connected. */
+int tierkv_is_admin(const tierkv_client* client);
+
+/* Budgets and access list of a new namespace. Fill with tierkv_namespace_options_init. */
+typedef struct tierkv_namespace_options {
+  uint32_t struct_size;    /* sizeof(tierkv_namespace_options) */
+  uint64_t gpu_bytes;      /* per-tier budgets in bytes; 0 = no budget of its own */
+  uint64_t host_bytes;
+  uint64_t disk_bytes;
+  const uint32_t* uids;    /* uids that may attach (num_uids entries). No uids and no gids: only
+                              the creator; a list replaces that (list the creator to attach too) */
+  size_t num_uids;
+  const uint32_t* gids;    /* gids that may attach */
+  size_t num_gids;
+} tierkv_namespace_options;
+void tierkv_namespace_options_init(tierkv_namespace_options* options);
+/* Creates a namespace (admins only) with budgets and an ACL (options NULL = defaults).
+ * namespace_id and created (1 new, 0 it existed with the same spec) may be NULL. */
+tierkv_status tierkv_create_namespace_ex(tierkv_client* client, const char* name, const tierkv_model_spec* model,
+                                         const tierkv_namespace_options* options, uint32_t* namespace_id,
+                                         int* created);
+/* The namespaces visible to this client: a JSON array of {name, namespace_id, model,
+ * budgets, acl}. NULL on error. */
+const char* tierkv_list_namespaces_json(tierkv_client* client);
+/* The namespace's policy as a JSON object. NULL on error. */
+const char* tierkv_get_policy_json(tierkv_client* client, const char* name);
+/* Applies changes (a JSON object of policy fields, admins only, all or nothing) and
+ * returns the new policy as a JSON object. NULL on error (the old policy stays). */
+const char* tierkv_set_policy_json(tierkv_client* client, const char* name, const char* changes_json);
+/* Usage per namespace ({"namespaces": [...]}; name NULL = every visible one). NULL on error. */
+const char* tierkv_usage_json(tierkv_client* client, const char* name);
+/* Connected clients ({"clients": [...]}, admins only). NULL on error. */
+const char* tierkv_clients_json(tierkv_client* client);
+
+/* Options of a data channel. Fill with tierkv_channel_options_init. */
+typedef struct tierkv_channel_options {
+  uint32_t struct_size;         /* sizeof(tierkv_channel_options) */
+  uint32_t request_entries;     /* ring sizes, powers of two >= 2 (0 = 256) */
+  uint32_t completion_entries;
+  uint64_t staging_bytes;       /* 0 = the daemon's default */
+  int gpu;                      /* nonzero: the GPU path of retrieve (emulated when the daemon has no GPU) */
+  uint64_t gpu_exchange_bytes;  /* 0 = the daemon's default */
+} tierkv_channel_options;
+void tierkv_channel_options_init(tierkv_channel_options* options);
+/* Opens a channel to a namespace this client attached to (options NULL = defaults). */
+tierkv_status tierkv_open_channel_ex(tierkv_client* client, const char* name, const tierkv_channel_options* options,
+                                     tierkv_channel** out);
+/* Bytes of the channel's staging area: a retrieve's query and table must fit it
+ * (query bytes + 16 * budget). 0 when channel is NULL. */
+uint64_t tierkv_staging_bytes(const tierkv_channel* channel);
+/* The model of the channel's namespace. */
+tierkv_status tierkv_channel_model(tierkv_channel* channel, tierkv_model_spec* model);
+/* Put that also reports *durable (may be NULL): 1 when the namespace's write policy
+ * wrote every block to disk before acknowledging. bytes: a whole number of blocks. */
+tierkv_status tierkv_put_ex(tierkv_channel* channel, uint64_t seq, uint32_t layer, uint32_t first, const void* data,
+                            size_t bytes, uint64_t prefix_hash, int* durable);
+/* Retrieve into a table of `capacity` entries (capacity >= budget); *missing (may be
+ * NULL): selected blocks still on disk (defer mode). */
+tierkv_status tierkv_retrieve_ex(tierkv_channel* channel, uint64_t seq, uint32_t layer, const float* query,
+                                 size_t query_floats, uint32_t budget, tierkv_block_ref* out, uint32_t capacity,
+                                 uint32_t* count, uint64_t* lease, uint32_t* missing);
+/* The content hashes of the full blocks of tokens (the channel's block_tokens each,
+ * chained from the first): the prefix_hash to put block i with so that
+ * tierkv_lookup_prefix / tierkv_load_prefix find it. Writes *count = n / block_tokens
+ * hashes to out (capacity entries; too small: TIERKV_INVALID_ARGUMENT). */
+tierkv_status tierkv_prefix_block_hashes(tierkv_channel* channel, const int32_t* tokens, size_t n, uint64_t* out,
+                                         size_t capacity, size_t* count);
+/* The read-only mappings of the namespace's arenas in this process: H, and G when the
+ * daemon emulates it in host memory. *data = NULL, *bytes = 0 when not mapped. A
+ * block ref {tier, offset} points at data + offset of its tier's arena. */
+tierkv_status tierkv_host_arena(tierkv_channel* channel, const void** data, uint64_t* bytes);
+tierkv_status tierkv_gpu_arena(tierkv_channel* channel, const void** data, uint64_t* bytes);
+/* Device address of the real G arena in this process (CUDA IPC), or NULL (emulated G). */
+void* tierkv_gpu_arena_device(const tierkv_channel* channel);
+
+/* ---- GPU path (channel opened with options.gpu) ---- */
+/* 0: no GPU path, 1: device (CUDA IPC), 2: emulated (host pointers, streams ignored). */
+int tierkv_gpu_path(const tierkv_channel* channel);
+/* One entry of the block table the GPU path writes (the layout kernels read). */
+typedef struct tierkv_block_table_entry {
+  uint32_t block;      /* block index in the sequence */
+  uint8_t tier;        /* 0 = G, 1 = H */
+  uint8_t reserved[3];
+  uint64_t offset;     /* byte offset in that tier's arena */
+} tierkv_block_table_entry;
+typedef struct tierkv_gpu_retrieval {
+  uint64_t lease;      /* pass to tierkv_release after the step */
+  uint32_t count;      /* entries in table */
+  uint32_t missing;    /* defer mode: selected but not resident yet */
+  const tierkv_block_table_entry* table; /* device memory (host memory when emulated), valid
+                                             until the next retrieval on this channel */
+} tierkv_gpu_retrieval;
+/* Queues the query copy (device_query: query_floats floats in device memory; host
+ * memory when emulated) on `stream` (a cudaStream_t; NULL = the default stream) and
+ * posts the retrieval. One in flight per channel. */
+tierkv_status tierkv_start_retrieve_on_gpu(tierkv_channel* channel, uint64_t seq, uint32_t layer,
+                                           const void* device_query, size_t query_floats, uint32_t budget,
+                                           void* stream);
+/* Waits for the daemon's table and makes `stream` wait for it; fills *out. */
+tierkv_status tierkv_finish_retrieve_on_gpu(tierkv_channel* channel, void* stream, tierkv_gpu_retrieval* out);
 
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop

@@ -1,0 +1,407 @@
+"""Channel: a data channel (shared-memory rings and staging area) to one namespace,
+and the leases its retrievals return (Selection, GpuSelection)."""
+from __future__ import annotations
+
+import ctypes
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional
+
+import numpy as np
+
+from . import _lib
+from ._arrays import BLOCK_TABLE_DTYPE, ArenaBuffer, check_uint, is_torch_tensor, payload, query_f32, tokens_i32
+from .errors import InvalidArgument, NotSupported, from_status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import Client, ModelSpec, Namespace
+
+TIER_G, TIER_H = 0, 1
+
+
+class BlockRef(NamedTuple):
+    """A retrieved block: its index in the sequence (tokens block * block_tokens
+    onwards), its tier (0 = G, 1 = H) and its byte offset in that tier's arena."""
+
+    block: int
+    tier: int
+    offset: int
+
+
+class _Handle:
+    """Owns the C channel; freed when the Channel and every arena view are gone."""
+
+    def __init__(self, lib: ctypes.CDLL, ptr: int) -> None:
+        self.lib, self.ptr = lib, ptr
+
+    def __del__(self) -> None:
+        if self.ptr:
+            self.lib.tierkv_channel_free(self.ptr)
+            self.ptr = 0
+
+
+class Channel:
+    """A data channel to one namespace (open with :meth:`Client.open_channel`); a
+    context manager. Not thread-safe: one channel per thread. Closing it releases
+    the leases of its selections still held."""
+
+    def __init__(self, client: Client, ptr: int, namespace: Namespace) -> None:
+        self._client = client
+        self._lib = client._lib
+        self._handle: Optional[_Handle] = _Handle(self._lib, ptr)
+        self.namespace = namespace
+        self._leases: Dict[int, "_Lease"] = {}  # held leases -> their Selection
+        self._arenas: Dict[int, Optional[ArenaBuffer]] = {}
+        self._gpu_in_flight = False
+        self.block_bytes: int = int(self._lib.tierkv_block_bytes(ptr))
+        """Bytes of one block."""
+        self.staging_bytes: int = int(self._lib.tierkv_staging_bytes(ptr))
+        """Bytes of the staging area (puts and gets go through it in rounds)."""
+
+    # --- plumbing ---
+    def _ptr(self) -> int:
+        if self._handle is None:
+            raise InvalidArgument("the channel is closed")
+        if self._client.closed:
+            raise InvalidArgument("the channel's client is closed")
+        return self._handle.ptr
+
+    def _check(self, status: int) -> None:
+        if status != 0:
+            msg = self._lib.tierkv_channel_last_error(self._handle.ptr) or b""
+            raise from_status(status, msg.decode(errors="replace"))
+
+    # --- properties ---
+    @property
+    def model(self) -> ModelSpec:
+        """The namespace's model."""
+        return self.namespace.model
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        """float16, float32, or uint16 holding bf16 raw bits."""
+        return self.model.numpy_dtype
+
+    @property
+    def block_shape(self):
+        """(2, num_kv_heads, block_tokens, head_dim)."""
+        return self.model.block_shape
+
+    @property
+    def gpu_path(self) -> str:
+        """"none", "device" (CUDA IPC) or "emulated" (the daemon has no GPU: host pointers)."""
+        return ("none", "device", "emulated")[self._lib.tierkv_gpu_path(self._ptr())]
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    # --- lifetime ---
+    def close(self) -> None:
+        """Releases the leases still held and closes the channel. Arena views made
+        from it stay readable (the mapping lives while they do)."""
+        if self._handle is None:
+            return
+        if not self._client.closed:
+            for lease in sorted(self._leases):
+                self._lib.tierkv_release(self._handle.ptr, lease)
+        for sel in self._leases.values():
+            sel._released = True
+        self._leases.clear()
+        self._handle = None
+        self._arenas.clear()
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- blocks ---
+    def put(self, seq: int, layer: int, first_block: int, data: Any, prefix_hash: int = 0) -> bool:
+        """Stores blocks [first_block, first_block + n) of (seq, layer).
+
+        data: a numpy array or torch tensor of the namespace's dtype (uint16 raw bits
+        or torch.bfloat16 for bf16), C-contiguous, shaped (n, 2, kv_heads,
+        block_tokens, head_dim) or (2, kv_heads, block_tokens, head_dim); or bytes-like
+        of n * block_bytes. A CUDA tensor is copied to host memory first.
+        prefix_hash != 0 (one block) marks a full prefix block shared by content.
+        Returns whether the write policy made every block durable on disk before
+        acknowledging. Raises Busy over a block a lease pins.
+        """
+        ch = self._ptr()
+        seq, layer, first = check_uint(seq, "seq", 64), check_uint(layer, "layer", 32), check_uint(
+            first_block, "first_block", 32)
+        prefix_hash = check_uint(prefix_hash, "prefix_hash", 64)
+        addr, nbytes, keep = payload(data, self.model.dtype, self.block_shape, self.block_bytes)
+        durable = ctypes.c_int(0)
+        self._check(self._lib.tierkv_put_ex(ch, seq, layer, first, addr, nbytes, prefix_hash, ctypes.byref(durable)))
+        del keep
+        return bool(durable.value)
+
+    def get(self, seq: int, layer: int, first_block: int, n: int = 1) -> np.ndarray:
+        """Copies blocks [first_block, first_block + n) into a new array (n, 2, kv, bt, hd)."""
+        ch = self._ptr()
+        seq, layer, first = check_uint(seq, "seq", 64), check_uint(layer, "layer", 32), check_uint(
+            first_block, "first_block", 32)
+        n = check_uint(n, "n", 32)
+        if n == 0:
+            raise InvalidArgument("get: n must be positive")
+        try:
+            out = np.empty((n,) + self.block_shape, dtype=self.numpy_dtype)
+        except (MemoryError, ValueError):
+            raise InvalidArgument(f"get: {n} blocks of {self.block_bytes} bytes cannot be allocated") from None
+        self._check(self._lib.tierkv_get(ch, seq, layer, first, out.ctypes.data, out.nbytes))
+        return out
+
+    def retrieve(self, seq: int, layer: int, query: Any, budget: int) -> Selection:
+        """Selects up to `budget` blocks of (seq, layer) for `query` (num_q_heads *
+        head_dim floats, any shape; converted to float32), sinks and the recent window
+        included, and pins them until the Selection is released (use it as a context
+        manager)."""
+        ch = self._ptr()
+        seq, layer, budget = check_uint(seq, "seq", 64), check_uint(layer, "layer", 32), check_uint(
+            budget, "budget", 32)
+        if budget == 0:
+            raise InvalidArgument("retrieve: budget must be positive")
+        q = query_f32(query, self.model.query_floats)
+        fits = (self.staging_bytes - q.nbytes) // ctypes.sizeof(_lib.BlockTableEntryC)
+        if budget > fits:
+            raise InvalidArgument(f"retrieve: a table of {budget} entries and the query do not fit the staging area "
+                                  f"({self.staging_bytes} bytes: at most {max(fits, 0)} entries)")
+        table = (_lib.BlockRefC * budget)()
+        count, lease, missing = ctypes.c_uint32(), ctypes.c_uint64(), ctypes.c_uint32()
+        self._check(self._lib.tierkv_retrieve_ex(ch, seq, layer, q.ctypes.data, q.size, budget, table, budget,
+                                                 ctypes.byref(count), ctypes.byref(lease), ctypes.byref(missing)))
+        refs = [BlockRef(table[i].block, table[i].tier, table[i].offset) for i in range(count.value)]
+        sel = Selection(self, lease.value, refs, missing.value)
+        self._leases[lease.value] = sel
+        return sel
+
+    def release(self, lease: int) -> None:
+        """Releases a lease (Selection.release does it for you). NotFound if not held."""
+        ch = self._ptr()
+        lease = check_uint(lease, "lease", 64)
+        self._check(self._lib.tierkv_release(ch, lease))
+        held = self._leases.pop(lease, None)
+        if held is not None:
+            held._released = True
+
+    def close_sequence(self, seq: int) -> None:
+        """Drops the sequence's blocks (shared prefix blocks stay while others use them)."""
+        self._check(self._lib.tierkv_close_sequence(self._ptr(), check_uint(seq, "seq", 64)))
+
+    def prefix_block_hashes(self, tokens: Any) -> List[int]:
+        """The content hashes of the full blocks of tokens (block_tokens each, chained):
+        put block i of a shared prompt with prefix_hash=hashes[i] so that
+        lookup_prefix / load_prefix find it."""
+        ch = self._ptr()
+        t = tokens_i32(tokens)
+        cap = t.size // self.model.block_tokens
+        out = (ctypes.c_uint64 * max(cap, 1))()
+        count = ctypes.c_size_t()
+        self._check(self._lib.tierkv_prefix_block_hashes(ch, t.ctypes.data if t.size else None, t.size, out, cap,
+                                                         ctypes.byref(count)))
+        return [int(out[i]) for i in range(count.value)]
+
+    def lookup_prefix(self, tokens: Any) -> int:
+        """How many leading tokens are cached as full prefix blocks."""
+        ch = self._ptr()
+        t = tokens_i32(tokens)
+        cached = ctypes.c_uint32()
+        self._check(self._lib.tierkv_lookup_prefix(ch, t.ctypes.data if t.size else None, t.size,
+                                                   ctypes.byref(cached)))
+        return cached.value
+
+    def load_prefix(self, seq: int, tokens: Any) -> int:
+        """Makes the cached prefix of tokens the first blocks of seq; returns its tokens."""
+        ch = self._ptr()
+        seq = check_uint(seq, "seq", 64)
+        t = tokens_i32(tokens)
+        loaded = ctypes.c_uint32()
+        self._check(self._lib.tierkv_load_prefix(ch, seq, t.ctypes.data if t.size else None, t.size,
+                                                 ctypes.byref(loaded)))
+        return loaded.value
+
+    # --- zero-copy views of the shared arenas ---
+    def _arena(self, tier: int) -> Optional[ArenaBuffer]:
+        if tier not in self._arenas:
+            data, size = ctypes.c_void_p(), ctypes.c_uint64()
+            fn = self._lib.tierkv_gpu_arena if tier == TIER_G else self._lib.tierkv_host_arena
+            self._check(fn(self._ptr(), ctypes.byref(data), ctypes.byref(size)))
+            self._arenas[tier] = ArenaBuffer(data.value, size.value, self._handle) if data.value else None
+        return self._arenas[tier]
+
+    def arena(self, tier: int) -> Optional[memoryview]:
+        """The whole arena of a tier (0 = G when emulated in host memory, 1 = H) as a
+        read-only memoryview, or None when it is not mapped in this process."""
+        self._ptr()
+        a = self._arena(check_uint(tier, "tier", 1))
+        return a.memory if a else None
+
+    def arena_address(self, tier: int) -> Optional[int]:
+        """The address of a tier's mapped arena in this process, or None."""
+        self._ptr()
+        a = self._arena(check_uint(tier, "tier", 1))
+        return a.address if a else None
+
+    @property
+    def gpu_arena_device(self) -> Optional[int]:
+        """Device address of the real G arena (CUDA IPC) in this process, or None (emulated G)."""
+        return self._lib.tierkv_gpu_arena_device(self._ptr()) or None
+
+    def block_view(self, ref: BlockRef) -> np.ndarray:
+        """A zero-copy, read-only view (2, kv_heads, block_tokens, head_dim) of one
+        block in the shared arena. Its bytes are valid while the lease that returned
+        ref is held. A tier-0 block on a real GPU is device memory: NotSupported."""
+        self._ptr()
+        if not isinstance(ref, tuple) or len(ref) != 3:
+            raise InvalidArgument("block_view: ref must be a BlockRef(block, tier, offset)")
+        _, tier, offset = ref
+        tier = check_uint(tier, "ref.tier", 1)
+        arena = self._arena(tier)
+        if arena is None:
+            raise NotSupported(f"block_view: the tier-{tier} arena is not mapped in this process"
+                               + (" (G is device memory: use gpu_arena_device + offset)" if tier == TIER_G else ""))
+        return arena.view(check_uint(offset, "ref.offset", 64), self.block_bytes, self.numpy_dtype, self.block_shape)
+
+    # --- the GPU path ---
+    def start_retrieve_on_gpu(self, seq: int, layer: int, device_query_ptr: Any, query_floats: int, budget: int,
+                              stream_ptr: Any = 0) -> None:
+        """Step 1 of a GPU retrieval: queues the copy of the query (query_floats f32 at
+        device_query_ptr, e.g. tensor.data_ptr(); host memory on the emulated path) on
+        the CUDA stream stream_ptr (an int such as torch.cuda.current_stream().cuda_stream,
+        a torch.cuda.Stream, or 0 = the default stream) and posts the request. Returns
+        at once; one in flight per channel."""
+        ch = self._ptr()
+        seq, layer = check_uint(seq, "seq", 64), check_uint(layer, "layer", 32)
+        budget, query_floats = check_uint(budget, "budget", 32), check_uint(query_floats, "query_floats", 64)
+        ptr = _pointer(device_query_ptr, "device_query_ptr")
+        if ptr == 0:
+            raise InvalidArgument("device_query_ptr is NULL")
+        self._check(self._lib.tierkv_start_retrieve_on_gpu(ch, seq, layer, ptr, query_floats, budget,
+                                                           _stream(stream_ptr) or None))
+        self._gpu_in_flight = True
+
+    def finish_retrieve_on_gpu(self, stream_ptr: Any = 0) -> GpuSelection:
+        """Step 3: waits for the daemon's block table and orders stream_ptr after it.
+        Returns a GpuSelection (a context manager releasing its lease)."""
+        ch = self._ptr()
+        out = _lib.GpuRetrievalC()
+        st = self._lib.tierkv_finish_retrieve_on_gpu(ch, _stream(stream_ptr) or None, ctypes.byref(out))
+        if st != 5:  # Busy (no completion in time) leaves it in flight: a later call may collect it
+            self._gpu_in_flight = False
+        self._check(st)
+        sel = GpuSelection(self, out.lease, out.count, out.missing, out.table or 0, self.gpu_path == "emulated")
+        self._leases[out.lease] = sel
+        return sel
+
+
+def _pointer(value: Any, name: str) -> int:
+    """An address: an int, a numpy array (its data), or a torch tensor (data_ptr())."""
+    if is_torch_tensor(value):
+        return int(value.data_ptr())
+    if isinstance(value, np.ndarray):
+        return int(value.ctypes.data)
+    return check_uint(value, name, 64)
+
+
+def _stream(value: Any) -> int:
+    if hasattr(value, "cuda_stream"):
+        value = value.cuda_stream
+    return check_uint(value if value is not None else 0, "stream_ptr", 64)
+
+
+class _Lease:
+    """A lease held on a channel: released once, by release() or leaving a with-block."""
+
+    def __init__(self, channel: Channel, lease: int, missing: int) -> None:
+        self.channel = channel
+        self.lease = lease
+        """The lease id (pins the selected blocks until released)."""
+        self.missing = missing
+        """Defer mode: blocks selected but still on disk (not in the table)."""
+        self._released = False
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def release(self) -> None:
+        """Releases the lease (once; later calls do nothing)."""
+        if self._released:
+            return
+        self._released = True
+        if not self.channel.closed:
+            self.channel.release(self.lease)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+class Selection(_Lease):
+    """The blocks a retrieval selected, pinned until release() (or the end of a
+    with-block, also on an exception)."""
+
+    def __init__(self, channel: Channel, lease: int, blocks: List[BlockRef], missing: int) -> None:
+        super().__init__(channel, lease, missing)
+        self.blocks: List[BlockRef] = blocks
+        """The selected blocks, ascending by block index."""
+
+    @property
+    def block_indices(self) -> np.ndarray:
+        """The selected block indices, ascending (int64)."""
+        return np.array([b.block for b in self.blocks], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def _live(self) -> None:
+        if self._released:
+            raise InvalidArgument("the selection was released: its blocks may have moved")
+
+    def views(self) -> List[np.ndarray]:
+        """Zero-copy read-only views (2, kv_heads, block_tokens, head_dim) of the blocks
+        in the shared arenas, valid while the lease is held."""
+        self._live()
+        return [self.channel.block_view(b) for b in self.blocks]
+
+    def stacked(self) -> np.ndarray:
+        """A copy of the blocks as one array (count, 2, kv_heads, block_tokens, head_dim)."""
+        self._live()
+        if not self.blocks:
+            return np.empty((0,) + self.channel.block_shape, dtype=self.channel.numpy_dtype)
+        return np.stack(self.views())
+
+
+class GpuSelection(_Lease):
+    """The result of finish_retrieve_on_gpu: `count` entries of the block table at
+    `table_ptr` (device memory; host memory on the emulated path), laid out as
+    tierkv.BLOCK_TABLE_DTYPE, valid for work queued on the stream until the next
+    retrieval on the channel. A tier-0 entry's offset is into the G arena
+    (gpu_arena_device), a tier-1 entry's into the H arena."""
+
+    def __init__(self, channel: Channel, lease: int, count: int, missing: int, table_ptr: int,
+                 emulated: bool) -> None:
+        super().__init__(channel, lease, missing)
+        self.count = count
+        """Entries in the table."""
+        self.table_ptr = table_ptr
+        """Address of the table."""
+        self.emulated = emulated
+        """Whether the table is in host memory (the daemon emulates the GPU path)."""
+
+    def entries(self) -> np.ndarray:
+        """A copy of the table (emulated path only: a device table needs the device)."""
+        if not self.emulated:
+            raise NotSupported("the block table is in device memory: read it from a kernel or copy it with torch")
+        if self._released:
+            raise InvalidArgument("the selection was released")
+        raw = (ctypes.c_ubyte * (self.count * BLOCK_TABLE_DTYPE.itemsize)).from_address(self.table_ptr)
+        return np.frombuffer(bytes(raw), dtype=BLOCK_TABLE_DTYPE).copy()
+
+    @property
+    def blocks(self) -> List[BlockRef]:
+        """The table as BlockRefs (emulated path only)."""
+        return [BlockRef(int(e["block"]), int(e["tier"]), int(e["offset"])) for e in self.entries()]
