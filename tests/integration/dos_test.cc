@@ -258,7 +258,13 @@ TEST_F(DosTest, AcceptBacksOffWhenOutOfDescriptors) {
     const int fd = ConnectUnix(daemon_->socket_path());  // the backlog takes what accept cannot
     if (fd >= 0) attack.push_back(fd);
   }
-  for (int i = 0; i < 4; ++i) {  // the metrics listener out of descriptors too
+  // The metrics listener out of descriptors too, once the control listener took the
+  // last ones (else the metrics thread may accept these before the control thread
+  // has run out, and never see EMFILE).
+  for (int i = 0; i < 200 && daemon_->Log().find("Too many open files") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  for (int i = 0; i < 4; ++i) {
     const int fd = ConnectTcp(PortOf(metrics_url_));
     if (fd >= 0) attack.push_back(fd);
   }
