@@ -14,6 +14,8 @@ PKGS=(
   curl
   # Operations tests (make test): a real Prometheus + promtool, PyYAML for scripts/check_deploy.sh.
   prometheus python3-yaml
+  # Python tests (make test, label python): the reference engine in examples/engine.
+  python3-numpy python3-pytest python3-torch python3-matplotlib
 )
 # Extra packages for the benchmark report (make bench-report) and the Redis peer.
 if [[ "${TIERKV_DEPS_EXTRA:-0}" == 1 ]]; then
