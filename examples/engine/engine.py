@@ -62,12 +62,18 @@ class PagedEngine:
             torch.cuda.synchronize(self.dev)
 
     @torch.no_grad()
-    def prefill(self, prompts: torch.Tensor) -> torch.Tensor:
-        """prompts [B, P] -> logits [B, V] of the last prompt token. Puts whole blocks."""
+    def prefill(self, prompts: torch.Tensor, precomputed=None) -> torch.Tensor:
+        """prompts [B, P] -> logits [B, V] of the last prompt token. Puts whole blocks.
+        precomputed: (last logits [B, V], keys, values per layer [B, Hkv, P, hd]) of
+        these prompts (Sampled.prefill) instead of running the dense forward."""
         c, bt = self.model.config, self.bt
         B, P = prompts.shape
         self.seqs = [next(_seq_ids) for _ in range(B)]
-        logits, keys, values = self.model.dense_forward(prompts.to(self.dev))
+        if precomputed is None:
+            logits, keys, values = self.model.dense_forward(prompts.to(self.dev))
+            logits = logits[:, -1]
+        else:
+            logits, keys, values = precomputed
         self.n_blocks, self.fill, self.pos = P // bt, P % bt, P
         whole = self.n_blocks * bt
         self.partial = torch.zeros(c.n_layers, B, 2, c.n_kv_heads, bt, c.head_dim, device=self.dev)
@@ -84,7 +90,7 @@ class PagedEngine:
                 t0 = time.perf_counter()
                 self.backend.put(seq, layer, 0, kv[b])
                 self.times.put_s += time.perf_counter() - t0
-        return logits[:, -1]
+        return logits
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, budget: Callable[[int], int]) -> torch.Tensor:
@@ -148,10 +154,10 @@ class PagedEngine:
             K[b, :, :kk.shape[1]] = kk
             V[b, :, :vv.shape[1]] = vv
             mask[b, :kk.shape[1]] = False
-        K, V = K.repeat_interleave(g, 1), V.repeat_interleave(g, 1)  # [B, Hq, T, hd]
-        s = (q[:, :, None, :] @ K.transpose(2, 3))[:, :, 0] / hd ** 0.5  # [B, Hq, T]
-        p = s.masked_fill(mask[:, None, :], float("-inf")).softmax(-1)
-        return (p[:, :, None, :] @ V)[:, :, 0].reshape(B, Hq * hd)
+        qg = q.view(B, K.shape[1], g, hd)  # query head h reads KV head h // g
+        s = (qg @ K.transpose(2, 3)) / hd ** 0.5  # [B, Hkv, g, T]
+        p = s.masked_fill(mask[:, None, None, :], float("-inf")).softmax(-1)
+        return (p @ V).reshape(B, Hq * hd)
 
     def close(self):
         for seq in self.seqs:
@@ -160,10 +166,10 @@ class PagedEngine:
 
 
 def generate(engine: PagedEngine, prompts: torch.Tensor, steps: int, budget: Callable[[int], int],
-             progress: Callable[[int], None] | None = None) -> torch.Tensor:
+             progress: Callable[[int], None] | None = None, precomputed=None) -> torch.Tensor:
     """Greedy decode: the first token from the prefill, then `steps` decode steps.
     Returns the tokens the decode steps produced [B, steps]."""
-    tok = engine.prefill(prompts).argmax(-1)
+    tok = engine.prefill(prompts, precomputed).argmax(-1)
     out = []
     for i in range(steps):
         tok = engine.step(tok, budget).argmax(-1)
@@ -175,10 +181,11 @@ def generate(engine: PagedEngine, prompts: torch.Tensor, steps: int, budget: Cal
 
 
 def teacher_forced(engine: PagedEngine, seqs: torch.Tensor, prompt_len: int, budget: Callable[[int], int],
-                   progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   progress: Callable[[int], None] | None = None,
+                   precomputed=None) -> tuple[torch.Tensor, torch.Tensor]:
     """seqs [B, T+1]: prefill seqs[:, :prompt_len], then feed seqs[:, prompt_len:T] one per step.
     Returns (NLL of each next token [B, T - prompt_len], argmax tokens [B, T - prompt_len])."""
-    engine.prefill(seqs[:, :prompt_len])
+    engine.prefill(seqs[:, :prompt_len], precomputed)
     nll, top = [], []
     for i, t in enumerate(range(prompt_len, seqs.shape[1] - 1)):
         logits = engine.step(seqs[:, t], budget).float().cpu()
@@ -190,20 +197,49 @@ def teacher_forced(engine: PagedEngine, seqs: torch.Tensor, prompt_len: int, bud
     return torch.stack(nll, 1), torch.stack(top, 1)
 
 
-def sample_sequences(model: Model, batch: int, length: int, seed: int, block_tokens: int = 8) -> torch.Tensor:
-    """[batch, length] token ids sampled from the model itself (temperature 1), seeded.
-    No tokenizer ships with stories260K: these are the evaluation texts."""
-    from kv_backend import LocalBackend
-    c = model.config
+@dataclasses.dataclass
+class Sampled:
+    """Sampled texts and, for a prompt length, the prefill the engine needs: the
+    logits of the last prompt token and every prompt token's post-RoPE K and V."""
+    tokens: torch.Tensor  # [B, length]
+    prompt_len: int
+    last_logits: torch.Tensor  # [B, V]
+    keys: list  # per layer [B, Hkv, prompt_len, hd]
+    values: list
+
+    @property
+    def prefill(self):
+        return self.last_logits, self.keys, self.values
+
+
+def sample_sequences(model: Model, batch: int, length: int, seed: int, prompt_len: int | None = None) -> Sampled:
+    """Token ids sampled from the model itself (temperature 1, the first token BOS = 1),
+    seeded: no tokenizer ships with stories260K, these are the evaluation texts.
+    Incremental decoding over a plain dense KV cache; the K/V of the first prompt_len
+    tokens are kept so that every mode shares one prefill (a dense prefill of 2048
+    tokens costs minutes on a loaded CPU)."""
+    c, dev = model.config, model.device
+    P = length if prompt_len is None else prompt_len
     gen = torch.Generator().manual_seed(seed)
-    eng = PagedEngine(model, LocalBackend((2, c.n_kv_heads, block_tokens, c.head_dim), model.device), block_tokens)
-    first = torch.ones(batch, 1, dtype=torch.long)  # BOS (id 1 in llama2.c tokenizers)
-    toks = [first[:, 0]]
-    logits = eng.prefill(first)
-    full = budget_fn("full")
-    for _ in range(length - 1):
-        nxt = torch.multinomial(logits.float().cpu().softmax(-1), 1, generator=gen)[:, 0]
-        toks.append(nxt)
-        logits = eng.step(nxt, full)
-    eng.close()
-    return torch.stack(toks, 1)
+    K = torch.zeros(c.n_layers, batch, c.n_kv_heads, length, c.head_dim, device=dev)
+    V = torch.zeros_like(K)
+    g = c.n_heads // c.n_kv_heads
+    toks = torch.ones(batch, length, dtype=torch.long)
+    last = None
+    with torch.no_grad():
+        for t in range(length):
+            x = model.embed(toks[:, t].to(dev))[:, None, :]
+            pos = torch.tensor([t], device=dev)
+            for layer in range(c.n_layers):
+                q, k, v = model.qkv(layer, x, pos)
+                K[layer, :, :, t], V[layer, :, :, t] = k[:, 0], v[:, 0]
+                qg = q[:, 0].view(batch, c.n_kv_heads, g, c.head_dim)
+                p = ((qg @ K[layer, :, :, :t + 1].transpose(2, 3)) / c.head_dim ** 0.5).softmax(-1)
+                x = model.attn_out_ffn(layer, x, (p @ V[layer, :, :, :t + 1]).reshape(batch, 1, -1))
+            logits = model.logits(x)[:, 0]
+            if t == P - 1:
+                last = logits.clone()
+            if t + 1 < length:
+                toks[:, t + 1] = torch.multinomial(logits.float().cpu().softmax(-1), 1, generator=gen)[:, 0]
+    return Sampled(toks, P, last, [K[layer, :, :, :P].contiguous() for layer in range(c.n_layers)],
+                   [V[layer, :, :, :P].contiguous() for layer in range(c.n_layers)])

@@ -121,6 +121,12 @@ def default_daemon() -> str:
     return os.environ.get("TIERKVD") or str(REPO / "build" / "release" / "daemon" / "tierkvd")
 
 
+def _die_with_parent() -> None:
+    """In the forked child: SIGTERM when the engine process dies (Linux prctl)."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Daemon:
     """A tierkvd of our own with a temporary config, data dir and socket."""
 
@@ -137,7 +143,8 @@ class Daemon:
                     f"[storage]\ngpu_bytes = {gpu_bytes}\nhost_bytes = {host_bytes}\ndisk_bytes = 0\n"
                     "prefault = false\n")
         self.log = open(os.path.join(self.dir, "tierkvd.log"), "wb")
-        self.proc = subprocess.Popen([binary, "--config", config], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([binary, "--config", config], stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while not self._answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -195,6 +202,7 @@ class TierkvBackend(KVBackend):
             socket_path = self._daemon.socket
         _, kv, bt, hd = self.block_shape
         self.np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
+        self._arena_blocks: dict[int, np.ndarray] = {}
         try:
             self.client = self.tierkv.Client.connect(socket_path, timeout=10.0)
             self.namespace = namespace or f"engine-{os.getpid()}-{time.monotonic_ns() % 10**9}"
@@ -215,14 +223,42 @@ class TierkvBackend(KVBackend):
     def retrieve(self, seq, layer, query, budget, num_blocks):
         q = query.detach().to("cpu", torch.float32).contiguous().numpy()
         with self.channel.retrieve(seq, layer, q, budget) as sel:
-            views = sel.views()
             # One copy out of the shared arena into engine memory (then to the device).
-            host = np.stack(views) if views else np.empty((0,) + self.block_shape, self.np_dtype)
+            host = self._gather(sel.blocks)
+            if host is None:  # a block off the slot grid or on an unmapped tier: per-block views
+                views = sel.views()
+                host = np.stack(views) if views else np.empty((0,) + self.block_shape, self.np_dtype)
         self.stats.retrieve_calls += 1
         self.stats.blocks_retrieved += host.shape[0]
         self.stats.bytes_retrieved += host.nbytes
         self.stats.bytes_query += q.nbytes
         return torch.from_numpy(host).to(self.device, torch.float32)
+
+    def _gather(self, refs) -> np.ndarray | None:
+        """All selected blocks in one numpy gather from read-only arrays over the whole
+        arenas (the package's `arena(tier)` memoryviews) when every offset sits on a
+        block_bytes grid; None otherwise. Same bytes as views(), without a Python
+        object per block."""
+        nbytes = int(np.prod(self.block_shape)) * np.dtype(self.np_dtype).itemsize
+        by_tier: dict[int, list[tuple[int, int]]] = {}
+        for i, (_, tier, offset) in enumerate(refs):
+            if offset % nbytes:
+                return None
+            by_tier.setdefault(tier, []).append((i, offset // nbytes))
+        out = np.empty((len(refs),) + self.block_shape, self.np_dtype)
+        for tier, items in by_tier.items():
+            arr = self._arena_blocks.get(tier)
+            if arr is None:
+                mem = self.channel.arena(tier)
+                if mem is None:
+                    return None
+                arr = np.frombuffer(mem, self.np_dtype, count=(len(mem) // nbytes) * (nbytes // out.itemsize))
+                arr = self._arena_blocks[tier] = arr.reshape((-1,) + self.block_shape)
+            pos, slots = np.array(items).T
+            if slots.max() >= arr.shape[0]:
+                return None
+            out[pos] = arr[slots]
+        return out
 
     def close_sequence(self, seq):
         self.channel.close_sequence(seq)

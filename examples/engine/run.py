@@ -22,6 +22,7 @@ import json
 import os
 import pathlib
 import platform
+import signal
 import sys
 import time
 
@@ -95,22 +96,23 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def run_mode(model, backend, args, seqs, ref, label, budget, progress) -> dict:
+def run_mode(model, backend, args, sampled, ref, label, budget, progress) -> dict:
     """One mode on one batch: greedy and/or teacher-forced, quality vs `ref` and cost."""
-    C = seqs.shape[1] - 1
-    P = C - args.steps
+    seqs, P = sampled.tokens, sampled.prompt_len
     out = {}
     cost = {"steps": 0, "total_s": 0.0, "retrieve_s": 0.0, "put_s": 0.0,
             "retrieve_s_per_layer": [0.0] * model.config.n_layers}
     s0 = vars(backend.stats).copy()
     if "greedy" in args.tasks:
         eng = PagedEngine(model, backend, args.block_tokens)
-        toks = generate(eng, seqs[:, :P], args.steps, budget, lambda i: progress(f"{label} greedy", i, args.steps))
+        toks = generate(eng, seqs[:, :P], args.steps, budget, lambda i: progress(f"{label} greedy", i, args.steps),
+                        sampled.prefill)
         out["greedy_tokens"] = toks
         _add_times(cost, eng.times)
     if "nll" in args.tasks:
         eng = PagedEngine(model, backend, args.block_tokens)
-        nll, top = teacher_forced(eng, seqs, P, budget, lambda i: progress(f"{label} nll", i, args.steps))
+        nll, top = teacher_forced(eng, seqs, P, budget, lambda i: progress(f"{label} nll", i, args.steps),
+                                  sampled.prefill)
         out["nll"], out["top1"] = nll, top
         _add_times(cost, eng.times)
     s1 = vars(backend.stats)
@@ -152,6 +154,7 @@ def policy_for(args, retriever: str) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop our tierkvd
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     model = Model(args.model, args.device)
@@ -166,17 +169,17 @@ def main(argv=None) -> int:
         for C in args.contexts:
             for seed in args.seeds:
                 tag = f"C={C} seed={seed}"
-                seqs = sample_sequences(model, args.batch, C + 1, seed, args.block_tokens)
+                sampled = sample_sequences(model, args.batch, C + 1, seed, prompt_len=C - args.steps)
                 progress.done(f"{tag}: sampled {args.batch} sequences of {C + 1} tokens")
                 base = {"context": C, "untrained_positions": C > c.seq_len, "seed": seed,
                         "blocks_at_start": (C - args.steps) // args.block_tokens}
-                r, ref = run_mode(model, local, args, seqs, None, f"{tag} local full", budget_fn("full"), progress)
+                r, ref = run_mode(model, local, args, sampled, None, f"{tag} local full", budget_fn("full"), progress)
                 rows.append({**base, "backend": "local", "mode": "full", "retriever": None, "budget": 1.0, **r})
                 modes = [("full", None)] + [(b, ret) for ret in args.retrievers for b in args.budgets]
                 for mode, ret in modes:
                     tkv.policy = tkv.client.set_policy(tkv.namespace, policy_for(args, ret or "exact"))
                     label = f"{tag} tierkv {mode}" + (f" {ret}" if ret else "")
-                    r, _ = run_mode(model, tkv, args, seqs, ref, label, budget_fn(mode), progress)
+                    r, _ = run_mode(model, tkv, args, sampled, ref, label, budget_fn(mode), progress)
                     rows.append({**base, "backend": "tierkv", "mode": "full" if mode == "full" else "sparse",
                                  "retriever": ret, "budget": 1.0 if mode == "full" else mode,
                                  "policy": tkv.policy, **r})

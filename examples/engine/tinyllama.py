@@ -147,12 +147,11 @@ class Model:
             values.append(v.transpose(1, 2).contiguous())
             attn = torch.empty(B, T, c.n_heads, c.head_dim, device=self.device)
             g = c.n_heads // c.n_kv_heads
+            kvh = c.n_kv_heads
             for b in range(B):  # one sequence at a time: [Hq, T, T] scores fit at T = 2048
-                qb = q[b].transpose(0, 1)  # [Hq, T, hd]
-                kb = keys[-1][b].repeat_interleave(g, 0)
-                vb = values[-1][b].repeat_interleave(g, 0)
-                s = (qb @ kb.transpose(1, 2)) / c.head_dim ** 0.5
+                qb = q[b].view(T, kvh, g, c.head_dim).permute(1, 2, 0, 3)  # [Hkv, g, T, hd]: head h -> KV h // g
+                s = (qb @ keys[-1][b][:, None].transpose(2, 3)) / c.head_dim ** 0.5  # [Hkv, g, T, T]
                 s = s.masked_fill(~causal, float("-inf")).softmax(-1)
-                attn[b] = (s @ vb).transpose(0, 1)
+                attn[b] = (s @ values[-1][b][:, None]).permute(2, 0, 1, 3).reshape(T, c.n_heads, c.head_dim)
             x = self.attn_out_ffn(layer, x, attn.flatten(-2))
         return self.logits(x), keys, values

@@ -34,7 +34,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def seqs(model):
-    return sample_sequences(model, 8, 41, seed=5, block_tokens=BT)
+    return sample_sequences(model, 8, 41, seed=5).tokens
 
 
 def shape(model):
@@ -73,6 +73,16 @@ def test_sampled_text_is_the_models_own(model, seqs):
     noise_logits, _, _ = model.dense_forward(noise)
     noise_nll = -noise_logits[:, :-1].log_softmax(-1).gather(2, noise[:, 1:, None]).mean().item()
     assert noise_nll > nll + 2.0
+
+
+def test_sampler_prefill_matches_dense_forward(model):
+    """The sampler's incremental K/V and last logits (the shared prefill) = the dense forward."""
+    s = sample_sequences(model, 3, 30, seed=2, prompt_len=21)
+    logits, keys, values = model.dense_forward(s.tokens[:, :21])
+    torch.testing.assert_close(s.last_logits, logits[:, -1], atol=1e-4, rtol=1e-4)
+    for a, b in zip(s.keys + s.values, keys + values):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert torch.equal(s.tokens, sample_sequences(model, 3, 30, seed=2).tokens)  # seeded
 
 
 def test_local_paged_matches_dense_forward(model, seqs):
