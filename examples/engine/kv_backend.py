@@ -239,6 +239,8 @@ class TierkvBackend(KVBackend):
         arenas (the package's `arena(tier)` memoryviews) when every offset sits on a
         block_bytes grid; None otherwise. Same bytes as views(), without a Python
         object per block."""
+        if not hasattr(self.channel, "arena"):  # an older binding: per-block views
+            return None
         nbytes = int(np.prod(self.block_shape)) * np.dtype(self.np_dtype).itemsize
         by_tier: dict[int, list[tuple[int, int]]] = {}
         for i, (_, tier, offset) in enumerate(refs):

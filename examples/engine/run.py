@@ -46,10 +46,10 @@ def parse_args(argv=None):
                    help="context lengths C, comma-separated; C > 512 uses untrained positions (default: %(default)s)")
     p.add_argument("--steps", type=int, default=256, help="decode steps per run (default: %(default)s)")
     p.add_argument("--batch", type=int, default=8, help="sequences decoded together (default: %(default)s)")
-    p.add_argument("--seeds", default="1,2", help="one batch per seed, comma-separated (default: %(default)s)")
+    p.add_argument("--seeds", default="1,2,3", help="one batch per seed, comma-separated (default: %(default)s)")
     p.add_argument("--block-tokens", type=int, default=8, help="tokens per KV block (default: %(default)s)")
     p.add_argument("--budgets", default="0.1,0.2,0.4", help="sparse budget fractions (default: %(default)s)")
-    p.add_argument("--retrievers", default="exact,minmax,mean",
+    p.add_argument("--retrievers", default="exact;minmax;mean;mean:r=4",
                    help="namespace policy retrievers: exact, minmax, mean or index/ factory strings, "
                         "separated by ';' if a factory string has commas (default: %(default)s)")
     p.add_argument("--trigger", default="every", choices=["every", "drift", "every_n"],
