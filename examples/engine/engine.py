@@ -68,7 +68,7 @@ class PagedEngine:
         these prompts (Sampled.prefill) instead of running the dense forward."""
         c, bt = self.model.config, self.bt
         B, P = prompts.shape
-        self.seqs = [next(_seq_ids) for _ in range(B)]
+        self.seqs = [next(_seq_ids) for _ in range(prompts.shape[0])]
         if precomputed is None:
             logits, keys, values = self.model.dense_forward(prompts.to(self.dev))
             logits = logits[:, -1]
@@ -97,7 +97,7 @@ class PagedEngine:
         """tokens [B] at position self.pos -> logits [B, V]."""
         self._sync()
         t_step = time.perf_counter()
-        c, bt, B = self.model.config, self.bt, len(self.seqs)
+        c, bt = self.model.config, self.bt
         m = self.model
         x = m.embed(tokens.to(self.dev))[:, None, :]
         pos = torch.tensor([self.pos], device=self.dev)
