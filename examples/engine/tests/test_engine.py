@@ -136,3 +136,17 @@ def test_cli_writes_json_and_plot(tmp_path, tierkv_backend):
     full = [s for s in res["summary"] if s["backend"] == "tierkv" and s["retriever"] is None]
     assert full[0]["greedy_agreement"] == 1.0 and full[0]["nll_delta"] == 0.0
     assert (tmp_path / "quality_vs_budget.png").stat().st_size > 1000
+
+
+def test_tierkv_f16_namespace_full_mode_is_close(model, seqs, tierkv_backend):
+    """An f16 namespace rounds K/V: full mode stays close to the f32 baseline, not equal."""
+    from kv_backend import TierkvBackend
+    c, P = model.config, 27
+    nll_ref, top_ref = teacher_forced(PagedEngine(model, LocalBackend(shape(model), model.device), BT), seqs, P,
+                                      budget_fn("full"))
+    with TierkvBackend(shape(model), model.device, num_layers=c.n_layers, num_q_heads=c.n_heads,
+                       dtype="f16") as b16:
+        nll, top = teacher_forced(PagedEngine(model, b16, BT), seqs, P, budget_fn("full"))
+        assert b16.stats.bytes_retrieved == b16.stats.blocks_retrieved * (2 * c.n_kv_heads * BT * c.head_dim * 2)
+    assert abs(nll.mean().item() - nll_ref.mean().item()) < 0.01
+    assert (top == top_ref).float().mean().item() >= 0.95
