@@ -14,8 +14,9 @@ PKGS=(
   curl
   # Operations tests (make test): a real Prometheus + promtool, PyYAML for scripts/check_deploy.sh.
   prometheus python3-yaml
-  # The Python package's tests (make test): Debian's numpy and pytest for /usr/bin/python3.
-  python3-numpy python3-pytest
+  # Python tests (make test, label python): the tierkv package (numpy, pytest) and the
+  # reference engine in examples/engine (torch, matplotlib) on /usr/bin/python3.
+  python3-numpy python3-pytest python3-torch python3-matplotlib
 )
 # Extra packages for the benchmark report (make bench-report) and the Redis peer.
 if [[ "${TIERKV_DEPS_EXTRA:-0}" == 1 ]]; then

@@ -1,0 +1,279 @@
+"""Where the paged engine keeps its full KV blocks: a small interface, two backends.
+
+A block is [2][kv_heads][block_tokens][head_dim] (K then V, keys after RoPE), one
+per (sequence, layer, block index). The engine puts a block once, when it is full,
+and retrieves per (sequence, layer) at every decode step with the step's post-RoPE
+query and a budget (how many blocks it wants); a backend returns the chosen blocks
+in ascending block order, as one float32 tensor [n][2][kv][bt][hd] on the engine's
+device.
+
+- LocalBackend: the blocks in engine memory, always every block (full attention).
+  It is the baseline the tierkv backend is compared with.
+- TierkvBackend: the blocks in a tierkvd namespace; the namespace policy's
+  retriever (exact, minmax, mean or an index/ factory string) and trigger choose
+  the blocks when the budget is below the block count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass
+class BackendStats:
+    retrieve_calls: int = 0
+    blocks_retrieved: int = 0
+    bytes_retrieved: int = 0  # block payload bytes that reached the engine
+    bytes_query: int = 0      # query bytes sent with retrieves
+    put_calls: int = 0
+    bytes_put: int = 0
+
+
+class KVBackend:
+    """Interface. Subclasses implement put, retrieve and close_sequence."""
+
+    name = "abstract"
+
+    def __init__(self, block_shape: tuple[int, int, int, int], device: torch.device):
+        self.block_shape = tuple(block_shape)  # (2, kv_heads, block_tokens, head_dim)
+        self.device = device
+        self.stats = BackendStats()
+
+    def put(self, seq: int, layer: int, first_block: int, blocks: torch.Tensor) -> None:
+        """blocks [n, 2, kv, bt, hd] float32: block indices first_block .. first_block + n - 1."""
+        raise NotImplementedError
+
+    def retrieve(self, seq: int, layer: int, query: torch.Tensor, budget: int, num_blocks: int) -> torch.Tensor:
+        """query [Hq * hd] float32 (post-RoPE); budget <= num_blocks (the blocks put so far).
+        Returns [n, 2, kv, bt, hd] float32 on self.device, ascending block order."""
+        raise NotImplementedError
+
+    def close_sequence(self, seq: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LocalBackend(KVBackend):
+    """Full attention: every block, kept in engine memory (no copy on retrieve)."""
+
+    name = "local"
+
+    def __init__(self, block_shape, device):
+        super().__init__(block_shape, device)
+        self._store: dict[tuple[int, int], torch.Tensor] = {}
+
+    def put(self, seq, layer, first_block, blocks):
+        key = (seq, layer)
+        have = self._store.get(key)
+        n = 0 if have is None else have.shape[0]
+        if first_block != n:
+            raise ValueError(f"local backend: blocks must arrive in order (got {first_block}, have {n})")
+        blocks = blocks.to(self.device, torch.float32)
+        self._store[key] = blocks.clone() if have is None else torch.cat((have, blocks))
+        self.stats.put_calls += 1
+        self.stats.bytes_put += blocks.numel() * 4
+
+    def retrieve(self, seq, layer, query, budget, num_blocks):
+        if budget < num_blocks:
+            raise ValueError("the local backend is full attention: budget must cover every block")
+        blocks = self._store[(seq, layer)][:num_blocks]
+        self.stats.retrieve_calls += 1
+        self.stats.blocks_retrieved += blocks.shape[0]
+        return blocks
+
+    def close_sequence(self, seq):
+        for key in [k for k in self._store if k[0] == seq]:
+            del self._store[key]
+
+
+def import_tierkv():
+    """The `tierkv` package: PYTHONPATH first, then <repo>/python (its place in the tree)."""
+    try:
+        import tierkv  # noqa: F401
+    except ImportError:
+        sys.path.append(str(REPO / "python"))
+        import tierkv  # noqa: F401
+    return tierkv
+
+
+def default_daemon() -> str:
+    return os.environ.get("TIERKVD") or str(REPO / "build" / "release" / "daemon" / "tierkvd")
+
+
+def _die_with_parent() -> None:
+    """In the forked child: SIGTERM when the engine process dies (Linux prctl)."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Daemon:
+    """A tierkvd of our own with a temporary config, data dir and socket."""
+
+    def __init__(self, binary: str, gpu_bytes: int = 64 << 20, host_bytes: int = 256 << 20, timeout: float = 20.0):
+        if not os.access(binary, os.X_OK):
+            raise FileNotFoundError(f"tierkvd not found at {binary} (build it: cmake --build build/release "
+                                    "--target tierkvd, or pass --daemon PATH / --socket PATH)")
+        self.dir = tempfile.mkdtemp(prefix="tierkv-engine-")
+        self.socket = os.path.join(self.dir, "tierkvd.sock")
+        config = os.path.join(self.dir, "tierkvd.toml")
+        with open(config, "w") as f:
+            f.write(f'[daemon]\ndata_dir = "{self.dir}/data"\nsocket_path = "{self.socket}"\nlog_level = "warning"\n'
+                    f'[metrics]\nlisten = "127.0.0.1:0"\n'
+                    f"[storage]\ngpu_bytes = {gpu_bytes}\nhost_bytes = {host_bytes}\ndisk_bytes = 0\n"
+                    "prefault = false\n")
+        self.log = open(os.path.join(self.dir, "tierkvd.log"), "wb")
+        self.proc = subprocess.Popen([binary, "--config", config], stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"tierkvd did not start; log: {self.read_log()}")
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.socket)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def read_log(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "tierkvd.log"), "rb") as f:
+                return f.read()[-4000:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TierkvBackend(KVBackend):
+    """Blocks in a tierkvd namespace; retrieval by the namespace's policy.
+
+    dtype "f32" (default) stores exactly what the model computes, so full mode
+    reproduces the local baseline bit for bit; "f16" halves the bytes stored and
+    moved and rounds keys/values (the retrieved blocks are widened back to f32).
+    """
+
+    name = "tierkv"
+
+    def __init__(self, block_shape, device, *, num_layers: int, num_q_heads: int, dtype: str = "f32",
+                 policy: dict | None = None, socket_path: str | None = None, daemon: str | None = None,
+                 namespace: str | None = None):
+        super().__init__(block_shape, device)
+        self.tierkv = import_tierkv()
+        self._daemon = None
+        if socket_path is None:
+            self._daemon = Daemon(daemon or default_daemon())
+            socket_path = self._daemon.socket
+        _, kv, bt, hd = self.block_shape
+        self.np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
+        self._arena_blocks: dict[int, np.ndarray] = {}
+        try:
+            self.client = self.tierkv.Client.connect(socket_path, timeout=10.0)
+            self.namespace = namespace or f"engine-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+            self.client.create_namespace(self.namespace, num_layers=num_layers, num_q_heads=num_q_heads,
+                                         num_kv_heads=kv, head_dim=hd, block_tokens=bt, dtype=dtype)
+            self.policy = self.client.set_policy(self.namespace, policy or {})
+            self.channel = self.client.open_channel(self.namespace)
+        except BaseException:
+            self.close()
+            raise
+
+    def put(self, seq, layer, first_block, blocks):
+        data = blocks.detach().to("cpu", torch.float32).numpy().astype(self.np_dtype, copy=False)
+        self.channel.put(seq, layer, first_block, np.ascontiguousarray(data))
+        self.stats.put_calls += 1
+        self.stats.bytes_put += data.nbytes
+
+    def retrieve(self, seq, layer, query, budget, num_blocks):
+        q = query.detach().to("cpu", torch.float32).contiguous().numpy()
+        with self.channel.retrieve(seq, layer, q, budget) as sel:
+            # One copy out of the shared arena into engine memory (then to the device).
+            host = self._gather(sel.blocks)
+            if host is None:  # a block off the slot grid or on an unmapped tier: per-block views
+                views = sel.views()
+                host = np.stack(views) if views else np.empty((0,) + self.block_shape, self.np_dtype)
+        self.stats.retrieve_calls += 1
+        self.stats.blocks_retrieved += host.shape[0]
+        self.stats.bytes_retrieved += host.nbytes
+        self.stats.bytes_query += q.nbytes
+        return torch.from_numpy(host).to(self.device, torch.float32)
+
+    def _gather(self, refs) -> np.ndarray | None:
+        """All selected blocks in one numpy gather from read-only arrays over the whole
+        arenas (the package's `arena(tier)` memoryviews) when every offset sits on a
+        block_bytes grid; None otherwise. Same bytes as views(), without a Python
+        object per block."""
+        if not hasattr(self.channel, "arena"):  # an older binding: per-block views
+            return None
+        nbytes = int(np.prod(self.block_shape)) * np.dtype(self.np_dtype).itemsize
+        by_tier: dict[int, list[tuple[int, int]]] = {}
+        for i, (_, tier, offset) in enumerate(refs):
+            if offset % nbytes:
+                return None
+            by_tier.setdefault(tier, []).append((i, offset // nbytes))
+        out = np.empty((len(refs),) + self.block_shape, self.np_dtype)
+        for tier, items in by_tier.items():
+            arr = self._arena_blocks.get(tier)
+            if arr is None:
+                mem = self.channel.arena(tier)
+                if mem is None:
+                    return None
+                arr = np.frombuffer(mem, self.np_dtype, count=(len(mem) // nbytes) * (nbytes // out.itemsize))
+                arr = self._arena_blocks[tier] = arr.reshape((-1,) + self.block_shape)
+            pos, slots = np.array(items).T
+            if slots.max() >= arr.shape[0]:
+                return None
+            out[pos] = arr[slots]
+        return out
+
+    def close_sequence(self, seq):
+        self.channel.close_sequence(seq)
+
+    def close(self):
+        for name in ("channel", "client"):
+            obj = getattr(self, name, None)
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # noqa: BLE001 - best effort on teardown
+                    pass
+                setattr(self, name, None)
+        if self._daemon is not None:
+            self._daemon.stop()
+            self._daemon = None
