@@ -109,7 +109,8 @@ Result<std::unique_ptr<Client::Impl>> Client::Impl::Dial(const std::string& sock
 }
 
 Status Client::Impl::Hello() {
-  ASSIGN_OR_RETURN(wire::Json hello, Call({{"op", "hello"}, {"version", wire::kProtocolVersion}, {"client", options.name}}));
+  ASSIGN_OR_RETURN(wire::Json hello,
+                   Call({{"op", "hello"}, {"version", wire::kProtocolVersion}, {"client", options.name}}));
   if (auto s = hello.find("session"); s != hello.end() && s->is_number_unsigned()) session = s->get<uint64_t>();
   if (auto a = hello.find("admin"); a != hello.end() && a->is_boolean()) admin = a->get<bool>();
   return OkStatus();
