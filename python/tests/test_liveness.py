@@ -14,6 +14,25 @@ from conftest import QUERY_ONES, Daemon, blocks, make_namespace
 BOUND_S = 1.0  # against the 10 s reply timeout; generous for a loaded machine
 
 
+def stop_process(pid: int) -> None:
+    """SIGSTOPs pid and waits until every thread is stopped (kill only queues the signal:
+    a worker thread spinning on the ring could still serve a request)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                pass
+        if states and all(s == "T" for s in states):
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"tierkvd (pid {pid}) did not stop")
+
+
 @pytest.fixture
 def own_daemon():
     """A daemon of this test alone: it gets killed."""
@@ -30,7 +49,7 @@ def test_killed_daemon_fails_pending_retrieve_and_reconnect_works(own_daemon):
     ch.put(1, 0, 0, blocks(4, seed=1))
     other = client.open_channel(name)
 
-    os.kill(own_daemon.proc.pid, signal.SIGSTOP)  # the retrieve stays in flight
+    stop_process(own_daemon.proc.pid)  # the retrieve stays in flight
     killed = []
 
     def kill_later():

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -28,6 +30,26 @@ std::vector<std::byte> Block(float v) {
   std::vector<std::byte> b(kModel.BlockBytes());
   std::memcpy(b.data(), f.data(), b.size());
   return b;
+}
+
+// SIGSTOPs pid and waits until every thread of it is stopped (kill() only queues the
+// signal: a worker thread spinning on the ring could still serve a request).
+bool StopProcess(pid_t pid) {
+  if (::kill(pid, SIGSTOP) != 0) return false;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    bool all = true;
+    for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+      std::ifstream stat(task.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const size_t paren = line.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T') all = false;
+    }
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
 }
 
 class LivenessTest : public ::testing::Test {
@@ -58,7 +80,7 @@ TEST_F(LivenessTest, KilledDaemonFailsAPendingRetrieveAtOnceAndReconnectWorks) {
   auto second = client_->OpenChannel("ns");
   ASSERT_TRUE(second.ok());
   // Stop the daemon so the Retrieve stays in flight, then kill it while the client waits.
-  ASSERT_EQ(::kill(daemon_.pid(), SIGSTOP), 0);
+  ASSERT_TRUE(StopProcess(daemon_.pid()));
   Clock::time_point killed;
   std::thread killer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
