@@ -305,6 +305,7 @@ bool DataChannel::Impl::gpu_path_emulated() const { return gpu_path_ && gpu_path
 Status DataChannel::Impl::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query,
                                        size_t query_floats, uint32_t budget, void* stream) {
   if (!gpu_path_) return InvalidArgument("retrieve on GPU: the channel was opened without the GPU path");
+  if (liveness_) RETURN_IF_ERROR(liveness_->Verdict());  // a retrieval lost with the daemon stays "in flight"
   if (gpu_path_->in_flight) return InvalidArgument("retrieve on GPU: finish the previous retrieval first");
   const size_t qbytes = query_floats * sizeof(float);
   const size_t need = qbytes + size_t{budget} * sizeof(dp::BlockTableEntry);

@@ -130,6 +130,24 @@ TEST_F(LivenessTest, KilledDaemonFailsAPendingRetrieveAtOnceAndReconnectWorks) {
   EXPECT_EQ(ch_->Noop().code(), StatusCode::kUnavailable);
 }
 
+TEST_F(LivenessTest, GpuPathRetrievalInFlightFailsWithUnavailable) {
+  // The GPU path (emulated with host memory when the daemon has no GPU).
+  auto gpu = client_->OpenChannel("ns", {.gpu = true});
+  ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+  const std::vector<float> query(kModel.num_q_heads * kModel.head_dim, 1.f);
+  if (!(*gpu)->gpu_path_emulated()) GTEST_SKIP() << "device path: the query must be device memory";
+  ASSERT_TRUE(StopProcess(daemon_.pid()));
+  ASSERT_TRUE((*gpu)->StartRetrieveOnGpu(1, 0, query.data(), query.size(), 4, nullptr).ok());
+  daemon_.Kill();
+  const auto t0 = Clock::now();
+  auto r = (*gpu)->FinishRetrieveOnGpu(nullptr);
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_LT(Clock::now() - t0, kBound);
+  // Not "finish the previous retrieval first": the daemon is gone.
+  EXPECT_EQ((*gpu)->StartRetrieveOnGpu(1, 0, query.data(), query.size(), 4, nullptr).code(),
+            StatusCode::kUnavailable);
+}
+
 TEST_F(LivenessTest, StoppedDaemonFailsTheNextCallAtOnce) {
   ASSERT_EQ(daemon_.Stop(), 0) << daemon_.Log();
   const auto t0 = Clock::now();
