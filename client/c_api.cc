@@ -12,6 +12,7 @@
 namespace tierkv::capi {
 static_assert(TIERKV_INTERNAL == static_cast<int>(StatusCode::kInternal));
 static_assert(TIERKV_PERMISSION_DENIED == static_cast<int>(StatusCode::kPermissionDenied));
+static_assert(TIERKV_UNAVAILABLE == static_cast<int>(StatusCode::kUnavailable));
 
 Status NotConnected() { return InvalidArgument("not connected: call tierkv_connect first"); }
 tierkv_status NeedConnection(tierkv_client* c) { return Report(c, NotConnected()); }
@@ -123,6 +124,14 @@ tierkv_status tierkv_connect_ex(tierkv_client* c, const char* path, const char* 
 tierkv_status tierkv_connect(tierkv_client* c, const char* path) { return tierkv_connect_ex(c, path, nullptr, 0); }
 
 int tierkv_is_admin(const tierkv_client* c) { return c && c->client && c->client->admin() ? 1 : 0; }
+
+tierkv_status tierkv_reconnect(tierkv_client* c) {
+  if (!c) return TIERKV_INVALID_ARGUMENT;
+  if (!c->client) return NeedConnection(c);
+  return Report(c, c->client->Reconnect());
+}
+
+int tierkv_is_connected(const tierkv_client* c) { return c && c->client && c->client->connected() ? 1 : 0; }
 
 tierkv_status tierkv_ping(tierkv_client* c) {
   if (!c) return TIERKV_INVALID_ARGUMENT;

@@ -50,6 +50,7 @@ struct [[gnu::visibility("hidden")]] DataChannel::Impl {
   uint64_t next_tag_ = 1;
   struct GpuPath;
   std::unique_ptr<GpuPath> gpu_path_;
+  std::shared_ptr<internal::Liveness> liveness_;  // null: not opened by a Client (tests, tools)
 };
 
 namespace internal {
@@ -79,6 +80,10 @@ Status AttachGpu(DataChannel& ch, kernels::GpuEvent worker_event, const std::str
 }
 Status AttachEmulatedGpu(DataChannel& ch, int fd, uint64_t exchange_bytes) {
   return ChannelAccess::Get(ch).AttachEmulatedGpu(fd, exchange_bytes);
+}
+
+void SetLiveness(DataChannel& ch, std::shared_ptr<Liveness> liveness) {
+  ChannelAccess::Get(ch).liveness_ = std::move(liveness);
 }
 
 Status CompletionStatus(const dp::RingCompletion& c, const char* op) {
@@ -128,6 +133,7 @@ Result<std::unique_ptr<DataChannel>> ChannelAccess::Map(int fd, uint64_t total_b
 using internal::CompletionStatus;
 
 Status DataChannel::Impl::Submit(dp::RingRequest req) {
+  if (liveness_) RETURN_IF_ERROR(liveness_->Verdict());
   req.version = dp::kVersion;
   if (req.tag == 0) req.tag = next_tag_++;
   bool corrupt = false;
@@ -139,15 +145,20 @@ Status DataChannel::Impl::Submit(dp::RingRequest req) {
 
 Result<dp::RingCompletion> DataChannel::Impl::WaitCompletion(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Sleeps in slices: between two, the daemon's liveness is polled (decision 0010),
+  // so a dead daemon fails the wait within a slice instead of the whole timeout.
+  constexpr std::chrono::milliseconds kSlice{20};
   dp::RingCompletion c;
-  for (;;) {
+  for (bool first = true;; first = false) {
     bool corrupt = false;
     if (completions_.TryPop(&c, &corrupt)) return c;
     if (corrupt) return Corruption("completion ring indices are inconsistent");
+    if (!first && liveness_) RETURN_IF_ERROR(liveness_->Check());
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return Busy("no completion from tierkvd in time (is the daemon alive?)");
-    completions_.WaitNotEmpty(spin_, std::chrono::duration_cast<std::chrono::microseconds>(
-                                         std::min<std::chrono::nanoseconds>(deadline - now, std::chrono::milliseconds(100))));
+    completions_.WaitNotEmpty(first ? spin_ : std::chrono::nanoseconds(0),
+                              std::chrono::duration_cast<std::chrono::microseconds>(
+                                  std::min<std::chrono::nanoseconds>(deadline - now, kSlice)));
   }
 }
 
@@ -294,6 +305,7 @@ bool DataChannel::Impl::gpu_path_emulated() const { return gpu_path_ && gpu_path
 Status DataChannel::Impl::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query,
                                        size_t query_floats, uint32_t budget, void* stream) {
   if (!gpu_path_) return InvalidArgument("retrieve on GPU: the channel was opened without the GPU path");
+  if (liveness_) RETURN_IF_ERROR(liveness_->Verdict());  // a retrieval lost with the daemon stays "in flight"
   if (gpu_path_->in_flight) return InvalidArgument("retrieve on GPU: finish the previous retrieval first");
   const size_t qbytes = query_floats * sizeof(float);
   const size_t need = qbytes + size_t{budget} * sizeof(dp::BlockTableEntry);

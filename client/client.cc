@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -43,14 +44,23 @@ uint64_t UintOr(const wire::Json& j, const char* key) {
 struct [[gnu::visibility("hidden")]] Client::Impl {
   int fd = -1;
   ClientOptions options;
+  std::string socket_path;
   uint64_t session = 0;
   bool admin = false;
   std::vector<int> pending_fds;  // descriptors that came with the last reply
+  std::vector<std::string> attached;  // namespaces attached on this client, re-attached by Reconnect
+  std::shared_ptr<internal::Liveness> liveness;
+  std::string closing_reason = "the Client that opened this channel was closed";
 
   ~Impl() {
     DropPendingFds();
+    if (liveness) liveness->Detach(closing_reason);
     if (fd >= 0) ::close(fd);
   }
+  static Result<std::unique_ptr<Impl>> Dial(const std::string& socket_path, const ClientOptions& options);
+  Status Hello();
+  // A connection-level failure: the daemon is gone (or the connection is broken).
+  Status Lost(const std::string& what);
   Status SendAll(const std::string& bytes);
   Status RecvAll(char* buf, size_t n);
   Result<wire::Json> ReadReply();
@@ -65,6 +75,7 @@ struct ClientAccess {
 };
 Result<wire::Json> Call(Client& client, const wire::Json& request) { return ClientAccess::Get(client).Call(request); }
 Result<wire::Json> CallRaw(Client& client, std::string_view body) { return ClientAccess::Get(client).CallRaw(body); }
+std::shared_ptr<Liveness> LivenessOf(Client& client) { return ClientAccess::Get(client).liveness; }
 }  // namespace internal
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -72,7 +83,8 @@ Client::~Client() = default;
 uint64_t Client::session_id() const { return impl_->session; }
 bool Client::admin() const { return impl_->admin; }
 
-Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path, ClientOptions options) {
+Result<std::unique_ptr<Client::Impl>> Client::Impl::Dial(const std::string& socket_path,
+                                                         const ClientOptions& options) {
   sockaddr_un addr{};
   if (socket_path.size() >= sizeof addr.sun_path) return InvalidArgument("socket path too long: " + socket_path);
   addr.sun_family = AF_UNIX;
@@ -86,21 +98,54 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path, 
   }
   auto impl = std::make_unique<Impl>();
   impl->fd = fd;
-  impl->options = std::move(options);
-  std::unique_ptr<Client> c(new Client(std::move(impl)));
-  Impl& i = *c->impl_;
-  ASSIGN_OR_RETURN(wire::Json hello,
-                   i.Call({{"op", "hello"}, {"version", wire::kProtocolVersion}, {"client", i.options.name}}));
-  if (auto s = hello.find("session"); s != hello.end() && s->is_number_unsigned()) i.session = s->get<uint64_t>();
-  if (auto a = hello.find("admin"); a != hello.end() && a->is_boolean()) i.admin = a->get<bool>();
-  return c;
+  impl->options = options;
+  impl->socket_path = socket_path;
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  const int pid = ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 ? peer.pid : 0;
+  impl->liveness = std::make_shared<internal::Liveness>(fd, pid);
+  RETURN_IF_ERROR(impl->Hello());
+  return impl;
 }
+
+Status Client::Impl::Hello() {
+  ASSIGN_OR_RETURN(wire::Json hello,
+                   Call({{"op", "hello"}, {"version", wire::kProtocolVersion}, {"client", options.name}}));
+  if (auto s = hello.find("session"); s != hello.end() && s->is_number_unsigned()) session = s->get<uint64_t>();
+  if (auto a = hello.find("admin"); a != hello.end() && a->is_boolean()) admin = a->get<bool>();
+  return OkStatus();
+}
+
+Status Client::Impl::Lost(const std::string& what) {
+  liveness->MarkDead(what + "; call Client::Reconnect and reopen the channels");
+  return liveness->Verdict();
+}
+
+Result<std::unique_ptr<Client>> Client::Connect(const std::string& socket_path, ClientOptions options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Impl> impl, Impl::Dial(socket_path, options));
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Status Client::Reconnect() {
+  ASSIGN_OR_RETURN(std::unique_ptr<Impl> fresh, Impl::Dial(impl_->socket_path, impl_->options));
+  for (const std::string& ns : impl_->attached) {
+    Result<wire::Json> r = fresh->Call({{"op", "attach"}, {"namespace", ns}});
+    if (!r.ok()) return r.status().WithContext("Reconnect: attach " + ns);
+    fresh->attached.push_back(ns);
+  }
+  impl_->closing_reason = "the Client reconnected: open the channels again";
+  impl_ = std::move(fresh);
+  return OkStatus();
+}
+
+bool Client::connected() const { return !impl_->liveness->dead(); }
 
 Status Client::Impl::SendAll(const std::string& bytes) {
   size_t off = 0;
   while (off < bytes.size()) {
     ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) return Lost("tierkvd closed the connection");
     if (n < 0) return FromErrno(errno, "send to tierkvd");
     off += static_cast<size_t>(n);
   }
@@ -117,14 +162,16 @@ Status Client::Impl::RecvAll(char* buf, size_t n) {
     if (r == 0) return Busy("no reply from tierkvd within " + std::to_string(options.timeout.count()) + " ms");
     ssize_t got = ::recv(fd, buf + off, n - off, 0);
     if (got < 0 && errno == EINTR) continue;
+    if (got < 0 && errno == ECONNRESET) return Lost("tierkvd reset the connection");
     if (got < 0) return FromErrno(errno, "recv from tierkvd");
-    if (got == 0) return IOError("tierkvd closed the connection");
+    if (got == 0) return Lost("tierkvd closed the connection");
     off += static_cast<size_t>(got);
   }
   return OkStatus();
 }
 
 Result<wire::Json> Client::Impl::CallRaw(std::string_view body) {
+  RETURN_IF_ERROR(liveness->Verdict());
   Status sent = SendAll(wire::EncodeFrame(body));
   if (!sent.ok()) {
     // The daemon may have refused the connection (too many clients) before reading:
@@ -154,9 +201,11 @@ Result<wire::Json> Client::Impl::ReadReply() {
     if (r == 0) return Busy("no reply from tierkvd within " + std::to_string(options.timeout.count()) + " ms");
     int fds[4];
     size_t nfds = 0;
-    ASSIGN_OR_RETURN(got, RecvWithFds(fd, header, sizeof header, fds, 4, &nfds));
+    Result<size_t> first = RecvWithFds(fd, header, sizeof header, fds, 4, &nfds);
+    if (!first.ok() && liveness->Check().code() == StatusCode::kUnavailable) return liveness->Verdict();
+    ASSIGN_OR_RETURN(got, first);
     pending_fds.assign(fds, fds + nfds);
-    if (got == 0) return IOError("tierkvd closed the connection");
+    if (got == 0) return Lost("tierkvd closed the connection");
   }
   RETURN_IF_ERROR(RecvAll(reinterpret_cast<char*>(header) + got, sizeof header - got));
   const uint32_t len = wire::DecodeFrameLength(header);
@@ -181,6 +230,9 @@ Result<NamespaceInfo> Client::CreateNamespace(const NamespaceSpec& spec) {
 
 Result<NamespaceInfo> Client::Attach(const std::string& name) {
   ASSIGN_OR_RETURN(wire::Json reply, impl_->Call({{"op", "attach"}, {"namespace", name}}));
+  if (std::find(impl_->attached.begin(), impl_->attached.end(), name) == impl_->attached.end()) {
+    impl_->attached.push_back(name);
+  }
   return InfoFromReply(reply);
 }
 
@@ -276,6 +328,7 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
     if (exchange_fd >= 0) ::close(exchange_fd);
     return channel.status();
   }
+  internal::SetLiveness(**channel, impl_->liveness);
   if (emulated_exchange) {
     RETURN_IF_ERROR(internal::AttachEmulatedGpu(**channel, exchange_fd, UintOr(reply, "gpu_exchange_bytes")));
   } else if (o.gpu) {

@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,6 +32,49 @@ Result<wire::Json> Call(Client& client, const wire::Json& request);
 // Sends raw bytes as one frame body (tests use it to send malformed requests) and
 // returns the reply whatever its "ok". (Was Client::CallRaw.)
 Result<wire::Json> CallRaw(Client& client, std::string_view body);
+
+// --- Liveness (docs/decisions/0010-daemon-liveness.md) ---
+
+// Whether the daemon behind one control connection is still there. Shared by the
+// Client and every channel opened on that connection; the verdict is sticky: once
+// dead, always dead (Client::Reconnect makes a new connection with a new Liveness).
+// Thread-safe: channels check it from their own threads.
+class Liveness {
+ public:
+  // control_fd: the connection's socket (not owned; the Client calls Detach before
+  // closing it). daemon_pid: the peer's pid from SO_PEERCRED, or 0: a pidfd of it is
+  // polled too when the kernel offers pidfd_open.
+  Liveness(int control_fd, int daemon_pid);
+  ~Liveness();
+  Liveness(const Liveness&) = delete;
+  Liveness& operator=(const Liveness&) = delete;
+
+  // OK while the daemon is alive; kUnavailable once it exited, closed the connection,
+  // or the connection was closed or replaced here. Polls (one syscall, no wait).
+  Status Check();
+  // The verdict so far without a syscall: kUnavailable when known dead, else OK.
+  Status Verdict() const;
+  // Records the death (first reason wins).
+  void MarkDead(const std::string& why);
+  // The Client is closing or replacing the connection: marks it dead with `why` and
+  // stops polling its descriptor.
+  void Detach(const std::string& why);
+  bool dead() const { return dead_.load(std::memory_order_acquire); }
+
+ private:
+  mutable std::mutex mu_;
+  int control_fd_ = -1;  // guarded by mu_
+  int pidfd_ = -1;       // guarded by mu_
+  int daemon_pid_ = 0;
+  std::string why_;      // guarded by mu_
+  std::atomic<bool> dead_{false};
+};
+
+// The Liveness of a client's current connection (a new one after Reconnect).
+std::shared_ptr<Liveness> LivenessOf(Client& client);
+// Makes the channel's calls fail with kUnavailable once `liveness` says dead, and its
+// waits poll it (every 20 ms while no completion comes). Client::OpenChannel does it.
+void SetLiveness(DataChannel& ch, std::shared_ptr<Liveness> liveness);
 
 // --- Data plane ---
 

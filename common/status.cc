@@ -8,10 +8,10 @@
 
 namespace tierkv {
 namespace {
-constexpr std::array<std::string_view, 13> kNames = {
+constexpr std::array<std::string_view, 14> kNames = {
     "Ok",         "NotFound",     "InvalidArgument",  "AlreadyExists", "ResourceExhausted",
     "Busy",       "IOError",      "DeviceError",      "Corruption",    "NotSupported",
-    "PermissionDenied", "Shutdown", "Internal",
+    "PermissionDenied", "Shutdown", "Internal",  "Unavailable",
 };
 }  // namespace
 

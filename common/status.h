@@ -29,6 +29,7 @@ inline Status NotSupported(std::string m) { return {StatusCode::kNotSupported, s
 inline Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
 inline Status ShutdownStatus(std::string m) { return {StatusCode::kShutdown, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 
 // An errno value (positive, or io_uring's negative res) as a Status naming the
 // operation, e.g. FromErrno(-res, "read slab 3") -> "IOError: read slab 3: Input/output error".

@@ -15,7 +15,7 @@ from tierkv.errors import from_message, from_status
 
 ALL = [tierkv.NotFound, tierkv.InvalidArgument, tierkv.AlreadyExists, tierkv.ResourceExhausted, tierkv.Busy,
        tierkv.IOError, tierkv.DeviceError, tierkv.Corruption, tierkv.NotSupported, tierkv.PermissionDenied,
-       tierkv.Shutdown, tierkv.Internal]
+       tierkv.Shutdown, tierkv.Internal, tierkv.Unavailable]
 
 
 def test_every_status_code_has_its_class():

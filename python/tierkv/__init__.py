@@ -15,7 +15,8 @@ Pure Python over libtierkv.so's C ABI (ctypes); numpy required, torch optional.
 Main types: Client (control connection), Channel (data plane), Selection and
 GpuSelection (leases), BlockRef, ModelSpec, Namespace. Errors: Error and one
 subclass per status code (NotFound, InvalidArgument, Busy, ...), carrying the
-daemon's message.
+daemon's message. When the daemon dies, calls raise Unavailable at once;
+Client.reconnect() dials again (then open the channels again).
 
 Block payloads are numpy arrays of the namespace's dtype: float16, float32, or for
 bf16 uint16 arrays holding the raw bits (numpy has no bfloat16): as_torch() views
@@ -30,7 +31,7 @@ from ._lib import ABI_VERSION, LibraryNotFound, library_path
 from .channel import BlockRef, Channel, GpuSelection, Selection
 from .client import Client, ModelSpec, Namespace
 from .errors import (AlreadyExists, Busy, Corruption, DeviceError, Error, Internal, InvalidArgument, IOError,
-                     NotFound, NotSupported, PermissionDenied, ResourceExhausted, Shutdown)
+                     NotFound, NotSupported, PermissionDenied, ResourceExhausted, Shutdown, Unavailable)
 
 __version__ = "0.1.0"
 
@@ -39,4 +40,5 @@ __all__ = [
     "as_torch", "bf16_bits", "bf16_to_float32", "BLOCK_TABLE_DTYPE", "library_path", "ABI_VERSION",
     "LibraryNotFound", "Error", "NotFound", "InvalidArgument", "AlreadyExists", "ResourceExhausted", "Busy",
     "IOError", "DeviceError", "Corruption", "NotSupported", "PermissionDenied", "Shutdown", "Internal",
+    "Unavailable",
 ]

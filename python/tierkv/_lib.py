@@ -61,6 +61,8 @@ class GpuRetrievalC(Structure):
 
 
 _P = c_void_p  # opaque handles
+# Appended to ABI 2 after its first release (daemon liveness): optional in the library.
+_APPENDED = {"tierkv_reconnect", "tierkv_is_connected"}
 _S = c_int  # tierkv_status
 _PROTOTYPES = {
     "tierkv_abi_version": (c_uint32, []),
@@ -70,6 +72,8 @@ _PROTOTYPES = {
     "tierkv_connect_ex": (_S, [_P, c_char_p, c_char_p, c_uint32]),
     "tierkv_is_admin": (c_int, [_P]),
     "tierkv_ping": (_S, [_P]),
+    "tierkv_reconnect": (_S, [_P]),
+    "tierkv_is_connected": (c_int, [_P]),
     "tierkv_last_error": (c_char_p, [_P]),
     "tierkv_create_namespace_ex": (_S, [_P, c_char_p, POINTER(ModelSpecC), POINTER(NamespaceOptionsC),
                                         POINTER(c_uint32), POINTER(c_int)]),
@@ -144,6 +148,8 @@ def _load() -> ctypes.CDLL:
     if version < ABI_VERSION:
         raise LibraryNotFound(f"{path} is libtierkv ABI version {version}; this package needs {ABI_VERSION}")
     for name, (restype, argtypes) in _PROTOTYPES.items():
+        if name in _APPENDED and not hasattr(lib, name):
+            continue  # an older ABI 2 library: the method that needs it raises NotSupported
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _lib
 from ._arrays import DTYPE_CODES, DTYPE_NAMES, NUMPY_DTYPES, check_uint
-from .errors import Error, InvalidArgument, from_message, from_status
+from .errors import Error, InvalidArgument, NotSupported, from_message, from_status
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,24 @@ class Client:
     def ping(self) -> None:
         """Round trip to the daemon."""
         self._check(self._lib.tierkv_ping(self._handle()))
+
+    def reconnect(self) -> None:
+        """Dials the same socket again after the daemon died or restarted (calls raised
+        :class:`tierkv.Unavailable`), says hello and re-attaches the namespaces this
+        client attached. Then open the channels again: the old ones keep raising
+        Unavailable (close them). Raises NotFound/IOError while no daemon answers (the
+        client stays as it was: try again later)."""
+        h = self._handle()
+        if not hasattr(self._lib, "tierkv_reconnect"):
+            raise NotSupported(f"{_lib.library_path()} predates tierkv_reconnect")
+        self._check(self._lib.tierkv_reconnect(h))
+
+    @property
+    def connected(self) -> bool:
+        """False once the daemon is known dead or gone (a call raised Unavailable), or when closed."""
+        if not self._h or not hasattr(self._lib, "tierkv_is_connected"):
+            return bool(self._h)
+        return bool(self._lib.tierkv_is_connected(self._h))
 
     @property
     def is_admin(self) -> bool:

@@ -85,10 +85,16 @@ class Internal(Error):
     code, status = "Internal", 12
 
 
+class Unavailable(Error):
+    """The daemon is gone: it exited or closed this connection. Pending and later calls
+    of the client and its channels raise it at once; :meth:`Client.reconnect` dials again."""
+    code, status = "Unavailable", 13
+
+
 _BY_STATUS: Dict[int, Type[Error]] = {
     cls.status: cls
     for cls in (NotFound, InvalidArgument, AlreadyExists, ResourceExhausted, Busy, IOError, DeviceError,
-                Corruption, NotSupported, PermissionDenied, Shutdown, Internal)
+                Corruption, NotSupported, PermissionDenied, Shutdown, Internal, Unavailable)
 }
 
 

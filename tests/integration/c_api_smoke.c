@@ -98,6 +98,19 @@ int main(int argc, char** argv) {
   CHECK(38, policy != NULL && strstr(policy, "\"retriever\":\"mean\"") != NULL);
   CHECK(39, tierkv_set_policy_json(c, "c-smoke2", "{\"retriever\": 5") == NULL);
   CHECK(40, tierkv_list_namespaces_json(c) != NULL && strstr(tierkv_list_namespaces_json(c), "c-smoke2") != NULL);
+  /* Reconnect (live connection here: it is replaced); the old channels turn unavailable. */
+  CHECK(41, tierkv_is_connected(c) == 1 && tierkv_reconnect(NULL) == TIERKV_INVALID_ARGUMENT);
+  CHECK(42, tierkv_reconnect(c) == TIERKV_OK && tierkv_is_connected(c) == 1);
+  CHECK(43, tierkv_put(ch2, 8, 0, 0, block, bb, 0) == TIERKV_UNAVAILABLE);
+  CHECK(44, strstr(tierkv_channel_last_error(ch2), "Unavailable") != NULL);
+  tierkv_channel* ch3 = NULL;
+  CHECK(45, tierkv_open_channel(c, "c-smoke2", 0, &ch3) == TIERKV_OK); /* re-attached by the reconnect */
+  CHECK(46, tierkv_put(ch3, 8, 0, 0, block, bb, 0) == TIERKV_OK);
+  CHECK(47, strcmp(tierkv_status_name(TIERKV_UNAVAILABLE), "Unavailable") == 0);
+  tierkv_channel_free(ch3);
+  tierkv_client* unconnected = tierkv_client_new();
+  CHECK(48, tierkv_reconnect(unconnected) == TIERKV_INVALID_ARGUMENT && tierkv_is_connected(unconnected) == 0);
+  tierkv_client_free(unconnected);
   tierkv_channel_free(ch2);
   free(block);
   free(back);

@@ -59,6 +59,19 @@ class TIERKV_EXPORT Client {
   // kNotSupported when the daemon speaks another protocol version.
   static Result<std::unique_ptr<Client>> Connect(const std::string& socket_path, ClientOptions options = {});
   ~Client();  // closes the connection: the daemon releases what it held for us
+
+  // When the daemon dies (or closes this connection), this Client and every channel
+  // it opened notice at once: pending and later calls fail with kUnavailable within
+  // a few tens of milliseconds (no waiting for the timeout). Reconnect dials the same
+  // socket again, says hello and re-attaches every namespace this Client attached;
+  // then open the channels again (the old DataChannel objects keep failing with
+  // kUnavailable: destroy them). On failure (kNotFound/kIOError: no daemon answers
+  // yet) the Client stays as it was; call Reconnect again later. Also works on a live
+  // connection (it is replaced: a new session). Leases and sequences of the old
+  // session are the daemon's to clean up; blocks the daemon kept are there again.
+  Status Reconnect();
+  // False once the daemon is known dead or gone (a call failed with kUnavailable).
+  bool connected() const;
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 

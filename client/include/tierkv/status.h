@@ -39,6 +39,9 @@ enum class StatusCode : uint8_t {
   kPermissionDenied,
   kShutdown,
   kInternal,
+  // The daemon is gone (its process exited or closed this connection): pending and
+  // later calls fail at once. Client::Reconnect dials again. Appended: values never change.
+  kUnavailable,
 };
 
 // Stable names ("InvalidArgument", ...) used on the wire and in metrics labels.

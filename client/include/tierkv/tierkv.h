@@ -38,7 +38,8 @@ typedef enum tierkv_status {
   TIERKV_NOT_SUPPORTED = 9,
   TIERKV_PERMISSION_DENIED = 10,
   TIERKV_SHUTDOWN = 11,
-  TIERKV_INTERNAL = 12
+  TIERKV_INTERNAL = 12,
+  TIERKV_UNAVAILABLE = 13 /* ABI 2, appended: the daemon died or closed the connection (tierkv_reconnect) */
 } tierkv_status;
 
 typedef enum tierkv_dtype { TIERKV_F16 = 0, TIERKV_BF16 = 1, TIERKV_F32 = 2 } tierkv_dtype;
@@ -235,6 +236,17 @@ tierkv_status tierkv_start_retrieve_on_gpu(tierkv_channel* channel, uint64_t seq
                                            void* stream);
 /* Waits for the daemon's table and makes `stream` wait for it; fills *out. */
 tierkv_status tierkv_finish_retrieve_on_gpu(tierkv_channel* channel, void* stream, tierkv_gpu_retrieval* out);
+
+/* ---- Daemon liveness (appended) ----
+ * When the daemon dies or closes the connection, pending and later calls on the
+ * client and on every channel it opened fail with TIERKV_UNAVAILABLE within a few
+ * tens of milliseconds. tierkv_reconnect dials the same socket again, says hello and
+ * re-attaches the namespaces attached on this handle; then open the channels again
+ * (free the old ones: they keep failing with TIERKV_UNAVAILABLE). On failure (no
+ * daemon answers yet) the handle stays as it was: call it again later. */
+tierkv_status tierkv_reconnect(tierkv_client* client);
+/* 1 while connected and the daemon is not known dead, else 0. */
+int tierkv_is_connected(const tierkv_client* client);
 
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop
