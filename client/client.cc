@@ -75,7 +75,6 @@ struct ClientAccess {
 };
 Result<wire::Json> Call(Client& client, const wire::Json& request) { return ClientAccess::Get(client).Call(request); }
 Result<wire::Json> CallRaw(Client& client, std::string_view body) { return ClientAccess::Get(client).CallRaw(body); }
-std::shared_ptr<Liveness> LivenessOf(Client& client) { return ClientAccess::Get(client).liveness; }
 }  // namespace internal
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

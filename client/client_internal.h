@@ -70,8 +70,6 @@ class Liveness {
   std::atomic<bool> dead_{false};
 };
 
-// The Liveness of a client's current connection (a new one after Reconnect).
-std::shared_ptr<Liveness> LivenessOf(Client& client);
 // Makes the channel's calls fail with kUnavailable once `liveness` says dead, and its
 // waits poll it (every 20 ms while no completion comes). Client::OpenChannel does it.
 void SetLiveness(DataChannel& ch, std::shared_ptr<Liveness> liveness);
