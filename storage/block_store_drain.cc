@@ -1,6 +1,7 @@
 // BlockStore::Drain: at shutdown, writes back to D what is not there yet (the
 // blocks a write-back namespace holds only in G and H), through WriteToDisk.
 #include <algorithm>
+#include <thread>
 #include <tuple>
 
 #include "common/log.h"
@@ -60,6 +61,14 @@ DrainResult BlockStore::Drain(std::chrono::steady_clock::time_point deadline,
     if (std::chrono::steady_clock::now() >= deadline) {
       r.timed_out = true;
       break;
+    }
+    // D stopped admitting writes shortly before (an I/O error, a full disk): wait for
+    // its retry time when it comes before the deadline; the first write probes it.
+    if (!disk_error_.ok() && disk_retry_at_ > std::chrono::steady_clock::now() && disk_retry_at_ < deadline) {
+      const auto until = disk_retry_at_;
+      lock.unlock();
+      std::this_thread::sleep_until(until);
+      lock.lock();
     }
     const size_t n = std::min(batch, todo.size() - next);
     const std::span<const BlockRef> refs(todo.data() + next, n);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <cstdlib>
 #include <random>
 #include <thread>
 
@@ -267,6 +268,55 @@ TEST_F(DrainTest, DTooSmallIsReportedAndShutdownSucceeds) {
     EXPECT_EQ(ch->Get(kSeq, layer, positions, out).code(), StatusCode::kNotFound) << "layer " << layer;
     EXPECT_TRUE(ch->Get(kLinkedSeq, layer, 0, out).ok()) << "layer " << layer;
   }
+}
+
+// Drain throughput on this machine's disk: TIERKV_DRAIN_BENCH_MB=N fills G and H of
+// a namespace with N MB of 64 KiB blocks under write-back, stops the daemon and
+// prints the drain's final log line (docs/operations.md, "Sizing the drain time").
+// Skipped unless the variable is set.
+TEST(DrainBench, ThroughputOfAShutdownDrain) {
+  const char* env = std::getenv("TIERKV_DRAIN_BENCH_MB");
+  if (env == nullptr || std::atoi(env) <= 0) GTEST_SKIP() << "set TIERKV_DRAIN_BENCH_MB to measure";
+  const uint64_t mb = static_cast<uint64_t>(std::atoi(env));
+  const ModelSpec model{4, 32, 8, 128, 16, DType::kF16};  // 64 KiB blocks
+  const size_t block = model.BlockBytes();
+  const uint64_t blocks = mb * 1000000 / block;
+  testing::TempDir dir("drainbench");
+  DaemonProcess daemon(testing::DaemonBinary(TIERKVD_PATH), dir.path(), "", StorageSection(600));
+  ASSERT_TRUE(daemon.Start()) << daemon.Log();
+  auto c = Client::Connect(daemon.socket_path());
+  ASSERT_TRUE(c.ok());
+  NamespaceSpec spec;
+  spec.name = "bench";
+  spec.model = model;
+  // G half the data, H all of it: the rest of the data sits in H below its watermark.
+  spec.budgets = {blocks * block / 2 + (8 << 20), blocks * block + (8 << 20), blocks * (block + 8192) + (64 << 20)};
+  auto created = (*c)->CreateNamespace(spec);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  ASSERT_TRUE((*c)->Attach("bench").ok());
+  constexpr uint32_t kPerCall = 64;
+  auto ch = (*c)->OpenChannel("bench", {.staging_bytes = kPerCall * block});
+  ASSERT_TRUE(ch.ok()) << ch.status().ToString();
+  std::vector<std::byte> payload(kPerCall * block);
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<std::byte>(i * 2654435761u >> 13);
+  const uint64_t per_layer = blocks / model.num_layers;
+  for (uint64_t seq = 0; seq * 1024 < per_layer; ++seq) {
+    for (uint32_t layer = 0; layer < model.num_layers; ++layer) {
+      for (uint32_t b = 0; b < 1024 && seq * 1024 + b < per_layer; b += kPerCall) {
+        const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(kPerCall, per_layer - seq * 1024 - b));
+        Status st = (*ch)->Put(seq, layer, b, std::span(payload).first(n * block));
+        ASSERT_TRUE(st.ok()) << st.ToString();
+      }
+    }
+  }
+  ch->reset();
+  c->reset();
+  ASSERT_EQ(daemon.Stop(std::chrono::seconds(600)), 0) << daemon.Log();
+  const std::string log = daemon.Log();
+  for (size_t at = log.find("shutdown drain"); at != std::string::npos; at = log.find("shutdown drain", at + 1)) {
+    std::printf("%s\n", log.substr(at, log.find('\n', at) - at).c_str());
+  }
+  EXPECT_NE(log.find("shutdown drain done"), std::string::npos) << log;
 }
 
 }  // namespace
