@@ -134,6 +134,7 @@ const std::vector<Field>& Schema() {
           [](const std::string& v, const std::string& n) { return OneOf(v, n, {"auto", "off", "required"}); }),
       Bool("storage", "prefault", &Config::storage, &StorageSection::prefault),
       Int("storage", "put_wait_ms", &Config::storage, &StorageSection::put_wait_ms, 0, 600000),
+      Int("storage", "shutdown_drain_s", &Config::storage, &StorageSection::shutdown_drain_s, 0, 3600),
       Int("data_plane", "spin_us", &Config::data_plane, &DataPlaneSection::spin_us, 0, 100000),
       Int("data_plane", "max_channels_per_client", &Config::data_plane, &DataPlaneSection::max_channels_per_client, 1,
           1024),

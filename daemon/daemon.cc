@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/shm.h"
 #include "daemon/budget_check.h"
+#include "daemon/shutdown_drain.h"
 #include "daemon/storage_metrics.h"
 #include "kernels/gpu_runtime.h"
 
@@ -73,6 +74,9 @@ void Daemon::BeginShutdown(const char* why) {
 
 Status Daemon::Run() {
   io_.run();  // returns once the listener and every connection are closed
+  // No client is left: no put runs, every channel worker has stopped and released
+  // its leases. What G and H hold that D does not goes to D now.
+  DrainOnShutdown(runtimes_->All(), std::chrono::seconds(config_.storage.shutdown_drain_s));
   RETURN_IF_ERROR(manifest_->Flush());
   LOG(INFO) << "manifest flushed; tierkvd stopped";
   return OkStatus();

@@ -3,7 +3,9 @@
 //   Start: manifest (RocksDB) -> namespaces -> their tiers and BlockStores (D blocks
 //   recovered) -> metrics exposer -> control socket.
 //   Stop (SIGTERM/SIGINT or an admin's shutdown): stop accepting, let in-flight
-//   replies finish, close connections, flush and close the manifest.
+//   replies finish, close connections (their channels stop, leases are released),
+//   write the blocks not on D back to D for at most storage.shutdown_drain_s
+//   (daemon/shutdown_drain.h), flush and close the manifest.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

@@ -22,7 +22,9 @@ Options:
   --version                print the version and exit
   --help                   print this help and exit
 
-Signals: SIGTERM or SIGINT stop the daemon cleanly (exit status 0).
+Signals: SIGTERM or SIGINT stop the daemon cleanly (exit status 0): clients are
+disconnected, the blocks not yet on the disk tier are written to it for at most
+storage.shutdown_drain_s seconds, the manifest is flushed.
 )";
 
 int Fail(const std::string& msg) {

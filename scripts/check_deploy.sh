@@ -78,6 +78,27 @@ else
   echo "  skip systemd-analyze verify (systemd-analyze not installed)"
 fi
 
+echo "check_deploy: stop timeouts exceed the shutdown drain"
+# storage.shutdown_drain_s of a shipped config (else the documented default), which
+# the service manager's stop timeout must exceed by 30 s (stop + drain + flush).
+drain_of() {
+  local v
+  v=$(awk -F= '/^[[:space:]]*shutdown_drain_s[[:space:]]*=/ {gsub(/[[:space:]]|#.*/, "", $2); print $2; exit}' "$ROOT/$1")
+  [[ -n $v ]] || v=$(awk -F= '/^[[:space:]]*shutdown_drain_s[[:space:]]*=/ {gsub(/[[:space:]]|#.*/, "", $2); print $2; exit}' "$ROOT/deploy/tierkvd.toml")
+  echo "${v:-0}"
+}
+check_stop() {  # what, its stop timeout, the config it runs
+  local drain; drain=$(drain_of "$3")
+  if [[ -z $2 ]]; then fail "$1: no stop timeout found"
+  elif (( $2 >= drain + 30 )); then pass "$1 stop timeout $2 s >= shutdown_drain_s $drain s of $3 + 30"
+  else fail "$1 stop timeout $2 s < shutdown_drain_s $drain s of $3 + 30 (the drain would be killed)"; fi
+}
+check_stop "systemd unit" "$(sed -n 's/^TimeoutStopSec=\([0-9]*\)$/\1/p' "$ROOT/deploy/systemd/tierkvd.service")" \
+  deploy/systemd/tierkvd.toml
+check_stop "Kubernetes DaemonSet" \
+  "$(sed -n 's/^ *terminationGracePeriodSeconds: *\([0-9]*\)$/\1/p' "$ROOT/deploy/k8s/daemonset.yaml")" \
+  deploy/container/tierkvd.toml
+
 echo "check_deploy: scripts and Containerfile"
 for s in "$ROOT"/deploy/*.sh "$ROOT"/deploy/container/*.sh "$ROOT"/scripts/check_deploy.sh "$ROOT"/scripts/bench_report*.sh; do
   [[ -e $s ]] || continue

@@ -75,6 +75,16 @@ class BlockIndex {
   // Blocks of (seq, layer) so far (index of the last one + 1), 0 for an unknown sequence.
   uint32_t SequenceBlocks(SequenceId seq, uint32_t layer) const;
   bool HasSequence(SequenceId seq) const { return sequences_.count(seq) != 0; }
+  // Calls f(seq, layer, index, ref) for every block place of every sequence that holds
+  // a block (a shared prefix block once per sequence that links it).
+  template <class F>
+  void ForEachPlace(F&& f) const {
+    for (const auto& [key, refs] : layers_) {
+      for (uint32_t i = 0; i < refs.size(); ++i) {
+        if (refs[i] != kNoBlock) f(key.seq, key.layer, i, refs[i]);
+      }
+    }
+  }
   size_t num_sequences() const { return sequences_.size(); }
 
   // A new meta (owners = 0, no placement).

@@ -339,20 +339,10 @@ Status BlockStore::DropSequence(SequenceId seq) {
   std::lock_guard lock(mu_);
   if (!index_.HasSequence(seq)) return NotFound("no sequence " + std::to_string(seq));
   MaybeFree(index_.RemoveSequence(seq));
-  if (policy_.write == WritePolicy::kWriteThrough) {
-    // Prefix links of the sequence go with it.
-    std::vector<std::string> keys;
-    manifest_->Scan(Cf::kSequences, EncodeRecordKey({'L', options_.ns, seq, 0, 0}).substr(0, 13),
-                    [&](std::string_view k, std::string_view) {
-                      keys.emplace_back(k);
-                      return true;
-                    }).IgnoreError();
-    Manifest::Batch batch;
-    for (const auto& k : keys) batch.Delete(Cf::kSequences, k);
-    if (batch.Count()) RETURN_IF_ERROR(manifest_->Write(batch));
-  }
   room_cv_.notify_all();
-  return OkStatus();
+  // Prefix links of the sequence go with it (write-through records them at each put,
+  // a shutdown drain under any policy).
+  return DeleteLinkRecords(seq);
 }
 
 uint32_t BlockStore::MatchPrefix(std::span<const uint64_t> hashes) const {

@@ -43,6 +43,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -107,6 +108,18 @@ struct LeasedBlock {
   uint64_t offset = 0;  // byte offset in that tier's arena
 };
 
+// What BlockStore::Drain did. Blocks are counted once, however many sequences share them.
+struct DrainResult {
+  uint64_t pending = 0;   // blocks whose current version was not on D when the drain began
+  uint64_t written = 0;   // of those, now current on D and recorded in the manifest
+  uint64_t failed = 0;    // tried and refused (D full, I/O error, ...): first_error says why
+  uint64_t left = 0;      // pending - written: lost at exit (not tried when the time ran out)
+  uint64_t bytes = 0;     // block bytes written (before compression)
+  uint64_t links = 0;     // prefix links recorded (sequence block -> shared prefix block on D)
+  bool timed_out = false; // the deadline came before every pending block was tried
+  Status first_error;     // OK when nothing failed
+};
+
 struct Lease {
   uint64_t id = 0;
   std::vector<LeasedBlock> blocks;  // resident blocks, in the order asked
@@ -154,6 +167,23 @@ class BlockStore {
   // layer that has them all; returns how many leading blocks are present in every layer.
   uint32_t MatchPrefix(std::span<const uint64_t> hashes) const;
   Status LinkPrefix(SequenceId seq, std::span<const uint64_t> hashes);
+
+  // Shutdown drain: writes every block whose current version is not on D (write-back
+  // blocks only in G or H, write-through puts D refused, rewrites of a block already
+  // on D) to D with WriteToDisk's discipline — data, fdatasync, then the manifest
+  // record, then the old slot freed — in batches, until `deadline`. Shared prefix
+  // blocks go first, then sequences by (sequence, block, layer), so that what is
+  // left when time runs out are whole trailing positions. Then records the prefix
+  // links of every sequence whose shared block is on D (what write-through records
+  // at each put), so that Open relinks them. Stops early when a whole batch fails
+  // (D full or refusing writes). `on_batch(blocks, bytes)` runs after each batch with
+  // the lock dropped. Call once clients are gone (no puts): pinned blocks are written
+  // like the others (their bytes do not change while pinned); a migration pass does
+  // not run meanwhile.
+  DrainResult Drain(std::chrono::steady_clock::time_point deadline,
+                    const std::function<void(uint64_t blocks, uint64_t bytes)>& on_batch = {});
+  // Blocks whose current version is not on D (what Drain would write).
+  size_t BlocksNotOnDisk() const;
 
   Policy policy() const;
   // Validated by the caller (ApplyPolicyChanges); takes effect at once.
@@ -266,6 +296,12 @@ class BlockStore {
   struct Recorded;  // one manifest record (block_store_recovery.cc)
   Status AdoptRecords(const std::vector<Recorded>& records, Manifest::Batch* stale, uint64_t* dropped);
   Status RecoverLinks();
+  // Drain's steps (block_store_drain.cc). REQUIRES mu_ held.
+  std::vector<BlockRef> DirtyBlocks() const;  // in drain order
+  uint64_t RecordPrefixLinks(Status* error);
+  // Deletes the prefix link records of a sequence (whatever the policy: a drain
+  // records them under write-back too).
+  Status DeleteLinkRecords(SequenceId seq);
 
   const BlockStoreOptions options_;
   ArenaTier* const g_;

@@ -284,5 +284,58 @@ TEST_F(BlockStoreFaultTest, RandomFaultsNeverServeWrongBytes) {
   }
 }
 
+// Shutdown drain under write-back: a rewrite of a block already on D goes to a fresh
+// slot (the old copy stays the recorded one until the new one is synced and
+// recorded); a write that fails keeps the last durable version, the drain reports
+// it, and a later drain waits out D's pause and writes it.
+TEST_F(BlockStoreFaultTest, DrainKeepsTheLastDurableVersionWhenAWriteFails) {
+  PutAndDemoteAll(4);
+  RestoreWatermarks();
+  ASSERT_OK(store_->Put(1, 0, 1, Block(1, 2)));  // in memory; D holds version 1
+  ASSERT_OK(store_->Put(1, 0, 2, Block(2, 2)));
+  ASSERT_OK(store_->Put(1, 0, 4, Block(4, 1)));  // in memory only
+  EXPECT_EQ(store_->BlocksNotOnDisk(), 3u);
+  injector_->AddRule({FaultKind::kIoError, FaultTarget::kWrites, 0, 0, 1});  // the first write fails
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  DrainResult r = store_->Drain(deadline);
+  EXPECT_EQ(r.pending, 3u);
+  EXPECT_EQ(r.written, 2u);
+  EXPECT_EQ(r.failed, 1u);
+  EXPECT_EQ(r.first_error.code(), StatusCode::kIOError) << r.first_error.ToString();
+  EXPECT_EQ(store_->disk_admission().code(), StatusCode::kIOError);
+  EXPECT_EQ(d_->used_slots(), 4u + 2u - 1u);  // one rewrite flipped, its old slot freed
+  Open(WritePolicy::kWriteBack);  // crash-equivalent after the failed drain
+  uint32_t new_versions = 0;
+  for (uint32_t i : {1u, 2u}) {
+    std::vector<std::byte> out(Model().BlockBytes());
+    ASSERT_OK(store_->Get(1, 0, i, out));
+    auto v = testing::CheckBlock(1, 0, i, out);
+    ASSERT_TRUE(v.has_value()) << "block " << i;
+    EXPECT_TRUE(*v == 1 || *v == 2) << "block " << i;
+    new_versions += *v == 2;
+  }
+  const bool four = Read(4, 1).ok();
+  EXPECT_EQ(new_versions + (four ? 1 : 0), 2u) << "two of the three writes were recorded";
+  ASSERT_OK(Read(0, 1));
+  ASSERT_OK(Read(3, 1));
+  // D paused by the error: a drain waits for the retry time, then writes.
+  injector_->ClearRules();
+  ASSERT_OK(store_->Put(1, 0, 5, Block(5, 1)));
+  ASSERT_OK(store_->Put(1, 0, 6, Block(6, 1)));
+  injector_->AddRule({FaultKind::kIoError, FaultTarget::kWrites, 0, 0, 1});
+  r = store_->Drain(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  ASSERT_EQ(r.failed, 1u);
+  ASSERT_EQ(store_->disk_admission().code(), StatusCode::kIOError);
+  const auto start = std::chrono::steady_clock::now();
+  r = store_->Drain(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, kRetry / 2);
+  EXPECT_EQ(r.written, 1u);
+  EXPECT_EQ(r.left, 0u);
+  EXPECT_TRUE(store_->disk_admission().ok());
+  Open(WritePolicy::kWriteBack);
+  ASSERT_OK(Read(5, 1));
+  ASSERT_OK(Read(6, 1));
+}
+
 }  // namespace
 }  // namespace tierkv::storage

@@ -685,5 +685,72 @@ TEST_F(BlockStoreTest, MetadataStaysUnder64BytesPerBlock) {
   EXPECT_LE(per_block, 64.0);
 }
 
+// Shutdown drain under write-back: what only G and H hold goes to D with its
+// records, prefix links included, so a reopened store serves all of it; a dropped
+// sequence's links go with it.
+TEST_F(BlockStoreTest, DrainWritesBackWhatOnlyMemoryHoldsAndLinksSurvive) {
+  OpenTiers(8, 8, 64);
+  OpenStore(Unprotected(), /*migrator_thread=*/false);
+  for (uint32_t layer = 0; layer < 2; ++layer) PutBlocks(layer, 6);
+  ASSERT_OK(store_->Put(4, 0, 0, Block(77), 0xABC));
+  ASSERT_OK(store_->Put(5, 0, 0, Block(78), 0xABC));  // shares 0xABC
+  EXPECT_EQ(tiers_.d->used_slots(), 0u);
+  EXPECT_EQ(store_->BlocksNotOnDisk(), 13u);
+  uint64_t reported = 0;
+  const DrainResult r = store_->Drain(std::chrono::steady_clock::now() + std::chrono::seconds(30),
+                                      [&](uint64_t blocks, uint64_t) { reported += blocks; });
+  EXPECT_TRUE(r.first_error.ok()) << r.first_error.ToString();
+  EXPECT_EQ(r.pending, 13u);
+  EXPECT_EQ(r.written, 13u);
+  EXPECT_EQ(r.left, 0u);
+  EXPECT_EQ(r.links, 2u);  // sequences 4 and 5 -> 0xABC
+  EXPECT_EQ(reported, 13u);
+  EXPECT_EQ(tiers_.d->used_slots(), 13u);
+  EXPECT_EQ(store_->BlocksNotOnDisk(), 0u);
+  ExpectBlock(1, 1, 5, Seed(1, 1, 5));  // still served from memory
+
+  OpenTiers(8, 8, 64);
+  OpenStore(Unprotected(), /*migrator_thread=*/false);
+  EXPECT_EQ(store_->stats().recovered_blocks.load(), 13u);
+  for (uint32_t layer = 0; layer < 2; ++layer) {
+    for (uint32_t i = 0; i < 6; ++i) ExpectBlock(1, layer, i, Seed(1, layer, i));
+  }
+  ExpectBlock(4, 0, 0, 77);
+  ExpectBlock(5, 0, 0, 77);
+  ASSERT_OK(store_->DropSequence(5));
+  OpenTiers(8, 8, 64);
+  OpenStore(Unprotected(), /*migrator_thread=*/false);
+  std::vector<std::byte> out(SmallModel().BlockBytes());
+  EXPECT_EQ(store_->Get(5, 0, 0, out).code(), StatusCode::kNotFound);
+  ExpectBlock(4, 0, 0, 77);
+}
+
+TEST_F(BlockStoreTest, DrainStopsAtItsDeadlineAndWhenDIsFull) {
+  OpenTiers(8, 8, 5);
+  OpenStore(Unprotected(), /*migrator_thread=*/false);
+  for (uint32_t layer = 0; layer < 2; ++layer) PutBlocks(layer, 6);
+  // A deadline already past: nothing tried, everything left.
+  DrainResult r = store_->Drain(std::chrono::steady_clock::now() - std::chrono::seconds(1));
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.pending, 12u);
+  EXPECT_EQ(r.written, 0u);
+  EXPECT_EQ(r.left, 12u);
+  // D holds 5 blocks: those go (positions 0-1 of both layers, then block 2 of layer
+  // 0), the rest are reported with D's refusal.
+  r = store_->Drain(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.written, 5u);
+  EXPECT_EQ(r.failed, 7u);
+  EXPECT_EQ(r.left, 7u);
+  EXPECT_EQ(r.first_error.code(), StatusCode::kResourceExhausted) << r.first_error.ToString();
+  OpenTiers(8, 8, 5);
+  OpenStore(Unprotected(), /*migrator_thread=*/false);
+  EXPECT_EQ(store_->num_blocks(), 5u);
+  for (uint32_t layer = 0; layer < 2; ++layer) {
+    for (uint32_t i = 0; i < 2; ++i) ExpectBlock(1, layer, i, Seed(1, layer, i));
+  }
+  ExpectBlock(1, 0, 2, Seed(1, 0, 2));
+}
+
 }  // namespace
 }  // namespace tierkv::storage
