@@ -152,6 +152,7 @@ dp::RingCompletion NamespaceOps::SelectAndPin(const dp::RingRequest& req, std::s
   const RetrievalPolicy rp = rt_->retrieval_policy();
   const uint64_t t0 = NowNs();
   auto reader = [&](uint32_t index, std::span<std::byte> out) { return rt_->store().Get(req.seq, req.layer, index, out); };
+  if (Status st = CatchUpSummaries(req.seq, req.layer); !st.ok()) return FromStatus(st, 0);
   auto sel = rt_->retrieval().Select(req.seq, req.layer, query, req.count, sp.sink_blocks, sp.recent_window, rp, reader);
   if (!sel.ok()) return FromStatus(sel.status(), 0);
   const uint64_t t1 = NowNs();
@@ -179,6 +180,20 @@ dp::RingCompletion NamespaceOps::SelectAndPin(const dp::RingRequest& req, std::s
     e.offset = lease->blocks[i].offset;
   }
   return Done(static_cast<uint32_t>(n), lease->id, lease->missing.size());
+}
+
+Status NamespaceOps::CatchUpSummaries(uint64_t seq, uint32_t layer) {
+  const uint32_t stored = rt_->store().SequenceBlocks(seq, layer);
+  uint32_t b = rt_->retrieval().SummarizedBlocks(seq, layer);
+  if (b >= stored) return OkStatus();
+  scratch_.resize(rt_->model().BlockBytes());
+  for (; b < stored; ++b) {
+    const Status st = rt_->store().Get(seq, layer, b, scratch_);
+    if (st.code() == StatusCode::kNotFound) continue;  // a hole
+    RETURN_IF_ERROR(st);
+    RETURN_IF_ERROR(rt_->retrieval().OnPut(seq, layer, b, scratch_));
+  }
+  return OkStatus();
 }
 
 dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {

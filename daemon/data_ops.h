@@ -45,6 +45,9 @@ class NamespaceOps : public OpHandler {
   // the same for the host and the GPU path.
   dp::RingCompletion SelectAndPin(const dp::RingRequest& req, std::span<const float> query,
                                   std::vector<dp::BlockTableEntry>* table);
+  // Summarizes the blocks of (seq, layer) that the store holds but retrieval has not
+  // seen (a sequence recovered at start: summaries live in daemon memory only).
+  Status CatchUpSummaries(uint64_t seq, uint32_t layer);
   dp::RingCompletion Release(const dp::RingRequest& req);
   dp::RingCompletion CloseSequence(const dp::RingRequest& req);
   dp::RingCompletion Prefix(const dp::RingRequest& req, std::span<uint8_t> staging);

@@ -123,6 +123,12 @@ Result<RetrievalPolicy> ApplyRetrievalChanges(const RetrievalPolicy& base, const
   return p;
 }
 
+uint32_t RetrievalIndex::SummarizedBlocks(uint64_t seq, uint32_t layer) const {
+  std::lock_guard lock(mu_);
+  auto it = layers_.find({seq, layer});
+  return it == layers_.end() ? 0 : it->second.blocks;
+}
+
 Status RetrievalIndex::OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload) {
   const size_t per_block = size_t{model_.num_kv_heads} * model_.head_dim;
   std::vector<float> mn(per_block), mx(per_block), mean(per_block);

@@ -83,6 +83,8 @@ class RetrievalIndex {
  public:
   explicit RetrievalIndex(const ModelSpec& model) : model_(model) {}
 
+  // Blocks of (seq, layer) summarized so far (the last summarized index + 1).
+  uint32_t SummarizedBlocks(uint64_t seq, uint32_t layer) const;
   // Summarizes block `index` of (seq, layer) from its payload (K then V).
   Status OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload);
   void DropSequence(uint64_t seq);

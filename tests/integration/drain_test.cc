@@ -181,6 +181,12 @@ TEST_F(DrainTest, SigtermWritesBackAndARestartServesEveryBlock) {
   const auto after = Usage(*admin);
   EXPECT_EQ(after["blocks"], kStored) << after.dump();
   EXPECT_EQ(CountReadable(*ch), kStored);
+  // Retrieval serves the recovered sequence (its summaries are rebuilt from the
+  // blocks on the first Retrieve: they lived in the old process's memory).
+  auto again = ch->Retrieve(kSeq, 1, query, /*budget=*/8);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->blocks.size(), 8u);
+  ASSERT_TRUE(ch->Release(again->lease).ok());
   // The shared prefix survives: found by its tokens, and still linked to sequence 11.
   const auto tokens = PrefixTokens();
   auto cached = ch->LookupPrefix(tokens);
