@@ -21,6 +21,9 @@ const char* DetailName(Detail d) {
     case Detail::kOwner: return "the sequence belongs to another uid (only its owner or an admin may change it)";
     case Detail::kBusy: return "the block is pinned by a lease (busy); release it first";
     case Detail::kCorruption: return "a stored copy of the block failed its checksum (corruption)";
+    case Detail::kQuery:
+      return "the query must be num_q_heads * head_dim finite f32 values, followed by room for `count` table entries";
+    case Detail::kNoBlocks: return "no blocks stored for this sequence and layer";
   }
   return "?";
 }

@@ -78,6 +78,8 @@ enum class Detail : uint8_t {
   kLayer, kBlock, kCount, kSequence, kLease, kNotFound, kNoSpace, kInternal,
   kOwner /* the sequence belongs to another uid */, kBusy /* the block is pinned by a lease */,
   kCorruption /* a stored copy failed its checksum */,
+  kQuery /* Retrieve: the query is not num_q_heads * head_dim finite f32 values (+ room for the table) */,
+  kNoBlocks /* Retrieve: nothing stored for this (sequence, layer) */,
 };
 const char* DetailName(Detail d);
 

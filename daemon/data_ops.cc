@@ -120,7 +120,7 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   }
   if (req.count == 0 || req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
   if (req.length < qbytes + size_t{req.count} * sizeof(dp::BlockTableEntry)) {
-    return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+    return Fail(StatusCode::kInvalidArgument, Detail::kQuery);
   }
   std::vector<float> query(qfloats);
   if (on_gpu) {
@@ -154,7 +154,13 @@ dp::RingCompletion NamespaceOps::SelectAndPin(const dp::RingRequest& req, std::s
   auto reader = [&](uint32_t index, std::span<std::byte> out) { return rt_->store().Get(req.seq, req.layer, index, out); };
   if (Status st = CatchUpSummaries(req.seq, req.layer); !st.ok()) return FromStatus(st, 0);
   auto sel = rt_->retrieval().Select(req.seq, req.layer, query, req.count, sp.sink_blocks, sp.recent_window, rp, reader);
-  if (!sel.ok()) return FromStatus(sel.status(), 0);
+  if (!sel.ok()) {
+    switch (sel.status().code()) {
+      case StatusCode::kNotFound: return Fail(StatusCode::kNotFound, Detail::kNoBlocks);
+      case StatusCode::kInvalidArgument: return Fail(StatusCode::kInvalidArgument, Detail::kQuery);
+      default: return FromStatus(sel.status(), 0);
+    }
+  }
   const uint64_t t1 = NowNs();
   auto lease = rt_->store().Acquire(req.seq, req.layer, sel->blocks, sp.miss_mode);
   if (!lease.ok()) return FromStatus(lease.status(), 0);

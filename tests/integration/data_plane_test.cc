@@ -306,7 +306,7 @@ TEST_F(DataPlaneTest, MalformedDescriptorsAreRefusedAndTheClientCarriesOn) {
   expect({.op = Op::kPut, .flags = 0x80, .count = 1, .length = kBlockBytes}, StatusCode::kInvalidArgument,
          dp::Detail::kFlags);
   expect({.op = Op::kGet, .count = 1, .length = kBlockBytes}, StatusCode::kNotFound, dp::Detail::kNotFound);
-  expect({.op = Op::kRetrieve, .count = 4, .length = 8}, StatusCode::kInvalidArgument, dp::Detail::kLength);
+  expect({.op = Op::kRetrieve, .count = 4, .length = 8}, StatusCode::kInvalidArgument, dp::Detail::kQuery);
   expect({.op = Op::kRelease, .arg = 77}, StatusCode::kNotFound, dp::Detail::kLease);
   expect({.op = Op::kLookupPrefix, .count = 10, .length = 3}, StatusCode::kInvalidArgument, dp::Detail::kLength);
   EXPECT_TRUE(ch->Put(1, 0, 0, MakeBlock(1, 0, 0)).ok());

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "tests/util/daemon_process.h"
@@ -144,6 +145,31 @@ TEST_F(RetrievalTriggerTest, ReusedSelectionKeepsTheBudgetAndTheNewWindow) {
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(ch_->Put(1, 0, 21, Block(21, 0.f)).code(), StatusCode::kBusy);  // pinned: in the table
   ASSERT_TRUE(ch_->Release(r->lease).ok());
+}
+
+}  // namespace
+}  // namespace tierkv
+
+namespace tierkv {
+namespace {
+
+// Retrieve's errors name the actual problem (before: a short query said "payload
+// length does not match the block size", an unknown sequence "block not found").
+TEST_F(RetrievalTriggerTest, RetrieveErrorsNameTheProblem) {
+  auto short_query = ch_->Retrieve(1, 0, std::vector<float>(kHeadDim, 1.f), kBudget);
+  EXPECT_EQ(short_query.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(short_query.status().message().find("num_q_heads * head_dim"), std::string::npos)
+      << short_query.status().ToString();
+  auto nan = Query(1.f);
+  nan[3] = std::numeric_limits<float>::quiet_NaN();
+  auto bad = ch_->Retrieve(1, 0, nan, kBudget);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("finite"), std::string::npos) << bad.status().ToString();
+  auto unknown = ch_->Retrieve(99, 0, Query(1.f), kBudget);
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find("no blocks stored for this sequence and layer"), std::string::npos)
+      << unknown.status().ToString();
+  EXPECT_EQ(Step(1.f).size(), kBudget);  // the channel still serves
 }
 
 }  // namespace
