@@ -8,6 +8,7 @@
 #include "common/shm.h"
 #include "daemon/budget_check.h"
 #include "daemon/shutdown_drain.h"
+#include "daemon/process_metrics.h"
 #include "daemon/storage_metrics.h"
 #include "kernels/gpu_runtime.h"
 
@@ -56,6 +57,7 @@ Status Daemon::Start() {
       config_, registry_.get(), metrics_.get(),
       [this] { boost::asio::post(io_, [this] { BeginShutdown("shutdown request"); }); }, runtimes_.get());
   metrics_->Register(std::make_shared<StorageMetrics>(runtimes_.get(), &service_->channel_stats()));
+  metrics_->Register(std::make_shared<ProcessMetrics>());
   server_ = std::make_unique<ControlServer>(io_, config_, service_.get());
   RETURN_IF_ERROR(server_->Start());
   LOG(INFO) << "control socket at " << config_.daemon.socket_path;

@@ -1,5 +1,7 @@
 // Integration: the real tierkvd binary on a temporary directory and socket.
 #include <gtest/gtest.h>
+
+#include <ctime>
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -110,6 +112,14 @@ TEST_F(DaemonTest, TwoClientsAttachAndTheMetricsMove) {
   EXPECT_EQ(MetricValue(metrics, "tierkv_control_requests_total", {"op=\"attach\""}), 2);
   EXPECT_EQ(MetricValue(metrics, "tierkv_control_requests_total", {"op=\"hello\""}), 3);
   EXPECT_EQ(MetricValue(metrics, "tierkv_build_info", {"version=\"" TIERKV_VERSION "\""}), 1);
+  // The daemon's own process, as /proc tells it.
+  const auto proc = testing::Measure(d.pid());
+  EXPECT_NEAR(MetricValue(metrics, "process_resident_memory_bytes"), 1024.0 * proc.rss_kib, 512.0 * proc.rss_kib);
+  EXPECT_NEAR(MetricValue(metrics, "process_open_fds"), double(proc.fds), 8);
+  EXPECT_NEAR(MetricValue(metrics, "process_threads"), double(proc.threads), 4);
+  EXPECT_GT(MetricValue(metrics, "process_cpu_seconds_total"), 0);
+  EXPECT_GT(MetricValue(metrics, "process_max_fds"), 0);
+  EXPECT_NEAR(MetricValue(metrics, "process_start_time_seconds"), double(::time(nullptr)), 600);
 
   a.reset();  // a client leaving is seen at once
   auto after = admin->Stats();

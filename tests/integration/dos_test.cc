@@ -36,30 +36,14 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::DaemonProcess;
+using testing::Footprint;
+using testing::Measure;
 using testing::HttpGet;
 using testing::MetricValue;
 
 constexpr auto kPingP99 = 50ms;
 constexpr uid_t kNobody = 65534;   // the attacking local user (when the test runs as root)
 constexpr uid_t kBystander = 65533;  // another non-admin user
-
-// What the daemon holds, from /proc.
-struct Footprint {
-  size_t threads = 0, fds = 0;
-  uint64_t rss_kib = 0;
-};
-Footprint Measure(pid_t pid) {
-  Footprint f;
-  const std::string proc = "/proc/" + std::to_string(pid);
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(proc + "/task")) ++f.threads;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(proc + "/fd")) ++f.fds;
-  std::ifstream status(proc + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) f.rss_kib = std::stoull(line.substr(6));
-  }
-  return f;
-}
 
 // CPU seconds the process has used (user + system).
 double CpuSeconds(pid_t pid) {

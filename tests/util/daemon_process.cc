@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -183,6 +184,19 @@ double MetricValue(const std::string& text, const std::string& name, const std::
     return std::stod(line.substr(line.rfind(' ') + 1));
   }
   return -1;
+}
+
+Footprint Measure(pid_t pid) {
+  Footprint f;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(proc + "/task")) ++f.threads;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(proc + "/fd")) ++f.fds;
+  std::ifstream status(proc + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) f.rss_kib = std::stoull(line.substr(6));
+  }
+  return f;
 }
 
 }  // namespace tierkv::testing
