@@ -189,11 +189,11 @@ dp::RingCompletion NamespaceOps::SelectAndPin(const dp::RingRequest& req, std::s
 }
 
 Status NamespaceOps::CatchUpSummaries(uint64_t seq, uint32_t layer) {
-  const uint32_t stored = rt_->store().SequenceBlocks(seq, layer);
-  uint32_t b = rt_->retrieval().SummarizedBlocks(seq, layer);
-  if (b >= stored) return OkStatus();
+  const std::vector<uint32_t> missing =
+      rt_->retrieval().Unsummarized(seq, layer, rt_->store().SequenceBlocks(seq, layer));
+  if (missing.empty()) return OkStatus();
   scratch_.resize(rt_->model().BlockBytes());
-  for (; b < stored; ++b) {
+  for (uint32_t b : missing) {
     const Status st = rt_->store().Get(seq, layer, b, scratch_);
     if (st.code() == StatusCode::kNotFound) continue;  // a hole
     RETURN_IF_ERROR(st);

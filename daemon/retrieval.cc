@@ -123,10 +123,15 @@ Result<RetrievalPolicy> ApplyRetrievalChanges(const RetrievalPolicy& base, const
   return p;
 }
 
-uint32_t RetrievalIndex::SummarizedBlocks(uint64_t seq, uint32_t layer) const {
+std::vector<uint32_t> RetrievalIndex::Unsummarized(uint64_t seq, uint32_t layer, uint32_t stored) const {
   std::lock_guard lock(mu_);
   auto it = layers_.find({seq, layer});
-  return it == layers_.end() ? 0 : it->second.blocks;
+  std::vector<uint32_t> out;
+  if (it != layers_.end() && it->second.num_summarized >= stored) return out;
+  for (uint32_t b = 0; b < stored; ++b) {
+    if (it == layers_.end() || b >= it->second.summarized.size() || !it->second.summarized[b]) out.push_back(b);
+  }
+  return out;
 }
 
 Status RetrievalIndex::OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload) {
@@ -150,6 +155,11 @@ Status RetrievalIndex::OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::
     s.min.resize(s.blocks * per_block, 0.f);
     s.max.resize(s.blocks * per_block, 0.f);
     s.mean.resize(s.blocks * per_block, 0.f);
+    s.summarized.resize(s.blocks, false);
+  }
+  if (!s.summarized[index]) {
+    s.summarized[index] = true;
+    ++s.num_summarized;
   }
   s.device.MarkDirty(index);
   std::copy(mn.begin(), mn.end(), s.min.begin() + index * per_block);

@@ -83,8 +83,9 @@ class RetrievalIndex {
  public:
   explicit RetrievalIndex(const ModelSpec& model) : model_(model) {}
 
-  // Blocks of (seq, layer) summarized so far (the last summarized index + 1).
-  uint32_t SummarizedBlocks(uint64_t seq, uint32_t layer) const;
+  // Indices below `stored` of (seq, layer) that have no summary yet (empty in the
+  // common case: every put summarizes its block).
+  std::vector<uint32_t> Unsummarized(uint64_t seq, uint32_t layer, uint32_t stored) const;
   // Summarizes block `index` of (seq, layer) from its payload (K then V).
   Status OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload);
   void DropSequence(uint64_t seq);
@@ -116,6 +117,8 @@ class RetrievalIndex {
   struct LayerState {
     uint32_t blocks = 0;  // index of the last summarized block + 1
     std::vector<float> min, max, mean;  // [blocks][kv_heads][head_dim]
+    std::vector<bool> summarized;       // [blocks]: a put (or a catch-up) summarized it
+    uint32_t num_summarized = 0;
     std::vector<float> last_query;
     std::vector<uint32_t> last_selection;
     uint32_t last_blocks = 0;  // blocks of the sequence when last_selection was chosen

@@ -153,6 +153,27 @@ TEST_F(RetrievalTriggerTest, ReusedSelectionKeepsTheBudgetAndTheNewWindow) {
 namespace tierkv {
 namespace {
 
+// After a restart (the summaries lived in the old process's memory), a block put
+// before the first Retrieve does not hide the recovered blocks from scoring: they
+// are summarized from the store and the needle is still found.
+TEST_F(RetrievalTriggerTest, RecoveredBlocksAreScoredAfterARestart) {
+  SetPolicy({{"trigger", "every"}});
+  EXPECT_EQ(Step(1.f), (V{0, 7, 18, 19}));
+  ch_.reset();
+  client_.reset();
+  ASSERT_EQ(daemon_.Stop(), 0) << daemon_.Log();  // the shutdown drain writes every block to D
+  ASSERT_TRUE(daemon_.Start()) << daemon_.Log();
+  auto c = Client::Connect(daemon_.socket_path());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  client_ = std::move(c).value();
+  ASSERT_TRUE(client_->Attach("ns").ok());
+  auto ch = client_->OpenChannel("ns");
+  ASSERT_TRUE(ch.ok()) << ch.status().ToString();
+  ch_ = std::move(ch).value();
+  ASSERT_TRUE(ch_->Put(1, 0, kBlocks, Block(kBlocks, 0.f)).ok());
+  EXPECT_EQ(Step(1.f), (V{0, 7, 19, 20}));
+}
+
 // Retrieve's errors name the actual problem (before: a short query said "payload
 // length does not match the block size", an unknown sequence "block not found").
 TEST_F(RetrievalTriggerTest, RetrieveErrorsNameTheProblem) {
