@@ -174,6 +174,8 @@ const std::vector<Field>& Schema() {
       Int("limits", "metrics_timeout_ms", &Config::limits, &LimitsSection::metrics_timeout_ms, 10, 600000),
       Int("limits", "accept_backoff_ms", &Config::limits, &LimitsSection::accept_backoff_ms, 1, 60000),
       Int("limits", "log_interval_s", &Config::limits, &LimitsSection::log_interval_s, 1, 86400),
+      Int("limits", "max_retrieve_batch", &Config::limits, &LimitsSection::max_retrieve_batch, 1, 65536),
+      Int("retrieval", "workers", &Config::retrieval, &RetrievalSection::workers, 0, 1024),
   };
   return kFields;
 }

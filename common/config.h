@@ -65,6 +65,13 @@ struct StorageSection {
   bool operator==(const StorageSection&) const = default;
 };
 
+// Online retrieval in the daemon (daemon/retrieval.h, daemon/worker_pool.h).
+struct RetrievalSection {
+  uint32_t workers = 0;  // threads scoring the sequences of one batched Retrieve (its channel's
+                         // thread included); 0 = one per core
+  bool operator==(const RetrievalSection&) const = default;
+};
+
 // Resource limits against local denial of service (docs/security.md lists what each
 // one stops). Admins (root, the daemon's uid, control.admin_uids) are exempt from the
 // per-uid caps, not from the global ones.
@@ -88,6 +95,8 @@ struct LimitsSection {
   // Both accept loops, when the process is out of descriptors (EMFILE/ENFILE).
   uint32_t accept_backoff_ms = 100;
   uint32_t log_interval_s = 10;  // at most one such log line per interval, with a count of those suppressed
+  // Data plane: sequences one batched Retrieve may name (docs/decisions/0011-batched-retrieve.md).
+  uint32_t max_retrieve_batch = 256;
   bool operator==(const LimitsSection&) const = default;
 };
 
@@ -105,6 +114,7 @@ struct Config {
   ControlSection control;
   DataPlaneSection data_plane;
   MetricsSection metrics;
+  RetrievalSection retrieval;
   LimitsSection limits;
   NamespaceLimitsSection namespace_limits;
   bool operator==(const Config&) const = default;

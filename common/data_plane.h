@@ -33,7 +33,10 @@ enum class Op : uint16_t {
   kCloseSequence = 5,  // drop the sequence's blocks (prefix blocks stay while shared)
   kLookupPrefix = 6,   // token ids at staging[offset] (`count` int32): how many leading tokens are cached
   kLoadPrefix = 7,     // make the cached prefix of those tokens the first blocks of `seq`
+  kRetrieveBatch = 8,  // `count` sequences of one layer in one request; see RetrieveBatchEntry
 };
+// The highest op this build serves (ProcessRequest refuses those above it).
+inline constexpr Op kLastOp = Op::kRetrieveBatch;
 
 // One request. 64 bytes, trivially copyable, versioned.
 struct RingRequest {
@@ -45,10 +48,11 @@ struct RingRequest {
   uint32_t layer;
   uint32_t block;    // first block index
   uint32_t count;    // blocks (put/get), top-k budget in blocks (retrieve), tokens (prefix)
-  uint32_t aux;      // op-specific (retrieve: recent-window blocks)
+  uint32_t aux;      // op-specific (retrieve: recent-window blocks, 0 = the namespace policy's)
   uint64_t offset;   // staging offset of the input or output
   uint64_t length;   // bytes at offset
-  uint64_t arg;      // op-specific (put: content hash of a full prefix block or 0; release: lease)
+  uint64_t arg;      // op-specific (put: content hash of a full prefix block or 0; release: lease;
+                     // retrieve batch: offset of the table area from `offset`)
 };
 static_assert(sizeof(RingRequest) == 64 && std::is_trivially_copyable_v<RingRequest>);
 
@@ -110,5 +114,51 @@ inline bool InStaging(uint64_t offset, uint64_t length, uint64_t staging) {
 // table written back at staging[offset + query bytes] is `count` entries of
 // BlockTableEntry (public API, tierkv/types.h: block, tier, offset; 16 bytes).
 using BlockTableEntry = ::tierkv::BlockTableEntry;
+
+// RetrieveBatch (docs/decisions/0011-batched-retrieve.md): one request selects for
+// `count` sequences of one layer (seq is unused). The region staging[offset, +length)
+// holds, at region-relative offsets:
+//
+//   [0, 32 * count)             RetrieveBatchEntry[count]   written by the client
+//   [32 * count, 64 * count)    RetrieveBatchResult[count]  written by the daemon
+//   queries                     anywhere at or after 64 * count (entry.query_offset)
+//   [arg, length)               the table area: the daemon packs each served
+//                               sequence's BlockTableEntry run there, in entry
+//                               order; it must hold sum(budget) entries
+//
+// Every offset is checked against the region before anything is selected; a bad
+// region, count or table area refuses the whole batch. A bad entry (unknown layer
+// blocks, wrong budget, a non-finite query, another owner's sequence, no room left
+// in a tier) fails only that entry: its result carries status and detail, the
+// others are served. The completion: count = sequences served, value = the batch
+// lease (0 when none was served; one kRelease frees every sequence's pins),
+// value2 = table entries written.
+struct RetrieveBatchEntry {
+  uint64_t seq;
+  uint32_t budget;        // top-k in blocks, sinks and recent window included (1..2^20)
+  uint32_t window;        // recent-window blocks, 0 = the namespace policy's (<= 2^20)
+  uint64_t query_offset;  // region-relative: f32 [num_q_heads][head_dim]
+  uint64_t reserved;      // 0
+};
+static_assert(sizeof(RetrieveBatchEntry) == 32 && std::is_trivially_copyable_v<RetrieveBatchEntry>);
+
+struct RetrieveBatchResult {
+  uint8_t status;        // tierkv::StatusCode of this sequence
+  uint8_t detail;        // Detail when status != kOk
+  uint16_t reserved;
+  uint32_t count;        // table entries of this sequence
+  uint64_t table_index;  // first entry, in BlockTableEntry units from the table area's start
+  uint32_t missing;      // defer mode: selected but not resident
+  uint32_t triggered;    // 1: selected afresh, 0: the trigger reused the last selection
+  uint64_t reserved2;
+};
+static_assert(sizeof(RetrieveBatchResult) == 32 && std::is_trivially_copyable_v<RetrieveBatchResult>);
+
+// The region's fixed part for `count` sequences (entries, then results).
+inline constexpr uint64_t BatchHeaderBytes(uint64_t count) {
+  return count * (sizeof(RetrieveBatchEntry) + sizeof(RetrieveBatchResult));
+}
+// Batch leases live in their own id space (top bit set), apart from single Retrieve's.
+inline constexpr uint64_t kBatchLeaseBit = uint64_t{1} << 63;
 
 }  // namespace tierkv::dp

@@ -81,6 +81,7 @@ ControlService::ControlService(const Config& config, NamespaceRegistry* registry
       on_shutdown_(std::move(on_shutdown)),
       runtimes_(runtimes),
       channel_budget_(config.limits),
+      retrieval_pool_(WorkerPool::HelpersFor(config.retrieval.workers)),
       gpu_description_(kernels::DescribeGpus()) {
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
 }
@@ -384,7 +385,8 @@ Result<wire::Json> ControlService::OpenChannelCharged(SessionState& s, const Jso
         rt,
         NamespaceOps::Latency{&metrics_->RetrievalLatency(ns, "select"), &metrics_->RetrievalLatency(ns, "acquire"),
                               &metrics_->RetrievalLatency(ns, "total")},
-        std::move(gpu), Caller{s.peer.uid, s.admin});
+        std::move(gpu), Caller{s.peer.uid, s.admin},
+        RetrieveBatchConfig{&retrieval_pool_, config_.limits.max_retrieve_batch});
   }
   else handler = std::make_unique<UnsupportedOps>();
   auto disconnect = s.disconnect;

@@ -23,6 +23,7 @@
 #include "daemon/channel_budget.h"
 #include "daemon/metrics.h"
 #include "daemon/namespace_registry.h"
+#include "daemon/worker_pool.h"
 
 namespace tierkv::daemon {
 
@@ -111,6 +112,7 @@ class ControlService {
   Runtimes* const runtimes_;
   ChannelStats channel_stats_;
   ChannelBudget channel_budget_;
+  WorkerPool retrieval_pool_;  // batched Retrieve's selections, every channel (retrieval.workers)
   struct SessionInfo {
     PeerCred peer;
     std::vector<NamespaceId> attached;

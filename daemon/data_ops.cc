@@ -49,14 +49,18 @@ uint64_t NowNs() {
 
 dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const ModelSpec& m = rt_->model();
-  const bool needs_layer = req.op == dp::Op::kPut || req.op == dp::Op::kGet || req.op == dp::Op::kRetrieve;
+  const bool needs_layer = req.op == dp::Op::kPut || req.op == dp::Op::kGet || req.op == dp::Op::kRetrieve ||
+                           req.op == dp::Op::kRetrieveBatch;
   if (needs_layer && req.layer >= m.num_layers) return Fail(StatusCode::kInvalidArgument, Detail::kLayer);
-  const uint32_t allowed = req.op == dp::Op::kPut ? dp::kFlagPrefixBlock : req.op == dp::Op::kRetrieve ? dp::kFlagGpu : 0;
+  const uint32_t allowed = req.op == dp::Op::kPut        ? dp::kFlagPrefixBlock
+                           : req.op == dp::Op::kRetrieve ? dp::kFlagGpu
+                                                         : 0;  // a batch is host-only (decision 0011)
   if (req.flags & ~allowed) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
   switch (req.op) {
     case dp::Op::kPut: return Put(req, staging);
     case dp::Op::kGet: return Get(req, staging);
     case dp::Op::kRetrieve: return Retrieve(req, staging);
+    case dp::Op::kRetrieveBatch: return RetrieveBatch(req, staging);
     case dp::Op::kRelease: return Release(req);
     case dp::Op::kCloseSequence: return CloseSequence(req);
     case dp::Op::kLookupPrefix:
@@ -108,7 +112,8 @@ dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8
 
 // Query f32 [q_heads][head_dim] at staging[offset] (or, with kFlagGpu, at the
 // exchange buffer's offset); the block table follows it there.
-// count = top-k budget in blocks (sinks and the recent window included).
+// count = top-k budget in blocks (sinks and the recent window included), aux = the
+// recent window in blocks (0: the namespace policy's).
 dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const ModelSpec& m = rt_->model();
   const size_t qfloats = size_t{m.num_q_heads} * m.head_dim;
@@ -118,7 +123,9 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   if (on_gpu && !dp::InStaging(req.offset, req.length, gpu_->bytes())) {
     return Fail(StatusCode::kInvalidArgument, Detail::kRange);
   }
-  if (req.count == 0 || req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  if (req.count == 0 || req.count > kMaxRetrieveBudget || req.aux > kMaxRetrieveBudget) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  }
   if (req.length < qbytes + size_t{req.count} * sizeof(dp::BlockTableEntry)) {
     return Fail(StatusCode::kInvalidArgument, Detail::kQuery);
   }
@@ -129,7 +136,7 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   } else {
     std::memcpy(query.data(), staging.data() + req.offset, qbytes);
   }
-  dp::RingCompletion done = SelectAndPin(req, query, &table_);
+  dp::RingCompletion done = SelectAndPin({req.seq, req.layer, req.count, req.aux, query}, &table_);
   if (done.status != static_cast<uint8_t>(StatusCode::kOk)) return done;
   const auto bytes = std::as_bytes(std::span(table_));
   if (on_gpu) {
@@ -146,14 +153,26 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   return done;
 }
 
-dp::RingCompletion NamespaceOps::SelectAndPin(const dp::RingRequest& req, std::span<const float> query,
-                                              std::vector<dp::BlockTableEntry>* table) {
-  const storage::Policy sp = rt_->store().policy();
-  const RetrievalPolicy rp = rt_->retrieval_policy();
+dp::RingCompletion NamespaceOps::SelectAndPin(const Step& step, std::vector<dp::BlockTableEntry>* table) {
+  const StepPolicy policy = CurrentPolicy();
+  Selection sel;
+  uint64_t select_ns = 0;
+  dp::RingCompletion done = SelectOnly(step, policy, &scratch_, &sel, &select_ns);
+  if (done.status != static_cast<uint8_t>(StatusCode::kOk)) return done;
+  return Pin(step, policy, sel, select_ns, table);
+}
+
+dp::RingCompletion NamespaceOps::SelectOnly(const Step& step, const StepPolicy& policy,
+                                            std::vector<std::byte>* scratch, Selection* out,
+                                            uint64_t* select_ns) const {
   const uint64_t t0 = NowNs();
-  auto reader = [&](uint32_t index, std::span<std::byte> out) { return rt_->store().Get(req.seq, req.layer, index, out); };
-  if (Status st = CatchUpSummaries(req.seq, req.layer); !st.ok()) return FromStatus(st, 0);
-  auto sel = rt_->retrieval().Select(req.seq, req.layer, query, req.count, sp.sink_blocks, sp.recent_window, rp, reader);
+  auto reader = [&](uint32_t index, std::span<std::byte> bytes) {
+    return rt_->store().Get(step.seq, step.layer, index, bytes);
+  };
+  if (Status st = CatchUpSummaries(step.seq, step.layer, scratch); !st.ok()) return FromStatus(st, 0);
+  const uint32_t window = step.window ? step.window : policy.store.recent_window;
+  auto sel = rt_->retrieval().Select(step.seq, step.layer, step.query, step.budget, policy.store.sink_blocks, window,
+                                     policy.retrieval, reader);
   if (!sel.ok()) {
     switch (sel.status().code()) {
       case StatusCode::kNotFound: return Fail(StatusCode::kNotFound, Detail::kNoBlocks);
@@ -161,22 +180,30 @@ dp::RingCompletion NamespaceOps::SelectAndPin(const dp::RingRequest& req, std::s
       default: return FromStatus(sel.status(), 0);
     }
   }
+  *out = std::move(sel).value();
+  *select_ns = NowNs() - t0;
+  return Done();
+}
+
+dp::RingCompletion NamespaceOps::Pin(const Step& step, const StepPolicy& policy, const Selection& sel,
+                                     uint64_t select_ns, std::vector<dp::BlockTableEntry>* table) {
+  const storage::Policy& sp = policy.store;
   const uint64_t t1 = NowNs();
-  auto lease = rt_->store().Acquire(req.seq, req.layer, sel->blocks, sp.miss_mode);
+  auto lease = rt_->store().Acquire(step.seq, step.layer, sel.blocks, sp.miss_mode);
   if (!lease.ok()) return FromStatus(lease.status(), 0);
   const uint64_t t2 = NowNs();
   leases_.insert(lease->id);
   ++stats_->steps;
-  ++(sel->triggered ? stats_->triggers_taken : stats_->triggers_skipped);
+  ++(sel.triggered ? stats_->triggers_taken : stats_->triggers_skipped);
   stats_->selected_blocks += lease->blocks.size();
   (sp.miss_mode == storage::MissMode::kDefer ? stats_->misses_deferred : stats_->misses_waited) +=
       lease->missing.size();
-  stats_->select_ns += t1 - t0;
+  stats_->select_ns += select_ns;
   stats_->acquire_ns += t2 - t1;
-  if (latency_.select) latency_.select->Observe((t1 - t0) * 1e-9);
+  if (latency_.select) latency_.select->Observe(select_ns * 1e-9);
   if (latency_.acquire) latency_.acquire->Observe((t2 - t1) * 1e-9);
-  if (latency_.total) latency_.total->Observe((t2 - t0) * 1e-9);
-  const size_t n = std::min<size_t>(lease->blocks.size(), req.count);
+  if (latency_.total) latency_.total->Observe((select_ns + t2 - t1) * 1e-9);
+  const size_t n = std::min<size_t>(lease->blocks.size(), step.budget);
   table->resize(n);
   for (size_t i = 0; i < n; ++i) {
     dp::BlockTableEntry& e = (*table)[i];
@@ -188,21 +215,33 @@ dp::RingCompletion NamespaceOps::SelectAndPin(const dp::RingRequest& req, std::s
   return Done(static_cast<uint32_t>(n), lease->id, lease->missing.size());
 }
 
-Status NamespaceOps::CatchUpSummaries(uint64_t seq, uint32_t layer) {
+Status NamespaceOps::CatchUpSummaries(uint64_t seq, uint32_t layer, std::vector<std::byte>* scratch) const {
   const std::vector<uint32_t> missing =
       rt_->retrieval().Unsummarized(seq, layer, rt_->store().SequenceBlocks(seq, layer));
   if (missing.empty()) return OkStatus();
-  scratch_.resize(rt_->model().BlockBytes());
+  scratch->resize(rt_->model().BlockBytes());
   for (uint32_t b : missing) {
-    const Status st = rt_->store().Get(seq, layer, b, scratch_);
+    const Status st = rt_->store().Get(seq, layer, b, *scratch);
     if (st.code() == StatusCode::kNotFound) continue;  // a hole
     RETURN_IF_ERROR(st);
-    RETURN_IF_ERROR(rt_->retrieval().OnPut(seq, layer, b, scratch_));
+    RETURN_IF_ERROR(rt_->retrieval().OnPut(seq, layer, b, *scratch));
   }
   return OkStatus();
 }
 
 dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {
+  if (req.arg & dp::kBatchLeaseBit) {  // a batch: every sequence's lease
+    auto it = batch_leases_.find(req.arg);
+    if (it == batch_leases_.end()) return Fail(StatusCode::kNotFound, Detail::kLease);
+    Status first = OkStatus();
+    for (uint64_t id : it->second) {
+      leases_.erase(id);
+      Status st = rt_->store().Release(id);
+      if (first.ok() && !st.ok()) first = st;
+    }
+    batch_leases_.erase(it);
+    return first.ok() ? Done() : FromStatus(first, 0);
+  }
   if (!leases_.erase(req.arg)) return Fail(StatusCode::kNotFound, Detail::kLease);
   Status st = rt_->store().Release(req.arg);
   return st.ok() ? Done() : FromStatus(st, 0);
@@ -274,8 +313,9 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
 }
 
 void NamespaceOps::OnClose() {
-  for (uint64_t id : leases_) rt_->store().Release(id).IgnoreError();
+  for (uint64_t id : leases_) rt_->store().Release(id).IgnoreError();  // batch leases' members included
   leases_.clear();
+  batch_leases_.clear();
 }
 
 }  // namespace tierkv::daemon

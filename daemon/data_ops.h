@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <map>
 #include <set>
 
 namespace prometheus {
@@ -14,6 +15,7 @@ class Histogram;
 #include "daemon/channel.h"
 #include "daemon/gpu_exchange.h"
 #include "daemon/namespace_runtime.h"
+#include "daemon/worker_pool.h"
 
 namespace tierkv::daemon {
 
@@ -21,6 +23,17 @@ namespace tierkv::daemon {
 // that published it, so one member's puts never answer another member's lookups
 // unless the namespace lists the publisher in prefix_publishers. Never 0.
 uint64_t ScopedPrefixHash(uint64_t content_hash, uint32_t publisher);
+
+// The largest budget or recent window (blocks) one Retrieve, or one sequence of a
+// batch, may ask for.
+inline constexpr uint32_t kMaxRetrieveBudget = 1u << 20;
+
+// Batched Retrieve (dp::Op::kRetrieveBatch): the pool its selections run on (null:
+// on the channel's thread) and the most sequences one request may name.
+struct RetrieveBatchConfig {
+  WorkerPool* pool = nullptr;
+  uint32_t max_sequences = 256;  // limits.max_retrieve_batch
+};
 
 class NamespaceOps : public OpHandler {
  public:
@@ -32,8 +45,13 @@ class NamespaceOps : public OpHandler {
   // `caller`: the channel's peer; its uid owns the sequences it opens and scopes
   // the prefix blocks it puts (docs/decisions/0007-owners-and-prefix-scope.md).
   NamespaceOps(NamespaceRuntime* runtime, Latency latency, std::unique_ptr<GpuExchange> gpu = nullptr,
-               Caller caller = {})
-      : rt_(runtime), stats_(&runtime->retrieval_stats()), latency_(latency), gpu_(std::move(gpu)), caller_(caller) {}
+               Caller caller = {}, RetrieveBatchConfig batch = {})
+      : rt_(runtime),
+        stats_(&runtime->retrieval_stats()),
+        latency_(latency),
+        gpu_(std::move(gpu)),
+        caller_(caller),
+        batch_(batch) {}
   dp::RingCompletion Handle(const dp::RingRequest& req, std::span<uint8_t> staging) override;
   void OnClose() override;
 
@@ -41,13 +59,35 @@ class NamespaceOps : public OpHandler {
   dp::RingCompletion Put(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Get(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Retrieve(const dp::RingRequest& req, std::span<uint8_t> staging);
+  // One sequence's step of Retrieve or RetrieveBatch.
+  struct Step {
+    uint64_t seq = 0;
+    uint32_t layer = 0;
+    uint32_t budget = 0;
+    uint32_t window = 0;  // 0: the namespace policy's recent window
+    std::span<const float> query;
+  };
+  struct StepPolicy {
+    storage::Policy store;
+    RetrievalPolicy retrieval;
+  };
+  StepPolicy CurrentPolicy() const { return {rt_->store().policy(), rt_->retrieval_policy()}; }
   // Selects, pins and places the blocks for `query`; fills *table. Retrieve's core,
   // the same for the host and the GPU path.
-  dp::RingCompletion SelectAndPin(const dp::RingRequest& req, std::span<const float> query,
-                                  std::vector<dp::BlockTableEntry>* table);
+  dp::RingCompletion SelectAndPin(const Step& step, std::vector<dp::BlockTableEntry>* table);
+  // The selection half: catch-up, trigger, scoring, top-k. Thread-safe (runs on the
+  // batch's worker pool); *select_ns: its time. A failed one is an error completion.
+  dp::RingCompletion SelectOnly(const Step& step, const StepPolicy& policy, std::vector<std::byte>* scratch,
+                                Selection* out, uint64_t* select_ns) const;
+  // The pinning half: lease, stats, table. Channel thread only (leases_).
+  dp::RingCompletion Pin(const Step& step, const StepPolicy& policy, const Selection& sel, uint64_t select_ns,
+                         std::vector<dp::BlockTableEntry>* table);
+  // dp::Op::kRetrieveBatch (data_ops_batch.cc).
+  dp::RingCompletion RetrieveBatch(const dp::RingRequest& req, std::span<uint8_t> staging);
   // Summarizes the blocks of (seq, layer) that the store holds but retrieval has not
   // seen (a sequence recovered at start: summaries live in daemon memory only).
-  Status CatchUpSummaries(uint64_t seq, uint32_t layer);
+  // Thread-safe; *scratch holds one block.
+  Status CatchUpSummaries(uint64_t seq, uint32_t layer, std::vector<std::byte>* scratch) const;
   dp::RingCompletion Release(const dp::RingRequest& req);
   dp::RingCompletion CloseSequence(const dp::RingRequest& req);
   dp::RingCompletion Prefix(const dp::RingRequest& req, std::span<uint8_t> staging);
@@ -60,7 +100,11 @@ class NamespaceOps : public OpHandler {
   const Latency latency_;
   const std::unique_ptr<GpuExchange> gpu_;
   const Caller caller_;
+  const RetrieveBatchConfig batch_;
   std::set<uint64_t> leases_;  // held by this channel
+  // Batch leases (dp::kBatchLeaseBit set) -> the store leases of their sequences.
+  std::map<uint64_t, std::vector<uint64_t>> batch_leases_;
+  uint64_t next_batch_lease_ = 1;
   std::vector<std::byte> scratch_;
   std::vector<dp::BlockTableEntry> table_;  // Retrieve's block table, reused across steps
 };

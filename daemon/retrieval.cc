@@ -123,13 +123,29 @@ Result<RetrievalPolicy> ApplyRetrievalChanges(const RetrievalPolicy& base, const
   return p;
 }
 
-std::vector<uint32_t> RetrievalIndex::Unsummarized(uint64_t seq, uint32_t layer, uint32_t stored) const {
-  std::lock_guard lock(mu_);
+RetrievalIndex::StatePtr RetrievalIndex::Find(uint64_t seq, uint32_t layer) const {
+  std::lock_guard lock(map_mu_);
   auto it = layers_.find({seq, layer});
+  return it == layers_.end() ? nullptr : it->second;
+}
+
+RetrievalIndex::StatePtr RetrievalIndex::FindOrCreate(uint64_t seq, uint32_t layer) {
+  std::lock_guard lock(map_mu_);
+  StatePtr& s = layers_[{seq, layer}];
+  if (!s) s = std::make_shared<LayerState>();
+  return s;
+}
+
+std::vector<uint32_t> RetrievalIndex::Unsummarized(uint64_t seq, uint32_t layer, uint32_t stored) const {
+  const StatePtr s = Find(seq, layer);
   std::vector<uint32_t> out;
-  if (it != layers_.end() && it->second.num_summarized >= stored) return out;
+  std::unique_lock<std::mutex> lock;
+  if (s) {
+    lock = std::unique_lock(s->mu);
+    if (s->num_summarized >= stored) return out;
+  }
   for (uint32_t b = 0; b < stored; ++b) {
-    if (it == layers_.end() || b >= it->second.summarized.size() || !it->second.summarized[b]) out.push_back(b);
+    if (!s || b >= s->summarized.size() || !s->summarized[b]) out.push_back(b);
   }
   return out;
 }
@@ -148,8 +164,9 @@ Status RetrievalIndex::OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::
   a.max_out = mx.data();
   a.mean_out = mean.data();
   RETURN_IF_ERROR(kernels::BuildSummaries(kernels::Backend::kCpu, a));
-  std::lock_guard lock(mu_);
-  LayerState& s = layers_[{seq, layer}];
+  const StatePtr state = FindOrCreate(seq, layer);
+  std::lock_guard lock(state->mu);
+  LayerState& s = *state;
   if (index >= s.blocks) {
     s.blocks = index + 1;
     s.min.resize(s.blocks * per_block, 0.f);
@@ -169,7 +186,7 @@ Status RetrievalIndex::OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::
 }
 
 void RetrievalIndex::DropSequence(uint64_t seq) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(map_mu_);  // a selection in flight keeps its state alive, then drops it
   auto first = layers_.lower_bound({seq, 0});
   auto last = first;
   while (last != layers_.end() && last->first.first == seq) ++last;
@@ -216,6 +233,17 @@ Status RetrievalIndex::ScoreExact(uint32_t blocks, std::span<const float> query,
   return OkStatus();
 }
 
+bool RetrievalIndex::ShouldReuse(const LayerState& s, std::span<const float> query,
+                                 const RetrievalPolicy& policy) const {
+  if (s.last_selection.empty() || s.last_query.size() != query.size()) return false;
+  if (policy.trigger == Trigger::kDrift) {
+    return index::TriggerBank::MinHeadCosine(query.data(), s.last_query.data(), model_.num_q_heads,
+                                             model_.head_dim) >= policy.drift_tau;
+  }
+  if (policy.trigger == Trigger::kEveryN) return (s.steps - 1) % policy.every_n != 0;
+  return false;
+}
+
 Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t k,
                                          uint32_t sinks, uint32_t window, const RetrievalPolicy& policy,
                                          const BlockReader& read_block) {
@@ -225,23 +253,18 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
   for (float f : query) {
     if (!std::isfinite(f)) return InvalidArgument("query holds a non-finite value");
   }
-  std::unique_lock lock(mu_);
-  auto it = layers_.find({seq, layer});
-  if (it == layers_.end() || it->second.blocks == 0) return NotFound("no blocks for this sequence and layer");
-  LayerState& s = it->second;
+  const StatePtr state = Find(seq, layer);
+  if (!state) return NotFound("no blocks for this sequence and layer");
+  std::unique_lock lock(state->mu);
+  LayerState& s = *state;
+  if (s.blocks == 0) return NotFound("no blocks for this sequence and layer");
   const uint32_t n = s.blocks;
   ++s.steps;
-  Selection sel;
-  bool reuse = false;
-  if (policy.method == Method::kIndex) return SelectWithIndex(seq, layer, n, query, k, sinks, window, policy, read_block, lock);
-  if (!s.last_selection.empty() && s.last_query.size() == query.size()) {
-    if (policy.trigger == Trigger::kDrift) {
-      reuse = index::TriggerBank::MinHeadCosine(query.data(), s.last_query.data(), model_.num_q_heads,
-                                                model_.head_dim) >= policy.drift_tau;
-    }
-    if (policy.trigger == Trigger::kEveryN) reuse = (s.steps - 1) % policy.every_n != 0;
+  if (policy.method == Method::kIndex) {
+    return SelectWithIndex(s, seq, layer, n, query, k, sinks, window, policy, read_block, lock);
   }
-  if (reuse) {
+  Selection sel;
+  if (ShouldReuse(s, query, policy)) {
     // The last triggered step's own recent window has slid since: not carried over.
     const uint32_t last_window_start = s.last_blocks > window ? s.last_blocks - window : 0;
     sel.blocks = CapSelection(s.last_selection, last_window_start, n, k, sinks, window);
@@ -261,12 +284,9 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
   } else {
     RETURN_IF_ERROR(SelectFromSummaries(s, n, query, always, policy, sel.blocks));
   }
-  auto again = layers_.find({seq, layer});  // the exact path dropped the lock
-  if (again != layers_.end()) {
-    again->second.last_query.assign(query.begin(), query.end());
-    again->second.last_selection = sel.blocks;
-    again->second.last_blocks = n;
-  }
+  s.last_query.assign(query.begin(), query.end());
+  s.last_selection = sel.blocks;
+  s.last_blocks = n;
   return sel;
 }
 
@@ -274,7 +294,7 @@ Status RetrievalIndex::SelectFromSummaries(LayerState& s, uint32_t n, std::span<
                                            std::span<const uint8_t> always, const RetrievalPolicy& policy,
                                            std::span<uint32_t> out) {
   const auto mode = policy.method == Method::kMean ? kernels::ScoreMode::kMean : kernels::ScoreMode::kMinMax;
-  if (gpu_) {
+  if (std::unique_lock gpu(gpu_mu_); gpu_) {  // one selection at a time on the shared selector
     const Status st = gpu_->Select(&s.device, HostRows{s.min.data(), s.max.data(), s.mean.data(), n}, query, always,
                                    mode, policy.combine, out);
     ++(st.ok() ? gpu_selections_ : gpu_fallbacks_);
@@ -296,13 +316,13 @@ Status RetrievalIndex::SelectFromSummaries(LayerState& s, uint32_t n, std::span<
 
 Status RetrievalIndex::EnableGpuScoring() {
   ASSIGN_OR_RETURN(std::unique_ptr<GpuSelector> selector, GpuSelector::Create(model_));
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(gpu_mu_);
   gpu_ = std::move(selector);
   return OkStatus();
 }
 
 bool RetrievalIndex::gpu_scoring() const {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(gpu_mu_);
   return gpu_ != nullptr;
 }
 
@@ -314,52 +334,62 @@ struct RetrievalIndex::IndexState {
   std::unique_ptr<index::TriggerBank> triggers;
 };
 
+Result<std::shared_ptr<RetrievalIndex::IndexState>> RetrievalIndex::BuildIndex(uint32_t n, const RetrievalPolicy& policy,
+                                                                              const BlockReader& read_block) const {
+  const uint32_t bt = model_.block_tokens, kvh = model_.num_kv_heads, d = model_.head_dim;
+  auto fresh = std::make_shared<IndexState>();
+  fresh->spec = policy.index_spec;
+  ASSIGN_OR_RETURN(fresh->retriever, index::MakeRetriever(policy.index_spec));
+  fresh->blocks = n;
+  const uint64_t tokens = uint64_t{n} * bt;
+  fresh->keys.assign(uint64_t{kvh} * tokens * d, 0.f);
+  std::vector<std::byte> payload(model_.BlockBytes());
+  for (uint32_t b = 0; b < n; ++b) {
+    if (!read_block(b, payload).ok()) continue;  // a hole: zero keys
+    for (uint32_t g = 0; g < kvh; ++g) {
+      for (uint32_t t = 0; t < bt; ++t) {
+        float* dst = &fresh->keys[(uint64_t{g} * tokens + uint64_t{b} * bt + t) * d];
+        for (uint32_t i = 0; i < d; ++i) dst[i] = Element(payload.data(), model_.dtype, (size_t{g} * bt + t) * d + i);
+      }
+    }
+  }
+  index::LayerKeys keys;
+  keys.num_kv_heads = kvh;
+  keys.head_dim = d;
+  keys.num_tokens = tokens;
+  keys.keys = fresh->keys.data();
+  index::RetrieverParams params;
+  params.block_tokens = bt;
+  params.num_q_heads = model_.num_q_heads;
+  params.head_combine = policy.combine == kernels::HeadCombine::kMax ? index::HeadCombine::kMax
+                                                                    : index::HeadCombine::kSum;
+  RETURN_IF_ERROR(fresh->retriever->Build(keys, params));
+  index::TriggerConfig tc;
+  tc.kind = policy.trigger == Trigger::kDrift    ? index::TriggerConfig::Kind::kDrift
+            : policy.trigger == Trigger::kEveryN ? index::TriggerConfig::Kind::kEveryN
+                                                 : index::TriggerConfig::Kind::kEveryStep;
+  tc.tau = policy.drift_tau;
+  tc.every_n = policy.every_n;
+  fresh->triggers = std::make_unique<index::TriggerBank>(tc);
+  return fresh;
+}
+
 // The index/ path: (re)build when needed, then select through a TriggerBank on the
 // indexed blocks; blocks added since the build are all in the recent window.
-Result<Selection> RetrievalIndex::SelectWithIndex(uint64_t seq, uint32_t layer, uint32_t n,
+Result<Selection> RetrievalIndex::SelectWithIndex(LayerState& s, uint64_t seq, uint32_t layer, uint32_t n,
                                                   std::span<const float> query, uint32_t k, uint32_t sinks,
                                                   uint32_t window, const RetrievalPolicy& policy,
                                                   const BlockReader& read_block, std::unique_lock<std::mutex>& lock) {
-  std::shared_ptr<IndexState> st = layers_[{seq, layer}].index;
-  const uint32_t bt = model_.block_tokens, kvh = model_.num_kv_heads, d = model_.head_dim;
+  std::shared_ptr<IndexState> st = s.index;
+  const uint32_t bt = model_.block_tokens;
   const bool stale = !st || st->spec != policy.index_spec || n > st->blocks + window;
-  lock.unlock();  // building reads every block back; the summaries are not needed
   if (stale) {
-    auto fresh = std::make_shared<IndexState>();
-    fresh->spec = policy.index_spec;
-    ASSIGN_OR_RETURN(fresh->retriever, index::MakeRetriever(policy.index_spec));
-    fresh->blocks = n;
-    const uint64_t tokens = uint64_t{n} * bt;
-    fresh->keys.assign(uint64_t{kvh} * tokens * d, 0.f);
-    std::vector<std::byte> payload(model_.BlockBytes());
-    for (uint32_t b = 0; b < n; ++b) {
-      if (!read_block(b, payload).ok()) continue;  // a hole: zero keys
-      for (uint32_t g = 0; g < kvh; ++g) {
-        for (uint32_t t = 0; t < bt; ++t) {
-          float* dst = &fresh->keys[(uint64_t{g} * tokens + uint64_t{b} * bt + t) * d];
-          for (uint32_t i = 0; i < d; ++i) dst[i] = Element(payload.data(), model_.dtype, (size_t{g} * bt + t) * d + i);
-        }
-      }
-    }
-    index::LayerKeys keys;
-    keys.num_kv_heads = kvh;
-    keys.head_dim = d;
-    keys.num_tokens = tokens;
-    keys.keys = fresh->keys.data();
-    index::RetrieverParams params;
-    params.block_tokens = bt;
-    params.num_q_heads = model_.num_q_heads;
-    params.head_combine = policy.combine == kernels::HeadCombine::kMax ? index::HeadCombine::kMax
-                                                                      : index::HeadCombine::kSum;
-    RETURN_IF_ERROR(fresh->retriever->Build(keys, params));
-    index::TriggerConfig tc;
-    tc.kind = policy.trigger == Trigger::kDrift    ? index::TriggerConfig::Kind::kDrift
-              : policy.trigger == Trigger::kEveryN ? index::TriggerConfig::Kind::kEveryN
-                                                   : index::TriggerConfig::Kind::kEveryStep;
-    tc.tau = policy.drift_tau;
-    tc.every_n = policy.every_n;
-    fresh->triggers = std::make_unique<index::TriggerBank>(tc);
-    st = fresh;
+    lock.unlock();  // building reads every block back; the summaries are not needed
+    auto built = BuildIndex(n, policy, read_block);
+    lock.lock();
+    if (!built.ok()) return built.status();
+    st = std::move(built).value();
+    s.index = st;
   }
   // Select among the indexed blocks as if the step were the last indexed token.
   const uint32_t m = st->blocks;
@@ -369,15 +399,12 @@ Result<Selection> RetrievalIndex::SelectWithIndex(uint64_t seq, uint32_t layer, 
   }
   index::QueryView q;
   q.num_q_heads = model_.num_q_heads;
-  q.head_dim = d;
+  q.head_dim = model_.head_dim;
   q.q = query.data();
   q.position = uint64_t{m} * bt - 1;
   Selection sel;
   const uint32_t newer = n - m;  // all in the recent window: always selected
   const uint32_t budget = std::max<uint32_t>(k > newer ? k - newer : 0, static_cast<uint32_t>(always.size()));
-  lock.lock();
-  auto& slot = layers_[{seq, layer}].index;
-  if (stale) slot = st;
   RETURN_IF_ERROR(st->triggers->Select(seq, layer, st->retriever.get(), q, std::min(budget, m), always, &sel.blocks,
                                        &sel.triggered));
   for (uint32_t b = m; b < n; ++b) sel.blocks.push_back(b);
@@ -385,10 +412,19 @@ Result<Selection> RetrievalIndex::SelectWithIndex(uint64_t seq, uint32_t layer, 
   return sel;
 }
 
+std::vector<RetrievalIndex::StatePtr> RetrievalIndex::Snapshot() const {
+  std::lock_guard lock(map_mu_);
+  std::vector<StatePtr> out;
+  out.reserve(layers_.size());
+  for (const auto& [key, s] : layers_) out.push_back(s);
+  return out;
+}
+
 size_t RetrievalIndex::SummaryBytes() const {
-  std::lock_guard lock(mu_);
   size_t bytes = 0;
-  for (const auto& [key, s] : layers_) {
+  for (const StatePtr& state : Snapshot()) {
+    std::lock_guard lock(state->mu);
+    const LayerState& s = *state;
     bytes += (s.min.capacity() + s.max.capacity() + s.mean.capacity() + s.last_query.capacity()) * sizeof(float) +
              s.last_selection.capacity() * sizeof(uint32_t);
     if (s.index) bytes += s.index->keys.capacity() * sizeof(float) + s.index->retriever->IndexBytes();
@@ -397,9 +433,11 @@ size_t RetrievalIndex::SummaryBytes() const {
 }
 
 size_t RetrievalIndex::DeviceSummaryBytes() const {
-  std::lock_guard lock(mu_);
   size_t bytes = 0;
-  for (const auto& [key, s] : layers_) bytes += s.device.buffer.size();
+  for (const StatePtr& state : Snapshot()) {
+    std::lock_guard lock(state->mu);
+    bytes += state->device.buffer.size();
+  }
   return bytes;
 }
 

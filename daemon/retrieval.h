@@ -16,7 +16,15 @@
 // Summaries are f32 [blocks][kv_heads][head_dim] per (sequence, layer), in daemon
 // memory. minmax and mean are scored on the CPU, or, after EnableGpuScoring (the
 // namespace's G tier is device memory), on the GPU over a device mirror of the
-// summaries (gpu_selector.h). Thread-safe (one mutex).
+// summaries (gpu_selector.h).
+//
+// Thread-safety: every method is thread-safe. Each (sequence, layer) has its own
+// state and lock; the map of states has a lock held only to find, add or drop one,
+// so selections for different sequences (or layers) run in parallel — on the
+// channel threads of different clients, or on the worker pool of a batched
+// Retrieve. Two selections of one (sequence, layer) run one after the other. The
+// GPU selector, when enabled, is shared and serialized by its own lock.
+// Lock order: a state's lock is never held while taking the map's.
 #pragma once
 
 #include <atomic>
@@ -115,6 +123,7 @@ class RetrievalIndex {
  private:
   struct IndexState;  // a built index::Retriever and the keys it views
   struct LayerState {
+    std::mutex mu;  // guards every field below
     uint32_t blocks = 0;  // index of the last summarized block + 1
     std::vector<float> min, max, mean;  // [blocks][kv_heads][head_dim]
     std::vector<bool> summarized;       // [blocks]: a put (or a catch-up) summarized it
@@ -126,20 +135,34 @@ class RetrievalIndex {
     std::shared_ptr<IndexState> index;  // kIndex only
     DeviceRows device;                  // GPU scoring only
   };
+  using StatePtr = std::shared_ptr<LayerState>;
+  StatePtr Find(uint64_t seq, uint32_t layer) const;  // null when absent; takes map_mu_ briefly
+  StatePtr FindOrCreate(uint64_t seq, uint32_t layer);
+  std::vector<StatePtr> Snapshot() const;  // every state, for the byte counts
   // minmax/mean: scores the n blocks of `s` and selects k (always-kept mask first).
+  // REQUIRES: s.mu held.
   Status SelectFromSummaries(LayerState& s, uint32_t n, std::span<const float> query, std::span<const uint8_t> always,
                              const RetrievalPolicy& policy, std::span<uint32_t> out);
-  Result<Selection> SelectWithIndex(uint64_t seq, uint32_t layer, uint32_t n, std::span<const float> query,
-                                    uint32_t k, uint32_t sinks, uint32_t window, const RetrievalPolicy& policy,
-                                    const BlockReader& read_block, std::unique_lock<std::mutex>& lock);
+  // REQUIRES: `lock` holds s.mu (dropped while the index is built).
+  Result<Selection> SelectWithIndex(LayerState& s, uint64_t seq, uint32_t layer, uint32_t n,
+                                    std::span<const float> query, uint32_t k, uint32_t sinks, uint32_t window,
+                                    const RetrievalPolicy& policy, const BlockReader& read_block,
+                                    std::unique_lock<std::mutex>& lock);
+  // Builds a fresh index over the first n blocks (reads them back).
+  Result<std::shared_ptr<IndexState>> BuildIndex(uint32_t n, const RetrievalPolicy& policy,
+                                                 const BlockReader& read_block) const;
+  // Whether this step reuses the last selection of `s` (the trigger does not fire).
+  // REQUIRES: s.mu held; s.steps already counts this step.
+  bool ShouldReuse(const LayerState& s, std::span<const float> query, const RetrievalPolicy& policy) const;
   Status ScoreExact(uint32_t blocks, std::span<const float> query, kernels::HeadCombine combine,
                     const BlockReader& read_block, std::vector<float>* scores) const;
 
   const ModelSpec model_;
-  mutable std::mutex mu_;
-  std::map<std::pair<uint64_t, uint32_t>, LayerState> layers_;  // GUARDED_BY(mu_)
-  std::unique_ptr<GpuSelector> gpu_;                             // GUARDED_BY(mu_); null: CPU scoring
-  bool gpu_failure_logged_ = false;                              // GUARDED_BY(mu_)
+  mutable std::mutex map_mu_;
+  std::map<std::pair<uint64_t, uint32_t>, StatePtr> layers_;  // GUARDED_BY(map_mu_)
+  mutable std::mutex gpu_mu_;
+  std::unique_ptr<GpuSelector> gpu_;  // GUARDED_BY(gpu_mu_); null: CPU scoring
+  bool gpu_failure_logged_ = false;   // GUARDED_BY(gpu_mu_)
   std::atomic<uint64_t> gpu_selections_{0}, cpu_selections_{0}, gpu_fallbacks_{0};
 };
 

@@ -56,6 +56,35 @@ class TIERKV_EXPORT DataChannel {
   // sinks and the recent window included, and pins them until Release.
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
   Status Release(uint64_t lease);
+
+  // --- Batched Retrieve (docs/decisions/0011-batched-retrieve.md) ---
+  struct BatchItem {
+    uint64_t seq = 0;
+    std::span<const float> query;  // f32 [q_heads][head_dim]
+    uint32_t budget = 0;           // blocks, sinks and the recent window included
+    uint32_t window = 0;           // recent-window blocks; 0 = the namespace policy's
+  };
+  struct BatchResult {
+    Status status;                 // this sequence's outcome; a failed one does not fail the others
+    std::vector<BlockRef> blocks;  // selected and resident, ascending (empty when status failed)
+    uint32_t missing = 0;          // defer mode: selected but still on disk
+    bool triggered = true;         // false: the trigger reused the last selection
+  };
+  struct BatchRetrieval {
+    uint64_t lease = 0;                // one Release frees every sequence's pins; 0 when none was served
+    uint32_t served = 0;               // results with an OK status
+    std::vector<BatchResult> results;  // one per item, in order
+  };
+  // Retrieves for every item (sequences of one layer) in one round trip: the daemon
+  // scores them in parallel and returns one table. The error Status is for the whole
+  // request (a bad layer, too many items, entries + queries + tables that do not fit
+  // the staging area: 64 * n + n * query bytes + 16 * sum(budget) bytes); a bad item
+  // (unknown sequence, zero budget, wrong query size) only fails its own result.
+  Result<BatchRetrieval> RetrieveBatch(uint32_t layer, std::span<const BatchItem> items);
+  // The staging bytes RetrieveBatch needs for n items of query_floats floats whose
+  // budgets sum to total_budget.
+  static uint64_t BatchStagingBytes(size_t n, size_t query_floats, uint64_t total_budget);
+
   // The bytes of a retrieved block in the shared arenas (CPU path).
   std::span<const std::byte> BlockBytes(const BlockRef& ref) const;
   // Drops the sequence's blocks (shared prefix blocks stay while others use them).

@@ -1,0 +1,115 @@
+// NamespaceOps::RetrieveBatch: dp::Op::kRetrieveBatch, B sequences of one layer in
+// one request (common/data_plane.h has the region's layout; the decisions are in
+// docs/decisions/0011-batched-retrieve.md).
+//
+//   1. check the region (count, header, table area) and every entry; copy each
+//      good entry's query into daemon memory (the client may rewrite staging);
+//   2. select every good entry in parallel on the worker pool (each sequence has
+//      its own retrieval state, daemon/retrieval.h);
+//   3. on the channel's thread, pin each selection (one store lease per sequence,
+//      all under one batch lease) and pack its table into the table area;
+//   4. write every entry's result.
+#include <cstring>
+
+#include "daemon/data_ops.h"
+
+namespace tierkv::daemon {
+namespace {
+using dp::Detail;
+
+dp::RingCompletion Refuse(Detail detail) { return ErrorCompletion(0, StatusCode::kInvalidArgument, detail); }
+
+bool IsOk(const dp::RingCompletion& c) { return c.status == static_cast<uint8_t>(StatusCode::kOk); }
+
+// One entry as the daemon works on it.
+struct Item {
+  dp::RetrieveBatchEntry entry{};
+  std::vector<float> query;
+  dp::RingCompletion outcome{};  // status/detail of this sequence
+  Selection selection;
+  uint64_t select_ns = 0;
+};
+
+// The checks of one entry that need no store access; sets item->outcome on failure.
+void CheckEntry(const dp::RetrieveBatchEntry& e, uint64_t header, uint64_t region, size_t qbytes, Item* item) {
+  item->entry = e;
+  if (e.budget == 0 || e.budget > kMaxRetrieveBudget || e.window > kMaxRetrieveBudget) {
+    item->outcome = Refuse(Detail::kCount);
+  } else if (e.reserved != 0) {
+    item->outcome = Refuse(Detail::kFlags);
+  } else if (e.query_offset < header || !dp::InStaging(e.query_offset, qbytes, region)) {
+    item->outcome = Refuse(Detail::kRange);
+  }
+}
+}  // namespace
+
+dp::RingCompletion NamespaceOps::RetrieveBatch(const dp::RingRequest& req, std::span<uint8_t> staging) {
+  const ModelSpec& m = rt_->model();
+  const size_t qfloats = size_t{m.num_q_heads} * m.head_dim;
+  const size_t qbytes = qfloats * sizeof(float);
+  if (req.count == 0 || req.count > batch_.max_sequences) return Refuse(Detail::kCount);
+  const uint64_t header = dp::BatchHeaderBytes(req.count);
+  if (req.length < header) return Refuse(Detail::kLength);
+  if (req.arg < header || req.arg > req.length) return Refuse(Detail::kRange);  // the table area
+  // ProcessRequest checked [offset, offset + length) against the staging area.
+  uint8_t* region = staging.data() + req.offset;
+  std::vector<Item> items(req.count);
+  uint64_t table_needed = 0;
+  for (uint32_t i = 0; i < req.count; ++i) {
+    dp::RetrieveBatchEntry e;
+    std::memcpy(&e, region + i * sizeof e, sizeof e);
+    CheckEntry(e, header, req.length, qbytes, &items[i]);
+    if (!IsOk(items[i].outcome)) continue;
+    items[i].query.resize(qfloats);
+    std::memcpy(items[i].query.data(), region + e.query_offset, qbytes);
+    table_needed += e.budget;
+  }
+  if (table_needed > (req.length - req.arg) / sizeof(dp::BlockTableEntry)) return Refuse(Detail::kRange);
+
+  const StepPolicy policy = CurrentPolicy();
+  auto select = [&](size_t i) {
+    Item& it = items[i];
+    if (!IsOk(it.outcome)) return;
+    std::vector<std::byte> scratch;
+    it.outcome = SelectOnly({it.entry.seq, req.layer, it.entry.budget, it.entry.window, it.query}, policy, &scratch,
+                            &it.selection, &it.select_ns);
+  };
+  if (batch_.pool) batch_.pool->ParallelFor(items.size(), select);
+  else for (size_t i = 0; i < items.size(); ++i) select(i);
+
+  std::vector<uint64_t> leases;
+  uint64_t cursor = 0;  // table entries written
+  uint32_t served = 0;
+  for (uint32_t i = 0; i < req.count; ++i) {
+    Item& it = items[i];
+    dp::RetrieveBatchResult r{};
+    if (IsOk(it.outcome)) {
+      const Step step{it.entry.seq, req.layer, it.entry.budget, it.entry.window, it.query};
+      it.outcome = Pin(step, policy, it.selection, it.select_ns, &table_);
+    }
+    r.status = it.outcome.status;
+    r.detail = it.outcome.detail;
+    if (IsOk(it.outcome)) {
+      leases.push_back(it.outcome.value);
+      r.count = it.outcome.count;
+      r.table_index = cursor;
+      r.missing = static_cast<uint32_t>(it.outcome.value2);
+      r.triggered = it.selection.triggered ? 1 : 0;
+      const auto bytes = std::as_bytes(std::span(table_));
+      if (!bytes.empty()) std::memcpy(region + req.arg + cursor * sizeof(dp::BlockTableEntry), bytes.data(), bytes.size());
+      cursor += r.count;
+      ++served;
+    }
+    std::memcpy(region + header / 2 + i * sizeof r, &r, sizeof r);  // results follow the entries
+  }
+  dp::RingCompletion done{};
+  done.count = served;
+  done.value2 = cursor;
+  if (!leases.empty()) {
+    done.value = dp::kBatchLeaseBit | next_batch_lease_++;
+    batch_leases_[done.value] = std::move(leases);
+  }
+  return done;
+}
+
+}  // namespace tierkv::daemon
