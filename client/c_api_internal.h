@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/data_plane.h"
 #include "common/model_spec.h"
@@ -26,6 +27,7 @@ struct tierkv_client {
 struct tierkv_channel {
   std::unique_ptr<tierkv::DataChannel> channel;
   std::string last_error;
+  std::vector<std::string> batch_errors;  // per item of the last tierkv_retrieve_batch
   tierkv::ModelSpec model;
 };
 

@@ -28,6 +28,7 @@ library_path() says which.
 """
 from ._arrays import BLOCK_TABLE_DTYPE, as_torch, bf16_bits, bf16_to_float32
 from ._lib import ABI_VERSION, LibraryNotFound, library_path
+from .batch import BatchSelection
 from .channel import BlockRef, Channel, GpuSelection, Selection
 from .client import Client, ModelSpec, Namespace
 from .errors import (AlreadyExists, Busy, Corruption, DeviceError, Error, Internal, InvalidArgument, IOError,
@@ -36,7 +37,7 @@ from .errors import (AlreadyExists, Busy, Corruption, DeviceError, Error, Intern
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Channel", "Selection", "GpuSelection", "BlockRef", "ModelSpec", "Namespace",
+    "Client", "Channel", "Selection", "GpuSelection", "BatchSelection", "BlockRef", "ModelSpec", "Namespace",
     "as_torch", "bf16_bits", "bf16_to_float32", "BLOCK_TABLE_DTYPE", "library_path", "ABI_VERSION",
     "LibraryNotFound", "Error", "NotFound", "InvalidArgument", "AlreadyExists", "ResourceExhausted", "Busy",
     "IOError", "DeviceError", "Corruption", "NotSupported", "PermissionDenied", "Shutdown", "Internal",

@@ -60,9 +60,24 @@ class GpuRetrievalC(Structure):
     _fields_ = [("lease", c_uint64), ("count", c_uint32), ("missing", c_uint32), ("table", c_void_p)]
 
 
+class BatchItemC(Structure):
+    _fields_ = [("seq", c_uint64), ("query", c_void_p), ("budget", c_uint32), ("window", c_uint32)]
+
+
+class BatchResultC(Structure):
+    _fields_ = [("status", c_int), ("first", c_uint32), ("count", c_uint32), ("missing", c_uint32)]
+
+
+class RetrieveBatchArgsC(Structure):
+    _fields_ = [("struct_size", c_uint32), ("layer", c_uint32), ("items", POINTER(BatchItemC)),
+                ("num_items", c_size_t), ("query_floats", c_size_t), ("table", POINTER(BlockRefC)),
+                ("table_capacity", c_size_t), ("results", POINTER(BatchResultC))]
+
+
 _P = c_void_p  # opaque handles
 # Appended to ABI 2 after its first release (daemon liveness): optional in the library.
-_APPENDED = {"tierkv_reconnect", "tierkv_is_connected"}
+# Appended later (batched retrieve, decision 0011): likewise optional.
+_APPENDED = {"tierkv_reconnect", "tierkv_is_connected", "tierkv_retrieve_batch", "tierkv_batch_item_error"}
 _S = c_int  # tierkv_status
 _PROTOTYPES = {
     "tierkv_abi_version": (c_uint32, []),
@@ -95,6 +110,8 @@ _PROTOTYPES = {
     "tierkv_retrieve_ex": (_S, [_P, c_uint64, c_uint32, c_void_p, c_size_t, c_uint32, POINTER(BlockRefC),
                                 c_uint32, POINTER(c_uint32), POINTER(c_uint64), POINTER(c_uint32)]),
     "tierkv_release": (_S, [_P, c_uint64]),
+    "tierkv_retrieve_batch": (_S, [_P, POINTER(RetrieveBatchArgsC), POINTER(c_uint64), POINTER(c_uint32)]),
+    "tierkv_batch_item_error": (c_char_p, [_P, c_size_t]),
     "tierkv_close_sequence": (_S, [_P, c_uint64]),
     "tierkv_lookup_prefix": (_S, [_P, c_void_p, c_size_t, POINTER(c_uint32)]),
     "tierkv_load_prefix": (_S, [_P, c_uint64, c_void_p, c_size_t, POINTER(c_uint32)]),

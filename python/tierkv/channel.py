@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _lib
 from ._arrays import BLOCK_TABLE_DTYPE, ArenaBuffer, check_uint, is_torch_tensor, payload, query_f32, tokens_i32
+from .batch import BatchSelection, retrieve_batch
 from .errors import InvalidArgument, NotSupported, from_status
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,6 +176,20 @@ class Channel:
         sel = Selection(self, lease.value, refs, missing.value)
         self._leases[lease.value] = sel
         return sel
+
+    def retrieve_batch(self, layer: int, seqs: Any, queries: Any, budgets: Any, windows: Any = 0) -> BatchSelection:
+        """Retrieves for len(seqs) sequences of one layer in one round trip (the daemon
+        scores them in parallel) and pins every selection under one lease until the
+        BatchSelection is released (use it as a context manager).
+
+        queries: len(seqs) x (num_q_heads * head_dim) floats, e.g. an array shaped
+        (B, q_heads, head_dim); a C-contiguous float32 numpy array is passed without a
+        copy. budgets, windows: one int for all or one per sequence (a window of 0 =
+        the namespace policy's recent window). Raises for the whole call (bad layer,
+        more sequences than the daemon's limit, what does not fit the staging area);
+        a bad sequence (no blocks, budget 0) fails alone: see BatchSelection.error(i).
+        """
+        return retrieve_batch(self, layer, seqs, queries, budgets, windows)
 
     def release(self, lease: int) -> None:
         """Releases a lease (Selection.release does it for you). NotFound if not held."""

@@ -84,6 +84,8 @@ std::vector<dp::RingRequest> RingSeeds() {
       {.version = dp::kVersion, .op = dp::Op::kLookupPrefix, .count = 32, .length = 128},
       {.version = dp::kVersion, .op = dp::Op::kLoadPrefix, .seq = 3, .count = 32, .length = 128},
       {.version = dp::kVersion, .op = dp::Op::kNoop},
+      // Entries from the staging fill byte (mostly refused per entry), the table area at 1 KiB.
+      {.version = dp::kVersion, .op = dp::Op::kRetrieveBatch, .layer = 0, .count = 2, .length = 4096, .arg = 1024},
   };
 }
 

@@ -98,6 +98,30 @@ int main(int argc, char** argv) {
   CHECK(38, policy != NULL && strstr(policy, "\"retriever\":\"mean\"") != NULL);
   CHECK(39, tierkv_set_policy_json(c, "c-smoke2", "{\"retriever\": 5") == NULL);
   CHECK(40, tierkv_list_namespaces_json(c) != NULL && strstr(tierkv_list_namespaces_json(c), "c-smoke2") != NULL);
+  /* Batched retrieve (appended): sequence 7 has 8 blocks in layer 1, 99 has none. */
+  tierkv_batch_item items[3] = {{7, query, 6, 0}, {99, query, 4, 0}, {7, query, 3, 2}};
+  tierkv_batch_result results[3];
+  tierkv_block_ref table[13];
+  tierkv_retrieve_batch_args ba;
+  tierkv_retrieve_batch_args_init(&ba);
+  ba.layer = 1;
+  ba.items = items;
+  ba.num_items = 3;
+  ba.query_floats = 64;
+  ba.table = table;
+  ba.table_capacity = 12; /* < 6 + 4 + 3 */
+  ba.results = results;
+  uint64_t blease = 0;
+  uint32_t served = 0;
+  CHECK(60, tierkv_retrieve_batch(ch2, &ba, &blease, &served) == TIERKV_INVALID_ARGUMENT);
+  CHECK(61, strstr(tierkv_channel_last_error(ch2), "budgets") != NULL);
+  ba.table_capacity = 13;
+  CHECK(62, tierkv_retrieve_batch(ch2, &ba, &blease, &served) == TIERKV_OK && served == 2 && blease != 0);
+  CHECK(63, results[0].status == TIERKV_OK && results[0].first == 0 && results[0].count == 6);
+  CHECK(64, results[1].status == TIERKV_NOT_FOUND && strstr(tierkv_batch_item_error(ch2, 1), "no blocks") != NULL);
+  CHECK(65, results[2].status == TIERKV_OK && results[2].first == 6 && results[2].count == 3 && table[8].block == 7);
+  CHECK(66, table[0].data != NULL && tierkv_batch_item_error(ch2, 0)[0] == 0);
+  CHECK(67, tierkv_release(ch2, blease) == TIERKV_OK && tierkv_release(ch2, blease) == TIERKV_NOT_FOUND);
   /* Reconnect (live connection here: it is replaced); the old channels turn unavailable. */
   CHECK(41, tierkv_is_connected(c) == 1 && tierkv_reconnect(NULL) == TIERKV_INVALID_ARGUMENT);
   CHECK(42, tierkv_reconnect(c) == TIERKV_OK && tierkv_is_connected(c) == 1);

@@ -248,6 +248,48 @@ tierkv_status tierkv_reconnect(tierkv_client* client);
 /* 1 while connected and the daemon is not known dead, else 0. */
 int tierkv_is_connected(const tierkv_client* client);
 
+/* ---- Batched retrieve (appended; docs/decisions/0011-batched-retrieve.md) ----
+ * One request retrieves for num_items sequences of one layer, each with its own
+ * query, budget and recent window: one round trip, the daemon scores them in
+ * parallel, one table back. The call fails as a whole (TIERKV_INVALID_ARGUMENT and
+ * a message) for a bad layer, no items, more items than the daemon's
+ * limits.max_retrieve_batch, a table too small for the budgets, or entries +
+ * queries + tables that do not fit the staging area (64 * n + n * query bytes +
+ * 16 * sum(budget) bytes); otherwise each item has its own status in results[i]
+ * (an unknown sequence or a zero budget fails only that item). *lease (0 when no
+ * item was served) pins every served item's blocks until one tierkv_release.
+ * tierkv_batch_item and tierkv_batch_result never change layout; the args struct
+ * grows at its end (struct_size). */
+typedef struct tierkv_batch_item {
+  uint64_t seq;
+  const float* query; /* args.query_floats values (num_q_heads * head_dim) */
+  uint32_t budget;    /* blocks, sinks and the recent window included */
+  uint32_t window;    /* recent-window blocks; 0 = the namespace policy's */
+} tierkv_batch_item;
+typedef struct tierkv_batch_result {
+  tierkv_status status; /* this item's outcome; tierkv_batch_item_error has its message */
+  uint32_t first;       /* TIERKV_OK: its blocks are table[first, first + count), ascending */
+  uint32_t count;
+  uint32_t missing;     /* defer mode: selected but still on disk */
+} tierkv_batch_result;
+typedef struct tierkv_retrieve_batch_args {
+  uint32_t struct_size;           /* sizeof(tierkv_retrieve_batch_args) */
+  uint32_t layer;
+  const tierkv_batch_item* items; /* num_items entries */
+  size_t num_items;
+  size_t query_floats;            /* floats in every item's query */
+  tierkv_block_ref* table;        /* table_capacity entries, at least the sum of the budgets */
+  size_t table_capacity;
+  tierkv_batch_result* results;   /* num_items entries, written */
+} tierkv_retrieve_batch_args;
+void tierkv_retrieve_batch_args_init(tierkv_retrieve_batch_args* args);
+/* lease and served (items with TIERKV_OK; may be NULL) are written on TIERKV_OK. */
+tierkv_status tierkv_retrieve_batch(tierkv_channel* channel, const tierkv_retrieve_batch_args* args, uint64_t* lease,
+                                    uint32_t* served);
+/* The message of item i's failure in the channel's last tierkv_retrieve_batch ("" when
+ * it succeeded or i is out of range); valid until the next call on the channel. */
+const char* tierkv_batch_item_error(const tierkv_channel* channel, size_t i);
+
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop
 #endif
