@@ -110,9 +110,12 @@ class PagedEngine:
             part[:, 1, :, self.fill] = v[:, 0]
             keys, vals = [], []
             t0 = time.perf_counter()
+            # One batched retrieve per layer for every sequence of the batch.
+            got = (self.backend.retrieve_batch(self.seqs, layer, q[:, 0].reshape(len(self.seqs), -1), k_budget,
+                                               self.n_blocks) if self.n_blocks else None)
             for b, seq in enumerate(self.seqs):
-                if self.n_blocks:
-                    blk = self.backend.retrieve(seq, layer, q[b, 0].reshape(-1), k_budget, self.n_blocks)
+                if got is not None:
+                    blk = got[b]
                 else:
                     blk = part.new_zeros((0, 2, c.n_kv_heads, bt, c.head_dim))
                 # [n, 2, Hkv, bt, hd] -> [2, Hkv, n*bt, hd], then the partial block's filled tokens

@@ -34,7 +34,8 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 @dataclasses.dataclass
 class BackendStats:
-    retrieve_calls: int = 0
+    retrieve_calls: int = 0   # round trips to the store (a batched retrieve is one)
+    sequence_retrieves: int = 0  # (sequence, layer) selections they served
     blocks_retrieved: int = 0
     bytes_retrieved: int = 0  # block payload bytes that reached the engine
     bytes_query: int = 0      # query bytes sent with retrieves
@@ -60,6 +61,12 @@ class KVBackend:
         """query [Hq * hd] float32 (post-RoPE); budget <= num_blocks (the blocks put so far).
         Returns [n, 2, kv, bt, hd] float32 on self.device, ascending block order."""
         raise NotImplementedError
+
+    def retrieve_batch(self, seqs: list[int], layer: int, queries: torch.Tensor, budget: int,
+                       num_blocks: int) -> list[torch.Tensor]:
+        """queries [B, Hq * hd] float32, one per sequence of seqs: what retrieve returns
+        for each. This default calls retrieve per sequence; TierkvBackend makes one call."""
+        return [self.retrieve(seq, layer, queries[b], budget, num_blocks) for b, seq in enumerate(seqs)]
 
     def close_sequence(self, seq: int) -> None:
         raise NotImplementedError
@@ -99,6 +106,7 @@ class LocalBackend(KVBackend):
             raise ValueError("the local backend is full attention: budget must cover every block")
         blocks = self._store[(seq, layer)][:num_blocks]
         self.stats.retrieve_calls += 1
+        self.stats.sequence_retrieves += 1
         self.stats.blocks_retrieved += blocks.shape[0]
         return blocks
 
@@ -187,14 +195,17 @@ class TierkvBackend(KVBackend):
     dtype "f32" (default) stores exactly what the model computes, so full mode
     reproduces the local baseline bit for bit; "f16" halves the bytes stored and
     moved and rounds keys/values (the retrieved blocks are widened back to f32).
+    batch_retrieve (default): retrieve_batch is one batched retrieve per layer
+    (Channel.retrieve_batch); False: one retrieve per sequence, as before.
     """
 
     name = "tierkv"
 
     def __init__(self, block_shape, device, *, num_layers: int, num_q_heads: int, dtype: str = "f32",
                  policy: dict | None = None, socket_path: str | None = None, daemon: str | None = None,
-                 namespace: str | None = None):
+                 namespace: str | None = None, batch_retrieve: bool = True):
         super().__init__(block_shape, device)
+        self.batch_retrieve = batch_retrieve
         self.tierkv = import_tierkv()
         self._daemon = None
         if socket_path is None:
@@ -229,10 +240,31 @@ class TierkvBackend(KVBackend):
                 views = sel.views()
                 host = np.stack(views) if views else np.empty((0,) + self.block_shape, self.np_dtype)
         self.stats.retrieve_calls += 1
+        self.stats.sequence_retrieves += 1
         self.stats.blocks_retrieved += host.shape[0]
         self.stats.bytes_retrieved += host.nbytes
         self.stats.bytes_query += q.nbytes
         return torch.from_numpy(host).to(self.device, torch.float32)
+
+    def retrieve_batch(self, seqs, layer, queries, budget, num_blocks):
+        if not self.batch_retrieve:
+            return super().retrieve_batch(seqs, layer, queries, budget, num_blocks)
+        q = queries.detach().to("cpu", torch.float32).contiguous().numpy()
+        out = []
+        with self.channel.retrieve_batch(layer, seqs, q, budget) as batch:
+            for i in range(len(seqs)):
+                refs = batch.blocks(i)  # raises the sequence's own error
+                host = self._gather(refs)
+                if host is None:
+                    views = batch.views(i)
+                    host = np.stack(views) if views else np.empty((0,) + self.block_shape, self.np_dtype)
+                out.append(torch.from_numpy(host).to(self.device, torch.float32))
+                self.stats.blocks_retrieved += host.shape[0]
+                self.stats.bytes_retrieved += host.nbytes
+        self.stats.retrieve_calls += 1
+        self.stats.sequence_retrieves += len(seqs)
+        self.stats.bytes_query += q.nbytes
+        return out
 
     def _gather(self, refs) -> np.ndarray | None:
         """All selected blocks in one numpy gather from read-only arrays over the whole

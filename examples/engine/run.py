@@ -65,6 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--no-plot", action="store_true", help="skip the plot")
+    p.add_argument("--per-sequence-retrieve", action="store_true",
+                   help="one retrieve per (sequence, layer) instead of one batched retrieve per layer")
     a = p.parse_args(argv)
     a.contexts = [int(x) for x in a.contexts.split(",")]
     a.seeds = [int(x) for x in a.seeds.split(",")]
@@ -165,7 +167,8 @@ def main(argv=None) -> int:
     local = LocalBackend(shape, model.device)
     with TierkvBackend(shape, model.device, num_layers=c.n_layers, num_q_heads=c.n_heads, dtype=args.dtype,
                        policy=policy_for(args, args.retrievers[0] if args.retrievers else "exact"),
-                       socket_path=args.socket, daemon=args.daemon) as tkv:
+                       socket_path=args.socket, daemon=args.daemon,
+                       batch_retrieve=not args.per_sequence_retrieve) as tkv:
         for C in args.contexts:
             for seed in args.seeds:
                 tag = f"C={C} seed={seed}"
@@ -220,7 +223,8 @@ def summarize(rows, args, c) -> list[dict]:
                                       for i in range(c.n_layers)]
         mv = {k: sum(r["moved"][k] for r in rs) for k in rs[0]["moved"]}
         s["retrieve_calls_per_step"] = mv["retrieve_calls"] / steps
-        s["blocks_per_retrieve"] = mv["blocks_retrieved"] / max(1, mv["retrieve_calls"])
+        s["sequence_retrieves_per_step"] = mv["sequence_retrieves"] / steps
+        s["blocks_per_retrieve"] = mv["blocks_retrieved"] / max(1, mv["sequence_retrieves"])  # per sequence
         s["bytes_retrieved_per_step"] = mv["bytes_retrieved"] / steps
         s["bytes_query_per_step"] = mv["bytes_query"] / steps
         s["bytes_put_per_step"] = mv["bytes_put"] / steps

@@ -107,11 +107,13 @@ def test_tierkv_full_reproduces_local_exactly(model, seqs, tierkv_backend):
     assert torch.equal(got, ref)
     nll_ref, top_ref = teacher_forced(PagedEngine(model, LocalBackend(shape(model), model.device), BT), seqs, P,
                                       budget_fn("full"))
-    calls0 = tierkv_backend.stats.retrieve_calls
+    calls0, seq0 = tierkv_backend.stats.retrieve_calls, tierkv_backend.stats.sequence_retrieves
     nll, top = teacher_forced(PagedEngine(model, tierkv_backend, BT), seqs, P, budget_fn("full"))
     assert torch.equal(nll, nll_ref) and torch.equal(top, top_ref)
     c = model.config
-    assert tierkv_backend.stats.retrieve_calls - calls0 == (seqs.shape[1] - 1 - P) * 8 * c.n_layers
+    # One batched retrieve per (step, layer) serves the 8 sequences.
+    assert tierkv_backend.stats.retrieve_calls - calls0 == (seqs.shape[1] - 1 - P) * c.n_layers
+    assert tierkv_backend.stats.sequence_retrieves - seq0 == (seqs.shape[1] - 1 - P) * 8 * c.n_layers
 
 
 def test_tierkv_sparse_runs(model, seqs, tierkv_backend):
@@ -122,9 +124,24 @@ def test_tierkv_sparse_runs(model, seqs, tierkv_backend):
     assert toks.shape == (8, steps) and toks.min() >= 0 and toks.max() < model.config.vocab_size
     calls = tierkv_backend.stats.retrieve_calls - s0["retrieve_calls"]
     blocks = tierkv_backend.stats.blocks_retrieved - s0["blocks_retrieved"]
-    assert calls == steps * 8 * model.config.n_layers
+    assert calls == steps * model.config.n_layers  # one batched retrieve per layer
+    assert tierkv_backend.stats.sequence_retrieves - s0["sequence_retrieves"] == steps * 8 * model.config.n_layers
     # ceil(0.25 * blocks put so far) per call; 8 blocks at the start, 9 from step 3
     assert blocks == sum(math.ceil(0.25 * ((P + i) // BT)) for i in range(steps)) * 8 * model.config.n_layers
+
+
+def test_batched_and_per_sequence_retrieves_agree(model, seqs, tierkv_backend):
+    """The batched retrieve selects what 8 separate retrieves select: same tokens."""
+    P, steps = 33, 6
+    batched = generate(PagedEngine(model, tierkv_backend, BT), seqs[:, :P], steps, budget_fn(0.25))
+    tierkv_backend.batch_retrieve = False
+    try:
+        calls0 = tierkv_backend.stats.retrieve_calls
+        single = generate(PagedEngine(model, tierkv_backend, BT), seqs[:, :P], steps, budget_fn(0.25))
+        assert tierkv_backend.stats.retrieve_calls - calls0 == steps * 8 * model.config.n_layers
+    finally:
+        tierkv_backend.batch_retrieve = True
+    assert torch.equal(batched, single)
 
 
 def test_cli_writes_json_and_plot(tmp_path, tierkv_backend):
