@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 
+#include "bench/bench_retrieve_batch.h"
 #include "bench/bench_util.h"
 #include "kernels/gpu_runtime.h"
 #include "tests/util/daemon_process.h"
@@ -42,6 +43,16 @@ Options:
                      memory ("gpu-emulated": the protocol's cost, no GPU work)
   --json PATH        write the results as JSON
   --help             this text
+
+Batch and concurrency modes (issue 12; B or N sequences of the first context
+length, 32768 tokens by default, prefix-shared payloads, own summaries and queries):
+  --batch LIST       per-layer time of one batched Retrieve for B sequences vs B
+                     separate Retrieves, for each B in LIST (e.g. 1,8,32,64)
+  --clients LIST     N client processes (forked) retrieving different sequences at
+                     once: aggregate Retrieves/s vs one client (e.g. 1,2,4)
+  --seconds S        per --clients point (default 4)
+  --workers N        the daemon's retrieval.workers (default 0: one per core)
+  (--steps: timed layers per --batch point, default 30 in that mode)
 )";
 using namespace tierkv;
 const ModelSpec kModel{1, 32, 8, 128, 32, DType::kBF16};
@@ -191,11 +202,17 @@ bool RunOne(const Options& o, uint64_t ctx, const Scenario& sc, std::vector<std:
 
 int main(int argc, char** argv) {
   Options o;
+  bench::BatchOptions bo;
+  bool batch_mode = false, steps_given = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help") return std::fputs(kUsage, stdout), 0;
-    if (a == "--contexts" && i + 1 < argc) o.contexts = bench::ParseUintList(argv[++i]);
-    else if (a == "--steps" && i + 1 < argc) o.steps = std::stoi(argv[++i]);
+    if (a == "--batch" && i + 1 < argc) bo.batches = bench::ParseUintList(argv[++i]), batch_mode = true;
+    else if (a == "--clients" && i + 1 < argc) bo.clients = bench::ParseUintList(argv[++i]);
+    else if (a == "--seconds" && i + 1 < argc) bo.seconds = std::stod(argv[++i]);
+    else if (a == "--workers" && i + 1 < argc) bo.workers = static_cast<uint32_t>(std::stoul(argv[++i]));
+    else if (a == "--steps" && i + 1 < argc) o.steps = std::stoi(argv[++i]), steps_given = true;
+    else if (a == "--contexts" && i + 1 < argc) o.contexts = bench::ParseUintList(argv[++i]);
     else if (a == "--scenarios" && i + 1 < argc) {
       o.scenarios.clear();
       for (std::string s = argv[++i]; !s.empty();) {
@@ -206,6 +223,14 @@ int main(int argc, char** argv) {
     } else if (a == "--gpu") o.gpu = true;
     else if (a == "--json" && i + 1 < argc) o.json_path = argv[++i];
     else return std::fprintf(stderr, "unknown argument %s (see --help)\n", a.c_str()), 2;
+  }
+  if (batch_mode || !bo.clients.empty()) {
+    bo.tokens = o.contexts.empty() || o.contexts.size() == 2 ? 32768 : o.contexts[0];  // default: 32K
+    if (steps_given) bo.steps = o.steps;
+    bo.json_path = o.json_path;
+    if (batch_mode && bench::RunBatchMode(bo) != 0) return 1;
+    if (!bo.clients.empty() && bench::RunClientsMode(bo) != 0) return 1;
+    return 0;
   }
   const bool has_gpu = kernels::GpuCount() > 0;
   const char* path = !o.gpu ? "host" : has_gpu ? "gpu" : "gpu-emulated";
