@@ -46,7 +46,9 @@ bool Setup(Fixture* f, uint32_t seqs, uint32_t blocks, uint32_t workers) {
   f->daemon = std::make_unique<testing::DaemonProcess>(
       testing::DaemonBinary(TIERKVD_PATH), f->dir.path(), "log_level = \"warning\"\n",
       "[storage]\ngpu_bytes = " + std::to_string(bytes) + "\nhost_bytes = " + std::to_string(bytes) +
-          "\ndisk_bytes = 0\n[retrieval]\nworkers = " + std::to_string(workers) + "\n");
+          "\ndisk_bytes = 0\n" +
+          // Only when asked: a daemon of before the batch (TIERKVD=...) has no [retrieval].
+          (workers ? "[retrieval]\nworkers = " + std::to_string(workers) + "\n" : std::string()));
   if (!f->daemon->Start()) return std::fprintf(stderr, "tierkvd did not start:\n%s\n", f->daemon->Log().c_str()), false;
   f->client = std::move(Client::Connect(f->daemon->socket_path())).value();
   NamespaceSpec spec;

@@ -50,6 +50,13 @@ Status Validate(const ScoreArgs& a) {
   return bad("unknown mode");
 }
 
+// Row `offset` of f32 data in place, or converted into buf.
+const float* RowAsFloat(const void* data, DType dtype, size_t offset, size_t n, float* buf) {
+  if (dtype == DType::kF32) return static_cast<const float*>(data) + offset;
+  LoadRowAsFloat(data, dtype, offset, n, buf);
+  return buf;
+}
+
 // s[h * B + b] for the summary modes.
 void SummaryScoresCpu(const ScoreArgs& a, float* s) {
   const size_t D = a.head_dim, B = a.num_blocks, G = a.num_q_heads / a.num_kv_heads;
@@ -58,15 +65,17 @@ void SummaryScoresCpu(const ScoreArgs& a, float* s) {
   for (size_t b = 0; b < B; ++b) {
     for (size_t g = 0; g < a.num_kv_heads; ++g) {
       const size_t row = (b * a.num_kv_heads + g) * D;
+      // f32 rows are read in place (no copy: scoring is bound by reading the summaries).
+      const float *l = lo.data(), *u = hi.data();
       if (minmax) {
-        LoadRowAsFloat(a.min_keys, a.summary_dtype, row, D, lo.data());
-        LoadRowAsFloat(a.max_keys, a.summary_dtype, row, D, hi.data());
+        l = RowAsFloat(a.min_keys, a.summary_dtype, row, D, lo.data());
+        u = RowAsFloat(a.max_keys, a.summary_dtype, row, D, hi.data());
       } else {
-        LoadRowAsFloat(a.mean_keys, a.summary_dtype, row, D, lo.data());
+        l = RowAsFloat(a.mean_keys, a.summary_dtype, row, D, lo.data());
       }
       for (size_t h = g * G; h < (g + 1) * G; ++h) {
         const float* q = a.query + h * D;
-        s[h * B + b] = minmax ? internal::BoundF32(q, lo.data(), hi.data(), D) : internal::DotF32(q, lo.data(), D);
+        s[h * B + b] = minmax ? internal::BoundF32(q, l, u, D) : internal::DotF32(q, l, D);
       }
     }
   }
