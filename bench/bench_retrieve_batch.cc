@@ -14,6 +14,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "bench/bench_util.h"
@@ -76,6 +78,19 @@ bool Setup(Fixture* f, uint32_t seqs, uint32_t blocks, uint32_t workers) {
   return true;
 }
 
+// CPU time of every thread of `pid` so far (ns, /proc/PID/task/*/schedstat): what
+// the daemon spent, whatever else runs on the machine.
+uint64_t CpuNs(pid_t pid) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(t.path() / "schedstat");
+    uint64_t ns = 0;
+    if (in >> ns) total += ns;
+  }
+  return total;
+}
+
 std::vector<std::vector<float>> Queries(uint32_t n, std::mt19937& rng) {
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<std::vector<float>> q(n, std::vector<float>(kQueryFloats));
@@ -117,31 +132,40 @@ int RunBatchMode(const BatchOptions& o) {
   std::vector<std::vector<std::string>> rows;
   nlohmann::json doc{{"benchmark", "retrieve_batch"}, {"tokens", o.tokens}, {"steps", o.steps},
                      {"budget_blocks", budget}, {"workers", o.workers}};
+  const pid_t pid = f.daemon->pid();
   for (const char* method : {"mean", "minmax"}) {
     if (!SetRetriever(*f.client, method)) return 1;
     double one_call = 0;
     for (uint64_t b : o.batches) {
-      std::vector<double> batched, separate;
-      for (int s = 0; s < o.steps + 3; ++s) {
-        const auto q = Queries(static_cast<uint32_t>(b), rng);
-        auto tb = TimeLayer(*f.ch, q, budget, true);
-        auto ts = TimeLayer(*f.ch, q, budget, false);
-        if (!tb.ok() || !ts.ok()) return std::fprintf(stderr, "retrieve failed\n"), 1;
-        if (s >= 3) batched.push_back(*tb * 1e6), separate.push_back(*ts * 1e6);
+      std::vector<double> wall[2];  // [0] batched, [1] B separate calls
+      double cpu_us[2] = {0, 0};   // the daemon's CPU time per layer
+      for (int mode = 0; mode < 2; ++mode) {
+        uint64_t cpu0 = 0;
+        for (int s = 0; s < o.steps + 3; ++s) {
+          if (s == 3) cpu0 = CpuNs(pid);
+          const auto q = Queries(static_cast<uint32_t>(b), rng);
+          auto t = TimeLayer(*f.ch, q, budget, mode == 0);
+          if (!t.ok()) return std::fprintf(stderr, "retrieve: %s\n", t.status().ToString().c_str()), 1;
+          if (s >= 3) wall[mode].push_back(*t * 1e6);
+        }
+        cpu_us[mode] = (CpuNs(pid) - cpu0) * 1e-3 / o.steps;
       }
-      const double pb = Percentile(batched, 50), ps = Percentile(separate, 50);
+      const double pb = Percentile(wall[0], 50), ps = Percentile(wall[1], 50);
       if (b == 1) one_call = ps;
-      rows.push_back({std::to_string(o.tokens), method, std::to_string(b), Fmt(pb, 0), Fmt(ps, 0),
-                      Fmt(ps / pb, 2), one_call > 0 ? Fmt(pb / one_call, 1) : "-"});
+      rows.push_back({method, std::to_string(b), Fmt(pb, 0), Fmt(ps, 0), Fmt(ps / pb, 2),
+                      one_call > 0 ? Fmt(pb / one_call, 1) : "-", Fmt(cpu_us[0], 0), Fmt(cpu_us[1], 0)});
       doc["results"].push_back({{"retriever", method}, {"batch", b}, {"batched_p50_us", pb},
-                                {"separate_p50_us", ps}, {"batched_p99_us", Percentile(batched, 99)},
-                                {"separate_p99_us", Percentile(separate, 99)}, {"one_call_p50_us", one_call}});
+                                {"separate_p50_us", ps}, {"batched_p99_us", Percentile(wall[0], 99)},
+                                {"separate_p99_us", Percentile(wall[1], 99)}, {"one_call_p50_us", one_call},
+                                {"batched_daemon_cpu_us", cpu_us[0]}, {"separate_daemon_cpu_us", cpu_us[1]}});
     }
   }
   f.daemon->Stop();
   std::printf("tierkv_bench_retrieve --batch: one layer for B sequences, %lu tokens each, budget %u blocks, "
               "retrieval.workers %u, %d steps (p50)\n\n", o.tokens, budget, o.workers, o.steps);
-  PrintTable({"tokens", "retriever", "B", "batched us", "B calls us", "speedup", "batched / one call"}, rows);
+  PrintTable({"retriever", "B", "batched us", "B calls us", "speedup", "batched / one call", "daemon CPU us batched",
+              "daemon CPU us B calls"},
+             rows);
   WriteJson(o.json_path, doc);
   return 0;
 }
