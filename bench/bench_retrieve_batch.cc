@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "bench/bench_util.h"
 #include "client/client_internal.h"
@@ -89,6 +90,24 @@ uint64_t CpuNs(pid_t pid) {
     if (in >> ns) total += ns;
   }
   return total;
+}
+
+// CPU time of `pid` so far (ns, /proc/PID/stat utime + stime, clock ticks): unlike
+// CpuNs it keeps the time of threads that exited (the channels of clients gone).
+uint64_t ProcessCpuNs(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  const size_t paren = line.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(line.substr(paren + 2));
+  std::string f;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14) utime = std::stoull(f);
+    if (i == 15) stime = std::stoull(f);
+  }
+  return (utime + stime) * (1000000000ull / static_cast<uint64_t>(::sysconf(_SC_CLK_TCK)));
 }
 
 std::vector<std::vector<float>> Queries(uint32_t n, std::mt19937& rng) {
@@ -197,7 +216,9 @@ namespace {
 }
 
 // Forks n clients on sequences 1..n, starts them together; calls/s of them all.
-bool RunClients(const std::string& socket, uint32_t n, uint32_t budget, double seconds, double* rate, double* p50) {
+// *cores: the daemon's CPU time over the run / the run's wall time.
+bool RunClients(const std::string& socket, pid_t daemon, uint32_t n, uint32_t budget, double seconds, double* rate,
+                double* p50, double* cores) {
   int start[2], out[2];
   if (::pipe(start) != 0 || ::pipe(out) != 0) return false;
   std::vector<pid_t> pids;
@@ -208,6 +229,8 @@ bool RunClients(const std::string& socket, uint32_t n, uint32_t budget, double s
   }
   ::usleep(500000);  // the children connect and open their channels
   const std::string go(n, 'g');
+  const uint64_t cpu0 = ProcessCpuNs(daemon);
+  const auto t0 = std::chrono::steady_clock::now();
   if (::write(start[1], go.data(), n) != static_cast<ssize_t>(n)) return false;
   double calls = 0, lat = 0;
   for (uint32_t i = 0; i < n; ++i) {
@@ -216,6 +239,7 @@ bool RunClients(const std::string& socket, uint32_t n, uint32_t budget, double s
     calls += r[0];
     lat += r[1] / n;
   }
+  *cores = (ProcessCpuNs(daemon) - cpu0) * 1e-9 / SecondsSince(t0);
   bool ok = true;
   for (pid_t pid : pids) {
     int status = 0;
@@ -242,19 +266,24 @@ int RunClientsMode(const BatchOptions& o) {
     if (!SetRetriever(*f.client, method)) return 1;
     double base = 0;
     for (uint64_t n : o.clients) {
-      double rate = 0, p50 = 0;
-      if (!RunClients(f.daemon->socket_path(), static_cast<uint32_t>(n), budget, o.seconds, &rate, &p50)) {
+      double rate = 0, p50 = 0, cores = 0;
+      if (!RunClients(f.daemon->socket_path(), f.daemon->pid(), static_cast<uint32_t>(n), budget, o.seconds, &rate,
+                      &p50, &cores)) {
         return std::fprintf(stderr, "a client process failed\n"), 1;
       }
       if (n == 1) base = rate;
-      rows.push_back({method, std::to_string(n), Fmt(rate, 0), base > 0 ? Fmt(rate / base, 2) : "-", Fmt(p50, 0)});
-      doc["results"].push_back({{"retriever", method}, {"clients", n}, {"calls_per_s", rate}, {"p50_us", p50}});
+      rows.push_back({method, std::to_string(n), Fmt(rate, 0), base > 0 ? Fmt(rate / base, 2) : "-", Fmt(p50, 0),
+                      Fmt(cores, 2), Fmt(cores * 1e6 / rate, 0)});
+      doc["results"].push_back({{"retriever", method}, {"clients", n}, {"calls_per_s", rate}, {"p50_us", p50},
+                                {"daemon_cores", cores}});
     }
   }
   f.daemon->Stop();
   std::printf("tierkv_bench_retrieve --clients: client processes retrieving different sequences at once, "
               "%lu tokens each, budget %u blocks, %.1f s per point\n\n", o.tokens, budget, o.seconds);
-  PrintTable({"retriever", "clients", "Retrieves/s (all)", "vs 1 client", "p50 us per call"}, rows);
+  PrintTable({"retriever", "clients", "Retrieves/s (all)", "vs 1 client", "p50 us per call", "daemon cores busy",
+              "daemon CPU us per call"},
+             rows);
   WriteJson(o.json_path, doc);
   return 0;
 }
