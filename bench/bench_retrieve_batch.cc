@@ -30,6 +30,7 @@ namespace tierkv::bench {
 namespace {
 
 const ModelSpec kModel{1, 32, 8, 128, 32, DType::kBF16};
+constexpr uint64_t kShortSeq = 1000;  // 4 blocks: a Retrieve of a few microseconds of work
 constexpr size_t kQueryFloats = 32 * 128;
 
 // A daemon holding `seqs` sequences of `blocks` blocks (prefix-shared payloads).
@@ -75,6 +76,9 @@ bool Setup(Fixture* f, uint32_t seqs, uint32_t blocks, uint32_t workers) {
   for (uint64_t s = 2; s <= seqs; ++s) {
     auto loaded = f->ch->LoadPrefix(s, tokens);
     if (!loaded.ok() || *loaded != tokens.size()) return std::fprintf(stderr, "load_prefix failed\n"), false;
+  }
+  for (uint32_t b = 0; b < 4; ++b) {  // a short sequence beside them (G has 64 slots to spare)
+    if (!f->ch->Put(kShortSeq, 0, b, block).ok()) return std::fprintf(stderr, "put failed\n"), false;
   }
   return true;
 }
@@ -253,6 +257,48 @@ bool RunClients(const std::string& socket, pid_t daemon, uint32_t n, uint32_t bu
 }
 }  // namespace
 
+namespace {
+// p50 and p99 of Retrieves of the short sequence on `ch` for `seconds`, while (with
+// `long_running`) another client process retrieves sequence 1 (the full context)
+// back to back. With one lock for every sequence the short calls wait for the long
+// ones; with a lock per sequence they do not.
+bool Interference(Fixture& f, uint32_t budget, double seconds, bool long_running, double* p50, double* p99) {
+  int start[2], out[2];
+  if (::pipe(start) != 0 || ::pipe(out) != 0) return false;
+  pid_t pid = -1;
+  if (long_running) {
+    pid = ::fork();
+    if (pid == 0) ClientProcess(f.daemon->socket_path(), 1, budget, seconds + 0.5, start[0], out[1]);
+    ::usleep(500000);
+    if (::write(start[1], "g", 1) != 1) return false;
+    ::usleep(100000);  // the long calls are under way
+  }
+  std::mt19937 rng(3);
+  const auto q = Queries(1, rng);
+  std::vector<double> us;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (SecondsSince(t0) < seconds) {
+    const auto t = std::chrono::steady_clock::now();
+    auto r = f.ch->Retrieve(kShortSeq, 0, q[0], 4);
+    if (!r.ok() || !f.ch->Release(r->lease).ok()) return false;
+    us.push_back(SecondsSince(t) * 1e6);
+    ::usleep(200);  // a sample every ~0.2 ms, not a busy loop
+  }
+  bool ok = true;
+  if (pid > 0) {
+    double r[2];
+    ok = ::read(out[0], r, sizeof r) == sizeof r;
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+  for (int fd : {start[0], start[1], out[0], out[1]}) ::close(fd);
+  *p50 = Percentile(us, 50);
+  *p99 = Percentile(us, 99);
+  return ok;
+}
+}  // namespace
+
 int RunClientsMode(const BatchOptions& o) {
   const uint32_t blocks = static_cast<uint32_t>(o.tokens / kModel.block_tokens), budget = std::max(1u, blocks / 10);
   uint32_t max_n = 1;
@@ -278,12 +324,27 @@ int RunClientsMode(const BatchOptions& o) {
                                 {"daemon_cores", cores}});
     }
   }
+  std::vector<std::vector<std::string>> irows;
+  for (const char* method : {"mean", "minmax"}) {
+    if (!SetRetriever(*f.client, method)) return 1;
+    double alone[2], beside[2];
+    if (!Interference(f, budget, o.seconds, false, &alone[0], &alone[1]) ||
+        !Interference(f, budget, o.seconds, true, &beside[0], &beside[1])) {
+      return std::fprintf(stderr, "interference run failed\n"), 1;
+    }
+    irows.push_back({method, Fmt(alone[0], 0), Fmt(alone[1], 0), Fmt(beside[0], 0), Fmt(beside[1], 0)});
+    doc["interference"].push_back({{"retriever", method}, {"alone_p50_us", alone[0]}, {"alone_p99_us", alone[1]},
+                                   {"beside_long_p50_us", beside[0]}, {"beside_long_p99_us", beside[1]}});
+  }
   f.daemon->Stop();
   std::printf("tierkv_bench_retrieve --clients: client processes retrieving different sequences at once, "
               "%lu tokens each, budget %u blocks, %.1f s per point\n\n", o.tokens, budget, o.seconds);
   PrintTable({"retriever", "clients", "Retrieves/s (all)", "vs 1 client", "p50 us per call", "daemon cores busy",
               "daemon CPU us per call"},
              rows);
+  std::printf("\nA 4-block sequence's Retrieve (us), alone and while another client retrieves the %lu-token "
+              "sequence back to back:\n\n", o.tokens);
+  PrintTable({"retriever", "alone p50", "alone p99", "beside a long one p50", "beside p99"}, irows);
   WriteJson(o.json_path, doc);
   return 0;
 }
