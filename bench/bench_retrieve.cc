@@ -49,7 +49,9 @@ length, 32768 tokens by default, prefix-shared payloads, own summaries and queri
   --batch LIST       per-layer time of one batched Retrieve for B sequences vs B
                      separate Retrieves, for each B in LIST (e.g. 1,8,32,64)
   --clients LIST     N client processes (forked) retrieving different sequences at
-                     once: aggregate Retrieves/s vs one client (e.g. 1,2,4)
+                     once: aggregate Retrieves/s vs one client (e.g. 1,2,4), the
+                     daemon's CPU use; then a 4-block sequence's Retrieve alone
+                     and beside another client's back-to-back long Retrieves
   --seconds S        per --clients point (default 4)
   --workers N        the daemon's retrieval.workers (default 0: one per core)
   (--steps: timed layers per --batch point, default 30 in that mode)
