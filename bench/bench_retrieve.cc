@@ -205,7 +205,7 @@ bool RunOne(const Options& o, uint64_t ctx, const Scenario& sc, std::vector<std:
 int main(int argc, char** argv) {
   Options o;
   bench::BatchOptions bo;
-  bool batch_mode = false, steps_given = false;
+  bool batch_mode = false, steps_given = false, contexts_given = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help") return std::fputs(kUsage, stdout), 0;
@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
     else if (a == "--seconds" && i + 1 < argc) bo.seconds = std::stod(argv[++i]);
     else if (a == "--workers" && i + 1 < argc) bo.workers = static_cast<uint32_t>(std::stoul(argv[++i]));
     else if (a == "--steps" && i + 1 < argc) o.steps = std::stoi(argv[++i]), steps_given = true;
-    else if (a == "--contexts" && i + 1 < argc) o.contexts = bench::ParseUintList(argv[++i]);
+    else if (a == "--contexts" && i + 1 < argc) o.contexts = bench::ParseUintList(argv[++i]), contexts_given = true;
     else if (a == "--scenarios" && i + 1 < argc) {
       o.scenarios.clear();
       for (std::string s = argv[++i]; !s.empty();) {
@@ -227,7 +227,7 @@ int main(int argc, char** argv) {
     else return std::fprintf(stderr, "unknown argument %s (see --help)\n", a.c_str()), 2;
   }
   if (batch_mode || !bo.clients.empty()) {
-    bo.tokens = o.contexts.empty() || o.contexts.size() == 2 ? 32768 : o.contexts[0];  // default: 32K
+    if (contexts_given && !o.contexts.empty()) bo.tokens = o.contexts[0];  // else 32K
     if (steps_given) bo.steps = o.steps;
     bo.json_path = o.json_path;
     if (batch_mode && bench::RunBatchMode(bo) != 0) return 1;
