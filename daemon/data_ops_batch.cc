@@ -41,29 +41,37 @@ void CheckEntry(const dp::RetrieveBatchEntry& e, uint64_t header, uint64_t regio
     item->outcome = Refuse(Detail::kRange);
   }
 }
+// Reads and checks every entry of the region; copies the good ones' queries out of
+// staging. Returns the sum of the good entries' budgets (the table entries needed).
+uint64_t ReadEntries(const uint8_t* region, uint32_t count, uint64_t length, size_t qfloats, std::vector<Item>* items) {
+  const uint64_t header = dp::BatchHeaderBytes(count);
+  const size_t qbytes = qfloats * sizeof(float);
+  uint64_t needed = 0;
+  items->assign(count, Item{});
+  for (uint32_t i = 0; i < count; ++i) {
+    dp::RetrieveBatchEntry e;
+    std::memcpy(&e, region + i * sizeof e, sizeof e);
+    Item& it = (*items)[i];
+    CheckEntry(e, header, length, qbytes, &it);
+    if (!IsOk(it.outcome)) continue;
+    it.query.resize(qfloats);
+    std::memcpy(it.query.data(), region + e.query_offset, qbytes);
+    needed += e.budget;
+  }
+  return needed;
+}
 }  // namespace
 
 dp::RingCompletion NamespaceOps::RetrieveBatch(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const ModelSpec& m = rt_->model();
-  const size_t qfloats = size_t{m.num_q_heads} * m.head_dim;
-  const size_t qbytes = qfloats * sizeof(float);
   if (req.count == 0 || req.count > batch_.max_sequences) return Refuse(Detail::kCount);
   const uint64_t header = dp::BatchHeaderBytes(req.count);
   if (req.length < header) return Refuse(Detail::kLength);
   if (req.arg < header || req.arg > req.length) return Refuse(Detail::kRange);  // the table area
   // ProcessRequest checked [offset, offset + length) against the staging area.
   uint8_t* region = staging.data() + req.offset;
-  std::vector<Item> items(req.count);
-  uint64_t table_needed = 0;
-  for (uint32_t i = 0; i < req.count; ++i) {
-    dp::RetrieveBatchEntry e;
-    std::memcpy(&e, region + i * sizeof e, sizeof e);
-    CheckEntry(e, header, req.length, qbytes, &items[i]);
-    if (!IsOk(items[i].outcome)) continue;
-    items[i].query.resize(qfloats);
-    std::memcpy(items[i].query.data(), region + e.query_offset, qbytes);
-    table_needed += e.budget;
-  }
+  std::vector<Item> items;
+  const uint64_t table_needed = ReadEntries(region, req.count, req.length, size_t{m.num_q_heads} * m.head_dim, &items);
   if (table_needed > (req.length - req.arg) / sizeof(dp::BlockTableEntry)) return Refuse(Detail::kRange);
 
   const StepPolicy policy = CurrentPolicy();
