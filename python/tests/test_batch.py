@@ -89,6 +89,8 @@ def test_arguments_are_checked(channel):
         channel.retrieve_batch(2, [51], _queries(1), 4)
     with pytest.raises(tierkv.InvalidArgument, match="staging"):
         channel.retrieve_batch(0, [51], _queries(1), 1 << 20)
+    with pytest.raises(tierkv.InvalidArgument, match="staging"):  # refused before any table is allocated
+        channel.retrieve_batch(0, [51] * 4, _queries(4), 2**32 - 1)
     with pytest.raises(tierkv.InvalidArgument, match="expected floats"):
         channel.retrieve_batch(0, [51], np.ones((1, Q_HEADS * HEAD_DIM), np.int32), 4)
     with channel.retrieve_batch(0, [51], _queries(1).astype(np.float64), 4) as batch:  # converted

@@ -67,6 +67,10 @@ def retrieve_batch(channel: "Channel", layer: int, seqs: Sequence[int], queries:
         items[i].seq, items[i].query = seq_list[i], base + i * row
         items[i].budget, items[i].window = budget_list[i], window_list[i]
     total = sum(budget_list)
+    need = 64 * n + n * floats * 4 + 16 * total  # DataChannel::BatchStagingBytes
+    if need > channel.staging_bytes:
+        raise InvalidArgument(f"retrieve_batch: {n} sequences with {total} table entries need {need} staging bytes; "
+                              f"the channel has {channel.staging_bytes}")
     table = (_lib.BlockRefC * max(total, 1))()
     results = (_lib.BatchResultC * n)()
     args = _lib.RetrieveBatchArgsC(ctypes.sizeof(_lib.RetrieveBatchArgsC), layer, items, n, floats, table, total,
