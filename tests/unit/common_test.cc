@@ -163,6 +163,8 @@ TEST(ConfigTest, BadInputNamesTheKey) {
       {"[limits]\nmax_chanels = 4\n", "limits.max_chanels"},
       {"[control]\nmax_clients = 8\n", "limits.control_admin_reserved_clients"},
       {"[limits]\nmax_channel_bytes_per_uid = 1048576\n", "data_plane.default_staging_bytes"},
+      {"[limits]\nmax_retrieve_batch = 0\n", "limits.max_retrieve_batch"},
+      {"[retrieval]\nworkers = 5000\n", "retrieval.workers"},
       {"daemon = 3\n", "daemon"},
       {"[daemon\n", "config"},
   };
