@@ -63,6 +63,20 @@ int Status(tierkv::Client& c, bool json) {
   std::printf("requests          %llu\n", static_cast<unsigned long long>(s->requests));
   std::printf("metrics           %s\n", s->metrics_url.empty() ? "(disabled)" : s->metrics_url.c_str());
   std::printf("gpu               %s\n", s->gpu.c_str());
+  // The remote tier R (docs/remote-tier.md): off, up, down or probing, with counters.
+  if (auto parsed = tierkv::wire::ParseBody(s->json); parsed.ok() && parsed->contains("remote")) {
+    const auto& r = (*parsed)["remote"];
+    std::printf("remote            %s", r.value("state", "?").c_str());
+    if (r.contains("hits")) {
+      std::printf(" (hits %llu, misses %llu, puts %llu, errors %llu, corrupt %llu)",
+                  static_cast<unsigned long long>(r.value("hits", 0ull)),
+                  static_cast<unsigned long long>(r.value("misses", 0ull)),
+                  static_cast<unsigned long long>(r.value("puts", 0ull)),
+                  static_cast<unsigned long long>(r.value("errors", 0ull)),
+                  static_cast<unsigned long long>(r.value("corrupt", 0ull)));
+    }
+    std::printf("\n");
+  }
   return 0;
 }
 
