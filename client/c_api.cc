@@ -88,6 +88,7 @@ tierkv_status CreateNamespace(tierkv_client* c, const char* name, const tierkv_m
     spec.budgets = {o->gpu_bytes, o->host_bytes, o->disk_bytes};
     spec.acl.uids.assign(o->uids, o->uids + o->num_uids);
     spec.acl.gids.assign(o->gids, o->gids + o->num_gids);
+    if (o->model_id) spec.model_id.assign(o->model_id, strnlen(o->model_id, NamespaceSpec::kMaxModelIdLength + 1));
   }
   auto r = c->client->CreateNamespace(spec);
   if (r.ok()) {

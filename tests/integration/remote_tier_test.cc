@@ -6,6 +6,7 @@
 // blocks, R is reported down, and it comes back when the cluster does.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -215,6 +216,90 @@ TEST_F(RemoteTierTest, CorruptValueIsDroppedNotServed) {
   EXPECT_GE(Remote(*b)["corrupt"].get<uint64_t>(), corrupt_before + 1);
   std::vector<std::byte> out(kBlockBytes);
   EXPECT_EQ(chb->Get(30, 0, 0, out).code(), StatusCode::kNotFound);
+}
+
+// B keeps looking a prefix up in R while the slot of its keys moves to another
+// master (ASK during the migration, MOVED after it): every lookup finds it whole.
+TEST_F(RemoteTierTest, ReshardingDuringLoads) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "reshard", "test/model@1");
+  auto chb = Channel(*b, "reshard", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  PutPrefix(*a, *cha, 10, 6);
+  const auto keys = KeysOf("reshard", "test/model@1");
+  ASSERT_FALSE(keys.empty());
+  const uint16_t slot = static_cast<uint16_t>(std::stoi(cluster_->Command(0, {"CLUSTER", "KEYSLOT", keys[0].second})));
+  const int from = cluster_->MasterOf(slot);
+  size_t to = 0;
+  while (static_cast<int>(to) == from || !cluster_->IsMaster(to)) ++to;
+  std::atomic<bool> done{false};
+  std::atomic<int> lookups{0}, partial{0};
+  std::thread loader([&] {
+    while (!done) {
+      auto looked = chb->LookupPrefix(Tokens(6));
+      ++lookups;
+      if (!looked.ok() || *looked != kPrefixBlocks * kBlockTokens) ++partial;
+    }
+  });
+  std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(cluster_->MoveSlot(slot, to, /*finish=*/false), "");
+  std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(cluster_->FinishMove(slot, to), "");
+  std::this_thread::sleep_for(100ms);
+  done = true;
+  loader.join();
+  EXPECT_GT(lookups.load(), 5);
+  EXPECT_EQ(partial.load(), 0);
+  auto metrics = testing::HttpGet(internal::Call(*b, {{"op", "stats"}})->at("metrics_url").get<std::string>());
+  EXPECT_GE(testing::MetricValue(metrics, "tierkv_remote_redirects_total", {"kind=\"moved\""}) +
+                testing::MetricValue(metrics, "tierkv_remote_redirects_total", {"kind=\"ask\""}),
+            1);
+  std::printf("resharding: %d lookups during the move, all whole\n", lookups.load());
+}
+
+// A master dies while B loads: once a replica has taken over, loads succeed again;
+// the failures in between are bounded (by the failover time) and counted, and
+// nothing wrong is ever served.
+TEST_F(RemoteTierTest, MasterKilledUnderLoad) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "failover", "test/model@1");
+  auto chb = Channel(*b, "failover", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  PutPrefix(*a, *cha, 10, 7);
+  std::this_thread::sleep_for(200ms);  // replication to the replicas is asynchronous
+  const auto keys = KeysOf("failover", "test/model@1");
+  ASSERT_FALSE(keys.empty());
+  const size_t victim = keys[0].first;
+  const uint64_t errors_before = Remote(*b)["errors"].get<uint64_t>();
+  cluster_->Kill(victim);
+  const auto t0 = std::chrono::steady_clock::now();
+  int failed = 0, lookups = 0;
+  for (;;) {
+    auto looked = chb->LookupPrefix(Tokens(7));
+    ++lookups;
+    ASSERT_TRUE(looked.ok()) << looked.status().ToString();  // a partial answer, never an error
+    if (*looked == kPrefixBlocks * kBlockTokens) break;
+    ++failed;
+    ASSERT_LT(std::chrono::steady_clock::now() - t0, 20s) << "no failover; " << Remote(*b).dump();
+    std::this_thread::sleep_for(20ms);
+  }
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto loaded = chb->LoadPrefix(50, Tokens(7));
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(*loaded, kPrefixBlocks * kBlockTokens);
+  std::vector<std::byte> out(kBlockBytes);
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    for (uint32_t blk = 0; blk < kPrefixBlocks; ++blk) {
+      ASSERT_TRUE(chb->Get(50, layer, blk, out).ok());
+      ASSERT_TRUE(out == MakeBlock(7, layer, blk));
+    }
+  }
+  const uint64_t errors = Remote(*b)["errors"].get<uint64_t>() - errors_before;
+  EXPECT_EQ(failed == 0, errors == 0);
+  std::printf("failover: %d of %d lookups partial, %llu R errors counted, served again after %.2f s\n", failed,
+              lookups, static_cast<unsigned long long>(errors), took);
+  ASSERT_EQ(cluster_->Restart(victim), "");
+  ASSERT_TRUE(cluster_->WaitOk(20s));
 }
 
 // Last: stops the whole cluster, then brings it back (empty: no persistence).
