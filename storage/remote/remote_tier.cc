@@ -53,9 +53,9 @@ void RemoteTier::Write(const RemoteBlockKey& key, std::span<const std::byte> blo
     ++stats_.writes_dropped;
     return;
   }
-  // Encoding (a copy of the block) happens here: the caller's memory may be reused
-  // as soon as we return.
-  WriteItem item{RedisKey(key), EncodeRemoteValue(key, block), ttl_s};
+  // One copy here (the caller's memory may be reused as soon as we return); the
+  // header and checksum are computed by the worker, off the put's path.
+  WriteItem item{key, std::vector<std::byte>(block.begin(), block.end()), ttl_s};
   {
     std::lock_guard lock(mu_);
     if (writes_.size() >= options_.write_queue_blocks) {
@@ -199,8 +199,9 @@ void RemoteTier::RunWrites(ClusterClient& client, std::vector<WriteItem>& items)
   std::vector<ClusterRequest> reqs(items.size());
   uint64_t bytes = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    bytes += items[i].value.size();
-    reqs[i].argv = {"SET", std::move(items[i].key), std::move(items[i].value)};
+    reqs[i].argv = {"SET", RedisKey(items[i].key), EncodeRemoteValue(items[i].key, items[i].block)};
+    bytes += reqs[i].argv[2].size();
+    items[i].block = {};
     if (items[i].ttl_s) reqs[i].argv.insert(reqs[i].argv.end(), {"EX", std::to_string(items[i].ttl_s)});
   }
   client.Execute(reqs);

@@ -91,7 +91,8 @@ class RemoteTier {
   explicit RemoteTier(RemoteOptions options) : options_(std::move(options)) {}
   struct FetchJob;
   struct WriteItem {
-    std::string key, value;
+    RemoteBlockKey key;
+    std::vector<std::byte> block;  // raw; encoded (header, checksum) by the worker
     uint32_t ttl_s = 0;
   };
   void WorkerLoop(size_t index);
