@@ -17,6 +17,7 @@
 #include "client/client_internal.h"
 #include "common/checksum.h"
 #include "storage/remote/cluster_client.h"
+#include "storage/remote/remote_tier.h"
 #include "storage/remote/remote_value.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/redis_cluster.h"
@@ -85,7 +86,7 @@ int main(int argc, char** argv) {
   const std::string mib = std::to_string((total * bb * 2 + (64 << 20)) & ~uint64_t{0xFFFFF});
   const std::string sections = "[storage]\ngpu_bytes = " + mib + "\nhost_bytes = " + mib +
                                "\ndisk_bytes = 0\n[remote]\nenabled = true\nseeds = \"" + cluster.Seeds() +
-                               "\"\nwrite_queue_blocks = 65536\n";
+                               "\"\nwrite_queue_blocks = 65536\nfetch_timeout_ms = 10000\ncommand_timeout_ms = 5000\n";
   const std::string daemon = testing::DaemonBinary(TIERKVD_PATH);
   testing::DaemonProcess a(daemon, dir_a.path(), "", sections), b(daemon, dir_b.path(), "", sections);
   if (!a.Start() || !b.Start()) return Fail("tierkvd did not start: " + a.Log() + b.Log());
@@ -125,12 +126,16 @@ int main(int argc, char** argv) {
   const double write_s = bench::SecondsSince(write_t0);
 
   const double bytes = double(total) * bb;
-  double lookup_best = 1e9, raw_best = 1e9;
+  double lookup_best = 1e9, raw_best = 1e9, tier_best = 1e9;
   for (uint32_t r = 0; r < rounds; ++r) {
     auto t0 = Clock::now();
     auto n = chb->LookupPrefix(tokens);
     const double t = bench::SecondsSince(t0);
-    if (!n.ok() || *n != blocks * model.block_tokens) return Fail("lookup from R incomplete");
+    if (!n.ok() || *n != blocks * model.block_tokens) {
+      auto st = internal::Call(**cb, {{"op", "stats"}});
+      return Fail("lookup from R incomplete: " + (n.ok() ? std::to_string(*n) : n.status().ToString()) + " " +
+                  (st.ok() ? (*st)["remote"].dump() : "") + "\n" + b.Log().substr(b.Log().size() > 3000 ? b.Log().size() - 3000 : 0));
+    }
     lookup_best = std::min(lookup_best, t);
   }
   // Raw pipelined GETs of the same keys, batches of the same size as the daemon's.
@@ -163,6 +168,30 @@ int main(int argc, char** argv) {
       }
       raw_best = std::min(raw_best, bench::SecondsSince(t0));
     }
+    // The same keys through a RemoteTier in this process (fetch + verify, as the daemon).
+    storage::remote::RemoteOptions ro;
+    ro.cluster = o;
+    ro.fetch_timeout = std::chrono::seconds(10);
+    auto tier = storage::remote::RemoteTier::Start(ro);
+    if (!tier.ok()) return Fail("RemoteTier");
+    std::vector<storage::remote::RemoteBlockKey> rkeys;
+    for (const std::string& k : keys) {  // "tkv1:{" fp(32) hash(16) "}:" layer
+      storage::remote::RemoteBlockKey rk{fp, std::stoull(k.substr(38, 16), nullptr, 16),
+                                         static_cast<uint32_t>(std::stoul(k.substr(56)))};
+      rkeys.push_back(rk);
+    }
+    for (uint32_t r = 0; r < rounds; ++r) {
+      auto t0 = Clock::now();
+      for (size_t i = 0; i < rkeys.size(); i += per_batch) {
+        std::vector<std::vector<std::byte>> got;
+        const size_t n = std::min(per_batch, rkeys.size() - i);
+        if (!(*tier)->Fetch(std::span(rkeys).subspan(i, n), bb, &got).ok()) return Fail("RemoteTier fetch");
+        for (auto& g : got) {
+          if (g.size() != bb) return Fail("RemoteTier fetch: a block missing");
+        }
+      }
+      tier_best = std::min(tier_best, bench::SecondsSince(t0));
+    }
   }
   auto t0 = Clock::now();
   auto loaded = chb->LoadPrefix(2, tokens);
@@ -177,6 +206,8 @@ int main(int argc, char** argv) {
   std::vector<std::vector<std::string>> rows = {
       {"lookup from R (fetch+verify)", bench::Fmt(bytes / lookup_best / 1e9), bench::Fmt(lookup_best * 1e6 / total, 1)},
       {"raw pipelined GET (ClusterClient)", bench::Fmt(bytes / raw_best / 1e9), bench::Fmt(raw_best * 1e6 / total, 1)},
+      {"RemoteTier in this process (fetch+verify)", bench::Fmt(bytes / tier_best / 1e9),
+       bench::Fmt(tier_best * 1e6 / total, 1)},
       {"load from R (fetch+verify+store)", bench::Fmt(bytes / load_remote / 1e9),
        bench::Fmt(load_remote * 1e6 / total, 1)},
       {"load, prefix already local", bench::Fmt(bytes / load_local / 1e9), bench::Fmt(load_local * 1e6 / total, 1)},
@@ -185,6 +216,13 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(total), bb >> 10, bytes / (1 << 20), rounds);
   bench::PrintTable({"path", "GB/s", "us/block"}, rows);
   std::printf("lookup / raw = %.2f (target >= 0.8)\n", raw_best / lookup_best);
+  if (auto st = internal::Call(**cb, {{"op", "stats"}}); st.ok()) {
+    const std::string m = testing::HttpGet((*st)["metrics_url"].get<std::string>());
+    const double sum = testing::MetricValue(m, "tierkv_remote_fetch_seconds_sum");
+    const double count = testing::MetricValue(m, "tierkv_remote_fetch_seconds_count");
+    std::printf("inside B: %.0f fetch batches, %.1f ms each on average (R worker: GETs + verification)\n", count,
+                count > 0 ? sum / count * 1e3 : 0.0);
+  }
   std::printf("put latency on A, us: R on p50 %.1f p99 %.1f | R off p50 %.1f p99 %.1f; background writes done %.3f s "
               "after the last put\n",
               bench::Percentile(put_r, 50), bench::Percentile(put_r, 99), bench::Percentile(put_l, 50),
@@ -196,6 +234,7 @@ int main(int argc, char** argv) {
                        {"raw_gbs", bytes / raw_best / 1e9},
                        {"load_remote_gbs", bytes / load_remote / 1e9},
                        {"load_local_gbs", bytes / load_local / 1e9},
+                       {"tier_gbs", bytes / tier_best / 1e9},
                        {"ratio", raw_best / lookup_best},
                        {"put_p50_us_remote", bench::Percentile(put_r, 50)},
                        {"put_p50_us_local", bench::Percentile(put_l, 50)}};
