@@ -183,11 +183,11 @@ int main(int argc, char** argv) {
     for (uint32_t r = 0; r < rounds; ++r) {
       auto t0 = Clock::now();
       for (size_t i = 0; i < rkeys.size(); i += per_batch) {
-        std::vector<std::vector<std::byte>> got;
+        std::vector<std::string> got;
         const size_t n = std::min(per_batch, rkeys.size() - i);
         if (!(*tier)->Fetch(std::span(rkeys).subspan(i, n), bb, &got).ok()) return Fail("RemoteTier fetch");
         for (auto& g : got) {
-          if (g.size() != bb) return Fail("RemoteTier fetch: a block missing");
+          if (storage::remote::RemotePayload(g).size() != bb) return Fail("RemoteTier fetch: a block missing");
         }
       }
       tier_best = std::min(tier_best, bench::SecondsSince(t0));

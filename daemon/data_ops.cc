@@ -260,7 +260,7 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
     }
   }
   // A local miss falls through to R: the next positions, every layer, verified.
-  std::vector<std::vector<std::vector<std::byte>>> remote;
+  std::vector<std::vector<std::string>> remote;
   const uint32_t from_remote = blocks < content.size() ? FetchPrefixFromRemote(*rt_, hashes, blocks, &remote) : 0;
   if (req.op == dp::Op::kLookupPrefix) blocks += from_remote;
   if (req.op == dp::Op::kLoadPrefix && blocks + from_remote > 0) {
@@ -282,10 +282,11 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
 }
 
 uint32_t NamespaceOps::StoreRemotePrefix(uint64_t seq, std::span<const uint64_t> hashes, uint32_t first,
-                                         const std::vector<std::vector<std::vector<std::byte>>>& blocks) {
+                                         const std::vector<std::vector<std::string>>& blocks) {
   for (uint32_t p = 0; p < blocks.size(); ++p) {
     for (uint32_t layer = 0; layer < blocks[p].size(); ++layer) {
-      const Status st = rt_->store().Put(seq, layer, first + p, blocks[p][layer], hashes[first + p]);
+      const Status st =
+          rt_->store().Put(seq, layer, first + p, storage::remote::RemotePayload(blocks[p][layer]), hashes[first + p]);
       if (!st.ok()) {
         LOG(WARNING) << "prefix block from R not stored: " << st.ToString();
         return p;  // the positions before it are whole

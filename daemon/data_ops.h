@@ -56,7 +56,7 @@ class NamespaceOps : public OpHandler {
   // Puts prefix positions fetched from R ([p][layer], positions first...) as the
   // shared prefix blocks hashes[first + p] of seq; returns how many positions stored.
   uint32_t StoreRemotePrefix(uint64_t seq, std::span<const uint64_t> hashes, uint32_t first,
-                             const std::vector<std::vector<std::vector<std::byte>>>& blocks);
+                             const std::vector<std::vector<std::string>>& blocks);
   std::vector<uint64_t> ScopedHashes(std::span<const uint64_t> hashes, uint32_t publisher) const;
 
   NamespaceRuntime* const rt_;

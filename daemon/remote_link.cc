@@ -55,7 +55,7 @@ void WritePrefixBlockToRemote(NamespaceRuntime& rt, uint64_t hash, uint32_t laye
 }
 
 uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> hashes, uint32_t first,
-                               std::vector<std::vector<std::vector<std::byte>>>* blocks) {
+                               std::vector<std::vector<std::string>>* blocks) {
   blocks->clear();
   RemoteTier* r = rt.remote();
   if (!r || rt.store().policy().remote_ttl_s == 0 || first >= hashes.size()) return 0;
@@ -67,10 +67,10 @@ uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> h
     for (size_t i = 0; i < n; ++i) {
       for (uint32_t l = 0; l < layers; ++l) keys.push_back({rt.remote_fingerprint(), hashes[p + i], l});
     }
-    std::vector<std::vector<std::byte>> got;
+    std::vector<std::string> got;
     if (!r->Fetch(keys, rt.model().BlockBytes(), &got).ok()) break;  // counted in R's stats
     for (size_t i = 0; i < n; ++i) {
-      std::vector<std::vector<std::byte>> position(layers);
+      std::vector<std::string> position(layers);
       for (uint32_t l = 0; l < layers; ++l) {
         if (got[i * layers + l].empty()) return static_cast<uint32_t>(blocks->size());
         position[l] = std::move(got[i * layers + l]);

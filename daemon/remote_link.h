@@ -27,11 +27,11 @@ Result<std::unique_ptr<storage::remote::RemoteTier>> StartRemote(const RemoteSec
 void WritePrefixBlockToRemote(NamespaceRuntime& rt, uint64_t hash, uint32_t layer, std::span<const std::byte> block);
 
 // The prefix positions [first, hashes.size()) fetched from R, every layer of each:
-// (*blocks)[p - first][layer]. Stops at the first position R lacks in some layer
+// (*blocks)[p - first][layer] is a verified value (the block: RemotePayload of it). Stops at the first position R lacks in some layer
 // (or that fails verification); returns how many positions it has. 0 when the
 // namespace does not use R or R is down (counted, never an error for the caller).
 uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> hashes, uint32_t first,
-                               std::vector<std::vector<std::vector<std::byte>>>* blocks);
+                               std::vector<std::vector<std::string>>* blocks);
 
 // {"state": "off" | "up" | "down" | "probing", counters...} for the stats op.
 nlohmann::json RemoteStatusJson(const storage::remote::RemoteTier* remote);

@@ -20,7 +20,7 @@ struct RemoteTier::FetchJob {
   std::condition_variable cv;
   bool done = false;  // GUARDED_BY(mu)
   Status status;
-  std::vector<std::vector<std::byte>> out;
+  std::vector<std::string> out;
 };
 
 Result<std::unique_ptr<RemoteTier>> RemoteTier::Start(RemoteOptions options) {
@@ -67,8 +67,7 @@ void RemoteTier::Write(const RemoteBlockKey& key, std::span<const std::byte> blo
   cv_.notify_one();
 }
 
-Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes,
-                         std::vector<std::vector<std::byte>>* out) {
+Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out) {
   out->assign(keys.size(), {});
   if (keys.empty()) return OkStatus();
   if (state() == BreakerState::kOpen) {
@@ -143,7 +142,7 @@ bool RemoteTier::CountErrors(const std::vector<ClusterRequest>& reqs) {
 }
 
 void RemoteTier::RunFetch(ClusterClient& client, FetchJob& job) {
-  std::vector<std::vector<std::byte>> out(job.keys.size());
+  std::vector<std::string> out(job.keys.size());
   Status status;
   if (!Admit()) {
     ++stats_.rejected;
@@ -166,17 +165,16 @@ void RemoteTier::RunFetch(ClusterClient& client, FetchJob& job) {
         ++stats_.misses;
         continue;
       }
-      out[i].resize(job.block_bytes);
-      const Status st = DecodeRemoteValue(job.keys[i], reqs[i].value, out[i]);
+      const Status st = VerifyRemoteValue(job.keys[i], reqs[i].value, job.block_bytes);
       if (!st.ok()) {
         ++stats_.errors_corrupt;
         ++stats_.misses;
         LOG(WARNING) << "remote tier: " + RedisKey(job.keys[i]) + " dropped: " + st.ToString();
-        out[i].clear();
         continue;
       }
       ++stats_.hits;
       stats_.get_bytes += reqs[i].value.size();
+      out[i] = std::move(reqs[i].value);
     }
     const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     size_t b = 0;

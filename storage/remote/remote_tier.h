@@ -78,10 +78,12 @@ class RemoteTier {
   // Queues one block for a background SET with a TTL. Never blocks.
   void Write(const RemoteBlockKey& key, std::span<const std::byte> block, uint32_t ttl_s);
 
-  // Fetches keys in one pipelined batch. (*out)[i] holds block_bytes verified bytes
-  // when key i was found, else is empty (absent, or dropped by verification).
-  // kUnavailable when the breaker is open or the batch failed or timed out.
-  Status Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::vector<std::byte>>* out);
+  // Fetches keys in one pipelined batch. (*out)[i] is key i's verified value (the
+  // block is RemotePayload((*out)[i]), block_bytes long) when it was found, else
+  // empty (absent, or dropped by verification). Values are handed over as read, with
+  // no further copy. kUnavailable when the breaker is open or the batch failed or
+  // timed out.
+  Status Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out);
 
   BreakerState state() const { return state_.load(std::memory_order_relaxed); }
   const RemoteStats& stats() const { return stats_; }

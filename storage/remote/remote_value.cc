@@ -44,7 +44,7 @@ std::string EncodeRemoteValue(const RemoteBlockKey& key, std::span<const std::by
   return value;
 }
 
-Status DecodeRemoteValue(const RemoteBlockKey& key, std::string_view value, std::span<std::byte> out) {
+Status VerifyRemoteValue(const RemoteBlockKey& key, std::string_view value, size_t block_bytes) {
   if (value.size() < sizeof(SlotHeader)) return Corruption("remote value shorter than its header");
   SlotHeader h;
   std::memcpy(&h, value.data(), sizeof h);
@@ -53,18 +53,29 @@ Status DecodeRemoteValue(const RemoteBlockKey& key, std::string_view value, std:
     return Corruption("remote value: header checksum mismatch");
   }
   if (h.version != kSlabFormatVersion || h.slot != kRemoteSlot) return Corruption("remote value: unknown format");
-  const SlotInfo want = InfoFor(key, out.size());
+  const SlotInfo want = InfoFor(key, block_bytes);
   if (!(h.key == want.tag.key) || h.generation != want.tag.generation) {
     return Corruption("remote value belongs to another block or namespace");
   }
   if (h.encoding != static_cast<uint8_t>(PayloadEncoding::kRaw)) return Corruption("remote value: unknown encoding");
-  if (h.payload_length != out.size() || value.size() != sizeof h + out.size()) {
+  if (h.payload_length != block_bytes || value.size() != sizeof h + block_bytes) {
     return Corruption("remote value: length " + std::to_string(value.size() - sizeof h) + ", expected " +
-                      std::to_string(out.size()));
+                      std::to_string(block_bytes));
   }
-  const char* payload = value.data() + sizeof h;
-  if (Checksum64(payload, out.size()) != h.payload_checksum) return Corruption("remote value: payload checksum mismatch");
-  std::memcpy(out.data(), payload, out.size());
+  if (Checksum64(value.data() + sizeof h, block_bytes) != h.payload_checksum) {
+    return Corruption("remote value: payload checksum mismatch");
+  }
+  return OkStatus();
+}
+
+std::span<const std::byte> RemotePayload(std::string_view value) {
+  if (value.size() < sizeof(SlotHeader)) return {};
+  return std::as_bytes(std::span(value.data() + sizeof(SlotHeader), value.size() - sizeof(SlotHeader)));
+}
+
+Status DecodeRemoteValue(const RemoteBlockKey& key, std::string_view value, std::span<std::byte> out) {
+  RETURN_IF_ERROR(VerifyRemoteValue(key, value, out.size()));
+  std::memcpy(out.data(), value.data() + sizeof(SlotHeader), out.size());
   return OkStatus();
 }
 

@@ -42,8 +42,12 @@ struct RemoteBlockKey {
 std::string RedisKey(const RemoteBlockKey& key);
 // Header + payload (block: the raw block bytes).
 std::string EncodeRemoteValue(const RemoteBlockKey& key, std::span<const std::byte> block);
-// Verifies value against key and copies the payload into out (exactly out.size()
-// bytes expected). kCorruption naming the first field that disagrees.
+// Verifies value against key: a raw payload of exactly block_bytes, every header
+// field as asked, both checksums. kCorruption naming the first field that disagrees.
+Status VerifyRemoteValue(const RemoteBlockKey& key, std::string_view value, size_t block_bytes);
+// The payload of a verified value (no copy).
+std::span<const std::byte> RemotePayload(std::string_view value);
+// VerifyRemoteValue, then copies the payload into out (out.size() = block bytes).
 Status DecodeRemoteValue(const RemoteBlockKey& key, std::string_view value, std::span<std::byte> out);
 
 }  // namespace tierkv::storage::remote

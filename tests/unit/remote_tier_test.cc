@@ -89,7 +89,7 @@ TEST(RemoteTierTest, BreakerOpensFailsFastAndProbes) {
   RemoteTier& r = **tier;
   EXPECT_EQ(r.state(), BreakerState::kClosed);
   const RemoteBlockKey key{NamespaceFingerprint("ns", "m@1", kModel), 1, 0};
-  std::vector<std::vector<std::byte>> out;
+  std::vector<std::string> out;
   EXPECT_EQ(r.Fetch(std::span(&key, 1), kModel.BlockBytes(), &out).code(), StatusCode::kUnavailable);
   EXPECT_EQ(r.Fetch(std::span(&key, 1), kModel.BlockBytes(), &out).code(), StatusCode::kUnavailable);
   EXPECT_EQ(r.state(), BreakerState::kOpen);
