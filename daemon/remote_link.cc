@@ -16,6 +16,9 @@ using storage::remote::RemoteTier;
 
 // Positions fetched per R batch: about this many keys (all layers of each position).
 constexpr size_t kKeysPerFetch = 512;
+// Most block bytes one prefix call takes from R (they are held until stored): a
+// client's token list cannot make the daemon buffer more than this.
+constexpr size_t kMaxFetchBytes = size_t{256} << 20;
 }  // namespace
 
 Result<std::unique_ptr<RemoteTier>> StartRemote(const RemoteSection& c) {
@@ -61,8 +64,10 @@ uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> h
   if (!r || rt.store().policy().remote_ttl_s == 0 || first >= hashes.size()) return 0;
   const uint32_t layers = rt.model().num_layers;
   const size_t per_batch = std::max<size_t>(1, kKeysPerFetch / layers);
-  for (size_t p = first; p < hashes.size();) {
-    const size_t n = std::min(per_batch, hashes.size() - p);
+  const size_t max_positions = std::max<size_t>(1, kMaxFetchBytes / (size_t{layers} * rt.model().BlockBytes()));
+  const size_t end = std::min(hashes.size(), first + max_positions);
+  for (size_t p = first; p < end;) {
+    const size_t n = std::min(per_batch, end - p);
     std::vector<RemoteBlockKey> keys;
     for (size_t i = 0; i < n; ++i) {
       for (uint32_t l = 0; l < layers; ++l) keys.push_back({rt.remote_fingerprint(), hashes[p + i], l});

@@ -28,8 +28,9 @@ void WritePrefixBlockToRemote(NamespaceRuntime& rt, uint64_t hash, uint32_t laye
 
 // The prefix positions [first, hashes.size()) fetched from R, every layer of each:
 // (*blocks)[p - first][layer] is a verified value (the block: RemotePayload of it). Stops at the first position R lacks in some layer
-// (or that fails verification); returns how many positions it has. 0 when the
-// namespace does not use R or R is down (counted, never an error for the caller).
+// (or that fails verification), and after 256 MiB of blocks (one call's bound);
+// returns how many positions it has. 0 when the namespace does not use R or R is
+// down (counted, never an error for the caller).
 uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> hashes, uint32_t first,
                                std::vector<std::vector<std::string>>* blocks);
 
