@@ -117,12 +117,15 @@ std::vector<prometheus::MetricFamily> RemoteMetrics::Collect() const {
   };
   const auto C = MetricType::Counter;
   add("tierkv_remote_enabled", "1 when the remote tier R is configured", MetricType::Gauge, remote_ ? 1 : 0);
-  if (!remote_) return out;
-  const auto& s = remote_->stats();
-  add("tierkv_remote_up", "1 when R's circuit breaker is closed (0 down or probing)", MetricType::Gauge,
-      remote_->state() == storage::remote::BreakerState::kClosed ? 1 : 0);
-  add("tierkv_remote_breaker_state", "R's circuit breaker: 0 closed (up), 1 open (down), 2 half-open (probing)",
-      MetricType::Gauge, static_cast<double>(remote_->state()));
+  // With R off every series is still there, at 0 (dashboards and alerts see a value).
+  static const storage::remote::RemoteStats kNone;
+  const auto& s = remote_ ? remote_->stats() : kNone;
+  add("tierkv_remote_up", "1 when R is configured and its circuit breaker is closed (0: off, down or probing)",
+      MetricType::Gauge, remote_ && remote_->state() == storage::remote::BreakerState::kClosed ? 1 : 0);
+  if (remote_) {
+    add("tierkv_remote_breaker_state", "R's circuit breaker: 0 closed (up), 1 open (down), 2 half-open (probing)",
+        MetricType::Gauge, static_cast<double>(remote_->state()));
+  }
   add("tierkv_remote_breaker_opens_total", "Times R was marked down", C, s.breaker_opens.load());
   add("tierkv_remote_gets_total", "Blocks asked of R", C, s.gets.load());
   add("tierkv_remote_get_batches_total", "Pipelined fetch batches sent to R", C, s.get_batches.load());
@@ -134,7 +137,7 @@ std::vector<prometheus::MetricFamily> RemoteMetrics::Collect() const {
   add("tierkv_remote_writes_dropped_total", "Blocks not written (queue full or R down)", C, s.writes_dropped.load());
   add("tierkv_remote_rejected_total", "Fetches refused at once while R was down", C, s.rejected.load());
   add("tierkv_remote_queued_writes", "Blocks waiting for their background write", MetricType::Gauge,
-      remote_->queued_writes());
+      remote_ ? remote_->queued_writes() : 0);
   add("tierkv_remote_redirects_total", "Cluster redirects followed", C, s.moved.load(), {{"kind", "moved"}});
   add("tierkv_remote_redirects_total", "Cluster redirects followed", C, s.ask.load(), {{"kind", "ask"}});
   const std::pair<const char*, uint64_t> errors[] = {{"timeout", s.errors_timeout.load()},
