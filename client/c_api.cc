@@ -1,6 +1,7 @@
 // The C API (tierkv/tierkv.h) over tierkv::Client: the control plane. The data
 // plane (channels) is in c_api_channel.cc.
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -41,6 +42,7 @@ Status StructSizeError(uint32_t got, size_t min, size_t max, const char* type) {
 namespace {
 constexpr size_t kNamespaceOptionsV2Bytes = 64;  // sizeof in ABI version 2 (LP64): never shrinks
 static_assert(sizeof(tierkv_namespace_options) >= kNamespaceOptionsV2Bytes);
+static_assert(offsetof(tierkv_namespace_options, model_id) == kNamespaceOptionsV2Bytes);  // LP64
 
 // The ops without a typed C++ method go through the client's JSON call (one place).
 Result<wire::Json> CallJson(tierkv_client* c, const wire::Json& request) { return internal::Call(*c->client, request); }
@@ -88,6 +90,7 @@ tierkv_status CreateNamespace(tierkv_client* c, const char* name, const tierkv_m
     spec.budgets = {o->gpu_bytes, o->host_bytes, o->disk_bytes};
     spec.acl.uids.assign(o->uids, o->uids + o->num_uids);
     spec.acl.gids.assign(o->gids, o->gids + o->num_gids);
+    if (o->model_id) spec.model_id.assign(o->model_id, strnlen(o->model_id, NamespaceSpec::kMaxModelIdLength + 1));
   }
   auto r = c->client->CreateNamespace(spec);
   if (r.ok()) {

@@ -14,13 +14,16 @@ constexpr const char* kUsage = R"(Usage: tierkvctl [--socket PATH] [--json] COMM
 Talks to a running tierkvd over its control socket.
 
 Commands:
-  status                       daemon version, uptime, clients, namespaces, metrics URL, GPU
+  status                       daemon version, uptime, clients, namespaces, metrics URL, GPU,
+                               remote tier R (off, up, down, probing)
   ping                         check that the daemon answers (exit 0 when it does)
   namespaces                   list the namespaces you may see
   create-namespace NAME LAYERS Q_HEADS KV_HEADS HEAD_DIM BLOCK_TOKENS DTYPE [UID | publisher=UID ...]
+                   [model_id=ID]
                                create a namespace (admins only); DTYPE is f16, bf16 or f32;
                                the UIDs form its ACL (default: your uid); publisher=UID also
-                               serves that uid's prefix blocks to every member
+                               serves that uid's prefix blocks to every member; model_id
+                               names the model (needed by the remote tier R)
   usage [NAME]                 per namespace: blocks, sequences, tier occupancy, metadata memory
   clients                      attached clients: session, pid, uid, namespaces, channels (admins)
   policy get NAME              the namespace's policy (tiering and retrieval)
@@ -63,6 +66,20 @@ int Status(tierkv::Client& c, bool json) {
   std::printf("requests          %llu\n", static_cast<unsigned long long>(s->requests));
   std::printf("metrics           %s\n", s->metrics_url.empty() ? "(disabled)" : s->metrics_url.c_str());
   std::printf("gpu               %s\n", s->gpu.c_str());
+  // The remote tier R (docs/remote-tier.md): off, up, down or probing, with counters.
+  if (auto parsed = tierkv::wire::ParseBody(s->json); parsed.ok() && parsed->contains("remote")) {
+    const auto& r = (*parsed)["remote"];
+    std::printf("remote            %s", r.value("state", "?").c_str());
+    if (r.contains("hits")) {
+      std::printf(" (hits %llu, misses %llu, puts %llu, errors %llu, corrupt %llu)",
+                  static_cast<unsigned long long>(r.value("hits", 0ull)),
+                  static_cast<unsigned long long>(r.value("misses", 0ull)),
+                  static_cast<unsigned long long>(r.value("puts", 0ull)),
+                  static_cast<unsigned long long>(r.value("errors", 0ull)),
+                  static_cast<unsigned long long>(r.value("corrupt", 0ull)));
+    }
+    std::printf("\n");
+  }
   return 0;
 }
 
@@ -163,6 +180,10 @@ int CreateNamespace(tierkv::Client& c, const std::vector<std::string>& args, boo
   if (!dtype.ok()) return Fail(dtype.status().message());
   spec.model.dtype = *dtype;
   for (size_t i = 7; i < args.size(); ++i) {
+    if (args[i].rfind("model_id=", 0) == 0) {  // the model's identity (the remote tier R)
+      spec.model_id = args[i].substr(9);
+      continue;
+    }
     // UID: may attach; publisher=UID: may attach, and its prefix blocks are served to
     // every member (docs/security.md "Owners and prefixes").
     const bool publisher = args[i].rfind("publisher=", 0) == 0;

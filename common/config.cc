@@ -176,6 +176,18 @@ const std::vector<Field>& Schema() {
       Int("limits", "log_interval_s", &Config::limits, &LimitsSection::log_interval_s, 1, 86400),
       Int("limits", "max_retrieve_batch", &Config::limits, &LimitsSection::max_retrieve_batch, 1, 65536),
       Int("retrieval", "workers", &Config::retrieval, &RetrievalSection::workers, 0, 1024),
+      // [remote]: the remote tier R on a Redis Cluster (docs/remote-tier.md).
+      Bool("remote", "enabled", &Config::remote, &RemoteSection::enabled),
+      Str("remote", "seeds", &Config::remote, &RemoteSection::seeds),
+      Str("remote", "user", &Config::remote, &RemoteSection::user),
+      Str("remote", "password_file", &Config::remote, &RemoteSection::password_file),
+      Int("remote", "connect_timeout_ms", &Config::remote, &RemoteSection::connect_timeout_ms, 1, 60000),
+      Int("remote", "command_timeout_ms", &Config::remote, &RemoteSection::command_timeout_ms, 1, 60000),
+      Int("remote", "fetch_timeout_ms", &Config::remote, &RemoteSection::fetch_timeout_ms, 1, 60000),
+      Int("remote", "pool_size", &Config::remote, &RemoteSection::pool_size, 1, 64),
+      Int("remote", "write_queue_blocks", &Config::remote, &RemoteSection::write_queue_blocks, 1, 1 << 20),
+      Int("remote", "breaker_failures", &Config::remote, &RemoteSection::breaker_failures, 1, 1000),
+      Int("remote", "breaker_cooldown_ms", &Config::remote, &RemoteSection::breaker_cooldown_ms, 10, 600000),
   };
   return kFields;
 }

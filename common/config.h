@@ -108,6 +108,22 @@ struct NamespaceLimitsSection {
   bool operator==(const NamespaceLimitsSection&) const = default;
 };
 
+// [remote]: the remote tier R on a Redis Cluster (docs/remote-tier.md). Off by default.
+struct RemoteSection {
+  bool enabled = false;
+  std::string seeds;                 // "host:port,host:port": any nodes of the cluster
+  std::string user;                  // ACL user ("" = default user)
+  std::string password_file;         // file whose first line is the password ("" = no AUTH)
+  uint32_t connect_timeout_ms = 200;
+  uint32_t command_timeout_ms = 500;  // per reply of a node
+  uint32_t fetch_timeout_ms = 1000;   // longest a prefix lookup waits for R
+  uint32_t pool_size = 2;             // R worker threads = connections per node
+  uint32_t write_queue_blocks = 4096; // blocks waiting for their background write (then dropped)
+  uint32_t breaker_failures = 3;      // failed batches in a row that open the circuit breaker
+  uint32_t breaker_cooldown_ms = 2000; // fail-fast time before a probe
+  bool operator==(const RemoteSection&) const = default;
+};
+
 struct Config {
   DaemonSection daemon;
   StorageSection storage;
@@ -117,6 +133,7 @@ struct Config {
   RetrievalSection retrieval;
   LimitsSection limits;
   NamespaceLimitsSection namespace_limits;
+  RemoteSection remote;
   bool operator==(const Config&) const = default;
 };
 

@@ -1,6 +1,7 @@
 #include "common/namespace_spec.h"
 
 #include <algorithm>
+#include <string_view>
 
 namespace tierkv {
 
@@ -38,6 +39,15 @@ Status NamespaceSpec::Validate() const {
   }
   if (prefix_publishers.size() > kMaxAclEntries) {
     return InvalidArgument("prefix_publishers may list at most " + std::to_string(kMaxAclEntries) + " uids");
+  }
+  if (model_id.size() > kMaxModelIdLength) {
+    return InvalidArgument("model_id must have at most " + std::to_string(kMaxModelIdLength) + " characters, got " +
+                           std::to_string(model_id.size()));
+  }
+  for (char c : model_id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::string_view("_.:/@+-").find(c) != std::string_view::npos;
+    if (!ok) return InvalidArgument("model_id may use only letters, digits and '_.:/@+-'");
   }
   return OkStatus();
 }

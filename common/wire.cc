@@ -168,7 +168,7 @@ Json ToJson(const ModelSpec& m) {
 }
 
 Json ToJson(const NamespaceSpec& ns) {
-  return Json{{"name", ns.name},
+  Json j{{"name", ns.name},
               {"model", ToJson(ns.model)},
               {"budgets",
                {{"gpu_bytes", ns.budgets.gpu_bytes},
@@ -176,6 +176,8 @@ Json ToJson(const NamespaceSpec& ns) {
                 {"disk_bytes", ns.budgets.disk_bytes}}},
               {"acl", {{"uids", ns.acl.uids}, {"gids", ns.acl.gids}}},
               {"prefix_publishers", ns.prefix_publishers}};
+  if (!ns.model_id.empty()) j["model_id"] = ns.model_id;  // records stay as they were without one
+  return j;
 }
 
 Result<ModelSpec> ModelSpecFromJson(const Json& j) {
@@ -221,6 +223,9 @@ Result<NamespaceSpec> NamespaceSpecFromJson(const Json& j) {
     ASSIGN_OR_RETURN(ns.acl.gids, GetIdList(*a, "gids", "namespace.acl"));
   }
   ASSIGN_OR_RETURN(ns.prefix_publishers, GetIdList(j, "prefix_publishers", "namespace"));
+  if (j.contains("model_id")) {  // absent in records and requests from before it existed
+    ASSIGN_OR_RETURN(ns.model_id, GetString(j, "model_id", "namespace", NamespaceSpec::kMaxModelIdLength));
+  }
   RETURN_IF_ERROR(ns.Validate());
   return ns;
 }

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "daemon/budget_check.h"
 #include "daemon/data_ops.h"
+#include "daemon/remote_link.h"
 #include "daemon/runtimes.h"
 #include "storage/gpu_tier.h"
 #include "kernels/gpu_runtime.h"
@@ -297,7 +298,8 @@ Result<wire::Json> ControlService::Stats(SessionState&, const Json&) {
               {"namespaces", registry_->size()},
               {"requests", requests_.load()},
               {"metrics_url", metrics_->url()},
-              {"gpu", gpu_description_}};
+              {"gpu", gpu_description_},
+              {"remote", RemoteStatusJson(runtimes_ ? runtimes_->remote() : nullptr)}};
 }
 
 Result<wire::Json> ControlService::Shutdown(SessionState& s, const Json&) {

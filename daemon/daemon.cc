@@ -9,6 +9,7 @@
 #include "daemon/budget_check.h"
 #include "daemon/shutdown_drain.h"
 #include "daemon/process_metrics.h"
+#include "daemon/remote_link.h"
 #include "daemon/storage_metrics.h"
 #include "kernels/gpu_runtime.h"
 
@@ -21,6 +22,7 @@ Daemon::~Daemon() {
   metrics_.reset();  // stops serving /metrics before what it reads goes away
   service_.reset();
   runtimes_.reset();
+  remote_.reset();  // after the runtimes that use it
   registry_.reset();
   manifest_.reset();  // flushes and closes RocksDB
 }
@@ -36,7 +38,8 @@ Status Daemon::Start() {
   ASSIGN_OR_RETURN(manifest_, storage::Manifest::Open(manifest_dir));
   ASSIGN_OR_RETURN(registry_, NamespaceRegistry::Load(manifest_.get(), config_.control.max_namespaces));
   LOG(INFO) << "manifest " << manifest_dir << ": " << registry_->size() << " namespace(s)";
-  runtimes_ = std::make_unique<Runtimes>(config_, manifest_.get());
+  ASSIGN_OR_RETURN(remote_, StartRemote(config_.remote));
+  runtimes_ = std::make_unique<Runtimes>(config_, manifest_.get(), remote_.get());
   for (const NamespaceRecord& rec : registry_->List()) {
     // A stored namespace this machine cannot hold (budgets past its memory or the
     // slot ceiling, a tier that fails to open) is skipped, not fatal: the others serve.
@@ -58,6 +61,7 @@ Status Daemon::Start() {
       [this] { boost::asio::post(io_, [this] { BeginShutdown("shutdown request"); }); }, runtimes_.get());
   metrics_->Register(std::make_shared<StorageMetrics>(runtimes_.get(), &service_->channel_stats()));
   metrics_->Register(std::make_shared<ProcessMetrics>());
+  metrics_->Register(std::make_shared<RemoteMetrics>(remote_.get()));
   server_ = std::make_unique<ControlServer>(io_, config_, service_.get());
   RETURN_IF_ERROR(server_->Start());
   LOG(INFO) << "control socket at " << config_.daemon.socket_path;

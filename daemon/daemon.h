@@ -40,6 +40,7 @@ class Daemon {
   boost::asio::signal_set signals_;
   std::unique_ptr<storage::Manifest> manifest_;
   std::unique_ptr<NamespaceRegistry> registry_;
+  std::unique_ptr<storage::remote::RemoteTier> remote_;  // R, null when [remote] is off
   std::unique_ptr<Runtimes> runtimes_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<ControlService> service_;

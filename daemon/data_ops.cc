@@ -5,6 +5,7 @@
 
 #include "common/checksum.h"
 #include "common/log.h"
+#include "daemon/remote_link.h"
 
 #include <prometheus/histogram.h>
 
@@ -92,6 +93,8 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
     // Summaries are per sequence: a deduplicated block is summarized for this one too.
     st = rt_->retrieval().OnPut(req.seq, req.layer, req.block + i, payload);
     if (!st.ok()) return FromStatus(st, i);
+    // A new full prefix block goes to R in the background (queued, never waited for).
+    if (prefix && !was_dedup) WritePrefixBlockToRemote(*rt_, stored_hash, req.layer, payload);
     durable += was_durable;
     dedup += was_dedup;
   }
@@ -295,10 +298,15 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
       hashes = std::move(theirs);
     }
   }
-  if (req.op == dp::Op::kLoadPrefix && blocks > 0) {
+  // A local miss falls through to R: the next positions, every layer, verified.
+  std::vector<std::vector<std::string>> remote;
+  const uint32_t from_remote = blocks < content.size() ? FetchPrefixFromRemote(*rt_, hashes, blocks, &remote) : 0;
+  if (req.op == dp::Op::kLookupPrefix) blocks += from_remote;
+  if (req.op == dp::Op::kLoadPrefix && blocks + from_remote > 0) {
     if (Status st = rt_->owners().ClaimForWrite(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
-    Status st = rt_->store().LinkPrefix(req.seq, std::span<const uint64_t>(hashes).first(blocks));
+    Status st = blocks ? rt_->store().LinkPrefix(req.seq, std::span<const uint64_t>(hashes).first(blocks)) : OkStatus();
     if (!st.ok()) return FromStatus(st, 0);
+    blocks += StoreRemotePrefix(req.seq, hashes, blocks, remote);
     // The sequence's retrieval summaries of the shared blocks.
     scratch_.resize(rt_->model().BlockBytes());
     for (uint32_t layer = 0; layer < rt_->model().num_layers; ++layer) {
@@ -310,6 +318,21 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
     }
   }
   return Done(blocks * bt, blocks);
+}
+
+uint32_t NamespaceOps::StoreRemotePrefix(uint64_t seq, std::span<const uint64_t> hashes, uint32_t first,
+                                         const std::vector<std::vector<std::string>>& blocks) {
+  for (uint32_t p = 0; p < blocks.size(); ++p) {
+    for (uint32_t layer = 0; layer < blocks[p].size(); ++layer) {
+      const Status st =
+          rt_->store().Put(seq, layer, first + p, storage::remote::RemotePayload(blocks[p][layer]), hashes[first + p]);
+      if (!st.ok()) {
+        LOG(WARNING) << "prefix block from R not stored: " << st.ToString();
+        return p;  // the positions before it are whole
+      }
+    }
+  }
+  return static_cast<uint32_t>(blocks.size());
 }
 
 void NamespaceOps::OnClose() {

@@ -93,6 +93,10 @@ class NamespaceOps : public OpHandler {
   dp::RingCompletion Prefix(const dp::RingRequest& req, std::span<uint8_t> staging);
   // The content hashes of `tokens`' full blocks as the store keys them for one
   // publisher uid (ScopedPrefixHash of each).
+  // Puts prefix positions fetched from R ([p][layer], positions first...) as the
+  // shared prefix blocks hashes[first + p] of seq; returns how many positions stored.
+  uint32_t StoreRemotePrefix(uint64_t seq, std::span<const uint64_t> hashes, uint32_t first,
+                             const std::vector<std::vector<std::string>>& blocks);
   std::vector<uint64_t> ScopedHashes(std::span<const uint64_t> hashes, uint32_t publisher) const;
 
   NamespaceRuntime* const rt_;

@@ -62,6 +62,10 @@ Result<NamespaceRegistry::CreateResult> NamespaceRegistry::Create(
       return AlreadyExists("namespace '" + spec.name + "' exists with another model shape (" +
                            existing.spec.model.ToString() + "; asked for " + spec.model.ToString() + ")");
     }
+    if (existing.spec.model_id != spec.model_id) {  // another model (or one stored without identity)
+      return AlreadyExists("namespace '" + spec.name + "' exists with model_id '" + existing.spec.model_id +
+                           "'; asked for '" + spec.model_id + "' (a namespace holds one model's blocks)");
+    }
     return CreateResult{existing, false};
   }
   if (by_id_.size() >= max_) {

@@ -18,6 +18,7 @@
 #include "storage/block_store.h"
 #include "storage/disk_tier.h"
 #include "storage/manifest.h"
+#include "storage/remote/remote_tier.h"
 
 namespace tierkv::daemon {
 
@@ -53,6 +54,16 @@ class NamespaceRuntime {
   Status SetPolicy(const nlohmann::json& changes);
   uint64_t policy_changes() const { return policy_stats_.changes.load(); }
 
+  // The remote tier R (daemon/remote_link.h). Set once, before the namespace serves;
+  // a namespace without a model_id never uses R (remote() is null).
+  void AttachRemote(storage::remote::RemoteTier* remote) {
+    if (record_.spec.model_id.empty()) return;
+    remote_ = remote;
+    remote_fp_ = storage::remote::NamespaceFingerprint(record_.spec.name, record_.spec.model_id, model());
+  }
+  storage::remote::RemoteTier* remote() const { return remote_; }
+  const storage::remote::Fingerprint& remote_fingerprint() const { return remote_fp_; }
+
  private:
   NamespaceRuntime(NamespaceRecord record, storage::Manifest* manifest)
       : record_(std::move(record)),
@@ -73,6 +84,8 @@ class NamespaceRuntime {
   mutable std::mutex policy_mu_;
   RetrievalPolicy retrieval_policy_;  // GUARDED_BY(policy_mu_)
   PolicyStats policy_stats_;
+  storage::remote::RemoteTier* remote_ = nullptr;
+  storage::remote::Fingerprint remote_fp_;
 };
 
 }  // namespace tierkv::daemon

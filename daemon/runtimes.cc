@@ -8,6 +8,7 @@ Status Runtimes::Open(const NamespaceRecord& record) {
     if (runtimes_.count(record.id)) return OkStatus();
   }
   ASSIGN_OR_RETURN(auto rt, NamespaceRuntime::Open(record, config_, manifest_));
+  rt->AttachRemote(remote_);
   std::lock_guard lock(mu_);
   runtimes_.emplace(record.id, std::move(rt));
   return OkStatus();

@@ -17,10 +17,13 @@ PKGS=(
   # Python tests (make test, label python): the tierkv package (numpy, pytest) and the
   # reference engine in examples/engine (torch, matplotlib) on /usr/bin/python3.
   python3-numpy python3-pytest python3-torch python3-matplotlib
+  # The remote tier R (storage/remote/, make test): hiredis to build, a local Redis
+  # Cluster of redis-server processes for its tests (they start their own).
+  redis-server libhiredis-dev
 )
-# Extra packages for the benchmark report (make bench-report) and the Redis peer.
+# Extra packages for the benchmark report (make bench-report).
 if [[ "${TIERKV_DEPS_EXTRA:-0}" == 1 ]]; then
-  PKGS+=(redis-server libhiredis-dev python3-matplotlib)
+  PKGS+=(python3-matplotlib)
 fi
 
 missing=()
@@ -45,3 +48,12 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian starts redis-server as a service on install: tierkv's tests and benchmarks
+# start their own servers on free ports, so the packaged one must not keep running.
+if [[ " ${missing[*]} " == *" redis-server "* ]]; then
+  if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+  elif command -v service >/dev/null; then
+    $SUDO service redis-server stop >/dev/null 2>&1 || true
+  fi
+fi

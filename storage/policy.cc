@@ -69,7 +69,8 @@ Json PolicyToJson(const Policy& p) {
               {"gpu_high_watermark", p.gpu.high},
               {"gpu_low_watermark", p.gpu.low},
               {"host_high_watermark", p.host.high},
-              {"host_low_watermark", p.host.low}};
+              {"host_low_watermark", p.host.low},
+              {"remote_ttl_s", p.remote_ttl_s}};
 }
 
 Result<Policy> ApplyPolicyChanges(const Policy& base, const Json& changes) {
@@ -92,6 +93,8 @@ Result<Policy> ApplyPolicyChanges(const Policy& base, const Json& changes) {
       ASSIGN_OR_RETURN(p.compression_group, ParseCount(v, field, 1 << 16));
     } else if (field == "prefetch_depth") {
       ASSIGN_OR_RETURN(p.prefetch_depth, ParseCount(v, field, 1024));
+    } else if (field == "remote_ttl_s") {
+      ASSIGN_OR_RETURN(p.remote_ttl_s, ParseCount(v, field, 30u * 24 * 3600));
     } else if (field == "gpu_high_watermark") {
       ASSIGN_OR_RETURN(p.gpu.high, ParseShare(v, field));
     } else if (field == "gpu_low_watermark") {

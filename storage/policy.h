@@ -51,6 +51,10 @@ struct Policy {
   MissMode miss_mode = MissMode::kWait;
   Watermarks gpu;
   Watermarks host;
+  // Lifetime in R (the remote tier) of the full prefix blocks this namespace writes
+  // there; 0 keeps the namespace off R (no writes, no remote lookups). Redis's own
+  // eviction may drop a block sooner. Default: 3600 s
+  uint32_t remote_ttl_s = 3600;
 
   bool operator==(const Policy&) const = default;
   Status Validate() const;

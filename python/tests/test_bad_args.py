@@ -1,5 +1,6 @@
 """Bad arguments are refused with clear InvalidArgument errors before any harm, and
 the daemon keeps serving the same channel afterwards."""
+import os
 import numpy as np
 import pytest
 
@@ -123,3 +124,16 @@ def test_bad_client_arguments(client, namespace):
     with pytest.raises(tierkv.InvalidArgument, match="timeout"):
         tierkv.Client.connect("/tmp/x.sock", timeout=-1)
     client.ping()
+
+
+def test_model_id(client):
+    """The model identity (remote tier R) travels through the C ABI and is validated by the daemon."""
+    dims = dict(num_layers=1, num_q_heads=1, num_kv_heads=1, head_dim=8, block_tokens=8, uids=[os.getuid()])
+    with pytest.raises(tierkv.InvalidArgument, match="model_id may use only"):
+        client.create_namespace("py-model-id", model_id="bad id!", **dims)
+    with pytest.raises(tierkv.InvalidArgument, match="model_id must be a str"):
+        client.create_namespace("py-model-id", model_id=7, **dims)
+    client.create_namespace("py-model-id", model_id="org/model@rev1", **dims)
+    client.create_namespace("py-model-id", model_id="org/model@rev1", **dims)  # the same spec again: fine
+    with pytest.raises(tierkv.AlreadyExists):
+        client.create_namespace("py-model-id", model_id="org/model@rev2", **dims)

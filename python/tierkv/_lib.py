@@ -44,7 +44,7 @@ class BlockRefC(Structure):
 class NamespaceOptionsC(Structure):
     _fields_ = [("struct_size", c_uint32), ("gpu_bytes", c_uint64), ("host_bytes", c_uint64),
                 ("disk_bytes", c_uint64), ("uids", POINTER(c_uint32)), ("num_uids", c_size_t),
-                ("gids", POINTER(c_uint32)), ("num_gids", c_size_t)]
+                ("gids", POINTER(c_uint32)), ("num_gids", c_size_t), ("model_id", c_char_p)]
 
 
 class ChannelOptionsC(Structure):

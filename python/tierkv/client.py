@@ -179,8 +179,11 @@ class Client:
     def create_namespace(self, name: str, *, num_layers: int, num_q_heads: int, num_kv_heads: int, head_dim: int,
                          block_tokens: int, dtype: str = "f16", gpu_bytes: int = 0, host_bytes: int = 0,
                          disk_bytes: int = 0, uids: Optional[Sequence[int]] = None,
-                         gids: Optional[Sequence[int]] = None) -> Namespace:
+                         gids: Optional[Sequence[int]] = None, model_id: Optional[str] = None) -> Namespace:
         """Creates a namespace (admins only); the same name and spec again returns it.
+
+        model_id: the model's identity (e.g. "meta-llama/Llama-3.1-8B@5206a32"), needed
+        to share prefix blocks with other machines through the remote tier R.
 
         Budgets in bytes per tier (0: no budget of its own). uids/gids: who may attach
         (both None: only the creating uid; a list replaces that, so list os.getuid() too
@@ -203,6 +206,11 @@ class Client:
             keep.append(arr)
             setattr(opts, field, ctypes.cast(arr, ctypes.POINTER(ctypes.c_uint32)))
             setattr(opts, "num_" + field, len(ids))
+        if model_id is not None:
+            if not isinstance(model_id, str):
+                raise InvalidArgument("model_id must be a str")
+            keep.append(model_id.encode())
+            opts.model_id = keep[-1]
         ns_id = ctypes.c_uint32()
         self._check(self._lib.tierkv_create_namespace_ex(self._handle(), _name_bytes(name), ctypes.byref(model),
                                                          ctypes.byref(opts), ctypes.byref(ns_id), None))

@@ -41,9 +41,16 @@ struct TIERKV_EXPORT NamespaceSpec {
   // LoadPrefix). Anyone else's prefix blocks are seen by their own uid only
   // (docs/decisions/0007-owners-and-prefix-scope.md). Empty by default.
   std::vector<uint32_t> prefix_publishers;
+  // The model's identity as the engine names it (name and revision, e.g.
+  // "meta-llama/Llama-3.1-8B@5206a32"): 1 to 128 of [A-Za-z0-9_.:/@+-], or empty.
+  // Blocks shared through the remote tier R are keyed by it (with the name and the
+  // shape), so two models of one shape never see each other's blocks; a namespace
+  // without one never uses R. Default: empty (namespaces created before it existed).
+  std::string model_id;
 
   static constexpr size_t kMaxNameLength = 64;
   static constexpr size_t kMaxAclEntries = 256;
+  static constexpr size_t kMaxModelIdLength = 128;
   // Validates the name, the model, the budgets and the ACL size; the error names the field.
   Status Validate() const;
   bool operator==(const NamespaceSpec&) const = default;

@@ -150,6 +150,9 @@ typedef struct tierkv_namespace_options {
   size_t num_uids;
   const uint32_t* gids;    /* gids that may attach */
   size_t num_gids;
+  const char* model_id;    /* the model's identity ("name@revision", [A-Za-z0-9_.:/@+-], at most 128):
+                              needed to share prefix blocks through the remote tier R. NULL = none.
+                              Added after ABI 2: older callers' struct_size leaves it NULL */
 } tierkv_namespace_options;
 void tierkv_namespace_options_init(tierkv_namespace_options* options);
 /* Creates a namespace (admins only) with budgets and an ACL (options NULL = defaults).

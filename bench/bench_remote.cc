@@ -1,0 +1,244 @@
+// tierkv_bench_remote: the remote tier R on a real local Redis Cluster (3 masters +
+// 3 replicas on loopback) shared by two tierkvd processes (A and B), measured in one
+// run:
+//   - prefix from R on B: LookupPrefix (fetch + verify, nothing stored) and LoadPrefix
+//     (fetch + verify + store into H) of a prefix A put, GB/s and latency per block;
+//   - the same keys read with raw pipelined GETs (ClusterClient, same batch size):
+//     the ceiling, and the ratio (target >= 0.8);
+//   - the same prefix once local on B (LoadPrefix of a cached prefix);
+//   - put latency on A with R on (background writes) vs a namespace without R.
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "bench/bench_util.h"
+#include "client/client_internal.h"
+#include "common/checksum.h"
+#include "storage/remote/cluster_client.h"
+#include "storage/remote/remote_tier.h"
+#include "storage/remote/remote_value.h"
+#include "tests/util/daemon_process.h"
+#include "tests/util/redis_cluster.h"
+#include "tests/util/temp_dir.h"
+#include "tierkv/client.h"
+
+namespace {
+using namespace tierkv;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kUsage = R"(Usage: tierkv_bench_remote [--blocks N] [--layers L] [--rounds R] [--json PATH]
+
+Starts a Redis Cluster (redis-server, redis-cli from PATH) and two tierkvd (beside
+this program) on loopback; A puts a prefix of N full blocks x L layers (64 KiB
+blocks: 8 KV heads x 16 tokens x head_dim 128, bf16), B reads it from R. Default
+N = 32, L = 16 (512 blocks, 32 MiB); R rounds of each read (best kept, default 5).
+)";
+
+std::vector<std::byte> Block(size_t bytes, uint32_t seed) {
+  std::vector<std::byte> v(bytes);
+  std::mt19937 rng(seed);
+  for (size_t i = 0; i + 4 <= bytes; i += 4) {
+    const uint32_t x = rng();
+    std::memcpy(&v[i], &x, 4);
+  }
+  return v;
+}
+
+std::unique_ptr<DataChannel> Open(Client& c, const std::string& ns, const ModelSpec& m, const std::string& id) {
+  NamespaceSpec spec;
+  spec.name = ns;
+  spec.model = m;
+  spec.model_id = id;
+  if (!c.CreateNamespace(spec).ok() || !c.Attach(ns).ok()) return nullptr;
+  auto ch = c.OpenChannel(ns, {.staging_bytes = 1 << 20});
+  return ch.ok() ? std::move(ch).value() : nullptr;
+}
+
+int Fail(const std::string& why) {
+  std::fprintf(stderr, "tierkv_bench_remote: %s\n", why.c_str());
+  return 1;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint32_t blocks = 32, layers = 16, rounds = 5;
+  std::string json_path;
+  if (!bench::ParseFlagValues(argc, argv, [] { std::fputs(kUsage, stdout); },
+                              [&](const std::string& f, const std::string& v) {
+                                if (f == "--blocks") blocks = std::stoul(v);
+                                else if (f == "--layers") layers = std::stoul(v);
+                                else if (f == "--rounds") rounds = std::stoul(v);
+                                else if (f == "--json") json_path = v;
+                                else return false;
+                                return true;
+                              })) {
+    return 2;
+  }
+  const ModelSpec model{layers, 32, 8, 128, 16, DType::kBF16};
+  const size_t bb = model.BlockBytes();
+  const uint64_t total = uint64_t{blocks} * layers;
+  if (!testing::RedisCluster::Available()) return Fail("redis-server/redis-cli not installed");
+  testing::RedisCluster cluster(3, 1);
+  if (std::string e = cluster.Start(); !e.empty()) return Fail(e);
+  testing::TempDir dir_a("bench-remote-a"), dir_b("bench-remote-b");
+  const std::string mib = std::to_string((total * bb * 2 + (64 << 20)) & ~uint64_t{0xFFFFF});
+  const std::string sections = "[storage]\ngpu_bytes = " + mib + "\nhost_bytes = " + mib +
+                               "\ndisk_bytes = 0\n[remote]\nenabled = true\nseeds = \"" + cluster.Seeds() +
+                               "\"\nwrite_queue_blocks = 65536\nfetch_timeout_ms = 10000\ncommand_timeout_ms = 5000\n";
+  const std::string daemon = testing::DaemonBinary(TIERKVD_PATH);
+  testing::DaemonProcess a(daemon, dir_a.path(), "", sections), b(daemon, dir_b.path(), "", sections);
+  if (!a.Start() || !b.Start()) return Fail("tierkvd did not start: " + a.Log() + b.Log());
+  auto ca = Client::Connect(a.socket_path());
+  auto cb = Client::Connect(b.socket_path());
+  if (!ca.ok() || !cb.ok()) return Fail("connect");
+  auto cha = Open(**ca, "bench", model, "bench/model@1");
+  auto chl = Open(**ca, "local", model, "");  // R off: the put latency baseline
+  auto chb = Open(**cb, "bench", model, "bench/model@1");
+  if (!cha || !chl || !chb) return Fail("namespaces");
+
+  std::vector<int32_t> tokens(size_t{blocks} * model.block_tokens + 3);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i * 7 + 11);
+  const auto hashes = PrefixBlockHashes(tokens, model.block_tokens);
+  std::vector<std::vector<std::byte>> data;
+  for (uint64_t i = 0; i < total; ++i) data.push_back(Block(bb, static_cast<uint32_t>(i)));
+  // Puts: R on (A's "bench") and R off ("local"), interleaved per position.
+  std::vector<double> put_r, put_l;
+  for (uint32_t p = 0; p < blocks; ++p) {
+    for (uint32_t l = 0; l < layers; ++l) {
+      const auto& d = data[size_t{p} * layers + l];
+      auto t0 = Clock::now();
+      if (!cha->Put(1, l, p, d, hashes[p]).ok()) return Fail("put");
+      put_r.push_back(bench::SecondsSince(t0) * 1e6);
+      t0 = Clock::now();
+      if (!chl->Put(1, l, p, d, hashes[p]).ok()) return Fail("put");
+      put_l.push_back(bench::SecondsSince(t0) * 1e6);
+    }
+  }
+  const auto write_t0 = Clock::now();
+  for (;;) {
+    auto s = internal::Call(**ca, {{"op", "stats"}});
+    if (s.ok() && (*s)["remote"]["puts"].get<uint64_t>() >= total) break;
+    if (bench::SecondsSince(write_t0) > 60) return Fail("background writes did not finish");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const double write_s = bench::SecondsSince(write_t0);
+
+  const double bytes = double(total) * bb;
+  double lookup_best = 1e9, raw_best = 1e9, tier_best = 1e9;
+  for (uint32_t r = 0; r < rounds; ++r) {
+    auto t0 = Clock::now();
+    auto n = chb->LookupPrefix(tokens);
+    const double t = bench::SecondsSince(t0);
+    if (!n.ok() || *n != blocks * model.block_tokens) {
+      auto st = internal::Call(**cb, {{"op", "stats"}});
+      return Fail("lookup from R incomplete: " + (n.ok() ? std::to_string(*n) : n.status().ToString()) + " " +
+                  (st.ok() ? (*st)["remote"].dump() : "") + "\n" + b.Log().substr(b.Log().size() > 3000 ? b.Log().size() - 3000 : 0));
+    }
+    lookup_best = std::min(lookup_best, t);
+  }
+  // Raw pipelined GETs of the same keys, batches of the same size as the daemon's.
+  {
+    storage::remote::ClusterOptions o;
+    o.seeds = {cluster.address(0)};
+    storage::remote::ClusterClient client(o);
+    const auto fp = storage::remote::NamespaceFingerprint("bench", "bench/model@1", model);
+    // The daemon scopes prefix hashes by publisher uid: list the keys R holds instead.
+    std::vector<std::string> keys;
+    const std::string prefix = storage::remote::RedisKey({fp, 0, 0}).substr(0, 38);
+    for (size_t n = 0; n < cluster.size(); ++n) {
+      if (!cluster.IsMaster(n)) continue;
+      std::istringstream in(cluster.Command(n, {"KEYS", prefix + "*"}));
+      for (std::string k; std::getline(in, k);) {
+        if (!k.empty()) keys.push_back(k);
+      }
+    }
+    if (keys.size() != total) return Fail("R holds " + std::to_string(keys.size()) + " keys");
+    const size_t per_batch = std::max<size_t>(1, 512 / layers) * layers;
+    for (uint32_t r = 0; r < rounds; ++r) {
+      auto t0 = Clock::now();
+      for (size_t i = 0; i < keys.size(); i += per_batch) {
+        std::vector<storage::remote::ClusterRequest> reqs(std::min(per_batch, keys.size() - i));
+        for (size_t j = 0; j < reqs.size(); ++j) reqs[j].argv = {"GET", keys[i + j]};
+        client.Execute(reqs);
+        for (auto& q : reqs) {
+          if (!q.status.ok() || q.nil) return Fail("raw GET failed");
+        }
+      }
+      raw_best = std::min(raw_best, bench::SecondsSince(t0));
+    }
+    // The same keys through a RemoteTier in this process (fetch + verify, as the daemon).
+    storage::remote::RemoteOptions ro;
+    ro.cluster = o;
+    ro.fetch_timeout = std::chrono::seconds(10);
+    auto tier = storage::remote::RemoteTier::Start(ro);
+    if (!tier.ok()) return Fail("RemoteTier");
+    std::vector<storage::remote::RemoteBlockKey> rkeys;
+    for (const std::string& k : keys) {  // "tkv1:{" fp(32) hash(16) "}:" layer
+      storage::remote::RemoteBlockKey rk{fp, std::stoull(k.substr(38, 16), nullptr, 16),
+                                         static_cast<uint32_t>(std::stoul(k.substr(56)))};
+      rkeys.push_back(rk);
+    }
+    for (uint32_t r = 0; r < rounds; ++r) {
+      auto t0 = Clock::now();
+      for (size_t i = 0; i < rkeys.size(); i += per_batch) {
+        std::vector<std::string> got;
+        const size_t n = std::min(per_batch, rkeys.size() - i);
+        if (!(*tier)->Fetch(std::span(rkeys).subspan(i, n), bb, &got).ok()) return Fail("RemoteTier fetch");
+        for (auto& g : got) {
+          if (storage::remote::RemotePayload(g).size() != bb) return Fail("RemoteTier fetch: a block missing");
+        }
+      }
+      tier_best = std::min(tier_best, bench::SecondsSince(t0));
+    }
+  }
+  auto t0 = Clock::now();
+  auto loaded = chb->LoadPrefix(2, tokens);
+  const double load_remote = bench::SecondsSince(t0);
+  if (!loaded.ok() || *loaded != blocks * model.block_tokens) return Fail("load from R incomplete");
+  double load_local = 1e9;
+  for (uint32_t r = 0; r < rounds; ++r) {
+    t0 = Clock::now();
+    loaded = chb->LoadPrefix(3 + r, tokens);
+    load_local = std::min(load_local, bench::SecondsSince(t0));
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"lookup from R (fetch+verify)", bench::Fmt(bytes / lookup_best / 1e9), bench::Fmt(lookup_best * 1e6 / total, 1)},
+      {"raw pipelined GET (ClusterClient)", bench::Fmt(bytes / raw_best / 1e9), bench::Fmt(raw_best * 1e6 / total, 1)},
+      {"RemoteTier in this process (fetch+verify)", bench::Fmt(bytes / tier_best / 1e9),
+       bench::Fmt(tier_best * 1e6 / total, 1)},
+      {"load from R (fetch+verify+store)", bench::Fmt(bytes / load_remote / 1e9),
+       bench::Fmt(load_remote * 1e6 / total, 1)},
+      {"load, prefix already local", bench::Fmt(bytes / load_local / 1e9), bench::Fmt(load_local * 1e6 / total, 1)},
+  };
+  std::printf("prefix of %u blocks x %u layers = %llu blocks of %zu KiB (%.1f MiB), best of %u\n", blocks, layers,
+              static_cast<unsigned long long>(total), bb >> 10, bytes / (1 << 20), rounds);
+  bench::PrintTable({"path", "GB/s", "us/block"}, rows);
+  std::printf("lookup / raw = %.2f (target >= 0.8)\n", raw_best / lookup_best);
+  if (auto st = internal::Call(**cb, {{"op", "stats"}}); st.ok()) {
+    const std::string m = testing::HttpGet((*st)["metrics_url"].get<std::string>());
+    const double sum = testing::MetricValue(m, "tierkv_remote_fetch_seconds_sum");
+    const double count = testing::MetricValue(m, "tierkv_remote_fetch_seconds_count");
+    std::printf("inside B: %.0f fetch batches, %.1f ms each on average (R worker: GETs + verification)\n", count,
+                count > 0 ? sum / count * 1e3 : 0.0);
+  }
+  std::printf("put latency on A, us: R on p50 %.1f p99 %.1f | R off p50 %.1f p99 %.1f; background writes done %.3f s "
+              "after the last put\n",
+              bench::Percentile(put_r, 50), bench::Percentile(put_r, 99), bench::Percentile(put_l, 50),
+              bench::Percentile(put_l, 99), write_s);
+  if (!json_path.empty()) {
+    nlohmann::json doc{{"blocks", total},
+                       {"block_bytes", bb},
+                       {"lookup_gbs", bytes / lookup_best / 1e9},
+                       {"raw_gbs", bytes / raw_best / 1e9},
+                       {"load_remote_gbs", bytes / load_remote / 1e9},
+                       {"load_local_gbs", bytes / load_local / 1e9},
+                       {"tier_gbs", bytes / tier_best / 1e9},
+                       {"ratio", raw_best / lookup_best},
+                       {"put_p50_us_remote", bench::Percentile(put_r, 50)},
+                       {"put_p50_us_local", bench::Percentile(put_l, 50)}};
+    bench::WriteJson(json_path, doc);
+  }
+  return 0;
+}

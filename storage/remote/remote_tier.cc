@@ -1,0 +1,247 @@
+#include "storage/remote/remote_tier.h"
+
+#include "common/log.h"
+
+namespace tierkv::storage::remote {
+
+std::string_view BreakerStateName(BreakerState s) {
+  switch (s) {
+    case BreakerState::kClosed: return "up";
+    case BreakerState::kOpen: return "down";
+    case BreakerState::kHalfOpen: return "probing";
+  }
+  return "?";
+}
+
+struct RemoteTier::FetchJob {
+  std::vector<RemoteBlockKey> keys;
+  size_t block_bytes = 0;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;  // GUARDED_BY(mu)
+  Status status;
+  std::vector<std::string> out;
+};
+
+Result<std::unique_ptr<RemoteTier>> RemoteTier::Start(RemoteOptions options) {
+  if (options.cluster.seeds.empty()) return InvalidArgument("remote.seeds must name at least one node");
+  if (options.workers == 0 || options.workers > 64) return InvalidArgument("remote.pool_size must be in [1, 64]");
+  if (options.write_batch == 0) options.write_batch = 1;
+  std::unique_ptr<RemoteTier> tier(new RemoteTier(std::move(options)));
+  for (size_t i = 0; i < tier->options_.workers; ++i) {
+    tier->workers_.emplace_back([t = tier.get(), i] { t->WorkerLoop(i); });
+  }
+  return tier;
+}
+
+RemoteTier::~RemoteTier() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+size_t RemoteTier::queued_writes() const {
+  std::lock_guard lock(mu_);
+  return writes_.size();
+}
+
+void RemoteTier::Write(const RemoteBlockKey& key, std::span<const std::byte> block, uint32_t ttl_s) {
+  if (state() == BreakerState::kOpen) {
+    ++stats_.writes_dropped;
+    return;
+  }
+  // One copy here (the caller's memory may be reused as soon as we return); the
+  // header and checksum are computed by the worker, off the put's path.
+  WriteItem item{key, std::vector<std::byte>(block.begin(), block.end()), ttl_s};
+  {
+    std::lock_guard lock(mu_);
+    if (writes_.size() >= options_.write_queue_blocks) {
+      ++stats_.writes_dropped;
+      return;
+    }
+    writes_.push_back(std::move(item));
+  }
+  cv_.notify_one();
+}
+
+Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out) {
+  out->assign(keys.size(), {});
+  if (keys.empty()) return OkStatus();
+  if (state() == BreakerState::kOpen) {
+    ++stats_.rejected;
+    return Unavailable("remote tier is down (circuit breaker open)");
+  }
+  auto job = std::make_shared<FetchJob>();
+  job->keys.assign(keys.begin(), keys.end());
+  job->block_bytes = block_bytes;
+  {
+    std::lock_guard lock(mu_);
+    fetches_.push_back(job);
+  }
+  cv_.notify_one();
+  std::unique_lock lock(job->mu);
+  if (!job->cv.wait_for(lock, options_.fetch_timeout, [&] { return job->done; })) {
+    ++stats_.errors_timeout;
+    return Unavailable("remote fetch timed out");
+  }
+  *out = std::move(job->out);
+  return job->status;
+}
+
+bool RemoteTier::Admit() {
+  std::lock_guard lock(mu_);
+  switch (state()) {
+    case BreakerState::kClosed: return true;
+    case BreakerState::kHalfOpen: return false;  // a probe is in flight
+    case BreakerState::kOpen:
+      if (std::chrono::steady_clock::now() < open_until_) return false;
+      state_ = BreakerState::kHalfOpen;
+      return true;
+  }
+  return false;
+}
+
+void RemoteTier::NoteResult(bool ok) {
+  std::lock_guard lock(mu_);
+  const BreakerState s = state();
+  if (ok) {
+    failures_ = 0;
+    if (s != BreakerState::kClosed) LOG(INFO) << "remote tier: the cluster answers again (up)";
+    state_ = BreakerState::kClosed;
+    return;
+  }
+  ++failures_;
+  if (s == BreakerState::kHalfOpen || (s == BreakerState::kClosed && failures_ >= options_.breaker_failures)) {
+    if (s == BreakerState::kClosed) {
+      ++stats_.breaker_opens;
+      LOG(WARNING) << "remote tier: " << failures_ << " failed batches in a row, circuit breaker open (down)";
+    }
+    state_ = BreakerState::kOpen;
+    open_until_ = std::chrono::steady_clock::now() + options_.breaker_cooldown;
+  }
+}
+
+bool RemoteTier::CountErrors(const std::vector<ClusterRequest>& reqs) {
+  bool answered = false;
+  for (const ClusterRequest& r : reqs) {
+    if (r.status.ok()) {
+      answered = true;
+    } else if (r.status.ToString().find("timeout") != std::string::npos) {
+      ++stats_.errors_timeout;
+    } else if (r.status.code() == StatusCode::kUnavailable) {
+      ++stats_.errors_unavailable;
+    } else {
+      ++stats_.errors_redis;
+      answered = true;  // the cluster answered, with an error
+    }
+  }
+  return answered;
+}
+
+void RemoteTier::RunFetch(ClusterClient& client, FetchJob& job) {
+  std::vector<std::string> out(job.keys.size());
+  Status status;
+  if (!Admit()) {
+    ++stats_.rejected;
+    status = Unavailable("remote tier is down (circuit breaker open)");
+  } else {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<ClusterRequest> reqs(job.keys.size());
+    for (size_t i = 0; i < reqs.size(); ++i) reqs[i].argv = {"GET", RedisKey(job.keys[i])};
+    const ClusterClientStats before = client.stats();
+    client.Execute(reqs);
+    stats_.moved += client.stats().moved - before.moved;
+    stats_.ask += client.stats().ask - before.ask;
+    ++stats_.get_batches;
+    stats_.gets += reqs.size();
+    const bool answered = CountErrors(reqs);
+    NoteResult(answered);
+    if (!answered) status = reqs[0].status;
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      if (!reqs[i].status.ok() || reqs[i].nil) {
+        ++stats_.misses;
+        continue;
+      }
+      const Status st = VerifyRemoteValue(job.keys[i], reqs[i].value, job.block_bytes);
+      if (!st.ok()) {
+        ++stats_.errors_corrupt;
+        ++stats_.misses;
+        LOG(WARNING) << "remote tier: " + RedisKey(job.keys[i]) + " dropped: " + st.ToString();
+        continue;
+      }
+      ++stats_.hits;
+      stats_.get_bytes += reqs[i].value.size();
+      out[i] = std::move(reqs[i].value);
+    }
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    size_t b = 0;
+    while (b + 1 < RemoteStats::kBuckets && took > RemoteStats::kFetchLatencyBounds[b]) ++b;
+    ++stats_.fetch_latency[b];
+    stats_.fetch_latency_sum_us += static_cast<uint64_t>(took * 1e6);
+  }
+  std::lock_guard lock(job.mu);
+  job.out = std::move(out);
+  job.status = status;
+  job.done = true;
+  job.cv.notify_all();
+}
+
+void RemoteTier::RunWrites(ClusterClient& client, std::vector<WriteItem>& items) {
+  if (!Admit()) {
+    stats_.writes_dropped += items.size();
+    return;
+  }
+  std::vector<ClusterRequest> reqs(items.size());
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    reqs[i].argv = {"SET", RedisKey(items[i].key), EncodeRemoteValue(items[i].key, items[i].block)};
+    bytes += reqs[i].argv[2].size();
+    items[i].block = {};
+    if (items[i].ttl_s) reqs[i].argv.insert(reqs[i].argv.end(), {"EX", std::to_string(items[i].ttl_s)});
+  }
+  client.Execute(reqs);
+  ++stats_.put_batches;
+  for (const ClusterRequest& r : reqs) stats_.puts += r.status.ok();
+  stats_.put_bytes += bytes;
+  NoteResult(CountErrors(reqs));
+}
+
+void RemoteTier::Probe(ClusterClient& client) {
+  if (!Admit()) return;
+  const Status st = client.RefreshMap();
+  if (!st.ok()) ++stats_.errors_unavailable;
+  NoteResult(st.ok());
+}
+
+void RemoteTier::WorkerLoop(size_t index) {
+  ClusterClient client(options_.cluster);
+  for (;;) {
+    std::shared_ptr<FetchJob> fetch;
+    std::vector<WriteItem> writes;
+    bool probe = false;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || !fetches_.empty() || !writes_.empty(); });
+      if (stop_) return;
+      if (!fetches_.empty()) {
+        fetch = std::move(fetches_.front());
+        fetches_.pop_front();
+      } else if (!writes_.empty()) {
+        while (!writes_.empty() && writes.size() < options_.write_batch) {
+          writes.push_back(std::move(writes_.front()));
+          writes_.pop_front();
+        }
+      } else {
+        probe = index == 0 && state() == BreakerState::kOpen && std::chrono::steady_clock::now() >= open_until_;
+      }
+    }
+    if (fetch) RunFetch(client, *fetch);
+    if (!writes.empty()) RunWrites(client, writes);
+    if (probe) Probe(client);
+  }
+}
+
+}  // namespace tierkv::storage::remote

@@ -1,0 +1,123 @@
+// RemoteTier: the remote tier R on a Redis Cluster (DESIGN §10). A cache shared by
+// the daemons of several machines: full prefix blocks are written in the
+// background after their put, and read when a local prefix lookup misses. A block
+// may vanish at any time (TTL, Redis eviction); every value is verified before use.
+//
+// Threads: `workers` threads, each with its own ClusterClient (one connection per
+// node). Callers never do network I/O: Write() queues (bounded; a full queue drops
+// the block, counted) and Fetch() hands its batch to a worker and waits for it at
+// most fetch_timeout. Fetches go before queued writes.
+//
+// Circuit breaker: `breaker_failures` failed batches in a row open it; while open,
+// Fetch fails at once (kUnavailable) and writes are dropped; after
+// breaker_cooldown one worker probes the cluster (CLUSTER SLOTS) and closes it when
+// the probe succeeds (else it stays open for another cooldown).
+//
+// Thread-safety: every method is thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "storage/remote/cluster_client.h"
+#include "storage/remote/remote_value.h"
+
+namespace tierkv::storage::remote {
+
+struct RemoteOptions {
+  ClusterOptions cluster;
+  uint32_t workers = 2;                            // threads (= connections per node). Default: 2
+  uint32_t write_queue_blocks = 4096;              // blocks waiting to be written. Default: 4096
+  uint32_t write_batch = 64;                       // blocks per pipelined write. Default: 64
+  std::chrono::milliseconds fetch_timeout{1000};   // longest wait of a Fetch. Default: 1 s
+  uint32_t breaker_failures = 3;                   // failed batches in a row that open it. Default: 3
+  std::chrono::milliseconds breaker_cooldown{2000};  // open time before a probe. Default: 2 s
+};
+
+enum class BreakerState : uint8_t { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
+std::string_view BreakerStateName(BreakerState s);  // "up", "down", "probing"
+
+// Relaxed counters (exported as tierkv_remote_*).
+struct RemoteStats {
+  std::atomic<uint64_t> gets{0}, get_batches{0}, hits{0}, misses{0}, get_bytes{0};
+  std::atomic<uint64_t> puts{0}, put_batches{0}, put_bytes{0};
+  std::atomic<uint64_t> errors_timeout{0};      // a node did not answer in time
+  std::atomic<uint64_t> errors_unavailable{0};  // no connection / cluster down
+  std::atomic<uint64_t> errors_redis{0};        // an error reply, redirects exhausted
+  std::atomic<uint64_t> errors_corrupt{0};      // a value failed verification (dropped)
+  std::atomic<uint64_t> writes_dropped{0};      // write queue full or breaker open
+  std::atomic<uint64_t> rejected{0};            // fetches refused at once (breaker open)
+  std::atomic<uint64_t> breaker_opens{0};
+  std::atomic<uint64_t> moved{0}, ask{0};
+  // Fetch batch latency: counts per bucket (upper bounds kFetchLatencyBounds, then
+  // +Inf) and the sum in microseconds.
+  static constexpr double kFetchLatencyBounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                                   0.05,   0.1,   0.2,   0.5,   1.0,  2.0};
+  static constexpr size_t kBuckets = std::size(kFetchLatencyBounds) + 1;
+  std::atomic<uint64_t> fetch_latency[kBuckets] = {};
+  std::atomic<uint64_t> fetch_latency_sum_us{0};
+};
+
+class RemoteTier {
+ public:
+  // Starts the workers; does not wait for the cluster (it may be down: the breaker
+  // says so). kInvalidArgument without seeds or workers.
+  static Result<std::unique_ptr<RemoteTier>> Start(RemoteOptions options);
+  ~RemoteTier();  // stops the workers; queued writes are dropped
+
+  // Queues one block for a background SET with a TTL. Never blocks.
+  void Write(const RemoteBlockKey& key, std::span<const std::byte> block, uint32_t ttl_s);
+
+  // Fetches keys in one pipelined batch. (*out)[i] is key i's verified value (the
+  // block is RemotePayload((*out)[i]), block_bytes long) when it was found, else
+  // empty (absent, or dropped by verification). Values are handed over as read, with
+  // no further copy. kUnavailable when the breaker is open or the batch failed or
+  // timed out.
+  Status Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out);
+
+  BreakerState state() const { return state_.load(std::memory_order_relaxed); }
+  const RemoteStats& stats() const { return stats_; }
+  size_t queued_writes() const;
+
+ private:
+  explicit RemoteTier(RemoteOptions options) : options_(std::move(options)) {}
+  struct FetchJob;
+  struct WriteItem {
+    RemoteBlockKey key;
+    std::vector<std::byte> block;  // raw; encoded (header, checksum) by the worker
+    uint32_t ttl_s = 0;
+  };
+  void WorkerLoop(size_t index);
+  void RunFetch(ClusterClient& client, FetchJob& job);
+  void RunWrites(ClusterClient& client, std::vector<WriteItem>& items);
+  void Probe(ClusterClient& client);
+  // Whether a batch may go to the cluster now (closed, or this one is the probe).
+  bool Admit();
+  void NoteResult(bool ok);
+  // Counts the failed requests by kind; true when at least one got an answer.
+  bool CountErrors(const std::vector<ClusterRequest>& reqs);
+
+  const RemoteOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<FetchJob>> fetches_;  // GUARDED_BY(mu_)
+  std::deque<WriteItem> writes_;                    // GUARDED_BY(mu_)
+  bool stop_ = false;                               // GUARDED_BY(mu_)
+  uint32_t failures_ = 0;                           // consecutive; GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point open_until_;  // GUARDED_BY(mu_)
+  std::atomic<BreakerState> state_{BreakerState::kClosed};
+  RemoteStats stats_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace tierkv::storage::remote

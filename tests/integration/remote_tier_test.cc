@@ -1,0 +1,351 @@
+// Integration: the remote tier R on a real local Redis Cluster (3 masters + 3
+// replicas) shared by two real tierkvd processes with their own data dirs and
+// sockets — two "machines". A prefix put on A loads on B from R byte for byte; two
+// model identities of one shape never share blocks; a value corrupted inside Redis
+// is dropped, never served; with the cluster stopped both daemons serve their local
+// blocks, R is reported down, and it comes back when the cluster does.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "client/client_internal.h"
+#include "common/checksum.h"
+#include "storage/remote/remote_value.h"
+#include "tests/util/daemon_process.h"
+#include "tests/util/redis_cluster.h"
+#include "tests/util/temp_dir.h"
+#include "tierkv/client.h"
+
+namespace tierkv {
+namespace {
+using namespace std::chrono_literals;
+using testing::DaemonProcess;
+using testing::RedisCluster;
+
+constexpr uint32_t kLayers = 4, kBlockTokens = 16;
+const ModelSpec kModel{kLayers, 4, 2, 16, kBlockTokens, DType::kF32};
+const size_t kBlockBytes = kModel.BlockBytes();  // 4 KiB
+constexpr uint32_t kPrefixBlocks = 3;
+
+std::vector<std::byte> MakeBlock(uint32_t salt, uint32_t layer, uint32_t block) {
+  std::mt19937 rng(salt * 7919 + layer * 131 + block);
+  std::vector<std::byte> b(kBlockBytes);
+  for (auto& x : b) x = static_cast<std::byte>(rng());
+  return b;
+}
+
+std::vector<int32_t> Tokens(uint32_t salt) {
+  std::vector<int32_t> t(kPrefixBlocks * kBlockTokens + 5);
+  for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<int32_t>((i * 31 + salt * 1000003) % 50000);
+  return t;
+}
+
+class RemoteTierTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!RedisCluster::Available()) return;
+    cluster_ = new RedisCluster(3, 1);
+    error_ = new std::string(cluster_->Start());
+    if (!error_->empty()) return;
+    for (int i = 0; i < 2; ++i) {
+      dirs_[i] = new testing::TempDir(i ? "remote-b" : "remote-a");
+      const std::string sections =
+          "[storage]\ngpu_bytes = 4194304\nhost_bytes = 8388608\ndisk_bytes = 16777216\n"
+          "[remote]\nenabled = true\nseeds = \"" + cluster_->address(i) + "," + cluster_->address(2) +
+          "\"\ncommand_timeout_ms = 300\nfetch_timeout_ms = 1000\nbreaker_failures = 2\nbreaker_cooldown_ms = 300\n";
+      daemons_[i] = new DaemonProcess(testing::DaemonBinary(TIERKVD_PATH), dirs_[i]->path(), "", sections);
+      if (!daemons_[i]->Start()) *error_ = "tierkvd did not start: " + daemons_[i]->Log();
+    }
+  }
+  static void TearDownTestSuite() {
+    for (int i = 0; i < 2; ++i) {
+      delete daemons_[i];
+      delete dirs_[i];
+      daemons_[i] = nullptr;
+    }
+    delete cluster_;
+    cluster_ = nullptr;
+    delete error_;
+  }
+  void SetUp() override {
+    if (!cluster_) GTEST_SKIP() << "redis-server/redis-cli not installed (deploy/install-deps.sh installs them)";
+    ASSERT_EQ(*error_, "");
+  }
+
+  static std::unique_ptr<Client> Connect(int d) {
+    auto c = Client::Connect(daemons_[d]->socket_path());
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+  // Creates (on daemon d) and opens a channel to a namespace with a model identity.
+  static std::unique_ptr<DataChannel> Channel(Client& c, const std::string& ns, const std::string& model_id) {
+    NamespaceSpec spec;
+    spec.name = ns;
+    spec.model = kModel;
+    spec.model_id = model_id;
+    auto created = c.CreateNamespace(spec);
+    EXPECT_TRUE(created.ok()) << created.status().ToString();
+    EXPECT_TRUE(c.Attach(ns).ok());
+    auto ch = c.OpenChannel(ns, {.staging_bytes = 1 << 20});
+    EXPECT_TRUE(ch.ok()) << ch.status().ToString();
+    return ch.ok() ? std::move(ch).value() : nullptr;
+  }
+  static nlohmann::json Remote(Client& c) {
+    auto s = internal::Call(c, {{"op", "stats"}});
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? (*s)["remote"] : nlohmann::json();
+  }
+  // Puts the prefix of Tokens(salt) as seq's blocks, then waits until R has them all.
+  static void PutPrefix(Client& c, DataChannel& ch, uint64_t seq, uint32_t salt) {
+    const uint64_t before = Remote(c)["puts"].get<uint64_t>();
+    const auto hashes = PrefixBlockHashes(Tokens(salt), kBlockTokens);
+    ASSERT_EQ(hashes.size(), kPrefixBlocks);
+    for (uint32_t layer = 0; layer < kLayers; ++layer) {
+      for (uint32_t b = 0; b < kPrefixBlocks; ++b) {
+        ASSERT_TRUE(ch.Put(seq, layer, b, MakeBlock(salt, layer, b), hashes[b]).ok());
+      }
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (Remote(c)["puts"].get<uint64_t>() < before + kLayers * kPrefixBlocks) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << Remote(c).dump();
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  // The Redis keys of one namespace (every master asked).
+  static std::vector<std::pair<size_t, std::string>> KeysOf(const std::string& ns, const std::string& model_id) {
+    const auto fp = storage::remote::NamespaceFingerprint(ns, model_id, kModel);
+    const std::string prefix = storage::remote::RedisKey({fp, 0, 0}).substr(0, 5 + 1 + 32);
+    std::vector<std::pair<size_t, std::string>> keys;
+    for (size_t n = 0; n < cluster_->size(); ++n) {
+      if (!cluster_->IsMaster(n)) continue;
+      std::istringstream in(cluster_->Command(n, {"KEYS", prefix + "*"}));
+      for (std::string k; std::getline(in, k);) {
+        if (!k.empty()) keys.push_back({n, k});
+      }
+    }
+    return keys;
+  }
+
+  static RedisCluster* cluster_;
+  static std::string* error_;
+  static testing::TempDir* dirs_[2];
+  static DaemonProcess* daemons_[2];
+};
+RedisCluster* RemoteTierTest::cluster_ = nullptr;
+std::string* RemoteTierTest::error_ = nullptr;
+testing::TempDir* RemoteTierTest::dirs_[2] = {};
+DaemonProcess* RemoteTierTest::daemons_[2] = {};
+
+TEST_F(RemoteTierTest, PrefixPutOnALoadsOnBByteForByte) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "shared", "test/model@1");
+  auto chb = Channel(*b, "shared", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  PutPrefix(*a, *cha, 10, 1);
+  EXPECT_EQ(KeysOf("shared", "test/model@1").size(), kLayers * kPrefixBlocks);
+  const auto tokens = Tokens(1);
+  auto looked = chb->LookupPrefix(tokens);
+  ASSERT_TRUE(looked.ok()) << looked.status().ToString();
+  EXPECT_EQ(*looked, kPrefixBlocks * kBlockTokens);
+  auto loaded = chb->LoadPrefix(20, tokens);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  ASSERT_EQ(*loaded, kPrefixBlocks * kBlockTokens);
+  std::vector<std::byte> out(kBlockBytes);
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    for (uint32_t blk = 0; blk < kPrefixBlocks; ++blk) {
+      ASSERT_TRUE(chb->Get(20, layer, blk, out).ok());
+      EXPECT_TRUE(out == MakeBlock(1, layer, blk)) << "layer " << layer << " block " << blk;
+    }
+  }
+  // Now local on B: a second load does not ask R.
+  const uint64_t gets = Remote(*b)["gets"].get<uint64_t>();
+  loaded = chb->LoadPrefix(21, tokens);
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(*loaded, kPrefixBlocks * kBlockTokens);
+  EXPECT_EQ(Remote(*b)["gets"].get<uint64_t>(), gets);
+  EXPECT_GE(Remote(*b)["hits"].get<uint64_t>(), 2u * kLayers * kPrefixBlocks);  // lookup + load
+}
+
+TEST_F(RemoteTierTest, TwoModelIdentitiesOfOneShapeNeverShare) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "iso", "org/model-a@rev1");
+  auto chb = Channel(*b, "iso", "org/model-b@rev1");
+  ASSERT_TRUE(cha && chb);
+  PutPrefix(*a, *cha, 10, 2);
+  auto looked = chb->LookupPrefix(Tokens(2));
+  ASSERT_TRUE(looked.ok());
+  EXPECT_EQ(*looked, 0u);
+  EXPECT_TRUE(KeysOf("iso", "org/model-b@rev1").empty());
+  // A namespace without a model identity never uses R.
+  auto chn = Channel(*b, "anonymous", "");
+  ASSERT_TRUE(chn);
+  const uint64_t gets = Remote(*b)["gets"].get<uint64_t>();
+  looked = chn->LookupPrefix(Tokens(2));
+  ASSERT_TRUE(looked.ok());
+  EXPECT_EQ(*looked, 0u);
+  EXPECT_EQ(Remote(*b)["gets"].get<uint64_t>(), gets);
+}
+
+TEST_F(RemoteTierTest, CorruptValueIsDroppedNotServed) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "corrupt", "test/model@1");
+  auto chb = Channel(*b, "corrupt", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  PutPrefix(*a, *cha, 10, 3);
+  const auto keys = KeysOf("corrupt", "test/model@1");
+  ASSERT_EQ(keys.size(), kLayers * kPrefixBlocks);
+  // Flip one payload byte of every value (64-byte header, then the payload).
+  int corrupted = 0;
+  for (const auto& [node, key] : keys) {
+    const std::string v = cluster_->Command(node, {"GETRANGE", key, "100", "100"});
+    ASSERT_EQ(v.size(), 1u);
+    ASSERT_EQ(cluster_->Command(node, {"SETRANGE", key, "100", std::string(1, static_cast<char>(v[0] ^ 0x5a))}),
+              std::to_string(64 + kBlockBytes));
+    ++corrupted;
+  }
+  ASSERT_GT(corrupted, 0);
+  const uint64_t corrupt_before = Remote(*b)["corrupt"].get<uint64_t>();
+  auto loaded = chb->LoadPrefix(30, Tokens(3));
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, 0u);
+  EXPECT_GE(Remote(*b)["corrupt"].get<uint64_t>(), corrupt_before + 1);
+  std::vector<std::byte> out(kBlockBytes);
+  EXPECT_EQ(chb->Get(30, 0, 0, out).code(), StatusCode::kNotFound);
+}
+
+// B keeps looking a prefix up in R while the slot of its keys moves to another
+// master (ASK during the migration, MOVED after it): every lookup finds it whole.
+TEST_F(RemoteTierTest, ReshardingDuringLoads) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "reshard", "test/model@1");
+  auto chb = Channel(*b, "reshard", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  PutPrefix(*a, *cha, 10, 6);
+  const auto keys = KeysOf("reshard", "test/model@1");
+  ASSERT_FALSE(keys.empty());
+  const uint16_t slot = static_cast<uint16_t>(std::stoi(cluster_->Command(0, {"CLUSTER", "KEYSLOT", keys[0].second})));
+  const int from = cluster_->MasterOf(slot);
+  size_t to = 0;
+  while (static_cast<int>(to) == from || !cluster_->IsMaster(to)) ++to;
+  std::atomic<bool> done{false};
+  std::atomic<int> lookups{0}, partial{0};
+  std::thread loader([&] {
+    while (!done) {
+      auto looked = chb->LookupPrefix(Tokens(6));
+      ++lookups;
+      if (!looked.ok() || *looked != kPrefixBlocks * kBlockTokens) ++partial;
+    }
+  });
+  std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(cluster_->MoveSlot(slot, to, /*finish=*/false), "");
+  std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(cluster_->FinishMove(slot, to), "");
+  std::this_thread::sleep_for(100ms);
+  done = true;
+  loader.join();
+  EXPECT_GT(lookups.load(), 5);
+  EXPECT_EQ(partial.load(), 0);
+  auto metrics = testing::HttpGet(internal::Call(*b, {{"op", "stats"}})->at("metrics_url").get<std::string>());
+  EXPECT_GE(testing::MetricValue(metrics, "tierkv_remote_redirects_total", {"kind=\"moved\""}) +
+                testing::MetricValue(metrics, "tierkv_remote_redirects_total", {"kind=\"ask\""}),
+            1);
+  std::printf("resharding: %d lookups during the move, all whole\n", lookups.load());
+}
+
+// A master dies while B loads: once a replica has taken over, loads succeed again;
+// the failures in between are bounded (by the failover time) and counted, and
+// nothing wrong is ever served.
+TEST_F(RemoteTierTest, MasterKilledUnderLoad) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "failover", "test/model@1");
+  auto chb = Channel(*b, "failover", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  PutPrefix(*a, *cha, 10, 7);
+  std::this_thread::sleep_for(200ms);  // replication to the replicas is asynchronous
+  const auto keys = KeysOf("failover", "test/model@1");
+  ASSERT_FALSE(keys.empty());
+  const size_t victim = keys[0].first;
+  const uint64_t errors_before = Remote(*b)["errors"].get<uint64_t>();
+  cluster_->Kill(victim);
+  const auto t0 = std::chrono::steady_clock::now();
+  int failed = 0, lookups = 0;
+  for (;;) {
+    auto looked = chb->LookupPrefix(Tokens(7));
+    ++lookups;
+    ASSERT_TRUE(looked.ok()) << looked.status().ToString();  // a partial answer, never an error
+    if (*looked == kPrefixBlocks * kBlockTokens) break;
+    ++failed;
+    ASSERT_LT(std::chrono::steady_clock::now() - t0, 20s) << "no failover; " << Remote(*b).dump();
+    std::this_thread::sleep_for(20ms);
+  }
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto loaded = chb->LoadPrefix(50, Tokens(7));
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(*loaded, kPrefixBlocks * kBlockTokens);
+  std::vector<std::byte> out(kBlockBytes);
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    for (uint32_t blk = 0; blk < kPrefixBlocks; ++blk) {
+      ASSERT_TRUE(chb->Get(50, layer, blk, out).ok());
+      ASSERT_TRUE(out == MakeBlock(7, layer, blk));
+    }
+  }
+  const uint64_t errors = Remote(*b)["errors"].get<uint64_t>() - errors_before;
+  EXPECT_EQ(failed == 0, errors == 0);
+  std::printf("failover: %d of %d lookups partial, %llu R errors counted, served again after %.2f s\n", failed,
+              lookups, static_cast<unsigned long long>(errors), took);
+  ASSERT_EQ(cluster_->Restart(victim), "");
+  ASSERT_TRUE(cluster_->WaitOk(20s));
+}
+
+// Last: stops the whole cluster, then brings it back (empty: no persistence).
+TEST_F(RemoteTierTest, ClusterDownLocalServesAndRecovers) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "down", "test/model@1");
+  auto chb = Channel(*b, "down", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  PutPrefix(*a, *cha, 10, 4);
+  cluster_->KillAll();
+  // B's lookups fail fast, answer with what is local (nothing), and mark R down.
+  for (int i = 0; i < 4; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto looked = chb->LookupPrefix(Tokens(4));
+    ASSERT_TRUE(looked.ok()) << looked.status().ToString();
+    EXPECT_EQ(*looked, 0u);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  }
+  EXPECT_EQ(Remote(*b)["state"], "down") << Remote(*b).dump();
+  // A still serves its local blocks, byte for byte, and takes new puts.
+  std::vector<std::byte> out(kBlockBytes);
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    ASSERT_TRUE(cha->Get(10, layer, 1, out).ok());
+    EXPECT_TRUE(out == MakeBlock(4, layer, 1));
+  }
+  auto looked = cha->LookupPrefix(Tokens(4));
+  ASSERT_TRUE(looked.ok());
+  EXPECT_EQ(*looked, kPrefixBlocks * kBlockTokens);
+  ASSERT_TRUE(cha->Put(11, 0, 0, MakeBlock(9, 0, 0)).ok());
+  // tierkvctl status says so too.
+  std::string text;
+  ASSERT_EQ(testing::RunProgram(TIERKVCTL_PATH, {"--socket", daemons_[1]->socket_path(), "status"}, &text), 0)
+      << text;
+  EXPECT_NE(text.find("remote            down"), std::string::npos) << text;
+  // The cluster returns: the probe marks R up again and new prefixes flow.
+  ASSERT_EQ(cluster_->RestartAll(), "");
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (Remote(*a)["state"] != "up" || Remote(*b)["state"] != "up") {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << Remote(*a).dump() << Remote(*b).dump();
+    std::this_thread::sleep_for(50ms);
+  }
+  PutPrefix(*a, *cha, 12, 5);
+  auto loaded = chb->LoadPrefix(40, Tokens(5));
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(*loaded, kPrefixBlocks * kBlockTokens);
+}
+
+}  // namespace
+}  // namespace tierkv

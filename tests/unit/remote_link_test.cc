@@ -1,0 +1,63 @@
+// [remote] in the daemon: parsing and range checks of the section, StartRemote's
+// refusals (no seeds, a seed without a port, an unreadable password file), the
+// status JSON when R is off, and NamespaceSpec's model_id validation.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "common/config.h"
+#include "common/namespace_spec.h"
+#include "daemon/remote_link.h"
+#include "tests/util/temp_dir.h"
+
+namespace tierkv::daemon {
+namespace {
+
+TEST(RemoteConfigTest, SectionParsesAndChecksRanges) {
+  auto c = ParseConfig("[remote]\nenabled = true\nseeds = \"10.0.0.1:7000,10.0.0.2:7000\"\npool_size = 4\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->remote.enabled);
+  EXPECT_EQ(c->remote.pool_size, 4u);
+  EXPECT_FALSE(ParseConfig("[remote]\npool_size = 0\n").ok());
+  EXPECT_FALSE(ParseConfig("[remote]\nfetch_timeout_ms = 0\n").ok());
+  EXPECT_FALSE(ParseConfig("[remote]\nno_such_key = 1\n").ok());
+  EXPECT_FALSE(Config{}.remote.enabled);  // off by default
+}
+
+TEST(RemoteConfigTest, StartRemoteRefusesBadSettings) {
+  RemoteSection r;
+  auto off = StartRemote(r);
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(*off, nullptr);
+  EXPECT_EQ(RemoteStatusJson(nullptr)["state"], "off");
+  r.enabled = true;
+  EXPECT_EQ(StartRemote(r).status().code(), StatusCode::kInvalidArgument);  // no seeds
+  r.seeds = "redis-without-port";
+  EXPECT_EQ(StartRemote(r).status().code(), StatusCode::kInvalidArgument);
+  r.seeds = "127.0.0.1:1";
+  r.password_file = "/nonexistent/tierkv-password";
+  EXPECT_EQ(StartRemote(r).status().code(), StatusCode::kInvalidArgument);
+  testing::TempDir dir("remote-link");
+  std::ofstream(dir.Sub("pw")) << "s3cret\nignored\n";
+  r.password_file = dir.Sub("pw");
+  auto started = StartRemote(r);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  ASSERT_NE(*started, nullptr);
+  EXPECT_EQ(RemoteStatusJson(started->get())["state"], "up");  // nothing tried yet
+}
+
+TEST(RemoteConfigTest, ModelIdIsValidated) {
+  NamespaceSpec spec;
+  spec.name = "ns";
+  spec.model = {1, 1, 1, 8, 8, DType::kF32};
+  EXPECT_TRUE(spec.Validate().ok());  // empty: allowed (namespaces from before)
+  spec.model_id = "meta-llama/Llama-3.1-8B@5206a32+fp8:v1_x";
+  EXPECT_TRUE(spec.Validate().ok());
+  spec.model_id = "has space";
+  EXPECT_EQ(spec.Validate().code(), StatusCode::kInvalidArgument);
+  spec.model_id = std::string(NamespaceSpec::kMaxModelIdLength + 1, 'a');
+  EXPECT_EQ(spec.Validate().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tierkv::daemon
