@@ -80,6 +80,11 @@ struct DiskTierOptions {
   // Consecutive failed I/Os (errno, short transfer) on one device that mark it
   // failed. Default: 8
   uint32_t device_fail_after = 8;
+  // Reads verify the payload checksum (the header, key and generation are always
+  // verified). false trusts the device for the payload bytes (NVMe end-to-end
+  // protection, benchmarks that isolate the I/O path); torn writes then go
+  // unnoticed until a payload-verifying recovery scan. Default: true
+  bool verify_payload = true;
 };
 
 class DiskTier final : public Tier {
@@ -121,6 +126,18 @@ class DiskTier final : public Tier {
   // caller's memory, and those copied through bounce buffers.
   uint64_t zero_copy_transfers() const { return zero_copy_.load(std::memory_order_relaxed); }
   uint64_t bounce_transfers() const { return bounced_.load(std::memory_order_relaxed); }
+
+  // Wall time spent by batches in each stage, summed over engines (benchmarks):
+  // prepare = header encoding, write checksums, bounce copies and queueing;
+  // reap = submitting and waiting in the kernel; finish = read verification
+  // (header, payload checksum) and bounce copies out.
+  struct StageNanos {
+    uint64_t prepare = 0, reap = 0, finish = 0;
+  };
+  StageNanos stage_nanos() const {
+    return {prepare_ns_.load(std::memory_order_relaxed), reap_ns_.load(std::memory_order_relaxed),
+            finish_ns_.load(std::memory_order_relaxed)};
+  }
 
   // Makes every completed write durable (fdatasync of every slab file of every
   // device not failed; a device whose fdatasync fails is marked failed).
@@ -183,6 +200,7 @@ class DiskTier final : public Tier {
   std::string engine_name_;
 
   std::atomic<uint64_t> zero_copy_{0}, bounced_{0};
+  std::atomic<uint64_t> prepare_ns_{0}, reap_ns_{0}, finish_ns_{0};
 };
 
 }  // namespace tierkv::storage

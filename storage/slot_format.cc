@@ -7,6 +7,7 @@
 
 #include "common/checksum.h"
 #include "storage/io_engine.h"
+#include "storage/payload_checksum.h"
 
 namespace tierkv::storage {
 namespace {
@@ -81,7 +82,7 @@ Status DecodeSlotHeader(const SlotLayout& layout, const std::byte* in, SlotId sl
 }
 
 Status VerifyPayload(const SlotLayout& layout, const SlotHeader& header, const std::byte* payload) {
-  if (Checksum64(payload, header.payload_length) != header.payload_checksum) {
+  if (PayloadChecksum(payload, header.payload_length) != header.payload_checksum) {
     return Corruption(SlotText(header.slot) + ": payload checksum mismatch (torn or damaged write)");
   }
   const size_t padded = layout.PaddedPayload(header.payload_length);
