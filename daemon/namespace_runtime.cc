@@ -59,6 +59,7 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
                                  ? (std::filesystem::path(config.daemon.data_dir) / "disk").string()
                                  : config.storage.disk_dir;
     o.dir = (std::filesystem::path(base) / tag).string();
+    for (const std::string& d : config.storage.disk_dirs) o.dirs.push_back((std::filesystem::path(d) / tag).string());
     o.name = tag + "-D";
     o.slot_capacity = cap;
     o.num_slots = Slots(disk_bytes, disk_bytes, storage::DiskSlotStride(cap));
