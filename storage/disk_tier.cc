@@ -433,6 +433,15 @@ void DiskTier::MarkFailed(Device& dev, const std::string& why) {
   }
   LOG(ERROR) << name() << ": device " << dev.index << " (" << dev.dir << ") failed, its " << DeviceSlots(dev.index)
              << " slots are lost, the other devices keep serving: " << why;
+  RetireFreeSlots(dev);
+}
+
+void DiskTier::RetireFreeSlots(const Device& dev) {
+  const uint32_t n = DeviceSlots(dev.index);
+  for (uint32_t local = 0; local < n; ++local) {
+    const SlotId s = local * num_devices() + dev.index;
+    if (!IsAllocated(s)) Adopt(s).IgnoreError();  // lost a race with Allocate: the next sweep
+  }
 }
 
 Status DiskTier::Sync() {
@@ -707,6 +716,10 @@ void DiskTier::RunDeviceBatch(Device& dev, std::vector<Pending>& ops) {
     }
     const Status failed = IOError(name() + " device " + std::to_string(dev.index) + " (" + dev.dir + ") failed: " + why);
     for (Pending& op : ops) op.status = failed;
+    // A slot of the device was freed and allocated again since the last sweep.
+    if (std::any_of(ops.begin(), ops.end(), [](const Pending& op) { return op.write != nullptr; })) {
+      RetireFreeSlots(dev);
+    }
     return;
   }
   Result<std::unique_ptr<IoEngine>> engine = AcquireEngine(dev);

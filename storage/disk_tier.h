@@ -18,7 +18,8 @@
 // that runs its part of a batch while the caller runs another's. A device whose
 // engine fails, or whose I/Os fail device_fail_after times in a row, is marked
 // failed: its slots answer kIOError without touching it (its blocks are lost as
-// blocks), the other devices keep serving; Sync skips it.
+// blocks), its free slots are taken out of allocation (they count as used), the
+// other devices keep serving; Sync skips it.
 //
 // Durability: a Write is durable once Sync() returns OK afterwards (group commit:
 // write a batch, Sync, then flip the manifest). Slots are freed without I/O; a
@@ -189,6 +190,9 @@ class DiskTier final : public Tier {
   Status FinishOp(Pending& op, int32_t result, const std::byte* buf);
   Status FinishRead(Pending& op, const std::byte* buf);
   void MarkFailed(Device& dev, const std::string& why);
+  // Takes every free slot of a failed device (Adopt) so that the allocator never
+  // hands one out: a write there would fail and stop the BlockStore's D admission.
+  void RetireFreeSlots(const Device& dev);
 
   const DiskTierOptions options_;
   const SlotLayout layout_;

@@ -452,17 +452,20 @@ TEST_P(DiskTierTest, FailingDeviceIsIsolated) {
   std::vector<SlotId> slots;
   ASSERT_TRUE(t->AllocateMany(12, &slots).ok());
   const Bytes payload = RandomBytes(8192, rng_);
-  // Healthy first: everything is written.
+  // Healthy first: everything is written; then slots 9 (device 0) and 10 (device 1) are freed.
   for (SlotId s : slots) ASSERT_TRUE(t->Write(s, TagFor(4, s, 1), payload).ok());
+  ASSERT_TRUE(t->Free(9).ok());
+  ASSERT_TRUE(t->Free(10).ok());
+  const std::vector<SlotId> used = {0, 1, 2, 3, 4, 5, 6, 7, 8, 11};
   injector->AddRule({FaultKind::kIoError, FaultTarget::kAll, 1});
   std::vector<WriteOp> ops;
-  for (SlotId s : slots) ops.emplace_back(s, TagFor(4, s, 2), payload);
+  for (SlotId s : used) ops.emplace_back(s, TagFor(4, s, 2), payload);
   EXPECT_FALSE(t->WriteBatch(ops).ok());
-  for (SlotId s : slots) {
-    if (s % 3 == 1) {
-      EXPECT_EQ(ops[s].status.code(), StatusCode::kIOError) << "slot " << s;
+  for (size_t i = 0; i < used.size(); ++i) {
+    if (used[i] % 3 == 1) {
+      EXPECT_EQ(ops[i].status.code(), StatusCode::kIOError) << "slot " << used[i];
     } else {
-      EXPECT_TRUE(ops[s].status.ok()) << "slot " << s << ": " << ops[s].status.ToString();
+      EXPECT_TRUE(ops[i].status.ok()) << "slot " << used[i] << ": " << ops[i].status.ToString();
     }
   }
   auto stats = t->device_stats();
@@ -470,10 +473,16 @@ TEST_P(DiskTierTest, FailingDeviceIsIsolated) {
   EXPECT_FALSE(stats[0].failed);
   EXPECT_FALSE(stats[2].failed);
   EXPECT_NE(stats[1].failure.find("in a row"), std::string::npos) << stats[1].failure;
+  // The failed device's free slot is out of allocation; the healthy one's is not.
+  EXPECT_TRUE(t->IsAllocated(10));
+  EXPECT_EQ(t->free_slots(), 1u);
+  Result<SlotId> fresh = t->Allocate();
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(*fresh, 9u);
   const uint64_t requests = injector->counts().requests;
   // Device 1 is not touched any more; the others serve.
   Bytes out(8192);
-  for (SlotId s : slots) {
+  for (SlotId s : used) {
     if (s % 3 == 1) {
       // (Its failed write left the slot unwritten: a write shows the fast refusal.)
       const Status w = t->Write(s, TagFor(4, s, 3), payload);
