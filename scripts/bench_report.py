@@ -64,9 +64,8 @@ BENCHMARKS = [
     {"key": "kernels", "programs": ["tierkv_bench_kernels"], "json_style": "space",
      "runs": [Run("", ["--contexts", "8192,32768,131072,1048576", "--min-ms", "100"], 240)]},
     {"key": "eval", "programs": ["tierkv_bench_eval"], "json_style": "auto:equals",
-     "runs": [Run("", ["--tokens=4096,16384,65536", "--layers=1", f"--steps={EVAL_STEPS}",
-                       "--seeds=" + ",".join(str(s) for s in EVAL_SEEDS), "--budgets=0.02,0.05,0.1,0.2,0.3",
-                       "--latency-tokens=32768"], 420)]},
+     "runs": [Run("", ["--tokens=4096,16384,65536", "--layers=1", "--steps=@EVAL_STEPS@", "--seeds=@EVAL_SEEDS@",
+                       "--budgets=0.02,0.05,0.1,0.2,0.3", "--latency-tokens=32768"], 420)]},
     {"key": "putget", "programs": ["tierkv_bench_putget"], "json_style": "space",
      "runs": [Run("", ["--blocks", "1024", "--rounds", "3"], 180)]},
     {"key": "retrieve", "programs": ["tierkv_bench_retrieve"], "json_style": "space",
@@ -186,11 +185,12 @@ def adapt_args(key, program, args):
     if "--seeds" in text:
         return args, ""
     first = next(a for a in args if a.startswith("--seeds=")).split("=", 1)[1].split(",")[0]
+    n = len(next(a for a in args if a.startswith("--seeds=")).split("=", 1)[1].split(","))
     return ([f"--seed={first}" if a.startswith("--seeds=") else a for a in args],
-            f"This tierkv_bench_eval has no --seeds: one seed ({first}) instead of {len(EVAL_SEEDS)}.")
+            f"This tierkv_bench_eval has no --seeds: one seed ({first}) instead of {n}.")
 
 
-def run_benchmarks(build, budget_s, only, skip=frozenset()):
+def run_benchmarks(build, budget_s, only, skip=frozenset(), eval_steps=EVAL_STEPS, eval_seeds=EVAL_SEEDS):
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):  # a fresh run: nothing of an older one is plotted or reported
         if f.endswith((".json", ".log")):
@@ -222,7 +222,13 @@ def run_benchmarks(build, budget_s, only, skip=frozenset()):
         if os.path.exists(json_path):
             os.remove(json_path)
         style = json_style(program, b["json_style"])
-        args, adapted = adapt_args(b["key"], program, [a.replace("@TMP@", tmp) for a in r.args])
+        subst = {"@TMP@": tmp, "@EVAL_STEPS@": str(eval_steps), "@EVAL_SEEDS@": ",".join(str(x) for x in eval_seeds)}
+        args = []
+        for a in r.args:
+            for k, v in subst.items():
+                a = a.replace(k, v)
+            args.append(a)
+        args, adapted = adapt_args(b["key"], program, args)
         if adapted:
             record["note"] = ((record.get("note") or "") + " " + adapted).strip()
         attempts = [args, []] if args else [[]]
@@ -268,6 +274,11 @@ def main():
     ap.add_argument("--skip", default="", help="comma-separated keys not to run; without it a benchmark that is "
                     "not built (a missing dependency) fails the report")
     ap.add_argument("--render-only", action="store_true", help="plots and BENCHMARKS.md from out/ as it is")
+    ap.add_argument("--eval-steps", type=int, default=EVAL_STEPS,
+                    help=f"scored decode steps per length of the retrieval evaluation (default {EVAL_STEPS})")
+    ap.add_argument("--eval-seeds", type=int, default=len(EVAL_SEEDS),
+                    help=f"seeds 1..N of the retrieval evaluation, figures are means (default {len(EVAL_SEEDS)}; "
+                    "BENCHMARKS.md says how many a rerun-stable headline needs)")
     ap.add_argument("--out", default=OUT, help=argparse.SUPPRESS)  # tests render elsewhere
     ap.add_argument("--img", default=IMG, help=argparse.SUPPRESS)
     ap.add_argument("--target", default=os.path.join(ROOT, "BENCHMARKS.md"), help=argparse.SUPPRESS)
@@ -282,7 +293,10 @@ def main():
         skip = set(filter(None, a.skip.split(",")))
         if skip - known:
             sys.exit(f"bench_report: --skip {','.join(sorted(skip - known))}: no such benchmark ({','.join(sorted(known))})")
-        manifest = run_benchmarks(os.path.abspath(a.build), a.budget_s, set(filter(None, a.only.split(","))), skip)
+        if a.eval_steps < 1 or a.eval_seeds < 1:
+            sys.exit("bench_report: --eval-steps and --eval-seeds must be >= 1")
+        manifest = run_benchmarks(os.path.abspath(a.build), a.budget_s, set(filter(None, a.only.split(","))), skip,
+                                  a.eval_steps, list(range(1, a.eval_seeds + 1)))
     os.makedirs(a.img, exist_ok=True)
     plot = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "plots", "plot_report.py"), a.out, a.img],
                           capture_output=True, text=True)
