@@ -63,6 +63,10 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
     o.name = tag + "-D";
     o.slot_capacity = cap;
     o.num_slots = Slots(disk_bytes, disk_bytes, storage::DiskSlotStride(cap));
+    // Slabs of an earlier format (4 KiB headers) keep the slot count they were sized with.
+    if (auto existing = storage::DiskTier::ExistingLayout(o); existing.ok() && existing->has_value()) {
+      o.num_slots = Slots(disk_bytes, disk_bytes, storage::DiskSlotStride(cap, **existing));
+    }
     o.queue_depth = config.storage.disk_queue_depth;
     o.engine = config.storage.disk_engine == "io_uring" ? storage::IoEngineKind::kUring
                : config.storage.disk_engine == "psync"  ? storage::IoEngineKind::kPsync

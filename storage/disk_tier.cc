@@ -253,6 +253,15 @@ Result<std::unique_ptr<DiskTier>> DiskTier::Open(const DiskTierOptions& options)
   return tier;
 }
 
+Result<std::optional<SlotLayout>> DiskTier::ExistingLayout(const DiskTierOptions& options) {
+  const std::vector<std::string> dirs = DirsOf(options);
+  if (dirs.empty() || dirs[0].empty()) return InvalidArgument("D tier: dir is empty");
+  Result<SlabSuperblock> sb = ReadSuperblock(SlabPath(dirs[0], 0));
+  if (sb.ok()) return std::optional<SlotLayout>(LayoutOf(*sb));
+  if (sb.status().code() == StatusCode::kNotFound) return std::optional<SlotLayout>();
+  return sb.status();
+}
+
 uint32_t DiskTier::DeviceSlots(uint32_t d) const { return SlotsOnDevice(num_slots(), num_devices(), d); }
 
 Status DiskTier::OpenDevices() {

@@ -35,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,10 @@ class DiskTier final : public Tier {
   // slabs do not match, kNotSupported when O_DIRECT is refused, kResourceExhausted
   // when the disk is too small to preallocate them.
   static Result<std::unique_ptr<DiskTier>> Open(const DiskTierOptions& options);
+  // The layout of the slabs already in options' (first) dir, or nullopt when there
+  // are none: callers that size num_slots from a byte budget size an existing tier
+  // with its own stride (a v1 tier keeps its slot count after an upgrade).
+  static Result<std::optional<SlotLayout>> ExistingLayout(const DiskTierOptions& options);
   ~DiskTier() override;
 
   bool persistent() const override { return true; }

@@ -329,6 +329,9 @@ TEST_P(DiskTierTest, FormatV1SlabsStillServe) {
   o.header_bytes = 0;
   o.max_slab_bytes = 1 << 20;
   const Bytes payload = RandomBytes(9000, rng_);
+  Result<std::optional<SlotLayout>> none = DiskTier::ExistingLayout(o);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
   {
     auto t = MustOpen(o);
     ASSERT_NE(t, nullptr);
@@ -346,6 +349,11 @@ TEST_P(DiskTierTest, FormatV1SlabsStillServe) {
   DiskTierOptions again = o;
   again.format_version = kSlabFormatVersion;  // what a new build asks for new slabs
   again.header_bytes = 512;
+  // What a daemon sizing D from a byte budget asks first (a v1 tier keeps its slot count).
+  Result<std::optional<SlotLayout>> found = DiskTier::ExistingLayout(again);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->version, 1u);
+  EXPECT_EQ(DiskSlotStride(again.slot_capacity, **found), 4096u + 12288u);
   auto t = MustOpen(again);
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->layout().version, 1u);
