@@ -3,17 +3,21 @@
 // (BENCHMARKS.md: "D->H reads through io_uring >= 90% of the raw device figure
 // measured in the same run"); and H-tier put/get throughput against memcpy.
 //
-// Cases: sequential 1 MiB reads and writes, random 16/64/128 KiB reads and writes.
-// Each case alternates three measurements for --rounds rounds and reports medians:
+// Cases: sequential 1 MiB reads and writes, random 4/16/64/128/256 KiB reads and
+// writes. Each case alternates three measurements for --rounds rounds and reports
+// medians:
 //   raw       the raw loop moving payload-sized blocks;
-//   raw@slot  the raw loop moving slot-sized blocks (4 KiB header + payload), the
-//             bytes the D tier format moves;
+//   raw@slot  the raw loop moving slot-sized blocks (header sector + payload: 512 B
+//             more in format v2, 4 KiB in v1), the bytes the D tier format moves;
 //   tier      the D tier (ReadBatch/WriteBatch, header + checksums verified, zero-copy
 //             into page-aligned buffers unless --zero-copy 0).
 // ratio = tier / raw payload throughput (= IOPS ratio: same payload per op), the
 // median of the per-round ratios: the figure BENCHMARKS.md targets. "vs @slot" =
 // tier / raw@slot IOPS likewise: the cost of the implementation alone, without the
-// format's extra 4 KiB per transfer.
+// format's header sector. CPU: process CPU-seconds (getrusage) per GB of payload for
+// each side, and their paired ratio; the tier's batches also time their stages
+// (prepare: headers, write checksums, copies, queueing; reap: submit and wait;
+// finish: read verification, copies out).
 //
 // Run: tierkv_bench_disk [--json out.json] [--dir /tmp] ... (--help lists all).
 #include <fcntl.h>
@@ -40,6 +44,7 @@
 #include "common/log.h"
 #include "storage/arena_tier.h"
 #include "storage/disk_tier.h"
+#include "storage/payload_checksum.h"
 
 namespace tierkv::bench {
 namespace {
@@ -62,9 +67,12 @@ struct Config {
   uint32_t qd_seq = 32;
   uint32_t qd_rand = 64;
   uint32_t seq_kib = 1024;
-  std::vector<uint32_t> rand_kib = {16, 64, 128};
+  std::vector<uint32_t> rand_kib = {4, 16, 64, 128, 256};
   storage::IoEngineKind engine = storage::IoEngineKind::kAuto;
   bool zero_copy = true;
+  uint16_t format_version = storage::kSlabFormatVersion;
+  uint32_t header_bytes = 0;
+  bool verify = true;
   uint32_t h_kib = 128;
   uint32_t h_slots = 1024;
 };
@@ -81,9 +89,12 @@ void PrintHelp() {
       "  --qd-seq N         queue depth of the sequential cases (default 32)\n"
       "  --qd-rand N        queue depth of the random cases (default 64)\n"
       "  --seq-kib N        sequential block size, KiB (default 1024)\n"
-      "  --rand-kib A,B,..  random block sizes, KiB (default 16,64,128)\n"
+      "  --rand-kib A,B,..  random block sizes, KiB (default 4,16,64,128,256)\n"
       "  --engine E         D tier engine: auto | io_uring | psync (default auto)\n"
       "  --zero-copy 0|1    D tier transfers straight from/to page-aligned caller memory (default 1)\n"
+      "  --format-version V D tier slab format: 2 (header sector 512 B where accepted) or 1 (4 KiB headers) (default 2)\n"
+      "  --header-bytes N   D tier header sector of format 2: 0 probes (default), 512..4096\n"
+      "  --verify 0|1       D tier reads verify payload checksums (default 1; 0 isolates the I/O path)\n"
       "  --h-kib N          H tier block size, KiB (default 128)\n"
       "  --h-slots N        H tier slots; 0 skips the H tier (default 1024)\n"
       "  --json PATH        write results as JSON\n"
@@ -104,6 +115,9 @@ bool ParseArgs(int argc, char** argv, Config* c) {
     else if (a == "--h-kib") c->h_kib = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--h-slots") c->h_slots = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--zero-copy") c->zero_copy = std::stoi(v) != 0;
+    else if (a == "--format-version") c->format_version = static_cast<uint16_t>(std::stoul(v));
+    else if (a == "--header-bytes") c->header_bytes = static_cast<uint32_t>(std::stoul(v));
+    else if (a == "--verify") c->verify = std::stoi(v) != 0;
     else if (a == "--slot-baseline") c->slot_baseline = std::stoi(v) != 0;
     else if (a == "--engine") {
       auto k = storage::ParseIoEngineKind(v);
@@ -178,11 +192,14 @@ class TierSide {
     DiskTierOptions o;
     o.dir = dir;
     o.slot_capacity = block;
-    o.num_slots = static_cast<uint32_t>(std::max<uint64_t>(qd, (c.file_mib << 20) / storage::DiskSlotStride(block)));
+    o.num_slots = static_cast<uint32_t>(std::max<uint64_t>(qd, (c.file_mib << 20) / (block + 4096ull)));
     o.engine = c.engine;
     o.queue_depth = qd;
     o.io_contexts = 1;
     o.zero_copy = c.zero_copy;
+    o.format_version = c.format_version;
+    o.header_bytes = c.header_bytes;
+    o.verify_payload = c.verify;
     o.max_slab_bytes = 1ull << 40;  // one slab file, like the raw side
     ASSIGN_OR_RETURN(std::unique_ptr<DiskTier> tier, DiskTier::Open(o));
     std::unique_ptr<TierSide> side(new TierSide(std::move(tier), block, qd, sequential));
@@ -207,7 +224,8 @@ class TierSide {
   Result<Sample> Run(bool read, double seconds, uint64_t gen) {
     Sample s;
     const auto t0 = Clock::now();
-    const double cpu0 = ThreadCpuSeconds();
+    const double cpu0 = ProcessCpuSeconds();
+    const DiskTier::StageNanos st0 = tier_->stage_nanos();
     const uint32_t outs = static_cast<uint32_t>(out_.size() / block_);
     std::vector<ReadOp> rops;
     std::vector<WriteOp> wops;
@@ -227,7 +245,11 @@ class TierSide {
       s.bytes += uint64_t{batch_} * block_;
     }
     s.seconds = Since(t0);
-    s.cpu_seconds = ThreadCpuSeconds() - cpu0;
+    s.cpu_seconds = ProcessCpuSeconds() - cpu0;
+    const DiskTier::StageNanos st1 = tier_->stage_nanos();
+    s.prepare_ns = st1.prepare - st0.prepare;
+    s.reap_ns = st1.reap - st0.reap;
+    s.finish_ns = st1.finish - st0.finish;
     return s;
   }
 
@@ -290,11 +312,29 @@ struct CaseResult {
   double ratio_slot() const { return PairedRatio(tier, raw_slot); }
   double raw_cpu_us() const { return MedianOf(raw, &Sample::cpu_us_per_op); }
   double tier_cpu_us() const { return MedianOf(tier, &Sample::cpu_us_per_op); }
+  double raw_cpu_gb() const { return MedianOf(raw, &Sample::cpu_s_per_gb); }
+  double tier_cpu_gb() const { return MedianOf(tier, &Sample::cpu_s_per_gb); }
+  // Median over rounds of tier CPU/GB over raw CPU/GB (paired like ratio()).
+  double cpu_ratio() const {
+    std::vector<double> x;
+    for (size_t i = 0; i < std::min(tier.size(), raw.size()); ++i) {
+      if (raw[i].cpu_s_per_gb() > 0) x.push_back(tier[i].cpu_s_per_gb() / raw[i].cpu_s_per_gb());
+    }
+    return x.empty() ? 0 : Median(x);
+  }
+  // Stage wall time per op of the tier, microseconds (medians).
+  double stage_us(uint64_t Sample::*f) const {
+    std::vector<double> x;
+    for (const Sample& s : tier) {
+      if (s.ops > 0) x.push_back(static_cast<double>(s.*f) / 1e3 / static_cast<double>(s.ops));
+    }
+    return x.empty() ? 0 : Median(x);
+  }
 };
 
 // One block size and pattern: reads first (against the prefilled data), then writes.
 std::vector<CaseResult> RunDiskCase(const Config& c, bool sequential, uint32_t block_kib, uint32_t qd,
-                                    std::string* engine) {
+                                    std::string* engine, storage::SlotLayout* layout) {
   std::vector<CaseResult> out(2);
   for (int i = 0; i < 2; ++i) {
     out[i].pattern = sequential ? "seq" : "rand";
@@ -321,7 +361,9 @@ std::vector<CaseResult> RunDiskCase(const Config& c, bool sequential, uint32_t b
   *engine = (*tier)->tier().engine_name();
   if (Status st = (*tier)->Prefill(); !st.ok()) return fail(st);
   const uint32_t num_slots = (*tier)->tier().num_slots();
-  const uint32_t stride = static_cast<uint32_t>(storage::DiskSlotStride(block));
+  const uint32_t stride = static_cast<uint32_t>((*tier)->tier().layout().header_bytes +
+                                                (*tier)->tier().layout().PaddedPayload(block));
+  *layout = (*tier)->tier().layout();
   Result<std::unique_ptr<RawUringFile>> raw =
       RawUringFile::Create(dir + "/raw.bin", uint64_t{num_slots} * block, block, qd, sequential);
   if (raw.ok()) {
@@ -428,21 +470,47 @@ nlohmann::json SamplesJson(const std::vector<Sample>& v) {
 double MedianGbps(const std::vector<Sample>& v) { return CaseResult::MedianOf(v, &Sample::gbps); }
 double MedianOps(const std::vector<Sample>& v) { return CaseResult::MedianOf(v, &Sample::iops); }
 
-void PrintAndSave(const Config& c, const std::string& engine, const std::vector<CaseResult>& cases,
-                  const HostResult& host) {
-  std::printf("\nD tier (engine %s, %s, checksummed slots) vs raw io_uring loop, O_DIRECT, %s, medians of %d x %.2fs\n",
-              engine.c_str(), c.zero_copy ? "zero-copy" : "bounce buffers", c.dir.c_str(), c.rounds, c.seconds);
-  std::printf("%-5s %-5s %6s %3s | %8s %9s | %8s %9s %9s | %6s %9s | %s\n", "case", "op", "block", "qd",
-              "raw GB/s", "tier GB/s", "raw IOPS", "raw@slot", "tier IOPS", "ratio", "vs @slot", "CPU us/op raw, tier");
+// xxh3-64 (the payload checksum, storage::PayloadChecksum) over a 1 MiB buffer, one core, GB/s.
+double ChecksumGbps() {
+  std::vector<std::byte> buf(1u << 20);
+  std::mt19937_64 rng(5);
+  for (auto& b : buf) b = static_cast<std::byte>(rng());
+  uint64_t sink = 0;
+  const auto t0 = Clock::now();
+  int n = 0;
+  for (; Since(t0) < 0.1; ++n) {
+    buf[n % 64] = static_cast<std::byte>(sink);  // a new input each time
+    sink += storage::PayloadChecksum(buf.data(), buf.size());
+  }
+  const double s = Since(t0);
+  return sink == 42 ? 0 : static_cast<double>(n) * static_cast<double>(buf.size()) / s / 1e9;
+}
+
+void PrintAndSave(const Config& c, const std::string& engine, const storage::SlotLayout& layout,
+                  const std::vector<CaseResult>& cases, const HostResult& host) {
+  const double xxh3 = ChecksumGbps();
+  std::printf("\nD tier (engine %s, %s, slab format v%u with %u-byte slot headers, checksummed slots) vs raw "
+              "io_uring loop, O_DIRECT, %s, medians of %d x %.2fs\n",
+              engine.c_str(), c.zero_copy ? "zero-copy" : "bounce buffers", layout.version, layout.header_bytes,
+              c.dir.c_str(), c.rounds, c.seconds);
+  std::printf("CPU = getrusage(RUSAGE_SELF) user+sys seconds per GB of payload; payload checksum (xxh3, %s): "
+              "%.1f GB/s on one core (%.3f CPU s/GB); reads verify payloads: %s\n",
+              std::string(storage::PayloadChecksumPath()).c_str(), xxh3, xxh3 > 0 ? 1 / xxh3 : 0,
+              c.verify ? "yes" : "no (--verify 0)");
+  std::printf("%-5s %-5s %6s %3s | %8s %9s | %8s %9s %9s | %6s %9s | %-17s %5s | %s\n", "case", "op", "block",
+              "qd", "raw GB/s", "tier GB/s", "raw IOPS", "raw@slot", "tier IOPS", "ratio", "vs @slot",
+              "CPU s/GB raw,tier", "x raw", "tier us/op: prep reap finish");
   for (const CaseResult& r : cases) {
     if (!r.error.empty() && r.tier.empty()) {
       std::printf("%-5s %-5s %5uK %3u | error: %s\n", r.pattern.c_str(), r.op.c_str(), r.block_kib, r.qd,
                   r.error.c_str());
       continue;
     }
-    std::printf("%-5s %-5s %5uK %3u | %8.3f %9.3f | %8.0f %9.0f %9.0f | %6.3f %9.3f | %5.1f %5.1f\n",
+    std::printf("%-5s %-5s %5uK %3u | %8.3f %9.3f | %8.0f %9.0f %9.0f | %6.3f %9.3f | %8.4f %8.4f %5.2f | %5.1f %5.1f %5.1f\n",
                 r.pattern.c_str(), r.op.c_str(), r.block_kib, r.qd, r.raw_gbps(), r.tier_gbps(), r.raw_iops(),
-                r.raw_slot_iops(), r.tier_iops(), r.ratio(), r.ratio_slot(), r.raw_cpu_us(), r.tier_cpu_us());
+                r.raw_slot_iops(), r.tier_iops(), r.ratio(), r.ratio_slot(), r.raw_cpu_gb(), r.tier_cpu_gb(),
+                r.cpu_ratio(), r.stage_us(&Sample::prepare_ns), r.stage_us(&Sample::reap_ns),
+                r.stage_us(&Sample::finish_ns));
   }
   if (c.h_slots == 0) {
     std::printf("\nH tier skipped (--h-slots 0)\n");
@@ -467,13 +535,20 @@ void PrintAndSave(const Config& c, const std::string& engine, const std::vector<
   j["benchmark"] = "tierkv_bench_disk";
   j["config"] = {{"dir", c.dir}, {"file_mib", c.file_mib}, {"seconds", c.seconds}, {"rounds", c.rounds},
                  {"qd_seq", c.qd_seq}, {"qd_rand", c.qd_rand}, {"engine", engine}, {"zero_copy", c.zero_copy},
+                 {"format_version", layout.version}, {"header_bytes", layout.header_bytes},
+                 {"cpu_clock", "getrusage RUSAGE_SELF"}, {"xxh3_gbps", xxh3}, {"verify_payload", c.verify},
+                 {"checksum_path", std::string(storage::PayloadChecksumPath())},
                  {"raw_baseline", RawUringCompiledIn() ? "io_uring" : "none"}, {"nproc", sysconf(_SC_NPROCESSORS_ONLN)}};
   for (const CaseResult& r : cases) {
     j["disk"].push_back({{"pattern", r.pattern}, {"op", r.op}, {"block_kib", r.block_kib}, {"qd", r.qd},
                          {"raw_gbps", r.raw_gbps()}, {"tier_gbps", r.tier_gbps()}, {"raw_iops", r.raw_iops()},
                          {"tier_iops", r.tier_iops()}, {"ratio", r.ratio()},
                          {"raw_slot_iops", r.raw_slot_iops()}, {"ratio_vs_raw_slot", r.ratio_slot()},
-                         {"raw_cpu_us_per_op", r.raw_cpu_us()}, {"tier_cpu_us_per_op", r.tier_cpu_us()}, {"error", r.error},
+                         {"raw_cpu_us_per_op", r.raw_cpu_us()}, {"tier_cpu_us_per_op", r.tier_cpu_us()},
+                         {"raw_cpu_s_per_gb", r.raw_cpu_gb()}, {"tier_cpu_s_per_gb", r.tier_cpu_gb()},
+                         {"cpu_ratio", r.cpu_ratio()}, {"tier_prepare_us_per_op", r.stage_us(&Sample::prepare_ns)},
+                         {"tier_reap_us_per_op", r.stage_us(&Sample::reap_ns)},
+                         {"tier_finish_us_per_op", r.stage_us(&Sample::finish_ns)}, {"error", r.error},
                          {"raw_samples", SamplesJson(r.raw)}, {"raw_slot_samples", SamplesJson(r.raw_slot)},
                          {"tier_samples", SamplesJson(r.tier)}});
   }
@@ -499,11 +574,12 @@ int Main(int argc, char** argv) {
       cases.push_back(std::move(r));
     }
   };
-  add(RunDiskCase(c, true, c.seq_kib, c.qd_seq, &engine));
-  for (uint32_t kib : c.rand_kib) add(RunDiskCase(c, false, kib, c.qd_rand, &engine));
+  storage::SlotLayout layout;
+  add(RunDiskCase(c, true, c.seq_kib, c.qd_seq, &engine, &layout));
+  for (uint32_t kib : c.rand_kib) add(RunDiskCase(c, false, kib, c.qd_rand, &engine, &layout));
   HostResult host;
   if (c.h_slots > 0) host = RunHost(c);
-  PrintAndSave(c, engine, cases, host);
+  PrintAndSave(c, engine, layout, cases, host);
   for (const CaseResult& r : cases) {
     if (r.tier.empty()) return 1;
   }

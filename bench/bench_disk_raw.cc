@@ -25,6 +25,13 @@ double ThreadCpuSeconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+double ProcessCpuSeconds() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 #ifdef TIERKV_HAVE_URING
 
 bool RawUringCompiledIn() { return true; }
@@ -145,10 +152,10 @@ Status RawUringFile::Fill() {
 
 Result<Sample> RawUringFile::Run(bool read, double seconds) {
   const auto t0 = std::chrono::steady_clock::now();
-  const double cpu0 = ThreadCpuSeconds();
+  const double cpu0 = ProcessCpuSeconds();
   ASSIGN_OR_RETURN(uint64_t ops, impl_->Loop(read, UINT64_MAX, seconds));
   Sample s;
-  s.cpu_seconds = ThreadCpuSeconds() - cpu0;
+  s.cpu_seconds = ProcessCpuSeconds() - cpu0;
   s.ops = ops;
   s.bytes = ops * impl_->block;
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

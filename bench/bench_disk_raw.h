@@ -17,13 +17,21 @@ namespace tierkv::bench {
 struct Sample {
   uint64_t ops = 0, bytes = 0;
   double seconds = 0;
-  double cpu_seconds = 0;  // user + system time of the calling thread
+  double cpu_seconds = 0;  // user + system time of the process (getrusage RUSAGE_SELF)
+  // D tier only: wall time of its batches per stage (DiskTier::StageNanos).
+  uint64_t prepare_ns = 0, reap_ns = 0, finish_ns = 0;
   double cpu_us_per_op() const { return ops > 0 ? cpu_seconds * 1e6 / static_cast<double>(ops) : 0; }
+  // CPU-seconds per GB (1e9 bytes) of payload moved.
+  double cpu_s_per_gb() const { return bytes > 0 ? cpu_seconds * 1e9 / static_cast<double>(bytes) : 0; }
   double gbps() const { return seconds > 0 ? static_cast<double>(bytes) / seconds / 1e9 : 0; }
   double iops() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
 };
 
-// User + system CPU seconds used by the calling thread so far.
+// User + system CPU seconds used by the whole process so far (getrusage
+// RUSAGE_SELF: every thread, the D tier's device workers and io_uring's io-wq
+// workers included). The benchmark runs one side at a time, nothing else.
+double ProcessCpuSeconds();
+// User + system CPU seconds of the calling thread (RUSAGE_THREAD).
 double ThreadCpuSeconds();
 
 // False when the bench was built without liburing (no raw baseline then).

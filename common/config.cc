@@ -79,6 +79,22 @@ Field IntList(std::string_view sec, std::string_view key, Section Config::*s, st
           }};
 }
 
+template <typename Section>
+Field StrList(std::string_view sec, std::string_view key, Section Config::*s, std::vector<std::string> Section::*m) {
+  return {sec, key, [=](const toml::node& n, Config& c, const std::string& name) -> Status {
+            const toml::array* a = n.as_array();
+            if (!a) return WrongType(name, "an array of strings");
+            std::vector<std::string> out;
+            for (const toml::node& e : *a) {
+              if (!e.is_string()) return WrongType(name, "an array of strings");
+              if (e.value<std::string>()->empty()) return InvalidArgument(name + ": an empty path");
+              out.push_back(*e.value<std::string>());
+            }
+            (c.*s).*m = std::move(out);
+            return OkStatus();
+          }};
+}
+
 Status CheckLogLevel(const std::string& v, const std::string& name) {
   LogLevel l;
   if (!ParseLogLevel(v, &l)) return InvalidArgument(name + ": must be debug, info, warning or error, got '" + v + "'");
@@ -127,6 +143,7 @@ const std::vector<Field>& Schema() {
       Int("storage", "host_bytes", &Config::storage, &StorageSection::host_bytes, 1 << 20, int64_t{1} << 50),
       Int("storage", "disk_bytes", &Config::storage, &StorageSection::disk_bytes, 0, int64_t{1} << 50),
       Str("storage", "disk_dir", &Config::storage, &StorageSection::disk_dir),
+      StrList("storage", "disk_dirs", &Config::storage, &StorageSection::disk_dirs),
       Str("storage", "disk_engine", &Config::storage, &StorageSection::disk_engine,
           [](const std::string& v, const std::string& n) { return OneOf(v, n, {"auto", "io_uring", "psync"}); }),
       Int("storage", "disk_queue_depth", &Config::storage, &StorageSection::disk_queue_depth, 1, 4096),

@@ -56,6 +56,9 @@ struct StorageSection {
   uint64_t host_bytes = 2ull << 30;   // H arena per namespace (memfd)
   uint64_t disk_bytes = 8ull << 30;   // D slab files per namespace (0: no disk tier)
   std::string disk_dir;               // "" = <daemon.data_dir>/disk; one folder per namespace
+  // Several devices: one dir per device, slots striped over them (each gets one
+  // folder per namespace); when non-empty it replaces disk_dir.
+  std::vector<std::string> disk_dirs;
   std::string disk_engine = "auto";   // auto | io_uring | psync
   uint32_t disk_queue_depth = 32;
   std::string pin_host = "auto";      // auto | off | required (cudaHostRegister of H)

@@ -46,6 +46,7 @@ Result<uint64_t> FreeDiskBytes(const std::string& path) {
 }
 
 std::string DiskBaseDir(const Config& config) {
+  if (!config.storage.disk_dirs.empty()) return config.storage.disk_dirs[0];
   return config.storage.disk_dir.empty() ? (std::filesystem::path(config.daemon.data_dir) / "disk").string()
                                          : config.storage.disk_dir;
 }
@@ -88,8 +89,15 @@ Status CheckBudgets(const NamespaceSpec& spec, const Config& config, bool at_cre
   MachineResources m;
   m.physical_memory_bytes = PhysicalMemoryBytes();
   m.check_disk = at_creation && plan.d_slots > 0;
-  if (m.check_disk) {
+  if (m.check_disk && config.storage.disk_dirs.empty()) {
     ASSIGN_OR_RETURN(m.free_disk_bytes, FreeDiskBytes(DiskBaseDir(config)));
+  } else if (m.check_disk) {  // striped: each dir holds 1/N of the slots, the fullest one decides
+    uint64_t least = UINT64_MAX;
+    for (const std::string& d : config.storage.disk_dirs) {
+      ASSIGN_OR_RETURN(const uint64_t free, FreeDiskBytes(d));
+      least = std::min(least, free);
+    }
+    m.free_disk_bytes = least * config.storage.disk_dirs.size();
   }
   return CheckPlan(spec, plan, config, m);
 }

@@ -43,7 +43,7 @@ struct MachineResources {
 uint64_t PhysicalMemoryBytes();
 // Free bytes of the filesystem holding `path` (or its nearest existing parent).
 Result<uint64_t> FreeDiskBytes(const std::string& path);
-// Where the namespace's slab files go (storage.disk_dir or <data_dir>/disk).
+// Where the namespace's slab files go (the first of storage.disk_dirs, storage.disk_dir or <data_dir>/disk).
 std::string DiskBaseDir(const Config& config);
 
 // kResourceExhausted (naming the budget, the limit and the config key) when the plan

@@ -59,9 +59,14 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
                                  ? (std::filesystem::path(config.daemon.data_dir) / "disk").string()
                                  : config.storage.disk_dir;
     o.dir = (std::filesystem::path(base) / tag).string();
+    for (const std::string& d : config.storage.disk_dirs) o.dirs.push_back((std::filesystem::path(d) / tag).string());
     o.name = tag + "-D";
     o.slot_capacity = cap;
     o.num_slots = Slots(disk_bytes, disk_bytes, storage::DiskSlotStride(cap));
+    // Slabs of an earlier format (4 KiB headers) keep the slot count they were sized with.
+    if (auto existing = storage::DiskTier::ExistingLayout(o); existing.ok() && existing->has_value()) {
+      o.num_slots = Slots(disk_bytes, disk_bytes, storage::DiskSlotStride(cap, **existing));
+    }
     o.queue_depth = config.storage.disk_queue_depth;
     o.engine = config.storage.disk_engine == "io_uring" ? storage::IoEngineKind::kUring
                : config.storage.disk_engine == "psync"  ? storage::IoEngineKind::kPsync

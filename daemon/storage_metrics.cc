@@ -54,6 +54,23 @@ void TierMetrics(Families& f, const std::string& ns, const char* tier, const sto
             s.checksum_failures);
 }
 
+// One series per D tier device (storage.disk_dirs), label device = its index, dir = its folder.
+void DiskDeviceMetrics(Families& f, const std::string& ns, const storage::DiskTier& d) {
+  const std::vector<storage::DiskTier::DeviceStats> devs = d.device_stats();
+  for (size_t i = 0; i < devs.size(); ++i) {
+    const Labels l{{"namespace", ns}, {"device", std::to_string(i)}, {"dir", devs[i].dir}};
+    f.Gauge("tierkv_disk_device_failed", "1 when the D tier device failed (its blocks are lost, the rest serves)", l,
+            devs[i].failed ? 1 : 0);
+    f.Counter("tierkv_disk_device_reads_total", "Reads completed by the device", l, double(devs[i].reads));
+    f.Counter("tierkv_disk_device_writes_total", "Writes completed by the device", l, double(devs[i].writes));
+    f.Counter("tierkv_disk_device_read_bytes_total", "Bytes read from the device (headers included)", l,
+              double(devs[i].read_bytes));
+    f.Counter("tierkv_disk_device_write_bytes_total", "Bytes written to the device (headers included)", l,
+              double(devs[i].write_bytes));
+    f.Counter("tierkv_disk_device_io_errors_total", "Failed I/Os of the device", l, double(devs[i].errors));
+  }
+}
+
 void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
   const Labels l{{"namespace", ns}};
   const auto& s = rt.store().stats();
@@ -158,7 +175,10 @@ std::vector<MetricFamily> StorageMetrics::Collect() const {
     const std::string& ns = rt->record().spec.name;
     TierMetrics(f, ns, "G", rt->gpu());
     TierMetrics(f, ns, "H", rt->host());
-    if (rt->disk()) TierMetrics(f, ns, "D", *rt->disk());
+    if (rt->disk()) {
+      TierMetrics(f, ns, "D", *rt->disk());
+      DiskDeviceMetrics(f, ns, *rt->disk());
+    }
     StoreMetrics(f, ns, *rt);
     RetrievalMetrics(f, ns, *rt);
     PolicyMetrics(f, ns, *rt);

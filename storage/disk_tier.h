@@ -1,23 +1,32 @@
-// D tier: slots in slab files on NVMe, O_DIRECT, through an IoEngine (io_uring with
+// D tier: slots in slab files on NVMe, O_DIRECT, through IoEngines (io_uring with
 // registered buffers and batched submissions, or pread/pwrite), DESIGN §3.
 //
-// Each slot is a 4 KiB header block (slot_format.h: magic, version, key, generation,
-// length, encoding, payload and header checksums) followed by the payload rounded
-// up to 4 KiB. A write puts header and payload in one I/O: from a registered bounce
-// buffer, or vectored (header from a bounce buffer, payload from the caller's
-// memory) when the payload is 4 KiB-aligned in address and length (zero_copy).
-// Reads likewise land in a bounce buffer or, zero-copy, in the caller's aligned
-// buffer. Every read verifies the header, the key/generation and the payload
-// checksum; damaged bytes are reported as kCorruption and never returned as data
-// (a failed zero-copy read zeroes what it wrote into the caller's buffer). A short
-// transfer is kIOError.
+// Each slot is a header sector (slot_format.h: magic, version, key, generation,
+// length, encoding, payload and header checksums; 512 bytes in format version 2,
+// 4 KiB in version 1) followed by the payload rounded up to the sector. A write puts
+// header and payload in one I/O: from a registered bounce buffer, or vectored
+// (header from a bounce buffer, payload from the caller's memory) when the payload
+// is sector-aligned in address and length (zero_copy). Reads likewise land in a
+// bounce buffer or, zero-copy, in the caller's aligned buffer. Every read verifies
+// the header, the key/generation and the payload checksum; damaged bytes are
+// reported as kCorruption and never returned as data (a failed zero-copy read zeroes
+// what it wrote into the caller's buffer). A short transfer is kIOError.
+//
+// Several devices: `dirs` lists one directory per device; slot s lives on device
+// s % dirs.size() (consecutive slots alternate devices, so a batch spreads over
+// all), each device with its own slab files, engines and queue, and a worker thread
+// that runs its part of a batch while the caller runs another's. A device whose
+// engine fails, or whose I/Os fail device_fail_after times in a row, is marked
+// failed: its slots answer kIOError without touching it (its blocks are lost as
+// blocks), its free slots are taken out of allocation (they count as used), the
+// other devices keep serving; Sync skips it.
 //
 // Durability: a Write is durable once Sync() returns OK afterwards (group commit:
 // write a batch, Sync, then flip the manifest). Slots are freed without I/O; a
 // recovery scan (Scan) may list freed slots, the manifest decides.
 //
-// Concurrency: up to io_contexts batches run at once, each on its own engine
-// (ring + 2 x queue_depth registered bounce buffers of one slot each); more
+// Concurrency: per device, up to io_contexts batches run at once, each on its own
+// engine (ring + 2 x queue_depth registered bounce buffers of one slot each); more
 // callers wait.
 #pragma once
 
@@ -26,12 +35,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "storage/io_engine.h"
 #include "storage/slab_scan.h"
+#include "storage/slot_format.h"
 #include "storage/tier.h"
 
 namespace tierkv::storage {
@@ -39,7 +50,10 @@ namespace tierkv::storage {
 using IoEngineFactory = std::function<Result<std::unique_ptr<IoEngine>>(const IoEngineOptions&)>;
 
 struct DiskTierOptions {
-  std::string dir;                 // slab files live here (created if missing). REQUIRES: non-empty
+  std::string dir;                 // slab files live here (created if missing). REQUIRES: non-empty unless dirs is set
+  // One directory per device; when non-empty it replaces `dir` and slots are striped
+  // over the devices (slot s on device s % dirs.size()). Default: empty
+  std::vector<std::string> dirs;
   std::string name = "D";          // tier name in logs and metrics
   uint32_t num_slots = 0;          // REQUIRES: > 0
   uint32_t slot_capacity = 0;      // payload bytes per slot; REQUIRES: (0, 1 GiB]
@@ -56,8 +70,23 @@ struct DiskTierOptions {
   // Existing slab files are opened and must match the geometry; missing ones are
   // created when true, else kNotFound. Default: true
   bool create_if_missing = true;
-  // Makes the engines; tests wrap CreateIoEngine to inject faults. Default: CreateIoEngine
+  // Makes the engines (IoEngineOptions::device says for which device); tests wrap
+  // CreateIoEngine to inject faults. Default: CreateIoEngine
   IoEngineFactory engine_factory;
+  // Format of slabs created now (existing slabs keep theirs, slot_format.h):
+  // version 2 (default) or 1 (4 KiB headers, what older builds read).
+  uint16_t format_version = kSlabFormatVersion;
+  // Header sector of new version-2 slabs: 0 probes the directory (512 when the file
+  // system takes 512-byte O_DIRECT I/O, else 4096); or 512, 1024, 2048, 4096. Default: 0
+  uint32_t header_bytes = 0;
+  // Consecutive failed I/Os (errno, short transfer) on one device that mark it
+  // failed. Default: 8
+  uint32_t device_fail_after = 8;
+  // Reads verify the payload checksum (the header, key and generation are always
+  // verified). false trusts the device for the payload bytes (NVMe end-to-end
+  // protection, benchmarks that isolate the I/O path); torn writes then go
+  // unnoticed until a payload-verifying recovery scan. Default: true
+  bool verify_payload = true;
 };
 
 class DiskTier final : public Tier {
@@ -67,12 +96,34 @@ class DiskTier final : public Tier {
   // slabs do not match, kNotSupported when O_DIRECT is refused, kResourceExhausted
   // when the disk is too small to preallocate them.
   static Result<std::unique_ptr<DiskTier>> Open(const DiskTierOptions& options);
+  // The layout of the slabs already in options' (first) dir, or nullopt when there
+  // are none: callers that size num_slots from a byte budget size an existing tier
+  // with its own stride (a v1 tier keeps its slot count after an upgrade).
+  static Result<std::optional<SlotLayout>> ExistingLayout(const DiskTierOptions& options);
   ~DiskTier() override;
 
   bool persistent() const override { return true; }
   uint64_t slot_stride() const { return stride_; }
   uint32_t slots_per_slab() const { return slots_per_slab_; }
+  // Format of the slabs (all devices share one; an existing tier keeps its own).
+  const SlotLayout& layout() const { return layout_; }
+  // Every device's slab files, device after device.
   const std::vector<std::string>& slab_paths() const { return paths_; }
+  uint32_t num_devices() const { return static_cast<uint32_t>(devices_.size()); }
+  uint32_t DeviceOf(SlotId slot) const { return slot % num_devices(); }
+  // Where a slot's bytes live: the slab file and the offset of its header sector.
+  std::pair<std::string, uint64_t> SlotLocation(SlotId slot) const;
+
+  // Per-device counters (the daemon's metrics label them with the device's dir).
+  struct DeviceStats {
+    std::string dir;
+    bool failed = false;
+    std::string failure;  // why, when failed
+    uint64_t reads = 0, writes = 0, read_bytes = 0, write_bytes = 0, errors = 0;
+  };
+  std::vector<DeviceStats> device_stats() const;
+  // Marks device d failed (an operator's or a health check's decision).
+  void FailDevice(uint32_t d, const std::string& why);
   uint64_t tier_id() const { return tier_id_; }
   // Name of the engine in use ("io_uring", "psync", or a wrapper's).
   const std::string& engine_name() const { return engine_name_; }
@@ -82,7 +133,20 @@ class DiskTier final : public Tier {
   uint64_t zero_copy_transfers() const { return zero_copy_.load(std::memory_order_relaxed); }
   uint64_t bounce_transfers() const { return bounced_.load(std::memory_order_relaxed); }
 
-  // Makes every completed write durable (fdatasync of every slab file).
+  // Wall time spent by batches in each stage, summed over engines (benchmarks):
+  // prepare = header encoding, write checksums, bounce copies and queueing;
+  // reap = submitting and waiting in the kernel; finish = read verification
+  // (header, payload checksum) and bounce copies out.
+  struct StageNanos {
+    uint64_t prepare = 0, reap = 0, finish = 0;
+  };
+  StageNanos stage_nanos() const {
+    return {prepare_ns_.load(std::memory_order_relaxed), reap_ns_.load(std::memory_order_relaxed),
+            finish_ns_.load(std::memory_order_relaxed)};
+  }
+
+  // Makes every completed write durable (fdatasync of every slab file of every
+  // device not failed; a device whose fdatasync fails is marked failed).
   Status Sync();
   // Makes completed writes to `slots` durable: one fdatasync per slab file holding
   // any of them. kInvalidArgument for a slot out of range.
@@ -112,35 +176,40 @@ class DiskTier final : public Tier {
 
  private:
   struct Pending;  // one op of a batch (disk_tier.cc)
+  struct Device;   // one directory: slab files, engines, worker, counters (disk_tier.cc)
 
-  DiskTier(const DiskTierOptions& options, uint64_t stride, uint32_t slots_per_slab);
-  Status OpenSlabs();
-  Status CreateSlab(uint32_t index, const std::string& path);
-  Status OpenSlab(uint32_t index, const std::string& path);
+  DiskTier(const DiskTierOptions& options, const SlotLayout& layout, uint64_t stride, uint32_t slots_per_slab);
+  Status OpenDevices();
+  Status OpenSlabs(Device& dev);
+  Status CreateSlab(Device& dev, uint32_t index, const std::string& path);
+  Status OpenSlab(Device& dev, uint32_t index, const std::string& path);
+  uint32_t DeviceSlots(uint32_t d) const;  // slots on device d
 
-  Result<std::unique_ptr<IoEngine>> AcquireEngine();
-  void ReleaseEngine(std::unique_ptr<IoEngine> engine, bool healthy);
-  // Runs a batch on one engine, queue_depth I/Os in flight, and sets each op's status.
+  Result<std::unique_ptr<IoEngine>> AcquireEngine(Device& dev);
+  void ReleaseEngine(Device& dev, std::unique_ptr<IoEngine> engine, bool healthy);
+  // Runs a batch: split per device, each part on one of its device's engines.
   void RunBatch(std::vector<Pending>& ops);
+  void RunDeviceBatch(Device& dev, std::vector<Pending>& ops);
   Status RunOnEngine(IoEngine& engine, std::vector<Pending>& ops);
   IoRequest StartOp(IoEngine& engine, Pending& op, uint32_t buf);
   Status FinishOp(Pending& op, int32_t result, const std::byte* buf);
   Status FinishRead(Pending& op, const std::byte* buf);
+  void MarkFailed(Device& dev, const std::string& why);
+  // Takes every free slot of a failed device (Adopt) so that the allocator never
+  // hands one out: a write there would fail and stop the BlockStore's D admission.
+  void RetireFreeSlots(const Device& dev);
 
   const DiskTierOptions options_;
+  const SlotLayout layout_;
   const uint64_t stride_;
   const uint32_t slots_per_slab_;
   uint64_t tier_id_ = 0;
   std::vector<std::string> paths_;
-  std::vector<int> fds_;
+  std::vector<std::unique_ptr<Device>> devices_;
   std::string engine_name_;
 
   std::atomic<uint64_t> zero_copy_{0}, bounced_{0};
-
-  std::mutex engines_mu_;
-  std::condition_variable engines_cv_;
-  std::vector<std::unique_ptr<IoEngine>> idle_engines_;  // GUARDED_BY(engines_mu_)
-  uint32_t engines_out_ = 0;   // engines existing outside idle_engines_; GUARDED_BY(engines_mu_)
+  std::atomic<uint64_t> prepare_ns_{0}, reap_ns_{0}, finish_ns_{0};
 };
 
 }  // namespace tierkv::storage

@@ -10,7 +10,7 @@ namespace tierkv::storage {
 
 Result<std::unique_ptr<IoBufferPool>> IoBufferPool::Create(uint32_t count, size_t buffer_bytes) {
   if (count == 0 || buffer_bytes == 0) return InvalidArgument("I/O buffer pool of zero buffers or bytes");
-  buffer_bytes = RoundUpIo(buffer_bytes);
+  buffer_bytes = RoundUpTo(buffer_bytes, kPageBytes);
   if (buffer_bytes > std::numeric_limits<size_t>::max() / count) {
     return InvalidArgument("I/O buffer pool size overflows");
   }

@@ -25,10 +25,15 @@
 
 namespace tierkv::storage {
 
-// Alignment of offsets, lengths and buffer addresses for O_DIRECT.
-inline constexpr size_t kIoAlign = 4096;
+// Smallest alignment of offsets, lengths and buffer addresses an engine accepts:
+// the smallest logical block size of a device (O_DIRECT). A file system may demand
+// more (4096 on 4Kn devices); the D tier probes it (disk_tier.h).
+inline constexpr size_t kIoAlign = 512;
+// Page size: buffer pools are page-aligned.
+inline constexpr size_t kPageBytes = 4096;
 
-constexpr size_t RoundUpIo(size_t n) { return (n + kIoAlign - 1) / kIoAlign * kIoAlign; }
+constexpr size_t RoundUpTo(size_t n, size_t align) { return (n + align - 1) / align * align; }
+constexpr size_t RoundUpIo(size_t n) { return RoundUpTo(n, kIoAlign); }
 
 enum class IoOp : uint8_t { kRead = 0, kWrite = 1 };
 
@@ -57,7 +62,7 @@ struct IoCompletion {
   int32_t result = 0;  // bytes transferred over both segments (may be short), or -errno
 };
 
-// `count` buffers of `buffer_bytes` each (rounded up to kIoAlign), page-aligned,
+// `count` buffers of `buffer_bytes` each (rounded up to kPageBytes), page-aligned,
 // pre-faulted, contiguous. Owned by an engine, registered with the kernel when
 // the engine can.
 class IoBufferPool {
@@ -96,6 +101,7 @@ struct IoEngineOptions {
   uint32_t queue_depth = 32;  // requests in flight at most; REQUIRES: [1, 4096]. Default: 32
   uint32_t num_buffers = 0;   // size of the buffer pool (0: no pool). Default: 0
   size_t buffer_bytes = 0;    // bytes per pool buffer. Default: 0
+  uint32_t device = 0;        // for engine factories: which device of a D tier (0 for one). Default: 0
 };
 
 class IoEngine {

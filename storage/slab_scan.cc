@@ -41,15 +41,16 @@ Status ReadFully(int fd, std::byte* buf, size_t n, uint64_t off, const std::stri
   return OkStatus();
 }
 
-// Classifies one slot whose bytes (header block, then payload when verify) are at p.
+// Classifies one slot whose bytes (header sector, then payload when verify) are at p.
 void ClassifySlot(const std::byte* p, SlotId slot, const SlabSuperblock& sb, bool verify, SlabScan* scan) {
   SlotHeader header;
-  Status st = DecodeSlotHeader(p, slot, sb.slot_capacity, &header);
+  const SlotLayout layout = LayoutOf(sb);
+  Status st = DecodeSlotHeader(layout, p, slot, sb.slot_capacity, &header);
   if (st.code() == StatusCode::kNotFound) {
     ++scan->empty;
     return;
   }
-  if (st.ok() && verify) st = VerifyPayload(header, p + kSlotHeaderBytes);
+  if (st.ok() && verify) st = VerifyPayload(layout, header, p + layout.header_bytes);
   if (st.ok()) {
     scan->valid.push_back({slot, InfoOf(header)});
   } else {
@@ -72,7 +73,7 @@ Result<SlabScan> ScanSlabFile(const std::string& path, const SlabScanOptions& op
   ScopedFd fd(raw);
 
   SlabScan scan;
-  std::unique_ptr<std::byte, FreeDeleter> sb_buf(static_cast<std::byte*>(std::aligned_alloc(kIoAlign, kIoAlign)));
+  std::unique_ptr<std::byte, FreeDeleter> sb_buf(static_cast<std::byte*>(std::aligned_alloc(kPageBytes, kSlabHeaderBytes)));
   RETURN_IF_ERROR(ReadFully(fd.get(), sb_buf.get(), kSlabHeaderBytes, 0, "read superblock of " + path));
   RETURN_IF_ERROR(DecodeSlabSuperblock(sb_buf.get(), path, &scan.superblock));
   const SlabSuperblock& sb = scan.superblock;
@@ -86,10 +87,10 @@ Result<SlabScan> ScanSlabFile(const std::string& path, const SlabScanOptions& op
   }
 
   const bool verify = options.verify_payload;
-  const size_t per_slot = verify ? sb.slot_stride : kSlotHeaderBytes;
+  const size_t per_slot = verify ? sb.slot_stride : sb.header_bytes;
   const uint32_t chunk_slots = verify ? static_cast<uint32_t>(std::max<size_t>(1, kChunkBytes / per_slot)) : 1;
   std::unique_ptr<std::byte, FreeDeleter> buf(
-      static_cast<std::byte*>(std::aligned_alloc(kIoAlign, per_slot * chunk_slots)));
+      static_cast<std::byte*>(std::aligned_alloc(kPageBytes, RoundUpTo(per_slot * chunk_slots, kPageBytes))));
   if (buf == nullptr) return ResourceExhausted("scan buffer of " + std::to_string(per_slot * chunk_slots));
 
   for (uint32_t i = 0; i < sb.slots_in_slab; i += chunk_slots) {
@@ -98,10 +99,10 @@ Result<SlabScan> ScanSlabFile(const std::string& path, const SlabScanOptions& op
     // Verifying: slots are contiguous (per_slot == stride), one read covers n slots.
     Status rs = ReadFully(fd.get(), buf.get(), per_slot * n, off, "read " + path);
     if (!rs.ok()) {
-      for (uint32_t j = 0; j < n; ++j) scan.damaged.push_back({sb.first_slot + i + j, rs});
+      for (uint32_t j = 0; j < n; ++j) scan.damaged.push_back({GlobalSlot(sb, i + j), rs});
       continue;
     }
-    for (uint32_t j = 0; j < n; ++j) ClassifySlot(buf.get() + size_t{j} * per_slot, sb.first_slot + i + j, sb, verify, &scan);
+    for (uint32_t j = 0; j < n; ++j) ClassifySlot(buf.get() + size_t{j} * per_slot, GlobalSlot(sb, i + j), sb, verify, &scan);
   }
   return scan;
 }

@@ -109,15 +109,22 @@ def section_disk(rep):
     rows = []
     for c in d.get("disk", []):
         if c.get("error") and not c.get("tier_gbps"):
-            rows.append((c.get("pattern"), c.get("op"), c.get("block_kib"), c.get("qd"), "error: " + c["error"], "", "", "", ""))
+            rows.append((c.get("pattern"), c.get("op"), c.get("block_kib"), c.get("qd"), "error: " + c["error"],
+                         "", "", "", "", "", "", ""))
             continue
         rows.append((c.get("pattern"), c.get("op"), c.get("block_kib"), c.get("qd"), num(c.get("raw_gbps"), 3),
-                     num(c.get("tier_gbps"), 3), num(c.get("raw_iops"), 0), num(c.get("tier_iops"), 0), num(c.get("ratio"), 3)))
+                     num(c.get("tier_gbps"), 3), num(c.get("raw_iops"), 0), num(c.get("tier_iops"), 0), num(c.get("ratio"), 3),
+                     num(c.get("raw_cpu_s_per_gb"), 4), num(c.get("tier_cpu_s_per_gb"), 4), num(c.get("cpu_ratio"), 2)))
     cfg = d.get("config", {})
-    text = table(["pattern", "op", "KiB", "QD", "raw GB/s", "tier GB/s", "raw IOPS", "tier IOPS", "tier/raw"], rows)
-    text += (f"\n\nEngine {cfg.get('engine', '?')}, {cfg.get('file_mib', '?')} MiB per case, medians of "
+    text = table(["pattern", "op", "KiB", "QD", "raw GB/s", "tier GB/s", "raw IOPS", "tier IOPS", "tier/raw",
+                  "raw CPU s/GB", "tier CPU s/GB", "CPU tier/raw"], rows)
+    fmt = (f", slab format v{cfg['format_version']} ({cfg.get('header_bytes')}-byte slot headers)"
+           if cfg.get("format_version") else "")
+    text += (f"\n\nEngine {cfg.get('engine', '?')}{fmt}, {cfg.get('file_mib', '?')} MiB per case, medians of "
              f"{cfg.get('rounds', '?')} alternations of {cfg.get('seconds', '?')} s, raw baseline "
-             f"{cfg.get('raw_baseline', '?')}. Target: D→H reads ≥ 0.90 of the raw device in the same run.")
+             f"{cfg.get('raw_baseline', '?')}; CPU: {cfg.get('cpu_clock', 'thread CPU time')} per GB of payload. "
+             "Targets: tier/raw ≥ 0.90 for 1 MiB sequential reads and writes, random reads ≥ 64 KiB and 16 KiB; "
+             "CPU per GB ≤ 1.5x the raw loop's.")
     h = d.get("host_tier") or {}
     if h and not h.get("error"):
         text += "\n\n" + table(["H tier", "GB/s", "memcpy GB/s", "ratio"], [

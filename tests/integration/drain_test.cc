@@ -61,7 +61,7 @@ class DrainTest : public ::testing::Test {
     NamespaceSpec spec;
     spec.name = "ns";
     spec.model = kModel;
-    spec.budgets = {128 * 4096, 256 * 4096, uint64_t{disk_blocks} * 8192};
+    spec.budgets = {128 * 4096, 256 * 4096, uint64_t{disk_blocks} * (512 + 4096)};  // D slot: 512-byte header + 4 KiB
     auto created = admin->CreateNamespace(spec);
     ASSERT_TRUE(created.ok()) << created.status().ToString();
   }

@@ -539,7 +539,7 @@ TEST_F(SecurityTest, ADaemonSkipsAnImpossibleStoredNamespaceAndServesTheOthers) 
 
 TEST_F(SecurityTest, TheDiskTierSaysWhenItStopsAdmitting) {
   NamespaceSpec small = Spec("small", {});
-  small.budgets.disk_bytes = 2 * 8192;  // two D slots
+  small.budgets.disk_bytes = 2 * (512 + 4096);  // two D slots (slab format v2: a 512-byte header per 4 KiB block)
   ASSERT_TRUE(admin_->CreateNamespace(small).ok());
   ASSERT_TRUE(
       internal::Call(*admin_, {{"op", "set_policy"}, {"namespace", "small"}, {"policy", {{"write", "write-through"}}}}).ok());

@@ -611,12 +611,13 @@ TEST_F(BlockStoreTest, ACorruptDiskBlockIsReportedAndNeverServed) {
   // Restart so that the only copy is on D, then flip a payload byte in the slab file.
   OpenTiers(2, 2, 16);
   std::string slab = tiers_.d->slab_paths()[0];
+  const uint64_t slot_header = tiers_.d->layout().header_bytes;
   tiers_.d.reset();
   {
     std::fstream f(slab, std::ios::in | std::ios::out | std::ios::binary);
     // Slot 0's payload follows the slab superblock and the slot header; its header
     // stays intact, so only the payload checksum can catch this.
-    const long payload = static_cast<long>(kSlabHeaderBytes + kSlotHeaderBytes) + 1000;
+    const long payload = static_cast<long>(kSlabHeaderBytes + slot_header) + 1000;
     f.seekg(payload);
     char c;
     f.read(&c, 1);

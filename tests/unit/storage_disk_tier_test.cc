@@ -11,6 +11,8 @@
 
 #include "common/checksum.h"
 #include "storage/disk_tier.h"
+#include "storage/fault_injection_engine.h"
+#include "storage/payload_checksum.h"
 #include "storage/slab_scan.h"
 #include "storage/slot_format.h"
 #include "tests/unit/storage_test_util.h"
@@ -40,6 +42,7 @@ class DiskTierTest : public ::testing::TestWithParam<IoEngineKind> {
     o.slot_capacity = capacity;
     o.engine = GetParam();
     o.queue_depth = 4;
+    o.header_bytes = 512;  // format v2 with 512-byte headers (DiskSlotStride's default)
     o.max_slab_bytes = 4 * DiskSlotStride(capacity) + kSlabHeaderBytes;  // 4 slots per slab
     return o;
   }
@@ -52,9 +55,13 @@ class DiskTierTest : public ::testing::TestWithParam<IoEngineKind> {
 
   // Byte offset of a slot inside its slab file, and the file.
   std::pair<std::string, uint64_t> Where(const DiskTier& t, SlotId slot) const {
-    return {t.slab_paths()[slot / t.slots_per_slab()],
-            kSlabHeaderBytes + uint64_t{slot % t.slots_per_slab()} * t.slot_stride()};
+    EXPECT_EQ(t.num_devices(), 1u);
+    std::pair<std::string, uint64_t> w{t.slab_paths()[slot / t.slots_per_slab()],
+                                       kSlabHeaderBytes + uint64_t{slot % t.slots_per_slab()} * t.slot_stride()};
+    EXPECT_EQ(t.SlotLocation(slot), w);
+    return w;
   }
+  static constexpr uint64_t kHb = 512;  // header sector of the tiers Options() opens
 
   static void FlipByteInFile(const std::string& path, uint64_t offset) {
     const int fd = open(path.c_str(), O_RDWR);
@@ -74,7 +81,9 @@ class DiskTierTest : public ::testing::TestWithParam<IoEngineKind> {
 TEST_P(DiskTierTest, LayoutAndEngine) {
   auto t = MustOpen(Options());
   ASSERT_NE(t, nullptr);
-  EXPECT_EQ(t->slot_stride(), 4096u + 12288u);
+  EXPECT_EQ(t->layout().version, 2u);
+  EXPECT_EQ(t->layout().header_bytes, 512u);
+  EXPECT_EQ(t->slot_stride(), 512u + 10240u);  // header sector + payload rounded up to 512
   EXPECT_EQ(t->slots_per_slab(), 4u);
   ASSERT_EQ(t->slab_paths().size(), 3u);  // 4 + 4 + 2 slots
   EXPECT_EQ(std::filesystem::file_size(t->slab_paths()[2]), kSlabHeaderBytes + 2 * t->slot_stride());
@@ -95,7 +104,7 @@ TEST_P(DiskTierTest, HeaderOnDiskDescribesTheSlot) {
   SlotHeader h;
   ASSERT_EQ(pread(fd, &h, sizeof(h), static_cast<off_t>(off)), static_cast<ssize_t>(sizeof(h)));
   Bytes on_disk(payload.size());
-  ASSERT_EQ(pread(fd, on_disk.data(), on_disk.size(), static_cast<off_t>(off + kSlotHeaderBytes)),
+  ASSERT_EQ(pread(fd, on_disk.data(), on_disk.size(), static_cast<off_t>(off + kHb)),
             static_cast<ssize_t>(on_disk.size()));
   close(fd);
   EXPECT_EQ(h.magic, kSlotMagic);
@@ -178,8 +187,8 @@ TEST_P(DiskTierTest, DamageOnDiskIsCorruptionNeverData) {
   ASSERT_TRUE(t->Sync().ok());
   // Damage: a payload byte, a header field, the zero padding after the header, and
   // the zero padding after the payload.
-  const uint64_t where[4] = {kSlotHeaderBytes + 4321, offsetof(SlotHeader, generation), 100,
-                             kSlotHeaderBytes + 9000 + 5};
+  const uint64_t where[4] = {kHb + 4321, offsetof(SlotHeader, generation), 100,
+                             kHb + 9000 + 5};
   for (int i = 0; i < 4; ++i) {
     auto [path, off] = Where(*t, slots[i]);
     FlipByteInFile(path, off + where[i]);
@@ -207,7 +216,7 @@ TEST_P(DiskTierTest, RecoveryScanSeparatesValidDamagedAndEmpty) {
   }
   ASSERT_TRUE(t->Sync().ok());
   auto [p2, o2] = Where(*t, 2);
-  FlipByteInFile(p2, o2 + kSlotHeaderBytes + 10);  // torn/damaged payload
+  FlipByteInFile(p2, o2 + kHb + 10);  // torn/damaged payload
   auto [p5, o5] = Where(*t, 5);
   FlipByteInFile(p5, o5 + 3);  // damaged header
 
@@ -312,6 +321,192 @@ TEST_P(DiskTierTest, ZeroCopyAndBouncePathsAgree) {
   EXPECT_EQ(t->bounce_transfers(), 4u);
 }
 
+// Format version 1 (4 KiB slot headers, what earlier builds wrote) keeps working: a
+// tier opened over v1 slabs takes their layout whatever the options ask for new ones.
+TEST_P(DiskTierTest, FormatV1SlabsStillServe) {
+  DiskTierOptions o = Options();
+  o.format_version = 1;
+  o.header_bytes = 0;
+  o.max_slab_bytes = 1 << 20;
+  const Bytes payload = RandomBytes(9000, rng_);
+  Result<std::optional<SlotLayout>> none = DiskTier::ExistingLayout(o);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+  {
+    auto t = MustOpen(o);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->layout().version, 1u);
+    EXPECT_EQ(t->slot_stride(), 4096u + 12288u);
+    ASSERT_TRUE(t->Adopt(3).ok());
+    ASSERT_TRUE(t->Write(3, TagFor(5, 3, 2), payload).ok());
+    ASSERT_TRUE(t->Sync().ok());
+  }
+  Result<SlabScan> scan = ScanSlabFile(o.dir + "/slab-00000.tkv");
+  ASSERT_TRUE(scan.ok()) << scan.status().ToString();
+  EXPECT_EQ(scan->superblock.version, 1u);
+  EXPECT_EQ(scan->superblock.header_bytes, 4096u);
+  ASSERT_EQ(scan->valid.size(), 1u);
+  DiskTierOptions again = o;
+  again.format_version = kSlabFormatVersion;  // what a new build asks for new slabs
+  again.header_bytes = 512;
+  // What a daemon sizing D from a byte budget asks first (a v1 tier keeps its slot count).
+  Result<std::optional<SlotLayout>> found = DiskTier::ExistingLayout(again);
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->version, 1u);
+  EXPECT_EQ(DiskSlotStride(again.slot_capacity, **found), 4096u + 12288u);
+  auto t = MustOpen(again);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->layout().version, 1u);
+  EXPECT_EQ(t->layout().header_bytes, 4096u);
+  ASSERT_TRUE(t->Adopt(3).ok());
+  Bytes out(12288);
+  Result<SlotInfo> info = t->Read(3, TagFor(5, 3, 2), out);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_TRUE(std::equal(payload.begin(), payload.end(), out.begin()));
+  ASSERT_TRUE(t->Adopt(4).ok());
+  ASSERT_TRUE(t->Write(4, TagFor(5, 4, 1), payload).ok());
+  ASSERT_TRUE(t->Read(4, TagFor(5, 4, 1), out).ok());
+}
+
+// A slab of a newer format than this build knows is refused, saying so.
+TEST_P(DiskTierTest, NewerFormatIsRefusedWithAClearMessage) {
+  DiskTierOptions o = Options();
+  { ASSERT_NE(MustOpen(o), nullptr); }
+  const std::string slab0 = o.dir + "/slab-00000.tkv";
+  const int fd = open(slab0.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  SlabSuperblock sb;
+  ASSERT_EQ(pread(fd, &sb, sizeof(sb), 0), static_cast<ssize_t>(sizeof(sb)));
+  sb.version = kSlabFormatVersion + 1;
+  sb.checksum = Checksum64(&sb, offsetof(SlabSuperblock, checksum));
+  ASSERT_EQ(pwrite(fd, &sb, sizeof(sb), 0), static_cast<ssize_t>(sizeof(sb)));
+  close(fd);
+  Result<std::unique_ptr<DiskTier>> t = DiskTier::Open(o);
+  ASSERT_EQ(t.status().code(), StatusCode::kNotSupported) << t.status().ToString();
+  EXPECT_NE(t.status().message().find("format version " + std::to_string(kSlabFormatVersion + 1)), std::string::npos)
+      << t.status().message();
+}
+
+// Several dirs (one per device): slots alternate devices, each device has its own
+// slab files, a scan and a reopen see every slot, another dir count is refused.
+TEST_P(DiskTierTest, StripesSlotsOverSeveralDirs) {
+  DiskTierOptions o = Options(10, 10000);
+  o.dirs = {scratch_.Sub("nvme0"), scratch_.Sub("nvme1"), scratch_.Sub("nvme2")};
+  std::vector<Bytes> data;
+  {
+    auto t = MustOpen(o);
+    ASSERT_NE(t, nullptr);
+    ASSERT_EQ(t->num_devices(), 3u);
+    std::vector<SlotId> slots;
+    ASSERT_TRUE(t->AllocateMany(10, &slots).ok());
+    std::vector<WriteOp> ops;
+    for (SlotId s : slots) data.push_back(RandomBytes(1000 + 100 * s, rng_));
+    for (SlotId s : slots) ops.emplace_back(s, TagFor(7, s, 1), data[s]);
+    ASSERT_TRUE(t->WriteBatch(ops).ok());
+    ASSERT_TRUE(t->Sync().ok());
+    for (SlotId s : slots) {
+      EXPECT_EQ(t->DeviceOf(s), s % 3);
+      const std::string path = t->SlotLocation(s).first;
+      EXPECT_EQ(path.rfind(o.dirs[s % 3] + "/", 0), 0u) << path;
+    }
+    const auto stats = t->device_stats();
+    ASSERT_EQ(stats.size(), 3u);
+    EXPECT_EQ(stats[0].writes, 4u);  // slots 0 3 6 9
+    EXPECT_EQ(stats[1].writes, 3u);
+    EXPECT_EQ(stats[2].writes, 3u);
+    Result<SlabScan> scan = t->Scan();
+    ASSERT_TRUE(scan.ok()) << scan.status().ToString();
+    ASSERT_EQ(scan->valid.size(), 10u);
+    for (SlotId s = 0; s < 10; ++s) EXPECT_EQ(scan->valid[s].slot, s);
+  }
+  {
+    auto t = MustOpen(o);
+    ASSERT_NE(t, nullptr);
+    std::vector<Bytes> outs(10, Bytes(10000));
+    std::vector<ReadOp> reads;
+    for (SlotId s = 0; s < 10; ++s) {
+      ASSERT_TRUE(t->Adopt(s).ok());
+      reads.emplace_back(s, TagFor(7, s, 1), std::span<std::byte>(outs[s]));
+    }
+    ASSERT_TRUE(t->ReadBatch(reads).ok());
+    for (SlotId s = 0; s < 10; ++s) {
+      ASSERT_TRUE(reads[s].status.ok()) << reads[s].status.ToString();
+      EXPECT_TRUE(std::equal(data[s].begin(), data[s].end(), outs[s].begin())) << "slot " << s;
+    }
+  }
+  DiskTierOptions fewer = o;
+  fewer.dirs.pop_back();
+  EXPECT_FALSE(DiskTier::Open(fewer).ok());
+  DiskTierOptions twice = o;
+  twice.dirs[2] = twice.dirs[0];
+  EXPECT_EQ(DiskTier::Open(twice).status().code(), StatusCode::kInvalidArgument);
+}
+
+// A failing device (every I/O of device 1 fails: fault-injecting engine) is
+// isolated: its slots answer kIOError, fast once it is marked failed; the other
+// devices keep reading and writing; Sync succeeds.
+TEST_P(DiskTierTest, FailingDeviceIsIsolated) {
+  DiskTierOptions o = Options(12, 8192);
+  o.dirs = {scratch_.Sub("ok0"), scratch_.Sub("bad1"), scratch_.Sub("ok2")};
+  o.device_fail_after = 2;
+  auto injector = std::make_shared<FaultInjector>(7);
+  o.engine_factory = [injector](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
+    ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, CreateIoEngine(eo));
+    if (eo.device != 1) return inner;
+    return WrapWithFaults(std::move(inner), injector);
+  };
+  auto t = MustOpen(o);
+  ASSERT_NE(t, nullptr);
+  std::vector<SlotId> slots;
+  ASSERT_TRUE(t->AllocateMany(12, &slots).ok());
+  const Bytes payload = RandomBytes(8192, rng_);
+  // Healthy first: everything is written; then slots 9 (device 0) and 10 (device 1) are freed.
+  for (SlotId s : slots) ASSERT_TRUE(t->Write(s, TagFor(4, s, 1), payload).ok());
+  ASSERT_TRUE(t->Free(9).ok());
+  ASSERT_TRUE(t->Free(10).ok());
+  const std::vector<SlotId> used = {0, 1, 2, 3, 4, 5, 6, 7, 8, 11};
+  injector->AddRule({FaultKind::kIoError, FaultTarget::kAll, 1});
+  std::vector<WriteOp> ops;
+  for (SlotId s : used) ops.emplace_back(s, TagFor(4, s, 2), payload);
+  EXPECT_FALSE(t->WriteBatch(ops).ok());
+  for (size_t i = 0; i < used.size(); ++i) {
+    if (used[i] % 3 == 1) {
+      EXPECT_EQ(ops[i].status.code(), StatusCode::kIOError) << "slot " << used[i];
+    } else {
+      EXPECT_TRUE(ops[i].status.ok()) << "slot " << used[i] << ": " << ops[i].status.ToString();
+    }
+  }
+  auto stats = t->device_stats();
+  ASSERT_TRUE(stats[1].failed);
+  EXPECT_FALSE(stats[0].failed);
+  EXPECT_FALSE(stats[2].failed);
+  EXPECT_NE(stats[1].failure.find("in a row"), std::string::npos) << stats[1].failure;
+  // The failed device's free slot is out of allocation; the healthy one's is not.
+  EXPECT_TRUE(t->IsAllocated(10));
+  EXPECT_EQ(t->free_slots(), 1u);
+  Result<SlotId> fresh = t->Allocate();
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(*fresh, 9u);
+  const uint64_t requests = injector->counts().requests;
+  // Device 1 is not touched any more; the others serve.
+  Bytes out(8192);
+  for (SlotId s : used) {
+    if (s % 3 == 1) {
+      // (Its failed write left the slot unwritten: a write shows the fast refusal.)
+      const Status w = t->Write(s, TagFor(4, s, 3), payload);
+      EXPECT_EQ(w.code(), StatusCode::kIOError);
+      EXPECT_NE(w.message().find("device 1"), std::string::npos) << w.message();
+    } else {
+      Result<SlotInfo> r = t->Read(s, TagFor(4, s, 2), out);
+      ASSERT_TRUE(r.ok()) << "slot " << s << ": " << r.status().ToString();
+      EXPECT_EQ(out, payload);
+    }
+  }
+  EXPECT_EQ(injector->counts().requests, requests);
+  EXPECT_TRUE(t->Sync().ok());
+  EXPECT_GE(t->device_stats()[1].errors, 2u);
+}
+
 TEST_P(DiskTierTest, IoEngineRoundTripAndMisalignment) {
   IoEngineOptions eo;
   eo.kind = GetParam();
@@ -388,5 +583,24 @@ TEST(IoEngineFactory, KindNames) {
   EXPECT_EQ((*e)->buffers(), nullptr);
 }
 
+}  // namespace
+}  // namespace tierkv::storage
+
+namespace tierkv::storage {
+namespace {
+// The wide-vector payload checksum equals Checksum64 (xxh3 does not depend on the
+// vector width): slabs written by either path verify with the other.
+TEST(PayloadChecksum, EqualsChecksum64AtEveryLength) {
+  std::mt19937_64 rng(11);
+  const testing::Bytes data = testing::RandomBytes(70000, rng);
+  for (size_t n : {size_t{0}, size_t{1}, size_t{3}, size_t{16}, size_t{17}, size_t{128}, size_t{129}, size_t{240},
+                   size_t{241}, size_t{1023}, size_t{1024}, size_t{4096}, size_t{16384}, size_t{65537}, size_t{70000}}) {
+    for (size_t off : {size_t{0}, size_t{1}, size_t{64}}) {
+      if (off + n > data.size()) continue;
+      EXPECT_EQ(PayloadChecksum(data.data() + off, n), Checksum64(data.data() + off, n)) << n << " at " << off;
+    }
+  }
+  EXPECT_FALSE(PayloadChecksumPath().empty());
+}
 }  // namespace
 }  // namespace tierkv::storage

@@ -1,0 +1,13 @@
+// xxh3-64 compiled for avx2 (this file only is built with -mavx2); called by
+// payload_checksum.cc when the CPU has it.
+#define XXH_INLINE_ALL
+#define XXH_VECTOR XXH_AVX2
+#include <xxhash.h>
+
+#include "storage/payload_checksum.h"
+
+namespace tierkv::storage::internal {
+
+uint64_t PayloadChecksumAvx2(const void* data, size_t n) { return XXH3_64bits_withSeed(data, n, 0); }
+
+}  // namespace tierkv::storage::internal
