@@ -2,6 +2,7 @@
 
 #include "index/cluster_retriever.h"
 #include "index/exact_retriever.h"
+#include "index/per_head_retriever.h"
 #include "index/sentence_retriever.h"
 #include "index/spann_retriever.h"
 #include "index/spec.h"
@@ -107,6 +108,20 @@ Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view text) {
   }
   RETURN_IF_ERROR(s.CheckAllUsed());
   return r;
+}
+
+Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view spec, Granularity granularity) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Retriever> first, MakeRetriever(spec));
+  if (granularity == Granularity::kLayer) return first;
+  if (granularity != Granularity::kKvHead) return InvalidArgument("unknown retrieval granularity");
+  std::string text(spec);
+  return std::unique_ptr<Retriever>(new PerHeadRetriever(std::move(first), [text] { return MakeRetriever(text); }));
+}
+
+Result<Granularity> ParseGranularity(std::string_view text) {
+  if (text == "layer") return Granularity::kLayer;
+  if (text == "head" || text == "kv_head" || text == "per-head") return Granularity::kKvHead;
+  return InvalidArgument("unknown granularity '" + std::string(text) + "'; known: layer, head");
 }
 
 std::string RetrieverSpecHelp() {
