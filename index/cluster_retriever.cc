@@ -20,11 +20,12 @@ std::string ClusterRetriever::Name() const {
   if (opt_.iters != def.iters) add("iters=" + std::to_string(opt_.iters));
   if (opt_.train != def.train) add("train=" + std::to_string(opt_.train));
   if (!opt_.mass) add("map=max");
+  if (opt_.outliers) add("out=1");
   return keys.empty() ? "cluster" : "cluster:" + keys;
 }
 
 size_t ClusterRetriever::IndexBytes() const {
-  return units_.size() * sizeof(float) + offsets_.size() * sizeof(uint64_t) +
+  return (units_.size() + outliers_.size()) * sizeof(float) + offsets_.size() * sizeof(uint64_t) +
          entry_unit_.size() * sizeof(uint32_t) + entry_count_.size() * sizeof(uint16_t);
 }
 
@@ -85,6 +86,8 @@ Status ClusterRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams
       offsets_[g * num_blocks_ + b + 1] = entry_unit_.size();
     }
   }
+  outliers_.clear();
+  if (opt_.outliers) BuildOutlierKeys(layer, bt, &outliers_);
   return OkStatus();
 }
 
@@ -118,6 +121,10 @@ Status ClusterRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks,
       }
       out[b] = mx;
     }
+  }
+  if (opt_.outliers) {
+    RETURN_IF_ERROR(
+        MaxWithOutlierKeys(query, layer().num_kv_heads, outliers_, visible, &outlier_scores_, &head_scores_));
   }
   CombineHeads(head_scores_, H, visible, params().head_combine, scale, &scores_);
   return TopKSelect(scores_, num_blocks, always_kept, selected);

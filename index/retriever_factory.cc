@@ -25,8 +25,10 @@ Result<std::unique_ptr<Retriever>> MakeSentence(ParsedSpec* s) {
   uint32_t len = 24;
   std::string bounds;
   RETURN_IF_ERROR(s->GetUint32("len", 24, 1, 65536, &len));
+  uint32_t out = 0;
   RETURN_IF_ERROR(s->GetWord("bounds", "given", {"given", "fixed"}, &bounds));
-  return std::unique_ptr<Retriever>(new SentenceRetriever(len, bounds == "fixed"));
+  RETURN_IF_ERROR(s->GetUint32("out", 0, 0, 1, &out));
+  return std::unique_ptr<Retriever>(new SentenceRetriever(len, bounds == "fixed", out == 1));
 }
 
 Result<std::unique_ptr<Retriever>> MakeCluster(ParsedSpec* s) {
@@ -38,7 +40,10 @@ Result<std::unique_ptr<Retriever>> MakeCluster(ParsedSpec* s) {
   RETURN_IF_ERROR(s->GetUint32("iters", 10, 1, 100, &o.iters));
   RETURN_IF_ERROR(s->GetUint32("train", 32, 4, 4096, &o.train));
   RETURN_IF_ERROR(s->GetWord("map", "mass", {"mass", "max"}, &map));
+  uint32_t out = 0;
+  RETURN_IF_ERROR(s->GetUint32("out", 0, 0, 1, &out));
   o.mass = map == "mass";
+  o.outliers = out == 1;
   return std::unique_ptr<Retriever>(new ClusterRetriever(o));
 }
 
@@ -129,11 +134,13 @@ std::string RetrieverSpecHelp() {
          "  minmax                      Quest bound from per-block min/max keys\n"
          "  mean[:r=1,pick=kcenter]     max over R representatives per block (rep 1 = mean key;\n"
          "                              others: kcenter = farthest-point keys, norm = largest-norm keys)\n"
-         "  sentence[:bounds=given,len=24]  max over sentence mean keys touching a block (given boundaries;\n"
-         "                              spans of len tokens when the trace has none or bounds=fixed)\n"
-         "  cluster[:size=64,k=0,seg=32,iters=10,train=32,map=mass]  FAISS k-means of the prompt's keys\n"
+         "  sentence[:bounds=given,len=24,out=0]  max over sentence mean keys touching a block (given\n"
+         "                              boundaries; spans of len tokens when the trace has none or\n"
+         "                              bounds=fixed); out=1 adds each block's outlier key\n"
+         "  cluster[:size=64,k=0,seg=32,iters=10,train=32,map=mass,out=0]  FAISS k-means of the prompt's keys\n"
          "                              (k = prompt/size per KV head) + segments of seg generated tokens;\n"
-         "                              block score from its tokens' units (mass: log-sum-exp, max)\n"
+         "                              block score from its tokens' units (mass: log-sum-exp, max);\n"
+         "                              out=1 adds each block's outlier key (farthest from the block mean)\n"
          "  vq[:m=d/8,bits=8,rope=window,w=1024,qa=auto,shrink=0.1,train=4096,iters=8,reduce=lse]\n"
          "                              per-token PQ codes (FAISS), query-aware codebooks from the query\n"
          "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post\n"
