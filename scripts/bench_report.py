@@ -53,7 +53,7 @@ BENCHMARKS = [
      "runs": [Run("", ["--contexts", "8192,32768,131072,1048576", "--min-ms", "100"], 240)]},
     {"key": "eval", "programs": ["tierkv_bench_eval"], "json_style": "auto:equals",
      "runs": [Run("", ["--tokens=4096,16384,65536", "--layers=1", "--steps=4", "--budgets=0.02,0.05,0.1,0.2,0.3",
-                       "--latency-tokens=32768"], 300)]},
+                       "--granularity=layer,head", "--latency-tokens=32768"], 600)]},
     {"key": "putget", "programs": ["tierkv_bench_putget"], "json_style": "space",
      "runs": [Run("", ["--blocks", "1024", "--rounds", "3"], 180)]},
     {"key": "retrieve", "programs": ["tierkv_bench_retrieve"], "json_style": "space",
