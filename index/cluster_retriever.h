@@ -60,6 +60,9 @@ class ClusterRetriever final : public Retriever {
   Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) override;
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
+  // New tokens are generated ones: they extend the segments after the prompt
+  // (the last partial segment's mean is recomputed); clusters are kept.
+  Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) override;
 
  private:
   // Builds units_ rows of KV head g and its unit id per token (into unit_of).

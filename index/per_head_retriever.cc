@@ -69,6 +69,14 @@ Status PerHeadRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams
   return OkStatus();
 }
 
+Status PerHeadRetriever::ExtendImpl(const LayerKeys& layer, uint64_t) {
+  for (uint32_t h = 0; h < built_heads_; ++h) {
+    Status s = heads_[h]->Extend(LayerKeysOfHead(layer, h));
+    if (!s.ok()) return s.WithContext("KV head " + std::to_string(h));
+  }
+  return OkStatus();
+}
+
 Status PerHeadRetriever::SelectImpl(const QueryView&, uint64_t, std::span<const uint32_t>, std::vector<uint32_t>*) {
   return InvalidArgument(name_ + " selects per KV head: call SelectHeads");
 }

@@ -42,6 +42,7 @@ class PerHeadRetriever final : public Retriever {
   Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) override;
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
+  Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) override;
   Status SelectHeadsImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                          std::vector<std::vector<uint32_t>>* per_head) override;
 

@@ -29,6 +29,34 @@ Status Retriever::Build(const LayerKeys& layer, const RetrieverParams& params) {
   return OkStatus();
 }
 
+Status Retriever::Extend(const LayerKeys& layer) {
+  if (!built_) return InvalidArgument(Name() + ": Extend before a successful Build");
+  RETURN_IF_ERROR(layer.Validate());
+  if (layer.num_kv_heads != layer_.num_kv_heads || layer.head_dim != layer_.head_dim ||
+      layer.rope_style != layer_.rope_style || layer.rope_theta != layer_.rope_theta ||
+      (layer.keys_pre == nullptr) != (layer_.keys_pre == nullptr)) {
+    return InvalidArgument(Name() + ": Extend with another layer shape than the built one");
+  }
+  if (layer.num_tokens < layer_.num_tokens) {
+    return InvalidArgument(Name() + ": Extend to " + std::to_string(layer.num_tokens) + " tokens, fewer than the " +
+                           std::to_string(layer_.num_tokens) + " indexed");
+  }
+  const uint64_t old_tokens = layer_.num_tokens;
+  built_ = false;  // a failed Extend leaves no half-extended index in use
+  Status s = ExtendImpl(layer, old_tokens);
+  if (!s.ok()) return s.WithContext(Name() + " extend");
+  layer_ = layer;
+  params_.query_sample = QuerySample();
+  built_ = true;
+  return OkStatus();
+}
+
+Status Retriever::ExtendImpl(const LayerKeys& layer, uint64_t) {
+  RetrieverParams p = params_;
+  p.query_sample = QuerySample();
+  return BuildImpl(layer, p);
+}
+
 const char* GranularityName(Granularity g) { return g == Granularity::kKvHead ? "head" : "layer"; }
 
 Status Retriever::CheckSelectArgs(const QueryView& query, std::span<const uint32_t> always_kept) const {

@@ -112,6 +112,17 @@ class Retriever {
     return nullptr;
   }
 
+  // Incremental indexing (issue 12 item 5): `layer` is the built layer grown by
+  // new tokens at the end — same num_kv_heads, head_dim, RoPE; num_tokens >=
+  // the built count; the earlier tokens unchanged (the arrays may have moved,
+  // the REQUIRES of Build applies to the new ones). Indexes the new tokens
+  // without retraining: vq encodes them with its codebooks, cluster cuts them
+  // into generated segments, per-KV-head retrievers extend every head; the
+  // others rebuild (their Build is one pass over the keys, no training), spann
+  // included (TODO: assign new blocks to its existing postings).
+  // kInvalidArgument: before Build, another shape, fewer tokens.
+  Status Extend(const LayerKeys& layer);
+
   // The view and params of the last successful Build (query_sample is not
   // valid after Build returns).
   const LayerKeys& layer() const { return layer_; }
@@ -126,6 +137,9 @@ class Retriever {
   // the contract; SelectTopBlocks does that from per-block scores.
   virtual Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                             std::vector<uint32_t>* selected) = 0;
+  // Extend's work (layer validated; old_tokens = the indexed count). Default:
+  // BuildImpl(layer, params() without the query sample).
+  virtual Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens);
   // The per-KV-head path (per_head has num_kv_heads empty lists on entry);
   // per-layer retrievers keep the default, which refuses.
   virtual Status SelectHeadsImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,

@@ -208,6 +208,40 @@ Status VqRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& par
   return OkStatus();
 }
 
+void VqRetriever::EncodeTokens(const LayerKeys& layer, uint32_t g, uint64_t begin, uint64_t end, uint32_t bt) {
+  const uint32_t d = layer.head_dim, KV = layer.num_kv_heads;
+  const float* keys = (opt_.window ? layer.keys_pre : layer.keys) + uint64_t{g} * layer.num_tokens * d;
+  const std::vector<double>& l = l_[g];
+  std::vector<float> x(d);
+  for (uint64_t t = begin; t < end; ++t) {
+    const float* k = keys + t * d;
+    for (uint32_t i = 0; i < d; ++i) {  // k' = L^T k
+      double acc = 0.0;
+      for (uint32_t j = i; j < d; ++j) acc += l[size_t{j} * d + i] * k[j];
+      x[i] = static_cast<float>(acc);
+    }
+    uint8_t* out = codes_.data() + (((t / bt) * KV + g) * bt + t % bt) * m_;
+    for (uint32_t m = 0; m < m_; ++m) {
+      float best = INFINITY;
+      for (uint32_t c = 0; c < ksub_; ++c) {
+        const float* cen = books_[g].data() + (size_t{m} * ksub_ + c) * dsub_;
+        float dist = 0.f;
+        for (uint32_t j = 0; j < dsub_; ++j) dist += (x[size_t{m} * dsub_ + j] - cen[j]) * (x[size_t{m} * dsub_ + j] - cen[j]);
+        if (dist < best) best = dist, out[m] = static_cast<uint8_t>(c);
+      }
+    }
+  }
+}
+
+Status VqRetriever::ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) {
+  const uint32_t bt = params().block_tokens;
+  const uint64_t B = (layer.num_tokens + bt - 1) / bt;
+  if (B > kernels::kMaxScoreBlocks) return InvalidArgument("vq: too many blocks for ScoreBlocks");
+  codes_.resize(B * layer.num_kv_heads * bt * m_, 0);  // blocks are the outer index: old codes stay
+  for (uint32_t g = 0; g < layer.num_kv_heads; ++g) EncodeTokens(layer, g, old_tokens, layer.num_tokens, bt);
+  return OkStatus();
+}
+
 Status VqRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                                std::vector<uint32_t>* selected) {
   const uint32_t d = query.head_dim, H = query.num_q_heads, group = H / layer().num_kv_heads;

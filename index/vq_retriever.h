@@ -68,8 +68,13 @@ class VqRetriever final : public Retriever {
   Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) override;
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
+  // Encodes tokens [old_tokens, num_tokens) with the built metric and codebooks.
+  Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) override;
 
  private:
+  // Nearest codebook entry per subspace of keys [begin, end) of KV head g into
+  // codes_ (the codes_ layout of block_tokens bt).
+  void EncodeTokens(const LayerKeys& layer, uint32_t g, uint64_t begin, uint64_t end, uint32_t bt);
   // The query as the codes see it (rotated by w, or post-RoPE) into out [d].
   void ScoringQuery(const float* q, const float* q_pre, float* out) const;
   // Fills l_[g] from the query sample (identity when there is none).
