@@ -15,6 +15,7 @@
 // Prints tables on stdout, progress on stderr, JSON with --json. Run --help.
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -65,6 +66,7 @@ run at positions it never saw and are labelled so):
   --model-steps=48 --model-block-tokens=8 --model-recent-tokens=32
 Traces (docs/trace-format.md), any number:
   --trace=FILE               evaluated with --block-tokens and --recent-tokens
+  --save-traces=DIR          also write every generated workload as a trace file (f32) into DIR
 Both:
   --granularity=layer,head   selection granularities, comma-separated: layer (one block set per
                              layer) and/or head (one per KV head, same bytes: retriever.h)
@@ -94,7 +96,7 @@ using Args = std::map<std::string, std::string>;
 
 Args ParseArgs(int argc, char** argv) {
   Args a = {{"synthetic-tokens", "32768"}, {"generator", ""}, {"workload", "v2"}, {"trace", ""},
-            {"granularity", "layer,head"}, {"seeds", ""}, {"salience-sharing", ""}, {"streaming-heads", ""}, {"layers", "1"}, {"q-heads", "32"},
+            {"granularity", "layer,head"}, {"seeds", ""}, {"save-traces", ""}, {"salience-sharing", ""}, {"streaming-heads", ""}, {"layers", "1"}, {"q-heads", "32"},
             {"kv-heads", "8"}, {"head-dim", "128"}, {"steps", "16"}, {"calibration-steps", "8"},
             {"block-tokens", "16"}, {"sink-tokens", "4"}, {"recent-tokens", "64"},
             {"model", "../shared/data/stories260K.bin"}, {"model-tokens", "512,2048"}, {"model-steps", "48"},
@@ -310,6 +312,14 @@ Workload MakeWorkload(const Args& a, const WorkloadPlan& plan) {
                                                                                   : MakeSynthetic(a, plan);
     w.mem = std::make_unique<InMemoryTraceSource>(w.trace.get());
     w.name = w.group + " seed " + std::to_string(plan.seed);
+    if (!a.at("save-traces").empty()) {
+      std::string file = w.name;
+      for (char& c : file) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      const std::string path = a.at("save-traces") + "/" + file + ".trace";
+      std::filesystem::create_directories(a.at("save-traces"));
+      if (Status s = WriteTrace(path, *w.trace, TraceDType::kF32); !s.ok()) Die("write " + path, s);
+      Progress("wrote %s\n", path);
+    }
   }
   if (w.source != "stories260K") {
     w.options.block_tokens = static_cast<uint32_t>(U(a, "block-tokens"));
