@@ -59,6 +59,7 @@ Result<std::unique_ptr<Retriever>> MakeVq(ParsedSpec* s) {
   RETURN_IF_ERROR(s->GetUint32("train", 4096, 256, 1u << 24, &o.train));
   RETURN_IF_ERROR(s->GetUint32("iters", 8, 1, 100, &o.iters));
   RETURN_IF_ERROR(s->GetWord("reduce", "lse", {"lse", "max"}, &reduce));
+  RETURN_IF_ERROR(s->GetDouble("exact", 0.0, 0.0, 0.5, &o.exact));
   o.window = rope == "window";
   o.query_aware = qa == "auto";
   o.lse = reduce == "lse";
@@ -141,9 +142,10 @@ std::string RetrieverSpecHelp() {
          "                              (k = prompt/size per KV head) + segments of seg generated tokens;\n"
          "                              block score from its tokens' units (mass: log-sum-exp, max);\n"
          "                              out=1 adds each block's outlier key (farthest from the block mean)\n"
-         "  vq[:m=d/8,bits=8,rope=window,w=1024,qa=auto,shrink=0.1,train=4096,iters=8,reduce=lse]\n"
+         "  vq[:m=d/8,bits=8,rope=window,w=1024,qa=auto,shrink=0.1,train=4096,iters=8,reduce=lse,exact=0]\n"
          "                              per-token PQ codes (FAISS), query-aware codebooks from the query\n"
-         "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post\n"
+         "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post;\n"
+         "                              exact=F keeps the share F of tokens whose codes err most exact\n"
          "  spann[:r=2,size=16,eps=0.1,replicas=4,balance=1,rounds=2,eps2=0.05,maxprobe=64,cover=4,iters=10,\n"
          "        store=memory|file,dir=/tmp,uring=1]\n"
          "                              balanced clusters of block summaries (mean + r-1 representative\n"

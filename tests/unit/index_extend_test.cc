@@ -146,7 +146,8 @@ TEST_F(ExtendTest, ClusterExtendsInSteps) {
 
 TEST_F(ExtendTest, VqEncodesNewTokensWithItsCodebooks) {
   for (Granularity g : {Granularity::kLayer, Granularity::kKvHead}) {
-    for (const char* spec : {"vq:m=8,train=512,iters=4", "vq:m=8,rope=post,bits=4,train=512,iters=4"}) {
+    for (const char* spec :
+         {"vq:m=8,train=512,iters=4", "vq:m=8,rope=post,bits=4,train=512,iters=4", "vq:m=8,train=512,iters=4,exact=0.02"}) {
       auto grown = Make(spec, g);
       auto fresh = Make(spec, g);
       ASSERT_TRUE(grown->Build(prefix_, Params(0, true)).ok());
@@ -154,7 +155,10 @@ TEST_F(ExtendTest, VqEncodesNewTokensWithItsCodebooks) {
       ASSERT_TRUE(grown->Extend(full_).ok());
       EXPECT_GT(grown->IndexBytes(), before) << spec;
       ASSERT_TRUE(fresh->Build(full_, Params(kPrefix, true)).ok());
-      EXPECT_EQ(grown->IndexBytes(), fresh->IndexBytes()) << spec;
+      const bool exact = std::string(spec).find("exact=") != std::string::npos;
+      // With exact=F the extended index keeps the new tokens above the build's
+      // error threshold, not the top share of all tokens: sizes differ.
+      if (!exact) EXPECT_EQ(grown->IndexBytes(), fresh->IndexBytes()) << spec;
       const double g_mass = MeanMass(grown.get()), f_mass = MeanMass(fresh.get());
       std::printf("%s/%s: mass recall extended %.4f, rebuilt %.4f\n", spec, GranularityName(g), g_mass, f_mass);
       // Windowed RoPE codes pre-RoPE keys, whose distribution does not move
@@ -163,7 +167,7 @@ TEST_F(ExtendTest, VqEncodesNewTokensWithItsCodebooks) {
       // 0.09 below a rebuild per head here): they need the periodic
       // background re-training issue 12 item 5 asks for.
       const bool post = std::string(spec).find("rope=post") != std::string::npos;
-      EXPECT_GT(g_mass, f_mass - (post ? 0.15 : 0.05)) << spec << " " << GranularityName(g);
+      EXPECT_GT(g_mass, f_mass - (post ? 0.15 : exact ? 0.08 : 0.05)) << spec << " " << GranularityName(g);
       // Extending to the same length changes nothing.
       const auto again = SelectAll(grown.get());
       ASSERT_TRUE(grown->Extend(full_).ok());

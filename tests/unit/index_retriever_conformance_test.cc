@@ -60,6 +60,7 @@ const RetrieverCase kRetrievers[] = {
     {"sentence_fixed", FromSpec("sentence:bounds=fixed,len=10"), "sentence:bounds=fixed,len=10"},
     {"cluster_mass", FromSpec("cluster:size=32,seg=16"), "cluster:size=32,seg=16"},
     {"cluster_max", FromSpec("cluster:k=20,seg=40,map=max"), "cluster:k=20,seg=40,map=max"},
+    {"vq_exact_tokens", FromSpec("vq:m=8,train=512,iters=4,exact=0.02"), "vq:m=8,train=512,iters=4,exact=0.02"},
     {"cluster_outliers", FromSpec("cluster:size=32,seg=16,out=1"), "cluster:size=32,seg=16,out=1"},
     {"sentence_outliers", FromSpec("sentence:out=1"), "sentence:out=1"},
     {"vq_window", FromSpec("vq:m=8,train=512,iters=4"), "vq:m=8,train=512,iters=4"},

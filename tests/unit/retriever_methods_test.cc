@@ -229,6 +229,8 @@ TEST(OutlierKeysTest, NeedleHiddenByTheMeanIsFoundWithOutliers) {
   EXPECT_EQ(pick("cluster:k=4,seg=16,out=1"), 12u);
   EXPECT_EQ(pick("mean"), 5u);
   EXPECT_EQ(pick("mean:r=2"), 12u);  // the kcenter representative is the outlier key
+  // vq keeps the tokens its codes err most on exact: the needle is one.
+  EXPECT_EQ(pick("vq:m=2,bits=2,rope=post,train=256,iters=4,exact=0.01"), 12u);
 }
 
 }  // namespace
