@@ -32,8 +32,8 @@ def tables(doc):
         seeds = max(s["seeds"] for s in rows)
         heads = [n for n in names if n.endswith("/head")]
         layers = [n for n in names if not n.endswith("/head")]
-        out.append(f"**{g}**, mass recall, mean ±sd over {seeds} seed(s); per KV head first, then per layer "
-                   "(same bytes):\n")
+        over = f"mean ±sd over {seeds} seeds" if seeds > 1 else "one seed"
+        out.append(f"**{g}**, mass recall, {over}; per KV head first, then per layer (same bytes):\n")
         out.append("| retriever | " + " | ".join(budgets) + " | 10%: / layer oracle | 10%: / head oracle |")
         out.append("|---|" + "---|" * (len(budgets) + 2))
         lo = cell.get(("exact", "10%"), {}).get("mass_recall_mean")
@@ -42,15 +42,18 @@ def tables(doc):
             vals = []
             for b in budgets:
                 s = cell.get((n, b))
-                vals.append("–" if s is None else f"{fmt(s['mass_recall_mean'])} ±{fmt(s['mass_recall_sd'])}")
+                if s is None:
+                    vals.append("–")
+                elif s["seeds"] > 1:
+                    vals.append(f"{fmt(s['mass_recall_mean'])} ±{fmt(s['mass_recall_sd'])}")
+                else:
+                    vals.append(fmt(s["mass_recall_mean"]))
             m10 = cell.get((n, "10%"), {}).get("mass_recall_mean")
-            own = ho if n.endswith("/head") else lo
             r_lo = fmt(m10 / lo) if m10 is not None and lo else "–"
             r_own = fmt(m10 / ho) if m10 is not None and ho and n.endswith("/head") else "–"
             label = f"**{n}**" if n.endswith("/head") else n
             vals_str = " | ".join(vals)
             out.append(f"| {label} | {vals_str} | {r_lo} | {r_own} |")
-            del own
         out.append("")
     return "\n".join(out)
 
