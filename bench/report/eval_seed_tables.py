@@ -4,6 +4,8 @@ mass recall mean ±sd per (workload, retriever, budget), per-KV-head rows first,
 and at 10% each retriever's ratio to the per-layer and per-head oracles.
 
   /usr/bin/python3 bench/report/eval_seed_tables.py bench/report/tierkv_bench_eval_heads_*.json
+  --oracles-from=FILE.json: take the oracles (exact, exact/head) of the same workload
+  from another run (a run of a few methods only).
 """
 import json
 import sys
@@ -13,8 +15,12 @@ def fmt(x, d=3):
     return "–" if x is None else f"{x:.{d}f}"
 
 
-def tables(doc):
+def tables(doc, oracle_doc=None):
     summary = doc.get("summary", [])
+    oracles = {}
+    for s in (oracle_doc or {}).get("summary", []):
+        if s["retriever"] in ("exact", "exact/head"):
+            oracles[(s["workload"], s["retriever"], s["budget"])] = s
     groups = []
     for s in summary:
         if s["workload"] not in groups:
@@ -36,8 +42,8 @@ def tables(doc):
         out.append(f"**{g}**, mass recall, {over}; per KV head first, then per layer (same bytes):\n")
         out.append("| retriever | " + " | ".join(budgets) + " | 10%: / layer oracle | 10%: / head oracle |")
         out.append("|---|" + "---|" * (len(budgets) + 2))
-        lo = cell.get(("exact", "10%"), {}).get("mass_recall_mean")
-        ho = cell.get(("exact/head", "10%"), {}).get("mass_recall_mean")
+        lo = cell.get(("exact", "10%"), oracles.get((g, "exact", "10%"), {})).get("mass_recall_mean")
+        ho = cell.get(("exact/head", "10%"), oracles.get((g, "exact/head", "10%"), {})).get("mass_recall_mean")
         for n in heads + layers:
             vals = []
             for b in budgets:
@@ -59,10 +65,18 @@ def tables(doc):
 
 
 def main():
-    for path in sys.argv[1:]:
+    oracle_doc = None
+    paths = []
+    for arg in sys.argv[1:]:
+        if arg.startswith("--oracles-from="):
+            with open(arg.split("=", 1)[1]) as f:
+                oracle_doc = json.load(f)
+        else:
+            paths.append(arg)
+    for path in paths:
         with open(path) as f:
             doc = json.load(f)
-        print(tables(doc))
+        print(tables(doc, oracle_doc))
 
 
 if __name__ == "__main__":
