@@ -14,10 +14,11 @@ LayerKeys LayerKeysOfHead(const LayerKeys& layer, uint32_t kv_head) {
   return v;
 }
 
-PerHeadRetriever::PerHeadRetriever(std::unique_ptr<Retriever> first, Factory make)
-    : name_(first->Name() + "/head"), make_(std::move(make)) {
+PerHeadRetriever::PerHeadRetriever(std::unique_ptr<Retriever> first, Factory make) : make_(std::move(make)) {
   heads_.push_back(std::move(first));
 }
+
+std::string PerHeadRetriever::Name() const { return heads_[0]->Name() + "/head"; }
 
 size_t PerHeadRetriever::IndexBytes() const {
   size_t n = 0;
@@ -72,13 +73,16 @@ Status PerHeadRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams
 Status PerHeadRetriever::ExtendImpl(const LayerKeys& layer, uint64_t) {
   for (uint32_t h = 0; h < built_heads_; ++h) {
     Status s = heads_[h]->Extend(LayerKeysOfHead(layer, h));
-    if (!s.ok()) return s.WithContext("KV head " + std::to_string(h));
+    if (!s.ok()) {
+      built_heads_ = 0;  // no head is handed out (HeadRetriever) until the next Build
+      return s.WithContext("KV head " + std::to_string(h));
+    }
   }
   return OkStatus();
 }
 
 Status PerHeadRetriever::SelectImpl(const QueryView&, uint64_t, std::span<const uint32_t>, std::vector<uint32_t>*) {
-  return InvalidArgument(name_ + " selects per KV head: call SelectHeads");
+  return InvalidArgument(Name() + " selects per KV head: call SelectHeads");
 }
 
 Status PerHeadRetriever::SelectHeadsImpl(const QueryView& query, uint64_t num_blocks,

@@ -26,10 +26,10 @@ class PerHeadRetriever final : public Retriever {
   using Factory = std::function<Result<std::unique_ptr<Retriever>>()>;
   // `make` builds one per-layer retriever of the method (called once per KV
   // head at Build time, as many heads as are missing). `first` is one already
-  // made (its Name() names this retriever). REQUIRES: first is per-layer.
+  // made (its Name() + "/head" names this retriever). REQUIRES: first is per-layer.
   PerHeadRetriever(std::unique_ptr<Retriever> first, Factory make);
 
-  std::string Name() const override { return name_; }
+  std::string Name() const override;
   size_t IndexBytes() const override;
   uint64_t OffMemoryIndexBytes() const override;
   uint64_t IndexBytesRead() const override;
@@ -47,7 +47,6 @@ class PerHeadRetriever final : public Retriever {
                          std::vector<std::vector<uint32_t>>* per_head) override;
 
  private:
-  std::string name_;
   Factory make_;
   std::vector<std::unique_ptr<Retriever>> heads_;
   uint32_t built_heads_ = 0;
