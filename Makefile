@@ -37,7 +37,7 @@ clean:
 # Operations (docs/operations.md).
 #   make check-deploy   validate deploy/ (promtool, YAML/JSON, Kubernetes objects, systemd unit); also a ctest test
 #   make bench-report   install the benchmarks' packages (redis-server, hiredis, matplotlib), configure and
-#                       build, run the benchmarks (< 25 min on 2 cores), plot them, regenerate BENCHMARKS.md;
+#                       build, run the benchmarks (< 40 min on 2 cores), plot them, regenerate BENCHMARKS.md;
 #                       fails when a benchmark is not built unless skipped on purpose:
 #                       make bench-report BENCH_REPORT_ARGS="--skip putget"
 .PHONY: check-deploy bench-report

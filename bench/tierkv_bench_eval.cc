@@ -15,6 +15,7 @@
 // Prints tables on stdout, progress on stderr, JSON with --json. Run --help.
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -29,9 +30,11 @@
 #include <faiss/IndexFlat.h>
 
 #include "bench/bench_util.h"
+#include "bench/eval_summary.h"
 #include "index/block_scoring.h"
 #include "index/eval_driver.h"
 #include "index/faiss_util.h"
+#include "index/needle_workload.h"
 #include "index/retriever_factory.h"
 #include "index/rng.h"
 #include "index/synthetic.h"
@@ -45,9 +48,12 @@ namespace {
 
 const char* kUsage = R"(usage: tierkv_bench_eval [--flag=value ...]
 
-Quality (synthetic generator):
+Quality (synthetic workloads):
   --synthetic-tokens=32768   context lengths, comma-separated ("" skips); --tokens= is an alias
-  --generator=v2             parameter preset (v2: calibrated defaults; v1: the old ones)
+  --workload=v2              synthetic families, comma-separated: v2 (calibrated generator preset),
+                             v1 (the old preset), needles (index/needle_workload.h: long segments,
+                             several needles per KV head at random depths, local heads)
+  --generator=               alias of --workload (the old name)
   --salience-sharing= --streaming-heads=   override the preset's value ("" keeps it)
   --layers=1 --q-heads=32 --kv-heads=8 --head-dim=128
   --steps=16                 scored decode steps per layer
@@ -58,7 +64,14 @@ run at positions it never saw and are labelled so):
   --model=../shared/data/stories260K.bin   ("" skips)
   --model-tokens=512,2048    trace lengths
   --model-steps=48 --model-block-tokens=8 --model-recent-tokens=32
+Traces (docs/trace-format.md), any number:
+  --trace=FILE               evaluated with --block-tokens and --recent-tokens
+  --save-traces=DIR          also write every generated workload as a trace file (f32) into DIR
 Both:
+  --granularity=layer,head   selection granularities, comma-separated: layer (one block set per
+                             layer) and/or head (one per KV head, same bytes: retriever.h)
+  --seeds=                   seeds, comma-separated (synthetic and stories260K traces; "" = --seed);
+                             a summary table gives mean ±sd over them
   --methods="exact;minmax;mean;mean:r=4;sentence;cluster;vq;vq:rope=post;spann;spann:store=file"
                              retriever factory strings, ';'-separated (see below)
   --budgets=0.02,0.05,0.1,0.2,0.4
@@ -82,7 +95,8 @@ Retrievers:
 using Args = std::map<std::string, std::string>;
 
 Args ParseArgs(int argc, char** argv) {
-  Args a = {{"synthetic-tokens", "32768"}, {"generator", "v2"}, {"salience-sharing", ""}, {"streaming-heads", ""}, {"layers", "1"}, {"q-heads", "32"},
+  Args a = {{"synthetic-tokens", "32768"}, {"generator", ""}, {"workload", "v2"}, {"trace", ""},
+            {"granularity", "layer,head"}, {"seeds", ""}, {"save-traces", ""}, {"salience-sharing", ""}, {"streaming-heads", ""}, {"layers", "1"}, {"q-heads", "32"},
             {"kv-heads", "8"}, {"head-dim", "128"}, {"steps", "16"}, {"calibration-steps", "8"},
             {"block-tokens", "16"}, {"sink-tokens", "4"}, {"recent-tokens", "64"},
             {"model", "../shared/data/stories260K.bin"}, {"model-tokens", "512,2048"}, {"model-steps", "48"},
@@ -105,7 +119,12 @@ Args ParseArgs(int argc, char** argv) {
       std::fprintf(stderr, "unknown argument '%s' (try --help)\n", s.c_str());
       std::exit(2);
     }
-    a[key] = s.substr(eq + 1);
+    if (key == "generator") key = "workload";
+    if (key == "trace" && !a[key].empty()) {
+      a[key] += ";" + s.substr(eq + 1);  // any number of traces
+    } else {
+      a[key] = s.substr(eq + 1);
+    }
   }
   return a;
 }
@@ -137,17 +156,27 @@ void Progress(const char* fmt, const std::string& what) {
   std::exit(1);
 }
 
+// One workload to run: a family, a length, a seed (or a trace file).
+struct WorkloadPlan {
+  std::string kind;   // "v1" | "v2" | "needles" | "stories260K" | "trace"
+  uint64_t tokens = 0;
+  uint64_t seed = 1;
+  std::string path;   // trace file
+};
+
 // One workload: a trace source and the evaluation options that fit it.
 struct Workload {
-  std::string name;    // "synthetic 32768", "stories260K 512"
-  std::string source;  // "synthetic" | "stories260K"
+  std::string name;    // "synthetic v2 32768 seed 1", "stories260K 512 seed 1"
+  std::string group;   // the name without the seed: seeds of a group are summarized together
+  std::string source;  // "synthetic" | "needles" | "stories260K" | "trace"
   std::string note;
   std::unique_ptr<Trace> trace;  // every layer in memory: methods reuse it
   std::unique_ptr<InMemoryTraceSource> mem;
+  std::unique_ptr<TraceReader> reader;  // trace files stream layer by layer
   EvalOptions options;
   // Synthetic head roles, [layer][query head] flattened (empty: no roles).
   std::vector<bool> streaming;
-  TraceSource* src() { return mem.get(); }
+  TraceSource* src() { return reader ? static_cast<TraceSource*>(reader.get()) : mem.get(); }
 };
 
 std::vector<EvalBudget> Budgets(const Args& a) {
@@ -156,76 +185,160 @@ std::vector<EvalBudget> Budgets(const Args& a) {
   return b;
 }
 
-std::vector<Workload> MakeWorkloads(const Args& a) {
-  std::vector<Workload> out;
-  for (double tokens : Numbers(a.at("synthetic-tokens"))) {
-    auto preset = SyntheticPreset(a.at("generator"));
-    if (!preset.ok()) Die("generator", preset.status());
-    SyntheticParams p = *preset;
-    if (!a.at("salience-sharing").empty()) p.salience_sharing = std::stof(a.at("salience-sharing"));
-    if (!a.at("streaming-heads").empty()) p.streaming_heads = std::stof(a.at("streaming-heads"));
-    p.seed = U(a, "seed");
-    p.num_tokens = static_cast<uint64_t>(tokens);
-    p.num_layers = static_cast<uint32_t>(U(a, "layers"));
-    p.num_q_heads = static_cast<uint32_t>(U(a, "q-heads"));
-    p.num_kv_heads = static_cast<uint32_t>(U(a, "kv-heads"));
-    p.head_dim = static_cast<uint32_t>(U(a, "head-dim"));
-    p.num_steps = U(a, "steps") + U(a, "calibration-steps");
-    Workload w;
-    auto gen = SyntheticGenerator::Create(p);
-    if (!gen.ok()) Die("synthetic generator", gen.status());
-    Progress("synthetic: generating %s tokens\n", std::to_string(p.num_tokens));
-    auto trace = (*gen)->GenerateAll();
-    if (!trace.ok()) Die("synthetic generator", trace.status());
-    w.trace = std::make_unique<Trace>(std::move(trace).value());
-    w.mem = std::make_unique<InMemoryTraceSource>(w.trace.get());
-    if (p.streaming_heads > 0.f) {
-      for (uint32_t l = 0; l < p.num_layers; ++l) {
-        for (uint32_t h = 0; h < p.num_q_heads; ++h) {
-          w.streaming.push_back((*gen)->IsStreamingGroup(l, h / (p.num_q_heads / p.num_kv_heads)));
-        }
-      }
+std::vector<uint64_t> Seeds(const Args& a) {
+  std::vector<uint64_t> out;
+  for (double s : Numbers(a.at("seeds").empty() ? a.at("seed") : a.at("seeds"))) out.push_back(uint64_t(s));
+  return out;
+}
+
+std::vector<WorkloadPlan> PlanWorkloads(const Args& a) {
+  std::vector<WorkloadPlan> out;
+  const std::string workloads = a.at("workload").empty() ? "v2" : a.at("workload");
+  for (const std::string& kind : Split(workloads, ',')) {
+    if (kind != "v1" && kind != "v2" && kind != "needles") {
+      std::fprintf(stderr, "unknown --workload '%s' (v1, v2, needles)\n", kind.c_str());
+      std::exit(2);
     }
-    w.name = "synthetic " + std::to_string(p.num_tokens);
-    w.source = "synthetic";
-    char note[160];
-    std::snprintf(note, sizeof(note), "generator preset %s: salience_sharing %g, streaming_heads %g",
-                  a.at("generator").c_str(), p.salience_sharing, p.streaming_heads);
-    w.note = note;
-    w.options.block_tokens = static_cast<uint32_t>(U(a, "block-tokens"));
-    w.options.recent_tokens = U(a, "recent-tokens");
-    out.push_back(std::move(w));
+    for (double tokens : Numbers(a.at("synthetic-tokens"))) {
+      for (uint64_t seed : Seeds(a)) out.push_back({kind, static_cast<uint64_t>(tokens), seed, ""});
+    }
   }
   const std::string model_path = a.at("model");
-  if (model_path.empty()) return out;
-  if (!std::filesystem::exists(model_path)) {
+  if (!model_path.empty() && !std::filesystem::exists(model_path)) {
     std::fprintf(stderr, "model %s not found: real-model workloads skipped\n", model_path.c_str());
-    return out;
+  } else if (!model_path.empty()) {
+    for (double tokens : Numbers(a.at("model-tokens"))) {
+      for (uint64_t seed : Seeds(a)) out.push_back({"stories260K", static_cast<uint64_t>(tokens), seed, ""});
+    }
   }
+  for (const std::string& path : Split(a.at("trace"), ';')) out.push_back({"trace", 0, 0, path});
+  return out;
+}
+
+Workload MakeSynthetic(const Args& a, const WorkloadPlan& plan) {
+  auto preset = SyntheticPreset(plan.kind);
+  if (!preset.ok()) Die("generator", preset.status());
+  SyntheticParams p = *preset;
+  if (!a.at("salience-sharing").empty()) p.salience_sharing = std::stof(a.at("salience-sharing"));
+  if (!a.at("streaming-heads").empty()) p.streaming_heads = std::stof(a.at("streaming-heads"));
+  p.seed = plan.seed;
+  p.num_tokens = plan.tokens;
+  p.num_layers = static_cast<uint32_t>(U(a, "layers"));
+  p.num_q_heads = static_cast<uint32_t>(U(a, "q-heads"));
+  p.num_kv_heads = static_cast<uint32_t>(U(a, "kv-heads"));
+  p.head_dim = static_cast<uint32_t>(U(a, "head-dim"));
+  p.num_steps = U(a, "steps") + U(a, "calibration-steps");
+  Workload w;
+  auto gen = SyntheticGenerator::Create(p);
+  if (!gen.ok()) Die("synthetic generator", gen.status());
+  Progress("synthetic: generating %s tokens\n", std::to_string(p.num_tokens));
+  auto trace = (*gen)->GenerateAll();
+  if (!trace.ok()) Die("synthetic generator", trace.status());
+  w.trace = std::make_unique<Trace>(std::move(trace).value());
+  if (p.streaming_heads > 0.f) {
+    for (uint32_t l = 0; l < p.num_layers; ++l) {
+      for (uint32_t h = 0; h < p.num_q_heads; ++h) {
+        w.streaming.push_back((*gen)->IsStreamingGroup(l, h / (p.num_q_heads / p.num_kv_heads)));
+      }
+    }
+  }
+  w.group = "synthetic " + plan.kind + " " + std::to_string(p.num_tokens);
+  w.source = "synthetic";
+  char note[160];
+  std::snprintf(note, sizeof(note), "generator preset %s: salience_sharing %g, streaming_heads %g, seed %llu",
+                plan.kind.c_str(), p.salience_sharing, p.streaming_heads, static_cast<unsigned long long>(p.seed));
+  w.note = note;
+  return w;
+}
+
+Workload MakeNeedles(const Args& a, const WorkloadPlan& plan) {
+  NeedleWorkloadParams p;
+  p.seed = plan.seed;
+  p.num_tokens = plan.tokens;
+  p.num_layers = static_cast<uint32_t>(U(a, "layers"));
+  p.num_q_heads = static_cast<uint32_t>(U(a, "q-heads"));
+  p.num_kv_heads = static_cast<uint32_t>(U(a, "kv-heads"));
+  p.head_dim = static_cast<uint32_t>(U(a, "head-dim"));
+  p.num_steps = U(a, "steps") + U(a, "calibration-steps");
+  auto gen = NeedleWorkload::Create(p);
+  if (!gen.ok()) Die("needle workload", gen.status());
+  Progress("needles: generating %s tokens\n", std::to_string(p.num_tokens));
+  auto trace = (*gen)->GenerateAll();
+  if (!trace.ok()) Die("needle workload", trace.status());
+  Workload w;
+  w.trace = std::make_unique<Trace>(std::move(trace).value());
+  w.group = "needles " + std::to_string(p.num_tokens);
+  w.source = "needles";
+  w.note = w.trace->info.description;
+  return w;
+}
+
+Workload MakeStories(const Args& a, const WorkloadPlan& plan) {
+  const std::string model_path = a.at("model");
   auto model = TinyLlama::Load(model_path, kStories260KChecksum);
   if (!model.ok()) Die("load " + model_path, model.status());
-  for (double tokens : Numbers(a.at("model-tokens"))) {
-    GenerateOptions g;
-    g.num_tokens = static_cast<uint64_t>(tokens);
-    g.num_query_steps = U(a, "model-steps") + U(a, "calibration-steps");
-    g.seed = U(a, "seed");
-    g.allow_untrained_positions = true;  // labelled below and in the trace description
-    Progress("stories260K: generating %s tokens\n", std::to_string(g.num_tokens));
-    auto trace = GenerateTrace(model->get(), g);
-    if (!trace.ok()) Die("stories260K trace", trace.status());
-    Workload w;
-    w.trace = std::make_unique<Trace>(std::move(trace).value());
+  GenerateOptions g;
+  g.num_tokens = plan.tokens;
+  g.num_query_steps = U(a, "model-steps") + U(a, "calibration-steps");
+  g.seed = plan.seed;
+  g.allow_untrained_positions = true;  // labelled below and in the trace description
+  Progress("stories260K: generating %s tokens\n", std::to_string(g.num_tokens));
+  auto trace = GenerateTrace(model->get(), g);
+  if (!trace.ok()) Die("stories260K trace", trace.status());
+  Workload w;
+  w.trace = std::make_unique<Trace>(std::move(trace).value());
+  w.group = "stories260K " + std::to_string(g.num_tokens);
+  w.source = "stories260K";
+  w.note = w.trace->info.description;
+  if (g.num_tokens > (*model)->config().seq_len) w.group += " (untrained positions)";
+  // 512 tokens are 32 blocks of 16: smaller blocks and window keep the
+  // always-kept share of a 10% budget reasonable.
+  w.options.block_tokens = static_cast<uint32_t>(U(a, "model-block-tokens"));
+  w.options.recent_tokens = U(a, "model-recent-tokens");
+  return w;
+}
+
+Workload MakeWorkload(const Args& a, const WorkloadPlan& plan) {
+  Workload w;
+  if (plan.kind == "trace") {
+    auto r = TraceReader::Open(plan.path);
+    if (!r.ok()) Die("trace " + plan.path, r.status());
+    w.reader = std::move(r).value();
+    w.name = w.group = "trace " + std::filesystem::path(plan.path).filename().string();
+    w.source = "trace";
+    w.note = w.reader->info().description;
+  } else {
+    w = plan.kind == "needles" ? MakeNeedles(a, plan) : plan.kind == "stories260K" ? MakeStories(a, plan)
+                                                                                  : MakeSynthetic(a, plan);
     w.mem = std::make_unique<InMemoryTraceSource>(w.trace.get());
-    w.name = "stories260K " + std::to_string(g.num_tokens);
-    w.source = "stories260K";
-    w.note = w.trace->info.description;
-    if (g.num_tokens > (*model)->config().seq_len) w.name += " (untrained positions)";
-    // 512 tokens are 32 blocks of 16: smaller blocks and window keep the
-    // always-kept share of a 10% budget reasonable.
-    w.options.block_tokens = static_cast<uint32_t>(U(a, "model-block-tokens"));
-    w.options.recent_tokens = U(a, "model-recent-tokens");
-    out.push_back(std::move(w));
+    w.name = w.group + " seed " + std::to_string(plan.seed);
+    if (!a.at("save-traces").empty()) {
+      std::string file = w.name;
+      for (char& c : file) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      const std::string path = a.at("save-traces") + "/" + file + ".trace";
+      std::filesystem::create_directories(a.at("save-traces"));
+      if (Status s = WriteTrace(path, *w.trace, TraceDType::kF32); !s.ok()) Die("write " + path, s);
+      Progress("wrote %s\n", path);
+    }
   }
+  if (w.source != "stories260K") {
+    w.options.block_tokens = static_cast<uint32_t>(U(a, "block-tokens"));
+    w.options.recent_tokens = U(a, "recent-tokens");
+  }
+  w.options.sink_tokens = U(a, "sink-tokens");
+  w.options.budgets = Budgets(a);
+  w.options.calibration_steps = static_cast<uint32_t>(U(a, "calibration-steps"));
+  return w;
+}
+
+std::vector<Granularity> Granularities(const Args& a) {
+  std::vector<Granularity> out;
+  for (const std::string& g : Split(a.at("granularity"), ',')) {
+    auto r = ParseGranularity(g);
+    if (!r.ok()) Die("--granularity", r.status());
+    out.push_back(*r);
+  }
+  if (out.empty()) out.push_back(Granularity::kLayer);
   return out;
 }
 
@@ -240,21 +353,21 @@ double RoleRecall(const BudgetMetrics& b, const std::vector<bool>& streaming, bo
 }
 
 // Section 1: every method on every workload.
-nlohmann::json RunQuality(const Args& a, std::vector<Workload>* workloads) {
+// Workloads are made one at a time (a 32K-token layer of 8 KV heads is 400 MB).
+nlohmann::json RunQuality(const Args& a, bench::EvalSummary* summary) {
   nlohmann::json out = nlohmann::json::array();
   const std::vector<std::string> methods = Split(a.at("methods"), ';');
-  for (Workload& w : *workloads) {
-    w.options.sink_tokens = U(a, "sink-tokens");
-    w.options.budgets = Budgets(a);
-    w.options.calibration_steps = static_cast<uint32_t>(U(a, "calibration-steps"));
+  for (const WorkloadPlan& plan : PlanWorkloads(a)) {
+    Workload w = MakeWorkload(a, plan);
     Progress("== %s: oracle concentration\n", w.name);
     auto conc = MeasureConcentration(w.src(), w.options);
     if (!conc.ok()) Die(w.name, conc.status());
-    nlohmann::json wj = {{"name", w.name}, {"source", w.source}, {"note", w.note},
+    nlohmann::json wj = {{"name", w.name}, {"group", w.group}, {"source", w.source}, {"note", w.note},
                          {"concentration", ConcentrationToJson(*conc)}, {"runs", nlohmann::json::array()}};
     std::vector<EvalReport> reports;
     for (const std::string& m : methods) {
-      auto r = MakeRetriever(m);
+     for (Granularity gran : Granularities(a)) {
+      auto r = MakeRetriever(m, gran);
       if (!r.ok()) Die("retriever " + m, r.status());
       const auto t0 = std::chrono::steady_clock::now();
       auto rep = RunEval(w.src(), r->get(), w.options);
@@ -270,7 +383,9 @@ nlohmann::json RunQuality(const Args& a, std::vector<Workload>* workloads) {
         }
       }
       wj["runs"].push_back(rj);
+      summary->Add(w.group, *rep);
       reports.push_back(std::move(rep).value());
+     }
     }
     std::printf("\n== %s (%s)\n", w.name.c_str(), w.note.c_str());
     std::printf("oracle concentration: 90%% of a head's mass in %.2f%% of tokens (median %.2f%%), %.2f%% of blocks;"
@@ -301,16 +416,20 @@ nlohmann::json RunQuality(const Args& a, std::vector<Workload>* workloads) {
 }
 
 // Section 2: triggers at a 10% budget on the first workload.
-nlohmann::json RunTriggers(const Args& a, Workload* w) {
+nlohmann::json RunTriggers(const Args& a) {
   nlohmann::json out = nlohmann::json::array();
   const std::vector<std::string> triggers = Split(a.at("triggers"), ';');
-  if (triggers.empty()) return out;
+  const std::vector<WorkloadPlan> plans = PlanWorkloads(a);
+  if (triggers.empty() || plans.empty()) return out;
+  Workload first = MakeWorkload(a, plans[0]);
+  Workload* w = &first;
   std::vector<std::vector<std::string>> rows;
   for (const std::string& m : Split(a.at("trigger-methods"), ';')) {
+   for (Granularity gran : Granularities(a)) {
     for (const std::string& t : triggers) {
       auto cfg = TriggerConfig::Parse(t);
       if (!cfg.ok()) Die("trigger " + t, cfg.status());
-      auto r = MakeRetriever(m);
+      auto r = MakeRetriever(m, gran);
       if (!r.ok()) Die("retriever " + m, r.status());
       EvalOptions o = w->options;
       o.budgets = {EvalBudget::Fraction(0.1)};
@@ -327,6 +446,7 @@ nlohmann::json RunTriggers(const Args& a, Workload* w) {
       j["workload"] = w->name;
       out.push_back(j);
     }
+   }
   }
   std::printf("\n== triggers on %s, 10%% budget\n", w->name.c_str());
   bench::PrintTable({"retriever", "trigger", "mass_rec", "topk_rec", "out_err", "taken", "skipped"}, rows);
@@ -495,9 +615,11 @@ int main(int argc, char** argv) {
   nlohmann::json doc;
   doc["bench"] = "tierkv_bench_eval";
   doc["args"] = a;
-  std::vector<Workload> workloads = MakeWorkloads(a);
-  doc["workloads"] = RunQuality(a, &workloads);
-  doc["triggers"] = workloads.empty() ? nlohmann::json::array() : RunTriggers(a, &workloads[0]);
+  bench::EvalSummary summary;
+  doc["workloads"] = RunQuality(a, &summary);
+  summary.Print();
+  doc["summary"] = summary.ToJson();
+  doc["triggers"] = RunTriggers(a);
   doc["latency"] = RunLatency(a);
   doc["seconds"] = bench::SecondsSince(t0);
   const std::string path = a.at("json");

@@ -177,4 +177,39 @@ void PickRepresentatives(const LayerKeys& layer, uint32_t g, uint64_t begin, uin
   }
 }
 
+void BuildOutlierKeys(const LayerKeys& layer, uint32_t block_tokens, std::vector<float>* out) {
+  const uint64_t T = layer.num_tokens, B = (T + block_tokens - 1) / block_tokens;
+  const uint32_t KV = layer.num_kv_heads, D = layer.head_dim;
+  out->assign(B * KV * D, 0.f);
+  std::vector<float> mean(D);
+  for (uint64_t b = 0; b < B; ++b) {
+    const uint64_t begin = b * block_tokens, end = std::min(T, begin + block_tokens);
+    for (uint32_t g = 0; g < KV; ++g) {
+      MeanKey(layer, g, begin, end, mean.data());
+      uint64_t best = begin;
+      double best_d2 = -1.0;
+      for (uint64_t t = begin; t < end; ++t) {
+        const float* k = layer.Key(g, t);
+        double d2 = 0.0;
+        for (uint32_t c = 0; c < D; ++c) d2 += double(k[c] - mean[c]) * (k[c] - mean[c]);
+        if (d2 > best_d2) best_d2 = d2, best = t;
+      }
+      std::copy_n(layer.Key(g, best), D, out->data() + (b * KV + g) * D);
+    }
+  }
+}
+
+Status MaxWithOutlierKeys(const QueryView& query, uint32_t num_kv_heads, std::span<const float> outliers,
+                          uint64_t visible, std::vector<float>* scratch, std::vector<float>* head_scores) {
+  if (visible < 2) return OkStatus();
+  const uint64_t n = visible - 1;
+  RETURN_IF_ERROR(ScoreUnitsPerHead(query, num_kv_heads, outliers, n, scratch));
+  for (uint32_t h = 0; h < query.num_q_heads; ++h) {
+    const float* o = scratch->data() + size_t{h} * n;
+    float* s = head_scores->data() + size_t{h} * visible;
+    for (uint64_t b = 0; b < n; ++b) s[b] = std::max(s[b], o[b]);
+  }
+  return OkStatus();
+}
+
 }  // namespace tierkv::index

@@ -71,4 +71,18 @@ enum class RepPick : uint8_t { kKCenter, kNorm };
 void PickRepresentatives(const LayerKeys& layer, uint32_t kv_head, uint64_t begin, uint64_t end, const float* mean,
                          uint32_t num_reps, RepPick pick, float* reps);
 
+// Outlier keys (the out=1 option of the sentence and cluster retrievers,
+// issue 12): per (block, KV head) the block's key farthest (L2) from the block's
+// mean key: the token a mean-based unit hides most (a needle in a block of
+// ordinary tokens). out: [num_blocks][num_kv_heads][head_dim].
+// REQUIRES: layer.Validate() OK, block_tokens >= 1.
+void BuildOutlierKeys(const LayerKeys& layer, uint32_t block_tokens, std::vector<float>* out);
+
+// head_scores[h][b] = max(head_scores[h][b], q_h . outlier[b][g(h)]) for every
+// visible block b but the last (it may hold tokens after the position; the
+// recent window keeps it anyway). head_scores: [num_q_heads][visible];
+// scratch: reused buffer. Errors of ScoreUnitsPerHead.
+Status MaxWithOutlierKeys(const QueryView& query, uint32_t num_kv_heads, std::span<const float> outliers,
+                          uint64_t visible, std::vector<float>* scratch, std::vector<float>* head_scores);
+
 }  // namespace tierkv::index

@@ -20,11 +20,12 @@ std::string ClusterRetriever::Name() const {
   if (opt_.iters != def.iters) add("iters=" + std::to_string(opt_.iters));
   if (opt_.train != def.train) add("train=" + std::to_string(opt_.train));
   if (!opt_.mass) add("map=max");
+  if (opt_.outliers) add("out=1");
   return keys.empty() ? "cluster" : "cluster:" + keys;
 }
 
 size_t ClusterRetriever::IndexBytes() const {
-  return units_.size() * sizeof(float) + offsets_.size() * sizeof(uint64_t) +
+  return (units_.size() + outliers_.size()) * sizeof(float) + offsets_.size() * sizeof(uint64_t) +
          entry_unit_.size() * sizeof(uint32_t) + entry_count_.size() * sizeof(uint16_t);
 }
 
@@ -85,6 +86,53 @@ Status ClusterRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams
       offsets_[g * num_blocks_ + b + 1] = entry_unit_.size();
     }
   }
+  outliers_.clear();
+  if (opt_.outliers) BuildOutlierKeys(layer, bt, &outliers_);
+  return OkStatus();
+}
+
+Status ClusterRetriever::ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) {
+  const uint64_t T = layer.num_tokens, KV = layer.num_kv_heads, D = layer.head_dim;
+  const uint32_t bt = params().block_tokens;
+  const uint64_t old_blocks = num_blocks_;
+  // The segment holding old_tokens - 1 may grow: recompute from it on.
+  const uint64_t first_unit = old_tokens > prompt_ ? k_ + (old_tokens - 1 - prompt_) / opt_.seg : k_;
+  num_units_ = k_ + (T - prompt_ + opt_.seg - 1) / opt_.seg;
+  units_.resize(num_units_ * KV * D, 0.f);  // units are the outer index: old rows stay
+  for (uint64_t u = first_unit; u < num_units_; ++u) {
+    const uint64_t begin = prompt_ + (u - k_) * opt_.seg, end = std::min(T, begin + opt_.seg);
+    for (uint32_t g = 0; g < KV; ++g) MeanKey(layer, g, begin, end, units_.data() + (u * KV + g) * D);
+  }
+  // Entries: old blocks keep theirs (plus the new tokens of the last, partial one).
+  num_blocks_ = (T + bt - 1) / bt;
+  std::vector<uint64_t> offsets(KV * num_blocks_ + 1, 0);
+  std::vector<uint32_t> units;
+  std::vector<uint16_t> counts;
+  for (uint32_t g = 0; g < KV; ++g) {
+    for (uint64_t b = 0; b < num_blocks_; ++b) {
+      const size_t first = units.size();
+      if (b < old_blocks) {
+        const uint64_t* off = offsets_.data() + g * old_blocks;
+        units.insert(units.end(), entry_unit_.begin() + off[b], entry_unit_.begin() + off[b + 1]);
+        counts.insert(counts.end(), entry_count_.begin() + off[b], entry_count_.begin() + off[b + 1]);
+      }
+      for (uint64_t t = std::max(b * bt, old_tokens); t < std::min(T, (b + 1) * bt); ++t) {
+        const uint32_t u = k_ + static_cast<uint32_t>((t - prompt_) / opt_.seg);
+        auto it = std::find(units.begin() + first, units.end(), u);
+        if (it == units.end()) {
+          units.push_back(u);
+          counts.push_back(1);
+        } else {
+          ++counts[it - units.begin()];
+        }
+      }
+      offsets[g * num_blocks_ + b + 1] = units.size();
+    }
+  }
+  offsets_ = std::move(offsets);
+  entry_unit_ = std::move(units);
+  entry_count_ = std::move(counts);
+  if (opt_.outliers) BuildOutlierKeys(layer, bt, &outliers_);
   return OkStatus();
 }
 
@@ -118,6 +166,10 @@ Status ClusterRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks,
       }
       out[b] = mx;
     }
+  }
+  if (opt_.outliers) {
+    RETURN_IF_ERROR(
+        MaxWithOutlierKeys(query, layer().num_kv_heads, outliers_, visible, &outlier_scores_, &head_scores_));
   }
   CombineHeads(head_scores_, H, visible, params().head_combine, scale, &scores_);
   return TopKSelect(scores_, num_blocks, always_kept, selected);

@@ -19,6 +19,10 @@
 //   iters  k-means iterations, in [1, 100]. Default: 10
 //   train  FAISS trains on at most k * train prompt keys, in [4, 4096]. Default: 32
 //   map    mass | max. Default: mass
+//   out    1: each block also keeps its outlier key (BuildOutlierKeys) and a
+//          block's per-head score is the larger of the map above and
+//          q . outlier, so a needle token its centroid hides still ranks its
+//          block (issue 12, needles workload). One key per (block, KV head). Default: 0
 //
 // Causality: clusters hold prompt tokens only; a step inside the prompt (before
 // prompt_tokens) still scores them, future prompt tokens included. Segments are
@@ -42,6 +46,7 @@ struct ClusterOptions {
   uint32_t iters = 10;
   uint32_t train = 32;
   bool mass = true;
+  bool outliers = false;
 };
 
 class ClusterRetriever final : public Retriever {
@@ -55,6 +60,9 @@ class ClusterRetriever final : public Retriever {
   Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) override;
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
+  // New tokens are generated ones: they extend the segments after the prompt
+  // (the last partial segment's mean is recomputed); clusters are kept.
+  Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) override;
 
  private:
   // Builds units_ rows of KV head g and its unit id per token (into unit_of).
@@ -65,6 +73,7 @@ class ClusterRetriever final : public Retriever {
   uint64_t prompt_ = 0;        // prompt tokens
   uint64_t num_units_ = 0;     // k_ + segments
   std::vector<float> units_;   // [num_units_][num_kv_heads][head_dim]
+  std::vector<float> outliers_, outlier_scores_;  // out=1: [blocks][num_kv_heads][head_dim]
   // Per KV head g, block b: entries [offsets_[g*B + b], offsets_[g*B + b + 1]) of
   // entry_unit_/entry_count_, in token order of first appearance.
   uint64_t num_blocks_ = 0;

@@ -123,6 +123,7 @@ Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const Eval
   RETURN_IF_ERROR(options.Validate(info));
   EvalReport report;
   report.retriever = retriever->Name();
+  report.granularity = retriever->granularity();
   report.trace_description = info.description;
   report.num_layers = info.num_layers;
   report.num_q_heads = info.num_q_heads;
@@ -147,7 +148,7 @@ Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const Eval
   std::vector<TriggerBank> triggers(options.budgets.size(), TriggerBank(options.trigger));
   TraceLayer layer;
   ExactAttention exact;
-  std::vector<uint32_t> selected;
+  std::vector<std::vector<uint32_t>> selected;
   for (uint32_t l : report.layers) {
     Status s = source->LoadLayer(l, &layer);
     if (!s.ok()) return s.WithContext("load layer " + std::to_string(l));
@@ -174,11 +175,12 @@ Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const Eval
         const uint64_t read_before = retriever->IndexBytesRead();
         bool retrieved = false;
         start = std::chrono::steady_clock::now();
-        RETURN_IF_ERROR(triggers[b].Select(0, l, retriever, query, options.budgets[b].Resolve(visible), kept,
-                                           &selected, &retrieved));
+        RETURN_IF_ERROR(triggers[b].SelectHeads(0, l, retriever, query, options.budgets[b].Resolve(visible), kept,
+                                                &selected, &retrieved));
         report.select_seconds += SecondsSince(start);
         SelectionMetrics m;
-        RETURN_IF_ERROR(EvaluateSelection(view, query, exact, options.block_tokens, selected, kept, block_bytes, &m));
+        RETURN_IF_ERROR(
+            EvaluateHeadSelection(view, query, exact, options.block_tokens, selected, kept, block_bytes, &m));
         acc[b].Add(visible, m, retriever->IndexBytesRead() - read_before);
       }
     }
@@ -320,6 +322,7 @@ nlohmann::json ConcentrationToJson(const ConcentrationReport& r) {
 nlohmann::json EvalReportToJson(const EvalReport& r) {
   nlohmann::json j;
   j["retriever"] = r.retriever;
+  j["granularity"] = GranularityName(r.granularity);
   j["trace"] = {{"description", r.trace_description}, {"num_layers", r.num_layers},
                 {"num_q_heads", r.num_q_heads},       {"num_kv_heads", r.num_kv_heads},
                 {"head_dim", r.head_dim},             {"num_tokens", r.num_tokens},

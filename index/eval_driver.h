@@ -8,7 +8,9 @@
 // prompt_tokens = the first decode step's position, and the calibration steps'
 // queries as query_sample. Per scored (layer, decode step): exact attention of
 // every query head, the always-kept blocks (sinks + recent window), then for
-// each budget one Select (through the trigger) and one EvaluateSelection. Reported figures are means over the evaluated (layer, step)
+// each budget one SelectHeads (through the trigger) and one EvaluateHeadSelection:
+// per-layer and per-KV-head retrievers are scored alike, per query head, at
+// equal bytes (eval_metrics.h). Reported figures are means over the evaluated (layer, step)
 // pairs unless named min/max.
 #pragma once
 
@@ -84,6 +86,7 @@ struct BudgetMetrics {
 
 struct EvalReport {
   std::string retriever;
+  Granularity granularity = Granularity::kLayer;  // of the retriever's selections
   std::string trace_description;
   uint32_t num_layers = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
   uint64_t num_tokens = 0, num_steps = 0;

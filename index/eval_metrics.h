@@ -1,7 +1,10 @@
 // The exact attention oracle and the retrieval quality metrics (DESIGN §4).
 //
 // A selection is a set of block indices shared by every head of a layer (one block
-// holds all KV heads, so the query heads of every KV group read the same blocks).
+// holds all KV heads, so the query heads of every KV group read the same blocks),
+// or one set per KV head (per-head selection: a block of KV head g holds only
+// that head's tokens and serves the query heads of group g; see
+// EvaluateHeadSelection).
 // Metrics compare attention restricted to the selected blocks with exact
 // attention over every visible token: softmax(q . k / sqrt(head_dim)) per query
 // head, GQA mapping as in layer_view.h. Float32 inputs; sums in double.
@@ -68,6 +71,22 @@ struct SelectionMetrics {
 Status EvaluateSelection(const LayerKeys& layer, const QueryView& query, const ExactAttention& exact,
                          uint32_t block_tokens, std::span<const uint32_t> selected,
                          std::span<const uint32_t> always_kept, uint64_t block_bytes, SelectionMetrics* out);
+
+// Either granularity: per_head holds one selection serving every head (the same
+// as EvaluateSelection) or one per KV head, entry g serving query heads
+// g*group .. g*group+group-1. Per KV head: a query head's mass, output and KL use
+// its group's selection; topk_recall is averaged over KV heads, each against
+// its group-summed block mass; selected/retrieved_blocks are the mean per KV
+// head, and bytes count block_bytes / num_kv_heads per (head, block), so
+// k blocks per KV head cost what k layer blocks cost.
+// kInvalidArgument on any violation (per entry) or another number of entries.
+Status EvaluateHeadSelection(const LayerKeys& layer, const QueryView& query, const ExactAttention& exact,
+                             uint32_t block_tokens, std::span<const std::vector<uint32_t>> per_head,
+                             std::span<const uint32_t> always_kept, uint64_t block_bytes, SelectionMetrics* out);
+
+// Attention mass per block summed over the query heads of each KV group:
+// [num_kv_heads][num_blocks]. The per-KV-head oracle's block score (kSum).
+std::vector<double> GroupBlockMass(const ExactAttention& exact, uint32_t num_kv_heads, uint32_t block_tokens);
 
 // kInvalidArgument unless `blocks` is strictly increasing and below num_blocks.
 Status CheckBlockList(const char* what, std::span<const uint32_t> blocks, uint64_t num_blocks);

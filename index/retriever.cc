@@ -29,29 +29,106 @@ Status Retriever::Build(const LayerKeys& layer, const RetrieverParams& params) {
   return OkStatus();
 }
 
-Status Retriever::Select(const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
-                         std::vector<uint32_t>* selected) {
+Status Retriever::Extend(const LayerKeys& layer) {
+  if (!built_) return InvalidArgument(Name() + ": Extend before a successful Build");
+  RETURN_IF_ERROR(layer.Validate());
+  if (layer.num_kv_heads != layer_.num_kv_heads || layer.head_dim != layer_.head_dim ||
+      layer.rope_style != layer_.rope_style || layer.rope_theta != layer_.rope_theta ||
+      (layer.keys_pre == nullptr) != (layer_.keys_pre == nullptr)) {
+    return InvalidArgument(Name() + ": Extend with another layer shape than the built one");
+  }
+  if (layer.num_tokens < layer_.num_tokens) {
+    return InvalidArgument(Name() + ": Extend to " + std::to_string(layer.num_tokens) + " tokens, fewer than the " +
+                           std::to_string(layer_.num_tokens) + " indexed");
+  }
+  const uint64_t old_tokens = layer_.num_tokens;
+  built_ = false;  // a failed Extend leaves no half-extended index in use
+  Status s = ExtendImpl(layer, old_tokens);
+  if (!s.ok()) return s.WithContext(Name() + " extend");
+  layer_ = layer;
+  params_.query_sample = QuerySample();
+  built_ = true;
+  return OkStatus();
+}
+
+Status Retriever::ExtendImpl(const LayerKeys& layer, uint64_t) {
+  RetrieverParams p = params_;
+  p.query_sample = QuerySample();
+  return BuildImpl(layer, p);
+}
+
+const char* GranularityName(Granularity g) { return g == Granularity::kKvHead ? "head" : "layer"; }
+
+Status Retriever::CheckSelectArgs(const QueryView& query, std::span<const uint32_t> always_kept) const {
   if (!built_) return InvalidArgument(Name() + ": Select before a successful Build");
   RETURN_IF_ERROR(CheckQueryFitsLayer(layer_, query));
   if (query.num_q_heads != params_.num_q_heads) {
     return InvalidArgument(Name() + ": query has " + std::to_string(query.num_q_heads) + " heads, built for " +
                            std::to_string(params_.num_q_heads));
   }
+  return CheckBlockList("always-kept", always_kept, VisibleBlocks(query.position, params_.block_tokens));
+}
+
+Status Retriever::CheckContract(std::span<const uint32_t> selected, uint64_t want, uint64_t visible,
+                                std::span<const uint32_t> always_kept) const {
+  Status shape = CheckBlockList("selected", selected, visible);
+  if (!shape.ok() || selected.size() != want ||
+      !std::includes(selected.begin(), selected.end(), always_kept.begin(), always_kept.end())) {
+    return Internal(Name() + " broke the selection contract (" + std::to_string(selected.size()) + " blocks for " +
+                    std::to_string(want) + " wanted" + (shape.ok() ? "" : "; " + shape.message()) +
+                    ", always-kept blocks must all be selected)");
+  }
+  return OkStatus();
+}
+
+Status Retriever::Select(const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
+                         std::vector<uint32_t>* selected) {
+  RETURN_IF_ERROR(CheckSelectArgs(query, always_kept));
+  if (granularity() != Granularity::kLayer) {
+    return InvalidArgument(Name() + " selects per KV head: call SelectHeads");
+  }
   const uint64_t visible = VisibleBlocks(query.position, params_.block_tokens);
-  RETURN_IF_ERROR(CheckBlockList("always-kept", always_kept, visible));
   const uint64_t want = std::min<uint64_t>(visible, std::max<uint64_t>(budget_blocks, always_kept.size()));
   selected->clear();
   Status s = SelectImpl(query, want, always_kept, selected);
   if (!s.ok()) return s.WithContext(Name() + " select");
   // The contract, checked for every implementation.
-  Status shape = CheckBlockList("selected", *selected, visible);
-  if (!shape.ok() || selected->size() != want ||
-      !std::includes(selected->begin(), selected->end(), always_kept.begin(), always_kept.end())) {
-    return Internal(Name() + " broke the selection contract (" + std::to_string(selected->size()) + " blocks for " +
-                    std::to_string(want) + " wanted" + (shape.ok() ? "" : "; " + shape.message()) +
-                    ", always-kept blocks must all be selected)");
+  return CheckContract(*selected, want, visible, always_kept);
+}
+
+Status Retriever::SelectHeads(const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
+                              std::vector<std::vector<uint32_t>>* per_head) {
+  if (granularity() == Granularity::kLayer) {
+    per_head->resize(1);
+    return Select(query, budget_blocks, always_kept, &(*per_head)[0]);
   }
+  RETURN_IF_ERROR(CheckSelectArgs(query, always_kept));
+  const uint64_t visible = VisibleBlocks(query.position, params_.block_tokens);
+  const uint64_t want = std::min<uint64_t>(visible, std::max<uint64_t>(budget_blocks, always_kept.size()));
+  per_head->assign(layer_.num_kv_heads, {});
+  Status s = SelectHeadsImpl(query, want, always_kept, per_head);
+  if (!s.ok()) return s.WithContext(Name() + " select");
+  if (per_head->size() != layer_.num_kv_heads) {
+    return Internal(Name() + " returned " + std::to_string(per_head->size()) + " head selections for " +
+                    std::to_string(layer_.num_kv_heads) + " KV heads");
+  }
+  for (const std::vector<uint32_t>& sel : *per_head) RETURN_IF_ERROR(CheckContract(sel, want, visible, always_kept));
   return OkStatus();
+}
+
+Status Retriever::SelectHeadsImpl(const QueryView&, uint64_t, std::span<const uint32_t>,
+                                  std::vector<std::vector<uint32_t>>*) {
+  return Internal(Name() + " claims per-KV-head selection but does not implement it");
+}
+
+QueryView QueryOfHead(const QueryView& query, uint32_t num_kv_heads, uint32_t kv_head) {
+  const uint32_t group = query.num_q_heads / num_kv_heads;
+  const size_t offset = size_t{kv_head} * group * query.head_dim;
+  QueryView q = query;
+  q.num_q_heads = group;
+  q.q = query.q + offset;
+  q.q_pre = query.q_pre != nullptr ? query.q_pre + offset : nullptr;
+  return q;
 }
 
 std::vector<uint32_t> AlwaysKeptBlocks(uint64_t position, uint32_t block_tokens, uint64_t sink_tokens,

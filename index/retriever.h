@@ -7,8 +7,16 @@
 //
 // Selection contract: strictly increasing block indices below
 // VisibleBlocks(query.position, block_tokens), every always-kept block included,
-// exactly min(visible, max(budget_blocks, |always_kept|)) entries. One selection
-// serves every head of the layer.
+// exactly min(visible, max(budget_blocks, |always_kept|)) entries.
+//
+// Granularity (docs/decisions/0012-per-head-selection.md): a per-layer retriever
+// (every method as made by MakeRetriever(spec)) returns one selection that serves
+// every head of the layer; a per-KV-head retriever (PerHeadRetriever,
+// MakeRetriever(spec, Granularity::kKvHead)) returns one selection per KV head,
+// each under the contract above with the same budget_blocks. Equal bytes: a
+// per-head block holds one KV head's tokens (1/num_kv_heads of a layer block),
+// so k blocks per KV head move the same bytes as k blocks per layer.
+// SelectHeads serves both; Select is the per-layer call.
 //
 // Thread-safety: a Retriever is not thread-safe; use one per thread.
 #pragma once
@@ -23,8 +31,15 @@
 
 namespace tierkv::index {
 
-// How per-head block scores combine into one score per block (DESIGN §4).
+// How per-head block scores combine into one score per block (DESIGN §4): over
+// every query head of the layer (per-layer selection) or over the query heads of
+// one GQA group (per-KV-head selection).
 enum class HeadCombine : uint8_t { kSum = 0, kMax = 1 };
+
+// What one selection serves: every head of a layer, or one KV head (its GQA
+// group of query heads).
+enum class Granularity : uint8_t { kLayer = 0, kKvHead = 1 };
+const char* GranularityName(Granularity g);  // "layer" | "head"
 
 // A sample of the layer's queries that Build may learn from (query-aware
 // codebooks, DESIGN §4). In a deployment these are queries the engine already
@@ -76,8 +91,37 @@ class Retriever {
   // always_kept: strictly increasing visible blocks (AlwaysKeptBlocks()).
   // kInvalidArgument: Select before Build, a query that does not fit the built
   // layer or params, bad always_kept. kInternal: the implementation broke the contract.
+  // kInvalidArgument too for a per-KV-head retriever (use SelectHeads).
   Status Select(const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
                 std::vector<uint32_t>* selected);
+
+  // The selection of either granularity: per_head gets one list for a
+  // per-layer retriever (serving every head) or num_kv_heads lists (entry g
+  // serves KV head g and the query heads g*group .. g*group+group-1) for a
+  // per-KV-head one; each list honours the contract with budget_blocks.
+  // Errors as Select.
+  Status SelectHeads(const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
+                     std::vector<std::vector<uint32_t>>* per_head);
+
+  virtual Granularity granularity() const { return Granularity::kLayer; }
+  // Per-KV-head retrievers: the retriever of KV head `kv_head`, built on that
+  // head's keys alone (num_kv_heads 1, the group's query heads), and the query
+  // it takes (QueryOfHead). nullptr for per-layer retrievers or out of range.
+  virtual Retriever* HeadRetriever(uint32_t kv_head) {
+    (void)kv_head;
+    return nullptr;
+  }
+
+  // Incremental indexing (issue 12 item 5): `layer` is the built layer grown by
+  // new tokens at the end — same num_kv_heads, head_dim, RoPE; num_tokens >=
+  // the built count; the earlier tokens unchanged (the arrays may have moved,
+  // the REQUIRES of Build applies to the new ones). Indexes the new tokens
+  // without retraining: vq encodes them with its codebooks, cluster cuts them
+  // into generated segments, per-KV-head retrievers extend every head; the
+  // others rebuild (their Build is one pass over the keys, no training), spann
+  // included (TODO: assign new blocks to its existing postings).
+  // kInvalidArgument: before Build, another shape, fewer tokens.
+  Status Extend(const LayerKeys& layer);
 
   // The view and params of the last successful Build (query_sample is not
   // valid after Build returns).
@@ -93,12 +137,29 @@ class Retriever {
   // the contract; SelectTopBlocks does that from per-block scores.
   virtual Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                             std::vector<uint32_t>* selected) = 0;
+  // Extend's work (layer validated; old_tokens = the indexed count). Default:
+  // BuildImpl(layer, params() without the query sample).
+  virtual Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens);
+  // The per-KV-head path (per_head has num_kv_heads empty lists on entry);
+  // per-layer retrievers keep the default, which refuses.
+  virtual Status SelectHeadsImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
+                                 std::vector<std::vector<uint32_t>>* per_head);
+  // kInternal naming the broken rule unless `selected` honours the contract.
+  Status CheckContract(std::span<const uint32_t> selected, uint64_t want, uint64_t visible,
+                       std::span<const uint32_t> always_kept) const;
 
  private:
+  Status CheckSelectArgs(const QueryView& query, std::span<const uint32_t> always_kept) const;
+
   LayerKeys layer_;
   RetrieverParams params_;
   bool built_ = false;
 };
+
+// The query heads of KV group `kv_head` as a query of their own (num_q_heads =
+// the group size; pointers into `query`). REQUIRES: num_kv_heads divides
+// query.num_q_heads, kv_head < num_kv_heads.
+QueryView QueryOfHead(const QueryView& query, uint32_t num_kv_heads, uint32_t kv_head);
 
 // The blocks every selection keeps: those holding tokens [0, sink_tokens) and the
 // recent window (position - recent_tokens, position] (which includes the block

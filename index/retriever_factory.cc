@@ -2,6 +2,7 @@
 
 #include "index/cluster_retriever.h"
 #include "index/exact_retriever.h"
+#include "index/per_head_retriever.h"
 #include "index/sentence_retriever.h"
 #include "index/spann_retriever.h"
 #include "index/spec.h"
@@ -24,8 +25,10 @@ Result<std::unique_ptr<Retriever>> MakeSentence(ParsedSpec* s) {
   uint32_t len = 24;
   std::string bounds;
   RETURN_IF_ERROR(s->GetUint32("len", 24, 1, 65536, &len));
+  uint32_t out = 0;
   RETURN_IF_ERROR(s->GetWord("bounds", "given", {"given", "fixed"}, &bounds));
-  return std::unique_ptr<Retriever>(new SentenceRetriever(len, bounds == "fixed"));
+  RETURN_IF_ERROR(s->GetUint32("out", 0, 0, 1, &out));
+  return std::unique_ptr<Retriever>(new SentenceRetriever(len, bounds == "fixed", out == 1));
 }
 
 Result<std::unique_ptr<Retriever>> MakeCluster(ParsedSpec* s) {
@@ -37,7 +40,10 @@ Result<std::unique_ptr<Retriever>> MakeCluster(ParsedSpec* s) {
   RETURN_IF_ERROR(s->GetUint32("iters", 10, 1, 100, &o.iters));
   RETURN_IF_ERROR(s->GetUint32("train", 32, 4, 4096, &o.train));
   RETURN_IF_ERROR(s->GetWord("map", "mass", {"mass", "max"}, &map));
+  uint32_t out = 0;
+  RETURN_IF_ERROR(s->GetUint32("out", 0, 0, 1, &out));
   o.mass = map == "mass";
+  o.outliers = out == 1;
   return std::unique_ptr<Retriever>(new ClusterRetriever(o));
 }
 
@@ -53,6 +59,7 @@ Result<std::unique_ptr<Retriever>> MakeVq(ParsedSpec* s) {
   RETURN_IF_ERROR(s->GetUint32("train", 4096, 256, 1u << 24, &o.train));
   RETURN_IF_ERROR(s->GetUint32("iters", 8, 1, 100, &o.iters));
   RETURN_IF_ERROR(s->GetWord("reduce", "lse", {"lse", "max"}, &reduce));
+  RETURN_IF_ERROR(s->GetDouble("exact", 0.0, 0.0, 0.5, &o.exact));
   o.window = rope == "window";
   o.query_aware = qa == "auto";
   o.lse = reduce == "lse";
@@ -109,19 +116,36 @@ Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view text) {
   return r;
 }
 
+Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view spec, Granularity granularity) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Retriever> first, MakeRetriever(spec));
+  if (granularity == Granularity::kLayer) return first;
+  if (granularity != Granularity::kKvHead) return InvalidArgument("unknown retrieval granularity");
+  std::string text(spec);
+  return std::unique_ptr<Retriever>(new PerHeadRetriever(std::move(first), [text] { return MakeRetriever(text); }));
+}
+
+Result<Granularity> ParseGranularity(std::string_view text) {
+  if (text == "layer") return Granularity::kLayer;
+  if (text == "head" || text == "kv_head" || text == "per-head") return Granularity::kKvHead;
+  return InvalidArgument("unknown granularity '" + std::string(text) + "'; known: layer, head");
+}
+
 std::string RetrieverSpecHelp() {
   return "  exact                       every key scanned (the oracle)\n"
          "  minmax                      Quest bound from per-block min/max keys\n"
          "  mean[:r=1,pick=kcenter]     max over R representatives per block (rep 1 = mean key;\n"
          "                              others: kcenter = farthest-point keys, norm = largest-norm keys)\n"
-         "  sentence[:bounds=given,len=24]  max over sentence mean keys touching a block (given boundaries;\n"
-         "                              spans of len tokens when the trace has none or bounds=fixed)\n"
-         "  cluster[:size=64,k=0,seg=32,iters=10,train=32,map=mass]  FAISS k-means of the prompt's keys\n"
+         "  sentence[:bounds=given,len=24,out=0]  max over sentence mean keys touching a block (given\n"
+         "                              boundaries; spans of len tokens when the trace has none or\n"
+         "                              bounds=fixed); out=1 adds each block's outlier key\n"
+         "  cluster[:size=64,k=0,seg=32,iters=10,train=32,map=mass,out=0]  FAISS k-means of the prompt's keys\n"
          "                              (k = prompt/size per KV head) + segments of seg generated tokens;\n"
-         "                              block score from its tokens' units (mass: log-sum-exp, max)\n"
-         "  vq[:m=d/8,bits=8,rope=window,w=1024,qa=auto,shrink=0.1,train=4096,iters=8,reduce=lse]\n"
+         "                              block score from its tokens' units (mass: log-sum-exp, max);\n"
+         "                              out=1 adds each block's outlier key (farthest from the block mean)\n"
+         "  vq[:m=d/8,bits=8,rope=window,w=1024,qa=auto,shrink=0.1,train=4096,iters=8,reduce=lse,exact=0]\n"
          "                              per-token PQ codes (FAISS), query-aware codebooks from the query\n"
-         "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post\n"
+         "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post;\n"
+         "                              exact=F keeps the share F of tokens whose codes err most exact\n"
          "  spann[:r=2,size=16,eps=0.1,replicas=4,balance=1,rounds=2,eps2=0.05,maxprobe=64,cover=4,iters=10,\n"
          "        store=memory|file,dir=/tmp,uring=1]\n"
          "                              balanced clusters of block summaries (mean + r-1 representative\n"

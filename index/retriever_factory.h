@@ -23,6 +23,11 @@ namespace tierkv::index {
 // kInvalidArgument naming the problem for an unknown name, an unknown key or a
 // value out of range.
 Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view spec);
+// The same method at a granularity: kLayer as above; kKvHead a
+// PerHeadRetriever (per_head_retriever.h) of the method, named "<name>/head".
+Result<std::unique_ptr<Retriever>> MakeRetriever(std::string_view spec, Granularity granularity);
+// "layer" | "head" (also "kv_head", "per-head"); kInvalidArgument otherwise.
+Result<Granularity> ParseGranularity(std::string_view text);
 
 // Multi-line summary of every name, key and default (for --help).
 std::string RetrieverSpecHelp();

@@ -7,12 +7,18 @@
 namespace tierkv::index {
 
 std::string SentenceRetriever::Name() const {
-  if (force_fixed_) return "sentence:bounds=fixed,len=" + std::to_string(fallback_len_);
-  return used_fallback_ ? "sentence:len=" + std::to_string(fallback_len_) + "(fixed)" : "sentence";
+  std::string name;
+  if (force_fixed_) {
+    name = "sentence:bounds=fixed,len=" + std::to_string(fallback_len_);
+  } else {
+    name = used_fallback_ ? "sentence:len=" + std::to_string(fallback_len_) + "(fixed)" : "sentence";
+  }
+  if (outliers_on_) name += name.find(':') == std::string::npos ? ":out=1" : ",out=1";
+  return name;
 }
 
 size_t SentenceRetriever::IndexBytes() const {
-  return units_.size() * sizeof(float) + unit_starts_.size() * sizeof(uint64_t) +
+  return (units_.size() + outliers_.size()) * sizeof(float) + unit_starts_.size() * sizeof(uint64_t) +
          (block_first_unit_.size() + block_last_unit_.size()) * sizeof(uint32_t);
 }
 
@@ -50,6 +56,8 @@ Status SentenceRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParam
     block_first_unit_[b] = unit_of(b * bt);
     block_last_unit_[b] = unit_of(std::min(T, (b + 1) * bt) - 1);
   }
+  outliers_.clear();
+  if (outliers_on_) BuildOutlierKeys(layer, bt, &outliers_);
   return OkStatus();
 }
 
@@ -70,6 +78,10 @@ Status SentenceRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks
       const uint64_t last = std::min<uint64_t>(block_last_unit_[b], units_visible - 1);
       out[b] = *std::max_element(u + block_first_unit_[b], u + last + 1);
     }
+  }
+  if (outliers_on_) {
+    RETURN_IF_ERROR(
+        MaxWithOutlierKeys(query, layer().num_kv_heads, outliers_, visible, &outlier_scores_, &head_scores_));
   }
   CombineHeads(head_scores_, H, visible, params().head_combine, SoftmaxScale(query.head_dim), &scores_);
   return TopKSelect(scores_, num_blocks, always_kept, selected);

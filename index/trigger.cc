@@ -108,10 +108,45 @@ void TriggerBank::Reuse(const Stream& s, uint64_t visible, uint64_t want, std::s
 Status TriggerBank::Select(uint64_t sequence, uint32_t layer, Retriever* retriever, const QueryView& query,
                            uint32_t budget_blocks, std::span<const uint32_t> always_kept,
                            std::vector<uint32_t>* selected, bool* retrieved) {
+  return SelectStream({sequence, layer, kWholeLayer}, retriever, query, budget_blocks, always_kept, selected,
+                      retrieved);
+}
+
+Status TriggerBank::SelectHeads(uint64_t sequence, uint32_t layer, Retriever* retriever, const QueryView& query,
+                                uint32_t budget_blocks, std::span<const uint32_t> always_kept,
+                                std::vector<std::vector<uint32_t>>* per_head, bool* retrieved) {
+  if (retriever->granularity() == Granularity::kLayer) {
+    per_head->resize(1);
+    return Select(sequence, layer, retriever, query, budget_blocks, always_kept, &(*per_head)[0], retrieved);
+  }
+  const uint32_t kv = retriever->layer().num_kv_heads;
+  if (kv == 0 || retriever->HeadRetriever(0) == nullptr) {
+    return InvalidArgument("trigger: " + retriever->Name() + " is not built");
+  }
+  if (query.num_q_heads != retriever->params().num_q_heads) {
+    return InvalidArgument("trigger: query has " + std::to_string(query.num_q_heads) + " heads, " +
+                           retriever->Name() + " was built for " + std::to_string(retriever->params().num_q_heads));
+  }
+  per_head->resize(kv);
+  *retrieved = false;
+  for (uint32_t h = 0; h < kv; ++h) {
+    Retriever* r = retriever->HeadRetriever(h);
+    if (r == nullptr) return Internal("trigger: " + retriever->Name() + " has no retriever for KV head " + std::to_string(h));
+    bool took = false;
+    RETURN_IF_ERROR(SelectStream({sequence, layer, h}, r, QueryOfHead(query, kv, h), budget_blocks, always_kept,
+                                 &(*per_head)[h], &took));
+    *retrieved = *retrieved || took;
+  }
+  return OkStatus();
+}
+
+Status TriggerBank::SelectStream(const StreamKey& key, Retriever* retriever, const QueryView& query,
+                                 uint32_t budget_blocks, std::span<const uint32_t> always_kept,
+                                 std::vector<uint32_t>* selected, bool* retrieved) {
   const uint32_t bt = retriever->params().block_tokens;
   const uint64_t visible = VisibleBlocks(query.position, bt);
   RETURN_IF_ERROR(CheckBlockList("always-kept", always_kept, visible));
-  auto [it, fresh] = streams_.try_emplace({sequence, layer});
+  auto [it, fresh] = streams_.try_emplace(key);
   Stream& s = it->second;
   const size_t qn = size_t{query.num_q_heads} * query.head_dim;
   if (!fresh) {
@@ -143,7 +178,7 @@ Status TriggerBank::Select(uint64_t sequence, uint32_t layer, Retriever* retriev
 }
 
 void TriggerBank::Forget(uint64_t sequence) {
-  streams_.erase(streams_.lower_bound({sequence, 0}), streams_.upper_bound({sequence, UINT32_MAX}));
+  streams_.erase(streams_.lower_bound({sequence, 0, 0}), streams_.upper_bound({sequence, UINT32_MAX, UINT32_MAX}));
 }
 
 }  // namespace tierkv::index

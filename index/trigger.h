@@ -10,6 +10,12 @@
 //   every:n=N       retrieve on the first step and then every N-th step of the
 //                   stream; N >= 1, default 4.
 //
+// Per-KV-head retrievers (Retriever::granularity() kKvHead): every KV head is a
+// stream of its own (sequence, layer, head), fed its head's retriever and the
+// query heads of its group, so the drift test looks at those heads only and
+// each head reuses its own last selection. Stats count per stream, i.e. per
+// (step, KV head) for those.
+//
 // State is kept per (sequence, layer) stream; the first step of a stream always
 // retrieves. A reused selection keeps the contract of Retriever::Select
 // (retriever.h) for the new step: the current always-kept blocks (sinks and the
@@ -27,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -67,6 +74,13 @@ class TriggerBank {
                 uint32_t budget_blocks, std::span<const uint32_t> always_kept, std::vector<uint32_t>* selected,
                 bool* retrieved);
 
+  // Either granularity: per_head as Retriever::SelectHeads (one list for a
+  // per-layer retriever, one per KV head otherwise). *retrieved: whether any
+  // stream ran the retriever. Errors as Select.
+  Status SelectHeads(uint64_t sequence, uint32_t layer, Retriever* retriever, const QueryView& query,
+                     uint32_t budget_blocks, std::span<const uint32_t> always_kept,
+                     std::vector<std::vector<uint32_t>>* per_head, bool* retrieved);
+
   // Drops every stream of `sequence` (its next step retrieves).
   void Forget(uint64_t sequence);
   // Totals over every stream since construction.
@@ -83,12 +97,17 @@ class TriggerBank {
     uint64_t last_position = 0;
     uint64_t steps_since = 0;            // steps since the last retrieval
   };
+  // (sequence, layer, KV head or kWholeLayer)
+  using StreamKey = std::tuple<uint64_t, uint32_t, uint32_t>;
+  static constexpr uint32_t kWholeLayer = UINT32_MAX;
+  Status SelectStream(const StreamKey& key, Retriever* retriever, const QueryView& query, uint32_t budget_blocks,
+                      std::span<const uint32_t> always_kept, std::vector<uint32_t>* selected, bool* retrieved);
   bool ShouldRetrieve(const Stream& s, const QueryView& query) const;
   static void Reuse(const Stream& s, uint64_t visible, uint64_t want, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected);
 
   TriggerConfig config_;
-  std::map<std::pair<uint64_t, uint32_t>, Stream> streams_;
+  std::map<StreamKey, Stream> streams_;
   TriggerStats stats_;
 };
 

@@ -63,6 +63,11 @@ std::string VqRetriever::Name() const {
   if (opt_.train != def.train) add("train=" + std::to_string(opt_.train));
   if (opt_.iters != def.iters) add("iters=" + std::to_string(opt_.iters));
   if (!opt_.lse) add("reduce=max");
+  if (opt_.exact != def.exact) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "exact=%g", opt_.exact);
+    add(buf);
+  }
   return keys.empty() ? "vq" : "vq:" + keys;
 }
 
@@ -70,6 +75,7 @@ size_t VqRetriever::IndexBytes() const {
   size_t n = codes_.size();
   for (const auto& b : books_) n += b.size() * sizeof(float);
   for (const auto& l : l_) n += l.size() * sizeof(float);  // stored as float in a deployment
+  for (const auto& e : exact_) n += e.size() * (sizeof(uint64_t) + layer().head_dim * sizeof(float));  // id + key
   return n;
 }
 
@@ -200,10 +206,111 @@ Status VqRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& par
   codes_.assign(B * layer.num_kv_heads * bt * m_, 0);
   l_.assign(layer.num_kv_heads, {});
   books_.assign(layer.num_kv_heads, {});
+  exact_.assign(layer.num_kv_heads, {});
+  exact_threshold_.assign(layer.num_kv_heads, INFINITY);
   // layer() is not set until BuildImpl returns: FitMetric and BuildHead take it.
   for (uint32_t g = 0; g < layer.num_kv_heads; ++g) {
     FitMetric(layer, params, g);
     RETURN_IF_ERROR(BuildHead(layer, g, bt));
+    if (opt_.exact > 0) {
+      // The code error of every token (re-encoding; codes come out the same).
+      std::vector<float> errors;
+      errors.reserve(layer.num_tokens);
+      EncodeTokens(layer, g, 0, layer.num_tokens, bt, &errors);
+      PickExactTokens(g, errors);
+    }
+  }
+  return OkStatus();
+}
+
+void VqRetriever::EncodeTokens(const LayerKeys& layer, uint32_t g, uint64_t begin, uint64_t end, uint32_t bt,
+                               std::vector<float>* errors) {
+  const uint32_t d = layer.head_dim, KV = layer.num_kv_heads;
+  const float* keys = (opt_.window ? layer.keys_pre : layer.keys) + uint64_t{g} * layer.num_tokens * d;
+  const std::vector<double>& l = l_[g];
+  std::vector<float> x(d);
+  for (uint64_t t = begin; t < end; ++t) {
+    const float* k = keys + t * d;
+    for (uint32_t i = 0; i < d; ++i) {  // k' = L^T k
+      double acc = 0.0;
+      for (uint32_t j = i; j < d; ++j) acc += l[size_t{j} * d + i] * k[j];
+      x[i] = static_cast<float>(acc);
+    }
+    uint8_t* out = codes_.data() + (((t / bt) * KV + g) * bt + t % bt) * m_;
+    float err = 0.f;
+    for (uint32_t m = 0; m < m_; ++m) {
+      float best = INFINITY;
+      for (uint32_t c = 0; c < ksub_; ++c) {
+        const float* cen = books_[g].data() + (size_t{m} * ksub_ + c) * dsub_;
+        float dist = 0.f;
+        for (uint32_t j = 0; j < dsub_; ++j) dist += (x[size_t{m} * dsub_ + j] - cen[j]) * (x[size_t{m} * dsub_ + j] - cen[j]);
+        if (dist < best) best = dist, out[m] = static_cast<uint8_t>(c);
+      }
+      err += best;
+    }
+    if (errors != nullptr) errors->push_back(err);
+  }
+}
+
+void VqRetriever::PickExactTokens(uint32_t g, const std::vector<float>& errors) {
+  const uint64_t T = errors.size();
+  const auto n = static_cast<uint64_t>(std::ceil(opt_.exact * static_cast<double>(T)));
+  exact_[g].clear();
+  if (n == 0) {
+    exact_threshold_[g] = INFINITY;
+    return;
+  }
+  std::vector<float> sorted = errors;
+  std::nth_element(sorted.begin(), sorted.begin() + (T - n), sorted.end());
+  exact_threshold_[g] = sorted[T - n];
+  for (uint64_t t = 0; t < T && exact_[g].size() < n; ++t) {
+    if (errors[t] >= exact_threshold_[g]) exact_[g].push_back(t);
+  }
+}
+
+void VqRetriever::ApplyExactTokens(const QueryView& query, uint64_t visible) {
+  const uint32_t d = query.head_dim, H = query.num_q_heads, KV = layer().num_kv_heads, group = H / KV;
+  const uint32_t bt = params().block_tokens;
+  const float scale = SoftmaxScale(d);
+  for (uint32_t g = 0; g < KV; ++g) {
+    for (uint64_t t : exact_[g]) {
+      if (t > query.position) break;
+      const uint64_t b = t / bt;
+      if (b >= visible) break;
+      const uint8_t* code = codes_.data() + ((b * KV + g) * bt + t % bt) * m_;
+      const float* k = layer().Key(g, t);
+      for (uint32_t h = g * group; h < (g + 1) * group; ++h) {
+        const float* q = query.q + size_t{h} * d;
+        float exact = 0.f, approx = 0.f;
+        for (uint32_t c = 0; c < d; ++c) exact += q[c] * k[c];
+        for (uint32_t m = 0; m < m_; ++m) approx += lut_[(size_t{h} * m_ + m) * 256 + code[m]];
+        float& s = head_scores_[size_t{h} * visible + b];
+        if (!opt_.lse) {
+          s = std::max(s, exact);
+          continue;
+        }
+        // exp(scale s) - exp(scale approx) + exp(scale exact), stably.
+        const float top = std::max(s, exact);
+        const double v = std::exp(double(scale) * (s - top)) - std::exp(double(scale) * (approx - top)) +
+                         std::exp(double(scale) * (exact - top));
+        s = top + static_cast<float>(std::log(std::max(v, 1e-30)) / scale);
+      }
+    }
+  }
+}
+
+Status VqRetriever::ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) {
+  const uint32_t bt = params().block_tokens;
+  const uint64_t B = (layer.num_tokens + bt - 1) / bt;
+  if (B > kernels::kMaxScoreBlocks) return InvalidArgument("vq: too many blocks for ScoreBlocks");
+  codes_.resize(B * layer.num_kv_heads * bt * m_, 0);  // blocks are the outer index: old codes stay
+  std::vector<float> errors;
+  for (uint32_t g = 0; g < layer.num_kv_heads; ++g) {
+    errors.clear();
+    EncodeTokens(layer, g, old_tokens, layer.num_tokens, bt, opt_.exact > 0 ? &errors : nullptr);
+    for (uint64_t i = 0; i < errors.size(); ++i) {
+      if (errors[i] >= exact_threshold_[g]) exact_[g].push_back(old_tokens + i);
+    }
   }
   return OkStatus();
 }
@@ -246,7 +353,17 @@ Status VqRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, std:
   a.lut = lut_.data();
   a.vq_reduce = opt_.lse ? kernels::VqReduce::kLogSumExp : kernels::VqReduce::kMax;
   a.scores = scores_.data();
+  bool with_exact = false;
+  for (const auto& e : exact_) with_exact = with_exact || !e.empty();
+  if (with_exact) {
+    head_scores_.resize(size_t{H} * visible);
+    a.head_scores = head_scores_.data();
+  }
   RETURN_IF_ERROR(kernels::ScoreBlocks(kernels::Backend::kCpu, a));
+  if (with_exact) {
+    ApplyExactTokens(query, visible);
+    CombineHeads(head_scores_, H, visible, params().head_combine, SoftmaxScale(d), &scores_);
+  }
   return TopKSelect(scores_, num_blocks, always_kept, selected);
 }
 

@@ -33,6 +33,13 @@
 //           spaced), in [256, 2^24]. Default: 4096
 //   iters   k-means iterations per subspace, in [1, 100]. Default: 8
 //   reduce  lse | max: how a block's token scores combine. Default: lse
+//   exact   share of each KV head's tokens kept exact, in [0, 0.5]: the tokens
+//           whose codes err most (in the metric above) keep their post-RoPE
+//           key, and their code's score in the block is replaced by the exact
+//           q . k. Rare outlying keys (needles: one token whose direction no
+//           centroid holds) are what PQ loses; this keeps them (issue 12). New
+//           tokens (Extend) are kept when their error exceeds the build's
+//           threshold. Default: 0
 // Index: M bytes per (token, KV head) + codebooks + L per KV head.
 // Thread-safety: as Retriever.
 #pragma once
@@ -54,6 +61,7 @@ struct VqOptions {
   uint32_t train = 4096;
   uint32_t iters = 8;
   bool lse = true;
+  double exact = 0.0;
 };
 
 class VqRetriever final : public Retriever {
@@ -68,8 +76,19 @@ class VqRetriever final : public Retriever {
   Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) override;
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
+  // Encodes tokens [old_tokens, num_tokens) with the built metric and codebooks.
+  Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) override;
 
  private:
+  // Nearest codebook entry per subspace of keys [begin, end) of KV head g into
+  // codes_ (the codes_ layout of block_tokens bt).
+  // Returns each token's code error (squared, in the metric) when `errors` is non-null.
+  void EncodeTokens(const LayerKeys& layer, uint32_t g, uint64_t begin, uint64_t end, uint32_t bt,
+                    std::vector<float>* errors = nullptr);
+  // exact=F: picks the tokens kept exact of KV head g from the errors of tokens [0, T).
+  void PickExactTokens(uint32_t g, const std::vector<float>& errors);
+  // Replaces the code score of every exact token in [0, position] by q . k in head_scores_.
+  void ApplyExactTokens(const QueryView& query, uint64_t visible);
   // The query as the codes see it (rotated by w, or post-RoPE) into out [d].
   void ScoringQuery(const float* q, const float* q_pre, float* out) const;
   // Fills l_[g] from the query sample (identity when there is none).
@@ -82,6 +101,9 @@ class VqRetriever final : public Retriever {
   std::vector<std::vector<double>> l_;      // [kv][d][d] lower-triangular factor of C'
   std::vector<std::vector<float>> books_;   // [kv][M][ksub][dsub]
   std::vector<uint8_t> codes_;              // [blocks][kv][block_tokens][M] (ScoreBlocks layout)
+  std::vector<std::vector<uint64_t>> exact_;  // exact=F: [kv] increasing token ids kept exact
+  std::vector<float> exact_threshold_;      // [kv] code error above which a token is kept
+  std::vector<float> head_scores_;
   std::vector<float> lut_, qbuf_, scores_;
 };
 

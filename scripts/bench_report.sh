@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The bench report (make bench-report): runs the benchmarks of a Release build at a
-# size that fits a 2-core machine in under 25 minutes, plots the sweeps and
+# size that fits a 2-core machine in under 40 minutes, plots the sweeps and
 # regenerates BENCHMARKS.md. Arguments go to scripts/bench_report.py (--help).
 set -euo pipefail
 cd "$(dirname "$0")/.."

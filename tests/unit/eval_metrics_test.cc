@@ -118,6 +118,53 @@ TEST_F(HandCase, SelectionMetricsByHand) {
   EXPECT_EQ(m.topk_recall, 1.0);
 }
 
+// Per-KV-head selection by hand: two KV heads with the keys above, one query
+// head each (head 0 reads KV head 0: probs .1 .2 .3 .4; head 1 reads KV head 1:
+// .1 .1 .1 .7).
+TEST_F(HandCase, PerKvHeadSelectionByHand) {
+  std::vector<float> keys2 = keys_, values2 = values_;
+  keys2.insert(keys2.end(), keys_.begin(), keys_.end());
+  values2.insert(values2.end(), values_.begin(), values_.end());
+  LayerKeys layer = layer_;
+  layer.num_kv_heads = 2;
+  layer.keys = keys2.data();
+  layer.values = values2.data();
+  ExactAttention exact;
+  ASSERT_TRUE(ComputeExactAttention(layer, query_, &exact).ok());
+  EXPECT_NEAR(exact.probs[3], .4, 1e-6);
+  EXPECT_NEAR(exact.probs[7], .7, 1e-6);
+  const std::vector<uint32_t> kept = {0};
+  const std::vector<std::vector<uint32_t>> per_head = {{0, 2}, {0, 3}};
+  SelectionMetrics m;
+  ASSERT_TRUE(EvaluateHeadSelection(layer, query_, exact, 1, per_head, kept, 100, &m).ok());
+  EXPECT_NEAR(m.head_mass_recall[0], .4, 1e-6);
+  EXPECT_NEAR(m.head_mass_recall[1], .8, 1e-6);
+  EXPECT_NEAR(m.mass_recall, .6, 1e-6);
+  EXPECT_NEAR(m.topk_recall, .5, 1e-9);  // KV head 0 misses its top block (3), KV head 1 hits it
+  EXPECT_EQ(m.selected_blocks, 2u);      // per KV head
+  EXPECT_EQ(m.bytes_selected, 200u);     // 4 (head, block) pairs of 100 / 2 bytes: as 2 layer blocks
+  EXPECT_EQ(m.bytes_retrieved, 100u);
+  // One shared list is per-layer selection: the same as EvaluateSelection.
+  SelectionMetrics shared, layer_m;
+  const std::vector<std::vector<uint32_t>> one = {{0, 2}};
+  ASSERT_TRUE(EvaluateHeadSelection(layer, query_, exact, 1, one, kept, 100, &shared).ok());
+  ASSERT_TRUE(EvaluateSelection(layer, query_, exact, 1, one[0], kept, 100, &layer_m).ok());
+  EXPECT_NEAR(shared.mass_recall, .3, 1e-6);
+  EXPECT_EQ(shared.mass_recall, layer_m.mass_recall);
+  EXPECT_EQ(shared.bytes_selected, 200u);
+  // Group masses: KV head 1's block 3 holds .7.
+  const std::vector<double> gm = GroupBlockMass(exact, 2, 1);
+  ASSERT_EQ(gm.size(), 8u);
+  EXPECT_NEAR(gm[4 + 3], .7, 1e-6);
+  // Wrong entry count, a head missing an always-kept block.
+  const std::vector<std::vector<uint32_t>> three = {{0}, {0}, {0}};
+  EXPECT_EQ(EvaluateHeadSelection(layer, query_, exact, 1, three, kept, 100, &m).code(),
+            StatusCode::kInvalidArgument);
+  const std::vector<std::vector<uint32_t>> missing = {{0, 2}, {2, 3}};
+  EXPECT_EQ(EvaluateHeadSelection(layer, query_, exact, 1, missing, kept, 100, &m).code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_F(HandCase, BadSelectionsAreRefused) {
   SelectionMetrics m;
   EXPECT_EQ(EvaluateSelection(layer_, query_, exact_, 1, std::vector<uint32_t>{2, 0}, {}, 1, &m).code(),

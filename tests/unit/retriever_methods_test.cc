@@ -187,5 +187,51 @@ TEST_F(VqTest, QueryAwareOnlyWithASampleAndWindowNeedsPreRopeData) {
   EXPECT_TRUE(post.Build(view, Params(false)).ok());
 }
 
+// out=1 (issue 12): a needle token whose block mean is ordinary. Block 5's
+// tokens all score 0.9, the needle (token 200, block 12) scores 10 but its
+// block mean only 10/16; with one block to pick, the sentence and cluster
+// means choose block 5 and out=1 chooses the needle's block, as the oracle does.
+TEST(OutlierKeysTest, NeedleHiddenByTheMeanIsFoundWithOutliers) {
+  SetFaissThreads(1);
+  const uint32_t d = 8, T = 256;
+  std::vector<float> keys(size_t{T} * d, 0.f);
+  Rng rng(5);
+  for (float& k : keys) k = static_cast<float>(0.02 * rng.Normal());
+  for (uint32_t t = 80; t < 96; ++t) keys[size_t{t} * d] += 3.f;
+  keys[size_t{200} * d + 1] += 10.f;
+  LayerKeys layer;
+  layer.num_kv_heads = 1;
+  layer.head_dim = d;
+  layer.num_tokens = T;
+  layer.keys = keys.data();
+  std::vector<float> q(d, 0.f);
+  q[0] = 0.3f, q[1] = 1.f;
+  QueryView query;
+  query.num_q_heads = 1;
+  query.head_dim = d;
+  query.q = q.data();
+  query.position = T - 1;
+  RetrieverParams rp;
+  rp.block_tokens = 16;
+  rp.num_q_heads = 1;
+  auto pick = [&](const char* spec) {
+    auto r = MakeRetriever(spec);
+    EXPECT_TRUE(r.ok()) << spec;
+    EXPECT_TRUE((*r)->Build(layer, rp).ok()) << spec;
+    std::vector<uint32_t> sel;
+    EXPECT_TRUE((*r)->Select(query, 1, {}, &sel).ok()) << spec;
+    return sel.size() == 1 ? sel[0] : 999u;
+  };
+  EXPECT_EQ(pick("exact"), 12u);
+  EXPECT_EQ(pick("sentence:bounds=fixed,len=16"), 5u);
+  EXPECT_EQ(pick("sentence:bounds=fixed,len=16,out=1"), 12u);
+  EXPECT_EQ(pick("cluster:k=4,seg=16"), 5u);
+  EXPECT_EQ(pick("cluster:k=4,seg=16,out=1"), 12u);
+  EXPECT_EQ(pick("mean"), 5u);
+  EXPECT_EQ(pick("mean:r=2"), 12u);  // the kcenter representative is the outlier key
+  // vq keeps the tokens its codes err most on exact: the needle is one.
+  EXPECT_EQ(pick("vq:m=2,bits=2,rope=post,train=256,iters=4,exact=0.01"), 12u);
+}
+
 }  // namespace
 }  // namespace tierkv::index
