@@ -80,6 +80,8 @@ enum class Detail : uint8_t {
   kCorruption /* a stored copy failed its checksum */,
   kQuery /* Retrieve: the query is not num_q_heads * head_dim finite f32 values (+ room for the table) */,
   kNoBlocks /* Retrieve: nothing stored for this (sequence, layer) */,
+  kNamespaceDeleted /* the channel's namespace was deleted (tierkvctl delete-namespace --force) */,
+  kBudget /* Retrieve: the budget is below the sinks + recent window the policy always keeps */,
 };
 const char* DetailName(Detail d);
 

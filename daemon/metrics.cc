@@ -122,6 +122,13 @@ prometheus::Histogram& Metrics::RetrievalLatency(const std::string& ns, const st
   return latency_->Add({{"namespace", ns}, {"phase", phase}}, kBuckets);
 }
 
+void Metrics::ForgetNamespace(const std::string& ns) {
+  for (const char* phase : {"select", "acquire", "total"}) {
+    const prometheus::Labels labels{{"namespace", ns}, {"phase", phase}};
+    if (latency_->Has(labels)) latency_->Remove(&latency_->Add(labels, prometheus::Histogram::BucketBoundaries{}));
+  }
+}
+
 void Metrics::CountRequest(std::string_view op) { requests_->Add({{"op", std::string(op)}}).Increment(); }
 void Metrics::CountError(std::string_view code) { errors_->Add({{"code", std::string(code)}}).Increment(); }
 void Metrics::CountDisconnect(std::string_view reason) {

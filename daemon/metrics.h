@@ -40,6 +40,8 @@ class Metrics {
   void Register(const std::shared_ptr<prometheus::Collectable>& collectable);
   // Retrieval latency histogram of one namespace and phase (select, acquire, total).
   prometheus::Histogram& RetrievalLatency(const std::string& ns, const std::string& phase);
+  // Removes every series labelled with namespace `ns` (delete-namespace).
+  void ForgetNamespace(const std::string& ns);
 
   void CountRequest(std::string_view op);
   void CountError(std::string_view code);

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "daemon/namespace_files.h"
 
 namespace tierkv::daemon {
 namespace {
@@ -55,10 +56,7 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
   const uint64_t disk_bytes = rec.spec.budgets.disk_bytes ? rec.spec.budgets.disk_bytes : config.storage.disk_bytes;
   if (disk_bytes > 0) {
     storage::DiskTierOptions o;
-    const std::string base = config.storage.disk_dir.empty()
-                                 ? (std::filesystem::path(config.daemon.data_dir) / "disk").string()
-                                 : config.storage.disk_dir;
-    o.dir = (std::filesystem::path(base) / tag).string();
+    o.dir = NamespaceDiskDir(config, rec.id);
     o.name = tag + "-D";
     o.slot_capacity = cap;
     o.num_slots = Slots(disk_bytes, disk_bytes, storage::DiskSlotStride(cap));

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/config.h"
+#include "daemon/namespace_gate.h"
 #include "daemon/namespace_registry.h"
 #include "daemon/retrieval.h"
 #include "daemon/sequence_owners.h"
@@ -44,6 +45,8 @@ class NamespaceRuntime {
   storage::ArenaTier& host() const { return *h_; }
   storage::DiskTier* disk() const { return d_.get(); }
   bool gpu_emulated() const { return gpu_emulated_; }
+  // Held by every channel of the namespace (GatedOps); closed by delete-namespace.
+  const std::shared_ptr<NamespaceGate>& gate() const { return gate_; }
 
   // The full policy as JSON (storage fields and retrieval fields).
   nlohmann::json PolicyJson() const;
@@ -73,6 +76,7 @@ class NamespaceRuntime {
   mutable std::mutex policy_mu_;
   RetrievalPolicy retrieval_policy_;  // GUARDED_BY(policy_mu_)
   PolicyStats policy_stats_;
+  const std::shared_ptr<NamespaceGate> gate_ = std::make_shared<NamespaceGate>();
 };
 
 }  // namespace tierkv::daemon

@@ -1,0 +1,109 @@
+#include "daemon/namespace_files.h"
+
+#include <filesystem>
+#include <map>
+#include <vector>
+
+#include "common/log.h"
+#include "storage/block_records.h"
+
+namespace tierkv::daemon {
+namespace fs = std::filesystem;
+namespace {
+// Every per-namespace key starts with a kind byte and the big-endian namespace id,
+// except the policy's, which is the id alone.
+struct KeyFamily {
+  storage::Cf cf;
+  char kind;
+};
+constexpr KeyFamily kFamilies[] = {{storage::Cf::kBlocks, 'B'},
+                                   {storage::Cf::kBlocks, 'P'},
+                                   {storage::Cf::kSequences, 'L'},
+                                   {storage::Cf::kSequences, 'O'}};
+
+std::string Prefix(char kind, NamespaceId id) {
+  std::string k(1, kind);
+  storage::AppendBigEndian32(&k, id);
+  return k;
+}
+
+std::string PolicyKey(NamespaceId id) {
+  std::string k;
+  storage::AppendBigEndian32(&k, id);
+  return k;
+}
+
+std::string DiskBase(const Config& config) {
+  return config.storage.disk_dir.empty() ? (fs::path(config.daemon.data_dir) / "disk").string()
+                                         : config.storage.disk_dir;
+}
+}  // namespace
+
+std::string NamespaceDiskDir(const Config& config, NamespaceId id) {
+  return (fs::path(DiskBase(config)) / ("ns" + std::to_string(id))).string();
+}
+
+Result<uint64_t> DeleteNamespaceRecords(storage::Manifest* manifest, NamespaceId id) {
+  storage::Manifest::Batch batch;
+  for (const KeyFamily& f : kFamilies) {
+    RETURN_IF_ERROR(manifest->Scan(f.cf, Prefix(f.kind, id), [&](std::string_view k, std::string_view) {
+      batch.Delete(f.cf, k);
+      return true;
+    }));
+  }
+  batch.Delete(storage::Cf::kPolicies, PolicyKey(id));
+  const uint64_t n = batch.Count();
+  RETURN_IF_ERROR(manifest->Write(batch));
+  return n;
+}
+
+Result<uint64_t> RemoveNamespaceFiles(const Config& config, NamespaceId id) {
+  const fs::path dir = NamespaceDiskDir(config, id);
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return uint64_t{0};
+  uint64_t bytes = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    std::error_code size_ec;
+    if (e.is_regular_file(size_ec)) bytes += e.file_size(size_ec);
+  }
+  fs::remove_all(dir, ec);
+  if (ec) return IOError("remove " + dir.string() + ": " + ec.message());
+  return bytes;
+}
+
+Status SweepDeletedNamespaces(const Config& config, storage::Manifest* manifest,
+                              const std::set<NamespaceId>& registered) {
+  // Manifest records: collect the namespace ids they name.
+  std::set<NamespaceId> orphans;
+  for (const KeyFamily& f : kFamilies) {
+    RETURN_IF_ERROR(manifest->Scan(f.cf, std::string(1, f.kind), [&](std::string_view k, std::string_view) {
+      if (k.size() >= 5) {
+        const NamespaceId id = storage::ReadBigEndian32(k.substr(1, 4));
+        if (!registered.count(id)) orphans.insert(id);
+      }
+      return true;
+    }));
+  }
+  RETURN_IF_ERROR(manifest->Scan(storage::Cf::kPolicies, "", [&](std::string_view k, std::string_view) {
+    if (k.size() == 4 && !registered.count(storage::ReadBigEndian32(k))) orphans.insert(storage::ReadBigEndian32(k));
+    return true;
+  }));
+  // D directories named ns<ID>.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(DiskBase(config), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() < 3 || name.rfind("ns", 0) != 0) continue;
+    if (name.find_first_not_of("0123456789", 2) != std::string::npos || name.size() > 12) continue;
+    const uint64_t id = std::stoull(name.substr(2));
+    if (id <= UINT32_MAX && !registered.count(static_cast<NamespaceId>(id))) orphans.insert(static_cast<NamespaceId>(id));
+  }
+  for (NamespaceId id : orphans) {
+    ASSIGN_OR_RETURN(const uint64_t records, DeleteNamespaceRecords(manifest, id));
+    ASSIGN_OR_RETURN(const uint64_t bytes, RemoveNamespaceFiles(config, id));
+    LOG(WARNING) << "namespace " << id << " is not registered (a delete-namespace interrupted by a crash?): removed "
+                 << records << " manifest record(s) and " << bytes << " bytes of D files";
+  }
+  return OkStatus();
+}
+
+}  // namespace tierkv::daemon
