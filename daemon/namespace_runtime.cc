@@ -33,6 +33,7 @@ void SplitPolicy(const Json& changes, Json* storage_part, Json* retrieval_part) 
 
 Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const NamespaceRecord& rec, const Config& config,
                                                                  storage::Manifest* manifest) {
+  const auto opened_at = std::chrono::steady_clock::now();
   std::unique_ptr<NamespaceRuntime> rt(new NamespaceRuntime(rec, manifest));
   const ModelSpec& m = rec.spec.model;
   const auto cap = static_cast<uint32_t>(m.BlockBytes());
@@ -97,7 +98,10 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
             << " slots, D " << (rt->d_ ? std::to_string(rt->d_->num_slots()) + " slots (" + rt->d_->engine_name() + ")"
                                        : std::string("off"))
             << ", " << rt->store_->num_blocks() << " block(s) recovered, summaries scored on the "
-            << (rt->retrieval_.gpu_scoring() ? "GPU" : "CPU");
+            << (rt->retrieval_.gpu_scoring() ? "GPU" : "CPU") << "; opened in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - opened_at).count()
+            << " ms (G/H memory " << (config.storage.prefault ? "committed at once: storage.prefault" : "committed as used")
+            << ")";
   return rt;
 }
 
