@@ -1,11 +1,16 @@
 #include "daemon/namespace_files.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <map>
 #include <vector>
 
 #include "common/log.h"
+#include "common/unique_fd.h"
 #include "storage/block_records.h"
+#include "storage/slot_format.h"
 
 namespace tierkv::daemon {
 namespace fs = std::filesystem;
@@ -41,6 +46,22 @@ std::string DiskBase(const Config& config) {
 
 std::string NamespaceDiskDir(const Config& config, NamespaceId id) {
   return (fs::path(DiskBase(config)) / ("ns" + std::to_string(id))).string();
+}
+
+Result<std::optional<uint32_t>> RecordedDiskSlots(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "slab-00000.tkv").string();
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return std::optional<uint32_t>();
+    return FromErrno(errno, "open " + path);
+  }
+  std::vector<std::byte> block(storage::kSlabHeaderBytes);
+  const ssize_t n = ::pread(fd.get(), block.data(), block.size(), 0);
+  if (n < 0) return FromErrno(errno, "read the superblock of " + path);
+  if (static_cast<size_t>(n) != block.size()) return Corruption(path + ": truncated superblock");
+  storage::SlabSuperblock sb;
+  RETURN_IF_ERROR(storage::DecodeSlabSuperblock(block.data(), path, &sb));
+  return std::optional<uint32_t>(sb.total_slots);
 }
 
 Result<uint64_t> DeleteNamespaceRecords(storage::Manifest* manifest, NamespaceId id) {

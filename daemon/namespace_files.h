@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -18,6 +19,10 @@ namespace tierkv::daemon {
 
 // The directory of a namespace's D tier: storage.disk_dir (default data_dir/disk) / ns<ID>.
 std::string NamespaceDiskDir(const Config& config, NamespaceId id);
+
+// The D geometry recorded in an existing namespace directory (its first slab's
+// superblock): the tier's slot count, or nullopt when no slab exists yet.
+Result<std::optional<uint32_t>> RecordedDiskSlots(const std::string& dir);
 
 // Deletes every manifest record of namespace `id` except its registry record, in
 // one batch; returns how many.

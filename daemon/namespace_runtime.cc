@@ -18,6 +18,24 @@ std::string PolicyKey(NamespaceId id) {
   return k;
 }
 
+// A D tier keeps the geometry it was created with: when the configured size
+// changed (storage.disk_bytes, for a namespace without its own disk budget), the
+// recorded slot count wins and the log says so and how to resize
+// (docs/decisions/0015-namespace-lifecycle.md).
+Status KeepRecordedDiskGeometry(const NamespaceSpec& spec, storage::DiskTierOptions* o) {
+  ASSIGN_OR_RETURN(const std::optional<uint32_t> recorded, RecordedDiskSlots(o->dir));
+  if (!recorded || *recorded == o->num_slots || *recorded == 0) return OkStatus();
+  const uint64_t stride = storage::DiskSlotStride(o->slot_capacity);
+  LOG(WARNING) << "namespace '" << spec.name << "': its D tier was created for " << *recorded << " slots ("
+               << uint64_t{*recorded} * stride << " bytes); the configuration now asks for " << o->num_slots
+               << " slots (" << uint64_t{o->num_slots} * stride << " bytes): keeping the recorded "
+               << *recorded << " slots and every block on them. To resize D: set storage.disk_bytes back, or "
+               << "tierkvctl delete-namespace " << spec.name << " and create it again (its blocks are lost), or "
+               << "give the namespace its own budgets.disk_bytes when creating it";
+  o->num_slots = *recorded;
+  return OkStatus();
+}
+
 uint32_t Slots(uint64_t budget, uint64_t fallback, size_t stride) {
   const uint64_t bytes = budget ? budget : fallback;
   return static_cast<uint32_t>(std::min<uint64_t>(bytes / stride, UINT32_MAX - 1));
@@ -66,6 +84,7 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
                : config.storage.disk_engine == "psync"  ? storage::IoEngineKind::kPsync
                                                         : storage::IoEngineKind::kAuto;
     if (o.num_slots == 0) return InvalidArgument("namespace '" + rec.spec.name + "': disk budget below one block");
+    RETURN_IF_ERROR(KeepRecordedDiskGeometry(rec.spec, &o));
     auto d = storage::DiskTier::Open(o);
     if (!d.ok()) return d.status().WithContext("namespace '" + rec.spec.name + "' disk tier");
     rt->d_ = std::move(d).value();

@@ -227,6 +227,45 @@ TEST_F(NamespaceLifecycleTest, LeftoversOfAnUnregisteredNamespaceAreSweptAtStart
   EXPECT_NE(daemon_->Log().find("namespace 77 is not registered"), std::string::npos) << daemon_->Log();
 }
 
+TEST_F(NamespaceLifecycleTest, ADaemonWhoseDiskSizeChangedKeepsTheRecordedGeometryAndItsBlocks) {
+  Create("kept");
+  SetPolicy("kept", R"({"write":"write-through"})");
+  ASSERT_TRUE(admin_->Attach("kept").ok());
+  auto ch = admin_->OpenChannel("kept");
+  ASSERT_TRUE(ch.ok());
+  const auto data = MakeBlocks(3, 1, 8);
+  ASSERT_TRUE((*ch)->Put(3, 1, 0, data).ok());
+  auto d_slots = [&] {
+    auto r = internal::Call(*admin_, {{"op", "usage"}, {"namespace", "kept"}});
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? (*r)["namespaces"][0]["tiers"]["D"]["slots"].get<uint64_t>() : 0;
+  };
+  const uint64_t slots = d_slots();
+  ASSERT_GT(slots, 0u);
+  ch->reset();
+  admin_.reset();
+  ASSERT_EQ(daemon_->Stop(), 0);
+
+  // storage.disk_bytes halved (64 -> 32 MiB): the daemon starts, serves the namespace
+  // with its recorded geometry, and says what it did and how to resize.
+  daemon_ = std::make_unique<DaemonProcess>(
+      testing::DaemonBinary(TIERKVD_PATH), dir_.path(), "",
+      "[storage]\ngpu_bytes = 33554432\nhost_bytes = 67108864\ndisk_bytes = 33554432\n");
+  ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
+  admin_ = Connect();
+  ASSERT_TRUE(admin_);
+  EXPECT_EQ(d_slots(), slots);
+  const std::string log = daemon_->Log();
+  EXPECT_NE(log.find("its D tier was created for " + std::to_string(slots) + " slots"), std::string::npos) << log;
+  EXPECT_NE(log.find("To resize D"), std::string::npos) << log;
+  ASSERT_TRUE(admin_->Attach("kept").ok());
+  ch = admin_->OpenChannel("kept");
+  ASSERT_TRUE(ch.ok()) << ch.status().ToString();
+  std::vector<std::byte> out(data.size());
+  ASSERT_TRUE((*ch)->Get(3, 1, 0, out).ok());
+  EXPECT_TRUE(out == data) << "the blocks on D survive the configuration change";
+}
+
 TEST_F(NamespaceLifecycleTest, PrefixesAreListedAndUnusedOnesEvicted) {
   Create("chat");
   ASSERT_TRUE(admin_->Attach("chat").ok());
