@@ -34,6 +34,10 @@ ControlService::ControlService(const Config& config, NamespaceRegistry* registry
       channel_budget_(config.limits),
       gpu_description_(kernels::DescribeGpus()) {
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
+  for (std::string_view op : kKnownOps) metrics_->CreateRequestSeries(op);
+  for (const NamespaceRecord& r : registry_->List()) {
+    if (!runtimes_ || runtimes_->Find(r.id)) metrics_->CreateNamespaceSeries(r.spec.name);
+  }
 }
 
 bool ControlService::IsAdmin(uint32_t uid) const {
@@ -208,6 +212,7 @@ Result<wire::Json> ControlService::CreateNamespace(SessionState& s, const Json& 
   if (runtimes_) open = [this](const NamespaceRecord& rec) { return runtimes_->Open(rec); };
   ASSIGN_OR_RETURN(auto created, registry_->Create(std::move(spec), s.peer.uid, open));
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
+  metrics_->CreateNamespaceSeries(created.record.spec.name);
   return Json{{"namespace_id", created.record.id},
               {"created", created.created},
               {"namespace", wire::ToJson(created.record.spec)}};

@@ -79,6 +79,36 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                         "pinning and bringing blocks to G; total)")
                   .Register(*registry_);
   namespaces_ = &BuildGauge().Name("tierkv_namespaces").Help("Namespaces served").Register(*registry_).Add({});
+  CreateKnownSeries();
+}
+
+// Every series docs/operations.md lists exists from the first scrape (at 0), so
+// that rate() and alerts see the first event (a series born at 1 has no increase).
+void Metrics::CreateKnownSeries() {
+  for (int code = static_cast<int>(StatusCode::kNotFound); code <= static_cast<int>(StatusCode::kUnavailable);
+       ++code) {
+    errors_->Add({{"code", std::string(StatusCodeName(static_cast<StatusCode>(code)))}});
+  }
+  for (const char* reason : {"bad_frame", "too_many_errors", "hello_timeout", "frame_timeout", "write_timeout"}) {
+    disconnects_->Add({{"reason", reason}});
+  }
+  for (const auto& [listener, reason] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"control", "max_clients"}, {"control", "uid_clients"}, {"metrics", "max_connections"}}) {
+    refused_->Add({{"listener", listener}, {"reason", reason}});
+  }
+  for (const char* reason : {"timeout", "evicted"}) dropped_->Add({{"listener", "metrics"}, {"reason", reason}});
+  for (const char* listener : {"control", "metrics"}) {
+    for (const char* error : {"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "ECONNABORTED", "other"}) {
+      accept_errors_->Add({{"listener", listener}, {"error", error}});
+    }
+  }
+  for (const char* op : {"invalid", "unknown"}) requests_->Add({{"op", op}});
+}
+
+void Metrics::CreateRequestSeries(std::string_view op) { requests_->Add({{"op", std::string(op)}}); }
+
+void Metrics::CreateNamespaceSeries(const std::string& ns) {
+  for (const char* phase : {"select", "acquire", "total"}) RetrievalLatency(ns, phase);
 }
 
 Metrics::~Metrics() { http_.reset(); }  // stop serving before the registry goes

@@ -12,6 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
+#include <set>
+#include <sstream>
 
 #include "client/client_internal.h"
 #include "common/checksum.h"
@@ -327,6 +330,54 @@ TEST_F(NamespaceLifecycleTest, PrefixesAreListedAndUnusedOnesEvicted) {
   EXPECT_EQ(UsageBlocks("chat"), 0u);
   listed = internal::Call(*admin_, {{"op", "prefixes"}, {"namespace", "chat"}});
   EXPECT_EQ((*listed)["namespaces"][0]["prefixes"], 0);
+}
+
+// The metric names of docs/operations.md's table ("| `a` | ..." or "| `a`, `b` | ..."
+// or "| `a` / `b` | ...").
+std::set<std::string> DocumentedMetrics() {
+  std::ifstream in(TIERKV_OPERATIONS_MD);
+  std::set<std::string> names;
+  std::string line;
+  const std::regex row(R"(^\| `((tierkv|process)_[a-z_]+)`((,| /) `[a-z_]+`)* \| (counter|gauge|histogram) \|)");
+  const std::regex name(R"(`([a-z_]+)`)");
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (!std::regex_search(line, m, row)) continue;
+    const std::string names_part = line.substr(0, m.length(0));
+    for (auto it = std::sregex_iterator(names_part.begin(), names_part.end(), name); it != std::sregex_iterator(); ++it) {
+      names.insert((*it)[1]);
+    }
+  }
+  return names;
+}
+
+TEST_F(NamespaceLifecycleTest, EveryDocumentedSeriesExistsAfterStart) {
+  const std::set<std::string> documented = DocumentedMetrics();
+  ASSERT_GT(documented.size(), 50u) << "the table of docs/operations.md was not found or not parsed";
+  Create("fresh");  // per-namespace series exist once a namespace opens: no put, no channel
+  const std::string scrape = Scrape();
+  std::set<std::string> present;
+  std::istringstream lines(scrape);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::string n = line.substr(0, line.find_first_of("{ "));
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      if (n.size() > std::strlen(suffix) && n.ends_with(suffix) &&
+          documented.count(n.substr(0, n.size() - std::strlen(suffix)))) {
+        n = n.substr(0, n.size() - std::strlen(suffix));
+      }
+    }
+    present.insert(n);
+  }
+  for (const std::string& n : documented) EXPECT_TRUE(present.count(n)) << n << " is documented but not exported";
+  for (const std::string& n : present) EXPECT_TRUE(documented.count(n)) << n << " is exported but not documented";
+  // Labelled counters exist at 0 before their first event.
+  EXPECT_EQ(testing::MetricValue(scrape, "tierkv_control_errors_total", {"code=\"PermissionDenied\""}), 0);
+  EXPECT_EQ(testing::MetricValue(scrape, "tierkv_control_disconnects_total", {"reason=\"hello_timeout\""}), 0);
+  EXPECT_EQ(testing::MetricValue(scrape, "tierkv_retrieval_latency_seconds_count",
+                                 {"namespace=\"fresh\"", "phase=\"total\""}),
+            0);
 }
 
 }  // namespace
