@@ -28,7 +28,7 @@ const char* DetailName(Detail d) {
       return "the channel's namespace was deleted (delete-namespace): close this channel";
     case Detail::kBudget:
       return "the budget is below the sink and recent-window blocks the retrieval policy always keeps "
-             "(raise the budget or lower sink_blocks/recent_blocks)";
+             "(raise the budget or lower the policy's sink_blocks or recent_window)";
   }
   return "?";
 }

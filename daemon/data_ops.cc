@@ -1,6 +1,8 @@
 #include "daemon/data_ops.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "common/checksum.h"
@@ -153,6 +155,16 @@ dp::RingCompletion NamespaceOps::SelectAndPin(const dp::RingRequest& req, std::s
   const uint64_t t0 = NowNs();
   auto reader = [&](uint32_t index, std::span<std::byte> out) { return rt_->store().Get(req.seq, req.layer, index, out); };
   if (Status st = CatchUpSummaries(req.seq, req.layer); !st.ok()) return FromStatus(st, 0);
+  // The policy always keeps the sinks and the recent window: a budget below them
+  // would silently drop some of those blocks. Refuse it, naming the problem (after
+  // the query's own check, so that a bad query is named first).
+  if (!std::all_of(query.begin(), query.end(), [](float v) { return std::isfinite(v); })) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kQuery);
+  }
+  const uint64_t kept = uint64_t{sp.sink_blocks} + sp.recent_window;
+  if (req.count < std::min<uint64_t>(kept, rt_->store().SequenceBlocks(req.seq, req.layer))) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kBudget);
+  }
   auto sel = rt_->retrieval().Select(req.seq, req.layer, query, req.count, sp.sink_blocks, sp.recent_window, rp, reader);
   if (!sel.ok()) {
     switch (sel.status().code()) {

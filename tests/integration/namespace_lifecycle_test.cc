@@ -332,6 +332,31 @@ TEST_F(NamespaceLifecycleTest, PrefixesAreListedAndUnusedOnesEvicted) {
   EXPECT_EQ((*listed)["namespaces"][0]["prefixes"], 0);
 }
 
+TEST_F(NamespaceLifecycleTest, RetrieveRefusesABudgetBelowTheSinksAndRecentWindowNamingIt) {
+  Create("budget");
+  SetPolicy("budget", R"({"sink_blocks":2,"recent_window":4})");
+  ASSERT_TRUE(admin_->Attach("budget").ok());
+  auto ch = admin_->OpenChannel("budget");
+  ASSERT_TRUE(ch.ok());
+  ASSERT_TRUE((*ch)->Put(1, 0, 0, MakeBlocks(1, 0, 12)).ok());
+  const std::vector<float> query(kModel.num_q_heads * kModel.head_dim, 0.25f);
+  auto r = (*ch)->Retrieve(1, 0, query, 5);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("budget is below the sink and recent-window blocks"), std::string::npos)
+      << r.status().ToString();
+  r = (*ch)->Retrieve(1, 0, query, 6);  // exactly sinks + window: allowed, all of them
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->blocks.size(), 6u);
+  ASSERT_TRUE((*ch)->Release(r->lease).ok());
+  // A sequence shorter than sinks + window: a budget covering all of it is enough.
+  ASSERT_TRUE((*ch)->Put(2, 0, 0, MakeBlocks(2, 0, 3)).ok());
+  r = (*ch)->Retrieve(2, 0, query, 3);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->blocks.size(), 3u);
+  ASSERT_TRUE((*ch)->Release(r->lease).ok());
+}
+
 // The metric names of docs/operations.md's table ("| `a` | ..." or "| `a`, `b` | ..."
 // or "| `a` / `b` | ...").
 std::set<std::string> DocumentedMetrics() {
