@@ -29,6 +29,8 @@ const char* DetailName(Detail d) {
     case Detail::kBudget:
       return "the budget is below the sink and recent-window blocks the retrieval policy always keeps "
              "(raise the budget or lower the policy's sink_blocks or recent_window)";
+    case Detail::kGap:
+      return "the append does not continue where the sequence's layer ends (gaps and overlaps are refused)";
   }
   return "?";
 }

@@ -33,7 +33,10 @@ enum class Op : uint16_t {
   kCloseSequence = 5,  // drop the sequence's blocks (prefix blocks stay while shared)
   kLookupPrefix = 6,   // token ids at staging[offset] (`count` int32): how many leading tokens are cached
   kLoadPrefix = 7,     // make the cached prefix of those tokens the first blocks of `seq`
+  kAppend = 9,         // `count` tokens of (seq, layer) starting at token `arg` (K then V,
+                       // [kv_heads][count][head_dim] each) into the open last block; gaps refused
 };
+inline constexpr Op kLastOp = Op::kAppend;
 
 // One request. 64 bytes, trivially copyable, versioned.
 struct RingRequest {
@@ -82,6 +85,7 @@ enum class Detail : uint8_t {
   kNoBlocks /* Retrieve: nothing stored for this (sequence, layer) */,
   kNamespaceDeleted /* the channel's namespace was deleted (tierkvctl delete-namespace --force) */,
   kBudget /* Retrieve: the budget is below the sinks + recent window the policy always keeps */,
+  kGap /* Append: the first token is not where the layer ends; the completion's value is the one expected */,
 };
 const char* DetailName(Detail d);
 

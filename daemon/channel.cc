@@ -19,7 +19,7 @@ dp::RingCompletion ProcessRequest(const dp::RingRequest& req, std::span<uint8_t>
     return ErrorCompletion(req.tag, StatusCode::kInvalidArgument, d);
   };
   if (req.version != dp::kVersion) return reject(dp::Detail::kVersion);
-  if (static_cast<uint16_t>(req.op) > static_cast<uint16_t>(dp::Op::kLoadPrefix)) return reject(dp::Detail::kOp);
+  if (static_cast<uint16_t>(req.op) > static_cast<uint16_t>(dp::kLastOp)) return reject(dp::Detail::kOp);
   // A GPU retrieve names a range of the channel's exchange buffer: its handler checks it.
   const bool in_exchange = (req.flags & dp::kFlagGpu) != 0;
   if (!in_exchange && !dp::InStaging(req.offset, req.length, staging.size())) return reject(dp::Detail::kRange);

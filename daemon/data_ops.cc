@@ -51,13 +51,15 @@ uint64_t NowNs() {
 
 dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const ModelSpec& m = rt_->model();
-  const bool needs_layer = req.op == dp::Op::kPut || req.op == dp::Op::kGet || req.op == dp::Op::kRetrieve;
+  const bool needs_layer = req.op == dp::Op::kPut || req.op == dp::Op::kGet || req.op == dp::Op::kRetrieve ||
+                           req.op == dp::Op::kAppend;
   if (needs_layer && req.layer >= m.num_layers) return Fail(StatusCode::kInvalidArgument, Detail::kLayer);
   const uint32_t allowed = req.op == dp::Op::kPut ? dp::kFlagPrefixBlock : req.op == dp::Op::kRetrieve ? dp::kFlagGpu : 0;
   if (req.flags & ~allowed) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
   switch (req.op) {
     case dp::Op::kPut: return Put(req, staging);
     case dp::Op::kGet: return Get(req, staging);
+    case dp::Op::kAppend: return Append(req, staging);
     case dp::Op::kRetrieve: return Retrieve(req, staging);
     case dp::Op::kRelease: return Release(req);
     case dp::Op::kCloseSequence: return CloseSequence(req);
@@ -80,6 +82,7 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
   // Payload bytes go from staging straight into their slot. The client may rewrite
   // staging meanwhile: that only garbles its own block (and that block's summary),
   // never daemon state, so no defensive copy is made on this hot path.
+  rt_->open_blocks().Forget(req.seq, req.layer);  // a whole-block put ends an append's open block
   uint32_t durable = 0, dedup = 0;
   for (uint32_t i = 0; i < req.count; ++i) {
     const auto payload = std::as_bytes(staging.subspan(req.offset + i * bb, bb));
@@ -94,6 +97,28 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
     dedup += was_dedup;
   }
   return Done(req.count, durable == req.count ? 1 : 0, dedup);
+}
+
+// `count` tokens of (seq, layer) from token `arg`, K then V ([kv_heads][count][head_dim]
+// each) at staging[offset, offset + length). value: the next token; value2: blocks sealed.
+dp::RingCompletion NamespaceOps::Append(const dp::RingRequest& req, std::span<uint8_t> staging) {
+  const ModelSpec& m = rt_->model();
+  if (req.count == 0 || req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  if (req.length != size_t{2} * m.num_kv_heads * req.count * m.head_dim * DTypeBytes(m.dtype)) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+  }
+  if (Status st = rt_->owners().ClaimForWrite(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
+  // Copied out of staging first: the client may rewrite it while the blocks are built.
+  scratch_.assign(reinterpret_cast<const std::byte*>(staging.data() + req.offset),
+                  reinterpret_cast<const std::byte*>(staging.data() + req.offset + req.length));
+  auto r = rt_->open_blocks().Append(rt_->store(), rt_->retrieval(), req.seq, req.layer, req.arg, req.count, scratch_);
+  if (!r.ok()) return FromStatus(r.status(), 0);
+  if (r->gap) {
+    dp::RingCompletion c = Fail(StatusCode::kInvalidArgument, Detail::kGap);
+    c.value = r->next;
+    return c;
+  }
+  return Done(req.count, r->next, r->sealed);
 }
 
 dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8_t> staging) {
@@ -223,6 +248,7 @@ dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {
 dp::RingCompletion NamespaceOps::CloseSequence(const dp::RingRequest& req) {
   if (Status st = rt_->owners().CheckClose(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
   rt_->retrieval().DropSequence(req.seq);
+  rt_->open_blocks().Forget(req.seq);
   Status st = rt_->store().DropSequence(req.seq);
   rt_->owners().Forget(req.seq);
   return st.ok() ? Done() : Fail(st.code(), Detail::kSequence);

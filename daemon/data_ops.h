@@ -40,6 +40,7 @@ class NamespaceOps : public OpHandler {
  private:
   dp::RingCompletion Put(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Get(const dp::RingRequest& req, std::span<uint8_t> staging);
+  dp::RingCompletion Append(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Retrieve(const dp::RingRequest& req, std::span<uint8_t> staging);
   // Selects, pins and places the blocks for `query`; fills *table. Retrieve's core,
   // the same for the host and the GPU path.

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/config.h"
+#include "daemon/append.h"
 #include "daemon/namespace_gate.h"
 #include "daemon/namespace_registry.h"
 #include "daemon/retrieval.h"
@@ -41,6 +42,7 @@ class NamespaceRuntime {
   RetrievalIndex& retrieval() { return retrieval_; }
   RetrievalStats& retrieval_stats() { return retrieval_stats_; }
   SequenceOwners& owners() { return owners_; }
+  OpenBlocks& open_blocks() { return open_blocks_; }
   storage::ArenaTier& gpu() const { return *g_; }
   storage::ArenaTier& host() const { return *h_; }
   storage::DiskTier* disk() const { return d_.get(); }
@@ -73,6 +75,7 @@ class NamespaceRuntime {
   RetrievalIndex retrieval_;
   RetrievalStats retrieval_stats_;
   SequenceOwners owners_;
+  OpenBlocks open_blocks_;
   mutable std::mutex policy_mu_;
   RetrievalPolicy retrieval_policy_;  // GUARDED_BY(policy_mu_)
   PolicyStats policy_stats_;

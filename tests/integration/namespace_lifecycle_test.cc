@@ -357,6 +357,76 @@ TEST_F(NamespaceLifecycleTest, RetrieveRefusesABudgetBelowTheSinksAndRecentWindo
   ASSERT_TRUE((*ch)->Release(r->lease).ok());
 }
 
+// Token-granular append: appending a sequence's tokens in uneven chunks stores the
+// same blocks as putting them whole (the last one zero-padded), retrieves the same,
+// and a gap or an overlap is refused naming the token expected.
+TEST_F(NamespaceLifecycleTest, AppendEqualsWholeBlockPutAndRefusesGaps) {
+  Create("append");
+  ASSERT_TRUE(admin_->Attach("append").ok());
+  auto ch = admin_->OpenChannel("append");
+  ASSERT_TRUE(ch.ok());
+  const uint32_t bt = kModel.block_tokens, heads = 2 * kModel.num_kv_heads, hd = kModel.head_dim;
+  constexpr uint32_t kTokens = 3 * 16 + 5;  // three whole blocks and an open one
+  // Token t of K/V head h (h < heads: K heads then V heads): hd floats.
+  std::mt19937 rng(5);
+  std::normal_distribution<float> n(0.f, 1.f);
+  std::vector<float> tok(size_t{heads} * kTokens * hd);
+  for (auto& x : tok) x = n(rng);
+  auto row = [&](uint32_t h, uint32_t t) { return tok.data() + (size_t{h} * kTokens + t) * hd; };
+  // Whole blocks of sequence 2: [heads][bt][hd], zero-padded.
+  std::vector<float> whole(size_t{4} * heads * bt * hd, 0.f);
+  for (uint32_t t = 0; t < kTokens; ++t) {
+    for (uint32_t h = 0; h < heads; ++h) {
+      std::memcpy(whole.data() + ((size_t{t / bt} * heads + h) * bt + t % bt) * hd, row(h, t), hd * 4);
+    }
+  }
+  ASSERT_TRUE((*ch)->Put(2, 0, 0, std::as_bytes(std::span(whole))).ok());
+  // Sequence 1 by appends of 1, 3, 7, 16, 20 and 6 tokens.
+  uint64_t at = 0;
+  for (uint32_t chunk : {1u, 3u, 7u, 16u, 20u, 6u}) {
+    std::vector<float> kv(size_t{heads} * chunk * hd);
+    for (uint32_t h = 0; h < heads; ++h) {
+      for (uint32_t i = 0; i < chunk; ++i) std::memcpy(kv.data() + (size_t{h} * chunk + i) * hd, row(h, at + i), hd * 4);
+    }
+    auto next = (*ch)->Append(1, 0, at, chunk, std::as_bytes(std::span(kv)));
+    ASSERT_TRUE(next.ok()) << next.status().ToString();
+    EXPECT_EQ(*next, at + chunk);
+    at += chunk;
+  }
+  ASSERT_EQ(at, kTokens);
+  std::vector<std::byte> a(kBlockBytes), b(kBlockBytes);
+  for (uint32_t blk = 0; blk < 4; ++blk) {
+    ASSERT_TRUE((*ch)->Get(1, 0, blk, a).ok()) << blk;
+    ASSERT_TRUE((*ch)->Get(2, 0, blk, b).ok()) << blk;
+    EXPECT_TRUE(a == b) << "block " << blk << " differs between append and whole-block put";
+  }
+  EXPECT_EQ(UsageBlocks("append"), 8u);
+  const std::vector<float> query(kModel.num_q_heads * hd, 0.5f);
+  SetPolicy("append", R"({"sink_blocks":1,"recent_window":1})");
+  auto ra = (*ch)->Retrieve(1, 0, query, 3);
+  auto rb = (*ch)->Retrieve(2, 0, query, 3);
+  ASSERT_TRUE(ra.ok() && rb.ok()) << ra.status().ToString() << rb.status().ToString();
+  ASSERT_EQ(ra->blocks.size(), rb->blocks.size());
+  for (size_t i = 0; i < ra->blocks.size(); ++i) EXPECT_EQ(ra->blocks[i].block, rb->blocks[i].block);
+  ASSERT_TRUE((*ch)->Release(ra->lease).ok());
+  ASSERT_TRUE((*ch)->Release(rb->lease).ok());
+
+  // A gap and an overlap are refused, naming where the layer ends; nothing changes.
+  std::vector<float> one(size_t{heads} * hd, 1.f);
+  for (uint64_t wrong : {uint64_t{kTokens} + 1, uint64_t{kTokens} - 1, uint64_t{0}}) {
+    auto r = (*ch)->Append(1, 0, wrong, 1, std::as_bytes(std::span(one)));
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("ends (token " + std::to_string(kTokens) + ")"), std::string::npos)
+        << r.status().ToString();
+  }
+  EXPECT_EQ((*ch)->Append(1, 0, kTokens, 2, std::as_bytes(std::span(one))).status().code(),
+            StatusCode::kInvalidArgument) << "2 tokens need twice the bytes";
+  // A fresh layer starts after its whole blocks: layer 1 of sequence 2 has none.
+  EXPECT_TRUE((*ch)->Append(2, 1, 0, 1, std::as_bytes(std::span(one))).ok());
+  // After a whole-block put the next append starts after it.
+  EXPECT_EQ(*(*ch)->Append(2, 0, 4 * bt, 1, std::as_bytes(std::span(one))), 4 * bt + 1);
+}
+
 // The metric names of docs/operations.md's table ("| `a` | ..." or "| `a`, `b` | ..."
 // or "| `a` / `b` | ...").
 std::set<std::string> DocumentedMetrics() {
