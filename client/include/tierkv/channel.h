@@ -63,7 +63,9 @@ class TIERKV_EXPORT DataChannel {
     uint32_t missing = 0;          // defer mode: selected but still on disk
   };
   // Selects up to `budget` blocks of (seq, layer) for `query` (f32 [q_heads][head_dim]),
-  // sinks and the recent window included, and pins them until Release.
+  // sinks and the recent window included, and pins them until Release. A budget
+  // below the policy's sink_blocks + recent_window (when the layer holds that many
+  // blocks) is refused with kInvalidArgument saying so.
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
   Status Release(uint64_t lease);
   // The bytes of a retrieved block in the shared arenas (CPU path).

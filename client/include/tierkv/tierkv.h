@@ -102,7 +102,8 @@ typedef struct tierkv_block_ref {
 
 /* Selects up to `budget` blocks for query (f32 [q_heads][head_dim], query_floats
  * values), sinks and recent window included; fills out[0..*count) and pins them
- * until tierkv_release(*lease). */
+ * until tierkv_release(*lease). A budget below the policy's sink_blocks +
+ * recent_window (when the layer holds that many blocks) is TIERKV_INVALID_ARGUMENT. */
 tierkv_status tierkv_retrieve(tierkv_channel* channel, uint64_t seq, uint32_t layer, const float* query,
                               size_t query_floats, uint32_t budget, tierkv_block_ref* out, uint32_t* count,
                               uint64_t* lease);
