@@ -142,6 +142,12 @@ tierkv_status tierkv_ping(tierkv_client* c) {
   return Report(c, c->client->Ping());
 }
 
+tierkv_status tierkv_delete_namespace(tierkv_client* c, const char* name, int force) {
+  if (!c || !name) return TIERKV_INVALID_ARGUMENT;
+  if (!c->client) return NeedConnection(c);
+  return Report(c, c->client->DeleteNamespace(name, force != 0));
+}
+
 void tierkv_namespace_options_init(tierkv_namespace_options* o) {
   if (!o) return;
   std::memset(o, 0, sizeof *o);

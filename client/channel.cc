@@ -22,6 +22,8 @@ struct [[gnu::visibility("hidden")]] DataChannel::Impl {
   Status Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data, uint64_t prefix_hash,
              bool* durable);
   Status Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<std::byte> out);
+  Result<uint64_t> Append(uint64_t seq, uint32_t layer, uint64_t first_token, uint32_t tokens,
+                          std::span<const std::byte> kv);
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
   Status Release(uint64_t lease);
   std::span<const std::byte> BlockBytes(const BlockRef& ref) const;
@@ -178,6 +180,34 @@ Status DataChannel::Impl::Noop() {
 }  // namespace tierkv
 
 namespace tierkv {
+
+Result<uint64_t> DataChannel::Impl::Append(uint64_t seq, uint32_t layer, uint64_t first_token, uint32_t tokens,
+                                           std::span<const std::byte> kv) {
+  if (tokens == 0 || kv.empty() || kv.size() % (size_t{2} * tokens) != 0) {
+    return InvalidArgument("append: kv must hold K then V of `tokens` tokens ([kv_heads][tokens][head_dim] each)");
+  }
+  if (kv.size() > header_.staging_bytes) {
+    return InvalidArgument("append: " + std::to_string(kv.size()) + " bytes do not fit the staging area of " +
+                           std::to_string(header_.staging_bytes) + " (append fewer tokens per call)");
+  }
+  std::memcpy(staging().data(), kv.data(), kv.size());
+  dp::RingRequest req{};
+  req.op = dp::Op::kAppend;
+  req.seq = seq;
+  req.layer = layer;
+  req.count = tokens;
+  req.arg = first_token;
+  req.length = kv.size();
+  RETURN_IF_ERROR(Submit(req));
+  ASSIGN_OR_RETURN(dp::RingCompletion c, WaitCompletion());
+  if (c.status != 0 && c.detail == static_cast<uint8_t>(dp::Detail::kGap)) {
+    return InvalidArgument("append: token " + std::to_string(first_token) + " is not where layer " +
+                           std::to_string(layer) + " of sequence " + std::to_string(seq) + " ends (token " +
+                           std::to_string(c.value) + "): gaps and overlaps are refused");
+  }
+  RETURN_IF_ERROR(CompletionStatus(c, "append"));
+  return c.value;
+}
 
 Status DataChannel::Impl::Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data,
                         uint64_t prefix_hash, bool* durable) {
@@ -400,6 +430,10 @@ Status DataChannel::Noop() { return impl_->Noop(); }
 Status DataChannel::Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data,
                         uint64_t prefix_hash, bool* durable) {
   return impl_->Put(seq, layer, first, data, prefix_hash, durable);
+}
+Result<uint64_t> DataChannel::Append(uint64_t seq, uint32_t layer, uint64_t first_token, uint32_t tokens,
+                                     std::span<const std::byte> kv) {
+  return impl_->Append(seq, layer, first_token, tokens, kv);
 }
 Status DataChannel::Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<std::byte> out) {
   return impl_->Get(seq, layer, first, out);

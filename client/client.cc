@@ -277,6 +277,12 @@ Result<std::string> Client::SetPolicy(const std::string& ns, const std::string& 
   return wire::DumpBody(reply.value("policy", wire::Json::object()));
 }
 
+Status Client::DeleteNamespace(const std::string& name, bool force) {
+  RETURN_IF_ERROR(impl_->Call({{"op", "delete_namespace"}, {"namespace", name}, {"force", force}}).status());
+  std::erase(impl_->attached, name);  // nothing to re-attach on Reconnect
+  return OkStatus();
+}
+
 Status Client::Shutdown() { return impl_->Call({{"op", "shutdown"}}).status(); }
 
 Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, const ChannelOptions& o) {

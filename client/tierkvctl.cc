@@ -30,11 +30,23 @@ Commands:
   policy set NAME KEY=VALUE... change policy fields at run time (admins); e.g.
                                policy set llama eviction=lfu gpu_high_watermark=0.8 miss_mode=defer
                                A bad value is refused and the old policy stays.
+  delete-namespace NAME [--force]
+                               delete a namespace: its blocks, memory, D file, records and
+                               metrics (admins only); refused while clients are attached
+                               unless --force (their channels then fail: namespace deleted)
+  prefixes [NAME]              cached prefix blocks per namespace: prefixes, blocks, bytes,
+                               unused (no open sequence links them), idle time; the most
+                               idle entries are listed (with --json: every field)
+  evict-prefixes NAME [--older-than S]
+                               drop the cached prefixes no open sequence uses, idle for at
+                               least S seconds (default 0: all unused ones) (admins only)
   shutdown                     stop the daemon (admins only)
 
 Options:
   --socket PATH   control socket (default: $TIERKV_SOCKET, else ./var/tierkvd.sock)
   --json          print the daemon's JSON reply instead of a table
+  --force         delete-namespace: also when clients are attached
+  --older-than S  evict-prefixes: only prefixes idle for at least S seconds
   --help          print this help
 )";
 
@@ -166,6 +178,79 @@ int Policy(tierkv::Client& c, const std::vector<std::string>& args) {
   return PrintReply(tierkv::internal::Call(c, {{"op", "set_policy"}, {"namespace", args[1]}, {"policy", changes}}), "policy");
 }
 
+int DeleteNamespace(tierkv::Client& c, const std::vector<std::string>& args, bool force, bool json) {
+  if (args.size() != 1) return Fail("usage: delete-namespace NAME [--force]");
+  auto r = tierkv::internal::Call(c, {{"op", "delete_namespace"}, {"namespace", args[0]}, {"force", force}});
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (json) {
+    r->erase("ok");
+    std::cout << r->dump(2) << "\n";
+    return 0;
+  }
+  std::printf("namespace '%s' deleted: %llu client(s) detached, %llu arena bytes released, %llu D bytes and %llu "
+              "records removed\n",
+              args[0].c_str(), static_cast<unsigned long long>(r->value("detached_clients", uint64_t{0})),
+              static_cast<unsigned long long>(r->value("arena_bytes_released", uint64_t{0})),
+              static_cast<unsigned long long>(r->value("disk_bytes_freed", uint64_t{0})),
+              static_cast<unsigned long long>(r->value("records_deleted", uint64_t{0})));
+  return 0;
+}
+
+int Prefixes(tierkv::Client& c, const std::vector<std::string>& args, bool json) {
+  tierkv::wire::Json req{{"op", "prefixes"}};
+  if (!args.empty()) req["namespace"] = args[0];
+  auto r = tierkv::internal::Call(c, req);
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (json) return PrintReply(r, "namespaces");
+  std::printf("%-20s %8s %8s %14s %8s %14s %12s\n", "NAMESPACE", "PREFIXES", "BLOCKS", "BYTES", "UNUSED",
+              "UNUSED BYTES", "OLDEST IDLE");
+  for (const auto& ns : (*r)["namespaces"]) {
+    std::printf("%-20s %8llu %8llu %14llu %8llu %14llu %11.0fs\n", ns["name"].get<std::string>().c_str(),
+                static_cast<unsigned long long>(ns["prefixes"].get<uint64_t>()),
+                static_cast<unsigned long long>(ns["blocks"].get<uint64_t>()),
+                static_cast<unsigned long long>(ns["bytes"].get<uint64_t>()),
+                static_cast<unsigned long long>(ns["unused_prefixes"].get<uint64_t>()),
+                static_cast<unsigned long long>(ns["unused_bytes"].get<uint64_t>()), ns["oldest_idle_s"].get<double>());
+  }
+  if (args.empty()) return 0;
+  std::printf("\n  %-16s %8s %6s %12s %5s %8s  %s\n", "HASH", "POSITION", "BLOCKS", "BYTES", "SEQS", "IDLE", "G/H/D");
+  for (const auto& ns : (*r)["namespaces"]) {
+    for (const auto& e : ns["entries"]) {
+      std::printf("  %-16s %8u %6u %12llu %5u %7.0fs  %u/%u/%u\n", e["hash"].get<std::string>().c_str(),
+                  e["position"].get<uint32_t>(), e["blocks"].get<uint32_t>(),
+                  static_cast<unsigned long long>(e["bytes"].get<uint64_t>()), e["sequences"].get<uint32_t>(),
+                  e["idle_s"].get<double>(), e["where"]["G"].get<uint32_t>(), e["where"]["H"].get<uint32_t>(),
+                  e["where"]["D"].get<uint32_t>());
+    }
+  }
+  return 0;
+}
+
+int EvictPrefixes(tierkv::Client& c, const std::vector<std::string>& args, const std::string& older_than,
+                  bool json) {
+  if (args.size() != 1) return Fail("usage: evict-prefixes NAME [--older-than S]");
+  tierkv::wire::Json req{{"op", "evict_prefixes"}, {"namespace", args[0]}};
+  if (!older_than.empty()) {
+    uint32_t s;
+    if (!ParseU32(older_than, &s)) return Fail("--older-than must be a number of seconds: " + older_than);
+    req["older_than_s"] = s;
+  }
+  auto r = tierkv::internal::Call(c, req);
+  if (!r.ok()) return Fail(r.status().ToString());
+  if (json) {
+    r->erase("ok");
+    std::cout << r->dump(2) << "\n";
+    return 0;
+  }
+  std::printf("namespace '%s': evicted %llu prefix(es), %llu blocks, %llu bytes; kept %llu in use, %llu younger\n",
+              args[0].c_str(), static_cast<unsigned long long>((*r)["evicted_prefixes"].get<uint64_t>()),
+              static_cast<unsigned long long>((*r)["evicted_blocks"].get<uint64_t>()),
+              static_cast<unsigned long long>((*r)["evicted_bytes"].get<uint64_t>()),
+              static_cast<unsigned long long>((*r)["kept_in_use"].get<uint64_t>()),
+              static_cast<unsigned long long>((*r)["kept_young"].get<uint64_t>()));
+  return 0;
+}
+
 int CreateNamespace(tierkv::Client& c, const std::vector<std::string>& args, bool json) {
   if (args.size() < 7) return Fail("create-namespace needs NAME LAYERS Q_HEADS KV_HEADS HEAD_DIM BLOCK_TOKENS DTYPE");
   tierkv::NamespaceSpec spec;
@@ -204,6 +289,8 @@ int main(int argc, char** argv) {
   const char* env = std::getenv("TIERKV_SOCKET");
   std::string socket = env ? env : "./var/tierkvd.sock";
   bool json = false;
+  bool force = false;
+  std::string older_than;
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -212,6 +299,12 @@ int main(int argc, char** argv) {
       return 0;
     } else if (a == "--json") {
       json = true;
+    } else if (a == "--force") {
+      force = true;
+    } else if (a == "--older-than" && i + 1 < argc) {
+      older_than = argv[++i];
+    } else if (a.rfind("--older-than=", 0) == 0) {
+      older_than = a.substr(13);
     } else if (a == "--socket" && i + 1 < argc) {
       socket = argv[++i];
     } else if (a.rfind("--socket=", 0) == 0) {
@@ -241,6 +334,9 @@ int main(int argc, char** argv) {
   if (cmd == "usage") return Usage(c, args, json);
   if (cmd == "clients") return Clients(c, json);
   if (cmd == "policy") return Policy(c, args);
+  if (cmd == "delete-namespace") return DeleteNamespace(c, args, force, json);
+  if (cmd == "prefixes") return Prefixes(c, args, json);
+  if (cmd == "evict-prefixes") return EvictPrefixes(c, args, older_than, json);
   if (cmd == "shutdown") {
     tierkv::Status st = c.Shutdown();
     if (!st.ok()) return Fail(st.ToString());

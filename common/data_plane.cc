@@ -24,6 +24,13 @@ const char* DetailName(Detail d) {
     case Detail::kQuery:
       return "the query must be num_q_heads * head_dim finite f32 values, followed by room for `count` table entries";
     case Detail::kNoBlocks: return "no blocks stored for this sequence and layer";
+    case Detail::kNamespaceDeleted:
+      return "the channel's namespace was deleted (delete-namespace): close this channel";
+    case Detail::kBudget:
+      return "the budget is below the sink and recent-window blocks the retrieval policy always keeps "
+             "(raise the budget or lower the policy's sink_blocks or recent_window)";
+    case Detail::kGap:
+      return "the append does not continue where the sequence's layer ends (gaps and overlaps are refused)";
   }
   return "?";
 }

@@ -34,9 +34,11 @@ enum class Op : uint16_t {
   kLookupPrefix = 6,   // token ids at staging[offset] (`count` int32): how many leading tokens are cached
   kLoadPrefix = 7,     // make the cached prefix of those tokens the first blocks of `seq`
   kRetrieveBatch = 8,  // `count` sequences of one layer in one request; see RetrieveBatchEntry
+  kAppend = 9,         // `count` tokens of (seq, layer) starting at token `arg` (K then V,
+                       // [kv_heads][count][head_dim] each) into the open last block; gaps refused
 };
 // The highest op this build serves (ProcessRequest refuses those above it).
-inline constexpr Op kLastOp = Op::kRetrieveBatch;
+inline constexpr Op kLastOp = Op::kAppend;
 
 // One request. 64 bytes, trivially copyable, versioned.
 struct RingRequest {
@@ -84,6 +86,9 @@ enum class Detail : uint8_t {
   kCorruption /* a stored copy failed its checksum */,
   kQuery /* Retrieve: the query is not num_q_heads * head_dim finite f32 values (+ room for the table) */,
   kNoBlocks /* Retrieve: nothing stored for this (sequence, layer) */,
+  kNamespaceDeleted /* the channel's namespace was deleted (tierkvctl delete-namespace --force) */,
+  kBudget /* Retrieve: the budget is below the sinks + recent window the policy always keeps */,
+  kGap /* Append: the first token is not where the layer ends; the completion's value is the one expected */,
 };
 const char* DetailName(Detail d);
 

@@ -13,6 +13,14 @@
 //   list_namespaces   {}                            -> {namespaces: [NamespaceSpec + namespace_id]}
 //   stats             {}                            -> {uptime_s, clients, namespaces, requests, metrics_url, gpu}
 //   shutdown          {}                            -> {}  (admins only)
+//   open_channel      {namespace, ring sizes?, staging_bytes?, gpu?...} -> layout (+ descriptors, SCM_RIGHTS)
+//   get_policy        {namespace}                   -> {namespace, policy}
+//   set_policy        {namespace, policy}           -> {namespace, policy}  (admins only)
+//   usage             {namespace?}                  -> {namespaces: [...]}
+//   clients           {}                            -> {clients: [...]}  (admins only)
+//   delete_namespace  {namespace, force?}           -> {namespace, namespace_id, detached_clients, ...}  (admins only)
+//   prefixes          {namespace?, limit?}          -> {namespaces: [{name, prefixes, blocks, bytes, entries}]}
+//   evict_prefixes    {namespace, older_than_s?}    -> {evicted_prefixes, evicted_blocks, evicted_bytes, ...}  (admins only)
 #pragma once
 
 #include <cstdint>

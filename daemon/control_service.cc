@@ -15,60 +15,11 @@
 
 namespace tierkv::daemon {
 namespace {
-constexpr std::string_view kKnownOps[] = {"hello", "ping", "create_namespace", "attach", "list_namespaces",
-                                          "stats", "shutdown", "open_channel", "get_policy",
-                                          "set_policy", "usage", "clients"};
+constexpr std::string_view kKnownOps[] = {"hello",      "ping",           "create_namespace", "attach",
+                                          "list_namespaces", "stats", "shutdown", "open_channel",
+                                          "get_policy", "set_policy", "usage", "clients",
+                                          "delete_namespace", "prefixes", "evict_prefixes"};
 
-// Answers every data-plane op with kNotSupported (no handler factory installed).
-class UnsupportedOps : public OpHandler {
- public:
-  dp::RingCompletion Handle(const dp::RingRequest& req, std::span<uint8_t>) override {
-    return ErrorCompletion(req.tag, StatusCode::kNotSupported, dp::Detail::kOp);
-  }
-};
-
-// open_channel's GPU fields ("gpu": true, and "gpu_worker_event" when the worker
-// has a GPU): a device exchange ordered by the worker's exported interprocess event
-// (hex) when G is device memory, an emulated one (memfd) when G is emulated. Its
-// size: "gpu_exchange_bytes", else data_plane.gpu_exchange_bytes.
-// The GPU exchange's size: "gpu_exchange_bytes", else data_plane.gpu_exchange_bytes.
-Result<uint64_t> ExchangeBytes(const wire::Json& req, const DataPlaneSection& dpc) {
-  if (!req.contains("gpu_exchange_bytes")) return dpc.gpu_exchange_bytes;
-  ASSIGN_OR_RETURN(uint64_t bytes, wire::GetUint(req, "gpu_exchange_bytes", "", dpc.max_staging_bytes));
-  if (bytes == 0) return InvalidArgument("gpu_exchange_bytes must be positive");
-  return bytes;
-}
-
-Result<std::unique_ptr<GpuExchange>> OpenGpuExchange(const wire::Json& req, NamespaceRuntime* rt,
-                                                     const DataPlaneSection& dpc, const std::string& name) {
-  const bool worker_gpu = req.contains("gpu_worker_event");
-  kernels::IpcEventHandle worker_event;
-  if (worker_gpu) {
-    ASSIGN_OR_RETURN(std::string hex, wire::GetString(req, "gpu_worker_event", "", 2 * sizeof(worker_event)));
-    Status st = wire::FromHex(hex, worker_event.bytes.data(), worker_event.bytes.size());
-    if (!st.ok()) return InvalidArgument("gpu_worker_event: " + st.message());
-  }
-  ASSIGN_OR_RETURN(const uint64_t bytes, ExchangeBytes(req, dpc));
-  if (rt == nullptr) return NotSupported("the namespace has no data plane in this daemon");
-  if (rt->gpu_emulated()) {
-    if (worker_gpu) {
-      return NotSupported("this daemon's G tier is emulated in host memory (no GPU): a worker with a GPU needs a "
-                          "daemon with one");
-    }
-    return GpuExchange::OpenEmulated(name + "-gpu", bytes);
-  }
-  if (!worker_gpu) return InvalidArgument("gpu_worker_event is required: this daemon's G tier is device memory");
-  return GpuExchange::Open(/*device=*/0, worker_event, bytes);
-}
-
-// Whether open_channel asks for the GPU path: "gpu": true, or a worker event.
-Result<bool> WantsGpu(const wire::Json& req) {
-  const auto gpu = req.find("gpu");
-  if (gpu != req.end() && !gpu->is_boolean()) return InvalidArgument("gpu must be true or false");
-  return (gpu != req.end() && gpu->get<bool>()) || req.contains("gpu_worker_event");
-}
-
-bool PowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 bool KnownOp(std::string_view op) {
   return std::find(std::begin(kKnownOps), std::end(kKnownOps), op) != std::end(kKnownOps);
 }
@@ -85,6 +36,10 @@ ControlService::ControlService(const Config& config, NamespaceRegistry* registry
       retrieval_pool_(WorkerPool::HelpersFor(config.retrieval.workers)),
       gpu_description_(kernels::DescribeGpus()) {
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
+  for (std::string_view op : kKnownOps) metrics_->CreateRequestSeries(op);
+  for (const NamespaceRecord& r : registry_->List()) {
+    if (!runtimes_ || runtimes_->Find(r.id)) metrics_->CreateNamespaceSeries(r.spec.name);
+  }
 }
 
 bool ControlService::IsAdmin(uint32_t uid) const {
@@ -156,9 +111,13 @@ ControlService::Reply ControlService::Handle(SessionState& s, std::string_view b
   }
   const std::string op = op_it->get<std::string>();
   metrics_->CountRequest(KnownOp(op) ? op : "unknown");
-  std::vector<int> fds;
-  Reply r = Finish(s, Dispatch(s, op, *req, &fds), id);
-  r.fds = std::move(fds);
+  Fds fds;
+  Result<Json> result = Dispatch(s, op, *req, &fds);
+  const bool ok = result.ok();
+  Reply r = Finish(s, std::move(result), id);
+  if (ok) {
+    for (UniqueFd& fd : fds) r.fds.push_back(fd.release());
+  }  // else: closed here, never sent with an error
   return r;
 }
 
@@ -202,8 +161,7 @@ ControlService::Reply ControlService::Finish(SessionState& s, Result<Json> resul
   return r;
 }
 
-Result<wire::Json> ControlService::Dispatch(SessionState& s, const std::string& op, const Json& req,
-                                           std::vector<int>* fds) {
+Result<wire::Json> ControlService::Dispatch(SessionState& s, const std::string& op, const Json& req, Fds* fds) {
   if (op == "hello") return Hello(s, req);
   if (!s.said_hello) return InvalidArgument("the first request must be hello (protocol version " +
                                             std::to_string(wire::kProtocolVersion) + ")");
@@ -214,6 +172,9 @@ Result<wire::Json> ControlService::Dispatch(SessionState& s, const std::string& 
   if (op == "stats") return Stats(s, req);
   if (op == "shutdown") return Shutdown(s, req);
   if (op == "open_channel") return OpenChannel(s, req, fds);
+  if (op == "delete_namespace") return DeleteNamespace(s, req);
+  if (op == "prefixes") return Prefixes(s, req);
+  if (op == "evict_prefixes") return EvictPrefixes(s, req);
   if (op == "get_policy") return GetPolicy(s, req);
   if (op == "set_policy") return SetPolicy(s, req);
   if (op == "usage") return Usage(s, req);
@@ -253,6 +214,7 @@ Result<wire::Json> ControlService::CreateNamespace(SessionState& s, const Json& 
   if (runtimes_) open = [this](const NamespaceRecord& rec) { return runtimes_->Open(rec); };
   ASSIGN_OR_RETURN(auto created, registry_->Create(std::move(spec), s.peer.uid, open));
   metrics_->SetNamespaces(static_cast<double>(registry_->size()));
+  metrics_->CreateNamespaceSeries(created.record.spec.name);
   return Json{{"namespace_id", created.record.id},
               {"created", created.created},
               {"namespace", wire::ToJson(created.record.spec)}};
@@ -309,153 +271,6 @@ Result<wire::Json> ControlService::Shutdown(SessionState& s, const Json&) {
   return Json::object();
 }
 
-}  // namespace tierkv::daemon
-
-namespace tierkv::daemon {
-
-// {namespace, request_entries?, completion_entries?, staging_bytes?} -> layout + the memfd.
-Result<wire::Json> ControlService::OpenChannel(SessionState& s, const Json& req, std::vector<int>* fds) {
-  ASSIGN_OR_RETURN(std::string name, wire::GetString(req, "namespace", "", NamespaceSpec::kMaxNameLength));
-  auto rec = registry_->FindByName(name);
-  if (!rec || !s.attached.count(rec->id)) return InvalidArgument("attach to namespace '" + name + "' first");
-  const auto& dpc = config_.data_plane;
-  if (s.channels.size() >= dpc.max_channels_per_client) {
-    return ResourceExhausted("at most " + std::to_string(dpc.max_channels_per_client) +
-                             " channels per client (data_plane.max_channels_per_client)");
-  }
-  ChannelOptions o;
-  o.spin = std::chrono::microseconds(dpc.spin_us);
-  o.staging_bytes = dpc.default_staging_bytes;
-  const std::pair<const char*, uint32_t*> rings[] = {{"request_entries", &o.request_capacity},
-                                                     {"completion_entries", &o.completion_capacity}};
-  for (auto [key, out] : rings) {
-    if (!req.contains(key)) continue;
-    ASSIGN_OR_RETURN(uint64_t v, wire::GetUint(req, key, "", dpc.max_ring_entries));
-    if (!PowerOfTwo(v) || v < 2) return InvalidArgument(std::string(key) + " must be a power of two >= 2");
-    *out = static_cast<uint32_t>(v);
-  }
-  if (req.contains("staging_bytes")) {
-    ASSIGN_OR_RETURN(o.staging_bytes, wire::GetUint(req, "staging_bytes", "", dpc.max_staging_bytes));
-    if (o.staging_bytes == 0) return InvalidArgument("staging_bytes must be positive");
-  }
-  if (runtimes_ && !runtimes_->Find(rec->id)) {
-    return NotSupported("namespace '" + name + "' is not served: its runtime failed to open at start (the daemon "
-                        "log says why)");
-  }
-  ASSIGN_OR_RETURN(const bool wants_gpu, WantsGpu(req));
-  // What the channel will cost, charged before anything is created (limits.*).
-  uint64_t cost = dp::Layout(o.request_capacity, o.completion_capacity, o.staging_bytes).total_bytes;
-  if (wants_gpu) {
-    ASSIGN_OR_RETURN(const uint64_t exchange, ExchangeBytes(req, dpc));
-    cost += exchange;
-  }
-  RETURN_IF_ERROR(channel_budget_.Reserve(s.peer.uid, s.admin, cost));
-  Result<Json> reply = OpenChannelCharged(s, req, *rec, o, wants_gpu, fds);
-  if (!reply.ok()) {
-    channel_budget_.Release(s.peer.uid, 1, cost);
-  } else {
-    s.channel_bytes += cost;
-  }
-  UpdateChannelGauges();
-  return reply;
-}
-
-// OpenChannel once the channel's cost is charged.
-Result<wire::Json> ControlService::OpenChannelCharged(SessionState& s, const Json& req, const NamespaceRecord& rec,
-                                                      const ChannelOptions& o, bool wants_gpu,
-                                                      std::vector<int>* fds) {
-  const auto& dpc = config_.data_plane;
-  NamespaceRuntime* rt = runtimes_ ? runtimes_->Find(rec.id) : nullptr;
-  const std::string channel_name = "tierkv-channel-" + std::to_string(s.id) + "-" + std::to_string(s.channels.size());
-  std::unique_ptr<GpuExchange> gpu;
-  Json gpu_reply;
-  int exchange_fd = -1;  // emulated exchange: passed after the arenas
-  if (wants_gpu) {
-    ASSIGN_OR_RETURN(gpu, OpenGpuExchange(req, rt, dpc, channel_name));
-    gpu_reply = Json{{"gpu_exchange_bytes", gpu->bytes()}, {"gpu_exchange_emulated", gpu->emulated()}};
-    if (gpu->emulated()) {
-      exchange_fd = gpu->fd();
-    } else {
-      gpu_reply["gpu_exchange_handle"] = wire::ToHex(gpu->buffer_handle().bytes.data(), 64);
-      gpu_reply["gpu_daemon_event"] = wire::ToHex(gpu->event_handle().bytes.data(), 64);
-    }
-  }
-  std::unique_ptr<OpHandler> handler;
-  if (rt) {
-    const std::string& ns = rec.spec.name;
-    handler = std::make_unique<NamespaceOps>(
-        rt,
-        NamespaceOps::Latency{&metrics_->RetrievalLatency(ns, "select"), &metrics_->RetrievalLatency(ns, "acquire"),
-                              &metrics_->RetrievalLatency(ns, "total")},
-        std::move(gpu), Caller{s.peer.uid, s.admin},
-        RetrieveBatchConfig{&retrieval_pool_, config_.limits.max_retrieve_batch});
-  }
-  else handler = std::make_unique<UnsupportedOps>();
-  auto disconnect = s.disconnect;
-  const uint64_t session = s.id;
-  ASSIGN_OR_RETURN(auto channel,
-                   Channel::Open(channel_name, o, std::move(handler), &channel_stats_,
-                                 [disconnect, session](const Status& why) {
-                                   LOG(WARNING) << "session " << session << ": " << why.ToString() << "; disconnecting";
-                                   if (disconnect) disconnect(why);
-                                 }));
-  const dp::ChannelHeader& h = channel->layout();
-  Json reply{{"channel", s.channels.size()},
-             {"namespace_id", rec.id},
-             {"total_bytes", h.total_bytes},
-             {"request_entries", h.request_capacity},
-             {"completion_entries", h.completion_capacity},
-             {"staging_bytes", h.staging_bytes}};
-  if (!gpu_reply.is_null()) reply.update(gpu_reply);
-  const int channel_fd = ::dup(channel->fd());
-  if (channel_fd < 0) return FromErrno(errno, "dup channel fd");
-  fds->push_back(channel_fd);
-  if (rt) {
-    // The namespace's arenas, read-only: the client reads its blocks where a block
-    // table points. A real G tier travels as a CUDA IPC handle instead (GPU path).
-    reply["block_bytes"] = rt->model().BlockBytes();
-    reply["slot_stride"] = rt->host().slot_stride();
-    reply["host_arena_bytes"] = rt->host().memory().bytes();
-    reply["gpu_emulated"] = rt->gpu_emulated();
-    std::vector<const storage::ArenaTier*> arenas = {&rt->host()};
-    reply["gpu_arena_bytes"] = rt->gpu().memory().bytes();
-    if (rt->gpu_emulated()) {
-      arenas.push_back(&rt->gpu());
-    } else {
-      ASSIGN_OR_RETURN(kernels::IpcMemHandle handle, storage::ExportGpuArena(rt->gpu()));
-      reply["gpu_ipc_handle"] = wire::ToHex(handle.bytes.data(), handle.bytes.size());
-    }
-    for (const storage::ArenaTier* a : arenas) {
-      if (!a->memory().sealed_for_readers()) {
-        for (int fd : *fds) ::close(fd);
-        fds->clear();
-        return NotSupported("arena " + a->name() + " is not sealed against writes (the kernel lacks "
-                            "F_SEAL_FUTURE_WRITE, Linux >= 5.1): refusing to share it with clients");
-      }
-      const int ro = ::open(("/proc/self/fd/" + std::to_string(a->fd())).c_str(), O_RDONLY | O_CLOEXEC);
-      if (ro < 0) {
-        for (int fd : *fds) ::close(fd);
-        fds->clear();
-        return FromErrno(errno, "reopen arena read-only");
-      }
-      fds->push_back(ro);
-    }
-  }
-  if (exchange_fd >= 0) {  // the emulated GPU exchange, read-write: the client writes queries there
-    const int fd = ::fcntl(exchange_fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) {
-      const int err = errno;
-      for (int f : *fds) ::close(f);
-      fds->clear();
-      return FromErrno(err, "dup the GPU exchange fd");
-    }
-    fds->push_back(fd);
-  }
-  s.channels.push_back(std::move(channel));
-  NoteSession(s);
-  return reply;
-}
-
 void ControlService::NoteSession(const SessionState& s) {
   std::lock_guard lock(sessions_mu_);
   SessionInfo& info = session_info_[s.id];
@@ -478,7 +293,9 @@ Result<NamespaceRecord> ControlService::VisibleNamespace(const SessionState& s, 
 // {namespace} -> {policy}
 Result<wire::Json> ControlService::GetPolicy(SessionState& s, const Json& req) {
   ASSIGN_OR_RETURN(NamespaceRecord rec, VisibleNamespace(s, req));
-  return Json{{"namespace", rec.spec.name}, {"policy", runtimes_->Find(rec.id)->PolicyJson()}};
+  const std::shared_ptr<NamespaceRuntime> rt = runtimes_->Find(rec.id);
+  if (!rt) return NotFound("namespace '" + rec.spec.name + "' was just deleted");
+  return Json{{"namespace", rec.spec.name}, {"policy", rt->PolicyJson()}};
 }
 
 // {namespace, policy: {field: value, ...}} -> {policy}. Admins only.
@@ -487,7 +304,8 @@ Result<wire::Json> ControlService::SetPolicy(SessionState& s, const Json& req) {
   ASSIGN_OR_RETURN(NamespaceRecord rec, VisibleNamespace(s, req));
   auto changes = req.find("policy");
   if (changes == req.end()) return InvalidArgument("policy is required");
-  NamespaceRuntime* rt = runtimes_->Find(rec.id);
+  const std::shared_ptr<NamespaceRuntime> rt = runtimes_->Find(rec.id);
+  if (!rt) return NotFound("namespace '" + rec.spec.name + "' was just deleted");
   RETURN_IF_ERROR(rt->SetPolicy(*changes));
   return Json{{"namespace", rec.spec.name}, {"policy", rt->PolicyJson()}};
 }
@@ -516,7 +334,7 @@ Result<wire::Json> ControlService::Usage(SessionState& s, const Json& req) {
   }
   Json list = Json::array();
   for (const auto& r : recs) {
-    NamespaceRuntime* rt = runtimes_->Find(r.id);
+    const std::shared_ptr<NamespaceRuntime> rt = runtimes_->Find(r.id);
     if (!rt) continue;
     Json tiers{{"G", TierUsage(rt->gpu())}, {"H", TierUsage(rt->host())}};
     if (rt->disk()) tiers["D"] = TierUsage(*rt->disk());

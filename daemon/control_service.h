@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/unique_fd.h"
 #include "common/wire.h"
 #include "daemon/channel.h"
 #include "daemon/channel_budget.h"
@@ -49,6 +50,8 @@ struct SessionState {
 };
 
 class Runtimes;
+class NamespaceRuntime;
+class GpuExchange;
 
 class ControlService {
  public:
@@ -84,16 +87,37 @@ class ControlService {
 
  private:
   using Json = wire::Json;
-  Result<Json> Dispatch(SessionState& s, const std::string& op, const Json& req, std::vector<int>* fds);
+  // Descriptors a handler adds to *fds travel with the reply only when it succeeds;
+  // on an error they are closed (an error reply never carries a descriptor).
+  using Fds = std::vector<UniqueFd>;
+  Result<Json> Dispatch(SessionState& s, const std::string& op, const Json& req, Fds* fds);
   Result<Json> Hello(SessionState& s, const Json& req);
   Result<Json> CreateNamespace(SessionState& s, const Json& req);
   Result<Json> Attach(SessionState& s, const Json& req);
   Result<Json> ListNamespaces(SessionState& s, const Json& req);
   Result<Json> Stats(SessionState& s, const Json& req);
   Result<Json> Shutdown(SessionState& s, const Json& req);
-  Result<Json> OpenChannel(SessionState& s, const Json& req, std::vector<int>* fds);
+  // open_channel (control_channels.cc): checks and charges, then creates the
+  // channel and appends its descriptors (channel, arenas, emulated GPU exchange).
+  Result<Json> OpenChannel(SessionState& s, const Json& req, Fds* fds);
+  Result<ChannelOptions> ChannelOptionsOf(const Json& req) const;
   Result<Json> OpenChannelCharged(SessionState& s, const Json& req, const NamespaceRecord& rec,
-                                  const ChannelOptions& o, bool wants_gpu, std::vector<int>* fds);
+                                  const ChannelOptions& o, bool wants_gpu, Fds* fds);
+  // The handler of a new channel: the namespace's ops behind its gate, or
+  // UnsupportedOps without runtimes.
+  std::unique_ptr<OpHandler> ChannelHandler(const SessionState& s, const NamespaceRecord& rec,
+                                            const std::shared_ptr<NamespaceRuntime>& rt,
+                                            std::unique_ptr<GpuExchange> gpu);
+  // The namespace's arenas for the client: read-only descriptors (and the G IPC handle).
+  Status ShareArenas(const NamespaceRuntime& rt, Json* reply, Fds* fds);
+  // delete_namespace, prefixes, evict_prefixes (control_namespaces.cc).
+  Result<Json> DeleteNamespace(SessionState& s, const Json& req);
+  Result<Json> Prefixes(SessionState& s, const Json& req);
+  Result<Json> EvictPrefixes(SessionState& s, const Json& req);
+  // Other sessions attached to namespace `id`, as (session, pid).
+  std::vector<std::pair<uint64_t, int32_t>> AttachedSessions(NamespaceId id, uint64_t except) const;
+  // Forgets `id` in the session listing (a forced delete detached them).
+  void DetachAll(NamespaceId id);
   Result<Json> GetPolicy(SessionState& s, const Json& req);
   Result<Json> SetPolicy(SessionState& s, const Json& req);
   Result<Json> Usage(SessionState& s, const Json& req);
@@ -127,6 +151,7 @@ class ControlService {
   std::atomic<int64_t> attached_sessions_{0};
   std::atomic<uint64_t> requests_{0};
   std::atomic<bool> shutting_down_{false};
+  std::mutex delete_mu_;  // one delete_namespace at a time
 };
 
 }  // namespace tierkv::daemon

@@ -1,5 +1,7 @@
 #include "daemon/daemon.h"
 
+#include <set>
+
 #include <boost/asio/post.hpp>
 #include <csignal>
 #include <filesystem>
@@ -7,6 +9,7 @@
 #include "common/log.h"
 #include "common/shm.h"
 #include "daemon/budget_check.h"
+#include "daemon/namespace_files.h"
 #include "daemon/shutdown_drain.h"
 #include "daemon/process_metrics.h"
 #include "daemon/remote_link.h"
@@ -38,6 +41,11 @@ Status Daemon::Start() {
   ASSIGN_OR_RETURN(manifest_, storage::Manifest::Open(manifest_dir));
   ASSIGN_OR_RETURN(registry_, NamespaceRegistry::Load(manifest_.get(), config_.control.max_namespaces));
   LOG(INFO) << "manifest " << manifest_dir << ": " << registry_->size() << " namespace(s)";
+  {
+    std::set<NamespaceId> registered;
+    for (const NamespaceRecord& rec : registry_->List()) registered.insert(rec.id);
+    RETURN_IF_ERROR(SweepDeletedNamespaces(config_, manifest_.get(), registered));
+  }
   ASSIGN_OR_RETURN(remote_, StartRemote(config_.remote));
   runtimes_ = std::make_unique<Runtimes>(config_, manifest_.get(), remote_.get());
   for (const NamespaceRecord& rec : registry_->List()) {

@@ -1,6 +1,8 @@
 #include "daemon/data_ops.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "common/checksum.h"
@@ -51,7 +53,7 @@ uint64_t NowNs() {
 dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const ModelSpec& m = rt_->model();
   const bool needs_layer = req.op == dp::Op::kPut || req.op == dp::Op::kGet || req.op == dp::Op::kRetrieve ||
-                           req.op == dp::Op::kRetrieveBatch;
+                           req.op == dp::Op::kRetrieveBatch || req.op == dp::Op::kAppend;
   if (needs_layer && req.layer >= m.num_layers) return Fail(StatusCode::kInvalidArgument, Detail::kLayer);
   const uint32_t allowed = req.op == dp::Op::kPut        ? dp::kFlagPrefixBlock
                            : req.op == dp::Op::kRetrieve ? dp::kFlagGpu
@@ -60,6 +62,7 @@ dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<ui
   switch (req.op) {
     case dp::Op::kPut: return Put(req, staging);
     case dp::Op::kGet: return Get(req, staging);
+    case dp::Op::kAppend: return Append(req, staging);
     case dp::Op::kRetrieve: return Retrieve(req, staging);
     case dp::Op::kRetrieveBatch: return RetrieveBatch(req, staging);
     case dp::Op::kRelease: return Release(req);
@@ -83,6 +86,7 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
   // Payload bytes go from staging straight into their slot. The client may rewrite
   // staging meanwhile: that only garbles its own block (and that block's summary),
   // never daemon state, so no defensive copy is made on this hot path.
+  rt_->open_blocks().Forget(req.seq, req.layer);  // a whole-block put ends an append's open block
   uint32_t durable = 0, dedup = 0;
   for (uint32_t i = 0; i < req.count; ++i) {
     const auto payload = std::as_bytes(staging.subspan(req.offset + i * bb, bb));
@@ -99,6 +103,28 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
     dedup += was_dedup;
   }
   return Done(req.count, durable == req.count ? 1 : 0, dedup);
+}
+
+// `count` tokens of (seq, layer) from token `arg`, K then V ([kv_heads][count][head_dim]
+// each) at staging[offset, offset + length). value: the next token; value2: blocks sealed.
+dp::RingCompletion NamespaceOps::Append(const dp::RingRequest& req, std::span<uint8_t> staging) {
+  const ModelSpec& m = rt_->model();
+  if (req.count == 0 || req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  if (req.length != size_t{2} * m.num_kv_heads * req.count * m.head_dim * DTypeBytes(m.dtype)) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+  }
+  if (Status st = rt_->owners().ClaimForWrite(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
+  // Copied out of staging first: the client may rewrite it while the blocks are built.
+  scratch_.assign(reinterpret_cast<const std::byte*>(staging.data() + req.offset),
+                  reinterpret_cast<const std::byte*>(staging.data() + req.offset + req.length));
+  auto r = rt_->open_blocks().Append(rt_->store(), rt_->retrieval(), req.seq, req.layer, req.arg, req.count, scratch_);
+  if (!r.ok()) return FromStatus(r.status(), 0);
+  if (r->gap) {
+    dp::RingCompletion c = Fail(StatusCode::kInvalidArgument, Detail::kGap);
+    c.value = r->next;
+    return c;
+  }
+  return Done(req.count, r->next, r->sealed);
 }
 
 dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8_t> staging) {
@@ -174,6 +200,16 @@ dp::RingCompletion NamespaceOps::SelectOnly(const Step& step, const StepPolicy& 
   };
   if (Status st = CatchUpSummaries(step.seq, step.layer, scratch); !st.ok()) return FromStatus(st, 0);
   const uint32_t window = step.window ? step.window : policy.store.recent_window;
+  // The policy always keeps the sinks and the recent window: a budget below them
+  // would silently drop some of those blocks. Refuse it, naming the problem (after
+  // the query's own check, so that a bad query is named first).
+  if (!std::all_of(step.query.begin(), step.query.end(), [](float v) { return std::isfinite(v); })) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kQuery);
+  }
+  const uint64_t kept = uint64_t{policy.store.sink_blocks} + window;
+  if (step.budget < std::min<uint64_t>(kept, rt_->store().SequenceBlocks(step.seq, step.layer))) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kBudget);
+  }
   auto sel = rt_->retrieval().Select(step.seq, step.layer, step.query, step.budget, policy.store.sink_blocks, window,
                                      policy.retrieval, reader);
   if (!sel.ok()) {
@@ -253,6 +289,7 @@ dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {
 dp::RingCompletion NamespaceOps::CloseSequence(const dp::RingRequest& req) {
   if (Status st = rt_->owners().CheckClose(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
   rt_->retrieval().DropSequence(req.seq);
+  rt_->open_blocks().Forget(req.seq);
   Status st = rt_->store().DropSequence(req.seq);
   rt_->owners().Forget(req.seq);
   return st.ok() ? Done() : Fail(st.code(), Detail::kSequence);

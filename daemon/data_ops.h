@@ -58,6 +58,7 @@ class NamespaceOps : public OpHandler {
  private:
   dp::RingCompletion Put(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Get(const dp::RingRequest& req, std::span<uint8_t> staging);
+  dp::RingCompletion Append(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Retrieve(const dp::RingRequest& req, std::span<uint8_t> staging);
   // One sequence's step of Retrieve or RetrieveBatch.
   struct Step {

@@ -79,6 +79,36 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                         "pinning and bringing blocks to G; total)")
                   .Register(*registry_);
   namespaces_ = &BuildGauge().Name("tierkv_namespaces").Help("Namespaces served").Register(*registry_).Add({});
+  CreateKnownSeries();
+}
+
+// Every series docs/operations.md lists exists from the first scrape (at 0), so
+// that rate() and alerts see the first event (a series born at 1 has no increase).
+void Metrics::CreateKnownSeries() {
+  for (int code = static_cast<int>(StatusCode::kNotFound); code <= static_cast<int>(StatusCode::kUnavailable);
+       ++code) {
+    errors_->Add({{"code", std::string(StatusCodeName(static_cast<StatusCode>(code)))}});
+  }
+  for (const char* reason : {"bad_frame", "too_many_errors", "hello_timeout", "frame_timeout", "write_timeout"}) {
+    disconnects_->Add({{"reason", reason}});
+  }
+  for (const auto& [listener, reason] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"control", "max_clients"}, {"control", "uid_clients"}, {"metrics", "max_connections"}}) {
+    refused_->Add({{"listener", listener}, {"reason", reason}});
+  }
+  for (const char* reason : {"timeout", "evicted"}) dropped_->Add({{"listener", "metrics"}, {"reason", reason}});
+  for (const char* listener : {"control", "metrics"}) {
+    for (const char* error : {"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "ECONNABORTED", "other"}) {
+      accept_errors_->Add({{"listener", listener}, {"error", error}});
+    }
+  }
+  for (const char* op : {"invalid", "unknown"}) requests_->Add({{"op", op}});
+}
+
+void Metrics::CreateRequestSeries(std::string_view op) { requests_->Add({{"op", std::string(op)}}); }
+
+void Metrics::CreateNamespaceSeries(const std::string& ns) {
+  for (const char* phase : {"select", "acquire", "total"}) RetrievalLatency(ns, phase);
 }
 
 Metrics::~Metrics() { http_.reset(); }  // stop serving before the registry goes
@@ -120,6 +150,13 @@ prometheus::Histogram& Metrics::RetrievalLatency(const std::string& ns, const st
   static const prometheus::Histogram::BucketBoundaries kBuckets = {2e-6,   5e-6,   10e-6, 20e-6, 50e-6, 100e-6,
                                                                    200e-6, 500e-6, 1e-3,  5e-3,  20e-3, 100e-3};
   return latency_->Add({{"namespace", ns}, {"phase", phase}}, kBuckets);
+}
+
+void Metrics::ForgetNamespace(const std::string& ns) {
+  for (const char* phase : {"select", "acquire", "total"}) {
+    const prometheus::Labels labels{{"namespace", ns}, {"phase", phase}};
+    if (latency_->Has(labels)) latency_->Remove(&latency_->Add(labels, prometheus::Histogram::BucketBoundaries{}));
+  }
 }
 
 void Metrics::CountRequest(std::string_view op) { requests_->Add({{"op", std::string(op)}}).Increment(); }

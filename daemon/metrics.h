@@ -40,6 +40,11 @@ class Metrics {
   void Register(const std::shared_ptr<prometheus::Collectable>& collectable);
   // Retrieval latency histogram of one namespace and phase (select, acquire, total).
   prometheus::Histogram& RetrievalLatency(const std::string& ns, const std::string& phase);
+  // Creates (at 0) the series of a control op, and the latency series of a namespace.
+  void CreateRequestSeries(std::string_view op);
+  void CreateNamespaceSeries(const std::string& ns);
+  // Removes every series labelled with namespace `ns` (delete-namespace).
+  void ForgetNamespace(const std::string& ns);
 
   void CountRequest(std::string_view op);
   void CountError(std::string_view code);
@@ -57,6 +62,7 @@ class Metrics {
   void SetNamespaces(double n);
 
  private:
+  void CreateKnownSeries();
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<class MetricsHttp> http_;
   std::mutex collectables_mu_;

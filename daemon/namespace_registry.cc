@@ -16,6 +16,10 @@ std::string Encode(const NamespaceRecord& r) {
   return j.dump();
 }
 
+// Cf::kMeta: the next namespace id, written when a namespace is removed so that
+// its id is never handed out again (not even after a restart).
+constexpr std::string_view kNextIdKey = "next_namespace_id";
+
 Result<NamespaceRecord> Decode(std::string_view key, std::string_view value) {
   auto j = wire::ParseBody(value);
   if (!j.ok()) return Corruption("namespace record is not JSON");
@@ -50,6 +54,9 @@ Result<std::unique_ptr<NamespaceRegistry>> NamespaceRegistry::Load(storage::Mani
     return true;
   }));
   RETURN_IF_ERROR(decode_error);
+  auto next = manifest->Get(storage::Cf::kMeta, kNextIdKey);
+  if (next.ok() && next->size() == 4) reg->next_id_ = std::max(reg->next_id_, storage::ReadBigEndian32(*next));
+  else if (!next.ok() && next.status().code() != StatusCode::kNotFound) return next.status();
   return reg;
 }
 
@@ -86,7 +93,10 @@ Status NamespaceRegistry::Remove(NamespaceId id) {
   std::lock_guard lock(mu_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return NotFound("no namespace " + std::to_string(id));
-  RETURN_IF_ERROR(manifest_->Delete(storage::Cf::kNamespaces, Key(id)));
+  storage::Manifest::Batch batch;
+  batch.Delete(storage::Cf::kNamespaces, Key(id));
+  batch.Put(storage::Cf::kMeta, kNextIdKey, Key(next_id_));
+  RETURN_IF_ERROR(manifest_->Write(batch));
   by_name_.erase(it->second.spec.name);
   by_id_.erase(it);
   return OkStatus();

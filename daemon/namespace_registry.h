@@ -40,7 +40,7 @@ class NamespaceRegistry {
   // and its error is returned. It runs under the registry's lock.
   Result<CreateResult> Create(NamespaceSpec spec, uint32_t creator_uid,
                               const std::function<Status(const NamespaceRecord&)>& open = nullptr);
-  // Deletes a namespace (used to undo a creation whose runtime failed to open).
+  // Deletes a namespace's record (delete-namespace; its id is never reused).
   Status Remove(NamespaceId id);
   std::optional<NamespaceRecord> FindByName(const std::string& name) const;
   std::optional<NamespaceRecord> FindById(NamespaceId id) const;

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "daemon/namespace_files.h"
 
 namespace tierkv::daemon {
 namespace {
@@ -15,6 +16,24 @@ std::string PolicyKey(NamespaceId id) {
   std::string k;
   storage::AppendBigEndian32(&k, id);
   return k;
+}
+
+// A D tier keeps the geometry it was created with: when the configured size
+// changed (storage.disk_bytes, for a namespace without its own disk budget), the
+// recorded slot count wins and the log says so and how to resize
+// (docs/decisions/0015-namespace-lifecycle.md).
+Status KeepRecordedDiskGeometry(const NamespaceSpec& spec, storage::DiskTierOptions* o) {
+  ASSIGN_OR_RETURN(const std::optional<uint32_t> recorded, RecordedDiskSlots(o->dirs.empty() ? o->dir : o->dirs[0]));
+  if (!recorded || *recorded == o->num_slots || *recorded == 0) return OkStatus();
+  const uint64_t stride = storage::DiskSlotStride(o->slot_capacity);
+  LOG(WARNING) << "namespace '" << spec.name << "': its D tier was created for " << *recorded << " slots ("
+               << uint64_t{*recorded} * stride << " bytes); the configuration now asks for " << o->num_slots
+               << " slots (" << uint64_t{o->num_slots} * stride << " bytes): keeping the recorded "
+               << *recorded << " slots and every block on them. To resize D: set storage.disk_bytes back, or "
+               << "tierkvctl delete-namespace " << spec.name << " and create it again (its blocks are lost), or "
+               << "give the namespace its own budgets.disk_bytes when creating it";
+  o->num_slots = *recorded;
+  return OkStatus();
 }
 
 uint32_t Slots(uint64_t budget, uint64_t fallback, size_t stride) {
@@ -32,6 +51,7 @@ void SplitPolicy(const Json& changes, Json* storage_part, Json* retrieval_part) 
 
 Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const NamespaceRecord& rec, const Config& config,
                                                                  storage::Manifest* manifest) {
+  const auto opened_at = std::chrono::steady_clock::now();
   std::unique_ptr<NamespaceRuntime> rt(new NamespaceRuntime(rec, manifest));
   const ModelSpec& m = rec.spec.model;
   const auto cap = static_cast<uint32_t>(m.BlockBytes());
@@ -55,11 +75,8 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
   const uint64_t disk_bytes = rec.spec.budgets.disk_bytes ? rec.spec.budgets.disk_bytes : config.storage.disk_bytes;
   if (disk_bytes > 0) {
     storage::DiskTierOptions o;
-    const std::string base = config.storage.disk_dir.empty()
-                                 ? (std::filesystem::path(config.daemon.data_dir) / "disk").string()
-                                 : config.storage.disk_dir;
-    o.dir = (std::filesystem::path(base) / tag).string();
-    for (const std::string& d : config.storage.disk_dirs) o.dirs.push_back((std::filesystem::path(d) / tag).string());
+    o.dir = NamespaceDiskDir(config, rec.id);
+    o.dirs = NamespaceStripedDiskDirs(config, rec.id);
     o.name = tag + "-D";
     o.slot_capacity = cap;
     o.num_slots = Slots(disk_bytes, disk_bytes, storage::DiskSlotStride(cap));
@@ -72,6 +89,7 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
                : config.storage.disk_engine == "psync"  ? storage::IoEngineKind::kPsync
                                                         : storage::IoEngineKind::kAuto;
     if (o.num_slots == 0) return InvalidArgument("namespace '" + rec.spec.name + "': disk budget below one block");
+    RETURN_IF_ERROR(KeepRecordedDiskGeometry(rec.spec, &o));
     auto d = storage::DiskTier::Open(o);
     if (!d.ok()) return d.status().WithContext("namespace '" + rec.spec.name + "' disk tier");
     rt->d_ = std::move(d).value();
@@ -104,7 +122,10 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
             << " slots, D " << (rt->d_ ? std::to_string(rt->d_->num_slots()) + " slots (" + rt->d_->engine_name() + ")"
                                        : std::string("off"))
             << ", " << rt->store_->num_blocks() << " block(s) recovered, summaries scored on the "
-            << (rt->retrieval_.gpu_scoring() ? "GPU" : "CPU");
+            << (rt->retrieval_.gpu_scoring() ? "GPU" : "CPU") << "; opened in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - opened_at).count()
+            << " ms (G/H memory " << (config.storage.prefault ? "committed at once: storage.prefault" : "committed as used")
+            << ")";
   return rt;
 }
 

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/config.h"
+#include "daemon/append.h"
+#include "daemon/namespace_gate.h"
 #include "daemon/namespace_registry.h"
 #include "daemon/retrieval.h"
 #include "daemon/sequence_owners.h"
@@ -41,10 +43,13 @@ class NamespaceRuntime {
   RetrievalIndex& retrieval() { return retrieval_; }
   RetrievalStats& retrieval_stats() { return retrieval_stats_; }
   SequenceOwners& owners() { return owners_; }
+  OpenBlocks& open_blocks() { return open_blocks_; }
   storage::ArenaTier& gpu() const { return *g_; }
   storage::ArenaTier& host() const { return *h_; }
   storage::DiskTier* disk() const { return d_.get(); }
   bool gpu_emulated() const { return gpu_emulated_; }
+  // Held by every channel of the namespace (GatedOps); closed by delete-namespace.
+  const std::shared_ptr<NamespaceGate>& gate() const { return gate_; }
 
   // The full policy as JSON (storage fields and retrieval fields).
   nlohmann::json PolicyJson() const;
@@ -81,11 +86,13 @@ class NamespaceRuntime {
   RetrievalIndex retrieval_;
   RetrievalStats retrieval_stats_;
   SequenceOwners owners_;
+  OpenBlocks open_blocks_;
   mutable std::mutex policy_mu_;
   RetrievalPolicy retrieval_policy_;  // GUARDED_BY(policy_mu_)
   PolicyStats policy_stats_;
   storage::remote::RemoteTier* remote_ = nullptr;
   storage::remote::Fingerprint remote_fp_;
+  const std::shared_ptr<NamespaceGate> gate_ = std::make_shared<NamespaceGate>();
 };
 
 }  // namespace tierkv::daemon

@@ -1,6 +1,7 @@
 // Runtimes: the NamespaceRuntime of every namespace the daemon serves, by id.
-// Thread-safe. Runtimes are never removed while the daemon runs, so the pointers
-// handed out stay valid until the Runtimes is destroyed.
+// Thread-safe. A runtime is shared: Find hands out a reference that keeps it alive
+// while a caller uses it, so that delete-namespace (Remove) never frees one under
+// a control op or a metrics scrape; its memory goes when the last reference does.
 #pragma once
 
 #include <map>
@@ -20,16 +21,25 @@ class Runtimes {
 
   // Opens the runtime of `record` (recovering its blocks); OK if it is open already.
   Status Open(const NamespaceRecord& record);
-  NamespaceRuntime* Find(NamespaceId id) const;
+  std::shared_ptr<NamespaceRuntime> Find(NamespaceId id) const;
+  // Every runtime, shared (metrics scrapes, listings).
+  std::vector<std::shared_ptr<NamespaceRuntime>> Shared() const;
+  // Every runtime, unowned: valid until the next Remove (the shutdown drain, once
+  // no control op runs).
   std::vector<NamespaceRuntime*> All() const;
   storage::remote::RemoteTier* remote() const { return remote_; }
+  // Takes the runtime out (delete-namespace): later Finds miss it. Returns it (the
+  // caller waits for other references to go, then destroys it); kNotFound if absent.
+  Result<std::shared_ptr<NamespaceRuntime>> Remove(NamespaceId id);
+  const Config& config() const { return config_; }
+  storage::Manifest* manifest() const { return manifest_; }
 
  private:
   const Config config_;
   storage::Manifest* const manifest_;
   storage::remote::RemoteTier* const remote_;
   mutable std::mutex mu_;
-  std::map<NamespaceId, std::unique_ptr<NamespaceRuntime>> runtimes_;  // GUARDED_BY(mu_)
+  std::map<NamespaceId, std::shared_ptr<NamespaceRuntime>> runtimes_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace tierkv::daemon

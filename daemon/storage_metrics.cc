@@ -171,7 +171,7 @@ std::vector<MetricFamily> StorageMetrics::Collect() const {
   f.Counter("tierkv_channel_requests_total", "Data-plane requests", {}, channel_stats_->requests.load());
   f.Counter("tierkv_channel_rejected_total", "Data-plane requests refused as malformed", {},
             channel_stats_->rejected.load());
-  for (NamespaceRuntime* rt : runtimes_->All()) {
+  for (const std::shared_ptr<NamespaceRuntime>& rt : runtimes_->Shared()) {
     const std::string& ns = rt->record().spec.name;
     TierMetrics(f, ns, "G", rt->gpu());
     TierMetrics(f, ns, "H", rt->host());

@@ -86,6 +86,11 @@ class BlockIndex {
     }
   }
   size_t num_sequences() const { return sequences_.size(); }
+  // Calls f(hash, layer, ref) for every shared prefix block.
+  template <class F>
+  void ForEachPrefix(F&& f) const {
+    for (const auto& [key, ref] : prefix_) f(key.hash, key.layer, ref);
+  }
 
   // A new meta (owners = 0, no placement).
   BlockRef NewBlock(uint64_t seq, uint32_t layer, uint32_t index, bool prefix);

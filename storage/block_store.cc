@@ -92,6 +92,7 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
   if (durable) *durable = false;
   RETURN_IF_ERROR(CheckPutArgs(layer, index, payload.size()));
   std::unique_lock lock(mu_);
+  if (prefix_hash != 0) NotePrefixUse(prefix_hash);
   // A block with a transfer in flight (the migrator writing it to D, a load, another
   // put placing it) is pinned for the length of one transfer: wait for it.
   BlockRef existing = index_.Find(seq, layer, index);
@@ -367,6 +368,7 @@ uint32_t BlockStore::MatchPrefix(std::span<const uint64_t> hashes) const {
 
 Status BlockStore::LinkPrefix(SequenceId seq, std::span<const uint64_t> hashes) {
   std::lock_guard lock(mu_);
+  for (uint64_t h : hashes) NotePrefixUse(h);
   Manifest::Batch batch;
   for (uint32_t i = 0; i < hashes.size(); ++i) {
     for (uint32_t layer = 0; layer < options_.model.num_layers; ++layer) {

@@ -168,6 +168,27 @@ class BlockStore {
   uint32_t MatchPrefix(std::span<const uint64_t> hashes) const;
   Status LinkPrefix(SequenceId seq, std::span<const uint64_t> hashes);
 
+  // Prefix cache control (block_store_prefixes.cc). One entry per cached prefix
+  // (content hash, as the store keys it), its blocks counted over layers.
+  struct PrefixUsage {
+    uint64_t hash = 0;
+    uint32_t position = 0;    // its block index in the sequences that share it
+    uint32_t blocks = 0;      // cached blocks (one per layer)
+    uint32_t sequences = 0;   // open sequences linking it (the most over its layers)
+    uint64_t bytes = 0;       // blocks * block bytes
+    uint32_t in_gpu = 0, in_host = 0, on_disk = 0;  // where its blocks are (a block may be in memory and on D)
+    double idle_s = 0;        // since it was last put or linked (since the store opened when never)
+  };
+  std::vector<PrefixUsage> ListPrefixes() const;
+  struct PrefixEviction {
+    uint64_t prefixes = 0, blocks = 0, bytes = 0;
+    uint64_t kept_in_use = 0;  // prefixes kept: linked by an open sequence or leased
+    uint64_t kept_young = 0;   // prefixes kept: used less than `older_than` ago
+  };
+  // Drops the cached prefixes that no open sequence links and no lease pins, idle
+  // for at least `older_than` (memory copies and D copies, manifest records included).
+  PrefixEviction EvictPrefixes(std::chrono::seconds older_than);
+
   // Shutdown drain: writes every block whose current version is not on D (write-back
   // blocks only in G or H, write-through puts D refused, rewrites of a block already
   // on D) to D with WriteToDisk's discipline — data, fdatasync, then the manifest
@@ -303,6 +324,8 @@ class BlockStore {
   // records them under write-back too).
   Status DeleteLinkRecords(SequenceId seq);
 
+  void NotePrefixUse(uint64_t hash);  // REQUIRES: mu_ held
+
   const BlockStoreOptions options_;
   ArenaTier* const g_;
   ArenaTier* const h_;
@@ -330,6 +353,9 @@ class BlockStore {
   bool migrate_requested_ = false;      // GUARDED_BY(mu_)
   mutable uint64_t sample_state_ = 0x2545F4914F6CDD1Dull;
   BlockStoreStats stats_;
+  // When each cached prefix (content hash) was last put or linked; GUARDED_BY(mu_).
+  std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> prefix_used_;
+  const std::chrono::steady_clock::time_point opened_ = std::chrono::steady_clock::now();
   std::thread migrator_;
 };
 

@@ -81,8 +81,11 @@ def test_bad_queries(client, channel):
         channel.retrieve(3, 9, QUERY_ONES, 4)
     # A float64 or non-contiguous query of the right size is converted, not refused.
     q = np.ones((64, 2), np.float64)[:, 0]
-    with channel.retrieve(3, 0, q, 4) as sel:
-        assert len(sel) == 4
+    with channel.retrieve(3, 0, q, 5) as sel:
+        assert len(sel) == 5
+    # A budget below the sinks + recent window the policy always keeps (1 + 4) is refused.
+    with pytest.raises(tierkv.InvalidArgument, match="budget is below the sink and recent-window"):
+        channel.retrieve(3, 0, QUERY_ONES, 4)
     with pytest.raises(tierkv.InvalidArgument, match="BlockRef"):
         channel.block_view((1, 2))
     with pytest.raises(tierkv.InvalidArgument, match="outside the arena"):

@@ -108,7 +108,7 @@ def test_threads_each_with_a_channel(client, namespace):
                 data = np.full((3,) + ch.block_shape, i * 10 + round_, np.float32)
                 retry_busy(lambda: ch.put(100 + i, 0, 0, data))
                 np.testing.assert_array_equal(ch.get(100 + i, 0, 0, 3), data)
-                with ch.retrieve(100 + i, 0, QUERY_ONES, 2) as sel:
+                with ch.retrieve(100 + i, 0, QUERY_ONES, 3) as sel:  # all 3 (sinks + window would be 5)
                     assert all(float(v[0, 0, 0, 0]) == i * 10 + round_ for v in sel.views())
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)

@@ -93,6 +93,7 @@ _PROTOTYPES = {
     "tierkv_create_namespace_ex": (_S, [_P, c_char_p, POINTER(ModelSpecC), POINTER(NamespaceOptionsC),
                                         POINTER(c_uint32), POINTER(c_int)]),
     "tierkv_attach": (_S, [_P, c_char_p, POINTER(c_uint32), POINTER(ModelSpecC)]),
+    "tierkv_delete_namespace": (_S, [_P, c_char_p, c_int]),
     "tierkv_stats_json": (c_char_p, [_P]),
     "tierkv_list_namespaces_json": (c_char_p, [_P]),
     "tierkv_get_policy_json": (c_char_p, [_P, c_char_p]),

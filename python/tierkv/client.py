@@ -226,6 +226,14 @@ class Client:
         self._attached[name] = ns
         return ns
 
+    def delete_namespace(self, name: str, force: bool = False) -> None:
+        """Deletes a namespace (admins only): its blocks, memory, files and metrics.
+
+        Refused (tierkv.Busy) while other clients are attached unless force=True; their
+        channels then fail with tierkv.NotFound (the namespace was deleted)."""
+        self._check(self._lib.tierkv_delete_namespace(self._handle(), _name_bytes(name), 1 if force else 0))
+        self._attached.pop(name, None)
+
     def namespaces(self) -> List[Namespace]:
         """The namespaces visible to this client."""
         out = self._json(self._lib.tierkv_list_namespaces_json(self._handle()))

@@ -21,7 +21,7 @@ static int run(tierkv_client* c, const char* socket, const char* ns) {
   uint32_t id = 0, count = 0, layer;
   uint64_t lease = 0;
   tierkv_channel* ch = NULL;
-  tierkv_block_ref refs[4];
+  tierkv_block_ref refs[5];
   float query[4 * 16];
   unsigned char *kv, *back;
   size_t block, i, n = 6;
@@ -47,7 +47,8 @@ static int run(tierkv_client* c, const char* socket, const char* ns) {
     if (tierkv_put(ch, 7, layer, 0, kv, n * block, 0) != TIERKV_OK) goto out;
   }
   if (tierkv_get(ch, 7, 1, 0, back, n * block) != TIERKV_OK || memcmp(kv, back, n * block) != 0) goto out;
-  if (tierkv_retrieve(ch, 7, 0, query, 4 * 16, 4, refs, &count, &lease) != TIERKV_OK || count == 0) goto out;
+  /* budget 5: at least the sink and recent-window blocks the default policy keeps (1 + 4) */
+  if (tierkv_retrieve(ch, 7, 0, query, 4 * 16, 5, refs, &count, &lease) != TIERKV_OK || count == 0) goto out;
   for (i = 0; i < count; ++i) {
     if (!refs[i].data || memcmp(refs[i].data, kv + refs[i].block * block, block) != 0) goto out;
   }

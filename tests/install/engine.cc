@@ -34,8 +34,9 @@ tierkv::Status Run(const std::string& socket, const std::string& ns) {
   if (back != kv) return tierkv::Status(tierkv::StatusCode::kInternal, "get: bytes differ from put");
 
   std::vector<float> query(spec.model.num_q_heads * spec.model.head_dim, 0.25f);
-  TIERKV_ASSIGN_OR_RETURN(auto selection, channel->Retrieve(42, 0, query, /*budget=*/4));
-  if (selection.blocks.empty() || selection.blocks.size() > 4) {
+  // Budget 5: at least the sink and recent-window blocks the default policy keeps (1 + 4).
+  TIERKV_ASSIGN_OR_RETURN(auto selection, channel->Retrieve(42, 0, query, /*budget=*/5));
+  if (selection.blocks.empty() || selection.blocks.size() > 5) {
     return tierkv::Status(tierkv::StatusCode::kInternal, "retrieve: " + std::to_string(selection.blocks.size()) +
                                                              " blocks");
   }

@@ -62,7 +62,7 @@ TEST_F(ChannelTest, BadChannelOptionsAreRefused) {
   EXPECT_EQ(c->OpenChannel("ns", {.request_entries = 1u << 30}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(c->OpenChannel("ns", {.staging_bytes = uint64_t{1} << 40}).status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(c->OpenChannel("other").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->OpenChannel("other").status().code(), StatusCode::kNotFound);  // no such namespace
   EXPECT_TRUE(c->Ping().ok());
 }
 

@@ -190,6 +190,13 @@ TEST_F(RetrievalTriggerTest, RetrieveErrorsNameTheProblem) {
   EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
   EXPECT_NE(unknown.status().message().find("no blocks stored for this sequence and layer"), std::string::npos)
       << unknown.status().ToString();
+  // A budget below the sinks + recent window the policy always keeps (1 + 4 by
+  // default) is refused, not served short.
+  auto short_budget = ch_->Retrieve(1, 0, Query(1.f), kBudget);
+  EXPECT_EQ(short_budget.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(short_budget.status().message().find("budget is below the sink and recent-window"), std::string::npos)
+      << short_budget.status().ToString();
+  SetPolicy({});  // 1 sink + 2 recent
   EXPECT_EQ(Step(1.f).size(), kBudget);  // the channel still serves
 }
 

@@ -190,6 +190,28 @@ TEST_F(ControlServiceTest, NamespacesSurviveAReopen) {
   EXPECT_EQ(c["namespace_id"], 3);  // ids are never reused
 }
 
+TEST_F(ControlServiceTest, OnlyAdminsDeleteAndADeletedIdIsNeverReusedEvenAfterAReopen) {
+  SessionState admin = Session(0);
+  ASSERT_TRUE(Ok(admin, {{"op", "create_namespace"}, {"namespace", Namespace("a", 2, {{"uids", {kUser}}})}}));
+  ASSERT_TRUE(Ok(admin, {{"op", "create_namespace"}, {"namespace", Namespace("b")}}));
+  SessionState user = Session(kUser);
+  ASSERT_TRUE(Ok(user, {{"op", "attach"}, {"namespace", "a"}}));
+  EXPECT_EQ(Code(user, {{"op", "delete_namespace"}, {"namespace", "a"}}), "PermissionDenied");
+  EXPECT_EQ(Code(user, {{"op", "delete_namespace"}, {"namespace", "a"}, {"force", true}}), "PermissionDenied");
+  EXPECT_EQ(Code(admin, {{"op", "delete_namespace"}, {"namespace", "a"}, {"force", "yes"}}), "InvalidArgument");
+  EXPECT_EQ(Code(admin, {{"op", "delete_namespace"}, {"namespace", "a"}}), "Busy");  // the user is attached
+  EXPECT_EQ(Code(admin, {{"op", "delete_namespace"}, {"namespace", "zz"}}), "NotFound");
+  EXPECT_TRUE(Ok(admin, {{"op", "delete_namespace"}, {"namespace", "a"}, {"force", true}}));
+  EXPECT_FALSE(registry_->FindByName("a"));
+  EXPECT_TRUE(Ok(admin, {{"op", "delete_namespace"}, {"namespace", "b"}}));  // id 2, the highest
+  service_->CloseSession(user);
+  service_->CloseSession(admin);
+  Open();
+  EXPECT_EQ(registry_->size(), 0u);
+  SessionState s = Session(0);
+  EXPECT_EQ(Call(s, {{"op", "create_namespace"}, {"namespace", Namespace("b")}})["namespace_id"], 3);
+}
+
 TEST_F(ControlServiceTest, NamespaceLimitIsEnforced) {
   config_.control.max_namespaces = 2;
   Open();

@@ -39,6 +39,16 @@ class TIERKV_EXPORT DataChannel {
   // to disk before acknowledging.
   Status Put(uint64_t seq, uint32_t layer, uint32_t first, std::span<const std::byte> data,
              uint64_t prefix_hash = 0, bool* durable = nullptr);
+  // Appends `tokens` tokens of (seq, layer) at token position `first_token` (K then
+  // V of the new tokens, [kv_heads][tokens][head_dim] each, in the namespace's
+  // dtype) to the open last block: the block is stored as it fills (zero-padded,
+  // readable at once) and summarized for retrieval when full. An append must start
+  // where the layer ends (after the last whole block put, or the last appended
+  // token): anything else is refused with kInvalidArgument naming the token
+  // expected. A whole-block Put of the layer ends the open block. Returns the token
+  // the next append starts at.
+  Result<uint64_t> Append(uint64_t seq, uint32_t layer, uint64_t first_token, uint32_t tokens,
+                          std::span<const std::byte> kv);
   // Copies blocks [first, first + n) into out (n * block_bytes() bytes).
   Status Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<std::byte> out);
 
@@ -53,7 +63,9 @@ class TIERKV_EXPORT DataChannel {
     uint32_t missing = 0;          // defer mode: selected but still on disk
   };
   // Selects up to `budget` blocks of (seq, layer) for `query` (f32 [q_heads][head_dim]),
-  // sinks and the recent window included, and pins them until Release.
+  // sinks and the recent window included, and pins them until Release. A budget
+  // below the policy's sink_blocks + recent_window (when the layer holds that many
+  // blocks) is refused with kInvalidArgument saying so.
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
   Status Release(uint64_t lease);
 

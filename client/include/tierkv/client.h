@@ -86,6 +86,11 @@ class TIERKV_EXPORT Client {
   // Admins only. Changes the fields of `changes_json` (a JSON object text, e.g.
   // {"retriever":"exact"}) and returns the whole new policy as JSON text.
   Result<std::string> SetPolicy(const std::string& ns, const std::string& changes_json);
+  // Admins only: deletes a namespace — its blocks, memory, D file, manifest records
+  // and metrics series. Refused (kBusy, naming the sessions) while other clients are
+  // attached, unless `force`: their channels then fail with kNotFound ("the channel's
+  // namespace was deleted"). A namespace created later under the same name is new.
+  Status DeleteNamespace(const std::string& name, bool force = false);
   // Admins only: asks the daemon to stop.
   Status Shutdown();
 

@@ -66,6 +66,10 @@ tierkv_status tierkv_create_namespace(tierkv_client* client, const char* name, c
 /* Attaches to a namespace; namespace_id and model may be NULL. */
 tierkv_status tierkv_attach(tierkv_client* client, const char* name, uint32_t* namespace_id,
                             tierkv_model_spec* model);
+/* Deletes a namespace (admins only): its blocks, memory, files and metrics. Refused
+ * with TIERKV_BUSY while other clients are attached unless force is nonzero (their
+ * channels then fail with TIERKV_NOT_FOUND: the namespace was deleted). */
+tierkv_status tierkv_delete_namespace(tierkv_client* client, const char* name, int force);
 /* Daemon statistics as a JSON text, valid until the next call on this handle. NULL on error. */
 const char* tierkv_stats_json(tierkv_client* client);
 /* Message of the last failed call on this handle ("" if none). */
@@ -98,7 +102,8 @@ typedef struct tierkv_block_ref {
 
 /* Selects up to `budget` blocks for query (f32 [q_heads][head_dim], query_floats
  * values), sinks and recent window included; fills out[0..*count) and pins them
- * until tierkv_release(*lease). */
+ * until tierkv_release(*lease). A budget below the policy's sink_blocks +
+ * recent_window (when the layer holds that many blocks) is TIERKV_INVALID_ARGUMENT. */
 tierkv_status tierkv_retrieve(tierkv_channel* channel, uint64_t seq, uint32_t layer, const float* query,
                               size_t query_floats, uint32_t budget, tierkv_block_ref* out, uint32_t* count,
                               uint64_t* lease);
