@@ -98,7 +98,10 @@ void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
   f.Counter("tierkv_puts_not_durable_total", "Write-through puts kept in G/H only because D refused them", l,
             s.puts_not_durable.load());
   f.Counter("tierkv_disk_writes_total", "Blocks written to D", l, s.disk_writes.load());
-  f.Counter("tierkv_disk_write_batches_total", "Batches of D writes (one sync each)", l, s.disk_write_batches.load());
+  f.Counter("tierkv_disk_write_batches_total", "Batches of D writes (put, demotion or drain calls)", l,
+            s.disk_write_batches.load());
+  f.Counter("tierkv_disk_commits_total", "D commits: one fdatasync and one manifest batch each (group commit)", l,
+            s.disk_commits.load());
   f.Counter("tierkv_disk_encoded_bytes_total", "Payload bytes written to D after compression", l,
             s.disk_encoded_bytes.load());
   f.Counter("tierkv_disk_write_failures_total", "Blocks whose D write, sync or record failed", l,
