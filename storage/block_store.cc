@@ -36,7 +36,8 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       policy_(options.policy),
       index_(options.model.num_layers, g->num_slots(), h->num_slots()),
       mover_(*g, *h),
-      commit_queue_([this](std::span<std::vector<WriteJob*>* const> group) { CommitGroup(group); }) {}
+      commit_queue_([this](std::span<std::vector<WriteJob*>* const> group) { CommitGroup(group, false); },
+                    [this](std::span<std::vector<WriteJob*>* const> group) { CommitGroup(group, true); }) {}
 
 BlockStore::~BlockStore() {
   {
@@ -111,7 +112,9 @@ Status BlockStore::PutBlocks(SequenceId seq, uint32_t layer, uint32_t first, uin
   std::unique_lock lock(mu_);
   // Blocks placed and pinned, their D writes not made yet: under write-through they
   // go to D as one commit, a group at most a slice of G + H (they stay pinned).
-  const size_t max_pending = std::clamp<size_t>((g_->num_slots() + h_->num_slots()) / 8, 1, 64);
+  // Without group commit each block has its own commit (the behaviour before it).
+  const size_t max_pending =
+      options_.group_commit ? std::clamp<size_t>((g_->num_slots() + h_->num_slots()) / 8, 1, 64) : 1;
   std::vector<PlacedBlock> placed;
   for (uint32_t i = 0; i < count; ++i) {
     bool dedup = false, dur = false;

@@ -288,8 +288,11 @@ class BlockStore {
   // Lock dropped: payloads (compressed), then the D commit (block_store_disk.cc).
   void PrepareWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group);
   void CommitJobs(std::vector<WriteJob>& jobs);
-  void CommitGroup(std::span<std::vector<WriteJob*>* const> group);  // the commit queue's leader
-  void CommitWrites(std::span<WriteJob* const> jobs);
+  // The commit queue's two stages: the D writes and their fdatasync, then the records.
+  void CommitGroup(std::span<std::vector<WriteJob*>* const> group, bool records);
+  void CommitWrites(std::span<WriteJob* const> jobs);  // both stages, no queue (group commit off)
+  void CommitData(std::span<WriteJob* const> jobs);
+  void CommitRecords(std::span<WriteJob* const> jobs);
   void FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* results);
   // Brings the D copies of refs (each pinned by the caller) into H as one read batch.
   // Blocks already in memory are OK; a block with a transfer in flight is waited for

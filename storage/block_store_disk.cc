@@ -164,16 +164,24 @@ void BlockStore::CommitJobs(std::vector<WriteJob>& jobs) {
   }
 }
 
-void BlockStore::CommitGroup(std::span<std::vector<WriteJob*>* const> group) {
-  if (group.size() == 1) return CommitWrites(*group[0]);
+void BlockStore::CommitGroup(std::span<std::vector<WriteJob*>* const> group, bool records) {
   std::vector<WriteJob*> all;
   for (const auto* jobs : group) all.insert(all.end(), jobs->begin(), jobs->end());
-  CommitWrites(all);
+  if (records) {
+    CommitRecords(all);
+  } else {
+    CommitData(all);
+  }
 }
 
-// One commit: one write batch, one fdatasync of the slabs written, one manifest
-// batch. Sets each job's status.
+// One commit: one write batch and one fdatasync of the slabs written, then one
+// manifest batch naming the blocks' new slots. Sets each job's status.
 void BlockStore::CommitWrites(std::span<WriteJob* const> jobs) {
+  CommitData(jobs);
+  CommitRecords(jobs);
+}
+
+void BlockStore::CommitData(std::span<WriteJob* const> jobs) {
   std::vector<WriteOp> ops;
   ops.reserve(jobs.size());
   for (WriteJob* j : jobs) ops.emplace_back(j->slot, j->tag, j->payload, j->encoding);
@@ -184,20 +192,24 @@ void BlockStore::CommitWrites(std::span<WriteJob* const> jobs) {
     if (ops[k].status.ok()) written.push_back(ops[k].slot);
   }
   ++stats_.disk_commits;
-  Status st = written.empty() || !disk_ ? OkStatus() : disk_->SyncSlots(written);
+  const Status st = written.empty() || !disk_ ? OkStatus() : disk_->SyncSlots(written);
+  if (st.ok()) return;
+  for (WriteJob* j : jobs) {
+    if (j->status.ok()) j->status = st;
+  }
+}
+
+// The records of the jobs whose data is synced (their status OK), in one batch.
+void BlockStore::CommitRecords(std::span<WriteJob* const> jobs) {
   Manifest::Batch batch;
   for (WriteJob* j : jobs) {
     if (!j->status.ok()) continue;
-    if (!st.ok()) {
-      j->status = st;
-      continue;
-    }
     const BlockRecord rec{j->slot, static_cast<uint32_t>(j->tag.generation),
                           static_cast<uint32_t>(j->payload.size()), static_cast<uint8_t>(j->encoding)};
     batch.Put(Cf::kBlocks, j->key, EncodeBlockRecord(rec));
   }
-  if (!st.ok() || batch.Count() == 0) return;
-  st = manifest_->Write(batch);
+  if (batch.Count() == 0) return;
+  const Status st = manifest_->Write(batch);
   for (WriteJob* j : jobs) {
     if (j->status.ok() && !st.ok()) j->status = st.WithContext("manifest");
   }

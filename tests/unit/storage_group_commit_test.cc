@@ -29,19 +29,26 @@ struct Item {
   std::atomic<bool> committed{false};
 };
 
-// Every commit runs exactly once, its owner returns only after its group ran, and
-// commits that queue while a group runs share the next group.
+// Every commit runs exactly once through both stages, its owner returns only after
+// its group's second stage, first stages never overlap while a group's second stage
+// overlaps the next group's first, and commits that queue meanwhile share a group.
 TEST(CommitQueueTest, EachCommitRunsOnceInAGroupBeforeItsOwnerReturns) {
-  std::atomic<int> running{0}, overlap{0};
-  CommitQueue<Item> queue([&](std::span<Item* const> group) {
-    if (running.fetch_add(1) != 0) ++overlap;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // a sync
-    for (Item* it : group) {
-      ++it->runs;
-      it->committed = true;
-    }
-    --running;
-  }, 16);
+  std::atomic<int> running{0}, overlap{0}, finishing{0}, pipelined{0};
+  CommitQueue<Item> queue(
+      [&](std::span<Item* const> group) {
+        if (running.fetch_add(1) != 0) ++overlap;
+        if (finishing.load() != 0) ++pipelined;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the data sync
+        for (Item* it : group) ++it->runs;
+        --running;
+      },
+      [&](std::span<Item* const> group) {
+        ++finishing;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the manifest sync
+        for (Item* it : group) it->committed = it->runs.load() == 1;
+        --finishing;
+      },
+      16);
   constexpr int kThreads = 8, kPerThread = 40;
   std::vector<std::vector<Item>> items(kThreads);
   for (auto& v : items) v = std::vector<Item>(kPerThread);
@@ -57,7 +64,8 @@ TEST(CommitQueueTest, EachCommitRunsOnceInAGroupBeforeItsOwnerReturns) {
   }
   for (auto& t : ts) t.join();
   EXPECT_EQ(early.load(), 0) << "a commit returned before its group ran";
-  EXPECT_EQ(overlap.load(), 0) << "two groups ran at once";
+  EXPECT_EQ(overlap.load(), 0) << "two groups ran their first stage at once";
+  EXPECT_GT(pipelined.load(), 0) << "a group's first stage never overlapped the previous group's second";
   for (auto& v : items) {
     for (Item& it : v) EXPECT_EQ(it.runs.load(), 1);
   }
