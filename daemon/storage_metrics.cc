@@ -59,6 +59,7 @@ void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
   const auto& s = rt.store().stats();
   f.Gauge("tierkv_blocks", "Blocks stored", l, rt.store().num_blocks());
   f.Gauge("tierkv_sequences", "Sequences with blocks", l, rt.store().num_sequences());
+  f.Gauge("tierkv_leases", "Leases (pinned retrievals) not released yet", l, rt.store().num_leases());
   f.Gauge("tierkv_metadata_bytes", "Daemon memory of the placement map", l, rt.store().MetadataBytes());
   f.Gauge("tierkv_summary_bytes", "Daemon memory of retrieval summaries", l, rt.retrieval().SummaryBytes());
   f.Gauge("tierkv_summary_device_bytes", "GPU memory of the summaries' device mirrors (GPU scoring)", l,

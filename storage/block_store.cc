@@ -484,6 +484,11 @@ size_t BlockStore::num_sequences() const {
   return index_.num_sequences();
 }
 
+size_t BlockStore::num_leases() const {
+  std::lock_guard lock(mu_);
+  return leases_.size();
+}
+
 Status BlockStore::disk_admission() const {
   std::lock_guard lock(mu_);
   return disk_error_;

@@ -212,6 +212,7 @@ class BlockStore {
   uint32_t SequenceBlocks(SequenceId seq, uint32_t layer) const;
   size_t num_blocks() const;
   size_t num_sequences() const;
+  size_t num_leases() const;  // leases not released yet
   // Daemon memory of the placement map (metas, block arrays, owner maps of G and H,
   // prefix map, leases); the tiers' own slot bookkeeping is Tier::MetadataBytes().
   size_t MetadataBytes() const;
