@@ -36,8 +36,7 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       policy_(options.policy),
       index_(options.model.num_layers, g->num_slots(), h->num_slots()),
       mover_(*g, *h),
-      commit_queue_([this](std::span<std::vector<WriteJob*>* const> group) { CommitGroup(group, false); },
-                    [this](std::span<std::vector<WriteJob*>* const> group) { CommitGroup(group, true); }) {}
+      commit_queue_([this](std::span<std::vector<WriteJob*>* const> group) { CommitGroup(group); }) {}
 
 BlockStore::~BlockStore() {
   {

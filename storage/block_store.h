@@ -289,8 +289,8 @@ class BlockStore {
   // Lock dropped: payloads (compressed), then the D commit (block_store_disk.cc).
   void PrepareWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group);
   void CommitJobs(std::vector<WriteJob>& jobs);
-  // The commit queue's two stages: the D writes and their fdatasync, then the records.
-  void CommitGroup(std::span<std::vector<WriteJob*>* const> group, bool records);
+  // The commit queue's leader: one commit for the jobs of every writer in the group.
+  void CommitGroup(std::span<std::vector<WriteJob*>* const> group);
   void CommitWrites(std::span<WriteJob* const> jobs);  // both stages, no queue (group commit off)
   void CommitData(std::span<WriteJob* const> jobs);
   void CommitRecords(std::span<WriteJob* const> jobs);

@@ -164,14 +164,11 @@ void BlockStore::CommitJobs(std::vector<WriteJob>& jobs) {
   }
 }
 
-void BlockStore::CommitGroup(std::span<std::vector<WriteJob*>* const> group, bool records) {
+void BlockStore::CommitGroup(std::span<std::vector<WriteJob*>* const> group) {
+  if (group.size() == 1) return CommitWrites(*group[0]);
   std::vector<WriteJob*> all;
   for (const auto* jobs : group) all.insert(all.end(), jobs->begin(), jobs->end());
-  if (records) {
-    CommitRecords(all);
-  } else {
-    CommitData(all);
-  }
+  CommitWrites(all);
 }
 
 // One commit: one write batch and one fdatasync of the slabs written, then one

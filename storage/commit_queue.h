@@ -1,17 +1,13 @@
-// CommitQueue: group commit, as LevelDB's and RocksDB's writer queue do it, in two
-// pipelined stages. Each thread with a commit to make (D writes to sync and record)
-// joins the queue and waits. The thread at its head, when no group is in its first
-// stage, becomes the leader: it takes every commit queued at that moment (up to
-// max_group) and runs them together through `lead` (the D writes and one fdatasync
-// for all). It then hands the head of the queue to the next leader, whose group's
-// `lead` may run while this one runs `finish` (one manifest batch for all), and only
-// then marks its commits done and wakes their owners. A commit returns only once
-// both stages of its group have run: its owner acknowledges nothing before the syncs
-// that cover it.
+// CommitQueue: group commit, as LevelDB's and RocksDB's writer queue do it. Each
+// thread with a commit to make (D writes to sync and record) joins the queue and
+// waits. The thread at its head, when no commit is running, becomes the leader: it
+// takes every commit queued at that moment (up to max_group), runs them together
+// through `run` (one fdatasync, one manifest batch for all), marks them done and
+// wakes their owners; the next thread at the head then leads the commits that queued
+// meanwhile. A commit returns only once the group that holds it has run: its owner
+// acknowledges nothing before the sync that covers it.
 //
-// Thread-safe. Called with no lock of the queue held: `lead` by one thread at a
-// time, in queue order; `finish` of a group after its `lead`, possibly while the
-// next group's `lead` runs (and, rarely, while an earlier group's `finish` still runs).
+// Thread-safe. `run` is called with no lock of the queue held, by one thread at a time.
 #pragma once
 
 #include <condition_variable>
@@ -30,8 +26,7 @@ class CommitQueue {
  public:
   using RunFn = std::function<void(std::span<T* const> group)>;
 
-  CommitQueue(RunFn lead, RunFn finish, size_t max_group = 64)
-      : lead_(std::move(lead)), finish_(std::move(finish)), max_group_(max_group) {}
+  explicit CommitQueue(RunFn run, size_t max_group = 64) : run_(std::move(run)), max_group_(max_group) {}
   CommitQueue(const CommitQueue&) = delete;
   CommitQueue& operator=(const CommitQueue&) = delete;
 
@@ -52,17 +47,13 @@ class CommitQueue {
       queue_.pop_front();
     }
     lock.unlock();
-    lead_(items);
+    run_(items);
     lock.lock();
+    for (Waiter* w : group) w->done = true;
     leading_ = false;
     ++groups_;
     commits_ += group.size();
-    if (!queue_.empty()) cv_.notify_all();  // the next head of the queue leads
-    lock.unlock();
-    if (finish_) finish_(items);
-    lock.lock();
-    for (Waiter* w : group) w->done = true;
-    cv_.notify_all();  // the followers just committed
+    cv_.notify_all();  // the followers just run, and the next head of the queue
   }
 
   uint64_t groups() const {
@@ -80,12 +71,12 @@ class CommitQueue {
     bool done = false;
   };
 
-  const RunFn lead_, finish_;
+  const RunFn run_;
   const size_t max_group_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Waiter*> queue_;  // GUARDED_BY(mu_)
-  bool leading_ = false;       // a group is in its first stage; GUARDED_BY(mu_)
+  bool leading_ = false;       // a group is running; GUARDED_BY(mu_)
   uint64_t groups_ = 0, commits_ = 0;  // GUARDED_BY(mu_)
 };
 
