@@ -115,6 +115,7 @@ Status BlockStore::PutBlocks(SequenceId seq, uint32_t layer, uint32_t first, uin
   const size_t max_pending =
       options_.group_commit ? std::clamp<size_t>((g_->num_slots() + h_->num_slots()) / 8, 1, 64) : 1;
   std::vector<PlacedBlock> placed;
+  placed.reserve(std::min<size_t>(count, max_pending));
   for (uint32_t i = 0; i < count; ++i) {
     bool dedup = false, dur = false;
     BlockRef ref = kNoBlock;
@@ -208,18 +209,22 @@ Status BlockStore::PlaceBlock(std::unique_lock<std::mutex>& lock, SequenceId seq
 void BlockStore::FinishPlaced(std::unique_lock<std::mutex>& lock, SequenceId seq, uint64_t prefix_hash,
                               std::vector<PlacedBlock>* placed, PutOutcome* out) {
   if (placed->empty()) return;
-  std::vector<BlockRef> refs;
-  for (const PlacedBlock& p : *placed) refs.push_back(p.ref);
-  std::vector<bool> on_disk(refs.size(), false);
-  if (policy_.write == WritePolicy::kWriteThrough) WriteThrough(lock, refs, &on_disk);
-  for (size_t k = 0; k < refs.size(); ++k) {
+  std::vector<bool> on_disk;  // stays empty under write-back (no D write, nothing durable)
+  if (policy_.write == WritePolicy::kWriteThrough) {
+    std::vector<BlockRef> refs;
+    refs.reserve(placed->size());
+    for (const PlacedBlock& p : *placed) refs.push_back(p.ref);
+    on_disk.assign(refs.size(), false);
+    WriteThrough(lock, refs, &on_disk);
+  }
+  for (size_t k = 0; k < placed->size(); ++k) {
     const PlacedBlock& p = (*placed)[k];
     Unpin(p.ref);
     Touch(p.ref);
     const bool linked = prefix_hash == 0 || PersistLink(seq, p.layer, p.index, prefix_hash).ok();
     ++stats_.puts;
     stats_.put_bytes += block_bytes_;
-    out->durable += on_disk[k] && linked;
+    out->durable += !on_disk.empty() && on_disk[k] && linked;
     MaybeFree(p.ref);  // the sequence may have been dropped while the block was written to D
   }
   placed->clear();
