@@ -320,6 +320,9 @@ class BlockStore {
   // caller writes the batch, then frees the slots).
   void ForgetDiskCopy(BlockRef ref, Manifest::Batch* batch, std::vector<SlotId>* slots);
   void ForgetDiskCopyNow(BlockRef ref);
+  // True when another live block now has ref's record key and its record (or a D
+  // write that will record it): ref's record delete must not be written then.
+  bool SuccessorOwnsRecord(BlockRef ref) const;
   // Frees the blocks that have no owner and no pin (one manifest batch).
   void MaybeFree(std::span<const BlockRef> refs);
   void MaybeFree(BlockRef ref) { MaybeFree(std::span<const BlockRef>(&ref, 1)); }

@@ -256,5 +256,24 @@ TEST_F(GroupCommitTest, MultiBlockPutsUnderMigrationKeepEveryRecordConsistent) {
   }
 }
 
+// A block pinned by a retrieve when its sequence is closed is freed at the lease's
+// release; the sequence was put again meanwhile: the release must not delete the
+// new block's record (the daemon soak lost an acknowledged block that way).
+TEST_F(GroupCommitTest, ReleasingAClosedSequencesLeaseKeepsItsSuccessorsRecord) {
+  Open(true);
+  ASSERT_OK(store_->Put(8, 0, 5, Block(1)));
+  auto lease = store_->Acquire(8, 0, std::vector<uint32_t>{5}, MissMode::kWait);
+  ASSERT_TRUE(lease.ok());
+  ASSERT_OK(store_->DropSequence(8));
+  bool durable = false;
+  const auto again = Block(2);
+  ASSERT_OK(store_->Put(8, 0, 5, again, 0, nullptr, &durable));
+  ASSERT_TRUE(durable);
+  ASSERT_OK(store_->Release(lease->id));  // frees the old block
+  Open(true);
+  EXPECT_EQ(store_->stats().recovered_blocks.load(), 1u);
+  Expect(8, 0, 5, again);
+}
+
 }  // namespace
 }  // namespace tierkv::storage
