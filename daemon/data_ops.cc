@@ -87,22 +87,22 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
   // staging meanwhile: that only garbles its own block (and that block's summary),
   // never daemon state, so no defensive copy is made on this hot path.
   rt_->open_blocks().Forget(req.seq, req.layer);  // a whole-block put ends an append's open block
-  uint32_t durable = 0, dedup = 0;
-  for (uint32_t i = 0; i < req.count; ++i) {
-    const auto payload = std::as_bytes(staging.subspan(req.offset + i * bb, bb));
-    bool was_dedup = false, was_durable = false;
-    Status st = rt_->store().Put(req.seq, req.layer, req.block + i, payload, stored_hash, &was_dedup,
-                                 &was_durable);
-    if (!st.ok()) return FromStatus(st, i);
+  // Under write-through the blocks of one put share one D commit (BlockStore::PutBlocks).
+  storage::PutOutcome out;
+  const auto payload = std::as_bytes(staging.subspan(req.offset, size_t{req.count} * bb));
+  const Status put = rt_->store().PutBlocks(req.seq, req.layer, req.block, req.count, payload, stored_hash, &out);
+  for (uint32_t i = 0; i < out.stored; ++i) {
     // Summaries are per sequence: a deduplicated block is summarized for this one too.
-    st = rt_->retrieval().OnPut(req.seq, req.layer, req.block + i, payload);
+    const Status st = rt_->retrieval().OnPut(req.seq, req.layer, req.block + i, payload.subspan(size_t{i} * bb, bb));
     if (!st.ok()) return FromStatus(st, i);
-    // A new full prefix block goes to R in the background (queued, never waited for).
-    if (prefix && !was_dedup) WritePrefixBlockToRemote(*rt_, stored_hash, req.layer, payload);
-    durable += was_durable;
-    dedup += was_dedup;
   }
-  return Done(req.count, durable == req.count ? 1 : 0, dedup);
+  // A new full prefix block (a prefix put is one block) goes to R in the background
+  // (queued, never waited for).
+  if (prefix && out.stored == 1 && out.deduplicated == 0) {
+    WritePrefixBlockToRemote(*rt_, stored_hash, req.layer, payload);
+  }
+  if (!put.ok()) return FromStatus(put, out.stored);
+  return Done(req.count, out.durable == req.count ? 1 : 0, out.deduplicated);
 }
 
 // `count` tokens of (seq, layer) from token `arg`, K then V ([kv_heads][count][head_dim]

@@ -76,6 +76,7 @@ void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
   const auto& s = rt.store().stats();
   f.Gauge("tierkv_blocks", "Blocks stored", l, rt.store().num_blocks());
   f.Gauge("tierkv_sequences", "Sequences with blocks", l, rt.store().num_sequences());
+  f.Gauge("tierkv_leases", "Leases (pinned retrievals) not released yet", l, rt.store().num_leases());
   f.Gauge("tierkv_metadata_bytes", "Daemon memory of the placement map", l, rt.store().MetadataBytes());
   f.Gauge("tierkv_summary_bytes", "Daemon memory of retrieval summaries", l, rt.retrieval().SummaryBytes());
   f.Gauge("tierkv_summary_device_bytes", "GPU memory of the summaries' device mirrors (GPU scoring)", l,
@@ -115,7 +116,10 @@ void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
   f.Counter("tierkv_puts_not_durable_total", "Write-through puts kept in G/H only because D refused them", l,
             s.puts_not_durable.load());
   f.Counter("tierkv_disk_writes_total", "Blocks written to D", l, s.disk_writes.load());
-  f.Counter("tierkv_disk_write_batches_total", "Batches of D writes (one sync each)", l, s.disk_write_batches.load());
+  f.Counter("tierkv_disk_write_batches_total", "Batches of D writes (put, demotion or drain calls)", l,
+            s.disk_write_batches.load());
+  f.Counter("tierkv_disk_commits_total", "D commits: one fdatasync and one manifest batch each (group commit)", l,
+            s.disk_commits.load());
   f.Counter("tierkv_disk_encoded_bytes_total", "Payload bytes written to D after compression", l,
             s.disk_encoded_bytes.load());
   f.Counter("tierkv_disk_write_failures_total", "Blocks whose D write, sync or record failed", l,

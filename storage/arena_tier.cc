@@ -55,6 +55,7 @@ Status CheckSizes(const std::string& name, uint32_t num_slots, uint32_t slot_cap
     return InvalidArgument(name + ": num_slots must be in [1, 2^32 - 2], got " + std::to_string(num_slots));
   }
   if (slot_capacity == 0) return InvalidArgument(name + ": slot_capacity must be > 0");
+  if (slot_capacity >= (1u << 28)) return InvalidArgument(name + ": slot_capacity must be below 256 MiB");
   if (ArenaBytes(num_slots, slot_capacity) == 0) return InvalidArgument(name + ": arena size overflows");
   return OkStatus();
 }
@@ -121,13 +122,14 @@ size_t ArenaTier::SlotStride(uint32_t slot_capacity) {
 
 size_t ArenaTier::MetadataBytes() const { return Tier::MetadataBytes() + meta_.capacity() * sizeof(SlotRecord); }
 
-uint64_t ArenaTier::TagFingerprint(const SlotTag& tag) {
+uint32_t ArenaTier::TagFingerprint(const SlotTag& tag) {
   struct {
     BlockKey key;
     uint64_t generation;
   } bytes{tag.key, tag.generation};
   static_assert(sizeof(bytes) == 32);
-  return Checksum64(&bytes, sizeof(bytes));
+  const uint64_t h = Checksum64(&bytes, sizeof(bytes));
+  return static_cast<uint32_t>(h ^ (h >> 32));
 }
 
 ArenaTier::ArenaTier(TierKind kind, std::string name, std::unique_ptr<ArenaMemory> memory,
@@ -144,7 +146,7 @@ ArenaTier::~ArenaTier() = default;
 Status ArenaTier::WriteImpl(SlotId slot, const SlotTag& tag, std::span<const std::byte> payload,
                             PayloadEncoding encoding) {
   RETURN_IF_ERROR(memory_->CopyIn(SlotOffset(slot), payload.data(), payload.size()));
-  meta_[slot] = SlotRecord{TagFingerprint(tag), static_cast<uint32_t>(payload.size()), encoding};
+  meta_[slot] = MakeRecord(tag, static_cast<uint32_t>(payload.size()), encoding);
   return OkStatus();
 }
 
@@ -155,7 +157,7 @@ Status ArenaTier::CheckTag(SlotId slot, const SlotTag& expect, SlotInfo* info) {
     return Corruption(name() + " slot " + std::to_string(slot) + " holds another block or generation, not (" +
                       TagToString(expect) + ")");
   }
-  *info = SlotInfo{expect, meta.length, meta.encoding};
+  *info = SlotInfo{expect, meta.length, static_cast<PayloadEncoding>(meta.encoding)};
   return OkStatus();
 }
 
@@ -174,7 +176,7 @@ Status ArenaTier::ReadImpl(SlotId slot, const SlotTag& expect, std::span<std::by
 
 Status ArenaTier::Commit(SlotId slot, const SlotTag& tag, uint32_t length, PayloadEncoding encoding) {
   RETURN_IF_ERROR(BeginWrite(slot, length));
-  meta_[slot] = SlotRecord{TagFingerprint(tag), length, encoding};
+  meta_[slot] = MakeRecord(tag, length, encoding);
   FinishWrite(OkStatus(), slot, length);
   return OkStatus();
 }

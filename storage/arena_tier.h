@@ -112,14 +112,24 @@ class ArenaTier final : public Tier {
  private:
   Status CheckTag(SlotId slot, const SlotTag& expect, SlotInfo* info);
 
-  // What a slot holds, 16 bytes (SlotInfo is 40).
+  // What a slot holds, 8 bytes (SlotInfo is 40): RAM per resident block (issue 16).
+  // The fingerprint is 32 bits of the tag's 64-bit checksum: a stale read (a slot
+  // handed to another block or generation) passes unnoticed with odds 2^-32; the
+  // BlockStore's placement map is what keeps them apart, this is its safety net.
   struct SlotRecord {
-    uint64_t fingerprint = 0;  // TagFingerprint of the tag written
-    uint32_t length = 0;
-    PayloadEncoding encoding = PayloadEncoding::kRaw;
+    uint32_t fingerprint = 0;  // TagFingerprint of the tag written
+    uint32_t length : 28 = 0;  // <= ModelSpec::kMaxBlockBytes (64 MiB) < 2^28
+    uint32_t encoding : 4 = 0; // PayloadEncoding
   };
-  static_assert(sizeof(SlotRecord) == 16);
-  static uint64_t TagFingerprint(const SlotTag& tag);
+  static_assert(sizeof(SlotRecord) == 8);
+  static uint32_t TagFingerprint(const SlotTag& tag);
+  static SlotRecord MakeRecord(const SlotTag& tag, uint32_t length, PayloadEncoding encoding) {
+    SlotRecord r;
+    r.fingerprint = TagFingerprint(tag);
+    r.length = length;
+    r.encoding = static_cast<uint32_t>(encoding);
+    return r;
+  }
 
   std::unique_ptr<ArenaMemory> memory_;
   const size_t stride_;

@@ -35,7 +35,8 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       block_bytes_(options.model.BlockBytes()),
       policy_(options.policy),
       index_(options.model.num_layers, g->num_slots(), h->num_slots()),
-      mover_(*g, *h) {}
+      mover_(*g, *h),
+      commit_queue_([this](std::span<std::vector<WriteJob*>* const> group) { CommitGroup(group); }) {}
 
 BlockStore::~BlockStore() {
   {
@@ -88,11 +89,63 @@ Status BlockStore::CheckPutArgs(uint32_t layer, uint32_t index, size_t bytes) co
 
 Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload,
                        uint64_t prefix_hash, bool* deduplicated, bool* durable) {
-  if (deduplicated) *deduplicated = false;
-  if (durable) *durable = false;
-  RETURN_IF_ERROR(CheckPutArgs(layer, index, payload.size()));
+  PutOutcome out;
+  Status st = PutBlocks(seq, layer, index, 1, payload, prefix_hash, &out);
+  if (deduplicated) *deduplicated = out.deduplicated == 1;
+  if (durable) *durable = out.durable == 1;
+  return st;
+}
+
+Status BlockStore::PutBlocks(SequenceId seq, uint32_t layer, uint32_t first, uint32_t count,
+                             std::span<const std::byte> payload, uint64_t prefix_hash, PutOutcome* out) {
+  *out = PutOutcome{};
+  if (count == 0) return InvalidArgument("a put of zero blocks");
+  if (prefix_hash != 0 && count != 1) return InvalidArgument("a prefix block is put alone");
+  const uint64_t last = uint64_t{first} + count - 1;
+  if (last > UINT32_MAX) return InvalidArgument("block index " + std::to_string(last) + " out of range");
+  RETURN_IF_ERROR(CheckPutArgs(layer, static_cast<uint32_t>(last), block_bytes_));
+  if (payload.size() != size_t{count} * block_bytes_) {
+    return InvalidArgument("payload of " + std::to_string(payload.size()) + " bytes for " + std::to_string(count) +
+                           " blocks of " + std::to_string(block_bytes_));
+  }
   std::unique_lock lock(mu_);
   if (prefix_hash != 0) NotePrefixUse(prefix_hash);
+  // Blocks placed and pinned, their D writes not made yet: under write-through they
+  // go to D as one commit, a group at most a slice of G + H (they stay pinned).
+  // Without group commit each block has its own commit (the behaviour before it).
+  const size_t max_pending =
+      options_.group_commit ? std::clamp<size_t>((g_->num_slots() + h_->num_slots()) / 8, 1, 64) : 1;
+  std::vector<PlacedBlock> placed;
+  placed.reserve(std::min<size_t>(count, max_pending));
+  for (uint32_t i = 0; i < count; ++i) {
+    bool dedup = false, dur = false;
+    BlockRef ref = kNoBlock;
+    const uint32_t index = first + i;
+    Status st = PlaceBlock(lock, seq, layer, index, payload.subspan(size_t{i} * block_bytes_, block_bytes_),
+                           prefix_hash, &ref, &dedup, &dur);
+    if (!st.ok()) {
+      FinishPlaced(lock, seq, prefix_hash, &placed, out);
+      return st;
+    }
+    ++out->stored;
+    if (ref == kNoBlock) {  // shared with a stored prefix block
+      out->deduplicated += dedup;
+      out->durable += dur;
+      continue;
+    }
+    placed.push_back({ref, layer, index});
+    if (placed.size() >= max_pending) FinishPlaced(lock, seq, prefix_hash, &placed, out);
+  }
+  FinishPlaced(lock, seq, prefix_hash, &placed, out);
+  return OkStatus();
+}
+
+// Lock held: the in-memory half of a put. On success *ref is the block, placed and
+// pinned (FinishPlaced unpins it), or kNoBlock when the put shared a stored prefix
+// block (then *deduplicated and *durable are final).
+Status BlockStore::PlaceBlock(std::unique_lock<std::mutex>& lock, SequenceId seq, uint32_t layer, uint32_t index,
+                              std::span<const std::byte> payload, uint64_t prefix_hash, BlockRef* placed,
+                              bool* deduplicated, bool* durable) {
   // A block with a transfer in flight (the migrator writing it to D, a load, another
   // put placing it) is pinned for the length of one transfer: wait for it.
   BlockRef existing = index_.Find(seq, layer, index);
@@ -133,28 +186,49 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
   Status st = PlaceInMemory(lock, ref, payload, Protected(ref));
   index_.meta(ref).flags &= ~kIoPending;
   io_cv_.notify_all();
-  const bool on_disk = st.ok() && policy_.write == WritePolicy::kWriteThrough && WriteThrough(lock, ref);
-  Unpin(ref);
-  if (!st.ok()) {
-    ++stats_.puts_rejected;
-    BlockMeta& b = index_.meta(ref);
-    if (!fresh && !b.in_memory()) {  // the old version stays as it was
-      b.generation = old_generation;
-      b.flags |= old_disk_current;
-    }
-    if (fresh || (!b.in_memory() && !b.on_disk())) {
-      if (index_.Find(seq, layer, index) == ref) index_.Unlink(seq, layer, index);
-    }
-    MaybeFree(ref);
-    return st;
+  if (st.ok()) {
+    *placed = ref;
+    return OkStatus();
   }
-  Touch(ref);
-  const bool linked = prefix_hash == 0 || PersistLink(seq, layer, index, prefix_hash).ok();
-  ++stats_.puts;
-  stats_.put_bytes += block_bytes_;
-  if (durable) *durable = on_disk && linked;
-  MaybeFree(ref);  // the sequence may have been dropped while the block was written to D
-  return OkStatus();
+  Unpin(ref);
+  ++stats_.puts_rejected;
+  BlockMeta& b = index_.meta(ref);
+  if (!fresh && !b.in_memory()) {  // the old version stays as it was
+    b.generation = old_generation;
+    b.flags |= old_disk_current;
+  }
+  if (fresh || (!b.in_memory() && !b.on_disk())) {
+    if (index_.Find(seq, layer, index) == ref) index_.Unlink(seq, layer, index);
+  }
+  MaybeFree(ref);
+  return st;
+}
+
+// Lock held: the rest of the puts of *placed. Under write-through their D writes go
+// as one commit (shared with other writers' under group commit); each block is
+// durable once that commit (and its prefix link) is. Empties *placed.
+void BlockStore::FinishPlaced(std::unique_lock<std::mutex>& lock, SequenceId seq, uint64_t prefix_hash,
+                              std::vector<PlacedBlock>* placed, PutOutcome* out) {
+  if (placed->empty()) return;
+  std::vector<bool> on_disk;  // stays empty under write-back (no D write, nothing durable)
+  if (policy_.write == WritePolicy::kWriteThrough) {
+    std::vector<BlockRef> refs;
+    refs.reserve(placed->size());
+    for (const PlacedBlock& p : *placed) refs.push_back(p.ref);
+    on_disk.assign(refs.size(), false);
+    WriteThrough(lock, refs, &on_disk);
+  }
+  for (size_t k = 0; k < placed->size(); ++k) {
+    const PlacedBlock& p = (*placed)[k];
+    Unpin(p.ref);
+    Touch(p.ref);
+    const bool linked = prefix_hash == 0 || PersistLink(seq, p.layer, p.index, prefix_hash).ok();
+    ++stats_.puts;
+    stats_.put_bytes += block_bytes_;
+    out->durable += !on_disk.empty() && on_disk[k] && linked;
+    MaybeFree(p.ref);  // the sequence may have been dropped while the block was written to D
+  }
+  placed->clear();
 }
 
 // The sequence's block becomes the cached prefix block `shared`: nothing is copied.
@@ -176,16 +250,17 @@ Status BlockStore::ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, Bl
   return OkStatus();
 }
 
-bool BlockStore::WriteThrough(std::unique_lock<std::mutex>& lock, BlockRef ref) {
-  bool on_disk = false;
+void BlockStore::WriteThrough(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
+                              std::vector<bool>* on_disk) {
   if (d_) {
     std::vector<Status> written;
-    WriteToDisk(lock, std::span<const BlockRef>(&ref, 1), &written);
-    on_disk = written[0].ok();
-    if (!on_disk) LOG(DEBUG) << "write-through put stored without D: " << written[0].ToString();
+    WriteToDisk(lock, refs, &written);
+    for (size_t k = 0; k < refs.size(); ++k) {
+      (*on_disk)[k] = written[k].ok();
+      if (!written[k].ok()) LOG(DEBUG) << "write-through put stored without D: " << written[k].ToString();
+    }
   }
-  if (!on_disk) ++stats_.puts_not_durable;
-  return on_disk;
+  for (size_t k = 0; k < refs.size(); ++k) stats_.puts_not_durable += !(*on_disk)[k];
 }
 
 Status BlockStore::PersistLink(SequenceId seq, uint32_t layer, uint32_t index, uint64_t hash) {
@@ -421,6 +496,11 @@ size_t BlockStore::num_blocks() const {
 size_t BlockStore::num_sequences() const {
   std::lock_guard lock(mu_);
   return index_.num_sequences();
+}
+
+size_t BlockStore::num_leases() const {
+  std::lock_guard lock(mu_);
+  return leases_.size();
 }
 
 Status BlockStore::disk_admission() const {

@@ -57,6 +57,7 @@
 #include "storage/arena_tier.h"
 #include "storage/block_index.h"
 #include "storage/block_mover.h"
+#include "storage/commit_queue.h"
 #include "storage/disk_tier.h"
 #include "storage/manifest.h"
 #include "storage/policy.h"
@@ -79,6 +80,10 @@ struct BlockStoreOptions {
   // Most blocks written to D in one demotion batch (one fdatasync, one manifest batch).
   // Default: 32
   uint32_t demote_batch = 32;
+  // Group commit (docs/decisions/0016-group-commit.md): concurrent D writes (puts of
+  // several channels, demotions, a drain) share one fdatasync and one manifest batch.
+  // false: each caller syncs its own writes (the old behaviour, for benchmarks).
+  bool group_commit = true;
 };
 
 // Counters exported by the daemon (DESIGN §8). Relaxed atomics.
@@ -92,6 +97,7 @@ struct BlockStoreStats {
   std::atomic<uint64_t> demotions_g_to_h{0}, demotions_h_to_d{0};
   std::atomic<uint64_t> bytes_h_to_g{0}, bytes_d_to_h{0}, bytes_g_to_h{0}, bytes_h_to_d{0};
   std::atomic<uint64_t> disk_writes{0}, disk_write_batches{0};  // blocks written to D, and their batches
+  std::atomic<uint64_t> disk_commits{0};  // D commits (one fdatasync + one manifest batch each), groups included
   std::atomic<uint64_t> disk_encoded_bytes{0};    // payload bytes written to D (after compression)
   std::atomic<uint64_t> disk_write_failures{0};   // blocks whose D write, sync or record failed
   std::atomic<uint64_t> disk_read_failures{0};    // D reads that failed (I/O error or verification)
@@ -120,6 +126,12 @@ struct DrainResult {
   Status first_error;     // OK when nothing failed
 };
 
+// What BlockStore::PutBlocks stored: blocks, of which durable (under write-through:
+// on D, synced and recorded) and deduplicated (shared with a stored prefix block).
+struct PutOutcome {
+  uint32_t stored = 0, durable = 0, deduplicated = 0;
+};
+
 struct Lease {
   uint64_t id = 0;
   std::vector<LeasedBlock> blocks;  // resident blocks, in the order asked
@@ -145,6 +157,14 @@ class BlockStore {
   // leased. kResourceExhausted: no room in G or H within put_wait.
   Status Put(SequenceId seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload,
              uint64_t prefix_hash = 0, bool* deduplicated = nullptr, bool* durable = nullptr);
+  // Blocks [first, first + count) of (seq, layer), payload holding count blocks back
+  // to back, each stored as Put stores it, except that under write-through their D
+  // writes share one commit (one fdatasync, one manifest batch, with other writers'
+  // too under group commit); none is counted durable before that commit. A prefix
+  // block (prefix_hash != 0) is put alone (count 1). Stops at the first block that
+  // fails and returns why; out->stored says how many blocks before it were stored.
+  Status PutBlocks(SequenceId seq, uint32_t layer, uint32_t first, uint32_t count,
+                   std::span<const std::byte> payload, uint64_t prefix_hash, PutOutcome* out);
   // Copies one block into out (model.BlockBytes() bytes). A block only on D is
   // brought into H (or, when H has no room, read straight into out). kNotFound when
   // absent. kCorruption when its D copy fails verification twice (the D copy is
@@ -213,6 +233,7 @@ class BlockStore {
   uint32_t SequenceBlocks(SequenceId seq, uint32_t layer) const;
   size_t num_blocks() const;
   size_t num_sequences() const;
+  size_t num_leases() const;  // leases not released yet
   // Daemon memory of the placement map (metas, block arrays, owner maps of G and H,
   // prefix map, leases); the tiers' own slot bookkeeping is Tier::MetadataBytes().
   size_t MetadataBytes() const;
@@ -247,8 +268,20 @@ class BlockStore {
                        bool prefer_gpu);
   Status ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, BlockRef existing, BlockRef shared,
                     uint64_t hash, bool* deduplicated, bool* durable);
-  // Writes a just-put block to D (write-through); true when it is durable.
-  bool WriteThrough(std::unique_lock<std::mutex>& lock, BlockRef ref);
+  // Writes just-put blocks to D as one commit (write-through); (*on_disk)[k] is
+  // true when refs[k] is durable.
+  void WriteThrough(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs, std::vector<bool>* on_disk);
+  // The two halves of a put (PutBlocks): placed in memory and pinned, then written
+  // through and unpinned.
+  struct PlacedBlock {
+    BlockRef ref;
+    uint32_t layer, index;
+  };
+  Status PlaceBlock(std::unique_lock<std::mutex>& lock, SequenceId seq, uint32_t layer, uint32_t index,
+                    std::span<const std::byte> payload, uint64_t prefix_hash, BlockRef* placed, bool* deduplicated,
+                    bool* durable);
+  void FinishPlaced(std::unique_lock<std::mutex>& lock, SequenceId seq, uint64_t prefix_hash,
+                    std::vector<PlacedBlock>* placed, PutOutcome* out);
   // H -> G for the refs that can move, as one batched copy (BlockMover: one gather
   // launch on a GPU); returns how many moved. A block stays on H when a transfer
   // reads its H copy, a lease was handed its H location, or G is full of pinned or
@@ -274,7 +307,14 @@ class BlockStore {
                    std::vector<Status>* results);
   struct WriteJob;  // one block's write (block_store_disk.cc)
   std::vector<WriteJob> StartWrites(std::span<const BlockRef> refs, std::vector<Status>* results);
-  void RunWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group);  // lock dropped
+  // Lock dropped: payloads (compressed), then the D commit (block_store_disk.cc).
+  void PrepareWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group);
+  void CommitJobs(std::vector<WriteJob>& jobs);
+  // The commit queue's leader: one commit for the jobs of every writer in the group.
+  void CommitGroup(std::span<std::vector<WriteJob*>* const> group);
+  void CommitWrites(std::span<WriteJob* const> jobs);  // both stages, no queue (group commit off)
+  void CommitData(std::span<WriteJob* const> jobs);
+  void CommitRecords(std::span<WriteJob* const> jobs);
   void FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* results);
   // Brings the D copies of refs (each pinned by the caller) into H as one read batch.
   // Blocks already in memory are OK; a block with a transfer in flight is waited for
@@ -301,6 +341,9 @@ class BlockStore {
   // caller writes the batch, then frees the slots).
   void ForgetDiskCopy(BlockRef ref, Manifest::Batch* batch, std::vector<SlotId>* slots);
   void ForgetDiskCopyNow(BlockRef ref);
+  // True when another live block now has ref's record key and its record (or a D
+  // write that will record it): ref's record delete must not be written then.
+  bool SuccessorOwnsRecord(BlockRef ref) const;
   // Frees the blocks that have no owner and no pin (one manifest batch).
   void MaybeFree(std::span<const BlockRef> refs);
   void MaybeFree(BlockRef ref) { MaybeFree(std::span<const BlockRef>(&ref, 1)); }
@@ -356,6 +399,7 @@ class BlockStore {
   // When each cached prefix (content hash) was last put or linked; GUARDED_BY(mu_).
   std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> prefix_used_;
   const std::chrono::steady_clock::time_point opened_ = std::chrono::steady_clock::now();
+  CommitQueue<std::vector<WriteJob*>> commit_queue_;  // group commit of D writes (lock dropped)
   std::thread migrator_;
 };
 

@@ -78,7 +78,8 @@ void BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const
   const Compression compression = policy_.compression;
   const uint32_t group = policy_.compression_group;
   lock.unlock();
-  RunWrites(jobs, compression, group);
+  PrepareWrites(jobs, compression, group);
+  CommitJobs(jobs);
   lock.lock();
   FinishWrites(jobs, results);
 }
@@ -129,11 +130,9 @@ std::vector<BlockStore::WriteJob> BlockStore::StartWrites(std::span<const BlockR
 }
 
 // Lock dropped (the memory copies cannot move or change while kIoPending is set):
-// payloads (encoded when the policy says so), one write batch, one fdatasync of the
-// slabs written, one manifest batch. Sets each job's status.
-void BlockStore::RunWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group) {
-  std::vector<WriteOp> ops;
-  std::vector<WriteJob*> issued;
+// each job's payload, encoded when the policy says so. Runs on the writer's own
+// thread, so that writers compress in parallel before they join a commit group.
+void BlockStore::PrepareWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group) {
   for (WriteJob& j : jobs) {
     if (j.mem->memory().host_accessible()) {
       j.payload = std::span<const std::byte>(j.mem->SlotAddress(j.mem_slot), block_bytes_);
@@ -147,31 +146,68 @@ void BlockStore::RunWrites(std::vector<WriteJob>& jobs, Compression compression,
       if (!st.ok()) LOG(WARNING) << "compression refused, block stored raw: " << st.ToString();
       if (st.ok() && j.encoding != PayloadEncoding::kRaw) j.payload = j.encoded;
     }
-    if (!j.status.ok()) continue;
-    ops.emplace_back(j.slot, j.tag, j.payload, j.encoding);
-    issued.push_back(&j);
   }
-  if (!ops.empty()) d_->WriteBatch(ops).IgnoreError();  // each op has its own status
+}
+
+// Lock dropped: the prepared jobs go to D through the commit queue (one group with
+// other writers' jobs) or, with group commit off, as a commit of their own.
+void BlockStore::CommitJobs(std::vector<WriteJob>& jobs) {
+  std::vector<WriteJob*> ready;
+  for (WriteJob& j : jobs) {
+    if (j.status.ok()) ready.push_back(&j);
+  }
+  if (ready.empty()) return;
+  if (options_.group_commit) {
+    commit_queue_.Commit(&ready);
+  } else {
+    CommitWrites(ready);
+  }
+}
+
+void BlockStore::CommitGroup(std::span<std::vector<WriteJob*>* const> group) {
+  if (group.size() == 1) return CommitWrites(*group[0]);
+  std::vector<WriteJob*> all;
+  for (const auto* jobs : group) all.insert(all.end(), jobs->begin(), jobs->end());
+  CommitWrites(all);
+}
+
+// One commit: one write batch and one fdatasync of the slabs written, then one
+// manifest batch naming the blocks' new slots. Sets each job's status.
+void BlockStore::CommitWrites(std::span<WriteJob* const> jobs) {
+  CommitData(jobs);
+  CommitRecords(jobs);
+}
+
+void BlockStore::CommitData(std::span<WriteJob* const> jobs) {
+  std::vector<WriteOp> ops;
+  ops.reserve(jobs.size());
+  for (WriteJob* j : jobs) ops.emplace_back(j->slot, j->tag, j->payload, j->encoding);
+  d_->WriteBatch(ops).IgnoreError();  // each op has its own status
   std::vector<SlotId> written;
   for (size_t k = 0; k < ops.size(); ++k) {
-    issued[k]->status = ops[k].status;
+    jobs[k]->status = ops[k].status;
     if (ops[k].status.ok()) written.push_back(ops[k].slot);
   }
-  Status st = written.empty() || !disk_ ? OkStatus() : disk_->SyncSlots(written);
+  ++stats_.disk_commits;
+  const Status st = written.empty() || !disk_ ? OkStatus() : disk_->SyncSlots(written);
+  if (st.ok()) return;
+  for (WriteJob* j : jobs) {
+    if (j->status.ok()) j->status = st;
+  }
+}
+
+// The records of the jobs whose data is synced (their status OK), in one batch.
+void BlockStore::CommitRecords(std::span<WriteJob* const> jobs) {
   Manifest::Batch batch;
-  for (WriteJob* j : issued) {
+  for (WriteJob* j : jobs) {
     if (!j->status.ok()) continue;
-    if (!st.ok()) {
-      j->status = st;
-      continue;
-    }
     const BlockRecord rec{j->slot, static_cast<uint32_t>(j->tag.generation),
                           static_cast<uint32_t>(j->payload.size()), static_cast<uint8_t>(j->encoding)};
     batch.Put(Cf::kBlocks, j->key, EncodeBlockRecord(rec));
   }
-  if (!st.ok() || batch.Count() == 0) return;
-  st = manifest_->Write(batch);
-  for (WriteJob* j : issued) {
+  if (batch.Count() == 0) return;
+  const Status st = manifest_->Write(batch);
+  for (WriteJob* j : jobs) {
     if (j->status.ok() && !st.ok()) j->status = st.WithContext("manifest");
   }
 }

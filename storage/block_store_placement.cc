@@ -45,10 +45,26 @@ void BlockStore::ReleaseMemory(BlockRef ref) {
   room_cv_.notify_all();
 }
 
+// A block dropped while pinned is freed when its last lease goes; by then its key
+// (sequence, layer, index, or prefix hash and layer) may name a successor: the
+// sequence was closed and the block put again. Its record is the successor's when
+// the successor has a D copy or a D write in flight (the write's record lands after
+// this delete otherwise, both are made under mu_). Deleting it then lost an
+// acknowledged block (found by the daemon soak, issue 16).
+bool BlockStore::SuccessorOwnsRecord(BlockRef ref) const {
+  const BlockMeta& m = index_.meta(ref);
+  const bool prefix = m.flags & kPrefix;
+  const BlockRef other = prefix ? index_.FindPrefix(m.seq, m.layer) : index_.Find(m.seq, m.layer, m.index);
+  if (other == kNoBlock || other == ref) return false;
+  const BlockMeta& o = index_.meta(other);
+  if (static_cast<bool>(o.flags & kPrefix) != prefix) return false;  // another kind of record
+  return o.on_disk() || (o.flags & kIoPending);
+}
+
 void BlockStore::ForgetDiskCopy(BlockRef ref, Manifest::Batch* batch, std::vector<SlotId>* slots) {
   BlockMeta& m = index_.meta(ref);
   if (!m.on_disk()) return;
-  batch->Delete(Cf::kBlocks, RecordKeyOf(ref));
+  if (!SuccessorOwnsRecord(ref)) batch->Delete(Cf::kBlocks, RecordKeyOf(ref));
   slots->push_back(m.disk_slot);
   m.disk_slot = kInvalidSlot;
   m.flags &= ~kDiskCurrent;

@@ -51,15 +51,13 @@ Tier::Tier(TierKind kind, std::string name, uint32_t num_slots, uint32_t slot_ca
       num_slots_(num_slots),
       slot_capacity_(slot_capacity),
       state_(new std::atomic<uint8_t>[num_slots]),
-      free_(num_slots),
-      free_pos_(num_slots) {
+      free_(num_slots) {
   TIERKV_CHECK(num_slots > 0 && num_slots != kInvalidSlot && slot_capacity > 0);
   // Descending on the stack so that Allocate hands out 0, 1, 2, ... (sequential
   // placement on disk for a fresh tier).
   for (uint32_t i = 0; i < num_slots; ++i) {
     state_[i].store(kFree, kRelaxed);
     free_[i] = num_slots - 1 - i;
-    free_pos_[num_slots - 1 - i] = i;
   }
 }
 
@@ -67,30 +65,27 @@ Tier::~Tier() = default;
 
 size_t Tier::MetadataBytes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return size_t{num_slots_} * sizeof(std::atomic<uint8_t>) + free_.capacity() * sizeof(SlotId) +
-         free_pos_.capacity() * sizeof(uint32_t);
+  return size_t{num_slots_} * sizeof(std::atomic<uint8_t>) + free_.capacity() * sizeof(SlotId);
 }
 
-Status Tier::TakeSlotLocked(SlotId slot) {
-  const uint32_t pos = free_pos_[slot];
-  TIERKV_CHECK(pos != kNoPos && free_[pos] == slot);
-  const SlotId last = free_.back();
-  free_[pos] = last;
-  free_pos_[last] = pos;
-  free_.pop_back();
-  free_pos_[slot] = kNoPos;
-  used_.fetch_add(1, kRelaxed);
-  return OkStatus();
+SlotId Tier::PopFreeLocked() {
+  for (;;) {
+    TIERKV_CHECK(!free_.empty());
+    const SlotId slot = free_.back();
+    free_.pop_back();
+    if (state_[slot].load(kRelaxed) != kFree) continue;  // adopted since it was pushed
+    used_.fetch_add(1, kRelaxed);
+    return slot;
+  }
 }
 
 Result<SlotId> Tier::Allocate() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (free_.empty()) {
+  if (used_.load(kRelaxed) >= num_slots_) {
     stats_.allocation_failures.fetch_add(1, kRelaxed);
     return ResourceExhausted(name_ + ": all " + std::to_string(num_slots_) + " slots are in use");
   }
-  const SlotId slot = free_.back();
-  TakeSlotLocked(slot).IgnoreError();
+  const SlotId slot = PopFreeLocked();
   state_[slot].store(kEmpty, std::memory_order_release);
   stats_.allocations.fetch_add(1, kRelaxed);
   return slot;
@@ -98,15 +93,15 @@ Result<SlotId> Tier::Allocate() {
 
 Status Tier::AllocateMany(size_t n, std::vector<SlotId>* out) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (n > free_.size()) {
+  const size_t free = num_slots_ - used_.load(kRelaxed);
+  if (n > free) {
     stats_.allocation_failures.fetch_add(1, kRelaxed);
-    return ResourceExhausted(name_ + ": " + std::to_string(n) + " slots requested, " +
-                             std::to_string(free_.size()) + " free");
+    return ResourceExhausted(name_ + ": " + std::to_string(n) + " slots requested, " + std::to_string(free) +
+                             " free");
   }
   out->reserve(out->size() + n);
   for (size_t i = 0; i < n; ++i) {
-    const SlotId slot = free_.back();
-    TakeSlotLocked(slot).IgnoreError();
+    const SlotId slot = PopFreeLocked();
     state_[slot].store(kEmpty, std::memory_order_release);
     out->push_back(slot);
   }
@@ -121,12 +116,17 @@ Status Tier::Free(SlotId slot) {
                            " slots)");
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (free_pos_[slot] != kNoPos) {
+  if (state_[slot].load(kRelaxed) == kFree) {
     stats_.rejected.fetch_add(1, kRelaxed);
     return InvalidArgument(SlotName(name_, slot) + " is already free");
   }
   state_[slot].store(kFree, std::memory_order_release);
-  free_pos_[slot] = static_cast<uint32_t>(free_.size());
+  if (free_.size() >= 2 * size_t{num_slots_}) {  // stale entries of adopted slots: rebuild
+    free_.clear();
+    for (uint32_t s = num_slots_; s-- > 0;) {
+      if (state_[s].load(kRelaxed) == kFree && s != slot) free_.push_back(s);
+    }
+  }
   free_.push_back(slot);
   used_.fetch_sub(1, kRelaxed);
   stats_.frees.fetch_add(1, kRelaxed);
@@ -140,9 +140,9 @@ Status Tier::Adopt(SlotId slot) {
     return InvalidArgument(SlotName(name_, slot) + " is out of range");
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (free_pos_[slot] == kNoPos) return AlreadyExists(SlotName(name_, slot) + " is not free");
-  TakeSlotLocked(slot).IgnoreError();
-  state_[slot].store(kWritten, std::memory_order_release);
+  if (state_[slot].load(kRelaxed) != kFree) return AlreadyExists(SlotName(name_, slot) + " is not free");
+  state_[slot].store(kWritten, std::memory_order_release);  // its stack entry is skipped when popped
+  used_.fetch_add(1, kRelaxed);
   stats_.allocations.fetch_add(1, kRelaxed);
   return OkStatus();
 }

@@ -210,7 +210,9 @@ class Tier {
 
   Status CheckWrite(SlotId slot, size_t payload_bytes);
   Status CheckRead(SlotId slot);
-  Status TakeSlotLocked(SlotId slot);  // REQUIRES: mu_ held, slot free
+  // Pops the free stack down to a slot still free (entries of adopted slots are left
+  // behind and skipped). REQUIRES: mu_ held, a free slot.
+  SlotId PopFreeLocked();
 
   const TierKind kind_;
   const std::string name_;
@@ -218,13 +220,14 @@ class Tier {
   const uint32_t slot_capacity_;
   std::unique_ptr<std::atomic<uint8_t>[]> state_;  // SlotState per slot
 
-  // Free slots as a stack, with each free slot's position in it (for O(1) Adopt).
-  // Invariants: free_[free_pos_[s]] == s for every free s; free_pos_[s] == kNoPos
-  // for every allocated s; used_ == num_slots_ - free_.size().
-  static constexpr uint32_t kNoPos = UINT32_MAX;
+  // Free slots as a stack; a slot is free exactly when its state is kFree (changed
+  // only under mu_). Adopt takes a slot without searching the stack: its entry stays
+  // and is skipped when popped, so the stack may hold entries of slots no longer free
+  // (and a slot adopted then freed twice). 4 bytes per slot (issue 16: RAM per block).
+  // Invariants: every free slot is in free_ at least once; used_ = slots not kFree;
+  // free_.size() <= 2 * num_slots_ (rebuilt from state_ past that).
   mutable std::mutex mu_;
-  std::vector<SlotId> free_;        // GUARDED_BY(mu_)
-  std::vector<uint32_t> free_pos_;  // GUARDED_BY(mu_)
+  std::vector<SlotId> free_;  // GUARDED_BY(mu_)
   std::atomic<uint32_t> used_{0};
 
   TierStats stats_;
