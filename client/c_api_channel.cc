@@ -142,6 +142,26 @@ tierkv_status tierkv_put(tierkv_channel* ch, uint64_t seq, uint32_t layer, uint3
   return tierkv_put_ex(ch, seq, layer, first, data, bytes, prefix_hash, nullptr);
 }
 
+tierkv_status tierkv_append(tierkv_channel* ch, uint64_t seq, uint32_t layer, uint64_t first_token,
+                            uint32_t tokens, const void* kv, size_t bytes, uint64_t* next_token) {
+  if (!ch) return TIERKV_INVALID_ARGUMENT;
+  if (!kv) return Report(ch, tierkv::InvalidArgument("append: kv is NULL"));
+  const tierkv::ModelSpec& m = ch->model;
+  if (layer >= m.num_layers) {
+    return Report(ch, tierkv::InvalidArgument("append: layer " + std::to_string(layer) + " is not below num_layers " +
+                                              std::to_string(m.num_layers)));
+  }
+  const uint64_t want = uint64_t{2} * m.num_kv_heads * tokens * m.head_dim * tierkv::DTypeBytes(m.dtype);
+  if (tokens == 0 || bytes != want) {
+    return Report(ch, tierkv::InvalidArgument("append: " + std::to_string(bytes) + " bytes for " +
+                                              std::to_string(tokens) + " tokens; expected " + std::to_string(want) +
+                                              " (K then V, [kv_heads][tokens][head_dim] each)"));
+  }
+  auto r = ch->channel->Append(seq, layer, first_token, tokens, {static_cast<const std::byte*>(kv), bytes});
+  if (r.ok() && next_token) *next_token = *r;
+  return Report(ch, r.status());
+}
+
 tierkv_status tierkv_get(tierkv_channel* ch, uint64_t seq, uint32_t layer, uint32_t first, void* out, size_t bytes) {
   if (!ch) return TIERKV_INVALID_ARGUMENT;
   if (!out) return Report(ch, tierkv::InvalidArgument("get: out is NULL"));

@@ -16,7 +16,7 @@ def _queries(n, seed=0):
 def test_a_batch_equals_separate_retrieves(channel):
     for seq in (1, 2, 3, 4):
         put_needle_sequence(channel, seq, 1, needle=5 + 4 * seq)
-    seqs, budgets = [1, 2, 3, 4], [4, 5, 6, 7]
+    seqs, budgets = [1, 2, 3, 4], [5, 6, 7, 8]  # at least the sinks + recent window (1 + 4)
     q = _queries(4)
     with channel.retrieve_batch(1, seqs, q, budgets) as batch:
         assert len(batch) == 4 and batch.served == 4 and batch.lease != 0
@@ -93,5 +93,5 @@ def test_arguments_are_checked(channel):
         channel.retrieve_batch(0, [51] * 4, _queries(4), 2**32 - 1)
     with pytest.raises(tierkv.InvalidArgument, match="expected floats"):
         channel.retrieve_batch(0, [51], np.ones((1, Q_HEADS * HEAD_DIM), np.int32), 4)
-    with channel.retrieve_batch(0, [51], _queries(1).astype(np.float64), 4) as batch:  # converted
+    with channel.retrieve_batch(0, [51], _queries(1).astype(np.float64), 5) as batch:  # converted
         assert batch.served == 1

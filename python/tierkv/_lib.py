@@ -77,7 +77,8 @@ class RetrieveBatchArgsC(Structure):
 _P = c_void_p  # opaque handles
 # Appended to ABI 2 after its first release (daemon liveness): optional in the library.
 # Appended later (batched retrieve, decision 0011): likewise optional.
-_APPENDED = {"tierkv_reconnect", "tierkv_is_connected", "tierkv_retrieve_batch", "tierkv_batch_item_error"}
+_APPENDED = {"tierkv_reconnect", "tierkv_is_connected", "tierkv_retrieve_batch", "tierkv_batch_item_error",
+             "tierkv_append"}
 _S = c_int  # tierkv_status
 _PROTOTYPES = {
     "tierkv_abi_version": (c_uint32, []),
@@ -107,6 +108,7 @@ _PROTOTYPES = {
     "tierkv_block_bytes": (c_uint64, [_P]),
     "tierkv_staging_bytes": (c_uint64, [_P]),
     "tierkv_put_ex": (_S, [_P, c_uint64, c_uint32, c_uint32, c_void_p, c_size_t, c_uint64, POINTER(c_int)]),
+    "tierkv_append": (_S, [_P, c_uint64, c_uint32, c_uint64, c_uint32, c_void_p, c_size_t, POINTER(c_uint64)]),
     "tierkv_get": (_S, [_P, c_uint64, c_uint32, c_uint32, c_void_p, c_size_t]),
     "tierkv_retrieve_ex": (_S, [_P, c_uint64, c_uint32, c_void_p, c_size_t, c_uint32, POINTER(BlockRefC),
                                 c_uint32, POINTER(c_uint32), POINTER(c_uint64), POINTER(c_uint32)]),

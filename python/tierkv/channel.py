@@ -138,6 +138,38 @@ class Channel:
         del keep
         return bool(durable.value)
 
+    def append(self, seq: int, layer: int, first_token: int, kv: Any, tokens: Optional[int] = None) -> int:
+        """Appends tokens of (seq, layer) at token `first_token` to the layer's open last
+        block (stored as it fills, summarized for retrieval when full).
+
+        kv: K then V of the new tokens, a numpy array or torch tensor of the namespace's
+        dtype shaped (2, kv_heads, tokens, head_dim), C-contiguous; or bytes-like, then
+        `tokens` says how many. An append must start where the layer ends (after the
+        last whole block put or appended token): anything else raises InvalidArgument
+        naming the token expected. Returns the token the next append starts at.
+        """
+        ch = self._ptr()
+        if not hasattr(self._lib, "tierkv_append"):
+            raise NotSupported("append: this libtierkv predates the token append")
+        seq, layer, first = check_uint(seq, "seq", 64), check_uint(layer, "layer", 32), check_uint(
+            first_token, "first_token", 64)
+        if tokens is None:
+            shape = tuple(getattr(kv, "shape", ()))
+            if len(shape) != 4:
+                raise InvalidArgument("append: kv must be shaped (2, kv_heads, tokens, head_dim), or pass tokens=")
+            tokens = int(shape[2])
+        tokens = check_uint(tokens, "tokens", 32)
+        if tokens == 0:
+            raise InvalidArgument("append: tokens must be positive")
+        m = self.model
+        shape = (2, m.num_kv_heads, tokens, m.head_dim)
+        span = 2 * m.num_kv_heads * tokens * m.head_dim * self.numpy_dtype.itemsize
+        addr, nbytes, keep = payload(kv, m.dtype, shape, span)
+        nxt = ctypes.c_uint64(0)
+        self._check(self._lib.tierkv_append(ch, seq, layer, first, tokens, addr, nbytes, ctypes.byref(nxt)))
+        del keep
+        return int(nxt.value)
+
     def get(self, seq: int, layer: int, first_block: int, n: int = 1) -> np.ndarray:
         """Copies blocks [first_block, first_block + n) into a new array (n, 2, kv, bt, hd)."""
         ch = self._ptr()

@@ -38,7 +38,7 @@ SlotInfo InfoFor(const RemoteBlockKey& key, size_t bytes) {
 
 std::string EncodeRemoteValue(const RemoteBlockKey& key, std::span<const std::byte> block) {
   std::string value(sizeof(SlotHeader) + block.size(), '\0');
-  EncodeSlotHeader(kRemoteSlot, InfoFor(key, block.size()), Checksum64(block.data(), block.size()),
+  EncodeSlotHeader(SlotLayout{}, kRemoteSlot, InfoFor(key, block.size()), Checksum64(block.data(), block.size()),
                    reinterpret_cast<std::byte*>(value.data()));
   std::memcpy(value.data() + sizeof(SlotHeader), block.data(), block.size());
   return value;

@@ -52,6 +52,14 @@ int main(int argc, char** argv) {
   CHECK(18, tierkv_put(ch, 42, 0, 0, block, bb - 1, 0) == TIERKV_INVALID_ARGUMENT);
   CHECK(19, tierkv_close_sequence(ch, 42) == TIERKV_OK);
   CHECK(20, tierkv_get(ch, 42, 0, 0, back, bb) == TIERKV_NOT_FOUND);
+  /* Token append: 16 tokens (one whole block, same layout as a block) equal the put. */
+  uint64_t next_token = 0;
+  CHECK(68, tierkv_append(ch, 43, 0, 0, 16, block, bb, &next_token) == TIERKV_OK && next_token == 16);
+  CHECK(69, tierkv_get(ch, 43, 0, 0, back, bb) == TIERKV_OK && memcmp(block, back, bb) == 0);
+  CHECK(70, tierkv_append(ch, 43, 0, 20, 1, block, bb / 16, NULL) == TIERKV_INVALID_ARGUMENT);
+  CHECK(71, strstr(tierkv_channel_last_error(ch), "token 16") != NULL);
+  CHECK(72, tierkv_append(ch, 43, 0, 16, 1, block, bb / 16 - 1, NULL) == TIERKV_INVALID_ARGUMENT);
+  CHECK(73, tierkv_close_sequence(ch, 43) == TIERKV_OK);
 
   /* ABI version 2: options structs, durable puts, retrieve_ex, arenas, JSON calls. */
   CHECK(21, tierkv_abi_version() == TIERKV_ABI_VERSION);

@@ -92,6 +92,15 @@ tierkv_status tierkv_put(tierkv_channel* channel, uint64_t seq, uint32_t layer, 
                          size_t bytes, uint64_t prefix_hash);
 tierkv_status tierkv_get(tierkv_channel* channel, uint64_t seq, uint32_t layer, uint32_t first, void* out,
                          size_t bytes);
+/* Appends `tokens` tokens of (seq, layer) starting at token `first_token` to the
+ * layer's open last block: kv holds K then V of the new tokens ([kv_heads][tokens]
+ * [head_dim] each, the namespace's dtype), `bytes` bytes. The block is stored as it
+ * fills (zero-padded) and summarized when full. An append must start where the layer
+ * ends (TIERKV_INVALID_ARGUMENT names the token expected otherwise); a whole-block
+ * put of the layer ends the open block. *next_token (may be NULL): where the next
+ * append starts. */
+tierkv_status tierkv_append(tierkv_channel* channel, uint64_t seq, uint32_t layer, uint64_t first_token,
+                            uint32_t tokens, const void* kv, size_t bytes, uint64_t* next_token);
 
 typedef struct tierkv_block_ref {
   uint32_t block;    /* block index in the sequence */
