@@ -122,15 +122,7 @@ Result<Json> ControlService::Prefixes(SessionState& s, const Json& req) {
   if (req.contains("limit")) {
     ASSIGN_OR_RETURN(limit, wire::GetUint(req, "limit", "", 1u << 20));
   }
-  std::vector<NamespaceRecord> recs;
-  if (req.contains("namespace")) {
-    ASSIGN_OR_RETURN(NamespaceRecord rec, VisibleNamespace(s, req));
-    recs.push_back(rec);
-  } else {
-    for (const auto& r : registry_->List()) {
-      if (s.admin || r.spec.acl.Allows(s.peer.uid, s.peer.gid)) recs.push_back(r);
-    }
-  }
+  ASSIGN_OR_RETURN(const std::vector<NamespaceRecord> recs, VisibleNamespaces(s, req));
   Json list = Json::array();
   for (const auto& r : recs) {
     const std::shared_ptr<NamespaceRuntime> rt = runtimes_->Find(r.id);

@@ -279,6 +279,19 @@ void ControlService::NoteSession(const SessionState& s) {
   info.channels = s.channels.size();
 }
 
+// The namespace `req` names (when it names one), else every namespace the session may see.
+Result<std::vector<NamespaceRecord>> ControlService::VisibleNamespaces(const SessionState& s, const Json& req) {
+  if (req.contains("namespace")) {
+    ASSIGN_OR_RETURN(NamespaceRecord rec, VisibleNamespace(s, req));
+    return std::vector<NamespaceRecord>{rec};
+  }
+  std::vector<NamespaceRecord> recs;
+  for (const auto& r : registry_->List()) {
+    if (s.admin || r.spec.acl.Allows(s.peer.uid, s.peer.gid)) recs.push_back(r);
+  }
+  return recs;
+}
+
 Result<NamespaceRecord> ControlService::VisibleNamespace(const SessionState& s, const Json& req) {
   ASSIGN_OR_RETURN(std::string name, wire::GetString(req, "namespace", "", NamespaceSpec::kMaxNameLength));
   auto rec = registry_->FindByName(name);
@@ -323,15 +336,7 @@ wire::Json TierUsage(const storage::Tier& t) {
 // {namespace?} -> {namespaces: [{name, blocks, sequences, tiers: {G, H, D}, ...}]}
 Result<wire::Json> ControlService::Usage(SessionState& s, const Json& req) {
   if (!runtimes_) return NotSupported("this daemon has no storage");
-  std::vector<NamespaceRecord> recs;
-  if (req.contains("namespace")) {
-    ASSIGN_OR_RETURN(NamespaceRecord rec, VisibleNamespace(s, req));
-    recs.push_back(rec);
-  } else {
-    for (const auto& r : registry_->List()) {
-      if (s.admin || r.spec.acl.Allows(s.peer.uid, s.peer.gid)) recs.push_back(r);
-    }
-  }
+  ASSIGN_OR_RETURN(const std::vector<NamespaceRecord> recs, VisibleNamespaces(s, req));
   Json list = Json::array();
   for (const auto& r : recs) {
     const std::shared_ptr<NamespaceRuntime> rt = runtimes_->Find(r.id);

@@ -124,6 +124,7 @@ class ControlService {
   Result<Json> Clients(SessionState& s, const Json& req);
   // The namespace named by req["namespace"] that the session may see.
   Result<NamespaceRecord> VisibleNamespace(const SessionState& s, const Json& req);
+  Result<std::vector<NamespaceRecord>> VisibleNamespaces(const SessionState& s, const Json& req);
   void NoteSession(const SessionState& s);
   Reply Finish(SessionState& s, Result<Json> result, const Json* id);
   void UpdateAttachedGauge();

@@ -6,9 +6,12 @@
 
 #include "index/rng.h"
 #include "index/rope.h"
+#include "index/workload_vectors.h"
 
 namespace tierkv::index {
 namespace {
+using workload::Axpy;
+using workload::PairsChannels;
 
 // Random streams (Rng::Derive(seed, layer, stream + index)).
 // Norm of the local direction in every key of a local head (the query holds
@@ -16,32 +19,6 @@ namespace {
 constexpr float kLocalKeyNorm = 3.f;
 constexpr uint64_t kRoles = 1, kHead = 1u << 20, kNeedles = 2u << 20, kKeys = 3u << 20, kQuestion = 4u << 20,
                    kQueryNoise = 5u << 20, kSegmentDirs = 6u << 20;
-
-std::vector<float> Unit(const std::vector<uint32_t>& channels, uint32_t dim, Rng* rng) {
-  std::vector<float> v(dim, 0.f);
-  double n2 = 0.0;
-  for (uint32_t c : channels) {
-    v[c] = static_cast<float>(rng->Normal());
-    n2 += double(v[c]) * v[c];
-  }
-  const float inv = static_cast<float>(1.0 / std::sqrt(std::max(n2, 1e-30)));
-  for (float& x : v) x *= inv;
-  return v;
-}
-
-// Channels of the RoPE pairs in [first, last).
-std::vector<uint32_t> PairsChannels(RopeStyle style, uint32_t d, uint32_t first, uint32_t last) {
-  std::vector<uint32_t> c;
-  for (uint32_t i = first; i < last; ++i) {
-    c.push_back(style == RopeStyle::kInterleaved ? 2 * i : i);
-    c.push_back(style == RopeStyle::kInterleaved ? 2 * i + 1 : i + d / 2);
-  }
-  return c;
-}
-
-void Axpy(float a, const std::vector<float>& x, float* y) {
-  for (size_t i = 0; i < x.size(); ++i) y[i] += a * x[i];
-}
 
 Status Check(bool ok, const char* field) {
   return ok ? OkStatus() : InvalidArgument(std::string("needle workload: ") + field + " is out of range");
@@ -152,17 +129,17 @@ Status NeedleWorkload::LoadLayer(uint32_t index, TraceLayer* out) {
     HeadModel hm;
     hm.local = IsLocal(index, g);
     Rng rng(Rng::Derive(p_.seed, index, kHead + g));
-    hm.mu = Unit(all, d, &rng);
+    hm.mu = workload::UnitOn(all, d, &rng);
     for (float& x : hm.mu) x *= p_.key_mean_norm;
-    hm.sink = Unit(sink_ch, d, &rng);
-    hm.local_dir = local_ch.empty() ? std::vector<float>(d, 0.f) : Unit(local_ch, d, &rng);
+    hm.sink = workload::UnitOn(sink_ch, d, &rng);
+    hm.local_dir = local_ch.empty() ? std::vector<float>(d, 0.f) : workload::UnitOn(local_ch, d, &rng);
     Rng srng(Rng::Derive(p_.seed, index, kSegmentDirs + g));
     for (uint64_t j = 0; j < segments; ++j) {
-      hm.segment_dirs.push_back(Unit(all, d, &srng));
-      hm.value_dirs.push_back(Unit(all, d, &srng));
+      hm.segment_dirs.push_back(workload::UnitOn(all, d, &srng));
+      hm.value_dirs.push_back(workload::UnitOn(all, d, &srng));
     }
     hm.needles = NeedlePositions(index, g);
-    for (size_t j = 0; j < hm.needles.size(); ++j) hm.needle_dirs.push_back(Unit(needle_ch, d, &rng));
+    for (size_t j = 0; j < hm.needles.size(); ++j) hm.needle_dirs.push_back(workload::UnitOn(needle_ch, d, &rng));
     // Keys and values.
     Rng krng(Rng::Derive(p_.seed, index, kKeys + g));
     size_t next_needle = 0;

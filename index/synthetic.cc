@@ -7,9 +7,13 @@
 
 #include "index/rng.h"
 #include "index/rope.h"
+#include "index/workload_vectors.h"
 
 namespace tierkv::index {
 namespace {
+using workload::Axpy;
+using workload::PairChannels;
+using workload::UnitOn;
 
 // Stream ids for Rng::Derive(seed, layer, stream): each purpose its own stream.
 constexpr uint64_t kStructureStream = 1;
@@ -35,32 +39,6 @@ Status CheckInt(const char* name, uint64_t v, uint64_t lo, uint64_t hi) {
                            std::to_string(hi) + "], got " + std::to_string(v));
   }
   return OkStatus();
-}
-
-// The two channels of RoPE pair `pair`.
-void PairChannels(RopeStyle style, uint32_t head_dim, uint32_t pair, uint32_t* a, uint32_t* b) {
-  if (style == RopeStyle::kInterleaved) {
-    *a = 2 * pair, *b = 2 * pair + 1;
-  } else {
-    *a = pair, *b = pair + head_dim / 2;
-  }
-}
-
-// A random unit vector supported on the given channels.
-std::vector<float> UnitOn(const std::vector<uint32_t>& channels, uint32_t dim, Rng* rng) {
-  std::vector<float> v(dim, 0.f);
-  double n2 = 0.0;
-  for (uint32_t c : channels) {
-    v[c] = static_cast<float>(rng->Normal());
-    n2 += double(v[c]) * v[c];
-  }
-  const float inv = static_cast<float>(1.0 / std::sqrt(std::max(n2, 1e-30)));
-  for (float& x : v) x *= inv;
-  return v;
-}
-
-void Axpy(float a, const std::vector<float>& x, float* y) {
-  for (size_t i = 0; i < x.size(); ++i) y[i] += a * x[i];
 }
 
 }  // namespace

@@ -296,17 +296,13 @@ Status BlockStore::Get(SequenceId seq, uint32_t layer, uint32_t index, std::span
     ++(index_.meta(ref).where == Where::kGpu ? stats_.hits_gpu : stats_.hits_host);
   }
   if (st.ok() && !direct) {
-    // The copy runs without the store's mutex: the lease keeps the block where it is
-    // (a leased block is never moved, freed or rewritten), and Tier reads of a slot
-    // are thread-safe. Under the mutex, concurrent gets of different clients would
-    // copy one at a time (BENCHMARKS.md, put/get with 4 clients).
+    // Copied under the store's mutex. A copy without it (tried for put/get scaling with
+    // several clients) raced with a block's move while a Get pinned it: the unit test
+    // ConcurrentOperationsKeepThePlacementMapConsistent then read a reused H slot
+    // (refused by the tag check, never served) in 2 of 12 runs.
     const BlockMeta& m = index_.meta(ref);
     ArenaTier* tier = m.where == Where::kGpu ? g_ : h_;
-    const SlotId slot = m.mem_slot;
-    const SlotTag tag = TagOf(ref);
-    lock.unlock();
-    auto info = tier->Read(slot, tag, out.first(block_bytes_));
-    lock.lock();
+    auto info = tier->Read(m.mem_slot, TagOf(ref), out.first(block_bytes_));
     st = info.status();
   }
   Unpin(ref);
