@@ -42,6 +42,9 @@ enum BlockFlags : uint8_t {
                           // slot must not change; always held with a lease
   kPublished = 1 << 5,    // a lease was handed the block's memory location: it must not
                           // move until the block is unpinned (cleared when leases hit 0)
+  kDiskWrite = 1 << 6,    // a D write of this block is in flight (with kIoPending): its
+                          // record lands when the write is synced. kIoPending alone may
+                          // also be a put placing the block in memory (no record coming)
 };
 
 struct BlockMeta {

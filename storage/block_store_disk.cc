@@ -115,7 +115,7 @@ std::vector<BlockStore::WriteJob> BlockStore::StartWrites(std::span<const BlockR
       LOG(INFO) << "namespace " << options_.ns << ": D has free slots again and admits writes";
       disk_full_logged_ = false;
     }
-    m.flags |= kIoPending;
+    m.flags |= kIoPending | kDiskWrite;
     ++m.leases;
     WriteJob& j = jobs.emplace_back();
     j.i = i;
@@ -218,7 +218,7 @@ void BlockStore::FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* 
   Status first_failure;
   for (WriteJob& j : jobs) {
     BlockMeta& m = index_.meta(j.ref);
-    m.flags &= ~kIoPending;
+    m.flags &= ~(kIoPending | kDiskWrite);
     Unpin(j.ref);
     if (j.status.ok() && m.generation == j.tag.generation) {
       if (m.on_disk()) d_->Free(m.disk_slot).IgnoreError();  // the record names the new slot now

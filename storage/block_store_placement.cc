@@ -58,7 +58,9 @@ bool BlockStore::SuccessorOwnsRecord(BlockRef ref) const {
   if (other == kNoBlock || other == ref) return false;
   const BlockMeta& o = index_.meta(other);
   if (static_cast<bool>(o.flags & kPrefix) != prefix) return false;  // another kind of record
-  return o.on_disk() || (o.flags & kIoPending);
+  // Only a D write brings a record; a put placing the successor in memory (kIoPending
+  // without kDiskWrite) does not, and keeping the record then leaked it.
+  return o.on_disk() || (o.flags & kDiskWrite);
 }
 
 void BlockStore::ForgetDiskCopy(BlockRef ref, Manifest::Batch* batch, std::vector<SlotId>* slots) {
