@@ -202,12 +202,4 @@ Status NeedleWorkload::LoadLayer(uint32_t index, TraceLayer* out) {
   return OkStatus();
 }
 
-Result<Trace> NeedleWorkload::GenerateAll() {
-  Trace trace;
-  trace.info = info_;
-  trace.layers.resize(info_.num_layers);
-  for (uint32_t l = 0; l < info_.num_layers; ++l) RETURN_IF_ERROR(LoadLayer(l, &trace.layers[l]));
-  return trace;
-}
-
 }  // namespace tierkv::index

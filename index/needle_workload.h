@@ -83,7 +83,6 @@ class NeedleWorkload final : public TraceSource {
 
   const TraceInfo& info() const override { return info_; }
   Status LoadLayer(uint32_t index, TraceLayer* layer) override;
-  Result<Trace> GenerateAll();
 
   const NeedleWorkloadParams& params() const { return p_; }
   // True when KV head `kv_head` of `layer` attends locally. REQUIRES: in range.

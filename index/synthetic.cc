@@ -426,12 +426,4 @@ void SyntheticGenerator::PlantNeedle(const PlantedNeedle& n, const std::vector<f
   for (uint32_t c = 0; c < d; ++c) out->keys[row + c] += static_cast<float>(b) * x[c];
 }
 
-Result<Trace> SyntheticGenerator::GenerateAll() {
-  Trace trace;
-  trace.info = info_;
-  trace.layers.resize(info_.num_layers);
-  for (uint32_t l = 0; l < info_.num_layers; ++l) RETURN_IF_ERROR(LoadLayer(l, &trace.layers[l]));
-  return trace;
-}
-
 }  // namespace tierkv::index

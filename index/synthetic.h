@@ -178,8 +178,6 @@ class SyntheticGenerator final : public TraceSource {
   // Topic of token t. REQUIRES: t < num_tokens.
   uint32_t TopicOf(uint64_t t) const;
 
-  // Every layer in memory (tests, small traces).
-  Result<Trace> GenerateAll();
 
  private:
   struct HeadModel;

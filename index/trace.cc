@@ -521,4 +521,12 @@ Result<Trace> ReadTrace(const std::string& path) {
   return trace;
 }
 
+Result<Trace> TraceSource::GenerateAll() {
+  Trace trace;
+  trace.info = info();
+  trace.layers.resize(trace.info.num_layers);
+  for (uint32_t l = 0; l < trace.info.num_layers; ++l) RETURN_IF_ERROR(LoadLayer(l, &trace.layers[l]));
+  return trace;
+}
+
 }  // namespace tierkv::index

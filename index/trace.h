@@ -100,6 +100,8 @@ class TraceSource {
   // Fills *layer (resized as needed) with layer `index`.
   // kInvalidArgument when index >= info().num_layers.
   virtual Status LoadLayer(uint32_t index, TraceLayer* layer) = 0;
+  // Every layer in memory (tests, small traces).
+  Result<Trace> GenerateAll();
 };
 
 // A TraceSource over a Trace owned by the caller.
