@@ -257,6 +257,9 @@ tierkv_status tierkv_gpu_arena(tierkv_channel* ch, const void** data, uint64_t* 
 }
 
 void* tierkv_gpu_arena_device(const tierkv_channel* ch) { return ch ? ch->channel->gpu_arena_device() : nullptr; }
+uint64_t tierkv_gpu_arena_device_bytes(const tierkv_channel* ch) {
+  return ch ? ch->channel->gpu_arena_device_bytes() : 0;
+}
 
 int tierkv_gpu_path(const tierkv_channel* ch) {
   if (!ch || !ch->channel->gpu_path()) return 0;

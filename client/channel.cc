@@ -45,6 +45,7 @@ struct [[gnu::visibility("hidden")]] DataChannel::Impl {
   dp::ChannelHeader header_;
   ShmRegion host_, gpu_;
   kernels::IpcMemMapping gpu_ipc_;
+  uint64_t gpu_ipc_bytes_ = 0;
   uint64_t block_bytes_ = 0;
   SpscRing<dp::RingRequest> requests_;
   SpscRing<dp::RingCompletion> completions_;
@@ -123,6 +124,7 @@ Result<std::unique_ptr<DataChannel>> ChannelAccess::Map(int fd, uint64_t total_b
     kernels::IpcMemHandle handle;
     RETURN_IF_ERROR(wire::FromHex(arenas.gpu_ipc_handle, handle.bytes.data(), handle.bytes.size()));
     ASSIGN_OR_RETURN(ch->gpu_ipc_, kernels::IpcMemMapping::Open(handle));
+    ch->gpu_ipc_bytes_ = arenas.gpu_bytes;
   }
   ASSIGN_OR_RETURN(ch->requests_, SpscRing<dp::RingRequest>::Attach(ch->region_.data() + h.request_offset,
                                                                     h.request_capacity));
@@ -464,6 +466,7 @@ std::span<const std::byte> DataChannel::host_arena() const { return impl_->host_
 std::span<const std::byte> DataChannel::gpu_arena() const { return impl_->gpu_arena(); }
 uint64_t DataChannel::block_bytes() const { return impl_->block_bytes_; }
 void* DataChannel::gpu_arena_device() const { return impl_->gpu_ipc_.data(); }
+uint64_t DataChannel::gpu_arena_device_bytes() const { return impl_->gpu_ipc_bytes_; }
 void DataChannel::set_spin(std::chrono::nanoseconds spin) { impl_->spin_ = spin; }
 
 }  // namespace tierkv

@@ -322,10 +322,8 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
     arenas.host_bytes = UintOr(reply, "host_arena_bytes");
     arenas.block_bytes = UintOr(reply, "block_bytes");
   }
-  if (arenas_fds == 3) {
-    arenas.gpu_fd = fds[2];
-    arenas.gpu_bytes = UintOr(reply, "gpu_arena_bytes");
-  }
+  arenas.gpu_bytes = UintOr(reply, "gpu_arena_bytes");
+  if (arenas_fds == 3) arenas.gpu_fd = fds[2];
   arenas.gpu_ipc_handle = StringOr(reply, "gpu_ipc_handle");
   const int exchange_fd = emulated_exchange ? fds.back() : -1;
   Result<std::unique_ptr<DataChannel>> channel = internal::MapChannel(fds[0], UintOr(reply, "total_bytes"), arenas);

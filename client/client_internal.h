@@ -81,7 +81,7 @@ struct ChannelArenas {
   int host_fd = -1;          // read-only memfd of the H arena, or -1
   uint64_t host_bytes = 0;
   int gpu_fd = -1;           // read-only memfd of an emulated G arena, or -1
-  uint64_t gpu_bytes = 0;
+  uint64_t gpu_bytes = 0;    // the G arena's size (emulated or real)
   std::string gpu_ipc_handle;  // hex CUDA IPC handle of a real G arena, or ""
 
   uint64_t block_bytes = 0;  // bytes of one block

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds and packs everything the lent GPU machine runs for issue 6 (GPU.md: build
+# Builds and packs everything the lent GPU machine runs (GPU.md: build
 # here, bring the bundle, one call does all): every gpu-labelled test program (the
-# end-to-end ones start the daemon, which travels too) and the kernel and Retrieve
-# benchmarks, with the shared libraries a bare CUDA machine lacks, stripped and
+# end-to-end ones start the daemon, which travels too), the kernel and Retrieve
+# benchmarks, libtierkv.so and the model for the Python package and reference engine, with the shared libraries a bare CUDA machine lacks, stripped and
 # gzipped under the 64 MiB carry limit.
 #   usage: scripts/device_bundle.sh [BUILD_DIR]      (default build/release)
 # Then call the device tool with carry [".device"] and the command
@@ -10,9 +10,11 @@
 set -euo pipefail
 build=${1:-build/release}
 programs=(daemon/tierkvd tests/gpu/tierkv_gpu_tests tests/gpu/tierkv_gpu_e2e_tests
-          tests/unit/tierkv_storage_pinning_gpu_tests bench/tierkv_bench_kernels bench/tierkv_bench_retrieve)
+          tests/unit/tierkv_storage_pinning_gpu_tests bench/tierkv_bench_kernels bench/tierkv_bench_retrieve
+          client/libtierkv.so)
+model=${TIERKV_STORIES260K:-$(dirname "$0")/../../shared/data/stories260K.bin}
 cmake --build "$build" -j"$(nproc)" --target tierkvd tierkv_gpu_tests tierkv_gpu_e2e_tests \
-  tierkv_storage_pinning_gpu_tests tierkv_bench_kernels tierkv_bench_retrieve
+  tierkv_storage_pinning_gpu_tests tierkv_bench_kernels tierkv_bench_retrieve tierkv_shared
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bundle/bin" "$stage/bundle/lib"
@@ -25,6 +27,9 @@ for p in "${programs[@]}"; do
   done
 done
 strip "$stage"/bundle/bin/*
+mv "$stage/bundle/bin/libtierkv.so" "$stage/bundle/lib/"
+# The reference engine's model (the Python package and engine travel with the tree).
+if [[ -f $model ]]; then cp "$model" "$stage/bundle/"; else echo "no $model: the engine run will skip"; fi
 mkdir -p .device
 tar -C "$stage" -czf .device/bundle.tar.gz bundle
 size=$(stat -c %s .device/bundle.tar.gz)

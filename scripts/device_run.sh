@@ -1,30 +1,53 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine (see scripts/device_bundle.sh): every GPU test, the
-# GPU end-to-end tests against a real tierkvd, the kernel benchmarks and the
-# Retrieve round trip on the host and the GPU path. Results land in $OUT:
-# gpu.txt, gpu_tests / gpu_e2e_tests / pinning_gpu_tests .{xml,txt}, bench_kernels.{json,txt},
-# bench_retrieve_{cpu,gpu}.{json,txt}.
+# GPU end-to-end tests against a real tierkvd, the kernel benchmarks, the Retrieve
+# round trip on the host and the GPU path, the Python package's tests and the
+# reference engine decoding on CUDA. Each step has its own time limit so that the
+# whole run ends inside one device call; everything lands in $OUT/results.tar.gz
+# (the device tool brings back at most 8 files) plus $OUT/summary.txt.
+#   usage: bash scripts/device_run.sh [STEP...]   (default: every step)
 set -uo pipefail
 out=${OUT:-/tmp/device_out}
 mkdir -p "$out"
 work=$(mktemp -d)
+chmod 755 "$work"  # the Python ACL test runs a client as another uid: it must reach libtierkv.so
+res=$work/results
+mkdir -p "$res"
 tar -C "$work" -xzf .device/bundle.tar.gz
 b=$work/bundle
 export LD_LIBRARY_PATH=$b/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export TIERKVD=$b/bin/tierkvd
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
+export TIERKVD=$b/bin/tierkvd TIERKV_LIBRARY=$b/lib/libtierkv.so TIERKV_STORIES260K=$b/stories260K.bin
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/python
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv >"$res/gpu.txt" 2>&1
+python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())' >>"$res/gpu.txt" 2>&1
+cat "$res/gpu.txt"
 rc=0
-run() {  # name, command...
-  local name=$1; shift
+steps=" ${*:-gpu_tests gpu_e2e_tests pinning_gpu_tests memcheck_e2e bench_kernels bench_retrieve_gpu bench_retrieve_cpu python engine} "
+run() {  # name, seconds, command...
+  local name=$1 limit=$2; shift 2
+  [[ $steps == *" $name "* ]] || return 0
   echo "== $name"
-  "$@" >"$out/$name.txt" 2>&1 || { echo "$name failed (rc $?)"; rc=1; }
-  tail -n 25 "$out/$name.txt"
+  local t0=$SECONDS
+  timeout -k 5 "$limit" "$@" >"$res/$name.txt" 2>&1
+  local st=$?
+  echo "$name: rc $st, $((SECONDS - t0)) s" | tee -a "$res/summary.txt"
+  (( st == 0 )) || rc=1
+  tail -n 30 "$res/$name.txt"
+  cp "$res/summary.txt" "$out/"
+  tar -C "$work" -czf "$out/results.tar.gz" results  # after every step: a killed run keeps what it did
 }
-run gpu_tests "$b/bin/tierkv_gpu_tests" --gtest_output="xml:$out/gpu_tests.xml"
-run gpu_e2e_tests "$b/bin/tierkv_gpu_e2e_tests" --gtest_output="xml:$out/gpu_e2e_tests.xml"
-run pinning_gpu_tests "$b/bin/tierkv_storage_pinning_gpu_tests" --gtest_output="xml:$out/pinning_gpu_tests.xml"
-run bench_kernels "$b/bin/tierkv_bench_kernels" --json "$out/bench_kernels.json"
-run bench_retrieve_gpu "$b/bin/tierkv_bench_retrieve" --gpu --contexts 32768,131072 --json "$out/bench_retrieve_gpu.json"
-run bench_retrieve_cpu "$b/bin/tierkv_bench_retrieve" --contexts 32768,131072 --json "$out/bench_retrieve_cpu.json"
-echo "rc=$rc"
+run gpu_tests 90 "$b/bin/tierkv_gpu_tests" --gtest_output="xml:$res/gpu_tests.xml"
+run gpu_e2e_tests 90 "$b/bin/tierkv_gpu_e2e_tests" --gtest_output="xml:$res/gpu_e2e_tests.xml"
+run pinning_gpu_tests 40 "$b/bin/tierkv_storage_pinning_gpu_tests" --gtest_output="xml:$res/pinning_gpu_tests.xml"
+run memcheck_e2e 60 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9 \
+  "$b/bin/tierkv_gpu_e2e_tests"
+run bench_kernels 60 "$b/bin/tierkv_bench_kernels" --json "$res/bench_kernels.json"
+run bench_retrieve_gpu 60 "$b/bin/tierkv_bench_retrieve" --gpu --contexts 32768,131072 --steps 100 --json "$res/bench_retrieve_gpu.json"
+run bench_retrieve_cpu 45 "$b/bin/tierkv_bench_retrieve" --contexts 32768,131072 --steps 100 --json "$res/bench_retrieve_cpu.json"
+run python 50 python3 -m pytest -q -p no:cacheprovider python/tests
+run engine 60 python3 examples/engine/run.py --device cuda --contexts 512 --steps 32 --batch 8 --seeds 1 \
+  --budgets 0.2 --retrievers "exact;mean" --tasks greedy,nll --out "$res/engine"
+echo "rc=$rc" | tee -a "$res/summary.txt"
+cp "$res/summary.txt" "$out/"
+tar -C "$work" -czf "$out/results.tar.gz" results
 exit $rc

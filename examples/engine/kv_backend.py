@@ -234,17 +234,11 @@ class TierkvBackend(KVBackend):
     def retrieve(self, seq, layer, query, budget, num_blocks):
         q = query.detach().to("cpu", torch.float32).contiguous().numpy()
         with self.channel.retrieve(seq, layer, q, budget) as sel:
-            # One copy out of the shared arena into engine memory (then to the device).
-            host = self._gather(sel.blocks)
-            if host is None:  # a block off the slot grid or on an unmapped tier: per-block views
-                views = sel.views()
-                host = np.stack(views) if views else np.empty((0,) + self.block_shape, self.np_dtype)
+            got = self._fetch(sel.blocks)
         self.stats.retrieve_calls += 1
         self.stats.sequence_retrieves += 1
-        self.stats.blocks_retrieved += host.shape[0]
-        self.stats.bytes_retrieved += host.nbytes
         self.stats.bytes_query += q.nbytes
-        return torch.from_numpy(host).to(self.device, torch.float32)
+        return got
 
     def retrieve_batch(self, seqs, layer, queries, budget, num_blocks):
         if not self.batch_retrieve:
@@ -253,18 +247,28 @@ class TierkvBackend(KVBackend):
         out = []
         with self.channel.retrieve_batch(layer, seqs, q, budget) as batch:
             for i in range(len(seqs)):
-                refs = batch.blocks(i)  # raises the sequence's own error
-                host = self._gather(refs)
-                if host is None:
-                    views = batch.views(i)
-                    host = np.stack(views) if views else np.empty((0,) + self.block_shape, self.np_dtype)
-                out.append(torch.from_numpy(host).to(self.device, torch.float32))
-                self.stats.blocks_retrieved += host.shape[0]
-                self.stats.bytes_retrieved += host.nbytes
+                out.append(self._fetch(batch.blocks(i)))  # blocks(i) raises the sequence's own error
         self.stats.retrieve_calls += 1
         self.stats.sequence_retrieves += len(seqs)
         self.stats.bytes_query += q.nbytes
         return out
+
+    def _fetch(self, refs) -> torch.Tensor:
+        """The selected blocks as one float32 tensor on the engine's device, copied
+        while the lease holds them: one numpy gather out of the host-mapped arenas, or,
+        where G is real GPU memory, a stack of zero-copy block tensors (blocks on G
+        never pass through the host), finished before the lease is released."""
+        self.stats.blocks_retrieved += len(refs)
+        self.stats.bytes_retrieved += len(refs) * int(np.prod(self.block_shape)) * np.dtype(self.np_dtype).itemsize
+        host = self._gather(refs)
+        if host is not None:
+            return torch.from_numpy(host).to(self.device, torch.float32)
+        if not refs:
+            return torch.empty((0,) + self.block_shape, device=self.device)
+        got = torch.stack([self.channel.block_tensor(r).to(self.device, torch.float32) for r in refs])
+        if got.is_cuda:
+            torch.cuda.current_stream(got.device).synchronize()  # the copy is done before the release
+        return got
 
     def _gather(self, refs) -> np.ndarray | None:
         """All selected blocks in one numpy gather from read-only arrays over the whole

@@ -19,7 +19,9 @@ with tierkv.Client.connect(socket) as client:
         query = rng.standard_normal((model.num_q_heads, model.head_dim)).astype(np.float32)
         for layer in range(model.num_layers):  # a decoding step
             with ch.retrieve(seq, layer, query, budget=8) as sel:  # pinned until the block ends
-                for ref, kv in zip(sel.blocks, sel.views()):  # read-only views of the arenas
+                # A host copy; zero copy: sel.views() (numpy over the host-mapped arenas) or
+                # sel.tensors() (torch; CUDA tensors for blocks on a real GPU tier).
+                for ref, kv in zip(sel.blocks, sel.stacked()):
                     keys, values = kv[0], kv[1]  # [kv_heads][block_tokens][head_dim] each
                     # ... attention over tokens ref.block * block_tokens onwards ...
                 print(f"layer {layer}: blocks {sel.block_indices.tolist()}")

@@ -149,6 +149,22 @@ def put_needle_sequence(ch: tierkv.Channel, seq: int, layer: int, n: int = 40, n
     return data
 
 
+def served_block(ch: tierkv.Channel, ref: tierkv.BlockRef) -> np.ndarray:
+    """ref's block as numpy, checking that the package serves the table's own bytes
+    without a copy: a read-only view at the host arena's address + offset, or, for a
+    block on a real G (a GPU machine), a CUDA tensor at gpu_arena_device + offset
+    (copied to the host here only to compare)."""
+    if ch.on_device(ref):
+        t = ch.block_tensor(ref)
+        assert t.is_cuda and t.data_ptr() == ch.gpu_arena_device + ref.offset
+        assert tuple(t.shape) == ch.block_shape
+        return ch.block_copy(ref)
+    v = ch.block_view(ref)
+    assert not v.flags.writeable and not v.flags.owndata
+    assert v.__array_interface__["data"][0] == ch.arena_address(ref.tier) + ref.offset  # the arena's bytes
+    return v
+
+
 def retry_busy(fn, attempts: int = 100, pause: float = 0.02):
     """Calls fn until it does not raise Busy (the migrator may pin a block for a moment)."""
     for _ in range(attempts - 1):

@@ -4,13 +4,35 @@ import numpy as np
 import pytest
 
 import tierkv
-from conftest import QUERY_ONES, put_needle_sequence
+from conftest import QUERY_ONES, put_needle_sequence, served_block
+
+
+def test_device_path_with_torch_tensors(client, namespace):
+    """On a GPU machine: the query is a CUDA tensor, the table and the blocks on G are
+    device memory, read through torch without a copy of the arena."""
+    torch = pytest.importorskip("torch")
+    if "no GPU device" in client.stats()["gpu"] or not torch.cuda.is_available():
+        pytest.skip("no GPU: the emulated path is tested below")
+    with client.open_channel(namespace, gpu=True, gpu_exchange_bytes=8192) as ch:
+        assert ch.gpu_path == "device" and ch.gpu_arena_device is not None
+        data = put_needle_sequence(ch, 5, 1)
+        with ch.retrieve(5, 1, QUERY_ONES, 6) as host:
+            want = [b.block for b in host.blocks]
+        query = torch.from_numpy(np.ascontiguousarray(QUERY_ONES, dtype=np.float32)).cuda()
+        for _ in range(2):  # the second reuses the exchange
+            ch.start_retrieve_on_gpu(5, 1, query.data_ptr(), query.numel(), 6, 0)
+            with ch.finish_retrieve_on_gpu(0) as g:
+                assert not g.emulated and g.count == 6
+                assert [b.block for b in g.blocks] == want
+                assert {b.tier for b in g.blocks} == {0}, "wait mode brings every selected block to G"
+                for ref in g.blocks:
+                    np.testing.assert_array_equal(served_block(ch, ref), data[ref.block])
 
 
 @pytest.fixture
 def gpu_channel(client, namespace):
     if "no GPU device" not in client.stats()["gpu"]:
-        pytest.skip("a GPU is present: the device path needs CUDA tensors (tests/gpu covers it in C++)")
+        pytest.skip("a GPU is present: test_device_path_with_torch_tensors covers the device path")
     with client.open_channel(namespace, gpu=True, gpu_exchange_bytes=8192) as ch:
         yield ch
 

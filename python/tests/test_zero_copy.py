@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tierkv
-from conftest import QUERY_ONES, put_needle_sequence, retry_busy
+from conftest import QUERY_ONES, put_needle_sequence, retry_busy, served_block
 
 
 def _address(a: np.ndarray) -> int:
@@ -15,8 +15,11 @@ def test_views_are_read_only_arena_memory(channel):
     with channel.retrieve(5, 1, QUERY_ONES, 6) as sel:
         assert [b.block for b in sel.blocks] == [0, 17, 36, 37, 38, 39]
         np.testing.assert_array_equal(sel.block_indices, [0, 17, 36, 37, 38, 39])
-        views = sel.views()
-        for ref, v in zip(sel.blocks, views):
+        host = [ref for ref in sel.blocks if not channel.on_device(ref)]  # all of them without a GPU
+        for ref in sel.blocks:
+            np.testing.assert_array_equal(served_block(channel, ref), data[ref.block])
+        views = [channel.block_view(ref) for ref in host]
+        for ref, v in zip(host, views):
             assert v.shape == channel.block_shape and v.dtype == np.float32
             assert not v.flags.writeable
             assert not v.flags.owndata
@@ -30,11 +33,15 @@ def test_views_are_read_only_arena_memory(channel):
                 v[0, 0, 0, 0] = 1.0  # read-only: numpy refuses before the page would
             with pytest.raises(ValueError):
                 v.flags.writeable = True
-        arena = channel.arena(sel.blocks[0].tier)
-        assert arena.readonly and len(arena) >= channel.block_bytes
-        stacked = sel.stacked()  # a copy
+        if host:
+            arena = channel.arena(host[0].tier)
+            assert arena.readonly and len(arena) >= channel.block_bytes
+        else:
+            with pytest.raises(tierkv.NotSupported, match="block_tensor"):
+                sel.views()
+        stacked = sel.stacked()  # a copy, from either memory
         assert stacked.shape == (6,) + channel.block_shape and stacked.flags.writeable
-        assert not np.shares_memory(stacked, views[0])
+        assert not any(np.shares_memory(stacked, v) for v in views)
         np.testing.assert_array_equal(stacked, data[[0, 17, 36, 37, 38, 39]])
 
 
@@ -50,32 +57,41 @@ def test_views_see_the_same_bytes_the_table_points_at(channel):
     assert lib.tierkv_retrieve_ex(channel._ptr(), 6, 0, q.ctypes.data, q.size, 6, table, 6, ctypes.byref(count),
                                   ctypes.byref(lease), ctypes.byref(missing)) == 0
     for i in range(count.value):
-        view = channel.block_view(tierkv.BlockRef(table[i].block, table[i].tier, table[i].offset))
-        assert _address(view) == table[i].data
+        ref = tierkv.BlockRef(table[i].block, table[i].tier, table[i].offset)
+        if channel.on_device(ref):
+            assert not table[i].data  # GPU memory: no host pointer
+        else:
+            assert _address(channel.block_view(ref)) == table[i].data
     channel.release(lease.value)
 
 
-def test_as_torch_shares_the_view(channel):
+def test_as_torch_shares_the_view_and_block_tensors_share_the_arenas(channel):
     torch = pytest.importorskip("torch")
     data = put_needle_sequence(channel, 7, 0)
     with channel.retrieve(7, 0, QUERY_ONES, 6) as sel:
-        v = sel.views()[1]
-        t = tierkv.as_torch(v)
-        assert t.data_ptr() == _address(v) and t.dtype == torch.float32
-        assert torch.equal(t, torch.from_numpy(data[sel.blocks[1].block]))
+        for ref, t in zip(sel.blocks, sel.tensors()):
+            assert t.dtype == torch.float32 and tuple(t.shape) == channel.block_shape
+            assert torch.equal(t.cpu(), torch.from_numpy(data[ref.block]))
+            if channel.on_device(ref):
+                assert t.is_cuda and t.data_ptr() == channel.gpu_arena_device + ref.offset
+                continue
+            v = channel.block_view(ref)
+            assert t.data_ptr() == _address(v)
+            assert tierkv.as_torch(v).data_ptr() == _address(v)
 
 
 def test_a_view_outlives_its_channel_without_crashing(client, namespace):
     ch = client.open_channel(namespace)
     data = put_needle_sequence(ch, 8, 0)
     sel = ch.retrieve(8, 0, QUERY_ONES, 6)
-    v = sel.views()[0]
+    ref = sel.blocks[0]
+    v = ch.block_tensor(ref) if ch.on_device(ref) else ch.block_view(ref)
     ch.close()  # releases the lease; the mapping lives while the view does
     assert sel.released
     with pytest.raises(tierkv.InvalidArgument, match="released"):
         sel.views()
-    assert v.shape == ch.block_shape
-    float(v.sum())  # still mapped: reading does not fault
+    assert tuple(v.shape) == ch.block_shape
+    float(v.sum())  # still mapped (host arena or CUDA IPC mapping): reading does not fault
     with pytest.raises(tierkv.InvalidArgument, match="closed"):
         ch.get(8, 0, 0)
     del data
@@ -91,9 +107,8 @@ def test_views_of_both_arenas_and_blocks_back_from_disk(client):
         assert tiers["D"]["used_slots"] > 0
         with ch.retrieve(5, 1, QUERY_ONES, 8) as sel:
             assert {b.tier for b in sel.blocks} == {0, 1}
-            for ref, v in zip(sel.blocks, sel.views()):
-                assert _address(v) == ch.arena_address(ref.tier) + ref.offset
-                np.testing.assert_array_equal(v, data[ref.block])
+            for ref in sel.blocks:
+                np.testing.assert_array_equal(served_block(ch, ref), data[ref.block])
         np.testing.assert_array_equal(ch.get(5, 1, 0, 60), data)
 
 
@@ -109,7 +124,7 @@ def test_threads_each_with_a_channel(client, namespace):
                 retry_busy(lambda: ch.put(100 + i, 0, 0, data))
                 np.testing.assert_array_equal(ch.get(100 + i, 0, 0, 3), data)
                 with ch.retrieve(100 + i, 0, QUERY_ONES, 3) as sel:  # all 3 (sinks + window would be 5)
-                    assert all(float(v[0, 0, 0, 0]) == i * 10 + round_ for v in sel.views())
+                    assert all(float(v[0, 0, 0, 0]) == i * 10 + round_ for v in sel.stacked())
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -131,11 +146,15 @@ def test_bf16_views_are_raw_bits_and_as_torch_reinterprets_them(client):
         ch.put(1, 0, 0, bits)
         with ch.retrieve(1, 0, QUERY_ONES, 6) as sel:  # sink, needle, 4 recent
             assert 3 in sel.block_indices
-            for ref, v in zip(sel.blocks, sel.views()):
-                assert v.dtype == np.uint16 and not v.flags.writeable
+            for ref in sel.blocks:
+                v = served_block(ch, ref)
+                assert v.dtype == np.uint16
                 np.testing.assert_array_equal(v, bits[ref.block])
             torch = pytest.importorskip("torch")
-            v = sel.views()[0]
-            t = tierkv.as_torch(v)
-            assert t.dtype == torch.bfloat16 and t.data_ptr() == _address(v) and tuple(t.shape) == v.shape
-            np.testing.assert_array_equal(t.float().numpy(), tierkv.bf16_to_float32(v))
+            ref = sel.blocks[0]
+            t = ch.block_tensor(ref)
+            assert t.dtype == torch.bfloat16 and tuple(t.shape) == ch.block_shape
+            np.testing.assert_array_equal(t.float().cpu().numpy(), tierkv.bf16_to_float32(bits[ref.block]))
+            if not ch.on_device(ref):
+                v = ch.block_view(ref)
+                assert tierkv.as_torch(v).data_ptr() == _address(v) == t.data_ptr()

@@ -162,6 +162,30 @@ def bf16_to_float32(bits: Any) -> np.ndarray:
     return (b.astype(np.uint32) << 16).view(np.float32)
 
 
+class _DeviceBlock:
+    """Device memory seen through __cuda_array_interface__ (torch.as_tensor shares it,
+    no copy); keeps `owner` (the channel handle, hence the CUDA IPC mapping) alive as
+    long as a tensor over it exists."""
+
+    def __init__(self, address: int, shape: Tuple[int, ...], typestr: str, owner: Any) -> None:
+        self._owner = owner
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (address, False),
+                                         "strides": None, "version": 3}
+
+
+def device_tensor(address: int, arena_bytes: int, offset: int, nbytes: int, dtype: np.dtype,
+                  shape: Tuple[int, ...], owner: Any):
+    """A torch CUDA tensor over nbytes of a device arena at address + offset (no copy).
+    uint16 (bf16 bits) gives torch.bfloat16, like as_torch."""
+    torch = _torch()
+    if offset < 0 or nbytes < 0 or offset + nbytes > arena_bytes:
+        raise InvalidArgument(f"block at offset {offset} (+{nbytes} bytes) is outside the device arena "
+                              f"({arena_bytes} bytes)")
+    bits = np.dtype(np.int16) if dtype == np.uint16 else dtype
+    t = torch.as_tensor(_DeviceBlock(address + offset, shape, bits.str, owner), device="cuda")
+    return t.view(torch.bfloat16) if dtype == np.uint16 else t
+
+
 def as_torch(array: np.ndarray, dtype: Optional[Any] = None):
     """A torch tensor sharing array's memory (no copy), e.g. of a block view.
 

@@ -122,6 +122,7 @@ _PROTOTYPES = {
     "tierkv_host_arena": (_S, [_P, POINTER(c_void_p), POINTER(c_uint64)]),
     "tierkv_gpu_arena": (_S, [_P, POINTER(c_void_p), POINTER(c_uint64)]),
     "tierkv_gpu_arena_device": (c_void_p, [_P]),
+    "tierkv_gpu_arena_device_bytes": (c_uint64, [_P]),
     "tierkv_gpu_path": (c_int, [_P]),
     "tierkv_start_retrieve_on_gpu": (_S, [_P, c_uint64, c_uint32, c_void_p, c_size_t, c_uint32, c_void_p]),
     "tierkv_finish_retrieve_on_gpu": (_S, [_P, c_void_p, POINTER(GpuRetrievalC)]),

@@ -138,10 +138,25 @@ class BatchSelection:
         return np.array([b.block for b in self.blocks(i)], dtype=np.int64)
 
     def views(self, i: int) -> List[np.ndarray]:
-        """Zero-copy read-only views of item i's blocks, valid while the lease is held."""
+        """Zero-copy read-only views of item i's blocks, valid while the lease is held
+        (host memory only: see Selection.views)."""
+        self._live()
+        return [self.channel.block_view(b) for b in self.blocks(i)]
+
+    def tensors(self, i: int) -> List[Any]:
+        """Zero-copy torch tensors of item i's blocks (CUDA tensors for blocks on a real G)."""
+        self._live()
+        return [self.channel.block_tensor(b) for b in self.blocks(i)]
+
+    def stacked(self, i: int) -> np.ndarray:
+        """A host copy of item i's blocks (count, 2, kv_heads, block_tokens, head_dim)."""
+        self._live()
+        from .channel import stack_copies  # noqa: PLC0415 - channel imports this module
+        return stack_copies(self.channel, self.blocks(i))
+
+    def _live(self) -> None:
         if self.released:
             raise InvalidArgument("the batch was released: its blocks may have moved")
-        return [self.channel.block_view(b) for b in self.blocks(i)]
 
     @property
     def released(self) -> bool:

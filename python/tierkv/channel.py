@@ -3,12 +3,14 @@ and the leases its retrievals return (Selection, GpuSelection)."""
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
 
 from . import _lib
-from ._arrays import BLOCK_TABLE_DTYPE, ArenaBuffer, check_uint, is_torch_tensor, payload, query_f32, tokens_i32
+from ._arrays import (BLOCK_TABLE_DTYPE, ArenaBuffer, _torch, as_torch, check_uint, device_tensor, is_torch_tensor, payload,
+                      query_f32, tokens_i32)
 from .batch import BatchSelection, retrieve_batch
 from .errors import InvalidArgument, NotSupported, from_status
 
@@ -178,7 +180,9 @@ class Channel:
         n = check_uint(n, "n", 32)
         if n == 0:
             raise InvalidArgument("get: n must be positive")
-        try:
+        try:  # refused before allocating: with overcommit a huge array "succeeds" until it is written
+            if n * self.block_bytes > os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"):
+                raise MemoryError
             out = np.empty((n,) + self.block_shape, dtype=self.numpy_dtype)
         except (MemoryError, ValueError):
             raise InvalidArgument(f"get: {n} blocks of {self.block_bytes} bytes cannot be allocated") from None
@@ -295,20 +299,51 @@ class Channel:
         """Device address of the real G arena (CUDA IPC) in this process, or None (emulated G)."""
         return self._lib.tierkv_gpu_arena_device(self._ptr()) or None
 
+    def on_device(self, ref: BlockRef) -> bool:
+        """Whether ref's bytes are GPU memory (a tier-0 block of a real G arena):
+        block_tensor serves it, block_view cannot."""
+        return self._ref(ref, "on_device")[0] == TIER_G and self.gpu_arena_device is not None
+
+    def _ref(self, ref: Any, what: str):
+        self._ptr()
+        if not isinstance(ref, tuple) or len(ref) != 3:
+            raise InvalidArgument(f"{what}: ref must be a BlockRef(block, tier, offset)")
+        return check_uint(ref[1], "ref.tier", 1), check_uint(ref[2], "ref.offset", 64)
+
     def block_view(self, ref: BlockRef) -> np.ndarray:
         """A zero-copy, read-only view (2, kv_heads, block_tokens, head_dim) of one
         block in the shared arena. Its bytes are valid while the lease that returned
-        ref is held. A tier-0 block on a real GPU is device memory: NotSupported."""
-        self._ptr()
-        if not isinstance(ref, tuple) or len(ref) != 3:
-            raise InvalidArgument("block_view: ref must be a BlockRef(block, tier, offset)")
-        _, tier, offset = ref
-        tier = check_uint(tier, "ref.tier", 1)
+        ref is held. A tier-0 block on a real GPU is device memory: NotSupported (use
+        block_tensor, or Selection.stacked for a host copy)."""
+        tier, offset = self._ref(ref, "block_view")
         arena = self._arena(tier)
         if arena is None:
             raise NotSupported(f"block_view: the tier-{tier} arena is not mapped in this process"
-                               + (" (G is device memory: use gpu_arena_device + offset)" if tier == TIER_G else ""))
-        return arena.view(check_uint(offset, "ref.offset", 64), self.block_bytes, self.numpy_dtype, self.block_shape)
+                               + (" (G is GPU memory: use block_tensor(ref) or tensors())" if tier == TIER_G else ""))
+        return arena.view(offset, self.block_bytes, self.numpy_dtype, self.block_shape)
+
+    def block_tensor(self, ref: BlockRef):
+        """One block as a torch tensor (2, kv_heads, block_tokens, head_dim) without a
+        copy: a CUDA tensor over the G arena for a tier-0 block on a real GPU, else a
+        CPU tensor over the shared arena (as_torch of block_view). bf16 namespaces give
+        torch.bfloat16. Valid while the lease that returned ref is held; never write
+        to it (the daemon's memory). Needs PyTorch."""
+        tier, offset = self._ref(ref, "block_tensor")
+        device = self.gpu_arena_device if tier == TIER_G else None
+        if device is None:
+            return as_torch(self.block_view(ref))
+        return device_tensor(device, self._lib.tierkv_gpu_arena_device_bytes(self._ptr()), offset, self.block_bytes,
+                             self.numpy_dtype, self.block_shape, self._handle)
+
+    def block_copy(self, ref: BlockRef) -> np.ndarray:
+        """A host copy of one block, wherever it is (a G block on a real GPU is copied
+        with PyTorch)."""
+        if not self.on_device(ref):
+            return self.block_view(ref).copy()
+        t = self.block_tensor(ref)
+        if self.numpy_dtype == np.uint16:  # bf16 bits: numpy has no bfloat16
+            t = t.view(_torch().int16)
+        return t.cpu().numpy().view(self.numpy_dtype)
 
     # --- the GPU path ---
     def start_retrieve_on_gpu(self, seq: int, layer: int, device_query_ptr: Any, query_floats: int, budget: int,
@@ -410,16 +445,29 @@ class Selection(_Lease):
 
     def views(self) -> List[np.ndarray]:
         """Zero-copy read-only views (2, kv_heads, block_tokens, head_dim) of the blocks
-        in the shared arenas, valid while the lease is held."""
+        in the shared arenas, valid while the lease is held. With a real GPU, blocks on
+        G are device memory: use tensors() (zero copy) or stacked() (a host copy)."""
         self._live()
         return [self.channel.block_view(b) for b in self.blocks]
 
-    def stacked(self) -> np.ndarray:
-        """A copy of the blocks as one array (count, 2, kv_heads, block_tokens, head_dim)."""
+    def tensors(self) -> List[Any]:
+        """Zero-copy torch tensors of the blocks (Channel.block_tensor): CUDA tensors
+        for blocks on a real G, CPU tensors over the host arena otherwise."""
         self._live()
-        if not self.blocks:
-            return np.empty((0,) + self.channel.block_shape, dtype=self.channel.numpy_dtype)
-        return np.stack(self.views())
+        return [self.channel.block_tensor(b) for b in self.blocks]
+
+    def stacked(self) -> np.ndarray:
+        """A host copy of the blocks as one array (count, 2, kv_heads, block_tokens,
+        head_dim), wherever they are."""
+        self._live()
+        return stack_copies(self.channel, self.blocks)
+
+
+def stack_copies(channel: Channel, blocks: List[BlockRef]) -> np.ndarray:
+    out = np.empty((len(blocks),) + channel.block_shape, dtype=channel.numpy_dtype)
+    for i, b in enumerate(blocks):
+        out[i] = channel.block_copy(b)
+    return out
 
 
 class GpuSelection(_Lease):
@@ -440,15 +488,21 @@ class GpuSelection(_Lease):
         """Whether the table is in host memory (the daemon emulates the GPU path)."""
 
     def entries(self) -> np.ndarray:
-        """A copy of the table (emulated path only: a device table needs the device)."""
-        if not self.emulated:
-            raise NotSupported("the block table is in device memory: read it from a kernel or copy it with torch")
+        """A host copy of the table (a device table is copied with PyTorch, on the
+        current stream: the one given to finish_retrieve_on_gpu, or synchronize first).
+        Kernels read the table where it is, at table_ptr."""
         if self._released:
             raise InvalidArgument("the selection was released")
-        raw = (ctypes.c_ubyte * (self.count * BLOCK_TABLE_DTYPE.itemsize)).from_address(self.table_ptr)
-        return np.frombuffer(bytes(raw), dtype=BLOCK_TABLE_DTYPE).copy()
+        nbytes = self.count * BLOCK_TABLE_DTYPE.itemsize
+        if self.emulated or nbytes == 0:
+            raw = bytes((ctypes.c_ubyte * nbytes).from_address(self.table_ptr)) if nbytes else b""
+        else:
+            table = device_tensor(self.table_ptr, nbytes, 0, nbytes, np.dtype(np.uint8), (nbytes,),
+                                  self.channel._handle)
+            raw = table.cpu().numpy().tobytes()
+        return np.frombuffer(raw, dtype=BLOCK_TABLE_DTYPE).copy()
 
     @property
     def blocks(self) -> List[BlockRef]:
-        """The table as BlockRefs (emulated path only)."""
+        """The table as BlockRefs (a host copy: see entries)."""
         return [BlockRef(int(e["block"]), int(e["tier"]), int(e["offset"])) for e in self.entries()]

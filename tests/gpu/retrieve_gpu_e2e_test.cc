@@ -93,12 +93,15 @@ TEST_F(RetrieveGpuTest, TableMatchesTheHostPathAndPointsAtTheBlocksOnG) {
   auto gpu = client_->OpenChannel("gpu", {.gpu = true});
   ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
   ASSERT_NE((*gpu)->gpu_arena_device(), nullptr);
+  const uint64_t arena_bytes = (*gpu)->gpu_arena_device_bytes();
+  ASSERT_GE(arena_bytes, kBudget * kBlockBytes);
   DataChannel::GpuRetrieval r;
   std::vector<dp::BlockTableEntry> table = RetrieveOnGpu(**gpu, &r);
   ASSERT_EQ(table.size(), want->blocks.size());
   for (size_t i = 0; i < table.size(); ++i) {
     EXPECT_EQ(table[i].block, want->blocks[i].block);
     ASSERT_EQ(table[i].tier, 0) << "wait mode brings every selected block to G";
+    ASSERT_LE(table[i].offset + kBlockBytes, arena_bytes);
     std::vector<std::byte> bytes(kBlockBytes);
     ASSERT_OK(kernels::Copy(bytes.data(), static_cast<std::byte*>((*gpu)->gpu_arena_device()) + table[i].offset,
                             kBlockBytes, kernels::CopyKind::kDeviceToHost));

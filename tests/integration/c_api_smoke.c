@@ -96,6 +96,9 @@ int main(int argc, char** argv) {
   const void* arena = NULL;
   uint64_t arena_bytes = 0;
   CHECK(34, tierkv_gpu_arena(ch2, &arena, &arena_bytes) == TIERKV_OK);
+  /* A real G arena is device memory with its size; an emulated one is mapped here. */
+  CHECK(34, tierkv_gpu_arena_device(ch2) != NULL ? tierkv_gpu_arena_device_bytes(ch2) > 0
+                                                 : tierkv_gpu_arena_device_bytes(ch2) == 0 && arena != NULL);
   const void* host = NULL;
   uint64_t host_bytes = 0;
   CHECK(35, tierkv_host_arena(ch2, &host, &host_bytes) == TIERKV_OK && host != NULL);

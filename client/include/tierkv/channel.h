@@ -142,6 +142,8 @@ class TIERKV_EXPORT DataChannel {
   // Device address of the namespace's real G arena in this process (CUDA IPC), or
   // nullptr (no GPU: the G arena is emulated and gpu_arena() maps it).
   void* gpu_arena_device() const;
+  // Bytes of that device arena (0 when gpu_arena_device() is nullptr).
+  uint64_t gpu_arena_device_bytes() const;
   // How long a waiting call spins before it sleeps (default 200 us).
   void set_spin(std::chrono::nanoseconds spin);
 

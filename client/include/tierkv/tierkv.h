@@ -227,6 +227,8 @@ tierkv_status tierkv_host_arena(tierkv_channel* channel, const void** data, uint
 tierkv_status tierkv_gpu_arena(tierkv_channel* channel, const void** data, uint64_t* bytes);
 /* Device address of the real G arena in this process (CUDA IPC), or NULL (emulated G). */
 void* tierkv_gpu_arena_device(const tierkv_channel* channel);
+/* Bytes of that device arena (0 when tierkv_gpu_arena_device is NULL). */
+uint64_t tierkv_gpu_arena_device_bytes(const tierkv_channel* channel);
 
 /* ---- GPU path (channel opened with options.gpu) ---- */
 /* 0: no GPU path, 1: device (CUDA IPC), 2: emulated (host pointers, streams ignored). */
