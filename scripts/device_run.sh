@@ -45,7 +45,7 @@ run bench_kernels 60 "$b/bin/tierkv_bench_kernels" --json "$res/bench_kernels.js
 run bench_retrieve_gpu 60 "$b/bin/tierkv_bench_retrieve" --gpu --contexts 32768,131072 --steps 100 --json "$res/bench_retrieve_gpu.json"
 run bench_retrieve_cpu 45 "$b/bin/tierkv_bench_retrieve" --contexts 32768,131072 --steps 100 --json "$res/bench_retrieve_cpu.json"
 run python 50 python3 -m pytest -q -p no:cacheprovider python/tests
-run engine 60 python3 examples/engine/run.py --device cuda --contexts 512 --steps 32 --batch 8 --seeds 1 \
+run engine 120 python3 examples/engine/run.py --device cuda --contexts 512,2048 --steps 32 --batch 8 --seeds 1 \
   --budgets 0.2 --retrievers "exact;mean" --tasks greedy,nll --out "$res/engine"
 echo "rc=$rc" | tee -a "$res/summary.txt"
 cp "$res/summary.txt" "$out/"

@@ -213,7 +213,8 @@ class TierkvBackend(KVBackend):
             socket_path = self._daemon.socket
         _, kv, bt, hd = self.block_shape
         self.np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
-        self._arena_blocks: dict[int, np.ndarray] = {}
+        self._arena_blocks: dict[int, torch.Tensor] = {}  # tier -> its arena as blocks (zero copy)
+        self._block_bytes = int(np.prod(self.block_shape)) * np.dtype(self.np_dtype).itemsize
         try:
             self.client = self.tierkv.Client.connect(socket_path, timeout=10.0)
             self.namespace = namespace or f"engine-{os.getpid()}-{time.monotonic_ns() % 10**9}"
@@ -255,47 +256,43 @@ class TierkvBackend(KVBackend):
 
     def _fetch(self, refs) -> torch.Tensor:
         """The selected blocks as one float32 tensor on the engine's device, copied
-        while the lease holds them: one numpy gather out of the host-mapped arenas, or,
-        where G is real GPU memory, a stack of zero-copy block tensors (blocks on G
-        never pass through the host), finished before the lease is released."""
+        while the lease holds them: one gather per tier out of zero-copy tensors over
+        the whole arenas (blocks on a real GPU G never pass through the host), else
+        (an offset off the block grid) one zero-copy tensor per block."""
         self.stats.blocks_retrieved += len(refs)
-        self.stats.bytes_retrieved += len(refs) * int(np.prod(self.block_shape)) * np.dtype(self.np_dtype).itemsize
-        host = self._gather(refs)
-        if host is not None:
-            return torch.from_numpy(host).to(self.device, torch.float32)
+        self.stats.bytes_retrieved += len(refs) * self._block_bytes
         if not refs:
             return torch.empty((0,) + self.block_shape, device=self.device)
-        got = torch.stack([self.channel.block_tensor(r).to(self.device, torch.float32) for r in refs])
+        got = self._gather(refs)
+        if got is None:
+            got = torch.stack([self.channel.block_tensor(r).to(self.device, torch.float32) for r in refs])
         if got.is_cuda:
-            torch.cuda.current_stream(got.device).synchronize()  # the copy is done before the release
+            torch.cuda.current_stream(got.device).synchronize()  # copied before the lease is released
         return got
 
-    def _gather(self, refs) -> np.ndarray | None:
-        """All selected blocks in one numpy gather from read-only arrays over the whole
-        arenas (the package's `arena(tier)` memoryviews) when every offset sits on a
-        block_bytes grid; None otherwise. Same bytes as views(), without a Python
-        object per block."""
-        if not hasattr(self.channel, "arena"):  # an older binding: per-block views
-            return None
-        nbytes = int(np.prod(self.block_shape)) * np.dtype(self.np_dtype).itemsize
+    def _gather(self, refs) -> torch.Tensor | None:
+        """All selected blocks with one indexed copy per tier from the arena viewed as
+        an array of blocks (Channel.arena_tensor), when every offset sits on the
+        block_bytes grid; None otherwise."""
         by_tier: dict[int, list[tuple[int, int]]] = {}
         for i, (_, tier, offset) in enumerate(refs):
-            if offset % nbytes:
+            if offset % self._block_bytes:
                 return None
-            by_tier.setdefault(tier, []).append((i, offset // nbytes))
-        out = np.empty((len(refs),) + self.block_shape, self.np_dtype)
+            by_tier.setdefault(tier, []).append((i, offset // self._block_bytes))
+        out = torch.empty((len(refs),) + self.block_shape, dtype=torch.float32, device=self.device)
         for tier, items in by_tier.items():
-            arr = self._arena_blocks.get(tier)
-            if arr is None:
-                mem = self.channel.arena(tier)
-                if mem is None:
+            arena = self._arena_blocks.get(tier)
+            if arena is None:
+                flat = self.channel.arena_tensor(tier)
+                if flat is None:
                     return None
-                arr = np.frombuffer(mem, self.np_dtype, count=(len(mem) // nbytes) * (nbytes // out.itemsize))
-                arr = self._arena_blocks[tier] = arr.reshape((-1,) + self.block_shape)
-            pos, slots = np.array(items).T
-            if slots.max() >= arr.shape[0]:
+                per_block = self._block_bytes // flat.element_size()
+                arena = flat[: (flat.numel() // per_block) * per_block].view((-1,) + self.block_shape)
+                self._arena_blocks[tier] = arena
+            pos, slots = (torch.tensor(c) for c in zip(*items))
+            if int(slots.max()) >= arena.shape[0]:
                 return None
-            out[pos] = arr[slots]
+            out[pos.to(self.device)] = arena[slots.to(arena.device)].to(self.device, torch.float32)
         return out
 
     def close_sequence(self, seq):

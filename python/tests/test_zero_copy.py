@@ -72,6 +72,10 @@ def test_as_torch_shares_the_view_and_block_tensors_share_the_arenas(channel):
         for ref, t in zip(sel.blocks, sel.tensors()):
             assert t.dtype == torch.float32 and tuple(t.shape) == channel.block_shape
             assert torch.equal(t.cpu(), torch.from_numpy(data[ref.block]))
+            flat = channel.arena_tensor(ref.tier)  # the whole arena, same memory
+            first, per = ref.offset // flat.element_size(), channel.block_bytes // flat.element_size()
+            assert flat.data_ptr() + ref.offset == t.data_ptr() and flat.device == t.device
+            assert torch.equal(flat[first:first + per].view(channel.block_shape).cpu(), t.cpu())
             if channel.on_device(ref):
                 assert t.is_cuda and t.data_ptr() == channel.gpu_arena_device + ref.offset
                 continue

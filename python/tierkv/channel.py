@@ -299,6 +299,22 @@ class Channel:
         """Device address of the real G arena (CUDA IPC) in this process, or None (emulated G)."""
         return self._lib.tierkv_gpu_arena_device(self._ptr()) or None
 
+    def arena_tensor(self, tier: int):
+        """The whole arena of a tier as a 1-D torch tensor of the namespace's dtype
+        (bf16: torch.bfloat16), without a copy: a CUDA tensor over a real G, else a CPU
+        tensor over the host mapping. None when the arena is not mapped. Block bytes
+        follow the lease rules; never write to it. Needs PyTorch."""
+        tier = check_uint(tier, "tier", 1)
+        item = self.numpy_dtype.itemsize
+        device = self.gpu_arena_device if tier == TIER_G else None
+        if device is not None:
+            n = self._lib.tierkv_gpu_arena_device_bytes(self._ptr()) // item
+            return device_tensor(device, n * item, 0, n * item, self.numpy_dtype, (n,), self._handle)
+        arena = self._arena(tier)
+        if arena is None:
+            return None
+        return as_torch(np.frombuffer(arena.memory, dtype=self.numpy_dtype, count=arena.size // item))
+
     def on_device(self, ref: BlockRef) -> bool:
         """Whether ref's bytes are GPU memory (a tier-0 block of a real G arena):
         block_tensor serves it, block_view cannot."""
