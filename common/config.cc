@@ -194,6 +194,7 @@ const std::vector<Field>& Schema() {
       Int("limits", "log_interval_s", &Config::limits, &LimitsSection::log_interval_s, 1, 86400),
       Int("limits", "max_retrieve_batch", &Config::limits, &LimitsSection::max_retrieve_batch, 1, 65536),
       Int("retrieval", "workers", &Config::retrieval, &RetrievalSection::workers, 0, 1024),
+      Int("retrieval", "gpu_min_work", &Config::retrieval, &RetrievalSection::gpu_min_work, 0, int64_t{1} << 50),
       // [remote]: the remote tier R on a Redis Cluster (docs/remote-tier.md).
       Bool("remote", "enabled", &Config::remote, &RemoteSection::enabled),
       Str("remote", "seeds", &Config::remote, &RemoteSection::seeds),

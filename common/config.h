@@ -73,6 +73,10 @@ struct StorageSection {
 struct RetrievalSection {
   uint32_t workers = 0;  // threads scoring the sequences of one batched Retrieve (its channel's
                          // thread included); 0 = one per core
+  // A minmax/mean selection is scored on the GPU (when the daemon has one) only from
+  // this much work: blocks x num_q_heads x head_dim multiply-adds. Below it the CPU
+  // is faster than the GPU's fixed cost (upload, launch, copy back, sync).
+  uint64_t gpu_min_work = 1 << 20;
   bool operator==(const RetrievalSection&) const = default;
 };
 

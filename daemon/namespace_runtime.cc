@@ -65,7 +65,7 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
   }
   ASSIGN_OR_RETURN(rt->g_, storage::CreateGpuTier({tag + "-G", g_slots, cap, 0}, &rt->gpu_emulated_));
   if (!rt->gpu_emulated_) {
-    const Status st = rt->retrieval_.EnableGpuScoring();
+    const Status st = rt->retrieval_.EnableGpuScoring(config.retrieval.gpu_min_work);
     if (!st.ok()) LOG(WARNING) << "namespace '" << rec.spec.name << "': scoring on the CPU: " << st.ToString();
   }
   storage::PinMode pin = config.storage.pin_host == "off"        ? storage::PinMode::kOff

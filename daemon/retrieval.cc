@@ -294,7 +294,8 @@ Status RetrievalIndex::SelectFromSummaries(LayerState& s, uint32_t n, std::span<
                                            std::span<const uint8_t> always, const RetrievalPolicy& policy,
                                            std::span<uint32_t> out) {
   const auto mode = policy.method == Method::kMean ? kernels::ScoreMode::kMean : kernels::ScoreMode::kMinMax;
-  if (std::unique_lock gpu(gpu_mu_); gpu_) {  // one selection at a time on the shared selector
+  const uint64_t work = uint64_t{n} * model_.num_q_heads * model_.head_dim;
+  if (std::unique_lock gpu(gpu_mu_); gpu_ && work >= gpu_min_work_) {  // one at a time on the shared selector
     const Status st = gpu_->Select(&s.device, HostRows{s.min.data(), s.max.data(), s.mean.data(), n}, query, always,
                                    mode, policy.combine, out);
     ++(st.ok() ? gpu_selections_ : gpu_fallbacks_);
@@ -314,10 +315,11 @@ Status RetrievalIndex::SelectFromSummaries(LayerState& s, uint32_t n, std::span<
   return SelectTopK(scores, always, out);
 }
 
-Status RetrievalIndex::EnableGpuScoring() {
+Status RetrievalIndex::EnableGpuScoring(uint64_t min_work) {
   ASSIGN_OR_RETURN(std::unique_ptr<GpuSelector> selector, GpuSelector::Create(model_));
   std::lock_guard lock(gpu_mu_);
   gpu_ = std::move(selector);
+  gpu_min_work_ = min_work;
   return OkStatus();
 }
 

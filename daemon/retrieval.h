@@ -112,7 +112,9 @@ class RetrievalIndex {
 
   // Scores minmax/mean selections on the GPU from now on. kNotSupported without a
   // device. A selection whose GPU work fails is scored on the CPU (logged).
-  Status EnableGpuScoring();
+  // Scores minmax/mean selections of at least min_work multiply-adds (blocks x
+  // q_heads x head_dim) on the GPU from now on; smaller ones stay on the CPU.
+  Status EnableGpuScoring(uint64_t min_work);
   bool gpu_scoring() const;
   // Selections scored from summaries on the GPU and on the CPU, and those whose GPU
   // work failed (then scored on the CPU, counted there too).
@@ -162,6 +164,7 @@ class RetrievalIndex {
   std::map<std::pair<uint64_t, uint32_t>, StatePtr> layers_;  // GUARDED_BY(map_mu_)
   mutable std::mutex gpu_mu_;
   std::unique_ptr<GpuSelector> gpu_;  // GUARDED_BY(gpu_mu_); null: CPU scoring
+  uint64_t gpu_min_work_ = 0;          // GUARDED_BY(gpu_mu_)
   bool gpu_failure_logged_ = false;   // GUARDED_BY(gpu_mu_)
   std::atomic<uint64_t> gpu_selections_{0}, cpu_selections_{0}, gpu_fallbacks_{0};
 };

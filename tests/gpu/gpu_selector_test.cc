@@ -36,7 +36,7 @@ size_t Overlap(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
 TEST(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
   SKIP_WITHOUT_GPU();
   RetrievalIndex cpu(kModel), gpu(kModel);
-  ASSERT_OK(gpu.EnableGpuScoring());
+  ASSERT_OK(gpu.EnableGpuScoring(/*min_work=*/0));  // every selection on the GPU
   ASSERT_TRUE(gpu.gpu_scoring());
   std::mt19937 rng(42);
   auto put = [&](uint32_t index) {
