@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "common/log.h"
 #include "index/retriever_factory.h"
@@ -260,10 +261,18 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
   if (s.blocks == 0) return NotFound("no blocks for this sequence and layer");
   const uint32_t n = s.blocks;
   ++s.steps;
+  Selection sel;
+  if (k >= n) {  // the budget covers every block: nothing to score (exact would read them all)
+    sel.blocks.resize(n);
+    std::iota(sel.blocks.begin(), sel.blocks.end(), 0u);
+    s.last_query.assign(query.begin(), query.end());
+    s.last_selection = sel.blocks;
+    s.last_blocks = n;
+    return sel;
+  }
   if (policy.method == Method::kIndex) {
     return SelectWithIndex(s, seq, layer, n, query, k, sinks, window, policy, read_block, lock);
   }
-  Selection sel;
   if (ShouldReuse(s, query, policy)) {
     // The last triggered step's own recent window has slid since: not carried over.
     const uint32_t last_window_start = s.last_blocks > window ? s.last_blocks - window : 0;
