@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm 
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())' >>"$res/gpu.txt" 2>&1
 cat "$res/gpu.txt"
 rc=0
-steps=" ${*:-gpu_tests gpu_e2e_tests pinning_gpu_tests memcheck_e2e bench_kernels bench_retrieve_gpu bench_retrieve_cpu python engine} "
+steps=" ${*:-gpu_tests gpu_e2e_tests pinning_gpu_tests memcheck_e2e bench_kernels bench_retrieve_gpu bench_retrieve_cpu python engine engine_profile} "
 run() {  # name, seconds, command...
   local name=$1 limit=$2; shift 2
   [[ $steps == *" $name "* ]] || return 0
@@ -47,6 +47,7 @@ run bench_retrieve_cpu 45 "$b/bin/tierkv_bench_retrieve" --contexts 32768,131072
 run python 50 python3 -m pytest -q -p no:cacheprovider python/tests
 run engine 120 python3 examples/engine/run.py --device cuda --contexts 512,2048 --steps 32 --batch 8 --seeds 1 \
   --budgets 0.2 --retrievers "exact;mean" --tasks greedy,nll --out "$res/engine"
+run engine_profile 60 python3 examples/engine/profile_retrieve.py --device cuda --json "$res/engine_profile.json"
 echo "rc=$rc" | tee -a "$res/summary.txt"
 cp "$res/summary.txt" "$out/"
 tar -C "$work" -czf "$out/results.tar.gz" results

@@ -283,13 +283,54 @@ def summary_eval(rep):
     return rows
 
 
+GPU_RESULTS = "bench/report/gpu-h200"  # the lent GPU machine's last results (scripts/device_run.sh)
+GPU_WHERE = "H200, lent machine, 2026-12-04"
+
+
+def stored_gpu(rep, name):
+    """A JSON result of the last run on the lent GPU machine, or None."""
+    try:
+        with open(os.path.join(rep.root, GPU_RESULTS, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def summary_gpu_kernels(rows_in, where):
+    by = {(r.get("kernel"), r.get("context_tokens")): r for r in rows_in
+          if isinstance(r, dict) and r.get("backend") == "cuda"}
+    out = []
+    for kernel, target in (("score_minmax+topk", 15.0), ("score_mean+topk", 8.0)):
+        v = (by.get((kernel, 131072)) or {}).get("median_us")
+        out.append((f"{kernel} per layer at 128K tokens ({where})", f"{num(v, 1)} µs", f"≤ {target:g} µs (H100)",
+                    verdict(v, target, False)))
+    return out
+
+
+def summary_gpu_retrieve(d, where):
+    res = [r for r in d.get("results", []) if r.get("scenario") == "resident" and r.get("tokens") == 32768]
+    if not res:
+        return []
+    v = min(r.get("p50_us", float("nan")) for r in res)
+    return [(f"Retrieve round trip per layer, 32K tokens resident, GPU path ({where})", f"{num(v, 1)} µs p50",
+             "≤ 30 µs p50", verdict(v, 30.0, False))]
+
+
 def summary_missing(rep):
     rows = []
     kern = rep.data("kernels") or {}
-    if not any(isinstance(r, dict) and r.get("backend") == "cuda" for r in kern.get("rows", [])):
+    if any(isinstance(r, dict) and r.get("backend") == "cuda" for r in kern.get("rows", [])):
+        rows += summary_gpu_kernels(kern.get("rows", []), "this machine")
+    elif stored_gpu(rep, "bench_kernels.json"):
+        rows += summary_gpu_kernels(stored_gpu(rep, "bench_kernels.json").get("rows", []), GPU_WHERE)
+    else:
         rows.append(("scoring + top-k per layer at 128K tokens, H100", "not measured here (no GPU)",
                      "≤ 15 µs min/max, ≤ 8 µs mean", "–"))
-    if (rep.data("retrieve") or {}).get("path") != "gpu":
+    if (rep.data("retrieve") or {}).get("path") == "gpu":
+        rows += summary_gpu_retrieve(rep.data("retrieve"), "this machine")
+    elif stored_gpu(rep, "bench_retrieve_gpu.json"):
+        rows += summary_gpu_retrieve(stored_gpu(rep, "bench_retrieve_gpu.json"), GPU_WHERE)
+    else:
         rows.append(("Retrieve round trip per layer, blocks resident, GPU path (IPC events)",
                      "not measured here (no GPU): the CPU path's figures are below", "≤ 30 µs p50", "–"))
     if not rep.data("putget"):
