@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional
 import numpy as np
 
 from . import _lib
-from ._arrays import (BLOCK_TABLE_DTYPE, ArenaBuffer, _torch, as_torch, check_uint, device_tensor, is_torch_tensor, payload,
-                      query_f32, tokens_i32)
+from ._arrays import (BLOCK_TABLE_DTYPE, ArenaBuffer, _torch, as_torch, check_uint, device_tensor, is_torch_tensor,
+                      payload, query_f32, tokens_i32)
 from .batch import BatchSelection, retrieve_batch
 from .errors import InvalidArgument, NotSupported, from_status
 
