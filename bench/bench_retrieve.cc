@@ -3,10 +3,12 @@
 // (sinks and recent window included), pins the selection, brings misses to G (or
 // defers them) and returns the block table — for the min/max and mean-key
 // retrievers, with every block resident on G or with ~10% of them on H.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "bench/bench_retrieve_batch.h"
 #include "bench/bench_util.h"
@@ -31,6 +33,10 @@ Scenarios:
   defer10   the same placement, miss_mode defer: misses are served where
             they are (H) and promoted in the background
 The off-G column is the share of selected blocks the table did not place on G.
+The last four columns are the daemon's own mean time per call in each phase (from its
+metrics: select = trigger + scoring + top-k, acquire = pinning and bringing misses
+to G, gpu_query / gpu_table = the GPU path's exchange); the round trip minus them is
+the rings, the client and, on the GPU path, the streams waiting on the events.
 
 Options:
   --contexts LIST    tokens per sequence (default 32768,131072)
@@ -125,6 +131,41 @@ Result<uint32_t> OnHost(const Step& step) {
   return n;
 }
 
+// The daemon's own time per Retrieve phase (tierkv_retrieval_latency_seconds of the
+// namespace "bench"): cumulative sums and counts, from its metrics endpoint.
+constexpr const char* kPhases[] = {"select", "acquire", "gpu_query", "gpu_table"};
+struct PhaseTotals {
+  double sum[std::size(kPhases)] = {}, count[std::size(kPhases)] = {};
+};
+
+PhaseTotals ScrapePhases(const std::string& metrics_url) {
+  PhaseTotals t;
+  if (metrics_url.empty()) return t;
+  const std::string text = testing::HttpGet(metrics_url);
+  for (size_t i = 0; i < std::size(kPhases); ++i) {
+    const std::vector<std::string> labels = {"namespace=\"bench\"", std::string("phase=\"") + kPhases[i] + "\""};
+    t.sum[i] = std::max(0.0, testing::MetricValue(text, "tierkv_retrieval_latency_seconds_sum", labels));
+    t.count[i] = std::max(0.0, testing::MetricValue(text, "tierkv_retrieval_latency_seconds_count", labels));
+  }
+  return t;
+}
+
+// Mean µs per call of each phase between two scrapes ("-" for a phase not run).
+std::vector<std::string> PhaseMeans(const PhaseTotals& before, const PhaseTotals& after, nlohmann::json* out) {
+  std::vector<std::string> cells;
+  for (size_t i = 0; i < std::size(kPhases); ++i) {
+    const double n = after.count[i] - before.count[i];
+    if (n <= 0) {
+      cells.push_back("-");
+      continue;
+    }
+    const double us = (after.sum[i] - before.sum[i]) / n * 1e6;
+    cells.push_back(bench::Fmt(us, 1));
+    (*out)[std::string("daemon_") + kPhases[i] + "_mean_us"] = us;
+  }
+  return cells;
+}
+
 // One context length in one scenario: a fresh daemon, one layer stored, both retrievers timed.
 bool RunOne(const Options& o, uint64_t ctx, const Scenario& sc, std::vector<std::vector<std::string>>* rows,
             nlohmann::json* doc) {
@@ -165,13 +206,17 @@ bool RunOne(const Options& o, uint64_t ctx, const Scenario& sc, std::vector<std:
     worker.query = std::move(kernels::DeviceBuffer::Allocate(query.size() * sizeof(float))).value();
   }
   const uint32_t budget = std::max(1u, blocks / 10);
+  const Result<DaemonStats> stats = client->Stats();
+  const std::string metrics_url = stats.ok() ? stats->metrics_url : "";
   for (const char* method : {"minmax", "mean"}) {
     if (!tierkv::internal::Call(*client, {{"op", "set_policy"}, {"namespace", "bench"}, {"policy", {{"retriever", method}}}}).ok()) {
       return false;
     }
     std::vector<double> us;
     double off_g = 0;  // selected blocks not on G when the table was written
+    PhaseTotals before;
     for (int s = 0; s < o.steps + 10; ++s) {
+      if (s == 10) before = ScrapePhases(metrics_url);
       for (auto& q : query) q = n(rng);
       if (o.gpu && !worker.emulated && !kernels::Copy(worker.query.data(), query.data(), query.size() * sizeof(float),
                                   kernels::CopyKind::kHostToDevice).ok()) {
@@ -187,15 +232,14 @@ bool RunOne(const Options& o, uint64_t ctx, const Scenario& sc, std::vector<std:
     }
     const double p50 = bench::Percentile(us, 50), p99 = bench::Percentile(us, 99);
     const double miss_share = off_g / (double(o.steps) * budget);
-    rows->push_back({std::to_string(ctx), sc.name, method, std::to_string(budget), bench::Fmt(p50, 1),
-                     bench::Fmt(p99, 1), bench::Fmt(100 * miss_share, 1)});
-    (*doc)["results"].push_back({{"tokens", ctx},
-                                 {"scenario", sc.name},
-                                 {"retriever", method},
-                                 {"budget_blocks", budget},
-                                 {"p50_us", p50},
-                                 {"p99_us", p99},
-                                 {"off_g_share", miss_share}});
+    nlohmann::json result{{"tokens", ctx},          {"scenario", sc.name}, {"retriever", method},
+                          {"budget_blocks", budget}, {"p50_us", p50},         {"p99_us", p99},
+                          {"off_g_share", miss_share}};
+    std::vector<std::string> row = {std::to_string(ctx), sc.name, method, std::to_string(budget), bench::Fmt(p50, 1),
+                                    bench::Fmt(p99, 1), bench::Fmt(100 * miss_share, 1)};
+    for (std::string& cell : PhaseMeans(before, ScrapePhases(metrics_url), &result)) row.push_back(std::move(cell));
+    rows->push_back(std::move(row));
+    (*doc)["results"].push_back(std::move(result));
   }
   daemon.Stop();
   return true;
@@ -248,7 +292,9 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("tierkv_bench_retrieve: Retrieve round trip per layer, %s path, %d steps\n\n", path, o.steps);
-  bench::PrintTable({"tokens", "scenario", "retriever", "budget", "p50 us", "p99 us", "off-G %"}, rows);
+  bench::PrintTable({"tokens", "scenario", "retriever", "budget", "p50 us", "p99 us", "off-G %", "select us",
+                     "acquire us", "gpu_query us", "gpu_table us"},
+                    rows);
   bench::WriteJson(o.json_path, doc);
   return 0;
 }

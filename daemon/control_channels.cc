@@ -145,6 +145,7 @@ std::unique_ptr<OpHandler> ControlService::ChannelHandler(const SessionState& s,
                                                           std::unique_ptr<GpuExchange> gpu) {
   if (!rt) return std::make_unique<UnsupportedOps>();
   const std::string& ns = rec.spec.name;
+  if (gpu) gpu->SetLatency(&metrics_->RetrievalLatency(ns, "gpu_query"), &metrics_->RetrievalLatency(ns, "gpu_table"));
   auto ops = std::make_unique<NamespaceOps>(
       rt.get(),
       NamespaceOps::Latency{&metrics_->RetrievalLatency(ns, "select"), &metrics_->RetrievalLatency(ns, "acquire"),

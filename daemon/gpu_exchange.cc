@@ -1,8 +1,27 @@
 #include "daemon/gpu_exchange.h"
 
+#include <prometheus/histogram.h>
+
+#include <chrono>
 #include <cstring>
 
 namespace tierkv::daemon {
+namespace {
+// Observes the seconds since its construction into `h` (if any) when it goes.
+class PhaseTimer {
+ public:
+  explicit PhaseTimer(prometheus::Histogram* h) : h_(h), t0_(std::chrono::steady_clock::now()) {}
+  ~PhaseTimer() {
+    if (h_) h_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+  }
+  PhaseTimer(const PhaseTimer&) = delete;
+  PhaseTimer& operator=(const PhaseTimer&) = delete;
+
+ private:
+  prometheus::Histogram* h_;
+  std::chrono::steady_clock::time_point t0_;
+};
+}  // namespace
 
 Result<std::unique_ptr<GpuExchange>> GpuExchange::Open(int device, const kernels::IpcEventHandle& worker_event,
                                                        size_t bytes) {
@@ -36,6 +55,7 @@ Result<std::unique_ptr<GpuExchange>> GpuExchange::OpenEmulated(const std::string
 }
 
 Status GpuExchange::ReadQuery(uint64_t offset, std::span<std::byte> out) {
+  PhaseTimer timer(query_latency_);
   if (emulated_) {
     // The client wrote it before posting the request (the ring orders the two).
     if (!out.empty()) std::memcpy(out.data(), region_.data() + offset, out.size());
@@ -53,6 +73,7 @@ Status GpuExchange::ReadQuery(uint64_t offset, std::span<std::byte> out) {
 }
 
 Status GpuExchange::PublishTable(uint64_t offset, std::span<const std::byte> table) {
+  PhaseTimer timer(table_latency_);
   if (emulated_) {  // read by the client after the completion
     if (!table.empty()) std::memcpy(region_.data() + offset, table.data(), table.size());
     return OkStatus();

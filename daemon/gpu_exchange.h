@@ -32,6 +32,10 @@
 #include "common/status.h"
 #include "kernels/gpu_runtime.h"
 
+namespace prometheus {
+class Histogram;
+}
+
 namespace tierkv::daemon {
 
 class GpuExchange {
@@ -51,6 +55,14 @@ class GpuExchange {
   const kernels::IpcEventHandle& event_handle() const { return event_handle_; }
   // Emulated exchange: the memfd the client maps (owned here; dup it to pass it on).
   int fd() const { return region_.fd(); }
+
+  // Where ReadQuery (the wait for the worker's event and the query's copy) and
+  // PublishTable (the table's copy queued and the event recorded) report their time
+  // (tierkv_retrieval_latency_seconds, phases gpu_query and gpu_table); null: nowhere.
+  void SetLatency(prometheus::Histogram* query, prometheus::Histogram* table) {
+    query_latency_ = query;
+    table_latency_ = table;
+  }
 
   // Step 1: the query at exchange[offset, offset + out.size()), once the worker's
   // event has fired. REQUIRES: the range lies inside bytes() (the caller checks).
@@ -72,6 +84,8 @@ class GpuExchange {
   kernels::PinnedHostBuffer host_;  // staging for the copies in both directions
   kernels::IpcMemHandle buffer_handle_;
   kernels::IpcEventHandle event_handle_;
+  prometheus::Histogram* query_latency_ = nullptr;
+  prometheus::Histogram* table_latency_ = nullptr;
 };
 
 }  // namespace tierkv::daemon

@@ -108,7 +108,7 @@ void Metrics::CreateKnownSeries() {
 void Metrics::CreateRequestSeries(std::string_view op) { requests_->Add({{"op", std::string(op)}}); }
 
 void Metrics::CreateNamespaceSeries(const std::string& ns) {
-  for (const char* phase : {"select", "acquire", "total"}) RetrievalLatency(ns, phase);
+  for (const char* phase : {"select", "acquire", "total", "gpu_query", "gpu_table"}) RetrievalLatency(ns, phase);
 }
 
 Metrics::~Metrics() { http_.reset(); }  // stop serving before the registry goes

@@ -38,7 +38,8 @@ class Metrics {
 
   // Adds a collector read at every scrape (kept alive by Metrics).
   void Register(const std::shared_ptr<prometheus::Collectable>& collectable);
-  // Retrieval latency histogram of one namespace and phase (select, acquire, total).
+  // Retrieval latency histogram of one namespace and phase (select, acquire, total,
+  // and on the GPU path gpu_query, gpu_table).
   prometheus::Histogram& RetrievalLatency(const std::string& ns, const std::string& phase);
   // Creates (at 0) the series of a control op, and the latency series of a namespace.
   void CreateRequestSeries(std::string_view op);
