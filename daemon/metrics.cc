@@ -107,8 +107,12 @@ void Metrics::CreateKnownSeries() {
 
 void Metrics::CreateRequestSeries(std::string_view op) { requests_->Add({{"op", std::string(op)}}); }
 
+namespace {
+constexpr const char* kRetrievalPhases[] = {"select", "acquire", "total", "gpu_query", "gpu_table"};
+}  // namespace
+
 void Metrics::CreateNamespaceSeries(const std::string& ns) {
-  for (const char* phase : {"select", "acquire", "total", "gpu_query", "gpu_table"}) RetrievalLatency(ns, phase);
+  for (const char* phase : kRetrievalPhases) RetrievalLatency(ns, phase);
 }
 
 Metrics::~Metrics() { http_.reset(); }  // stop serving before the registry goes
@@ -153,7 +157,7 @@ prometheus::Histogram& Metrics::RetrievalLatency(const std::string& ns, const st
 }
 
 void Metrics::ForgetNamespace(const std::string& ns) {
-  for (const char* phase : {"select", "acquire", "total"}) {
+  for (const char* phase : kRetrievalPhases) {
     const prometheus::Labels labels{{"namespace", ns}, {"phase", phase}};
     if (latency_->Has(labels)) latency_->Remove(&latency_->Add(labels, prometheus::Histogram::BucketBoundaries{}));
   }

@@ -2,12 +2,14 @@
 // per kind of record. Values are opaque bytes to the manifest; their owners encode
 // them. Writes that must change together go in one Batch (atomic).
 //
-// Thread-safe (RocksDB is). Every write is synced to the WAL unless `sync` is false.
+// Thread-safe. Every write is synced to the WAL unless `sync` is false. Writes run one
+// at a time and only while the file system keeps a reserve free (see Mutate).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +20,7 @@ namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
 class WriteBatch;
+class Status;
 }  // namespace rocksdb
 
 namespace tierkv::storage {
@@ -66,14 +69,27 @@ class Manifest {
   // Flushes memtables to SST files (used at shutdown; the WAL already makes writes durable).
   Status Flush();
   const std::string& dir() const { return dir_; }
+  // Whether writes stopped for good after one failed (the daemon must restart).
+  bool writes_stopped() const;
 
  private:
   Manifest(std::string dir, rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> cfs);
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const { return cfs_[static_cast<int>(cf)]; }
 
+  // Runs one write. RocksDB 7.8 aborts the process (an assertion) on any later use
+  // of a WAL file whose write failed, closing the DB included (facebook/rocksdb#12448,
+  // fixed in 9.x). So a write is refused while the file system has less than a
+  // reserve free (a full disk is the common failure), and after a write fails anyway
+  // no write touches the DB again and it is never closed: the WAL holds every write
+  // acknowledged before, and the next start recovers it.
+  Status Mutate(std::string_view what, const std::function<rocksdb::Status(rocksdb::DB*)>& op);
+  Status CheckFreeSpace(std::string_view what) const;
+
   std::string dir_;
   rocksdb::DB* db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // indexed by Cf
+  mutable std::mutex write_mu_;  // one write at a time: the one after a failure must see it
+  std::string write_error_;      // GUARDED_BY(write_mu_); "" while writes go on
 };
 
 // Big-endian fixed-width encodings so that keys sort numerically.
