@@ -5,7 +5,8 @@
 // daemon indexes at put time (minmax, mean, mean:r=2) or over its key copy (the
 // exact oracle), a decode-like run is served by a real tierkvd: a prompt, then a
 // block put every few steps, a block rewritten, queries that drift slowly and
-// jump now and then. The same run is replayed on index::MakeRetriever +
+// jump now and then, a step now and then asking for a larger budget; also the
+// default drift_tau and head_combine max. The same run is replayed on index::MakeRetriever +
 // index::TriggerBank over the same keys, a step at n blocks being the
 // evaluation's step at position n * block_tokens - 1; every step's block table
 // must equal the replay's selection.
@@ -35,13 +36,17 @@ constexpr size_t kKeyFloats = size_t{kKvHeads} * kBlockTokens * kHeadDim;  // K 
 
 struct Case {
   const char* retriever;
-  const char* trigger;  // the policy's name
-  uint32_t every = 4;   // trigger_every
-  double tau = 0.9;     // drift_tau
+  const char* trigger;       // the policy's name
+  uint32_t every = 4;        // trigger_every
+  double tau = 0.9;          // drift_tau; kDefaultTau: not set (the policy's default)
+  const char* combine = "softmax_sum";  // head_combine
 };
+constexpr double kDefaultTau = -2;
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
-  std::string s = std::string(info.param.retriever) + "_" + info.param.trigger;
+  std::string s = std::string(info.param.retriever) + "_" + info.param.trigger +
+                  (info.param.tau == kDefaultTau ? "_default_tau" : "") +
+                  (std::string(info.param.combine) == "max" ? "_max" : "");
   for (char& c : s) {
     if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
   }
@@ -77,8 +82,9 @@ class RetrievalEquivalenceTest : public ::testing::TestWithParam<Case> {
   }
 
   void SetPolicy(const Case& c) {
-    wire::Json p = {{"retriever", c.retriever}, {"trigger", c.trigger}, {"trigger_every", c.every},
-                    {"drift_tau", c.tau},       {"sink_blocks", kSinks},  {"recent_window", kWindow}};
+    wire::Json p = {{"retriever", c.retriever},  {"trigger", c.trigger},   {"trigger_every", c.every},
+                    {"head_combine", c.combine}, {"sink_blocks", kSinks}, {"recent_window", kWindow}};
+    if (c.tau != kDefaultTau) p["drift_tau"] = c.tau;
     auto r = internal::Call(*client_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", p}});
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
@@ -95,8 +101,8 @@ class RetrievalEquivalenceTest : public ::testing::TestWithParam<Case> {
   }
 
   // The daemon's selection for one step (the lease is released).
-  std::vector<uint32_t> Served(const std::vector<float>& q) {
-    auto r = ch_->Retrieve(1, 0, q, kBudget);
+  std::vector<uint32_t> Served(const std::vector<float>& q, uint32_t budget) {
+    auto r = ch_->Retrieve(1, 0, q, budget);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     if (!r.ok()) return {};
     std::vector<uint32_t> got;
@@ -137,7 +143,7 @@ TEST_P(RetrievalEquivalenceTest, ServedSelectionsEqualTheTriggerBankAndRetriever
   tc.kind = name == "drift"     ? index::TriggerConfig::Kind::kDrift
             : name == "every_n" ? index::TriggerConfig::Kind::kEveryN
                                 : index::TriggerConfig::Kind::kEveryStep;
-  tc.tau = c.tau;
+  if (c.tau != kDefaultTau) tc.tau = c.tau;  // else index/'s default: the daemon's too
   tc.every_n = c.every;
   tc.post_rope = true;
   index::TriggerBank bank(tc);
@@ -147,6 +153,7 @@ TEST_P(RetrievalEquivalenceTest, ServedSelectionsEqualTheTriggerBankAndRetriever
   index::RetrieverParams params;
   params.block_tokens = kBlockTokens;
   params.num_q_heads = kQHeads;
+  params.head_combine = std::string(c.combine) == "max" ? index::HeadCombine::kMax : index::HeadCombine::kSum;
 
   std::normal_distribution<float> n(0.f, 1.f);
   std::vector<float> q(size_t{kQHeads} * kHeadDim);
@@ -161,6 +168,7 @@ TEST_P(RetrievalEquivalenceTest, ServedSelectionsEqualTheTriggerBankAndRetriever
       for (float& x : q) x += 0.15f * n(rng);  // drifts slowly
     }
     const uint32_t blocks = static_cast<uint32_t>(blocks_.size());
+    const uint32_t budget = kBudget + (step % 5 == 3 ? 3 : 0);  // a step may ask for more
     const std::vector<float> keys = LayerKeys();
     index::LayerKeys view;
     view.num_kv_heads = kKvHeads;
@@ -177,10 +185,10 @@ TEST_P(RetrievalEquivalenceTest, ServedSelectionsEqualTheTriggerBankAndRetriever
     qv.position = uint64_t{blocks} * kBlockTokens - 1;
     std::vector<uint32_t> want, fresh;
     bool retrieved = false;
-    ASSERT_TRUE(bank.Select(1, 0, retriever.get(), qv, kBudget, always, &want, &retrieved).ok());
-    ASSERT_TRUE(retriever->Select(qv, kBudget, always, &fresh).ok());
+    ASSERT_TRUE(bank.Select(1, 0, retriever.get(), qv, budget, always, &want, &retrieved).ok());
+    ASSERT_TRUE(retriever->Select(qv, budget, always, &fresh).ok());
     if (!retrieved && fresh != want) ++reused_and_different;
-    EXPECT_EQ(Served(q), want) << "step " << step << (retrieved ? " (retrieved)" : " (reused)");
+    EXPECT_EQ(Served(q, budget), want) << "step " << step << (retrieved ? " (retrieved)" : " (reused)");
   }
   // The run exercised the trigger: reuse where it should, and a reuse that a
   // daemon retrieving every step would have failed.
@@ -198,7 +206,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"minmax", "every"}, Case{"minmax", "drift", 4, 0.95}, Case{"minmax", "every_n", 3},
                       Case{"mean", "every"}, Case{"mean", "drift", 4, 0.95}, Case{"mean", "every_n", 3},
                       Case{"mean:r=2", "drift", 4, 0.95}, Case{"exact", "every"}, Case{"exact", "drift", 4, 0.95},
-                      Case{"exact", "every_n", 5}),
+                      Case{"exact", "every_n", 5}, Case{"minmax", "drift", 4, kDefaultTau},
+                      Case{"exact", "every", 4, 0.9, "max"}, Case{"mean", "every_n", 3, 0.9, "max"}),
     CaseName);
 
 }  // namespace

@@ -152,6 +152,32 @@ void RetrievalTriggerTest::CheckReuseKeepsTheBudgetAndTheNewWindow(const char* r
   ASSERT_TRUE(ch_->Release(r->lease).ok());
 }
 
+// The exact oracle reads no block back to select (before: every block at every
+// step, one device-to-host copy each on a real G). Blocks put before the policy
+// chose it are read once, on the first Retrieve; blocks put after go into its key
+// copy with the put. A retriever change reads the blocks back once more.
+TEST_F(RetrievalTriggerTest, ExactReadsNoBlockPerSelection) {
+  auto gets = [&] {
+    auto stats = client_->Stats();
+    EXPECT_TRUE(stats.ok());
+    return testing::MetricValue(testing::HttpGet(stats->metrics_url), "tierkv_gets_total", {"namespace=\"ns\""});
+  };
+  SetPolicy({{"trigger", "every"}}, "exact");
+  EXPECT_EQ(gets(), 0);
+  EXPECT_EQ(Step(1.f), (V{0, 7, 18, 19}));
+  EXPECT_EQ(gets(), kBlocks);  // the catch-up of the blocks put before
+  for (uint32_t b = kBlocks; b < kBlocks + 3; ++b) {
+    ASSERT_TRUE(ch_->Put(1, 0, b, Block(b, 0.f)).ok());
+    EXPECT_EQ(Step(1.f), (V{0, 7, b - 1, b}));
+    EXPECT_EQ(Step(-1.f).size(), kBudget);
+  }
+  EXPECT_EQ(gets(), kBlocks);
+  SetPolicy({{"trigger", "every"}}, "mean");
+  EXPECT_EQ(Step(1.f), (V{0, 7, kBlocks + 1, kBlocks + 2}));
+  EXPECT_EQ(Step(1.f), (V{0, 7, kBlocks + 1, kBlocks + 2}));
+  EXPECT_EQ(gets(), 2 * kBlocks + 3);  // once more for the new retriever, not per step
+}
+
 TEST_F(RetrievalTriggerTest, ReusedSelectionKeepsTheBudgetAndTheNewWindow) {
   CheckReuseKeepsTheBudgetAndTheNewWindow("mean");
 }
