@@ -186,19 +186,27 @@ dp::RingCompletion NamespaceOps::SelectAndPin(const Step& step, std::vector<dp::
   const StepPolicy policy = CurrentPolicy();
   Selection sel;
   uint64_t select_ns = 0;
-  dp::RingCompletion done = SelectOnly(step, policy, &scratch_, &sel, &select_ns);
+  dp::RingCompletion done = SelectOnly(step, policy, &sel, &select_ns);
   if (done.status != static_cast<uint8_t>(StatusCode::kOk)) return done;
   return Pin(step, policy, sel, select_ns, table);
 }
 
-dp::RingCompletion NamespaceOps::SelectOnly(const Step& step, const StepPolicy& policy,
-                                            std::vector<std::byte>* scratch, Selection* out,
+dp::RingCompletion NamespaceOps::SelectOnly(const Step& step, const StepPolicy& policy, Selection* out,
                                             uint64_t* select_ns) const {
   const uint64_t t0 = NowNs();
-  auto reader = [&](uint32_t index, std::span<std::byte> bytes) {
-    return rt_->store().Get(step.seq, step.layer, index, bytes);
+  const size_t bb = rt_->model().BlockBytes();
+  // Blocks whose keys retrieval has not seen (a sequence recovered at start, a
+  // changed retriever): one call per chunk of blocks.
+  auto reader = [&](std::span<const uint32_t> indices, std::span<std::byte> bytes, std::vector<bool>* found) {
+    found->assign(indices.size(), false);
+    for (size_t i = 0; i < indices.size(); ++i) {
+      const Status st = rt_->store().Get(step.seq, step.layer, indices[i], bytes.subspan(i * bb, bb));
+      if (st.code() == StatusCode::kNotFound) continue;  // a hole
+      RETURN_IF_ERROR(st);
+      (*found)[i] = true;
+    }
+    return OkStatus();
   };
-  if (Status st = CatchUpSummaries(step.seq, step.layer, scratch); !st.ok()) return FromStatus(st, 0);
   const uint32_t window = step.window ? step.window : policy.store.recent_window;
   // The policy always keeps the sinks and the recent window: a budget below them
   // would silently drop some of those blocks. Refuse it, naming the problem (after
@@ -206,12 +214,13 @@ dp::RingCompletion NamespaceOps::SelectOnly(const Step& step, const StepPolicy& 
   if (!std::all_of(step.query.begin(), step.query.end(), [](float v) { return std::isfinite(v); })) {
     return Fail(StatusCode::kInvalidArgument, Detail::kQuery);
   }
+  const uint32_t stored = rt_->store().SequenceBlocks(step.seq, step.layer);
   const uint64_t kept = uint64_t{policy.store.sink_blocks} + window;
-  if (step.budget < std::min<uint64_t>(kept, rt_->store().SequenceBlocks(step.seq, step.layer))) {
+  if (step.budget < std::min<uint64_t>(kept, stored)) {
     return Fail(StatusCode::kInvalidArgument, Detail::kBudget);
   }
   auto sel = rt_->retrieval().Select(step.seq, step.layer, step.query, step.budget, policy.store.sink_blocks, window,
-                                     policy.retrieval, reader);
+                                     policy.retrieval, stored, reader);
   if (!sel.ok()) {
     switch (sel.status().code()) {
       case StatusCode::kNotFound: return Fail(StatusCode::kNotFound, Detail::kNoBlocks);
@@ -252,20 +261,6 @@ dp::RingCompletion NamespaceOps::Pin(const Step& step, const StepPolicy& policy,
     e.offset = lease->blocks[i].offset;
   }
   return Done(static_cast<uint32_t>(n), lease->id, lease->missing.size());
-}
-
-Status NamespaceOps::CatchUpSummaries(uint64_t seq, uint32_t layer, std::vector<std::byte>* scratch) const {
-  const std::vector<uint32_t> missing =
-      rt_->retrieval().Unsummarized(seq, layer, rt_->store().SequenceBlocks(seq, layer));
-  if (missing.empty()) return OkStatus();
-  scratch->resize(rt_->model().BlockBytes());
-  for (uint32_t b : missing) {
-    const Status st = rt_->store().Get(seq, layer, b, *scratch);
-    if (st.code() == StatusCode::kNotFound) continue;  // a hole
-    RETURN_IF_ERROR(st);
-    RETURN_IF_ERROR(rt_->retrieval().OnPut(seq, layer, b, *scratch));
-  }
-  return OkStatus();
 }
 
 dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {

@@ -76,19 +76,15 @@ class NamespaceOps : public OpHandler {
   // Selects, pins and places the blocks for `query`; fills *table. Retrieve's core,
   // the same for the host and the GPU path.
   dp::RingCompletion SelectAndPin(const Step& step, std::vector<dp::BlockTableEntry>* table);
-  // The selection half: catch-up, trigger, scoring, top-k. Thread-safe (runs on the
+  // The selection half: catch-up of unseen blocks, trigger, scoring, top-k. Thread-safe (runs on the
   // batch's worker pool); *select_ns: its time. A failed one is an error completion.
-  dp::RingCompletion SelectOnly(const Step& step, const StepPolicy& policy, std::vector<std::byte>* scratch,
-                                Selection* out, uint64_t* select_ns) const;
+  dp::RingCompletion SelectOnly(const Step& step, const StepPolicy& policy, Selection* out,
+                                uint64_t* select_ns) const;
   // The pinning half: lease, stats, table. Channel thread only (leases_).
   dp::RingCompletion Pin(const Step& step, const StepPolicy& policy, const Selection& sel, uint64_t select_ns,
                          std::vector<dp::BlockTableEntry>* table);
   // dp::Op::kRetrieveBatch (data_ops_batch.cc).
   dp::RingCompletion RetrieveBatch(const dp::RingRequest& req, std::span<uint8_t> staging);
-  // Summarizes the blocks of (seq, layer) that the store holds but retrieval has not
-  // seen (a sequence recovered at start: summaries live in daemon memory only).
-  // Thread-safe; *scratch holds one block.
-  Status CatchUpSummaries(uint64_t seq, uint32_t layer, std::vector<std::byte>* scratch) const;
   dp::RingCompletion Release(const dp::RingRequest& req);
   dp::RingCompletion CloseSequence(const dp::RingRequest& req);
   dp::RingCompletion Prefix(const dp::RingRequest& req, std::span<uint8_t> staging);

@@ -78,8 +78,7 @@ dp::RingCompletion NamespaceOps::RetrieveBatch(const dp::RingRequest& req, std::
   auto select = [&](size_t i) {
     Item& it = items[i];
     if (!IsOk(it.outcome)) return;
-    std::vector<std::byte> scratch;
-    it.outcome = SelectOnly({it.entry.seq, req.layer, it.entry.budget, it.entry.window, it.query}, policy, &scratch,
+    it.outcome = SelectOnly({it.entry.seq, req.layer, it.entry.budget, it.entry.window, it.query}, policy,
                             &it.selection, &it.select_ns);
   };
   if (batch_.pool) batch_.pool->ParallelFor(items.size(), select);

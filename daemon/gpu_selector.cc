@@ -48,6 +48,7 @@ Status GpuSelector::Upload(DeviceRows* rows, const HostRows& host) {
   auto* base = static_cast<std::byte*>(rows->buffer.data());
   const float* const arrays[3] = {host.min, host.max, host.mean};
   for (size_t a = 0; a < 3; ++a) {
+    if (arrays[a] == nullptr) continue;  // the method has no such rows (minmax: mean; mean: min, max)
     std::byte* dst = base + (a * rows->capacity + first) * row_bytes;
     RETURN_IF_ERROR(kernels::CopyAsync(dst, arrays[a] + first * per_block_, count * row_bytes,
                                        kernels::CopyKind::kHostToDevice, &stream_));

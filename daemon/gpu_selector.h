@@ -1,14 +1,16 @@
 // Scoring + top-k of a retrieval on the GPU (DESIGN §5 step 2): the summaries of
 // each (sequence, layer) are mirrored in device memory, and one selection runs
 // ScoreBlocks and TopK (kernels/, kCuda) on the selector's own stream. The host
-// copy in RetrievalIndex stays the source of truth: before each selection the rows
-// added or rewritten since the last one are uploaded (DeviceRows::uploaded).
+// rows — the index::MinMaxRetriever / MeanRetriever's own summaries — stay the
+// source of truth: before each selection the rows added or rewritten since the
+// last one are uploaded (DeviceRows::uploaded).
 //
-// Used by RetrievalIndex for the minmax and mean retrievers when the namespace's G
-// tier is device memory; everything else (exact, index/ retrievers, no GPU) scores
-// on the CPU.
+// Used by RetrievalIndex as those retrievers' index::SummaryScorer when the
+// namespace's G tier is device memory; everything else (exact, mean:r=R, the
+// other index/ retrievers, no GPU, selections under retrieval.gpu_min_work)
+// scores on the CPU.
 //
-// Not thread-safe: RetrievalIndex calls it under its mutex.
+// Not thread-safe: RetrievalIndex calls it under its gpu mutex.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +34,8 @@ struct DeviceRows {
   void MarkDirty(uint32_t block) { uploaded = std::min(uploaded, block); }
 };
 
-// The host summaries of one (sequence, layer): n blocks of kv_heads * head_dim f32 each.
+// The host summaries of one (sequence, layer): n blocks of kv_heads * head_dim f32
+// each; the rows a method does not score from may be null (not uploaded).
 struct HostRows {
   const float* min;
   const float* max;

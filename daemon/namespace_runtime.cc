@@ -141,6 +141,7 @@ Status NamespaceRuntime::LoadPolicy(storage::Policy* storage_policy) {
   SplitPolicy(j, &sp, &rp);
   ASSIGN_OR_RETURN(*storage_policy, storage::ApplyPolicyChanges(storage::Policy{}, sp));
   ASSIGN_OR_RETURN(retrieval_policy_, ApplyRetrievalChanges(RetrievalPolicy{}, rp));
+  retrieval_.SetPolicy(retrieval_policy_);  // what puts index for
   return OkStatus();
 }
 
@@ -168,6 +169,7 @@ Status NamespaceRuntime::SetPolicy(const Json& changes) {
   RETURN_IF_ERROR(manifest_->Put(storage::Cf::kPolicies, PolicyKey(record_.id), full.dump()));
   store_->SetPolicy(next_storage);
   retrieval_policy_ = next_retrieval;
+  retrieval_.SetPolicy(next_retrieval);
   ++policy_stats_.changes;
   LOG(INFO) << "namespace '" << record_.spec.name << "' policy changed: " << changes.dump();
   return OkStatus();

@@ -1,22 +1,31 @@
-// Online retrieval for one namespace (DESIGN §4–§5, CPU path): block summaries
-// built at put time, a trigger, scoring + top-k over the summaries, and the
-// always-kept blocks (sinks, recent window).
+// Online retrieval for one namespace (DESIGN §4–§5): the daemon runs index/'s
+// retrievers and triggers — the code the evaluation (tierkv_bench_eval) scores —
+// over the blocks clients put (docs/decisions/0019-one-retrieval-implementation.md).
 //
-//   exact   scores every key (reads the blocks back): the oracle, for evaluation
-//   minmax  Quest bound from per-block min/max keys, kept up to date at every put
-//   mean    q . mean key per block, kept up to date at every put
-//   any other index/ factory string ("mean:r=4", "sentence", "cluster", "vq",
-//           "spann", ...): an index::Retriever built over the keys of the
-//           (sequence, layer), read back from the store. It is rebuilt only when
-//           blocks it has not indexed would leave the recent window (until then
-//           they are selected as recent blocks anyway): cheap for prompt-sized
-//           contexts that then decode, costly for methods that train (cluster,
-//           vq, spann) on long generations — they have no incremental update yet.
+// Per (sequence, layer), the policy's retriever (index::MakeRetriever of its
+// "retriever" string) and one index::TriggerBank stream. A step at n stored
+// blocks is the evaluation's step at position n * block_tokens - 1: the always-
+// kept blocks are the first `sinks` and the last `window`, the budget is k blocks.
+// Three ways to keep the retriever's index, by method:
 //
-// Summaries are f32 [blocks][kv_heads][head_dim] per (sequence, layer), in daemon
-// memory. minmax and mean are scored on the CPU, or, after EnableGpuScoring (the
-// namespace's G tier is device memory), on the GPU over a device mirror of the
-// summaries (gpu_selector.h).
+//   block methods (minmax, mean, mean:r=R: Retriever::block_appendable)
+//           every put summarizes its block (Retriever::PutBlock); nothing is read
+//           back. minmax and mean score on the GPU over a device mirror of the
+//           same rows once EnableGpuScoring (gpu_selector.h), else on the CPU.
+//   exact   the oracle: every put's keys go into an f32 copy of the layer's keys
+//           held here; a step that retrieves (the trigger fires, k < n) scores
+//           every key of the n blocks. No block is read back.
+//   others  (sentence, cluster, vq, spann, ...) built over that key copy, and
+//           rebuilt (or Retriever::Extend'ed) only when blocks it has not indexed
+//           would leave the recent window; until then a step selects among the
+//           indexed blocks as if it were the last indexed token, and the newer
+//           blocks (all in the window) are added.
+//
+// Blocks whose keys this index has not seen (a sequence recovered at start, or
+// every block after the policy changed the retriever or head_combine) are read
+// back from the store on the next Select, in one BlockListReader call per chunk.
+// A step whose budget covers every block selects them all without scoring
+// (TriggerBank::SelectAll; for the `others`, the trigger stream restarts).
 //
 // Thread-safety: every method is thread-safe. Each (sequence, layer) has its own
 // state and lock; the map of states has a lock held only to find, add or drop one,
@@ -24,7 +33,8 @@
 // channel threads of different clients, or on the worker pool of a batched
 // Retrieve. Two selections of one (sequence, layer) run one after the other. The
 // GPU selector, when enabled, is shared and serialized by its own lock.
-// Lock order: a state's lock is never held while taking the map's.
+// Lock order: a state's lock, then gpu_mu_ or policy_mu_; never map_mu_ while
+// holding a state's lock.
 #pragma once
 
 #include <atomic>
@@ -32,9 +42,9 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <string>
 #include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -42,22 +52,25 @@
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "daemon/gpu_selector.h"
-#include "kernels/score.h"
+#include "index/retriever.h"
+#include "index/trigger.h"
 
 namespace tierkv::daemon {
 
-enum class Method : uint8_t { kExact = 0, kMinMax = 1, kMean = 2, kIndex = 3 };
-enum class Trigger : uint8_t { kEveryStep = 0, kDrift = 1, kEveryN = 2 };
-
+// The namespace policy's retrieval part. Defaults are index/'s (TriggerConfig:
+// drift tau 0.9, every_n 4) but for the drift query: tierkvd gets post-RoPE
+// queries only, so its drift trigger compares those (rope=post; decision 0019).
 struct RetrievalPolicy {
-  Method method = Method::kMinMax;
-  std::string index_spec;  // kIndex: the index/ factory string (canonical)
-  Trigger trigger = Trigger::kEveryStep;
-  float drift_tau = 0.95f;  // kDrift: retrieve again when, for some query head, cos(q_h, q_h at the
-                            // last retrieval) < tau (index::TriggerBank's rule)
-  uint32_t every_n = 4;     // kEveryN: retrieve every n-th step, reuse the selection between
-  kernels::HeadCombine combine = kernels::HeadCombine::kSoftmaxSum;
+  std::string retriever = "minmax";  // canonical index/ factory string (Retriever::Name())
+  index::TriggerConfig trigger = DefaultTrigger();
+  index::HeadCombine combine = index::HeadCombine::kSum;
   bool operator==(const RetrievalPolicy&) const = default;
+
+  static index::TriggerConfig DefaultTrigger() {
+    index::TriggerConfig c;
+    c.post_rope = true;
+    return c;
+  }
 };
 
 // Fields of the namespace policy that belong to retrieval ("retriever", "trigger",
@@ -77,91 +90,92 @@ struct RetrievalStats {
 
 struct Selection {
   std::vector<uint32_t> blocks;  // ascending block indices
-  bool triggered = true;         // false: the previous selection was reused
+  bool triggered = true;         // false: the trigger reused the last selection
 };
 
 // At most k of a sequence's n blocks, ascending: the recent window (newest first)
-// and the sinks, then the `chosen` blocks below `chosen_below`, newest first. Serves
-// a step that reuses the last selection (the trigger did not fire: blocks put since
-// arrive in the window, the old window is not carried over) and caps the index path.
+// and the sinks, then the `chosen` blocks below `chosen_below`, newest first. Caps
+// the selection of the index path (indexed blocks + the newer ones).
 std::vector<uint32_t> CapSelection(std::span<const uint32_t> chosen, uint32_t chosen_below, uint32_t n, uint32_t k,
                                    uint32_t sinks, uint32_t window);
 
 class RetrievalIndex {
  public:
   explicit RetrievalIndex(const ModelSpec& model) : model_(model) {}
+  ~RetrievalIndex();
 
-  // Indices below `stored` of (seq, layer) that have no summary yet (empty in the
-  // common case: every put summarizes its block).
-  std::vector<uint32_t> Unsummarized(uint64_t seq, uint32_t layer, uint32_t stored) const;
-  // Summarizes block `index` of (seq, layer) from its payload (K then V).
+  // The policy puts are indexed for (the namespace's current one). Select
+  // brings a (sequence, layer) over to the policy it is given.
+  void SetPolicy(const RetrievalPolicy& policy);
+
+  // Indexes block `index` of (seq, layer) from its payload (K then V) for the
+  // current policy's retriever.
   Status OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload);
   void DropSequence(uint64_t seq);
 
-  // Reads one block's payload (for kExact); kNotFound when absent.
-  using BlockReader = std::function<Status(uint32_t index, std::span<std::byte> out)>;
-  // Selects up to k blocks of (seq, layer) for `query` (f32 [num_q_heads][head_dim]):
-  // the first `sinks` and last `window` blocks always, the best-scoring others.
-  // kNotFound for a sequence/layer without blocks.
+  // Reads blocks `indices` of the (sequence, layer) being selected into `out`
+  // (indices.size() payloads back to back); (*found)[i] false for a block the
+  // store does not hold (a hole: it scores from zeros). Other errors fail the step.
+  using BlockListReader =
+      std::function<Status(std::span<const uint32_t> indices, std::span<std::byte> out, std::vector<bool>* found)>;
+  // Selects up to k blocks of (seq, layer) for `query` (f32 [num_q_heads][head_dim],
+  // post-RoPE): the first `sinks` and last `window` blocks always, the best-scoring
+  // others, through the policy's retriever and trigger. `stored`: the blocks the
+  // store holds for (seq, layer) (those this index has not seen are read with
+  // `read`). kNotFound for a sequence/layer without blocks; kInvalidArgument for
+  // a bad query.
   Result<Selection> Select(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t k, uint32_t sinks,
-                           uint32_t window, const RetrievalPolicy& policy, const BlockReader& read_block);
+                           uint32_t window, const RetrievalPolicy& policy, uint32_t stored,
+                           const BlockListReader& read);
 
   size_t SummaryBytes() const;
   // GPU memory of the device mirrors of the summaries (0 when scoring on the CPU).
   size_t DeviceSummaryBytes() const;
 
-  // Scores minmax/mean selections on the GPU from now on. kNotSupported without a
-  // device. A selection whose GPU work fails is scored on the CPU (logged).
   // Scores minmax/mean selections of at least min_work multiply-adds (blocks x
   // q_heads x head_dim) on the GPU from now on; smaller ones stay on the CPU.
+  // kNotSupported without a device. A selection whose GPU work fails is scored
+  // on the CPU (logged).
   Status EnableGpuScoring(uint64_t min_work);
   bool gpu_scoring() const;
-  // Selections scored from summaries on the GPU and on the CPU, and those whose GPU
-  // work failed (then scored on the CPU, counted there too).
+  // Selections scored from summaries (minmax, mean) on the GPU and on the CPU, and
+  // those whose GPU work failed (then scored on the CPU, counted there too).
   uint64_t gpu_selections() const { return gpu_selections_.load(std::memory_order_relaxed); }
   uint64_t cpu_selections() const { return cpu_selections_.load(std::memory_order_relaxed); }
   uint64_t gpu_fallbacks() const { return gpu_fallbacks_.load(std::memory_order_relaxed); }
 
  private:
-  struct IndexState;  // a built index::Retriever and the keys it views
-  struct LayerState {
-    std::mutex mu;  // guards every field below
-    uint32_t blocks = 0;  // index of the last summarized block + 1
-    std::vector<float> min, max, mean;  // [blocks][kv_heads][head_dim]
-    std::vector<bool> summarized;       // [blocks]: a put (or a catch-up) summarized it
-    uint32_t num_summarized = 0;
-    std::vector<float> last_query;
-    std::vector<uint32_t> last_selection;
-    uint32_t last_blocks = 0;  // blocks of the sequence when last_selection was chosen
-    uint64_t steps = 0;
-    std::shared_ptr<IndexState> index;  // kIndex only
-    DeviceRows device;                  // GPU scoring only
-  };
+  class GpuScorer;
+  struct LayerState;
   using StatePtr = std::shared_ptr<LayerState>;
   StatePtr Find(uint64_t seq, uint32_t layer) const;  // null when absent; takes map_mu_ briefly
   StatePtr FindOrCreate(uint64_t seq, uint32_t layer);
   std::vector<StatePtr> Snapshot() const;  // every state, for the byte counts
-  // minmax/mean: scores the n blocks of `s` and selects k (always-kept mask first).
-  // REQUIRES: s.mu held.
-  Status SelectFromSummaries(LayerState& s, uint32_t n, std::span<const float> query, std::span<const uint8_t> always,
-                             const RetrievalPolicy& policy, std::span<uint32_t> out);
-  // REQUIRES: `lock` holds s.mu (dropped while the index is built).
+  RetrievalPolicy policy() const;
+
+  // The methods below REQUIRE s.mu held.
+  // Makes the retriever of `policy` unless s has it already (then a no-op).
+  Status EnsureMethod(LayerState& s, const RetrievalPolicy& policy);
+  // Gives block b's keys (f32 [kv][bt][d]) to the retriever or the key copy.
+  Status Feed(LayerState& s, uint32_t b, std::vector<float> keys);
+  // Reads back and feeds the blocks below n that s has not seen.
+  Status CatchUp(LayerState& s, uint32_t n, const BlockListReader& read);
+  // Exact and the others: lays the key copy out over n blocks and builds (or
+  // extends) the retriever over it.
+  Status BuildFromKeys(LayerState& s, uint32_t n);
   Result<Selection> SelectWithIndex(LayerState& s, uint64_t seq, uint32_t layer, uint32_t n,
-                                    std::span<const float> query, uint32_t k, uint32_t sinks, uint32_t window,
-                                    const RetrievalPolicy& policy, const BlockReader& read_block,
-                                    std::unique_lock<std::mutex>& lock);
-  // Builds a fresh index over the first n blocks (reads them back).
-  Result<std::shared_ptr<IndexState>> BuildIndex(uint32_t n, const RetrievalPolicy& policy,
-                                                 const BlockReader& read_block) const;
-  // Whether this step reuses the last selection of `s` (the trigger does not fire).
-  // REQUIRES: s.mu held; s.steps already counts this step.
-  bool ShouldReuse(const LayerState& s, std::span<const float> query, const RetrievalPolicy& policy) const;
-  Status ScoreExact(uint32_t blocks, std::span<const float> query, kernels::HeadCombine combine,
-                    const BlockReader& read_block, std::vector<float>* scores) const;
+                                    std::span<const float> query, uint32_t k, uint32_t sinks, uint32_t window);
+  // GpuScorer's work: index::SummaryScorer::Select on the shared selector.
+  Status ScoreOnGpu(DeviceRows* rows, const kernels::ScoreArgs& args, std::span<const uint32_t> always_kept,
+                    uint64_t num_blocks, std::vector<uint32_t>* selected);
+  // f32 keys [kv][bt][d] of a payload's K.
+  std::vector<float> BlockKeys(std::span<const std::byte> payload) const;
 
   const ModelSpec model_;
   mutable std::mutex map_mu_;
   std::map<std::pair<uint64_t, uint32_t>, StatePtr> layers_;  // GUARDED_BY(map_mu_)
+  mutable std::mutex policy_mu_;
+  RetrievalPolicy policy_;  // GUARDED_BY(policy_mu_)
   mutable std::mutex gpu_mu_;
   std::unique_ptr<GpuSelector> gpu_;  // GUARDED_BY(gpu_mu_); null: CPU scoring
   uint64_t gpu_min_work_ = 0;          // GUARDED_BY(gpu_mu_)

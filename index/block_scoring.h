@@ -16,8 +16,25 @@
 #include "common/status.h"
 #include "index/layer_view.h"
 #include "index/retriever.h"
+#include "kernels/score.h"
 
 namespace tierkv::index {
+
+// Somewhere else than the CPU to score a summary retriever's blocks (minmax, mean;
+// Retriever::SetScorer): the daemon's GPU mirror of the same rows
+// (daemon/gpu_selector.h). It must select what the CPU path selects
+// (kernels::ScoreBlocks then kernels::TopK, on any backend, within their stated
+// tolerance); any error sends the selection back to the CPU.
+class SummaryScorer {
+ public:
+  virtual ~SummaryScorer() = default;
+  // args: the CPU path's ScoreArgs (mode, combine, shape, host pointers to the
+  // query and to the retriever's summaries [num_blocks][kv][d]; `scores` unset).
+  // Fills *selected with num_blocks blocks, ascending, always_kept first (as
+  // TopKSelect). kNotSupported (or any error): score on the CPU.
+  virtual Status Select(const kernels::ScoreArgs& args, std::span<const uint32_t> always_kept, uint64_t num_blocks,
+                        std::vector<uint32_t>* selected) = 0;
+};
 
 // Per-(block, KV head) summaries of a layer's post-RoPE keys, each
 // [num_blocks][num_kv_heads][head_dim] float32 (empty when not requested).

@@ -4,16 +4,28 @@
 #include <numeric>
 
 #include "index/eval_metrics.h"
+#include "kernels/score.h"
 
 namespace tierkv::index {
 
 Status Retriever::Build(const LayerKeys& layer, const RetrieverParams& params) {
   built_ = false;
   RETURN_IF_ERROR(layer.Validate());
+  RETURN_IF_ERROR(CheckParams(layer.num_kv_heads, params));
+  Status s = BuildImpl(layer, params);
+  if (!s.ok()) return s.WithContext(Name() + " build");
+  layer_ = layer;
+  params_ = params;
+  built_ = true;
+  blockwise_ = false;
+  return OkStatus();
+}
+
+Status Retriever::CheckParams(uint32_t num_kv_heads, const RetrieverParams& params) const {
   if (params.block_tokens == 0) return InvalidArgument("retriever block_tokens must be >= 1");
-  if (params.num_q_heads == 0 || params.num_q_heads % layer.num_kv_heads != 0) {
+  if (params.num_q_heads == 0 || params.num_q_heads % num_kv_heads != 0) {
     return InvalidArgument("retriever num_q_heads " + std::to_string(params.num_q_heads) +
-                           " must be a positive multiple of num_kv_heads " + std::to_string(layer.num_kv_heads));
+                           " must be a positive multiple of num_kv_heads " + std::to_string(num_kv_heads));
   }
   if (params.head_combine != HeadCombine::kSum && params.head_combine != HeadCombine::kMax) {
     return InvalidArgument("retriever head_combine is not a known mode");
@@ -21,16 +33,55 @@ Status Retriever::Build(const LayerKeys& layer, const RetrieverParams& params) {
   if (params.query_sample.count > 0 && (params.query_sample.q == nullptr || params.query_sample.positions == nullptr)) {
     return InvalidArgument("retriever query_sample has a count but no queries or positions");
   }
-  Status s = BuildImpl(layer, params);
-  if (!s.ok()) return s.WithContext(Name() + " build");
-  layer_ = layer;
-  params_ = params;
-  built_ = true;
   return OkStatus();
 }
 
+Status Retriever::StartBlocks(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params) {
+  built_ = false;
+  blockwise_ = false;
+  if (!block_appendable()) return NotSupported(Name() + " cannot index block by block");
+  if (num_kv_heads == 0 || head_dim == 0) return InvalidArgument(Name() + ": StartBlocks needs num_kv_heads, head_dim > 0");
+  RETURN_IF_ERROR(CheckParams(num_kv_heads, params));
+  RetrieverParams p = params;
+  p.query_sample = QuerySample();
+  p.prompt_tokens = 0;
+  Status s = StartBlocksImpl(num_kv_heads, head_dim, p);
+  if (!s.ok()) return s.WithContext(Name() + " start");
+  layer_ = LayerKeys();
+  layer_.num_kv_heads = num_kv_heads;
+  layer_.head_dim = head_dim;
+  params_ = p;
+  built_ = true;
+  blockwise_ = true;
+  return OkStatus();
+}
+
+Status Retriever::PutBlock(uint32_t block, std::span<const float> keys) {
+  if (!built_ || !blockwise_) return InvalidArgument(Name() + ": PutBlock before StartBlocks");
+  const size_t want = size_t{layer_.num_kv_heads} * params_.block_tokens * layer_.head_dim;
+  if (keys.size() != want) {
+    return InvalidArgument(Name() + ": PutBlock with " + std::to_string(keys.size()) + " floats, a block holds " +
+                           std::to_string(want));
+  }
+  if (block >= kernels::kMaxScoreBlocks) {
+    return InvalidArgument(Name() + ": block " + std::to_string(block) + " is past what ScoreBlocks accepts");
+  }
+  Status s = PutBlockImpl(block, keys);
+  if (!s.ok()) return s.WithContext(Name() + " put block");
+  layer_.num_tokens = std::max<uint64_t>(layer_.num_tokens, (uint64_t{block} + 1) * params_.block_tokens);
+  return OkStatus();
+}
+
+Status Retriever::StartBlocksImpl(uint32_t, uint32_t, const RetrieverParams&) {
+  return NotSupported(Name() + " cannot index block by block");
+}
+
+Status Retriever::PutBlockImpl(uint32_t, std::span<const float>) {
+  return NotSupported(Name() + " cannot index block by block");
+}
+
 Status Retriever::Extend(const LayerKeys& layer) {
-  if (!built_) return InvalidArgument(Name() + ": Extend before a successful Build");
+  if (!built_ || blockwise_) return InvalidArgument(Name() + ": Extend before a successful Build");
   RETURN_IF_ERROR(layer.Validate());
   if (layer.num_kv_heads != layer_.num_kv_heads || layer.head_dim != layer_.head_dim ||
       layer.rope_style != layer_.rope_style || layer.rope_theta != layer_.rope_theta ||
@@ -61,7 +112,16 @@ const char* GranularityName(Granularity g) { return g == Granularity::kKvHead ? 
 
 Status Retriever::CheckSelectArgs(const QueryView& query, std::span<const uint32_t> always_kept) const {
   if (!built_) return InvalidArgument(Name() + ": Select before a successful Build");
-  RETURN_IF_ERROR(CheckQueryFitsLayer(layer_, query));
+  if (blockwise_) {
+    // No keys to validate: the shape only (CheckQueryFitsLayer's other rules).
+    if (layer_.num_tokens == 0) return InvalidArgument(Name() + ": Select before any PutBlock");
+    LayerKeys shape = layer_;
+    static const float kNoKeys = 0.f;
+    shape.keys = &kNoKeys;  // never read
+    RETURN_IF_ERROR(CheckQueryFitsLayer(shape, query));
+  } else {
+    RETURN_IF_ERROR(CheckQueryFitsLayer(layer_, query));
+  }
   if (query.num_q_heads != params_.num_q_heads) {
     return InvalidArgument(Name() + ": query has " + std::to_string(query.num_q_heads) + " heads, built for " +
                            std::to_string(params_.num_q_heads));
@@ -90,6 +150,11 @@ Status Retriever::Select(const QueryView& query, uint32_t budget_blocks, std::sp
   const uint64_t visible = VisibleBlocks(query.position, params_.block_tokens);
   const uint64_t want = std::min<uint64_t>(visible, std::max<uint64_t>(budget_blocks, always_kept.size()));
   selected->clear();
+  if (want == visible) {  // the contract leaves one answer: every visible block, no scoring
+    selected->resize(visible);
+    std::iota(selected->begin(), selected->end(), 0u);
+    return OkStatus();
+  }
   Status s = SelectImpl(query, want, always_kept, selected);
   if (!s.ok()) return s.WithContext(Name() + " select");
   // The contract, checked for every implementation.

@@ -7,7 +7,8 @@
 //
 // Selection contract: strictly increasing block indices below
 // VisibleBlocks(query.position, block_tokens), every always-kept block included,
-// exactly min(visible, max(budget_blocks, |always_kept|)) entries.
+// exactly min(visible, max(budget_blocks, |always_kept|)) entries. When that is
+// every visible block, Select returns them all without scoring (any method).
 //
 // Granularity (docs/decisions/0012-per-head-selection.md): a per-layer retriever
 // (every method as made by MakeRetriever(spec)) returns one selection that serves
@@ -30,6 +31,8 @@
 #include "index/layer_view.h"
 
 namespace tierkv::index {
+
+class SummaryScorer;  // block_scoring.h
 
 // How per-head block scores combine into one score per block (DESIGN §4): over
 // every query head of the layer (per-layer selection) or over the query heads of
@@ -123,6 +126,32 @@ class Retriever {
   // kInvalidArgument: before Build, another shape, fewer tokens.
   Status Extend(const LayerKeys& layer);
 
+  // Block-at-a-time indexing (the daemon: a put summarizes its own block, so
+  // nothing is read back at retrieval time). Methods whose index is a summary
+  // per block (minmax, mean, mean:r=R) support it (block_appendable()); the
+  // others return kNotSupported. StartBlocks begins an empty index for this
+  // shape (0 tokens, no keys kept: layer().keys stays null); PutBlock(b, keys)
+  // sets block b from its post-RoPE keys, f32 [num_kv_heads][block_tokens]
+  // [head_dim] (a put block's K, converted): a b past the indexed blocks grows
+  // the index to b + 1 blocks (blocks in between score from zero summaries until
+  // put), a b below rewrites it. The index then equals Build over the same keys
+  // (a layer of blocks * block_tokens tokens), so Select selects the same blocks.
+  // kInvalidArgument: a bad shape or params, PutBlock before StartBlocks, keys of
+  // another size, b at or past kernels::kMaxScoreBlocks.
+  virtual bool block_appendable() const { return false; }
+  Status StartBlocks(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params);
+  Status PutBlock(uint32_t block, std::span<const float> keys);
+  // Blocks indexed by StartBlocks/PutBlock (0 otherwise).
+  uint64_t indexed_blocks() const { return blockwise_ ? layer_.num_tokens / params_.block_tokens : 0; }
+
+  // Lets a summary retriever score somewhere else than the CPU (the daemon's GPU
+  // mirror of its rows). Returns false for retrievers that do not take one.
+  // `scorer` must outlive its use; nullptr goes back to the CPU.
+  virtual bool SetScorer(SummaryScorer* scorer) {
+    (void)scorer;
+    return false;
+  }
+
   // The view and params of the last successful Build (query_sample is not
   // valid after Build returns).
   const LayerKeys& layer() const { return layer_; }
@@ -140,6 +169,9 @@ class Retriever {
   // Extend's work (layer validated; old_tokens = the indexed count). Default:
   // BuildImpl(layer, params() without the query sample).
   virtual Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens);
+  // StartBlocks/PutBlock's work (arguments checked; block_appendable() only).
+  virtual Status StartBlocksImpl(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params);
+  virtual Status PutBlockImpl(uint32_t block, std::span<const float> keys);
   // The per-KV-head path (per_head has num_kv_heads empty lists on entry);
   // per-layer retrievers keep the default, which refuses.
   virtual Status SelectHeadsImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
@@ -150,10 +182,12 @@ class Retriever {
 
  private:
   Status CheckSelectArgs(const QueryView& query, std::span<const uint32_t> always_kept) const;
+  Status CheckParams(uint32_t num_kv_heads, const RetrieverParams& params) const;
 
   LayerKeys layer_;
   RetrieverParams params_;
   bool built_ = false;
+  bool blockwise_ = false;  // built by StartBlocks/PutBlock: layer_ has a shape and no keys
 };
 
 // The query heads of KV group `kv_head` as a query of their own (num_q_heads =

@@ -14,7 +14,40 @@ kernels::HeadCombine KernelCombine(HeadCombine c) {
   return c == HeadCombine::kMax ? kernels::HeadCombine::kMax : kernels::HeadCombine::kSoftmaxSum;
 }
 
+// One block's keys [num_kv_heads][block_tokens][head_dim] as a layer of block_tokens tokens.
+LayerKeys BlockView(const LayerKeys& shape, uint32_t block_tokens, std::span<const float> keys) {
+  LayerKeys v;
+  v.num_kv_heads = shape.num_kv_heads;
+  v.head_dim = shape.head_dim;
+  v.num_tokens = block_tokens;
+  v.keys = keys.data();
+  return v;
+}
+
+// Grows rows [blocks][row] (zero-filled) so that `block` fits.
+void GrowRows(std::vector<float>* rows, uint64_t blocks, size_t row) {
+  if (rows->size() < blocks * row) rows->resize(blocks * row, 0.f);
+}
+
 }  // namespace
+
+Status MinMaxRetriever::StartBlocksImpl(uint32_t, uint32_t, const RetrieverParams&) {
+  summaries_ = BlockSummaries();
+  return OkStatus();
+}
+
+Status MinMaxRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys) {
+  const uint32_t bt = params().block_tokens;
+  BlockSummaries one;
+  RETURN_IF_ERROR(BuildBlockSummaries(BlockView(layer(), bt, keys), bt, /*want_minmax=*/true, /*want_mean=*/false, &one));
+  const size_t row = size_t{layer().num_kv_heads} * layer().head_dim;
+  summaries_.num_blocks = std::max<uint64_t>(summaries_.num_blocks, uint64_t{block} + 1);
+  GrowRows(&summaries_.min, summaries_.num_blocks, row);
+  GrowRows(&summaries_.max, summaries_.num_blocks, row);
+  std::copy_n(one.min.data(), row, summaries_.min.data() + block * row);
+  std::copy_n(one.max.data(), row, summaries_.max.data() + block * row);
+  return OkStatus();
+}
 
 Status MinMaxRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& params) {
   return BuildBlockSummaries(layer, params.block_tokens, /*want_minmax=*/true, /*want_mean=*/false, &summaries_);
@@ -35,6 +68,8 @@ Status MinMaxRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, 
   a.summary_dtype = DType::kF32;
   a.min_keys = summaries_.min.data();
   a.max_keys = summaries_.max.data();
+  if (scorer_ != nullptr && scorer_->Select(a, always_kept, num_blocks, selected).ok()) return OkStatus();
+  selected->clear();
   a.scores = scores_.data();
   RETURN_IF_ERROR(kernels::ScoreBlocks(kernels::Backend::kCpu, a));
   return TopKSelect(scores_, num_blocks, always_kept, selected);
@@ -70,6 +105,37 @@ Status MeanRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& p
   return OkStatus();
 }
 
+Status MeanRetriever::StartBlocksImpl(uint32_t, uint32_t, const RetrieverParams&) {
+  num_blocks_ = 0;
+  reps_vec_.clear();
+  return OkStatus();
+}
+
+Status MeanRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys) {
+  const uint32_t bt = params().block_tokens, KV = layer().num_kv_heads, D = layer().head_dim, R = reps_;
+  if ((uint64_t{block} + 1) * R > kernels::kMaxScoreBlocks) {
+    return InvalidArgument(std::to_string((uint64_t{block} + 1) * R) + " representatives exceed what ScoreBlocks accepts");
+  }
+  const LayerKeys view = BlockView(layer(), bt, keys);
+  BlockSummaries one;
+  RETURN_IF_ERROR(BuildBlockSummaries(view, bt, /*want_minmax=*/false, /*want_mean=*/true, &one));
+  num_blocks_ = std::max<uint64_t>(num_blocks_, uint64_t{block} + 1);
+  GrowRows(&reps_vec_, num_blocks_ * R, size_t{KV} * D);
+  if (R == 1) {
+    std::copy_n(one.mean.data(), size_t{KV} * D, reps_vec_.data() + size_t{block} * KV * D);
+    return OkStatus();
+  }
+  std::vector<float> reps(size_t{R} * D);
+  for (uint32_t g = 0; g < KV; ++g) {  // as BuildImpl, over the block's own tokens
+    PickRepresentatives(view, g, 0, bt, one.mean.data() + size_t{g} * D, R,
+                        pick_ == Pick::kNorm ? RepPick::kNorm : RepPick::kKCenter, reps.data());
+    for (uint64_t r = 0; r < R; ++r) {
+      std::copy_n(reps.data() + r * D, D, reps_vec_.data() + ((uint64_t{block} * R + r) * KV + g) * D);
+    }
+  }
+  return OkStatus();
+}
+
 Status MeanRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                                  std::vector<uint32_t>* selected) {
   const uint64_t visible = VisibleBlocks(query.position, params().block_tokens);
@@ -86,6 +152,8 @@ Status MeanRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, st
     a.num_blocks = static_cast<uint32_t>(visible);
     a.query = query.q;
     a.mean_keys = reps_vec_.data();
+    if (scorer_ != nullptr && scorer_->Select(a, always_kept, num_blocks, selected).ok()) return OkStatus();
+    selected->clear();
     a.scores = scores_.data();
     RETURN_IF_ERROR(kernels::ScoreBlocks(kernels::Backend::kCpu, a));
     return TopKSelect(scores_, num_blocks, always_kept, selected);

@@ -22,6 +22,9 @@
 //
 // Both score every visible block (a partial last block is summarized over its
 // valid tokens, future ones included; that block is always in the recent window).
+// Both index block by block too (Retriever::StartBlocks/PutBlock: the daemon's
+// put path), to the same summaries as Build; and both take a SummaryScorer
+// (block_scoring.h) for their kernel path (minmax; mean with r=1).
 // Thread-safety: as Retriever.
 #pragma once
 
@@ -37,15 +40,23 @@ class MinMaxRetriever final : public Retriever {
  public:
   std::string Name() const override { return "minmax"; }
   size_t IndexBytes() const override { return summaries_.Bytes(); }
+  bool block_appendable() const override { return true; }
+  bool SetScorer(SummaryScorer* scorer) override {
+    scorer_ = scorer;
+    return true;
+  }
 
  protected:
   Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) override;
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
+  Status StartBlocksImpl(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params) override;
+  Status PutBlockImpl(uint32_t block, std::span<const float> keys) override;
 
  private:
   BlockSummaries summaries_;
   std::vector<float> scores_;
+  SummaryScorer* scorer_ = nullptr;
 };
 
 class MeanRetriever final : public Retriever {
@@ -55,15 +66,26 @@ class MeanRetriever final : public Retriever {
   explicit MeanRetriever(uint32_t reps = 1, Pick pick = Pick::kKCenter) : reps_(reps), pick_(pick) {}
   std::string Name() const override;
   size_t IndexBytes() const override { return reps_vec_.size() * sizeof(float); }
+  bool block_appendable() const override { return true; }
+  bool SetScorer(SummaryScorer* scorer) override {
+    scorer_ = scorer;
+    return true;
+  }
 
  protected:
   Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) override;
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
+  Status StartBlocksImpl(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params) override;
+  Status PutBlockImpl(uint32_t block, std::span<const float> keys) override;
 
  private:
+  // Representatives of one block's keys `view` (block_tokens tokens) into reps_vec_ row `block`.
+  void SetBlockReps(const LayerKeys& view, uint32_t block, const float* means);
+
   uint32_t reps_;
   Pick pick_;
+  SummaryScorer* scorer_ = nullptr;
   uint64_t num_blocks_ = 0;
   std::vector<float> reps_vec_;  // [num_blocks * reps_][num_kv_heads][head_dim]
   std::vector<float> unit_scores_, head_scores_, scores_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 
 #include "index/eval_metrics.h"
 #include "index/spec.h"
@@ -17,10 +18,13 @@ Result<TriggerConfig> TriggerConfig::Parse(std::string_view text) {
     uint32_t n = 1;
     RETURN_IF_ERROR(s.GetUint32("n", 1, 1, 1u << 30, &n));
     c.kind = n == 1 ? Kind::kEveryStep : Kind::kEveryN;
-    c.every_n = n;
+    if (n > 1) c.every_n = n;
   } else if (s.name() == "drift") {
     c.kind = Kind::kDrift;
-    RETURN_IF_ERROR(s.GetDouble("tau", 0.9, -1.0, 1.0, &c.tau));
+    RETURN_IF_ERROR(s.GetDouble("tau", TriggerConfig().tau, -1.0, 1.0, &c.tau));
+    std::string rope;
+    RETURN_IF_ERROR(s.GetWord("rope", "pre", {"pre", "post"}, &rope));
+    c.post_rope = rope == "post";
   } else {
     return InvalidArgument("unknown trigger '" + s.name() + "'; known: every, every:n=N, drift:tau=T");
   }
@@ -36,7 +40,7 @@ std::string TriggerConfig::ToString() const {
     case Kind::kEveryN:
       return "every:n=" + std::to_string(every_n);
     case Kind::kDrift:
-      std::snprintf(buf, sizeof(buf), "drift:tau=%g", tau);
+      std::snprintf(buf, sizeof(buf), "drift:tau=%g%s", tau, post_rope ? ",rope=post" : "");
       return buf;
   }
   return "?";
@@ -63,12 +67,29 @@ bool TriggerBank::ShouldRetrieve(const Stream& s, const QueryView& query) const 
       return true;
     case TriggerConfig::Kind::kEveryN:
       return s.steps_since + 1 >= config_.every_n;
-    case TriggerConfig::Kind::kDrift: {
-      const float* q = query.q_pre != nullptr ? query.q_pre : query.q;
-      return MinHeadCosine(q, s.last_query.data(), query.num_q_heads, query.head_dim) < config_.tau;
-    }
+    case TriggerConfig::Kind::kDrift:
+      return MinHeadCosine(DriftQuery(query), s.last_query.data(), query.num_q_heads, query.head_dim) < config_.tau;
   }
   return true;
+}
+
+const float* TriggerBank::DriftQuery(const QueryView& query) const {
+  return query.q_pre != nullptr && !config_.post_rope ? query.q_pre : query.q;
+}
+
+bool TriggerBank::WouldRetrieve(uint64_t sequence, uint32_t layer, const QueryView& query) const {
+  auto it = streams_.find({sequence, layer, kWholeLayer});
+  if (it == streams_.end()) return true;
+  if (it->second.last_query.size() != size_t{query.num_q_heads} * query.head_dim) return true;  // Select refuses it
+  return ShouldRetrieve(it->second, query);
+}
+
+Status TriggerBank::SelectAll(uint64_t sequence, uint32_t layer, const QueryView& query, uint32_t block_tokens,
+                              std::span<const uint32_t> always_kept, std::vector<uint32_t>* selected,
+                              bool* retrieved) {
+  if (block_tokens == 0) return InvalidArgument("trigger: block_tokens must be >= 1");
+  return SelectStream({sequence, layer, kWholeLayer}, nullptr, block_tokens, query, 0, always_kept, selected,
+                      retrieved);
 }
 
 void TriggerBank::Reuse(const Stream& s, uint64_t visible, uint64_t want, std::span<const uint32_t> always_kept,
@@ -108,8 +129,8 @@ void TriggerBank::Reuse(const Stream& s, uint64_t visible, uint64_t want, std::s
 Status TriggerBank::Select(uint64_t sequence, uint32_t layer, Retriever* retriever, const QueryView& query,
                            uint32_t budget_blocks, std::span<const uint32_t> always_kept,
                            std::vector<uint32_t>* selected, bool* retrieved) {
-  return SelectStream({sequence, layer, kWholeLayer}, retriever, query, budget_blocks, always_kept, selected,
-                      retrieved);
+  return SelectStream({sequence, layer, kWholeLayer}, retriever, retriever->params().block_tokens, query,
+                      budget_blocks, always_kept, selected, retrieved);
 }
 
 Status TriggerBank::SelectHeads(uint64_t sequence, uint32_t layer, Retriever* retriever, const QueryView& query,
@@ -133,22 +154,23 @@ Status TriggerBank::SelectHeads(uint64_t sequence, uint32_t layer, Retriever* re
     Retriever* r = retriever->HeadRetriever(h);
     if (r == nullptr) return Internal("trigger: " + retriever->Name() + " has no retriever for KV head " + std::to_string(h));
     bool took = false;
-    RETURN_IF_ERROR(SelectStream({sequence, layer, h}, r, QueryOfHead(query, kv, h), budget_blocks, always_kept,
-                                 &(*per_head)[h], &took));
+    RETURN_IF_ERROR(SelectStream({sequence, layer, h}, r, r->params().block_tokens, QueryOfHead(query, kv, h),
+                                 budget_blocks, always_kept, &(*per_head)[h], &took));
     *retrieved = *retrieved || took;
   }
   return OkStatus();
 }
 
-Status TriggerBank::SelectStream(const StreamKey& key, Retriever* retriever, const QueryView& query,
-                                 uint32_t budget_blocks, std::span<const uint32_t> always_kept,
+Status TriggerBank::SelectStream(const StreamKey& key, Retriever* retriever, uint32_t block_tokens,
+                                 const QueryView& query, uint32_t budget_blocks, std::span<const uint32_t> always_kept,
                                  std::vector<uint32_t>* selected, bool* retrieved) {
-  const uint32_t bt = retriever->params().block_tokens;
-  const uint64_t visible = VisibleBlocks(query.position, bt);
+  const uint64_t visible = VisibleBlocks(query.position, block_tokens);
+  if (retriever == nullptr) budget_blocks = static_cast<uint32_t>(std::min<uint64_t>(visible, UINT32_MAX));
   RETURN_IF_ERROR(CheckBlockList("always-kept", always_kept, visible));
-  auto [it, fresh] = streams_.try_emplace(key);
+  auto [it, inserted] = streams_.try_emplace(key);
   Stream& s = it->second;
   const size_t qn = size_t{query.num_q_heads} * query.head_dim;
+  const bool fresh = inserted || s.last_query.empty();  // empty: its first step failed
   if (!fresh) {
     if (query.position < s.last_position) {
       return InvalidArgument("trigger: step at position " + std::to_string(query.position) +
@@ -158,8 +180,13 @@ Status TriggerBank::SelectStream(const StreamKey& key, Retriever* retriever, con
   }
   *retrieved = fresh || ShouldRetrieve(s, query);
   if (*retrieved) {
-    RETURN_IF_ERROR(retriever->Select(query, budget_blocks, always_kept, selected));
-    const float* q = query.q_pre != nullptr ? query.q_pre : query.q;
+    if (retriever != nullptr) {
+      RETURN_IF_ERROR(retriever->Select(query, budget_blocks, always_kept, selected));
+    } else {  // what any retriever's Select returns when the budget covers every visible block
+      selected->resize(visible);
+      std::iota(selected->begin(), selected->end(), 0u);
+    }
+    const float* q = DriftQuery(query);
     s.last_query.assign(q, q + qn);
     s.retrieved.clear();
     std::set_difference(selected->begin(), selected->end(), always_kept.begin(), always_kept.end(),

@@ -2,11 +2,14 @@
 // retriever or reuses the selection of the last step that did.
 //
 //   every           every step retrieves (Default)
-//   drift:tau=T     LouisKV: retrieve when the query has drifted, i.e. when for some
+//   drift:tau=T[,rope=pre|post]
+//                   LouisKV: retrieve when the query has drifted, i.e. when for some
 //                   query head cos(q_h, q_h at the last retrieval) < T; T in
-//                   [-1, 1], default 0.9. Cosines use the pre-RoPE queries when the
-//                   step has them (RoPE turns a fixed query a little every step),
-//                   else the post-RoPE ones.
+//                   [-1, 1], default 0.9. rope=pre (default): cosines of the
+//                   pre-RoPE queries when the step has them (RoPE turns a fixed
+//                   query a little every step), else of the post-RoPE ones;
+//                   rope=post: always the post-RoPE ones, which is what tierkvd
+//                   sees (engines send post-RoPE queries; docs/decisions/0019).
 //   every:n=N       retrieve on the first step and then every N-th step of the
 //                   stream; N >= 1, default 4.
 //
@@ -42,11 +45,14 @@
 
 namespace tierkv::index {
 
+// The one definition of the trigger defaults (the evaluation's and tierkvd's).
 struct TriggerConfig {
   enum class Kind : uint8_t { kEveryStep, kDrift, kEveryN };
   Kind kind = Kind::kEveryStep;
-  double tau = 0.9;      // kDrift: cosine threshold in [-1, 1]. Default: 0.9
-  uint32_t every_n = 4;  // kEveryN: >= 1. Default: 4
+  double tau = 0.9;        // kDrift: cosine threshold in [-1, 1]. Default: 0.9
+  uint32_t every_n = 4;    // kEveryN: >= 1. Default: 4
+  bool post_rope = false;  // kDrift: compare post-RoPE queries even when pre-RoPE ones are given. Default: false
+  bool operator==(const TriggerConfig&) const = default;
 
   // From a factory string ("every", "drift:tau=0.85", "every:n=8");
   // kInvalidArgument naming the problem.
@@ -81,6 +87,18 @@ class TriggerBank {
                      uint32_t budget_blocks, std::span<const uint32_t> always_kept,
                      std::vector<std::vector<uint32_t>>* per_head, bool* retrieved);
 
+  // Whether the next Select of the per-layer stream (sequence, layer) for `query`
+  // would run the retriever (true for a stream never seen). Lets a caller prepare
+  // the retriever (read keys back, rebuild) only for the steps that use it.
+  bool WouldRetrieve(uint64_t sequence, uint32_t layer, const QueryView& query) const;
+
+  // A step of the per-layer stream whose budget covers every visible block: the
+  // selection is all of them whichever way the trigger goes, so no retriever runs
+  // (the one Select would run must select them all too); the stream advances as
+  // Select would advance it. block_tokens: the layer's, as the retriever's params.
+  Status SelectAll(uint64_t sequence, uint32_t layer, const QueryView& query, uint32_t block_tokens,
+                   std::span<const uint32_t> always_kept, std::vector<uint32_t>* selected, bool* retrieved);
+
   // Drops every stream of `sequence` (its next step retrieves).
   void Forget(uint64_t sequence);
   // Totals over every stream since construction.
@@ -100,8 +118,11 @@ class TriggerBank {
   // (sequence, layer, KV head or kWholeLayer)
   using StreamKey = std::tuple<uint64_t, uint32_t, uint32_t>;
   static constexpr uint32_t kWholeLayer = UINT32_MAX;
-  Status SelectStream(const StreamKey& key, Retriever* retriever, const QueryView& query, uint32_t budget_blocks,
-                      std::span<const uint32_t> always_kept, std::vector<uint32_t>* selected, bool* retrieved);
+  // retriever == nullptr: select every visible block (SelectAll).
+  Status SelectStream(const StreamKey& key, Retriever* retriever, uint32_t block_tokens, const QueryView& query,
+                      uint32_t budget_blocks, std::span<const uint32_t> always_kept, std::vector<uint32_t>* selected,
+                      bool* retrieved);
+  const float* DriftQuery(const QueryView& query) const;
   bool ShouldRetrieve(const Stream& s, const QueryView& query) const;
   static void Reuse(const Stream& s, uint64_t visible, uint64_t want, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected);

@@ -33,9 +33,16 @@ size_t Overlap(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
   return both.size();
 }
 
-TEST(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
+// minmax and mean, each in its own pair of indexes (the retriever is per policy).
+class GpuSelectorTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
   SKIP_WITHOUT_GPU();
+  RetrievalPolicy p;
+  p.retriever = GetParam();
   RetrievalIndex cpu(kModel), gpu(kModel);
+  cpu.SetPolicy(p);
+  gpu.SetPolicy(p);
   ASSERT_OK(gpu.EnableGpuScoring(/*min_work=*/0));  // every selection on the GPU
   ASSERT_TRUE(gpu.gpu_scoring());
   std::mt19937 rng(42);
@@ -44,24 +51,23 @@ TEST(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
     ASSERT_OK(cpu.OnPut(1, 0, index, block));
     ASSERT_OK(gpu.OnPut(1, 0, index, block));
   };
-  auto none = [](uint32_t, std::span<std::byte>) { return NotFound("unused"); };
+  auto none = [](std::span<const uint32_t>, std::span<std::byte>, std::vector<bool>* found) {
+    found->clear();  // every block was put: nothing to read back
+    return OkStatus();
+  };
   std::normal_distribution<float> n(0.f, 1.f);
   size_t compared = 0, matched = 0;
   auto compare = [&](uint32_t k) {
     std::vector<float> query(size_t{kModel.num_q_heads} * kModel.head_dim);
     for (float& q : query) q = n(rng);
-    for (Method method : {Method::kMinMax, Method::kMean}) {
-      RetrievalPolicy p;
-      p.method = method;
-      auto a = cpu.Select(1, 0, query, k, 1, 4, p, none);
-      auto b = gpu.Select(1, 0, query, k, 1, 4, p, none);
-      ASSERT_TRUE(a.ok() && b.ok());
-      ASSERT_EQ(a->blocks.size(), b->blocks.size());
-      // Sums run in different orders (~1e-6 relative): a near-tie may swap one block.
-      EXPECT_GE(Overlap(a->blocks, b->blocks) + 1, a->blocks.size());
-      ++compared;
-      matched += a->blocks == b->blocks;
-    }
+    auto a = cpu.Select(1, 0, query, k, 1, 4, p, 0, none);
+    auto b = gpu.Select(1, 0, query, k, 1, 4, p, 0, none);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ(a->blocks.size(), b->blocks.size());
+    // Sums run in different orders (~1e-6 relative): a near-tie may swap one block.
+    EXPECT_GE(Overlap(a->blocks, b->blocks) + 1, a->blocks.size());
+    ++compared;
+    matched += a->blocks == b->blocks;
   };
   for (uint32_t i = 0; i < 50; ++i) put(i);
   compare(8);
@@ -75,9 +81,12 @@ TEST(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
   // Capacity at each selection: 50 blocks -> 64 rows, 700 -> 700, 701 -> 1400 (doubling).
   EXPECT_EQ(gpu.DeviceSummaryBytes(), 3u * 1400 * kModel.num_kv_heads * kModel.head_dim * sizeof(float));
   EXPECT_EQ(cpu.DeviceSummaryBytes(), 0u);
-  EXPECT_GT(gpu.gpu_selections(), 0u);
+  EXPECT_EQ(gpu.gpu_selections(), compared);
   EXPECT_EQ(gpu.gpu_fallbacks(), 0u);
+  EXPECT_EQ(cpu.cpu_selections(), compared);
 }
+
+INSTANTIATE_TEST_SUITE_P(Summaries, GpuSelectorTest, ::testing::Values("minmax", "mean"));
 
 }  // namespace
 }  // namespace tierkv::daemon

@@ -56,9 +56,9 @@ class RetrievalTriggerTest : public ::testing::Test {
     for (uint32_t b = 0; b < kBlocks; ++b) ASSERT_TRUE(ch_->Put(1, 0, b, Block(b, b == 7 ? 1.f : 0.f)).ok());
   }
 
-  void SetPolicy(const wire::Json& policy) {
+  void SetPolicy(const wire::Json& policy, const char* retriever = "mean") {
     wire::Json p = policy;
-    p["retriever"] = "mean";
+    p["retriever"] = retriever;
     p["sink_blocks"] = 1;
     p["recent_window"] = 2;
     auto r = internal::Call(*client_, {{"op", "set_policy"}, {"namespace", "ns"}, {"policy", p}});
@@ -88,6 +88,8 @@ class RetrievalTriggerTest : public ::testing::Test {
     Rewrite(7, 0.f);
     Rewrite(12, sign);
   }
+
+  void CheckReuseKeepsTheBudgetAndTheNewWindow(const char* retriever);
 
   testing::TempDir dir_{"trigger"};
   DaemonProcess daemon_{TIERKVD_PATH, dir_.path()};
@@ -128,9 +130,12 @@ TEST_F(RetrievalTriggerTest, DriftRetrievesWhenTheQueryTurns) {
 // A reused step serves the current recent window within the budget: blocks put since
 // the last trigger are in the table, the old window is not, and nothing outside the
 // table stays pinned (before the fix: 6 blocks pinned, the table cut to the 4 oldest,
-// blocks 20 and 21 missing from it).
-TEST_F(RetrievalTriggerTest, ReusedSelectionKeepsTheBudgetAndTheNewWindow) {
-  SetPolicy({{"trigger", "every_n"}, {"trigger_every", 4}});
+// blocks 20 and 21 missing from it). Each way the daemon keeps an index: blocks
+// summarized at put time (mean), the exact oracle over the key copy, and a method
+// built over the keys that lags the newest blocks (sentence; its selection among
+// the indexed blocks plus the newer ones is capped by CapSelection).
+void RetrievalTriggerTest::CheckReuseKeepsTheBudgetAndTheNewWindow(const char* retriever) {
+  SetPolicy({{"trigger", "every_n"}, {"trigger_every", 4}}, retriever);
   EXPECT_EQ(Step(1.f), (V{0, 7, 18, 19}));
   ASSERT_TRUE(ch_->Put(1, 0, 20, Block(20, 0.f)).ok());
   ASSERT_TRUE(ch_->Put(1, 0, 21, Block(21, 0.f)).ok());
@@ -138,13 +143,51 @@ TEST_F(RetrievalTriggerTest, ReusedSelectionKeepsTheBudgetAndTheNewWindow) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   V got;
   for (const auto& b : r->blocks) got.push_back(b.block);
-  EXPECT_EQ(got, (V{0, 7, 20, 21}));
+  EXPECT_EQ(got, (V{0, 7, 20, 21})) << retriever;
   // Block 18 left the window and the selection: not pinned, so it can be rewritten.
   Status st;
   for (int i = 0; i < 100 && !(st = ch_->Put(1, 0, 18, Block(18, 0.f))).ok(); ++i) usleep(10000);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(ch_->Put(1, 0, 21, Block(21, 0.f)).code(), StatusCode::kBusy);  // pinned: in the table
   ASSERT_TRUE(ch_->Release(r->lease).ok());
+}
+
+// The exact oracle reads no block back to select (before: every block at every
+// step, one device-to-host copy each on a real G). Blocks put before the policy
+// chose it are read once, on the first Retrieve; blocks put after go into its key
+// copy with the put. A retriever change reads the blocks back once more.
+TEST_F(RetrievalTriggerTest, ExactReadsNoBlockPerSelection) {
+  auto gets = [&] {
+    auto stats = client_->Stats();
+    EXPECT_TRUE(stats.ok());
+    return testing::MetricValue(testing::HttpGet(stats->metrics_url), "tierkv_gets_total", {"namespace=\"ns\""});
+  };
+  SetPolicy({{"trigger", "every"}}, "exact");
+  EXPECT_EQ(gets(), 0);
+  EXPECT_EQ(Step(1.f), (V{0, 7, 18, 19}));
+  EXPECT_EQ(gets(), kBlocks);  // the catch-up of the blocks put before
+  for (uint32_t b = kBlocks; b < kBlocks + 3; ++b) {
+    ASSERT_TRUE(ch_->Put(1, 0, b, Block(b, 0.f)).ok());
+    EXPECT_EQ(Step(1.f), (V{0, 7, b - 1, b}));
+    EXPECT_EQ(Step(-1.f).size(), kBudget);
+  }
+  EXPECT_EQ(gets(), kBlocks);
+  SetPolicy({{"trigger", "every"}}, "mean");
+  EXPECT_EQ(Step(1.f), (V{0, 7, kBlocks + 1, kBlocks + 2}));
+  EXPECT_EQ(Step(1.f), (V{0, 7, kBlocks + 1, kBlocks + 2}));
+  EXPECT_EQ(gets(), 2 * kBlocks + 3);  // once more for the new retriever, not per step
+}
+
+TEST_F(RetrievalTriggerTest, ReusedSelectionKeepsTheBudgetAndTheNewWindow) {
+  CheckReuseKeepsTheBudgetAndTheNewWindow("mean");
+}
+
+TEST_F(RetrievalTriggerTest, ReusedExactSelectionKeepsTheBudgetAndTheNewWindow) {
+  CheckReuseKeepsTheBudgetAndTheNewWindow("exact");
+}
+
+TEST_F(RetrievalTriggerTest, ReusedIndexSelectionKeepsTheBudgetAndTheNewWindow) {
+  CheckReuseKeepsTheBudgetAndTheNewWindow("sentence:bounds=fixed,len=16");
 }
 
 }  // namespace
