@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdio>
 
-#include "index/eval_metrics.h"
 #include "index/spec.h"
 
 namespace tierkv::index {

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "index/eval_metrics.h"
-#include "index/needle_workload.h"
+#include "eval/eval_metrics.h"
+#include "eval/needle_workload.h"
 
 namespace tierkv::index {
 namespace {
