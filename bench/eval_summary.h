@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "index/eval_driver.h"
+#include "eval/eval_driver.h"
 
 namespace tierkv::bench {
 

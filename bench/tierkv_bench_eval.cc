@@ -32,13 +32,13 @@
 #include "bench/bench_util.h"
 #include "bench/eval_summary.h"
 #include "index/block_scoring.h"
-#include "index/eval_driver.h"
+#include "eval/eval_driver.h"
 #include "index/faiss_util.h"
-#include "index/needle_workload.h"
+#include "eval/needle_workload.h"
 #include "index/retriever_factory.h"
 #include "index/rng.h"
-#include "index/synthetic.h"
-#include "index/tiny_llama.h"
+#include "eval/synthetic.h"
+#include "eval/tiny_llama.h"
 
 using namespace tierkv;
 using namespace tierkv::index;
@@ -51,7 +51,7 @@ const char* kUsage = R"(usage: tierkv_bench_eval [--flag=value ...]
 Quality (synthetic workloads):
   --synthetic-tokens=32768   context lengths, comma-separated ("" skips); --tokens= is an alias
   --workload=v2              synthetic families, comma-separated: v2 (calibrated generator preset),
-                             v1 (the old preset), needles (index/needle_workload.h: long segments,
+                             v1 (the old preset), needles (eval/needle_workload.h: long segments,
                              several needles per KV head at random depths, local heads)
   --generator=               alias of --workload (the old name)
   --salience-sharing= --streaming-heads=   override the preset's value ("" keeps it)

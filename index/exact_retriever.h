@@ -7,7 +7,7 @@
 // the block scores of the previous call.
 #pragma once
 
-#include "index/eval_metrics.h"
+#include "index/exact_attention.h"
 #include "index/retriever.h"
 
 namespace tierkv::index {

@@ -30,29 +30,18 @@ Status CheckQueryFitsLayer(const LayerKeys& layer, const QueryView& query) {
   return OkStatus();
 }
 
-LayerKeys LayerKeysOf(const TraceInfo& info, const TraceLayer& layer) {
-  LayerKeys v;
-  v.num_kv_heads = info.num_kv_heads;
-  v.head_dim = info.head_dim;
-  v.num_tokens = info.num_tokens;
-  v.keys = layer.keys.data();
-  v.keys_pre = layer.keys_pre.data();
-  v.values = layer.values.data();
-  v.sentence_starts = info.sentence_starts;
-  v.rope_style = info.rope_style;
-  v.rope_theta = info.rope_theta;
-  return v;
-}
-
-QueryView StepQuery(const TraceInfo& info, const TraceLayer& layer, uint64_t step) {
-  QueryView q;
-  q.num_q_heads = info.num_q_heads;
-  q.head_dim = info.head_dim;
-  const size_t off = step * info.num_q_heads * info.head_dim;
-  q.q = layer.queries.data() + off;
-  q.q_pre = layer.queries_pre.data() + off;
-  q.position = info.step_positions[step];
-  return q;
+Status CheckBlockList(const char* what, std::span<const uint32_t> blocks, uint64_t num_blocks) {
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i] >= num_blocks) {
+      return InvalidArgument(std::string(what) + " block " + std::to_string(blocks[i]) + " is not below the " +
+                             std::to_string(num_blocks) + " visible blocks");
+    }
+    if (i > 0 && blocks[i] <= blocks[i - 1]) {
+      return InvalidArgument(std::string(what) + " blocks must be strictly increasing (entry " + std::to_string(i) +
+                             ")");
+    }
+  }
+  return OkStatus();
 }
 
 }  // namespace tierkv::index

@@ -1,5 +1,6 @@
 // Non-owning views of one layer's keys/values and of one decode step's queries:
-// what retrievers index and what the exact oracle scores. Layouts as in trace.h:
+// what retrievers index and what the exact oracle scores. Layouts (the same as a
+// trace file's, docs/trace-format.md):
 // keys/values [num_kv_heads][num_tokens][head_dim], queries [num_q_heads][head_dim],
 // query head h reads KV head h / (num_q_heads / num_kv_heads).
 //
@@ -12,7 +13,7 @@
 #include <span>
 
 #include "common/status.h"
-#include "index/trace.h"
+#include "index/rope.h"
 
 namespace tierkv::index {
 
@@ -48,10 +49,9 @@ struct QueryView {
 // positive multiple of num_kv_heads, position < num_tokens, q non-null.
 Status CheckQueryFitsLayer(const LayerKeys& layer, const QueryView& query);
 
-// Views into a trace layer (valid while `layer` is alive and unchanged).
-// REQUIRES: layer.CheckShape(info) is OK; step < info.num_steps().
-LayerKeys LayerKeysOf(const TraceInfo& info, const TraceLayer& layer);
-QueryView StepQuery(const TraceInfo& info, const TraceLayer& layer, uint64_t step);
+// kInvalidArgument unless `blocks` is strictly increasing and below num_blocks;
+// `what` names the list in the message ("selected", "always-kept").
+Status CheckBlockList(const char* what, std::span<const uint32_t> blocks, uint64_t num_blocks);
 
 // Blocks a step at `position` sees. REQUIRES: block_tokens > 0.
 inline uint64_t VisibleBlocks(uint64_t position, uint32_t block_tokens) { return position / block_tokens + 1; }

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <numeric>
 
-#include "index/eval_metrics.h"
 #include "kernels/score.h"
 
 namespace tierkv::index {

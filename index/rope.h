@@ -7,9 +7,12 @@
 #include <cstdint>
 #include <vector>
 
-#include "index/trace.h"
-
 namespace tierkv::index {
+
+// How RoPE pairs channels. kInterleaved: (2i, 2i+1), as llama2.c and GPT-J;
+// kHalfSplit: (i, i + head_dim/2), as GPT-NeoX and Hugging Face Llama. The
+// values are those of a trace file's rope_style field (docs/trace-format.md).
+enum class RopeStyle : uint32_t { kUnknown = 0, kInterleaved = 1, kHalfSplit = 2 };
 
 // theta^(-2 pair / head_dim): the angular speed of one pair, radians per token.
 double RopeFrequency(uint32_t pair, uint32_t head_dim, double theta);

@@ -13,7 +13,7 @@
 #include "index/block_scoring.h"
 #include "index/faiss_util.h"
 #include "index/rng.h"
-#include "index/trace.h"
+#include "kernels/half.h"
 
 namespace tierkv::index {
 
@@ -35,7 +35,7 @@ void AppendEntry(uint32_t block, const float* v, uint32_t d, std::vector<uint8_t
   out->resize(at + EntryBytes(d));
   std::memcpy(out->data() + at, &block, sizeof(block));
   for (uint32_t c = 0; c < d; ++c) {
-    const uint16_t h = FloatToHalf(v[c]);
+    const uint16_t h = kernels::FloatToF16(v[c]);
     std::memcpy(out->data() + at + sizeof(block) + c * sizeof(uint16_t), &h, sizeof(h));
   }
 }
@@ -265,7 +265,7 @@ Status SpannRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, s
         for (uint32_t c = 0; c < d; ++c) {
           uint16_t hbits;
           std::memcpy(&hbits, p.data() + at + sizeof(block) + c * sizeof(uint16_t), sizeof(hbits));
-          vecs.push_back(HalfToFloat(hbits));
+          vecs.push_back(kernels::F16ToFloat(hbits));
         }
       }
     }

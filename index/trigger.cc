@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <numeric>
 
-#include "index/eval_metrics.h"
 #include "index/spec.h"
 
 namespace tierkv::index {

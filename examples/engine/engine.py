@@ -50,9 +50,12 @@ def budget_fn(mode: str | float) -> Callable[[int], int]:
 
 
 class PagedEngine:
-    def __init__(self, model: Model, backend: KVBackend, block_tokens: int):
+    def __init__(self, model: Model, backend: KVBackend, block_tokens: int, recorder=None):
+        """recorder: a trace_export.TraceRecorder that records the prompt's and every
+        decode step's pre/post-RoPE keys and queries and values (None: nothing)."""
         c = model.config
         self.model, self.backend, self.bt = model, backend, block_tokens
+        self.recorder = recorder
         self.dev = model.device
         self.times = StepTimes(retrieve_s_per_layer=[0.0] * c.n_layers)
         self.seqs: list[int] = []
@@ -64,16 +67,23 @@ class PagedEngine:
     @torch.no_grad()
     def prefill(self, prompts: torch.Tensor, precomputed=None) -> torch.Tensor:
         """prompts [B, P] -> logits [B, V] of the last prompt token. Puts whole blocks.
-        precomputed: (last logits [B, V], keys, values per layer [B, Hkv, P, hd]) of
-        these prompts (Sampled.prefill) instead of running the dense forward."""
+        precomputed: (last logits [B, V], keys, values per layer [B, Hkv, P, hd][, pre-RoPE
+        keys or None]) of these prompts (Sampled.prefill) instead of the dense forward."""
         c, bt = self.model.config, self.bt
         B, P = prompts.shape
         self.seqs = [next(_seq_ids) for _ in range(prompts.shape[0])]
         if precomputed is None:
-            logits, keys, values = self.model.dense_forward(prompts.to(self.dev))
+            keys_pre = [] if self.recorder is not None else None
+            logits, keys, values = self.model.dense_forward(prompts.to(self.dev), keys_pre=keys_pre)
             logits = logits[:, -1]
         else:
-            logits, keys, values = precomputed
+            logits, keys, values = precomputed[:3]
+            keys_pre = precomputed[3] if len(precomputed) > 3 else None
+        if self.recorder is not None:
+            if keys_pre is None:
+                raise ValueError("trace recording needs the prompt's pre-RoPE keys "
+                                 "(sample_sequences(..., keep_pre_rope=True))")
+            self.recorder.prefill(prompts, keys_pre, keys, values)
         self.n_blocks, self.fill, self.pos = P // bt, P % bt, P
         whole = self.n_blocks * bt
         self.partial = torch.zeros(c.n_layers, B, 2, c.n_kv_heads, bt, c.head_dim, device=self.dev)
@@ -104,7 +114,11 @@ class PagedEngine:
         k_budget = budget(self.n_blocks)
         g = c.n_heads // c.n_kv_heads
         for layer in range(c.n_layers):
-            q, k, v = m.qkv(layer, x, pos)  # q [B, 1, Hq, hd]; k, v [B, 1, Hkv, hd]
+            if self.recorder is None:
+                q, k, v = m.qkv(layer, x, pos)  # q [B, 1, Hq, hd]; k, v [B, 1, Hkv, hd]
+            else:
+                q, k, v, q_pre, k_pre = m.qkv_with_pre(layer, x, pos)
+                self.recorder.step_layer(layer, q_pre[:, 0], q[:, 0], k_pre[:, 0], k[:, 0], v[:, 0])
             part = self.partial[layer]
             part[:, 0, :, self.fill] = k[:, 0]
             part[:, 1, :, self.fill] = v[:, 0]
@@ -130,6 +144,8 @@ class PagedEngine:
             attn = self._attend(q[:, 0], keys, vals, g)  # [B, Hq*hd]
             x = m.attn_out_ffn(layer, x, attn[:, None, :])
         logits = m.logits(x)[:, 0]
+        if self.recorder is not None:
+            self.recorder.step_done(tokens, self.pos)
         self.fill += 1
         self.pos += 1
         if self.fill == bt:  # the partial block is full: put it, start a new one
@@ -209,23 +225,27 @@ class Sampled:
     last_logits: torch.Tensor  # [B, V]
     keys: list  # per layer [B, Hkv, prompt_len, hd]
     values: list
+    keys_pre: list | None = None  # pre-RoPE keys, as keys (keep_pre_rope=True only)
 
     @property
     def prefill(self):
-        return self.last_logits, self.keys, self.values
+        return self.last_logits, self.keys, self.values, self.keys_pre
 
 
-def sample_sequences(model: Model, batch: int, length: int, seed: int, prompt_len: int | None = None) -> Sampled:
+def sample_sequences(model: Model, batch: int, length: int, seed: int, prompt_len: int | None = None,
+                     keep_pre_rope: bool = False) -> Sampled:
     """Token ids sampled from the model itself (temperature 1, the first token BOS = 1),
     seeded: no tokenizer ships with stories260K, these are the evaluation texts.
     Incremental decoding over a plain dense KV cache; the K/V of the first prompt_len
     tokens are kept so that every mode shares one prefill (a dense prefill of 2048
-    tokens costs minutes on a loaded CPU)."""
+    tokens costs minutes on a loaded CPU). keep_pre_rope: also keep the prompt's pre-RoPE
+    keys (Sampled.keys_pre), which trace export needs."""
     c, dev = model.config, model.device
     P = length if prompt_len is None else prompt_len
     gen = torch.Generator().manual_seed(seed)
     K = torch.zeros(c.n_layers, batch, c.n_kv_heads, length, c.head_dim, device=dev)
     V = torch.zeros_like(K)
+    K_pre = torch.zeros_like(K) if keep_pre_rope else None
     g = c.n_heads // c.n_kv_heads
     toks = torch.ones(batch, length, dtype=torch.long)
     last = None
@@ -234,8 +254,10 @@ def sample_sequences(model: Model, batch: int, length: int, seed: int, prompt_le
             x = model.embed(toks[:, t].to(dev))[:, None, :]
             pos = torch.tensor([t], device=dev)
             for layer in range(c.n_layers):
-                q, k, v = model.qkv(layer, x, pos)
+                q, k, v, _, k_pre = model.qkv_with_pre(layer, x, pos)
                 K[layer, :, :, t], V[layer, :, :, t] = k[:, 0], v[:, 0]
+                if K_pre is not None:
+                    K_pre[layer, :, :, t] = k_pre[:, 0]
                 qg = q[:, 0].view(batch, c.n_kv_heads, g, c.head_dim)
                 p = ((qg @ K[layer, :, :, :t + 1].transpose(2, 3)) / c.head_dim ** 0.5).softmax(-1)
                 x = model.attn_out_ffn(layer, x, (p @ V[layer, :, :, :t + 1]).reshape(batch, 1, -1))
@@ -244,5 +266,5 @@ def sample_sequences(model: Model, batch: int, length: int, seed: int, prompt_le
                 last = logits.clone()
             if t + 1 < length:
                 toks[:, t + 1] = torch.multinomial(logits.float().cpu().softmax(-1), 1, generator=gen)[:, 0]
-    return Sampled(toks, P, last, [K[layer, :, :, :P].contiguous() for layer in range(c.n_layers)],
-                   [V[layer, :, :, :P].contiguous() for layer in range(c.n_layers)])
+    per_layer = lambda T: [T[layer, :, :, :P].contiguous() for layer in range(c.n_layers)]  # noqa: E731
+    return Sampled(toks, P, last, per_layer(K), per_layer(V), per_layer(K_pre) if K_pre is not None else None)

@@ -13,6 +13,8 @@ step: time in retrieval (the retrieve calls and the copy of the blocks to the
 engine) vs the rest (the model's compute), and bytes moved.
 
 Writes <out>/results.json, <out>/results.md (tables) and <out>/quality_vs_budget.png.
+With --export-traces DIR, also the local baseline's attention traces (one file per
+sequence, docs/trace-format.md) for tierkv_bench_eval --trace=FILE.
 Example: /usr/bin/python3 examples/engine/run.py --out /tmp/engine --contexts 512 --seeds 1
 """
 from __future__ import annotations
@@ -33,7 +35,8 @@ import torch  # noqa: E402
 
 from engine import PagedEngine, budget_fn, generate, sample_sequences, teacher_forced  # noqa: E402
 from kv_backend import LocalBackend, TierkvBackend, default_daemon  # noqa: E402
-from tinyllama import Model  # noqa: E402
+from tinyllama import ROPE_THETA, Model  # noqa: E402
+from trace_export import TraceRecorder  # noqa: E402
 
 DEFAULT_MODEL = os.environ.get("TIERKV_STORIES260K", str(HERE.parents[2] / "shared" / "data" / "stories260K.bin"))
 
@@ -65,6 +68,10 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--no-plot", action="store_true", help="skip the plot")
+    p.add_argument("--export-traces", default=None, metavar="DIR",
+                   help="write the local full-attention run's traces (the first task's: greedy or nll) into DIR, "
+                        "one per sequence, C<context>-seed<seed>-seq<b>.trace; evaluate them with "
+                        "tierkv_bench_eval --trace=FILE (docs/trace-format.md)")
     p.add_argument("--per-sequence-retrieve", action="store_true",
                    help="one retrieve per (sequence, layer) instead of one batched retrieve per layer")
     a = p.parse_args(argv)
@@ -98,21 +105,23 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def run_mode(model, backend, args, sampled, ref, label, budget, progress) -> dict:
-    """One mode on one batch: greedy and/or teacher-forced, quality vs `ref` and cost."""
+def run_mode(model, backend, args, sampled, ref, label, budget, progress, recorder=None) -> dict:
+    """One mode on one batch: greedy and/or teacher-forced, quality vs `ref` and cost.
+    recorder: records the first task's run (trace_export.TraceRecorder)."""
     seqs, P = sampled.tokens, sampled.prompt_len
     out = {}
     cost = {"steps": 0, "total_s": 0.0, "retrieve_s": 0.0, "put_s": 0.0,
             "retrieve_s_per_layer": [0.0] * model.config.n_layers}
     s0 = vars(backend.stats).copy()
     if "greedy" in args.tasks:
-        eng = PagedEngine(model, backend, args.block_tokens)
+        eng = PagedEngine(model, backend, args.block_tokens, recorder)
+        recorder = None
         toks = generate(eng, seqs[:, :P], args.steps, budget, lambda i: progress(f"{label} greedy", i, args.steps),
                         sampled.prefill)
         out["greedy_tokens"] = toks
         _add_times(cost, eng.times)
     if "nll" in args.tasks:
-        eng = PagedEngine(model, backend, args.block_tokens)
+        eng = PagedEngine(model, backend, args.block_tokens, recorder)
         nll, top = teacher_forced(eng, seqs, P, budget, lambda i: progress(f"{label} nll", i, args.steps),
                                   sampled.prefill)
         out["nll"], out["top1"] = nll, top
@@ -172,11 +181,16 @@ def main(argv=None) -> int:
         for C in args.contexts:
             for seed in args.seeds:
                 tag = f"C={C} seed={seed}"
-                sampled = sample_sequences(model, args.batch, C + 1, seed, prompt_len=C - args.steps)
+                sampled = sample_sequences(model, args.batch, C + 1, seed, prompt_len=C - args.steps,
+                                           keep_pre_rope=args.export_traces is not None)
                 progress.done(f"{tag}: sampled {args.batch} sequences of {C + 1} tokens")
                 base = {"context": C, "untrained_positions": C > c.seq_len, "seed": seed,
                         "blocks_at_start": (C - args.steps) // args.block_tokens}
-                r, ref = run_mode(model, local, args, sampled, None, f"{tag} local full", budget_fn("full"), progress)
+                rec = TraceRecorder(c.n_layers, c.n_heads) if args.export_traces is not None else None
+                r, ref = run_mode(model, local, args, sampled, None, f"{tag} local full", budget_fn("full"), progress,
+                                  rec)
+                if rec is not None:
+                    export_traces(rec, args, C, seed, c)
                 rows.append({**base, "backend": "local", "mode": "full", "retriever": None, "budget": 1.0, **r})
                 modes = [("full", None)] + [(b, ret) for ret in args.retrievers for b in args.budgets]
                 for mode, ret in modes:
@@ -201,6 +215,16 @@ def main(argv=None) -> int:
     if not args.no_plot:
         plot(result, os.path.join(args.out, "quality_vs_budget.png"))
     return 0
+
+
+def export_traces(rec, args, C, seed, c):
+    task = "greedy" if "greedy" in args.tasks else "nll"
+    what = "greedy generation" if task == "greedy" else "teacher-forced on the sampled text"
+    desc = (f"{os.path.basename(args.model)} reference engine (examples/engine), local full attention, {what}, "
+            f"context {C} ({C - args.steps} prompt tokens + {args.steps} decode steps), seed {seed}"
+            + (f"; positions >= {c.seq_len} are past the model's trained context" if C > c.seq_len else ""))
+    paths = rec.write(args.export_traces, f"C{C}-seed{seed}", desc, rope_theta=ROPE_THETA)
+    print(f"wrote {len(paths)} traces to {args.export_traces}", file=sys.stderr)
 
 
 def summarize(rows, args, c) -> list[dict]:

@@ -1,7 +1,7 @@
 """The stories260K Llama-2 model (llama2.c checkpoint format) in PyTorch.
 
 Weights load from the legacy llama2.c binary (see ../shared/data/README.md); the
-math follows index/tiny_llama.cc exactly: RMSNorm (eps 1e-5), interleaved RoPE
+math follows eval/tiny_llama.cc exactly: RMSNorm (eps 1e-5), interleaved RoPE
 (pairs (2i, 2i+1), theta 10000, angles computed in float64), grouped-query
 attention, SwiGLU, shared classifier. Every function works on any torch device.
 
@@ -111,13 +111,18 @@ class Model:
 
     def qkv(self, layer: int, x: torch.Tensor, positions: torch.Tensor):
         """x [B, T, dim] -> post-RoPE q [B, T, Hq, hd], k [B, T, Hkv, hd], v [B, T, Hkv, hd]."""
+        return self.qkv_with_pre(layer, x, positions)[:3]
+
+    def qkv_with_pre(self, layer: int, x: torch.Tensor, positions: torch.Tensor):
+        """As qkv, plus the pre-RoPE q and k: (q, k, v, q_pre, k_pre). Trace export
+        (trace_export.py) records both, as the trace format asks."""
         c, w = self.config, self.w
         xb = rms_norm(x, w["rms_att"][layer])
         q = (xb @ w["wq"][layer].T).unflatten(-1, (c.n_heads, c.head_dim))
         k = (xb @ w["wk"][layer].T).unflatten(-1, (c.n_kv_heads, c.head_dim))
         v = (xb @ w["wv"][layer].T).unflatten(-1, (c.n_kv_heads, c.head_dim))
         cos, sin = self.rope.tables(positions)
-        return Rope.apply(q, cos, sin), Rope.apply(k, cos, sin), v
+        return Rope.apply(q, cos, sin), Rope.apply(k, cos, sin), v, q, k
 
     def attn_out_ffn(self, layer: int, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         """Residual stream after the attention output projection and the SwiGLU FFN."""
@@ -132,9 +137,10 @@ class Model:
 
     # -- the plain reference ----------------------------------------------------------
     @torch.no_grad()
-    def dense_forward(self, tokens: torch.Tensor, start: int = 0):
+    def dense_forward(self, tokens: torch.Tensor, start: int = 0, keys_pre: list | None = None):
         """tokens [B, T] at positions start.. -> (logits [B, T, V], keys, values) with
-        keys/values per layer [B, Hkv, T, hd] (post-RoPE keys). Causal attention."""
+        keys/values per layer [B, Hkv, T, hd] (post-RoPE keys). Causal attention.
+        keys_pre: if a list, each layer's pre-RoPE keys [B, Hkv, T, hd] are appended."""
         c = self.config
         B, T = tokens.shape
         x = self.embed(tokens)
@@ -142,7 +148,9 @@ class Model:
         causal = torch.ones(T, T, dtype=torch.bool, device=self.device).tril()
         keys, values = [], []
         for layer in range(c.n_layers):
-            q, k, v = self.qkv(layer, x, pos)
+            q, k, v, _, k_pre = self.qkv_with_pre(layer, x, pos)
+            if keys_pre is not None:
+                keys_pre.append(k_pre.transpose(1, 2).contiguous())
             keys.append(k.transpose(1, 2).contiguous())
             values.append(v.transpose(1, 2).contiguous())
             attn = torch.empty(B, T, c.n_heads, c.head_dim, device=self.device)

@@ -1,5 +1,5 @@
 // The evaluation driver over synthetic traces, in memory and through a trace file.
-#include "index/eval_driver.h"
+#include "eval/eval_driver.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "index/exact_retriever.h"
-#include "index/synthetic.h"
+#include "eval/synthetic.h"
 
 namespace tierkv::index {
 namespace {

@@ -1,6 +1,6 @@
 // The exact oracle and the selection metrics, on cases small enough to compute by
 // hand, then on random GQA data against a naive reference, and on the real model.
-#include "index/eval_metrics.h"
+#include "eval/eval_metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "index/rng.h"
-#include "index/tiny_llama.h"
+#include "eval/tiny_llama.h"
 
 #ifndef TIERKV_SHARED_DATA_DIR
 #define TIERKV_SHARED_DATA_DIR "../shared/data"

@@ -22,11 +22,11 @@
 
 #include <algorithm>
 
-#include "index/eval_metrics.h"
+#include "eval/eval_metrics.h"
 #include "index/exact_retriever.h"
 #include "index/faiss_util.h"
 #include "index/retriever_factory.h"
-#include "index/synthetic.h"
+#include "eval/synthetic.h"
 
 namespace tierkv::index {
 namespace {

@@ -10,10 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "index/eval_metrics.h"
+#include "eval/eval_metrics.h"
+#include "eval/trace.h"
 #include "index/faiss_util.h"
 #include "index/retriever_factory.h"
-#include "index/synthetic.h"
+#include "tests/util/retriever_test_trace.h"
 
 namespace tierkv::index {
 namespace {
@@ -25,17 +26,8 @@ class ExtendTest : public ::testing::Test {
 
   void SetUp() override {
     SetFaissThreads(1);
-    SyntheticParams p;
-    p.num_layers = 1;
-    p.num_tokens = 1600;
-    p.num_steps = 8;
-    p.head_dim = 32;
-    p.num_q_heads = 4;
-    p.num_kv_heads = 2;
-    auto gen = SyntheticGenerator::Create(p);
-    ASSERT_TRUE(gen.ok());
-    auto t = (*gen)->GenerateAll();
-    ASSERT_TRUE(t.ok());
+    auto t = RetrieverTestTrace(1);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
     trace_ = std::move(t).value();
     full_ = LayerKeysOf(trace_.info, trace_.layers[0]);
     // The first kPrefix tokens of every KV head, contiguous per head.
@@ -58,17 +50,7 @@ class ExtendTest : public ::testing::Test {
     prefix_.sentence_starts = full_.sentence_starts.subspan(0, n);
   }
   RetrieverParams Params(uint64_t prompt, bool sample) const {
-    RetrieverParams rp;
-    rp.block_tokens = kBt;
-    rp.num_q_heads = trace_.info.num_q_heads;
-    rp.prompt_tokens = prompt;
-    if (sample) {
-      rp.query_sample.count = 2;
-      rp.query_sample.q = trace_.layers[0].queries.data();
-      rp.query_sample.q_pre = trace_.layers[0].queries_pre.data();
-      rp.query_sample.positions = trace_.info.step_positions.data();
-    }
-    return rp;
+    return TraceBuildParams(trace_, 0, kBt, prompt, sample ? 2 : 0);
   }
   std::unique_ptr<Retriever> Make(const char* spec, Granularity g = Granularity::kLayer) {
     auto r = MakeRetriever(spec, g);

@@ -25,12 +25,13 @@
 #include <string>
 #include <memory>
 
-#include "index/eval_metrics.h"
+#include "eval/eval_metrics.h"
+#include "eval/trace.h"
 #include "index/exact_retriever.h"
 #include "index/faiss_util.h"
 #include "index/retriever_factory.h"
-#include "index/synthetic.h"
 #include "index/trigger.h"
+#include "tests/util/retriever_test_trace.h"
 
 namespace tierkv::index {
 namespace {
@@ -74,28 +75,18 @@ class RetrieverConformance : public ::testing::TestWithParam<RetrieverCase> {
  protected:
   static void SetUpTestSuite() {
     SetFaissThreads(1);
-    SyntheticParams p;
-    p.num_tokens = 1600;
-    p.num_steps = 8;
-    p.head_dim = 32;
-    p.num_q_heads = 4;
-    p.num_kv_heads = 2;
-    auto gen = SyntheticGenerator::Create(p);
-    ASSERT_TRUE(gen.ok());
-    auto t = (*gen)->GenerateAll();
-    ASSERT_TRUE(t.ok());
+    auto t = RetrieverTestTrace(2);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
     trace_ = new Trace(std::move(t).value());
   }
   static void TearDownTestSuite() {
     delete trace_;
     trace_ = nullptr;
   }
-  static RetrieverParams Params(uint32_t bt) {
-    RetrieverParams rp;
-    rp.block_tokens = bt;
-    rp.num_q_heads = trace_->info.num_q_heads;
-    rp.prompt_tokens = trace_->info.num_tokens - 200;  // the last 200 tokens count as generated
-    return rp;
+  // sample_steps > 0: the first steps' queries of `layer` as the query sample.
+  static RetrieverParams Params(uint32_t bt, uint32_t layer = 0, uint32_t sample_steps = 0) {
+    // The last 200 tokens count as generated.
+    return TraceBuildParams(*trace_, layer, bt, trace_->info.num_tokens - 200, sample_steps);
   }
   static Trace* trace_;
 };
@@ -109,13 +100,8 @@ TEST_P(RetrieverConformance, ContractDeterminismAndNeverAboveTheOracle) {
   for (uint32_t bt : {8u, 16u}) {
     for (uint32_t l = 0; l < info.num_layers; ++l) {
       const LayerKeys view = LayerKeysOf(info, trace_->layers[l]);
-      RetrieverParams rp = Params(bt);
       // The first two steps' queries as the sample query-aware retrievers learn from.
-      rp.query_sample.count = 2;
-      rp.query_sample.q = trace_->layers[l].queries.data();
-      rp.query_sample.q_pre = trace_->layers[l].queries_pre.data();
-      rp.query_sample.positions = info.step_positions.data();
-      ASSERT_TRUE(r->Build(view, rp).ok()) << GetParam().name;
+      ASSERT_TRUE(r->Build(view, Params(bt, l, 2)).ok()) << GetParam().name;
       ASSERT_TRUE(oracle.Build(view, Params(bt)).ok());
       EXPECT_GT(r->IndexBytes(), 0u);
       for (uint64_t step = 0; step < info.num_steps(); step += 3) {
@@ -182,12 +168,7 @@ TEST_P(RetrieverConformance, PerKvHeadContractDeterminismAndNeverAboveThePerHead
   const uint32_t bt = 16, kv = info.num_kv_heads;
   for (uint32_t l = 0; l < info.num_layers; ++l) {
     const LayerKeys view = LayerKeysOf(info, trace_->layers[l]);
-    RetrieverParams rp = Params(bt);
-    rp.query_sample.count = 2;
-    rp.query_sample.q = trace_->layers[l].queries.data();
-    rp.query_sample.q_pre = trace_->layers[l].queries_pre.data();
-    rp.query_sample.positions = info.step_positions.data();
-    ASSERT_TRUE(r->Build(view, rp).ok()) << GetParam().name;
+    ASSERT_TRUE(r->Build(view, Params(bt, l, 2)).ok()) << GetParam().name;
     ASSERT_TRUE(oracle->Build(view, Params(bt)).ok());
     ASSERT_TRUE(layer_oracle.Build(view, Params(bt)).ok());
     EXPECT_GT(r->IndexBytes(), 0u);

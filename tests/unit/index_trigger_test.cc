@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <memory>
 
-#include "index/eval_metrics.h"
+#include "eval/eval_metrics.h"
 #include "index/summary_retrievers.h"
-#include "index/synthetic.h"
+#include "eval/synthetic.h"
 #include "index/trigger.h"
 
 namespace tierkv::index {

@@ -1,6 +1,6 @@
 // The real trained model (stories260K, ../shared/data): loading, determinism, and
 // sanity of the forward pass. Skips when the checkpoint is not present.
-#include "index/tiny_llama.h"
+#include "eval/tiny_llama.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,12 +1,12 @@
-// The needles workload (index/needle_workload.h): reproducible, retrieval heads
+// The needles workload (eval/needle_workload.h): reproducible, retrieval heads
 // attend to their needles at any depth, local heads to the last few hundred
 // tokens, bad parameters refused.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
-#include "index/eval_metrics.h"
-#include "index/needle_workload.h"
+#include "eval/eval_metrics.h"
+#include "eval/needle_workload.h"
 
 namespace tierkv::index {
 namespace {

@@ -9,13 +9,13 @@
 #include <cmath>
 
 #include "index/cluster_retriever.h"
-#include "index/eval_metrics.h"
+#include "eval/eval_metrics.h"
 #include "index/exact_retriever.h"
 #include "index/faiss_util.h"
 #include "index/retriever_factory.h"
 #include "index/rng.h"
 #include "index/sentence_retriever.h"
-#include "index/synthetic.h"
+#include "eval/synthetic.h"
 #include "index/vq_retriever.h"
 
 namespace tierkv::index {

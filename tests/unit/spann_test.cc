@@ -11,11 +11,11 @@
 #include <functional>
 #include <memory>
 
-#include "index/eval_metrics.h"
+#include "eval/eval_metrics.h"
 #include "index/faiss_util.h"
 #include "index/rng.h"
 #include "index/spann_retriever.h"
-#include "index/synthetic.h"
+#include "eval/synthetic.h"
 
 namespace tierkv::index {
 namespace {

@@ -1,6 +1,6 @@
 // The synthetic generator: reproducibility, structure, and the properties that
 // retrieval methods rely on (DESIGN §4), each measured on generated data.
-#include "index/synthetic.h"
+#include "eval/synthetic.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "index/synthetic.h"
+#include "eval/synthetic.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "index/rng.h"
 #include "index/rope.h"
-#include "index/workload_vectors.h"
+#include "eval/workload_vectors.h"
 
 namespace tierkv::index {
 namespace {

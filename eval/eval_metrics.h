@@ -1,4 +1,5 @@
-// The exact attention oracle and the retrieval quality metrics (DESIGN §4).
+// The retrieval quality metrics (DESIGN §4): a selection scored against the
+// exact attention oracle (index/exact_attention.h).
 //
 // A selection is a set of block indices shared by every head of a layer (one block
 // holds all KV heads, so the query heads of every KV group read the same blocks),
@@ -16,28 +17,10 @@
 #include <vector>
 
 #include "common/status.h"
+#include "index/exact_attention.h"
 #include "index/layer_view.h"
 
 namespace tierkv::index {
-
-// Exact attention of one decode step over the tokens [0, position].
-struct ExactAttention {
-  uint32_t num_q_heads = 0;
-  uint32_t head_dim = 0;
-  uint64_t num_visible = 0;    // position + 1
-  std::vector<float> probs;    // [num_q_heads][num_visible]; each row sums to 1
-  std::vector<float> output;   // [num_q_heads][head_dim]; empty when the layer has no values
-};
-
-// kInvalidArgument when the query does not fit the layer (CheckQueryFitsLayer).
-Status ComputeExactAttention(const LayerKeys& layer, const QueryView& query, ExactAttention* out);
-
-// Attention mass per block: [num_q_heads][num_blocks] with num_blocks =
-// ceil(num_visible / block_tokens). REQUIRES: block_tokens > 0.
-std::vector<double> BlockMassPerHead(const ExactAttention& exact, uint32_t block_tokens);
-// The same summed over query heads: [num_blocks]. This is the oracle's block
-// score (DESIGN §4: heads combine by summed per-head softmax scores).
-std::vector<double> SummedBlockMass(const ExactAttention& exact, uint32_t block_tokens);
 
 struct SelectionMetrics {
   // |S' ∩ E'| / |S'|: S' = selected blocks that are not always-kept, E' = the |S'|
@@ -83,12 +66,5 @@ Status EvaluateSelection(const LayerKeys& layer, const QueryView& query, const E
 Status EvaluateHeadSelection(const LayerKeys& layer, const QueryView& query, const ExactAttention& exact,
                              uint32_t block_tokens, std::span<const std::vector<uint32_t>> per_head,
                              std::span<const uint32_t> always_kept, uint64_t block_bytes, SelectionMetrics* out);
-
-// Attention mass per block summed over the query heads of each KV group:
-// [num_kv_heads][num_blocks]. The per-KV-head oracle's block score (kSum).
-std::vector<double> GroupBlockMass(const ExactAttention& exact, uint32_t num_kv_heads, uint32_t block_tokens);
-
-// kInvalidArgument unless `blocks` is strictly increasing and below num_blocks.
-Status CheckBlockList(const char* what, std::span<const uint32_t> blocks, uint64_t num_blocks);
 
 }  // namespace tierkv::index

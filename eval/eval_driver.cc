@@ -1,4 +1,4 @@
-#include "index/eval_driver.h"
+#include "eval/eval_driver.h"
 
 #include <algorithm>
 #include <chrono>
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "index/eval_metrics.h"
+#include "eval/eval_metrics.h"
 
 namespace tierkv::index {
 namespace {

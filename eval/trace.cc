@@ -1,4 +1,4 @@
-#include "index/trace.h"
+#include "eval/trace.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/checksum.h"
+#include "kernels/half.h"
 
 namespace tierkv::index {
 namespace {
@@ -153,41 +154,6 @@ constexpr TensorRef kTensors[kTensorsPerLayer] = {
 
 }  // namespace
 
-uint16_t FloatToHalf(float f) {
-  const uint32_t x = std::bit_cast<uint32_t>(f);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t exp = (x >> 23) & 0xffu;
-  uint32_t mant = x & 0x7fffffu;
-  if (exp == 0xffu) return static_cast<uint16_t>(sign | 0x7c00u | (mant != 0 ? 0x200u : 0u));
-  const int e = static_cast<int>(exp) - 127 + 15;
-  if (e >= 31) return static_cast<uint16_t>(sign | 0x7c00u);
-  if (e <= 0) {  // half subnormal (or zero): value = mant_with_implicit >> (14 - e)
-    if (e < -10) return static_cast<uint16_t>(sign);
-    mant |= 0x800000u;
-    const uint32_t shift = static_cast<uint32_t>(14 - e);
-    uint32_t h = mant >> shift;
-    const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1u))) ++h;
-    return static_cast<uint16_t>(sign | h);
-  }
-  uint32_t h = sign | (static_cast<uint32_t>(e) << 10) | (mant >> 13);
-  const uint32_t rem = mant & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry into the exponent is correct
-  return static_cast<uint16_t>(h);
-}
-
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu;
-  const uint32_t mant = h & 0x3ffu;
-  if (exp == 0) {
-    const float v = std::ldexp(static_cast<float>(mant), -24);
-    return sign != 0 ? -v : v;
-  }
-  if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
-  return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
 uint64_t TraceInfo::KeyElems() const { return uint64_t{num_kv_heads} * num_tokens * head_dim; }
 uint64_t TraceInfo::QueryElems() const { return uint64_t{num_q_heads} * step_positions.size() * head_dim; }
 
@@ -328,7 +294,7 @@ Status TraceWriter::WriteLayer(const TraceLayer& layer) {
     if (dtype_ == TraceDType::kF16) {
       half.resize(v.size());
       for (size_t i = 0; i < v.size(); ++i) {
-        half[i] = FloatToHalf(v[i]);
+        half[i] = kernels::FloatToF16(v[i]);
         if ((half[i] & 0x7c00u) == 0x7c00u) {
           return InvalidArgument("trace layer " + std::to_string(layers_written_) + " " + t.name + "[" +
                                  std::to_string(i) + "] = " + std::to_string(v[i]) +
@@ -481,7 +447,7 @@ Status TraceReader::LoadLayer(uint32_t index, TraceLayer* layer) {
     off += n;
     checksum = Checksum64(bytes, n, checksum);
     if (dtype_ == TraceDType::kF16) {
-      for (size_t i = 0; i < v.size(); ++i) v[i] = HalfToFloat(half[i]);
+      for (size_t i = 0; i < v.size(); ++i) v[i] = kernels::F16ToFloat(half[i]);
     }
   }
   uint64_t stored = 0;
@@ -527,6 +493,31 @@ Result<Trace> TraceSource::GenerateAll() {
   trace.layers.resize(trace.info.num_layers);
   for (uint32_t l = 0; l < trace.info.num_layers; ++l) RETURN_IF_ERROR(LoadLayer(l, &trace.layers[l]));
   return trace;
+}
+
+LayerKeys LayerKeysOf(const TraceInfo& info, const TraceLayer& layer) {
+  LayerKeys v;
+  v.num_kv_heads = info.num_kv_heads;
+  v.head_dim = info.head_dim;
+  v.num_tokens = info.num_tokens;
+  v.keys = layer.keys.data();
+  v.keys_pre = layer.keys_pre.data();
+  v.values = layer.values.data();
+  v.sentence_starts = info.sentence_starts;
+  v.rope_style = info.rope_style;
+  v.rope_theta = info.rope_theta;
+  return v;
+}
+
+QueryView StepQuery(const TraceInfo& info, const TraceLayer& layer, uint64_t step) {
+  QueryView q;
+  q.num_q_heads = info.num_q_heads;
+  q.head_dim = info.head_dim;
+  const size_t off = step * info.num_q_heads * info.head_dim;
+  q.q = layer.queries.data() + off;
+  q.q_pre = layer.queries_pre.data() + off;
+  q.position = info.step_positions[step];
+  return q;
 }
 
 }  // namespace tierkv::index

@@ -1,4 +1,4 @@
-#include "index/tiny_llama.h"
+#include "eval/tiny_llama.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

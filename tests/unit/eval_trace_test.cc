@@ -1,4 +1,4 @@
-#include "index/trace.h"
+#include "eval/trace.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <random>
 
 #include "common/checksum.h"
+#include "kernels/half.h"
 
 namespace tierkv::index {
 namespace {
@@ -273,24 +274,25 @@ TEST_F(TraceFileTest, WriterRefusesBadInputAndLeavesNoFile) {
   EXPECT_EQ(WriteTrace(Path("w.trace"), t, TraceDType::kF32).code(), StatusCode::kInvalidArgument);
 }
 
+// The f16 conversion the trace writer and reader use (kernels/half.h).
 TEST(HalfTest, EveryHalfRoundTripsAndRoundingIsToNearestEven) {
   for (uint32_t h = 0; h < 65536; ++h) {
-    const float f = HalfToFloat(static_cast<uint16_t>(h));
+    const float f = kernels::F16ToFloat(static_cast<uint16_t>(h));
     if (std::isnan(f)) {
-      EXPECT_TRUE(std::isnan(HalfToFloat(FloatToHalf(f))));
+      EXPECT_TRUE(std::isnan(kernels::F16ToFloat(kernels::FloatToF16(f))));
     } else {
-      EXPECT_EQ(FloatToHalf(f), h) << h;
+      EXPECT_EQ(kernels::FloatToF16(f), h) << h;
     }
   }
-  EXPECT_EQ(HalfToFloat(FloatToHalf(1.0f)), 1.0f);
-  EXPECT_EQ(HalfToFloat(FloatToHalf(65504.f)), 65504.f);
-  EXPECT_TRUE(std::isinf(HalfToFloat(FloatToHalf(65520.f))));  // rounds up past the largest half
-  EXPECT_EQ(HalfToFloat(FloatToHalf(std::ldexp(1.f, -24))), std::ldexp(1.f, -24));
-  EXPECT_EQ(HalfToFloat(FloatToHalf(std::ldexp(1.f, -25))), 0.f);  // tie -> even (0)
-  EXPECT_EQ(HalfToFloat(FloatToHalf(std::ldexp(3.f, -25))), std::ldexp(1.f, -23));
-  EXPECT_EQ(HalfToFloat(FloatToHalf(1.f + std::ldexp(1.f, -11))), 1.f);  // tie -> even
-  EXPECT_EQ(HalfToFloat(FloatToHalf(1.f + std::ldexp(3.f, -11))), 1.f + std::ldexp(1.f, -9));
-  EXPECT_EQ(HalfToFloat(FloatToHalf(-2.5f)), -2.5f);
+  EXPECT_EQ(kernels::F16ToFloat(kernels::FloatToF16(1.0f)), 1.0f);
+  EXPECT_EQ(kernels::F16ToFloat(kernels::FloatToF16(65504.f)), 65504.f);
+  EXPECT_TRUE(std::isinf(kernels::F16ToFloat(kernels::FloatToF16(65520.f))));  // rounds up past the largest half
+  EXPECT_EQ(kernels::F16ToFloat(kernels::FloatToF16(std::ldexp(1.f, -24))), std::ldexp(1.f, -24));
+  EXPECT_EQ(kernels::F16ToFloat(kernels::FloatToF16(std::ldexp(1.f, -25))), 0.f);  // tie -> even (0)
+  EXPECT_EQ(kernels::F16ToFloat(kernels::FloatToF16(std::ldexp(3.f, -25))), std::ldexp(1.f, -23));
+  EXPECT_EQ(kernels::F16ToFloat(kernels::FloatToF16(1.f + std::ldexp(1.f, -11))), 1.f);  // tie -> even
+  EXPECT_EQ(kernels::F16ToFloat(kernels::FloatToF16(1.f + std::ldexp(3.f, -11))), 1.f + std::ldexp(1.f, -9));
+  EXPECT_EQ(kernels::F16ToFloat(kernels::FloatToF16(-2.5f)), -2.5f);
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // the synthetic generator), stored in a versioned binary file (docs/trace-format.md)
 // and replayed by the retrieval evaluation (DESIGN §4).
 //
-// Layout conventions used everywhere in index/:
+// Layout conventions used everywhere in index/ and eval/ (index/layer_view.h):
 //   keys, values: [num_kv_heads][num_tokens][head_dim], row-major, float32.
 //   queries:      [num_steps][num_q_heads][head_dim].
 //   GQA: query head h reads KV head h / (num_q_heads / num_kv_heads).
@@ -20,12 +20,10 @@
 #include <vector>
 
 #include "common/status.h"
+#include "index/layer_view.h"
+#include "index/rope.h"
 
 namespace tierkv::index {
-
-// How RoPE pairs channels. kInterleaved: (2i, 2i+1), as llama2.c and GPT-J;
-// kHalfSplit: (i, i + head_dim/2), as GPT-NeoX and Hugging Face Llama.
-enum class RopeStyle : uint32_t { kUnknown = 0, kInterleaved = 1, kHalfSplit = 2 };
 
 // Element type of the tensors in a trace file. Readers always return float32.
 enum class TraceDType : uint32_t { kF32 = 0, kF16 = 1 };
@@ -182,8 +180,9 @@ Status WriteTrace(const std::string& path, const Trace& trace, TraceDType dtype)
 // Convenience: reads a whole trace into memory.
 Result<Trace> ReadTrace(const std::string& path);
 
-// IEEE binary16 conversions (round to nearest even; overflow gives +-inf).
-uint16_t FloatToHalf(float f);
-float HalfToFloat(uint16_t h);
+// Views into a trace layer (valid while `layer` is alive and unchanged).
+// REQUIRES: layer.CheckShape(info) is OK; step < info.num_steps().
+LayerKeys LayerKeysOf(const TraceInfo& info, const TraceLayer& layer);
+QueryView StepQuery(const TraceInfo& info, const TraceLayer& layer, uint64_t step);
 
 }  // namespace tierkv::index

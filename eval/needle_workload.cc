@@ -1,4 +1,4 @@
-#include "index/needle_workload.h"
+#include "eval/needle_workload.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 
 #include "index/rng.h"
 #include "index/rope.h"
-#include "index/workload_vectors.h"
+#include "eval/workload_vectors.h"
 
 namespace tierkv::index {
 namespace {
@@ -73,7 +73,7 @@ Result<std::unique_ptr<NeedleWorkload>> NeedleWorkload::Create(const NeedleWorkl
   }
   for (uint64_t t = 0; t < params.num_tokens; t += 12 + rng.Below(25)) info.sentence_starts.push_back(t);
   info.description = "needles workload seed=" + std::to_string(params.seed) + " tokens=" +
-                     std::to_string(params.num_tokens) + " (index/needle_workload.h)";
+                     std::to_string(params.num_tokens) + " (eval/needle_workload.h)";
   RETURN_IF_ERROR(info.Validate());
   return w;
 }

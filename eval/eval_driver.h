@@ -23,7 +23,7 @@
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "index/retriever.h"
-#include "index/trace.h"
+#include "eval/trace.h"
 #include "index/trigger.h"
 
 namespace tierkv::index {

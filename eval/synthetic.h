@@ -60,7 +60,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "index/trace.h"
+#include "eval/trace.h"
 
 namespace tierkv::index {
 
