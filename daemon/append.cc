@@ -21,7 +21,7 @@ tierkv::Result<OpenBlocks::Result> OpenBlocks::Append(storage::BlockStore& store
                            std::to_string(size_t{2} * m.num_kv_heads * tokens * row) + " bytes (K then V, " +
                            "[kv_heads][tokens][head_dim]), got " + std::to_string(payload.size()));
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const auto key = std::make_pair(seq, layer);
   auto it = next_token_.find(key);
   const uint64_t next = it != next_token_.end() ? it->second : uint64_t{store.SequenceBlocks(seq, layer)} * bt;
@@ -59,12 +59,12 @@ tierkv::Result<OpenBlocks::Result> OpenBlocks::Append(storage::BlockStore& store
 }
 
 void OpenBlocks::Forget(uint64_t seq, uint32_t layer) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   next_token_.erase({seq, layer});
 }
 
 void OpenBlocks::Forget(uint64_t seq) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   next_token_.erase(next_token_.lower_bound({seq, 0}), next_token_.upper_bound({seq, UINT32_MAX}));
 }
 
