@@ -43,8 +43,8 @@ Result<std::unique_ptr<NamespaceRegistry>> NamespaceRegistry::Load(storage::Mani
   std::unique_ptr<NamespaceRegistry> reg(new NamespaceRegistry(manifest, max_namespaces));
   Status decode_error;
   MutexLock lock(&reg->mu_);  // not shared yet: for the analysis (Scan calls back on this thread)
-  RETURN_IF_ERROR(manifest->Scan(storage::Cf::kNamespaces, "", [&](std::string_view k, std::string_view v)
-                                                                   REQUIRES(reg->mu_) {
+  RETURN_IF_ERROR(manifest->Scan(storage::Cf::kNamespaces, "", [&](std::string_view k, std::string_view v) {
+    reg->mu_.AssertHeld();  // Scan calls back on this thread, under the lock taken above
     auto rec = Decode(k, v);
     if (!rec.ok()) {
       decode_error = rec.status();

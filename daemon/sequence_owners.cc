@@ -20,9 +20,8 @@ Status SequenceOwners::Load(const std::function<bool(SequenceId)>& has_blocks) {
   MutexLock lock(&mu_);
   storage::Manifest::Batch stale;
   size_t bad = 0;
-  // Scan calls the visitor on this thread, under the lock taken above.
-  RETURN_IF_ERROR(manifest_->Scan(storage::Cf::kSequences, prefix, [&](std::string_view k, std::string_view v)
-                                                                       REQUIRES(mu_) {
+  RETURN_IF_ERROR(manifest_->Scan(storage::Cf::kSequences, prefix, [&](std::string_view k, std::string_view v) {
+    mu_.AssertHeld();  // Scan calls back on this thread, under the lock taken above
     if (k.size() != 13 || v.size() != 4) {
       ++bad;
       stale.Delete(storage::Cf::kSequences, k);
