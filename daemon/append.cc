@@ -31,7 +31,9 @@ tierkv::Result<OpenBlocks::Result> OpenBlocks::Append(storage::BlockStore& store
     r.gap = true;
     return r;
   }
-  if ((first + tokens + bt - 1) / bt > (uint64_t{1} << 20)) return InvalidArgument("append: past the last block");
+  if ((first + tokens + bt - 1) / bt > store.max_blocks_per_sequence()) {
+    return InvalidArgument("append: past the last block");
+  }
   std::vector<std::byte> block(m.BlockBytes());
   for (uint32_t done = 0; done < tokens;) {
     const uint64_t pos = first + done;

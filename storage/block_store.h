@@ -241,6 +241,7 @@ class BlockStore {
   Status disk_admission() const;
   const BlockStoreStats& stats() const { return stats_; }
   const ModelSpec& model() const { return options_.model; }
+  uint32_t max_blocks_per_sequence() const { return options_.max_blocks_per_sequence; }  // per layer
   // How H->G batches are copied: "device-gather", "host-gather" or "per-block-copy".
   std::string_view promotion_path() const {
     MutexLock lock(&mu_);
