@@ -2,7 +2,9 @@
 #   make run    install what is missing, build Release, run tierkvd with the embedded defaults
 #   make test   install what is missing, build, run every test (ctest), then the unit and integration
 #               tests again under ASan/UBSan
-.PHONY: all deps build run test test-release test-asan bench clean
+#   make tsa    build the libraries, tierkvd and tierkvctl with clang -Werror=thread-safety (lock
+#               annotations, common/mutex.h; docs/decisions/0018-thread-safety-analysis.md)
+.PHONY: all deps build run test test-release test-asan tsa bench clean
 
 JOBS ?= $(shell nproc)
 BUILD := build/release
@@ -30,6 +32,10 @@ test-asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build build/asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
+
+tsa: deps
+	cmake --preset tsa >/dev/null
+	cmake --build build/tsa -j $(JOBS)
 
 clean:
 	rm -rf build
