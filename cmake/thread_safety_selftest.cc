@@ -13,7 +13,10 @@ struct Counter {
   void Unlocked() EXCLUDES(mu) {}
 
 #if TIERKV_SELFTEST_CASE == 0
-  void Unguarded() { ++n; }  // writes without the lock
+  // Writes without the lock.
+  void Unguarded() {
+    ++n;
+  }
 #elif TIERKV_SELFTEST_CASE == 1
   void Dropped() {
     tierkv::MutexLock lock(&mu);
@@ -21,19 +24,30 @@ struct Counter {
     ++n;  // after dropping it
   }
 #elif TIERKV_SELFTEST_CASE == 2
-  void CallsHeld() { Held(); }  // REQUIRES not met
+  // REQUIRES not met.
+  void CallsHeld() {
+    Held();
+  }
 #elif TIERKV_SELFTEST_CASE == 3
   void CallsUnlocked() {
     tierkv::MutexLock lock(&mu);
     Unlocked();  // EXCLUDES violated
   }
 #elif TIERKV_SELFTEST_CASE == 4
-  void WaitsUnlocked() { cv.Wait(&mu); }  // waits without holding it
+  // Waits without holding it.
+  void WaitsUnlocked() {
+    cv.Wait(&mu);
+  }
 #elif TIERKV_SELFTEST_CASE == 5
-  void ReturnsUnlocked() REQUIRES(mu) { mu.Unlock(); }  // returns without it
+  // Returns without it.
+  void ReturnsUnlocked() REQUIRES(mu) {
+    mu.Unlock();
+  }
 #endif
 };
 
 }  // namespace
 
-int main() { return 0; }
+int main() {
+  return 0;
+}
