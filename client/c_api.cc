@@ -11,8 +11,20 @@
 #include "client/c_api_internal.h"
 
 namespace tierkv::capi {
-static_assert(TIERKV_INTERNAL == static_cast<int>(StatusCode::kInternal));
+// Every C status code is its C++ StatusCode (Report casts one into the other).
+static_assert(TIERKV_OK == static_cast<int>(StatusCode::kOk));
+static_assert(TIERKV_NOT_FOUND == static_cast<int>(StatusCode::kNotFound));
+static_assert(TIERKV_INVALID_ARGUMENT == static_cast<int>(StatusCode::kInvalidArgument));
+static_assert(TIERKV_ALREADY_EXISTS == static_cast<int>(StatusCode::kAlreadyExists));
+static_assert(TIERKV_RESOURCE_EXHAUSTED == static_cast<int>(StatusCode::kResourceExhausted));
+static_assert(TIERKV_BUSY == static_cast<int>(StatusCode::kBusy));
+static_assert(TIERKV_IO_ERROR == static_cast<int>(StatusCode::kIOError));
+static_assert(TIERKV_DEVICE_ERROR == static_cast<int>(StatusCode::kDeviceError));
+static_assert(TIERKV_CORRUPTION == static_cast<int>(StatusCode::kCorruption));
+static_assert(TIERKV_NOT_SUPPORTED == static_cast<int>(StatusCode::kNotSupported));
 static_assert(TIERKV_PERMISSION_DENIED == static_cast<int>(StatusCode::kPermissionDenied));
+static_assert(TIERKV_SHUTDOWN == static_cast<int>(StatusCode::kShutdown));
+static_assert(TIERKV_INTERNAL == static_cast<int>(StatusCode::kInternal));
 static_assert(TIERKV_UNAVAILABLE == static_cast<int>(StatusCode::kUnavailable));
 
 Status NotConnected() { return InvalidArgument("not connected: call tierkv_connect first"); }

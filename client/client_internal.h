@@ -8,13 +8,13 @@
 #include <cstdint>
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "common/data_plane.h"
 #include "common/ids.h"
+#include "common/mutex.h"
 #include "common/shm.h"
 #include "common/status.h"
 #include "common/wire.h"
@@ -62,11 +62,11 @@ class Liveness {
   bool dead() const { return dead_.load(std::memory_order_acquire); }
 
  private:
-  mutable std::mutex mu_;
-  int control_fd_ = -1;  // guarded by mu_
-  int pidfd_ = -1;       // guarded by mu_
+  mutable Mutex mu_;
+  int control_fd_ GUARDED_BY(mu_) = -1;
+  int pidfd_ GUARDED_BY(mu_) = -1;
   int daemon_pid_ = 0;
-  std::string why_;      // guarded by mu_
+  std::string why_ GUARDED_BY(mu_);
   std::atomic<bool> dead_{false};
 };
 

@@ -28,12 +28,12 @@ Liveness::~Liveness() {
 
 Status Liveness::Verdict() const {
   if (!dead()) return OkStatus();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return Unavailable(why_);
 }
 
 void Liveness::MarkDead(const std::string& why) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (dead_.load(std::memory_order_relaxed)) return;
   why_ = why;
   dead_.store(true, std::memory_order_release);
@@ -41,7 +41,7 @@ void Liveness::MarkDead(const std::string& why) {
 
 void Liveness::Detach(const std::string& why) {
   MarkDead(why);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   control_fd_ = -1;
 }
 
@@ -49,7 +49,7 @@ Status Liveness::Check() {
   if (dead()) return Verdict();
   std::string why;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     pollfd p[2];
     nfds_t n = 0;
     if (control_fd_ >= 0) p[n++] = {control_fd_, POLLRDHUP, 0};

@@ -9,7 +9,7 @@ namespace tierkv::daemon {
 bool RateLimitedLog::Warn(const std::string& line) {
   uint64_t suppressed = 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     const auto now = std::chrono::steady_clock::now();
     if (logged_ && now - last_ < interval_) {
       ++suppressed_;
@@ -31,7 +31,7 @@ bool RateLimitedLog::Warn(const std::string& line) {
 }
 
 uint64_t RateLimitedLog::suppressed_total() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return suppressed_total_;
 }
 

@@ -5,10 +5,11 @@
 
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 #include <boost/system/error_code.hpp>
+
+#include "common/mutex.h"
 
 namespace tierkv::daemon {
 
@@ -23,11 +24,11 @@ class RateLimitedLog {
 
  private:
   const std::chrono::seconds interval_;
-  mutable std::mutex mu_;
-  std::chrono::steady_clock::time_point last_{};  // GUARDED_BY(mu_)
-  bool logged_ = false;                           // GUARDED_BY(mu_)
-  uint64_t suppressed_ = 0;                       // GUARDED_BY(mu_)
-  uint64_t suppressed_total_ = 0;                 // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::chrono::steady_clock::time_point last_ GUARDED_BY(mu_) {};
+  bool logged_ GUARDED_BY(mu_) = false;
+  uint64_t suppressed_ GUARDED_BY(mu_) = 0;
+  uint64_t suppressed_total_ GUARDED_BY(mu_) = 0;
 };
 
 // EMFILE, ENFILE, ENOBUFS, ENOMEM: accepting again at once would fail again.

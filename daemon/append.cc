@@ -21,7 +21,7 @@ tierkv::Result<OpenBlocks::Result> OpenBlocks::Append(storage::BlockStore& store
                            std::to_string(size_t{2} * m.num_kv_heads * tokens * row) + " bytes (K then V, " +
                            "[kv_heads][tokens][head_dim]), got " + std::to_string(payload.size()));
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const auto key = std::make_pair(seq, layer);
   auto it = next_token_.find(key);
   const uint64_t next = it != next_token_.end() ? it->second : uint64_t{store.SequenceBlocks(seq, layer)} * bt;
@@ -31,7 +31,9 @@ tierkv::Result<OpenBlocks::Result> OpenBlocks::Append(storage::BlockStore& store
     r.gap = true;
     return r;
   }
-  if ((first + tokens + bt - 1) / bt > (uint64_t{1} << 20)) return InvalidArgument("append: past the last block");
+  if ((first + tokens + bt - 1) / bt > store.max_blocks_per_sequence()) {
+    return InvalidArgument("append: past the last block");
+  }
   std::vector<std::byte> block(m.BlockBytes());
   for (uint32_t done = 0; done < tokens;) {
     const uint64_t pos = first + done;
@@ -59,12 +61,12 @@ tierkv::Result<OpenBlocks::Result> OpenBlocks::Append(storage::BlockStore& store
 }
 
 void OpenBlocks::Forget(uint64_t seq, uint32_t layer) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   next_token_.erase({seq, layer});
 }
 
 void OpenBlocks::Forget(uint64_t seq) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   next_token_.erase(next_token_.lower_bound({seq, 0}), next_token_.upper_bound({seq, UINT32_MAX}));
 }
 

@@ -8,10 +8,10 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <span>
 #include <utility>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "storage/block_store.h"
 
@@ -37,8 +37,8 @@ class OpenBlocks {
   void Forget(uint64_t seq);
 
  private:
-  std::mutex mu_;  // one append per namespace at a time (they are small)
-  std::map<std::pair<uint64_t, uint32_t>, uint64_t> next_token_;  // GUARDED_BY(mu_)
+  Mutex mu_;  // one append per namespace at a time (they are small)
+  std::map<std::pair<uint64_t, uint32_t>, uint64_t> next_token_ GUARDED_BY(mu_);
 };
 
 }  // namespace tierkv::daemon

@@ -5,7 +5,7 @@
 namespace tierkv::daemon {
 
 Status ChannelBudget::Reserve(uint32_t uid, bool admin, uint64_t bytes) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (total_.channels >= limits_.max_channels) {
     return ResourceExhausted("the daemon serves " + std::to_string(total_.channels) +
                              " channels already (limits.max_channels)");
@@ -36,7 +36,7 @@ Status ChannelBudget::Reserve(uint32_t uid, bool admin, uint64_t bytes) {
 
 void ChannelBudget::Release(uint32_t uid, size_t channels, uint64_t bytes) {
   if (channels == 0 && bytes == 0) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   total_.channels -= channels;
   total_.bytes -= bytes;
   auto it = uids_.find(uid);
@@ -47,12 +47,12 @@ void ChannelBudget::Release(uint32_t uid, size_t channels, uint64_t bytes) {
 }
 
 size_t ChannelBudget::channels() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return total_.channels;
 }
 
 uint64_t ChannelBudget::bytes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return total_.bytes;
 }
 

@@ -6,9 +6,9 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 
 #include "common/config.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace tierkv::daemon {
@@ -31,9 +31,9 @@ class ChannelBudget {
     uint64_t bytes = 0;
   };
   const LimitsSection limits_;
-  mutable std::mutex mu_;
-  Use total_;                     // GUARDED_BY(mu_)
-  std::map<uint32_t, Use> uids_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  Use total_ GUARDED_BY(mu_);
+  std::map<uint32_t, Use> uids_ GUARDED_BY(mu_);
 };
 
 }  // namespace tierkv::daemon

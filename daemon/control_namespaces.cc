@@ -34,7 +34,7 @@ void WaitForLastReference(const std::shared_ptr<NamespaceRuntime>& rt) {
 
 std::vector<std::pair<uint64_t, int32_t>> ControlService::AttachedSessions(NamespaceId id, uint64_t except) const {
   std::vector<std::pair<uint64_t, int32_t>> out;
-  std::lock_guard lock(sessions_mu_);
+  MutexLock lock(&sessions_mu_);
   for (const auto& [session, info] : session_info_) {
     if (session == except) continue;
     if (std::find(info.attached.begin(), info.attached.end(), id) != info.attached.end()) {
@@ -45,7 +45,7 @@ std::vector<std::pair<uint64_t, int32_t>> ControlService::AttachedSessions(Names
 }
 
 void ControlService::DetachAll(NamespaceId id) {
-  std::lock_guard lock(sessions_mu_);
+  MutexLock lock(&sessions_mu_);
   for (auto& [session, info] : session_info_) std::erase(info.attached, id);
 }
 
@@ -54,7 +54,7 @@ Result<Json> ControlService::DeleteNamespace(SessionState& s, const Json& req) {
   if (!s.admin) return PermissionDenied("uid " + std::to_string(s.peer.uid) + " may not delete namespaces");
   ASSIGN_OR_RETURN(std::string name, wire::GetString(req, "namespace", "", NamespaceSpec::kMaxNameLength));
   ASSIGN_OR_RETURN(const bool force, OptionalBool(req, "force"));
-  std::lock_guard one_at_a_time(delete_mu_);
+  MutexLock one_at_a_time(&delete_mu_);
   auto rec = registry_->FindByName(name);
   if (!rec) return NotFound("no namespace named '" + name + "'");
   const auto attached = AttachedSessions(rec->id, s.id);

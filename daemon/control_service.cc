@@ -72,7 +72,7 @@ void ControlService::CloseSession(SessionState& s) {
   }
   metrics_->SetConnections(static_cast<double>(--sessions_));
   {
-    std::lock_guard lock(sessions_mu_);
+    MutexLock lock(&sessions_mu_);
     session_info_.erase(s.id);
   }
   LOG(DEBUG) << "session " << s.id << " closed";
@@ -272,7 +272,7 @@ Result<wire::Json> ControlService::Shutdown(SessionState& s, const Json&) {
 }
 
 void ControlService::NoteSession(const SessionState& s) {
-  std::lock_guard lock(sessions_mu_);
+  MutexLock lock(&sessions_mu_);
   SessionInfo& info = session_info_[s.id];
   info.peer = s.peer;
   info.attached.assign(s.attached.begin(), s.attached.end());
@@ -359,7 +359,7 @@ Result<wire::Json> ControlService::Usage(SessionState& s, const Json& req) {
 Result<wire::Json> ControlService::Clients(SessionState& s, const Json&) {
   if (!s.admin) return PermissionDenied("uid " + std::to_string(s.peer.uid) + " may not list clients");
   Json list = Json::array();
-  std::lock_guard lock(sessions_mu_);
+  MutexLock lock(&sessions_mu_);
   for (const auto& [id, info] : session_info_) {
     Json names = Json::array();
     for (NamespaceId ns : info.attached) {

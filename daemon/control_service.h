@@ -11,13 +11,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/config.h"
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "common/wire.h"
 #include "daemon/channel.h"
@@ -143,8 +143,8 @@ class ControlService {
     std::vector<NamespaceId> attached;
     size_t channels = 0;
   };
-  mutable std::mutex sessions_mu_;
-  std::map<uint64_t, SessionInfo> session_info_;  // GUARDED_BY(sessions_mu_)
+  mutable Mutex sessions_mu_;
+  std::map<uint64_t, SessionInfo> session_info_ GUARDED_BY(sessions_mu_);
   const std::string gpu_description_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::atomic<uint64_t> next_session_{1};
@@ -152,7 +152,7 @@ class ControlService {
   std::atomic<int64_t> attached_sessions_{0};
   std::atomic<uint64_t> requests_{0};
   std::atomic<bool> shutting_down_{false};
-  std::mutex delete_mu_;  // one delete_namespace at a time
+  Mutex delete_mu_;  // one delete_namespace at a time
 };
 
 }  // namespace tierkv::daemon

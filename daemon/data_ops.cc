@@ -76,9 +76,11 @@ dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<ui
 // Blocks [block, block + count) of (seq, layer) from staging[offset, offset + count * BlockBytes).
 dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const size_t bb = rt_->model().BlockBytes();
-  if (req.count == 0 || req.count > (1u << 16)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  if (req.count == 0 || req.count > kMaxBlocksPerRequest) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
   if (req.length != bb * req.count) return Fail(StatusCode::kInvalidArgument, Detail::kLength);
-  if (uint64_t{req.block} + req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kBlock);
+  if (uint64_t{req.block} + req.count > rt_->store().max_blocks_per_sequence()) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kBlock);
+  }
   const bool prefix = req.flags & dp::kFlagPrefixBlock;
   if (prefix && (req.count != 1 || req.arg == 0)) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
   if (Status st = rt_->owners().ClaimForWrite(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
@@ -109,7 +111,7 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
 // each) at staging[offset, offset + length). value: the next token; value2: blocks sealed.
 dp::RingCompletion NamespaceOps::Append(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const ModelSpec& m = rt_->model();
-  if (req.count == 0 || req.count > (1u << 20)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  if (req.count == 0 || req.count > kMaxAppendTokens) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
   if (req.length != size_t{2} * m.num_kv_heads * req.count * m.head_dim * DTypeBytes(m.dtype)) {
     return Fail(StatusCode::kInvalidArgument, Detail::kLength);
   }
@@ -129,7 +131,7 @@ dp::RingCompletion NamespaceOps::Append(const dp::RingRequest& req, std::span<ui
 
 dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const size_t bb = rt_->model().BlockBytes();
-  if (req.count == 0 || req.count > (1u << 16)) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  if (req.count == 0 || req.count > kMaxBlocksPerRequest) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
   if (req.length != bb * req.count) return Fail(StatusCode::kInvalidArgument, Detail::kLength);
   for (uint32_t i = 0; i < req.count; ++i) {
     Status st = rt_->store().Get(req.seq, req.layer, req.block + i,
@@ -311,7 +313,7 @@ std::vector<uint64_t> NamespaceOps::ScopedHashes(std::span<const uint64_t> hashe
 // cached prefix becomes the first blocks of `seq`.
 dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const uint32_t bt = rt_->model().block_tokens;
-  if (req.length != uint64_t{req.count} * sizeof(int32_t) || req.count > (1u << 24)) {
+  if (req.length != uint64_t{req.count} * sizeof(int32_t) || req.count > kMaxPrefixTokens) {
     return Fail(StatusCode::kInvalidArgument, Detail::kLength);
   }
   std::vector<int32_t> tokens(req.count);

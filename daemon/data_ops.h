@@ -27,6 +27,12 @@ uint64_t ScopedPrefixHash(uint64_t content_hash, uint32_t publisher);
 // The largest budget or recent window (blocks) one Retrieve, or one sequence of a
 // batch, may ask for.
 inline constexpr uint32_t kMaxRetrieveBudget = 1u << 20;
+// The most blocks one Put or Get moves, tokens one Append adds, and token ids one
+// prefix lookup or load names. Block indices are bounded by the store's own
+// BlockStore::max_blocks_per_sequence().
+inline constexpr uint32_t kMaxBlocksPerRequest = 1u << 16;
+inline constexpr uint32_t kMaxAppendTokens = 1u << 20;
+inline constexpr uint32_t kMaxPrefixTokens = 1u << 24;
 
 // Batched Retrieve (dp::Op::kRetrieveBatch): the pool its selections run on (null:
 // on the channel's thread) and the most sequences one request may name.

@@ -129,7 +129,7 @@ Status Metrics::Serve(const std::string& listen, const LimitsSection& limits) {
   };
   http_ = std::make_unique<MetricsHttp>(std::move(options), [this] {
     std::vector<prometheus::MetricFamily> all = registry_->Collect();
-    std::lock_guard lock(collectables_mu_);
+    MutexLock lock(&collectables_mu_);
     for (const auto& c : collectables_) {
       auto more = c->Collect();
       all.insert(all.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
@@ -146,7 +146,7 @@ Status Metrics::Serve(const std::string& listen, const LimitsSection& limits) {
 }
 
 void Metrics::Register(const std::shared_ptr<prometheus::Collectable>& c) {
-  std::lock_guard lock(collectables_mu_);
+  MutexLock lock(&collectables_mu_);
   collectables_.push_back(c);
 }
 

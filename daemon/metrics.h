@@ -3,12 +3,12 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/config.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace prometheus {
@@ -66,8 +66,8 @@ class Metrics {
   void CreateKnownSeries();
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<class MetricsHttp> http_;
-  std::mutex collectables_mu_;
-  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;  // GUARDED_BY(collectables_mu_)
+  Mutex collectables_mu_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_ GUARDED_BY(collectables_mu_);
   std::string url_;
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* errors_;

@@ -9,8 +9,7 @@
 #pragma once
 
 #include <memory>
-#include <shared_mutex>
-
+#include "common/mutex.h"
 #include "daemon/channel.h"
 
 namespace tierkv::daemon {
@@ -19,18 +18,18 @@ class NamespaceGate {
  public:
   // Waits for the ops in flight; afterwards no op of a gated channel runs.
   void Close() {
-    std::unique_lock lock(mu_);
+    WriterLock lock(&mu_);
     closed_ = true;
   }
   bool closed() const {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(&mu_);
     return closed_;
   }
 
  private:
   friend class GatedOps;
-  mutable std::shared_mutex mu_;
-  bool closed_ = false;  // GUARDED_BY(mu_)
+  mutable SharedMutex mu_;
+  bool closed_ GUARDED_BY(mu_) = false;
 };
 
 class GatedOps final : public OpHandler {
@@ -38,13 +37,13 @@ class GatedOps final : public OpHandler {
   GatedOps(std::shared_ptr<NamespaceGate> gate, std::unique_ptr<OpHandler> inner)
       : gate_(std::move(gate)), inner_(std::move(inner)) {}
   dp::RingCompletion Handle(const dp::RingRequest& req, std::span<uint8_t> staging) override {
-    std::shared_lock lock(gate_->mu_);
+    ReaderLock lock(&gate_->mu_);
     if (gate_->closed_) return ErrorCompletion(req.tag, StatusCode::kNotFound, dp::Detail::kNamespaceDeleted);
     return inner_->Handle(req, staging);
   }
   // A closed namespace's leases went with its store: nothing to release.
   void OnClose() override {
-    std::shared_lock lock(gate_->mu_);
+    ReaderLock lock(&gate_->mu_);
     if (!gate_->closed_) inner_->OnClose();
   }
 

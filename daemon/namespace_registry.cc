@@ -42,7 +42,9 @@ Result<std::unique_ptr<NamespaceRegistry>> NamespaceRegistry::Load(storage::Mani
                                                                    size_t max_namespaces) {
   std::unique_ptr<NamespaceRegistry> reg(new NamespaceRegistry(manifest, max_namespaces));
   Status decode_error;
+  MutexLock lock(&reg->mu_);  // not shared yet: for the analysis (Scan calls back on this thread)
   RETURN_IF_ERROR(manifest->Scan(storage::Cf::kNamespaces, "", [&](std::string_view k, std::string_view v) {
+    reg->mu_.AssertHeld();  // Scan calls back on this thread, under the lock taken above
     auto rec = Decode(k, v);
     if (!rec.ok()) {
       decode_error = rec.status();
@@ -62,7 +64,7 @@ Result<std::unique_ptr<NamespaceRegistry>> NamespaceRegistry::Load(storage::Mani
 
 Result<NamespaceRegistry::CreateResult> NamespaceRegistry::Create(
     NamespaceSpec spec, uint32_t creator_uid, const std::function<Status(const NamespaceRecord&)>& open) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (auto it = by_name_.find(spec.name); it != by_name_.end()) {
     const NamespaceRecord& existing = by_id_.at(it->second);
     if (existing.spec.model != spec.model) {
@@ -90,7 +92,7 @@ Result<NamespaceRegistry::CreateResult> NamespaceRegistry::Create(
 }
 
 Status NamespaceRegistry::Remove(NamespaceId id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return NotFound("no namespace " + std::to_string(id));
   storage::Manifest::Batch batch;
@@ -103,28 +105,28 @@ Status NamespaceRegistry::Remove(NamespaceId id) {
 }
 
 std::optional<NamespaceRecord> NamespaceRegistry::FindByName(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = by_name_.find(name);
   if (it == by_name_.end()) return std::nullopt;
   return by_id_.at(it->second);
 }
 
 std::optional<NamespaceRecord> NamespaceRegistry::FindById(NamespaceId id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return std::nullopt;
   return it->second;
 }
 
 std::vector<NamespaceRecord> NamespaceRegistry::List() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<NamespaceRecord> out;
   for (const auto& [id, rec] : by_id_) out.push_back(rec);
   return out;
 }
 
 size_t NamespaceRegistry::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return by_id_.size();
 }
 

@@ -6,12 +6,12 @@
 
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/ids.h"
+#include "common/mutex.h"
 #include "common/namespace_spec.h"
 #include "storage/manifest.h"
 
@@ -52,10 +52,10 @@ class NamespaceRegistry {
 
   storage::Manifest* const manifest_;
   const size_t max_;
-  mutable std::mutex mu_;
-  std::map<NamespaceId, NamespaceRecord> by_id_;  // GUARDED_BY(mu_)
-  std::map<std::string, NamespaceId> by_name_;    // GUARDED_BY(mu_)
-  NamespaceId next_id_ = 1;                       // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<NamespaceId, NamespaceRecord> by_id_ GUARDED_BY(mu_);
+  std::map<std::string, NamespaceId> by_name_ GUARDED_BY(mu_);
+  NamespaceId next_id_ GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace tierkv::daemon

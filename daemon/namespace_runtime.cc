@@ -140,26 +140,28 @@ Status NamespaceRuntime::LoadPolicy(storage::Policy* storage_policy) {
   Json sp, rp;
   SplitPolicy(j, &sp, &rp);
   ASSIGN_OR_RETURN(*storage_policy, storage::ApplyPolicyChanges(storage::Policy{}, sp));
-  ASSIGN_OR_RETURN(retrieval_policy_, ApplyRetrievalChanges(RetrievalPolicy{}, rp));
-  retrieval_.SetPolicy(retrieval_policy_);  // what puts index for
+  ASSIGN_OR_RETURN(RetrievalPolicy retrieval, ApplyRetrievalChanges(RetrievalPolicy{}, rp));
+  retrieval_.SetPolicy(retrieval);  // what puts index for
+  MutexLock lock(&policy_mu_);  // the runtime is not shared yet; the field is guarded all the same
+  retrieval_policy_ = std::move(retrieval);
   return OkStatus();
 }
 
 Json NamespaceRuntime::PolicyJson() const {
   Json j = storage::PolicyToJson(store_->policy());
-  std::lock_guard lock(policy_mu_);
+  MutexLock lock(&policy_mu_);
   j.update(RetrievalPolicyToJson(retrieval_policy_));
   return j;
 }
 
 RetrievalPolicy NamespaceRuntime::retrieval_policy() const {
-  std::lock_guard lock(policy_mu_);
+  MutexLock lock(&policy_mu_);
   return retrieval_policy_;
 }
 
 Status NamespaceRuntime::SetPolicy(const Json& changes) {
   if (!changes.is_object()) return InvalidArgument("policy must be an object");
-  std::lock_guard lock(policy_mu_);
+  MutexLock lock(&policy_mu_);
   Json sp, rp;
   SplitPolicy(changes, &sp, &rp);
   ASSIGN_OR_RETURN(storage::Policy next_storage, storage::ApplyPolicyChanges(store_->policy(), sp));

@@ -6,11 +6,11 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 
 #include <nlohmann/json.hpp>
 
 #include "common/config.h"
+#include "common/mutex.h"
 #include "daemon/append.h"
 #include "daemon/namespace_gate.h"
 #include "daemon/namespace_registry.h"
@@ -87,8 +87,8 @@ class NamespaceRuntime {
   RetrievalStats retrieval_stats_;
   SequenceOwners owners_;
   OpenBlocks open_blocks_;
-  mutable std::mutex policy_mu_;
-  RetrievalPolicy retrieval_policy_;  // GUARDED_BY(policy_mu_)
+  mutable Mutex policy_mu_;
+  RetrievalPolicy retrieval_policy_ GUARDED_BY(policy_mu_);
   PolicyStats policy_stats_;
   storage::remote::RemoteTier* remote_ = nullptr;
   storage::remote::Fingerprint remote_fp_;

@@ -6,9 +6,9 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <vector>
 
+#include "common/mutex.h"
 #include "daemon/namespace_runtime.h"
 
 namespace tierkv::daemon {
@@ -38,8 +38,8 @@ class Runtimes {
   const Config config_;
   storage::Manifest* const manifest_;
   storage::remote::RemoteTier* const remote_;
-  mutable std::mutex mu_;
-  std::map<NamespaceId, std::shared_ptr<NamespaceRuntime>> runtimes_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<NamespaceId, std::shared_ptr<NamespaceRuntime>> runtimes_ GUARDED_BY(mu_);
 };
 
 }  // namespace tierkv::daemon

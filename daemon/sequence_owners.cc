@@ -17,10 +17,11 @@ std::string SequenceOwners::Key(SequenceId seq) const {
 Status SequenceOwners::Load(const std::function<bool(SequenceId)>& has_blocks) {
   std::string prefix(1, kOwnerTag);
   storage::AppendBigEndian32(&prefix, ns_);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   storage::Manifest::Batch stale;
   size_t bad = 0;
   RETURN_IF_ERROR(manifest_->Scan(storage::Cf::kSequences, prefix, [&](std::string_view k, std::string_view v) {
+    mu_.AssertHeld();  // Scan calls back on this thread, under the lock taken above
     if (k.size() != 13 || v.size() != 4) {
       ++bad;
       stale.Delete(storage::Cf::kSequences, k);
@@ -42,7 +43,7 @@ Status SequenceOwners::Denied(SequenceId seq, uint32_t owner, const Caller& call
 }
 
 Status SequenceOwners::ClaimForWrite(SequenceId seq, const Caller& caller) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = owners_.find(seq);
   if (it != owners_.end()) {
     if (it->second == caller.uid || caller.admin) return OkStatus();
@@ -56,27 +57,27 @@ Status SequenceOwners::ClaimForWrite(SequenceId seq, const Caller& caller) {
 }
 
 Status SequenceOwners::CheckClose(SequenceId seq, const Caller& caller) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = owners_.find(seq);
   if (it == owners_.end() || it->second == caller.uid || caller.admin) return OkStatus();
   return Denied(seq, it->second, caller, "close it");
 }
 
 void SequenceOwners::Forget(SequenceId seq) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (owners_.erase(seq) == 0) return;
   const Status st = manifest_->Delete(storage::Cf::kSequences, Key(seq), /*sync=*/false);
   if (!st.ok()) LOG(WARNING) << "namespace " << ns_ << ": forget owner of sequence " << seq << ": " << st.ToString();
 }
 
 int64_t SequenceOwners::OwnerOf(SequenceId seq) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = owners_.find(seq);
   return it == owners_.end() ? -1 : int64_t{it->second};
 }
 
 size_t SequenceOwners::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return owners_.size();
 }
 

@@ -12,10 +12,10 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <unordered_map>
 
 #include "common/ids.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "storage/manifest.h"
 
@@ -51,8 +51,8 @@ class SequenceOwners {
 
   const NamespaceId ns_;
   storage::Manifest* const manifest_;
-  mutable std::mutex mu_;
-  std::unordered_map<SequenceId, uint32_t> owners_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unordered_map<SequenceId, uint32_t> owners_ GUARDED_BY(mu_);
 };
 
 }  // namespace tierkv::daemon

@@ -3,24 +3,26 @@
 #include <algorithm>
 #include <atomic>
 
+#include "common/mutex.h"
+
 namespace tierkv::daemon {
 
 struct WorkerPool::Job {
   const std::function<void(size_t)>* fn;
   size_t n;
   std::atomic<size_t> next{0};  // the next item to claim
-  std::mutex mu;
-  std::condition_variable done_cv;
-  size_t done = 0;  // GUARDED_BY(mu)
+  Mutex mu;
+  CondVar done_cv;
+  size_t done GUARDED_BY(mu) = 0;
 
   // Claims and runs items until none is left; true when this call ran the last one.
   void Drain() {
     size_t ran = 0;
     for (size_t i; (i = next.fetch_add(1)) < n; ++ran) (*fn)(i);
     if (ran == 0) return;
-    std::lock_guard lock(mu);
+    MutexLock lock(&mu);
     done += ran;
-    if (done == n) done_cv.notify_all();
+    if (done == n) done_cv.NotifyAll();
   }
 };
 
@@ -31,10 +33,10 @@ WorkerPool::WorkerPool(size_t threads) {
 
 WorkerPool::~WorkerPool() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   for (auto& t : threads_) t.join();
 }
 
@@ -53,31 +55,31 @@ void WorkerPool::ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
   job->fn = &fn;
   job->n = n;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     jobs_.push_back(job);
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   job->Drain();  // the caller works too
   {
-    std::lock_guard lock(mu_);  // no helper picks it up from now on
+    MutexLock lock(&mu_);  // no helper picks it up from now on
     jobs_.erase(std::remove(jobs_.begin(), jobs_.end(), job), jobs_.end());
   }
-  std::unique_lock lock(job->mu);
-  job->done_cv.wait(lock, [&] { return job->done == job->n; });
+  MutexLock lock(&job->mu);
+  while (job->done != job->n) job->done_cv.Wait(&job->mu);
 }
 
 void WorkerPool::Run() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    while (!stop_ && jobs_.empty()) cv_.Wait(&mu_);
     if (stop_) return;
     std::shared_ptr<Job> job = jobs_.front();
     // Rotate: several callers' jobs share the helpers.
     jobs_.pop_front();
     jobs_.push_back(job);
-    lock.unlock();
+    lock.Unlock();
     job->Drain();
-    lock.lock();
+    lock.Lock();
     if (job->next.load() >= job->n) jobs_.erase(std::remove(jobs_.begin(), jobs_.end(), job), jobs_.end());
   }
 }

@@ -8,14 +8,14 @@
 // Thread-safe. fn must not throw.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace tierkv::daemon {
 
@@ -38,10 +38,10 @@ class WorkerPool {
   struct Job;  // one ParallelFor: its items and how many are left
   void Run();
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Job>> jobs_;  // GUARDED_BY(mu_): jobs with items not yet claimed
-  bool stop_ = false;                      // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::shared_ptr<Job>> jobs_ GUARDED_BY(mu_);  // jobs with items not yet claimed
+  bool stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 

@@ -20,6 +20,8 @@ PKGS=(
   # The remote tier R (storage/remote/, make test): hiredis to build, a local Redis
   # Cluster of redis-server processes for its tests (they start their own).
   redis-server libhiredis-dev
+  # The thread-safety build (make tsa): clang's -Wthread-safety.
+  clang
 )
 # Extra packages for the benchmark report (make bench-report).
 if [[ "${TIERKV_DEPS_EXTRA:-0}" == 1 ]]; then

@@ -40,12 +40,12 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
 
 BlockStore::~BlockStore() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  migrate_cv_.notify_all();
-  room_cv_.notify_all();
-  io_cv_.notify_all();
+  migrate_cv_.NotifyAll();
+  room_cv_.NotifyAll();
+  io_cv_.NotifyAll();
   if (migrator_.joinable()) migrator_.join();
 }
 
@@ -108,7 +108,7 @@ Status BlockStore::PutBlocks(SequenceId seq, uint32_t layer, uint32_t first, uin
     return InvalidArgument("payload of " + std::to_string(payload.size()) + " bytes for " + std::to_string(count) +
                            " blocks of " + std::to_string(block_bytes_));
   }
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   if (prefix_hash != 0) NotePrefixUse(prefix_hash);
   // Blocks placed and pinned, their D writes not made yet: under write-through they
   // go to D as one commit, a group at most a slice of G + H (they stay pinned).
@@ -143,14 +143,14 @@ Status BlockStore::PutBlocks(SequenceId seq, uint32_t layer, uint32_t first, uin
 // Lock held: the in-memory half of a put. On success *ref is the block, placed and
 // pinned (FinishPlaced unpins it), or kNoBlock when the put shared a stored prefix
 // block (then *deduplicated and *durable are final).
-Status BlockStore::PlaceBlock(std::unique_lock<std::mutex>& lock, SequenceId seq, uint32_t layer, uint32_t index,
+Status BlockStore::PlaceBlock(MutexLock& lock, SequenceId seq, uint32_t layer, uint32_t index,
                               std::span<const std::byte> payload, uint64_t prefix_hash, BlockRef* placed,
                               bool* deduplicated, bool* durable) {
   // A block with a transfer in flight (the migrator writing it to D, a load, another
   // put placing it) is pinned for the length of one transfer: wait for it.
   BlockRef existing = index_.Find(seq, layer, index);
   while (existing != kNoBlock && (index_.meta(existing).flags & kIoPending) && !stop_) {
-    io_cv_.wait(lock);
+    io_cv_.Wait(&mu_);
     existing = index_.Find(seq, layer, index);
   }
   if (existing != kNoBlock && index_.meta(existing).leases > 0) {
@@ -185,7 +185,7 @@ Status BlockStore::PlaceBlock(std::unique_lock<std::mutex>& lock, SequenceId seq
   ++m.leases;
   Status st = PlaceInMemory(lock, ref, payload, Protected(ref));
   index_.meta(ref).flags &= ~kIoPending;
-  io_cv_.notify_all();
+  io_cv_.NotifyAll();
   if (st.ok()) {
     *placed = ref;
     return OkStatus();
@@ -207,7 +207,7 @@ Status BlockStore::PlaceBlock(std::unique_lock<std::mutex>& lock, SequenceId seq
 // Lock held: the rest of the puts of *placed. Under write-through their D writes go
 // as one commit (shared with other writers' under group commit); each block is
 // durable once that commit (and its prefix link) is. Empties *placed.
-void BlockStore::FinishPlaced(std::unique_lock<std::mutex>& lock, SequenceId seq, uint64_t prefix_hash,
+void BlockStore::FinishPlaced(MutexLock& lock, SequenceId seq, uint64_t prefix_hash,
                               std::vector<PlacedBlock>* placed, PutOutcome* out) {
   if (placed->empty()) return;
   std::vector<bool> on_disk;  // stays empty under write-back (no D write, nothing durable)
@@ -250,7 +250,7 @@ Status BlockStore::ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, Bl
   return OkStatus();
 }
 
-void BlockStore::WriteThrough(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
+void BlockStore::WriteThrough(MutexLock& lock, std::span<const BlockRef> refs,
                               std::vector<bool>* on_disk) {
   if (d_) {
     std::vector<Status> written;
@@ -272,7 +272,7 @@ Status BlockStore::PersistLink(SequenceId seq, uint32_t layer, uint32_t index, u
 
 Status BlockStore::Get(SequenceId seq, uint32_t layer, uint32_t index, std::span<std::byte> out) {
   if (out.size() < block_bytes_) return InvalidArgument("output buffer smaller than a block");
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   ++stats_.gets;
   const BlockRef ref = index_.Find(seq, layer, index);
   if (ref == kNoBlock) {
@@ -313,7 +313,7 @@ Status BlockStore::Get(SequenceId seq, uint32_t layer, uint32_t index, std::span
 }
 
 Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks, MissMode mode) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   Lease lease;
   lease.id = next_lease_++;
   std::vector<BlockRef> pinned;
@@ -384,7 +384,7 @@ Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<cons
 }
 
 Result<uint32_t> BlockStore::Prefetch(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<BlockRef> refs;
   for (uint32_t idx : blocks) {
     const BlockRef ref = index_.Find(seq, layer, idx);
@@ -405,28 +405,28 @@ Result<uint32_t> BlockStore::Prefetch(SequenceId seq, uint32_t layer, std::span<
 }
 
 Status BlockStore::Release(uint64_t lease_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) return NotFound("no lease " + std::to_string(lease_id));
   for (BlockRef ref : it->second) Unpin(ref);
   MaybeFree(it->second);
   leases_.erase(it);
-  room_cv_.notify_all();
+  room_cv_.NotifyAll();
   return OkStatus();
 }
 
 Status BlockStore::DropSequence(SequenceId seq) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!index_.HasSequence(seq)) return NotFound("no sequence " + std::to_string(seq));
   MaybeFree(index_.RemoveSequence(seq));
-  room_cv_.notify_all();
+  room_cv_.NotifyAll();
   // Prefix links of the sequence go with it (write-through records them at each put,
   // a shutdown drain under any policy).
   return DeleteLinkRecords(seq);
 }
 
 uint32_t BlockStore::MatchPrefix(std::span<const uint64_t> hashes) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   uint32_t n = 0;
   for (uint64_t h : hashes) {
     for (uint32_t layer = 0; layer < options_.model.num_layers; ++layer) {
@@ -438,7 +438,7 @@ uint32_t BlockStore::MatchPrefix(std::span<const uint64_t> hashes) const {
 }
 
 Status BlockStore::LinkPrefix(SequenceId seq, std::span<const uint64_t> hashes) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (uint64_t h : hashes) NotePrefixUse(h);
   Manifest::Batch batch;
   for (uint32_t i = 0; i < hashes.size(); ++i) {
@@ -469,43 +469,43 @@ Status BlockStore::LinkPrefix(SequenceId seq, std::span<const uint64_t> hashes) 
 }
 
 Policy BlockStore::policy() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return policy_;
 }
 
 void BlockStore::SetPolicy(const Policy& p) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   policy_ = p;
   RequestMigration();  // a smaller watermark takes effect now
 }
 
 uint32_t BlockStore::SequenceBlocks(SequenceId seq, uint32_t layer) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return index_.SequenceBlocks(seq, layer);
 }
 
 size_t BlockStore::num_blocks() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return index_.live_blocks();
 }
 
 size_t BlockStore::num_sequences() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return index_.num_sequences();
 }
 
 size_t BlockStore::num_leases() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return leases_.size();
 }
 
 Status BlockStore::disk_admission() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return disk_error_;
 }
 
 size_t BlockStore::MetadataBytes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   size_t bytes = index_.MetadataBytes();
   for (const auto& [id, refs] : leases_) bytes += refs.capacity() * sizeof(BlockRef) + 48;
   return bytes;

@@ -41,11 +41,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <thread>
 #include <unordered_map>
@@ -53,6 +51,7 @@
 
 #include "common/ids.h"
 #include "common/model_spec.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "storage/arena_tier.h"
 #include "storage/block_index.h"
@@ -242,8 +241,11 @@ class BlockStore {
   Status disk_admission() const;
   const BlockStoreStats& stats() const { return stats_; }
   const ModelSpec& model() const { return options_.model; }
+  uint32_t max_blocks_per_sequence() const { return options_.max_blocks_per_sequence; }  // per layer
   // How H->G batches are copied: "device-gather", "host-gather" or "per-block-copy".
-  std::string_view promotion_path() const { return BlockMover::PathName(mover_.path()); }
+  // No lock: the mover's path is const from construction (the analysis sees only
+  // that mover_ is guarded).
+  std::string_view promotion_path() const NO_THREAD_SAFETY_ANALYSIS { return BlockMover::PathName(mover_.path()); }
   ArenaTier* gpu_tier() const { return g_; }
   ArenaTier* host_tier() const { return h_; }
   Tier* disk_tier() const { return d_; }
@@ -254,39 +256,40 @@ class BlockStore {
  private:
   BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier* h, Tier* d, Manifest* manifest);
 
-  // All REQUIRES mu_ held. Functions taking the lock may drop it for disk I/O; on
-  // return every BlockMeta reference taken before must be looked up again.
+  // Functions taking the caller's `lock` drop mu_ for disk I/O (mu_.Unlock() ...
+  // mu_.Lock(): the analysis checks the window) and hold it again on return; every
+  // BlockMeta reference taken before must be looked up again.
   Status CheckPutArgs(uint32_t layer, uint32_t index, size_t bytes) const;  // no lock needed
-  SlotTag TagOf(BlockRef ref) const;
-  std::string RecordKeyOf(BlockRef ref) const;
-  bool Protected(BlockRef ref) const;
-  void Touch(BlockRef ref);
+  SlotTag TagOf(BlockRef ref) const REQUIRES(mu_);
+  std::string RecordKeyOf(BlockRef ref) const REQUIRES(mu_);
+  bool Protected(BlockRef ref) const REQUIRES(mu_);
+  void Touch(BlockRef ref) REQUIRES(mu_);
   // Drops one pin; the last one also ends the publication of the block's location.
-  void Unpin(BlockRef ref);
-  uint32_t NextGeneration() { return ++generation_clock_; }
-  Status PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<const std::byte> payload,
-                       bool prefer_gpu);
+  void Unpin(BlockRef ref) REQUIRES(mu_);
+  uint32_t NextGeneration() REQUIRES(mu_) { return ++generation_clock_; }
+  Status PlaceInMemory(MutexLock& lock, BlockRef ref, std::span<const std::byte> payload,
+                       bool prefer_gpu) REQUIRES(mu_);
   Status ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, BlockRef existing, BlockRef shared,
-                    uint64_t hash, bool* deduplicated, bool* durable);
+                    uint64_t hash, bool* deduplicated, bool* durable) REQUIRES(mu_);
   // Writes just-put blocks to D as one commit (write-through); (*on_disk)[k] is
   // true when refs[k] is durable.
-  void WriteThrough(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs, std::vector<bool>* on_disk);
+  void WriteThrough(MutexLock& lock, std::span<const BlockRef> refs, std::vector<bool>* on_disk) REQUIRES(mu_);
   // The two halves of a put (PutBlocks): placed in memory and pinned, then written
   // through and unpinned.
   struct PlacedBlock {
     BlockRef ref;
     uint32_t layer, index;
   };
-  Status PlaceBlock(std::unique_lock<std::mutex>& lock, SequenceId seq, uint32_t layer, uint32_t index,
+  Status PlaceBlock(MutexLock& lock, SequenceId seq, uint32_t layer, uint32_t index,
                     std::span<const std::byte> payload, uint64_t prefix_hash, BlockRef* placed, bool* deduplicated,
-                    bool* durable);
-  void FinishPlaced(std::unique_lock<std::mutex>& lock, SequenceId seq, uint64_t prefix_hash,
-                    std::vector<PlacedBlock>* placed, PutOutcome* out);
+                    bool* durable) REQUIRES(mu_);
+  void FinishPlaced(MutexLock& lock, SequenceId seq, uint64_t prefix_hash,
+                    std::vector<PlacedBlock>* placed, PutOutcome* out) REQUIRES(mu_);
   // H -> G for the refs that can move, as one batched copy (BlockMover: one gather
   // launch on a GPU); returns how many moved. A block stays on H when a transfer
   // reads its H copy, a lease was handed its H location, or G is full of pinned or
   // protected blocks.
-  size_t MoveToGpu(std::span<const BlockRef> refs);
+  size_t MoveToGpu(std::span<const BlockRef> refs) REQUIRES(mu_);
   // Blocks on their way H -> G: their H slots and the G slots allocated for them.
   struct PromotionBatch {
     std::vector<BlockRef> refs;
@@ -294,80 +297,80 @@ class BlockStore {
   };
   // Copies a batch (one BlockMover call), commits the G slots and frees the H
   // slots; a block whose copy failed stays on H. Returns how many moved; empties it.
-  size_t CopyPromotions(PromotionBatch* batch);
+  size_t CopyPromotions(PromotionBatch* batch) REQUIRES(mu_);
   // G -> H by a memory copy. REQUIRES: ref unpinned.
-  Status DemoteToHost(BlockRef ref);
+  Status DemoteToHost(BlockRef ref) REQUIRES(mu_);
   // Moves up to n cold unpinned blocks H -> D (clean ones just leave H). Returns
   // how many H slots it freed.
-  size_t DemoteHostBatch(std::unique_lock<std::mutex>& lock, size_t n);
+  size_t DemoteHostBatch(MutexLock& lock, size_t n) REQUIRES(mu_);
   // Writes the memory copies of refs (each pinned by the caller) to fresh D slots as
   // one batch: data, one fdatasync, one manifest batch, then frees the old D slots.
   // (*results)[i] is ref i's outcome; blocks already current on D are OK at once.
-  void WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
-                   std::vector<Status>* results);
+  void WriteToDisk(MutexLock& lock, std::span<const BlockRef> refs,
+                   std::vector<Status>* results) REQUIRES(mu_);
   struct WriteJob;  // one block's write (block_store_disk.cc)
-  std::vector<WriteJob> StartWrites(std::span<const BlockRef> refs, std::vector<Status>* results);
+  std::vector<WriteJob> StartWrites(std::span<const BlockRef> refs, std::vector<Status>* results) REQUIRES(mu_);
   // Lock dropped: payloads (compressed), then the D commit (block_store_disk.cc).
-  void PrepareWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group);
-  void CommitJobs(std::vector<WriteJob>& jobs);
+  void PrepareWrites(std::vector<WriteJob>& jobs, Compression compression, uint32_t group) EXCLUDES(mu_);
+  void CommitJobs(std::vector<WriteJob>& jobs) EXCLUDES(mu_);
   // The commit queue's leader: one commit for the jobs of every writer in the group.
-  void CommitGroup(std::span<std::vector<WriteJob*>* const> group);
-  void CommitWrites(std::span<WriteJob* const> jobs);  // both stages, no queue (group commit off)
-  void CommitData(std::span<WriteJob* const> jobs);
-  void CommitRecords(std::span<WriteJob* const> jobs);
-  void FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* results);
+  void CommitGroup(std::span<std::vector<WriteJob*>* const> group) EXCLUDES(mu_);
+  void CommitWrites(std::span<WriteJob* const> jobs) EXCLUDES(mu_);  // both stages, no queue (group commit off)
+  void CommitData(std::span<WriteJob* const> jobs) EXCLUDES(mu_);
+  void CommitRecords(std::span<WriteJob* const> jobs) EXCLUDES(mu_);
+  void FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* results) REQUIRES(mu_);
   // Brings the D copies of refs (each pinned by the caller) into H as one read batch.
   // Blocks already in memory are OK; a block with a transfer in flight is waited for
   // when `wait` (else kBusy: the migrator never waits, a put may be waiting on it).
-  void LoadFromDisk(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
-                    std::vector<Status>* results, bool wait = true);
-  void LoadBatch(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs, std::span<Status> results);
+  void LoadFromDisk(MutexLock& lock, std::span<const BlockRef> refs,
+                    std::vector<Status>* results, bool wait = true) REQUIRES(mu_);
+  void LoadBatch(MutexLock& lock, std::span<const BlockRef> refs, std::span<Status> results) REQUIRES(mu_);
   // Reads the D copy of a D-only block straight into out (block_bytes_), without
   // placing it in H (H has no room). REQUIRES: ref pinned by the caller.
-  Status ReadDiskDirect(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<std::byte> out);
+  Status ReadDiskDirect(MutexLock& lock, BlockRef ref, std::span<std::byte> out) REQUIRES(mu_);
   // Reads (and decodes) one D copy into out with the lock dropped; a copy that fails
   // verification is read once more.
-  Status ReadVerified(SlotId slot, const SlotTag& tag, std::span<std::byte> out);
+  Status ReadVerified(SlotId slot, const SlotTag& tag, std::span<std::byte> out) EXCLUDES(mu_);
   // Turns a D payload just read into out into the raw block (kCorruption when it is
   // not a valid payload of this model; out is then zeroed).
   Status DecodeInPlace(const SlotInfo& info, std::span<std::byte> out);
   // After a failed D read of ref's copy in `slot` (lock held): counts it, and drops
   // the copy when it failed verification and is still the block's.
-  void NoteReadFailure(BlockRef ref, SlotId slot, const SlotTag& tag, const Status& st);
-  bool DiskAdmits();
-  void NoteDiskResult(const Status& st);
-  void ReleaseMemory(BlockRef ref);
+  void NoteReadFailure(BlockRef ref, SlotId slot, const SlotTag& tag, const Status& st) REQUIRES(mu_);
+  bool DiskAdmits() REQUIRES(mu_);
+  void NoteDiskResult(const Status& st) REQUIRES(mu_);
+  void ReleaseMemory(BlockRef ref) REQUIRES(mu_);
   // Drops the D copy: its record delete goes into *batch, its slot into *slots (the
   // caller writes the batch, then frees the slots).
-  void ForgetDiskCopy(BlockRef ref, Manifest::Batch* batch, std::vector<SlotId>* slots);
-  void ForgetDiskCopyNow(BlockRef ref);
+  void ForgetDiskCopy(BlockRef ref, Manifest::Batch* batch, std::vector<SlotId>* slots) REQUIRES(mu_);
+  void ForgetDiskCopyNow(BlockRef ref) REQUIRES(mu_);
   // True when another live block now has ref's record key and its record (or a D
   // write that will record it): ref's record delete must not be written then.
-  bool SuccessorOwnsRecord(BlockRef ref) const;
+  bool SuccessorOwnsRecord(BlockRef ref) const REQUIRES(mu_);
   // Frees the blocks that have no owner and no pin (one manifest batch).
-  void MaybeFree(std::span<const BlockRef> refs);
-  void MaybeFree(BlockRef ref) { MaybeFree(std::span<const BlockRef>(&ref, 1)); }
+  void MaybeFree(std::span<const BlockRef> refs) REQUIRES(mu_);
+  void MaybeFree(BlockRef ref) REQUIRES(mu_) { MaybeFree(std::span<const BlockRef>(&ref, 1)); }
   void CommitRecordDeletes(const Manifest::Batch& batch, const std::vector<SlotId>& slots);
-  Status PersistLink(SequenceId seq, uint32_t layer, uint32_t index, uint64_t hash);
-  BlockRef PickVictim(TierKind tier) const;
-  bool OverHigh(TierKind tier) const;
-  bool OverLow(TierKind tier) const;
-  void MigratorLoop();
-  void RequestMigration();  // REQUIRES: mu_ held
-  Status Recover();
+  Status PersistLink(SequenceId seq, uint32_t layer, uint32_t index, uint64_t hash) REQUIRES(mu_);
+  BlockRef PickVictim(TierKind tier) const REQUIRES(mu_);
+  bool OverHigh(TierKind tier) const REQUIRES(mu_);
+  bool OverLow(TierKind tier) const REQUIRES(mu_);
+  void MigratorLoop() EXCLUDES(mu_);
+  void RequestMigration() REQUIRES(mu_);
+  Status Recover() EXCLUDES(mu_);
   // Recover's steps: the records whose slot headers agree become D-only blocks (the
   // others are added to *stale); then the prefix links.
   struct Recorded;  // one manifest record (block_store_recovery.cc)
-  Status AdoptRecords(const std::vector<Recorded>& records, Manifest::Batch* stale, uint64_t* dropped);
-  Status RecoverLinks();
-  // Drain's steps (block_store_drain.cc). REQUIRES mu_ held.
-  std::vector<BlockRef> DirtyBlocks() const;  // in drain order
-  uint64_t RecordPrefixLinks(Status* error);
+  Status AdoptRecords(const std::vector<Recorded>& records, Manifest::Batch* stale, uint64_t* dropped) REQUIRES(mu_);
+  Status RecoverLinks() REQUIRES(mu_);
+  // Drain's steps (block_store_drain.cc).
+  std::vector<BlockRef> DirtyBlocks() const REQUIRES(mu_);  // in drain order
+  uint64_t RecordPrefixLinks(Status* error) REQUIRES(mu_);
   // Deletes the prefix link records of a sequence (whatever the policy: a drain
   // records them under write-back too).
   Status DeleteLinkRecords(SequenceId seq);
 
-  void NotePrefixUse(uint64_t hash);  // REQUIRES: mu_ held
+  void NotePrefixUse(uint64_t hash) REQUIRES(mu_);
 
   const BlockStoreOptions options_;
   ArenaTier* const g_;
@@ -377,26 +380,26 @@ class BlockStore {
   Manifest* const manifest_;
   const size_t block_bytes_;
 
-  std::mutex migrate_mu_;  // one migration pass at a time; taken before mu_
-  mutable std::mutex mu_;
-  std::condition_variable room_cv_;  // signalled when slots are freed
-  std::condition_variable io_cv_;    // signalled when transfers complete (kIoPending cleared)
-  std::condition_variable migrate_cv_;
-  Policy policy_;                       // GUARDED_BY(mu_)
-  BlockIndex index_;                    // GUARDED_BY(mu_)
-  std::unordered_map<uint64_t, std::vector<BlockRef>> leases_;  // GUARDED_BY(mu_)
-  uint64_t next_lease_ = 1;             // GUARDED_BY(mu_)
-  uint32_t generation_clock_ = 0;       // last generation handed out; GUARDED_BY(mu_)
-  std::vector<BlockRef> deferred_;      // defer-mode misses to promote; GUARDED_BY(mu_)
-  BlockMover mover_;                    // H -> G batches; GUARDED_BY(mu_)
-  Status disk_error_;                   // why D stopped admitting, OK when it admits; GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point disk_retry_at_;  // GUARDED_BY(mu_)
-  bool disk_full_logged_ = false;       // "D is full" logged, not yet "admits again"; GUARDED_BY(mu_)
-  bool stop_ = false;                   // GUARDED_BY(mu_)
-  bool migrate_requested_ = false;      // GUARDED_BY(mu_)
+  Mutex migrate_mu_ ACQUIRED_BEFORE(mu_);  // one migration pass at a time
+  mutable Mutex mu_;
+  CondVar room_cv_;  // signalled when slots are freed
+  CondVar io_cv_;    // signalled when transfers complete (kIoPending cleared)
+  CondVar migrate_cv_;
+  Policy policy_ GUARDED_BY(mu_);
+  BlockIndex index_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, std::vector<BlockRef>> leases_ GUARDED_BY(mu_);
+  uint64_t next_lease_ GUARDED_BY(mu_) = 1;
+  uint32_t generation_clock_ GUARDED_BY(mu_) = 0;  // last generation handed out
+  std::vector<BlockRef> deferred_ GUARDED_BY(mu_);  // defer-mode misses to promote
+  BlockMover mover_ GUARDED_BY(mu_);  // H -> G batches
+  Status disk_error_ GUARDED_BY(mu_);  // why D stopped admitting, OK when it admits
+  std::chrono::steady_clock::time_point disk_retry_at_ GUARDED_BY(mu_);
+  bool disk_full_logged_ GUARDED_BY(mu_) = false;  // "D is full" logged, not yet "admits again"
+  bool stop_ GUARDED_BY(mu_) = false;
+  bool migrate_requested_ GUARDED_BY(mu_) = false;
   mutable uint64_t sample_state_ = 0x2545F4914F6CDD1Dull;
   BlockStoreStats stats_;
-  // When each cached prefix (content hash) was last put or linked; GUARDED_BY(mu_).
+  // When each cached prefix (content hash) was last put or linked.
   std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> prefix_used_;
   const std::chrono::steady_clock::time_point opened_ = std::chrono::steady_clock::now();
   CommitQueue<std::vector<WriteJob*>> commit_queue_;  // group commit of D writes (lock dropped)

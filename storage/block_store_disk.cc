@@ -66,7 +66,7 @@ void BlockStore::NoteDiskResult(const Status& st) {
   disk_retry_at_ = std::chrono::steady_clock::now() + options_.disk_retry_after;
 }
 
-void BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
+void BlockStore::WriteToDisk(MutexLock& lock, std::span<const BlockRef> refs,
                              std::vector<Status>* results) {
   results->assign(refs.size(), OkStatus());
   if (!d_) {
@@ -77,10 +77,10 @@ void BlockStore::WriteToDisk(std::unique_lock<std::mutex>& lock, std::span<const
   if (jobs.empty()) return;
   const Compression compression = policy_.compression;
   const uint32_t group = policy_.compression_group;
-  lock.unlock();
+  mu_.Unlock();
   PrepareWrites(jobs, compression, group);
   CommitJobs(jobs);
-  lock.lock();
+  mu_.Lock();
   FinishWrites(jobs, results);
 }
 
@@ -236,10 +236,10 @@ void BlockStore::FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* 
   }
   ++stats_.disk_write_batches;
   NoteDiskResult(first_failure);
-  io_cv_.notify_all();
+  io_cv_.NotifyAll();
 }
 
-void BlockStore::LoadFromDisk(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
+void BlockStore::LoadFromDisk(MutexLock& lock, std::span<const BlockRef> refs,
                               std::vector<Status>* results, bool wait) {
   results->assign(refs.size(), OkStatus());
   std::vector<bool> done(refs.size(), false);
@@ -273,7 +273,7 @@ void BlockStore::LoadFromDisk(std::unique_lock<std::mutex>& lock, std::span<cons
     }
     if (!waiting) return;
     if (stop_ || !wait) break;
-    io_cv_.wait(lock);
+    io_cv_.Wait(&mu_);
   }
   for (size_t i = 0; i < refs.size(); ++i) {
     if (!done[i]) (*results)[i] = stop_ ? ShutdownStatus("block store is closing") : Busy("a transfer is in flight");
@@ -309,7 +309,7 @@ void BlockStore::NoteReadFailure(BlockRef ref, SlotId slot, const SlotTag& tag, 
   ForgetDiskCopyNow(ref);
 }
 
-Status BlockStore::ReadDiskDirect(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<std::byte> out) {
+Status BlockStore::ReadDiskDirect(MutexLock& lock, BlockRef ref, std::span<std::byte> out) {
   BlockMeta& m = index_.meta(ref);
   if ((m.flags & kIoPending) || m.in_memory() || !m.on_disk()) {
     return ResourceExhausted("H is full and the block is moving");
@@ -317,17 +317,17 @@ Status BlockStore::ReadDiskDirect(std::unique_lock<std::mutex>& lock, BlockRef r
   m.flags |= kIoPending;  // its D copy stays where it is meanwhile
   const SlotTag tag = TagOf(ref);
   const SlotId slot = m.disk_slot;
-  lock.unlock();
+  mu_.Unlock();
   Status st = ReadVerified(slot, tag, out);
-  lock.lock();
+  mu_.Lock();
   index_.meta(ref).flags &= ~kIoPending;
-  io_cv_.notify_all();
+  io_cv_.NotifyAll();
   if (!st.ok()) NoteReadFailure(ref, slot, tag, st);
   return st;
 }
 
 // REQUIRES: every ref pinned, D-only and marked kIoPending by the caller; clears it.
-void BlockStore::LoadBatch(std::unique_lock<std::mutex>& lock, std::span<const BlockRef> refs,
+void BlockStore::LoadBatch(MutexLock& lock, std::span<const BlockRef> refs,
                            std::span<Status> results) {
   if (h_->free_slots() < refs.size()) DemoteHostBatch(lock, refs.size() - h_->free_slots());
   std::vector<ReadJob> jobs;
@@ -346,10 +346,10 @@ void BlockStore::LoadBatch(std::unique_lock<std::mutex>& lock, std::span<const B
     j.host_slot = *slot;
   }
   if (jobs.empty()) {
-    io_cv_.notify_all();
+    io_cv_.NotifyAll();
     return;
   }
-  lock.unlock();
+  mu_.Unlock();
   auto out_of = [&](const ReadJob& j) { return std::span<std::byte>(h_->SlotAddress(j.host_slot), block_bytes_); };
   std::vector<ReadOp> ops;
   for (const ReadJob& j : jobs) ops.emplace_back(j.disk_slot, j.tag, out_of(j));
@@ -370,7 +370,7 @@ void BlockStore::LoadBatch(std::unique_lock<std::mutex>& lock, std::span<const B
   for (size_t k = 0; k < ops.size(); ++k) {
     jobs[k].status = ops[k].status.ok() ? DecodeInPlace(ops[k].info, out_of(jobs[k])) : ops[k].status;
   }
-  lock.lock();
+  mu_.Lock();
   for (ReadJob& j : jobs) {
     BlockMeta& m = index_.meta(j.ref);
     m.flags &= ~kIoPending;
@@ -385,7 +385,7 @@ void BlockStore::LoadBatch(std::unique_lock<std::mutex>& lock, std::span<const B
       continue;
     }
     h_->Free(j.host_slot).IgnoreError();
-    room_cv_.notify_all();
+    room_cv_.NotifyAll();
     if (j.status.ok()) {
       if (!m.in_memory()) results[j.i] = Busy("block changed while it was read from D");
       continue;
@@ -393,7 +393,7 @@ void BlockStore::LoadBatch(std::unique_lock<std::mutex>& lock, std::span<const B
     results[j.i] = j.status;
     NoteReadFailure(j.ref, j.disk_slot, j.tag, j.status);
   }
-  io_cv_.notify_all();
+  io_cv_.NotifyAll();
 }
 
 }  // namespace tierkv::storage

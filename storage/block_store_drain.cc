@@ -31,6 +31,7 @@ std::vector<BlockRef> BlockStore::DirtyBlocks() const {
   // Shared prefix blocks first (every sequence that starts with them uses them),
   // then each sequence position by position, all layers of a position together.
   auto order = [this](BlockRef r) {
+    mu_.AssertHeld();  // called by std::sort below, under the lock
     const BlockMeta& m = index_.meta(r);
     return std::make_tuple(!(m.flags & kPrefix), m.seq, m.index, m.layer);
   };
@@ -39,14 +40,14 @@ std::vector<BlockRef> BlockStore::DirtyBlocks() const {
 }
 
 size_t BlockStore::BlocksNotOnDisk() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return DirtyBlocks().size();
 }
 
 DrainResult BlockStore::Drain(std::chrono::steady_clock::time_point deadline,
                               const std::function<void(uint64_t, uint64_t)>& on_batch) {
-  std::lock_guard pass(migrate_mu_);  // no migration pass runs meanwhile
-  std::unique_lock lock(mu_);
+  MutexLock pass(&migrate_mu_);  // no migration pass runs meanwhile
+  MutexLock lock(&mu_);
   DrainResult r;
   const std::vector<BlockRef> todo = DirtyBlocks();
   r.pending = todo.size();
@@ -66,9 +67,9 @@ DrainResult BlockStore::Drain(std::chrono::steady_clock::time_point deadline,
     // its retry time when it comes before the deadline; the first write probes it.
     if (!disk_error_.ok() && disk_retry_at_ > std::chrono::steady_clock::now() && disk_retry_at_ < deadline) {
       const auto until = disk_retry_at_;
-      lock.unlock();
+      lock.Unlock();
       std::this_thread::sleep_until(until);
-      lock.lock();
+      lock.Lock();
     }
     const size_t n = std::min(batch, todo.size() - next);
     const std::span<const BlockRef> refs(todo.data() + next, n);
@@ -91,9 +92,9 @@ DrainResult BlockStore::Drain(std::chrono::steady_clock::time_point deadline,
     r.written += written;
     r.bytes += written * block_bytes_;
     if (on_batch) {
-      lock.unlock();
+      lock.Unlock();
       on_batch(written, written * block_bytes_);
-      lock.lock();
+      lock.Lock();
     }
     if (written == 0) break;  // D full or refusing writes: the rest would fail the same way
   }
@@ -109,6 +110,7 @@ DrainResult BlockStore::Drain(std::chrono::steady_clock::time_point deadline,
 uint64_t BlockStore::RecordPrefixLinks(Status* error) {
   Manifest::Batch batch;
   index_.ForEachPlace([&](SequenceId seq, uint32_t layer, uint32_t index, BlockRef ref) {
+    mu_.AssertHeld();  // ForEachPlace calls back on this thread, under the lock
     const BlockMeta& m = index_.meta(ref);
     if (!(m.flags & kPrefix) || !(m.flags & kDiskCurrent)) return;
     std::string hash_bytes;

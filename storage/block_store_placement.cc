@@ -42,7 +42,7 @@ void BlockStore::ReleaseMemory(BlockRef ref) {
   index_.SetOwner(kind, m.mem_slot, kNoBlock);
   m.where = Where::kNone;
   m.mem_slot = kInvalidSlot;
-  room_cv_.notify_all();
+  room_cv_.NotifyAll();
 }
 
 // A block dropped while pinned is freed when its last lease goes; by then its key
@@ -107,7 +107,7 @@ void BlockStore::MaybeFree(std::span<const BlockRef> refs) {
 
 // Finds memory for a block and copies payload in. Protected blocks prefer G and
 // push a cold G block down to H to get in.
-Status BlockStore::PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<const std::byte> payload,
+Status BlockStore::PlaceInMemory(MutexLock& lock, BlockRef ref, std::span<const std::byte> payload,
                                  bool prefer_gpu) {
   if (index_.meta(ref).in_memory()) {  // rewrite in place
     const BlockMeta& m = index_.meta(ref);
@@ -142,7 +142,7 @@ Status BlockStore::PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef re
       }
     }
     RequestMigration();
-    if (stop_ || room_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+    if (stop_ || !room_cv_.WaitUntil(&mu_, deadline)) {
       return ResourceExhausted("no free slot in G or H within " + std::to_string(options_.put_wait.count()) +
                                " ms (the disk tier is full or failing, or every block is pinned)");
     }
@@ -201,7 +201,7 @@ size_t BlockStore::CopyPromotions(PromotionBatch* batch) {
   if (!copied.ok()) LOG(WARNING) << "H->G copy of " << batch->refs.size() << " blocks failed: " << copied.ToString();
   stats_.promotions_h_to_g += moved;
   stats_.bytes_h_to_g += moved * block_bytes_;
-  if (moved > 0) room_cv_.notify_all();
+  if (moved > 0) room_cv_.NotifyAll();
   *batch = PromotionBatch{};
   return moved;
 }
@@ -226,7 +226,7 @@ Status BlockStore::DemoteToHost(BlockRef ref) {
   m.mem_slot = hslot;
   ++stats_.demotions_g_to_h;
   stats_.bytes_g_to_h += block_bytes_;
-  room_cv_.notify_all();
+  room_cv_.NotifyAll();
   return OkStatus();
 }
 
@@ -234,7 +234,7 @@ Status BlockStore::DemoteToHost(BlockRef ref) {
 // they are picked, so PickVictim does not return one twice, then written as one
 // batch; WriteToDisk pins the ones it writes for the whole transfer, so only those
 // are looked at afterwards (the others may have changed or been freed meanwhile).
-size_t BlockStore::DemoteHostBatch(std::unique_lock<std::mutex>& lock, size_t n) {
+size_t BlockStore::DemoteHostBatch(MutexLock& lock, size_t n) {
   if (!d_ || n == 0) return 0;
   size_t freed = 0;
   std::vector<BlockRef> dirty;
@@ -275,7 +275,9 @@ BlockRef BlockStore::PickVictim(TierKind tier) const {
   const uint32_t n = index_.num_slots(tier);
   if (n == 0) return kNoBlock;
   const Where where = tier == TierKind::kGpu ? Where::kGpu : Where::kHost;
+  // The lambdas run here, under the lock.
   auto colder = [&](const BlockMeta& a, const BlockMeta& b) {
+    mu_.AssertHeld();
     switch (policy_.eviction) {
       case Eviction::kLfu:
         if (a.hits != b.hits) return a.hits < b.hits;
@@ -290,6 +292,7 @@ BlockRef BlockStore::PickVictim(TierKind tier) const {
   BlockRef best = kNoBlock;
   int candidates = 0;
   auto consider = [&](uint32_t slot) {
+    mu_.AssertHeld();
     BlockRef ref = index_.Owner(tier, slot);
     if (ref == kNoBlock) return;
     const BlockMeta& m = index_.meta(ref);
@@ -313,8 +316,8 @@ BlockRef BlockStore::PickVictim(TierKind tier) const {
 }
 
 void BlockStore::MigrateOnce() {
-  std::lock_guard pass(migrate_mu_);
-  std::unique_lock lock(mu_);
+  MutexLock pass(&migrate_mu_);
+  MutexLock lock(&mu_);
   // Demote G -> H while G is above its low watermark (once past the high one).
   if (OverHigh(TierKind::kGpu)) {
     while (OverLow(TierKind::kGpu) && !stop_) {
@@ -342,6 +345,7 @@ void BlockStore::MigrateOnce() {
   // Only blocks still pinned by their lease are surely the same block (a released
   // one may have been freed and its meta reused); released ones need no promotion.
   std::erase_if(todo, [&](BlockRef ref) {
+    mu_.AssertHeld();  // erase_if calls back on this thread, under the lock
     const BlockMeta& m = index_.meta(ref);
     return !(m.flags & kLive) || m.leases == 0 || m.where == Where::kGpu;
   });
@@ -358,15 +362,17 @@ void BlockStore::MigrateOnce() {
 
 void BlockStore::RequestMigration() {
   migrate_requested_ = true;
-  migrate_cv_.notify_one();
+  migrate_cv_.NotifyOne();
 }
 
 void BlockStore::MigratorLoop() {
   for (;;) {
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(&mu_);
       // Predicate checked under the lock: neither a request nor the stop is lost.
-      migrate_cv_.wait_for(lock, options_.migrate_interval, [this] { return stop_ || migrate_requested_; });
+      const auto until = std::chrono::steady_clock::now() + options_.migrate_interval;
+      while (!stop_ && !migrate_requested_ && migrate_cv_.WaitUntil(&mu_, until)) {
+      }
       if (stop_) return;
       migrate_requested_ = false;
     }

@@ -12,10 +12,11 @@ using Clock = std::chrono::steady_clock;
 void BlockStore::NotePrefixUse(uint64_t hash) { prefix_used_[hash] = Clock::now(); }
 
 std::vector<BlockStore::PrefixUsage> BlockStore::ListPrefixes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const auto now = Clock::now();
   std::map<uint64_t, PrefixUsage> by_hash;
   index_.ForEachPrefix([&](uint64_t hash, uint32_t, BlockRef ref) {
+    mu_.AssertHeld();  // ForEachPrefix calls back on this thread, under the lock
     const BlockMeta& m = index_.meta(ref);
     PrefixUsage& u = by_hash[hash];
     u.hash = hash;
@@ -38,7 +39,7 @@ std::vector<BlockStore::PrefixUsage> BlockStore::ListPrefixes() const {
 }
 
 BlockStore::PrefixEviction BlockStore::EvictPrefixes(std::chrono::seconds older_than) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const auto now = Clock::now();
   // The blocks of each prefix, and whether any is in use.
   struct Group {
@@ -47,6 +48,7 @@ BlockStore::PrefixEviction BlockStore::EvictPrefixes(std::chrono::seconds older_
   };
   std::map<uint64_t, Group> groups;
   index_.ForEachPrefix([&](uint64_t hash, uint32_t, BlockRef ref) {
+    mu_.AssertHeld();  // ForEachPrefix calls back on this thread, under the lock
     const BlockMeta& m = index_.meta(ref);
     Group& g = groups[hash];
     g.refs.push_back(ref);
@@ -78,7 +80,7 @@ BlockStore::PrefixEviction BlockStore::EvictPrefixes(std::chrono::seconds older_
   for (auto it = prefix_used_.begin(); it != prefix_used_.end();) {
     it = groups.count(it->first) ? std::next(it) : prefix_used_.erase(it);
   }
-  room_cv_.notify_all();
+  room_cv_.NotifyAll();
   return e;
 }
 

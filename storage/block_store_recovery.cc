@@ -18,7 +18,7 @@ struct BlockStore::Recorded {
 
 Status BlockStore::Recover() {
   if (!d_) return OkStatus();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<Recorded> records;
   Manifest::Batch stale;
   uint64_t dropped = 0;
@@ -101,6 +101,7 @@ Status BlockStore::AdoptRecords(const std::vector<Recorded>& records, Manifest::
 Status BlockStore::RecoverLinks() {
   return manifest_->Scan(Cf::kSequences, RecordKeyPrefix('L', options_.ns), [&](std::string_view k,
                                                                                  std::string_view v) {
+    mu_.AssertHeld();  // Scan calls back on this thread, under the caller's lock
     auto key = DecodeRecordKey(k);
     if (!key.ok() || v.size() != 8 || key->layer >= options_.model.num_layers) return true;
     BlockRef shared = index_.FindPrefix(ReadBigEndian64(v), key->layer);

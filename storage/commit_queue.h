@@ -10,14 +10,14 @@
 // Thread-safe. `run` is called with no lock of the queue held, by one thread at a time.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <span>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace tierkv::storage {
 
@@ -34,9 +34,9 @@ class CommitQueue {
   // when that group has run.
   void Commit(T* item) {
     Waiter self{item};
-    std::unique_lock lock(mu_);
+    MutexLock lock(&mu_);
     queue_.push_back(&self);
-    cv_.wait(lock, [&] { return self.done || (!leading_ && queue_.front() == &self); });
+    while (!self.done && (leading_ || queue_.front() != &self)) cv_.Wait(&mu_);
     if (self.done) return;
     leading_ = true;
     std::vector<Waiter*> group;
@@ -46,22 +46,22 @@ class CommitQueue {
       items.push_back(queue_.front()->item);
       queue_.pop_front();
     }
-    lock.unlock();
+    lock.Unlock();
     run_(items);
-    lock.lock();
+    lock.Lock();
     for (Waiter* w : group) w->done = true;
     leading_ = false;
     ++groups_;
     commits_ += group.size();
-    cv_.notify_all();  // the followers just run, and the next head of the queue
+    cv_.NotifyAll();  // the followers just run, and the next head of the queue
   }
 
   uint64_t groups() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return groups_;
   }
   uint64_t commits() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return commits_;
   }
 
@@ -73,11 +73,12 @@ class CommitQueue {
 
   const RunFn run_;
   const size_t max_group_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Waiter*> queue_;  // GUARDED_BY(mu_)
-  bool leading_ = false;       // a group is running; GUARDED_BY(mu_)
-  uint64_t groups_ = 0, commits_ = 0;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<Waiter*> queue_ GUARDED_BY(mu_);
+  bool leading_ GUARDED_BY(mu_) = false;  // a group is running
+  uint64_t groups_ GUARDED_BY(mu_) = 0;
+  uint64_t commits_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tierkv::storage

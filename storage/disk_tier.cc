@@ -17,6 +17,7 @@
 
 #include "common/checksum.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "storage/payload_checksum.h"
 #include "storage/slot_format.h"
 
@@ -121,37 +122,37 @@ struct DiskTier::Device {
   std::vector<std::string> paths;
   std::vector<int> fds;
 
-  std::mutex engines_mu;
-  std::condition_variable engines_cv;
-  std::vector<std::unique_ptr<IoEngine>> idle_engines;  // GUARDED_BY(engines_mu)
-  uint32_t engines_out = 0;  // engines existing outside idle_engines; GUARDED_BY(engines_mu)
+  Mutex engines_mu;
+  CondVar engines_cv;
+  std::vector<std::unique_ptr<IoEngine>> idle_engines GUARDED_BY(engines_mu);
+  uint32_t engines_out GUARDED_BY(engines_mu) = 0;  // engines existing outside idle_engines
 
   std::atomic<bool> failed{false};
-  std::mutex failure_mu;
-  std::string failure;  // GUARDED_BY(failure_mu)
+  Mutex failure_mu;
+  std::string failure GUARDED_BY(failure_mu);
   std::atomic<uint32_t> consecutive_errors{0};
   std::atomic<uint64_t> reads{0}, writes{0}, read_bytes{0}, write_bytes{0}, errors{0};
 
   // The worker: runs posted jobs in order (multi-device tiers only).
   std::thread worker;
-  std::mutex jobs_mu;
-  std::condition_variable jobs_cv;
-  std::deque<std::function<void()>> jobs;  // GUARDED_BY(jobs_mu)
-  bool stopping = false;                   // GUARDED_BY(jobs_mu)
+  Mutex jobs_mu;
+  CondVar jobs_cv;
+  std::deque<std::function<void()>> jobs GUARDED_BY(jobs_mu);
+  bool stopping GUARDED_BY(jobs_mu) = false;
 
   void Post(std::function<void()> job) {
     {
-      std::lock_guard<std::mutex> lock(jobs_mu);
+      MutexLock lock(&jobs_mu);
       jobs.push_back(std::move(job));
     }
-    jobs_cv.notify_one();
+    jobs_cv.NotifyOne();
   }
   void Work() {
     for (;;) {
       std::function<void()> job;
       {
-        std::unique_lock<std::mutex> lock(jobs_mu);
-        jobs_cv.wait(lock, [&] { return stopping || !jobs.empty(); });
+        MutexLock lock(&jobs_mu);
+        while (!stopping && jobs.empty()) jobs_cv.Wait(&jobs_mu);
         if (jobs.empty()) return;
         job = std::move(jobs.front());
         jobs.pop_front();
@@ -162,10 +163,10 @@ struct DiskTier::Device {
   void Stop() {
     if (!worker.joinable()) return;
     {
-      std::lock_guard<std::mutex> lock(jobs_mu);
+      MutexLock lock(&jobs_mu);
       stopping = true;
     }
-    jobs_cv.notify_one();
+    jobs_cv.NotifyOne();
     worker.join();
   }
   ~Device() {
@@ -416,7 +417,7 @@ std::vector<DiskTier::DeviceStats> DiskTier::device_stats() const {
     s.dir = d->dir;
     s.failed = d->failed.load();
     if (s.failed) {
-      std::lock_guard<std::mutex> lock(d->failure_mu);
+      MutexLock lock(&d->failure_mu);
       s.failure = d->failure;
     }
     s.reads = d->reads.load(std::memory_order_relaxed);
@@ -435,7 +436,7 @@ void DiskTier::FailDevice(uint32_t d, const std::string& why) {
 
 void DiskTier::MarkFailed(Device& dev, const std::string& why) {
   {
-    std::lock_guard<std::mutex> lock(dev.failure_mu);
+    MutexLock lock(&dev.failure_mu);
     if (dev.failed.load()) return;
     dev.failure = why;
     dev.failed.store(true);
@@ -514,8 +515,8 @@ Result<SlabScan> DiskTier::Scan(const SlabScanOptions& options) const {
 
 Result<std::unique_ptr<IoEngine>> DiskTier::AcquireEngine(Device& dev) {
   {
-    std::unique_lock<std::mutex> lock(dev.engines_mu);
-    dev.engines_cv.wait(lock, [&] { return !dev.idle_engines.empty() || dev.engines_out < options_.io_contexts; });
+    MutexLock lock(&dev.engines_mu);
+    while (dev.idle_engines.empty() && dev.engines_out >= options_.io_contexts) dev.engines_cv.Wait(&dev.engines_mu);
     ++dev.engines_out;
     if (!dev.idle_engines.empty()) {
       std::unique_ptr<IoEngine> engine = std::move(dev.idle_engines.back());
@@ -540,10 +541,10 @@ Result<std::unique_ptr<IoEngine>> DiskTier::AcquireEngine(Device& dev) {
 }
 
 void DiskTier::ReleaseEngine(Device& dev, std::unique_ptr<IoEngine> engine, bool healthy) {
-  std::lock_guard<std::mutex> lock(dev.engines_mu);
+  MutexLock lock(&dev.engines_mu);
   --dev.engines_out;
   if (engine != nullptr && healthy) dev.idle_engines.push_back(std::move(engine));
-  dev.engines_cv.notify_one();
+  dev.engines_cv.NotifyOne();
 }
 
 // ---- the data path ----
@@ -720,7 +721,7 @@ void DiskTier::RunDeviceBatch(Device& dev, std::vector<Pending>& ops) {
   if (dev.failed.load()) {
     std::string why;
     {
-      std::lock_guard<std::mutex> lock(dev.failure_mu);
+      MutexLock lock(&dev.failure_mu);
       why = dev.failure;
     }
     const Status failed = IOError(name() + " device " + std::to_string(dev.index) + " (" + dev.dir + ") failed: " + why);
@@ -787,8 +788,8 @@ void DiskTier::RunBatch(std::vector<Pending>& ops) {
     parts[d].push_back(ops[i]);
     where[d].push_back(i);
   }
-  std::mutex mu;
-  std::condition_variable cv;
+  Mutex mu;
+  CondVar cv;
   uint32_t pending = 0;
   int32_t here = -1;
   for (uint32_t d = 0; d < nd; ++d) {
@@ -800,14 +801,14 @@ void DiskTier::RunBatch(std::vector<Pending>& ops) {
     ++pending;
     devices_[d]->Post([&, d] {
       RunDeviceBatch(*devices_[d], parts[d]);
-      std::lock_guard<std::mutex> lock(mu);
-      if (--pending == 0) cv.notify_one();
+      MutexLock lock(&mu);
+      if (--pending == 0) cv.NotifyOne();
     });
   }
   if (here >= 0) RunDeviceBatch(*devices_[here], parts[here]);
   {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return pending == 0; });
+    MutexLock lock(&mu);
+    while (pending != 0) cv.Wait(&mu);
   }
   for (uint32_t d = 0; d < nd; ++d) {
     for (size_t k = 0; k < parts[d].size(); ++k) ops[where[d][k]] = std::move(parts[d][k]);

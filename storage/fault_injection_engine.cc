@@ -10,22 +10,22 @@
 namespace tierkv::storage {
 
 void FaultInjector::AddRule(const FaultRule& rule) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   rules_.push_back({rule});
 }
 
 void FaultInjector::ClearRules() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   rules_.clear();
 }
 
 FaultCounts FaultInjector::counts() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return counts_;
 }
 
 std::optional<FaultKind> FaultInjector::Decide(IoOp op) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++counts_.requests;
   for (Armed& a : rules_) {
     const FaultRule& r = a.rule;
@@ -48,7 +48,7 @@ std::optional<FaultKind> FaultInjector::Decide(IoOp op) {
 }
 
 uint64_t FaultInjector::RandomBelow(uint64_t n) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return rng_() % n;
 }
 

@@ -12,11 +12,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <vector>
 
+#include "common/mutex.h"
 #include "storage/io_engine.h"
 
 namespace tierkv::storage {
@@ -69,10 +69,10 @@ class FaultInjector {
     FaultRule rule;
     uint64_t seen = 0, fired = 0;
   };
-  mutable std::mutex mu_;
-  std::vector<Armed> rules_;  // GUARDED_BY(mu_)
-  std::mt19937_64 rng_;       // GUARDED_BY(mu_)
-  FaultCounts counts_;        // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::vector<Armed> rules_ GUARDED_BY(mu_);
+  std::mt19937_64 rng_ GUARDED_BY(mu_);
+  FaultCounts counts_ GUARDED_BY(mu_);
 };
 
 // Wraps `inner`; faults come from `injector`. The wrapper's name is

@@ -64,7 +64,7 @@ Tier::Tier(TierKind kind, std::string name, uint32_t num_slots, uint32_t slot_ca
 Tier::~Tier() = default;
 
 size_t Tier::MetadataBytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return size_t{num_slots_} * sizeof(std::atomic<uint8_t>) + free_.capacity() * sizeof(SlotId);
 }
 
@@ -80,7 +80,7 @@ SlotId Tier::PopFreeLocked() {
 }
 
 Result<SlotId> Tier::Allocate() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (used_.load(kRelaxed) >= num_slots_) {
     stats_.allocation_failures.fetch_add(1, kRelaxed);
     return ResourceExhausted(name_ + ": all " + std::to_string(num_slots_) + " slots are in use");
@@ -92,7 +92,7 @@ Result<SlotId> Tier::Allocate() {
 }
 
 Status Tier::AllocateMany(size_t n, std::vector<SlotId>* out) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const size_t free = num_slots_ - used_.load(kRelaxed);
   if (n > free) {
     stats_.allocation_failures.fetch_add(1, kRelaxed);
@@ -115,7 +115,7 @@ Status Tier::Free(SlotId slot) {
     return InvalidArgument(SlotName(name_, slot) + " is out of range (" + std::to_string(num_slots_) +
                            " slots)");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (state_[slot].load(kRelaxed) == kFree) {
     stats_.rejected.fetch_add(1, kRelaxed);
     return InvalidArgument(SlotName(name_, slot) + " is already free");
@@ -139,7 +139,7 @@ Status Tier::Adopt(SlotId slot) {
     stats_.rejected.fetch_add(1, kRelaxed);
     return InvalidArgument(SlotName(name_, slot) + " is out of range");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (state_[slot].load(kRelaxed) != kFree) return AlreadyExists(SlotName(name_, slot) + " is not free");
   state_[slot].store(kWritten, std::memory_order_release);  // its stack entry is skipped when popped
   used_.fetch_add(1, kRelaxed);

@@ -21,13 +21,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/ids.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace tierkv::storage {
@@ -211,8 +211,8 @@ class Tier {
   Status CheckWrite(SlotId slot, size_t payload_bytes);
   Status CheckRead(SlotId slot);
   // Pops the free stack down to a slot still free (entries of adopted slots are left
-  // behind and skipped). REQUIRES: mu_ held, a free slot.
-  SlotId PopFreeLocked();
+  // behind and skipped). REQUIRES: a free slot.
+  SlotId PopFreeLocked() REQUIRES(mu_);
 
   const TierKind kind_;
   const std::string name_;
@@ -226,8 +226,8 @@ class Tier {
   // (and a slot adopted then freed twice). 4 bytes per slot (issue 16: RAM per block).
   // Invariants: every free slot is in free_ at least once; used_ = slots not kFree;
   // free_.size() <= 2 * num_slots_ (rebuilt from state_ past that).
-  mutable std::mutex mu_;
-  std::vector<SlotId> free_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::vector<SlotId> free_ GUARDED_BY(mu_);
   std::atomic<uint32_t> used_{0};
 
   TierStats stats_;

@@ -1,6 +1,7 @@
 #include "storage/remote/remote_tier.h"
 
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace tierkv::storage::remote {
 
@@ -16,9 +17,9 @@ std::string_view BreakerStateName(BreakerState s) {
 struct RemoteTier::FetchJob {
   std::vector<RemoteBlockKey> keys;
   size_t block_bytes = 0;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;  // GUARDED_BY(mu)
+  Mutex mu;
+  CondVar cv;
+  bool done GUARDED_BY(mu) = false;
   Status status;
   std::vector<std::string> out;
 };
@@ -36,15 +37,15 @@ Result<std::unique_ptr<RemoteTier>> RemoteTier::Start(RemoteOptions options) {
 
 RemoteTier::~RemoteTier() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   for (std::thread& t : workers_) t.join();
 }
 
 size_t RemoteTier::queued_writes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return writes_.size();
 }
 
@@ -57,14 +58,14 @@ void RemoteTier::Write(const RemoteBlockKey& key, std::span<const std::byte> blo
   // header and checksum are computed by the worker, off the put's path.
   WriteItem item{key, std::vector<std::byte>(block.begin(), block.end()), ttl_s};
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (writes_.size() >= options_.write_queue_blocks) {
       ++stats_.writes_dropped;
       return;
     }
     writes_.push_back(std::move(item));
   }
-  cv_.notify_one();
+  cv_.NotifyOne();
 }
 
 Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out) {
@@ -78,12 +79,15 @@ Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_byte
   job->keys.assign(keys.begin(), keys.end());
   job->block_bytes = block_bytes;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     fetches_.push_back(job);
   }
-  cv_.notify_one();
-  std::unique_lock lock(job->mu);
-  if (!job->cv.wait_for(lock, options_.fetch_timeout, [&] { return job->done; })) {
+  cv_.NotifyOne();
+  MutexLock lock(&job->mu);
+  const auto deadline = std::chrono::steady_clock::now() + options_.fetch_timeout;
+  while (!job->done && job->cv.WaitUntil(&job->mu, deadline)) {
+  }
+  if (!job->done) {
     ++stats_.errors_timeout;
     return Unavailable("remote fetch timed out");
   }
@@ -92,7 +96,7 @@ Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_byte
 }
 
 bool RemoteTier::Admit() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   switch (state()) {
     case BreakerState::kClosed: return true;
     case BreakerState::kHalfOpen: return false;  // a probe is in flight
@@ -105,7 +109,7 @@ bool RemoteTier::Admit() {
 }
 
 void RemoteTier::NoteResult(bool ok) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   const BreakerState s = state();
   if (ok) {
     failures_ = 0;
@@ -182,11 +186,11 @@ void RemoteTier::RunFetch(ClusterClient& client, FetchJob& job) {
     ++stats_.fetch_latency[b];
     stats_.fetch_latency_sum_us += static_cast<uint64_t>(took * 1e6);
   }
-  std::lock_guard lock(job.mu);
+  MutexLock lock(&job.mu);
   job.out = std::move(out);
   job.status = status;
   job.done = true;
-  job.cv.notify_all();
+  job.cv.NotifyAll();
 }
 
 void RemoteTier::RunWrites(ClusterClient& client, std::vector<WriteItem>& items) {
@@ -223,8 +227,10 @@ void RemoteTier::WorkerLoop(size_t index) {
     std::vector<WriteItem> writes;
     bool probe = false;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || !fetches_.empty() || !writes_.empty(); });
+      MutexLock lock(&mu_);
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+      while (!stop_ && fetches_.empty() && writes_.empty() && cv_.WaitUntil(&mu_, until)) {
+      }
       if (stop_) return;
       if (!fetches_.empty()) {
         fetch = std::move(fetches_.front());

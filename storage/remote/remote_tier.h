@@ -18,16 +18,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <iterator>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "storage/remote/cluster_client.h"
 #include "storage/remote/remote_value.h"
@@ -108,13 +107,13 @@ class RemoteTier {
   bool CountErrors(const std::vector<ClusterRequest>& reqs);
 
   const RemoteOptions options_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<FetchJob>> fetches_;  // GUARDED_BY(mu_)
-  std::deque<WriteItem> writes_;                    // GUARDED_BY(mu_)
-  bool stop_ = false;                               // GUARDED_BY(mu_)
-  uint32_t failures_ = 0;                           // consecutive; GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point open_until_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<std::shared_ptr<FetchJob>> fetches_ GUARDED_BY(mu_);
+  std::deque<WriteItem> writes_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
+  uint32_t failures_ GUARDED_BY(mu_) = 0;  // consecutive
+  std::chrono::steady_clock::time_point open_until_ GUARDED_BY(mu_);
   std::atomic<BreakerState> state_{BreakerState::kClosed};
   RemoteStats stats_;
   std::vector<std::thread> workers_;
