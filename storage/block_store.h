@@ -34,9 +34,12 @@
 // (storage/block_codec.h) and decoded when read back; G and H hold raw blocks.
 //
 // Thread-safety: all methods are thread-safe. Metadata is guarded by one mutex per
-// namespace; memory copies run under it, disk I/O (and compression) runs outside it
-// with the blocks pinned and marked kIoPending, so their memory copy neither moves
-// nor changes until the transfer is done.
+// namespace. Disk I/O (and compression) runs outside it with the blocks pinned and
+// marked kIoPending, so their memory copy neither moves nor changes until the
+// transfer is done. The copies of Put and Get into and out of G/H run outside it
+// too: a put copies into a slot it holds (kPlacing: readers wait), a get out of a
+// pinned, published block (it cannot move; a put of it waits). Moves between G and
+// H (promotion, demotion) copy under the mutex.
 #pragma once
 
 #include <atomic>
@@ -264,8 +267,19 @@ class BlockStore {
   // Drops one pin; the last one also ends the publication of the block's location.
   void Unpin(BlockRef ref);
   uint32_t NextGeneration() { return ++generation_clock_; }
+  // Finds memory for ref and copies payload in, the copy with the lock dropped
+  // (kPlacing set meanwhile). REQUIRES: ref pinned and marked kIoPending by the caller.
   Status PlaceInMemory(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<const std::byte> payload,
                        bool prefer_gpu);
+  // Copies payload into `slot` of `tier` as ref's current version with the lock
+  // dropped; ref is marked kPlacing meanwhile (cleared by the caller).
+  Status CopyIn(std::unique_lock<std::mutex>& lock, BlockRef ref, ArenaTier* tier, SlotId slot,
+                std::span<const std::byte> payload);
+  // The block at (seq, layer, index) once no put is copying it in (kPlacing), or kNoBlock.
+  BlockRef FindReadable(std::unique_lock<std::mutex>& lock, SequenceId seq, uint32_t layer, uint32_t index);
+  // Copies ref's memory copy into out with the lock dropped. REQUIRES: ref pinned by
+  // the caller and in memory. Marks it kPublished (cleared by its last Unpin).
+  Status CopyOut(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<std::byte> out);
   Status ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, BlockRef existing, BlockRef shared,
                     uint64_t hash, bool* deduplicated, bool* durable);
   // Writes just-put blocks to D as one commit (write-through); (*on_disk)[k] is
@@ -388,6 +402,9 @@ class BlockStore {
   uint64_t next_lease_ = 1;             // GUARDED_BY(mu_)
   uint32_t generation_clock_ = 0;       // last generation handed out; GUARDED_BY(mu_)
   std::vector<BlockRef> deferred_;      // defer-mode misses to promote; GUARDED_BY(mu_)
+  // Gets copying a block out with the lock dropped, per block (CopyOut); a put of the
+  // block waits for them. GUARDED_BY(mu_)
+  std::unordered_map<BlockRef, uint32_t> copying_out_;
   BlockMover mover_;                    // H -> G batches; GUARDED_BY(mu_)
   Status disk_error_;                   // why D stopped admitting, OK when it admits; GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point disk_retry_at_;  // GUARDED_BY(mu_)
