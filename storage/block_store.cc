@@ -33,6 +33,7 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       disk_(dynamic_cast<DiskTier*>(d)),
       manifest_(manifest),
       block_bytes_(options.model.BlockBytes()),
+      copy_unlocked_(block_bytes_ >= options.unlocked_copy_bytes),
       policy_(options.policy),
       index_(options.model.num_layers, g->num_slots(), h->num_slots()),
       mover_(*g, *h),
@@ -150,8 +151,10 @@ Status BlockStore::PlaceBlock(std::unique_lock<std::mutex>& lock, SequenceId seq
   // put placing it) or a Get copying it out is pinned for the length of one transfer
   // or copy: wait for it (a put is refused only for a retrieval's pin).
   BlockRef existing = index_.Find(seq, layer, index);
-  while (existing != kNoBlock && ((index_.meta(existing).flags & kIoPending) || copying_out_.count(existing)) &&
-         !stop_) {
+  auto copying = [&](BlockRef ref) {
+    return std::find(copying_out_.begin(), copying_out_.end(), ref) != copying_out_.end();
+  };
+  while (existing != kNoBlock && ((index_.meta(existing).flags & kIoPending) || copying(existing)) && !stop_) {
     io_cv_.wait(lock);
     existing = index_.Find(seq, layer, index);
   }
@@ -326,19 +329,19 @@ BlockRef BlockStore::FindReadable(std::unique_lock<std::mutex>& lock, SequenceId
 Status BlockStore::CopyOut(std::unique_lock<std::mutex>& lock, BlockRef ref, std::span<std::byte> out) {
   BlockMeta& m = index_.meta(ref);
   TIERKV_CHECK(m.leases > 0 && m.in_memory() && !(m.flags & kPlacing));
-  m.flags |= kPublished;
   ArenaTier* tier = m.where == Where::kGpu ? g_ : h_;
+  if (!copy_unlocked_) return tier->Read(m.mem_slot, TagOf(ref), out).status();
+  m.flags |= kPublished;
   const SlotId slot = m.mem_slot;
   const SlotTag tag = TagOf(ref);
-  ++copying_out_[ref];
+  copying_out_.push_back(ref);
   lock.unlock();
   const Status st = tier->Read(slot, tag, out).status();
   lock.lock();
-  auto it = copying_out_.find(ref);
-  if (--it->second == 0) {
-    copying_out_.erase(it);
-    io_cv_.notify_all();  // a put of the block may be waiting
-  }
+  auto it = std::find(copying_out_.begin(), copying_out_.end(), ref);
+  *it = copying_out_.back();
+  copying_out_.pop_back();
+  io_cv_.notify_all();  // a put of the block may be waiting
   return st;
 }
 

@@ -87,6 +87,11 @@ struct BlockStoreOptions {
   // several channels, demotions, a drain) share one fdatasync and one manifest batch.
   // false: each caller syncs its own writes (the old behaviour, for benchmarks).
   bool group_commit = true;
+  // Blocks of this many bytes and more are copied into and out of G/H by Put and Get
+  // with the store's mutex dropped (clients copy in parallel); smaller ones under it,
+  // where dropping and retaking it costs more than the copy (64-byte test blocks).
+  // Default: 4096
+  size_t unlocked_copy_bytes = 4096;
 };
 
 // Counters exported by the daemon (DESIGN §8). Relaxed atomics.
@@ -390,6 +395,7 @@ class BlockStore {
   DiskTier* const disk_;  // d_ when it is a DiskTier (Sync, Scan), else null
   Manifest* const manifest_;
   const size_t block_bytes_;
+  const bool copy_unlocked_;  // block_bytes_ >= options_.unlocked_copy_bytes
 
   std::mutex migrate_mu_;  // one migration pass at a time; taken before mu_
   mutable std::mutex mu_;
@@ -402,9 +408,10 @@ class BlockStore {
   uint64_t next_lease_ = 1;             // GUARDED_BY(mu_)
   uint32_t generation_clock_ = 0;       // last generation handed out; GUARDED_BY(mu_)
   std::vector<BlockRef> deferred_;      // defer-mode misses to promote; GUARDED_BY(mu_)
-  // Gets copying a block out with the lock dropped, per block (CopyOut); a put of the
-  // block waits for them. GUARDED_BY(mu_)
-  std::unordered_map<BlockRef, uint32_t> copying_out_;
+  // Gets copying a block out with the lock dropped (CopyOut), one entry per Get (a
+  // few at a time: one per channel worker); a put of the block waits for them.
+  // GUARDED_BY(mu_)
+  std::vector<BlockRef> copying_out_;
   BlockMover mover_;                    // H -> G batches; GUARDED_BY(mu_)
   Status disk_error_;                   // why D stopped admitting, OK when it admits; GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point disk_retry_at_;  // GUARDED_BY(mu_)

@@ -114,6 +114,7 @@ Status BlockStore::CopyIn(std::unique_lock<std::mutex>& lock, BlockRef ref, Aren
                           std::span<const std::byte> payload) {
   BlockMeta& m = index_.meta(ref);
   TIERKV_CHECK(m.leases > 0 && (m.flags & kIoPending));
+  if (!copy_unlocked_) return tier->Write(slot, TagOf(ref), payload);
   m.flags |= kPlacing;
   const SlotTag tag = TagOf(ref);
   lock.unlock();

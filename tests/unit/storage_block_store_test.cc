@@ -444,6 +444,7 @@ TEST_F(BlockStoreTest, ConcurrentOperationsKeepThePlacementMapConsistent) {
     o.put_wait = std::chrono::milliseconds(2000);
     o.migrate_interval = std::chrono::milliseconds(1);
     o.demote_batch = 4;
+    o.unlocked_copy_bytes = 0;  // every copy with the lock dropped (the default for blocks >= 4 KiB)
     store_ = std::move(BlockStore::Open(o, tiers_.g.get(), tiers_.h.get(), tiers_.d.get(), tiers_.manifest.get()))
                  .value();
     std::atomic<uint64_t> version{1}, bad{0}, errors{0};
@@ -515,6 +516,7 @@ TEST_F(BlockStoreTest, ConcurrentOperationsKeepThePlacementMapConsistent) {
 // put is never refused because a get was copying the block out (only a retrieval's
 // lease refuses a put).
 TEST_F(BlockStoreTest, GetsAndRewritesOfOneBlockCopyOutsideTheLock) {
+  ASSERT_GE(SmallModel().BlockBytes(), BlockStoreOptions{}.unlocked_copy_bytes) << "must take the unlocked path";
   OpenTiers(4, 4, 16);
   OpenStore();
   std::vector<std::byte> block(SmallModel().BlockBytes());
