@@ -73,6 +73,7 @@ struct Config {
   uint16_t format_version = storage::kSlabFormatVersion;
   uint32_t header_bytes = 0;
   bool verify = true;
+  int verify_threads = -1;  // -1: the tier's default
   uint32_t h_kib = 128;
   uint32_t h_slots = 1024;
 };
@@ -95,6 +96,7 @@ void PrintHelp() {
       "  --format-version V D tier slab format: 2 (header sector 512 B where accepted) or 1 (4 KiB headers) (default 2)\n"
       "  --header-bytes N   D tier header sector of format 2: 0 probes (default), 512..4096\n"
       "  --verify 0|1       D tier reads verify payload checksums (default 1; 0 isolates the I/O path)\n"
+      "  --verify-threads N D tier verify pool threads; 0 verifies on the batch's thread (default: the tier's)\n"
       "  --h-kib N          H tier block size, KiB (default 128)\n"
       "  --h-slots N        H tier slots; 0 skips the H tier (default 1024)\n"
       "  --json PATH        write results as JSON\n"
@@ -118,6 +120,7 @@ bool ParseArgs(int argc, char** argv, Config* c) {
     else if (a == "--format-version") c->format_version = static_cast<uint16_t>(std::stoul(v));
     else if (a == "--header-bytes") c->header_bytes = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--verify") c->verify = std::stoi(v) != 0;
+    else if (a == "--verify-threads") c->verify_threads = std::stoi(v);
     else if (a == "--slot-baseline") c->slot_baseline = std::stoi(v) != 0;
     else if (a == "--engine") {
       auto k = storage::ParseIoEngineKind(v);
@@ -200,6 +203,7 @@ class TierSide {
     o.format_version = c.format_version;
     o.header_bytes = c.header_bytes;
     o.verify_payload = c.verify;
+    if (c.verify_threads >= 0) o.verify_threads = static_cast<uint32_t>(c.verify_threads);
     o.max_slab_bytes = 1ull << 40;  // one slab file, like the raw side
     ASSIGN_OR_RETURN(std::unique_ptr<DiskTier> tier, DiskTier::Open(o));
     std::unique_ptr<TierSide> side(new TierSide(std::move(tier), block, qd, sequential));
@@ -494,9 +498,11 @@ void PrintAndSave(const Config& c, const std::string& engine, const storage::Slo
               engine.c_str(), c.zero_copy ? "zero-copy" : "bounce buffers", layout.version, layout.header_bytes,
               c.dir.c_str(), c.rounds, c.seconds);
   std::printf("CPU = getrusage(RUSAGE_SELF) user+sys seconds per GB of payload; payload checksum (xxh3, %s): "
-              "%.1f GB/s on one core (%.3f CPU s/GB); reads verify payloads: %s\n",
+              "%.1f GB/s on one core (%.3f CPU s/GB); reads verify payloads: %s; verify pool threads: %s\n",
               std::string(storage::PayloadChecksumPath()).c_str(), xxh3, xxh3 > 0 ? 1 / xxh3 : 0,
-              c.verify ? "yes" : "no (--verify 0)");
+              c.verify ? "yes" : "no (--verify 0)",
+              c.verify_threads >= 0 ? std::to_string(c.verify_threads).c_str()
+                                    : (std::to_string(storage::VerifyPool::DefaultThreads(1)) + " (default)").c_str());
   std::printf("%-5s %-5s %6s %3s | %8s %9s | %8s %9s %9s | %6s %9s | %-17s %5s | %s\n", "case", "op", "block",
               "qd", "raw GB/s", "tier GB/s", "raw IOPS", "raw@slot", "tier IOPS", "ratio", "vs @slot",
               "CPU s/GB raw,tier", "x raw", "tier us/op: prep reap finish");
@@ -536,7 +542,7 @@ void PrintAndSave(const Config& c, const std::string& engine, const storage::Slo
   j["config"] = {{"dir", c.dir}, {"file_mib", c.file_mib}, {"seconds", c.seconds}, {"rounds", c.rounds},
                  {"qd_seq", c.qd_seq}, {"qd_rand", c.qd_rand}, {"engine", engine}, {"zero_copy", c.zero_copy},
                  {"format_version", layout.version}, {"header_bytes", layout.header_bytes},
-                 {"cpu_clock", "getrusage RUSAGE_SELF"}, {"xxh3_gbps", xxh3}, {"verify_payload", c.verify},
+                 {"cpu_clock", "getrusage RUSAGE_SELF"}, {"xxh3_gbps", xxh3}, {"verify_payload", c.verify}, {"verify_threads", c.verify_threads},
                  {"checksum_path", std::string(storage::PayloadChecksumPath())},
                  {"raw_baseline", RawUringCompiledIn() ? "io_uring" : "none"}, {"nproc", sysconf(_SC_NPROCESSORS_ONLN)}};
   for (const CaseResult& r : cases) {

@@ -28,6 +28,7 @@ struct StoreBenchConfig {
   double seconds = 0.5;                                // per timed measurement
   int rounds = 3;                                      // alternations; medians reported
   bool run_lookup = true, run_promote = true, run_host = true;
+  bool run_threads = true;
 };
 
 // Stores of c.blocks tiny (64-byte) blocks: memory per size (each in a child
@@ -38,5 +39,9 @@ nlohmann::json RunLookupCase(const StoreBenchConfig& c);
 nlohmann::json RunPromoteCase(const StoreBenchConfig& c);
 // H-tier put/get of whole blocks through the BlockStore vs memcpy.
 nlohmann::json RunHostCase(const StoreBenchConfig& c);
+// Put/get of whole blocks from 1 and 4 threads at once (each its own sequence)
+// through one BlockStore: copies with the mutex dropped (the default, decision 0020)
+// vs under it (unlocked_copy_bytes = SIZE_MAX, the behaviour before), alternated.
+nlohmann::json RunThreadsCase(const StoreBenchConfig& c);
 
 }  // namespace tierkv::bench

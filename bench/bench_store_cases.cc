@@ -12,6 +12,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "bench/bench_disk_raw.h"
 #include "bench/bench_store.h"
@@ -567,6 +568,106 @@ Json RunHostCase(const StoreBenchConfig& c) {
           {"memcpy_get_gbps_median", Median(Gbps(mget))},
           {"on_host", h->used_slots()},
           {"errors", errors}};
+}
+
+namespace {
+
+// T threads, each putting (or getting) random blocks of its own sequence for
+// `seconds`; aggregate payload bytes per second.
+double TimedThreads(BlockStore* store, uint32_t threads, uint32_t per_thread, size_t cap, double seconds, bool put,
+                    uint64_t* errors) {
+  std::atomic<uint64_t> ops{0}, errs{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> ts;
+  for (uint32_t t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      std::vector<std::byte> buf(cap, std::byte{static_cast<unsigned char>(t + 1)});
+      uint64_t r = 777 + t, n = 0, e = 0;
+      while (!go.load()) std::this_thread::yield();
+      const auto start = Clock::now();
+      while (Since(start) < seconds) {
+        for (int k = 0; k < 16; ++k, ++n) {
+          const auto i = static_cast<uint32_t>(Next(r) % per_thread);
+          e += !(put ? store->Put(100 + t, 0, i, buf) : store->Get(100 + t, 0, i, buf)).ok();
+        }
+      }
+      ops += n;
+      errs += e;
+    });
+  }
+  const auto t0 = Clock::now();
+  go = true;
+  for (auto& t : ts) t.join();
+  *errors += errs.load();
+  return static_cast<double>(ops.load()) * cap / Since(t0) / 1e9;
+}
+
+}  // namespace
+
+Json RunThreadsCase(const StoreBenchConfig& c) {
+  const ModelSpec model = BigModel(c.block_kib);
+  const auto cap = static_cast<uint32_t>(model.BlockBytes());
+  constexpr uint32_t kMaxThreads = 4;
+  const uint32_t per_thread = std::max<uint32_t>(1, c.h_blocks / kMaxThreads);
+  Scratch dir(c.dir, "threads");
+  struct Store {
+    std::unique_ptr<storage::Manifest> manifest;
+    std::unique_ptr<storage::ArenaTier> g, h;
+    std::unique_ptr<BlockStore> store;
+  };
+  auto open = [&](bool unlocked) {
+    Store s;
+    const std::string sub = dir.path + (unlocked ? "/unlocked" : "/locked");
+    std::filesystem::create_directories(sub);
+    s.manifest = Must(storage::Manifest::Open(sub + "/manifest"), "manifest");
+    s.g = Must(storage::CreateEmulatedGpuTier({"G", 16, cap}), "G tier");
+    s.h = Must(storage::CreateHostTier({"H", kMaxThreads * per_thread + 16, cap, storage::PinMode::kAuto}), "H tier");
+    BlockStoreOptions o;
+    o.ns = 1;
+    o.model = model;
+    o.policy.sink_blocks = 0;
+    o.policy.recent_window = 0;
+    o.policy.gpu = {0.01, 0.01};
+    o.migrator_thread = false;
+    o.unlocked_copy_bytes = unlocked ? BlockStoreOptions{}.unlocked_copy_bytes : SIZE_MAX;
+    s.store = Must(BlockStore::Open(o, s.g.get(), s.h.get(), nullptr, s.manifest.get()), "BlockStore");
+    std::vector<std::byte> payload(cap, std::byte{1});
+    for (uint32_t t = 0; t < kMaxThreads; ++t) {
+      for (uint32_t i = 0; i < per_thread; ++i) {
+        if (Status st = s.store->Put(100 + t, 0, i, payload); !st.ok()) Die("put", st);
+      }
+    }
+    return s;
+  };
+  Store stores[2] = {open(false), open(true)};  // [0] under the lock, [1] unlocked
+  uint64_t errors = 0;
+  Json rows = Json::array();
+  for (uint32_t threads : {1u, kMaxThreads}) {
+    for (bool put : {true, false}) {
+      std::vector<double> gbps[2], ratio;
+      for (int round = 0; round < c.rounds; ++round) {
+        // ABBA: the order alternates so that drift in the machine's load hits both.
+        double r[2];
+        for (int k = 0; k < 2; ++k) {
+          const int which = (round % 2 == 0) ? k : 1 - k;
+          r[which] = TimedThreads(stores[which].store.get(), threads, per_thread, cap, c.seconds, put, &errors);
+        }
+        gbps[0].push_back(r[0]);
+        gbps[1].push_back(r[1]);
+        ratio.push_back(r[1] / r[0]);
+      }
+      rows.push_back({{"threads", threads},
+                      {"op", put ? "put" : "get"},
+                      {"locked_gbps", gbps[0]},
+                      {"unlocked_gbps", gbps[1]},
+                      {"ratio", ratio},
+                      {"locked_gbps_median", Median(gbps[0])},
+                      {"unlocked_gbps_median", Median(gbps[1])},
+                      {"ratio_median", Median(ratio)}});
+    }
+  }
+  return {{"block_bytes", cap}, {"blocks_per_thread", per_thread}, {"rows", rows}, {"errors", errors},
+          {"nproc", std::thread::hardware_concurrency()}};
 }
 
 }  // namespace tierkv::bench

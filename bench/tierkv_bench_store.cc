@@ -46,7 +46,7 @@ void PrintHelp() {
       "  --h-blocks N         blocks of the H case (default 1024)\n"
       "  --seconds S          per timed measurement (default 0.5)\n"
       "  --rounds R           alternations; medians reported (default 3)\n"
-      "  --cases LIST         any of lookup,promote,host (default all)\n"
+      "  --cases LIST         any of lookup,promote,host,threads (default all)\n"
       "  --json PATH          write the results as JSON\n"
       "  --help               this text\n";
 }
@@ -73,6 +73,7 @@ bool ParseArgs(int argc, char** argv, StoreBenchConfig* c, std::string* json) {
       c->run_lookup = v.find("lookup") != std::string::npos;
       c->run_promote = v.find("promote") != std::string::npos;
       c->run_host = v.find("host") != std::string::npos;
+      c->run_threads = v.find("threads") != std::string::npos;
     } else {
       return false;
     }
@@ -183,6 +184,22 @@ void PrintHost(const Json& r) {
              {{"put", Fmt(put), Fmt(mput), Fmt(put / mput)}, {"get", Fmt(get), Fmt(mget), Fmt(get / mget)}});
 }
 
+void PrintThreads(const Json& r) {
+  std::printf("\nPut/get from several threads through one BlockStore, %llu KiB blocks in H, %llu per thread; "
+              "copies under the store's mutex (before decision 0020) vs with it dropped, ABBA rounds, medians\n",
+              static_cast<unsigned long long>(r["block_bytes"].get<uint64_t>() / 1024),
+              static_cast<unsigned long long>(r["blocks_per_thread"].get<uint64_t>()));
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& x : r["rows"]) {
+    rows.push_back({std::to_string(x["threads"].get<uint32_t>()), x["op"].get<std::string>(),
+                    Fmt(x["locked_gbps_median"].get<double>()), Fmt(x["unlocked_gbps_median"].get<double>()),
+                    Fmt(x["ratio_median"].get<double>())});
+  }
+  PrintTable({"threads", "op", "locked GB/s", "unlocked GB/s", "unlocked/locked"}, rows);
+  std::printf("errors: %llu; CPUs: %u\n", static_cast<unsigned long long>(r["errors"].get<uint64_t>()),
+              r["nproc"].get<uint32_t>());
+}
+
 }  // namespace
 }  // namespace tierkv::bench
 
@@ -204,6 +221,10 @@ int main(int argc, char** argv) {
   if (c.run_host) {
     doc["host"] = RunHostCase(c);
     PrintHost(doc["host"]);
+  }
+  if (c.run_threads) {
+    doc["threads"] = RunThreadsCase(c);
+    PrintThreads(doc["threads"]);
   }
   if (!WriteJson(json_path, doc)) {
     std::fprintf(stderr, "cannot write %s\n", json_path.c_str());

@@ -45,6 +45,9 @@ enum BlockFlags : uint8_t {
   kDiskWrite = 1 << 6,    // a D write of this block is in flight (with kIoPending): its
                           // record lands when the write is synced. kIoPending alone may
                           // also be a put placing the block in memory (no record coming)
+  kPlacing = 1 << 7,      // a put is copying the block's new version into its memory slot
+                          // with the lock dropped (with kIoPending and the put's lease):
+                          // readers of memory copies (Get, Acquire) wait until it clears
 };
 
 struct BlockMeta {

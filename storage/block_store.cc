@@ -33,6 +33,7 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       disk_(dynamic_cast<DiskTier*>(d)),
       manifest_(manifest),
       block_bytes_(options.model.BlockBytes()),
+      copy_unlocked_(block_bytes_ >= options.unlocked_copy_bytes),
       policy_(options.policy),
       index_(options.model.num_layers, g->num_slots(), h->num_slots()),
       mover_(*g, *h),
@@ -147,9 +148,14 @@ Status BlockStore::PlaceBlock(MutexLock& lock, SequenceId seq, uint32_t layer, u
                               std::span<const std::byte> payload, uint64_t prefix_hash, BlockRef* placed,
                               bool* deduplicated, bool* durable) {
   // A block with a transfer in flight (the migrator writing it to D, a load, another
-  // put placing it) is pinned for the length of one transfer: wait for it.
+  // put placing it) or a Get copying it out is pinned for the length of one transfer
+  // or copy: wait for it (a put is refused only for a retrieval's pin).
   BlockRef existing = index_.Find(seq, layer, index);
-  while (existing != kNoBlock && (index_.meta(existing).flags & kIoPending) && !stop_) {
+  auto copying = [&](BlockRef ref) {
+    mu_.AssertHeld();
+    return std::find(copying_out_.begin(), copying_out_.end(), ref) != copying_out_.end();
+  };
+  while (existing != kNoBlock && ((index_.meta(existing).flags & kIoPending) || copying(existing)) && !stop_) {
     io_cv_.Wait(&mu_);
     existing = index_.Find(seq, layer, index);
   }
@@ -184,7 +190,7 @@ Status BlockStore::PlaceBlock(MutexLock& lock, SequenceId seq, uint32_t layer, u
   m.flags = (m.flags & ~kDiskCurrent) | kIoPending;
   ++m.leases;
   Status st = PlaceInMemory(lock, ref, payload, Protected(ref));
-  index_.meta(ref).flags &= ~kIoPending;
+  index_.meta(ref).flags &= ~(kIoPending | kPlacing);
   io_cv_.NotifyAll();
   if (st.ok()) {
     *placed = ref;
@@ -274,7 +280,7 @@ Status BlockStore::Get(SequenceId seq, uint32_t layer, uint32_t index, std::span
   if (out.size() < block_bytes_) return InvalidArgument("output buffer smaller than a block");
   MutexLock lock(&mu_);
   ++stats_.gets;
-  const BlockRef ref = index_.Find(seq, layer, index);
+  const BlockRef ref = FindReadable(lock, seq, layer, index);
   if (ref == kNoBlock) {
     ++stats_.get_misses;
     return NotFound("no block " + std::to_string(index) + " of sequence " + std::to_string(seq) + " layer " +
@@ -295,20 +301,48 @@ Status BlockStore::Get(SequenceId seq, uint32_t layer, uint32_t index, std::span
   } else {
     ++(index_.meta(ref).where == Where::kGpu ? stats_.hits_gpu : stats_.hits_host);
   }
-  if (st.ok() && !direct) {
-    // Copied under the store's mutex. A copy without it (tried for put/get scaling with
-    // several clients) raced with a block's move while a Get pinned it: the unit test
-    // ConcurrentOperationsKeepThePlacementMapConsistent then read a reused H slot
-    // (refused by the tag check, never served) in 2 of 12 runs.
-    const BlockMeta& m = index_.meta(ref);
-    ArenaTier* tier = m.where == Where::kGpu ? g_ : h_;
-    auto info = tier->Read(m.mem_slot, TagOf(ref), out.first(block_bytes_));
-    st = info.status();
-  }
+  if (st.ok() && !direct) st = CopyOut(lock, ref, out.first(block_bytes_));
   Unpin(ref);
   if (st.ok()) Touch(ref);
   if (st.code() == StatusCode::kNotFound) ++stats_.get_misses;
   MaybeFree(ref);
+  return st;
+}
+
+BlockRef BlockStore::FindReadable(MutexLock& /*lock*/, SequenceId seq, uint32_t layer,
+                                  uint32_t index) {
+  BlockRef ref = index_.Find(seq, layer, index);
+  while (ref != kNoBlock && (index_.meta(ref).flags & kPlacing) && !stop_) {
+    io_cv_.Wait(&mu_);
+    ref = index_.Find(seq, layer, index);
+  }
+  return ref;
+}
+
+// The copy runs with the lock dropped (docs/decisions/0020-copies-outside-the-lock.md).
+// The block is pinned by the caller and marked kPublished here, which together keep
+// its memory slot fixed and its bytes unchanged until the copy is done:
+//  - moves: MoveToGpu skips published blocks; DemoteToHost, victims (PickVictim) and
+//    MaybeFree skip pinned ones, so the slot is neither freed nor reused;
+//  - writes: a put of the same block waits in PlaceBlock while copying_out_ counts
+//    it (then, if a lease still pins it, is refused as before); D writes only read.
+// kPublished ends with the block's last pin (Unpin), as for a lease.
+Status BlockStore::CopyOut(MutexLock& /*lock*/, BlockRef ref, std::span<std::byte> out) {
+  BlockMeta& m = index_.meta(ref);
+  TIERKV_CHECK(m.leases > 0 && m.in_memory() && !(m.flags & kPlacing));
+  ArenaTier* tier = m.where == Where::kGpu ? g_ : h_;
+  if (!copy_unlocked_) return tier->Read(m.mem_slot, TagOf(ref), out).status();
+  m.flags |= kPublished;
+  const SlotId slot = m.mem_slot;
+  const SlotTag tag = TagOf(ref);
+  copying_out_.push_back(ref);
+  mu_.Unlock();
+  const Status st = tier->Read(slot, tag, out).status();
+  mu_.Lock();
+  auto it = std::find(copying_out_.begin(), copying_out_.end(), ref);
+  *it = copying_out_.back();
+  copying_out_.pop_back();
+  io_cv_.NotifyAll();  // a put of the block may be waiting
   return st;
 }
 
@@ -321,7 +355,7 @@ Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<cons
   std::vector<BlockRef> to_load;
   pinned.reserve(blocks.size());
   for (uint32_t idx : blocks) {
-    BlockRef ref = index_.Find(seq, layer, idx);
+    const BlockRef ref = FindReadable(lock, seq, layer, idx);  // not while a put copies it in
     if (ref == kNoBlock) continue;
     BlockMeta& m = index_.meta(ref);
     ++m.leases;

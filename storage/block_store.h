@@ -34,9 +34,12 @@
 // (storage/block_codec.h) and decoded when read back; G and H hold raw blocks.
 //
 // Thread-safety: all methods are thread-safe. Metadata is guarded by one mutex per
-// namespace; memory copies run under it, disk I/O (and compression) runs outside it
-// with the blocks pinned and marked kIoPending, so their memory copy neither moves
-// nor changes until the transfer is done.
+// namespace. Disk I/O (and compression) runs outside it with the blocks pinned and
+// marked kIoPending, so their memory copy neither moves nor changes until the
+// transfer is done. The copies of Put and Get into and out of G/H run outside it
+// too: a put copies into a slot it holds (kPlacing: readers wait), a get out of a
+// pinned, published block (it cannot move; a put of it waits). Moves between G and
+// H (promotion, demotion) copy under the mutex.
 #pragma once
 
 #include <atomic>
@@ -83,6 +86,11 @@ struct BlockStoreOptions {
   // several channels, demotions, a drain) share one fdatasync and one manifest batch.
   // false: each caller syncs its own writes (the old behaviour, for benchmarks).
   bool group_commit = true;
+  // Blocks of this many bytes and more are copied into and out of G/H by Put and Get
+  // with the store's mutex dropped (clients copy in parallel); smaller ones under it,
+  // where dropping and retaking it costs more than the copy (64-byte test blocks).
+  // Default: 4096
+  size_t unlocked_copy_bytes = 4096;
 };
 
 // Counters exported by the daemon (DESIGN §8). Relaxed atomics.
@@ -267,8 +275,19 @@ class BlockStore {
   // Drops one pin; the last one also ends the publication of the block's location.
   void Unpin(BlockRef ref) REQUIRES(mu_);
   uint32_t NextGeneration() REQUIRES(mu_) { return ++generation_clock_; }
+  // Finds memory for ref and copies payload in, the copy with the lock dropped
+  // (kPlacing set meanwhile). The caller pinned ref and marked it kIoPending.
   Status PlaceInMemory(MutexLock& lock, BlockRef ref, std::span<const std::byte> payload,
                        bool prefer_gpu) REQUIRES(mu_);
+  // Copies payload into `slot` of `tier` as ref's current version with the lock
+  // dropped; ref is marked kPlacing meanwhile (cleared by the caller).
+  Status CopyIn(MutexLock& lock, BlockRef ref, ArenaTier* tier, SlotId slot, std::span<const std::byte> payload)
+      REQUIRES(mu_);
+  // The block at (seq, layer, index) once no put is copying it in (kPlacing), or kNoBlock.
+  BlockRef FindReadable(MutexLock& lock, SequenceId seq, uint32_t layer, uint32_t index) REQUIRES(mu_);
+  // Copies ref's memory copy into out with the lock dropped. The caller pinned ref,
+  // which is in memory. Marks it kPublished (cleared by its last Unpin).
+  Status CopyOut(MutexLock& lock, BlockRef ref, std::span<std::byte> out) REQUIRES(mu_);
   Status ShareBlock(SequenceId seq, uint32_t layer, uint32_t index, BlockRef existing, BlockRef shared,
                     uint64_t hash, bool* deduplicated, bool* durable) REQUIRES(mu_);
   // Writes just-put blocks to D as one commit (write-through); (*on_disk)[k] is
@@ -379,6 +398,7 @@ class BlockStore {
   DiskTier* const disk_;  // d_ when it is a DiskTier (Sync, Scan), else null
   Manifest* const manifest_;
   const size_t block_bytes_;
+  const bool copy_unlocked_;  // block_bytes_ >= options_.unlocked_copy_bytes
 
   Mutex migrate_mu_ ACQUIRED_BEFORE(mu_);  // one migration pass at a time
   mutable Mutex mu_;
@@ -391,6 +411,9 @@ class BlockStore {
   uint64_t next_lease_ GUARDED_BY(mu_) = 1;
   uint32_t generation_clock_ GUARDED_BY(mu_) = 0;  // last generation handed out
   std::vector<BlockRef> deferred_ GUARDED_BY(mu_);  // defer-mode misses to promote
+  // Gets copying a block out with the lock dropped (CopyOut), one entry per Get (a
+  // few at a time: one per channel worker); a put of the block waits for them.
+  std::vector<BlockRef> copying_out_ GUARDED_BY(mu_);
   BlockMover mover_ GUARDED_BY(mu_);  // H -> G batches
   Status disk_error_ GUARDED_BY(mu_);  // why D stopped admitting, OK when it admits
   std::chrono::steady_clock::time_point disk_retry_at_ GUARDED_BY(mu_);

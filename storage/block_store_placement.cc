@@ -105,13 +105,31 @@ void BlockStore::MaybeFree(std::span<const BlockRef> refs) {
   CommitRecordDeletes(batch, slots);
 }
 
+// A put's copy into G/H, with the lock dropped. Nothing else touches the slot
+// meanwhile: a fresh slot is allocated and not yet in the placement map; a rewrite
+// in place is of a block that the put pins and marks kIoPending (no move, no D
+// write, no other put) with no Get copying it out (PlaceBlock waited), and kPlacing
+// keeps new Gets and Acquires away until the caller clears it.
+Status BlockStore::CopyIn(MutexLock& /*lock*/, BlockRef ref, ArenaTier* tier, SlotId slot,
+                          std::span<const std::byte> payload) {
+  BlockMeta& m = index_.meta(ref);
+  TIERKV_CHECK(m.leases > 0 && (m.flags & kIoPending));
+  if (!copy_unlocked_) return tier->Write(slot, TagOf(ref), payload);
+  m.flags |= kPlacing;
+  const SlotTag tag = TagOf(ref);
+  mu_.Unlock();
+  Status st = tier->Write(slot, tag, payload);
+  mu_.Lock();
+  return st;
+}
+
 // Finds memory for a block and copies payload in. Protected blocks prefer G and
 // push a cold G block down to H to get in.
 Status BlockStore::PlaceInMemory(MutexLock& lock, BlockRef ref, std::span<const std::byte> payload,
                                  bool prefer_gpu) {
   if (index_.meta(ref).in_memory()) {  // rewrite in place
     const BlockMeta& m = index_.meta(ref);
-    return (m.where == Where::kGpu ? g_ : h_)->Write(m.mem_slot, TagOf(ref), payload);
+    return CopyIn(lock, ref, m.where == Where::kGpu ? g_ : h_, m.mem_slot, payload);
   }
   const auto deadline = std::chrono::steady_clock::now() + options_.put_wait;
   for (;;) {
@@ -128,7 +146,7 @@ Status BlockStore::PlaceInMemory(MutexLock& lock, BlockRef ref, std::span<const 
       ArenaTier* tier = where == Where::kGpu ? g_ : h_;
       auto slot = tier->Allocate();
       if (slot.ok()) {
-        Status st = tier->Write(*slot, TagOf(ref), payload);
+        Status st = CopyIn(lock, ref, tier, *slot, payload);
         if (!st.ok()) {
           tier->Free(*slot).IgnoreError();
           return st;

@@ -42,6 +42,7 @@
 #include "common/status.h"
 #include "storage/io_engine.h"
 #include "storage/slab_scan.h"
+#include "storage/disk_tier_verify.h"
 #include "storage/slot_format.h"
 #include "storage/tier.h"
 
@@ -87,6 +88,12 @@ struct DiskTierOptions {
   // protection, benchmarks that isolate the I/O path); torn writes then go
   // unnoticed until a payload-verifying recovery scan. Default: true
   bool verify_payload = true;
+  // Threads that verify read payloads of VerifyPool::kMinBytes and more while the
+  // batch's thread keeps the device queue full (storage/disk_tier_verify.h); the
+  // batch's thread helps at its end. 0: no pool, every payload is verified on the
+  // batch's thread (the behaviour before the pool). No pool when verify_payload is
+  // false. Default: VerifyPool::DefaultThreads (a quarter of the CPUs, 1 to 2 per device)
+  std::optional<uint32_t> verify_threads;
 };
 
 class DiskTier final : public Tier {
@@ -136,7 +143,9 @@ class DiskTier final : public Tier {
   // Wall time spent by batches in each stage, summed over engines (benchmarks):
   // prepare = header encoding, write checksums, bounce copies and queueing;
   // reap = submitting and waiting in the kernel; finish = read verification
-  // (header, payload checksum) and bounce copies out.
+  // (header; payload checksums below VerifyPool::kMinBytes, and those the batch's
+  // thread runs itself at its end) and bounce copies out. Payload checksums run on
+  // the verify pool are not in it (their CPU is in the process's).
   struct StageNanos {
     uint64_t prepare = 0, reap = 0, finish = 0;
   };
@@ -208,6 +217,7 @@ class DiskTier final : public Tier {
   std::vector<std::unique_ptr<Device>> devices_;
   std::string engine_name_;
 
+  std::unique_ptr<VerifyPool> verify_pool_;  // null: payloads verified on the batch's thread
   std::atomic<uint64_t> zero_copy_{0}, bounced_{0};
   std::atomic<uint64_t> prepare_ns_{0}, reap_ns_{0}, finish_ns_{0};
 };

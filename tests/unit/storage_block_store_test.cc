@@ -444,6 +444,7 @@ TEST_F(BlockStoreTest, ConcurrentOperationsKeepThePlacementMapConsistent) {
     o.put_wait = std::chrono::milliseconds(2000);
     o.migrate_interval = std::chrono::milliseconds(1);
     o.demote_batch = 4;
+    o.unlocked_copy_bytes = 0;  // every copy with the lock dropped (the default for blocks >= 4 KiB)
     store_ = std::move(BlockStore::Open(o, tiers_.g.get(), tiers_.h.get(), tiers_.d.get(), tiers_.manifest.get()))
                  .value();
     std::atomic<uint64_t> version{1}, bad{0}, errors{0};
@@ -506,6 +507,69 @@ TEST_F(BlockStoreTest, ConcurrentOperationsKeepThePlacementMapConsistent) {
     ASSERT_TRUE(tiers_.manifest->Scan(Cf::kBlocks, "", [&](auto, auto) { return ++records, true; }).ok());
     EXPECT_EQ(records, 0) << WritePolicyName(w);
   }
+}
+
+// Put and Get copy into and out of G/H with the store's mutex dropped
+// (docs/decisions/0020-copies-outside-the-lock.md). Writers rewriting the same few
+// blocks in place while readers get them: every get returns one whole version (never
+// a torn mix), no version older than one acknowledged before the get began, and a
+// put is never refused because a get was copying the block out (only a retrieval's
+// lease refuses a put).
+TEST_F(BlockStoreTest, GetsAndRewritesOfOneBlockCopyOutsideTheLock) {
+  ASSERT_GE(SmallModel().BlockBytes(), BlockStoreOptions{}.unlocked_copy_bytes) << "must take the unlocked path";
+  OpenTiers(4, 4, 16);
+  OpenStore();
+  std::vector<std::byte> block(SmallModel().BlockBytes());
+  for (uint32_t i = 0; i < 2; ++i) {
+    testing::FillBlock(1, 0, i, 1, block);
+    ASSERT_OK(store_->Put(1, 0, i, block));
+  }
+  std::atomic<uint64_t> acked[2] = {1, 1};
+  std::atomic<uint64_t> version{2}, torn{0}, stale{0}, refused{0}, gets{0};
+  std::atomic<bool> stop{false};
+  auto writer = [&](uint32_t i) {
+    std::vector<std::byte> b(block.size());
+    for (int k = 0; k < 3000; ++k) {
+      const uint64_t v = version++;
+      testing::FillBlock(1, 0, i, v, b);
+      Status st = store_->Put(1, 0, i, b);
+      if (!st.ok()) {
+        ++refused;
+        continue;
+      }
+      uint64_t seen = acked[i].load();
+      while (seen < v && !acked[i].compare_exchange_weak(seen, v)) {
+      }
+    }
+  };
+  auto reader = [&](uint32_t i) {
+    std::vector<std::byte> out(block.size());
+    while (!stop.load()) {
+      const uint64_t floor = acked[i].load();
+      ASSERT_OK(store_->Get(1, 0, i, out));
+      ++gets;
+      const auto v = testing::CheckBlock(1, 0, i, out);
+      if (!v) {
+        ++torn;
+      } else if (*v < floor) {
+        ++stale;
+      }
+    }
+  };
+  std::vector<std::thread> writers, readers;
+  for (uint32_t i = 0; i < 2; ++i) {
+    writers.emplace_back(writer, i);
+    readers.emplace_back(reader, i);
+    readers.emplace_back(reader, i);
+  }
+  for (auto& t : writers) t.join();
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(torn.load(), 0u);
+  EXPECT_EQ(stale.load(), 0u);
+  EXPECT_EQ(refused.load(), 0u) << "a put was refused while gets copied the block out";
+  EXPECT_GT(gets.load(), 0u);
+  EXPECT_EQ(tiers_.g->stats().Snapshot().tag_mismatches + tiers_.h->stats().Snapshot().tag_mismatches, 0u);
 }
 
 // Compression applies to D copies only: G/H hold raw blocks, D payloads are encoded

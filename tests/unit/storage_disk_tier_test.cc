@@ -291,6 +291,50 @@ TEST_P(DiskTierTest, ReadHeadersReportsWhatEachSlotHolds) {
   EXPECT_EQ(t->used_slots(), 0u);  // reading headers adopts nothing
 }
 
+// Payload checksums of large zero-copy reads run on the verify pool (and on the
+// batch's thread at its end): a batch with damaged slots among good ones still
+// answers kCorruption for exactly those, with nothing of them handed out, and the
+// good ones byte for byte.
+TEST_P(DiskTierTest, VerifyPoolFindsDamageInABatch) {
+  constexpr uint32_t kBytes = 256 << 10;  // >= VerifyPool::kMinBytes
+  for (uint32_t threads : {1u, 3u}) {
+    DiskTierOptions o = Options(12, kBytes);
+    o.dir = scratch_.Sub("pool" + std::to_string(threads));
+    o.verify_threads = threads;
+    auto t = MustOpen(o);
+    ASSERT_NE(t, nullptr);
+    std::vector<SlotId> slots;
+    ASSERT_TRUE(t->AllocateMany(12, &slots).ok());
+    std::vector<Bytes> payloads;
+    for (SlotId s : slots) {
+      payloads.push_back(RandomBytes(kBytes, rng_));
+      ASSERT_TRUE(t->Write(s, TagFor(4, s, 1), payloads.back()).ok());
+    }
+    ASSERT_TRUE(t->Sync().ok());
+    const std::vector<size_t> damaged = {1, 6, 11};
+    for (size_t i : damaged) {
+      auto [path, off] = Where(*t, slots[i]);
+      FlipByteInFile(path, off + kHb + 1000 * i + 17);
+    }
+    for (int round = 0; round < 3; ++round) {
+      std::vector<Bytes> outs(slots.size(), Bytes(kBytes, std::byte{0x77}));
+      std::vector<ReadOp> ops;
+      for (size_t i = 0; i < slots.size(); ++i) ops.emplace_back(slots[i], TagFor(4, slots[i], 1), outs[i]);
+      t->ReadBatch(ops).IgnoreError();
+      for (size_t i = 0; i < slots.size(); ++i) {
+        if (std::find(damaged.begin(), damaged.end(), i) != damaged.end()) {
+          EXPECT_EQ(ops[i].status.code(), StatusCode::kCorruption) << "slot " << i << ": " << ops[i].status.ToString();
+          EXPECT_TRUE(HoldsNoData(outs[i], std::byte{0x77})) << "damaged bytes of slot " << i << " were handed out";
+        } else {
+          ASSERT_TRUE(ops[i].status.ok()) << "slot " << i << ": " << ops[i].status.ToString();
+          EXPECT_TRUE(outs[i] == payloads[i]) << "slot " << i;
+        }
+      }
+    }
+    EXPECT_EQ(t->zero_copy_transfers(), 12u + 3 * 12u);
+  }
+}
+
 TEST_P(DiskTierTest, ZeroCopyAndBouncePathsAgree) {
   auto t = MustOpen(Options(10, 16384));
   ASSERT_NE(t, nullptr);

@@ -1,0 +1,71 @@
+#include "storage/disk_tier_verify.h"
+
+#include <algorithm>
+
+namespace tierkv::storage {
+
+VerifyPool::VerifyPool(uint32_t threads) {
+  threads_.reserve(threads);
+  for (uint32_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+}
+
+VerifyPool::~VerifyPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+uint32_t VerifyPool::DefaultThreads(uint32_t devices) {
+  const uint32_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  return std::clamp(cpus / 4, 1u, std::max(1u, 2 * devices));
+}
+
+void VerifyPool::Done(Group* group) {
+  if (--group->pending_ == 0) done_cv_.notify_all();
+}
+
+void VerifyPool::Work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;
+    Task task = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    task.fn();
+    lock.lock();
+    Done(task.group);
+  }
+}
+
+void VerifyPool::Group::Run(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(pool_->mu_);
+    ++pending_;
+    pool_->queue_.push_back(Task{this, std::move(task)});
+  }
+  pool_->work_cv_.notify_one();
+}
+
+void VerifyPool::Group::Wait() {
+  std::unique_lock<std::mutex> lock(pool_->mu_);
+  while (pending_ > 0) {
+    auto& q = pool_->queue_;
+    auto it = std::find_if(q.begin(), q.end(), [&](const Task& t) { return t.group == this; });
+    if (it == q.end()) {
+      pool_->done_cv_.wait(lock);
+      continue;
+    }
+    std::function<void()> fn = std::move(it->fn);
+    q.erase(it);
+    lock.unlock();
+    fn();
+    lock.lock();
+    pool_->Done(this);
+  }
+}
+
+}  // namespace tierkv::storage
