@@ -11,10 +11,10 @@ VerifyPool::VerifyPool(uint32_t threads) {
 
 VerifyPool::~VerifyPool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  work_cv_.notify_all();
+  work_cv_.NotifyAll();
   for (std::thread& t : threads_) t.join();
 }
 
@@ -24,46 +24,46 @@ uint32_t VerifyPool::DefaultThreads(uint32_t devices) {
 }
 
 void VerifyPool::Done(Group* group) {
-  if (--group->pending_ == 0) done_cv_.notify_all();
+  if (--group->pending_ == 0) done_cv_.NotifyAll();
 }
 
 void VerifyPool::Work() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    while (!stopping_ && queue_.empty()) work_cv_.Wait(&mu_);
     if (queue_.empty()) return;
     Task task = std::move(queue_.front());
     queue_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     task.fn();
-    lock.lock();
+    lock.Lock();
     Done(task.group);
   }
 }
 
 void VerifyPool::Group::Run(std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> lock(pool_->mu_);
+    MutexLock lock(&pool_->mu_);
     ++pending_;
     pool_->queue_.push_back(Task{this, std::move(task)});
   }
-  pool_->work_cv_.notify_one();
+  pool_->work_cv_.NotifyOne();
 }
 
 void VerifyPool::Group::Wait() {
-  std::unique_lock<std::mutex> lock(pool_->mu_);
+  MutexLock lock(&pool_->mu_);
   while (pending_ > 0) {
     auto& q = pool_->queue_;
     auto it = std::find_if(q.begin(), q.end(), [&](const Task& t) { return t.group == this; });
     if (it == q.end()) {
-      pool_->done_cv_.wait(lock);
+      pool_->done_cv_.Wait(&pool_->mu_);
       continue;
     }
     std::function<void()> fn = std::move(it->fn);
     q.erase(it);
-    lock.unlock();
+    lock.Unlock();
     fn();
-    lock.lock();
+    lock.Lock();
     pool_->Done(this);
   }
 }

@@ -8,13 +8,14 @@
 // thread); its tasks may run on any pool thread or on the thread calling Wait.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
 
 namespace tierkv::storage {
 
@@ -49,7 +50,7 @@ class VerifyPool {
    private:
     friend class VerifyPool;
     VerifyPool* const pool_;
-    uint32_t pending_ = 0;  // queued or running; GUARDED_BY(pool_->mu_)
+    uint32_t pending_ GUARDED_BY(pool_->mu_) = 0;  // queued or running
   };
 
  private:
@@ -57,14 +58,14 @@ class VerifyPool {
     Group* group;
     std::function<void()> fn;
   };
-  void Work();
-  void Done(Group* group);  // REQUIRES: mu_ held
+  void Work() EXCLUDES(mu_);
+  void Done(Group* group) REQUIRES(mu_);
 
-  std::mutex mu_;
-  std::condition_variable work_cv_;  // a task was queued, or stopping
-  std::condition_variable done_cv_;  // a group's task finished
-  std::deque<Task> queue_;           // GUARDED_BY(mu_)
-  bool stopping_ = false;            // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar work_cv_;  // a task was queued, or stopping
+  CondVar done_cv_;  // a group's task finished
+  std::deque<Task> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 

@@ -111,7 +111,7 @@ Manifest::~Manifest() {
 }
 
 bool Manifest::writes_stopped() const {
-  std::lock_guard lock(write_mu_);
+  MutexLock lock(&write_mu_);
   return !write_error_.empty();
 }
 
@@ -127,7 +127,7 @@ Status Manifest::CheckFreeSpace(std::string_view what) const {
 }
 
 Status Manifest::Mutate(std::string_view what, const std::function<rocksdb::Status(rocksdb::DB*)>& op) {
-  std::lock_guard lock(write_mu_);
+  MutexLock lock(&write_mu_);
   if (!write_error_.empty()) {
     return ResourceExhausted(std::string(what) + ": manifest writes stopped after a failed write (" + write_error_ +
                              "); free space and restart tierkvd");

@@ -9,12 +9,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace rocksdb {
 class DB;
@@ -70,7 +71,7 @@ class Manifest {
   Status Flush();
   const std::string& dir() const { return dir_; }
   // Whether writes stopped for good after one failed (the daemon must restart).
-  bool writes_stopped() const;
+  bool writes_stopped() const EXCLUDES(write_mu_);
 
  private:
   Manifest(std::string dir, rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> cfs);
@@ -82,14 +83,14 @@ class Manifest {
   // reserve free (a full disk is the common failure), and after a write fails anyway
   // no write touches the DB again and it is never closed: the WAL holds every write
   // acknowledged before, and the next start recovers it.
-  Status Mutate(std::string_view what, const std::function<rocksdb::Status(rocksdb::DB*)>& op);
+  Status Mutate(std::string_view what, const std::function<rocksdb::Status(rocksdb::DB*)>& op) EXCLUDES(write_mu_);
   Status CheckFreeSpace(std::string_view what) const;
 
   std::string dir_;
   rocksdb::DB* db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;  // indexed by Cf
-  mutable std::mutex write_mu_;  // one write at a time: the one after a failure must see it
-  std::string write_error_;      // GUARDED_BY(write_mu_); "" while writes go on
+  mutable Mutex write_mu_;  // one write at a time: the one after a failure must see it
+  std::string write_error_ GUARDED_BY(write_mu_);  // "" while writes go on
 };
 
 // Big-endian fixed-width encodings so that keys sort numerically.
