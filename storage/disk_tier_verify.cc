@@ -24,6 +24,7 @@ uint32_t VerifyPool::DefaultThreads(uint32_t devices) {
 }
 
 void VerifyPool::Done(Group* group) {
+  group->pool_->mu_.AssertHeld();  // mu_ itself: group->pool_ == this
   if (--group->pending_ == 0) done_cv_.NotifyAll();
 }
 
