@@ -162,6 +162,7 @@ nlohmann::json RemoteStatusJson(const RemoteTier* r) {
   const auto& s = r->stats();
   return {{"state", storage::remote::BreakerStateName(r->state())},
           {"gets", s.gets.load()},
+          {"get_batches", s.get_batches.load()},
           {"hits", s.hits.load()},
           {"misses", s.misses.load()},
           {"puts", s.puts.load()},
