@@ -4,6 +4,10 @@
 #include "storage/remote/key_slot.h"
 
 namespace tierkv::storage::remote {
+namespace {
+// How often a worker reloads the slot map while some node's breaker is open.
+constexpr std::chrono::milliseconds kDownMapRefresh{200};
+}  // namespace
 
 std::string_view BreakerStateName(BreakerState s) {
   switch (s) {
@@ -157,7 +161,10 @@ void RemoteTier::NoteNode(const std::string& node, bool answered) {
   std::lock_guard lock(mu_);
   NodeBreaker& b = nodes_[node];
   if (answered) {
-    if (b.open) LOG(INFO) << "remote tier: node " << node << " answers again";
+    if (b.open) {
+      LOG(INFO) << "remote tier: node " << node << " answers again";
+      --open_nodes_;
+    }
     b = NodeBreaker{};
     return;
   }
@@ -165,6 +172,7 @@ void RemoteTier::NoteNode(const std::string& node, bool answered) {
   if (b.probing || (!b.open && b.failures >= options_.breaker_failures)) {
     if (!b.open) {
       ++stats_.node_breaker_opens;
+      ++open_nodes_;
       LOG(WARNING) << "remote tier: node " << node << " did not answer " << b.failures
                    << " batches in a row: its slots fail fast";
     }
@@ -176,6 +184,13 @@ void RemoteTier::NoteNode(const std::string& node, bool answered) {
 
 std::optional<bool> RemoteTier::Send(ClusterClient& client, std::vector<ClusterRequest>& reqs) {
   if (!client.has_map()) client.RefreshMap().IgnoreError();  // Execute reports it when it matters
+  // While a node's breaker is open its slots may be failing over: reload the map
+  // (from the other nodes) every kDownMapRefresh, so that the promoted replica is
+  // used as soon as the cluster names it.
+  if (open_nodes_.load(std::memory_order_relaxed) > 0 &&
+      std::chrono::steady_clock::now() - client.refreshed_at() > kDownMapRefresh) {
+    client.RefreshMap(nodes_down()).IgnoreError();
+  }
   std::vector<std::string> node(reqs.size());
   std::unordered_map<std::string, bool> admit;
   for (size_t i = 0; i < reqs.size(); ++i) node[i] = client.NodeOfSlot(KeySlot(reqs[i].argv[reqs[i].key_arg]));
@@ -183,6 +198,15 @@ std::optional<bool> RemoteTier::Send(ClusterClient& client, std::vector<ClusterR
     std::lock_guard lock(mu_);
     for (const std::string& n : node) {
       if (!n.empty() && !admit.count(n)) admit[n] = AdmitNode(n);
+    }
+    // An open node past its cooldown that the map no longer names as a master has
+    // lost its slots (failed over): forget it.
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+      const bool gone = it->second.open && !it->second.probing && !admit.count(it->first) &&
+                        std::chrono::steady_clock::now() >= it->second.open_until && client.has_map() &&
+                        !client.OwnsSlots(it->first);
+      if (gone) --open_nodes_;
+      it = gone ? nodes_.erase(it) : std::next(it);
     }
   }
   std::vector<size_t> sent;

@@ -154,6 +154,7 @@ class RemoteTier {
   std::chrono::steady_clock::time_point open_until_;  // GUARDED_BY(mu_)
   std::unordered_map<std::string, NodeBreaker> nodes_;  // by "host:port"; GUARDED_BY(mu_)
   std::atomic<BreakerState> state_{BreakerState::kClosed};
+  std::atomic<uint32_t> open_nodes_{0};  // nodes_ entries that are open
   RemoteStats stats_;
   std::vector<std::thread> workers_;
 };
