@@ -86,6 +86,10 @@ bool RemoteTier::Write(const RemoteBlockKey& key, std::vector<std::byte>&& block
       return false;
     }
     writes_.push_back(WriteItem{key, std::move(block), ttl_s, elem_bytes});
+    // Wake a worker for the first block of a batch and for a full batch only: it
+    // lingers for the rest (WorkerLoop), so that a stream of puts does not wake it
+    // (and make it compete for the CPU) once per block.
+    if (writes_.size() != 1 && writes_.size() != options_.write_batch) return true;
   }
   cv_.notify_one();
   return true;
@@ -348,6 +352,10 @@ void RemoteTier::WorkerLoop(size_t index) {
     {
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || !fetches_.empty() || !writes_.empty(); });
+      if (!stop_ && fetches_.empty() && !writes_.empty() && writes_.size() < options_.write_batch) {
+        cv_.wait_for(lock, options_.write_linger,
+                     [&] { return stop_ || !fetches_.empty() || writes_.size() >= options_.write_batch; });
+      }
       if (stop_) return;
       if (!fetches_.empty()) {
         fetch = std::move(fetches_.front());

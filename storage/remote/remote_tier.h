@@ -50,6 +50,9 @@ struct RemoteOptions {
   uint32_t workers = 2;                            // threads (= connections per node). Default: 2
   uint32_t write_queue_blocks = 4096;              // blocks waiting to be written. Default: 4096
   uint32_t write_batch = 64;                       // blocks per pipelined write. Default: 64
+  // How long a worker woken by a first queued block waits for a whole batch before
+  // writing what is there (puts wake it once per batch, not once per block). Default: 5 ms
+  std::chrono::milliseconds write_linger{5};
   std::chrono::milliseconds fetch_timeout{1000};   // longest wait of a Fetch. Default: 1 s
   uint32_t breaker_failures = 3;                   // failed batches in a row that open it. Default: 3
   std::chrono::milliseconds breaker_cooldown{2000};  // open time before a probe. Default: 2 s
