@@ -6,9 +6,16 @@
 //   - the same keys read with raw pipelined GETs (ClusterClient, same batch size):
 //     the ceiling, and the ratio (target >= 0.8);
 //   - the same prefix once local on B (LoadPrefix of a cached prefix);
-//   - put latency on A with R on (background writes) vs a namespace without R.
+//   - put latency on A with R on (background writes) vs a namespace without R;
+//   - the same prefix loaded from local D on a third daemon C (write-through, then
+//     restarted: its blocks are on D only);
+//   - zstd compression of the blocks (RemoteCodec::kZstd, in this process): bytes
+//     saved and the time to encode / inflate one block.
+// --kv PATH takes the blocks from a file written by bench/remote/prefill_kv.py (the
+// reference model's real K and V, with its prefill time) instead of random bytes.
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -28,13 +35,75 @@ namespace {
 using namespace tierkv;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kUsage = R"(Usage: tierkv_bench_remote [--blocks N] [--layers L] [--rounds R] [--json PATH]
+constexpr const char* kUsage = R"(Usage: tierkv_bench_remote [--blocks N] [--layers L] [--rounds R] [--kv PATH] [--json PATH]
 
 Starts a Redis Cluster (redis-server, redis-cli from PATH) and two tierkvd (beside
 this program) on loopback; A puts a prefix of N full blocks x L layers (64 KiB
 blocks: 8 KV heads x 16 tokens x head_dim 128, bf16), B reads it from R. Default
 N = 32, L = 16 (512 blocks, 32 MiB); R rounds of each read (best kept, default 5).
+--kv PATH: the model, N, L and the blocks from bench/remote/prefill_kv.py's file.
 )";
+
+// bench/remote/prefill_kv.py's file: a JSON header line, then f32 blocks [block][layer].
+struct KvFile {
+  nlohmann::json header;
+  ModelSpec model;
+  std::vector<std::vector<std::byte>> blocks;
+};
+bool ReadKv(const std::string& path, KvFile* kv) {
+  std::ifstream f(path, std::ios::binary);
+  std::string line;
+  if (!f || !std::getline(f, line)) return false;
+  kv->header = nlohmann::json::parse(line, nullptr, false);
+  if (kv->header.is_discarded()) return false;
+  const auto& h = kv->header;
+  kv->model = ModelSpec{h["layers"].get<uint32_t>(), h["q_heads"].get<uint32_t>(), h["kv_heads"].get<uint32_t>(),
+                        h["head_dim"].get<uint32_t>(), h["block_tokens"].get<uint32_t>(), DType::kF32};
+  const uint64_t n = uint64_t{h["blocks"].get<uint32_t>()} * kv->model.num_layers;
+  for (uint64_t i = 0; i < n; ++i) {
+    std::vector<std::byte> b(kv->model.BlockBytes());
+    if (!f.read(reinterpret_cast<char*>(b.data()), static_cast<std::streamsize>(b.size()))) return false;
+    kv->blocks.push_back(std::move(b));
+  }
+  return true;
+}
+
+// The same block as bf16 (f32 truncated): what a bf16 engine would store.
+std::vector<std::byte> ToBf16(const std::vector<std::byte>& f32) {
+  std::vector<std::byte> out(f32.size() / 2);
+  for (size_t i = 0; i + 4 <= f32.size(); i += 4) {
+    out[i / 2] = f32[i + 2];
+    out[i / 2 + 1] = f32[i + 3];
+  }
+  return out;
+}
+
+// zstd on every block, in this process: sent / raw bytes and ns per block each way.
+struct Compressed {
+  double ratio = 1, encode_us = 0, inflate_us = 0;
+};
+Compressed Compress(const std::vector<std::vector<std::byte>>& blocks, uint32_t elem) {
+  using namespace storage::remote;
+  const Fingerprint fp{1, 2};
+  double raw = 0, sent = 0, enc = 0, inf = 0;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const RemoteBlockKey key{fp, i + 1, 0};
+    auto t0 = Clock::now();
+    std::string v = EncodeRemoteValue(key, blocks[i], RemoteCodec::kZstd, elem);
+    enc += bench::SecondsSince(t0);
+    raw += blocks[i].size();
+    sent += v.size() - 64;
+    t0 = Clock::now();
+    if (!VerifyRemoteValue(key, v, blocks[i].size()).ok() || !InflateRemoteValue(&v, blocks[i].size()).ok() ||
+        std::memcmp(RemotePayload(v).data(), blocks[i].data(), blocks[i].size()) != 0) {
+      std::fprintf(stderr, "zstd round trip failed\n");
+      std::exit(1);
+    }
+    inf += bench::SecondsSince(t0);
+  }
+  const double n = static_cast<double>(blocks.size());
+  return {sent / raw, enc / n * 1e6, inf / n * 1e6};
+}
 
 std::vector<std::byte> Block(size_t bytes, uint32_t seed) {
   std::vector<std::byte> v(bytes);
@@ -64,19 +133,26 @@ int Fail(const std::string& why) {
 
 int main(int argc, char** argv) {
   uint32_t blocks = 32, layers = 16, rounds = 5;
-  std::string json_path;
+  std::string json_path, kv_path;
   if (!bench::ParseFlagValues(argc, argv, [] { std::fputs(kUsage, stdout); },
                               [&](const std::string& f, const std::string& v) {
                                 if (f == "--blocks") blocks = std::stoul(v);
                                 else if (f == "--layers") layers = std::stoul(v);
                                 else if (f == "--rounds") rounds = std::stoul(v);
                                 else if (f == "--json") json_path = v;
+                                else if (f == "--kv") kv_path = v;
                                 else return false;
                                 return true;
                               })) {
     return 2;
   }
-  const ModelSpec model{layers, 32, 8, 128, 16, DType::kBF16};
+  KvFile kv;
+  if (!kv_path.empty()) {
+    if (!ReadKv(kv_path, &kv)) return Fail("cannot read " + kv_path);
+    blocks = kv.header["blocks"].get<uint32_t>();
+    layers = kv.model.num_layers;
+  }
+  const ModelSpec model = kv_path.empty() ? ModelSpec{layers, 32, 8, 128, 16, DType::kBF16} : kv.model;
   const size_t bb = model.BlockBytes();
   const uint64_t total = uint64_t{blocks} * layers;
   if (!testing::RedisCluster::Available()) return Fail("redis-server/redis-cli not installed");
@@ -102,7 +178,7 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i * 7 + 11);
   const auto hashes = PrefixBlockHashes(tokens, model.block_tokens);
   std::vector<std::vector<std::byte>> data;
-  for (uint64_t i = 0; i < total; ++i) data.push_back(Block(bb, static_cast<uint32_t>(i)));
+  for (uint64_t i = 0; i < total; ++i) data.push_back(kv_path.empty() ? Block(bb, static_cast<uint32_t>(i)) : kv.blocks[i]);
   // Puts: R on (A's "bench") and R off ("local"), interleaved per position.
   std::vector<double> put_r, put_l;
   for (uint32_t p = 0; p < blocks; ++p) {
@@ -203,6 +279,42 @@ int main(int argc, char** argv) {
     loaded = chb->LoadPrefix(3 + r, tokens);
     load_local = std::min(load_local, bench::SecondsSince(t0));
   }
+  // Local D: daemon C puts the prefix write-through, restarts (G/H are volatile: its
+  // blocks are on D only), then loads it.
+  testing::TempDir dir_c("bench-remote-c");
+  const std::string d_sections = "[storage]\ngpu_bytes = " + mib + "\nhost_bytes = " + mib + "\ndisk_bytes = " +
+                                 std::to_string(total * (bb + 8192) * 2 + (64 << 20)) + "\n";
+  testing::DaemonProcess c(daemon, dir_c.path(), "", d_sections);
+  if (!c.Start()) return Fail("tierkvd C did not start: " + c.Log());
+  double load_disk = 0, lookup_disk = 0;
+  {
+    auto cc = Client::Connect(c.socket_path());
+    if (!cc.ok()) return Fail("connect C");
+    auto chc = Open(**cc, "bench", model, "");
+    if (!chc || !internal::Call(**cc, {{"op", "set_policy"}, {"namespace", "bench"},
+                                       {"policy", {{"write", "write-through"}}}}).ok()) {
+      return Fail("C namespace");
+    }
+    for (uint32_t p = 0; p < blocks; ++p) {
+      for (uint32_t l = 0; l < layers; ++l) {
+        if (!chc->Put(1, l, p, data[size_t{p} * layers + l], hashes[p]).ok()) return Fail("put on C");
+      }
+    }
+  }
+  if (c.Stop() != 0 || !c.Start()) return Fail("restart C: " + c.Log());
+  {
+    auto cc = Client::Connect(c.socket_path());
+    if (!cc.ok() || !(*cc)->Attach("bench").ok()) return Fail("reconnect C");
+    auto chc = (*cc)->OpenChannel("bench", {.staging_bytes = 1 << 20});
+    if (!chc.ok()) return Fail("C channel");
+    t0 = Clock::now();
+    auto n = (*chc)->LookupPrefix(tokens);
+    lookup_disk = bench::SecondsSince(t0);
+    t0 = Clock::now();
+    auto m = (*chc)->LoadPrefix(100, tokens);
+    load_disk = bench::SecondsSince(t0);
+    if (!n.ok() || !m.ok() || *m != blocks * model.block_tokens) return Fail("load from D incomplete");
+  }
   std::vector<std::vector<std::string>> rows = {
       {"lookup from R (fetch+verify)", bench::Fmt(bytes / lookup_best / 1e9), bench::Fmt(lookup_best * 1e6 / total, 1)},
       {"raw pipelined GET (ClusterClient)", bench::Fmt(bytes / raw_best / 1e9), bench::Fmt(raw_best * 1e6 / total, 1)},
@@ -211,6 +323,8 @@ int main(int argc, char** argv) {
       {"load from R (fetch+verify+store)", bench::Fmt(bytes / load_remote / 1e9),
        bench::Fmt(load_remote * 1e6 / total, 1)},
       {"load, prefix already local", bench::Fmt(bytes / load_local / 1e9), bench::Fmt(load_local * 1e6 / total, 1)},
+      {"lookup on C, prefix on local D", bench::Fmt(bytes / lookup_disk / 1e9), bench::Fmt(lookup_disk * 1e6 / total, 1)},
+      {"load on C from local D (read+store)", bench::Fmt(bytes / load_disk / 1e9), bench::Fmt(load_disk * 1e6 / total, 1)},
   };
   std::printf("prefix of %u blocks x %u layers = %llu blocks of %zu KiB (%.1f MiB), best of %u\n", blocks, layers,
               static_cast<unsigned long long>(total), bb >> 10, bytes / (1 << 20), rounds);
@@ -222,6 +336,22 @@ int main(int argc, char** argv) {
     const double count = testing::MetricValue(m, "tierkv_remote_fetch_seconds_count");
     std::printf("inside B: %.0f fetch batches, %.1f ms each on average (R worker: GETs + verification)\n", count,
                 count > 0 ? sum / count * 1e3 : 0.0);
+  }
+  std::printf("whole prefix: load from R %.2f ms, load from local D %.2f ms", load_remote * 1e3, load_disk * 1e3);
+  if (!kv_path.empty()) {
+    std::printf("; prefill of the same %u tokens (torch, CPU, %d thread): %.2f ms", blocks * model.block_tokens,
+                kv.header.value("threads", 1), kv.header["prefill_s"].get<double>() * 1e3);
+  }
+  std::printf("\n");
+  const Compressed z = Compress(data, static_cast<uint32_t>(DTypeBytes(model.dtype)));
+  std::printf("zstd (byte planes, level 1) on these %s blocks: %.3f of the bytes, %.1f us to encode, %.1f us to "
+              "inflate one block\n", kv_path.empty() ? "random" : "f32 KV", z.ratio, z.encode_us, z.inflate_us);
+  if (!kv_path.empty()) {
+    std::vector<std::vector<std::byte>> bf16;
+    for (const auto& d : data) bf16.push_back(ToBf16(d));
+    const Compressed zb = Compress(bf16, 2);
+    std::printf("zstd on the same KV as bf16 (truncated): %.3f of the bytes, %.1f us to encode, %.1f us to inflate "
+                "one block\n", zb.ratio, zb.encode_us, zb.inflate_us);
   }
   std::printf("put latency on A, us: R on p50 %.1f p99 %.1f | R off p50 %.1f p99 %.1f; background writes done %.3f s "
               "after the last put\n",
@@ -237,7 +367,10 @@ int main(int argc, char** argv) {
                        {"tier_gbs", bytes / tier_best / 1e9},
                        {"ratio", raw_best / lookup_best},
                        {"put_p50_us_remote", bench::Percentile(put_r, 50)},
-                       {"put_p50_us_local", bench::Percentile(put_l, 50)}};
+                       {"put_p50_us_local", bench::Percentile(put_l, 50)},
+                       {"load_remote_s", load_remote},
+                       {"load_disk_s", load_disk},
+                       {"zstd_ratio", z.ratio}};
     bench::WriteJson(json_path, doc);
   }
   return 0;

@@ -207,6 +207,8 @@ const std::vector<Field>& Schema() {
       Int("remote", "write_queue_blocks", &Config::remote, &RemoteSection::write_queue_blocks, 1, 1 << 20),
       Int("remote", "breaker_failures", &Config::remote, &RemoteSection::breaker_failures, 1, 1000),
       Int("remote", "breaker_cooldown_ms", &Config::remote, &RemoteSection::breaker_cooldown_ms, 10, 600000),
+      Str("remote", "compression", &Config::remote, &RemoteSection::compression,
+          [](const std::string& v, const std::string& n) { return OneOf(v, n, {"none", "zstd"}); }),
   };
   return kFields;
 }

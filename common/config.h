@@ -129,6 +129,7 @@ struct RemoteSection {
   uint32_t write_queue_blocks = 4096; // blocks waiting for their background write (then dropped)
   uint32_t breaker_failures = 3;      // failed batches in a row that open the circuit breaker
   uint32_t breaker_cooldown_ms = 2000; // fail-fast time before a probe
+  std::string compression = "none";  // values written: "none" (raw) or "zstd" (lossless)
   bool operator==(const RemoteSection&) const = default;
 };
 

@@ -133,12 +133,40 @@ dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8
   const size_t bb = rt_->model().BlockBytes();
   if (req.count == 0 || req.count > kMaxBlocksPerRequest) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
   if (req.length != bb * req.count) return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+  // Local misses of a namespace that keeps closed sequences in R are asked of R
+  // after the local pass, in one batch (docs/remote-tier.md).
+  const bool remote = SequencesInRemote(*rt_);
+  std::vector<uint32_t> misses;
+  uint32_t end = req.count;
+  Status error;
   for (uint32_t i = 0; i < req.count; ++i) {
-    Status st = rt_->store().Get(req.seq, req.layer, req.block + i,
-                                 std::as_writable_bytes(staging.subspan(req.offset + i * bb, bb)));
-    if (!st.ok()) return FromStatus(st, i);
+    error = rt_->store().Get(req.seq, req.layer, req.block + i,
+                             std::as_writable_bytes(staging.subspan(req.offset + i * bb, bb)));
+    if (error.ok()) continue;
+    if (!remote || error.code() != StatusCode::kNotFound) {
+      end = i;
+      break;
+    }
+    misses.push_back(i);
   }
-  return Done(req.count);
+  if (!misses.empty()) return GetMissesFromRemote(req, staging, misses, end, error);
+  return end == req.count ? Done(req.count) : FromStatus(error, end);
+}
+
+dp::RingCompletion NamespaceOps::GetMissesFromRemote(const dp::RingRequest& req, std::span<uint8_t> staging,
+                                                     std::span<const uint32_t> misses, uint32_t end,
+                                                     const Status& error) {
+  const size_t bb = rt_->model().BlockBytes();
+  std::vector<uint32_t> blocks;
+  for (uint32_t i : misses) blocks.push_back(req.block + i);
+  std::vector<std::byte> fetched(blocks.size() * bb);
+  std::vector<bool> found;
+  GetSequenceBlocksFromRemote(*rt_, req.seq, req.layer, blocks, fetched, &found);
+  for (size_t k = 0; k < misses.size(); ++k) {
+    if (!found[k]) return FromStatus(NotFound("block"), misses[k]);  // the blocks before it are whole
+    std::memcpy(staging.data() + req.offset + size_t{misses[k]} * bb, fetched.data() + k * bb, bb);
+  }
+  return end == req.count ? Done(req.count) : FromStatus(error, end);
 }
 
 // Query f32 [q_heads][head_dim] at staging[offset] (or, with kFlagGpu, at the
@@ -285,6 +313,7 @@ dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {
 
 dp::RingCompletion NamespaceOps::CloseSequence(const dp::RingRequest& req) {
   if (Status st = rt_->owners().CheckClose(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
+  WriteClosedSequenceToRemote(*rt_, req.seq);  // queued (policy remote_blocks = closed-sequences)
   rt_->retrieval().DropSequence(req.seq);
   rt_->open_blocks().Forget(req.seq);
   Status st = rt_->store().DropSequence(req.seq);

@@ -64,6 +64,11 @@ class NamespaceOps : public OpHandler {
  private:
   dp::RingCompletion Put(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Get(const dp::RingRequest& req, std::span<uint8_t> staging);
+  // Get's fall-through to R: fetches the blocks at `misses` (indices into the
+  // request) from R into staging. end/error: where and why the local pass stopped
+  // (end == req.count: it did not).
+  dp::RingCompletion GetMissesFromRemote(const dp::RingRequest& req, std::span<uint8_t> staging,
+                                         std::span<const uint32_t> misses, uint32_t end, const Status& error);
   dp::RingCompletion Append(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Retrieve(const dp::RingRequest& req, std::span<uint8_t> staging);
   // One sequence's step of Retrieve or RetrieveBatch.

@@ -3,6 +3,7 @@
 #include <prometheus/client_metric.h>
 #include <prometheus/metric_family.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -46,7 +47,9 @@ Result<std::unique_ptr<RemoteTier>> StartRemote(const RemoteSection& c) {
   o.write_queue_blocks = c.write_queue_blocks;
   o.breaker_failures = c.breaker_failures;
   o.breaker_cooldown = std::chrono::milliseconds(c.breaker_cooldown_ms);
-  LOG(INFO) << "remote tier R: Redis Cluster at " << c.seeds << " (" << c.pool_size << " workers)";
+  o.codec = c.compression == "zstd" ? storage::remote::RemoteCodec::kZstd : storage::remote::RemoteCodec::kNone;
+  LOG(INFO) << "remote tier R: Redis Cluster at " << c.seeds << " (" << c.pool_size << " workers, compression "
+            << c.compression << ")";
   return RemoteTier::Start(std::move(o));
 }
 
@@ -54,7 +57,74 @@ void WritePrefixBlockToRemote(NamespaceRuntime& rt, uint64_t hash, uint32_t laye
   RemoteTier* r = rt.remote();
   const uint32_t ttl = rt.store().policy().remote_ttl_s;
   if (!r || ttl == 0) return;
-  r->Write(RemoteBlockKey{rt.remote_fingerprint(), hash, layer}, block, ttl);
+  r->Write(RemoteBlockKey{rt.remote_fingerprint(), hash, layer}, block, ttl, DTypeBytes(rt.model().dtype));
+}
+
+bool SequencesInRemote(NamespaceRuntime& rt) {
+  const storage::Policy p = rt.store().policy();
+  return rt.remote() && p.remote_ttl_s > 0 && p.remote_blocks == storage::RemoteBlocks::kClosedSequences;
+}
+
+uint64_t WriteClosedSequenceToRemote(NamespaceRuntime& rt, uint64_t seq) {
+  if (!SequencesInRemote(rt)) return 0;
+  RemoteTier* r = rt.remote();
+  const ModelSpec& m = rt.model();
+  const uint32_t ttl = rt.store().policy().remote_ttl_s;
+  uint64_t queued = 0, left = 0;
+  for (uint32_t layer = 0; layer < m.num_layers; ++layer) {
+    const uint32_t n = rt.store().SequenceBlocks(seq, layer);
+    for (uint32_t b = 0; b < n; ++b) {
+      if (left) {  // the queue refused one: the rest are not read
+        ++left;
+        continue;
+      }
+      std::vector<std::byte> block(m.BlockBytes());
+      const Status st = rt.store().Get(seq, layer, b, block);
+      if (st.code() == StatusCode::kNotFound) continue;  // a hole
+      if (!st.ok()) {
+        LOG(WARNING) << "closed sequence " << seq << " layer " << layer << " block " << b
+                     << " not written to R: " << st.ToString();
+        continue;
+      }
+      if (r->Write(storage::remote::SequenceBlockKey(rt.remote_fingerprint(), seq, layer, b), std::move(block), ttl,
+                   DTypeBytes(m.dtype))) {
+        ++queued;
+      } else {
+        left = 1;
+      }
+    }
+  }
+  if (left > 1) {
+    r->CountDropped(left - 1);
+    LOG(WARNING) << "closed sequence " << seq << ": " << left << " blocks not written to R (write queue full or R down)";
+  }
+  return queued;
+}
+
+void GetSequenceBlocksFromRemote(NamespaceRuntime& rt, uint64_t seq, uint32_t layer,
+                                 std::span<const uint32_t> blocks, std::span<std::byte> out,
+                                 std::vector<bool>* found) {
+  found->assign(blocks.size(), false);
+  const size_t bb = rt.model().BlockBytes();
+  RemoteTier* r = rt.remote();
+  // One Fetch per kKeysPerFetch blocks (a Get names at most 2^16).
+  for (size_t first = 0; first < blocks.size(); first += kKeysPerFetch) {
+    const size_t n = std::min(kKeysPerFetch, blocks.size() - first);
+    std::vector<RemoteBlockKey> keys;
+    for (size_t i = first; i < first + n; ++i) {
+      keys.push_back(storage::remote::SequenceBlockKey(rt.remote_fingerprint(), seq, layer, blocks[i]));
+    }
+    std::vector<std::string> got;
+    if (!r->Fetch(keys, bb, &got).ok()) return;  // counted in R's stats
+    for (size_t k = 0; k < n; ++k) {
+      if (got[k].empty()) continue;
+      const auto block = storage::remote::RemotePayload(got[k]);
+      std::memcpy(out.data() + (first + k) * bb, block.data(), bb);
+      (*found)[first + k] = true;
+      const Status st = rt.store().Put(seq, layer, blocks[first + k], block);
+      if (!st.ok()) LOG(WARNING) << "block from R served but not kept: " << st.ToString();
+    }
+  }
 }
 
 uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> hashes, uint32_t first,
@@ -92,6 +162,7 @@ nlohmann::json RemoteStatusJson(const RemoteTier* r) {
   const auto& s = r->stats();
   return {{"state", storage::remote::BreakerStateName(r->state())},
           {"gets", s.gets.load()},
+          {"get_batches", s.get_batches.load()},
           {"hits", s.hits.load()},
           {"misses", s.misses.load()},
           {"puts", s.puts.load()},
@@ -99,7 +170,11 @@ nlohmann::json RemoteStatusJson(const RemoteTier* r) {
           {"errors", s.errors_timeout.load() + s.errors_unavailable.load() + s.errors_redis.load() +
                          s.errors_corrupt.load()},
           {"corrupt", s.errors_corrupt.load()},
-          {"breaker_opens", s.breaker_opens.load()}};
+          {"breaker_opens", s.breaker_opens.load()},
+          {"nodes_down", r->nodes_down()},
+          {"node_rejected", s.node_rejected.load()},
+          {"put_raw_bytes", s.put_raw_bytes.load()},
+          {"put_bytes", s.put_bytes.load()}};
 }
 
 std::vector<prometheus::MetricFamily> RemoteMetrics::Collect() const {
@@ -127,6 +202,12 @@ std::vector<prometheus::MetricFamily> RemoteMetrics::Collect() const {
         MetricType::Gauge, static_cast<double>(remote_->state()));
   }
   add("tierkv_remote_breaker_opens_total", "Times R was marked down", C, s.breaker_opens.load());
+  add("tierkv_remote_nodes_down", "Cluster nodes whose circuit breaker is open (their slots fail fast)",
+      MetricType::Gauge, remote_ ? remote_->nodes_down().size() : 0);
+  add("tierkv_remote_node_breaker_opens_total", "Times a node's circuit breaker opened", C,
+      s.node_breaker_opens.load());
+  add("tierkv_remote_node_rejected_total", "Requests failed at once: their node's circuit breaker was open", C,
+      s.node_rejected.load());
   add("tierkv_remote_gets_total", "Blocks asked of R", C, s.gets.load());
   add("tierkv_remote_get_batches_total", "Pipelined fetch batches sent to R", C, s.get_batches.load());
   add("tierkv_remote_hits_total", "Blocks found in R and verified", C, s.hits.load());
@@ -134,6 +215,7 @@ std::vector<prometheus::MetricFamily> RemoteMetrics::Collect() const {
   add("tierkv_remote_get_bytes_total", "Value bytes read from R", C, s.get_bytes.load());
   add("tierkv_remote_puts_total", "Blocks written to R", C, s.puts.load());
   add("tierkv_remote_put_bytes_total", "Value bytes sent to R", C, s.put_bytes.load());
+  add("tierkv_remote_put_raw_bytes_total", "Block bytes written to R before compression", C, s.put_raw_bytes.load());
   add("tierkv_remote_writes_dropped_total", "Blocks not written (queue full or R down)", C, s.writes_dropped.load());
   add("tierkv_remote_rejected_total", "Fetches refused at once while R was down", C, s.rejected.load());
   add("tierkv_remote_queued_writes", "Blocks waiting for their background write", MetricType::Gauge,

@@ -34,6 +34,30 @@ void WritePrefixBlockToRemote(NamespaceRuntime& rt, uint64_t hash, uint32_t laye
 uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> hashes, uint32_t first,
                                std::vector<std::vector<std::string>>* blocks);
 
+// Whether the namespace keeps the blocks of closed sequences in R (policy
+// remote_blocks = closed-sequences, remote_ttl_s > 0, R on, a model_id): then a
+// local Get miss asks R, and CloseSequence writes the sequence's blocks there.
+bool SequencesInRemote(NamespaceRuntime& rt);
+
+// At CloseSequence, before the blocks are dropped: queues every block the store
+// holds of `seq` (each layer, each index) for a background write to R under the
+// sequence's key (sequence id, index). Reads them from the store on the caller's
+// thread (a D-only block is read from D) and copies them into R's write queue;
+// stops, counting the rest as dropped, when the queue is full. Returns how many
+// blocks were queued. No-op unless SequencesInRemote.
+uint64_t WriteClosedSequenceToRemote(NamespaceRuntime& rt, uint64_t seq);
+
+// After a local Get missed blocks[i] of (seq, layer): asks R for them in one
+// pipelined batch (one round trip per node), verifies each value, copies the
+// found ones into out[i * BlockBytes, ...) and stores them in the namespace (H,
+// then G by the usual placement) so that later reads are local. (*found)[i] says
+// which were found. Never an error: R down, absent or corrupt values are misses
+// (counted in R's stats). REQUIRES: SequencesInRemote(rt);
+// out.size() == blocks.size() * BlockBytes.
+void GetSequenceBlocksFromRemote(NamespaceRuntime& rt, uint64_t seq, uint32_t layer,
+                                 std::span<const uint32_t> blocks, std::span<std::byte> out,
+                                 std::vector<bool>* found);
+
 // {"state": "off" | "up" | "down" | "probing", counters...} for the stats op.
 nlohmann::json RemoteStatusJson(const storage::remote::RemoteTier* remote);
 

@@ -18,8 +18,9 @@ PKGS=(
   # reference engine in examples/engine (torch, matplotlib) on /usr/bin/python3.
   python3-numpy python3-pytest python3-torch python3-matplotlib
   # The remote tier R (storage/remote/, make test): hiredis to build, a local Redis
-  # Cluster of redis-server processes for its tests (they start their own).
-  redis-server libhiredis-dev
+  # Cluster of redis-server processes for its tests (they start their own); zstd
+  # for its optional value compression.
+  redis-server libhiredis-dev libzstd-dev
   # The thread-safety build (make tsa): clang's -Wthread-safety.
   clang
 )

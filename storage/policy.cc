@@ -22,6 +22,7 @@ constexpr std::array<std::string_view, 3> kEvictions = {"lru", "lfu", "score"};
 constexpr std::array<std::string_view, 2> kWrites = {"write-back", "write-through"};
 constexpr std::array<std::string_view, 3> kCompressions = {"none", "int8", "kivi2"};
 constexpr std::array<std::string_view, 2> kMissModes = {"wait", "defer"};
+constexpr std::array<std::string_view, 2> kRemoteBlocks = {"prefixes", "closed-sequences"};
 
 Result<uint32_t> ParseCount(const Json& v, const std::string& field, uint32_t max) {
   if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0) ||
@@ -43,6 +44,7 @@ std::string_view EvictionName(Eviction e) { return kEvictions[static_cast<size_t
 std::string_view WritePolicyName(WritePolicy w) { return kWrites[static_cast<size_t>(w)]; }
 std::string_view CompressionName(Compression c) { return kCompressions[static_cast<size_t>(c)]; }
 std::string_view MissModeName(MissMode m) { return kMissModes[static_cast<size_t>(m)]; }
+std::string_view RemoteBlocksName(RemoteBlocks r) { return kRemoteBlocks[static_cast<size_t>(r)]; }
 
 Status Policy::Validate() const {
   for (auto [name, w] : {std::pair{"gpu", gpu}, std::pair{"host", host}}) {
@@ -70,7 +72,8 @@ Json PolicyToJson(const Policy& p) {
               {"gpu_low_watermark", p.gpu.low},
               {"host_high_watermark", p.host.high},
               {"host_low_watermark", p.host.low},
-              {"remote_ttl_s", p.remote_ttl_s}};
+              {"remote_ttl_s", p.remote_ttl_s},
+              {"remote_blocks", RemoteBlocksName(p.remote_blocks)}};
 }
 
 Result<Policy> ApplyPolicyChanges(const Policy& base, const Json& changes) {
@@ -93,6 +96,8 @@ Result<Policy> ApplyPolicyChanges(const Policy& base, const Json& changes) {
       ASSIGN_OR_RETURN(p.compression_group, ParseCount(v, field, 1 << 16));
     } else if (field == "prefetch_depth") {
       ASSIGN_OR_RETURN(p.prefetch_depth, ParseCount(v, field, 1024));
+    } else if (field == "remote_blocks") {
+      ASSIGN_OR_RETURN(p.remote_blocks, ParseEnum<RemoteBlocks>(v, kRemoteBlocks, field));
     } else if (field == "remote_ttl_s") {
       ASSIGN_OR_RETURN(p.remote_ttl_s, ParseCount(v, field, 30u * 24 * 3600));
     } else if (field == "gpu_high_watermark") {

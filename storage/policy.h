@@ -34,6 +34,14 @@ enum class MissMode : uint8_t {
   kDefer = 1,  // a retrieve returns what is resident; misses arrive for the next step
 };
 
+// Which of a namespace's blocks go to R (the remote tier), besides nothing when
+// remote_ttl_s is 0.
+enum class RemoteBlocks : uint8_t {
+  kPrefixes = 0,         // full prefix blocks, after their put (by content hash)
+  kClosedSequences = 1,  // those, and every sealed block of a sequence when it is closed
+                         // (by sequence id and index; a local Get miss asks R for them)
+};
+
 struct Watermarks {
   double high = 0.95;  // demotion starts above this share of a tier's slots
   double low = 0.85;   // ... and stops below this one
@@ -55,6 +63,8 @@ struct Policy {
   // there; 0 keeps the namespace off R (no writes, no remote lookups). Redis's own
   // eviction may drop a block sooner. Default: 3600 s
   uint32_t remote_ttl_s = 3600;
+  // What goes to R. Default: kPrefixes
+  RemoteBlocks remote_blocks = RemoteBlocks::kPrefixes;
 
   bool operator==(const Policy&) const = default;
   Status Validate() const;
@@ -64,6 +74,7 @@ std::string_view EvictionName(Eviction e);
 std::string_view WritePolicyName(WritePolicy w);
 std::string_view CompressionName(Compression c);
 std::string_view MissModeName(MissMode m);
+std::string_view RemoteBlocksName(RemoteBlocks r);
 
 nlohmann::json PolicyToJson(const Policy& p);
 // Applies the fields present in `changes` on top of `base` and validates the result.

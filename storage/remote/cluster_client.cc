@@ -1,5 +1,7 @@
 #include "storage/remote/cluster_client.h"
 
+#include <algorithm>
+
 #include <hiredis/hiredis.h>
 #include <sys/time.h>
 
@@ -140,12 +142,20 @@ Status ClusterClient::LoadMapFrom(size_t node) {
   return OkStatus();
 }
 
-Status ClusterClient::RefreshMap() {
+Status ClusterClient::RefreshMap(const std::vector<std::string>& avoid) {
   Status last = Unavailable("no redis cluster node configured");
-  // The nodes of the current map first (they know the newest topology), seeds too.
-  for (size_t i = 0; i < nodes_.size(); ++i) {
-    last = LoadMapFrom(i);
-    if (last.ok()) return last;
+  // The nodes of the current map first (they know the newest topology), seeds too;
+  // the nodes in `avoid` last.
+  for (bool avoided : {false, true}) {
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const std::string name = nodes_[i].host + ":" + std::to_string(nodes_[i].port);
+      if ((std::find(avoid.begin(), avoid.end(), name) != avoid.end()) != avoided) continue;
+      last = LoadMapFrom(i);
+      if (last.ok()) {
+        refreshed_at_ = std::chrono::steady_clock::now();
+        return last;
+      }
+    }
   }
   return last;
 }
@@ -154,6 +164,14 @@ std::string ClusterClient::NodeOfSlot(uint16_t slot) const {
   if (slot_owner_.empty() || slot >= kClusterSlots) return "";
   const Node& n = nodes_[slot_owner_[slot]];
   return n.host + ":" + std::to_string(n.port);
+}
+
+bool ClusterClient::OwnsSlots(const std::string& node) const {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i].host + ":" + std::to_string(nodes_[i].port) != node) continue;
+    return std::find(slot_owner_.begin(), slot_owner_.end(), static_cast<uint16_t>(i)) != slot_owner_.end();
+  }
+  return false;
 }
 
 int ClusterClient::HandleReply(redisReply* reply, ClusterRequest* r, bool* ask) {

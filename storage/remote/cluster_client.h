@@ -64,7 +64,10 @@ class ClusterClient {
 
   // Loads the slot map from the first known node that answers. kUnavailable when
   // none does; kIOError when the answers do not cover every slot (cluster not ready).
-  Status RefreshMap();
+  // Nodes named in `avoid` ("host:port") are asked last.
+  Status RefreshMap(const std::vector<std::string>& avoid = {});
+  // When the map was last loaded (epoch when never).
+  std::chrono::steady_clock::time_point refreshed_at() const { return refreshed_at_; }
   // Runs every request (pipelined per node, redirects followed). A request's status
   // is OK with its reply, or the error that ended it: kUnavailable (no connection),
   // kDeadlineExceeded-like kIOError "timeout", kIOError (a Redis error reply,
@@ -78,6 +81,8 @@ class ClusterClient {
   // "host:port" of the master the map gives for `slot` ("" without a map).
   std::string NodeOfSlot(uint16_t slot) const;
   bool has_map() const { return !slot_owner_.empty(); }
+  // Whether the map gives some slot to node "host:port".
+  bool OwnsSlots(const std::string& node) const;
   const ClusterClientStats& stats() const { return stats_; }
 
  private:
@@ -102,6 +107,7 @@ class ClusterClient {
   std::vector<Node> nodes_;
   std::vector<uint16_t> slot_owner_;  // slot -> node index (empty: no map)
   bool map_stale_ = false;
+  std::chrono::steady_clock::time_point refreshed_at_;
   ClusterClientStats stats_;
 };
 

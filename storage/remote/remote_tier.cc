@@ -2,8 +2,13 @@
 
 #include "common/log.h"
 #include "common/mutex.h"
+#include "storage/remote/key_slot.h"
 
 namespace tierkv::storage::remote {
+namespace {
+// How often a worker reloads the slot map while some node's breaker is open.
+constexpr std::chrono::milliseconds kDownMapRefresh{200};
+}  // namespace
 
 std::string_view BreakerStateName(BreakerState s) {
   switch (s) {
@@ -49,23 +54,46 @@ size_t RemoteTier::queued_writes() const {
   return writes_.size();
 }
 
-void RemoteTier::Write(const RemoteBlockKey& key, std::span<const std::byte> block, uint32_t ttl_s) {
+std::vector<std::string> RemoteTier::nodes_down() const {
+  MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, b] : nodes_) {
+    if (b.open) out.push_back(name);
+  }
+  return out;
+}
+
+bool RemoteTier::Write(const RemoteBlockKey& key, std::span<const std::byte> block, uint32_t ttl_s,
+                       uint32_t elem_bytes) {
   if (state() == BreakerState::kOpen) {
     ++stats_.writes_dropped;
-    return;
+    return false;
   }
   // One copy here (the caller's memory may be reused as soon as we return); the
   // header and checksum are computed by the worker, off the put's path.
-  WriteItem item{key, std::vector<std::byte>(block.begin(), block.end()), ttl_s};
+  return Write(key, std::vector<std::byte>(block.begin(), block.end()), ttl_s, elem_bytes);
+}
+
+bool RemoteTier::Write(const RemoteBlockKey& key, std::vector<std::byte>&& block, uint32_t ttl_s,
+                       uint32_t elem_bytes) {
+  if (state() == BreakerState::kOpen) {
+    ++stats_.writes_dropped;
+    return false;
+  }
   {
     MutexLock lock(&mu_);
     if (writes_.size() >= options_.write_queue_blocks) {
       ++stats_.writes_dropped;
-      return;
+      return false;
     }
-    writes_.push_back(std::move(item));
+    writes_.push_back(WriteItem{key, std::move(block), ttl_s, elem_bytes});
+    // Wake a worker for the first block of a batch and for a full batch only: it
+    // lingers for the rest (WorkerLoop), so that a stream of puts does not wake it
+    // (and make it compete for the CPU) once per block.
+    if (writes_.size() != 1 && writes_.size() != options_.write_batch) return true;
   }
   cv_.NotifyOne();
+  return true;
 }
 
 Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out) {
@@ -128,7 +156,96 @@ void RemoteTier::NoteResult(bool ok) {
   }
 }
 
-bool RemoteTier::CountErrors(const std::vector<ClusterRequest>& reqs) {
+bool RemoteTier::AdmitNode(const std::string& node) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || !it->second.open) return true;
+  NodeBreaker& b = it->second;
+  if (b.probing || std::chrono::steady_clock::now() < b.open_until) return false;
+  b.probing = true;  // this batch's requests for the node are the probe
+  return true;
+}
+
+void RemoteTier::NoteNode(const std::string& node, bool answered) {
+  MutexLock lock(&mu_);
+  NodeBreaker& b = nodes_[node];
+  if (answered) {
+    if (b.open) {
+      LOG(INFO) << "remote tier: node " << node << " answers again";
+      --open_nodes_;
+    }
+    b = NodeBreaker{};
+    return;
+  }
+  ++b.failures;
+  if (b.probing || (!b.open && b.failures >= options_.breaker_failures)) {
+    if (!b.open) {
+      ++stats_.node_breaker_opens;
+      ++open_nodes_;
+      LOG(WARNING) << "remote tier: node " << node << " did not answer " << b.failures
+                   << " batches in a row: its slots fail fast";
+    }
+    b.open = true;
+    b.probing = false;
+    b.open_until = std::chrono::steady_clock::now() + options_.breaker_cooldown;
+  }
+}
+
+std::optional<bool> RemoteTier::Send(ClusterClient& client, std::vector<ClusterRequest>& reqs) {
+  if (!client.has_map()) client.RefreshMap().IgnoreError();  // Execute reports it when it matters
+  // While a node's breaker is open its slots may be failing over: reload the map
+  // (from the other nodes) every kDownMapRefresh, so that the promoted replica is
+  // used as soon as the cluster names it.
+  if (open_nodes_.load(std::memory_order_relaxed) > 0 &&
+      std::chrono::steady_clock::now() - client.refreshed_at() > kDownMapRefresh) {
+    client.RefreshMap(nodes_down()).IgnoreError();
+  }
+  std::vector<std::string> node(reqs.size());
+  std::unordered_map<std::string, bool> admit;
+  for (size_t i = 0; i < reqs.size(); ++i) node[i] = client.NodeOfSlot(KeySlot(reqs[i].argv[reqs[i].key_arg]));
+  {
+    MutexLock lock(&mu_);
+    for (const std::string& n : node) {
+      if (!n.empty() && !admit.count(n)) admit[n] = AdmitNode(n);
+    }
+    // An open node past its cooldown that the map no longer names as a master has
+    // lost its slots (failed over): forget it.
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+      const bool gone = it->second.open && !it->second.probing && !admit.count(it->first) &&
+                        std::chrono::steady_clock::now() >= it->second.open_until && client.has_map() &&
+                        !client.OwnsSlots(it->first);
+      if (gone) --open_nodes_;
+      it = gone ? nodes_.erase(it) : std::next(it);
+    }
+  }
+  std::vector<size_t> sent;
+  std::vector<ClusterRequest> batch;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (!node[i].empty() && !admit[node[i]]) {
+      reqs[i].status = Unavailable("redis " + node[i] + ": down (circuit breaker open)");
+      ++stats_.node_rejected;
+      continue;
+    }
+    sent.push_back(i);
+    batch.push_back(std::move(reqs[i]));
+  }
+  if (batch.empty()) return std::nullopt;
+  client.Execute(batch);
+  std::unordered_map<std::string, bool> answered;
+  for (size_t k = 0; k < sent.size(); ++k) {
+    const ClusterRequest& r = batch[k];
+    const bool timeout = r.status.ToString().find("timeout") != std::string::npos;
+    bool& a = answered[node[sent[k]]];
+    a = a || r.status.ok() || (r.status.code() == StatusCode::kIOError && !timeout);
+  }
+  for (const auto& [n, a] : answered) {
+    if (!n.empty()) NoteNode(n, a);
+  }
+  const bool any = CountErrors(batch);
+  for (size_t k = 0; k < sent.size(); ++k) reqs[sent[k]] = std::move(batch[k]);
+  return any;
+}
+
+bool RemoteTier::CountErrors(std::span<const ClusterRequest> reqs) {
   bool answered = false;
   for (const ClusterRequest& r : reqs) {
     if (r.status.ok()) {
@@ -156,20 +273,25 @@ void RemoteTier::RunFetch(ClusterClient& client, FetchJob& job) {
     std::vector<ClusterRequest> reqs(job.keys.size());
     for (size_t i = 0; i < reqs.size(); ++i) reqs[i].argv = {"GET", RedisKey(job.keys[i])};
     const ClusterClientStats before = client.stats();
-    client.Execute(reqs);
+    const std::optional<bool> answered = Send(client, reqs);
     stats_.moved += client.stats().moved - before.moved;
     stats_.ask += client.stats().ask - before.ask;
     ++stats_.get_batches;
     stats_.gets += reqs.size();
-    const bool answered = CountErrors(reqs);
-    NoteResult(answered);
-    if (!answered) status = reqs[0].status;
+    if (answered) NoteResult(*answered);
+    if (answered == false) status = reqs[0].status;
     for (size_t i = 0; i < reqs.size(); ++i) {
       if (!reqs[i].status.ok() || reqs[i].nil) {
         ++stats_.misses;
         continue;
       }
-      const Status st = VerifyRemoteValue(job.keys[i], reqs[i].value, job.block_bytes);
+      const size_t fetched = reqs[i].value.size();
+      Status st = VerifyRemoteValue(job.keys[i], reqs[i].value, job.block_bytes);
+      if (st.ok()) {
+        const auto i0 = std::chrono::steady_clock::now();
+        st = InflateRemoteValue(&reqs[i].value, job.block_bytes);
+        stats_.inflate_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - i0).count();
+      }
       if (!st.ok()) {
         ++stats_.errors_corrupt;
         ++stats_.misses;
@@ -177,7 +299,7 @@ void RemoteTier::RunFetch(ClusterClient& client, FetchJob& job) {
         continue;
       }
       ++stats_.hits;
-      stats_.get_bytes += reqs[i].value.size();
+      stats_.get_bytes += fetched;
       out[i] = std::move(reqs[i].value);
     }
     const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -199,18 +321,23 @@ void RemoteTier::RunWrites(ClusterClient& client, std::vector<WriteItem>& items)
     return;
   }
   std::vector<ClusterRequest> reqs(items.size());
-  uint64_t bytes = 0;
+  uint64_t bytes = 0, raw = 0;
+  const auto t0 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < items.size(); ++i) {
-    reqs[i].argv = {"SET", RedisKey(items[i].key), EncodeRemoteValue(items[i].key, items[i].block)};
+    reqs[i].argv = {"SET", RedisKey(items[i].key),
+                    EncodeRemoteValue(items[i].key, items[i].block, options_.codec, items[i].elem_bytes)};
     bytes += reqs[i].argv[2].size();
+    raw += items[i].block.size();
     items[i].block = {};
     if (items[i].ttl_s) reqs[i].argv.insert(reqs[i].argv.end(), {"EX", std::to_string(items[i].ttl_s)});
   }
-  client.Execute(reqs);
+  stats_.encode_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  const std::optional<bool> answered = Send(client, reqs);
   ++stats_.put_batches;
   for (const ClusterRequest& r : reqs) stats_.puts += r.status.ok();
   stats_.put_bytes += bytes;
-  NoteResult(CountErrors(reqs));
+  stats_.put_raw_bytes += raw;
+  if (answered) NoteResult(*answered);
 }
 
 void RemoteTier::Probe(ClusterClient& client) {
@@ -230,6 +357,11 @@ void RemoteTier::WorkerLoop(size_t index) {
       MutexLock lock(&mu_);
       const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
       while (!stop_ && fetches_.empty() && writes_.empty() && cv_.WaitUntil(&mu_, until)) {
+      }
+      if (!stop_ && fetches_.empty() && !writes_.empty() && writes_.size() < options_.write_batch) {
+        const auto linger = std::chrono::steady_clock::now() + options_.write_linger;
+        while (!stop_ && fetches_.empty() && writes_.size() < options_.write_batch && cv_.WaitUntil(&mu_, linger)) {
+        }
       }
       if (stop_) return;
       if (!fetches_.empty()) {

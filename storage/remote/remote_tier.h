@@ -8,10 +8,19 @@
 // the block, counted) and Fetch() hands its batch to a worker and waits for it at
 // most fetch_timeout. Fetches go before queued writes.
 //
-// Circuit breaker: `breaker_failures` failed batches in a row open it; while open,
-// Fetch fails at once (kUnavailable) and writes are dropped; after
-// breaker_cooldown one worker probes the cluster (CLUSTER SLOTS) and closes it when
-// the probe succeeds (else it stays open for another cooldown).
+// Circuit breakers, two levels:
+//  - per node: `breaker_failures` batches in a row in which a master answered none
+//    of its requests open that node's breaker; while open, the requests whose slot
+//    the map gives to that node fail at once (a miss for a fetch, a dropped write)
+//    and the other nodes' requests go on; after breaker_cooldown the next batch's
+//    requests for it are let through as the probe (closed again when it answers,
+//    else open for another cooldown). One dead or hung master thus costs its own
+//    slots only, without a timeout per batch.
+//  - the whole cluster: `breaker_failures` failed batches in a row (no request got
+//    any answer) open it; while open, Fetch fails at once (kUnavailable) and writes
+//    are dropped; after breaker_cooldown one worker probes the cluster (CLUSTER
+//    SLOTS) and closes it when the probe succeeds (else it stays open for another
+//    cooldown).
 //
 // Thread-safety: every method is thread-safe.
 #pragma once
@@ -21,9 +30,11 @@
 #include <deque>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/mutex.h"
@@ -38,9 +49,13 @@ struct RemoteOptions {
   uint32_t workers = 2;                            // threads (= connections per node). Default: 2
   uint32_t write_queue_blocks = 4096;              // blocks waiting to be written. Default: 4096
   uint32_t write_batch = 64;                       // blocks per pipelined write. Default: 64
+  // How long a worker woken by a first queued block waits for a whole batch before
+  // writing what is there (puts wake it once per batch, not once per block). Default: 5 ms
+  std::chrono::milliseconds write_linger{5};
   std::chrono::milliseconds fetch_timeout{1000};   // longest wait of a Fetch. Default: 1 s
   uint32_t breaker_failures = 3;                   // failed batches in a row that open it. Default: 3
   std::chrono::milliseconds breaker_cooldown{2000};  // open time before a probe. Default: 2 s
+  RemoteCodec codec = RemoteCodec::kNone;          // how values are written. Default: raw
 };
 
 enum class BreakerState : uint8_t { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
@@ -57,7 +72,12 @@ struct RemoteStats {
   std::atomic<uint64_t> writes_dropped{0};      // write queue full or breaker open
   std::atomic<uint64_t> rejected{0};            // fetches refused at once (breaker open)
   std::atomic<uint64_t> breaker_opens{0};
+  std::atomic<uint64_t> node_breaker_opens{0};  // a node's breaker opened
+  std::atomic<uint64_t> node_rejected{0};       // requests failed at once: their node's breaker was open
   std::atomic<uint64_t> moved{0}, ask{0};
+  // Compression (RemoteOptions::codec): raw block bytes written, and the time spent
+  // encoding (header, checksum, compression) and inflating fetched values.
+  std::atomic<uint64_t> put_raw_bytes{0}, encode_ns{0}, inflate_ns{0};
   // Fetch batch latency: counts per bucket (upper bounds kFetchLatencyBounds, then
   // +Inf) and the sum in microseconds.
   static constexpr double kFetchLatencyBounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
@@ -74,8 +94,11 @@ class RemoteTier {
   static Result<std::unique_ptr<RemoteTier>> Start(RemoteOptions options);
   ~RemoteTier();  // stops the workers; queued writes are dropped
 
-  // Queues one block for a background SET with a TTL. Never blocks.
-  void Write(const RemoteBlockKey& key, std::span<const std::byte> block, uint32_t ttl_s);
+  // Queues one block for a background SET with a TTL. Never blocks. elem_bytes: the
+  // size of the block's elements (the model's dtype; compression splits byte planes
+  // by it). False when it was dropped (queue full or R down; counted).
+  bool Write(const RemoteBlockKey& key, std::span<const std::byte> block, uint32_t ttl_s, uint32_t elem_bytes = 2);
+  bool Write(const RemoteBlockKey& key, std::vector<std::byte>&& block, uint32_t ttl_s, uint32_t elem_bytes = 2);
 
   // Fetches keys in one pipelined batch. (*out)[i] is key i's verified value (the
   // block is RemotePayload((*out)[i]), block_bytes long) when it was found, else
@@ -84,7 +107,12 @@ class RemoteTier {
   // timed out.
   Status Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out);
 
+  // Counts n blocks a caller did not offer to Write (after one was refused).
+  void CountDropped(uint64_t n) { stats_.writes_dropped += n; }
+
   BreakerState state() const { return state_.load(std::memory_order_relaxed); }
+  // "host:port" of the nodes whose breaker is open now.
+  std::vector<std::string> nodes_down() const;
   const RemoteStats& stats() const { return stats_; }
   size_t queued_writes() const;
 
@@ -95,6 +123,13 @@ class RemoteTier {
     RemoteBlockKey key;
     std::vector<std::byte> block;  // raw; encoded (header, checksum) by the worker
     uint32_t ttl_s = 0;
+    uint32_t elem_bytes = 2;
+  };
+  struct NodeBreaker {
+    uint32_t failures = 0;  // batches in a row without an answer
+    bool open = false;
+    bool probing = false;   // open, and a batch's requests are the probe
+    std::chrono::steady_clock::time_point open_until;
   };
   void WorkerLoop(size_t index);
   void RunFetch(ClusterClient& client, FetchJob& job);
@@ -104,8 +139,13 @@ class RemoteTier {
   bool Admit();
   void NoteResult(bool ok);
   // Counts the failed requests by kind; true when at least one got an answer.
-  bool CountErrors(const std::vector<ClusterRequest>& reqs);
-
+  bool CountErrors(std::span<const ClusterRequest> reqs);
+  // Runs reqs through client, but fails at once (kUnavailable) those whose node's
+  // breaker is open; notes each node's outcome and counts errors. Returns whether
+  // some request got an answer, or nullopt when none was sent.
+  std::optional<bool> Send(ClusterClient& client, std::vector<ClusterRequest>& reqs);
+  bool AdmitNode(const std::string& node) REQUIRES(mu_);
+  void NoteNode(const std::string& node, bool answered);
   const RemoteOptions options_;
   mutable Mutex mu_;
   CondVar cv_;
@@ -114,7 +154,9 @@ class RemoteTier {
   bool stop_ GUARDED_BY(mu_) = false;
   uint32_t failures_ GUARDED_BY(mu_) = 0;  // consecutive
   std::chrono::steady_clock::time_point open_until_ GUARDED_BY(mu_);
+  std::unordered_map<std::string, NodeBreaker> nodes_ GUARDED_BY(mu_);  // by "host:port"
   std::atomic<BreakerState> state_{BreakerState::kClosed};
+  std::atomic<uint32_t> open_nodes_{0};  // nodes_ entries that are open
   RemoteStats stats_;
   std::vector<std::thread> workers_;
 };

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <sstream>
@@ -39,6 +40,17 @@ std::vector<std::byte> MakeBlock(uint32_t salt, uint32_t layer, uint32_t block) 
   return b;
 }
 
+// A block of f32 values with few mantissa bits (KV-like: compressible, unlike MakeBlock's).
+std::vector<std::byte> SmoothBlock(uint32_t salt, uint32_t layer, uint32_t block) {
+  std::mt19937 rng(salt * 7919 + layer * 131 + block);
+  std::normal_distribution<float> normal(0, 1);
+  std::vector<float> f(kBlockBytes / sizeof(float));
+  for (float& x : f) x = std::round(normal(rng) * 64) / 64;
+  std::vector<std::byte> b(kBlockBytes);
+  std::memcpy(b.data(), f.data(), kBlockBytes);
+  return b;
+}
+
 std::vector<int32_t> Tokens(uint32_t salt) {
   std::vector<int32_t> t(kPrefixBlocks * kBlockTokens + 5);
   for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<int32_t>((i * 31 + salt * 1000003) % 50000);
@@ -57,7 +69,9 @@ class RemoteTierTest : public ::testing::Test {
       const std::string sections =
           "[storage]\ngpu_bytes = 4194304\nhost_bytes = 8388608\ndisk_bytes = 16777216\n"
           "[remote]\nenabled = true\nseeds = \"" + cluster_->address(i) + "," + cluster_->address(2) +
-          "\"\ncommand_timeout_ms = 300\nfetch_timeout_ms = 1000\nbreaker_failures = 2\nbreaker_cooldown_ms = 300\n";
+          "\"\ncommand_timeout_ms = 300\nfetch_timeout_ms = 1000\nbreaker_failures = 2\nbreaker_cooldown_ms = 300\n" +
+          // A compresses what it writes, B does not: B reads both kinds.
+          std::string(i ? "" : "compression = \"zstd\"\n");
       daemons_[i] = new DaemonProcess(testing::DaemonBinary(TIERKVD_PATH), dirs_[i]->path(), "", sections);
       if (!daemons_[i]->Start()) *error_ = "tierkvd did not start: " + daemons_[i]->Log();
     }
@@ -216,6 +230,107 @@ TEST_F(RemoteTierTest, CorruptValueIsDroppedNotServed) {
   EXPECT_GE(Remote(*b)["corrupt"].get<uint64_t>(), corrupt_before + 1);
   std::vector<std::byte> out(kBlockBytes);
   EXPECT_EQ(chb->Get(30, 0, 0, out).code(), StatusCode::kNotFound);
+}
+
+// Policy remote_blocks = closed-sequences: closing a sequence on A writes its blocks
+// to R (compressed: A has compression = "zstd"); a Get on B, which never had the
+// sequence, misses locally and is served from R byte for byte, one R batch per Get;
+// then the blocks are local on B. A corrupted value is not served.
+TEST_F(RemoteTierTest, ClosedSequenceServesGetMissesOnB) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "seqs", "test/model@1");
+  auto chb = Channel(*b, "seqs", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  // The policy, with tierkvctl on A and the control op on B.
+  std::string text;
+  ASSERT_EQ(testing::RunProgram(TIERKVCTL_PATH, {"--socket", daemons_[0]->socket_path(), "policy", "set", "seqs",
+                                                 "remote_blocks=closed-sequences"}, &text), 0) << text;
+  EXPECT_NE(text.find("closed-sequences"), std::string::npos) << text;
+  ASSERT_TRUE(internal::Call(*b, {{"op", "set_policy"}, {"namespace", "seqs"},
+                                  {"policy", {{"remote_blocks", "closed-sequences"}}}}).ok());
+  EXPECT_FALSE(internal::Call(*b, {{"op", "set_policy"}, {"namespace", "seqs"},
+                                   {"policy", {{"remote_blocks", "everything"}}}}).ok());
+  constexpr uint32_t kBlocks = 5;
+  auto put_sequence = [&](uint64_t seq, uint32_t salt) {
+    for (uint32_t layer = 0; layer < kLayers; ++layer) {
+      std::vector<std::byte> blocks;
+      for (uint32_t blk = 0; blk < kBlocks; ++blk) {
+        const auto one = SmoothBlock(salt, layer, blk);
+        blocks.insert(blocks.end(), one.begin(), one.end());
+      }
+      ASSERT_TRUE(cha->Put(seq, layer, 0, blocks).ok());
+    }
+  };
+  auto close_and_wait = [&](uint64_t seq) {
+    const uint64_t puts = Remote(*a)["puts"].get<uint64_t>();
+    ASSERT_TRUE(cha->CloseSequence(seq).ok());
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (Remote(*a)["puts"].get<uint64_t>() < puts + kLayers * kBlocks) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << Remote(*a).dump();
+      std::this_thread::sleep_for(10ms);
+    }
+  };
+  put_sequence(300, 11);
+  std::vector<std::byte> out(kBlocks * kBlockBytes);
+  EXPECT_EQ(chb->Get(300, 0, 0, out).code(), StatusCode::kNotFound);  // open on A: not in R yet
+  const nlohmann::json a0 = Remote(*a);
+  close_and_wait(300);
+  const nlohmann::json a1 = Remote(*a);
+  const double sent = a1["put_bytes"].get<double>() - a0["put_bytes"].get<double>();
+  const double raw = a1["put_raw_bytes"].get<double>() - a0["put_raw_bytes"].get<double>();
+  EXPECT_EQ(raw, double{kLayers} * kBlocks * kBlockBytes);
+  EXPECT_LT(sent, raw * 0.8) << "zstd did not shrink the values";
+  std::printf("closed sequence written to R: %.0f of %.0f bytes (zstd)\n", sent, raw);
+  const uint64_t batches = Remote(*b)["get_batches"].get<uint64_t>();
+  for (uint32_t layer = 0; layer < kLayers; ++layer) {
+    ASSERT_TRUE(chb->Get(300, layer, 0, out).ok()) << "layer " << layer;
+    for (uint32_t blk = 0; blk < kBlocks; ++blk) {
+      EXPECT_TRUE(std::memcmp(out.data() + blk * kBlockBytes, SmoothBlock(11, layer, blk).data(), kBlockBytes) == 0)
+          << "layer " << layer << " block " << blk;
+    }
+  }
+  EXPECT_EQ(Remote(*b)["get_batches"].get<uint64_t>(), batches + kLayers);  // one batch per Get
+  // Now local on B.
+  const uint64_t gets = Remote(*b)["gets"].get<uint64_t>();
+  std::vector<std::byte> one(kBlockBytes);
+  ASSERT_TRUE(chb->Get(300, 2, 3, one).ok());
+  EXPECT_TRUE(one == SmoothBlock(11, 2, 3));
+  EXPECT_EQ(Remote(*b)["gets"].get<uint64_t>(), gets);
+
+  // A corrupted value: detected, counted, not served; the block before it is.
+  put_sequence(301, 12);
+  close_and_wait(301);
+  const auto fp = storage::remote::NamespaceFingerprint("seqs", "test/model@1", kModel);
+  const std::string key = storage::remote::RedisKey(storage::remote::SequenceBlockKey(fp, 301, 1, 3));
+  const int node = cluster_->MasterOf(static_cast<uint16_t>(std::stoi(cluster_->Command(0, {"CLUSTER", "KEYSLOT", key}))));
+  ASSERT_GE(node, 0);
+  const std::string v = cluster_->Command(static_cast<size_t>(node), {"GETRANGE", key, "100", "100"});
+  ASSERT_EQ(v.size(), 1u);
+  ASSERT_NE(cluster_->Command(static_cast<size_t>(node), {"SETRANGE", key, "100", std::string(1, static_cast<char>(v[0] ^ 0x5a))}).find_first_of("0123456789"), std::string::npos);
+  const uint64_t corrupt = Remote(*b)["corrupt"].get<uint64_t>();
+  EXPECT_EQ(chb->Get(301, 1, 0, out).code(), StatusCode::kNotFound);
+  EXPECT_EQ(Remote(*b)["corrupt"].get<uint64_t>(), corrupt + 1);
+  ASSERT_TRUE(chb->Get(301, 1, 2, one).ok());
+  EXPECT_TRUE(one == SmoothBlock(12, 1, 2));
+  EXPECT_EQ(chb->Get(301, 1, 3, one).code(), StatusCode::kNotFound);
+}
+
+// Without the policy nothing of a closed sequence goes to R, and B does not ask R
+// on a Get miss.
+TEST_F(RemoteTierTest, ClosedSequenceStaysLocalByDefault) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "seqs-off", "test/model@1");
+  auto chb = Channel(*b, "seqs-off", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  const uint64_t puts = Remote(*a)["puts"].get<uint64_t>() + Remote(*a)["queued_writes"].get<uint64_t>();
+  ASSERT_TRUE(cha->Put(400, 0, 0, SmoothBlock(13, 0, 0)).ok());
+  ASSERT_TRUE(cha->CloseSequence(400).ok());
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(Remote(*a)["puts"].get<uint64_t>() + Remote(*a)["queued_writes"].get<uint64_t>(), puts);
+  const uint64_t gets = Remote(*b)["gets"].get<uint64_t>();
+  std::vector<std::byte> out(kBlockBytes);
+  EXPECT_EQ(chb->Get(400, 0, 0, out).code(), StatusCode::kNotFound);
+  EXPECT_EQ(Remote(*b)["gets"].get<uint64_t>(), gets);
 }
 
 // B keeps looking a prefix up in R while the slot of its keys moves to another

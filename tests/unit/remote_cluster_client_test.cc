@@ -10,6 +10,7 @@
 
 #include "storage/remote/cluster_client.h"
 #include "storage/remote/key_slot.h"
+#include "storage/remote/remote_tier.h"
 #include "tests/util/redis_cluster.h"
 
 namespace tierkv::storage::remote {
@@ -138,6 +139,76 @@ TEST_F(ClusterClientTest, MovedAfterReshardingAndAskDuringMigration) {
   ASSERT_TRUE(v.ok() && v->has_value());
   EXPECT_EQ(client.stats().moved, moved);  // routed right the second time
   ASSERT_EQ(cluster_->MoveSlot(slot, static_cast<size_t>(from)), "");  // put it back
+}
+
+// One hung master: after breaker_failures batches its slots fail at once, the other
+// masters' keys keep being served at full speed, and R as a whole stays up; once the
+// node answers again its breaker closes after the cooldown.
+TEST_F(ClusterClientTest, PerNodeBreakerFailsOneHungMasterFast) {
+  const ModelSpec model{2, 2, 2, 16, 16, DType::kF32};
+  const Fingerprint fp = NamespaceFingerprint("ns", "node-breaker@1", model);
+  ClusterClient writer(Options());
+  std::vector<RemoteBlockKey> keys;
+  for (uint64_t h = 1; h <= 60; ++h) {
+    keys.push_back({fp, h, 0});
+    const std::vector<std::byte> block(model.BlockBytes(), std::byte{static_cast<uint8_t>(h)});
+    ASSERT_TRUE(writer.Set(RedisKey(keys.back()), EncodeRemoteValue(keys.back(), block), 60000).ok());
+  }
+  // The hung master: one that is not a seed, so that map refreshes stay quick.
+  int hung = -1;
+  for (size_t n = 2; n < cluster_->size() && hung < 0; ++n) hung = cluster_->IsMaster(n) ? static_cast<int>(n) : -1;
+  ASSERT_GE(hung, 0);
+  const std::string hung_addr = cluster_->address(static_cast<size_t>(hung));
+  std::vector<bool> on_hung(keys.size());
+  size_t others = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    on_hung[i] = cluster_->MasterOf(KeySlot(RedisKey(keys[i]))) == hung;
+    others += !on_hung[i];
+  }
+  ASSERT_GT(others, 0u);
+  ASSERT_LT(others, keys.size());
+  RemoteOptions o;
+  o.cluster = Options();
+  o.cluster.command_timeout = 150ms;
+  o.workers = 1;
+  o.breaker_failures = 2;
+  o.breaker_cooldown = 400ms;
+  auto tier = RemoteTier::Start(o);
+  ASSERT_TRUE(tier.ok());
+  RemoteTier& r = **tier;
+  std::vector<std::string> out;
+  ASSERT_TRUE(r.Fetch(keys, model.BlockBytes(), &out).ok());  // warm: map, connections
+  cluster_->Pause(static_cast<size_t>(hung), true);
+  for (int i = 0; i < 2; ++i) r.Fetch(keys, model.BlockBytes(), &out).IgnoreError();  // time out on it
+  const auto t0 = std::chrono::steady_clock::now();
+  const Status st = r.Fetch(keys, model.BlockBytes(), &out);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  const std::vector<std::string> down = r.nodes_down();
+  cluster_->Pause(static_cast<size_t>(hung), false);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_LT(took, 100ms) << "the hung node's requests did not fail fast";
+  size_t served = 0;
+  for (size_t i = 0; i < keys.size(); ++i) served += !on_hung[i] && !out[i].empty();
+  EXPECT_EQ(served, others);
+  EXPECT_EQ(r.state(), BreakerState::kClosed);
+  EXPECT_EQ(down, std::vector<std::string>{hung_addr});
+  EXPECT_EQ(r.stats().node_breaker_opens.load(), 1u);
+  EXPECT_GT(r.stats().node_rejected.load(), 0u);
+  // Back: the probe after the cooldown closes it, every key is served again.
+  ASSERT_TRUE(cluster_->WaitOk(20s));
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  size_t hits = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    r.Fetch(keys, model.BlockBytes(), &out).IgnoreError();
+    hits = 0;
+    for (const std::string& v : out) hits += !v.empty();
+    if (hits == keys.size() && r.nodes_down().empty()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(hits, keys.size());
+  EXPECT_TRUE(r.nodes_down().empty());
+  std::printf("per-node breaker: fetch with one hung master took %.1f ms (%zu of %zu keys served)\n",
+              std::chrono::duration<double, std::milli>(took).count(), served, keys.size());
 }
 
 TEST_F(ClusterClientTest, HungClusterTimesOut) {

@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/namespace_spec.h"
 #include "daemon/remote_link.h"
+#include "storage/policy.h"
 #include "tests/util/temp_dir.h"
 
 namespace tierkv::daemon {
@@ -22,6 +23,27 @@ TEST(RemoteConfigTest, SectionParsesAndChecksRanges) {
   EXPECT_FALSE(ParseConfig("[remote]\nfetch_timeout_ms = 0\n").ok());
   EXPECT_FALSE(ParseConfig("[remote]\nno_such_key = 1\n").ok());
   EXPECT_FALSE(Config{}.remote.enabled);  // off by default
+  EXPECT_EQ(Config{}.remote.compression, "none");
+  auto z = ParseConfig("[remote]\ncompression = \"zstd\"\n");
+  ASSERT_TRUE(z.ok()) << z.status().ToString();
+  EXPECT_EQ(z->remote.compression, "zstd");
+  EXPECT_FALSE(ParseConfig("[remote]\ncompression = \"int8\"\n").ok());  // R stays lossless
+}
+
+TEST(RemoteConfigTest, RemoteBlocksPolicyField) {
+  const storage::Policy def;
+  EXPECT_EQ(def.remote_blocks, storage::RemoteBlocks::kPrefixes);
+  EXPECT_EQ(storage::PolicyToJson(def)["remote_blocks"], "prefixes");
+  auto p = storage::ApplyPolicyChanges(def, {{"remote_blocks", "closed-sequences"}});
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->remote_blocks, storage::RemoteBlocks::kClosedSequences);
+  // Round trip through JSON (the manifest keeps policies as JSON).
+  auto again = storage::ApplyPolicyChanges(def, storage::PolicyToJson(*p));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *p);
+  auto bad = storage::ApplyPolicyChanges(def, {{"remote_blocks", "all"}});
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().ToString().find("remote_blocks"), std::string::npos);
 }
 
 TEST(RemoteConfigTest, StartRemoteRefusesBadSettings) {

@@ -66,6 +66,43 @@ TEST(RemoteValueTest, RoundTripAndEveryMismatchIsCorruption) {
   EXPECT_EQ(DecodeRemoteValue(key, value, small).code(), StatusCode::kCorruption);
 }
 
+// A compressible f16-like block: smooth values whose high bytes repeat.
+std::vector<std::byte> SmoothBlock(size_t n) {
+  std::vector<std::byte> b(n);
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    b[i] = static_cast<std::byte>((i * 37) >> 3);
+    b[i + 1] = static_cast<std::byte>(0x3c + ((i / 64) % 3));
+  }
+  return b;
+}
+
+TEST(RemoteValueTest, ZstdIsLosslessSmallerAndVerified) {
+  const RemoteBlockKey key = SequenceBlockKey(NamespaceFingerprint("ns", "m@1", kModel), 77, 2, 5);
+  const auto block = SmoothBlock(kModel.BlockBytes());
+  const std::string value = EncodeRemoteValue(key, block, RemoteCodec::kZstd, 2);
+  ASSERT_LT(value.size(), sizeof(SlotHeader) + block.size() / 2);
+  std::vector<std::byte> out(block.size());
+  ASSERT_TRUE(DecodeRemoteValue(key, value, out).ok());
+  EXPECT_EQ(out, block);
+  // Incompressible data stays raw.
+  const auto noise = Block(kModel.BlockBytes(), 9);
+  std::vector<std::byte> random(noise.size());
+  uint64_t x = 88172645463325252ull;
+  for (auto& v : random) v = static_cast<std::byte>((x ^= x << 13, x ^= x >> 7, x ^= x << 17));
+  EXPECT_EQ(EncodeRemoteValue(key, random, RemoteCodec::kZstd, 2).size(), sizeof(SlotHeader) + random.size());
+  // Every flipped byte is caught (header fields, checksums, or the zstd frame).
+  for (size_t pos : {size_t{2}, size_t{6}, size_t{30}, size_t{64}, size_t{70}, value.size() / 2, value.size() - 1}) {
+    std::string v = value;
+    v[pos] ^= 0x10;
+    EXPECT_EQ(DecodeRemoteValue(key, v, out).code(), StatusCode::kCorruption) << "byte " << pos;
+  }
+  // A prefix block and a sequence block never answer for each other.
+  EXPECT_EQ(DecodeRemoteValue({key.fp, 77, 2}, value, out).code(), StatusCode::kCorruption);
+  EXPECT_EQ(DecodeRemoteValue(SequenceBlockKey(key.fp, 77, 2, 6), value, out).code(), StatusCode::kCorruption);
+  EXPECT_NE(RedisKey(key), RedisKey({key.fp, 77, 2}));
+  EXPECT_EQ(RedisKey(key).substr(0, 7), "tkv1s:{");
+}
+
 int DeadPort() {  // bound and closed: nothing listens there
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};

@@ -204,6 +204,10 @@ void RedisCluster::Pause(bool stop) {
   }
 }
 
+void RedisCluster::Pause(size_t node, bool stop) {
+  if (pids_[node] > 0) kill(pids_[node], stop ? SIGSTOP : SIGCONT);
+}
+
 void RedisCluster::KillAll() {
   for (size_t i = 0; i < size(); ++i) Kill(i);
 }

@@ -49,6 +49,9 @@ class RedisCluster {
   std::string Restart(size_t node);
   // SIGSTOP / SIGCONT every node (a cluster that hangs).
   void Pause(bool stop);
+  // SIGSTOP / SIGCONT one node (a node that hangs; its peers fail it over after
+  // cluster-node-timeout, 1 s here).
+  void Pause(size_t node, bool stop);
   void KillAll();
   std::string RestartAll(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // Waits until every running node reports cluster_state:ok.
