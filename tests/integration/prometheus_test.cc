@@ -129,7 +129,7 @@ TEST_F(PrometheusTest, ScrapedSeriesCarryTheExpectedLabels) {
   EXPECT_EQ(LabelValues(buckets, "le").count("+Inf"), 1u);
   EXPECT_EQ(prom().Scalar("tierkv_retrieval_latency_seconds_count{" + ns + ",phase=\"total\"}"), 3);
   EXPECT_EQ(LabelValues(prom().Query("tierkv_retrieval_latency_seconds_count{" + ns + "}"), "phase"),
-            (std::set<std::string>{"select", "acquire", "total"}));
+            (std::set<std::string>{"select", "acquire", "total", "gpu_query", "gpu_table"}));
   const double p99 = prom().Scalar("histogram_quantile(0.99, sum by (le) (tierkv_retrieval_latency_seconds_bucket{" +
                                    ns + ",phase=\"total\"}))");
   EXPECT_GT(p99, 0);
