@@ -50,6 +50,16 @@ const char* TriggerName(index::TriggerConfig::Kind k) {
   }
   return "every";
 }
+// Blocks below `limit` that every selection keeps: the sinks and the recent window
+// of a sequence of n blocks.
+std::vector<uint32_t> KeptBlocks(uint32_t limit, uint32_t n, uint32_t sinks, uint32_t window) {
+  std::vector<uint32_t> kept;
+  for (uint32_t b = 0; b < limit; ++b) {
+    if (b < sinks || b + window >= n) kept.push_back(b);
+  }
+  return kept;
+}
+
 }  // namespace
 
 // Scores a summary retriever's rows on the GPU (index::SummaryScorer), over this
@@ -332,6 +342,15 @@ Status RetrievalIndex::BuildFromKeys(LayerState& s, uint32_t n) {
   return st;
 }
 
+index::QueryView RetrievalIndex::StepQuery(std::span<const float> query, uint32_t blocks) const {
+  index::QueryView q;
+  q.num_q_heads = model_.num_q_heads;
+  q.head_dim = model_.head_dim;
+  q.q = query.data();
+  q.position = uint64_t{blocks} * model_.block_tokens - 1;  // the last token of block blocks - 1
+  return q;
+}
+
 Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t k,
                                          uint32_t sinks, uint32_t window, const RetrievalPolicy& policy,
                                          uint32_t stored, const BlockListReader& read) {
@@ -360,15 +379,8 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
   s.last_blocks = n;
   if (s.path == Path::kIndex) return SelectWithIndex(s, seq, layer, n, query, k, sinks, window);
   // The evaluation's step at the last token of block n - 1.
-  std::vector<uint32_t> always;
-  for (uint32_t b = 0; b < n; ++b) {
-    if (b < sinks || b + window >= n) always.push_back(b);
-  }
-  index::QueryView q;
-  q.num_q_heads = model_.num_q_heads;
-  q.head_dim = model_.head_dim;
-  q.q = query.data();
-  q.position = uint64_t{n} * model_.block_tokens - 1;
+  const std::vector<uint32_t> always = KeptBlocks(n, n, sinks, window);
+  const index::QueryView q = StepQuery(query, n);
   Selection sel;
   if (k >= n) {  // every block: nothing to score (exact would scan every key)
     RETURN_IF_ERROR(s.bank->SelectAll(seq, layer, q, model_.block_tokens, always, &sel.blocks, &sel.triggered));
@@ -396,15 +408,8 @@ Result<Selection> RetrievalIndex::SelectWithIndex(LayerState& s, uint64_t seq, u
   }
   if (s.indexed == 0 || s.keys_changed || n > s.indexed + window) RETURN_IF_ERROR(BuildFromKeys(s, n));
   const uint32_t m = s.indexed;
-  std::vector<uint32_t> always;
-  for (uint32_t b = 0; b < m; ++b) {
-    if (b < sinks || b + window >= n) always.push_back(b);
-  }
-  index::QueryView q;
-  q.num_q_heads = model_.num_q_heads;
-  q.head_dim = model_.head_dim;
-  q.q = query.data();
-  q.position = uint64_t{m} * model_.block_tokens - 1;
+  const std::vector<uint32_t> always = KeptBlocks(m, n, sinks, window);
+  const index::QueryView q = StepQuery(query, m);
   const uint32_t newer = n - m;  // all in the recent window: always selected
   const uint32_t budget = std::max<uint32_t>(k > newer ? k - newer : 0, static_cast<uint32_t>(always.size()));
   RETURN_IF_ERROR(

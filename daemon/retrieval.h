@@ -163,6 +163,8 @@ class RetrievalIndex {
   // Exact and the others: lays the key copy out over n blocks and builds (or
   // extends) the retriever over it.
   Status BuildFromKeys(LayerState& s, uint32_t n);
+  // The query of the evaluation's step at the last token of block `blocks` - 1.
+  index::QueryView StepQuery(std::span<const float> query, uint32_t blocks) const;
   Result<Selection> SelectWithIndex(LayerState& s, uint64_t seq, uint32_t layer, uint32_t n,
                                     std::span<const float> query, uint32_t k, uint32_t sinks, uint32_t window);
   // GpuScorer's work: index::SummaryScorer::Select on the shared selector.
