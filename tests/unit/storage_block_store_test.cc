@@ -62,7 +62,9 @@ class BlockStoreTest : public ::testing::Test {
     o.ns = 7;
     o.model = SmallModel();
     o.policy = policy;
-    o.put_wait = std::chrono::milliseconds(300);
+    // Long enough for a demotion to D on a loaded 2-core machine (300 ms flaked in
+    // CI: "no free slot in G or H within 300 ms"); no test here waits it out.
+    o.put_wait = std::chrono::seconds(5);
     o.migrate_interval = std::chrono::hours(1);  // tests drive MigrateOnce themselves
     auto s = BlockStore::Open(o, tiers_.g.get(), tiers_.h.get(), tiers_.d.get(), tiers_.manifest.get());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
