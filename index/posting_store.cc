@@ -121,9 +121,7 @@ class FilePostingStore final : public PostingStore {
     return OpenEngine();
   }
 
-  std::string Name() const override {
-    return std::string("file+") + engine_name_ + (direct_ ? "" : ",buffered");
-  }
+  std::string Name() const override { return std::string("file+") + engine_name_ + (direct_ ? "" : ",buffered"); }
   uint64_t StoredBytes() const override { return file_bytes_; }
   uint64_t MemoryBytes() const override {
     return offsets_.size() * sizeof(uint64_t) + records_.size() * sizeof(uint32_t);
@@ -239,7 +237,9 @@ class FilePostingStore final : public PostingStore {
         done[i] += std::min(static_cast<uint32_t>(results[k]), reqs[k].length);
         if (done[i] == records_[unique[i]]) continue;
         // The rest must stay aligned for O_DIRECT: an unaligned short read is an error.
-        if (done[i] % io::kIoAlign != 0) return IOError(what + ": short read of " + std::to_string(results[k]) + " bytes");
+        if (done[i] % io::kIoAlign != 0) {
+          return IOError(what + ": short read of " + std::to_string(results[k]) + " bytes");
+        }
         again.push_back(i);
       }
       todo.swap(again);

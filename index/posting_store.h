@@ -81,9 +81,9 @@ struct FilePostingStoreOptions {
   // Keep the file (named in *kept_path) instead of unlinking it: for tests that
   // damage it. Default: null (unlink)
   std::string* kept_path = nullptr;
-  bool use_io_uring = true;  // Default: true (falls back to pread when unavailable)
-  bool direct = true;        // O_DIRECT. Default: true (falls back to buffered when refused)
-  uint32_t queue_depth = 64; // reads in flight (io_uring queue entries), in [1, 4096]. Default: 64
+  bool use_io_uring = true;   // Default: true (falls back to pread when unavailable)
+  bool direct = true;         // O_DIRECT. Default: true (falls back to buffered when refused)
+  uint32_t queue_depth = 64;  // reads in flight (io_uring queue entries), in [1, 4096]. Default: 64
   // Makes the read engine (io::CreateIoEngine when empty); tests wrap it to inject
   // faults (io/fault_injection_engine.h). Default: empty
   io::IoEngineFactory engine_factory;

@@ -1,10 +1,11 @@
 // Fault injection under every IoEngine user, the D tier and the SPANN posting store
 // (model: RocksDB's FaultInjectionTestFS): an IoEngine wrapper that makes chosen
-// requests fail with EIO or ENOSPC, transfer short (a truncated request really runs: a torn write), or carry a flipped byte
-// (after a read completes, or in the bytes a write stores: media corruption; the
-// caller's memory is never changed, a flip in a zero-copy payload segment is made
-// in a private copy). One FaultInjector holds the rules and counters and can be shared by
-// the wrappers of every engine of a tier or store.
+// requests fail with EIO or ENOSPC, transfer short (a truncated request really runs:
+// a torn write), or carry a flipped byte (after a read completes, or in the bytes a
+// write stores: media corruption; the caller's memory is never changed, a flip in a
+// zero-copy payload segment is made in a private copy). One FaultInjector holds the
+// rules and counters and can be shared by the wrappers of every engine of a tier or
+// store.
 //
 // Thread-safety: FaultInjector is thread-safe; each wrapper is used like any engine
 // (one thread at a time).

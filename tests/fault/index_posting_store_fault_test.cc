@@ -110,8 +110,8 @@ TEST_P(PostingStoreFaultTest, EioIsAnIoErrorAndTheNextBatchReads) {
 
 TEST_P(PostingStoreFaultTest, ShortReadIsContinuedToTheExactPosting) {
   // A torn read of a multi-page record (posting 4 is 9000+ bytes: 3 pages or more).
-  injector_->AddRule({.kind = io::FaultKind::kShortTransfer, .target = io::FaultTarget::kReads, .one_in = 1,
-                      .max_faults = 3});
+  injector_->AddRule(
+      {.kind = io::FaultKind::kShortTransfer, .target = io::FaultTarget::kReads, .one_in = 1, .max_faults = 3});
   const std::vector<uint32_t> ids = {4, 9, 14};
   ASSERT_TRUE(store_->ReadBatch(ids, &out_).ok());
   EXPECT_TRUE(Exact(postings_, ids, out_));

@@ -8,8 +8,8 @@
 #include <random>
 #include <thread>
 
-#include "storage/block_store.h"
 #include "io/fault_injection_engine.h"
+#include "storage/block_store.h"
 #include "tests/unit/storage_test_util.h"
 
 namespace tierkv::storage {
@@ -244,7 +244,8 @@ TEST_F(BlockStoreFaultTest, RandomFaultsNeverServeWrongBytes) {
   for (WritePolicy w : {WritePolicy::kWriteBack, WritePolicy::kWriteThrough}) {
     SCOPED_TRACE(WritePolicyName(w));
     Open(w, std::chrono::milliseconds(40));  // puts wait less for room while D fails
-    for (io::FaultKind k : {io::FaultKind::kIoError, io::FaultKind::kNoSpace, io::FaultKind::kShortTransfer, io::FaultKind::kFlipByte}) {
+    for (io::FaultKind k :
+         {io::FaultKind::kIoError, io::FaultKind::kNoSpace, io::FaultKind::kShortTransfer, io::FaultKind::kFlipByte}) {
       injector_->AddRule({k, io::FaultTarget::kAll, 12, io::kNoRequest});
     }
     std::mt19937_64 rng(7);

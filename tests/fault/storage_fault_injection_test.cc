@@ -5,8 +5,8 @@
 
 #include <random>
 
-#include "storage/disk_tier.h"
 #include "io/fault_injection_engine.h"
+#include "storage/disk_tier.h"
 #include "tests/unit/storage_test_util.h"
 
 namespace tierkv::storage {
@@ -35,7 +35,8 @@ void PrintTo(const FaultParam& p, std::ostream* os) {
 class FaultTest : public ::testing::TestWithParam<FaultParam> {
  protected:
   void SetUp() override {
-    if (GetParam().engine == io::IoEngineKind::kUring && !io::IoUringAvailable()) GTEST_SKIP() << "io_uring not available";
+    if (GetParam().engine == io::IoEngineKind::kUring && !io::IoUringAvailable())
+      GTEST_SKIP() << "io_uring not available";
     ASSERT_FALSE(scratch_.path().empty());
     DiskTierOptions o;
     o.dir = scratch_.Sub("d");
@@ -163,7 +164,8 @@ TEST_P(FaultTest, ShortReadIsIOError) {
 
 TEST_P(FaultTest, FlippedByteOnReadIsCorruption) {
   ASSERT_TRUE(Put(5, 1).ok());
-  injector_->AddRule({.kind = io::FaultKind::kFlipByte, .target = io::FaultTarget::kReads, .one_in = 1, .max_faults = 20});
+  injector_->AddRule(
+      {.kind = io::FaultKind::kFlipByte, .target = io::FaultTarget::kReads, .one_in = 1, .max_faults = 20});
   for (int i = 0; i < 20; ++i) EXPECT_EQ(Get(5, 1).code(), StatusCode::kCorruption) << "flip " << i;
   EXPECT_TRUE(Get(5, 1).ok());  // rule exhausted; the data on disk was never damaged
   const TierStatsSnapshot s = tier_->stats().Snapshot();
@@ -172,7 +174,8 @@ TEST_P(FaultTest, FlippedByteOnReadIsCorruption) {
 }
 
 TEST_P(FaultTest, FlippedByteOnWriteIsCaughtOnRead) {
-  injector_->AddRule({.kind = io::FaultKind::kFlipByte, .target = io::FaultTarget::kWrites, .one_in = 1, .max_faults = 10});
+  injector_->AddRule(
+      {.kind = io::FaultKind::kFlipByte, .target = io::FaultTarget::kWrites, .one_in = 1, .max_faults = 10});
   for (uint32_t i = 0; i < 10; ++i) ASSERT_TRUE(Put(10 + i, 1).ok());  // silent media damage
   for (uint32_t i = 0; i < 10; ++i) EXPECT_EQ(Get(10 + i, 1).code(), StatusCode::kCorruption) << "slot " << i;
   EXPECT_EQ(tier_->stats().Snapshot().checksum_failures, 10u);
@@ -182,7 +185,8 @@ TEST_P(FaultTest, FlippedByteOnWriteIsCaughtOnRead) {
 // bytes written or an error, and the stats match the injector's counts.
 TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
   const uint64_t kOneIn = 9;
-  for (io::FaultKind k : {io::FaultKind::kIoError, io::FaultKind::kNoSpace, io::FaultKind::kShortTransfer, io::FaultKind::kFlipByte}) {
+  for (io::FaultKind k :
+       {io::FaultKind::kIoError, io::FaultKind::kNoSpace, io::FaultKind::kShortTransfer, io::FaultKind::kFlipByte}) {
     injector_->AddRule({.kind = k, .target = io::FaultTarget::kWrites, .one_in = kOneIn});
   }
   std::vector<WriteOp> writes(kSlots);
@@ -251,8 +255,10 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, FaultTest,
-                         ::testing::Values(FaultParam{io::IoEngineKind::kUring, false}, FaultParam{io::IoEngineKind::kUring, true},
-                                           FaultParam{io::IoEngineKind::kPsync, false}, FaultParam{io::IoEngineKind::kPsync, true}),
+                         ::testing::Values(FaultParam{io::IoEngineKind::kUring, false},
+                                           FaultParam{io::IoEngineKind::kUring, true},
+                                           FaultParam{io::IoEngineKind::kPsync, false},
+                                           FaultParam{io::IoEngineKind::kPsync, true}),
                          [](const ::testing::TestParamInfo<FaultParam>& info) {
                            return std::string(info.param.engine == io::IoEngineKind::kUring ? "io_uring" : "psync") +
                                   (info.param.whole_pages ? "_zero_copy" : "_bounce");

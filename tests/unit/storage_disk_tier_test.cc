@@ -10,8 +10,8 @@
 #include <random>
 
 #include "common/checksum.h"
-#include "storage/disk_tier.h"
 #include "io/fault_injection_engine.h"
+#include "storage/disk_tier.h"
 #include "storage/payload_checksum.h"
 #include "storage/slab_scan.h"
 #include "storage/slot_format.h"
@@ -19,7 +19,9 @@
 
 namespace tierkv::storage {
 // Readable parameter values in test names and ctest listings (found by ADL).
-inline void PrintTo(io::IoEngineKind kind, std::ostream* os) { *os << io::IoEngineKindName(kind); }
+inline void PrintTo(io::IoEngineKind kind, std::ostream* os) {
+  *os << io::IoEngineKindName(kind);
+}
 namespace {
 
 using testing::Bytes;
@@ -607,7 +609,7 @@ TEST_P(DiskTierTest, IoEngineRoundTripAndMisalignment) {
 INSTANTIATE_TEST_SUITE_P(Engines, DiskTierTest, ::testing::Values(io::IoEngineKind::kUring, io::IoEngineKind::kPsync),
                          [](const ::testing::TestParamInfo<io::IoEngineKind>& info) {
                            return info.param == io::IoEngineKind::kUring ? std::string("io_uring")
-                                                                     : std::string("psync");
+                                                                         : std::string("psync");
                          });
 
 TEST(IoEngineFactory, KindNames) {
