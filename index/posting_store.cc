@@ -231,14 +231,16 @@ class FilePostingStore final : public PostingStore {
       std::vector<size_t> again;
       for (size_t k = 0; k < todo.size(); ++k) {
         const size_t i = todo[k];
-        const std::string what = "read posting " + std::to_string(unique[i]) + " at " + std::to_string(reqs[k].offset);
-        if (results[k] < 0) return FromErrno(-results[k], what);
-        if (results[k] == 0) return IOError(what + ": end of file");
+        auto what = [&] {  // built on an error only
+          return "read posting " + std::to_string(unique[i]) + " at " + std::to_string(reqs[k].offset);
+        };
+        if (results[k] < 0) return FromErrno(-results[k], what());
+        if (results[k] == 0) return IOError(what() + ": end of file");
         done[i] += std::min(static_cast<uint32_t>(results[k]), reqs[k].length);
         if (done[i] == records_[unique[i]]) continue;
         // The rest must stay aligned for O_DIRECT: an unaligned short read is an error.
         if (done[i] % io::kIoAlign != 0) {
-          return IOError(what + ": short read of " + std::to_string(results[k]) + " bytes");
+          return IOError(what() + ": short read of " + std::to_string(results[k]) + " bytes");
         }
         again.push_back(i);
       }
