@@ -68,7 +68,7 @@ struct Config {
   uint32_t qd_rand = 64;
   uint32_t seq_kib = 1024;
   std::vector<uint32_t> rand_kib = {4, 16, 64, 128, 256};
-  storage::IoEngineKind engine = storage::IoEngineKind::kAuto;
+  io::IoEngineKind engine = io::IoEngineKind::kAuto;
   bool zero_copy = true;
   uint16_t format_version = storage::kSlabFormatVersion;
   uint32_t header_bytes = 0;
@@ -123,7 +123,7 @@ bool ParseArgs(int argc, char** argv, Config* c) {
     else if (a == "--verify-threads") c->verify_threads = std::stoi(v);
     else if (a == "--slot-baseline") c->slot_baseline = std::stoi(v) != 0;
     else if (a == "--engine") {
-      auto k = storage::ParseIoEngineKind(v);
+      auto k = io::ParseIoEngineKind(v);
       if (!k.ok()) throw std::invalid_argument(k.status().message());
       c->engine = *k;
     } else if (a == "--rand-kib") {

@@ -85,9 +85,9 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
       o.num_slots = Slots(disk_bytes, disk_bytes, storage::DiskSlotStride(cap, **existing));
     }
     o.queue_depth = config.storage.disk_queue_depth;
-    o.engine = config.storage.disk_engine == "io_uring" ? storage::IoEngineKind::kUring
-               : config.storage.disk_engine == "psync"  ? storage::IoEngineKind::kPsync
-                                                        : storage::IoEngineKind::kAuto;
+    o.engine = config.storage.disk_engine == "io_uring" ? io::IoEngineKind::kUring
+               : config.storage.disk_engine == "psync"  ? io::IoEngineKind::kPsync
+                                                        : io::IoEngineKind::kAuto;
     if (o.num_slots == 0) return InvalidArgument("namespace '" + rec.spec.name + "': disk budget below one block");
     RETURN_IF_ERROR(KeepRecordedDiskGeometry(rec.spec, &o));
     auto d = storage::DiskTier::Open(o);

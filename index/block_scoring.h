@@ -57,7 +57,7 @@ Status ScoreUnitsPerHead(const QueryView& query, uint32_t num_kv_heads, std::spa
                          uint64_t num_units, std::vector<float>* out);
 
 // score[b] = combine over heads of head_scores[h][b] (RetrieverParams.head_combine):
-// kSum: sum_h softmax_b(scale * head_scores[h])[b] (the kernels' kSoftmaxSum),
+// kSum: sum_h softmax_b(scale * head_scores[h])[b] (as the kernels' ScoreBlocks combines),
 // kMax: max_h head_scores[h][b]. Entries of -inf count as "no evidence": they
 // get no softmax mass (a head whose every entry is -inf adds nothing), and a
 // block that is -inf for every head stays -inf under kMax.

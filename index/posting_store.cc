@@ -10,7 +10,6 @@
 #include <cstring>
 
 #include "common/checksum.h"
-#include "index/uring_reader.h"
 
 namespace tierkv::index {
 
@@ -41,6 +40,7 @@ Status PostingStore::ReadBatch(std::span<const uint32_t> ids, std::vector<std::s
   Status s = ReadBatchImpl(ids, out, &bytes);
   bytes_read_ += bytes;
   ++batches_;
+  if (!s.ok()) out->clear();  // never a partial batch
   return s;
 }
 
@@ -115,16 +115,13 @@ class FilePostingStore final : public PostingStore {
       unlink(path.c_str());  // the file lives as long as the descriptors
     }
     if (read_fd_ < 0) return FromErrno(saved, "open " + path);
-    if (o.use_io_uring) {
-      auto r = UringReader::Create(o.queue_depth);
-      if (r.ok()) uring_ = std::move(r).value();
-    }
-    return OkStatus();
+    engine_options_.kind = o.use_io_uring ? io::IoEngineKind::kAuto : io::IoEngineKind::kPsync;
+    engine_options_.queue_depth = o.queue_depth;
+    engine_factory_ = o.engine_factory;
+    return OpenEngine();
   }
 
-  std::string Name() const override {
-    return std::string("file+") + (uring_ ? "io_uring" : "pread") + (direct_ ? "" : ",buffered");
-  }
+  std::string Name() const override { return std::string("file+") + engine_name_ + (direct_ ? "" : ",buffered"); }
   uint64_t StoredBytes() const override { return file_bytes_; }
   uint64_t MemoryBytes() const override {
     return offsets_.size() * sizeof(uint64_t) + records_.size() * sizeof(uint32_t);
@@ -165,20 +162,15 @@ class FilePostingStore final : public PostingStore {
       total += records_[unique[i]];
     }
     RETURN_IF_ERROR(Reserve(total));
-    std::vector<ReadOp> ops(unique.size());
-    for (size_t i = 0; i < unique.size(); ++i) ops[i] = {offsets_[unique[i]], records_[unique[i]], buf_.get() + at[i]};
-    if (uring_) {
-      RETURN_IF_ERROR(uring_->ReadAll(read_fd_, ops));
-    } else {
-      for (const ReadOp& op : ops) RETURN_IF_ERROR(PreadAll(op));
-    }
+    RETURN_IF_ERROR(ReadRecords(unique, at));
     *bytes += total;
     for (uint32_t id : ids) {
       const size_t i = std::lower_bound(unique.begin(), unique.end(), id) - unique.begin();
       const uint8_t* rec = buf_.get() + at[i];
       RecordHeader h;
       std::memcpy(&h, rec, sizeof(h));
-      if (h.magic != kRecordMagic || h.id != id || sizeof(h) + h.length > records_[id] ||
+      // The length is checked before it is used (a damaged one may be near 2^64).
+      if (h.magic != kRecordMagic || h.id != id || h.length > records_[id] - sizeof(h) ||
           Checksum64(rec + sizeof(h), h.length) != h.checksum) {
         return Corruption("posting " + std::to_string(id) + ": bad record header or checksum");
       }
@@ -197,15 +189,62 @@ class FilePostingStore final : public PostingStore {
     }
     return OkStatus();
   }
-  Status PreadAll(const ReadOp& op) {
-    uint32_t done = 0;
-    while (done < op.length) {
-      const ssize_t r = pread(read_fd_, static_cast<char*>(op.buf) + done, op.length - done,
-                              static_cast<off_t>(op.offset + done));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return FromErrno(errno, "pread postings at " + std::to_string(op.offset));
-      if (r == 0) return IOError("pread postings at " + std::to_string(op.offset) + ": end of file");
-      done += static_cast<uint32_t>(r);
+  Status OpenEngine() {
+    Result<std::unique_ptr<io::IoEngine>> e =
+        engine_factory_ ? engine_factory_(engine_options_) : io::CreateIoEngine(engine_options_);
+    if (!e.ok()) return e.status().WithContext("postings read engine");
+    const int fds[] = {read_fd_};
+    RETURN_IF_ERROR((*e)->RegisterFiles(fds));
+    engine_ = std::move(e).value();
+    engine_name_ = engine_->name();
+    return OkStatus();
+  }
+
+  // Reads the records `unique` (ascending ids) into buf_ + at[i], all of them
+  // submitted through the engine at once (up to its queue depth in flight). A short
+  // read is continued from where it stopped while it makes progress (a fault
+  // injector's torn read, a signal); an error, or end of file, is kIOError.
+  Status ReadRecords(const std::vector<uint32_t>& unique, const std::vector<uint64_t>& at) {
+    if (!engine_) RETURN_IF_ERROR(OpenEngine());  // the last one failed
+    std::vector<uint32_t> done(unique.size(), 0);
+    std::vector<size_t> todo(unique.size());
+    for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
+    std::vector<io::IoRequest> reqs;
+    std::vector<int32_t> results;
+    while (!todo.empty()) {
+      reqs.clear();
+      for (size_t i : todo) {
+        const uint32_t id = unique[i];
+        io::IoRequest r;
+        r.op = io::IoOp::kRead;
+        r.offset = offsets_[id] + done[i];
+        r.length = records_[id] - done[i];
+        r.buf = reinterpret_cast<std::byte*>(buf_.get() + at[i] + done[i]);
+        reqs.push_back(r);
+      }
+      results.assign(reqs.size(), 0);
+      Status st = io::RunIoBatch(*engine_, reqs, results);
+      if (!st.ok()) {
+        engine_.reset();  // a failed engine is dropped; the next batch makes another
+        return st.WithContext("read postings");
+      }
+      std::vector<size_t> again;
+      for (size_t k = 0; k < todo.size(); ++k) {
+        const size_t i = todo[k];
+        auto what = [&] {  // built on an error only
+          return "read posting " + std::to_string(unique[i]) + " at " + std::to_string(reqs[k].offset);
+        };
+        if (results[k] < 0) return FromErrno(-results[k], what());
+        if (results[k] == 0) return IOError(what() + ": end of file");
+        done[i] += std::min(static_cast<uint32_t>(results[k]), reqs[k].length);
+        if (done[i] == records_[unique[i]]) continue;
+        // The rest must stay aligned for O_DIRECT: an unaligned short read is an error.
+        if (done[i] % io::kIoAlign != 0) {
+          return IOError(what() + ": short read of " + std::to_string(results[k]) + " bytes");
+        }
+        again.push_back(i);
+      }
+      todo.swap(again);
     }
     return OkStatus();
   }
@@ -220,7 +259,10 @@ class FilePostingStore final : public PostingStore {
 
   int write_fd_ = -1, read_fd_ = -1;
   bool direct_ = false;
-  std::unique_ptr<UringReader> uring_;
+  io::IoEngineOptions engine_options_;
+  io::IoEngineFactory engine_factory_;
+  std::unique_ptr<io::IoEngine> engine_;  // reads; null after it failed
+  std::string engine_name_;
   std::vector<uint64_t> offsets_;  // [postings] record offset
   std::vector<uint32_t> records_;  // [postings] record bytes (multiple of kAlign)
   uint64_t file_bytes_ = 0;

@@ -5,9 +5,10 @@
 //
 //   memory   postings in RAM (tests, and contexts whose postings fit).
 //   file     one file of 4 KiB-aligned records, read with O_DIRECT into aligned
-//            buffers, all reads of a batch submitted at once through io_uring
-//            (liburing, when the build found it and the kernel allows it) or, as
-//            the fallback, one pread per posting. A file system without O_DIRECT
+//            buffers through an io::IoEngine (io/io_engine.h, the I/O layer the D
+//            tier uses too; decision 0025): all reads of a batch submitted at once
+//            through io_uring (when the build found liburing and the kernel allows
+//            it) or, as the fallback, pread. A file system without O_DIRECT
 //            (tmpfs) falls back to buffered reads. Each record carries a header
 //            (magic, id, length, xxh3 of the payload) checked on every read: a
 //            bad record is kCorruption, never returned.
@@ -24,13 +25,16 @@
 #include <vector>
 
 #include "common/status.h"
+#include "io/io_engine.h"
 
 namespace tierkv::index {
 
 class PostingStore {
  public:
   virtual ~PostingStore() = default;
-  virtual std::string Name() const = 0;  // "memory" | "file+io_uring" | "file+pread" (+ ",buffered")
+  // "memory" | "file+io_uring" | "file+psync" (the engine's name, e.g. "file+fault(psync)"
+  // under a test's fault injection) (+ ",buffered")
+  virtual std::string Name() const = 0;
 
   // Replaces the content with postings 0..postings.size()-1 (each at most
   // kMaxPostingBytes; empty postings are allowed). kInvalidArgument when one is
@@ -40,7 +44,8 @@ class PostingStore {
   // Reads the postings `ids` (any order, repeats allowed): (*out)[i] views the
   // payload of ids[i] and stays valid until the next ReadBatch or WriteAll.
   // kInvalidArgument for an id >= num_postings(); kIOError on a failed or short
-  // read; kCorruption when a record's header or checksum is wrong.
+  // read; kCorruption when a record's header or checksum is wrong. On an error
+  // *out holds nothing of the batch.
   Status ReadBatch(std::span<const uint32_t> ids, std::vector<std::span<const uint8_t>>* out);
 
   uint32_t num_postings() const { return num_postings_; }
@@ -76,9 +81,12 @@ struct FilePostingStoreOptions {
   // Keep the file (named in *kept_path) instead of unlinking it: for tests that
   // damage it. Default: null (unlink)
   std::string* kept_path = nullptr;
-  bool use_io_uring = true;  // Default: true (falls back to pread when unavailable)
-  bool direct = true;        // O_DIRECT. Default: true (falls back to buffered when refused)
-  uint32_t queue_depth = 64; // io_uring submission queue entries, in [1, 4096]. Default: 64
+  bool use_io_uring = true;   // Default: true (falls back to pread when unavailable)
+  bool direct = true;         // O_DIRECT. Default: true (falls back to buffered when refused)
+  uint32_t queue_depth = 64;  // reads in flight (io_uring queue entries), in [1, 4096]. Default: 64
+  // Makes the read engine (io::CreateIoEngine when empty); tests wrap it to inject
+  // faults (io/fault_injection_engine.h). Default: empty
+  io::IoEngineFactory engine_factory;
 };
 
 // kInvalidArgument for a bad option; errors of open/io_uring setup otherwise.

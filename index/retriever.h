@@ -29,15 +29,15 @@
 
 #include "common/status.h"
 #include "index/layer_view.h"
+#include "kernels/head_combine.h"
 
 namespace tierkv::index {
 
 class SummaryScorer;  // block_scoring.h
 
-// How per-head block scores combine into one score per block (DESIGN §4): over
-// every query head of the layer (per-layer selection) or over the query heads of
-// one GQA group (per-KV-head selection).
-enum class HeadCombine : uint8_t { kSum = 0, kMax = 1 };
+// How per-head block scores combine (kSum: summed per-head softmax, kMax): one
+// definition, the kernels' (kernels/head_combine.h), named here too.
+using HeadCombine = kernels::HeadCombine;
 
 // What one selection serves: every head of a layer, or one KV head (its GQA
 // group of query heads).
@@ -59,7 +59,7 @@ struct QuerySample {
 struct RetrieverParams {
   uint32_t block_tokens = 16;                 // tokens per block, >= 1. Default: 16
   uint32_t num_q_heads = 0;                   // query heads Select will see; a multiple of num_kv_heads
-  HeadCombine head_combine = HeadCombine::kSum;  // Default: sum of per-head scores
+  HeadCombine head_combine = HeadCombine::kSum;  // Default: sum of per-head softmax mass
   // Tokens [0, prompt_tokens) are the prompt, the rest were generated (the
   // cluster retriever clusters the prompt and cuts generated tokens into
   // time-ordered segments). 0 or >= num_tokens: every token is prompt. Default: 0

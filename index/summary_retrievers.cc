@@ -10,10 +10,6 @@
 namespace tierkv::index {
 namespace {
 
-kernels::HeadCombine KernelCombine(HeadCombine c) {
-  return c == HeadCombine::kMax ? kernels::HeadCombine::kMax : kernels::HeadCombine::kSoftmaxSum;
-}
-
 // One block's keys [num_kv_heads][block_tokens][head_dim] as a layer of block_tokens tokens.
 LayerKeys BlockView(const LayerKeys& shape, uint32_t block_tokens, std::span<const float> keys) {
   LayerKeys v;
@@ -59,7 +55,7 @@ Status MinMaxRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, 
   scores_.resize(visible);
   kernels::ScoreArgs a;
   a.mode = kernels::ScoreMode::kMinMax;
-  a.combine = KernelCombine(params().head_combine);
+  a.combine = params().head_combine;
   a.num_q_heads = query.num_q_heads;
   a.num_kv_heads = layer().num_kv_heads;
   a.head_dim = query.head_dim;
@@ -145,7 +141,7 @@ Status MeanRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, st
     scores_.resize(visible);
     kernels::ScoreArgs a;
     a.mode = kernels::ScoreMode::kMean;
-    a.combine = KernelCombine(params().head_combine);
+    a.combine = params().head_combine;
     a.num_q_heads = H;
     a.num_kv_heads = layer().num_kv_heads;
     a.head_dim = query.head_dim;

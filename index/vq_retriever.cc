@@ -340,8 +340,7 @@ Status VqRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, std:
   scores_.resize(visible);
   kernels::ScoreArgs a;
   a.mode = kernels::ScoreMode::kVqLut;
-  a.combine = params().head_combine == HeadCombine::kMax ? kernels::HeadCombine::kMax
-                                                         : kernels::HeadCombine::kSoftmaxSum;
+  a.combine = params().head_combine;
   a.num_q_heads = H;
   a.num_kv_heads = layer().num_kv_heads;
   a.head_dim = d;

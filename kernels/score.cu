@@ -2,7 +2,7 @@
 //   1. raw per-head scores s[h][b]: one warp per (block, KV head), lanes split
 //      head_dim (summary modes) or the block's tokens (VQ mode); the warp scores
 //      all q heads of the KV head's group while the summary row sits in L1.
-//   2. (kSoftmaxSum only) per q head: max_b s[h][b] and Z_h = sum_b exp(scale*(s - max)).
+//   2. (kSum only) per q head: max_b s[h][b] and Z_h = sum_b exp(scale*(s - max)).
 //   3. per block: combine the heads (softmax sum or max).
 #include <algorithm>
 #include <cmath>
@@ -187,7 +187,7 @@ Status ScoreCuda(const ScoreArgs& a, GpuStream* stream) {
     });
   }
   RETURN_IF_CUDA_ERROR(cudaGetLastError());
-  const bool softmax = a.combine == HeadCombine::kSoftmaxSum;
+  const bool softmax = a.combine == HeadCombine::kSum;
   if (softmax) {
     HeadStatsKernel<<<a.num_q_heads, kThreads, 0, st>>>(head_scores, a.num_blocks, scale, stats);
     RETURN_IF_CUDA_ERROR(cudaGetLastError());

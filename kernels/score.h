@@ -9,9 +9,9 @@
 //            s_h[b] = max_t s_h[b,t]                                     (VqReduce::kMax)
 //                  or (1/scale) * log sum_t exp(scale * s_h[b,t])       (kLogSumExp)
 //            (with LSE, exp(scale * s_h[b]) is the block's share of the approximated
-//            softmax mass, so kSoftmaxSum below sums attention mass per block)
-// Heads combine into one score per block (one block holds all heads):
-//   kSoftmaxSum  score[b] = sum_h softmax_b(scale * s_h)[b]   (in [0, num_q_heads])
+//            softmax mass, so kSum below sums attention mass per block)
+// Heads combine into one score per block (one block holds all heads; head_combine.h):
+//   kSum         score[b] = sum_h softmax_b(scale * s_h)[b]   (in [0, num_q_heads])
 //   kMax         score[b] = max_h s_h[b]
 // scale is softmax_scale, or 1/sqrt(head_dim) when 0.
 //
@@ -26,11 +26,11 @@
 #include "common/status.h"
 #include "kernels/backend.h"
 #include "kernels/gpu_runtime.h"
+#include "kernels/head_combine.h"
 
 namespace tierkv::kernels {
 
 enum class ScoreMode : uint8_t { kMinMax = 0, kMean = 1, kVqLut = 2 };
-enum class HeadCombine : uint8_t { kSoftmaxSum = 0, kMax = 1 };
 enum class VqReduce : uint8_t { kMax = 0, kLogSumExp = 1 };
 
 inline constexpr uint32_t kMaxScoreBlocks = 1u << 24;
@@ -38,7 +38,7 @@ inline constexpr uint32_t kMaxVqSubspaces = 1024;
 
 struct ScoreArgs {
   ScoreMode mode = ScoreMode::kMinMax;
-  HeadCombine combine = HeadCombine::kSoftmaxSum;  // Default: summed per-head softmax.
+  HeadCombine combine = HeadCombine::kSum;  // Default: summed per-head softmax.
   uint32_t num_q_heads = 0;   // in [1, kMaxHeads], a multiple of num_kv_heads
   uint32_t num_kv_heads = 0;  // in [1, kMaxHeads]
   uint32_t head_dim = 0;      // in [1, kMaxHeadDim]

@@ -11,7 +11,7 @@ BUILD=$(cd "${1:-$ROOT/build/release}" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tierkv-index-linked-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-if grep -rn '#include "eval/' "$ROOT"/{common,kernels,storage,index,daemon,client}; then
+if grep -rn '#include "eval/' "$ROOT"/{common,io,kernels,storage,index,daemon,client}; then
   echo "check_index_linked: the files above include eval/ (eval/ depends on index/, never the reverse)" >&2
   exit 1
 fi

@@ -40,7 +40,7 @@ struct FreeDeleter {
 using AlignedBuf = std::unique_ptr<std::byte, FreeDeleter>;
 
 AlignedBuf NewAlignedBlock(size_t n = kSlabHeaderBytes) {
-  auto* p = static_cast<std::byte*>(std::aligned_alloc(kPageBytes, RoundUpTo(n, kPageBytes)));
+  auto* p = static_cast<std::byte*>(std::aligned_alloc(io::kPageBytes, io::RoundUpTo(n, io::kPageBytes)));
   if (p != nullptr) std::memset(p, 0, n);
   return AlignedBuf(p);
 }
@@ -105,8 +105,8 @@ uint32_t ProbeSectorBytes(const std::string& dir, bool direct_io) {
   if (fd < 0) return kV1HeaderBytes;
   unlink(path.c_str());
   uint32_t sector = kV1HeaderBytes;
-  AlignedBuf buf = NewAlignedBlock(2 * kPageBytes);
-  if (buf != nullptr && ftruncate(fd, 2 * kPageBytes) == 0 && pread(fd, buf.get() + 512, 512, 512) == 512) {
+  AlignedBuf buf = NewAlignedBlock(2 * io::kPageBytes);
+  if (buf != nullptr && ftruncate(fd, 2 * io::kPageBytes) == 0 && pread(fd, buf.get() + 512, 512, 512) == 512) {
     sector = 512;
   }
   close(fd);
@@ -125,7 +125,7 @@ struct DiskTier::Device {
 
   Mutex engines_mu;
   CondVar engines_cv;
-  std::vector<std::unique_ptr<IoEngine>> idle_engines GUARDED_BY(engines_mu);
+  std::vector<std::unique_ptr<io::IoEngine>> idle_engines GUARDED_BY(engines_mu);
   uint32_t engines_out GUARDED_BY(engines_mu) = 0;  // engines existing outside idle_engines
 
   std::atomic<bool> failed{false};
@@ -245,7 +245,7 @@ Result<std::unique_ptr<DiskTier>> DiskTier::Open(const DiskTierOptions& options)
   RETURN_IF_ERROR(tier->OpenDevices());
   // One engine per device now: Open fails early when none can be made, and names it.
   for (auto& dev : tier->devices_) {
-    ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> engine, tier->AcquireEngine(*dev));
+    ASSIGN_OR_RETURN(std::unique_ptr<io::IoEngine> engine, tier->AcquireEngine(*dev));
     tier->engine_name_ = std::string(engine->name());
     tier->ReleaseEngine(*dev, std::move(engine), true);
   }
@@ -521,25 +521,25 @@ Result<SlabScan> DiskTier::Scan(const SlabScanOptions& options) const {
 
 // ---- engines ----
 
-Result<std::unique_ptr<IoEngine>> DiskTier::AcquireEngine(Device& dev) {
+Result<std::unique_ptr<io::IoEngine>> DiskTier::AcquireEngine(Device& dev) {
   {
     MutexLock lock(&dev.engines_mu);
     while (dev.idle_engines.empty() && dev.engines_out >= options_.io_contexts) dev.engines_cv.Wait(&dev.engines_mu);
     ++dev.engines_out;
     if (!dev.idle_engines.empty()) {
-      std::unique_ptr<IoEngine> engine = std::move(dev.idle_engines.back());
+      std::unique_ptr<io::IoEngine> engine = std::move(dev.idle_engines.back());
       dev.idle_engines.pop_back();
       return engine;
     }
   }
-  IoEngineOptions eo;
+  io::IoEngineOptions eo;
   eo.kind = options_.engine;
   eo.queue_depth = options_.queue_depth;
   eo.num_buffers = 2 * options_.queue_depth;  // see RunOnEngine
   eo.buffer_bytes = stride_;
   eo.device = dev.index;
-  Result<std::unique_ptr<IoEngine>> engine =
-      options_.engine_factory ? options_.engine_factory(eo) : CreateIoEngine(eo);
+  Result<std::unique_ptr<io::IoEngine>> engine =
+      options_.engine_factory ? options_.engine_factory(eo) : io::CreateIoEngine(eo);
   Status st = engine.ok() ? (*engine)->RegisterFiles(dev.fds) : engine.status();
   if (!st.ok()) {
     ReleaseEngine(dev, nullptr, false);
@@ -548,7 +548,7 @@ Result<std::unique_ptr<IoEngine>> DiskTier::AcquireEngine(Device& dev) {
   return engine;
 }
 
-void DiskTier::ReleaseEngine(Device& dev, std::unique_ptr<IoEngine> engine, bool healthy) {
+void DiskTier::ReleaseEngine(Device& dev, std::unique_ptr<io::IoEngine> engine, bool healthy) {
   MutexLock lock(&dev.engines_mu);
   --dev.engines_out;
   if (engine != nullptr && healthy) dev.idle_engines.push_back(std::move(engine));
@@ -561,17 +561,17 @@ namespace {
 bool Aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
 }  // namespace
 
-IoRequest DiskTier::StartOp(IoEngine& engine, Pending& op, uint32_t buf) {
+io::IoRequest DiskTier::StartOp(io::IoEngine& engine, Pending& op, uint32_t buf) {
   const uint32_t hb = layout_.header_bytes;
   op.buf = buf;
   std::byte* b = engine.buffers()->buffer(buf);
-  IoRequest r;
+  io::IoRequest r;
   r.file = op.file;
   r.offset = op.offset;
   r.buf = b;
   r.buf_index = static_cast<int32_t>(buf);
   if (op.write != nullptr) {
-    r.op = IoOp::kWrite;
+    r.op = io::IoOp::kWrite;
     const std::span<const std::byte> payload = op.write->payload;
     const size_t padded = layout_.PaddedPayload(static_cast<uint32_t>(payload.size()));
     std::memset(b, 0, hb);
@@ -587,10 +587,10 @@ IoRequest DiskTier::StartOp(IoEngine& engine, Pending& op, uint32_t buf) {
     }
     op.io_length = static_cast<uint32_t>(hb + padded);
   } else if (op.header != nullptr) {
-    r.op = IoOp::kRead;
+    r.op = io::IoOp::kRead;
     op.io_length = hb;
   } else {
-    r.op = IoOp::kRead;
+    r.op = io::IoOp::kRead;
     const std::span<std::byte> out = op.read->out;
     const size_t padded = layout_.PaddedPayload(static_cast<uint32_t>(std::min<size_t>(out.size(), slot_capacity())));
     if (options_.zero_copy && padded > 0 && out.size() >= padded && Aligned(out.data(), hb)) {
@@ -667,18 +667,18 @@ Status DiskTier::FinishRead(Pending& op, const std::byte* buf) {
   return OkStatus();
 }
 
-Status DiskTier::RunOnEngine(IoEngine& engine, std::vector<Pending>& ops) {
-  IoBufferPool* pool = engine.buffers();
+Status DiskTier::RunOnEngine(io::IoEngine& engine, std::vector<Pending>& ops) {
+  io::IoBufferPool* pool = engine.buffers();
   std::vector<uint32_t> free_bufs;
   for (uint32_t i = pool->count(); i-- > 0;) free_bufs.push_back(i);
-  std::vector<IoCompletion> completed;
-  auto record = [&](const IoCompletion& c) { completed.push_back(c); };
+  std::vector<io::IoCompletion> completed;
+  auto record = [&](const io::IoCompletion& c) { completed.push_back(c); };
   size_t next = 0;
   auto refill = [&] {
     while (next < ops.size() && !free_bufs.empty() && engine.in_flight() < engine.queue_depth()) {
       const uint32_t buf = free_bufs.back();
       free_bufs.pop_back();
-      IoRequest r = StartOp(engine, ops[next], buf);
+      io::IoRequest r = StartOp(engine, ops[next], buf);
       r.user_data = next;
       Status st = engine.Prepare(r);
       if (!st.ok()) {
@@ -726,7 +726,7 @@ Status DiskTier::RunOnEngine(IoEngine& engine, std::vector<Pending>& ops) {
     failed = engine.Reap(0, record).status();
     t_reap += lap(t);
     if (!failed.ok()) break;
-    for (const IoCompletion& c : completed) {
+    for (const io::IoCompletion& c : completed) {
       Pending& op = ops[c.user_data];
       op.status = FinishOp(op, c.result, pool->buffer(op.buf));
       if (op.status.ok() && op.verify_later) verify_later(op);
@@ -759,7 +759,7 @@ void DiskTier::RunDeviceBatch(Device& dev, std::vector<Pending>& ops) {
     }
     return;
   }
-  Result<std::unique_ptr<IoEngine>> engine = AcquireEngine(dev);
+  Result<std::unique_ptr<io::IoEngine>> engine = AcquireEngine(dev);
   Status failed = engine.ok() ? RunOnEngine(**engine, ops) : engine.status();
   if (!failed.ok()) {
     LOG(ERROR) << name() << ": I/O engine of device " << dev.index << " failed, " << ops.size()

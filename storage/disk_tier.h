@@ -40,15 +40,13 @@
 #include <vector>
 
 #include "common/status.h"
-#include "storage/io_engine.h"
+#include "io/io_engine.h"
 #include "storage/slab_scan.h"
 #include "storage/disk_tier_verify.h"
 #include "storage/slot_format.h"
 #include "storage/tier.h"
 
 namespace tierkv::storage {
-
-using IoEngineFactory = std::function<Result<std::unique_ptr<IoEngine>>(const IoEngineOptions&)>;
 
 struct DiskTierOptions {
   std::string dir;                 // slab files live here (created if missing). REQUIRES: non-empty unless dirs is set
@@ -59,7 +57,7 @@ struct DiskTierOptions {
   uint32_t num_slots = 0;          // REQUIRES: > 0
   uint32_t slot_capacity = 0;      // payload bytes per slot; REQUIRES: (0, 1 GiB]
   uint64_t max_slab_bytes = 1ull << 30;  // slab file size cap (>= one slot). Default: 1 GiB
-  IoEngineKind engine = IoEngineKind::kAuto;  // Default: kAuto (io_uring when available)
+  io::IoEngineKind engine = io::IoEngineKind::kAuto;  // Default: kAuto (io_uring when available)
   uint32_t queue_depth = 32;       // I/Os in flight per batch. Default: 32
   uint32_t io_contexts = 2;        // batches served concurrently. Default: 2
   bool direct_io = true;           // O_DIRECT; false only for file systems without it. Default: true
@@ -73,7 +71,7 @@ struct DiskTierOptions {
   bool create_if_missing = true;
   // Makes the engines (IoEngineOptions::device says for which device); tests wrap
   // CreateIoEngine to inject faults. Default: CreateIoEngine
-  IoEngineFactory engine_factory;
+  io::IoEngineFactory engine_factory;
   // Format of slabs created now (existing slabs keep theirs, slot_format.h):
   // version 2 (default) or 1 (4 KiB headers, what older builds read).
   uint16_t format_version = kSlabFormatVersion;
@@ -194,13 +192,13 @@ class DiskTier final : public Tier {
   Status OpenSlab(Device& dev, uint32_t index, const std::string& path);
   uint32_t DeviceSlots(uint32_t d) const;  // slots on device d
 
-  Result<std::unique_ptr<IoEngine>> AcquireEngine(Device& dev);
-  void ReleaseEngine(Device& dev, std::unique_ptr<IoEngine> engine, bool healthy);
+  Result<std::unique_ptr<io::IoEngine>> AcquireEngine(Device& dev);
+  void ReleaseEngine(Device& dev, std::unique_ptr<io::IoEngine> engine, bool healthy);
   // Runs a batch: split per device, each part on one of its device's engines.
   void RunBatch(std::vector<Pending>& ops);
   void RunDeviceBatch(Device& dev, std::vector<Pending>& ops);
-  Status RunOnEngine(IoEngine& engine, std::vector<Pending>& ops);
-  IoRequest StartOp(IoEngine& engine, Pending& op, uint32_t buf);
+  Status RunOnEngine(io::IoEngine& engine, std::vector<Pending>& ops);
+  io::IoRequest StartOp(io::IoEngine& engine, Pending& op, uint32_t buf);
   Status FinishOp(Pending& op, int32_t result, const std::byte* buf);
   Status FinishRead(Pending& op, const std::byte* buf);
   void MarkFailed(Device& dev, const std::string& why);

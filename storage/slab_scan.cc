@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <memory>
 
-#include "storage/io_engine.h"
+#include "io/io_engine.h"
 
 namespace tierkv::storage {
 namespace {
@@ -73,7 +73,8 @@ Result<SlabScan> ScanSlabFile(const std::string& path, const SlabScanOptions& op
   ScopedFd fd(raw);
 
   SlabScan scan;
-  std::unique_ptr<std::byte, FreeDeleter> sb_buf(static_cast<std::byte*>(std::aligned_alloc(kPageBytes, kSlabHeaderBytes)));
+  std::unique_ptr<std::byte, FreeDeleter> sb_buf(
+      static_cast<std::byte*>(std::aligned_alloc(io::kPageBytes, kSlabHeaderBytes)));
   RETURN_IF_ERROR(ReadFully(fd.get(), sb_buf.get(), kSlabHeaderBytes, 0, "read superblock of " + path));
   RETURN_IF_ERROR(DecodeSlabSuperblock(sb_buf.get(), path, &scan.superblock));
   const SlabSuperblock& sb = scan.superblock;
@@ -89,8 +90,8 @@ Result<SlabScan> ScanSlabFile(const std::string& path, const SlabScanOptions& op
   const bool verify = options.verify_payload;
   const size_t per_slot = verify ? sb.slot_stride : sb.header_bytes;
   const uint32_t chunk_slots = verify ? static_cast<uint32_t>(std::max<size_t>(1, kChunkBytes / per_slot)) : 1;
-  std::unique_ptr<std::byte, FreeDeleter> buf(
-      static_cast<std::byte*>(std::aligned_alloc(kPageBytes, RoundUpTo(per_slot * chunk_slots, kPageBytes))));
+  std::unique_ptr<std::byte, FreeDeleter> buf(static_cast<std::byte*>(
+      std::aligned_alloc(io::kPageBytes, io::RoundUpTo(per_slot * chunk_slots, io::kPageBytes))));
   if (buf == nullptr) return ResourceExhausted("scan buffer of " + std::to_string(per_slot * chunk_slots));
 
   for (uint32_t i = 0; i < sb.slots_in_slab; i += chunk_slots) {

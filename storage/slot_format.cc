@@ -6,7 +6,7 @@
 #include <string>
 
 #include "common/checksum.h"
-#include "storage/io_engine.h"
+#include "io/io_engine.h"
 #include "storage/payload_checksum.h"
 
 namespace tierkv::storage {

@@ -8,8 +8,8 @@
 #include <random>
 #include <thread>
 
+#include "io/fault_injection_engine.h"
 #include "storage/block_store.h"
-#include "storage/fault_injection_engine.h"
 #include "tests/unit/storage_test_util.h"
 
 namespace tierkv::storage {
@@ -45,9 +45,9 @@ class BlockStoreFaultTest : public ::testing::Test {
     o.slot_capacity = cap;
     o.queue_depth = 8;
     auto injector = injector_;
-    o.engine_factory = [injector](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
-      ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, CreateIoEngine(eo));
-      return WrapWithFaults(std::move(inner), injector);
+    o.engine_factory = [injector](const io::IoEngineOptions& eo) -> Result<std::unique_ptr<io::IoEngine>> {
+      ASSIGN_OR_RETURN(std::unique_ptr<io::IoEngine> inner, io::CreateIoEngine(eo));
+      return io::WrapWithFaults(std::move(inner), injector);
     };
     d_.reset();
     auto d = DiskTier::Open(o);
@@ -107,7 +107,7 @@ class BlockStoreFaultTest : public ::testing::Test {
   }
 
   testing::ScratchDir scratch_;
-  std::shared_ptr<FaultInjector> injector_ = std::make_shared<FaultInjector>(42);
+  std::shared_ptr<io::FaultInjector> injector_ = std::make_shared<io::FaultInjector>(42);
   std::unique_ptr<ArenaTier> g_, h_;
   std::unique_ptr<DiskTier> d_;
   std::unique_ptr<Manifest> manifest_;
@@ -117,7 +117,7 @@ class BlockStoreFaultTest : public ::testing::Test {
 TEST_F(BlockStoreFaultTest, EioOnReadIsAnIoErrorAndTheBlockStays) {
   PutAndDemoteAll(4);
   RestoreWatermarks();
-  injector_->AddRule({FaultKind::kIoError, FaultTarget::kReads, 0, 0, 1});
+  injector_->AddRule({io::FaultKind::kIoError, io::FaultTarget::kReads, 0, 0, 1});
   EXPECT_EQ(Read(2, 1).code(), StatusCode::kIOError);
   EXPECT_EQ(d_->stats().io_errors.load(), 1u);
   EXPECT_EQ(store_->stats().disk_read_failures.load(), 1u);
@@ -130,7 +130,7 @@ TEST_F(BlockStoreFaultTest, EioOnReadIsAnIoErrorAndTheBlockStays) {
 TEST_F(BlockStoreFaultTest, ShortReadIsAnIoErrorAndNothingIsServed) {
   PutAndDemoteAll(4);
   RestoreWatermarks();
-  injector_->AddRule({FaultKind::kShortTransfer, FaultTarget::kReads, 0, 0, 1});
+  injector_->AddRule({io::FaultKind::kShortTransfer, io::FaultTarget::kReads, 0, 0, 1});
   EXPECT_EQ(Read(1, 1).code(), StatusCode::kIOError);
   EXPECT_EQ(d_->stats().io_errors.load(), 1u);
   ASSERT_OK(Read(1, 1));
@@ -139,7 +139,7 @@ TEST_F(BlockStoreFaultTest, ShortReadIsAnIoErrorAndNothingIsServed) {
 TEST_F(BlockStoreFaultTest, AByteFlippedInTransitIsCaughtAndTheCopyReadAgain) {
   PutAndDemoteAll(4);
   RestoreWatermarks();
-  injector_->AddRule({FaultKind::kFlipByte, FaultTarget::kReads, 0, 0, 1});
+  injector_->AddRule({io::FaultKind::kFlipByte, io::FaultTarget::kReads, 0, 0, 1});
   ASSERT_OK(Read(3, 1));  // first read fails its checksum, the re-read is clean
   EXPECT_EQ(d_->stats().checksum_failures.load(), 1u);
   EXPECT_EQ(store_->stats().corrupt_blocks.load(), 0u);
@@ -151,7 +151,7 @@ TEST_F(BlockStoreFaultTest, AByteFlippedInTransitIsCaughtAndTheCopyReadAgain) {
 // only the D copy is left, it fails verification and is never served.
 TEST_F(BlockStoreFaultTest, AByteFlippedOnTheMediaIsNeverServed) {
   Open(WritePolicy::kWriteThrough);
-  injector_->AddRule({FaultKind::kFlipByte, FaultTarget::kWrites, 0, 0, 1});
+  injector_->AddRule({io::FaultKind::kFlipByte, io::FaultTarget::kWrites, 0, 0, 1});
   bool durable = false;
   ASSERT_OK(store_->Put(1, 0, 0, Block(0, 7), 0, nullptr, &durable));
   EXPECT_TRUE(durable);
@@ -174,13 +174,13 @@ TEST_F(BlockStoreFaultTest, AByteFlippedOnTheMediaIsNeverServed) {
 // acknowledged as durable, D stops admitting, the last durable version survives a
 // restart, and writes resume after disk_retry_after.
 TEST_F(BlockStoreFaultTest, FailedWriteThroughKeepsTheLastDurableVersion) {
-  for (FaultKind kind : {FaultKind::kShortTransfer, FaultKind::kIoError}) {
-    SCOPED_TRACE(kind == FaultKind::kIoError ? "EIO" : "short write");
+  for (io::FaultKind kind : {io::FaultKind::kShortTransfer, io::FaultKind::kIoError}) {
+    SCOPED_TRACE(kind == io::FaultKind::kIoError ? "EIO" : "short write");
     Open(WritePolicy::kWriteThrough);
     bool durable = false;
     ASSERT_OK(store_->Put(1, 0, 5, Block(5, 1), 0, nullptr, &durable));
     ASSERT_TRUE(durable);
-    injector_->AddRule({kind, FaultTarget::kWrites, 0, 0, 1});
+    injector_->AddRule({kind, io::FaultTarget::kWrites, 0, 0, 1});
     ASSERT_OK(store_->Put(1, 0, 5, Block(5, 2), 0, nullptr, &durable));
     EXPECT_FALSE(durable);
     EXPECT_EQ(store_->stats().puts_not_durable.load(), 1u);
@@ -211,7 +211,7 @@ TEST_F(BlockStoreFaultTest, NoSpaceStopsDiskAdmissionWhileMemoryKeepsServing) {
   Policy p = store_->policy();
   p.host = {0.5, 0.25};  // H (8 slots) demotes above 4 blocks
   store_->SetPolicy(p);
-  injector_->AddRule({FaultKind::kNoSpace, FaultTarget::kWrites, 1, kNoRequest});  // every write
+  injector_->AddRule({io::FaultKind::kNoSpace, io::FaultTarget::kWrites, 1, io::kNoRequest});  // every write
   for (uint32_t i = 0; i < 10; ++i) ASSERT_OK(store_->Put(1, 0, i, Block(i, 1)));
   store_->MigrateOnce();  // G and H are over their watermarks: demotion is tried
   EXPECT_EQ(store_->stats().demotions_h_to_d.load(), 0u);
@@ -244,8 +244,9 @@ TEST_F(BlockStoreFaultTest, RandomFaultsNeverServeWrongBytes) {
   for (WritePolicy w : {WritePolicy::kWriteBack, WritePolicy::kWriteThrough}) {
     SCOPED_TRACE(WritePolicyName(w));
     Open(w, std::chrono::milliseconds(40));  // puts wait less for room while D fails
-    for (FaultKind k : {FaultKind::kIoError, FaultKind::kNoSpace, FaultKind::kShortTransfer, FaultKind::kFlipByte}) {
-      injector_->AddRule({k, FaultTarget::kAll, 12, kNoRequest});
+    for (io::FaultKind k :
+         {io::FaultKind::kIoError, io::FaultKind::kNoSpace, io::FaultKind::kShortTransfer, io::FaultKind::kFlipByte}) {
+      injector_->AddRule({k, io::FaultTarget::kAll, 12, io::kNoRequest});
     }
     std::mt19937_64 rng(7);
     std::vector<uint64_t> version(24, 0);  // 0: never put
@@ -276,7 +277,7 @@ TEST_F(BlockStoreFaultTest, RandomFaultsNeverServeWrongBytes) {
       EXPECT_TRUE(st.ok() || st.code() == StatusCode::kNotFound || st.code() == StatusCode::kCorruption)
           << "block " << i << ": " << st.ToString();
     }
-    const FaultCounts c = injector_->counts();
+    const io::FaultCounts c = injector_->counts();
     EXPECT_GT(c.total(), 10u);
     const TierStatsSnapshot ds = d_->stats().Snapshot();
     EXPECT_GT(ds.io_errors + ds.no_space + ds.checksum_failures, 0u);
@@ -295,7 +296,7 @@ TEST_F(BlockStoreFaultTest, DrainKeepsTheLastDurableVersionWhenAWriteFails) {
   ASSERT_OK(store_->Put(1, 0, 2, Block(2, 2)));
   ASSERT_OK(store_->Put(1, 0, 4, Block(4, 1)));  // in memory only
   EXPECT_EQ(store_->BlocksNotOnDisk(), 3u);
-  injector_->AddRule({FaultKind::kIoError, FaultTarget::kWrites, 0, 0, 1});  // the first write fails
+  injector_->AddRule({io::FaultKind::kIoError, io::FaultTarget::kWrites, 0, 0, 1});  // the first write fails
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   DrainResult r = store_->Drain(deadline);
   EXPECT_EQ(r.pending, 3u);
@@ -322,7 +323,7 @@ TEST_F(BlockStoreFaultTest, DrainKeepsTheLastDurableVersionWhenAWriteFails) {
   injector_->ClearRules();
   ASSERT_OK(store_->Put(1, 0, 5, Block(5, 1)));
   ASSERT_OK(store_->Put(1, 0, 6, Block(6, 1)));
-  injector_->AddRule({FaultKind::kIoError, FaultTarget::kWrites, 0, 0, 1});
+  injector_->AddRule({io::FaultKind::kIoError, io::FaultTarget::kWrites, 0, 0, 1});
   r = store_->Drain(std::chrono::steady_clock::now() + std::chrono::seconds(30));
   ASSERT_EQ(r.failed, 1u);
   ASSERT_EQ(store_->disk_admission().code(), StatusCode::kIOError);

@@ -5,8 +5,8 @@
 
 #include <random>
 
+#include "io/fault_injection_engine.h"
 #include "storage/disk_tier.h"
-#include "storage/fault_injection_engine.h"
 #include "tests/unit/storage_test_util.h"
 
 namespace tierkv::storage {
@@ -22,20 +22,21 @@ constexpr uint32_t kSlots = 64;
 constexpr uint32_t kCapacity = 20000;
 
 struct FaultParam {
-  IoEngineKind engine;
+  io::IoEngineKind engine;
   // Payloads of whole pages in page-aligned buffers: the D tier's zero-copy path
   // (vectored I/O into the caller's memory). Else odd lengths: the bounce path.
   bool whole_pages;
 };
 
 void PrintTo(const FaultParam& p, std::ostream* os) {
-  *os << IoEngineKindName(p.engine) << (p.whole_pages ? "_zero_copy" : "_bounce");
+  *os << io::IoEngineKindName(p.engine) << (p.whole_pages ? "_zero_copy" : "_bounce");
 }
 
 class FaultTest : public ::testing::TestWithParam<FaultParam> {
  protected:
   void SetUp() override {
-    if (GetParam().engine == IoEngineKind::kUring && !IoUringAvailable()) GTEST_SKIP() << "io_uring not available";
+    if (GetParam().engine == io::IoEngineKind::kUring && !io::IoUringAvailable())
+      GTEST_SKIP() << "io_uring not available";
     ASSERT_FALSE(scratch_.path().empty());
     DiskTierOptions o;
     o.dir = scratch_.Sub("d");
@@ -44,9 +45,9 @@ class FaultTest : public ::testing::TestWithParam<FaultParam> {
     o.engine = GetParam().engine;
     o.queue_depth = 8;
     auto injector = injector_;
-    o.engine_factory = [injector](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
-      ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, CreateIoEngine(eo));
-      return WrapWithFaults(std::move(inner), injector);
+    o.engine_factory = [injector](const io::IoEngineOptions& eo) -> Result<std::unique_ptr<io::IoEngine>> {
+      ASSIGN_OR_RETURN(std::unique_ptr<io::IoEngine> inner, io::CreateIoEngine(eo));
+      return io::WrapWithFaults(std::move(inner), injector);
     };
     Result<std::unique_ptr<DiskTier>> t = DiskTier::Open(o);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
@@ -84,7 +85,7 @@ class FaultTest : public ::testing::TestWithParam<FaultParam> {
   }
 
   ScratchDir scratch_;
-  std::shared_ptr<FaultInjector> injector_ = std::make_shared<FaultInjector>(2024);
+  std::shared_ptr<io::FaultInjector> injector_ = std::make_shared<io::FaultInjector>(2024);
   std::unique_ptr<DiskTier> tier_;
   std::vector<SlotId> slots_;
   std::vector<Bytes> data_ = std::vector<Bytes>(kSlots);
@@ -92,12 +93,12 @@ class FaultTest : public ::testing::TestWithParam<FaultParam> {
 };
 
 TEST_P(FaultTest, EngineIsWrapped) {
-  EXPECT_EQ(tier_->engine_name(), GetParam().engine == IoEngineKind::kUring ? "fault(io_uring)" : "fault(psync)");
+  EXPECT_EQ(tier_->engine_name(), GetParam().engine == io::IoEngineKind::kUring ? "fault(io_uring)" : "fault(psync)");
 }
 
 TEST_P(FaultTest, WriteEioIsIOErrorAndSlotHoldsNothing) {
   ASSERT_TRUE(Put(0, 1).ok());
-  injector_->AddRule({.kind = FaultKind::kIoError, .target = FaultTarget::kWrites, .at_request = 0});
+  injector_->AddRule({.kind = io::FaultKind::kIoError, .target = io::FaultTarget::kWrites, .at_request = 0});
   Status st = Put(0, 2);
   EXPECT_EQ(st.code(), StatusCode::kIOError) << st.ToString();
   EXPECT_EQ(Get(0, 2).code(), StatusCode::kNotFound);  // a failed write leaves the slot empty
@@ -111,7 +112,7 @@ TEST_P(FaultTest, WriteEioIsIOErrorAndSlotHoldsNothing) {
 
 TEST_P(FaultTest, ReadEioIsIOErrorAndDataSurvives) {
   ASSERT_TRUE(Put(1, 1).ok());
-  injector_->AddRule({.kind = FaultKind::kIoError, .target = FaultTarget::kReads, .at_request = 1});
+  injector_->AddRule({.kind = io::FaultKind::kIoError, .target = io::FaultTarget::kReads, .at_request = 1});
   EXPECT_TRUE(Get(1, 1).ok());                          // request 0
   EXPECT_EQ(Get(1, 1).code(), StatusCode::kIOError);     // request 1
   EXPECT_TRUE(Get(1, 1).ok());                          // request 2
@@ -122,7 +123,7 @@ TEST_P(FaultTest, ReadEioIsIOErrorAndDataSurvives) {
 }
 
 TEST_P(FaultTest, EnospcIsResourceExhausted) {
-  injector_->AddRule({.kind = FaultKind::kNoSpace, .at_request = 0});
+  injector_->AddRule({.kind = io::FaultKind::kNoSpace, .at_request = 0});
   EXPECT_EQ(Put(2, 1).code(), StatusCode::kResourceExhausted);
   const TierStatsSnapshot s = tier_->stats().Snapshot();
   EXPECT_EQ(s.no_space, 1u);
@@ -135,7 +136,7 @@ TEST_P(FaultTest, EnospcIsResourceExhausted) {
 TEST_P(FaultTest, ShortWriteIsIOErrorAndTornSlotIsFoundByScan) {
   ASSERT_TRUE(Put(3, 1).ok());
   ASSERT_TRUE(tier_->Sync().ok());
-  injector_->AddRule({.kind = FaultKind::kShortTransfer, .target = FaultTarget::kWrites, .at_request = 0});
+  injector_->AddRule({.kind = io::FaultKind::kShortTransfer, .target = io::FaultTarget::kWrites, .at_request = 0});
   data_[3] = RandomBytes(MaxLength(), rng_);  // 20 or 24 KiB on disk: half of it lands
   Status st = tier_->Write(slots_[3], TagFor(1, 3, 2), data_[3]);
   EXPECT_EQ(st.code(), StatusCode::kIOError) << st.ToString();
@@ -155,7 +156,7 @@ TEST_P(FaultTest, ShortWriteIsIOErrorAndTornSlotIsFoundByScan) {
 
 TEST_P(FaultTest, ShortReadIsIOError) {
   ASSERT_TRUE(Put(4, 1).ok());
-  injector_->AddRule({.kind = FaultKind::kShortTransfer, .target = FaultTarget::kReads, .at_request = 0});
+  injector_->AddRule({.kind = io::FaultKind::kShortTransfer, .target = io::FaultTarget::kReads, .at_request = 0});
   EXPECT_EQ(Get(4, 1).code(), StatusCode::kIOError);
   EXPECT_TRUE(Get(4, 1).ok());
   EXPECT_EQ(tier_->stats().Snapshot().io_errors, 1u);
@@ -163,7 +164,8 @@ TEST_P(FaultTest, ShortReadIsIOError) {
 
 TEST_P(FaultTest, FlippedByteOnReadIsCorruption) {
   ASSERT_TRUE(Put(5, 1).ok());
-  injector_->AddRule({.kind = FaultKind::kFlipByte, .target = FaultTarget::kReads, .one_in = 1, .max_faults = 20});
+  injector_->AddRule(
+      {.kind = io::FaultKind::kFlipByte, .target = io::FaultTarget::kReads, .one_in = 1, .max_faults = 20});
   for (int i = 0; i < 20; ++i) EXPECT_EQ(Get(5, 1).code(), StatusCode::kCorruption) << "flip " << i;
   EXPECT_TRUE(Get(5, 1).ok());  // rule exhausted; the data on disk was never damaged
   const TierStatsSnapshot s = tier_->stats().Snapshot();
@@ -172,7 +174,8 @@ TEST_P(FaultTest, FlippedByteOnReadIsCorruption) {
 }
 
 TEST_P(FaultTest, FlippedByteOnWriteIsCaughtOnRead) {
-  injector_->AddRule({.kind = FaultKind::kFlipByte, .target = FaultTarget::kWrites, .one_in = 1, .max_faults = 10});
+  injector_->AddRule(
+      {.kind = io::FaultKind::kFlipByte, .target = io::FaultTarget::kWrites, .one_in = 1, .max_faults = 10});
   for (uint32_t i = 0; i < 10; ++i) ASSERT_TRUE(Put(10 + i, 1).ok());  // silent media damage
   for (uint32_t i = 0; i < 10; ++i) EXPECT_EQ(Get(10 + i, 1).code(), StatusCode::kCorruption) << "slot " << i;
   EXPECT_EQ(tier_->stats().Snapshot().checksum_failures, 10u);
@@ -182,8 +185,9 @@ TEST_P(FaultTest, FlippedByteOnWriteIsCaughtOnRead) {
 // bytes written or an error, and the stats match the injector's counts.
 TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
   const uint64_t kOneIn = 9;
-  for (FaultKind k : {FaultKind::kIoError, FaultKind::kNoSpace, FaultKind::kShortTransfer, FaultKind::kFlipByte}) {
-    injector_->AddRule({.kind = k, .target = FaultTarget::kWrites, .one_in = kOneIn});
+  for (io::FaultKind k :
+       {io::FaultKind::kIoError, io::FaultKind::kNoSpace, io::FaultKind::kShortTransfer, io::FaultKind::kFlipByte}) {
+    injector_->AddRule({.kind = k, .target = io::FaultTarget::kWrites, .one_in = kOneIn});
   }
   std::vector<WriteOp> writes(kSlots);
   for (uint32_t i = 0; i < kSlots; ++i) {
@@ -191,7 +195,7 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
     writes[i] = {slots_[i], TagFor(1, i, 1), data_[i]};
   }
   (void)tier_->WriteBatch(writes);
-  const FaultCounts w = injector_->counts();
+  const io::FaultCounts w = injector_->counts();
   ASSERT_GT(w.total(), 0u) << "the seed injected nothing: the test would prove nothing";
   TierStatsSnapshot s = tier_->stats().Snapshot();
   EXPECT_EQ(s.io_errors, w.io_errors + w.short_transfers);
@@ -218,10 +222,10 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
   EXPECT_EQ(corrupt, w.flipped_bytes);
 
   // Read faults on the good slots, batched, several rounds.
-  for (FaultKind k : {FaultKind::kIoError, FaultKind::kShortTransfer, FaultKind::kFlipByte}) {
-    injector_->AddRule({.kind = k, .target = FaultTarget::kReads, .one_in = kOneIn});
+  for (io::FaultKind k : {io::FaultKind::kIoError, io::FaultKind::kShortTransfer, io::FaultKind::kFlipByte}) {
+    injector_->AddRule({.kind = k, .target = io::FaultTarget::kReads, .one_in = kOneIn});
   }
-  const FaultCounts before = injector_->counts();
+  const io::FaultCounts before = injector_->counts();
   s = tier_->stats().Snapshot();
   for (int round = 0; round < 5; ++round) {
     std::vector<Bytes> outs;
@@ -236,7 +240,7 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
       EXPECT_TRUE(std::equal(d.begin(), d.end(), outs[j].begin())) << "wrong data returned";
     }
   }
-  const FaultCounts r = injector_->counts();
+  const io::FaultCounts r = injector_->counts();
   const TierStatsSnapshot after = tier_->stats().Snapshot();
   // The path under test was the one taken.
   if (GetParam().whole_pages) {
@@ -251,10 +255,12 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, FaultTest,
-                         ::testing::Values(FaultParam{IoEngineKind::kUring, false}, FaultParam{IoEngineKind::kUring, true},
-                                           FaultParam{IoEngineKind::kPsync, false}, FaultParam{IoEngineKind::kPsync, true}),
+                         ::testing::Values(FaultParam{io::IoEngineKind::kUring, false},
+                                           FaultParam{io::IoEngineKind::kUring, true},
+                                           FaultParam{io::IoEngineKind::kPsync, false},
+                                           FaultParam{io::IoEngineKind::kPsync, true}),
                          [](const ::testing::TestParamInfo<FaultParam>& info) {
-                           return std::string(info.param.engine == IoEngineKind::kUring ? "io_uring" : "psync") +
+                           return std::string(info.param.engine == io::IoEngineKind::kUring ? "io_uring" : "psync") +
                                   (info.param.whole_pages ? "_zero_copy" : "_bounce");
                          });
 

@@ -97,7 +97,7 @@ TEST(ScoreGpuTest, SummaryModesMatchCpu) {
   for (const Shape& s : shapes) {
     for (DType sd : testing::kAllDTypes) {
       for (ScoreMode mode : {ScoreMode::kMinMax, ScoreMode::kMean}) {
-        for (HeadCombine comb : {HeadCombine::kSoftmaxSum, HeadCombine::kMax}) {
+        for (HeadCombine comb : {HeadCombine::kSum, HeadCombine::kMax}) {
           SCOPED_TRACE(::testing::Message() << "H=" << s.q_heads << " KVH=" << s.kv_heads << " D=" << s.head_dim
                                             << " B=" << s.num_blocks << " sd=" << DTypeName(sd)
                                             << " mode=" << int(mode) << " comb=" << int(comb));
@@ -151,7 +151,7 @@ TEST(ScoreGpuTest, VqLutMatchesCpu) {
                             {8, 4, 70, 3, 7, 421},      {8, 8, 128, 32, 33, 4224}, {2, 1, 16, 1, 5, 65}};
   for (const VqShape& v : shapes) {
     for (VqReduce red : {VqReduce::kMax, VqReduce::kLogSumExp}) {
-      for (HeadCombine comb : {HeadCombine::kSoftmaxSum, HeadCombine::kMax}) {
+      for (HeadCombine comb : {HeadCombine::kSum, HeadCombine::kMax}) {
         SCOPED_TRACE(::testing::Message() << "H=" << v.q_heads << " T=" << v.block_tokens << " M=" << v.m
                                           << " B=" << v.num_blocks << " tokens=" << v.num_tokens
                                           << " lse=" << int(red) << " comb=" << int(comb));

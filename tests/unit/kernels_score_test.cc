@@ -71,7 +71,7 @@ TEST(KernelsScoreCpuTest, SummaryModesMatchNaive) {
   for (const Shape& sh : shapes) {
     for (DType sd : testing::kAllDTypes) {
       for (ScoreMode mode : {ScoreMode::kMinMax, ScoreMode::kMean}) {
-        for (HeadCombine comb : {HeadCombine::kSoftmaxSum, HeadCombine::kMax}) {
+        for (HeadCombine comb : {HeadCombine::kSum, HeadCombine::kMax}) {
           SCOPED_TRACE(::testing::Message() << "H=" << sh.q_heads << " KVH=" << sh.kv_heads << " D=" << sh.head_dim
                                             << " B=" << sh.num_blocks << " sd=" << DTypeName(sd)
                                             << " mode=" << int(mode) << " comb=" << int(comb));
@@ -185,7 +185,7 @@ TEST(KernelsScoreCpuTest, VqLutMatchesNaive) {
   const VqShape shapes[] = {{1, 1, 1, 1, 1, 1}, {4, 2, 8, 4, 3, 19}, {32, 8, 32, 16, 10, 320}, {8, 4, 5, 3, 7, 31}};
   for (const VqShape& v : shapes) {
     for (VqReduce red : {VqReduce::kMax, VqReduce::kLogSumExp}) {
-      for (HeadCombine comb : {HeadCombine::kSoftmaxSum, HeadCombine::kMax}) {
+      for (HeadCombine comb : {HeadCombine::kSum, HeadCombine::kMax}) {
         SCOPED_TRACE(::testing::Message() << "H=" << v.q_heads << " T=" << v.block_tokens << " M=" << v.m
                                           << " tokens=" << v.num_tokens << " lse=" << int(red));
         std::vector<uint8_t> codes =

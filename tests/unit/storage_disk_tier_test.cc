@@ -10,8 +10,8 @@
 #include <random>
 
 #include "common/checksum.h"
+#include "io/fault_injection_engine.h"
 #include "storage/disk_tier.h"
-#include "storage/fault_injection_engine.h"
 #include "storage/payload_checksum.h"
 #include "storage/slab_scan.h"
 #include "storage/slot_format.h"
@@ -19,7 +19,9 @@
 
 namespace tierkv::storage {
 // Readable parameter values in test names and ctest listings (found by ADL).
-inline void PrintTo(IoEngineKind kind, std::ostream* os) { *os << IoEngineKindName(kind); }
+inline void PrintTo(io::IoEngineKind kind, std::ostream* os) {
+  *os << io::IoEngineKindName(kind);
+}
 namespace {
 
 using testing::Bytes;
@@ -28,10 +30,10 @@ using testing::RandomBytes;
 using testing::ScratchDir;
 using testing::TagFor;
 
-class DiskTierTest : public ::testing::TestWithParam<IoEngineKind> {
+class DiskTierTest : public ::testing::TestWithParam<io::IoEngineKind> {
  protected:
   void SetUp() override {
-    if (GetParam() == IoEngineKind::kUring && !IoUringAvailable()) GTEST_SKIP() << "io_uring not available";
+    if (GetParam() == io::IoEngineKind::kUring && !io::IoUringAvailable()) GTEST_SKIP() << "io_uring not available";
     ASSERT_FALSE(scratch_.path().empty());
   }
 
@@ -87,7 +89,7 @@ TEST_P(DiskTierTest, LayoutAndEngine) {
   EXPECT_EQ(t->slots_per_slab(), 4u);
   ASSERT_EQ(t->slab_paths().size(), 3u);  // 4 + 4 + 2 slots
   EXPECT_EQ(std::filesystem::file_size(t->slab_paths()[2]), kSlabHeaderBytes + 2 * t->slot_stride());
-  EXPECT_EQ(t->engine_name(), GetParam() == IoEngineKind::kUring ? "io_uring" : "psync");
+  EXPECT_EQ(t->engine_name(), GetParam() == io::IoEngineKind::kUring ? "io_uring" : "psync");
   EXPECT_TRUE(t->persistent());
 }
 
@@ -493,11 +495,11 @@ TEST_P(DiskTierTest, FailingDeviceIsIsolated) {
   DiskTierOptions o = Options(12, 8192);
   o.dirs = {scratch_.Sub("ok0"), scratch_.Sub("bad1"), scratch_.Sub("ok2")};
   o.device_fail_after = 2;
-  auto injector = std::make_shared<FaultInjector>(7);
-  o.engine_factory = [injector](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
-    ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, CreateIoEngine(eo));
+  auto injector = std::make_shared<io::FaultInjector>(7);
+  o.engine_factory = [injector](const io::IoEngineOptions& eo) -> Result<std::unique_ptr<io::IoEngine>> {
+    ASSIGN_OR_RETURN(std::unique_ptr<io::IoEngine> inner, io::CreateIoEngine(eo));
     if (eo.device != 1) return inner;
-    return WrapWithFaults(std::move(inner), injector);
+    return io::WrapWithFaults(std::move(inner), injector);
   };
   auto t = MustOpen(o);
   ASSERT_NE(t, nullptr);
@@ -509,7 +511,7 @@ TEST_P(DiskTierTest, FailingDeviceIsIsolated) {
   ASSERT_TRUE(t->Free(9).ok());
   ASSERT_TRUE(t->Free(10).ok());
   const std::vector<SlotId> used = {0, 1, 2, 3, 4, 5, 6, 7, 8, 11};
-  injector->AddRule({FaultKind::kIoError, FaultTarget::kAll, 1});
+  injector->AddRule({io::FaultKind::kIoError, io::FaultTarget::kAll, 1});
   std::vector<WriteOp> ops;
   for (SlotId s : used) ops.emplace_back(s, TagFor(4, s, 2), payload);
   EXPECT_FALSE(t->WriteBatch(ops).ok());
@@ -552,14 +554,14 @@ TEST_P(DiskTierTest, FailingDeviceIsIsolated) {
 }
 
 TEST_P(DiskTierTest, IoEngineRoundTripAndMisalignment) {
-  IoEngineOptions eo;
+  io::IoEngineOptions eo;
   eo.kind = GetParam();
   eo.queue_depth = 4;
   eo.num_buffers = 4;
   eo.buffer_bytes = 8192;
-  Result<std::unique_ptr<IoEngine>> engine = CreateIoEngine(eo);
+  Result<std::unique_ptr<io::IoEngine>> engine = io::CreateIoEngine(eo);
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-  IoEngine& e = **engine;
+  io::IoEngine& e = **engine;
   const std::string path = scratch_.Sub("raw");
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_DIRECT, 0600);
   ASSERT_GE(fd, 0);
@@ -570,60 +572,60 @@ TEST_P(DiskTierTest, IoEngineRoundTripAndMisalignment) {
   std::vector<int32_t> results;
   for (uint32_t g = 0; g < 10; g += 4) {
     const uint32_t n = std::min<uint32_t>(4, 10 - g);
-    std::vector<IoRequest> reqs;
+    std::vector<io::IoRequest> reqs;
     for (uint32_t j = 0; j < n; ++j) {
       std::byte* b = e.buffers()->buffer(j);
       std::memset(b, static_cast<int>(g + j + 1), 8192);
-      reqs.push_back({IoOp::kWrite, 0, uint64_t{g + j} * 8192, 8192, b, static_cast<int32_t>(j), 0});
+      reqs.push_back({io::IoOp::kWrite, 0, uint64_t{g + j} * 8192, 8192, b, static_cast<int32_t>(j), 0});
     }
     results.assign(n, 0);
-    ASSERT_TRUE(RunIoBatch(e, reqs, results).ok());
+    ASSERT_TRUE(io::RunIoBatch(e, reqs, results).ok());
     for (int32_t r : results) EXPECT_EQ(r, 8192);
   }
   // Read back into plain aligned memory (not an engine buffer).
-  void* mem = std::aligned_alloc(kIoAlign, 10 * 8192);
-  std::vector<IoRequest> rd;
+  void* mem = std::aligned_alloc(io::kIoAlign, 10 * 8192);
+  std::vector<io::IoRequest> rd;
   for (uint32_t i = 0; i < 10; ++i) {
-    rd.push_back({IoOp::kRead, 0, uint64_t{i} * 8192, 8192, static_cast<std::byte*>(mem) + i * 8192, -1, 0});
+    rd.push_back({io::IoOp::kRead, 0, uint64_t{i} * 8192, 8192, static_cast<std::byte*>(mem) + i * 8192, -1, 0});
   }
   results.assign(10, 0);
-  ASSERT_TRUE(RunIoBatch(e, rd, results).ok());
+  ASSERT_TRUE(io::RunIoBatch(e, rd, results).ok());
   for (uint32_t i = 0; i < 10; ++i) {
     EXPECT_EQ(results[i], 8192);
     EXPECT_EQ(static_cast<unsigned char*>(mem)[i * 8192 + 17], i + 1);
   }
   // Misaligned requests and bad indexes are refused at Prepare.
-  IoRequest bad{IoOp::kRead, 0, 100, 8192, static_cast<std::byte*>(mem), -1, 0};
+  io::IoRequest bad{io::IoOp::kRead, 0, 100, 8192, static_cast<std::byte*>(mem), -1, 0};
   EXPECT_EQ(e.Prepare(bad).code(), StatusCode::kInvalidArgument);
-  bad = {IoOp::kRead, 1, 0, 8192, static_cast<std::byte*>(mem), -1, 0};
+  bad = {io::IoOp::kRead, 1, 0, 8192, static_cast<std::byte*>(mem), -1, 0};
   EXPECT_EQ(e.Prepare(bad).code(), StatusCode::kInvalidArgument);
-  bad = {IoOp::kRead, 0, 0, 8192, static_cast<std::byte*>(mem), 2, 0};  // not inside buffer 2
+  bad = {io::IoOp::kRead, 0, 0, 8192, static_cast<std::byte*>(mem), 2, 0};  // not inside buffer 2
   EXPECT_EQ(e.Prepare(bad).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(e.in_flight(), 0u);
   std::free(mem);
   close(fd);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, DiskTierTest, ::testing::Values(IoEngineKind::kUring, IoEngineKind::kPsync),
-                         [](const ::testing::TestParamInfo<IoEngineKind>& info) {
-                           return info.param == IoEngineKind::kUring ? std::string("io_uring")
-                                                                     : std::string("psync");
+INSTANTIATE_TEST_SUITE_P(Engines, DiskTierTest, ::testing::Values(io::IoEngineKind::kUring, io::IoEngineKind::kPsync),
+                         [](const ::testing::TestParamInfo<io::IoEngineKind>& info) {
+                           return info.param == io::IoEngineKind::kUring ? std::string("io_uring")
+                                                                         : std::string("psync");
                          });
 
 TEST(IoEngineFactory, KindNames) {
-  for (IoEngineKind k : {IoEngineKind::kAuto, IoEngineKind::kUring, IoEngineKind::kPsync}) {
-    Result<IoEngineKind> parsed = ParseIoEngineKind(IoEngineKindName(k));
+  for (io::IoEngineKind k : {io::IoEngineKind::kAuto, io::IoEngineKind::kUring, io::IoEngineKind::kPsync}) {
+    Result<io::IoEngineKind> parsed = io::ParseIoEngineKind(io::IoEngineKindName(k));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, k);
   }
-  EXPECT_EQ(ParseIoEngineKind("aio").status().code(), StatusCode::kInvalidArgument);
-  IoEngineOptions eo;
+  EXPECT_EQ(io::ParseIoEngineKind("aio").status().code(), StatusCode::kInvalidArgument);
+  io::IoEngineOptions eo;
   eo.queue_depth = 0;
-  EXPECT_EQ(CreateIoEngine(eo).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(io::CreateIoEngine(eo).status().code(), StatusCode::kInvalidArgument);
   eo.queue_depth = 8;
-  Result<std::unique_ptr<IoEngine>> e = CreateIoEngine(eo);
+  Result<std::unique_ptr<io::IoEngine>> e = io::CreateIoEngine(eo);
   ASSERT_TRUE(e.ok());
-  EXPECT_EQ((*e)->name(), IoUringAvailable() ? "io_uring" : "psync");
+  EXPECT_EQ((*e)->name(), io::IoUringAvailable() ? "io_uring" : "psync");
   EXPECT_EQ((*e)->buffers(), nullptr);
 }
 

@@ -34,7 +34,7 @@ struct Variant {
   bool needs_uring = false;
 };
 
-Result<std::unique_ptr<Tier>> MakeDisk(const std::string& dir, IoEngineKind kind, bool zero_copy = true) {
+Result<std::unique_ptr<Tier>> MakeDisk(const std::string& dir, io::IoEngineKind kind, bool zero_copy = true) {
   DiskTierOptions o;
   o.zero_copy = zero_copy;
   o.dir = dir;
@@ -60,9 +60,9 @@ std::vector<Variant> Variants() {
          ASSIGN_OR_RETURN(auto t, CreateEmulatedGpuTier({"G", kSlots, kCapacity}));
          return std::unique_ptr<Tier>(std::move(t));
        }},
-      {"D_io_uring", [](const std::string& d) { return MakeDisk(d, IoEngineKind::kUring); }, true},
-      {"D_io_uring_bounce", [](const std::string& d) { return MakeDisk(d, IoEngineKind::kUring, false); }, true},
-      {"D_psync", [](const std::string& d) { return MakeDisk(d, IoEngineKind::kPsync); }},
+      {"D_io_uring", [](const std::string& d) { return MakeDisk(d, io::IoEngineKind::kUring); }, true},
+      {"D_io_uring_bounce", [](const std::string& d) { return MakeDisk(d, io::IoEngineKind::kUring, false); }, true},
+      {"D_psync", [](const std::string& d) { return MakeDisk(d, io::IoEngineKind::kPsync); }},
   };
 }
 
@@ -71,7 +71,7 @@ void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 class TierConformance : public ::testing::TestWithParam<Variant> {
  protected:
   void SetUp() override {
-    if (GetParam().needs_uring && !IoUringAvailable()) GTEST_SKIP() << "io_uring not available here";
+    if (GetParam().needs_uring && !io::IoUringAvailable()) GTEST_SKIP() << "io_uring not available here";
     ASSERT_FALSE(scratch_.path().empty()) << "no scratch directory accepting O_DIRECT";
     Result<std::unique_ptr<Tier>> t = GetParam().make(scratch_.Sub("tier"));
     ASSERT_TRUE(t.ok()) << t.status().ToString();

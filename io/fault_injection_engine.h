@@ -1,10 +1,11 @@
-// Fault injection under the D tier (model: RocksDB's FaultInjectionTestFS): an
-// IoEngine wrapper that makes chosen requests fail with EIO or ENOSPC, transfer
-// short (a truncated request really runs: a torn write), or carry a flipped byte
-// (after a read completes, or in the bytes a write stores: media corruption; the
-// caller's memory is never changed, a flip in a zero-copy payload segment is made
-// in a private copy). One FaultInjector holds the rules and counters and can be shared by
-// the wrappers of every engine of a tier.
+// Fault injection under every IoEngine user, the D tier and the SPANN posting store
+// (model: RocksDB's FaultInjectionTestFS): an IoEngine wrapper that makes chosen
+// requests fail with EIO or ENOSPC, transfer short (a truncated request really runs:
+// a torn write), or carry a flipped byte (after a read completes, or in the bytes a
+// write stores: media corruption; the caller's memory is never changed, a flip in a
+// zero-copy payload segment is made in a private copy). One FaultInjector holds the
+// rules and counters and can be shared by the wrappers of every engine of a tier or
+// store.
 //
 // Thread-safety: FaultInjector is thread-safe; each wrapper is used like any engine
 // (one thread at a time).
@@ -17,9 +18,9 @@
 #include <vector>
 
 #include "common/mutex.h"
-#include "storage/io_engine.h"
+#include "io/io_engine.h"
 
-namespace tierkv::storage {
+namespace tierkv::io {
 
 enum class FaultKind : uint8_t {
   kIoError = 0,    // the request fails with -EIO and does not run
@@ -79,4 +80,4 @@ class FaultInjector {
 // "fault(<inner name>)".
 std::unique_ptr<IoEngine> WrapWithFaults(std::unique_ptr<IoEngine> inner, std::shared_ptr<FaultInjector> injector);
 
-}  // namespace tierkv::storage
+}  // namespace tierkv::io

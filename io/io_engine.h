@@ -1,5 +1,7 @@
-// IoEngine: batched reads and writes of aligned buffers at file offsets, under the
-// D tier (DESIGN §3). Two implementations, chosen in ONE place (io_engine_factory.cc):
+// IoEngine: batched reads and writes of aligned buffers at file offsets: the one I/O
+// layer of tierkv (io/, library tierkv_io; decision 0025), under the D tier (DESIGN
+// §3, storage/disk_tier.h) and the SPANN posting store (index/posting_store.h).
+// Two implementations, chosen in ONE place (io_engine_factory.cc):
 //   io_uring  liburing, when compiled in (TIERKV_HAVE_URING) and io_uring_queue_init
 //             succeeds at run time: batched submissions, registered (fixed) buffers
 //             and files, a completion loop.
@@ -11,7 +13,7 @@
 // plain array of requests.
 //
 // Thread-safety: an engine is used by one thread at a time (the D tier keeps a pool
-// of engines, one per concurrent batch).
+// of engines, one per concurrent batch; a posting store owns one).
 #pragma once
 
 #include <cstddef>
@@ -23,11 +25,11 @@
 
 #include "common/status.h"
 
-namespace tierkv::storage {
+namespace tierkv::io {
 
 // Smallest alignment of offsets, lengths and buffer addresses an engine accepts:
 // the smallest logical block size of a device (O_DIRECT). A file system may demand
-// more (4096 on 4Kn devices); the D tier probes it (disk_tier.h).
+// more (4096 on 4Kn devices); the D tier probes it (storage/disk_tier.h).
 inline constexpr size_t kIoAlign = 512;
 // Page size: buffer pools are page-aligned.
 inline constexpr size_t kPageBytes = 4096;
@@ -135,6 +137,10 @@ Status ValidateIoRequest(const IoRequest& request, uint32_t num_files, const IoB
 // kNotSupported when kind == kUring and io_uring is not compiled in or is refused
 // by the kernel; other errors from setup (e.g. kResourceExhausted).
 Result<std::unique_ptr<IoEngine>> CreateIoEngine(const IoEngineOptions& options);
+// What a user of engines (the D tier, the posting store) calls instead of
+// CreateIoEngine when given one: tests wrap CreateIoEngine to inject faults
+// (fault_injection_engine.h).
+using IoEngineFactory = std::function<Result<std::unique_ptr<IoEngine>>(const IoEngineOptions&)>;
 // True when io_uring is compiled in and a ring can be set up on this machine.
 bool IoUringAvailable();
 
@@ -143,4 +149,4 @@ bool IoUringAvailable();
 // results.size() == requests.size(). Returns an error only when the engine fails.
 Status RunIoBatch(IoEngine& engine, std::span<const IoRequest> requests, std::span<int32_t> results);
 
-}  // namespace tierkv::storage
+}  // namespace tierkv::io

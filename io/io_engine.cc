@@ -1,4 +1,4 @@
-#include "storage/io_engine.h"
+#include "io/io_engine.h"
 
 #include <sys/mman.h>
 
@@ -6,7 +6,7 @@
 #include <limits>
 #include <string>
 
-namespace tierkv::storage {
+namespace tierkv::io {
 
 Result<std::unique_ptr<IoBufferPool>> IoBufferPool::Create(uint32_t count, size_t buffer_bytes) {
   if (count == 0 || buffer_bytes == 0) return InvalidArgument("I/O buffer pool of zero buffers or bytes");
@@ -89,4 +89,4 @@ Status RunIoBatch(IoEngine& engine, std::span<const IoRequest> requests, std::sp
   return OkStatus();
 }
 
-}  // namespace tierkv::storage
+}  // namespace tierkv::io

@@ -3,9 +3,9 @@
 
 #include <memory>
 
-#include "storage/io_engine.h"
+#include "io/io_engine.h"
 
-namespace tierkv::storage::internal {
+namespace tierkv::io::internal {
 
 // pread/pwrite engine. Always available.
 Result<std::unique_ptr<IoEngine>> NewPsyncEngine(const IoEngineOptions& options);
@@ -15,4 +15,4 @@ Result<std::unique_ptr<IoEngine>> NewPsyncEngine(const IoEngineOptions& options)
 // io_engine_factory.cc under TIERKV_HAVE_URING.
 Result<std::unique_ptr<IoEngine>> NewUringEngine(const IoEngineOptions& options);
 
-}  // namespace tierkv::storage::internal
+}  // namespace tierkv::io::internal

@@ -4,10 +4,10 @@
 #include <mutex>
 
 #include "common/log.h"
-#include "storage/io_engine.h"
-#include "storage/io_engine_internal.h"
+#include "io/io_engine.h"
+#include "io/io_engine_internal.h"
 
-namespace tierkv::storage {
+namespace tierkv::io {
 namespace {
 constexpr uint32_t kMaxQueueDepth = 4096;
 
@@ -18,7 +18,7 @@ bool ProbeUring() {
   Result<std::unique_ptr<IoEngine>> engine = internal::NewUringEngine(probe);
   if (!engine.ok()) {
     LOG(INFO) << "io_uring is compiled in but unusable here (" << engine.status().ToString()
-              << "): the D tier uses pread/pwrite";
+              << "): I/O engines use pread/pwrite";
   }
   return engine.ok();
 }
@@ -61,4 +61,4 @@ Result<std::unique_ptr<IoEngine>> CreateIoEngine(const IoEngineOptions& options)
   return InvalidArgument("unknown I/O engine kind");
 }
 
-}  // namespace tierkv::storage
+}  // namespace tierkv::io

@@ -6,9 +6,9 @@
 #include <cerrno>
 #include <vector>
 
-#include "storage/io_engine_internal.h"
+#include "io/io_engine_internal.h"
 
-namespace tierkv::storage::internal {
+namespace tierkv::io::internal {
 namespace {
 
 class PsyncEngine final : public IoEngine {
@@ -74,4 +74,4 @@ Result<std::unique_ptr<IoEngine>> NewPsyncEngine(const IoEngineOptions& options)
   return std::unique_ptr<IoEngine>(new PsyncEngine(options.queue_depth, std::move(pool)));
 }
 
-}  // namespace tierkv::storage::internal
+}  // namespace tierkv::io::internal

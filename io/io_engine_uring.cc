@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "common/log.h"
-#include "storage/io_engine_internal.h"
+#include "io/io_engine_internal.h"
 
-namespace tierkv::storage::internal {
+namespace tierkv::io::internal {
 namespace {
 
 class UringEngine final : public IoEngine {
@@ -188,4 +188,4 @@ Result<std::unique_ptr<IoEngine>> NewUringEngine(const IoEngineOptions& options)
   return std::unique_ptr<IoEngine>(std::move(engine));
 }
 
-}  // namespace tierkv::storage::internal
+}  // namespace tierkv::io::internal

@@ -1,4 +1,4 @@
-#include "storage/fault_injection_engine.h"
+#include "io/fault_injection_engine.h"
 
 #include <cerrno>
 #include <cstdlib>
@@ -7,7 +7,7 @@
 #include <string>
 #include <unordered_map>
 
-namespace tierkv::storage {
+namespace tierkv::io {
 
 void FaultInjector::AddRule(const FaultRule& rule) {
   MutexLock lock(&mu_);
@@ -167,4 +167,4 @@ std::unique_ptr<IoEngine> WrapWithFaults(std::unique_ptr<IoEngine> inner, std::s
   return std::make_unique<FaultInjectingEngine>(std::move(inner), std::move(injector));
 }
 
-}  // namespace tierkv::storage
+}  // namespace tierkv::io
