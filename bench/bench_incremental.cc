@@ -74,6 +74,8 @@ struct Run {
   std::string method;
   uint64_t seed = 0;
   std::vector<double> before_ms, gen_ms, extend_ms;
+  std::vector<double> swap_ms;    // spann: steps that swapped a re-clustered index in
+  std::vector<double> during_ms;  // spann: steps while a re-clustering ran
   double build_s = 0, mass_inc = 0, mass_fresh = 0, fresh_build_s = 0;
   uint64_t rebalances = 0;
 };
@@ -148,9 +150,12 @@ Status RunOne(const std::string& method, uint64_t seed, const Options& o, Run* r
   auto t0 = Clock::now();
   RETURN_IF_ERROR(r->Build(Prefix(full, m * o.bt, &keys[cur], &pre[cur]), params));
   run->build_s = SecondsSince(t0);
+  auto* spann = dynamic_cast<index::SpannRetriever*>(r.get());
   std::vector<uint32_t> sel;
   for (uint64_t s = 0; s < info.num_steps(); ++s) {
     const QueryView q = index::StepQuery(info, layer, s);
+    const uint64_t swaps = spann != nullptr ? spann->rebalances() : 0;
+    const bool busy = spann != nullptr && spann->rebalancing();
     const uint64_t n = q.position / o.bt + 1;  // visible blocks (the last may be partial)
     const uint64_t complete = (q.position + 1) / o.bt;
     const uint32_t k = static_cast<uint32_t>(std::max<double>(1, o.budget * double(n)));
@@ -168,6 +173,10 @@ Status RunOne(const std::string& method, uint64_t seed, const Options& o, Run* r
     RETURN_IF_ERROR(DaemonSelect(&bank, r.get(), q, std::min(m, n), n, k, o, &sel));
     const double ms = SecondsSince(t0) * 1e3;
     (s < o.before ? run->before_ms : run->gen_ms).push_back(ms);
+    if (spann != nullptr) {
+      if (spann->rebalances() != swaps) run->swap_ms.push_back(ms);
+      else if (busy && spann->rebalancing()) run->during_ms.push_back(ms);
+    }
   }
   // The end: the incremental index over every token vs a fresh Build over them.
   RETURN_IF_ERROR(r->Extend(Prefix(full, full.num_tokens, &keys[1 - cur], &pre[1 - cur])));
@@ -245,7 +254,8 @@ int Main(int argc, char** argv) {
       rows.push_back({method, std::to_string(seed), Fmt(pct(run.before_ms, 50)), Fmt(pct(run.before_ms, 99)),
                       Fmt(pct(run.before_ms, 100)), Fmt(pct(run.gen_ms, 50)), Fmt(pct(run.gen_ms, 99)),
                       Fmt(pct(run.gen_ms, 100)), std::to_string(run.extend_ms.size()), Fmt(ext_max),
-                      std::to_string(run.rebalances), Fmt(run.mass_inc, 3), Fmt(run.mass_fresh, 3),
+                      std::to_string(run.rebalances), Fmt(pct(run.during_ms, 99)), Fmt(pct(run.swap_ms, 100)),
+                      Fmt(run.mass_inc, 3), Fmt(run.mass_fresh, 3),
                       Fmt(run.fresh_build_s * 1e3, 0)});
       doc["runs"].push_back({{"method", method},
                              {"seed", seed},
@@ -257,13 +267,16 @@ int Main(int argc, char** argv) {
                              {"extends", run.extend_ms.size()},
                              {"extend_ms_max", ext_max},
                              {"rebalances", run.rebalances},
+                             {"during_rebalance_ms", {{"p50", pct(run.during_ms, 50)}, {"p99", pct(run.during_ms, 99)},
+                                                      {"max", pct(run.during_ms, 100)}, {"steps", run.during_ms.size()}}},
+                             {"swap_ms", run.swap_ms},
                              {"mass_recall_incremental", run.mass_inc},
                              {"mass_recall_fresh", run.mass_fresh},
                              {"fresh_build_ms", run.fresh_build_s * 1e3}});
     }
   }
   PrintTable({"method", "seed", "before p50 ms", "p99", "max", "gen p50 ms", "p99", "max", "extends", "extend max ms",
-              "rebal", "recall inc", "recall fresh", "fresh build ms"},
+              "rebal", "during p99", "swap max", "recall inc", "recall fresh", "fresh build ms"},
              rows);
   return WriteJson(o.json, doc) ? 0 : 1;
 }

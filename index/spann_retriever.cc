@@ -1,6 +1,9 @@
 #include "index/spann_retriever.h"
 
 #include <faiss/IndexFlat.h>
+#include <omp.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -417,6 +420,10 @@ Status SpannRetriever::MaybeRebalance() {
   // The thread owns copies of everything it reads (the chunks are immutable and shared).
   worker_ = std::thread([this, opt = opt_, KV = KV_, d = d_, blocks, tokens, chunks = chunks_, cancel = cancel_,
                          hook = hook_] {
+    // A background thread: one OpenMP thread (this thread's setting only) at a
+    // lower priority (this thread only, Linux), so the Select thread keeps a core.
+    omp_set_num_threads(1);
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
     if (hook) hook();
     auto done = std::make_unique<Done>();
     done->index = std::make_unique<SpannIndex>();

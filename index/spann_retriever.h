@@ -58,7 +58,7 @@
 //   dir       folder of the file store. Default: /tmp
 //   uring     1 | 0: io_uring for the file store (else pread). Default: 1
 //   rebalance share of vectors assigned since the last clustering that starts
-//             a re-clustering, in [0, 1]; 0: never. Default: 0.25
+//             a re-clustering, in [0, 1]; 0: never. Default: 0.15
 //   skew      a posting past skew x the largest posting of the last clustering
 //             starts one, in [1, 1000]. Default: 3
 //   bg        1 | 0: re-cluster on a background thread (else inside Extend). Default: 1
@@ -98,7 +98,7 @@ struct SpannOptions {
   bool file = false;
   std::string dir = "/tmp";
   bool uring = true;
-  double rebalance = 0.25;
+  double rebalance = 0.15;
   double skew = 3.0;
   bool background = true;
 };
