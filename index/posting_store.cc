@@ -27,6 +27,27 @@ Status PostingStore::WriteAll(const std::vector<std::vector<uint8_t>>& postings)
   return OkStatus();
 }
 
+Status PostingStore::Rewrite(std::span<const uint32_t> ids, const std::vector<std::vector<uint8_t>>& contents) {
+  if (ids.size() != contents.size()) return InvalidArgument("Rewrite: ids and contents differ in size");
+  std::vector<uint32_t> sorted(ids.begin(), ids.end());
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
+    return InvalidArgument("Rewrite: a posting appears twice");
+  }
+  if (!sorted.empty() && sorted.back() >= num_postings_) {
+    return InvalidArgument("posting " + std::to_string(sorted.back()) + " out of range (" +
+                           std::to_string(num_postings_) + " postings)");
+  }
+  for (size_t i = 0; i < contents.size(); ++i) {
+    if (contents[i].size() > kMaxPostingBytes) {
+      return InvalidArgument("posting " + std::to_string(ids[i]) + " would have more than " +
+                             std::to_string(kMaxPostingBytes) + " bytes");
+    }
+  }
+  if (ids.empty()) return OkStatus();
+  return RewriteImpl(ids, contents);
+}
+
 Status PostingStore::ReadBatch(std::span<const uint32_t> ids, std::vector<std::span<const uint8_t>>* out) {
   for (uint32_t id : ids) {
     if (id >= num_postings_) {
@@ -57,6 +78,13 @@ class MemoryPostingStore final : public PostingStore {
     postings_ = postings;
     bytes_ = 0;
     for (const auto& p : postings_) bytes_ += p.size();
+    return OkStatus();
+  }
+  Status RewriteImpl(std::span<const uint32_t> ids, const std::vector<std::vector<uint8_t>>& contents) override {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      bytes_ = bytes_ - postings_[ids[i]].size() + contents[i].size();
+      postings_[ids[i]] = contents[i];
+    }
     return OkStatus();
   }
   Status ReadBatchImpl(std::span<const uint32_t> ids, std::vector<std::span<const uint8_t>>* out,
@@ -132,21 +160,33 @@ class FilePostingStore final : public PostingStore {
     offsets_.clear();
     records_.clear();
     uint64_t off = 0;
-    std::vector<uint8_t> rec;
     for (size_t i = 0; i < postings.size(); ++i) {
-      const auto& p = postings[i];
-      RecordHeader h{kRecordMagic, static_cast<uint32_t>(i), p.size(), Checksum64(p.data(), p.size())};
-      rec.assign(RoundUp(sizeof(h) + p.size()), 0);
-      std::memcpy(rec.data(), &h, sizeof(h));
-      if (!p.empty()) std::memcpy(rec.data() + sizeof(h), p.data(), p.size());
-      RETURN_IF_ERROR(PwriteAll(rec.data(), rec.size(), off));
+      uint32_t bytes = 0;
+      RETURN_IF_ERROR(WriteRecord(static_cast<uint32_t>(i), postings[i], off, &bytes));
       offsets_.push_back(off);
-      records_.push_back(static_cast<uint32_t>(rec.size()));
-      off += rec.size();
+      records_.push_back(bytes);
+      off += bytes;
     }
     if (ftruncate(write_fd_, static_cast<off_t>(off)) != 0) return FromErrno(errno, "truncate postings file");
     if (fdatasync(write_fd_) != 0) return FromErrno(errno, "fdatasync postings file");
     file_bytes_ = off;
+    return OkStatus();
+  }
+
+  // New records at the end of the file; the directory points at them once all are written.
+  Status RewriteImpl(std::span<const uint32_t> ids, const std::vector<std::vector<uint8_t>>& contents) override {
+    uint64_t off = file_bytes_;
+    std::vector<uint32_t> bytes(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      RETURN_IF_ERROR(WriteRecord(ids[i], contents[i], off, &bytes[i]));
+      off += bytes[i];
+    }
+    if (fdatasync(write_fd_) != 0) return FromErrno(errno, "fdatasync postings file");
+    for (size_t i = 0; i < ids.size(); ++i) {
+      offsets_[ids[i]] = file_bytes_;
+      records_[ids[i]] = bytes[i];
+      file_bytes_ += bytes[i];
+    }
     return OkStatus();
   }
 
@@ -180,6 +220,16 @@ class FilePostingStore final : public PostingStore {
   }
 
  private:
+  // One record (header, payload, padding) at `off`; *bytes: its size on the medium.
+  Status WriteRecord(uint32_t id, const std::vector<uint8_t>& p, uint64_t off, uint32_t* bytes) {
+    RecordHeader h{kRecordMagic, id, p.size(), Checksum64(p.data(), p.size())};
+    rec_.assign(RoundUp(sizeof(h) + p.size()), 0);
+    std::memcpy(rec_.data(), &h, sizeof(h));
+    if (!p.empty()) std::memcpy(rec_.data() + sizeof(h), p.data(), p.size());
+    RETURN_IF_ERROR(PwriteAll(rec_.data(), rec_.size(), off));
+    *bytes = static_cast<uint32_t>(rec_.size());
+    return OkStatus();
+  }
   Status PwriteAll(const uint8_t* data, size_t n, uint64_t off) {
     while (n > 0) {
       const ssize_t w = pwrite(write_fd_, data, n, static_cast<off_t>(off));
@@ -266,6 +316,7 @@ class FilePostingStore final : public PostingStore {
   std::vector<uint64_t> offsets_;  // [postings] record offset
   std::vector<uint32_t> records_;  // [postings] record bytes (multiple of kAlign)
   uint64_t file_bytes_ = 0;
+  std::vector<uint8_t> rec_;  // the record being written
   std::unique_ptr<uint8_t, AlignedFree> buf_;
   uint64_t buf_bytes_ = 0;
 };

@@ -41,6 +41,14 @@ class PostingStore {
   // too large; kIOError / kResourceExhausted from the medium.
   Status WriteAll(const std::vector<std::vector<uint8_t>>& postings);
 
+  // Replaces postings ids[i] (each < num_postings(), no repeats) with contents[i]
+  // (the incremental path: an Extend appends entries to a few postings). The
+  // file store writes the new records at the end of its file (the old ones are
+  // dead space until the next WriteAll). Views from an earlier ReadBatch may be
+  // invalidated. kInvalidArgument: a bad id, a repeat, sizes that differ, a
+  // posting too large; medium errors as WriteAll.
+  Status Rewrite(std::span<const uint32_t> ids, const std::vector<std::vector<uint8_t>>& contents);
+
   // Reads the postings `ids` (any order, repeats allowed): (*out)[i] views the
   // payload of ids[i] and stays valid until the next ReadBatch or WriteAll.
   // kInvalidArgument for an id >= num_postings(); kIOError on a failed or short
@@ -62,6 +70,8 @@ class PostingStore {
 
  protected:
   virtual Status WriteAllImpl(const std::vector<std::vector<uint8_t>>& postings) = 0;
+  // REQUIRES: arguments checked by Rewrite.
+  virtual Status RewriteImpl(std::span<const uint32_t> ids, const std::vector<std::vector<uint8_t>>& contents) = 0;
   // REQUIRES: every id < num_postings(). Adds the medium bytes it read to *bytes.
   virtual Status ReadBatchImpl(std::span<const uint32_t> ids, std::vector<std::span<const uint8_t>>* out,
                                uint64_t* bytes) = 0;

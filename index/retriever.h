@@ -120,9 +120,10 @@ class Retriever {
   // the built count; the earlier tokens unchanged (the arrays may have moved,
   // the REQUIRES of Build applies to the new ones). Indexes the new tokens
   // without retraining: vq encodes them with its codebooks, cluster cuts them
-  // into generated segments, per-KV-head retrievers extend every head; the
-  // others rebuild (their Build is one pass over the keys, no training), spann
-  // included (TODO: assign new blocks to its existing postings).
+  // into generated segments, spann assigns them to its existing postings (and
+  // re-clusters on a thread of its own, decision 0024), per-KV-head retrievers
+  // extend every head; the others rebuild (their Build is one pass over the
+  // keys, no training).
   // kInvalidArgument: before Build, another shape, fewer tokens.
   Status Extend(const LayerKeys& layer);
 

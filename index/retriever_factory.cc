@@ -83,6 +83,11 @@ Result<std::unique_ptr<Retriever>> MakeSpann(ParsedSpec* s) {
   RETURN_IF_ERROR(s->GetWord("store", "memory", {"memory", "file"}, &store));
   RETURN_IF_ERROR(s->GetString("dir", "/tmp", &o.dir));
   RETURN_IF_ERROR(s->GetUint32("uring", 1, 0, 1, &uring));
+  uint32_t bg = 1;
+  RETURN_IF_ERROR(s->GetDouble("rebalance", 0.15, 0.0, 1.0, &o.rebalance));
+  RETURN_IF_ERROR(s->GetDouble("skew", 3.0, 1.0, 1000.0, &o.skew));
+  RETURN_IF_ERROR(s->GetUint32("bg", 1, 0, 1, &bg));
+  o.background = bg == 1;
   o.file = store == "file";
   o.uring = uring == 1;
   return std::unique_ptr<Retriever>(new SpannRetriever(o));
@@ -147,10 +152,11 @@ std::string RetrieverSpecHelp() {
          "                              sample, windowed RoPE (pre-RoPE codes, query at distance w) or post;\n"
          "                              exact=F keeps the share F of tokens whose codes err most exact\n"
          "  spann[:r=2,size=16,eps=0.1,replicas=4,balance=1,rounds=2,eps2=0.05,maxprobe=64,cover=4,iters=10,\n"
-         "        store=memory|file,dir=/tmp,uring=1]\n"
+         "        store=memory|file,dir=/tmp,uring=1,rebalance=0.15,skew=3,bg=1]\n"
          "                              balanced clusters of block summaries (mean + r-1 representative\n"
          "                              keys), centroids in FAISS,\n"
-         "                              postings in a store read in one batch per step\n";
+         "                              postings in a store read in one batch per step; Extend assigns\n"
+         "                              new blocks to the postings, re-clusters in the background\n";
 }
 
 }  // namespace tierkv::index

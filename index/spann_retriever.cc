@@ -1,6 +1,9 @@
 #include "index/spann_retriever.h"
 
 #include <faiss/IndexFlat.h>
+#include <omp.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +11,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <map>
 #include <numeric>
 
 #include "index/block_scoring.h"
@@ -17,17 +21,44 @@
 
 namespace tierkv::index {
 
-struct SpannRetriever::Head {
-  std::vector<float> centroids;  // [k][d]
-  faiss::IndexFlatIP index;      // the centroids, for ranking by q . c
-  float radius = 0.f;            // largest centroid norm (R of the MIPS reduction)
-  std::vector<uint32_t> entries; // [k] entries per posting
-  explicit Head(uint32_t d) : index(d) {}
+// One KV head of a clustering.
+struct SpannHead {
+  std::vector<float> centroids;   // [k][d]
+  faiss::IndexFlatIP index;       // the centroids, for ranking by q . c
+  float radius = 0.f;             // largest centroid norm (R of the MIPS reduction)
+  std::vector<uint32_t> entries;  // [k] entries per posting
+  std::vector<uint32_t> primary;  // [k] vectors whose primary cluster it is
+  double penalty = 0.0;           // the last balancing round's size penalty (0: none)
+  uint32_t largest = 0;           // the largest posting when clustered
+  std::vector<uint32_t> tail;     // postings holding the last indexed block's vectors
+  explicit SpannHead(uint32_t d) : index(d) {}
+};
+
+// What Select reads: one clustering and the blocks assigned to it since.
+struct SpannIndex {
+  uint32_t k = 0;  // clusters per KV head
+  double mean_replicas = 0.0;
+  std::vector<std::unique_ptr<SpannHead>> heads;
+  std::unique_ptr<PostingStore> store;  // posting g * k + c: cluster c of KV head g
+  uint64_t tokens = 0;     // tokens indexed
+  uint64_t clustered = 0;  // vectors per KV head when clustered
+  uint64_t vectors = 0;    // vectors per KV head indexed now
+};
+
+// The f16 vectors of blocks [first, first + blocks): [blocks][KV][r][d].
+struct SpannChunk {
+  uint64_t first = 0, blocks = 0;
+  std::vector<uint16_t> v;
+};
+
+struct SpannRetriever::Done {
+  Status status;
+  std::unique_ptr<SpannIndex> index;
 };
 
 namespace {
 
-// A posting: entries of (u32 block, head_dim f16), sorted by block.
+// A posting: entries of (u32 block, head_dim f16).
 size_t EntryBytes(uint32_t d) { return sizeof(uint32_t) + size_t{d} * sizeof(uint16_t); }
 
 void AppendEntry(uint32_t block, const float* v, uint32_t d, std::vector<uint8_t>* out) {
@@ -55,10 +86,157 @@ void UpdateCentroids(const float* x, uint64_t n, uint32_t d, uint32_t k, const s
   }
 }
 
+// The vectors of blocks [first, end) of `layer` (mean key + r - 1 representatives per block and KV head), f16.
+std::shared_ptr<const SpannChunk> MakeChunk(const LayerKeys& layer, uint32_t bt, uint32_t r, uint64_t first,
+                                            uint64_t end) {
+  auto c = std::make_shared<SpannChunk>();
+  const uint32_t KV = layer.num_kv_heads, d = layer.head_dim;
+  c->first = first;
+  c->blocks = end - first;
+  c->v.resize(c->blocks * KV * r * d);
+  std::vector<float> mean(d), reps(size_t{r} * d);
+  for (uint64_t b = first; b < end; ++b) {
+    const uint64_t begin = b * bt, stop = std::min(layer.num_tokens, begin + bt);
+    for (uint32_t g = 0; g < KV; ++g) {
+      MeanKey(layer, g, begin, stop, mean.data());
+      PickRepresentatives(layer, g, begin, stop, mean.data(), r, RepPick::kKCenter, reps.data());
+      uint16_t* out = c->v.data() + ((b - first) * KV + g) * r * d;
+      for (size_t i = 0; i < reps.size(); ++i) out[i] = kernels::FloatToF16(reps[i]);
+    }
+  }
+  return c;
+}
+
+// Vectors of KV head g for blocks [first, end) into x [(end - first) * r][d];
+// later chunks override earlier ones.
+void Gather(const std::vector<std::shared_ptr<const SpannChunk>>& chunks, uint32_t g, uint32_t KV, uint32_t r,
+            uint32_t d, uint64_t first, uint64_t end, float* x) {
+  for (const auto& c : chunks) {
+    const uint64_t lo = std::max(first, c->first), hi = std::min(end, c->first + c->blocks);
+    for (uint64_t b = lo; b < hi; ++b) {
+      const uint16_t* in = c->v.data() + ((b - c->first) * KV + g) * r * d;
+      float* out = x + (b - first) * r * d;
+      for (size_t i = 0; i < size_t{r} * d; ++i) out[i] = kernels::F16ToFloat(in[i]);
+    }
+  }
+}
+
+// Clusters the n vectors x of KV head g into k postings (the steps of the header)
+// and adds their entries to (*postings)[g * k + c]; *joined += clusters joined.
+Status ClusterHead(const SpannOptions& opt, const float* x, uint64_t n, uint32_t d, uint32_t g, uint32_t k,
+                   SpannHead* head_out, std::vector<std::vector<uint8_t>>* postings, uint64_t* joined) {
+  SpannHead& head = *head_out;
+  KMeansOptions km;
+  km.iterations = opt.iters;
+  km.seed = 4321 + g;
+  RETURN_IF_ERROR(KMeans(x, n, d, k, km, &head.centroids));
+  const uint32_t nn = std::min<uint32_t>(8, k);
+  std::vector<int64_t> labels;
+  std::vector<float> dist2;
+  RETURN_IF_ERROR(NearestCentroids(x, n, d, head.centroids.data(), k, nn, &labels, &dist2));
+  std::vector<uint32_t> assign(n);
+  for (uint64_t i = 0; i < n; ++i) assign[i] = static_cast<uint32_t>(labels[i * nn]);
+  std::vector<uint64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(Rng::Derive(99, g, 1));
+  for (uint64_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng.Below(i)]);
+  head.penalty = 0.0;
+  for (uint32_t round = 0; round < opt.rounds; ++round) {
+    double mean_nearest = 0.0;
+    for (uint64_t i = 0; i < n; ++i) mean_nearest += dist2[i * nn];
+    mean_nearest /= double(n);
+    const double penalty = opt.balance * mean_nearest * double(k) / double(n);
+    head.penalty = penalty;
+    std::vector<uint64_t> size(k, 0);
+    for (uint64_t i : order) {
+      double best = std::numeric_limits<double>::infinity();
+      for (uint32_t j = 0; j < nn; ++j) {
+        const int64_t c = labels[i * nn + j];
+        if (c < 0) continue;
+        const double cost = dist2[i * nn + j] + penalty * double(size[c]);
+        if (cost < best) best = cost, assign[i] = static_cast<uint32_t>(c);
+      }
+      ++size[assign[i]];
+    }
+    UpdateCentroids(x, n, d, k, assign, &head.centroids);
+    RETURN_IF_ERROR(NearestCentroids(x, n, d, head.centroids.data(), k, nn, &labels, &dist2));
+  }
+  // Closure assignment, then the postings of this head (vectors in block order).
+  std::vector<std::vector<uint32_t>> members(k);
+  head.primary.assign(k, 0);
+  for (uint64_t i = 0; i < n; ++i) {
+    members[assign[i]].push_back(static_cast<uint32_t>(i));
+    ++head.primary[assign[i]];
+    uint32_t count = 1;
+    const double limit = (1.0 + opt.eps) * std::sqrt(std::max(0.f, dist2[i * nn]));
+    for (uint32_t j = 0; j < nn && count < opt.replicas; ++j) {
+      const int64_t c = labels[i * nn + j];
+      if (c < 0 || static_cast<uint32_t>(c) == assign[i] || std::sqrt(std::max(0.f, dist2[i * nn + j])) > limit) continue;
+      members[c].push_back(static_cast<uint32_t>(i));
+      ++count;
+    }
+    *joined += count;
+  }
+  head.entries.assign(k, 0);
+  head.radius = 0.f;
+  head.largest = 0;
+  head.tail.clear();
+  const uint64_t last_block = (n - 1) / opt.r;
+  for (uint32_t c = 0; c < k; ++c) {
+    std::sort(members[c].begin(), members[c].end());
+    std::vector<uint8_t>& p = (*postings)[size_t{g} * k + c];
+    for (uint32_t i : members[c]) AppendEntry(i / opt.r, x + uint64_t{i} * d, d, &p);
+    if (!members[c].empty() && members[c].back() / opt.r == last_block) head.tail.push_back(c);
+    head.entries[c] = static_cast<uint32_t>(members[c].size());
+    head.largest = std::max(head.largest, head.entries[c]);
+    double n2 = 0.0;
+    for (uint32_t i = 0; i < d; ++i) n2 += double(head.centroids[size_t{c} * d + i]) * head.centroids[size_t{c} * d + i];
+    head.radius = std::max(head.radius, static_cast<float>(std::sqrt(n2)));
+  }
+  try {
+    head.index.reset();
+    head.index.add(k, head.centroids.data());
+  } catch (const std::exception& e) {
+    return Internal(std::string("FAISS IndexFlatIP: ") + e.what());
+  }
+  return OkStatus();
+}
+
+// A whole clustering of the vectors of `blocks` blocks (`tokens` tokens) into *out.
+Status ClusterAll(const SpannOptions& opt, uint32_t KV, uint32_t d, uint64_t blocks, uint64_t tokens,
+                  const std::vector<std::shared_ptr<const SpannChunk>>& chunks, const std::atomic<bool>& cancel,
+                  SpannIndex* out) {
+  const uint64_t n = blocks * opt.r;
+  if (n == 0) return InvalidArgument("spann: no blocks to cluster");
+  if (n > UINT32_MAX) return InvalidArgument("spann: too many vectors per KV head");
+  out->k = static_cast<uint32_t>(std::clamp<uint64_t>((n + opt.size - 1) / opt.size, 1, n));
+  if (opt.file) {
+    FilePostingStoreOptions fo;
+    fo.dir = opt.dir;
+    fo.use_io_uring = opt.uring;
+    ASSIGN_OR_RETURN(out->store, NewFilePostingStore(fo));
+  } else {
+    out->store = NewMemoryPostingStore();
+  }
+  std::vector<std::vector<uint8_t>> postings(size_t{KV} * out->k);
+  std::vector<float> x(n * d);
+  uint64_t joined = 0;
+  for (uint32_t g = 0; g < KV; ++g) {
+    if (cancel.load(std::memory_order_relaxed)) return Unavailable("spann: re-clustering cancelled");
+    Gather(chunks, g, KV, opt.r, d, 0, blocks, x.data());
+    out->heads.push_back(std::make_unique<SpannHead>(d));
+    RETURN_IF_ERROR(ClusterHead(opt, x.data(), n, d, g, out->k, out->heads.back().get(), &postings, &joined));
+  }
+  out->mean_replicas = double(joined) / double(n) / KV;
+  out->tokens = tokens;
+  out->clustered = out->vectors = n;
+  return out->store->WriteAll(postings);
+}
+
 }  // namespace
 
 SpannRetriever::SpannRetriever(SpannOptions options) : opt_(std::move(options)) {}
-SpannRetriever::~SpannRetriever() = default;
+SpannRetriever::~SpannRetriever() { StopWorker(); }
 
 std::string SpannRetriever::Name() const {
   // The factory string with the keys that differ from the defaults.
@@ -79,127 +257,222 @@ std::string SpannRetriever::Name() const {
   if (opt_.iters != def.iters) add("iters=" + std::to_string(opt_.iters));
   if (opt_.file) add("store=file");
   if (opt_.file && !opt_.uring) add("uring=0");
+  if (opt_.rebalance != def.rebalance) add("rebalance=" + num(opt_.rebalance));
+  if (opt_.skew != def.skew) add("skew=" + num(opt_.skew));
+  if (!opt_.background) add("bg=0");
   return keys.empty() ? "spann" : "spann:" + keys;
 }
 
 size_t SpannRetriever::IndexBytes() const {
-  size_t n = store_ ? store_->MemoryBytes() : 0;
-  for (const auto& h : heads_) n += h->centroids.size() * sizeof(float) + h->entries.size() * sizeof(uint32_t);
+  if (!index_) return 0;
+  size_t n = index_->store ? index_->store->MemoryBytes() : 0;
+  for (const auto& h : index_->heads) {
+    n += h->centroids.size() * sizeof(float) + (h->entries.size() + h->primary.size()) * sizeof(uint32_t);
+  }
+  for (const auto& c : chunks_) n += c->v.size() * sizeof(uint16_t);
   return n;
 }
 
-uint64_t SpannRetriever::OffMemoryIndexBytes() const { return store_ && opt_.file ? store_->StoredBytes() : 0; }
-uint64_t SpannRetriever::IndexBytesRead() const { return store_ ? store_->bytes_read() : 0; }
+uint64_t SpannRetriever::OffMemoryIndexBytes() const {
+  return index_ && index_->store && opt_.file ? index_->store->StoredBytes() : 0;
+}
+// Cumulative over the stores of every clustering since Build.
+uint64_t SpannRetriever::IndexBytesRead() const {
+  return read_before_ + (index_ && index_->store ? index_->store->bytes_read() : 0);
+}
+const PostingStore* SpannRetriever::store() const { return index_ ? index_->store.get() : nullptr; }
+PostingStore* SpannRetriever::store() { return index_ ? index_->store.get() : nullptr; }
+uint32_t SpannRetriever::clusters_per_head() const { return index_ ? index_->k : 0; }
+double SpannRetriever::mean_replicas() const { return index_ ? index_->mean_replicas : 0.0; }
+std::span<const float> SpannRetriever::centroids(uint32_t g) const {
+  if (!index_ || g >= index_->heads.size()) return {};
+  return index_->heads[g]->centroids;
+}
+uint64_t SpannRetriever::assigned_vectors() const { return index_ ? index_->vectors - index_->clustered : 0; }
 
-Status SpannRetriever::BuildHead(const float* x, uint64_t n, uint32_t d, uint32_t g,
-                                 std::vector<std::vector<uint8_t>>* postings) {
-  Head& head = *heads_[g];
-  KMeansOptions km;
-  km.iterations = opt_.iters;
-  km.seed = 4321 + g;
-  RETURN_IF_ERROR(KMeans(x, n, d, k_, km, &head.centroids));
-  const uint32_t nn = std::min<uint32_t>(8, k_);
+Status SpannRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& params) {
+  StopWorker();
+  const uint32_t bt = params.block_tokens;
+  const uint64_t blocks = (layer.num_tokens + bt - 1) / bt;
+  if (blocks * opt_.r > UINT32_MAX) return InvalidArgument("spann: too many vectors per KV head");
+  KV_ = layer.num_kv_heads;
+  d_ = layer.head_dim;
+  index_.reset();
+  probes_ = selects_ = rebalances_ = read_before_ = 0;
+  rebalance_status_ = OkStatus();
+  chunks_ = {MakeChunk(layer, bt, opt_.r, 0, blocks)};
+  tokens_ = layer.num_tokens;
+  auto ix = std::make_unique<SpannIndex>();
+  const std::atomic<bool> never{false};
+  RETURN_IF_ERROR(ClusterAll(opt_, KV_, d_, blocks, tokens_, chunks_, never, ix.get()));
+  index_ = std::move(ix);
+  return OkStatus();
+}
+
+Status SpannRetriever::ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) {
+  (void)Adopt(/*wait=*/false);  // a failure keeps the index in use (rebalance_status_)
+  if (layer.num_tokens == old_tokens) return OkStatus();
+  const uint32_t bt = params().block_tokens;
+  const uint64_t first = old_tokens / bt, blocks = (layer.num_tokens + bt - 1) / bt;
+  if (blocks * opt_.r > UINT32_MAX) return InvalidArgument("spann: too many vectors per KV head");
+  chunks_.push_back(MakeChunk(layer, bt, opt_.r, first, blocks));
+  tokens_ = layer.num_tokens;
+  RETURN_IF_ERROR(Assign(index_.get(), first, old_tokens));
+  return MaybeRebalance();
+}
+
+Status SpannRetriever::Assign(SpannIndex* ix, uint64_t first, uint64_t indexed_tokens) {
+  const uint32_t bt = params().block_tokens, d = d_, R = opt_.r, k = ix->k, nn = std::min<uint32_t>(8, k);
+  const uint64_t blocks = (tokens_ + bt - 1) / bt, old_blocks = (indexed_tokens + bt - 1) / bt;
+  if (first >= blocks) return OkStatus();
+  const bool replace = first < old_blocks;  // block `first` was indexed partial: its entries go
+  const uint64_t m = (blocks - first) * R;
+  std::vector<float> x(m * d);
   std::vector<int64_t> labels;
   std::vector<float> dist2;
-  RETURN_IF_ERROR(NearestCentroids(x, n, d, head.centroids.data(), k_, nn, &labels, &dist2));
-  std::vector<uint32_t> assign(n);
-  for (uint64_t i = 0; i < n; ++i) assign[i] = static_cast<uint32_t>(labels[i * nn]);
-  std::vector<uint64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  Rng rng(Rng::Derive(99, g, 1));
-  for (uint64_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng.Below(i)]);
-  for (uint32_t round = 0; round < opt_.rounds; ++round) {
-    double mean_nearest = 0.0;
-    for (uint64_t i = 0; i < n; ++i) mean_nearest += dist2[i * nn];
-    mean_nearest /= double(n);
-    const double penalty = opt_.balance * mean_nearest * double(k_) / double(n);
-    std::vector<uint64_t> size(k_, 0);
-    for (uint64_t i : order) {
+  std::map<uint32_t, std::vector<uint8_t>> added;  // posting id -> entries to append
+  for (uint32_t g = 0; g < KV_; ++g) {
+    SpannHead& head = *ix->heads[g];
+    Gather(chunks_, g, KV_, R, d, first, blocks, x.data());
+    RETURN_IF_ERROR(NearestCentroids(x.data(), m, d, head.centroids.data(), k, nn, &labels, &dist2));
+    if (replace) {
+      for (uint32_t c : head.tail) added[g * k + c];  // rewritten without block `first`
+    }
+    std::vector<uint32_t> tail;
+    for (uint64_t i = 0; i < m; ++i) {
+      // The build's rules: balanced primary (sizes as they stand), then the closure.
+      uint32_t primary = static_cast<uint32_t>(labels[i * nn]);
       double best = std::numeric_limits<double>::infinity();
       for (uint32_t j = 0; j < nn; ++j) {
         const int64_t c = labels[i * nn + j];
         if (c < 0) continue;
-        const double cost = dist2[i * nn + j] + penalty * double(size[c]);
-        if (cost < best) best = cost, assign[i] = static_cast<uint32_t>(c);
+        const double cost = dist2[i * nn + j] + head.penalty * double(head.primary[c]);
+        if (cost < best) best = cost, primary = static_cast<uint32_t>(c);
       }
-      ++size[assign[i]];
+      ++head.primary[primary];
+      const uint32_t block = static_cast<uint32_t>(first + i / R);
+      std::vector<uint32_t> join{primary};
+      const double limit = (1.0 + opt_.eps) * std::sqrt(std::max(0.f, dist2[i * nn]));
+      for (uint32_t j = 0; j < nn && join.size() < opt_.replicas; ++j) {
+        const int64_t c = labels[i * nn + j];
+        if (c < 0 || static_cast<uint32_t>(c) == primary || std::sqrt(std::max(0.f, dist2[i * nn + j])) > limit) continue;
+        join.push_back(static_cast<uint32_t>(c));
+      }
+      for (uint32_t c : join) {
+        AppendEntry(block, x.data() + i * d, d, &added[g * k + c]);
+        ++head.entries[c];
+        if (block == blocks - 1) tail.push_back(c);
+      }
     }
-    UpdateCentroids(x, n, d, k_, assign, &head.centroids);
-    RETURN_IF_ERROR(NearestCentroids(x, n, d, head.centroids.data(), k_, nn, &labels, &dist2));
+    std::sort(tail.begin(), tail.end());
+    tail.erase(std::unique(tail.begin(), tail.end()), tail.end());
+    head.tail = std::move(tail);
   }
-  // Closure assignment, then the postings of this head (vectors in block order).
-  std::vector<std::vector<uint32_t>> members(k_);
-  uint64_t joined = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    members[assign[i]].push_back(static_cast<uint32_t>(i));
-    uint32_t count = 1;
-    const double limit = (1.0 + opt_.eps) * std::sqrt(std::max(0.f, dist2[i * nn]));
-    for (uint32_t j = 0; j < nn && count < opt_.replicas; ++j) {
-      const int64_t c = labels[i * nn + j];
-      if (c < 0 || static_cast<uint32_t>(c) == assign[i] || std::sqrt(std::max(0.f, dist2[i * nn + j])) > limit) continue;
-      members[c].push_back(static_cast<uint32_t>(i));
-      ++count;
+  std::vector<uint32_t> ids;
+  for (const auto& [id, entries] : added) ids.push_back(id);
+  std::vector<std::span<const uint8_t>> now;
+  RETURN_IF_ERROR(ix->store->ReadBatch(ids, &now));
+  const size_t eb = EntryBytes(d);
+  std::vector<std::vector<uint8_t>> contents(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (now[i].size() % eb != 0) return Corruption("spann posting " + std::to_string(ids[i]) + " has a partial entry");
+    std::vector<uint8_t>& out = contents[i];
+    out.reserve(now[i].size() + added[ids[i]].size());
+    for (size_t at = 0; at < now[i].size(); at += eb) {
+      uint32_t block;
+      std::memcpy(&block, now[i].data() + at, sizeof(block));
+      if (replace && block == first) {
+        --ix->heads[ids[i] / k]->entries[ids[i] % k];
+        continue;
+      }
+      out.insert(out.end(), now[i].begin() + at, now[i].begin() + at + eb);
     }
-    joined += count;
+    out.insert(out.end(), added[ids[i]].begin(), added[ids[i]].end());
   }
-  mean_replicas_ += double(joined) / double(n);
-  head.entries.assign(k_, 0);
-  head.radius = 0.f;
-  for (uint32_t c = 0; c < k_; ++c) {
-    std::sort(members[c].begin(), members[c].end());
-    std::vector<uint8_t>& p = (*postings)[size_t{g} * k_ + c];
-    for (uint32_t i : members[c]) AppendEntry(i / opt_.r, x + uint64_t{i} * d, d, &p);
-    head.entries[c] = static_cast<uint32_t>(members[c].size());
-    double n2 = 0.0;
-    for (uint32_t i = 0; i < d; ++i) n2 += double(head.centroids[size_t{c} * d + i]) * head.centroids[size_t{c} * d + i];
-    head.radius = std::max(head.radius, static_cast<float>(std::sqrt(n2)));
-  }
-  try {
-    head.index.reset();
-    head.index.add(k_, head.centroids.data());
-  } catch (const std::exception& e) {
-    return Internal(std::string("FAISS IndexFlatIP: ") + e.what());
-  }
+  RETURN_IF_ERROR(ix->store->Rewrite(ids, contents));
+  ix->tokens = tokens_;
+  ix->vectors = blocks * R;
   return OkStatus();
 }
 
-Status SpannRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& params) {
-  const uint32_t d = layer.head_dim, KV = layer.num_kv_heads;
-  BlockSummaries s;
-  RETURN_IF_ERROR(BuildBlockSummaries(layer, params.block_tokens, /*want_minmax=*/false, /*want_mean=*/true, &s));
-  const uint64_t blocks = s.num_blocks, R = opt_.r, n = blocks * R;
-  if (n > UINT32_MAX) return InvalidArgument("spann: too many vectors per KV head");
-  k_ = static_cast<uint32_t>(std::clamp<uint64_t>((n + opt_.size - 1) / opt_.size, 1, n));
-  if (opt_.file) {
-    FilePostingStoreOptions fo;
-    fo.dir = opt_.dir;
-    fo.use_io_uring = opt_.uring;
-    ASSIGN_OR_RETURN(store_, NewFilePostingStore(fo));
-  } else {
-    store_ = NewMemoryPostingStore();
+Status SpannRetriever::MaybeRebalance() {
+  if (worker_.joinable()) return OkStatus();
+  const SpannIndex& ix = *index_;
+  bool due = opt_.rebalance > 0 && double(ix.vectors - ix.clustered) > opt_.rebalance * double(ix.vectors);
+  for (const auto& h : ix.heads) {
+    const uint32_t most = *std::max_element(h->entries.begin(), h->entries.end());
+    if (h->largest > 0 && double(most) > opt_.skew * h->largest) due = true;
   }
-  heads_.clear();
-  mean_replicas_ = 0.0;
-  probes_ = selects_ = 0;
-  std::vector<std::vector<uint8_t>> postings(size_t{KV} * k_);
-  std::vector<float> x(n * d);
-  for (uint32_t g = 0; g < KV; ++g) {
-    // Vector b * R + j: representative j of block b (j = 0: the mean key).
-    for (uint64_t b = 0; b < blocks; ++b) {
-      const uint64_t begin = b * params.block_tokens, end = std::min(layer.num_tokens, begin + params.block_tokens);
-      PickRepresentatives(layer, g, begin, end, s.mean.data() + (b * KV + g) * d, opt_.r, RepPick::kKCenter,
-                          x.data() + b * R * d);
+  if (!due) return OkStatus();
+  const uint32_t bt = params().block_tokens;
+  const uint64_t tokens = tokens_, blocks = (tokens + bt - 1) / bt;
+  if (!opt_.background) {
+    auto fresh = std::make_unique<SpannIndex>();
+    const std::atomic<bool> never{false};
+    RETURN_IF_ERROR(ClusterAll(opt_, KV_, d_, blocks, tokens, chunks_, never, fresh.get()));
+    read_before_ += index_->store->bytes_read();
+    index_ = std::move(fresh);
+    ++rebalances_;
+    return OkStatus();
+  }
+  cancel_ = std::make_shared<std::atomic<bool>>(false);
+  finished_.store(false);
+  // The thread owns copies of everything it reads (the chunks are immutable and shared).
+  worker_ = std::thread([this, opt = opt_, KV = KV_, d = d_, blocks, tokens, chunks = chunks_, cancel = cancel_,
+                         hook = hook_] {
+    // A background thread: one OpenMP thread (this thread's setting only) at a
+    // lower priority (this thread only, Linux), so the Select thread keeps a core.
+    omp_set_num_threads(1);
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+    if (hook) hook();
+    auto done = std::make_unique<Done>();
+    done->index = std::make_unique<SpannIndex>();
+    done->status = ClusterAll(opt, KV, d, blocks, tokens, chunks, *cancel, done->index.get());
+    {
+      MutexLock lock(&mu_);
+      done_ = std::move(done);
     }
-    heads_.push_back(std::make_unique<Head>(d));
-    RETURN_IF_ERROR(BuildHead(x.data(), n, d, g, &postings));
+    finished_.store(true, std::memory_order_release);
+  });
+  return OkStatus();
+}
+
+Status SpannRetriever::Adopt(bool wait) {
+  if (!worker_.joinable() || (!wait && !finished_.load(std::memory_order_acquire))) return OkStatus();
+  worker_.join();
+  finished_.store(false);
+  std::unique_ptr<Done> done;
+  {
+    MutexLock lock(&mu_);
+    done = std::move(done_);
   }
-  mean_replicas_ /= KV;
-  return store_->WriteAll(postings);
+  Status st = done ? done->status : Internal("spann: the re-clustering thread left no result");
+  // Blocks added while it ran (and a block then partial) go to the new index too.
+  if (st.ok() && tokens_ > done->index->tokens) {
+    st = Assign(done->index.get(), done->index->tokens / params().block_tokens, done->index->tokens);
+  }
+  rebalance_status_ = st;
+  if (!st.ok()) return st;
+  read_before_ += index_->store->bytes_read();
+  index_ = std::move(done->index);
+  ++rebalances_;
+  return OkStatus();
+}
+
+Status SpannRetriever::WaitForRebalance() { return Adopt(/*wait=*/true); }
+
+void SpannRetriever::StopWorker() {
+  if (!worker_.joinable()) return;
+  cancel_->store(true);
+  worker_.join();
+  finished_.store(false);
+  MutexLock lock(&mu_);
+  done_.reset();
 }
 
 Status SpannRetriever::Probe(const float* q, uint32_t g, uint64_t need, std::vector<uint32_t>* probe) {
-  const Head& head = *heads_[g];
-  const uint32_t d = layer().head_dim, depth = std::min(opt_.maxprobe, k_);
+  const SpannHead& head = *index_->heads[g];
+  const uint32_t d = layer().head_dim, depth = std::min(opt_.maxprobe, index_->k);
   std::vector<float> ip(depth);
   std::vector<faiss::Index::idx_t> label(depth);
   try {
@@ -224,7 +497,9 @@ Status SpannRetriever::Probe(const float* q, uint32_t g, uint64_t need, std::vec
 
 Status SpannRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                                   std::vector<uint32_t>* selected) {
+  (void)Adopt(/*wait=*/false);  // a finished re-clustering swaps in; a failed one keeps this index
   const uint32_t d = query.head_dim, H = query.num_q_heads, KV = layer().num_kv_heads, group = H / KV;
+  const uint32_t k = index_->k;
   const uint64_t visible = VisibleBlocks(query.position, params().block_tokens);
   // Entries each head's probes must hold: the budget's retrieved blocks, shared
   // out over the query heads (they pool their postings) and scaled by `cover`.
@@ -236,11 +511,11 @@ Status SpannRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, s
     for (uint32_t h = g * group; h < (g + 1) * group; ++h) RETURN_IF_ERROR(Probe(query.q + size_t{h} * d, g, need, &probe));
     std::sort(probe.begin(), probe.end());
     probe.erase(std::unique(probe.begin(), probe.end()), probe.end());
-    for (uint32_t c : probe) ids.push_back(g * k_ + c);
+    for (uint32_t c : probe) ids.push_back(g * k + c);
   }
   selects_ += H;
   std::vector<std::span<const uint8_t>> postings;
-  RETURN_IF_ERROR(store_->ReadBatch(ids, &postings));
+  RETURN_IF_ERROR(index_->store->ReadBatch(ids, &postings));
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   head_scores_.assign(size_t{H} * visible, kNegInf);
   // Per KV group, the fetched visible entries are scored by kernels ScoreBlocks
@@ -254,7 +529,7 @@ Status SpannRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, s
   for (uint32_t g = 0; g < KV; ++g) {
     blocks.clear();
     vecs.clear();
-    for (; i < ids.size() && ids[i] / k_ == g; ++i) {
+    for (; i < ids.size() && ids[i] / k == g; ++i) {
       const std::span<const uint8_t> p = postings[i];
       if (p.size() % eb != 0) return Corruption("spann posting " + std::to_string(ids[i]) + " has a partial entry");
       for (size_t at = 0; at < p.size(); at += eb) {

@@ -89,6 +89,42 @@ TEST_P(PostingStoreConformance, WritesAndReadsBatchesExactly) {
   EXPECT_TRUE(std::equal(out[0].begin(), out[0].end(), again[2].begin(), again[2].end()));
 }
 
+TEST_P(PostingStoreConformance, RewritesSomePostingsInPlaceOfTheOld) {
+  auto store = GetParam().make();
+  auto postings = RandomPostings(11, 9);
+  ASSERT_TRUE(store->WriteAll(postings).ok());
+  const std::vector<uint32_t> ids = {7, 2, 0};
+  const auto fresh = RandomPostings(12, 3);  // an empty, a small and a small one
+  std::vector<std::vector<uint8_t>> contents = {fresh[1], fresh[0], postings[4]};
+  contents[2].insert(contents[2].end(), 5000, uint8_t{0x5a});  // grown past a page
+  ASSERT_TRUE(store->Rewrite(ids, contents).ok()) << store->Name();
+  for (size_t i = 0; i < ids.size(); ++i) postings[ids[i]] = contents[i];
+  for (int round = 0; round < 2; ++round) {  // twice: the file store rewrites again at the end
+    std::vector<uint32_t> all(9);
+    for (uint32_t i = 0; i < 9; ++i) all[i] = i;
+    std::vector<std::span<const uint8_t>> out;
+    ASSERT_TRUE(store->ReadBatch(all, &out).ok());
+    for (uint32_t i = 0; i < 9; ++i) {
+      EXPECT_TRUE(std::equal(out[i].begin(), out[i].end(), postings[i].begin(), postings[i].end())) << "posting " << i;
+    }
+    const std::vector<uint32_t> one = {2};
+    postings[2].assign(100, static_cast<uint8_t>(round));
+    ASSERT_TRUE(store->Rewrite(one, {postings[2]}).ok());
+  }
+  std::vector<std::span<const uint8_t>> out;
+  const std::vector<uint32_t> two = {2};
+  ASSERT_TRUE(store->ReadBatch(two, &out).ok());
+  EXPECT_TRUE(std::equal(out[0].begin(), out[0].end(), postings[2].begin(), postings[2].end()));
+  // Bad calls change nothing.
+  const std::vector<uint32_t> repeat = {1, 1}, out_of_range = {9}, short_ids = {1};
+  EXPECT_EQ(store->Rewrite(repeat, {fresh[0], fresh[1]}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Rewrite(out_of_range, {fresh[0]}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Rewrite(short_ids, {fresh[0], fresh[1]}).code(), StatusCode::kInvalidArgument);
+  const std::vector<uint32_t> first = {1};
+  ASSERT_TRUE(store->ReadBatch(first, &out).ok());
+  EXPECT_TRUE(std::equal(out[0].begin(), out[0].end(), postings[1].begin(), postings[1].end()));
+}
+
 TEST_P(PostingStoreConformance, RefusesIdsOutOfRange) {
   auto store = GetParam().make();
   ASSERT_TRUE(store->WriteAll(RandomPostings(1, 4)).ok());
