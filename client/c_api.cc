@@ -103,6 +103,10 @@ tierkv_status CreateNamespace(tierkv_client* c, const char* name, const tierkv_m
     spec.acl.uids.assign(o->uids, o->uids + o->num_uids);
     spec.acl.gids.assign(o->gids, o->gids + o->num_gids);
     if (o->model_id) spec.model_id.assign(o->model_id, strnlen(o->model_id, NamespaceSpec::kMaxModelIdLength + 1));
+    if (o->granularity > TIERKV_GRANULARITY_HEAD) {
+      return Report(c, InvalidArgument("options.granularity must be TIERKV_GRANULARITY_LAYER or _HEAD"));
+    }
+    spec.granularity = static_cast<Granularity>(o->granularity);
   }
   auto r = c->client->CreateNamespace(spec);
   if (r.ok()) {
