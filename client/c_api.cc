@@ -55,6 +55,7 @@ namespace {
 constexpr size_t kNamespaceOptionsV2Bytes = 64;  // sizeof in ABI version 2 (LP64): never shrinks
 static_assert(sizeof(tierkv_namespace_options) >= kNamespaceOptionsV2Bytes);
 static_assert(offsetof(tierkv_namespace_options, model_id) == kNamespaceOptionsV2Bytes);  // LP64
+static_assert(offsetof(tierkv_namespace_options, granularity) == kNamespaceOptionsV2Bytes + 8);
 
 // The ops without a typed C++ method go through the client's JSON call (one place).
 Result<wire::Json> CallJson(tierkv_client* c, const wire::Json& request) { return internal::Call(*c->client, request); }
