@@ -55,6 +55,7 @@ namespace {
 constexpr size_t kNamespaceOptionsV2Bytes = 64;  // sizeof in ABI version 2 (LP64): never shrinks
 static_assert(sizeof(tierkv_namespace_options) >= kNamespaceOptionsV2Bytes);
 static_assert(offsetof(tierkv_namespace_options, model_id) == kNamespaceOptionsV2Bytes);  // LP64
+static_assert(offsetof(tierkv_namespace_options, granularity) == kNamespaceOptionsV2Bytes + 8);
 
 // The ops without a typed C++ method go through the client's JSON call (one place).
 Result<wire::Json> CallJson(tierkv_client* c, const wire::Json& request) { return internal::Call(*c->client, request); }
@@ -103,6 +104,10 @@ tierkv_status CreateNamespace(tierkv_client* c, const char* name, const tierkv_m
     spec.acl.uids.assign(o->uids, o->uids + o->num_uids);
     spec.acl.gids.assign(o->gids, o->gids + o->num_gids);
     if (o->model_id) spec.model_id.assign(o->model_id, strnlen(o->model_id, NamespaceSpec::kMaxModelIdLength + 1));
+    if (o->granularity > TIERKV_GRANULARITY_HEAD) {
+      return Report(c, InvalidArgument("options.granularity must be TIERKV_GRANULARITY_LAYER or _HEAD"));
+    }
+    spec.granularity = static_cast<Granularity>(o->granularity);
   }
   auto r = c->client->CreateNamespace(spec);
   if (r.ok()) {

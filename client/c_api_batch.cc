@@ -30,9 +30,10 @@ Status CheckArgs(const tierkv_channel* ch, const tierkv_retrieve_batch_args& a) 
     if (!a.items[i].query) return InvalidArgument("retrieve batch: item " + std::to_string(i) + " has a NULL query");
     total += a.items[i].budget;
   }
+  total *= ch->channel->table_heads();  // granularity head: a run per KV head
   if (total > a.table_capacity || (total && !a.table)) {
     return InvalidArgument("retrieve batch: a table of " + std::to_string(a.table_capacity) +
-                           " entries is smaller than the budgets' sum " + std::to_string(total));
+                           " entries is smaller than the budgets' sum (times table heads) " + std::to_string(total));
   }
   return OkStatus();
 }
@@ -74,7 +75,7 @@ tierkv_status tierkv_retrieve_batch(tierkv_channel* ch, const tierkv_retrieve_ba
     if (!res.status.ok()) ch->batch_errors[i] = res.status.ToString();
     for (const auto& b : res.blocks) {
       auto bytes = ch->channel->BlockBytes(b);
-      a.table[cursor++] = {b.block, b.tier, b.offset, bytes.empty() ? nullptr : bytes.data()};
+      a.table[cursor++] = {b.block, b.tier, b.head, b.offset, bytes.empty() ? nullptr : bytes.data()};
     }
   }
   *lease = r->lease;

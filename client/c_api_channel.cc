@@ -18,6 +18,7 @@ static_assert(sizeof(tierkv_block_table_entry) == sizeof(dp::BlockTableEntry));
 static_assert(offsetof(tierkv_block_table_entry, block) == offsetof(dp::BlockTableEntry, block));
 static_assert(offsetof(tierkv_block_table_entry, tier) == offsetof(dp::BlockTableEntry, tier));
 static_assert(offsetof(tierkv_block_table_entry, offset) == offsetof(dp::BlockTableEntry, offset));
+static_assert(offsetof(tierkv_block_table_entry, head) == offsetof(dp::BlockTableEntry, head));
 
 // Whole blocks of the channel's size, and block indices [first, first + n) that fit uint32.
 Status CheckBlocks(const tierkv_channel* ch, const char* op, uint32_t layer, uint32_t first, size_t bytes) {
@@ -112,6 +113,8 @@ tierkv_status tierkv_open_channel(tierkv_client* c, const char* name, uint64_t s
 void tierkv_channel_free(tierkv_channel* ch) { delete ch; }
 
 uint64_t tierkv_block_bytes(const tierkv_channel* ch) { return ch ? ch->channel->block_bytes() : 0; }
+uint32_t tierkv_table_heads(const tierkv_channel* ch) { return ch ? ch->channel->table_heads() : 0; }
+uint64_t tierkv_entry_bytes(const tierkv_channel* ch) { return ch ? ch->channel->entry_bytes() : 0; }
 
 uint64_t tierkv_staging_bytes(const tierkv_channel* ch) { return ch ? tierkv::internal::Staging(*ch->channel).size() : 0; }
 
@@ -176,9 +179,13 @@ tierkv_status tierkv_retrieve_ex(tierkv_channel* ch, uint64_t seq, uint32_t laye
   if (!out || !count || !lease)
     return Report(ch, tierkv::InvalidArgument("retrieve: out, count and lease must not be NULL"));
   if (auto st = tierkv::capi::CheckQuery(ch, query, query_floats, budget); !st.ok()) return Report(ch, st);
-  if (capacity < budget) {
+  const uint64_t entries = uint64_t{budget} * ch->channel->table_heads();
+  if (capacity < entries) {
     return Report(ch, tierkv::InvalidArgument("retrieve: a table of " + std::to_string(capacity) +
-                                              " entries is smaller than the budget " + std::to_string(budget)));
+                                              " entries is smaller than the budget " + std::to_string(budget) +
+                                              (entries > budget ? " times the " + std::to_string(entries / budget) +
+                                                                      " KV heads (granularity head)"
+                                                                : std::string())));
   }
   if (layer >= ch->model.num_layers) {
     return Report(ch, tierkv::InvalidArgument("retrieve: layer " + std::to_string(layer) + " is not below num_layers " +
@@ -186,11 +193,11 @@ tierkv_status tierkv_retrieve_ex(tierkv_channel* ch, uint64_t seq, uint32_t laye
   }
   auto r = ch->channel->Retrieve(seq, layer, {query, query_floats}, budget);
   if (!r.ok()) return Report(ch, r.status());
-  *count = static_cast<uint32_t>(std::min<size_t>(r->blocks.size(), budget));
+  *count = static_cast<uint32_t>(std::min<uint64_t>(r->blocks.size(), entries));
   for (uint32_t i = 0; i < *count; ++i) {
     const auto& b = r->blocks[i];
     auto bytes = ch->channel->BlockBytes(b);
-    out[i] = {b.block, b.tier, b.offset, bytes.empty() ? nullptr : bytes.data()};
+    out[i] = {b.block, b.tier, b.head, b.offset, bytes.empty() ? nullptr : bytes.data()};
   }
   *lease = r->lease;
   if (missing) *missing = r->missing;
@@ -199,7 +206,14 @@ tierkv_status tierkv_retrieve_ex(tierkv_channel* ch, uint64_t seq, uint32_t laye
 
 tierkv_status tierkv_retrieve(tierkv_channel* ch, uint64_t seq, uint32_t layer, const float* query, size_t query_floats,
                               uint32_t budget, tierkv_block_ref* out, uint32_t* count, uint64_t* lease) {
-  // The caller promises `budget` entries at out (the version-1 contract).
+  // The caller promises `budget` entries at out (the version-1 contract): not
+  // enough for a namespace that selects per KV head.
+  if (ch && ch->channel->table_heads() > 1) {
+    return Report(ch, tierkv::InvalidArgument("retrieve: the namespace selects per KV head (" +
+                                              std::to_string(ch->channel->table_heads()) +
+                                              " runs per budget): call tierkv_retrieve_ex with a table of budget * "
+                                              "tierkv_table_heads entries"));
+  }
   return tierkv_retrieve_ex(ch, seq, layer, query, query_floats, budget, out, budget, count, lease, nullptr);
 }
 

@@ -47,6 +47,8 @@ struct [[gnu::visibility("hidden")]] DataChannel::Impl {
   kernels::IpcMemMapping gpu_ipc_;
   uint64_t gpu_ipc_bytes_ = 0;
   uint64_t block_bytes_ = 0;
+  uint32_t table_heads_ = 1;
+  uint64_t entry_bytes() const { return block_bytes_ / table_heads_; }
   SpscRing<dp::RingRequest> requests_;
   SpscRing<dp::RingCompletion> completions_;
   std::chrono::nanoseconds spin_{std::chrono::microseconds(200)};  // a waiting client has nothing else to do
@@ -120,6 +122,10 @@ Result<std::unique_ptr<DataChannel>> ChannelAccess::Map(int fd, uint64_t total_b
   ch->host_ = std::move(host).value();
   ch->gpu_ = std::move(gpu).value();
   ch->block_bytes_ = arenas.block_bytes;
+  if (arenas.table_heads == 0 || (arenas.block_bytes % arenas.table_heads) != 0) {
+    return Corruption("open_channel: table_heads does not divide block_bytes");
+  }
+  ch->table_heads_ = arenas.table_heads;
   if (!arenas.gpu_ipc_handle.empty()) {
     kernels::IpcMemHandle handle;
     RETURN_IF_ERROR(wire::FromHex(arenas.gpu_ipc_handle, handle.bytes.data(), handle.bytes.size()));
@@ -270,9 +276,10 @@ Status DataChannel::Impl::Get(uint64_t seq, uint32_t layer, uint32_t first, std:
 Result<DataChannel::Retrieval> DataChannel::Impl::Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query,
                                                      uint32_t budget) {
   const size_t qbytes = query.size_bytes();
-  const size_t need = qbytes + size_t{budget} * sizeof(dp::BlockTableEntry);
+  const uint64_t entries = uint64_t{budget} * table_heads_;
+  const size_t need = qbytes + entries * sizeof(dp::BlockTableEntry);
   if (budget == 0 || need > header_.staging_bytes) {
-    return InvalidArgument("retrieve: the query and a table of " + std::to_string(budget) +
+    return InvalidArgument("retrieve: the query and a table of " + std::to_string(entries) +
                            " entries do not fit the staging area");
   }
   std::memcpy(staging().data(), query.data(), qbytes);
@@ -287,10 +294,10 @@ Result<DataChannel::Retrieval> DataChannel::Impl::Retrieve(uint64_t seq, uint32_
   r.lease = c.value;
   r.missing = static_cast<uint32_t>(c.value2);
   r.blocks.reserve(c.count);
-  for (uint32_t i = 0; i < c.count && i < budget; ++i) {
+  for (uint32_t i = 0; i < c.count && i < entries; ++i) {
     dp::BlockTableEntry e;
     std::memcpy(&e, staging().data() + qbytes + i * sizeof e, sizeof e);
-    r.blocks.push_back({e.block, e.tier, e.offset});
+    r.blocks.push_back({e.block, e.tier, e.offset, e.head});
   }
   return r;
 }
@@ -340,7 +347,7 @@ Status DataChannel::Impl::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const
   if (liveness_) RETURN_IF_ERROR(liveness_->Verdict());  // a retrieval lost with the daemon stays "in flight"
   if (gpu_path_->in_flight) return InvalidArgument("retrieve on GPU: finish the previous retrieval first");
   const size_t qbytes = query_floats * sizeof(float);
-  const size_t need = qbytes + size_t{budget} * sizeof(dp::BlockTableEntry);
+  const size_t need = qbytes + uint64_t{budget} * table_heads_ * sizeof(dp::BlockTableEntry);
   // The table follows the query: start the query where the table lands 16-byte aligned.
   const size_t offset = (16 - qbytes % 16) % 16;
   if (budget == 0 || device_query == nullptr || offset + need > gpu_path_->exchange_bytes) {
@@ -367,7 +374,7 @@ Status DataChannel::Impl::StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const
   RETURN_IF_ERROR(Submit(req));
   gpu_path_->in_flight = true;
   gpu_path_->table_offset = offset + qbytes;
-  gpu_path_->budget = budget;
+  gpu_path_->budget = budget * table_heads_;  // table entries
   return OkStatus();
 }
 
@@ -403,8 +410,9 @@ Status DataChannel::Impl::Release(uint64_t lease) {
 
 std::span<const std::byte> DataChannel::Impl::BlockBytes(const BlockRef& ref) const {
   std::span<const std::byte> arena = ref.tier == 0 ? gpu_arena() : host_arena();
-  if (ref.offset > arena.size() || block_bytes_ > arena.size() - ref.offset) return {};
-  return arena.subspan(ref.offset, block_bytes_);
+  const uint64_t bytes = entry_bytes();
+  if (ref.offset > arena.size() || bytes > arena.size() - ref.offset) return {};
+  return arena.subspan(ref.offset, bytes);
 }
 
 Status DataChannel::Impl::CloseSequence(uint64_t seq) {
@@ -465,6 +473,8 @@ bool DataChannel::gpu_path_emulated() const { return impl_->gpu_path_emulated();
 std::span<const std::byte> DataChannel::host_arena() const { return impl_->host_arena(); }
 std::span<const std::byte> DataChannel::gpu_arena() const { return impl_->gpu_arena(); }
 uint64_t DataChannel::block_bytes() const { return impl_->block_bytes_; }
+uint32_t DataChannel::table_heads() const { return impl_->table_heads_; }
+uint64_t DataChannel::entry_bytes() const { return impl_->entry_bytes(); }
 void* DataChannel::gpu_arena_device() const { return impl_->gpu_ipc_.data(); }
 uint64_t DataChannel::gpu_arena_device_bytes() const { return impl_->gpu_ipc_bytes_; }
 void DataChannel::set_spin(std::chrono::nanoseconds spin) { impl_->spin_ = spin; }

@@ -46,6 +46,7 @@ Result<DataChannel::BatchRetrieval> DataChannel::RetrieveBatch(uint32_t layer, s
   size_t qfloats = 0;
   uint64_t total_budget = 0;
   RETURN_IF_ERROR(CheckItems(items, &qfloats, &total_budget));
+  total_budget *= table_heads();  // table entries: per KV head a run per head
   const size_t n = items.size(), qbytes = qfloats * sizeof(float);
   const uint64_t need = BatchStagingBytes(n, qfloats, total_budget);
   std::span<uint8_t> staging = internal::Staging(*this);
@@ -77,7 +78,7 @@ Result<DataChannel::BatchRetrieval> DataChannel::RetrieveBatch(uint32_t layer, s
     BatchResult& res = out.results[i];
     res.status = ItemStatus(r, i);
     if (!res.status.ok()) continue;
-    if (r.count > items[i].budget || r.table_index > total_budget - r.count) {
+    if (r.count > uint64_t{items[i].budget} * table_heads() || r.table_index > total_budget - r.count) {
       if (out.lease) Release(out.lease).IgnoreError();
       return Corruption("retrieve batch: the daemon's result " + std::to_string(i) + " lies outside the table");
     }
@@ -87,7 +88,7 @@ Result<DataChannel::BatchRetrieval> DataChannel::RetrieveBatch(uint32_t layer, s
     for (uint32_t k = 0; k < r.count; ++k) {
       dp::BlockTableEntry e;
       std::memcpy(&e, staging.data() + table + (r.table_index + k) * sizeof e, sizeof e);
-      res.blocks.push_back({e.block, e.tier, e.offset});
+      res.blocks.push_back({e.block, e.tier, e.offset, e.head});
     }
   }
   return out;

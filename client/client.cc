@@ -321,6 +321,7 @@ Result<std::unique_ptr<DataChannel>> Client::OpenChannel(const std::string& ns, 
     arenas.host_fd = fds[1];
     arenas.host_bytes = UintOr(reply, "host_arena_bytes");
     arenas.block_bytes = UintOr(reply, "block_bytes");
+    arenas.table_heads = static_cast<uint32_t>(std::clamp<uint64_t>(UintOr(reply, "table_heads"), 1, UINT32_MAX));
   }
   arenas.gpu_bytes = UintOr(reply, "gpu_arena_bytes");
   if (arenas_fds == 3) arenas.gpu_fd = fds[2];

@@ -85,6 +85,7 @@ struct ChannelArenas {
   std::string gpu_ipc_handle;  // hex CUDA IPC handle of a real G arena, or ""
 
   uint64_t block_bytes = 0;  // bytes of one block
+  uint32_t table_heads = 1;  // Retrieve table entries per budgeted block (granularity head: kv heads)
 };
 // Maps the channel memfd and the arenas (takes ownership of every fd, also on
 // failure) and checks the channel header. (Was DataChannel::Map.)

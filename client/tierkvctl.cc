@@ -19,11 +19,12 @@ Commands:
   ping                         check that the daemon answers (exit 0 when it does)
   namespaces                   list the namespaces you may see
   create-namespace NAME LAYERS Q_HEADS KV_HEADS HEAD_DIM BLOCK_TOKENS DTYPE [UID | publisher=UID ...]
-                   [model_id=ID]
+                   [model_id=ID] [granularity=layer|head]
                                create a namespace (admins only); DTYPE is f16, bf16 or f32;
                                the UIDs form its ACL (default: your uid); publisher=UID also
                                serves that uid's prefix blocks to every member; model_id
-                               names the model (needed by the remote tier R)
+                               names the model (needed by the remote tier R);
+                               granularity=head: each KV head selects its own blocks
   usage [NAME]                 per namespace: blocks, sequences, tier occupancy, metadata memory
   clients                      attached clients: session, pid, uid, namespaces, channels (admins)
   policy get NAME              the namespace's policy (tiering and retrieval)
@@ -267,6 +268,12 @@ int CreateNamespace(tierkv::Client& c, const std::vector<std::string>& args, boo
   for (size_t i = 7; i < args.size(); ++i) {
     if (args[i].rfind("model_id=", 0) == 0) {  // the model's identity (the remote tier R)
       spec.model_id = args[i].substr(9);
+      continue;
+    }
+    if (args[i].rfind("granularity=", 0) == 0) {  // per layer (default) or per KV head
+      auto g = tierkv::ParseGranularity(args[i].substr(12));
+      if (!g.ok()) return Fail(g.status().message());
+      spec.granularity = *g;
       continue;
     }
     // UID: may attach; publisher=UID: may attach, and its prefix blocks are served to

@@ -23,6 +23,23 @@ Status ValidateNamespaceName(const std::string& name) {
   return OkStatus();
 }
 
+std::string_view GranularityName(Granularity g) { return g == Granularity::kKvHead ? "head" : "layer"; }
+
+Result<Granularity> ParseGranularity(std::string_view name) {
+  if (name == "layer") return Granularity::kLayer;
+  if (name == "head") return Granularity::kKvHead;
+  return InvalidArgument("granularity must be \"layer\" or \"head\", got \"" + std::string(name) + "\"");
+}
+
+ModelSpec NamespaceSpec::StoredModel() const {
+  if (granularity != Granularity::kKvHead || model.num_kv_heads == 0) return model;
+  ModelSpec m = model;
+  m.num_layers = model.num_layers * model.num_kv_heads;
+  m.num_q_heads = model.num_q_heads / model.num_kv_heads;
+  m.num_kv_heads = 1;
+  return m;
+}
+
 Status NamespaceSpec::Validate() const {
   RETURN_IF_ERROR(ValidateNamespaceName(name));
   RETURN_IF_ERROR(model.Validate());
@@ -48,6 +65,15 @@ Status NamespaceSpec::Validate() const {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     std::string_view("_.:/@+-").find(c) != std::string_view::npos;
     if (!ok) return InvalidArgument("model_id may use only letters, digits and '_.:/@+-'");
+  }
+  if (granularity != Granularity::kLayer && granularity != Granularity::kKvHead) {
+    return InvalidArgument("granularity must be layer or head");
+  }
+  if (granularity == Granularity::kKvHead &&
+      uint64_t{model.num_layers} * model.num_kv_heads > ModelLimits::kMaxLayers) {
+    return InvalidArgument("granularity head stores num_layers * num_kv_heads = " +
+                           std::to_string(uint64_t{model.num_layers} * model.num_kv_heads) +
+                           " per-head layers; at most " + std::to_string(ModelLimits::kMaxLayers));
   }
   return OkStatus();
 }

@@ -177,6 +177,7 @@ Json ToJson(const NamespaceSpec& ns) {
               {"acl", {{"uids", ns.acl.uids}, {"gids", ns.acl.gids}}},
               {"prefix_publishers", ns.prefix_publishers}};
   if (!ns.model_id.empty()) j["model_id"] = ns.model_id;  // records stay as they were without one
+  if (ns.granularity != Granularity::kLayer) j["granularity"] = GranularityName(ns.granularity);  // likewise
   return j;
 }
 
@@ -225,6 +226,10 @@ Result<NamespaceSpec> NamespaceSpecFromJson(const Json& j) {
   ASSIGN_OR_RETURN(ns.prefix_publishers, GetIdList(j, "prefix_publishers", "namespace"));
   if (j.contains("model_id")) {  // absent in records and requests from before it existed
     ASSIGN_OR_RETURN(ns.model_id, GetString(j, "model_id", "namespace", NamespaceSpec::kMaxModelIdLength));
+  }
+  if (j.contains("granularity")) {  // absent: per layer (and in records from before it existed)
+    ASSIGN_OR_RETURN(std::string g, GetString(j, "granularity", "namespace", 16));
+    ASSIGN_OR_RETURN(ns.granularity, ParseGranularity(g));
   }
   RETURN_IF_ERROR(ns.Validate());
   return ns;

@@ -159,6 +159,9 @@ Status ControlService::ShareArenas(const NamespaceRuntime& rt, Json* reply, Fds*
   // The namespace's arenas, read-only: the client reads its blocks where a block
   // table points. A real G tier travels as a CUDA IPC handle instead (GPU path).
   (*reply)["block_bytes"] = rt.model().BlockBytes();
+  // Per KV head a Retrieve returns table_heads runs of entries, each pointing at a
+  // stored block of block_bytes / table_heads bytes (docs/decisions/0023).
+  (*reply)["table_heads"] = rt.record().spec.TableHeads();
   (*reply)["slot_stride"] = rt.host().slot_stride();
   (*reply)["host_arena_bytes"] = rt.host().memory().bytes();
   (*reply)["gpu_emulated"] = rt.gpu_emulated();

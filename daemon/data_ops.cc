@@ -7,48 +7,15 @@
 
 #include "common/checksum.h"
 #include "common/log.h"
+#include "daemon/data_ops_util.h"
+#include "daemon/head_layout.h"
 #include "daemon/remote_link.h"
 
 #include <prometheus/histogram.h>
 
 namespace tierkv::daemon {
-namespace {
 using dp::Detail;
-
-dp::RingCompletion Done(uint32_t count = 0, uint64_t value = 0, uint64_t value2 = 0) {
-  dp::RingCompletion c{};
-  c.count = count;
-  c.value = value;
-  c.value2 = value2;
-  return c;
-}
-
-dp::RingCompletion Fail(StatusCode code, Detail detail, uint32_t count = 0) {
-  dp::RingCompletion c = ErrorCompletion(0, code, detail);
-  c.count = count;
-  return c;
-}
-
-// Maps a storage error to a completion.
-dp::RingCompletion FromStatus(const Status& st, uint32_t count) {
-  Detail d = Detail::kInternal;
-  switch (st.code()) {
-    case StatusCode::kNotFound: d = Detail::kNotFound; break;
-    case StatusCode::kResourceExhausted: d = Detail::kNoSpace; break;
-    case StatusCode::kInvalidArgument: d = Detail::kLength; break;
-    case StatusCode::kBusy: d = Detail::kBusy; break;
-    case StatusCode::kCorruption: d = Detail::kCorruption; break;
-    case StatusCode::kPermissionDenied: d = Detail::kOwner; break;
-    default: break;
-  }
-  return Fail(st.code(), d, count);
-}
-
-uint64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
+using namespace ops;
 
 dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const ModelSpec& m = rt_->model();
@@ -88,23 +55,44 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
   // Payload bytes go from staging straight into their slot. The client may rewrite
   // staging meanwhile: that only garbles its own block (and that block's summary),
   // never daemon state, so no defensive copy is made on this hot path.
-  rt_->open_blocks().Forget(req.seq, req.layer);  // a whole-block put ends an append's open block
+  const auto payload = std::as_bytes(staging.subspan(req.offset, size_t{req.count} * bb));
+  if (!rt_->per_head()) return StoreBlocks(req.seq, req.layer, req.block, req.count, payload, stored_hash);
+  // Per KV head: each head's run of blocks goes to its stored layer. A failure
+  // stops at the head it hit; the count is what every head holds.
+  const HeadLayout l = HeadLayout::Of(rt_->model(), rt_->model().block_tokens);
+  scratch_.resize(payload.size());
+  SplitHeads(l, req.count, payload, scratch_);
+  const size_t run = size_t{req.count} * l.head_bytes();
+  uint64_t durable = 1, deduplicated = req.count;
+  for (uint32_t h = 0; h < l.kv; ++h) {
+    const dp::RingCompletion c = StoreBlocks(req.seq, StoredLayer(req.layer, l.kv, h), req.block, req.count,
+                                             std::span<const std::byte>(scratch_).subspan(h * run, run), stored_hash);
+    if (!IsOk(c)) return c;
+    durable &= c.value;
+    deduplicated = std::min<uint64_t>(deduplicated, c.value2);
+  }
+  return Done(req.count, durable, deduplicated);
+}
+
+dp::RingCompletion NamespaceOps::StoreBlocks(uint64_t seq, uint32_t stored_layer, uint32_t block, uint32_t count,
+                                             std::span<const std::byte> payload, uint64_t stored_hash) {
+  const size_t bb = rt_->stored_model().BlockBytes();
+  rt_->open_blocks().Forget(seq, stored_layer);  // a whole-block put ends an append's open block
   // Under write-through the blocks of one put share one D commit (BlockStore::PutBlocks).
   storage::PutOutcome out;
-  const auto payload = std::as_bytes(staging.subspan(req.offset, size_t{req.count} * bb));
-  const Status put = rt_->store().PutBlocks(req.seq, req.layer, req.block, req.count, payload, stored_hash, &out);
+  const Status put = rt_->store().PutBlocks(seq, stored_layer, block, count, payload, stored_hash, &out);
   for (uint32_t i = 0; i < out.stored; ++i) {
     // Summaries are per sequence: a deduplicated block is summarized for this one too.
-    const Status st = rt_->retrieval().OnPut(req.seq, req.layer, req.block + i, payload.subspan(size_t{i} * bb, bb));
+    const Status st = rt_->retrieval().OnPut(seq, stored_layer, block + i, payload.subspan(size_t{i} * bb, bb));
     if (!st.ok()) return FromStatus(st, i);
   }
   // A new full prefix block (a prefix put is one block) goes to R in the background
   // (queued, never waited for).
-  if (prefix && out.stored == 1 && out.deduplicated == 0) {
-    WritePrefixBlockToRemote(*rt_, stored_hash, req.layer, payload);
+  if (stored_hash != 0 && out.stored == 1 && out.deduplicated == 0) {
+    WritePrefixBlockToRemote(*rt_, stored_hash, stored_layer, payload);
   }
   if (!put.ok()) return FromStatus(put, out.stored);
-  return Done(req.count, out.durable == req.count ? 1 : 0, out.deduplicated);
+  return Done(count, out.durable == count ? 1 : 0, out.deduplicated);
 }
 
 // `count` tokens of (seq, layer) from token `arg`, K then V ([kv_heads][count][head_dim]
@@ -119,7 +107,20 @@ dp::RingCompletion NamespaceOps::Append(const dp::RingRequest& req, std::span<ui
   // Copied out of staging first: the client may rewrite it while the blocks are built.
   scratch_.assign(reinterpret_cast<const std::byte*>(staging.data() + req.offset),
                   reinterpret_cast<const std::byte*>(staging.data() + req.offset + req.length));
-  auto r = rt_->open_blocks().Append(rt_->store(), rt_->retrieval(), req.seq, req.layer, req.arg, req.count, scratch_);
+  if (rt_->per_head()) {  // each head's K and V rows, appended to its stored layer
+    const HeadLayout l = HeadLayout::Of(m, req.count);
+    std::vector<std::byte> heads(scratch_.size());
+    SplitHeads(l, 1, scratch_, heads);
+    scratch_.swap(heads);
+  }
+  const uint32_t heads = rt_->record().spec.TableHeads();
+  const size_t run = scratch_.size() / heads;
+  Result<OpenBlocks::Result> r = OpenBlocks::Result{};
+  for (uint32_t h = 0; h < heads && r.ok() && !r->gap; ++h) {
+    const uint32_t layer = heads > 1 ? StoredLayer(req.layer, heads, h) : req.layer;
+    r = rt_->open_blocks().Append(rt_->store(), rt_->retrieval(), req.seq, layer, req.arg, req.count,
+                                  std::span<const std::byte>(scratch_).subspan(h * run, run));
+  }
   if (!r.ok()) return FromStatus(r.status(), 0);
   if (r->gap) {
     dp::RingCompletion c = Fail(StatusCode::kInvalidArgument, Detail::kGap);
@@ -133,15 +134,34 @@ dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8
   const size_t bb = rt_->model().BlockBytes();
   if (req.count == 0 || req.count > kMaxBlocksPerRequest) return Fail(StatusCode::kInvalidArgument, Detail::kCount);
   if (req.length != bb * req.count) return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+  const auto out = std::as_writable_bytes(staging.subspan(req.offset, req.length));
+  if (!rt_->per_head()) return GetStored(req.seq, req.layer, req.block, req.count, out);
+  // Per KV head: each head's run, joined into the layer blocks. The count is what
+  // every head had.
+  const HeadLayout l = HeadLayout::Of(rt_->model(), rt_->model().block_tokens);
+  std::vector<std::byte> run(size_t{req.count} * l.head_bytes());
+  for (uint32_t h = 0; h < l.kv; ++h) {
+    const dp::RingCompletion c = GetStored(req.seq, StoredLayer(req.layer, l.kv, h), req.block, req.count, run);
+    for (uint32_t i = 0; i < (IsOk(c) ? req.count : c.count); ++i) {
+      JoinHead(l, h, std::span<const std::byte>(run).subspan(i * l.head_bytes(), l.head_bytes()),
+               out.subspan(i * bb, bb));
+    }
+    if (!IsOk(c)) return c;
+  }
+  return Done(req.count);
+}
+
+dp::RingCompletion NamespaceOps::GetStored(uint64_t seq, uint32_t stored_layer, uint32_t block, uint32_t count,
+                                           std::span<std::byte> out) {
+  const size_t bb = rt_->stored_model().BlockBytes();
   // Local misses of a namespace that keeps closed sequences in R are asked of R
   // after the local pass, in one batch (docs/remote-tier.md).
   const bool remote = SequencesInRemote(*rt_);
   std::vector<uint32_t> misses;
-  uint32_t end = req.count;
+  uint32_t end = count;
   Status error;
-  for (uint32_t i = 0; i < req.count; ++i) {
-    error = rt_->store().Get(req.seq, req.layer, req.block + i,
-                             std::as_writable_bytes(staging.subspan(req.offset + i * bb, bb)));
+  for (uint32_t i = 0; i < count; ++i) {
+    error = rt_->store().Get(seq, stored_layer, block + i, out.subspan(i * bb, bb));
     if (error.ok()) continue;
     if (!remote || error.code() != StatusCode::kNotFound) {
       end = i;
@@ -149,24 +169,25 @@ dp::RingCompletion NamespaceOps::Get(const dp::RingRequest& req, std::span<uint8
     }
     misses.push_back(i);
   }
-  if (!misses.empty()) return GetMissesFromRemote(req, staging, misses, end, error);
-  return end == req.count ? Done(req.count) : FromStatus(error, end);
+  if (!misses.empty()) return GetMissesFromRemote(seq, stored_layer, block, count, out, misses, end, error);
+  return end == count ? Done(count) : FromStatus(error, end);
 }
 
-dp::RingCompletion NamespaceOps::GetMissesFromRemote(const dp::RingRequest& req, std::span<uint8_t> staging,
+dp::RingCompletion NamespaceOps::GetMissesFromRemote(uint64_t seq, uint32_t stored_layer, uint32_t block,
+                                                     uint32_t count, std::span<std::byte> out,
                                                      std::span<const uint32_t> misses, uint32_t end,
                                                      const Status& error) {
-  const size_t bb = rt_->model().BlockBytes();
+  const size_t bb = rt_->stored_model().BlockBytes();
   std::vector<uint32_t> blocks;
-  for (uint32_t i : misses) blocks.push_back(req.block + i);
+  for (uint32_t i : misses) blocks.push_back(block + i);
   std::vector<std::byte> fetched(blocks.size() * bb);
   std::vector<bool> found;
-  GetSequenceBlocksFromRemote(*rt_, req.seq, req.layer, blocks, fetched, &found);
+  GetSequenceBlocksFromRemote(*rt_, seq, stored_layer, blocks, fetched, &found);
   for (size_t k = 0; k < misses.size(); ++k) {
     if (!found[k]) return FromStatus(NotFound("block"), misses[k]);  // the blocks before it are whole
-    std::memcpy(staging.data() + req.offset + size_t{misses[k]} * bb, fetched.data() + k * bb, bb);
+    std::memcpy(out.data() + size_t{misses[k]} * bb, fetched.data() + k * bb, bb);
   }
-  return end == req.count ? Done(req.count) : FromStatus(error, end);
+  return end == count ? Done(count) : FromStatus(error, end);
 }
 
 // Query f32 [q_heads][head_dim] at staging[offset] (or, with kFlagGpu, at the
@@ -185,7 +206,8 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   if (req.count == 0 || req.count > kMaxRetrieveBudget || req.aux > kMaxRetrieveBudget) {
     return Fail(StatusCode::kInvalidArgument, Detail::kCount);
   }
-  if (req.length < qbytes + size_t{req.count} * sizeof(dp::BlockTableEntry)) {
+  const uint64_t entries = uint64_t{req.count} * rt_->record().spec.TableHeads();  // per KV head: a run per head
+  if (req.length < qbytes + entries * sizeof(dp::BlockTableEntry)) {
     return Fail(StatusCode::kInvalidArgument, Detail::kQuery);
   }
   std::vector<float> query(qfloats);
@@ -195,14 +217,18 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   } else {
     std::memcpy(query.data(), staging.data() + req.offset, qbytes);
   }
-  dp::RingCompletion done = SelectAndPin({req.seq, req.layer, req.count, req.aux, query}, &table_);
-  if (done.status != static_cast<uint8_t>(StatusCode::kOk)) return done;
+  table_.clear();
+  const Step step{req.seq, req.layer, req.count, req.aux, query};
+  Pinned pinned = std::move(SelectAndPinAll(std::span(&step, 1), &table_)[0]);
+  if (!IsOk(pinned.outcome)) return pinned.outcome;
+  const dp::RingCompletion done = Done(pinned.entries, ClientLease(std::move(pinned.leases)), pinned.missing);
   const auto bytes = std::as_bytes(std::span(table_));
   if (on_gpu) {
     const Status st = gpu_->PublishTable(req.offset + qbytes, bytes);
     if (!st.ok()) {  // the client never learns the lease: give it back now
-      leases_.erase(done.value);
-      rt_->store().Release(done.value).IgnoreError();
+      dp::RingRequest release{};
+      release.arg = done.value;
+      (void)Release(release);  // a batch lease (per KV head) frees every member
       return FromStatus(st, 0);
     }
     ++stats_->gpu_steps;
@@ -210,87 +236,6 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
     if (!bytes.empty()) std::memcpy(staging.data() + req.offset + qbytes, bytes.data(), bytes.size());  // unaligned
   }
   return done;
-}
-
-dp::RingCompletion NamespaceOps::SelectAndPin(const Step& step, std::vector<dp::BlockTableEntry>* table) {
-  const StepPolicy policy = CurrentPolicy();
-  Selection sel;
-  uint64_t select_ns = 0;
-  dp::RingCompletion done = SelectOnly(step, policy, &sel, &select_ns);
-  if (done.status != static_cast<uint8_t>(StatusCode::kOk)) return done;
-  return Pin(step, policy, sel, select_ns, table);
-}
-
-dp::RingCompletion NamespaceOps::SelectOnly(const Step& step, const StepPolicy& policy, Selection* out,
-                                            uint64_t* select_ns) const {
-  const uint64_t t0 = NowNs();
-  const size_t bb = rt_->model().BlockBytes();
-  // Blocks whose keys retrieval has not seen (a sequence recovered at start, a
-  // changed retriever): one call per chunk of blocks.
-  auto reader = [&](std::span<const uint32_t> indices, std::span<std::byte> bytes, std::vector<bool>* found) {
-    found->assign(indices.size(), false);
-    for (size_t i = 0; i < indices.size(); ++i) {
-      const Status st = rt_->store().Get(step.seq, step.layer, indices[i], bytes.subspan(i * bb, bb));
-      if (st.code() == StatusCode::kNotFound) continue;  // a hole
-      RETURN_IF_ERROR(st);
-      (*found)[i] = true;
-    }
-    return OkStatus();
-  };
-  const uint32_t window = step.window ? step.window : policy.store.recent_window;
-  // The policy always keeps the sinks and the recent window: a budget below them
-  // would silently drop some of those blocks. Refuse it, naming the problem (after
-  // the query's own check, so that a bad query is named first).
-  if (!std::all_of(step.query.begin(), step.query.end(), [](float v) { return std::isfinite(v); })) {
-    return Fail(StatusCode::kInvalidArgument, Detail::kQuery);
-  }
-  const uint32_t stored = rt_->store().SequenceBlocks(step.seq, step.layer);
-  const uint64_t kept = uint64_t{policy.store.sink_blocks} + window;
-  if (step.budget < std::min<uint64_t>(kept, stored)) {
-    return Fail(StatusCode::kInvalidArgument, Detail::kBudget);
-  }
-  auto sel = rt_->retrieval().Select(step.seq, step.layer, step.query, step.budget, policy.store.sink_blocks, window,
-                                     policy.retrieval, stored, reader);
-  if (!sel.ok()) {
-    switch (sel.status().code()) {
-      case StatusCode::kNotFound: return Fail(StatusCode::kNotFound, Detail::kNoBlocks);
-      case StatusCode::kInvalidArgument: return Fail(StatusCode::kInvalidArgument, Detail::kQuery);
-      default: return FromStatus(sel.status(), 0);
-    }
-  }
-  *out = std::move(sel).value();
-  *select_ns = NowNs() - t0;
-  return Done();
-}
-
-dp::RingCompletion NamespaceOps::Pin(const Step& step, const StepPolicy& policy, const Selection& sel,
-                                     uint64_t select_ns, std::vector<dp::BlockTableEntry>* table) {
-  const storage::Policy& sp = policy.store;
-  const uint64_t t1 = NowNs();
-  auto lease = rt_->store().Acquire(step.seq, step.layer, sel.blocks, sp.miss_mode);
-  if (!lease.ok()) return FromStatus(lease.status(), 0);
-  const uint64_t t2 = NowNs();
-  leases_.insert(lease->id);
-  ++stats_->steps;
-  ++(sel.triggered ? stats_->triggers_taken : stats_->triggers_skipped);
-  stats_->selected_blocks += lease->blocks.size();
-  (sp.miss_mode == storage::MissMode::kDefer ? stats_->misses_deferred : stats_->misses_waited) +=
-      lease->missing.size();
-  stats_->select_ns += select_ns;
-  stats_->acquire_ns += t2 - t1;
-  if (latency_.select) latency_.select->Observe(select_ns * 1e-9);
-  if (latency_.acquire) latency_.acquire->Observe((t2 - t1) * 1e-9);
-  if (latency_.total) latency_.total->Observe((select_ns + t2 - t1) * 1e-9);
-  const size_t n = std::min<size_t>(lease->blocks.size(), step.budget);
-  table->resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    dp::BlockTableEntry& e = (*table)[i];
-    e = {};
-    e.block = lease->blocks[i].index;
-    e.tier = lease->blocks[i].where == storage::Where::kGpu ? 0 : 1;
-    e.offset = lease->blocks[i].offset;
-  }
-  return Done(static_cast<uint32_t>(n), lease->id, lease->missing.size());
 }
 
 dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {
@@ -371,8 +316,8 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
     if (!st.ok()) return FromStatus(st, 0);
     blocks += StoreRemotePrefix(req.seq, hashes, blocks, remote);
     // The sequence's retrieval summaries of the shared blocks.
-    scratch_.resize(rt_->model().BlockBytes());
-    for (uint32_t layer = 0; layer < rt_->model().num_layers; ++layer) {
+    scratch_.resize(rt_->stored_model().BlockBytes());
+    for (uint32_t layer = 0; layer < rt_->stored_model().num_layers; ++layer) {
       for (uint32_t b = 0; b < blocks; ++b) {
         st = rt_->store().Get(req.seq, layer, b, scratch_);
         if (st.ok()) st = rt_->retrieval().OnPut(req.seq, layer, b, scratch_);

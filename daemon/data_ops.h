@@ -63,12 +63,23 @@ class NamespaceOps : public OpHandler {
 
  private:
   dp::RingCompletion Put(const dp::RingRequest& req, std::span<uint8_t> staging);
+  // Put's work on stored blocks [block, block + count) of (seq, stored layer): the
+  // store, their retrieval summaries, R for a new prefix block. payload: count
+  // stored blocks. Completion: count stored, value durable (1/0), value2 deduplicated.
+  dp::RingCompletion StoreBlocks(uint64_t seq, uint32_t stored_layer, uint32_t block, uint32_t count,
+                                 std::span<const std::byte> payload, uint64_t stored_hash);
   dp::RingCompletion Get(const dp::RingRequest& req, std::span<uint8_t> staging);
-  // Get's fall-through to R: fetches the blocks at `misses` (indices into the
-  // request) from R into staging. end/error: where and why the local pass stopped
-  // (end == req.count: it did not).
-  dp::RingCompletion GetMissesFromRemote(const dp::RingRequest& req, std::span<uint8_t> staging,
-                                         std::span<const uint32_t> misses, uint32_t end, const Status& error);
+  // Get's work on stored blocks [block, block + count) of (seq, stored layer) into
+  // out (count stored blocks); local misses of a namespace that keeps closed
+  // sequences in R are fetched from R. Completion count: blocks read before a failure.
+  dp::RingCompletion GetStored(uint64_t seq, uint32_t stored_layer, uint32_t block, uint32_t count,
+                               std::span<std::byte> out);
+  // GetStored's fall-through to R: fetches the blocks at `misses` (indices from
+  // `block`) into out. end/error: where and why the local pass stopped (end ==
+  // count: it did not).
+  dp::RingCompletion GetMissesFromRemote(uint64_t seq, uint32_t stored_layer, uint32_t block, uint32_t count,
+                                         std::span<std::byte> out, std::span<const uint32_t> misses, uint32_t end,
+                                         const Status& error);
   dp::RingCompletion Append(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Retrieve(const dp::RingRequest& req, std::span<uint8_t> staging);
   // One sequence's step of Retrieve or RetrieveBatch.
@@ -84,16 +95,32 @@ class NamespaceOps : public OpHandler {
     RetrievalPolicy retrieval;
   };
   StepPolicy CurrentPolicy() const { return {rt_->store().policy(), rt_->retrieval_policy()}; }
-  // Selects, pins and places the blocks for `query`; fills *table. Retrieve's core,
-  // the same for the host and the GPU path.
-  dp::RingCompletion SelectAndPin(const Step& step, std::vector<dp::BlockTableEntry>* table);
+  // What Retrieve and RetrieveBatch get back per sequence.
+  struct Pinned {
+    dp::RingCompletion outcome{};   // OK, or why this sequence failed (then nothing of it stays pinned)
+    std::vector<uint64_t> leases;   // store leases: one per table head
+    uint32_t entries = 0;           // its table entries
+    uint32_t missing = 0;           // defer mode: selected but not resident
+    bool triggered = false;         // a trigger fired (for any head)
+  };
+  // Retrieve's and RetrieveBatch's core, the same for the host and the GPU path:
+  // every step (sequences of one layer, queries of the engine's shape) is selected
+  // — per KV head namespace, one selection per KV head on the stored layer, with
+  // its GQA group's query heads — in parallel on the batch pool, then pinned in
+  // order on the channel thread. Each sequence's entries are appended to *table
+  // (head by head, ascending blocks within a head; BlockTableEntry::head says which).
+  std::vector<Pinned> SelectAndPinAll(std::span<const Step> steps, std::vector<dp::BlockTableEntry>* table);
   // The selection half: catch-up of unseen blocks, trigger, scoring, top-k. Thread-safe (runs on the
   // batch's worker pool); *select_ns: its time. A failed one is an error completion.
   dp::RingCompletion SelectOnly(const Step& step, const StepPolicy& policy, Selection* out,
                                 uint64_t* select_ns) const;
-  // The pinning half: lease, stats, table. Channel thread only (leases_).
+  // The pinning half: lease, stats, the entries (appended to *table, marked
+  // `head`). Channel thread only (leases_).
   dp::RingCompletion Pin(const Step& step, const StepPolicy& policy, const Selection& sel, uint64_t select_ns,
-                         std::vector<dp::BlockTableEntry>* table);
+                         uint16_t head, std::vector<dp::BlockTableEntry>* table);
+  // Takes a lease id for the client: the store lease itself when there is one, else
+  // a batch lease over all of them (Release frees them together).
+  uint64_t ClientLease(std::vector<uint64_t> store_leases);
   // dp::Op::kRetrieveBatch (data_ops_batch.cc).
   dp::RingCompletion RetrieveBatch(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Release(const dp::RingRequest& req);

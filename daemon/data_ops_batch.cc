@@ -4,14 +4,17 @@
 //
 //   1. check the region (count, header, table area) and every entry; copy each
 //      good entry's query into daemon memory (the client may rewrite staging);
-//   2. select every good entry in parallel on the worker pool (each sequence has
-//      its own retrieval state, daemon/retrieval.h);
-//   3. on the channel's thread, pin each selection (one store lease per sequence,
-//      all under one batch lease) and pack its table into the table area;
+//   2. select every good entry (per KV head namespace: each of its heads) in
+//      parallel on the worker pool (each sequence has its own retrieval state,
+//      daemon/retrieval.h), then, on the channel's thread, pin each selection (one
+//      store lease per sequence and head, all under one batch lease) —
+//      SelectAndPinAll, data_ops_select.cc;
+//   3. pack each sequence's table run into the table area;
 //   4. write every entry's result.
 #include <cstring>
 
 #include "daemon/data_ops.h"
+#include "daemon/data_ops_util.h"
 
 namespace tierkv::daemon {
 namespace {
@@ -19,15 +22,11 @@ using dp::Detail;
 
 dp::RingCompletion Refuse(Detail detail) { return ErrorCompletion(0, StatusCode::kInvalidArgument, detail); }
 
-bool IsOk(const dp::RingCompletion& c) { return c.status == static_cast<uint8_t>(StatusCode::kOk); }
-
 // One entry as the daemon works on it.
 struct Item {
   dp::RetrieveBatchEntry entry{};
   std::vector<float> query;
   dp::RingCompletion outcome{};  // status/detail of this sequence
-  Selection selection;
-  uint64_t select_ns = 0;
 };
 
 // The checks of one entry that need no store access; sets item->outcome on failure.
@@ -53,7 +52,7 @@ uint64_t ReadEntries(const uint8_t* region, uint32_t count, uint64_t length, siz
     std::memcpy(&e, region + i * sizeof e, sizeof e);
     Item& it = (*items)[i];
     CheckEntry(e, header, length, qbytes, &it);
-    if (!IsOk(it.outcome)) continue;
+    if (!ops::IsOk(it.outcome)) continue;
     it.query.resize(qfloats);
     std::memcpy(it.query.data(), region + e.query_offset, qbytes);
     needed += e.budget;
@@ -71,18 +70,20 @@ dp::RingCompletion NamespaceOps::RetrieveBatch(const dp::RingRequest& req, std::
   // ProcessRequest checked [offset, offset + length) against the staging area.
   uint8_t* region = staging.data() + req.offset;
   std::vector<Item> items;
-  const uint64_t table_needed = ReadEntries(region, req.count, req.length, size_t{m.num_q_heads} * m.head_dim, &items);
+  const uint64_t table_needed = ReadEntries(region, req.count, req.length, size_t{m.num_q_heads} * m.head_dim, &items) *
+                                rt_->record().spec.TableHeads();  // per KV head: a run per head
   if (table_needed > (req.length - req.arg) / sizeof(dp::BlockTableEntry)) return Refuse(Detail::kRange);
 
-  const StepPolicy policy = CurrentPolicy();
-  auto select = [&](size_t i) {
-    Item& it = items[i];
-    if (!IsOk(it.outcome)) return;
-    it.outcome = SelectOnly({it.entry.seq, req.layer, it.entry.budget, it.entry.window, it.query}, policy,
-                            &it.selection, &it.select_ns);
-  };
-  if (batch_.pool) batch_.pool->ParallelFor(items.size(), select);
-  else for (size_t i = 0; i < items.size(); ++i) select(i);
+  std::vector<Step> steps;
+  std::vector<uint32_t> step_of(items.size(), UINT32_MAX);
+  for (uint32_t i = 0; i < req.count; ++i) {
+    const Item& it = items[i];
+    if (!ops::IsOk(it.outcome)) continue;
+    step_of[i] = static_cast<uint32_t>(steps.size());
+    steps.push_back({it.entry.seq, req.layer, it.entry.budget, it.entry.window, it.query});
+  }
+  table_.clear();
+  std::vector<Pinned> pinned = SelectAndPinAll(steps, &table_);
 
   std::vector<uint64_t> leases;
   uint64_t cursor = 0;  // table entries written
@@ -90,25 +91,24 @@ dp::RingCompletion NamespaceOps::RetrieveBatch(const dp::RingRequest& req, std::
   for (uint32_t i = 0; i < req.count; ++i) {
     Item& it = items[i];
     dp::RetrieveBatchResult r{};
-    if (IsOk(it.outcome)) {
-      const Step step{it.entry.seq, req.layer, it.entry.budget, it.entry.window, it.query};
-      it.outcome = Pin(step, policy, it.selection, it.select_ns, &table_);
-    }
+    Pinned* p = step_of[i] != UINT32_MAX ? &pinned[step_of[i]] : nullptr;
+    if (p) it.outcome = p->outcome;
     r.status = it.outcome.status;
     r.detail = it.outcome.detail;
-    if (IsOk(it.outcome)) {
-      leases.push_back(it.outcome.value);
-      r.count = it.outcome.count;
+    if (ops::IsOk(it.outcome)) {
+      leases.insert(leases.end(), p->leases.begin(), p->leases.end());
+      r.count = p->entries;
       r.table_index = cursor;
-      r.missing = static_cast<uint32_t>(it.outcome.value2);
-      r.triggered = it.selection.triggered ? 1 : 0;
-      const auto bytes = std::as_bytes(std::span(table_));
-      if (!bytes.empty()) std::memcpy(region + req.arg + cursor * sizeof(dp::BlockTableEntry), bytes.data(), bytes.size());
+      r.missing = p->missing;
+      r.triggered = p->triggered ? 1 : 0;
       cursor += r.count;
       ++served;
     }
     std::memcpy(region + header / 2 + i * sizeof r, &r, sizeof r);  // results follow the entries
   }
+  // The served sequences' runs are consecutive in table_, in entry order.
+  const auto bytes = std::as_bytes(std::span(table_));
+  if (!bytes.empty()) std::memcpy(region + req.arg, bytes.data(), bytes.size());
   dp::RingCompletion done{};
   done.count = served;
   done.value2 = cursor;

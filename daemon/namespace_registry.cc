@@ -75,6 +75,11 @@ Result<NamespaceRegistry::CreateResult> NamespaceRegistry::Create(
       return AlreadyExists("namespace '" + spec.name + "' exists with model_id '" + existing.spec.model_id +
                            "'; asked for '" + spec.model_id + "' (a namespace holds one model's blocks)");
     }
+    if (existing.spec.granularity != spec.granularity) {  // another block layout
+      return AlreadyExists("namespace '" + spec.name + "' exists with granularity " +
+                           std::string(GranularityName(existing.spec.granularity)) + "; asked for " +
+                           std::string(GranularityName(spec.granularity)));
+    }
     return CreateResult{existing, false};
   }
   if (by_id_.size() >= max_) {
@@ -87,7 +92,8 @@ Result<NamespaceRegistry::CreateResult> NamespaceRegistry::Create(
   ++next_id_;
   by_name_[rec.spec.name] = rec.id;
   by_id_[rec.id] = rec;
-  LOG(INFO) << "namespace " << rec.id << " '" << rec.spec.name << "' created: " << rec.spec.model.ToString();
+  LOG(INFO) << "namespace " << rec.id << " '" << rec.spec.name << "' created: " << rec.spec.model.ToString()
+            << " granularity=" << GranularityName(rec.spec.granularity);
   return CreateResult{std::move(rec), true};
 }
 

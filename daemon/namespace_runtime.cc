@@ -53,7 +53,7 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
                                                                  storage::Manifest* manifest) {
   const auto opened_at = std::chrono::steady_clock::now();
   std::unique_ptr<NamespaceRuntime> rt(new NamespaceRuntime(rec, manifest));
-  const ModelSpec& m = rec.spec.model;
+  const ModelSpec& m = rt->stored_model();
   const auto cap = static_cast<uint32_t>(m.BlockBytes());
   const size_t mem_stride = storage::ArenaTier::SlotStride(cap);
   const std::string tag = "ns" + std::to_string(rec.id);

@@ -37,7 +37,13 @@ class NamespaceRuntime {
   ~NamespaceRuntime();
 
   const NamespaceRecord& record() const { return record_; }
+  // The engine's model (what Put, Get, Append and Retrieve requests are shaped by).
   const ModelSpec& model() const { return record_.spec.model; }
+  // The shape of one stored block: model() per layer; per KV head, one KV head's
+  // tokens under stored layer layer * kv + head (NamespaceSpec::StoredModel). The
+  // store, the tiers, the retrieval index and R work in stored blocks.
+  const ModelSpec& stored_model() const { return stored_model_; }
+  bool per_head() const { return record_.spec.granularity == Granularity::kKvHead; }
   storage::BlockStore& store() { return *store_; }
   const storage::BlockStore& store() const { return *store_; }
   RetrievalIndex& retrieval() { return retrieval_; }
@@ -64,7 +70,7 @@ class NamespaceRuntime {
   void AttachRemote(storage::remote::RemoteTier* remote) {
     if (record_.spec.model_id.empty()) return;
     remote_ = remote;
-    remote_fp_ = storage::remote::NamespaceFingerprint(record_.spec.name, record_.spec.model_id, model());
+    remote_fp_ = storage::remote::NamespaceFingerprint(record_.spec.name, record_.spec.model_id, stored_model());
   }
   storage::remote::RemoteTier* remote() const { return remote_; }
   const storage::remote::Fingerprint& remote_fingerprint() const { return remote_fp_; }
@@ -73,12 +79,14 @@ class NamespaceRuntime {
   NamespaceRuntime(NamespaceRecord record, storage::Manifest* manifest)
       : record_(std::move(record)),
         manifest_(manifest),
-        retrieval_(record_.spec.model),
+        stored_model_(record_.spec.StoredModel()),
+        retrieval_(stored_model_),
         owners_(record_.id, manifest) {}
   Status LoadPolicy(storage::Policy* storage_policy);
 
   const NamespaceRecord record_;
   storage::Manifest* const manifest_;
+  const ModelSpec stored_model_;
   std::unique_ptr<storage::ArenaTier> g_, h_;
   std::unique_ptr<storage::DiskTier> d_;
   bool gpu_emulated_ = true;

@@ -57,7 +57,7 @@ void WritePrefixBlockToRemote(NamespaceRuntime& rt, uint64_t hash, uint32_t laye
   RemoteTier* r = rt.remote();
   const uint32_t ttl = rt.store().policy().remote_ttl_s;
   if (!r || ttl == 0) return;
-  r->Write(RemoteBlockKey{rt.remote_fingerprint(), hash, layer}, block, ttl, DTypeBytes(rt.model().dtype));
+  r->Write(RemoteBlockKey{rt.remote_fingerprint(), hash, layer}, block, ttl, DTypeBytes(rt.stored_model().dtype));
 }
 
 bool SequencesInRemote(NamespaceRuntime& rt) {
@@ -68,7 +68,7 @@ bool SequencesInRemote(NamespaceRuntime& rt) {
 uint64_t WriteClosedSequenceToRemote(NamespaceRuntime& rt, uint64_t seq) {
   if (!SequencesInRemote(rt)) return 0;
   RemoteTier* r = rt.remote();
-  const ModelSpec& m = rt.model();
+  const ModelSpec& m = rt.stored_model();
   const uint32_t ttl = rt.store().policy().remote_ttl_s;
   uint64_t queued = 0, left = 0;
   for (uint32_t layer = 0; layer < m.num_layers; ++layer) {
@@ -105,7 +105,7 @@ void GetSequenceBlocksFromRemote(NamespaceRuntime& rt, uint64_t seq, uint32_t la
                                  std::span<const uint32_t> blocks, std::span<std::byte> out,
                                  std::vector<bool>* found) {
   found->assign(blocks.size(), false);
-  const size_t bb = rt.model().BlockBytes();
+  const size_t bb = rt.stored_model().BlockBytes();
   RemoteTier* r = rt.remote();
   // One Fetch per kKeysPerFetch blocks (a Get names at most 2^16).
   for (size_t first = 0; first < blocks.size(); first += kKeysPerFetch) {
@@ -132,9 +132,9 @@ uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> h
   blocks->clear();
   RemoteTier* r = rt.remote();
   if (!r || rt.store().policy().remote_ttl_s == 0 || first >= hashes.size()) return 0;
-  const uint32_t layers = rt.model().num_layers;
+  const uint32_t layers = rt.stored_model().num_layers;
   const size_t per_batch = std::max<size_t>(1, kKeysPerFetch / layers);
-  const size_t max_positions = std::max<size_t>(1, kMaxFetchBytes / (size_t{layers} * rt.model().BlockBytes()));
+  const size_t max_positions = std::max<size_t>(1, kMaxFetchBytes / (size_t{layers} * rt.stored_model().BlockBytes()));
   const size_t end = std::min(hashes.size(), first + max_positions);
   for (size_t p = first; p < end;) {
     const size_t n = std::min(per_batch, end - p);
@@ -143,7 +143,7 @@ uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> h
       for (uint32_t l = 0; l < layers; ++l) keys.push_back({rt.remote_fingerprint(), hashes[p + i], l});
     }
     std::vector<std::string> got;
-    if (!r->Fetch(keys, rt.model().BlockBytes(), &got).ok()) break;  // counted in R's stats
+    if (!r->Fetch(keys, rt.stored_model().BlockBytes(), &got).ok()) break;  // counted in R's stats
     for (size_t i = 0; i < n; ++i) {
       std::vector<std::string> position(layers);
       for (uint32_t l = 0; l < layers; ++l) {

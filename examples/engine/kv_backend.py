@@ -275,7 +275,8 @@ class TierkvBackend(KVBackend):
         an array of blocks (Channel.arena_tensor), when every offset sits on the
         block_bytes grid; None otherwise."""
         by_tier: dict[int, list[tuple[int, int]]] = {}
-        for i, (_, tier, offset) in enumerate(refs):
+        for i, ref in enumerate(refs):
+            tier, offset = ref.tier, ref.offset
             if offset % self._block_bytes:
                 return None
             by_tier.setdefault(tier, []).append((i, offset // self._block_bytes))

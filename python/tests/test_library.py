@@ -53,10 +53,12 @@ def test_help_reads_well():
 def test_the_ctypes_layouts_match_the_c_abi():
     import ctypes
     from tierkv import _lib
-    sizes = {_lib.ModelSpecC: 24, _lib.BlockRefC: 24, _lib.NamespaceOptionsC: 72, _lib.ChannelOptionsC: 40,
+    sizes = {_lib.ModelSpecC: 24, _lib.BlockRefC: 24, _lib.NamespaceOptionsC: 80, _lib.ChannelOptionsC: 40,
              _lib.BlockTableEntryC: 16, _lib.GpuRetrievalC: 24}  # LP64, as the library static_asserts
     for struct, size in sizes.items():
         assert ctypes.sizeof(struct) == size, struct.__name__
     assert tierkv.BLOCK_TABLE_DTYPE.itemsize == 16 and tierkv.BLOCK_TABLE_DTYPE.fields["offset"][1] == 8
     assert _lib.NamespaceOptionsC.model_id.offset == 64  # added after ABI 2 (struct_size tells)
+    assert _lib.NamespaceOptionsC.granularity.offset == 72  # appended after model_id
+    assert _lib.BlockRefC.head.offset == 6 and tierkv.BLOCK_TABLE_DTYPE.fields["head"][1] == 6
     assert _lib.NamespaceOptionsC.uids.offset == 32 and _lib.ChannelOptionsC.gpu_exchange_bytes.offset == 32

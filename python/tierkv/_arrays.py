@@ -22,7 +22,8 @@ DTYPE_NAMES = {v: k for k, v in DTYPE_CODES.items()}
 _TORCH_NAMES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}
 
 #: numpy layout of one entry of the GPU path's block table (tierkv_block_table_entry).
-BLOCK_TABLE_DTYPE = np.dtype([("block", "<u4"), ("tier", "u1"), ("reserved", "u1", (3,)), ("offset", "<u8")])
+BLOCK_TABLE_DTYPE = np.dtype([("block", "<u4"), ("tier", "u1"), ("reserved", "u1"), ("head", "<u2"),
+                              ("offset", "<u8")])
 
 
 def _torch():

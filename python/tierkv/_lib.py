@@ -18,7 +18,8 @@ import ctypes.util
 import glob
 import os
 import threading
-from ctypes import (POINTER, Structure, c_char_p, c_int, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p)
+from ctypes import (POINTER, Structure, c_char_p, c_int, c_size_t, c_uint8, c_uint16, c_uint32, c_uint64,
+                    c_void_p)
 from pathlib import Path
 from typing import List, Optional
 
@@ -35,7 +36,8 @@ class ModelSpecC(Structure):
 
 
 class BlockRefC(Structure):
-    _fields_ = [("block", c_uint32), ("tier", c_uint32), ("offset", c_uint64), ("data", c_void_p)]
+    _fields_ = [("block", c_uint32), ("tier", c_uint16), ("head", c_uint16), ("offset", c_uint64),
+                ("data", c_void_p)]
 
 
 # The option structs: struct_size is set to ctypes.sizeof (the library reads a shorter,
@@ -44,7 +46,8 @@ class BlockRefC(Structure):
 class NamespaceOptionsC(Structure):
     _fields_ = [("struct_size", c_uint32), ("gpu_bytes", c_uint64), ("host_bytes", c_uint64),
                 ("disk_bytes", c_uint64), ("uids", POINTER(c_uint32)), ("num_uids", c_size_t),
-                ("gids", POINTER(c_uint32)), ("num_gids", c_size_t), ("model_id", c_char_p)]
+                ("gids", POINTER(c_uint32)), ("num_gids", c_size_t), ("model_id", c_char_p),
+                ("granularity", c_uint32)]
 
 
 class ChannelOptionsC(Structure):
@@ -53,7 +56,8 @@ class ChannelOptionsC(Structure):
 
 
 class BlockTableEntryC(Structure):
-    _fields_ = [("block", c_uint32), ("tier", c_uint8), ("reserved", c_uint8 * 3), ("offset", c_uint64)]
+    _fields_ = [("block", c_uint32), ("tier", c_uint8), ("reserved", c_uint8), ("head", c_uint16),
+                ("offset", c_uint64)]
 
 
 class GpuRetrievalC(Structure):
@@ -106,6 +110,8 @@ _PROTOTYPES = {
     "tierkv_channel_last_error": (c_char_p, [_P]),
     "tierkv_channel_model": (_S, [_P, POINTER(ModelSpecC)]),
     "tierkv_block_bytes": (c_uint64, [_P]),
+    "tierkv_table_heads": (c_uint32, [_P]),
+    "tierkv_entry_bytes": (c_uint64, [_P]),
     "tierkv_staging_bytes": (c_uint64, [_P]),
     "tierkv_put_ex": (_S, [_P, c_uint64, c_uint32, c_uint32, c_void_p, c_size_t, c_uint64, POINTER(c_int)]),
     "tierkv_append": (_S, [_P, c_uint64, c_uint32, c_uint64, c_uint32, c_void_p, c_size_t, POINTER(c_uint64)]),

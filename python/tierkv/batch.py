@@ -66,7 +66,7 @@ def retrieve_batch(channel: "Channel", layer: int, seqs: Sequence[int], queries:
     for i in range(n):
         items[i].seq, items[i].query = seq_list[i], base + i * row
         items[i].budget, items[i].window = budget_list[i], window_list[i]
-    total = sum(budget_list)
+    total = sum(budget_list) * channel.table_heads  # granularity head: a run per KV head
     need = 64 * n + n * floats * 4 + 16 * total  # DataChannel::BatchStagingBytes
     if need > channel.staging_bytes:
         raise InvalidArgument(f"retrieve_batch: {n} sequences with {total} table entries need {need} staging bytes; "
@@ -92,7 +92,8 @@ def _outcomes(channel: "Channel", table: Any, results: Any, n: int) -> List[Any]
             msg = (lib.tierkv_batch_item_error(ch, i) or b"").decode(errors="replace")
             out.append(from_status(r.status, msg))
             continue
-        refs = [BlockRef(table[k].block, table[k].tier, table[k].offset) for k in range(r.first, r.first + r.count)]
+        refs = [BlockRef(table[k].block, table[k].tier, table[k].offset, table[k].head)
+                for k in range(r.first, r.first + r.count)]
         out.append((refs, r.missing))
     return out
 

@@ -22,11 +22,13 @@ TIER_G, TIER_H = 0, 1
 
 class BlockRef(NamedTuple):
     """A retrieved block: its index in the sequence (tokens block * block_tokens
-    onwards), its tier (0 = G, 1 = H) and its byte offset in that tier's arena."""
+    onwards), its tier (0 = G, 1 = H), its byte offset in that tier's arena, and the
+    KV head it serves (a namespace of granularity "head"; 0 per layer)."""
 
     block: int
     tier: int
     offset: int
+    head: int = 0
 
 
 class _Handle:
@@ -58,6 +60,11 @@ class Channel:
         """Bytes of one block."""
         self.staging_bytes: int = int(self._lib.tierkv_staging_bytes(ptr))
         """Bytes of the staging area (puts and gets go through it in rounds)."""
+        self.table_heads: int = int(self._lib.tierkv_table_heads(ptr))
+        """Retrieve table entries per budgeted block: 1 (granularity "layer") or
+        num_kv_heads (granularity "head": each KV head gets its own `budget` blocks)."""
+        self.entry_bytes: int = int(self._lib.tierkv_entry_bytes(ptr))
+        """Bytes one retrieved entry points at (block_bytes / table_heads)."""
 
     # --- plumbing ---
     def _ptr(self) -> int:
@@ -87,6 +94,18 @@ class Channel:
     def block_shape(self):
         """(2, num_kv_heads, block_tokens, head_dim)."""
         return self.model.block_shape
+
+    @property
+    def entry_shape(self):
+        """The shape of one retrieved entry: block_shape per layer; (2, 1,
+        block_tokens, head_dim) per KV head (that head's K then V)."""
+        two, kv, bt, d = self.block_shape
+        return (two, kv // self.table_heads, bt, d)
+
+    @property
+    def granularity(self) -> str:
+        """"layer" or "head" (the namespace's selection granularity)."""
+        return "head" if self.table_heads > 1 else "layer"
 
     @property
     def gpu_path(self) -> str:
@@ -200,15 +219,16 @@ class Channel:
         if budget == 0:
             raise InvalidArgument("retrieve: budget must be positive")
         q = query_f32(query, self.model.query_floats)
+        entries = budget * self.table_heads
         fits = (self.staging_bytes - q.nbytes) // ctypes.sizeof(_lib.BlockTableEntryC)
-        if budget > fits:
-            raise InvalidArgument(f"retrieve: a table of {budget} entries and the query do not fit the staging area "
+        if entries > fits:
+            raise InvalidArgument(f"retrieve: a table of {entries} entries and the query do not fit the staging area "
                                   f"({self.staging_bytes} bytes: at most {max(fits, 0)} entries)")
-        table = (_lib.BlockRefC * budget)()
+        table = (_lib.BlockRefC * entries)()
         count, lease, missing = ctypes.c_uint32(), ctypes.c_uint64(), ctypes.c_uint32()
-        self._check(self._lib.tierkv_retrieve_ex(ch, seq, layer, q.ctypes.data, q.size, budget, table, budget,
+        self._check(self._lib.tierkv_retrieve_ex(ch, seq, layer, q.ctypes.data, q.size, budget, table, entries,
                                                  ctypes.byref(count), ctypes.byref(lease), ctypes.byref(missing)))
-        refs = [BlockRef(table[i].block, table[i].tier, table[i].offset) for i in range(count.value)]
+        refs = [BlockRef(table[i].block, table[i].tier, table[i].offset, table[i].head) for i in range(count.value)]
         sel = Selection(self, lease.value, refs, missing.value)
         self._leases[lease.value] = sel
         return sel
@@ -322,13 +342,14 @@ class Channel:
 
     def _ref(self, ref: Any, what: str):
         self._ptr()
-        if not isinstance(ref, tuple) or len(ref) != 3:
-            raise InvalidArgument(f"{what}: ref must be a BlockRef(block, tier, offset)")
+        if not isinstance(ref, tuple) or len(ref) not in (3, 4):
+            raise InvalidArgument(f"{what}: ref must be a BlockRef(block, tier, offset, head)")
         return check_uint(ref[1], "ref.tier", 1), check_uint(ref[2], "ref.offset", 64)
 
     def block_view(self, ref: BlockRef) -> np.ndarray:
-        """A zero-copy, read-only view (2, kv_heads, block_tokens, head_dim) of one
-        block in the shared arena. Its bytes are valid while the lease that returned
+        """A zero-copy, read-only view (entry_shape: (2, kv_heads, block_tokens,
+        head_dim), or (2, 1, block_tokens, head_dim) per KV head) of one block in the
+        shared arena. Its bytes are valid while the lease that returned
         ref is held. A tier-0 block on a real GPU is device memory: NotSupported (use
         block_tensor, or Selection.stacked for a host copy)."""
         tier, offset = self._ref(ref, "block_view")
@@ -336,7 +357,7 @@ class Channel:
         if arena is None:
             raise NotSupported(f"block_view: the tier-{tier} arena is not mapped in this process"
                                + (" (G is GPU memory: use block_tensor(ref) or tensors())" if tier == TIER_G else ""))
-        return arena.view(offset, self.block_bytes, self.numpy_dtype, self.block_shape)
+        return arena.view(offset, self.entry_bytes, self.numpy_dtype, self.entry_shape)
 
     def block_tensor(self, ref: BlockRef):
         """One block as a torch tensor (2, kv_heads, block_tokens, head_dim) without a
@@ -348,8 +369,8 @@ class Channel:
         device = self.gpu_arena_device if tier == TIER_G else None
         if device is None:
             return as_torch(self.block_view(ref))
-        return device_tensor(device, self._lib.tierkv_gpu_arena_device_bytes(self._ptr()), offset, self.block_bytes,
-                             self.numpy_dtype, self.block_shape, self._handle)
+        return device_tensor(device, self._lib.tierkv_gpu_arena_device_bytes(self._ptr()), offset, self.entry_bytes,
+                             self.numpy_dtype, self.entry_shape, self._handle)
 
     def block_copy(self, ref: BlockRef) -> np.ndarray:
         """A host copy of one block, wherever it is (a G block on a real GPU is copied
@@ -445,7 +466,8 @@ class Selection(_Lease):
     def __init__(self, channel: Channel, lease: int, blocks: List[BlockRef], missing: int) -> None:
         super().__init__(channel, lease, missing)
         self.blocks: List[BlockRef] = blocks
-        """The selected blocks, ascending by block index."""
+        """The selected blocks, ascending by block index (per KV head namespace:
+        head 0's run first, then head 1's, ...; BlockRef.head says which)."""
 
     @property
     def block_indices(self) -> np.ndarray:
@@ -480,7 +502,7 @@ class Selection(_Lease):
 
 
 def stack_copies(channel: Channel, blocks: List[BlockRef]) -> np.ndarray:
-    out = np.empty((len(blocks),) + channel.block_shape, dtype=channel.numpy_dtype)
+    out = np.empty((len(blocks),) + channel.entry_shape, dtype=channel.numpy_dtype)
     for i, b in enumerate(blocks):
         out[i] = channel.block_copy(b)
     return out
@@ -521,4 +543,4 @@ class GpuSelection(_Lease):
     @property
     def blocks(self) -> List[BlockRef]:
         """The table as BlockRefs (a host copy: see entries)."""
-        return [BlockRef(int(e["block"]), int(e["tier"]), int(e["offset"])) for e in self.entries()]
+        return [BlockRef(int(e["block"]), int(e["tier"]), int(e["offset"]), int(e["head"])) for e in self.entries()]

@@ -179,11 +179,16 @@ class Client:
     def create_namespace(self, name: str, *, num_layers: int, num_q_heads: int, num_kv_heads: int, head_dim: int,
                          block_tokens: int, dtype: str = "f16", gpu_bytes: int = 0, host_bytes: int = 0,
                          disk_bytes: int = 0, uids: Optional[Sequence[int]] = None,
-                         gids: Optional[Sequence[int]] = None, model_id: Optional[str] = None) -> Namespace:
+                         gids: Optional[Sequence[int]] = None, model_id: Optional[str] = None,
+                         granularity: str = "layer") -> Namespace:
         """Creates a namespace (admins only); the same name and spec again returns it.
 
         model_id: the model's identity (e.g. "meta-llama/Llama-3.1-8B@5206a32"), needed
         to share prefix blocks with other machines through the remote tier R.
+
+        granularity: "layer" (one block set per layer) or "head" (each KV head selects
+        its own blocks at the same bytes; a retrieved entry is one head's K and V, see
+        Channel.table_heads and BlockRef.head). Fixed at creation.
 
         Budgets in bytes per tier (0: no budget of its own). uids/gids: who may attach
         (both None: only the creating uid; a list replaces that, so list os.getuid() too
@@ -211,6 +216,9 @@ class Client:
                 raise InvalidArgument("model_id must be a str")
             keep.append(model_id.encode())
             opts.model_id = keep[-1]
+        if granularity not in ("layer", "head"):
+            raise InvalidArgument(f"granularity must be 'layer' or 'head', not {granularity!r}")
+        opts.granularity = 1 if granularity == "head" else 0
         ns_id = ctypes.c_uint32()
         self._check(self._lib.tierkv_create_namespace_ex(self._handle(), _name_bytes(name), ctypes.byref(model),
                                                          ctypes.byref(opts), ctypes.byref(ns_id), None))

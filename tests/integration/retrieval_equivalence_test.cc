@@ -9,7 +9,10 @@
 // default drift_tau and head_combine max. The same run is replayed on index::MakeRetriever +
 // index::TriggerBank over the same keys, a step at n blocks being the
 // evaluation's step at position n * block_tokens - 1; every step's block table
-// must equal the replay's selection.
+// must equal the replay's selection. A namespace of granularity head
+// (docs/decisions/0023) is replayed on the per-KV-head retriever of the same
+// method and TriggerBank::SelectHeads: every head's run of the table must equal
+// that head's selection.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -40,13 +43,14 @@ struct Case {
   uint32_t every = 4;        // trigger_every
   double tau = 0.9;          // drift_tau; kDefaultTau: not set (the policy's default)
   const char* combine = "softmax_sum";  // head_combine
+  bool per_head = false;     // the namespace's granularity is head
 };
 constexpr double kDefaultTau = -2;
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
   std::string s = std::string(info.param.retriever) + "_" + info.param.trigger +
                   (info.param.tau == kDefaultTau ? "_default_tau" : "") +
-                  (std::string(info.param.combine) == "max" ? "_max" : "");
+                  (std::string(info.param.combine) == "max" ? "_max" : "") + (info.param.per_head ? "_per_head" : "");
   for (char& c : s) {
     if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
   }
@@ -73,6 +77,7 @@ class RetrievalEquivalenceTest : public ::testing::TestWithParam<Case> {
     NamespaceSpec spec;
     spec.name = "ns";
     spec.model = kModel;
+    spec.granularity = GetParam().per_head ? Granularity::kKvHead : Granularity::kLayer;
     spec.budgets = {64 * kModel.BlockBytes(), 64 * kModel.BlockBytes(), 256 * kModel.BlockBytes()};
     ASSERT_TRUE(client_->CreateNamespace(spec).ok());
     ASSERT_TRUE(client_->Attach("ns").ok());
@@ -100,15 +105,34 @@ class RetrievalEquivalenceTest : public ::testing::TestWithParam<Case> {
     blocks_[b] = std::move(block);
   }
 
-  // The daemon's selection for one step (the lease is released).
-  std::vector<uint32_t> Served(const std::vector<float>& q, uint32_t budget) {
+  // The daemon's selection for one step, one list per table head (the lease is
+  // released). Each entry's bytes are checked against the block it names.
+  std::vector<std::vector<uint32_t>> Served(const std::vector<float>& q, uint32_t budget) {
     auto r = ch_->Retrieve(1, 0, q, budget);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     if (!r.ok()) return {};
-    std::vector<uint32_t> got;
-    for (const auto& b : r->blocks) got.push_back(b.block);
+    std::vector<std::vector<uint32_t>> got(ch_->table_heads());
+    for (const auto& b : r->blocks) {
+      EXPECT_LT(b.head, got.size());
+      if (b.head >= got.size()) continue;
+      EXPECT_TRUE(got[b.head].empty() || got[b.head].back() < b.block) << "a head's run is ascending";
+      got[b.head].push_back(b.block);
+      EXPECT_TRUE(EntryHoldsBlock(b)) << "block " << b.block << " head " << b.head;
+    }
     EXPECT_TRUE(ch_->Release(r->lease).ok());
     return got;
+  }
+
+  // The entry's bytes are the K and V rows of its head (every head: per layer).
+  bool EntryHoldsBlock(const DataChannel::BlockRef& ref) const {
+    const auto bytes = ch_->BlockBytes(ref);
+    if (ref.block >= blocks_.size() || bytes.size() != ch_->entry_bytes()) return false;
+    const std::vector<float>& f = blocks_[ref.block];
+    const size_t heads = ch_->table_heads(), row = f.size() / 2 / kKvHeads;  // one head's K (or V)
+    if (heads == 1) return std::memcmp(bytes.data(), f.data(), bytes.size()) == 0;
+    return std::memcmp(bytes.data(), f.data() + ref.head * row, row * sizeof(float)) == 0 &&
+           std::memcmp(bytes.data() + row * sizeof(float), f.data() + (kKvHeads + ref.head) * row,
+                       row * sizeof(float)) == 0;
   }
 
   // The layer's keys as index/ views them: [kv][tokens][d].
@@ -147,7 +171,7 @@ TEST_P(RetrievalEquivalenceTest, ServedSelectionsEqualTheTriggerBankAndRetriever
   tc.every_n = c.every;
   tc.post_rope = true;
   index::TriggerBank bank(tc);
-  auto made = index::MakeRetriever(c.retriever);
+  auto made = index::MakeRetriever(c.retriever, c.per_head ? index::Granularity::kKvHead : index::Granularity::kLayer);
   ASSERT_TRUE(made.ok()) << made.status().ToString();
   std::unique_ptr<index::Retriever> retriever = std::move(made).value();
   index::RetrieverParams params;
@@ -183,10 +207,10 @@ TEST_P(RetrievalEquivalenceTest, ServedSelectionsEqualTheTriggerBankAndRetriever
     qv.head_dim = kHeadDim;
     qv.q = q.data();
     qv.position = uint64_t{blocks} * kBlockTokens - 1;
-    std::vector<uint32_t> want, fresh;
+    std::vector<std::vector<uint32_t>> want, fresh;
     bool retrieved = false;
-    ASSERT_TRUE(bank.Select(1, 0, retriever.get(), qv, budget, always, &want, &retrieved).ok());
-    ASSERT_TRUE(retriever->Select(qv, budget, always, &fresh).ok());
+    ASSERT_TRUE(bank.SelectHeads(1, 0, retriever.get(), qv, budget, always, &want, &retrieved).ok());
+    ASSERT_TRUE(retriever->SelectHeads(qv, budget, always, &fresh).ok());
     if (!retrieved && fresh != want) ++reused_and_different;
     EXPECT_EQ(Served(q, budget), want) << "step " << step << (retrieved ? " (retrieved)" : " (reused)");
   }
@@ -207,7 +231,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"mean", "every"}, Case{"mean", "drift", 4, 0.95}, Case{"mean", "every_n", 3},
                       Case{"mean:r=2", "drift", 4, 0.95}, Case{"exact", "every"}, Case{"exact", "drift", 4, 0.95},
                       Case{"exact", "every_n", 5}, Case{"minmax", "drift", 4, kDefaultTau},
-                      Case{"exact", "every", 4, 0.9, "max"}, Case{"mean", "every_n", 3, 0.9, "max"}),
+                      Case{"exact", "every", 4, 0.9, "max"}, Case{"mean", "every_n", 3, 0.9, "max"},
+                      Case{"minmax", "every", 4, 0.9, "softmax_sum", true},
+                      Case{"minmax", "drift", 4, 0.95, "softmax_sum", true},
+                      Case{"mean", "every_n", 3, 0.9, "softmax_sum", true},
+                      Case{"exact", "drift", 4, 0.95, "max", true},
+                      Case{"mean:r=2", "every", 4, 0.9, "softmax_sum", true}),
     CaseName);
 
 }  // namespace

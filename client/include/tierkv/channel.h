@@ -56,16 +56,19 @@ class TIERKV_EXPORT DataChannel {
     uint32_t block;    // block index in the sequence (token position block * block_tokens)
     uint8_t tier;      // 0 = G, 1 = H
     uint64_t offset;   // in that tier's arena
+    uint16_t head = 0; // the KV head it serves (granularity head; 0 per layer)
   };
   struct Retrieval {
     uint64_t lease = 0;           // pass to Release after the step
-    std::vector<BlockRef> blocks;  // selected and resident, ascending
+    std::vector<BlockRef> blocks;  // selected and resident: per head (head 0 first), ascending within a head
     uint32_t missing = 0;          // defer mode: selected but still on disk
   };
   // Selects up to `budget` blocks of (seq, layer) for `query` (f32 [q_heads][head_dim]),
   // sinks and the recent window included, and pins them until Release. A budget
   // below the policy's sink_blocks + recent_window (when the layer holds that many
-  // blocks) is refused with kInvalidArgument saying so.
+  // blocks) is refused with kInvalidArgument saying so. In a namespace of
+  // granularity head every KV head gets its own `budget` blocks (table_heads() runs;
+  // each block is one head's K then V, entry_bytes() bytes).
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
   Status Release(uint64_t lease);
 
@@ -94,7 +97,7 @@ class TIERKV_EXPORT DataChannel {
   // (unknown sequence, zero budget, wrong query size) only fails its own result.
   Result<BatchRetrieval> RetrieveBatch(uint32_t layer, std::span<const BatchItem> items);
   // The staging bytes RetrieveBatch needs for n items of query_floats floats whose
-  // budgets sum to total_budget.
+  // tables hold total_budget entries (the budgets' sum times table_heads()).
   static uint64_t BatchStagingBytes(size_t n, size_t query_floats, uint64_t total_budget);
 
   // The bytes of a retrieved block in the shared arenas (CPU path).
@@ -139,6 +142,11 @@ class TIERKV_EXPORT DataChannel {
   std::span<const std::byte> host_arena() const;
   std::span<const std::byte> gpu_arena() const;
   uint64_t block_bytes() const;
+  // Table entries per budgeted block: 1 (granularity layer) or num_kv_heads
+  // (granularity head: one run per KV head), and the bytes one entry points at
+  // (block_bytes() / table_heads(): one head's K then V, [block_tokens][head_dim] each).
+  uint32_t table_heads() const;
+  uint64_t entry_bytes() const;
   // Device address of the namespace's real G arena in this process (CUDA IPC), or
   // nullptr (no GPU: the G arena is emulated and gpu_arena() maps it).
   void* gpu_arena_device() const;

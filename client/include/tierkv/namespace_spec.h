@@ -32,6 +32,19 @@ struct TIERKV_EXPORT Acl {
   bool operator==(const Acl&) const = default;
 };
 
+// What one stored block, and one entry of a Retrieve's table, holds
+// (docs/decisions/0023-per-head-namespaces.md). Fixed when the namespace is created.
+//   kLayer   a block is every KV head's K and V of block_tokens tokens of one
+//            layer; a Retrieve selects one block set for the whole layer.
+//   kKvHead  a block is ONE KV head's K and V ([block_tokens][head_dim] each):
+//            each KV head gets its own top-k blocks, at the same bytes as per
+//            layer (a budget of k blocks is k per KV head); Put, Get and Append
+//            still move whole layer blocks (the daemon splits and joins them).
+//            Needs num_layers * num_kv_heads <= ModelLimits::kMaxLayers.
+enum class Granularity : uint8_t { kLayer = 0, kKvHead = 1 };
+TIERKV_EXPORT std::string_view GranularityName(Granularity g);  // "layer", "head"
+TIERKV_EXPORT Result<Granularity> ParseGranularity(std::string_view name);
+
 struct TIERKV_EXPORT NamespaceSpec {
   std::string name;  // [A-Za-z0-9_.-], 1 to 64 characters
   ModelSpec model;
@@ -47,6 +60,14 @@ struct TIERKV_EXPORT NamespaceSpec {
   // shape), so two models of one shape never see each other's blocks; a namespace
   // without one never uses R. Default: empty (namespaces created before it existed).
   std::string model_id;
+  Granularity granularity = Granularity::kLayer;
+
+  // The shape of one stored block: `model` per layer; per KV head, a model of
+  // num_layers * num_kv_heads "layers" (stored layer = layer * kv + head) with one
+  // KV head and its GQA group of query heads.
+  ModelSpec StoredModel() const;
+  // Entries of a Retrieve's table per budgeted block: 1 per layer, num_kv_heads per head.
+  uint32_t TableHeads() const { return granularity == Granularity::kKvHead ? model.num_kv_heads : 1; }
 
   static constexpr size_t kMaxNameLength = 64;
   static constexpr size_t kMaxAclEntries = 256;

@@ -104,7 +104,9 @@ tierkv_status tierkv_append(tierkv_channel* channel, uint64_t seq, uint32_t laye
 
 typedef struct tierkv_block_ref {
   uint32_t block;    /* block index in the sequence */
-  uint32_t tier;     /* 0 = G, 1 = H */
+  uint16_t tier;     /* 0 = G, 1 = H (a uint32_t before granularity existed: per layer, head is 0 and
+                        the same bytes read as before) */
+  uint16_t head;     /* the KV head this block serves (namespace granularity "head"), else 0 */
   uint64_t offset;   /* byte offset in that tier's arena */
   const void* data;  /* the block's bytes in the shared arena (CPU path), or NULL */
 } tierkv_block_ref;
@@ -167,7 +169,12 @@ typedef struct tierkv_namespace_options {
   const char* model_id;    /* the model's identity ("name@revision", [A-Za-z0-9_.:/@+-], at most 128):
                               needed to share prefix blocks through the remote tier R. NULL = none.
                               Added after ABI 2: older callers' struct_size leaves it NULL */
+  uint32_t granularity;    /* TIERKV_GRANULARITY_LAYER (0, default) or TIERKV_GRANULARITY_HEAD (1): each KV
+                              head selects its own blocks (docs/decisions/0023-per-head-namespaces.md).
+                              Appended after model_id: older callers' struct_size leaves it 0 */
 } tierkv_namespace_options;
+#define TIERKV_GRANULARITY_LAYER 0u
+#define TIERKV_GRANULARITY_HEAD 1u
 void tierkv_namespace_options_init(tierkv_namespace_options* options);
 /* Creates a namespace (admins only) with budgets and an ACL (options NULL = defaults).
  * namespace_id and created (1 new, 0 it existed with the same spec) may be NULL. */
@@ -229,6 +236,14 @@ tierkv_status tierkv_gpu_arena(tierkv_channel* channel, const void** data, uint6
 void* tierkv_gpu_arena_device(const tierkv_channel* channel);
 /* Bytes of that device arena (0 when tierkv_gpu_arena_device is NULL). */
 uint64_t tierkv_gpu_arena_device_bytes(const tierkv_channel* channel);
+/* Retrieve table entries per budgeted block: 1 (granularity layer) or num_kv_heads
+ * (granularity head: a run of up to `budget` entries per KV head, so tables need
+ * budget * tierkv_table_heads entries; tierkv_retrieve, which promises only `budget`,
+ * is refused there: use tierkv_retrieve_ex). 0 for a NULL channel. */
+uint32_t tierkv_table_heads(const tierkv_channel* channel);
+/* Bytes one table entry points at: tierkv_block_bytes / tierkv_table_heads (per KV
+ * head: one head's K then V, [block_tokens][head_dim] each). */
+uint64_t tierkv_entry_bytes(const tierkv_channel* channel);
 
 /* ---- GPU path (channel opened with options.gpu) ---- */
 /* 0: no GPU path, 1: device (CUDA IPC), 2: emulated (host pointers, streams ignored). */
@@ -237,7 +252,8 @@ int tierkv_gpu_path(const tierkv_channel* channel);
 typedef struct tierkv_block_table_entry {
   uint32_t block;      /* block index in the sequence */
   uint8_t tier;        /* 0 = G, 1 = H */
-  uint8_t reserved[3];
+  uint8_t reserved;
+  uint16_t head;       /* the KV head this entry serves (granularity "head"), else 0 */
   uint64_t offset;     /* byte offset in that tier's arena */
 } tierkv_block_table_entry;
 typedef struct tierkv_gpu_retrieval {

@@ -2,6 +2,7 @@
 // Self-contained: needs only the C++ standard library.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace tierkv {
@@ -15,9 +16,11 @@ using SequenceId = uint64_t;
 struct BlockTableEntry {
   uint32_t block;       // block index in the sequence (token position = block * block_tokens)
   uint8_t tier;         // 0 = G, 1 = H (where the bytes are now)
-  uint8_t reserved[3];
+  uint8_t reserved;
+  uint16_t head;        // the KV head this entry serves (granularity head), else 0
+
   uint64_t offset;      // byte offset of the block inside that tier's arena
 };
-static_assert(sizeof(BlockTableEntry) == 16);
+static_assert(sizeof(BlockTableEntry) == 16 && offsetof(BlockTableEntry, head) == 6);
 
 }  // namespace tierkv
