@@ -203,9 +203,10 @@ class TierkvBackend(KVBackend):
 
     def __init__(self, block_shape, device, *, num_layers: int, num_q_heads: int, dtype: str = "f32",
                  policy: dict | None = None, socket_path: str | None = None, daemon: str | None = None,
-                 namespace: str | None = None, batch_retrieve: bool = True):
+                 namespace: str | None = None, batch_retrieve: bool = True, granularity: str = "layer"):
         super().__init__(block_shape, device)
         self.batch_retrieve = batch_retrieve
+        self.granularity = granularity
         self.tierkv = import_tierkv()
         self._daemon = None
         if socket_path is None:
@@ -219,7 +220,8 @@ class TierkvBackend(KVBackend):
             self.client = self.tierkv.Client.connect(socket_path, timeout=10.0)
             self.namespace = namespace or f"engine-{os.getpid()}-{time.monotonic_ns() % 10**9}"
             self.client.create_namespace(self.namespace, num_layers=num_layers, num_q_heads=num_q_heads,
-                                         num_kv_heads=kv, head_dim=hd, block_tokens=bt, dtype=dtype)
+                                         num_kv_heads=kv, head_dim=hd, block_tokens=bt, dtype=dtype,
+                                         granularity=granularity)
             self.policy = self.client.set_policy(self.namespace, policy or {})
             self.channel = self.client.open_channel(self.namespace)
         except BaseException:
@@ -255,40 +257,54 @@ class TierkvBackend(KVBackend):
         return out
 
     def _fetch(self, refs) -> torch.Tensor:
-        """The selected blocks as one float32 tensor on the engine's device, copied
-        while the lease holds them: one gather per tier out of zero-copy tensors over
-        the whole arenas (blocks on a real GPU G never pass through the host), else
-        (an offset off the block grid) one zero-copy tensor per block."""
-        self.stats.blocks_retrieved += len(refs)
-        self.stats.bytes_retrieved += len(refs) * self._block_bytes
+        """The selected blocks as one float32 tensor [n, 2, kv, bt, hd] on the engine's
+        device, copied while the lease holds them: one gather per tier out of zero-copy
+        tensors over the whole arenas (blocks on a real GPU G never pass through the
+        host), else (an offset off the entry grid) one zero-copy tensor per entry.
+
+        Per KV head (granularity "head") every head has its own run of n entries, each
+        one head's K and V; slot i of head h is then head h's i-th selected block.
+        Attention does not depend on the order of the keys (their positions are in the
+        rotated keys), so the engine attends over [n, 2, kv, bt, hd] exactly as per
+        layer, each KV head over its own blocks."""
+        heads = self.channel.table_heads
+        entry = self._block_bytes // heads
+        self.stats.blocks_retrieved += len(refs) // heads
+        self.stats.bytes_retrieved += len(refs) * entry
         if not refs:
             return torch.empty((0,) + self.block_shape, device=self.device)
-        got = self._gather(refs)
+        if len(refs) % heads:
+            raise RuntimeError(f"tierkv returned {len(refs)} entries for {heads} KV heads")
+        got = self._gather(refs, entry)
         if got is None:
             got = torch.stack([self.channel.block_tensor(r).to(self.device, torch.float32) for r in refs])
+        if heads > 1:  # [kv * n, 2, 1, bt, hd], head-major -> [n, 2, kv, bt, hd]
+            _, kv, bt, hd = self.block_shape
+            got = got.view(kv, -1, 2, bt, hd).permute(1, 2, 0, 3, 4).contiguous()
         if got.is_cuda:
             torch.cuda.current_stream(got.device).synchronize()  # copied before the lease is released
         return got
 
-    def _gather(self, refs) -> torch.Tensor | None:
-        """All selected blocks with one indexed copy per tier from the arena viewed as
-        an array of blocks (Channel.arena_tensor), when every offset sits on the
-        block_bytes grid; None otherwise."""
+    def _gather(self, refs, entry: int) -> torch.Tensor | None:
+        """All selected entries (of `entry` bytes, channel.entry_shape) with one indexed
+        copy per tier from the arena viewed as an array of entries
+        (Channel.arena_tensor), when every offset sits on that grid; None otherwise."""
+        shape = tuple(self.channel.entry_shape)
         by_tier: dict[int, list[tuple[int, int]]] = {}
         for i, ref in enumerate(refs):
             tier, offset = ref.tier, ref.offset
-            if offset % self._block_bytes:
+            if offset % entry:
                 return None
-            by_tier.setdefault(tier, []).append((i, offset // self._block_bytes))
-        out = torch.empty((len(refs),) + self.block_shape, dtype=torch.float32, device=self.device)
+            by_tier.setdefault(tier, []).append((i, offset // entry))
+        out = torch.empty((len(refs),) + shape, dtype=torch.float32, device=self.device)
         for tier, items in by_tier.items():
             arena = self._arena_blocks.get(tier)
             if arena is None:
                 flat = self.channel.arena_tensor(tier)
                 if flat is None:
                     return None
-                per_block = self._block_bytes // flat.element_size()
-                arena = flat[: (flat.numel() // per_block) * per_block].view((-1,) + self.block_shape)
+                per_entry = entry // flat.element_size()
+                arena = flat[: (flat.numel() // per_entry) * per_entry].view((-1,) + shape)
                 self._arena_blocks[tier] = arena
             pos, slots = (torch.tensor(c) for c in zip(*items))
             if int(slots.max()) >= arena.shape[0]:

@@ -61,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--trigger-every", type=int, default=4, help="every_n trigger period (default: %(default)s)")
     p.add_argument("--sink-blocks", type=int, default=1, help="policy sink_blocks (default: %(default)s)")
     p.add_argument("--recent-window", type=int, default=2, help="policy recent_window (default: %(default)s)")
+    p.add_argument("--granularity", default="layer", choices=["layer", "head"],
+                   help="selection per layer or per KV head (the namespace's granularity; default: %(default)s)")
     p.add_argument("--dtype", default="f32", choices=["f32", "f16"], help="namespace dtype (default: %(default)s)")
     p.add_argument("--tasks", default="greedy,nll", help="greedy and/or nll (default: %(default)s)")
     p.add_argument("--daemon", default=None, help=f"tierkvd to start (default: $TIERKVD or {default_daemon()})")
@@ -177,7 +179,7 @@ def main(argv=None) -> int:
     with TierkvBackend(shape, model.device, num_layers=c.n_layers, num_q_heads=c.n_heads, dtype=args.dtype,
                        policy=policy_for(args, args.retrievers[0] if args.retrievers else "exact"),
                        socket_path=args.socket, daemon=args.daemon,
-                       batch_retrieve=not args.per_sequence_retrieve) as tkv:
+                       batch_retrieve=not args.per_sequence_retrieve, granularity=args.granularity) as tkv:
         for C in args.contexts:
             for seed in args.seeds:
                 tag = f"C={C} seed={seed}"
@@ -266,7 +268,8 @@ def markdown(result) -> str:
     a = result["args"]
     lines = [f"Batch {a['batch']} sequences x seeds {a['seeds']}, {a['steps']} decode steps, block_tokens "
              f"{a['block_tokens']}, namespace dtype {a['namespace_dtype'] if 'namespace_dtype' in a else a['dtype']}, "
-             f"trigger {a['trigger']}, sink_blocks {a['sink_blocks']}, recent_window {a['recent_window']}.", "",
+             f"trigger {a['trigger']}, sink_blocks {a['sink_blocks']}, recent_window {a['recent_window']}, "
+             f"selection per {'KV head' if a.get('granularity') == 'head' else 'layer'}.", "",
              "Quality (means over seeds; deltas and agreements against the local full-attention baseline):", "",
              "| context | mode | retriever | budget | greedy agreement | first divergence (step) | mean NLL | "
              "NLL - full | top-1 agreement (teacher-forced) |",

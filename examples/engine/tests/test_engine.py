@@ -167,3 +167,32 @@ def test_tierkv_f16_namespace_full_mode_is_close(model, seqs, tierkv_backend):
         assert b16.stats.bytes_retrieved == b16.stats.blocks_retrieved * (2 * c.n_kv_heads * BT * c.head_dim * 2)
     assert abs(nll.mean().item() - nll_ref.mean().item()) < 0.01
     assert (top == top_ref).float().mean().item() >= 0.95
+
+
+def test_tierkv_per_head_namespace_full_reproduces_local_and_sparse_runs(model, seqs):
+    """A namespace of granularity "head": each KV head selects its own blocks. With a
+    budget covering every block, every head's run is every block, so decoding equals
+    the local full-attention engine token for token; a sparse budget moves budget
+    blocks' bytes per step (kv entries of one head each)."""
+    try:
+        from kv_backend import TierkvBackend, import_tierkv
+        import_tierkv()
+    except ImportError as e:
+        if os.environ.get("TIERKV_ENGINE_REQUIRE_TIERKV") == "1":
+            raise
+        pytest.skip(f"tierkv package not importable: {e}")
+    c = model.config
+    P, steps = 27, 8
+    ref = generate(PagedEngine(model, LocalBackend(shape(model), model.device), BT), seqs[:, :P], steps,
+                   budget_fn("full"))
+    with TierkvBackend(shape(model), model.device, num_layers=c.n_layers, num_q_heads=c.n_heads,
+                       policy={"retriever": "minmax", "trigger": "every", "sink_blocks": 1, "recent_window": 1},
+                       granularity="head") as b:
+        assert b.channel.table_heads == c.n_kv_heads
+        assert torch.equal(generate(PagedEngine(model, b, BT), seqs[:, :P], steps, budget_fn("full")), ref)
+        s0 = vars(b.stats).copy()
+        toks = generate(PagedEngine(model, b, BT), seqs[:, :33], 6, budget_fn(0.25))
+        assert toks.shape == (8, 6) and toks.min() >= 0 and toks.max() < c.vocab_size
+        blocks = b.stats.blocks_retrieved - s0["blocks_retrieved"]
+        assert blocks == sum(math.ceil(0.25 * ((33 + i) // BT)) for i in range(6)) * 8 * c.n_layers
+        assert b.stats.bytes_retrieved - s0["bytes_retrieved"] == blocks * b._block_bytes  # equal bytes
