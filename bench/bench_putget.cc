@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -26,7 +27,7 @@ constexpr const char* kUsage = R"(Usage: tierkv_bench_putget [--blocks N] [--rou
                            [--clients 1,4] [--client-spin-us US] [--daemon-spin-us US]
 
 Starts tierkvd (beside this program) and redis-server (from PATH) on a temporary
-directory and loopback, then for 1 and 4 concurrent clients stores N blocks of
+directory and loopback, then for 1 and 4 (--clients) concurrent clients stores N blocks of
 128 KiB each (model: 8 KV heads x 32 tokens x head_dim 128, bf16) and reads them
 back, through tierkv's data plane (one block per request, like one SET/GET per key)
 and through Redis SET/GET. Reports GB/s and the ratio, and the CPU time and context
@@ -204,8 +205,12 @@ int main(int argc, char** argv) {
     else if (a == "--daemon-spin-us" && i + 1 < argc) daemon_spin_us = std::stoi(argv[++i]);
     else return std::fprintf(stderr, "unknown argument %s (see --help)\n", a.c_str()), 2;
   }
+  if (client_counts.empty() || std::count(client_counts.begin(), client_counts.end(), 0) > 0 || rounds < 1) {
+    return std::fprintf(stderr, "--clients needs counts of 1 or more and --rounds 1 or more\n"), 2;
+  }
   testing::TempDir dir("bench-putget");
-  const uint64_t ns_bytes = uint64_t{4} * blocks * kModel.BlockBytes() + (64 << 20);
+  const uint64_t most_clients = *std::max_element(client_counts.begin(), client_counts.end());
+  const uint64_t ns_bytes = most_clients * blocks * kModel.BlockBytes() + (64 << 20);
   testing::DaemonProcess daemon(TIERKVD_PATH, dir.path(), "log_level = \"warning\"\n",
                                 "[storage]\ngpu_bytes = " + std::to_string(ns_bytes) +
                                     "\nhost_bytes = " + std::to_string(ns_bytes) + "\ndisk_bytes = 0\n" +
