@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include <thread>
 
 #include "bench/bench_util.h"
+#include "bench/proc_usage.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
 #include "client/client_internal.h"
@@ -22,12 +24,16 @@
 
 namespace {
 constexpr const char* kUsage = R"(Usage: tierkv_bench_putget [--blocks N] [--rounds R] [--json PATH]
+                           [--clients 1,4] [--client-spin-us US] [--daemon-spin-us US]
 
 Starts tierkvd (beside this program) and redis-server (from PATH) on a temporary
-directory and loopback, then for 1 and 4 concurrent clients stores N blocks of
+directory and loopback, then for 1 and 4 (--clients) concurrent clients stores N blocks of
 128 KiB each (model: 8 KV heads x 32 tokens x head_dim 128, bf16) and reads them
 back, through tierkv's data plane (one block per request, like one SET/GET per key)
-and through Redis SET/GET. Reports GB/s and the ratio. Default N = 1024 per client.
+and through Redis SET/GET. Reports GB/s and the ratio, and the CPU time and context
+switches per operation of the clients and of each server (/proc, getrusage).
+Default N = 1024 per client. --client-spin-us / --daemon-spin-us override the
+client library's and tierkvd's busy-poll before sleeping (default: theirs).
 )";
 
 using namespace tierkv;
@@ -35,9 +41,26 @@ using Clock = std::chrono::steady_clock;
 
 const ModelSpec kModel{1, 32, 8, 128, 32, DType::kBF16};
 
+// One timed phase: wall seconds and what the client threads (this process) and the
+// server process spent on it.
+struct Phase {
+  double wall_s = 0;
+  bench::Usage client, server;
+};
+
 struct Result2 {
   double put_gbs = 0, get_gbs = 0;
+  Phase put, get;
 };
+
+// CPU microseconds per operation and context switches per operation of one phase.
+struct PerOp {
+  double client_us, server_us, switches;
+};
+PerOp Costs(const Phase& p, double ops) {
+  return {p.client.cpu_s / ops * 1e6, p.server.cpu_s / ops * 1e6,
+          static_cast<double>(p.client.switches + p.server.switches) / ops};
+}
 
 std::vector<std::byte> Payload(size_t bytes, uint32_t seed) {
   std::vector<std::byte> v(bytes);
@@ -49,9 +72,10 @@ std::vector<std::byte> Payload(size_t bytes, uint32_t seed) {
   return v;
 }
 
-// Runs fn(client_index) on `clients` threads at once; returns the wall seconds.
+// Runs fn(client_index) on `clients` threads at once; returns the wall seconds and
+// the CPU time and context switches of this process and of `server` meanwhile.
 template <typename Fn>
-double Parallel(int clients, Fn fn) {
+Phase Parallel(int clients, pid_t server, Fn fn) {
   std::vector<std::thread> ts;
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
@@ -63,29 +87,36 @@ double Parallel(int clients, Fn fn) {
     });
   }
   while (ready.load() < clients) std::this_thread::yield();
+  Phase p;
+  const bench::Usage client0 = bench::SelfUsage(), server0 = bench::ThreadsUsage(server);
   auto t0 = Clock::now();
   go = true;
   for (auto& t : ts) t.join();
-  return bench::SecondsSince(t0);
+  p.wall_s = bench::SecondsSince(t0);
+  p.client = bench::SelfUsage() - client0;
+  p.server = bench::ThreadsUsage(server) - server0;
+  return p;
 }
 
-Result2 RunTierkv(const std::string& socket, int clients, uint32_t blocks, const std::vector<std::byte>& payload) {
+Result2 RunTierkv(const std::string& socket, pid_t daemon, int clients, uint32_t blocks,
+                  const std::vector<std::byte>& payload, int client_spin_us) {
   std::vector<std::unique_ptr<Client>> conns;
   std::vector<std::unique_ptr<DataChannel>> chans;
   for (int c = 0; c < clients; ++c) {
     conns.push_back(std::move(Client::Connect(socket)).value());
     if (!conns.back()->Attach("bench").ok()) std::abort();
     chans.push_back(std::move(conns.back()->OpenChannel("bench", {.staging_bytes = 1 << 20})).value());
+    if (client_spin_us >= 0) chans.back()->set_spin(std::chrono::microseconds(client_spin_us));
   }
   const double bytes = double(clients) * blocks * payload.size();
   Result2 r;
-  double put_s = Parallel(clients, [&](int c) {
+  r.put = Parallel(clients, daemon, [&](int c) {
     for (uint32_t b = 0; b < blocks; ++b) {
       if (!chans[c]->Put(1000 + c, 0, b, payload).ok()) std::abort();
     }
   });
   std::vector<std::vector<std::byte>> out(clients, std::vector<std::byte>(payload.size()));
-  double get_s = Parallel(clients, [&](int c) {
+  r.get = Parallel(clients, daemon, [&](int c) {
     for (uint32_t b = 0; b < blocks; ++b) {
       if (!chans[c]->Get(1000 + c, 0, b, out[c]).ok()) std::abort();
     }
@@ -94,12 +125,12 @@ Result2 RunTierkv(const std::string& socket, int clients, uint32_t blocks, const
   for (int c = 0; c < clients; ++c) {
     if (!chans[c]->CloseSequence(1000 + c).ok()) std::abort();
   }
-  r.put_gbs = bytes / put_s / 1e9;
-  r.get_gbs = bytes / get_s / 1e9;
+  r.put_gbs = bytes / r.put.wall_s / 1e9;
+  r.get_gbs = bytes / r.get.wall_s / 1e9;
   return r;
 }
 
-Result2 RunRedis(int port, int clients, uint32_t blocks, const std::vector<std::byte>& payload) {
+Result2 RunRedis(int port, pid_t server, int clients, uint32_t blocks, const std::vector<std::byte>& payload) {
   std::vector<redisContext*> ctx;
   for (int c = 0; c < clients; ++c) {
     ctx.push_back(redisConnect("127.0.0.1", port));
@@ -107,7 +138,7 @@ Result2 RunRedis(int port, int clients, uint32_t blocks, const std::vector<std::
   }
   const double bytes = double(clients) * blocks * payload.size();
   Result2 r;
-  double put_s = Parallel(clients, [&](int c) {
+  r.put = Parallel(clients, server, [&](int c) {
     for (uint32_t b = 0; b < blocks; ++b) {
       std::string key = "kv:" + std::to_string(c) + ":" + std::to_string(b);
       auto* rep = static_cast<redisReply*>(
@@ -117,7 +148,7 @@ Result2 RunRedis(int port, int clients, uint32_t blocks, const std::vector<std::
     }
   });
   std::vector<std::vector<std::byte>> out(clients, std::vector<std::byte>(payload.size()));
-  double get_s = Parallel(clients, [&](int c) {
+  r.get = Parallel(clients, server, [&](int c) {
     for (uint32_t b = 0; b < blocks; ++b) {
       std::string key = "kv:" + std::to_string(c) + ":" + std::to_string(b);
       auto* rep = static_cast<redisReply*>(redisCommand(ctx[c], "GET %b", key.data(), key.size()));
@@ -130,8 +161,8 @@ Result2 RunRedis(int port, int clients, uint32_t blocks, const std::vector<std::
   auto* rep = static_cast<redisReply*>(redisCommand(ctx[0], "FLUSHALL"));
   freeReplyObject(rep);
   for (auto* c : ctx) redisFree(c);
-  r.put_gbs = bytes / put_s / 1e9;
-  r.get_gbs = bytes / get_s / 1e9;
+  r.put_gbs = bytes / r.put.wall_s / 1e9;
+  r.get_gbs = bytes / r.get.wall_s / 1e9;
   return r;
 }
 
@@ -139,7 +170,7 @@ pid_t StartRedis(int port, const std::string& dir) {
   pid_t pid = fork();
   if (pid == 0) {
     execlp("redis-server", "redis-server", "--port", std::to_string(port).c_str(), "--bind", "127.0.0.1", "--save", "",
-           "--appendonly", "no", "--dir", dir.c_str(), "--loglevel", "warning", "--protected-mode", "no",
+           "--appendonly", "no", "--dir", dir.c_str(), "--loglevel", "warning", "--logfile", (dir + "/redis.log").c_str(), "--protected-mode", "no",
            "--proto-max-bulk-len", "1gb", static_cast<char*>(nullptr));
     _exit(127);
   }
@@ -160,6 +191,8 @@ pid_t StartRedis(int port, const std::string& dir) {
 int main(int argc, char** argv) {
   uint32_t blocks = 1024;
   int rounds = 3;
+  std::vector<uint64_t> client_counts{1, 4};
+  int client_spin_us = -1, daemon_spin_us = -1;  // -1: the library's and the daemon's defaults
   std::string json_path;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -167,13 +200,22 @@ int main(int argc, char** argv) {
     if (a == "--blocks" && i + 1 < argc) blocks = static_cast<uint32_t>(std::stoul(argv[++i]));
     else if (a == "--rounds" && i + 1 < argc) rounds = std::stoi(argv[++i]);
     else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (a == "--clients" && i + 1 < argc) client_counts = bench::ParseUintList(argv[++i]);
+    else if (a == "--client-spin-us" && i + 1 < argc) client_spin_us = std::stoi(argv[++i]);
+    else if (a == "--daemon-spin-us" && i + 1 < argc) daemon_spin_us = std::stoi(argv[++i]);
     else return std::fprintf(stderr, "unknown argument %s (see --help)\n", a.c_str()), 2;
   }
+  if (client_counts.empty() || std::count(client_counts.begin(), client_counts.end(), 0) > 0 || rounds < 1) {
+    return std::fprintf(stderr, "--clients needs counts of 1 or more and --rounds 1 or more\n"), 2;
+  }
   testing::TempDir dir("bench-putget");
-  const uint64_t ns_bytes = uint64_t{4} * blocks * kModel.BlockBytes() + (64 << 20);
+  const uint64_t most_clients = *std::max_element(client_counts.begin(), client_counts.end());
+  const uint64_t ns_bytes = most_clients * blocks * kModel.BlockBytes() + (64 << 20);
   testing::DaemonProcess daemon(TIERKVD_PATH, dir.path(), "log_level = \"warning\"\n",
                                 "[storage]\ngpu_bytes = " + std::to_string(ns_bytes) +
-                                    "\nhost_bytes = " + std::to_string(ns_bytes) + "\ndisk_bytes = 0\n");
+                                    "\nhost_bytes = " + std::to_string(ns_bytes) + "\ndisk_bytes = 0\n" +
+                                    (daemon_spin_us >= 0 ? "[data_plane]\nspin_us = " + std::to_string(daemon_spin_us) + "\n"
+                                                         : std::string()));
   if (!daemon.Start()) return std::fprintf(stderr, "tierkvd did not start:\n%s\n", daemon.Log().c_str()), 1;
   auto admin = std::move(Client::Connect(daemon.socket_path())).value();
   NamespaceSpec spec;
@@ -187,25 +229,42 @@ int main(int argc, char** argv) {
   std::printf("tierkv_bench_putget: %u blocks of %zu KiB per client, best of %d rounds\n\n", blocks,
               payload.size() >> 10, rounds);
   nlohmann::json doc{{"benchmark", "putget"}, {"block_bytes", payload.size()}, {"blocks_per_client", blocks}};
-  std::vector<std::vector<std::string>> rows;
-  for (int clients : {1, 4}) {
-    Result2 ours, redis_r;
+  std::vector<std::vector<std::string>> rows, costs;
+  for (const int clients : client_counts) {
+    Result2 ours, redis_r;  // the best round of each op, with its costs
+    auto keep_best = [](Result2& best, const Result2& r) {
+      if (r.put_gbs > best.put_gbs) best.put_gbs = r.put_gbs, best.put = r.put;
+      if (r.get_gbs > best.get_gbs) best.get_gbs = r.get_gbs, best.get = r.get;
+    };
     for (int r = 0; r < rounds; ++r) {
       std::fprintf(stderr, "clients=%d round %d/%d\n", clients, r + 1, rounds);
-      Result2 a = RunTierkv(daemon.socket_path(), clients, blocks, payload);
-      Result2 b = RunRedis(port, clients, blocks, payload);
-      ours.put_gbs = std::max(ours.put_gbs, a.put_gbs);
-      ours.get_gbs = std::max(ours.get_gbs, a.get_gbs);
-      redis_r.put_gbs = std::max(redis_r.put_gbs, b.put_gbs);
-      redis_r.get_gbs = std::max(redis_r.get_gbs, b.get_gbs);
+      keep_best(ours, RunTierkv(daemon.socket_path(), daemon.pid(), clients, blocks, payload, client_spin_us));
+      keep_best(redis_r, RunRedis(port, redis, clients, blocks, payload));
     }
-    for (auto [op, o, p] : {std::tuple{"put", ours.put_gbs, redis_r.put_gbs}, std::tuple{"get", ours.get_gbs, redis_r.get_gbs}}) {
+    const double ops = double(clients) * blocks;
+    for (bool put : {true, false}) {
+      const char* op = put ? "put" : "get";
+      const double o = put ? ours.put_gbs : ours.get_gbs, p = put ? redis_r.put_gbs : redis_r.get_gbs;
       rows.push_back({std::to_string(clients), op, bench::Fmt(o, 3), bench::Fmt(p, 3), bench::Fmt(o / p, 1) + "x"});
-      doc["results"].push_back({{"clients", clients}, {"op", op}, {"tierkv_gbs", o}, {"redis_gbs", p}, {"ratio", o / p}});
+      nlohmann::json row{{"clients", clients}, {"op", op}, {"tierkv_gbs", o}, {"redis_gbs", p}, {"ratio", o / p}};
+      for (auto [name, res] : {std::pair{"tierkv", &ours}, std::pair{"redis", &redis_r}}) {
+        const Phase& ph = put ? res->put : res->get;
+        const PerOp c = Costs(ph, ops);
+        costs.push_back({std::to_string(clients), op, name, bench::Fmt(c.client_us, 1), bench::Fmt(c.server_us, 1),
+                         bench::Fmt(c.client_us + c.server_us, 1),
+                         bench::Fmt((ph.client.cpu_s + ph.server.cpu_s) / ph.wall_s, 2), bench::Fmt(c.switches, 1)});
+        row[std::string(name) + "_cpu_us_per_op"] = {{"client", c.client_us}, {"server", c.server_us}};
+        row[std::string(name) + "_switches_per_op"] = c.switches;
+      }
+      doc["results"].push_back(row);
     }
   }
   bench::PrintTable({"clients", "op", "tierkv GB/s", "redis GB/s", "ratio"}, rows);
-  std::printf("\ntarget: >= 5x Redis with one client\n");
+  std::printf("\nCPU per operation in the best round (client: the client threads; server: tierkvd or redis-server;\n"
+              "cores: CPU-seconds of both per wall second; switches: context switches of both per operation):\n\n");
+  bench::PrintTable({"clients", "op", "side", "client us/op", "server us/op", "total us/op", "cores", "switches/op"},
+                    costs);
+  std::printf("\ntarget: >= 5x Redis with one client, >= 10x with 4\n");
   bench::WriteJson(json_path, doc);
   kill(redis, SIGTERM);
   waitpid(redis, nullptr, 0);

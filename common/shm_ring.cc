@@ -1,6 +1,7 @@
 #include "common/shm_ring.h"
 
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@ void FutexWait(std::atomic<uint32_t>* word, uint32_t expected, std::chrono::micr
   // Shared (not FUTEX_PRIVATE_FLAG): the word lives in memory mapped by two processes.
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
 }
+
+void YieldCpu() { ::sched_yield(); }
 
 void FutexWakeAll(std::atomic<uint32_t>* word) {
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);

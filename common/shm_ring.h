@@ -18,6 +18,9 @@
 // `doorbell`. A producer, after publishing an entry, issues a seq_cst fence and, if
 // `waiting` is set, bumps `doorbell` and wakes it. The fence pair guarantees that
 // either the consumer sees the entry or the producer sees `waiting`.
+// The spin yields the core between polls (decision 0026): with more runnable
+// threads than cores (clients, channel workers and everything else on the machine),
+// a pure busy-poll holds the core that the peer needs to produce the entry.
 #pragma once
 
 #include <atomic>
@@ -50,6 +53,8 @@ namespace internal {
 // Blocks while *word == expected, at most `timeout`. Spurious returns are allowed.
 void FutexWait(std::atomic<uint32_t>* word, uint32_t expected, std::chrono::microseconds timeout);
 void FutexWakeAll(std::atomic<uint32_t>* word);
+// sched_yield: hands the core to another runnable thread, if any (returns at once if none).
+void YieldCpu();
 }  // namespace internal
 
 template <typename T>
@@ -132,6 +137,7 @@ class SpscRing {
     do {
       if (!Empty()) return;
       for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
+      internal::YieldCpu();  // the peer that produces the entry may be waiting for this core
     } while (std::chrono::steady_clock::now() < spin_until);
     const uint32_t bell = c_->doorbell.load(std::memory_order_relaxed);
     c_->waiting.store(1, std::memory_order_relaxed);

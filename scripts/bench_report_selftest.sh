@@ -18,7 +18,8 @@ cat > "$WORK/out/runs.json" <<'JSON'
   {"key": "disk", "tag": "", "name": "disk", "status": "failed", "reason": "exit status 1 (see disk.log)", "command": "disk", "seconds": 2.0},
   {"key": "kernels", "tag": "", "name": "kernels", "status": "ok", "command": "kernels", "seconds": 3.0},
   {"key": "eval", "tag": "", "name": "eval", "status": "timed out", "reason": "stopped after 300 s"},
-  {"key": "store", "tag": "", "name": "store", "status": "skipped", "reason": "not built"}]}
+  {"key": "store", "tag": "", "name": "store", "status": "skipped", "reason": "not built"},
+  {"key": "putget", "tag": "", "name": "putget", "status": "ok", "command": "putget", "seconds": 4.0}]}
 JSON
 cat > "$WORK/out/ring-spin50.json" <<'JSON'
 {"benchmark": "ring_round_trip", "iters": 1000, "spin_us": 50,
@@ -26,6 +27,11 @@ cat > "$WORK/out/ring-spin50.json" <<'JSON'
              "control socket ping": {"p50_us": 15.0, "p90_us": 19.0, "p99_us": 30.0}}}
 JSON
 echo '{"rows": "another shape"}' > "$WORK/out/kernels.json"
+cat > "$WORK/out/putget.json" <<'JSON'
+{"benchmark": "putget", "results": [
+  {"clients": 1, "op": "get", "tierkv_gbs": 15.0, "redis_gbs": 1.5, "ratio": 10.0},
+  {"clients": 4, "op": "get", "tierkv_gbs": 9.0, "redis_gbs": 3.0, "ratio": 3.0}]}
+JSON
 "$PY" "$ROOT/scripts/bench_report.py" --render-only --out "$WORK/out" --img "$WORK/img" --target "$WORK/B.md" > "$WORK/log" 2>&1 \
   || { cat "$WORK/log"; echo "bench_report_selftest: rendering failed"; exit 1; }
 fail=0
@@ -37,6 +43,8 @@ expect 'Not measured: `disk`: failed: exit status 1 (see disk.log)'
 expect 'Not measured: `eval`: timed out: stopped after 300 s'
 expect 'Not measured: `store`: skipped: not built'
 expect "| test CPU, 2 cores"
+expect "| get of 128 KiB blocks, one client: tierkv / Redis on loopback | 10.00x (15.00 vs 1.50 GB/s) | ≥ 5x | met |"
+expect "| get of 128 KiB blocks, 4 clients: tierkv / Redis on loopback | 3.00x (9.00 vs 3.00 GB/s) | ≥ 10x | not met |"
 if grep -q "@@" "$WORK/B.md"; then echo "bench_report_selftest: placeholders left"; fail=1; fi
 [[ $fail -eq 0 ]] && echo "bench_report_selftest: the report renders partial and broken results"
 exit $fail
