@@ -42,8 +42,9 @@ def shape(model):
     return (2, c.n_kv_heads, BT, c.head_dim)
 
 
-@pytest.fixture(scope="module")
-def tierkv_backend(model):
+def tierkv_backend_class():
+    """TierkvBackend, or a skip when the tierkv package cannot be imported (a failure
+    under TIERKV_ENGINE_REQUIRE_TIERKV=1)."""
     try:
         from kv_backend import TierkvBackend, import_tierkv
         import_tierkv()
@@ -51,10 +52,15 @@ def tierkv_backend(model):
         if os.environ.get("TIERKV_ENGINE_REQUIRE_TIERKV") == "1":
             raise
         pytest.skip(f"tierkv package not importable: {e}")
+    return TierkvBackend
+
+
+@pytest.fixture(scope="module")
+def tierkv_backend(model):
     c = model.config
-    with TierkvBackend(shape(model), model.device, num_layers=c.n_layers, num_q_heads=c.n_heads,
-                       policy={"retriever": "minmax", "trigger": "every", "sink_blocks": 1,
-                               "recent_window": 1}) as b:
+    with tierkv_backend_class()(shape(model), model.device, num_layers=c.n_layers, num_q_heads=c.n_heads,
+                                policy={"retriever": "minmax", "trigger": "every", "sink_blocks": 1,
+                                        "recent_window": 1}) as b:
         yield b
 
 
@@ -174,13 +180,7 @@ def test_tierkv_per_head_namespace_full_reproduces_local_and_sparse_runs(model, 
     budget covering every block, every head's run is every block, so decoding equals
     the local full-attention engine token for token; a sparse budget moves budget
     blocks' bytes per step (kv entries of one head each)."""
-    try:
-        from kv_backend import TierkvBackend, import_tierkv
-        import_tierkv()
-    except ImportError as e:
-        if os.environ.get("TIERKV_ENGINE_REQUIRE_TIERKV") == "1":
-            raise
-        pytest.skip(f"tierkv package not importable: {e}")
+    TierkvBackend = tierkv_backend_class()
     c = model.config
     P, steps = 27, 8
     ref = generate(PagedEngine(model, LocalBackend(shape(model), model.device), BT), seqs[:, :P], steps,
