@@ -111,7 +111,9 @@ int Namespaces(tierkv::Client& c, bool json) {
   }
   std::printf("%-4s %-24s %s\n", "ID", "NAME", "MODEL");
   for (const auto& ns : *list) {
-    std::printf("%-4u %-24s %s\n", ns.id, ns.spec.name.c_str(), ns.spec.model.ToString().c_str());
+    const bool per_head = ns.spec.granularity == tierkv::Granularity::kKvHead;
+    std::printf("%-4u %-24s %s%s\n", ns.id, ns.spec.name.c_str(), ns.spec.model.ToString().c_str(),
+                per_head ? " granularity=head" : "");
   }
   return 0;
 }

@@ -141,6 +141,18 @@ TEST_F(DaemonTest, TierkvctlAnswers) {
                                 &out), 0) << out;
   ASSERT_EQ(testing::RunProgram(TIERKVCTL_PATH, {"--socket", d.socket_path(), "namespaces"}, &out), 0);
   EXPECT_NE(out.find("dtype=bf16"), std::string::npos) << out;
+  EXPECT_EQ(out.find("granularity=head"), std::string::npos) << out;
+  ASSERT_EQ(testing::RunProgram(TIERKVCTL_PATH,
+                                {"--socket", d.socket_path(), "create-namespace", "h", "2", "4", "2", "32", "16", "bf16",
+                                 "granularity=head"},
+                                &out), 0) << out;
+  ASSERT_EQ(testing::RunProgram(TIERKVCTL_PATH, {"--socket", d.socket_path(), "namespaces"}, &out), 0);
+  EXPECT_NE(out.find("granularity=head"), std::string::npos) << out;
+  EXPECT_NE(testing::RunProgram(TIERKVCTL_PATH,
+                                {"--socket", d.socket_path(), "create-namespace", "g", "2", "4", "2", "32", "16", "bf16",
+                                 "granularity=token"},
+                                &out), 0);
+  EXPECT_NE(out.find("granularity"), std::string::npos) << out;
   EXPECT_NE(testing::RunProgram(TIERKVCTL_PATH,
                                 {"--socket", d.socket_path(), "create-namespace", "m", "0", "4", "2", "32", "16", "bf16"},
                                 &out), 0);
