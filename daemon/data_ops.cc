@@ -104,22 +104,18 @@ dp::RingCompletion NamespaceOps::Append(const dp::RingRequest& req, std::span<ui
     return Fail(StatusCode::kInvalidArgument, Detail::kLength);
   }
   if (Status st = rt_->owners().ClaimForWrite(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
-  // Copied out of staging first: the client may rewrite it while the blocks are built.
-  scratch_.assign(reinterpret_cast<const std::byte*>(staging.data() + req.offset),
-                  reinterpret_cast<const std::byte*>(staging.data() + req.offset + req.length));
-  if (rt_->per_head()) {  // each head's K and V rows, appended to its stored layer
-    const HeadLayout l = HeadLayout::Of(m, req.count);
-    std::vector<std::byte> heads(scratch_.size());
-    SplitHeads(l, 1, scratch_, heads);
-    scratch_.swap(heads);
-  }
+  // Copied out of staging first: the client may rewrite it while the blocks are
+  // built. Per KV head the copy splits it into each head's K and V rows.
+  const auto in = std::as_bytes(staging.subspan(req.offset, req.length));
+  scratch_.resize(in.size());
+  if (rt_->per_head()) SplitHeads(HeadLayout::Of(m, req.count), 1, in, scratch_);
+  else std::copy(in.begin(), in.end(), scratch_.begin());
   const uint32_t heads = rt_->record().spec.TableHeads();
   const size_t run = scratch_.size() / heads;
   Result<OpenBlocks::Result> r = OpenBlocks::Result{};
   for (uint32_t h = 0; h < heads && r.ok() && !r->gap; ++h) {
-    const uint32_t layer = heads > 1 ? StoredLayer(req.layer, heads, h) : req.layer;
-    r = rt_->open_blocks().Append(rt_->store(), rt_->retrieval(), req.seq, layer, req.arg, req.count,
-                                  std::span<const std::byte>(scratch_).subspan(h * run, run));
+    r = rt_->open_blocks().Append(rt_->store(), rt_->retrieval(), req.seq, StoredLayer(req.layer, heads, h), req.arg,
+                                  req.count, std::span<const std::byte>(scratch_).subspan(h * run, run));
   }
   if (!r.ok()) return FromStatus(r.status(), 0);
   if (r->gap) {

@@ -20,8 +20,8 @@ std::vector<NamespaceOps::Pinned> NamespaceOps::SelectAndPinAll(std::span<const 
   const ModelSpec& m = rt_->model();
   const uint32_t heads = rt_->record().spec.TableHeads();
   const size_t group_floats = size_t{m.num_q_heads / heads} * m.head_dim;
-  // One unit per (sequence, table head): per layer the step itself; per KV head the
-  // stored layer of that head and its group's query heads.
+  // One unit per (sequence, table head): the stored layer of that head and its
+  // group's query heads (per layer: the step itself, heads = 1).
   struct Unit {
     Step step;
     Selection selection;
@@ -32,10 +32,8 @@ std::vector<NamespaceOps::Pinned> NamespaceOps::SelectAndPinAll(std::span<const 
   for (size_t i = 0; i < steps.size(); ++i) {
     for (uint32_t h = 0; h < heads; ++h) {
       Step s = steps[i];
-      if (heads > 1) {
-        s.layer = StoredLayer(s.layer, heads, h);
-        s.query = s.query.subspan(h * group_floats, group_floats);
-      }
+      s.layer = StoredLayer(s.layer, heads, h);
+      s.query = s.query.subspan(h * group_floats, group_floats);
       units[i * heads + h].step = s;
     }
   }
