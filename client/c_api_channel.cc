@@ -116,6 +116,18 @@ uint64_t tierkv_block_bytes(const tierkv_channel* ch) { return ch ? ch->channel-
 uint32_t tierkv_table_heads(const tierkv_channel* ch) { return ch ? ch->channel->table_heads() : 0; }
 uint64_t tierkv_entry_bytes(const tierkv_channel* ch) { return ch ? ch->channel->entry_bytes() : 0; }
 
+tierkv_status tierkv_copy_block(tierkv_channel* ch, const tierkv_block_ref* ref, void* out, size_t out_bytes) {
+  if (!ch) return TIERKV_INVALID_ARGUMENT;
+  if (!ref || !out) return Report(ch, tierkv::InvalidArgument("tierkv_copy_block: ref or out is NULL"));
+  if (ref->tier > 1) return Report(ch, tierkv::InvalidArgument("tierkv_copy_block: tier " + std::to_string(ref->tier)));
+  tierkv::DataChannel::BlockRef r;
+  r.block = ref->block;
+  r.tier = static_cast<uint8_t>(ref->tier);
+  r.head = ref->head;
+  r.offset = ref->offset;
+  return Report(ch, ch->channel->CopyBlock(r, {static_cast<std::byte*>(out), out_bytes}));
+}
+
 uint64_t tierkv_staging_bytes(const tierkv_channel* ch) { return ch ? tierkv::internal::Staging(*ch->channel).size() : 0; }
 
 tierkv_status tierkv_channel_model(tierkv_channel* ch, tierkv_model_spec* model) {

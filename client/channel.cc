@@ -27,6 +27,7 @@ struct [[gnu::visibility("hidden")]] DataChannel::Impl {
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
   Status Release(uint64_t lease);
   std::span<const std::byte> BlockBytes(const BlockRef& ref) const;
+  Status CopyBlock(const BlockRef& ref, std::span<std::byte> out) const;
   Status CloseSequence(uint64_t seq);
   Result<uint32_t> PrefixCall(dp::Op op, uint64_t seq, std::span<const int32_t> tokens);
   Status StartRetrieveOnGpu(uint64_t seq, uint32_t layer, const float* device_query, size_t query_floats,
@@ -415,6 +416,29 @@ std::span<const std::byte> DataChannel::Impl::BlockBytes(const BlockRef& ref) co
   return arena.subspan(ref.offset, bytes);
 }
 
+Status DataChannel::Impl::CopyBlock(const BlockRef& ref, std::span<std::byte> out) const {
+  const uint64_t bytes = entry_bytes();
+  if (ref.tier > 1) return InvalidArgument("CopyBlock: tier " + std::to_string(ref.tier) + " (0 = G, 1 = H)");
+  if (out.size() < bytes) {
+    return InvalidArgument("CopyBlock: out holds " + std::to_string(out.size()) + " bytes, an entry " +
+                           std::to_string(bytes));
+  }
+  if (ref.tier == 0 && gpu_ipc_.data() != nullptr) {
+    if (ref.offset > gpu_ipc_bytes_ || bytes > gpu_ipc_bytes_ - ref.offset) {
+      return InvalidArgument("CopyBlock: offset " + std::to_string(ref.offset) + " is outside the G arena");
+    }
+    return kernels::Copy(out.data(), static_cast<const std::byte*>(gpu_ipc_.data()) + ref.offset, bytes,
+                         kernels::CopyKind::kDeviceToHost);
+  }
+  const std::span<const std::byte> src = BlockBytes(ref);
+  if (src.empty()) {
+    return InvalidArgument("CopyBlock: tier " + std::to_string(ref.tier) + " offset " + std::to_string(ref.offset) +
+                           " is outside the mapped arenas");
+  }
+  std::memcpy(out.data(), src.data(), bytes);
+  return OkStatus();
+}
+
 Status DataChannel::Impl::CloseSequence(uint64_t seq) {
   dp::RingRequest req{};
   req.op = dp::Op::kCloseSequence;
@@ -454,6 +478,9 @@ Result<DataChannel::Retrieval> DataChannel::Retrieve(uint64_t seq, uint32_t laye
 }
 Status DataChannel::Release(uint64_t lease) { return impl_->Release(lease); }
 std::span<const std::byte> DataChannel::BlockBytes(const BlockRef& ref) const { return impl_->BlockBytes(ref); }
+Status DataChannel::CopyBlock(const BlockRef& ref, std::span<std::byte> out) const {
+  return impl_->CopyBlock(ref, out);
+}
 Status DataChannel::CloseSequence(uint64_t seq) { return impl_->CloseSequence(seq); }
 Result<uint32_t> DataChannel::LookupPrefix(std::span<const int32_t> tokens) {
   return impl_->PrefixCall(dp::Op::kLookupPrefix, 0, tokens);

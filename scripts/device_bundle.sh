@@ -10,11 +10,12 @@
 set -euo pipefail
 build=${1:-build/release}
 programs=(daemon/tierkvd tests/gpu/tierkv_gpu_tests tests/gpu/tierkv_gpu_e2e_tests
-          tests/unit/tierkv_storage_pinning_gpu_tests bench/tierkv_bench_kernels bench/tierkv_bench_retrieve
+          tests/unit/tierkv_storage_pinning_gpu_tests tests/integration/tierkv_per_head_namespace_tests
+          tests/integration/tierkv_retrieve_batch_tests bench/tierkv_bench_kernels bench/tierkv_bench_retrieve
           client/libtierkv.so)
 model=${TIERKV_STORIES260K:-$(dirname "$0")/../../shared/data/stories260K.bin}
 cmake --build "$build" -j"$(nproc)" --target tierkvd tierkv_gpu_tests tierkv_gpu_e2e_tests \
-  tierkv_storage_pinning_gpu_tests tierkv_bench_kernels tierkv_bench_retrieve tierkv_shared
+  tierkv_storage_pinning_gpu_tests tierkv_per_head_namespace_tests tierkv_retrieve_batch_tests tierkv_bench_kernels tierkv_bench_retrieve tierkv_shared
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bundle/bin" "$stage/bundle/lib"

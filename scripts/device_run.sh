@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm 
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())' >>"$res/gpu.txt" 2>&1
 cat "$res/gpu.txt"
 rc=0
-steps=" ${*:-gpu_tests gpu_e2e_tests pinning_gpu_tests memcheck_e2e bench_kernels bench_retrieve_gpu bench_retrieve_cpu python engine engine_profile} "
+steps=" ${*:-gpu_tests gpu_e2e_tests pinning_gpu_tests memcheck_e2e per_head_on_gpu batch_on_gpu bench_kernels bench_retrieve_gpu bench_retrieve_cpu python engine engine_per_head engine_profile} "
 run() {  # name, seconds, command...
   local name=$1 limit=$2; shift 2
   [[ $steps == *" $name "* ]] || return 0
@@ -41,12 +41,17 @@ run gpu_e2e_tests 90 "$b/bin/tierkv_gpu_e2e_tests" --gtest_output="xml:$res/gpu_
 run pinning_gpu_tests 40 "$b/bin/tierkv_storage_pinning_gpu_tests" --gtest_output="xml:$res/pinning_gpu_tests.xml"
 run memcheck_e2e 60 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9 \
   "$b/bin/tierkv_gpu_e2e_tests"
+# Per-head namespaces and batched Retrieve through a daemon whose G is the real GPU.
+run per_head_on_gpu 60 "$b/bin/tierkv_per_head_namespace_tests"
+run batch_on_gpu 60 "$b/bin/tierkv_retrieve_batch_tests"
 run bench_kernels 60 "$b/bin/tierkv_bench_kernels" --json "$res/bench_kernels.json"
 run bench_retrieve_gpu 60 "$b/bin/tierkv_bench_retrieve" --gpu --contexts 32768,131072 --steps 100 --json "$res/bench_retrieve_gpu.json"
 run bench_retrieve_cpu 45 "$b/bin/tierkv_bench_retrieve" --contexts 32768,131072 --steps 100 --json "$res/bench_retrieve_cpu.json"
 run python 50 python3 -m pytest -q -p no:cacheprovider python/tests
 run engine 120 python3 examples/engine/run.py --device cuda --contexts 512,2048 --steps 32 --batch 8 --seeds 1 \
   --budgets 0.2 --retrievers "exact;mean" --tasks greedy,nll --out "$res/engine"
+run engine_per_head 90 python3 examples/engine/run.py --device cuda --contexts 512 --steps 32 --batch 8 --seeds 1 \
+  --budgets 0.2 --retrievers "exact;mean:r=4" --tasks nll --granularity head --out "$res/engine_per_head"
 run engine_profile 60 python3 examples/engine/profile_retrieve.py --device cuda --json "$res/engine_profile.json"
 echo "rc=$rc" | tee -a "$res/summary.txt"
 cp "$res/summary.txt" "$out/"

@@ -157,7 +157,7 @@ def served_block(ch: tierkv.Channel, ref: tierkv.BlockRef) -> np.ndarray:
     if ch.on_device(ref):
         t = ch.block_tensor(ref)
         assert t.is_cuda and t.data_ptr() == ch.gpu_arena_device + ref.offset
-        assert tuple(t.shape) == ch.block_shape
+        assert tuple(t.shape) == ch.entry_shape
         return ch.block_copy(ref)
     v = ch.block_view(ref)
     assert not v.flags.writeable and not v.flags.owndata

@@ -112,6 +112,7 @@ _PROTOTYPES = {
     "tierkv_block_bytes": (c_uint64, [_P]),
     "tierkv_table_heads": (c_uint32, [_P]),
     "tierkv_entry_bytes": (c_uint64, [_P]),
+    "tierkv_copy_block": (_S, [_P, POINTER(BlockRefC), c_void_p, c_size_t]),
     "tierkv_staging_bytes": (c_uint64, [_P]),
     "tierkv_put_ex": (_S, [_P, c_uint64, c_uint32, c_uint32, c_void_p, c_size_t, c_uint64, POINTER(c_int)]),
     "tierkv_append": (_S, [_P, c_uint64, c_uint32, c_uint64, c_uint32, c_void_p, c_size_t, POINTER(c_uint64)]),

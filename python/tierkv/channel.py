@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional
 import numpy as np
 
 from . import _lib
-from ._arrays import (BLOCK_TABLE_DTYPE, ArenaBuffer, _torch, as_torch, check_uint, device_tensor, is_torch_tensor,
+from ._arrays import (BLOCK_TABLE_DTYPE, ArenaBuffer, as_torch, check_uint, device_tensor, is_torch_tensor,
                       payload, query_f32, tokens_i32)
 from .batch import BatchSelection, retrieve_batch
 from .errors import InvalidArgument, NotSupported, from_status
@@ -373,14 +373,15 @@ class Channel:
                              self.numpy_dtype, self.entry_shape, self._handle)
 
     def block_copy(self, ref: BlockRef) -> np.ndarray:
-        """A host copy of one block, wherever it is (a G block on a real GPU is copied
-        with PyTorch)."""
-        if not self.on_device(ref):
-            return self.block_view(ref).copy()
-        t = self.block_tensor(ref)
-        if self.numpy_dtype == np.uint16:  # bf16 bits: numpy has no bfloat16
-            t = t.view(_torch().int16)
-        return t.cpu().numpy().view(self.numpy_dtype)
+        """A host copy (entry_shape) of one retrieved block, wherever it is: a host
+        arena, or a real G on the GPU (libtierkv copies it device to host; no PyTorch
+        needed)."""
+        tier, offset = self._ref(ref, "block_copy")
+        c = _lib.BlockRefC(block=check_uint(ref[0], "ref.block", 32), tier=tier,
+                           head=check_uint(ref[3], "ref.head", 16) if len(ref) == 4 else 0, offset=offset)
+        out = np.empty(self.entry_shape, dtype=self.numpy_dtype)
+        self._check(self._lib.tierkv_copy_block(self._ptr(), ctypes.byref(c), out.ctypes.data, out.nbytes))
+        return out
 
     # --- the GPU path ---
     def start_retrieve_on_gpu(self, seq: int, layer: int, device_query_ptr: Any, query_floats: int, budget: int,

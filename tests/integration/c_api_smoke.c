@@ -104,6 +104,20 @@ int main(int argc, char** argv) {
   CHECK(35, tierkv_host_arena(ch2, &host, &host_bytes) == TIERKV_OK && host != NULL);
   const char* base = (const char*)(refs[0].tier == 0 ? arena : host);
   CHECK(36, base != NULL && (const char*)refs[0].data == base + refs[0].offset);
+  /* tierkv_copy_block: the entry's bytes wherever it lies; bad refs and short buffers refused. */
+  char* copy = malloc(bb);
+  CHECK(74, copy != NULL && tierkv_entry_bytes(ch2) == bb);
+  CHECK(74, tierkv_copy_block(ch2, &refs[0], copy, bb) == TIERKV_OK && memcmp(copy, block, bb) == 0);
+  CHECK(75, tierkv_copy_block(ch2, &refs[0], copy, bb - 1) == TIERKV_INVALID_ARGUMENT);
+  CHECK(75, tierkv_copy_block(ch2, NULL, copy, bb) == TIERKV_INVALID_ARGUMENT);
+  tierkv_block_ref bad = refs[0];
+  bad.tier = 7;
+  CHECK(76, tierkv_copy_block(ch2, &bad, copy, bb) == TIERKV_INVALID_ARGUMENT);
+  bad.tier = 1;
+  bad.offset = host_bytes;
+  CHECK(76, tierkv_copy_block(ch2, &bad, copy, bb) == TIERKV_INVALID_ARGUMENT);
+  CHECK(76, strstr(tierkv_channel_last_error(ch2), "outside") != NULL);
+  free(copy);
   CHECK(37, tierkv_release(ch2, lease) == TIERKV_OK);
   const char* policy = tierkv_set_policy_json(c, "c-smoke2", "{\"retriever\": \"mean\"}");
   CHECK(38, policy != NULL && strstr(policy, "\"retriever\":\"mean\"") != NULL);

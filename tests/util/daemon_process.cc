@@ -41,7 +41,7 @@ int DecodeWait(int status) {
 }  // namespace
 
 DaemonProcess::DaemonProcess(std::string binary, std::string dir, std::string daemon_keys, std::string sections)
-    : binary_(std::move(binary)), dir_(std::move(dir)), socket_(dir_ + "/tierkvd.sock"), config_(dir_ + "/tierkvd.toml") {
+    : binary_(DaemonBinary(binary.c_str())), dir_(std::move(dir)), socket_(dir_ + "/tierkvd.sock"), config_(dir_ + "/tierkvd.toml") {
   std::ofstream out(config_);
   out << "[daemon]\ndata_dir = \"" << dir_ << "/data\"\n" << daemon_keys << "\n";
   if (daemon_keys.find("socket_path") == std::string::npos) out << "socket_path = \"" << socket_ << "\"\n";

@@ -13,6 +13,7 @@ namespace tierkv::testing {
 
 // The tierkvd to run: $TIERKVD when set (a bundle copied to another machine, where
 // the build's path does not exist), else `built` (the build's TIERKVD_PATH).
+// DaemonProcess applies it to the binary it is given.
 std::string DaemonBinary(const char* built);
 
 class DaemonProcess {

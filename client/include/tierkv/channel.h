@@ -100,8 +100,12 @@ class TIERKV_EXPORT DataChannel {
   // tables hold total_budget entries (the budgets' sum times table_heads()).
   static uint64_t BatchStagingBytes(size_t n, size_t query_floats, uint64_t total_budget);
 
-  // The bytes of a retrieved block in the shared arenas (CPU path).
+  // The bytes of a retrieved block in the shared arenas (CPU path; empty for a
+  // block on a real G, which is device memory: see CopyBlock).
   std::span<const std::byte> BlockBytes(const BlockRef& ref) const;
+  // Copies the entry_bytes() a retrieved ref points at into `out` (host memory),
+  // wherever the block lies: a host arena, or a real G (a device-to-host copy).
+  Status CopyBlock(const BlockRef& ref, std::span<std::byte> out) const;
   // Drops the sequence's blocks (shared prefix blocks stay while others use them).
   Status CloseSequence(uint64_t seq);
   // How many leading tokens of `tokens` are cached as full prefix blocks.

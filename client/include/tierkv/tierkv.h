@@ -244,6 +244,10 @@ uint32_t tierkv_table_heads(const tierkv_channel* channel);
 /* Bytes one table entry points at: tierkv_block_bytes / tierkv_table_heads (per KV
  * head: one head's K then V, [block_tokens][head_dim] each). */
 uint64_t tierkv_entry_bytes(const tierkv_channel* channel);
+/* Copies the tierkv_entry_bytes a retrieved ref points at into out (host memory,
+ * out_bytes >= tierkv_entry_bytes), wherever the block lies: a host arena, or a real
+ * G on the GPU (ref->data is NULL there; this is a device-to-host copy). */
+tierkv_status tierkv_copy_block(tierkv_channel* channel, const tierkv_block_ref* ref, void* out, size_t out_bytes);
 
 /* ---- GPU path (channel opened with options.gpu) ---- */
 /* 0: no GPU path, 1: device (CUDA IPC), 2: emulated (host pointers, streams ignored). */
