@@ -44,6 +44,16 @@ Result<std::unique_ptr<Channel>> Channel::Open(const std::string& name, const Ch
   std::memcpy(region.data(), &layout, sizeof layout);
   std::unique_ptr<Channel> ch(
       new Channel(std::move(region), layout, std::move(handler), stats, o.spin, std::move(on_broken)));
+  if (o.pin_for_gpu) {
+    Result<kernels::HostRegistration> pinned =
+        kernels::HostRegistration::Register(ch->region_.data(), ch->region_.size());
+    if (pinned.ok()) {
+      ch->pinned_ = std::move(pinned).value();
+    } else {
+      LOG(WARNING) << name << ": not pinned for the GPU, its copies to and from G go through a bounce buffer: "
+                   << pinned.status().ToString();
+    }
+  }
   ASSIGN_OR_RETURN(ch->requests_,
                    SpscRing<dp::RingRequest>::Create(ch->region_.data() + layout.request_offset, o.request_capacity));
   ASSIGN_OR_RETURN(ch->completions_, SpscRing<dp::RingCompletion>::Create(

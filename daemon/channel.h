@@ -17,6 +17,7 @@
 
 #include "common/data_plane.h"
 #include "common/shm.h"
+#include "kernels/gpu_runtime.h"
 
 namespace tierkv::daemon {
 
@@ -35,6 +36,10 @@ struct ChannelOptions {
   uint32_t completion_capacity = 256;
   uint64_t staging_bytes = 16 << 20;
   std::chrono::nanoseconds spin{std::chrono::microseconds(50)};  // busy-poll before sleeping
+  // Register the channel's memory with the GPU (cudaHostRegister): set when the
+  // namespace's G is a real GPU, so that puts and gets move between staging and G by
+  // DMA instead of through the driver's bounce buffer. A failure only logs.
+  bool pin_for_gpu = false;
 };
 
 struct ChannelStats {
@@ -63,6 +68,7 @@ class Channel {
   bool Complete(const dp::RingCompletion& c);
 
   ShmRegion region_;
+  kernels::HostRegistration pinned_;  // unregistered before region_ is unmapped
   const dp::ChannelHeader layout_;
   std::unique_ptr<OpHandler> handler_;
   ChannelStats* const stats_;

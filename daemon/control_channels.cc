@@ -201,8 +201,10 @@ Result<wire::Json> ControlService::OpenChannelCharged(SessionState& s, const Jso
   }
   auto disconnect = s.disconnect;
   const uint64_t session = s.id;
+  ChannelOptions options = o;
+  options.pin_for_gpu = rt && !rt->gpu_emulated();  // puts and gets copy between staging and a real G
   ASSIGN_OR_RETURN(auto channel,
-                   Channel::Open(channel_name, o, ChannelHandler(s, rec, rt, std::move(gpu)), &channel_stats_,
+                   Channel::Open(channel_name, options, ChannelHandler(s, rec, rt, std::move(gpu)), &channel_stats_,
                                  [disconnect, session](const Status& why) {
                                    LOG(WARNING) << "session " << session << ": " << why.ToString() << "; disconnecting";
                                    if (disconnect) disconnect(why);

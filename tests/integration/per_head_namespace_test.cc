@@ -4,7 +4,9 @@
 // of entries per KV head. Checked: whole-block and appended bytes come back equal
 // (also after a restart, from D), a Retrieve's and a RetrieveBatch's tables carry
 // every head's run with the right bytes, the same bytes as a per-layer namespace
-// holding the same blocks; specs that cannot work are refused.
+// holding the same blocks, and so does the GPU path's table (emulated without a GPU,
+// through device memory and CUDA IPC on a GPU machine); specs that cannot work are
+// refused.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include <string>
 
 #include "client/client_internal.h"
+#include "kernels/gpu_runtime.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
 #include "tierkv/client.h"
@@ -201,6 +204,56 @@ TEST_F(PerHeadNamespaceTest, RetrieveAndBatchReturnARunPerHeadPointingAtThatHead
   // A staging area too small for every head's run is refused before anything is sent.
   auto big = head_->Retrieve(1, 0, q, (1 << 20) / sizeof(BlockTableEntry) / kKvHeads + 1);
   EXPECT_EQ(big.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(PerHeadNamespaceTest, TheGpuPathsTableIsTheHostPathsRunPerHead) {
+  std::mt19937 rng(11);
+  constexpr uint32_t kBlocks = 12, kBudget = 4;
+  std::vector<std::vector<float>> blocks;
+  for (uint32_t b = 0; b < kBlocks; ++b) {
+    blocks.push_back(Random(kModel.BlockBytes() / sizeof(float), rng));
+    ASSERT_TRUE(head_->Put(1, 0, b, Bytes(blocks.back())).ok());
+  }
+  const std::vector<float> q = Random(size_t{kQHeads} * kHeadDim, rng);
+  auto want = head_->Retrieve(1, 0, q, kBudget);
+  ASSERT_TRUE(want.ok()) << want.status().ToString();
+  ASSERT_TRUE(head_->Release(want->lease).ok());
+
+  auto opened = client_->OpenChannel("head", {.staging_bytes = 1 << 16, .gpu = true});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  DataChannel& gpu = **opened;
+  const bool real = !gpu.gpu_path_emulated();
+  // The query lives where the engine's would: device memory on a real GPU.
+  const float* query = q.data();
+  kernels::DeviceBuffer device_query;
+  if (real) {
+    auto buf = kernels::DeviceBuffer::Allocate(q.size() * sizeof(float));
+    ASSERT_TRUE(buf.ok()) << buf.status().ToString();
+    device_query = std::move(buf).value();
+    ASSERT_TRUE(kernels::Copy(device_query.data(), q.data(), q.size() * sizeof(float),
+                              kernels::CopyKind::kHostToDevice).ok());
+    query = static_cast<const float*>(device_query.data());
+  }
+  ASSERT_TRUE(gpu.StartRetrieveOnGpu(1, 0, query, q.size(), kBudget, nullptr).ok());
+  auto r = gpu.FinishRetrieveOnGpu(nullptr);  // the legacy default stream waits for the table
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->count, size_t{kBudget} * kKvHeads);
+  std::vector<BlockTableEntry> table(r->count);
+  if (real) {
+    ASSERT_TRUE(kernels::Copy(table.data(), r->table, table.size() * sizeof(BlockTableEntry),
+                              kernels::CopyKind::kDeviceToHost).ok());
+  } else {
+    std::copy_n(r->table, r->count, table.begin());
+  }
+  for (size_t i = 0; i < table.size(); ++i) {
+    const BlockTableEntry& e = table[i];
+    EXPECT_EQ(e.block, want->blocks[i].block) << "entry " << i;
+    EXPECT_EQ(e.head, want->blocks[i].head) << "entry " << i;
+    std::vector<float> got(2 * kRow);
+    ASSERT_TRUE(gpu.CopyBlock({e.block, e.tier, e.offset, e.head}, std::as_writable_bytes(std::span(got))).ok());
+    EXPECT_EQ(got, HeadOf(blocks[e.block], e.head)) << "block " << e.block << " head " << e.head;
+  }
+  EXPECT_TRUE(gpu.Release(r->lease).ok());
 }
 
 TEST_F(PerHeadNamespaceTest, SpecsThatCannotWorkAreRefused) {
