@@ -317,8 +317,35 @@ def summary_gpu_retrieve(d, where):
              "≤ 30 µs p50", verdict(v, 30.0, False))]
 
 
-def summary_missing(rep):
+GPU_MACHINE_RUN = "session7"  # the ring and put/get on the GPU machine's 16 cores (scripts/device_run.sh)
+GPU_MACHINE_WHERE = "16-core H200 host, 2026-12-04"
+
+
+def summary_gpu_machine(rep):
+    """The ring and put/get measured on the lent GPU machine (a quiet 16-core box, G on the GPU)."""
     rows = []
+    ring = (stored_gpu(rep, f"{GPU_MACHINE_RUN}/bench_ring.json") or {}).get("results", {}).get("shm ring no-op")
+    if ring:
+        p50, p99 = ring.get("p50_us"), ring.get("p99_us")
+        ok = verdict(p50, KNOWN_TARGETS["ring_p50_us"], False) == "met" and \
+            verdict(p99, KNOWN_TARGETS["ring_p99_us"], False) == "met"
+        rows.append((f"shm ring round trip p50 / p99 ({GPU_MACHINE_WHERE})", f"{num(p50)} / {num(p99)} µs",
+                     f"≤ {KNOWN_TARGETS['ring_p50_us']:g} / ≤ {KNOWN_TARGETS['ring_p99_us']:g} µs",
+                     "met" if ok else "not met"))
+    targets = {1: ("one client", KNOWN_TARGETS["putget_vs_redis"]),
+               4: ("4 clients", KNOWN_TARGETS["putget_vs_redis_4_clients"])}
+    for r in (stored_gpu(rep, f"{GPU_MACHINE_RUN}/bench_putget_pinned.json") or {}).get("results", []):
+        if r.get("clients") in targets:
+            who, target = targets[r.get("clients")]
+            v = r.get("ratio")
+            rows.append((f"{r.get('op')} of 128 KiB blocks, {who}: tierkv / Redis ({GPU_MACHINE_WHERE}, G on the GPU)",
+                         f"{num(v, 2)}x ({num(r.get('tierkv_gbs'), 2)} vs {num(r.get('redis_gbs'), 2)} GB/s)",
+                         f"≥ {target:g}x", verdict(v, target, True)))
+    return rows
+
+
+def summary_missing(rep):
+    rows = summary_gpu_machine(rep)
     kern = rep.data("kernels") or {}
     if any(isinstance(r, dict) and r.get("backend") == "cuda" for r in kern.get("rows", [])):
         rows += summary_gpu_kernels(kern.get("rows", []), "this machine")
