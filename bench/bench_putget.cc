@@ -30,7 +30,9 @@ Starts tierkvd (beside this program) and redis-server (from PATH) on a temporary
 directory and loopback, then for 1 and 4 (--clients) concurrent clients stores N blocks of
 128 KiB each (model: 8 KV heads x 32 tokens x head_dim 128, bf16) and reads them
 back, through tierkv's data plane (one block per request, like one SET/GET per key)
-and through Redis SET/GET. Reports GB/s and the ratio, and the CPU time and context
+and through Redis SET/GET; "acquire" is tierkv's zero-copy get (Acquire one block,
+copy it out of the shared arena, Release), compared with the same GETs. Reports
+GB/s and the ratio, and the CPU time and context
 switches per operation of the clients and of each server (/proc, getrusage).
 Default N = 1024 per client. --client-spin-us / --daemon-spin-us override the
 client library's and tierkvd's busy-poll before sleeping (default: theirs).
@@ -48,9 +50,11 @@ struct Phase {
   bench::Usage client, server;
 };
 
+// tierkv's acquire (a zero-copy get: Acquire, one copy out of the arena, Release)
+// is compared with Redis's GET; Redis has no acquire (its fields stay empty).
 struct Result2 {
-  double put_gbs = 0, get_gbs = 0;
-  Phase put, get;
+  double put_gbs = 0, get_gbs = 0, acquire_gbs = 0;
+  Phase put, get, acquire;
 };
 
 // CPU microseconds per operation and context switches per operation of one phase.
@@ -122,11 +126,23 @@ Result2 RunTierkv(const std::string& socket, pid_t daemon, int clients, uint32_t
     }
   });
   if (out[0] != payload) std::abort();
+  for (auto& o : out) std::fill(o.begin(), o.end(), std::byte{0});
+  r.acquire = Parallel(clients, daemon, [&](int c) {
+    for (uint32_t b = 0; b < blocks; ++b) {
+      auto a = chans[c]->Acquire(1000 + c, 0, b, 1);
+      if (!a.ok() || a->blocks.size() != 1 || !chans[c]->CopyBlock(a->blocks[0], out[c]).ok() ||
+          !chans[c]->Release(a->lease).ok()) {
+        std::abort();
+      }
+    }
+  });
+  if (out[0] != payload) std::abort();
   for (int c = 0; c < clients; ++c) {
     if (!chans[c]->CloseSequence(1000 + c).ok()) std::abort();
   }
   r.put_gbs = bytes / r.put.wall_s / 1e9;
   r.get_gbs = bytes / r.get.wall_s / 1e9;
+  r.acquire_gbs = bytes / r.acquire.wall_s / 1e9;
   return r;
 }
 
@@ -235,6 +251,7 @@ int main(int argc, char** argv) {
     auto keep_best = [](Result2& best, const Result2& r) {
       if (r.put_gbs > best.put_gbs) best.put_gbs = r.put_gbs, best.put = r.put;
       if (r.get_gbs > best.get_gbs) best.get_gbs = r.get_gbs, best.get = r.get;
+      if (r.acquire_gbs > best.acquire_gbs) best.acquire_gbs = r.acquire_gbs, best.acquire = r.acquire;
     };
     for (int r = 0; r < rounds; ++r) {
       std::fprintf(stderr, "clients=%d round %d/%d\n", clients, r + 1, rounds);
@@ -242,13 +259,14 @@ int main(int argc, char** argv) {
       keep_best(redis_r, RunRedis(port, redis, clients, blocks, payload));
     }
     const double ops = double(clients) * blocks;
-    for (bool put : {true, false}) {
-      const char* op = put ? "put" : "get";
-      const double o = put ? ours.put_gbs : ours.get_gbs, p = put ? redis_r.put_gbs : redis_r.get_gbs;
+    for (const char* op : {"put", "get", "acquire"}) {
+      const bool put = op == std::string("put"), acquire = op == std::string("acquire");
+      const double o = put ? ours.put_gbs : acquire ? ours.acquire_gbs : ours.get_gbs;
+      const double p = put ? redis_r.put_gbs : redis_r.get_gbs;  // acquire vs Redis's GET
       rows.push_back({std::to_string(clients), op, bench::Fmt(o, 3), bench::Fmt(p, 3), bench::Fmt(o / p, 1) + "x"});
       nlohmann::json row{{"clients", clients}, {"op", op}, {"tierkv_gbs", o}, {"redis_gbs", p}, {"ratio", o / p}};
       for (auto [name, res] : {std::pair{"tierkv", &ours}, std::pair{"redis", &redis_r}}) {
-        const Phase& ph = put ? res->put : res->get;
+        const Phase& ph = put ? res->put : acquire && res == &ours ? res->acquire : res->get;
         const PerOp c = Costs(ph, ops);
         costs.push_back({std::to_string(clients), op, name, bench::Fmt(c.client_us, 1), bench::Fmt(c.server_us, 1),
                          bench::Fmt(c.client_us + c.server_us, 1),

@@ -184,6 +184,23 @@ tierkv_status tierkv_get(tierkv_channel* ch, uint64_t seq, uint32_t layer, uint3
   return Report(ch, ch->channel->Get(seq, layer, first, {static_cast<std::byte*>(out), bytes}));
 }
 
+namespace {
+// A Retrieve's or an Acquire's refs into out[0..*count) (at most `entries`).
+tierkv_status FillRefs(tierkv_channel* ch, const tierkv::Result<tierkv::DataChannel::Retrieval>& r, uint64_t entries,
+                       tierkv_block_ref* out, uint32_t* count, uint64_t* lease, uint32_t* missing) {
+  if (!r.ok()) return Report(ch, r.status());
+  *count = static_cast<uint32_t>(std::min<uint64_t>(r->blocks.size(), entries));
+  for (uint32_t i = 0; i < *count; ++i) {
+    const auto& b = r->blocks[i];
+    auto bytes = ch->channel->BlockBytes(b);
+    out[i] = {b.block, b.tier, b.head, b.offset, bytes.empty() ? nullptr : bytes.data()};
+  }
+  *lease = r->lease;
+  if (missing) *missing = r->missing;
+  return Report(ch, tierkv::OkStatus());
+}
+}  // namespace
+
 tierkv_status tierkv_retrieve_ex(tierkv_channel* ch, uint64_t seq, uint32_t layer, const float* query,
                                  size_t query_floats, uint32_t budget, tierkv_block_ref* out, uint32_t capacity,
                                  uint32_t* count, uint64_t* lease, uint32_t* missing) {
@@ -203,17 +220,26 @@ tierkv_status tierkv_retrieve_ex(tierkv_channel* ch, uint64_t seq, uint32_t laye
     return Report(ch, tierkv::InvalidArgument("retrieve: layer " + std::to_string(layer) + " is not below num_layers " +
                                               std::to_string(ch->model.num_layers)));
   }
-  auto r = ch->channel->Retrieve(seq, layer, {query, query_floats}, budget);
-  if (!r.ok()) return Report(ch, r.status());
-  *count = static_cast<uint32_t>(std::min<uint64_t>(r->blocks.size(), entries));
-  for (uint32_t i = 0; i < *count; ++i) {
-    const auto& b = r->blocks[i];
-    auto bytes = ch->channel->BlockBytes(b);
-    out[i] = {b.block, b.tier, b.head, b.offset, bytes.empty() ? nullptr : bytes.data()};
+  return FillRefs(ch, ch->channel->Retrieve(seq, layer, {query, query_floats}, budget), entries, out, count, lease,
+                  missing);
+}
+
+tierkv_status tierkv_acquire(tierkv_channel* ch, uint64_t seq, uint32_t layer, uint32_t first, uint32_t count,
+                             tierkv_block_ref* out, uint32_t capacity, uint32_t* n, uint64_t* lease,
+                             uint32_t* missing) {
+  if (!ch) return TIERKV_INVALID_ARGUMENT;
+  if (!out || !n || !lease) return Report(ch, tierkv::InvalidArgument("acquire: out, n and lease must not be NULL"));
+  const uint64_t entries = uint64_t{count} * ch->channel->table_heads();
+  if (count == 0 || capacity < entries) {
+    return Report(ch, tierkv::InvalidArgument("acquire: count " + std::to_string(count) + " needs a table of " +
+                                              std::to_string(entries) + " entries, out holds " +
+                                              std::to_string(capacity)));
   }
-  *lease = r->lease;
-  if (missing) *missing = r->missing;
-  return Report(ch, tierkv::OkStatus());
+  if (layer >= ch->model.num_layers) {
+    return Report(ch, tierkv::InvalidArgument("acquire: layer " + std::to_string(layer) + " is not below num_layers " +
+                                              std::to_string(ch->model.num_layers)));
+  }
+  return FillRefs(ch, ch->channel->Acquire(seq, layer, first, count), entries, out, n, lease, missing);
 }
 
 tierkv_status tierkv_retrieve(tierkv_channel* ch, uint64_t seq, uint32_t layer, const float* query, size_t query_floats,

@@ -25,6 +25,9 @@ struct [[gnu::visibility("hidden")]] DataChannel::Impl {
   Result<uint64_t> Append(uint64_t seq, uint32_t layer, uint64_t first_token, uint32_t tokens,
                           std::span<const std::byte> kv);
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
+  Result<Retrieval> Acquire(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count);
+  // The refs of a Retrieve's or an Acquire's completion `c`, table entries at staging offset `at`.
+  Retrieval TableOf(const dp::RingCompletion& c, size_t at, uint64_t entries) const;
   Status Release(uint64_t lease);
   std::span<const std::byte> BlockBytes(const BlockRef& ref) const;
   Status CopyBlock(const BlockRef& ref, std::span<std::byte> out) const;
@@ -291,13 +294,36 @@ Result<DataChannel::Retrieval> DataChannel::Impl::Retrieve(uint64_t seq, uint32_
   req.count = budget;
   req.length = need;
   ASSIGN_OR_RETURN(dp::RingCompletion c, Call(req));
+  return TableOf(c, qbytes, entries);
+}
+
+Result<DataChannel::Retrieval> DataChannel::Impl::Acquire(uint64_t seq, uint32_t layer, uint32_t first,
+                                                          uint32_t count) {
+  const uint64_t entries = uint64_t{count} * table_heads_;
+  const uint64_t need = entries * sizeof(dp::BlockTableEntry);
+  if (count == 0 || need > header_.staging_bytes) {
+    return InvalidArgument("acquire: a table of " + std::to_string(entries) + " entries does not fit the staging area (" +
+                           std::to_string(header_.staging_bytes) + " bytes)");
+  }
+  dp::RingRequest req{};
+  req.op = dp::Op::kAcquire;
+  req.seq = seq;
+  req.layer = layer;
+  req.block = first;
+  req.count = count;
+  req.length = need;
+  ASSIGN_OR_RETURN(dp::RingCompletion c, Call(req));
+  return TableOf(c, 0, entries);
+}
+
+DataChannel::Retrieval DataChannel::Impl::TableOf(const dp::RingCompletion& c, size_t at, uint64_t entries) const {
   Retrieval r;
   r.lease = c.value;
   r.missing = static_cast<uint32_t>(c.value2);
-  r.blocks.reserve(c.count);
+  r.blocks.reserve(std::min<uint64_t>(c.count, entries));
   for (uint32_t i = 0; i < c.count && i < entries; ++i) {
     dp::BlockTableEntry e;
-    std::memcpy(&e, staging().data() + qbytes + i * sizeof e, sizeof e);
+    std::memcpy(&e, staging().data() + at + i * sizeof e, sizeof e);
     r.blocks.push_back({e.block, e.tier, e.offset, e.head});
   }
   return r;
@@ -475,6 +501,9 @@ Status DataChannel::Get(uint64_t seq, uint32_t layer, uint32_t first, std::span<
 Result<DataChannel::Retrieval> DataChannel::Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query,
                                                      uint32_t budget) {
   return impl_->Retrieve(seq, layer, query, budget);
+}
+Result<DataChannel::Retrieval> DataChannel::Acquire(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count) {
+  return impl_->Acquire(seq, layer, first, count);
 }
 Status DataChannel::Release(uint64_t lease) { return impl_->Release(lease); }
 std::span<const std::byte> DataChannel::BlockBytes(const BlockRef& ref) const { return impl_->BlockBytes(ref); }

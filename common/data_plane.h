@@ -36,9 +36,11 @@ enum class Op : uint16_t {
   kRetrieveBatch = 8,  // `count` sequences of one layer in one request; see RetrieveBatchEntry
   kAppend = 9,         // `count` tokens of (seq, layer) starting at token `arg` (K then V,
                        // [kv_heads][count][head_dim] each) into the open last block; gaps refused
+  kAcquire = 10,       // pin blocks [block, block + count) of (seq, layer) where they are (a zero-copy
+                       // Get): their table entries to staging[offset, +length), a lease as Retrieve's
 };
 // The highest op this build serves (ProcessRequest refuses those above it).
-inline constexpr Op kLastOp = Op::kAppend;
+inline constexpr Op kLastOp = Op::kAcquire;
 
 // One request. 64 bytes, trivially copyable, versioned.
 struct RingRequest {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "common/checksum.h"
 #include "common/log.h"
@@ -20,7 +21,8 @@ using namespace ops;
 dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<uint8_t> staging) {
   const ModelSpec& m = rt_->model();
   const bool needs_layer = req.op == dp::Op::kPut || req.op == dp::Op::kGet || req.op == dp::Op::kRetrieve ||
-                           req.op == dp::Op::kRetrieveBatch || req.op == dp::Op::kAppend;
+                           req.op == dp::Op::kRetrieveBatch || req.op == dp::Op::kAppend ||
+                           req.op == dp::Op::kAcquire;
   if (needs_layer && req.layer >= m.num_layers) return Fail(StatusCode::kInvalidArgument, Detail::kLayer);
   const uint32_t allowed = req.op == dp::Op::kPut        ? dp::kFlagPrefixBlock
                            : req.op == dp::Op::kRetrieve ? dp::kFlagGpu
@@ -32,6 +34,7 @@ dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<ui
     case dp::Op::kAppend: return Append(req, staging);
     case dp::Op::kRetrieve: return Retrieve(req, staging);
     case dp::Op::kRetrieveBatch: return RetrieveBatch(req, staging);
+    case dp::Op::kAcquire: return AcquireRange(req, staging);
     case dp::Op::kRelease: return Release(req);
     case dp::Op::kCloseSequence: return CloseSequence(req);
     case dp::Op::kLookupPrefix:
@@ -232,6 +235,52 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
     if (!bytes.empty()) std::memcpy(staging.data() + req.offset + qbytes, bytes.data(), bytes.size());  // unaligned
   }
   return done;
+}
+
+dp::RingCompletion NamespaceOps::AcquireRange(const dp::RingRequest& req, std::span<uint8_t> staging) {
+  if (req.count == 0 || req.count > kMaxBlocksPerRequest || req.block > UINT32_MAX - req.count) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kCount);
+  }
+  const uint32_t heads = rt_->record().spec.TableHeads();
+  if (req.length < uint64_t{req.count} * heads * sizeof(dp::BlockTableEntry)) {
+    return Fail(StatusCode::kInvalidArgument, Detail::kLength);
+  }
+  std::vector<uint32_t> blocks(req.count);
+  std::iota(blocks.begin(), blocks.end(), req.block);
+  const storage::MissMode mode = rt_->store().policy().miss_mode;
+  table_.clear();
+  std::vector<uint64_t> leases;
+  uint64_t missing = 0;
+  dp::RingCompletion failed = Done();
+  for (uint32_t h = 0; h < heads && IsOk(failed); ++h) {  // per KV head: a run per head, as Retrieve's
+    auto lease = rt_->store().Acquire(req.seq, StoredLayer(req.layer, heads, h), blocks, mode);
+    if (!lease.ok()) {
+      failed = FromStatus(lease.status(), 0);
+      break;
+    }
+    leases.push_back(lease->id);
+    if (lease->blocks.size() + lease->missing.size() < req.count) {  // the store skips unknown blocks
+      failed = Fail(StatusCode::kNotFound, Detail::kBlock);
+      break;
+    }
+    missing += lease->missing.size();
+    for (const auto& b : lease->blocks) {
+      dp::BlockTableEntry e{};
+      e.block = b.index;
+      e.head = static_cast<uint16_t>(h);
+      e.tier = b.where == storage::Where::kGpu ? 0 : 1;
+      e.offset = b.offset;
+      table_.push_back(e);
+    }
+  }
+  if (!IsOk(failed)) {
+    for (uint64_t id : leases) (void)rt_->store().Release(id);
+    return failed;
+  }
+  for (uint64_t id : leases) leases_.insert(id);
+  const auto bytes = std::as_bytes(std::span(table_));
+  if (!bytes.empty()) std::memcpy(staging.data() + req.offset, bytes.data(), bytes.size());
+  return Done(static_cast<uint32_t>(table_.size()), ClientLease(std::move(leases)), missing);
 }
 
 dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {

@@ -123,6 +123,11 @@ class NamespaceOps : public OpHandler {
   uint64_t ClientLease(std::vector<uint64_t> store_leases);
   // dp::Op::kRetrieveBatch (data_ops_batch.cc).
   dp::RingCompletion RetrieveBatch(const dp::RingRequest& req, std::span<uint8_t> staging);
+  // dp::Op::kAcquire: a zero-copy Get. Pins blocks [block, block + count) of (seq,
+  // layer) for the client (misses handled per the policy's miss mode, like
+  // Retrieve's), writes their table entries (a run per KV head per head
+  // namespace) to staging; kNotFound when one does not exist (nothing stays pinned).
+  dp::RingCompletion AcquireRange(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Release(const dp::RingRequest& req);
   dp::RingCompletion CloseSequence(const dp::RingRequest& req);
   dp::RingCompletion Prefix(const dp::RingRequest& req, std::span<uint8_t> staging);

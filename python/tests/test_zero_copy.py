@@ -162,3 +162,23 @@ def test_bf16_views_are_raw_bits_and_as_torch_reinterprets_them(client):
             if not ch.on_device(ref):
                 v = ch.block_view(ref)
                 assert tierkv.as_torch(v).data_ptr() == _address(v) == t.data_ptr()
+
+
+def test_acquire_is_a_zero_copy_get(channel):
+    """acquire(seq, layer, first, count): the blocks where they are, pinned until released."""
+    data = put_needle_sequence(channel, 5, 1)
+    with channel.acquire(5, 1, 10, 4) as sel:
+        assert [b.block for b in sel.blocks] == [10, 11, 12, 13]
+        for ref in sel.blocks:
+            np.testing.assert_array_equal(served_block(channel, ref), data[ref.block])  # in place, no copy
+        np.testing.assert_array_equal(sel.stacked(), data[10:14])
+        with pytest.raises(tierkv.Busy):
+            channel.put(5, 1, 11, data[11:12])  # pinned
+    retry_busy(lambda: channel.put(5, 1, 11, data[11:12]))  # released
+    with pytest.raises(tierkv.NotFound):
+        channel.acquire(5, 1, 38, 4)  # past the end: nothing pinned
+    retry_busy(lambda: channel.put(5, 1, 38, data[38:39]))
+    with pytest.raises(tierkv.InvalidArgument, match="count"):
+        channel.acquire(5, 1, 0, 0)
+    with pytest.raises(tierkv.InvalidArgument):
+        channel.acquire(5, 9, 0, 1)

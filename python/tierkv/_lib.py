@@ -119,6 +119,8 @@ _PROTOTYPES = {
     "tierkv_get": (_S, [_P, c_uint64, c_uint32, c_uint32, c_void_p, c_size_t]),
     "tierkv_retrieve_ex": (_S, [_P, c_uint64, c_uint32, c_void_p, c_size_t, c_uint32, POINTER(BlockRefC),
                                 c_uint32, POINTER(c_uint32), POINTER(c_uint64), POINTER(c_uint32)]),
+    "tierkv_acquire": (_S, [_P, c_uint64, c_uint32, c_uint32, c_uint32, POINTER(BlockRefC), c_uint32, POINTER(c_uint32),
+                            POINTER(c_uint64), POINTER(c_uint32)]),
     "tierkv_release": (_S, [_P, c_uint64]),
     "tierkv_retrieve_batch": (_S, [_P, POINTER(RetrieveBatchArgsC), POINTER(c_uint64), POINTER(c_uint32)]),
     "tierkv_batch_item_error": (c_char_p, [_P, c_size_t]),

@@ -224,10 +224,33 @@ class Channel:
         if entries > fits:
             raise InvalidArgument(f"retrieve: a table of {entries} entries and the query do not fit the staging area "
                                   f"({self.staging_bytes} bytes: at most {max(fits, 0)} entries)")
+        return self._pinned(entries, lambda table, count, lease, missing: self._lib.tierkv_retrieve_ex(
+            ch, seq, layer, q.ctypes.data, q.size, budget, table, entries, count, lease, missing))
+
+    def acquire(self, seq: int, layer: int, first: int, count: int) -> Selection:
+        """A zero-copy get: pins blocks [first, first + count) of (seq, layer) where
+        they are and returns their refs (per KV head namespace: a run of count per
+        head) in a Selection, read in place with views() / tensors() / stacked()
+        until it is released (use it as a context manager). NotFound when a block
+        does not exist (nothing stays pinned)."""
+        ch = self._ptr()
+        seq, layer = check_uint(seq, "seq", 64), check_uint(layer, "layer", 32)
+        first, count = check_uint(first, "first", 32), check_uint(count, "count", 32)
+        if count == 0:
+            raise InvalidArgument("acquire: count must be positive")
+        entries = count * self.table_heads
+        fits = self.staging_bytes // ctypes.sizeof(_lib.BlockTableEntryC)
+        if entries > fits:
+            raise InvalidArgument(f"acquire: a table of {entries} entries does not fit the staging area "
+                                  f"({self.staging_bytes} bytes: at most {fits} entries)")
+        return self._pinned(entries, lambda table, n, lease, missing: self._lib.tierkv_acquire(
+            ch, seq, layer, first, count, table, entries, n, lease, missing))
+
+    def _pinned(self, entries: int, call) -> Selection:
+        """Runs a C call that fills a table of refs under a lease; the Selection holding them."""
         table = (_lib.BlockRefC * entries)()
         count, lease, missing = ctypes.c_uint32(), ctypes.c_uint64(), ctypes.c_uint32()
-        self._check(self._lib.tierkv_retrieve_ex(ch, seq, layer, q.ctypes.data, q.size, budget, table, entries,
-                                                 ctypes.byref(count), ctypes.byref(lease), ctypes.byref(missing)))
+        self._check(call(table, ctypes.byref(count), ctypes.byref(lease), ctypes.byref(missing)))
         refs = [BlockRef(table[i].block, table[i].tier, table[i].offset, table[i].head) for i in range(count.value)]
         sel = Selection(self, lease.value, refs, missing.value)
         self._leases[lease.value] = sel

@@ -117,6 +117,16 @@ int main(int argc, char** argv) {
   bad.offset = host_bytes;
   CHECK(76, tierkv_copy_block(ch2, &bad, copy, bb) == TIERKV_INVALID_ARGUMENT);
   CHECK(76, strstr(tierkv_channel_last_error(ch2), "outside") != NULL);
+  /* tierkv_acquire: a zero-copy get of blocks 2..4 under a lease. */
+  uint32_t got_n = 0;
+  uint64_t acquired = 0;
+  CHECK(77, tierkv_acquire(ch2, 7, 1, 2, 3, refs, 3, &got_n, &acquired, NULL) == TIERKV_OK && got_n == 3);
+  CHECK(77, refs[0].block == 2 && refs[2].block == 4 && acquired != 0);
+  CHECK(77, tierkv_copy_block(ch2, &refs[1], copy, bb) == TIERKV_OK && memcmp(copy, block, bb) == 0);
+  CHECK(77, tierkv_release(ch2, acquired) == TIERKV_OK);
+  CHECK(78, tierkv_acquire(ch2, 7, 1, 2, 3, refs, 2, &got_n, &acquired, NULL) == TIERKV_INVALID_ARGUMENT);
+  CHECK(78, tierkv_acquire(ch2, 7, 1, 6, 3, refs, 3, &got_n, &acquired, NULL) == TIERKV_NOT_FOUND); /* 8 blocks */
+  CHECK(78, tierkv_acquire(ch2, 7, 2, 0, 1, refs, 3, &got_n, &acquired, NULL) == TIERKV_INVALID_ARGUMENT);
   free(copy);
   CHECK(37, tierkv_release(ch2, lease) == TIERKV_OK);
   const char* policy = tierkv_set_policy_json(c, "c-smoke2", "{\"retriever\": \"mean\"}");

@@ -147,6 +147,50 @@ TEST_F(DataPlaneTest, RetrieveFindsTheNeedleAndPinsTheSelection) {
   ASSERT_TRUE(ch->Release(exact->lease).ok());
 }
 
+// Acquire: a zero-copy Get. The refs point at the blocks' bytes, wherever they
+// were (old blocks of this sequence sit on D and are brought in), pinned until
+// Release; a range reaching past the sequence pins nothing.
+TEST_F(DataPlaneTest, AcquirePinsARangeInPlace) {
+  auto c = Connect();
+  auto ch = Channel(*c);
+  PutNeedleSequence(*ch);
+  auto r = ch->Acquire(5, 1, 2, 4);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->blocks.size(), 4u);
+  EXPECT_EQ(r->missing, 0u);
+  for (uint32_t i = 0; i < 4; ++i) {
+    const auto& b = r->blocks[i];
+    EXPECT_EQ(b.block, 2 + i);
+    std::vector<std::byte> got(kBlockBytes);
+    ASSERT_TRUE(ch->CopyBlock(b, got).ok());
+    EXPECT_TRUE(got == NeedleBlock(b.block)) << "block " << b.block << " tier " << int(b.tier);
+  }
+  EXPECT_EQ(ch->Put(5, 1, 3, MakeBlock(9, 9, 9)).code(), StatusCode::kBusy);  // pinned
+  ASSERT_TRUE(ch->Release(r->lease).ok());
+  EXPECT_EQ(ch->Release(r->lease).code(), StatusCode::kNotFound);
+  // Past the end: NotFound, and block 38 stays writable (nothing was pinned).
+  EXPECT_EQ(ch->Acquire(5, 1, 38, 4).status().code(), StatusCode::kNotFound);
+  Status rewrite;
+  for (int i = 0; i < 50 && !(rewrite = ch->Put(5, 1, 38, NeedleBlock(38))).ok(); ++i) usleep(10000);
+  EXPECT_TRUE(rewrite.ok()) << rewrite.ToString();
+  EXPECT_EQ(ch->Acquire(6, 1, 0, 1).status().code(), StatusCode::kNotFound);         // no sequence 6
+  EXPECT_EQ(ch->Acquire(5, 7, 0, 1).status().code(), StatusCode::kInvalidArgument);  // no layer 7
+  EXPECT_EQ(ch->Acquire(5, 1, 0, 0).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ch->Acquire(5, 1, 0, (1 << 20) / 16 + 1).status().code(), StatusCode::kInvalidArgument);  // table > staging
+  // Raw descriptors the library would not send: a range that wraps, a table area too small.
+  dp::RingRequest raw{};
+  raw.op = dp::Op::kAcquire;
+  raw.seq = 5;
+  raw.layer = 1;
+  raw.block = UINT32_MAX;
+  raw.count = 2;
+  raw.length = 32;
+  EXPECT_EQ(internal::Call(*ch, raw).status().code(), StatusCode::kInvalidArgument);
+  raw.block = 0;
+  raw.length = 16;
+  EXPECT_EQ(internal::Call(*ch, raw).status().code(), StatusCode::kInvalidArgument);
+}
+
 // Without a GPU the GPU path of Retrieve runs emulated (DESIGN §2: the same code
 // with the G tier in host memory): the same client calls and descriptors, the
 // exchange buffer a memfd, host pointers for the query and the table.

@@ -201,6 +201,19 @@ TEST_F(PerHeadNamespaceTest, RetrieveAndBatchReturnARunPerHeadPointingAtThatHead
   check_run(2, batch->results[1].blocks);
   EXPECT_EQ(batch->results[2].status.code(), StatusCode::kNotFound);
   EXPECT_TRUE(head_->Release(batch->lease).ok());
+  // Acquire (a zero-copy Get) pins a run per head too: count entries per head.
+  auto a = head_->Acquire(2, 0, 3, 5);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_EQ(a->blocks.size(), size_t{5} * kKvHeads);
+  for (size_t i = 0; i < a->blocks.size(); ++i) {
+    const auto& ref = a->blocks[i];
+    EXPECT_EQ(ref.head, i / 5);
+    EXPECT_EQ(ref.block, 3 + i % 5);
+    std::vector<float> got(2 * kRow);
+    ASSERT_TRUE(head_->CopyBlock(ref, std::as_writable_bytes(std::span(got))).ok());
+    EXPECT_EQ(got, HeadOf(block_of(2, ref.block), ref.head)) << "block " << ref.block << " head " << ref.head;
+  }
+  EXPECT_TRUE(head_->Release(a->lease).ok());
   // A staging area too small for every head's run is refused before anything is sent.
   auto big = head_->Retrieve(1, 0, q, (1 << 20) / sizeof(BlockTableEntry) / kKvHeads + 1);
   EXPECT_EQ(big.status().code(), StatusCode::kInvalidArgument);

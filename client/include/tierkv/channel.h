@@ -70,6 +70,12 @@ class TIERKV_EXPORT DataChannel {
   // granularity head every KV head gets its own `budget` blocks (table_heads() runs;
   // each block is one head's K then V, entry_bytes() bytes).
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
+  // A zero-copy Get: pins blocks [first, first + count) of (seq, layer) where they
+  // are (blocks on D brought in per the policy's miss mode, as for Retrieve) and
+  // returns their refs under one lease, for reading in place (BlockBytes, the G
+  // arena, CopyBlock) until Release. Per KV head namespace: a run of count entries
+  // per head. kNotFound when one of the blocks does not exist (nothing stays pinned).
+  Result<Retrieval> Acquire(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count);
   Status Release(uint64_t lease);
 
   // --- Batched Retrieve (docs/decisions/0011-batched-retrieve.md) ---
