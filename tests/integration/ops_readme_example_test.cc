@@ -38,7 +38,9 @@ tierkv::Status ServeSequence(const std::string& socket, const std::string& ns, u
     // Sinks + recent window + top-k by the query, pinned until Release.
     TIERKV_ASSIGN_OR_RETURN(auto selection, channel->Retrieve(seq, layer, query, /*budget=*/8));
     for (const tierkv::DataChannel::BlockRef& ref : selection.blocks) {
-      std::span<const std::byte> kv = channel->BlockBytes(ref);  // in the shared arena
+      // In the shared arena (empty for a block on a real G: device memory, at
+      // channel->gpu_arena_device() + ref.offset; CopyBlock copies from either).
+      std::span<const std::byte> kv = channel->BlockBytes(ref);
       (void)kv;  // ... attention over block ref.block's keys and values ...
     }
     TIERKV_RETURN_IF_ERROR(channel->Release(selection.lease));
