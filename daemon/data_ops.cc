@@ -247,7 +247,7 @@ dp::RingCompletion NamespaceOps::AcquireRange(const dp::RingRequest& req, std::s
   }
   std::vector<uint32_t> blocks(req.count);
   std::iota(blocks.begin(), blocks.end(), req.block);
-  const storage::MissMode mode = rt_->store().policy().miss_mode;
+  const storage::MissMode mode = storage::MissMode::kInPlace;  // a get: no move to G, D blocks read into H
   table_.clear();
   std::vector<uint64_t> leases;
   uint64_t missing = 0;

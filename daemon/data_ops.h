@@ -124,8 +124,8 @@ class NamespaceOps : public OpHandler {
   // dp::Op::kRetrieveBatch (data_ops_batch.cc).
   dp::RingCompletion RetrieveBatch(const dp::RingRequest& req, std::span<uint8_t> staging);
   // dp::Op::kAcquire: a zero-copy Get. Pins blocks [block, block + count) of (seq,
-  // layer) for the client (misses handled per the policy's miss mode, like
-  // Retrieve's), writes their table entries (a run per KV head per head
+  // layer) for the client where they are (MissMode::kInPlace: D blocks read into
+  // H, nothing moved to G), writes their table entries (a run per KV head per head
   // namespace) to staging; kNotFound when one does not exist (nothing stays pinned).
   dp::RingCompletion AcquireRange(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Release(const dp::RingRequest& req);

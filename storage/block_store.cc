@@ -374,7 +374,7 @@ Result<Lease> BlockStore::Acquire(SequenceId seq, uint32_t layer, std::span<cons
     }
   }
   leases_[lease.id] = pinned;
-  if (mode == MissMode::kWait && d_) {
+  if (mode != MissMode::kDefer && d_) {
     // Room in H for the loads plus one slot: moving a block to a full G demotes a G
     // block into H first, and each move then frees the H slot the next one needs.
     const size_t need = to_load.size() + 1;

@@ -177,7 +177,8 @@ class BlockStore {
   // absent. kCorruption when its D copy fails verification twice (the D copy is
   // dropped; later gets say kNotFound). kIOError when D cannot read it (the copy stays).
   Status Get(SequenceId seq, uint32_t layer, uint32_t index, std::span<std::byte> out);
-  // Pins blocks of (seq, layer) for one step and brings them to G (see MissMode).
+  // Pins blocks of (seq, layer) for one step and brings them to G (see MissMode;
+  // kInPlace leaves them where they are, D blocks read into H).
   // Unknown blocks are skipped (listed in nothing). Each is counted as selected (the
   // score-aware eviction). A pinned block stays where the lease says until Release.
   Result<Lease> Acquire(SequenceId seq, uint32_t layer, std::span<const uint32_t> blocks, MissMode mode);

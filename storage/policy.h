@@ -32,6 +32,10 @@ enum class Compression : uint8_t {
 enum class MissMode : uint8_t {
   kWait = 0,   // a retrieve waits until every selected block is on G
   kDefer = 1,  // a retrieve returns what is resident; misses arrive for the next step
+  // Not a policy (BlockStore::Acquire only, for the Acquire op, a zero-copy get):
+  // blocks are pinned where they are, blocks only on D are read into H first, and
+  // nothing moves to G.
+  kInPlace = 2,
 };
 
 // Which of a namespace's blocks go to R (the remote tier), besides nothing when

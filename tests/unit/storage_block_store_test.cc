@@ -246,6 +246,33 @@ TEST_F(BlockStoreTest, AcquireWaitPromotesHostBlocksAsOneBatchOnceEach) {
   ASSERT_OK(store_->Release(lease->id));
 }
 
+// kInPlace (the Acquire op's zero-copy get): H blocks stay on H, D blocks come up
+// to H, nothing is promoted to G; every block pinned and readable where it is.
+TEST_F(BlockStoreTest, AcquireInPlaceLeavesBlocksWhereTheyAreAndReadsDIntoH) {
+  OpenTiers(8, 8, 64);
+  OpenStore(Unprotected());
+  PutBlocks(1, 30);
+  store_->MigrateOnce();
+  const uint64_t promoted = store_->stats().promotions_h_to_g;
+  const std::vector<uint32_t> want = {0, 1, 2, 29};  // the oldest on D, the newest in memory
+  auto lease = store_->Acquire(1, 1, want, MissMode::kInPlace);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_EQ(lease->blocks.size(), want.size());
+  EXPECT_TRUE(lease->missing.empty());
+  EXPECT_EQ(store_->stats().promotions_h_to_g, promoted);
+  for (const auto& b : lease->blocks) {
+    ASSERT_NE(b.where, Where::kNone) << "block " << b.index;
+    if (b.index < 3) {
+      EXPECT_EQ(b.where, Where::kHost) << "block " << b.index << " was read from D into H";
+    }
+    const auto& arena = b.where == Where::kGpu ? tiers_.g : tiers_.h;
+    auto expect = Block(Seed(1, 1, b.index));
+    EXPECT_EQ(std::memcmp(arena->memory().base() + b.offset, expect.data(), expect.size()), 0) << "block " << b.index;
+  }
+  EXPECT_EQ(store_->Put(1, 1, 1, Block(1)).code(), StatusCode::kBusy);  // pinned
+  ASSERT_OK(store_->Release(lease->id));
+}
+
 // G full and H full but for one slot: each block moved up needs a G victim demoted
 // into H first, and H has room only once earlier moves of the batch have freed theirs.
 TEST_F(BlockStoreTest, AcquireWaitFillsGEvenWhenGAndHAreFull) {

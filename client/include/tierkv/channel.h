@@ -71,7 +71,7 @@ class TIERKV_EXPORT DataChannel {
   // each block is one head's K then V, entry_bytes() bytes).
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
   // A zero-copy Get: pins blocks [first, first + count) of (seq, layer) where they
-  // are (blocks on D brought in per the policy's miss mode, as for Retrieve) and
+  // are (nothing moves to G; a block only on D is read into H first) and
   // returns their refs under one lease, for reading in place (BlockBytes, the G
   // arena, CopyBlock) until Release. Per KV head namespace: a run of count entries
   // per head. kNotFound when one of the blocks does not exist (nothing stays pinned).
