@@ -225,7 +225,7 @@ tierkv_status tierkv_retrieve_ex(tierkv_channel* ch, uint64_t seq, uint32_t laye
 }
 
 tierkv_status tierkv_acquire(tierkv_channel* ch, uint64_t seq, uint32_t layer, uint32_t first, uint32_t count,
-                             tierkv_block_ref* out, uint32_t capacity, uint32_t* n, uint64_t* lease,
+                             uint64_t release, tierkv_block_ref* out, uint32_t capacity, uint32_t* n, uint64_t* lease,
                              uint32_t* missing) {
   if (!ch) return TIERKV_INVALID_ARGUMENT;
   if (!out || !n || !lease) return Report(ch, tierkv::InvalidArgument("acquire: out, n and lease must not be NULL"));
@@ -239,7 +239,7 @@ tierkv_status tierkv_acquire(tierkv_channel* ch, uint64_t seq, uint32_t layer, u
     return Report(ch, tierkv::InvalidArgument("acquire: layer " + std::to_string(layer) + " is not below num_layers " +
                                               std::to_string(ch->model.num_layers)));
   }
-  return FillRefs(ch, ch->channel->Acquire(seq, layer, first, count), entries, out, n, lease, missing);
+  return FillRefs(ch, ch->channel->Acquire(seq, layer, first, count, release), entries, out, n, lease, missing);
 }
 
 tierkv_status tierkv_retrieve(tierkv_channel* ch, uint64_t seq, uint32_t layer, const float* query, size_t query_floats,

@@ -25,7 +25,7 @@ struct [[gnu::visibility("hidden")]] DataChannel::Impl {
   Result<uint64_t> Append(uint64_t seq, uint32_t layer, uint64_t first_token, uint32_t tokens,
                           std::span<const std::byte> kv);
   Result<Retrieval> Retrieve(uint64_t seq, uint32_t layer, std::span<const float> query, uint32_t budget);
-  Result<Retrieval> Acquire(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count);
+  Result<Retrieval> Acquire(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count, uint64_t release);
   // The refs of a Retrieve's or an Acquire's completion `c`, table entries at staging offset `at`.
   Retrieval TableOf(const dp::RingCompletion& c, size_t at, uint64_t entries) const;
   Status Release(uint64_t lease);
@@ -298,7 +298,7 @@ Result<DataChannel::Retrieval> DataChannel::Impl::Retrieve(uint64_t seq, uint32_
 }
 
 Result<DataChannel::Retrieval> DataChannel::Impl::Acquire(uint64_t seq, uint32_t layer, uint32_t first,
-                                                          uint32_t count) {
+                                                          uint32_t count, uint64_t release) {
   const uint64_t entries = uint64_t{count} * table_heads_;
   const uint64_t need = entries * sizeof(dp::BlockTableEntry);
   if (count == 0 || need > header_.staging_bytes) {
@@ -312,6 +312,7 @@ Result<DataChannel::Retrieval> DataChannel::Impl::Acquire(uint64_t seq, uint32_t
   req.block = first;
   req.count = count;
   req.length = need;
+  req.arg = release;
   ASSIGN_OR_RETURN(dp::RingCompletion c, Call(req));
   return TableOf(c, 0, entries);
 }
@@ -502,8 +503,9 @@ Result<DataChannel::Retrieval> DataChannel::Retrieve(uint64_t seq, uint32_t laye
                                                      uint32_t budget) {
   return impl_->Retrieve(seq, layer, query, budget);
 }
-Result<DataChannel::Retrieval> DataChannel::Acquire(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count) {
-  return impl_->Acquire(seq, layer, first, count);
+Result<DataChannel::Retrieval> DataChannel::Acquire(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count,
+                                                    uint64_t release) {
+  return impl_->Acquire(seq, layer, first, count, release);
 }
 Status DataChannel::Release(uint64_t lease) { return impl_->Release(lease); }
 std::span<const std::byte> DataChannel::BlockBytes(const BlockRef& ref) const { return impl_->BlockBytes(ref); }

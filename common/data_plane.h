@@ -37,7 +37,8 @@ enum class Op : uint16_t {
   kAppend = 9,         // `count` tokens of (seq, layer) starting at token `arg` (K then V,
                        // [kv_heads][count][head_dim] each) into the open last block; gaps refused
   kAcquire = 10,       // pin blocks [block, block + count) of (seq, layer) where they are (a zero-copy
-                       // Get): their table entries to staging[offset, +length), a lease as Retrieve's
+                       // Get): their table entries to staging[offset, +length), a lease as Retrieve's;
+                       // arg != 0: a lease of this channel released first (a reader's previous one)
 };
 // The highest op this build serves (ProcessRequest refuses those above it).
 inline constexpr Op kLastOp = Op::kAcquire;

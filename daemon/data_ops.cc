@@ -245,6 +245,12 @@ dp::RingCompletion NamespaceOps::AcquireRange(const dp::RingRequest& req, std::s
   if (req.length < uint64_t{req.count} * heads * sizeof(dp::BlockTableEntry)) {
     return Fail(StatusCode::kInvalidArgument, Detail::kLength);
   }
+  if (req.arg != 0) {  // the reader's previous lease, given back in the same round trip
+    dp::RingRequest release{};
+    release.arg = req.arg;
+    const dp::RingCompletion r = Release(release);
+    if (!IsOk(r)) return r;
+  }
   std::vector<uint32_t> blocks(req.count);
   std::iota(blocks.begin(), blocks.end(), req.block);
   const storage::MissMode mode = storage::MissMode::kInPlace;  // a get: no move to G, D blocks read into H

@@ -127,6 +127,7 @@ class NamespaceOps : public OpHandler {
   // layer) for the client where they are (MissMode::kInPlace: D blocks read into
   // H, nothing moved to G), writes their table entries (a run per KV head per head
   // namespace) to staging; kNotFound when one does not exist (nothing stays pinned).
+  // arg != 0: that lease is released first (kNotFound, nothing acquired, if not held).
   dp::RingCompletion AcquireRange(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Release(const dp::RingRequest& req);
   dp::RingCompletion CloseSequence(const dp::RingRequest& req);

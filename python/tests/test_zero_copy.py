@@ -182,3 +182,16 @@ def test_acquire_is_a_zero_copy_get(channel):
         channel.acquire(5, 1, 0, 0)
     with pytest.raises(tierkv.InvalidArgument):
         channel.acquire(5, 9, 0, 1)
+
+
+def test_acquire_gives_the_previous_lease_back_in_the_same_call(channel):
+    data = put_needle_sequence(channel, 5, 1)
+    first = channel.acquire(5, 1, 0, 2)
+    second = channel.acquire(5, 1, 2, 2, release=first)
+    assert first.released and not second.released
+    with pytest.raises(tierkv.NotFound):
+        channel.release(first.lease)  # the daemon released it
+    np.testing.assert_array_equal(second.stacked(), data[2:4])
+    with pytest.raises(tierkv.InvalidArgument, match="live Selection"):
+        channel.acquire(5, 1, 4, 1, release=first)
+    second.release()

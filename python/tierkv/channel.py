@@ -227,13 +227,19 @@ class Channel:
         return self._pinned(entries, lambda table, count, lease, missing: self._lib.tierkv_retrieve_ex(
             ch, seq, layer, q.ctypes.data, q.size, budget, table, entries, count, lease, missing))
 
-    def acquire(self, seq: int, layer: int, first: int, count: int) -> Selection:
+    def acquire(self, seq: int, layer: int, first: int, count: int, release: Optional[Selection] = None) -> Selection:
         """A zero-copy get: pins blocks [first, first + count) of (seq, layer) where
         they are and returns their refs (per KV head namespace: a run of count per
         head) in a Selection, read in place with views() / tensors() / stacked()
         until it is released (use it as a context manager). NotFound when a block
-        does not exist (nothing stays pinned)."""
+        does not exist (nothing stays pinned). release: the reader's previous
+        Selection, released in the same round trip."""
         ch = self._ptr()
+        old = 0
+        if release is not None:
+            if release.released or release.channel is not self:
+                raise InvalidArgument("acquire: release must be a live Selection of this channel")
+            old = release.lease
         seq, layer = check_uint(seq, "seq", 64), check_uint(layer, "layer", 32)
         first, count = check_uint(first, "first", 32), check_uint(count, "count", 32)
         if count == 0:
@@ -243,8 +249,12 @@ class Channel:
         if entries > fits:
             raise InvalidArgument(f"acquire: a table of {entries} entries does not fit the staging area "
                                   f"({self.staging_bytes} bytes: at most {fits} entries)")
-        return self._pinned(entries, lambda table, n, lease, missing: self._lib.tierkv_acquire(
-            ch, seq, layer, first, count, table, entries, n, lease, missing))
+        sel = self._pinned(entries, lambda table, n, lease, missing: self._lib.tierkv_acquire(
+            ch, seq, layer, first, count, old, table, entries, n, lease, missing))
+        if release is not None:  # the daemon released it
+            self._leases.pop(old, None)
+            release._released = True
+        return sel
 
     def _pinned(self, entries: int, call) -> Selection:
         """Runs a C call that fills a table of refs under a lease; the Selection holding them."""

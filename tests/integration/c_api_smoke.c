@@ -120,13 +120,18 @@ int main(int argc, char** argv) {
   /* tierkv_acquire: a zero-copy get of blocks 2..4 under a lease. */
   uint32_t got_n = 0;
   uint64_t acquired = 0;
-  CHECK(77, tierkv_acquire(ch2, 7, 1, 2, 3, refs, 3, &got_n, &acquired, NULL) == TIERKV_OK && got_n == 3);
+  CHECK(77, tierkv_acquire(ch2, 7, 1, 2, 3, 0, refs, 3, &got_n, &acquired, NULL) == TIERKV_OK && got_n == 3);
   CHECK(77, refs[0].block == 2 && refs[2].block == 4 && acquired != 0);
   CHECK(77, tierkv_copy_block(ch2, &refs[1], copy, bb) == TIERKV_OK && memcmp(copy, block, bb) == 0);
-  CHECK(77, tierkv_release(ch2, acquired) == TIERKV_OK);
-  CHECK(78, tierkv_acquire(ch2, 7, 1, 2, 3, refs, 2, &got_n, &acquired, NULL) == TIERKV_INVALID_ARGUMENT);
-  CHECK(78, tierkv_acquire(ch2, 7, 1, 6, 3, refs, 3, &got_n, &acquired, NULL) == TIERKV_NOT_FOUND); /* 8 blocks */
-  CHECK(78, tierkv_acquire(ch2, 7, 2, 0, 1, refs, 3, &got_n, &acquired, NULL) == TIERKV_INVALID_ARGUMENT);
+  /* The next read gives the previous lease back in the same call. */
+  uint64_t next = 0;
+  CHECK(77, tierkv_acquire(ch2, 7, 1, 5, 1, acquired, refs, 3, &got_n, &next, NULL) == TIERKV_OK && got_n == 1);
+  CHECK(77, refs[0].block == 5 && next != acquired && tierkv_release(ch2, acquired) == TIERKV_NOT_FOUND);
+  CHECK(77, tierkv_acquire(ch2, 7, 1, 5, 1, acquired, refs, 3, &got_n, &acquired, NULL) == TIERKV_NOT_FOUND);
+  CHECK(77, tierkv_release(ch2, next) == TIERKV_OK);
+  CHECK(78, tierkv_acquire(ch2, 7, 1, 2, 3, 0, refs, 2, &got_n, &acquired, NULL) == TIERKV_INVALID_ARGUMENT);
+  CHECK(78, tierkv_acquire(ch2, 7, 1, 6, 3, 0, refs, 3, &got_n, &acquired, NULL) == TIERKV_NOT_FOUND); /* 8 blocks */
+  CHECK(78, tierkv_acquire(ch2, 7, 2, 0, 1, 0, refs, 3, &got_n, &acquired, NULL) == TIERKV_INVALID_ARGUMENT);
   free(copy);
   CHECK(37, tierkv_release(ch2, lease) == TIERKV_OK);
   const char* policy = tierkv_set_policy_json(c, "c-smoke2", "{\"retriever\": \"mean\"}");

@@ -248,13 +248,14 @@ uint64_t tierkv_entry_bytes(const tierkv_channel* channel);
  * out_bytes >= tierkv_entry_bytes), wherever the block lies: a host arena, or a real
  * G on the GPU (ref->data is NULL there; this is a device-to-host copy). */
 /* A zero-copy get: pins blocks [first, first + count) of (seq, layer) where they are
- * and fills out[0..*n) with their refs (per KV head namespace: a run of count per
+ * (release != 0: that lease, the reader's previous one, is released first in the
+ * same round trip) and fills out[0..*n) with their refs (per KV head namespace: a run of count per
  * head, so capacity >= count * tierkv_table_heads) until tierkv_release(*lease).
  * Read them in place (ref->data, the G arena, tierkv_copy_block). *missing (may be
  * NULL): blocks still on disk (defer mode). TIERKV_NOT_FOUND when a block does not
  * exist (nothing stays pinned). */
 tierkv_status tierkv_acquire(tierkv_channel* channel, uint64_t seq, uint32_t layer, uint32_t first, uint32_t count,
-                             tierkv_block_ref* out, uint32_t capacity, uint32_t* n, uint64_t* lease,
+                             uint64_t release, tierkv_block_ref* out, uint32_t capacity, uint32_t* n, uint64_t* lease,
                              uint32_t* missing);
 tierkv_status tierkv_copy_block(tierkv_channel* channel, const tierkv_block_ref* ref, void* out, size_t out_bytes);
 
