@@ -332,16 +332,8 @@ def summary_gpu_machine(rep):
         rows.append((f"shm ring round trip p50 / p99 ({GPU_MACHINE_WHERE})", f"{num(p50)} / {num(p99)} µs",
                      f"≤ {KNOWN_TARGETS['ring_p50_us']:g} / ≤ {KNOWN_TARGETS['ring_p99_us']:g} µs",
                      "met" if ok else "not met"))
-    targets = {1: ("one client", KNOWN_TARGETS["putget_vs_redis"]),
-               4: ("4 clients", KNOWN_TARGETS["putget_vs_redis_4_clients"])}
-    for r in (stored_gpu(rep, f"{GPU_MACHINE_RUN}/bench_putget_pinned.json") or {}).get("results", []):
-        if r.get("clients") in targets:
-            who, target = targets[r.get("clients")]
-            v = r.get("ratio")
-            rows.append((f"{r.get('op')} of 128 KiB blocks, {who}: tierkv / Redis ({GPU_MACHINE_WHERE}, G on the GPU)",
-                         f"{num(v, 2)}x ({num(r.get('tierkv_gbs'), 2)} vs {num(r.get('redis_gbs'), 2)} GB/s)",
-                         f"≥ {target:g}x", verdict(v, target, True)))
-    return rows
+    putget = stored_gpu(rep, f"{GPU_MACHINE_RUN}/bench_putget_pinned.json") or {}
+    return rows + putget_rows(putget.get("results", []), f"({GPU_MACHINE_WHERE}, G on the GPU)")
 
 
 def summary_missing(rep):
@@ -367,18 +359,23 @@ def summary_missing(rep):
     return rows
 
 
-def summary_putget(rep):
+def putget_rows(results, where):
+    """Headline rows of tierkv_bench_putget's results (1 and 4 clients) against the targets."""
     rows = []
     targets = {1: ("one client", KNOWN_TARGETS["putget_vs_redis"]),
                4: ("4 clients", KNOWN_TARGETS["putget_vs_redis_4_clients"])}
-    for r in (rep.data("putget") or {}).get("results", []):
+    for r in results:
         if r.get("clients") in targets:
             who, target = targets[r.get("clients")]
             v = r.get("ratio")
-            rows.append((f"{r.get('op')} of 128 KiB blocks, {who}: tierkv / Redis on loopback",
+            rows.append((f"{r.get('op')} of 128 KiB blocks, {who}: tierkv / Redis {where}",
                          f"{num(v, 2)}x ({num(r.get('tierkv_gbs'), 2)} vs {num(r.get('redis_gbs'), 2)} GB/s)",
                          f"≥ {target:g}x", verdict(v, target, True)))
     return rows
+
+
+def summary_putget(rep):
+    return putget_rows((rep.data("putget") or {}).get("results", []), "on loopback")
 
 
 def section_summary(rep):
