@@ -114,10 +114,18 @@ class NamespaceOps : public OpHandler {
   // batch's worker pool); *select_ns: its time. A failed one is an error completion.
   dp::RingCompletion SelectOnly(const Step& step, const StepPolicy& policy, Selection* out,
                                 uint64_t* select_ns) const;
-  // The pinning half: lease, stats, the entries (appended to *table, marked
-  // `head`). Channel thread only (leases_).
-  dp::RingCompletion Pin(const Step& step, const StepPolicy& policy, const Selection& sel, uint64_t select_ns,
-                         uint16_t head, std::vector<dp::BlockTableEntry>* table);
+  // What one step cost over its heads (counted once per step by CountStep).
+  struct PinCost {
+    uint64_t select_ns = 0;   // the slowest head's selection (they run in parallel)
+    uint64_t acquire_ns = 0;  // the pins, one head after the other
+    uint64_t selected = 0, missing = 0;
+  };
+  // The pinning half: lease, the entries (appended to *table, marked `head`), its
+  // cost added to *cost. Channel thread only (leases_).
+  dp::RingCompletion Pin(const Step& step, const StepPolicy& policy, const Selection& sel, uint16_t head,
+                         std::vector<dp::BlockTableEntry>* table, PinCost* cost);
+  // The retrieval stats and latency histograms of one served step.
+  void CountStep(const StepPolicy& policy, const Pinned& p, const PinCost& cost);
   // Takes a lease id for the client: the store lease itself when there is one, else
   // a batch lease over all of them (Release frees them together).
   uint64_t ClientLease(std::vector<uint64_t> store_leases);

@@ -48,9 +48,11 @@ std::vector<NamespaceOps::Pinned> NamespaceOps::SelectAndPinAll(std::span<const 
   for (size_t i = 0; i < steps.size(); ++i) {
     Pinned& p = out[i];
     const size_t first = table->size();
+    PinCost cost;  // the step's, over its heads: counted once per step (a Retrieve call or batch entry)
     for (uint32_t h = 0; h < heads && IsOk(p.outcome); ++h) {
       Unit& x = units[i * heads + h];
-      if (IsOk(x.outcome)) x.outcome = Pin(x.step, policy, x.selection, x.select_ns, static_cast<uint16_t>(h), table);
+      cost.select_ns = std::max(cost.select_ns, x.select_ns);  // the heads were selected in parallel
+      if (IsOk(x.outcome)) x.outcome = Pin(x.step, policy, x.selection, static_cast<uint16_t>(h), table, &cost);
       if (!IsOk(x.outcome)) {
         p.outcome = x.outcome;
         break;
@@ -69,8 +71,22 @@ std::vector<NamespaceOps::Pinned> NamespaceOps::SelectAndPinAll(std::span<const 
       continue;
     }
     p.entries = static_cast<uint32_t>(table->size() - first);
+    CountStep(policy, p, cost);
   }
   return out;
+}
+
+void NamespaceOps::CountStep(const StepPolicy& policy, const Pinned& p, const PinCost& cost) {
+  ++stats_->steps;
+  ++(p.triggered ? stats_->triggers_taken : stats_->triggers_skipped);
+  stats_->selected_blocks += cost.selected;
+  (policy.store.miss_mode == storage::MissMode::kDefer ? stats_->misses_deferred : stats_->misses_waited) +=
+      cost.missing;
+  stats_->select_ns += cost.select_ns;
+  stats_->acquire_ns += cost.acquire_ns;
+  if (latency_.select) latency_.select->Observe(cost.select_ns * 1e-9);
+  if (latency_.acquire) latency_.acquire->Observe(cost.acquire_ns * 1e-9);
+  if (latency_.total) latency_.total->Observe((cost.select_ns + cost.acquire_ns) * 1e-9);
 }
 
 uint64_t NamespaceOps::ClientLease(std::vector<uint64_t> store_leases) {
@@ -124,23 +140,14 @@ dp::RingCompletion NamespaceOps::SelectOnly(const Step& step, const StepPolicy& 
 }
 
 dp::RingCompletion NamespaceOps::Pin(const Step& step, const StepPolicy& policy, const Selection& sel,
-                                     uint64_t select_ns, uint16_t head, std::vector<dp::BlockTableEntry>* table) {
-  const storage::Policy& sp = policy.store;
+                                     uint16_t head, std::vector<dp::BlockTableEntry>* table, PinCost* cost) {
   const uint64_t t1 = NowNs();
-  auto lease = rt_->store().Acquire(step.seq, step.layer, sel.blocks, sp.miss_mode);
+  auto lease = rt_->store().Acquire(step.seq, step.layer, sel.blocks, policy.store.miss_mode);
   if (!lease.ok()) return FromStatus(lease.status(), 0);
-  const uint64_t t2 = NowNs();
+  cost->acquire_ns += NowNs() - t1;
+  cost->selected += lease->blocks.size();
+  cost->missing += lease->missing.size();
   leases_.insert(lease->id);
-  ++stats_->steps;
-  ++(sel.triggered ? stats_->triggers_taken : stats_->triggers_skipped);
-  stats_->selected_blocks += lease->blocks.size();
-  (sp.miss_mode == storage::MissMode::kDefer ? stats_->misses_deferred : stats_->misses_waited) +=
-      lease->missing.size();
-  stats_->select_ns += select_ns;
-  stats_->acquire_ns += t2 - t1;
-  if (latency_.select) latency_.select->Observe(select_ns * 1e-9);
-  if (latency_.acquire) latency_.acquire->Observe((t2 - t1) * 1e-9);
-  if (latency_.total) latency_.total->Observe((select_ns + t2 - t1) * 1e-9);
   const size_t n = std::min<size_t>(lease->blocks.size(), step.budget);
   const size_t first = table->size();
   table->resize(first + n);

@@ -172,9 +172,15 @@ TEST_F(PerHeadNamespaceTest, RetrieveAndBatchReturnARunPerHeadPointingAtThatHead
     for (uint32_t h = 0; h < kKvHeads; ++h) EXPECT_EQ(per_head[h], kBudget) << "head " << h;
   };
   const std::vector<float> q = Random(size_t{kQHeads} * kHeadDim, rng);
+  const std::string metrics = client_->Stats()->metrics_url;
+  auto steps = [&] {
+    return testing::MetricValue(testing::HttpGet(metrics), "tierkv_retrieval_steps_total", {"namespace=\"head\""});
+  };
+  const double steps0 = steps();
   auto r = head_->Retrieve(1, 0, q, kBudget);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->blocks.size(), size_t{kBudget} * kKvHeads);
+  EXPECT_EQ(steps() - steps0, 1) << "one Retrieve is one step, whatever its heads";
   check_run(1, r->blocks);
   // The sink and the recent window are kept for every head.
   for (uint32_t h = 0; h < kKvHeads; ++h) {
