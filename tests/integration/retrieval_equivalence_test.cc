@@ -24,6 +24,7 @@
 #include "index/retriever_factory.h"
 #include "index/trigger.h"
 #include "tests/util/daemon_process.h"
+#include "tests/util/namespace_client.h"
 #include "tests/util/temp_dir.h"
 #include "tierkv/client.h"
 
@@ -71,16 +72,14 @@ class RetrievalEquivalenceTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
     ASSERT_TRUE(daemon_.Start()) << daemon_.Log();
-    auto c = Client::Connect(daemon_.socket_path());
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    client_ = std::move(c).value();
     NamespaceSpec spec;
     spec.name = "ns";
     spec.model = kModel;
     spec.granularity = GetParam().per_head ? Granularity::kKvHead : Granularity::kLayer;
     spec.budgets = {64 * kModel.BlockBytes(), 64 * kModel.BlockBytes(), 256 * kModel.BlockBytes()};
-    ASSERT_TRUE(client_->CreateNamespace(spec).ok());
-    ASSERT_TRUE(client_->Attach("ns").ok());
+    auto c = testing::ConnectWithNamespace(daemon_.socket_path(), spec);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(c).value();
     auto ch = client_->OpenChannel("ns", {.staging_bytes = 1 << 20});
     ASSERT_TRUE(ch.ok()) << ch.status().ToString();
     ch_ = std::move(ch).value();

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "tests/util/daemon_process.h"
+#include "tests/util/namespace_client.h"
 #include "tests/util/temp_dir.h"
 #include "client/client_internal.h"
 #include "tierkv/client.h"
@@ -41,15 +42,13 @@ class RetrievalTriggerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(daemon_.Start()) << daemon_.Log();
-    auto c = Client::Connect(daemon_.socket_path());
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    client_ = std::move(c).value();
     NamespaceSpec spec;
     spec.name = "ns";
     spec.model = kModel;
     spec.budgets = {64 * 8192, 64 * 8192, 256 * 8192};
-    ASSERT_TRUE(client_->CreateNamespace(spec).ok());
-    ASSERT_TRUE(client_->Attach("ns").ok());
+    auto c = testing::ConnectWithNamespace(daemon_.socket_path(), spec);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(c).value();
     auto ch = client_->OpenChannel("ns", {.staging_bytes = 1 << 20});
     ASSERT_TRUE(ch.ok()) << ch.status().ToString();
     ch_ = std::move(ch).value();

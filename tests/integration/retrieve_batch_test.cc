@@ -17,6 +17,7 @@
 
 #include "client/client_internal.h"
 #include "tests/util/daemon_process.h"
+#include "tests/util/namespace_client.h"
 #include "tests/util/temp_dir.h"
 #include "tierkv/client.h"
 
@@ -56,14 +57,12 @@ class RetrieveBatchTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(daemon_.Start()) << daemon_.Log();
-    auto c = Client::Connect(daemon_.socket_path());
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    client_ = std::move(c).value();
     NamespaceSpec spec;
     spec.name = "ns";
     spec.model = kModel;
-    ASSERT_TRUE(client_->CreateNamespace(spec).ok());
-    ASSERT_TRUE(client_->Attach("ns").ok());
+    auto c = testing::ConnectWithNamespace(daemon_.socket_path(), spec);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(c).value();
     ch_ = Open();
     ASSERT_NE(ch_, nullptr);
     for (uint64_t seq = 1; seq <= kSeqs; ++seq) {
