@@ -235,6 +235,8 @@ class TierkvBackend(KVBackend):
         self.stats.bytes_put += data.nbytes
 
     def retrieve(self, seq, layer, query, budget, num_blocks):
+        if budget >= num_blocks:  # full attention: every block, pinned where it is (no query, no scoring)
+            return self._acquire_all(seq, layer, num_blocks)
         q = query.detach().to("cpu", torch.float32).contiguous().numpy()
         with self.channel.retrieve(seq, layer, q, budget) as sel:
             got = self._fetch(sel.blocks)
@@ -243,9 +245,19 @@ class TierkvBackend(KVBackend):
         self.stats.bytes_query += q.nbytes
         return got
 
+    def _acquire_all(self, seq, layer, num_blocks):
+        """Blocks 0 .. num_blocks - 1 of (seq, layer) with Channel.acquire (a zero-copy get)."""
+        with self.channel.acquire(seq, layer, 0, num_blocks) as sel:
+            got = self._fetch(sel.blocks)
+        self.stats.retrieve_calls += 1
+        self.stats.sequence_retrieves += 1
+        return got
+
     def retrieve_batch(self, seqs, layer, queries, budget, num_blocks):
         if not self.batch_retrieve:
             return super().retrieve_batch(seqs, layer, queries, budget, num_blocks)
+        if budget >= num_blocks:  # full attention: nothing to select, each sequence's blocks acquired
+            return [self._acquire_all(seq, layer, num_blocks) for seq in seqs]
         q = queries.detach().to("cpu", torch.float32).contiguous().numpy()
         out = []
         with self.channel.retrieve_batch(layer, seqs, q, budget) as batch:

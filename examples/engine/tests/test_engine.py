@@ -117,8 +117,9 @@ def test_tierkv_full_reproduces_local_exactly(model, seqs, tierkv_backend):
     nll, top = teacher_forced(PagedEngine(model, tierkv_backend, BT), seqs, P, budget_fn("full"))
     assert torch.equal(nll, nll_ref) and torch.equal(top, top_ref)
     c = model.config
-    # One batched retrieve per (step, layer) serves the 8 sequences.
-    assert tierkv_backend.stats.retrieve_calls - calls0 == (seqs.shape[1] - 1 - P) * c.n_layers
+    # Full mode selects nothing: each sequence's blocks are acquired (Channel.acquire, a
+    # zero-copy get), one call per sequence and layer at every step.
+    assert tierkv_backend.stats.retrieve_calls - calls0 == (seqs.shape[1] - 1 - P) * 8 * c.n_layers
     assert tierkv_backend.stats.sequence_retrieves - seq0 == (seqs.shape[1] - 1 - P) * 8 * c.n_layers
 
 
