@@ -195,3 +195,13 @@ def test_acquire_gives_the_previous_lease_back_in_the_same_call(channel):
     with pytest.raises(tierkv.InvalidArgument, match="live Selection"):
         channel.acquire(5, 1, 4, 1, release=first)
     second.release()
+
+
+def test_a_failed_acquire_still_gives_the_previous_lease_back(channel):
+    put_needle_sequence(channel, 5, 1)
+    first = channel.acquire(5, 1, 0, 2)
+    with pytest.raises(tierkv.NotFound):
+        channel.acquire(5, 1, 39, 4, release=first)  # past the end, after the release
+    assert first.released
+    with pytest.raises(tierkv.NotFound):
+        channel.release(first.lease)

@@ -249,12 +249,13 @@ class Channel:
         if entries > fits:
             raise InvalidArgument(f"acquire: a table of {entries} entries does not fit the staging area "
                                   f"({self.staging_bytes} bytes: at most {fits} entries)")
-        sel = self._pinned(entries, lambda table, n, lease, missing: self._lib.tierkv_acquire(
-            ch, seq, layer, first, count, old, table, entries, n, lease, missing))
-        if release is not None:  # the daemon released it
-            self._leases.pop(old, None)
-            release._released = True
-        return sel
+        try:
+            return self._pinned(entries, lambda table, n, lease, missing: self._lib.tierkv_acquire(
+                ch, seq, layer, first, count, old, table, entries, n, lease, missing))
+        finally:
+            if release is not None:  # the daemon released it first, even when the acquire then failed
+                self._leases.pop(old, None)
+                release._released = True
 
     def _pinned(self, entries: int, call) -> Selection:
         """Runs a C call that fills a table of refs under a lease; the Selection holding them."""

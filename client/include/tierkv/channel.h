@@ -76,7 +76,8 @@ class TIERKV_EXPORT DataChannel {
   // arena, CopyBlock) until Release. Per KV head namespace: a run of count entries
   // per head. kNotFound when one of the blocks does not exist (nothing stays pinned).
   // release != 0: that lease (the reader's previous one) is released in the same
-  // round trip, before the new pins (an unknown lease fails the call, kNotFound).
+  // round trip, before the new pins, and stays released if they then fail (an
+  // unknown lease fails the call, kNotFound, before anything is pinned).
   Result<Retrieval> Acquire(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count, uint64_t release = 0);
   Status Release(uint64_t lease);
 
