@@ -225,9 +225,7 @@ dp::RingCompletion NamespaceOps::Retrieve(const dp::RingRequest& req, std::span<
   if (on_gpu) {
     const Status st = gpu_->PublishTable(req.offset + qbytes, bytes);
     if (!st.ok()) {  // the client never learns the lease: give it back now
-      dp::RingRequest release{};
-      release.arg = done.value;
-      (void)Release(release);  // a batch lease (per KV head) frees every member
+      (void)ReleaseLease(done.value);  // a batch lease (per KV head) frees every member
       return FromStatus(st, 0);
     }
     ++stats_->gpu_steps;
@@ -246,52 +244,58 @@ dp::RingCompletion NamespaceOps::AcquireRange(const dp::RingRequest& req, std::s
     return Fail(StatusCode::kInvalidArgument, Detail::kLength);
   }
   if (req.arg != 0) {  // the reader's previous lease, given back in the same round trip
-    dp::RingRequest release{};
-    release.arg = req.arg;
-    const dp::RingCompletion r = Release(release);
+    const dp::RingCompletion r = ReleaseLease(req.arg);
     if (!IsOk(r)) return r;
   }
   std::vector<uint32_t> blocks(req.count);
   std::iota(blocks.begin(), blocks.end(), req.block);
-  const storage::MissMode mode = storage::MissMode::kInPlace;  // a get: no move to G, D blocks read into H
   table_.clear();
   std::vector<uint64_t> leases;
   uint64_t missing = 0;
-  dp::RingCompletion failed = Done();
-  for (uint32_t h = 0; h < heads && IsOk(failed); ++h) {  // per KV head: a run per head, as Retrieve's
-    auto lease = rt_->store().Acquire(req.seq, StoredLayer(req.layer, heads, h), blocks, mode);
-    if (!lease.ok()) {
-      failed = FromStatus(lease.status(), 0);
-      break;
+  for (uint32_t h = 0; h < heads; ++h) {  // per KV head: a run per head, as Retrieve's
+    // A get: no move to G, a block only on D read into H.
+    auto lease = rt_->store().Acquire(req.seq, StoredLayer(req.layer, heads, h), blocks, storage::MissMode::kInPlace);
+    if (lease.ok()) {
+      leases_.insert(lease->id);
+      leases.push_back(lease->id);
     }
-    leases.push_back(lease->id);
-    if (lease->blocks.size() + lease->missing.size() < req.count) {  // the store skips unknown blocks
-      failed = Fail(StatusCode::kNotFound, Detail::kBlock);
-      break;
+    if (!lease.ok() || lease->blocks.size() + lease->missing.size() < req.count) {  // unknown blocks are skipped
+      GiveBack(leases);
+      return lease.ok() ? Fail(StatusCode::kNotFound, Detail::kBlock) : FromStatus(lease.status(), 0);
     }
     missing += lease->missing.size();
-    for (const auto& b : lease->blocks) {
-      dp::BlockTableEntry e{};
-      e.block = b.index;
-      e.head = static_cast<uint16_t>(h);
-      e.tier = b.where == storage::Where::kGpu ? 0 : 1;
-      e.offset = b.offset;
-      table_.push_back(e);
-    }
+    AppendEntries(*lease, static_cast<uint16_t>(h), lease->blocks.size(), &table_);
   }
-  if (!IsOk(failed)) {
-    for (uint64_t id : leases) (void)rt_->store().Release(id);
-    return failed;
-  }
-  for (uint64_t id : leases) leases_.insert(id);
   const auto bytes = std::as_bytes(std::span(table_));
   if (!bytes.empty()) std::memcpy(staging.data() + req.offset, bytes.data(), bytes.size());
   return Done(static_cast<uint32_t>(table_.size()), ClientLease(std::move(leases)), missing);
 }
 
-dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {
-  if (req.arg & dp::kBatchLeaseBit) {  // a batch: every sequence's lease
-    auto it = batch_leases_.find(req.arg);
+void NamespaceOps::GiveBack(std::span<const uint64_t> store_leases) {
+  for (uint64_t id : store_leases) {
+    leases_.erase(id);
+    rt_->store().Release(id).IgnoreError();
+  }
+}
+
+void NamespaceOps::AppendEntries(const storage::Lease& lease, uint16_t head, size_t n,
+                                 std::vector<dp::BlockTableEntry>* table) {
+  for (size_t i = 0; i < n; ++i) {
+    const auto& b = lease.blocks[i];
+    dp::BlockTableEntry e{};
+    e.block = b.index;
+    e.tier = b.where == storage::Where::kGpu ? 0 : 1;
+    e.head = head;
+    e.offset = b.offset;
+    table->push_back(e);
+  }
+}
+
+dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) { return ReleaseLease(req.arg); }
+
+dp::RingCompletion NamespaceOps::ReleaseLease(uint64_t lease) {
+  if (lease & dp::kBatchLeaseBit) {  // a batch: every sequence's lease
+    auto it = batch_leases_.find(lease);
     if (it == batch_leases_.end()) return Fail(StatusCode::kNotFound, Detail::kLease);
     Status first = OkStatus();
     for (uint64_t id : it->second) {
@@ -302,8 +306,8 @@ dp::RingCompletion NamespaceOps::Release(const dp::RingRequest& req) {
     batch_leases_.erase(it);
     return first.ok() ? Done() : FromStatus(first, 0);
   }
-  if (!leases_.erase(req.arg)) return Fail(StatusCode::kNotFound, Detail::kLease);
-  Status st = rt_->store().Release(req.arg);
+  if (!leases_.erase(lease)) return Fail(StatusCode::kNotFound, Detail::kLease);
+  Status st = rt_->store().Release(lease);
   return st.ok() ? Done() : FromStatus(st, 0);
 }
 

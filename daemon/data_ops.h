@@ -138,6 +138,13 @@ class NamespaceOps : public OpHandler {
   // arg != 0: that lease is released first (kNotFound, nothing acquired, if not held).
   dp::RingCompletion AcquireRange(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Release(const dp::RingRequest& req);
+  // Releases a client lease (a store lease, or a batch lease and all its members).
+  dp::RingCompletion ReleaseLease(uint64_t lease);
+  // Releases store leases this channel took (a failed multi-head pin).
+  void GiveBack(std::span<const uint64_t> store_leases);
+  // The table entries of the first n blocks of `lease`, marked `head`, appended.
+  static void AppendEntries(const storage::Lease& lease, uint16_t head, size_t n,
+                            std::vector<dp::BlockTableEntry>* table);
   dp::RingCompletion CloseSequence(const dp::RingRequest& req);
   dp::RingCompletion Prefix(const dp::RingRequest& req, std::span<uint8_t> staging);
   // The content hashes of `tokens`' full blocks as the store keys them for one

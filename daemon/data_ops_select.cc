@@ -62,10 +62,7 @@ std::vector<NamespaceOps::Pinned> NamespaceOps::SelectAndPinAll(std::span<const 
       p.triggered |= x.selection.triggered;
     }
     if (!IsOk(p.outcome)) {  // a head failed: the sequence's other heads are given back
-      for (uint64_t id : p.leases) {
-        leases_.erase(id);
-        rt_->store().Release(id).IgnoreError();
-      }
+      GiveBack(p.leases);
       p.leases.clear();
       table->resize(first);
       continue;
@@ -149,16 +146,7 @@ dp::RingCompletion NamespaceOps::Pin(const Step& step, const StepPolicy& policy,
   cost->missing += lease->missing.size();
   leases_.insert(lease->id);
   const size_t n = std::min<size_t>(lease->blocks.size(), step.budget);
-  const size_t first = table->size();
-  table->resize(first + n);
-  for (size_t i = 0; i < n; ++i) {
-    dp::BlockTableEntry& e = (*table)[first + i];
-    e = {};
-    e.head = head;
-    e.block = lease->blocks[i].index;
-    e.tier = lease->blocks[i].where == storage::Where::kGpu ? 0 : 1;
-    e.offset = lease->blocks[i].offset;
-  }
+  AppendEntries(*lease, head, n, table);
   return Done(static_cast<uint32_t>(n), lease->id, lease->missing.size());
 }
 
