@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <numeric>
 #include <random>
 #include <string>
@@ -99,8 +100,61 @@ void DemoteAll(BlockStore* store) {
 // ---- lookups and metadata ----
 
 struct LookupTimes {
-  double get_ns = 0, acquire_ns = 0, acquire1_ns = 0;
+  double get_ns = 0, acquire_ns = 0, acquire1_ns = 0, raw_ns = 0;
   uint64_t errors = 0;
+};
+
+// The memory a Get of the store touches at random, without the store: per sequence
+// an array of block refs, 40-byte metas in chunks of 4096, an 8-byte slot record and
+// the 64-byte payload per block (the sizes of storage/block_index.h and the arena
+// tier). A lookup follows the same dependent chain under a mutex, as the store does
+// (ref -> meta -> record -> payload copy): how much that alone grows from one size to
+// the next is the floor the memory hierarchy sets for the store's lookups.
+class RawChain {
+ public:
+  RawChain(uint64_t n, uint64_t per_seq) : per_seq_(per_seq), records_(n), payload_(n * kPayload) {
+    for (uint64_t s = 0; s * per_seq < n; ++s) {
+      auto& refs = refs_.emplace_back(std::min(per_seq, n - s * per_seq));
+      std::iota(refs.begin(), refs.end(), static_cast<uint32_t>(s * per_seq));
+    }
+    for (uint64_t i = 0; i < n; i += kChunk) metas_.push_back(std::make_unique<Meta[]>(kChunk));
+    for (uint64_t i = 0; i < n; ++i) {
+      metas_[i / kChunk][i % kChunk].slot = static_cast<uint32_t>(i);
+      records_[i] = i * kPayload;
+    }
+  }
+  // ns per lookup of `lookups` random blocks of n.
+  double Time(uint64_t n, uint64_t lookups, uint64_t seed) {
+    uint64_t rng = seed | 1, sum = 0;
+    std::byte out[kPayload];
+    const auto t0 = Clock::now();
+    for (uint64_t k = 0; k < lookups; ++k) {
+      const uint64_t i = Next(rng) % n;
+      std::lock_guard lock(mu_);
+      const uint32_t ref = refs_[i / per_seq_][i % per_seq_];
+      const Meta& m = metas_[ref / kChunk][ref % kChunk];
+      std::memcpy(out, payload_.data() + records_[m.slot], kPayload);
+      sum += static_cast<uint64_t>(out[k % kPayload]);
+    }
+    const double ns = Since(t0) * 1e9 / static_cast<double>(lookups);
+    sink_ += sum;
+    return ns;
+  }
+
+ private:
+  struct Meta {
+    uint64_t pad[4];
+    uint32_t slot, pad2;
+  };
+  static_assert(sizeof(Meta) == 40);
+  static constexpr uint64_t kChunk = 4096, kPayload = 64;
+  const uint64_t per_seq_;
+  std::vector<std::vector<uint32_t>> refs_;
+  std::vector<std::unique_ptr<Meta[]>> metas_;
+  std::vector<uint64_t> records_;
+  std::vector<std::byte> payload_;
+  std::mutex mu_;
+  uint64_t sink_ = 0;
 };
 
 // One measurement of each kind over a store of n blocks, random keys.
@@ -253,18 +307,24 @@ Json DiskResidentInProcess(const StoreBenchConfig& c, uint64_t n) {
 Json TimingsInProcess(const StoreBenchConfig& c) {
   Scratch dir(c.dir, "lookup");
   std::vector<std::unique_ptr<TinyStore>> stores;
-  for (uint64_t n : c.blocks) stores.push_back(FillTinyStore(c, dir.path, n, nullptr));
+  std::vector<std::unique_ptr<RawChain>> raws;
+  for (uint64_t n : c.blocks) {
+    stores.push_back(FillTinyStore(c, dir.path, n, nullptr));
+    raws.push_back(std::make_unique<RawChain>(n, c.blocks_per_sequence));
+  }
   const size_t k = stores.size();
   std::vector<std::vector<LookupTimes>> times(k);
   for (int round = 0; round < c.rounds; ++round) {
     for (size_t step = 0; step < k; ++step) {
       const size_t i = round % 2 == 0 ? step : k - 1 - step;
-      times[i].push_back(TimeLookups(c, stores[i]->store.get(), c.blocks[i], 77 + round));
+      LookupTimes t = TimeLookups(c, stores[i]->store.get(), c.blocks[i], 77 + round);
+      t.raw_ns = raws[i]->Time(c.blocks[i], c.lookups, 77 + round);
+      times[i].push_back(t);
     }
   }
   Json sizes = Json::array();
   for (size_t i = 0; i < k; ++i) {
-    std::vector<double> get, acq, one, get_ratio, acq_ratio, one_ratio;
+    std::vector<double> get, acq, one, raw, get_ratio, acq_ratio, one_ratio, raw_ratio;
     uint64_t errors = 0;
     for (size_t r = 0; r < times[i].size(); ++r) {
       const LookupTimes& t = times[i][r];
@@ -274,6 +334,8 @@ Json TimingsInProcess(const StoreBenchConfig& c) {
       get_ratio.push_back(t.get_ns / times[0][r].get_ns);
       acq_ratio.push_back(t.acquire_ns / times[0][r].acquire_ns);
       one_ratio.push_back(t.acquire1_ns / times[0][r].acquire1_ns);
+      raw.push_back(t.raw_ns);
+      raw_ratio.push_back(t.raw_ns / times[0][r].raw_ns);
       errors += t.errors;
     }
     sizes.push_back({{"blocks", c.blocks[i]},
@@ -287,6 +349,8 @@ Json TimingsInProcess(const StoreBenchConfig& c) {
                      {"get_vs_first_median", Median(get_ratio)},
                      {"acquire_vs_first_median", Median(acq_ratio)},
                      {"acquire1_vs_first_median", Median(one_ratio)},
+                     {"raw_chain_ns_median", Median(raw)},
+                     {"raw_chain_vs_first_median", Median(raw_ratio)},
                      {"errors", errors}});
   }
   return sizes;
