@@ -37,7 +37,8 @@ BlockStore::BlockStore(const BlockStoreOptions& options, ArenaTier* g, ArenaTier
       policy_(options.policy),
       index_(options.model.num_layers, g->num_slots(), h->num_slots()),
       mover_(*g, *h),
-      commit_queue_([this](std::span<std::vector<WriteJob*>* const> group) { CommitGroup(group); }) {}
+      commit_queue_([this](std::span<std::vector<WriteJob*>* const> group) { CommitGroup(group); }, 64,
+                    options_.group_commit_window) {}
 
 BlockStore::~BlockStore() {
   {

@@ -86,6 +86,10 @@ struct BlockStoreOptions {
   // several channels, demotions, a drain) share one fdatasync and one manifest batch.
   // false: each caller syncs its own writes (the old behaviour, for benchmarks).
   bool group_commit = true;
+  // The longest a group's leader waits for the writers active in the last two groups
+  // to queue (at most half the last group's run time; one writer never waits); 0: no
+  // wait. Default: 1000 us
+  std::chrono::microseconds group_commit_window{1000};
   // Blocks of this many bytes and more are copied into and out of G/H by Put and Get
   // with the store's mutex dropped (clients copy in parallel); smaller ones under it,
   // where dropping and retaking it costs more than the copy (64-byte test blocks).

@@ -69,6 +69,43 @@ TEST(CommitQueueTest, EachCommitRunsOnceInAGroupBeforeItsOwnerReturns) {
   EXPECT_LT(queue.groups(), queue.commits() / 2) << queue.groups() << " groups";
 }
 
+// Mean group size of 4 writers looping over commits whose run takes `sync`.
+double MeanGroupOfFourWriters(std::chrono::microseconds window, std::chrono::milliseconds sync,
+                              uint64_t* gather_us = nullptr) {
+  CommitQueue<Item> queue([&](std::span<Item* const>) { std::this_thread::sleep_for(sync); }, 64, window);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      Item it;
+      for (int i = 0; i < 25; ++i) queue.Commit(&it);
+    });
+  }
+  for (auto& t : ts) t.join();
+  if (gather_us) *gather_us = queue.gather_us();
+  return static_cast<double>(queue.commits()) / static_cast<double>(queue.groups());
+}
+
+// Writers just acknowledged come back while the other half syncs: without a window
+// 4 writers split into alternating groups; the leader's wait gathers them all.
+TEST(CommitQueueTest, TheLeaderWaitsForTheActiveWritersWithinTheWindow) {
+  const double with = MeanGroupOfFourWriters(std::chrono::microseconds(20000), std::chrono::milliseconds(10));
+  const double without = MeanGroupOfFourWriters(std::chrono::microseconds(0), std::chrono::milliseconds(10));
+  EXPECT_GE(with, 3.0) << "without a window: " << without;
+  EXPECT_GT(with, without);
+}
+
+// One writer alone never waits for anyone.
+TEST(CommitQueueTest, ALoneWriterNeverWaits) {
+  CommitQueue<Item> queue([](std::span<Item* const>) { std::this_thread::sleep_for(std::chrono::milliseconds(1)); },
+                          64, std::chrono::microseconds(50000));
+  Item it;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) queue.Commit(&it);
+  EXPECT_EQ(queue.gather_us(), 0u);
+  EXPECT_EQ(queue.groups(), 20u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));  // 20 x 1 ms, never 20 x 25 ms
+}
+
 ModelSpec SmallModel() { return {2, 2, 1, 64, 16, DType::kF32}; }  // 8 KiB blocks
 
 class GroupCommitTest : public ::testing::Test {
