@@ -105,14 +105,15 @@ struct LookupTimes {
 };
 
 // The memory a Get of the store touches at random, without the store: per sequence
-// an array of block refs, 40-byte metas in chunks of 4096, an 8-byte slot record and
-// the 64-byte payload per block (the sizes of storage/block_index.h and the arena
-// tier). A lookup follows the same dependent chain under a mutex, as the store does
-// (ref -> meta -> record -> payload copy): how much that alone grows from one size to
+// an array of block refs, 40-byte metas in chunks of 4096, a slot state byte, an
+// 8-byte slot record and the 64-byte payload per block (the sizes of
+// storage/block_index.h and the arena tier). A lookup follows the same dependent
+// chain under a mutex, as the store does (ref -> meta -> state -> record -> payload
+// copy): how much that alone grows from one size to
 // the next is the floor the memory hierarchy sets for the store's lookups.
 class RawChain {
  public:
-  RawChain(uint64_t n, uint64_t per_seq) : per_seq_(per_seq), records_(n), payload_(n * kPayload) {
+  RawChain(uint64_t n, uint64_t per_seq) : per_seq_(per_seq), states_(n, 1), records_(n), payload_(n * kPayload) {
     for (uint64_t s = 0; s * per_seq < n; ++s) {
       auto& refs = refs_.emplace_back(std::min(per_seq, n - s * per_seq));
       std::iota(refs.begin(), refs.end(), static_cast<uint32_t>(s * per_seq));
@@ -133,6 +134,7 @@ class RawChain {
       std::lock_guard lock(mu_);
       const uint32_t ref = refs_[i / per_seq_][i % per_seq_];
       const Meta& m = metas_[ref / kChunk][ref % kChunk];
+      if (states_[m.slot] == 0) continue;
       std::memcpy(out, payload_.data() + records_[m.slot], kPayload);
       sum += static_cast<uint64_t>(out[k % kPayload]);
     }
@@ -151,6 +153,7 @@ class RawChain {
   const uint64_t per_seq_;
   std::vector<std::vector<uint32_t>> refs_;
   std::vector<std::unique_ptr<Meta[]>> metas_;
+  std::vector<uint8_t> states_;
   std::vector<uint64_t> records_;
   std::vector<std::byte> payload_;
   std::mutex mu_;

@@ -141,8 +141,8 @@ void PrintLookup(const Json& lookup) {
   PrintTable({"blocks", "Get ns", "Acquire ns", "ns/blk", "Acquire(1) ns", "Get x", "Acquire x", "Acquire(1) x",
               "log(n) x", "raw chain ns", "raw chain x", "errors"},
              rows);
-  std::printf("raw chain: the same dependent random loads (ref, meta, slot record, 64-byte payload) over arrays of\n"
-              "the store's sizes under a mutex, no store: the memory hierarchy's own growth from size to size.\n");
+  std::printf("raw chain: the same dependent random loads (ref, meta, slot state, slot record, 64-byte payload) over\n"
+              "arrays of the store's sizes under a mutex, no store: the memory hierarchy's own growth from size to size.\n");
 }
 
 void PrintPromote(const Json& r) {
