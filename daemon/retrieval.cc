@@ -302,8 +302,14 @@ Status RetrievalIndex::BuildFromKeys(LayerState& s, uint32_t n) {
   view.num_tokens = uint64_t{n} * bt;
   view.keys = s.keys.data();
   Status st;
-  if (s.indexed > 0 && !s.keys_changed && n >= s.indexed) {
-    st = s.retriever->Extend(view);  // vq, cluster: only the new tokens (the others rebuild)
+  const bool extend = s.indexed > 0 && !s.keys_changed && n >= s.indexed;
+  if (extend) {
+    st = s.retriever->Extend(view);  // vq, cluster, spann: only the new tokens (the others rebuild)
+    if (!st.ok() && s.retriever->built()) {  // spann's postings could not be written: the old index serves
+      if (!s.extend_failed) LOG(WARNING) << "retrieval index not extended, serving the old one: " << st.ToString();
+      s.extend_failed = true;
+      return st;
+    }
   } else {
     index::RetrieverParams params;
     params.block_tokens = model_.block_tokens;
@@ -313,6 +319,7 @@ Status RetrievalIndex::BuildFromKeys(LayerState& s, uint32_t n) {
   }
   s.indexed = st.ok() ? n : 0;
   s.keys_changed = false;
+  if (st.ok()) s.extend_failed = false;
   return st;
 }
 
@@ -380,7 +387,12 @@ Result<Selection> RetrievalIndex::SelectWithIndex(LayerState& s, uint64_t seq, u
     s.bank = std::make_unique<index::TriggerBank>(s.trigger);
     return sel;
   }
-  if (s.indexed == 0 || s.keys_changed || n > s.indexed + window) RETURN_IF_ERROR(BuildFromKeys(s, n));
+  if (s.indexed == 0 || s.keys_changed || n > s.indexed + window) {
+    const Status st = BuildFromKeys(s, n);
+    // A failed Extend that kept the index (s.indexed unchanged): select with it;
+    // the blocks past it are the newest (CapSelection keeps the window first).
+    if (!st.ok() && !(s.extend_failed && s.indexed > 0)) return st;
+  }
   const uint32_t m = s.indexed;
   const std::vector<uint32_t> always = KeptBlocks(m, n, sinks, window);
   const index::QueryView q = StepQuery(query, m);

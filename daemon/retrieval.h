@@ -176,6 +176,9 @@ class RetrievalIndex {
     index::TriggerConfig trigger GUARDED_BY(mu);
     std::unique_ptr<index::TriggerBank> bank GUARDED_BY(mu);
     uint32_t last_blocks GUARDED_BY(mu) = 0;  // n at the last step
+    // The last Extend failed and left the retriever on its `indexed` blocks (spann
+    // whose postings could not be written): steps select with that index.
+    bool extend_failed GUARDED_BY(mu) = false;
   };
   using StatePtr = std::shared_ptr<LayerState>;
   StatePtr Find(uint64_t seq, uint32_t layer) const EXCLUDES(map_mu_);  // null when absent; takes map_mu_ briefly

@@ -101,6 +101,9 @@ struct SpannOptions {
   double rebalance = 0.15;
   double skew = 3.0;
   bool background = true;
+  // The file store's engine factory (tests inject faults through it; not part of
+  // the factory string). Default: empty (io::CreateIoEngine)
+  io::IoEngineFactory engine_factory;
 };
 
 // Internals of the .cc (one clustering: heads + store; a run of f16 vectors).
@@ -140,7 +143,10 @@ class SpannRetriever final : public Retriever {
 
  protected:
   Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) override;
+  // A failed assignment (the store's Rewrite: ENOSPC, EIO) is undone: the index
+  // and its postings stay as they were and keep serving.
   Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) override;
+  bool ExtendFailureKeepsIndex() const override { return true; }
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
 

@@ -20,6 +20,7 @@
 
 #include "index/posting_store.h"
 #include "index/rng.h"
+#include "index/spann_retriever.h"
 #include "io/fault_injection_engine.h"
 
 namespace tierkv::index {
@@ -367,6 +368,86 @@ TEST_P(PostingStoreFaultTest, MixedWriteFaultsNeverLeaveAWrongPosting) {
   EXPECT_GT(ok, 0);
   EXPECT_GT(io_errors, 0);
   EXPECT_GT(no_space, 0);
+}
+
+// ---- The SPANN retriever over a faulted file store. ----
+
+// Keys [kv][tokens][d] of `tokens` tokens; the first tokens are the same for every
+// count (same seed, generated token by token).
+std::vector<float> SpannKeys(uint32_t kv, uint64_t tokens, uint32_t d) {
+  std::vector<float> keys(kv * tokens * d);
+  for (uint32_t g = 0; g < kv; ++g) {
+    Rng rng(100 + g);
+    for (uint64_t t = 0; t < tokens; ++t) {
+      for (uint32_t i = 0; i < d; ++i) keys[(g * tokens + t) * d + i] = static_cast<float>(rng.Below(2001)) / 1000.f - 1.f;
+    }
+  }
+  return keys;
+}
+
+TEST_P(PostingStoreFaultTest, SpannKeepsServingItsIndexAfterAFailedExtend) {
+  constexpr uint32_t kKv = 2, kD = 16, kQ = 4, kBt = 8;
+  const std::vector<float> k512 = SpannKeys(kKv, 512, kD), k640 = SpannKeys(kKv, 640, kD);
+  auto view = [&](const std::vector<float>& keys, uint64_t tokens) {
+    LayerKeys v;
+    v.num_kv_heads = kKv;
+    v.head_dim = kD;
+    v.num_tokens = tokens;
+    v.keys = keys.data();
+    return v;
+  };
+  RetrieverParams rp;
+  rp.block_tokens = kBt;
+  rp.num_q_heads = kQ;
+  std::vector<float> qv(kQ * kD);
+  Rng rng(9);
+  for (float& f : qv) f = static_cast<float>(rng.Below(2001)) / 1000.f - 1.f;
+  auto query = [&](uint64_t position) {
+    QueryView q;
+    q.num_q_heads = kQ;
+    q.head_dim = kD;
+    q.q = qv.data();
+    q.position = position;
+    return q;
+  };
+  auto make = [&](std::shared_ptr<io::FaultInjector> injector) {
+    SpannOptions o;
+    o.file = true;
+    o.dir = ScratchDir();
+    o.uring = GetParam();
+    o.rebalance = 0;  // no re-clustering: the Extend's Rewrite is the only write
+    o.skew = 1e9;
+    o.engine_factory = [injector](const io::IoEngineOptions& eo) -> Result<std::unique_ptr<io::IoEngine>> {
+      ASSIGN_OR_RETURN(std::unique_ptr<io::IoEngine> inner, io::CreateIoEngine(eo));
+      return io::WrapWithFaults(std::move(inner), injector);
+    };
+    return std::make_unique<SpannRetriever>(o);
+  };
+  const std::vector<uint32_t> kept = {0, 63};  // a sink and the last block at position 511
+  const std::vector<uint32_t> kept2 = {0, 79};
+  auto faulted = make(injector_);
+  ASSERT_TRUE(faulted->Build(view(k512, 512), rp).ok());
+  std::vector<uint32_t> before, after, want;
+  ASSERT_TRUE(faulted->Select(query(511), 12, kept, &before).ok());
+
+  injector_->AddRule({.kind = io::FaultKind::kNoSpace, .target = io::FaultTarget::kWrites, .one_in = 1});
+  const Status st = faulted->Extend(view(k640, 640));
+  EXPECT_EQ(st.code(), StatusCode::kResourceExhausted) << st.ToString();
+  EXPECT_GT(injector_->counts().no_space, 0u);
+  // Still built over the 512 tokens, and selecting exactly as before.
+  EXPECT_TRUE(faulted->built());
+  ASSERT_TRUE(faulted->Select(query(511), 12, kept, &after).ok());
+  EXPECT_EQ(after, before);
+
+  // Space again: the same Extend succeeds, and the index equals one that never failed.
+  injector_->ClearRules();
+  ASSERT_TRUE(faulted->Extend(view(k640, 640)).ok());
+  ASSERT_TRUE(faulted->Select(query(639), 12, kept2, &after).ok());
+  auto clean = make(std::make_shared<io::FaultInjector>(1));
+  ASSERT_TRUE(clean->Build(view(k512, 512), rp).ok());
+  ASSERT_TRUE(clean->Extend(view(k640, 640)).ok());
+  ASSERT_TRUE(clean->Select(query(639), 12, kept2, &want).ok());
+  EXPECT_EQ(after, want);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, PostingStoreFaultTest, ::testing::Bool(),
