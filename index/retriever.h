@@ -175,7 +175,9 @@ class Retriever {
   // BuildImpl(layer, params() without the query sample).
   virtual Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens);
   // True when a failed ExtendImpl leaves the index exactly as before the call (and
-  // usable): Extend then keeps the retriever built over the old layer. Default: false.
+  // usable): Extend then keeps the retriever built over the old layer. Only for a
+  // retriever that never reads layer().keys after Build (it keeps its own copy):
+  // the caller may have freed the old layer's arrays by then. Default: false.
   virtual bool ExtendFailureKeepsIndex() const { return false; }
   // StartBlocks/PutBlock's work (arguments checked; block_appendable() only).
   virtual Status StartBlocksImpl(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params);
