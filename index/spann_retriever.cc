@@ -289,6 +289,10 @@ std::span<const float> SpannRetriever::centroids(uint32_t g) const {
   if (!index_ || g >= index_->heads.size()) return {};
   return index_->heads[g]->centroids;
 }
+std::span<const uint32_t> SpannRetriever::posting_entries(uint32_t g) const {
+  if (!index_ || g >= index_->heads.size()) return {};
+  return index_->heads[g]->entries;
+}
 uint64_t SpannRetriever::assigned_vectors() const { return index_ ? index_->vectors - index_->clustered : 0; }
 
 Status SpannRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& params) {

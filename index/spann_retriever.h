@@ -128,6 +128,8 @@ class SpannRetriever final : public Retriever {
   double mean_probes() const { return selects_ == 0 ? 0.0 : double(probes_) / double(selects_); }
   // The centroids of KV head g in the index in use, [k][d] (empty when none): tests.
   std::span<const float> centroids(uint32_t g) const;
+  // Entries per posting of KV head g in the index in use, [k] (empty when none): tests.
+  std::span<const uint32_t> posting_entries(uint32_t g) const;
   // Vectors per KV head assigned by Extend since the index in use was clustered.
   uint64_t assigned_vectors() const;
   // Re-clusterings swapped in since Build; whether one is running now.

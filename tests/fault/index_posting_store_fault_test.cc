@@ -425,10 +425,17 @@ TEST_P(PostingStoreFaultTest, SpannKeepsServingItsIndexAfterAFailedExtend) {
   };
   const std::vector<uint32_t> kept = {0, 63};  // a sink and the last block at position 511
   const std::vector<uint32_t> kept2 = {0, 79};
+  auto entries = [](const SpannRetriever& r) {
+    std::vector<uint32_t> all;
+    for (uint32_t g = 0; g < kKv; ++g) all.insert(all.end(), r.posting_entries(g).begin(), r.posting_entries(g).end());
+    return all;
+  };
   auto faulted = make(injector_);
   ASSERT_TRUE(faulted->Build(view(k512, 512), rp).ok());
   std::vector<uint32_t> before, after, want;
   ASSERT_TRUE(faulted->Select(query(511), 12, kept, &before).ok());
+  const std::vector<uint32_t> entries_before = entries(*faulted);
+  ASSERT_FALSE(entries_before.empty());
 
   injector_->AddRule({.kind = io::FaultKind::kNoSpace, .target = io::FaultTarget::kWrites, .one_in = 1});
   const Status st = faulted->Extend(view(k640, 640));
@@ -436,6 +443,7 @@ TEST_P(PostingStoreFaultTest, SpannKeepsServingItsIndexAfterAFailedExtend) {
   EXPECT_GT(injector_->counts().no_space, 0u);
   // Still built over the 512 tokens, and selecting exactly as before.
   EXPECT_TRUE(faulted->built());
+  EXPECT_EQ(entries(*faulted), entries_before);  // the assignment was undone
   ASSERT_TRUE(faulted->Select(query(511), 12, kept, &after).ok());
   EXPECT_EQ(after, before);
 
@@ -448,6 +456,7 @@ TEST_P(PostingStoreFaultTest, SpannKeepsServingItsIndexAfterAFailedExtend) {
   ASSERT_TRUE(clean->Extend(view(k640, 640)).ok());
   ASSERT_TRUE(clean->Select(query(639), 12, kept2, &want).ok());
   EXPECT_EQ(after, want);
+  EXPECT_EQ(entries(*faulted), entries(*clean));
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, PostingStoreFaultTest, ::testing::Bool(),
