@@ -204,6 +204,7 @@ Status RetrievalIndex::EnsureMethod(LayerState& s, const RetrievalPolicy& policy
   s.pending.clear();
   s.indexed = 0;
   s.keys_changed = false;
+  s.extend_failed = false;
   s.bank.reset();  // a new method starts a new trigger stream
   return OkStatus();
 }
