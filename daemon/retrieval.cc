@@ -14,9 +14,6 @@ namespace tierkv::daemon {
 namespace {
 using Json = nlohmann::json;
 
-// How a (sequence, layer) keeps its retriever's index (retrieval.h).
-enum class Path : uint8_t { kBlocks, kExact, kIndex };
-
 // Payloads read back per BlockListReader call: bounds the catch-up's buffer.
 constexpr size_t kCatchUpBytes = size_t{32} << 20;
 
@@ -77,30 +74,6 @@ class RetrievalIndex::GpuScorer final : public index::SummaryScorer {
  private:
   RetrievalIndex* const owner_;
   DeviceRows rows_;
-};
-
-struct RetrievalIndex::LayerState {
-  std::mutex mu;        // guards every field below
-  uint32_t blocks = 0;  // highest block index put or caught up + 1
-  std::vector<bool> fed;  // [blocks]: the block's keys reached the current method
-  uint32_t num_fed = 0;
-  // The current method, made for (spec, combine).
-  std::string spec;
-  index::HeadCombine combine = index::HeadCombine::kSum;
-  Path path = Path::kBlocks;
-  std::unique_ptr<index::Retriever> retriever;
-  std::unique_ptr<GpuScorer> scorer;  // kBlocks
-  // kExact, kIndex: the keys, f32 [kv][key_blocks * bt][d], and blocks fed past
-  // them (f32 [kv][bt][d] each), laid out at the next build.
-  std::vector<float> keys;
-  uint32_t key_blocks = 0;
-  std::map<uint32_t, std::vector<float>> pending;
-  uint32_t indexed = 0;       // blocks the retriever is built over (0: not built)
-  bool keys_changed = false;  // an indexed block was rewritten since that build
-  // The trigger stream of this (sequence, layer).
-  index::TriggerConfig trigger;
-  std::unique_ptr<index::TriggerBank> bank;
-  uint32_t last_blocks = 0;  // n at the last step
 };
 
 RetrievalIndex::~RetrievalIndex() = default;
@@ -175,23 +148,23 @@ Result<RetrievalPolicy> ApplyRetrievalChanges(const RetrievalPolicy& base, const
 }
 
 void RetrievalIndex::SetPolicy(const RetrievalPolicy& policy) {
-  std::lock_guard lock(policy_mu_);
+  MutexLock lock(&policy_mu_);
   policy_ = policy;
 }
 
 RetrievalPolicy RetrievalIndex::policy() const {
-  std::lock_guard lock(policy_mu_);
+  MutexLock lock(&policy_mu_);
   return policy_;
 }
 
 RetrievalIndex::StatePtr RetrievalIndex::Find(uint64_t seq, uint32_t layer) const {
-  std::lock_guard lock(map_mu_);
+  MutexLock lock(&map_mu_);
   auto it = layers_.find({seq, layer});
   return it == layers_.end() ? nullptr : it->second;
 }
 
 RetrievalIndex::StatePtr RetrievalIndex::FindOrCreate(uint64_t seq, uint32_t layer) {
-  std::lock_guard lock(map_mu_);
+  MutexLock lock(&map_mu_);
   StatePtr& s = layers_[{seq, layer}];
   if (!s) s = std::make_shared<LayerState>();
   return s;
@@ -231,6 +204,7 @@ Status RetrievalIndex::EnsureMethod(LayerState& s, const RetrievalPolicy& policy
   s.pending.clear();
   s.indexed = 0;
   s.keys_changed = false;
+  s.extend_failed = false;
   s.bank.reset();  // a new method starts a new trigger stream
   return OkStatus();
 }
@@ -264,13 +238,14 @@ Status RetrievalIndex::OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::
   std::vector<float> keys = BlockKeys(payload);
   const RetrievalPolicy current = policy();
   const StatePtr state = FindOrCreate(seq, layer);
-  std::lock_guard lock(state->mu);
-  RETURN_IF_ERROR(EnsureMethod(*state, current));
-  return Feed(*state, index, std::move(keys));
+  LayerState& s = *state;
+  MutexLock lock(&s.mu);
+  RETURN_IF_ERROR(EnsureMethod(s, current));
+  return Feed(s, index, std::move(keys));
 }
 
 void RetrievalIndex::DropSequence(uint64_t seq) {
-  std::lock_guard lock(map_mu_);  // a selection in flight keeps its state alive, then drops it
+  MutexLock lock(&map_mu_);  // a selection in flight keeps its state alive, then drops it
   auto first = layers_.lower_bound({seq, 0});
   auto last = first;
   while (last != layers_.end() && last->first.first == seq) ++last;
@@ -328,8 +303,14 @@ Status RetrievalIndex::BuildFromKeys(LayerState& s, uint32_t n) {
   view.num_tokens = uint64_t{n} * bt;
   view.keys = s.keys.data();
   Status st;
-  if (s.indexed > 0 && !s.keys_changed && n >= s.indexed) {
-    st = s.retriever->Extend(view);  // vq, cluster: only the new tokens (the others rebuild)
+  const bool extend = s.indexed > 0 && !s.keys_changed && n >= s.indexed;
+  if (extend) {
+    st = s.retriever->Extend(view);  // vq, cluster, spann: only the new tokens (the others rebuild)
+    if (!st.ok() && s.retriever->built()) {  // spann's postings could not be written: the old index serves
+      if (!s.extend_failed) LOG(WARNING) << "retrieval index not extended, serving the old one: " << st.ToString();
+      s.extend_failed = true;
+      return st;
+    }
   } else {
     index::RetrieverParams params;
     params.block_tokens = model_.block_tokens;
@@ -339,6 +320,7 @@ Status RetrievalIndex::BuildFromKeys(LayerState& s, uint32_t n) {
   }
   s.indexed = st.ok() ? n : 0;
   s.keys_changed = false;
+  if (st.ok()) s.extend_failed = false;
   return st;
 }
 
@@ -363,8 +345,8 @@ Result<Selection> RetrievalIndex::Select(uint64_t seq, uint32_t layer, std::span
   if (k == 0) return InvalidArgument("budget must be at least one block");
   const StatePtr state = stored > 0 ? FindOrCreate(seq, layer) : Find(seq, layer);
   if (!state) return NotFound("no blocks for this sequence and layer");
-  std::lock_guard lock(state->mu);
   LayerState& s = *state;
+  MutexLock lock(&s.mu);
   const uint32_t n = std::max(s.blocks, stored);
   if (n == 0) return NotFound("no blocks for this sequence and layer");
   RETURN_IF_ERROR(EnsureMethod(s, policy));
@@ -406,7 +388,12 @@ Result<Selection> RetrievalIndex::SelectWithIndex(LayerState& s, uint64_t seq, u
     s.bank = std::make_unique<index::TriggerBank>(s.trigger);
     return sel;
   }
-  if (s.indexed == 0 || s.keys_changed || n > s.indexed + window) RETURN_IF_ERROR(BuildFromKeys(s, n));
+  if (s.indexed == 0 || s.keys_changed || n > s.indexed + window) {
+    const Status st = BuildFromKeys(s, n);
+    // A failed Extend that kept the index (s.indexed unchanged): select with it;
+    // the blocks past it are the newest (CapSelection keeps the window first).
+    if (!st.ok() && !(s.extend_failed && s.indexed > 0)) return st;
+  }
   const uint32_t m = s.indexed;
   const std::vector<uint32_t> always = KeptBlocks(m, n, sinks, window);
   const index::QueryView q = StepQuery(query, m);
@@ -422,7 +409,7 @@ Result<Selection> RetrievalIndex::SelectWithIndex(LayerState& s, uint64_t seq, u
 Status RetrievalIndex::ScoreOnGpu(DeviceRows* rows, const kernels::ScoreArgs& a, std::span<const uint32_t> always_kept,
                                   uint64_t num_blocks, std::vector<uint32_t>* selected) {
   const uint64_t work = uint64_t{a.num_blocks} * a.num_q_heads * a.head_dim;
-  std::unique_lock gpu(gpu_mu_);  // one at a time on the shared selector
+  MutexLock gpu(&gpu_mu_);  // one at a time on the shared selector
   if (!gpu_ || work < gpu_min_work_ || a.summary_dtype != DType::kF32) {
     ++cpu_selections_;
     return NotSupported("scored on the CPU");
@@ -447,19 +434,19 @@ Status RetrievalIndex::ScoreOnGpu(DeviceRows* rows, const kernels::ScoreArgs& a,
 
 Status RetrievalIndex::EnableGpuScoring(uint64_t min_work) {
   ASSIGN_OR_RETURN(std::unique_ptr<GpuSelector> selector, GpuSelector::Create(model_));
-  std::lock_guard lock(gpu_mu_);
+  MutexLock lock(&gpu_mu_);
   gpu_ = std::move(selector);
   gpu_min_work_ = min_work;
   return OkStatus();
 }
 
 bool RetrievalIndex::gpu_scoring() const {
-  std::lock_guard lock(gpu_mu_);
+  MutexLock lock(&gpu_mu_);
   return gpu_ != nullptr;
 }
 
 std::vector<RetrievalIndex::StatePtr> RetrievalIndex::Snapshot() const {
-  std::lock_guard lock(map_mu_);
+  MutexLock lock(&map_mu_);
   std::vector<StatePtr> out;
   out.reserve(layers_.size());
   for (const auto& [key, s] : layers_) out.push_back(s);
@@ -469,8 +456,8 @@ std::vector<RetrievalIndex::StatePtr> RetrievalIndex::Snapshot() const {
 size_t RetrievalIndex::SummaryBytes() const {
   size_t bytes = 0;
   for (const StatePtr& state : Snapshot()) {
-    std::lock_guard lock(state->mu);
-    const LayerState& s = *state;
+    LayerState& s = *state;
+    MutexLock lock(&s.mu);
     bytes += s.keys.capacity() * sizeof(float) + s.fed.capacity() / 8;
     for (const auto& [b, keys] : s.pending) bytes += keys.capacity() * sizeof(float);
     if (s.retriever && s.path != Path::kExact) bytes += s.retriever->IndexBytes();  // exact's: the key copy
@@ -481,8 +468,9 @@ size_t RetrievalIndex::SummaryBytes() const {
 size_t RetrievalIndex::DeviceSummaryBytes() const {
   size_t bytes = 0;
   for (const StatePtr& state : Snapshot()) {
-    std::lock_guard lock(state->mu);
-    if (state->scorer) bytes += state->scorer->DeviceBytes();
+    LayerState& s = *state;
+    MutexLock lock(&s.mu);
+    if (s.scorer) bytes += s.scorer->DeviceBytes();
   }
   return bytes;
 }

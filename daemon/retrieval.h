@@ -34,7 +34,9 @@
 // Retrieve. Two selections of one (sequence, layer) run one after the other. The
 // GPU selector, when enabled, is shared and serialized by its own lock.
 // Lock order: a state's lock, then gpu_mu_ or policy_mu_; never map_mu_ while
-// holding a state's lock.
+// holding a state's lock. The locks are tierkv::Mutex, the fields they guard
+// GUARDED_BY and the helpers that expect one REQUIRES (checked by `make tsa`,
+// decision 0018).
 #pragma once
 
 #include <atomic>
@@ -42,7 +44,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -50,7 +51,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/model_spec.h"
+#include "common/mutex.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "daemon/gpu_selector.h"
 #include "index/retriever.h"
 #include "index/trigger.h"
@@ -106,7 +109,7 @@ class RetrievalIndex {
 
   // The policy puts are indexed for (the namespace's current one). Select
   // brings a (sequence, layer) over to the policy it is given.
-  void SetPolicy(const RetrievalPolicy& policy);
+  void SetPolicy(const RetrievalPolicy& policy) EXCLUDES(policy_mu_);
 
   // Indexes block `index` of (seq, layer) from its payload (K then V) for the
   // current policy's retriever.
@@ -136,8 +139,8 @@ class RetrievalIndex {
   // q_heads x head_dim) on the GPU from now on; smaller ones stay on the CPU.
   // kNotSupported without a device. A selection whose GPU work fails is scored
   // on the CPU (logged).
-  Status EnableGpuScoring(uint64_t min_work);
-  bool gpu_scoring() const;
+  Status EnableGpuScoring(uint64_t min_work) EXCLUDES(gpu_mu_);
+  bool gpu_scoring() const EXCLUDES(gpu_mu_);
   // Selections scored from summaries (minmax, mean) on the GPU and on the CPU, and
   // those whose GPU work failed (then scored on the CPU, counted there too).
   uint64_t gpu_selections() const { return gpu_selections_.load(std::memory_order_relaxed); }
@@ -146,42 +149,73 @@ class RetrievalIndex {
 
  private:
   class GpuScorer;
-  struct LayerState;
+  // How a (sequence, layer) keeps its retriever's index (the three ways above).
+  enum class Path : uint8_t { kBlocks, kExact, kIndex };
+  // One (sequence, layer): its method, key copy and trigger stream, under `mu`.
+  struct LayerState {
+    Mutex mu;
+    uint32_t blocks GUARDED_BY(mu) = 0;  // highest block index put or caught up + 1
+    std::vector<bool> fed GUARDED_BY(mu);  // [blocks]: the block's keys reached the current method
+    uint32_t num_fed GUARDED_BY(mu) = 0;
+    // The current method, made for (spec, combine).
+    std::string spec GUARDED_BY(mu);
+    index::HeadCombine combine GUARDED_BY(mu) = index::HeadCombine::kSum;
+    Path path GUARDED_BY(mu) = Path::kBlocks;
+    // The retriever calls scorer (GpuScorer::Select -> ScoreOnGpu) only from
+    // inside a method that holds mu: the scorer's rows are guarded by mu through it.
+    std::unique_ptr<index::Retriever> retriever GUARDED_BY(mu);
+    std::unique_ptr<GpuScorer> scorer GUARDED_BY(mu);  // kBlocks
+    // kExact, kIndex: the keys, f32 [kv][key_blocks * bt][d], and blocks fed past
+    // them (f32 [kv][bt][d] each), laid out at the next build.
+    std::vector<float> keys GUARDED_BY(mu);
+    uint32_t key_blocks GUARDED_BY(mu) = 0;
+    std::map<uint32_t, std::vector<float>> pending GUARDED_BY(mu);
+    uint32_t indexed GUARDED_BY(mu) = 0;       // blocks the retriever is built over (0: not built)
+    bool keys_changed GUARDED_BY(mu) = false;  // an indexed block was rewritten since that build
+    // The trigger stream of this (sequence, layer).
+    index::TriggerConfig trigger GUARDED_BY(mu);
+    std::unique_ptr<index::TriggerBank> bank GUARDED_BY(mu);
+    uint32_t last_blocks GUARDED_BY(mu) = 0;  // n at the last step
+    // The last Extend failed and left the retriever on its `indexed` blocks (spann
+    // whose postings could not be written): steps select with that index.
+    bool extend_failed GUARDED_BY(mu) = false;
+  };
   using StatePtr = std::shared_ptr<LayerState>;
-  StatePtr Find(uint64_t seq, uint32_t layer) const;  // null when absent; takes map_mu_ briefly
-  StatePtr FindOrCreate(uint64_t seq, uint32_t layer);
-  std::vector<StatePtr> Snapshot() const;  // every state, for the byte counts
-  RetrievalPolicy policy() const;
+  StatePtr Find(uint64_t seq, uint32_t layer) const EXCLUDES(map_mu_);  // null when absent; takes map_mu_ briefly
+  StatePtr FindOrCreate(uint64_t seq, uint32_t layer) EXCLUDES(map_mu_);
+  std::vector<StatePtr> Snapshot() const EXCLUDES(map_mu_);  // every state, for the byte counts
+  RetrievalPolicy policy() const EXCLUDES(policy_mu_);
 
-  // The methods below REQUIRE s.mu held.
   // Makes the retriever of `policy` unless s has it already (then a no-op).
-  Status EnsureMethod(LayerState& s, const RetrievalPolicy& policy);
+  Status EnsureMethod(LayerState& s, const RetrievalPolicy& policy) REQUIRES(s.mu);
   // Gives block b's keys (f32 [kv][bt][d]) to the retriever or the key copy.
-  Status Feed(LayerState& s, uint32_t b, std::vector<float> keys);
+  Status Feed(LayerState& s, uint32_t b, std::vector<float> keys) REQUIRES(s.mu);
   // Reads back and feeds the blocks below n that s has not seen.
-  Status CatchUp(LayerState& s, uint32_t n, const BlockListReader& read);
+  Status CatchUp(LayerState& s, uint32_t n, const BlockListReader& read) REQUIRES(s.mu);
   // Exact and the others: lays the key copy out over n blocks and builds (or
   // extends) the retriever over it.
-  Status BuildFromKeys(LayerState& s, uint32_t n);
+  Status BuildFromKeys(LayerState& s, uint32_t n) REQUIRES(s.mu);
   // The query of the evaluation's step at the last token of block `blocks` - 1.
   index::QueryView StepQuery(std::span<const float> query, uint32_t blocks) const;
   Result<Selection> SelectWithIndex(LayerState& s, uint64_t seq, uint32_t layer, uint32_t n,
-                                    std::span<const float> query, uint32_t k, uint32_t sinks, uint32_t window);
-  // GpuScorer's work: index::SummaryScorer::Select on the shared selector.
+                                    std::span<const float> query, uint32_t k, uint32_t sinks, uint32_t window)
+      REQUIRES(s.mu);
+  // GpuScorer's work: index::SummaryScorer::Select on the shared selector. Runs
+  // under the selecting state's lock (lock order: a state's mu, then gpu_mu_).
   Status ScoreOnGpu(DeviceRows* rows, const kernels::ScoreArgs& args, std::span<const uint32_t> always_kept,
-                    uint64_t num_blocks, std::vector<uint32_t>* selected);
+                    uint64_t num_blocks, std::vector<uint32_t>* selected) EXCLUDES(gpu_mu_);
   // f32 keys [kv][bt][d] of a payload's K.
   std::vector<float> BlockKeys(std::span<const std::byte> payload) const;
 
   const ModelSpec model_;
-  mutable std::mutex map_mu_;
-  std::map<std::pair<uint64_t, uint32_t>, StatePtr> layers_;  // GUARDED_BY(map_mu_)
-  mutable std::mutex policy_mu_;
-  RetrievalPolicy policy_;  // GUARDED_BY(policy_mu_)
-  mutable std::mutex gpu_mu_;
-  std::unique_ptr<GpuSelector> gpu_;  // GUARDED_BY(gpu_mu_); null: CPU scoring
-  uint64_t gpu_min_work_ = 0;          // GUARDED_BY(gpu_mu_)
-  bool gpu_failure_logged_ = false;   // GUARDED_BY(gpu_mu_)
+  mutable Mutex map_mu_;
+  std::map<std::pair<uint64_t, uint32_t>, StatePtr> layers_ GUARDED_BY(map_mu_);
+  mutable Mutex policy_mu_;
+  RetrievalPolicy policy_ GUARDED_BY(policy_mu_);
+  mutable Mutex gpu_mu_;
+  std::unique_ptr<GpuSelector> gpu_ GUARDED_BY(gpu_mu_);  // null: CPU scoring
+  uint64_t gpu_min_work_ GUARDED_BY(gpu_mu_) = 0;
+  bool gpu_failure_logged_ GUARDED_BY(gpu_mu_) = false;
   std::atomic<uint64_t> gpu_selections_{0}, cpu_selections_{0}, gpu_fallbacks_{0};
 };
 

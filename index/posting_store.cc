@@ -114,6 +114,12 @@ static_assert(sizeof(RecordHeader) == 24);
 
 uint64_t RoundUp(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
+// The engine's file table: the O_DIRECT (or buffered) read descriptor, the write one.
+constexpr uint32_t kReadFile = 0, kWriteFile = 1;
+// Records staged per round of writes, and bytes per write request.
+constexpr uint64_t kWriteChunk = uint64_t{8} << 20;
+constexpr uint64_t kWritePiece = uint64_t{1} << 20;
+
 struct AlignedFree {
   void operator()(uint8_t* p) const { std::free(p); }
 };
@@ -156,32 +162,38 @@ class FilePostingStore final : public PostingStore {
   }
 
  protected:
+  // Records from offset 0, then a sync. On an error the directory is empty (the
+  // base class reports no postings): nothing half-written is ever pointed at.
   Status WriteAllImpl(const std::vector<std::vector<uint8_t>>& postings) override {
     offsets_.clear();
     records_.clear();
+    file_bytes_ = 0;
+    std::vector<uint32_t> ids(postings.size());
+    for (uint32_t i = 0; i < ids.size(); ++i) ids[i] = i;
+    std::vector<uint32_t> bytes;
+    RETURN_IF_ERROR(WriteRecords(ids, postings, 0, &bytes));
     uint64_t off = 0;
-    for (size_t i = 0; i < postings.size(); ++i) {
-      uint32_t bytes = 0;
-      RETURN_IF_ERROR(WriteRecord(static_cast<uint32_t>(i), postings[i], off, &bytes));
+    for (uint32_t b : bytes) {
       offsets_.push_back(off);
-      records_.push_back(bytes);
-      off += bytes;
+      records_.push_back(b);
+      off += b;
     }
-    if (ftruncate(write_fd_, static_cast<off_t>(off)) != 0) return FromErrno(errno, "truncate postings file");
-    if (fdatasync(write_fd_) != 0) return FromErrno(errno, "fdatasync postings file");
+    // Drops the tail of an earlier, longer content (metadata only, not through the engine).
+    if (ftruncate(write_fd_, static_cast<off_t>(off)) != 0) {
+      offsets_.clear();
+      records_.clear();
+      return FromErrno(errno, "truncate postings file");
+    }
     file_bytes_ = off;
     return OkStatus();
   }
 
-  // New records at the end of the file; the directory points at them once all are written.
+  // New records at the end of the file; the directory points at them once all are
+  // written and synced. On an error it still points at the old records (a later
+  // Rewrite writes over the abandoned tail).
   Status RewriteImpl(std::span<const uint32_t> ids, const std::vector<std::vector<uint8_t>>& contents) override {
-    uint64_t off = file_bytes_;
-    std::vector<uint32_t> bytes(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) {
-      RETURN_IF_ERROR(WriteRecord(ids[i], contents[i], off, &bytes[i]));
-      off += bytes[i];
-    }
-    if (fdatasync(write_fd_) != 0) return FromErrno(errno, "fdatasync postings file");
+    std::vector<uint32_t> bytes;
+    RETURN_IF_ERROR(WriteRecords(ids, contents, file_bytes_, &bytes));
     for (size_t i = 0; i < ids.size(); ++i) {
       offsets_[ids[i]] = file_bytes_;
       records_[ids[i]] = bytes[i];
@@ -220,30 +232,109 @@ class FilePostingStore final : public PostingStore {
   }
 
  private:
-  // One record (header, payload, padding) at `off`; *bytes: its size on the medium.
-  Status WriteRecord(uint32_t id, const std::vector<uint8_t>& p, uint64_t off, uint32_t* bytes) {
-    RecordHeader h{kRecordMagic, id, p.size(), Checksum64(p.data(), p.size())};
-    rec_.assign(RoundUp(sizeof(h) + p.size()), 0);
-    std::memcpy(rec_.data(), &h, sizeof(h));
-    if (!p.empty()) std::memcpy(rec_.data() + sizeof(h), p.data(), p.size());
-    RETURN_IF_ERROR(PwriteAll(rec_.data(), rec_.size(), off));
-    *bytes = static_cast<uint32_t>(rec_.size());
-    return OkStatus();
+  // Writes the records of contents[i] (posting ids[i]) back to back from `off`
+  // through the engine, then syncs the file through it; (*bytes)[i]: record i's
+  // size on the medium. Records are staged kWriteChunk bytes at a time (at least
+  // one record) in an aligned buffer; each chunk goes as requests of at most
+  // kWritePiece bytes, all in flight at once. kResourceExhausted for ENOSPC,
+  // kIOError for EIO or a write that stops making progress.
+  Status WriteRecords(std::span<const uint32_t> ids, const std::vector<std::vector<uint8_t>>& contents, uint64_t off,
+                      std::vector<uint32_t>* bytes) {
+    if (!engine_) RETURN_IF_ERROR(OpenEngine());  // the last one failed
+    bytes->assign(ids.size(), 0);
+    uint64_t staged = 0, chunk_off = off;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const std::vector<uint8_t>& p = contents[i];
+      const uint64_t rec = RoundUp(sizeof(RecordHeader) + p.size());
+      if (staged > 0 && staged + rec > kWriteChunk) {
+        RETURN_IF_ERROR(WriteChunk(staged, chunk_off));
+        chunk_off += staged;
+        staged = 0;
+      }
+      RETURN_IF_ERROR(ReserveStage(staged + rec));
+      uint8_t* at = stage_.get() + staged;
+      const RecordHeader h{kRecordMagic, ids[i], p.size(), Checksum64(p.data(), p.size())};
+      std::memcpy(at, &h, sizeof(h));
+      if (!p.empty()) std::memcpy(at + sizeof(h), p.data(), p.size());
+      std::memset(at + sizeof(h) + p.size(), 0, rec - sizeof(h) - p.size());
+      (*bytes)[i] = static_cast<uint32_t>(rec);
+      staged += rec;
+    }
+    if (staged > 0) RETURN_IF_ERROR(WriteChunk(staged, chunk_off));
+    return SyncWrites();
   }
-  Status PwriteAll(const uint8_t* data, size_t n, uint64_t off) {
-    while (n > 0) {
-      const ssize_t w = pwrite(write_fd_, data, n, static_cast<off_t>(off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return FromErrno(w < 0 ? errno : EIO, "write postings file");
-      data += w, n -= static_cast<size_t>(w), off += static_cast<uint64_t>(w);
+
+  // stage_[0, n) to the file at `off`. A short write is continued from where it
+  // stopped while it makes progress (a fault injector's torn write, a signal).
+  Status WriteChunk(uint64_t n, uint64_t off) {
+    std::vector<io::IoRequest> reqs;
+    for (uint64_t at = 0; at < n; at += kWritePiece) {
+      io::IoRequest r;
+      r.op = io::IoOp::kWrite;
+      r.file = kWriteFile;
+      r.offset = off + at;
+      r.length = static_cast<uint32_t>(std::min(kWritePiece, n - at));
+      r.buf = reinterpret_cast<std::byte*>(stage_.get() + at);
+      reqs.push_back(r);
+    }
+    std::vector<int32_t> results;
+    while (!reqs.empty()) {
+      results.assign(reqs.size(), 0);
+      RETURN_IF_ERROR(RunOnEngine(reqs, results, "write postings"));
+      std::vector<io::IoRequest> again;
+      for (size_t k = 0; k < reqs.size(); ++k) {
+        io::IoRequest r = reqs[k];
+        const std::string what = "write postings file at " + std::to_string(r.offset);
+        if (results[k] < 0) return FromErrno(-results[k], what);
+        if (results[k] == 0) return IOError(what + ": no bytes written");
+        const uint32_t done = std::min(static_cast<uint32_t>(results[k]), r.length);
+        if (done == r.length) continue;
+        if (done % io::kIoAlign != 0) return IOError(what + ": short write of " + std::to_string(done) + " bytes");
+        r.offset += done;
+        r.buf += done;
+        r.length -= done;
+        again.push_back(r);
+      }
+      reqs.swap(again);
     }
     return OkStatus();
   }
+
+  // fdatasync of the write descriptor, as an engine request (so faults reach it).
+  Status SyncWrites() {
+    io::IoRequest r;
+    r.op = io::IoOp::kSync;
+    r.file = kWriteFile;
+    int32_t result = 0;
+    RETURN_IF_ERROR(RunOnEngine(std::span(&r, 1), std::span(&result, 1), "sync postings"));
+    if (result < 0) return FromErrno(-result, "sync postings file");
+    return OkStatus();
+  }
+
+  // io::RunIoBatch; an engine failure (not one request's) drops the engine, and the
+  // next batch makes another (the D tier does the same with its pool).
+  Status RunOnEngine(std::span<const io::IoRequest> reqs, std::span<int32_t> results, const char* what) {
+    Status st = io::RunIoBatch(*engine_, reqs, results);
+    if (!st.ok()) engine_.reset();
+    return st.ok() ? st : st.WithContext(what);
+  }
+
+  Status ReserveStage(uint64_t n) {
+    if (n <= stage_bytes_) return OkStatus();
+    n = std::max<uint64_t>(n, std::min<uint64_t>(2 * stage_bytes_, kWriteChunk));
+    void* p = nullptr;
+    if (posix_memalign(&p, kAlign, n) != 0) return ResourceExhausted("postings write buffer of " + std::to_string(n));
+    if (stage_bytes_ > 0) std::memcpy(p, stage_.get(), stage_bytes_);
+    stage_.reset(static_cast<uint8_t*>(p));
+    stage_bytes_ = n;
+    return OkStatus();
+  }
+
   Status OpenEngine() {
     Result<std::unique_ptr<io::IoEngine>> e =
         engine_factory_ ? engine_factory_(engine_options_) : io::CreateIoEngine(engine_options_);
-    if (!e.ok()) return e.status().WithContext("postings read engine");
-    const int fds[] = {read_fd_};
+    if (!e.ok()) return e.status().WithContext("postings engine");
+    const int fds[] = {read_fd_, write_fd_};  // kReadFile, kWriteFile
     RETURN_IF_ERROR((*e)->RegisterFiles(fds));
     engine_ = std::move(e).value();
     engine_name_ = engine_->name();
@@ -267,17 +358,14 @@ class FilePostingStore final : public PostingStore {
         const uint32_t id = unique[i];
         io::IoRequest r;
         r.op = io::IoOp::kRead;
+        r.file = kReadFile;
         r.offset = offsets_[id] + done[i];
         r.length = records_[id] - done[i];
         r.buf = reinterpret_cast<std::byte*>(buf_.get() + at[i] + done[i]);
         reqs.push_back(r);
       }
       results.assign(reqs.size(), 0);
-      Status st = io::RunIoBatch(*engine_, reqs, results);
-      if (!st.ok()) {
-        engine_.reset();  // a failed engine is dropped; the next batch makes another
-        return st.WithContext("read postings");
-      }
+      RETURN_IF_ERROR(RunOnEngine(reqs, results, "read postings"));
       std::vector<size_t> again;
       for (size_t k = 0; k < todo.size(); ++k) {
         const size_t i = todo[k];
@@ -311,12 +399,13 @@ class FilePostingStore final : public PostingStore {
   bool direct_ = false;
   io::IoEngineOptions engine_options_;
   io::IoEngineFactory engine_factory_;
-  std::unique_ptr<io::IoEngine> engine_;  // reads; null after it failed
+  std::unique_ptr<io::IoEngine> engine_;  // reads, writes and syncs; null after it failed
   std::string engine_name_;
   std::vector<uint64_t> offsets_;  // [postings] record offset
   std::vector<uint32_t> records_;  // [postings] record bytes (multiple of kAlign)
   uint64_t file_bytes_ = 0;
-  std::vector<uint8_t> rec_;  // the record being written
+  std::unique_ptr<uint8_t, AlignedFree> stage_;  // records being written (kAlign-aligned)
+  uint64_t stage_bytes_ = 0;
   std::unique_ptr<uint8_t, AlignedFree> buf_;
   uint64_t buf_bytes_ = 0;
 };

@@ -9,9 +9,11 @@
 //            tier uses too; decision 0025): all reads of a batch submitted at once
 //            through io_uring (when the build found liburing and the kernel allows
 //            it) or, as the fallback, pread. A file system without O_DIRECT
-//            (tmpfs) falls back to buffered reads. Each record carries a header
-//            (magic, id, length, xxh3 of the payload) checked on every read: a
-//            bad record is kCorruption, never returned.
+//            (tmpfs) falls back to buffered reads. Writes (buffered) and their
+//            fdatasync go through the same engine, so a test's fault injection
+//            reaches them too. Each record carries a header (magic, id, length,
+//            xxh3 of the payload) checked on every read: a bad record is
+//            kCorruption, never returned.
 //
 // The public Read/Write check arguments and count bytes (non-virtual, as in
 // CacheLib's device classes); implementations override *Impl.
@@ -38,7 +40,9 @@ class PostingStore {
 
   // Replaces the content with postings 0..postings.size()-1 (each at most
   // kMaxPostingBytes; empty postings are allowed). kInvalidArgument when one is
-  // too large; kIOError / kResourceExhausted from the medium.
+  // too large; kIOError (EIO, a write that stops short) / kResourceExhausted
+  // (ENOSPC) from the medium, on a write or on the sync. On an error the store
+  // holds no postings (num_postings() == 0): nothing half-written is readable.
   Status WriteAll(const std::vector<std::vector<uint8_t>>& postings);
 
   // Replaces postings ids[i] (each < num_postings(), no repeats) with contents[i]
@@ -46,7 +50,9 @@ class PostingStore {
   // file store writes the new records at the end of its file (the old ones are
   // dead space until the next WriteAll). Views from an earlier ReadBatch may be
   // invalidated. kInvalidArgument: a bad id, a repeat, sizes that differ, a
-  // posting too large; medium errors as WriteAll.
+  // posting too large; medium errors as WriteAll. The file store points at the
+  // new records only once all are written and synced: on an error every posting
+  // still reads as before the call.
   Status Rewrite(std::span<const uint32_t> ids, const std::vector<std::vector<uint8_t>>& contents);
 
   // Reads the postings `ids` (any order, repeats allowed): (*out)[i] views the

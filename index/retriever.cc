@@ -94,7 +94,10 @@ Status Retriever::Extend(const LayerKeys& layer) {
   const uint64_t old_tokens = layer_.num_tokens;
   built_ = false;  // a failed Extend leaves no half-extended index in use
   Status s = ExtendImpl(layer, old_tokens);
-  if (!s.ok()) return s.WithContext(Name() + " extend");
+  if (!s.ok()) {
+    built_ = ExtendFailureKeepsIndex();  // the old index, untouched, over the old layer_
+    return s.WithContext(Name() + " extend");
+  }
   layer_ = layer;
   params_.query_sample = QuerySample();
   built_ = true;

@@ -124,8 +124,12 @@ class Retriever {
   // re-clusters on a thread of its own, decision 0024), per-KV-head retrievers
   // extend every head; the others rebuild (their Build is one pass over the
   // keys, no training).
-  // kInvalidArgument: before Build, another shape, fewer tokens.
+  // kInvalidArgument: before Build, another shape, fewer tokens. After any
+  // other error the retriever is not built (Select fails until the next Build),
+  // unless ExtendFailureKeepsIndex(): then it still serves the index it had.
   Status Extend(const LayerKeys& layer);
+  // False before a successful Build, and after a failed one (or a failed Extend, but see above).
+  bool built() const { return built_; }
 
   // Block-at-a-time indexing (the daemon: a put summarizes its own block, so
   // nothing is read back at retrieval time). Methods whose index is a summary
@@ -170,6 +174,11 @@ class Retriever {
   // Extend's work (layer validated; old_tokens = the indexed count). Default:
   // BuildImpl(layer, params() without the query sample).
   virtual Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens);
+  // True when a failed ExtendImpl leaves the index exactly as before the call (and
+  // usable): Extend then keeps the retriever built over the old layer. Only for a
+  // retriever that never reads layer().keys after Build (it keeps its own copy):
+  // the caller may have freed the old layer's arrays by then. Default: false.
+  virtual bool ExtendFailureKeepsIndex() const { return false; }
   // StartBlocks/PutBlock's work (arguments checked; block_appendable() only).
   virtual Status StartBlocksImpl(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params);
   virtual Status PutBlockImpl(uint32_t block, std::span<const float> keys);

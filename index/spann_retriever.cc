@@ -214,6 +214,7 @@ Status ClusterAll(const SpannOptions& opt, uint32_t KV, uint32_t d, uint64_t blo
     FilePostingStoreOptions fo;
     fo.dir = opt.dir;
     fo.use_io_uring = opt.uring;
+    fo.engine_factory = opt.engine_factory;
     ASSIGN_OR_RETURN(out->store, NewFilePostingStore(fo));
   } else {
     out->store = NewMemoryPostingStore();
@@ -288,6 +289,10 @@ std::span<const float> SpannRetriever::centroids(uint32_t g) const {
   if (!index_ || g >= index_->heads.size()) return {};
   return index_->heads[g]->centroids;
 }
+std::span<const uint32_t> SpannRetriever::posting_entries(uint32_t g) const {
+  if (!index_ || g >= index_->heads.size()) return {};
+  return index_->heads[g]->entries;
+}
 uint64_t SpannRetriever::assigned_vectors() const { return index_ ? index_->vectors - index_->clustered : 0; }
 
 Status SpannRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& params) {
@@ -315,10 +320,30 @@ Status SpannRetriever::ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) {
   const uint32_t bt = params().block_tokens;
   const uint64_t first = old_tokens / bt, blocks = (layer.num_tokens + bt - 1) / bt;
   if (blocks * opt_.r > UINT32_MAX) return InvalidArgument("spann: too many vectors per KV head");
+  // What Assign changes, restored when it fails (ExtendFailureKeepsIndex): the
+  // store points at the old records until its Rewrite succeeds.
+  struct Saved {
+    std::vector<uint32_t> entries, primary, tail;
+  };
+  std::vector<Saved> saved;
+  for (const auto& h : index_->heads) saved.push_back({h->entries, h->primary, h->tail});
+  const uint64_t saved_tokens = tokens_;
   chunks_.push_back(MakeChunk(layer, bt, opt_.r, first, blocks));
   tokens_ = layer.num_tokens;
-  RETURN_IF_ERROR(Assign(index_.get(), first, old_tokens));
-  return MaybeRebalance();
+  if (Status st = Assign(index_.get(), first, old_tokens); !st.ok()) {
+    chunks_.pop_back();
+    tokens_ = saved_tokens;
+    for (size_t g = 0; g < saved.size(); ++g) {
+      index_->heads[g]->entries = std::move(saved[g].entries);
+      index_->heads[g]->primary = std::move(saved[g].primary);
+      index_->heads[g]->tail = std::move(saved[g].tail);
+    }
+    return st;
+  }
+  // The index is extended; a re-clustering that fails here (the synchronous one)
+  // keeps it, as a failed background one does.
+  if (Status st = MaybeRebalance(); !st.ok()) rebalance_status_ = st;
+  return OkStatus();
 }
 
 Status SpannRetriever::Assign(SpannIndex* ix, uint64_t first, uint64_t indexed_tokens) {

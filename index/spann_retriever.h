@@ -101,6 +101,9 @@ struct SpannOptions {
   double rebalance = 0.15;
   double skew = 3.0;
   bool background = true;
+  // The file store's engine factory (tests inject faults through it; not part of
+  // the factory string). Default: empty (io::CreateIoEngine)
+  io::IoEngineFactory engine_factory;
 };
 
 // Internals of the .cc (one clustering: heads + store; a run of f16 vectors).
@@ -125,6 +128,8 @@ class SpannRetriever final : public Retriever {
   double mean_probes() const { return selects_ == 0 ? 0.0 : double(probes_) / double(selects_); }
   // The centroids of KV head g in the index in use, [k][d] (empty when none): tests.
   std::span<const float> centroids(uint32_t g) const;
+  // Entries per posting of KV head g in the index in use, [k] (empty when none): tests.
+  std::span<const uint32_t> posting_entries(uint32_t g) const;
   // Vectors per KV head assigned by Extend since the index in use was clustered.
   uint64_t assigned_vectors() const;
   // Re-clusterings swapped in since Build; whether one is running now.
@@ -140,7 +145,10 @@ class SpannRetriever final : public Retriever {
 
  protected:
   Status BuildImpl(const LayerKeys& layer, const RetrieverParams& params) override;
+  // A failed assignment (the store's Rewrite: ENOSPC, EIO) is undone: the index
+  // and its postings stay as they were and keep serving.
   Status ExtendImpl(const LayerKeys& layer, uint64_t old_tokens) override;
+  bool ExtendFailureKeepsIndex() const override { return true; }
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
 

@@ -29,8 +29,13 @@ std::optional<FaultKind> FaultInjector::Decide(IoOp op) {
   ++counts_.requests;
   for (Armed& a : rules_) {
     const FaultRule& r = a.rule;
-    const bool matches = r.target == FaultTarget::kAll || (r.target == FaultTarget::kReads) == (op == IoOp::kRead);
-    if (!matches || (r.kind == FaultKind::kNoSpace && op == IoOp::kRead)) continue;
+    const bool matches = r.target == FaultTarget::kAll || (r.target == FaultTarget::kReads && op == IoOp::kRead) ||
+                         (r.target == FaultTarget::kWrites && op == IoOp::kWrite) ||
+                         (r.target == FaultTarget::kSyncs && op == IoOp::kSync);
+    const bool applies = op == IoOp::kRead   ? r.kind != FaultKind::kNoSpace
+                         : op == IoOp::kSync ? r.kind == FaultKind::kIoError || r.kind == FaultKind::kNoSpace
+                                             : true;
+    if (!matches || !applies) continue;
     const uint64_t n = a.seen++;
     if (a.fired >= r.max_faults) continue;
     const bool fire = n == r.at_request || (r.one_in > 0 && rng_() % r.one_in == 0);

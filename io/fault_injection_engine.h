@@ -1,6 +1,6 @@
 // Fault injection under every IoEngine user, the D tier and the SPANN posting store
 // (model: RocksDB's FaultInjectionTestFS): an IoEngine wrapper that makes chosen
-// requests fail with EIO or ENOSPC, transfer short (a truncated request really runs:
+// requests (reads, writes, syncs) fail with EIO or ENOSPC, transfer short (a truncated request really runs:
 // a torn write), or carry a flipped byte (after a read completes, or in the bytes a
 // write stores: media corruption; the caller's memory is never changed, a flip in a
 // zero-copy payload segment is made in a private copy). One FaultInjector holds the
@@ -24,12 +24,16 @@ namespace tierkv::io {
 
 enum class FaultKind : uint8_t {
   kIoError = 0,    // the request fails with -EIO and does not run
-  kNoSpace,        // writes only: fails with -ENOSPC and does not run
-  kShortTransfer,  // runs on the first half of its length (4 KiB-aligned) and reports that
+  kNoSpace,        // writes and syncs only: fails with -ENOSPC and does not run
+  kShortTransfer,  // reads, writes: runs on the first half of its length (kIoAlign-aligned) and reports that
   kFlipByte,       // reads: one byte of the data read is inverted; writes: of the data written
 };
 
-enum class FaultTarget : uint8_t { kReads = 0, kWrites, kAll };
+// Which requests a rule sees (and counts for at_request): kWrites is writes only,
+// kSyncs the IoOp::kSync requests only, kAll every request. A rule skips (does not
+// count) requests its kind cannot apply to: kNoSpace on reads, kShortTransfer and
+// kFlipByte on syncs.
+enum class FaultTarget : uint8_t { kReads = 0, kWrites, kAll, kSyncs };
 
 inline constexpr uint64_t kNoRequest = UINT64_MAX;
 

@@ -51,6 +51,13 @@ Status ValidateIoRequest(const IoRequest& r, uint32_t num_files, const IoBufferP
   if (r.file >= num_files) {
     return InvalidArgument("I/O request on file " + std::to_string(r.file) + " of " + std::to_string(num_files));
   }
+  if (r.op == IoOp::kSync) {
+    if (r.length != 0 || r.length2 != 0 || r.offset != 0 || r.buf_index >= 0) {
+      return InvalidArgument("sync request with a length, offset or buffer");
+    }
+    return OkStatus();
+  }
+  if (r.op != IoOp::kRead && r.op != IoOp::kWrite) return InvalidArgument("I/O request of an unknown op");
   if (r.length == 0 || r.length % kIoAlign != 0 || r.offset % kIoAlign != 0 ||
       reinterpret_cast<uintptr_t>(r.buf) % kIoAlign != 0) {
     return InvalidArgument("I/O request not aligned to " + std::to_string(kIoAlign) + ": offset " +

@@ -5,9 +5,10 @@
 //   io_uring  liburing, when compiled in (TIERKV_HAVE_URING) and io_uring_queue_init
 //             succeeds at run time: batched submissions, registered (fixed) buffers
 //             and files, a completion loop.
-//   psync     pread/pwrite, executed when the caller reaps (the fallback).
+//   psync     pread/pwrite/fdatasync, executed when the caller reaps (the fallback).
 // A fault-injecting wrapper (fault_injection_engine.h) wraps either.
 //
+// Requests read, write, or sync a file (IoOp).
 // Use: Prepare() up to queue_depth() requests, then Reap() to submit them and collect
 // completions; prepare more as completions free room. RunIoBatch() does this for a
 // plain array of requests.
@@ -37,7 +38,11 @@ inline constexpr size_t kPageBytes = 4096;
 constexpr size_t RoundUpTo(size_t n, size_t align) { return (n + align - 1) / align * align; }
 constexpr size_t RoundUpIo(size_t n) { return RoundUpTo(n, kIoAlign); }
 
-enum class IoOp : uint8_t { kRead = 0, kWrite = 1 };
+// kSync: fdatasync of the request's file (data written before it was prepared and
+// completed; an engine does not order it after requests still in flight, so reap
+// the writes first). Only `file` and `user_data` count; length, buffers and offset
+// must be zero. Result 0 or -errno.
+enum class IoOp : uint8_t { kRead = 0, kWrite = 1, kSync = 2 };
 
 struct IoRequest {
   IoOp op = IoOp::kRead;

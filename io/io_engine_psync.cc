@@ -1,4 +1,4 @@
-// The pread/pwrite IoEngine: requests queue on Prepare and run, one after the other,
+// The pread/pwrite/fdatasync IoEngine: requests queue on Prepare and run, one after the other,
 // when the caller reaps. The fallback where io_uring is absent.
 #include <sys/uio.h>
 #include <unistd.h>
@@ -48,6 +48,7 @@ class PsyncEngine final : public IoEngine {
  private:
   int32_t Run(const IoRequest& r) const {
     const int fd = fds_[r.file];
+    if (r.op == IoOp::kSync) return fdatasync(fd) == 0 ? 0 : -errno;
     const iovec iov[2] = {{r.buf, r.length}, {r.buf2, r.length2}};
     const int n_iov = r.length2 > 0 ? 2 : 1;
     const off_t off = static_cast<off_t>(r.offset);

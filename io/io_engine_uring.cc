@@ -75,7 +75,9 @@ class UringEngine final : public IoEngine {
     free_slots_.pop_back();
     InFlight& f = slots_[slot];
     f.user_data = r.user_data;
-    if (r.length2 > 0) {
+    if (r.op == IoOp::kSync) {
+      io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+    } else if (r.length2 > 0) {
       // Vectored: the iovecs must live until the request completes.
       f.iov[0] = {r.buf, r.length};
       f.iov[1] = {r.buf2, r.length2};
