@@ -31,13 +31,15 @@ void RecentFetches::Put(const std::string& key, const std::string& value) {
   bytes_ += value.size();
 }
 
-bool RecentFetches::Copy(const std::string& key, std::string* out) {
+bool RecentFetches::Take(const std::string& key, std::string* out) {
   if (capacity_ == 0) return false;
   MutexLock lock(&mu_);
   Trim(0, Clock::now());
   auto it = entries_.find(key);
   if (it == entries_.end()) return false;
-  *out = it->second.value;
+  bytes_ -= it->second.value.size();
+  *out = std::move(it->second.value);
+  entries_.erase(it);  // its order_ item is skipped by Trim (seq gone)
   return true;
 }
 

@@ -3,7 +3,9 @@
 // them again (docs/decisions/0014-remote-tier.md, item 18). Bounded in bytes (the
 // oldest go first) and in age; a value is verified before it is put here, and is
 // content-addressed (the key names namespace fingerprint, block hash and layer), so
-// reuse serves the same bytes a second fetch would.
+// reuse serves the same bytes a second fetch would. A value serves one later call
+// only (Take removes it): lookup + load cost one fetch, a loop of lookups still asks
+// R every other time (it never stands in for R for long).
 //
 // Thread-safety: every method is thread-safe.
 #pragma once
@@ -27,8 +29,8 @@ class RecentFetches {
   // Keeps a copy of value under key (replaces an older one). A value larger than
   // the capacity is not kept.
   void Put(const std::string& key, const std::string& value);
-  // Copies the value of key into *out when it is there and young enough.
-  bool Copy(const std::string& key, std::string* out);
+  // Moves the value of key into *out and forgets it, when it is there and young enough.
+  bool Take(const std::string& key, std::string* out);
   size_t bytes() const;
   size_t size() const;
 

@@ -103,7 +103,7 @@ Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_byte
   std::vector<std::string> names;
   for (size_t i = 0; i < keys.size(); ++i) {
     std::string name = RedisKey(keys[i]);
-    if (recent_.Copy(name, &(*out)[i])) {
+    if (recent_.Take(name, &(*out)[i])) {
       ++stats_.reused;
       continue;
     }

@@ -109,9 +109,9 @@ class RemoteTier {
 
   // Fetches keys in one pipelined batch. (*out)[i] is key i's verified value (the
   // block is RemotePayload((*out)[i]), block_bytes long) when it was found, else
-  // empty (absent, or dropped by verification). Keys fetched in the last reuse_age
-  // are copied from RecentFetches instead (counted in reused, not in gets); the
-  // others are sent, and what they find is kept there. kUnavailable when the
+  // empty (absent, or dropped by verification). A key fetched by an earlier call in
+  // the last reuse_age is taken from RecentFetches instead (counted in reused, not
+  // in gets; once); the others are sent, and a copy of what they find is kept there. kUnavailable when the
   // breaker is open or the batch failed or timed out (the reused values are in *out).
   Status Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out);
 
