@@ -391,11 +391,11 @@ int main(int argc, char** argv) {
     if (!n.ok() || !m.ok() || *m != blocks * model.block_tokens) return Fail("load from D incomplete");
   }
   // Plain vs TLS: the same blocks and batches on this cluster and on a TLS-only one
-  // (3 masters, no replicas; certificates by the openssl CLI).
+  // (3 masters + 3 replicas as well; certificates by the openssl CLI).
   const size_t fetch_batch = std::max<size_t>(1, 512 / layers) * layers;
   const FetchTimes plain = TimeFetches(cluster, model, data, rounds, fetch_batch);
   if (!plain.error.empty()) return Fail("plain fetches: " + plain.error);
-  testing::RedisCluster tls_cluster(3, 0, /*tls=*/true);
+  testing::RedisCluster tls_cluster(3, 1, /*tls=*/true);
   if (std::string e = tls_cluster.Start(); !e.empty()) return Fail("TLS cluster: " + e);
   const FetchTimes tls = TimeFetches(tls_cluster, model, data, rounds, fetch_batch);
   if (!tls.error.empty()) return Fail("TLS fetches: " + tls.error);
