@@ -9,9 +9,12 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -88,6 +91,36 @@ Result<int> ConnectTcp(const std::string& host, int port, Clock::time_point dead
   return last;
 }
 
+// OpenSSL writes to the socket with write(): a peer that closed the connection would
+// raise SIGPIPE and kill the process. Blocks it on this thread for one SSL call and
+// discards a SIGPIPE that call raised (the call then fails with EPIPE).
+class ScopedNoSigpipe {
+ public:
+  ScopedNoSigpipe() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~ScopedNoSigpipe() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        const timespec zero{};
+        sigtimedwait(&pipe_, nullptr, &zero);
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t pipe_, old_;
+  bool was_pending_ = false;
+};
+
 class PlainTransport final : public Transport {
  public:
   PlainTransport(int fd, std::string where) : fd_(fd), where_(std::move(where)) {}
@@ -130,16 +163,22 @@ class TlsTransport final : public Transport {
     close(fd_);
   }
 
-  // Runs one SSL call until it does not ask to wait; waits at most `idle` each time.
+  // Runs one SSL call until it does not ask to wait; waits at most `idle` each time
+  // and, when given, in all until `deadline`.
   template <typename F>
-  Result<int> Drive(F&& op, std::chrono::milliseconds idle) {
+  Result<int> Drive(F&& op, std::chrono::milliseconds idle, Clock::time_point deadline = Clock::time_point::max()) {
     for (;;) {
       ERR_clear_error();
-      const int n = op();
+      int n;
+      {
+        ScopedNoSigpipe no_sigpipe;
+        n = op();
+      }
       if (n > 0) return n;
       const int e = SSL_get_error(ssl_, n);
       if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        RETURN_IF_ERROR(Wait(fd_, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, idle, "redis " + where_));
+        const auto wait = deadline == Clock::time_point::max() ? idle : std::min(idle, Left(deadline));
+        RETURN_IF_ERROR(Wait(fd_, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, wait, "redis " + where_));
         continue;
       }
       if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
@@ -191,8 +230,7 @@ Result<std::unique_ptr<Transport>> StartTls(int fd, const std::string& host, int
     X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0);
     SSL_set_tlsext_host_name(ssl, name.c_str());  // SNI: names only, never an address
   }
-  const std::chrono::milliseconds left = Left(deadline);
-  auto done = transport->Drive([&] { return SSL_connect(ssl); }, left);
+  auto done = transport->Drive([&] { return SSL_connect(ssl); }, Left(deadline), deadline);
   if (!done.ok()) {
     const long v = SSL_get_verify_result(ssl);
     if (v != X509_V_OK) {
