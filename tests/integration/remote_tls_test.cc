@@ -291,6 +291,22 @@ TEST_F(RemoteTlsTest, FailoverAndReconnectOverTls) {
   std::this_thread::sleep_for(200ms);  // replication is asynchronous
   const int victim = cluster_->MasterOf(storage::remote::KeySlot("fo0"));
   ASSERT_GE(victim, 0);
+  // A hung master (shorter than cluster-node-timeout): its requests time out after
+  // command_timeout, over TLS as over TCP, and the others are served.
+  cluster_->Pause(static_cast<size_t>(victim), true);
+  for (int i = 0; i < kKeys; ++i) batch[i].argv = {"GET", "fo" + std::to_string(i)};
+  const auto p0 = std::chrono::steady_clock::now();
+  const uint64_t timeouts = client.stats().timeouts;
+  client.Execute(batch);
+  const auto paused_for = std::chrono::steady_clock::now() - p0;
+  cluster_->Pause(static_cast<size_t>(victim), false);
+  EXPECT_LT(paused_for, 900ms);
+  EXPECT_GE(client.stats().timeouts, timeouts + 1);
+  EXPECT_FALSE(batch[0].status.ok());
+  EXPECT_NE(batch[0].status.ToString().find("timeout"), std::string::npos) << batch[0].status.ToString();
+  int served = 0;
+  for (const ClusterRequest& r : batch) served += r.status.ok() && r.value.size() > 1;
+  EXPECT_GT(served, 0);
   cluster_->Kill(static_cast<size_t>(victim));
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
