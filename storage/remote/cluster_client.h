@@ -1,5 +1,6 @@
-// ClusterClient: a small Redis Cluster client on hiredis's synchronous API (hiredis
-// 0.14 has no cluster support), following the documented cluster protocol:
+// ClusterClient: a small Redis Cluster client (hiredis 0.14 has no cluster support
+// and no TLS; hiredis only formats commands and parses replies here, see
+// redis_connection.h), following the documented cluster protocol:
 //   - the slot map comes from CLUSTER SLOTS, asked of any known node (seeds first);
 //   - a key goes to the master of KeySlot(key) (key_slot.h, hash tags honoured);
 //   - "-MOVED slot host:port" updates that slot's owner and retries there, and marks
