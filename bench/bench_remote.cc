@@ -276,7 +276,7 @@ int main(int argc, char** argv) {
   const double write_s = bench::SecondsSince(write_t0);
 
   const double bytes = double(total) * bb;
-  double lookup_best = 1e9, raw_best = 1e9, tier_best = 1e9;
+  double lookup_best = 1e9, raw_best = 1e9, tier_best = 1e9, lookup_first = 0;
   for (uint32_t r = 0; r < rounds; ++r) {
     auto t0 = Clock::now();
     auto n = chb->LookupPrefix(tokens);
@@ -287,6 +287,7 @@ int main(int argc, char** argv) {
                   (st.ok() ? (*st)["remote"].dump() : "") + "\n" + b.Log().substr(b.Log().size() > 3000 ? b.Log().size() - 3000 : 0));
     }
     lookup_best = std::min(lookup_best, t);
+    if (r == 0) lookup_first = t;  // a fresh daemon's first lookup (E's below is one too)
   }
   // Raw pipelined GETs of the same keys, batches of the same size as the daemon's.
   {
@@ -356,6 +357,31 @@ int main(int argc, char** argv) {
   }
   // Local D: daemon C puts the prefix write-through, restarts (G/H are volatile: its
   // blocks are on D only), then loads it.
+  // Lookup then load on a fresh daemon E with lookup_reuse_mb at its default (the load
+  // takes the lookup's values): R GETs and time, against B's lookup + load above.
+  double lookup_e = 0, load_e = 0, gets_e = 0, reused_e = 0;
+  {
+    testing::TempDir dir_e("bench-remote-e");
+    std::string reuse_sections = sections;
+    reuse_sections.erase(reuse_sections.find("lookup_reuse_mb = 0\n"));
+    testing::DaemonProcess e(daemon, dir_e.path(), "", reuse_sections);
+    if (!e.Start()) return Fail("tierkvd E did not start: " + e.Log());
+    auto ce = Client::Connect(e.socket_path());
+    if (!ce.ok()) return Fail("connect E");
+    auto che = Open(**ce, "bench", model, "bench/model@1");
+    if (!che) return Fail("E namespace");
+    t0 = Clock::now();
+    auto n = che->LookupPrefix(tokens);
+    lookup_e = bench::SecondsSince(t0);
+    t0 = Clock::now();
+    auto m = che->LoadPrefix(1, tokens);
+    load_e = bench::SecondsSince(t0);
+    if (!n.ok() || !m.ok() || *m != blocks * model.block_tokens) return Fail("lookup + load on E incomplete");
+    auto st = internal::Call(**ce, {{"op", "stats"}});
+    if (!st.ok()) return Fail("E stats");
+    gets_e = (*st)["remote"]["gets"].get<double>();
+    reused_e = (*st)["remote"]["reused"].get<double>();
+  }
   testing::TempDir dir_c("bench-remote-c");
   const std::string d_sections = "[storage]\ngpu_bytes = " + mib + "\nhost_bytes = " + mib + "\ndisk_bytes = " +
                                  std::to_string(total * (bb + 8192) * 2 + (64 << 20)) + "\n";
@@ -426,6 +452,10 @@ int main(int argc, char** argv) {
     std::printf("inside B: %.0f fetch batches, %.1f ms each on average (R worker: GETs + verification)\n", count,
                 count > 0 ? sum / count * 1e3 : 0.0);
   }
+  std::printf("lookup + load from R, %llu blocks (first lookup of a fresh daemon): reuse off (B) %.1f + %.1f ms, %llu "
+              "GETs | reuse on (E) %.1f + %.1f ms, %.0f GETs, %.0f reused\n",
+              static_cast<unsigned long long>(total), lookup_first * 1e3, load_remote * 1e3,
+              static_cast<unsigned long long>(2 * total), lookup_e * 1e3, load_e * 1e3, gets_e, reused_e);
   std::printf("whole prefix: load from R %.2f ms, load from local D %.2f ms", load_remote * 1e3, load_disk * 1e3);
   if (!kv_path.empty()) {
     std::printf("; prefill of the same %u tokens (torch, CPU, %d thread): %.2f ms", blocks * model.block_tokens,
@@ -463,6 +493,8 @@ int main(int argc, char** argv) {
                        {"put_p50_us_local", bench::Percentile(put_l, 50)},
                        {"load_remote_s", load_remote},
                        {"load_disk_s", load_disk},
+                       {"lookup_reuse_s", lookup_e},
+                       {"load_reuse_s", load_e},
                        {"zstd_ratio", z.ratio}};
     bench::WriteJson(json_path, doc);
   }
