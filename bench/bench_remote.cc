@@ -11,6 +11,8 @@
 //     restarted: its blocks are on D only);
 //   - plain TCP vs TLS: the same blocks read with raw GETs and through a RemoteTier
 //     on this cluster and on a TLS-only one ([remote] tls);
+//   - lookup then load on a fresh daemon E that reuses the lookup's values
+//     ([remote] lookup_reuse_mb; A and B run without, so every read above is R's);
 //   - zstd compression of the blocks (RemoteCodec::kZstd, in this process): bytes
 //     saved and the time to encode / inflate one block.
 // --kv PATH takes the blocks from a file written by bench/remote/prefill_kv.py (the
