@@ -9,6 +9,10 @@
 //   - put latency on A with R on (background writes) vs a namespace without R;
 //   - the same prefix loaded from local D on a third daemon C (write-through, then
 //     restarted: its blocks are on D only);
+//   - plain TCP vs TLS: the same blocks read with raw GETs and through a RemoteTier
+//     on this cluster and on a TLS-only one ([remote] tls);
+//   - lookup then load on a fresh daemon E that reuses the lookup's values
+//     ([remote] lookup_reuse_mb; A and B run without, so every read above is R's);
 //   - zstd compression of the blocks (RemoteCodec::kZstd, in this process): bytes
 //     saved and the time to encode / inflate one block.
 // --kv PATH takes the blocks from a file written by bench/remote/prefill_kv.py (the
@@ -129,6 +133,76 @@ int Fail(const std::string& why) {
   std::fprintf(stderr, "tierkv_bench_remote: %s\n", why.c_str());
   return 1;
 }
+
+// Plain vs TLS on the same footing: the blocks written (encoded values, keys of a
+// namespace of their own) to `cluster`, then read back with raw pipelined GETs and
+// through a RemoteTier in this process (fetch + verify), best of `rounds` each.
+struct FetchTimes {
+  double raw_s = 1e9, tier_s = 1e9;
+  std::string error;
+};
+FetchTimes TimeFetches(const testing::RedisCluster& cluster, const ModelSpec& model,
+                       const std::vector<std::vector<std::byte>>& data, uint32_t rounds, size_t per_batch) {
+  FetchTimes t;
+  storage::remote::ClusterOptions o;
+  o.seeds = {cluster.address(0)};
+  o.command_timeout = std::chrono::seconds(5);
+  if (cluster.tls()) {
+    auto ctx = storage::remote::TlsContext::Create(cluster.tls_options());
+    if (!ctx.ok()) return {1e9, 1e9, ctx.status().ToString()};
+    o.tls = *ctx;
+  }
+  const auto fp = storage::remote::NamespaceFingerprint("bench-fetch", "bench/model@1", model);
+  std::vector<storage::remote::RemoteBlockKey> keys;
+  for (size_t i = 0; i < data.size(); ++i) {
+    keys.push_back({fp, i / model.num_layers + 1, static_cast<uint32_t>(i % model.num_layers)});
+  }
+  storage::remote::ClusterClient client(o);
+  for (size_t i = 0; i < keys.size(); i += per_batch) {
+    std::vector<storage::remote::ClusterRequest> reqs(std::min(per_batch, keys.size() - i));
+    for (size_t j = 0; j < reqs.size(); ++j) {
+      reqs[j].argv = {"SET", storage::remote::RedisKey(keys[i + j]),
+                      storage::remote::EncodeRemoteValue(keys[i + j], data[i + j])};
+    }
+    client.Execute(reqs);
+    for (auto& q : reqs) {
+      if (!q.status.ok()) return {1e9, 1e9, "SET: " + q.status.ToString()};
+    }
+  }
+  for (uint32_t r = 0; r < rounds; ++r) {
+    const auto t0 = Clock::now();
+    for (size_t i = 0; i < keys.size(); i += per_batch) {
+      std::vector<storage::remote::ClusterRequest> reqs(std::min(per_batch, keys.size() - i));
+      for (size_t j = 0; j < reqs.size(); ++j) reqs[j].argv = {"GET", storage::remote::RedisKey(keys[i + j])};
+      client.Execute(reqs);
+      for (auto& q : reqs) {
+        if (!q.status.ok() || q.nil) return {1e9, 1e9, "GET: " + q.status.ToString()};
+      }
+    }
+    t.raw_s = std::min(t.raw_s, bench::SecondsSince(t0));
+  }
+  storage::remote::RemoteOptions ro;
+  ro.cluster = o;
+  ro.fetch_timeout = std::chrono::seconds(10);
+  ro.reuse_bytes = 0;  // every round reads the cluster
+  auto tier = storage::remote::RemoteTier::Start(ro);
+  if (!tier.ok()) return {1e9, 1e9, "RemoteTier: " + tier.status().ToString()};
+  for (uint32_t r = 0; r < rounds; ++r) {
+    const auto t0 = Clock::now();
+    for (size_t i = 0; i < keys.size(); i += per_batch) {
+      std::vector<std::string> got;
+      const size_t n = std::min(per_batch, keys.size() - i);
+      if (!(*tier)->Fetch(std::span(keys).subspan(i, n), model.BlockBytes(), &got).ok()) {
+        return {1e9, 1e9, "RemoteTier fetch failed"};
+      }
+      for (auto& g : got) {
+        if (storage::remote::RemotePayload(g).size() != model.BlockBytes()) return {1e9, 1e9, "a block missing"};
+      }
+    }
+    t.tier_s = std::min(t.tier_s, bench::SecondsSince(t0));
+  }
+  return t;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -162,7 +236,9 @@ int main(int argc, char** argv) {
   const std::string mib = std::to_string((total * bb * 2 + (64 << 20)) & ~uint64_t{0xFFFFF});
   const std::string sections = "[storage]\ngpu_bytes = " + mib + "\nhost_bytes = " + mib +
                                "\ndisk_bytes = 0\n[remote]\nenabled = true\nseeds = \"" + cluster.Seeds() +
-                               "\"\nwrite_queue_blocks = 65536\nfetch_timeout_ms = 10000\ncommand_timeout_ms = 5000\n";
+                               "\"\nwrite_queue_blocks = 65536\nfetch_timeout_ms = 10000\ncommand_timeout_ms = 5000\n"
+                               // Every lookup round and the load read R (no reuse of the lookup's values).
+                               "lookup_reuse_mb = 0\n";
   const std::string daemon = testing::DaemonBinary(TIERKVD_PATH);
   testing::DaemonProcess a(daemon, dir_a.path(), "", sections), b(daemon, dir_b.path(), "", sections);
   if (!a.Start() || !b.Start()) return Fail("tierkvd did not start: " + a.Log() + b.Log());
@@ -202,7 +278,7 @@ int main(int argc, char** argv) {
   const double write_s = bench::SecondsSince(write_t0);
 
   const double bytes = double(total) * bb;
-  double lookup_best = 1e9, raw_best = 1e9, tier_best = 1e9;
+  double lookup_best = 1e9, raw_best = 1e9, tier_best = 1e9, lookup_first = 0;
   for (uint32_t r = 0; r < rounds; ++r) {
     auto t0 = Clock::now();
     auto n = chb->LookupPrefix(tokens);
@@ -213,6 +289,7 @@ int main(int argc, char** argv) {
                   (st.ok() ? (*st)["remote"].dump() : "") + "\n" + b.Log().substr(b.Log().size() > 3000 ? b.Log().size() - 3000 : 0));
     }
     lookup_best = std::min(lookup_best, t);
+    if (r == 0) lookup_first = t;  // a fresh daemon's first lookup (E's below is one too)
   }
   // Raw pipelined GETs of the same keys, batches of the same size as the daemon's.
   {
@@ -248,6 +325,7 @@ int main(int argc, char** argv) {
     storage::remote::RemoteOptions ro;
     ro.cluster = o;
     ro.fetch_timeout = std::chrono::seconds(10);
+    ro.reuse_bytes = 0;
     auto tier = storage::remote::RemoteTier::Start(ro);
     if (!tier.ok()) return Fail("RemoteTier");
     std::vector<storage::remote::RemoteBlockKey> rkeys;
@@ -281,6 +359,31 @@ int main(int argc, char** argv) {
   }
   // Local D: daemon C puts the prefix write-through, restarts (G/H are volatile: its
   // blocks are on D only), then loads it.
+  // Lookup then load on a fresh daemon E with lookup_reuse_mb at its default (the load
+  // takes the lookup's values): R GETs and time, against B's lookup + load above.
+  double lookup_e = 0, load_e = 0, gets_e = 0, reused_e = 0;
+  {
+    testing::TempDir dir_e("bench-remote-e");
+    std::string reuse_sections = sections;
+    reuse_sections.erase(reuse_sections.find("lookup_reuse_mb = 0\n"));
+    testing::DaemonProcess e(daemon, dir_e.path(), "", reuse_sections);
+    if (!e.Start()) return Fail("tierkvd E did not start: " + e.Log());
+    auto ce = Client::Connect(e.socket_path());
+    if (!ce.ok()) return Fail("connect E");
+    auto che = Open(**ce, "bench", model, "bench/model@1");
+    if (!che) return Fail("E namespace");
+    t0 = Clock::now();
+    auto n = che->LookupPrefix(tokens);
+    lookup_e = bench::SecondsSince(t0);
+    t0 = Clock::now();
+    auto m = che->LoadPrefix(1, tokens);
+    load_e = bench::SecondsSince(t0);
+    if (!n.ok() || !m.ok() || *m != blocks * model.block_tokens) return Fail("lookup + load on E incomplete");
+    auto st = internal::Call(**ce, {{"op", "stats"}});
+    if (!st.ok()) return Fail("E stats");
+    gets_e = (*st)["remote"]["gets"].get<double>();
+    reused_e = (*st)["remote"]["reused"].get<double>();
+  }
   testing::TempDir dir_c("bench-remote-c");
   const std::string d_sections = "[storage]\ngpu_bytes = " + mib + "\nhost_bytes = " + mib + "\ndisk_bytes = " +
                                  std::to_string(total * (bb + 8192) * 2 + (64 << 20)) + "\n";
@@ -315,11 +418,25 @@ int main(int argc, char** argv) {
     load_disk = bench::SecondsSince(t0);
     if (!n.ok() || !m.ok() || *m != blocks * model.block_tokens) return Fail("load from D incomplete");
   }
+  // Plain vs TLS: the same blocks and batches on this cluster and on a TLS-only one
+  // (3 masters + 3 replicas as well; certificates by the openssl CLI).
+  const size_t fetch_batch = std::max<size_t>(1, 512 / layers) * layers;
+  const FetchTimes plain = TimeFetches(cluster, model, data, rounds, fetch_batch);
+  if (!plain.error.empty()) return Fail("plain fetches: " + plain.error);
+  testing::RedisCluster tls_cluster(3, 1, /*tls=*/true);
+  if (std::string e = tls_cluster.Start(); !e.empty()) return Fail("TLS cluster: " + e);
+  const FetchTimes tls = TimeFetches(tls_cluster, model, data, rounds, fetch_batch);
+  if (!tls.error.empty()) return Fail("TLS fetches: " + tls.error);
   std::vector<std::vector<std::string>> rows = {
       {"lookup from R (fetch+verify)", bench::Fmt(bytes / lookup_best / 1e9), bench::Fmt(lookup_best * 1e6 / total, 1)},
       {"raw pipelined GET (ClusterClient)", bench::Fmt(bytes / raw_best / 1e9), bench::Fmt(raw_best * 1e6 / total, 1)},
       {"RemoteTier in this process (fetch+verify)", bench::Fmt(bytes / tier_best / 1e9),
        bench::Fmt(tier_best * 1e6 / total, 1)},
+      {"raw pipelined GET, plain TCP", bench::Fmt(bytes / plain.raw_s / 1e9), bench::Fmt(plain.raw_s * 1e6 / total, 1)},
+      {"raw pipelined GET, TLS", bench::Fmt(bytes / tls.raw_s / 1e9), bench::Fmt(tls.raw_s * 1e6 / total, 1)},
+      {"RemoteTier, plain TCP (fetch+verify)", bench::Fmt(bytes / plain.tier_s / 1e9),
+       bench::Fmt(plain.tier_s * 1e6 / total, 1)},
+      {"RemoteTier, TLS (fetch+verify)", bench::Fmt(bytes / tls.tier_s / 1e9), bench::Fmt(tls.tier_s * 1e6 / total, 1)},
       {"load from R (fetch+verify+store)", bench::Fmt(bytes / load_remote / 1e9),
        bench::Fmt(load_remote * 1e6 / total, 1)},
       {"load, prefix already local", bench::Fmt(bytes / load_local / 1e9), bench::Fmt(load_local * 1e6 / total, 1)},
@@ -337,6 +454,10 @@ int main(int argc, char** argv) {
     std::printf("inside B: %.0f fetch batches, %.1f ms each on average (R worker: GETs + verification)\n", count,
                 count > 0 ? sum / count * 1e3 : 0.0);
   }
+  std::printf("lookup + load from R, %llu blocks (first lookup of a fresh daemon): reuse off (B) %.1f + %.1f ms, %llu "
+              "GETs | reuse on (E) %.1f + %.1f ms, %.0f GETs, %.0f reused\n",
+              static_cast<unsigned long long>(total), lookup_first * 1e3, load_remote * 1e3,
+              static_cast<unsigned long long>(2 * total), lookup_e * 1e3, load_e * 1e3, gets_e, reused_e);
   std::printf("whole prefix: load from R %.2f ms, load from local D %.2f ms", load_remote * 1e3, load_disk * 1e3);
   if (!kv_path.empty()) {
     std::printf("; prefill of the same %u tokens (torch, CPU, %d thread): %.2f ms", blocks * model.block_tokens,
@@ -365,11 +486,17 @@ int main(int argc, char** argv) {
                        {"load_remote_gbs", bytes / load_remote / 1e9},
                        {"load_local_gbs", bytes / load_local / 1e9},
                        {"tier_gbs", bytes / tier_best / 1e9},
+                       {"plain_raw_gbs", bytes / plain.raw_s / 1e9},
+                       {"tls_raw_gbs", bytes / tls.raw_s / 1e9},
+                       {"plain_tier_gbs", bytes / plain.tier_s / 1e9},
+                       {"tls_tier_gbs", bytes / tls.tier_s / 1e9},
                        {"ratio", raw_best / lookup_best},
                        {"put_p50_us_remote", bench::Percentile(put_r, 50)},
                        {"put_p50_us_local", bench::Percentile(put_l, 50)},
                        {"load_remote_s", load_remote},
                        {"load_disk_s", load_disk},
+                       {"lookup_reuse_s", lookup_e},
+                       {"load_reuse_s", load_e},
                        {"zstd_ratio", z.ratio}};
     bench::WriteJson(json_path, doc);
   }

@@ -210,6 +210,13 @@ const std::vector<Field>& Schema() {
       Int("remote", "breaker_cooldown_ms", &Config::remote, &RemoteSection::breaker_cooldown_ms, 10, 600000),
       Str("remote", "compression", &Config::remote, &RemoteSection::compression,
           [](const std::string& v, const std::string& n) { return OneOf(v, n, {"none", "zstd"}); }),
+      Bool("remote", "tls", &Config::remote, &RemoteSection::tls),
+      Str("remote", "tls_ca_file", &Config::remote, &RemoteSection::tls_ca_file),
+      Str("remote", "tls_cert_file", &Config::remote, &RemoteSection::tls_cert_file),
+      Str("remote", "tls_key_file", &Config::remote, &RemoteSection::tls_key_file),
+      Str("remote", "tls_server_name", &Config::remote, &RemoteSection::tls_server_name),
+      Int("remote", "lookup_reuse_mb", &Config::remote, &RemoteSection::lookup_reuse_mb, 0, 1 << 16),
+      Int("remote", "lookup_reuse_ms", &Config::remote, &RemoteSection::lookup_reuse_ms, 1, 600000),
   };
   return kFields;
 }

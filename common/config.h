@@ -131,6 +131,18 @@ struct RemoteSection {
   uint32_t breaker_failures = 3;      // failed batches in a row that open the circuit breaker
   uint32_t breaker_cooldown_ms = 2000; // fail-fast time before a probe
   std::string compression = "none";  // values written: "none" (raw) or "zstd" (lossless)
+  // TLS to every node (Redis's tls-port, tls-cluster yes): the CA that signs the
+  // nodes' certificates, an optional client certificate + key, and the name their
+  // certificates carry ("" = the address connected to).
+  bool tls = false;
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_server_name;
+  // Verified values of recent R fetches kept for reuse (a LookupPrefix's blocks, then
+  // its LoadPrefix): at most this many MiB (0 = off), each for lookup_reuse_ms.
+  uint32_t lookup_reuse_mb = 64;
+  uint32_t lookup_reuse_ms = 10000;
   bool operator==(const RemoteSection&) const = default;
 };
 

@@ -48,8 +48,18 @@ Result<std::unique_ptr<RemoteTier>> StartRemote(const RemoteSection& c) {
   o.breaker_failures = c.breaker_failures;
   o.breaker_cooldown = std::chrono::milliseconds(c.breaker_cooldown_ms);
   o.codec = c.compression == "zstd" ? storage::remote::RemoteCodec::kZstd : storage::remote::RemoteCodec::kNone;
-  LOG(INFO) << "remote tier R: Redis Cluster at " << c.seeds << " (" << c.pool_size << " workers, compression "
-            << c.compression << ")";
+  o.reuse_bytes = size_t{c.lookup_reuse_mb} << 20;
+  o.reuse_age = std::chrono::milliseconds(c.lookup_reuse_ms);
+  if (c.tls) {
+    auto tls = storage::remote::TlsContext::Create(
+        {c.tls_ca_file, c.tls_cert_file, c.tls_key_file, c.tls_server_name});
+    if (!tls.ok()) return InvalidArgument("remote." + tls.status().message());
+    o.cluster.tls = std::move(*tls);
+  } else if (!c.tls_ca_file.empty() || !c.tls_cert_file.empty() || !c.tls_key_file.empty()) {
+    return InvalidArgument("remote.tls_*_file given but remote.tls = false: set tls = true or remove them");
+  }
+  LOG(INFO) << "remote tier R: Redis Cluster at " << c.seeds << (c.tls ? " over TLS" : "") << " (" << c.pool_size
+            << " workers, compression " << c.compression << ")";
   return RemoteTier::Start(std::move(o));
 }
 
@@ -169,6 +179,8 @@ nlohmann::json RemoteStatusJson(const RemoteTier* r) {
           {"queued_writes", r->queued_writes()},
           {"errors", s.errors_timeout.load() + s.errors_unavailable.load() + s.errors_redis.load() +
                          s.errors_corrupt.load()},
+          {"tls_errors", s.errors_tls.load()},
+          {"reused", s.reused.load()},
           {"corrupt", s.errors_corrupt.load()},
           {"breaker_opens", s.breaker_opens.load()},
           {"nodes_down", r->nodes_down()},
@@ -209,6 +221,11 @@ std::vector<prometheus::MetricFamily> RemoteMetrics::Collect() const {
   add("tierkv_remote_node_rejected_total", "Requests failed at once: their node's circuit breaker was open", C,
       s.node_rejected.load());
   add("tierkv_remote_gets_total", "Blocks asked of R", C, s.gets.load());
+  add("tierkv_remote_reused_total", "Blocks a fetch took from the values of a recent fetch (no GET; lookup then load)",
+      C, s.reused.load());
+  add("tierkv_remote_tls_errors_total",
+      "Connections whose TLS handshake or certificate check failed (their requests count as unavailable)", C,
+      s.errors_tls.load());
   add("tierkv_remote_get_batches_total", "Pipelined fetch batches sent to R", C, s.get_batches.load());
   add("tierkv_remote_hits_total", "Blocks found in R and verified", C, s.hits.load());
   add("tierkv_remote_misses_total", "Blocks absent from R (or dropped by verification)", C, s.misses.load());

@@ -19,8 +19,9 @@ PKGS=(
   python3-numpy python3-pytest python3-torch python3-matplotlib
   # The remote tier R (storage/remote/, make test): hiredis to build, a local Redis
   # Cluster of redis-server processes for its tests (they start their own); zstd
-  # for its optional value compression.
-  redis-server libhiredis-dev libzstd-dev
+  # for its optional value compression; OpenSSL (libssl-dev) for TLS ([remote] tls)
+  # and the openssl CLI that makes the TLS cluster test's certificates.
+  redis-server libhiredis-dev libzstd-dev libssl-dev openssl
   # The thread-safety build (make tsa): clang's -Wthread-safety.
   clang
 )

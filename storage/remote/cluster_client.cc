@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include <hiredis/hiredis.h>
-#include <sys/time.h>
 
 #include <cstring>
 #include <map>
@@ -13,13 +12,6 @@
 
 namespace tierkv::storage::remote {
 namespace {
-timeval ToTimeval(std::chrono::milliseconds ms) {
-  timeval tv{};
-  tv.tv_sec = ms.count() / 1000;
-  tv.tv_usec = (ms.count() % 1000) * 1000;
-  return tv;
-}
-
 bool SplitHostPort(const std::string& s, std::string* host, int* port) {
   const size_t colon = s.rfind(':');
   if (colon == std::string::npos || colon == 0) return false;
@@ -31,11 +23,6 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
   }
   return *port > 0 && *port < 65536;
 }
-
-struct ReplyDeleter {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
 // Parses "MOVED 3999 127.0.0.1:6381" / "ASK ..." into its slot and address.
 bool ParseRedirect(std::string_view msg, uint16_t* slot, std::string* host, int* port) {
@@ -75,48 +62,49 @@ size_t ClusterClient::NodeIndex(const std::string& host, int port) {
   return nodes_.size() - 1;
 }
 
-void ClusterClient::Drop(size_t node) {
-  if (nodes_[node].ctx) redisFree(nodes_[node].ctx);
-  nodes_[node].ctx = nullptr;
-}
+void ClusterClient::Drop(size_t node) { nodes_[node].conn.reset(); }
 
-redisContext* ClusterClient::Connection(size_t node, Status* error) {
+RedisConnection* ClusterClient::Connection(size_t node, Status* error) {
   Node& n = nodes_[node];
-  if (n.ctx) return n.ctx;
+  if (n.conn && !n.conn->broken()) return n.conn.get();
+  n.conn.reset();
   ++stats_.connects;
   const std::string where = n.host + ":" + std::to_string(n.port);
-  redisContext* c = redisConnectWithTimeout(n.host.c_str(), n.port, ToTimeval(options_.connect_timeout));
-  if (!c || c->err) {
-    *error = Unavailable("redis " + where + ": " + (c ? c->errstr : "cannot allocate a context"));
-    if (c) redisFree(c);
-    ++stats_.io_errors;
+  auto c = RedisConnection::Connect(n.host, n.port, options_.connect_timeout, options_.command_timeout,
+                                    options_.tls.get());
+  if (!c.ok()) {
+    *error = c.status();
+    const bool timeout = error->ToString().find("timeout") != std::string::npos;
+    ++(timeout ? stats_.timeouts : stats_.io_errors);
+    if (error->ToString().find(": tls: ") != std::string::npos) ++stats_.tls_errors;
     return nullptr;
   }
-  redisSetTimeout(c, ToTimeval(options_.command_timeout));
   if (!options_.password.empty()) {
-    ReplyPtr r(static_cast<redisReply*>(
-        options_.user.empty() ? redisCommand(c, "AUTH %b", options_.password.data(), options_.password.size())
-                              : redisCommand(c, "AUTH %b %b", options_.user.data(), options_.user.size(),
-                                             options_.password.data(), options_.password.size())));
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      *error = PermissionDenied("redis " + where + ": AUTH refused" + (r ? std::string(": ") + r->str : ""));
-      redisFree(c);
+    std::vector<std::string> auth = {"AUTH"};
+    if (!options_.user.empty()) auth.push_back(options_.user);
+    auth.push_back(options_.password);
+    auto r = (*c)->Command(auth);
+    if (!r.ok() || (*r)->type == REDIS_REPLY_ERROR) {
+      *error = PermissionDenied("redis " + where + ": AUTH refused" +
+                                (r.ok() ? std::string(": ") + (*r)->str : ": " + r.status().ToString()));
       return nullptr;
     }
   }
-  n.ctx = c;
-  return c;
+  n.conn = std::move(*c);
+  return n.conn.get();
 }
 
 Status ClusterClient::LoadMapFrom(size_t node) {
   Status error;
-  redisContext* c = Connection(node, &error);
+  RedisConnection* c = Connection(node, &error);
   if (!c) return error;
-  ReplyPtr r(static_cast<redisReply*>(redisCommand(c, "CLUSTER SLOTS")));
-  if (!r) {
+  const std::string cmd[] = {"CLUSTER", "SLOTS"};
+  auto reply = c->Command(cmd);
+  if (!reply.ok()) {
     Drop(node);
-    return Unavailable("CLUSTER SLOTS: no answer");
+    return Unavailable("CLUSTER SLOTS: no answer (" + reply.status().ToString() + ")");
   }
+  const ReplyPtr& r = *reply;
   if (r->type != REDIS_REPLY_ARRAY) return IOError("CLUSTER SLOTS: unexpected reply");
   std::vector<uint16_t> owner(kClusterSlots, UINT16_MAX);
   const std::string asked = nodes_[node].host;
@@ -218,7 +206,7 @@ int ClusterClient::HandleReply(redisReply* reply, ClusterRequest* r, bool* ask) 
 void ClusterClient::RunOnNode(size_t node, std::span<ClusterRequest> requests, const std::vector<size_t>& todo,
                               const std::vector<bool>& asking, std::vector<std::pair<size_t, int>>* retry) {
   Status error;
-  redisContext* c = Connection(node, &error);
+  RedisConnection* c = Connection(node, &error);
   auto fail_all = [&](size_t from, const Status& st) {
     for (size_t k = from; k < todo.size(); ++k) {
       requests[todo[k]].status = st;
@@ -228,47 +216,43 @@ void ClusterClient::RunOnNode(size_t node, std::span<ClusterRequest> requests, c
   };
   if (!c) return fail_all(0, error);
   ++stats_.round_trips;
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
   for (size_t k = 0; k < todo.size(); ++k) {
-    if (asking[k]) redisAppendCommand(c, "ASKING");
-    const ClusterRequest& r = requests[todo[k]];
-    argv.clear();
-    lens.clear();
-    for (const std::string& a : r.argv) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data());
+    if (asking[k]) c->Append({"ASKING"});
+    c->Append(requests[todo[k]].argv);
   }
-  for (size_t k = 0; k < todo.size(); ++k) {
-    void* raw = nullptr;
+  Status st = c->Flush();
+  size_t k = 0;  // after the loop: the first request without its reply
+  for (; k < todo.size() && st.ok(); ++k) {
     if (asking[k]) {
-      if (redisGetReply(c, &raw) == REDIS_OK) freeReplyObject(raw);
-      raw = nullptr;
+      auto ok = c->GetReply();  // ASKING's +OK
+      if (!ok.ok()) {
+        st = ok.status();
+        break;
+      }
     }
-    if (c->err == 0 && redisGetReply(c, &raw) == REDIS_OK && raw) {
-      ReplyPtr reply(static_cast<redisReply*>(raw));
-      bool ask = false;
-      const int next = HandleReply(reply.get(), &requests[todo[k]], &ask);
-      if (next != -1) retry->push_back({todo[k], ask ? -3 - next : next});
-      continue;
+    auto reply = c->GetReply();
+    if (!reply.ok()) {
+      st = reply.status();
+      break;
     }
-    const bool timeout = std::strstr(c->errstr, "temporarily unavailable") != nullptr;
-    ++(timeout ? stats_.timeouts : stats_.io_errors);
-    const std::string where = nodes_[node].host + ":" + std::to_string(nodes_[node].port);
-    const Status st = timeout ? IOError("redis " + where + ": timeout")
-                              : Unavailable("redis " + where + ": " + std::string(c->errstr));
-    Drop(node);
-    // A timeout may have been applied by Redis: do not resend (a GET is harmless to
-    // resend, but a timeout says the node is in trouble; the caller decides).
-    if (timeout) {
-      for (size_t j = k; j < todo.size(); ++j) requests[todo[j]].status = st;
-      map_stale_ = true;
-      return;
-    }
-    return fail_all(k, st);
+    bool ask = false;
+    const int next = HandleReply(reply->get(), &requests[todo[k]], &ask);
+    if (next != -1) retry->push_back({todo[k], ask ? -3 - next : next});
   }
+  if (st.ok()) return;
+  const bool timeout = st.ToString().find("timeout") != std::string::npos;
+  ++(timeout ? stats_.timeouts : stats_.io_errors);
+  const std::string where = nodes_[node].host + ":" + std::to_string(nodes_[node].port);
+  Drop(node);
+  // A timeout may have been applied by Redis: do not resend (a GET is harmless to
+  // resend, but a timeout says the node is in trouble; the caller decides).
+  if (timeout) {
+    const Status t = IOError("redis " + where + ": timeout");
+    for (size_t j = k; j < todo.size(); ++j) requests[todo[j]].status = t;
+    map_stale_ = true;
+    return;
+  }
+  return fail_all(k, st);
 }
 
 void ClusterClient::Execute(std::span<ClusterRequest> requests) {

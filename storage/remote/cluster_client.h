@@ -1,5 +1,6 @@
-// ClusterClient: a small Redis Cluster client on hiredis's synchronous API (hiredis
-// 0.14 has no cluster support), following the documented cluster protocol:
+// ClusterClient: a small Redis Cluster client (hiredis 0.14 has no cluster support
+// and no TLS; hiredis only formats commands and parses replies here, see
+// redis_connection.h), following the documented cluster protocol:
 //   - the slot map comes from CLUSTER SLOTS, asked of any known node (seeds first);
 //   - a key goes to the master of KeySlot(key) (key_slot.h, hash tags honoured);
 //   - "-MOVED slot host:port" updates that slot's owner and retries there, and marks
@@ -9,6 +10,9 @@
 //     up to max_redirects rounds; a node that fails is reconnected on next use
 //     (after a failover the refreshed map names the promoted replica);
 //   - every connect and every reply has a deadline (connect_timeout, command_timeout).
+// Connections are RedisConnection (redis_connection.h): plain TCP, or TLS when
+// ClusterOptions::tls is set (the cluster then announces its TLS ports in CLUSTER
+// SLOTS and in redirects, so the same map and redirect logic applies).
 // Batches are pipelined: the requests of one round are grouped by node, each group
 // written at once and its replies read in order — one round trip per node per round.
 //
@@ -24,8 +28,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "storage/remote/redis_connection.h"
 
-struct redisContext;
 struct redisReply;
 
 namespace tierkv::storage::remote {
@@ -37,6 +41,7 @@ struct ClusterOptions {
   std::chrono::milliseconds connect_timeout{200};  // Default: 200 ms
   std::chrono::milliseconds command_timeout{500};  // per reply; Default: 500 ms
   int max_rounds = 5;  // redirect/retry rounds per batch; Default: 5
+  std::shared_ptr<const TlsContext> tls;  // null: plain TCP. Default: null
 };
 
 // One command of a batch. argv[key_arg] is the key that routes it.
@@ -53,6 +58,7 @@ struct ClusterRequest {
 struct ClusterClientStats {
   uint64_t moved = 0, ask = 0, tryagain = 0, refreshes = 0, connects = 0, io_errors = 0, timeouts = 0;
   uint64_t round_trips = 0;  // pipelines written to a node
+  uint64_t tls_errors = 0;   // connects that failed in the TLS handshake or certificate check
 };
 
 class ClusterClient {
@@ -89,11 +95,11 @@ class ClusterClient {
   struct Node {
     std::string host;
     int port = 0;
-    redisContext* ctx = nullptr;
+    std::unique_ptr<RedisConnection> conn;
   };
   // Index of the node host:port, added when unknown.
   size_t NodeIndex(const std::string& host, int port);
-  redisContext* Connection(size_t node, Status* error);
+  RedisConnection* Connection(size_t node, Status* error);
   void Drop(size_t node);
   Status LoadMapFrom(size_t node);
   // One round for the requests `todo` (indices into requests) on one node; `asking`

@@ -98,6 +98,33 @@ bool RemoteTier::Write(const RemoteBlockKey& key, std::vector<std::byte>&& block
 
 Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out) {
   out->assign(keys.size(), {});
+  std::vector<size_t> todo;  // indices of the keys to fetch
+  std::vector<RemoteBlockKey> rest;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    std::string name = RedisKey(keys[i]);
+    if (recent_.Take(name, &(*out)[i])) {
+      ++stats_.reused;
+      continue;
+    }
+    todo.push_back(i);
+    rest.push_back(keys[i]);
+    names.push_back(std::move(name));
+  }
+  if (todo.empty()) return OkStatus();
+  std::vector<std::string> got;
+  const Status st = FetchFromCluster(rest, block_bytes, &got);
+  for (size_t k = 0; k < got.size(); ++k) {
+    if (got[k].empty()) continue;
+    recent_.Put(names[k], got[k]);
+    (*out)[todo[k]] = std::move(got[k]);
+  }
+  return st;
+}
+
+Status RemoteTier::FetchFromCluster(std::span<const RemoteBlockKey> keys, size_t block_bytes,
+                                    std::vector<std::string>* out) {
+  out->assign(keys.size(), {});
   if (keys.empty()) return OkStatus();
   if (state() == BreakerState::kOpen) {
     ++stats_.rejected;
@@ -191,6 +218,13 @@ void RemoteTier::NoteNode(const std::string& node, bool answered) {
 }
 
 std::optional<bool> RemoteTier::Send(ClusterClient& client, std::vector<ClusterRequest>& reqs) {
+  const uint64_t tls_errors = client.stats().tls_errors;
+  const std::optional<bool> any = SendCounted(client, reqs);
+  stats_.errors_tls += client.stats().tls_errors - tls_errors;
+  return any;
+}
+
+std::optional<bool> RemoteTier::SendCounted(ClusterClient& client, std::vector<ClusterRequest>& reqs) {
   if (!client.has_map()) client.RefreshMap().IgnoreError();  // Execute reports it when it matters
   // While a node's breaker is open its slots may be failing over: reload the map
   // (from the other nodes) every kDownMapRefresh, so that the promoted replica is
@@ -342,7 +376,9 @@ void RemoteTier::RunWrites(ClusterClient& client, std::vector<WriteItem>& items)
 
 void RemoteTier::Probe(ClusterClient& client) {
   if (!Admit()) return;
+  const uint64_t tls_errors = client.stats().tls_errors;
   const Status st = client.RefreshMap();
+  stats_.errors_tls += client.stats().tls_errors - tls_errors;
   if (!st.ok()) ++stats_.errors_unavailable;
   NoteResult(st.ok());
 }

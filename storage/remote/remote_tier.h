@@ -40,6 +40,7 @@
 #include "common/mutex.h"
 #include "common/status.h"
 #include "storage/remote/cluster_client.h"
+#include "storage/remote/recent_fetches.h"
 #include "storage/remote/remote_value.h"
 
 namespace tierkv::storage::remote {
@@ -56,6 +57,10 @@ struct RemoteOptions {
   uint32_t breaker_failures = 3;                   // failed batches in a row that open it. Default: 3
   std::chrono::milliseconds breaker_cooldown{2000};  // open time before a probe. Default: 2 s
   RemoteCodec codec = RemoteCodec::kNone;          // how values are written. Default: raw
+  // Verified fetched values kept for a following Fetch of the same keys (a
+  // LookupPrefix's blocks, then its LoadPrefix; recent_fetches.h). 0: off.
+  size_t reuse_bytes = size_t{64} << 20;              // Default: 64 MiB
+  std::chrono::milliseconds reuse_age{10000};         // Default: 10 s
 };
 
 enum class BreakerState : uint8_t { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
@@ -75,6 +80,8 @@ struct RemoteStats {
   std::atomic<uint64_t> node_breaker_opens{0};  // a node's breaker opened
   std::atomic<uint64_t> node_rejected{0};       // requests failed at once: their node's breaker was open
   std::atomic<uint64_t> moved{0}, ask{0};
+  std::atomic<uint64_t> errors_tls{0};          // TLS handshake / certificate refused (also in unavailable)
+  std::atomic<uint64_t> reused{0};              // values a Fetch took from RecentFetches (no GET)
   // Compression (RemoteOptions::codec): raw block bytes written, and the time spent
   // encoding (header, checksum, compression) and inflating fetched values.
   std::atomic<uint64_t> put_raw_bytes{0}, encode_ns{0}, inflate_ns{0};
@@ -102,9 +109,10 @@ class RemoteTier {
 
   // Fetches keys in one pipelined batch. (*out)[i] is key i's verified value (the
   // block is RemotePayload((*out)[i]), block_bytes long) when it was found, else
-  // empty (absent, or dropped by verification). Values are handed over as read, with
-  // no further copy. kUnavailable when the breaker is open or the batch failed or
-  // timed out.
+  // empty (absent, or dropped by verification). A key fetched by an earlier call in
+  // the last reuse_age is taken from RecentFetches instead (counted in reused, not
+  // in gets; once); the others are sent, and a copy of what they find is kept there. kUnavailable when the
+  // breaker is open or the batch failed or timed out (the reused values are in *out).
   Status Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out);
 
   // Counts n blocks a caller did not offer to Write (after one was refused).
@@ -117,7 +125,8 @@ class RemoteTier {
   size_t queued_writes() const;
 
  private:
-  explicit RemoteTier(RemoteOptions options) : options_(std::move(options)) {}
+  explicit RemoteTier(RemoteOptions options)
+      : options_(std::move(options)), recent_(options_.reuse_bytes, options_.reuse_age) {}
   struct FetchJob;
   struct WriteItem {
     RemoteBlockKey key;
@@ -131,6 +140,8 @@ class RemoteTier {
     bool probing = false;   // open, and a batch's requests are the probe
     std::chrono::steady_clock::time_point open_until;
   };
+  // Fetch without RecentFetches: one job for a worker.
+  Status FetchFromCluster(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out);
   void WorkerLoop(size_t index);
   void RunFetch(ClusterClient& client, FetchJob& job);
   void RunWrites(ClusterClient& client, std::vector<WriteItem>& items);
@@ -144,6 +155,7 @@ class RemoteTier {
   // breaker is open; notes each node's outcome and counts errors. Returns whether
   // some request got an answer, or nullopt when none was sent.
   std::optional<bool> Send(ClusterClient& client, std::vector<ClusterRequest>& reqs);
+  std::optional<bool> SendCounted(ClusterClient& client, std::vector<ClusterRequest>& reqs);  // Send less TLS counting
   bool AdmitNode(const std::string& node) REQUIRES(mu_);
   void NoteNode(const std::string& node, bool answered);
   const RemoteOptions options_;
@@ -158,6 +170,7 @@ class RemoteTier {
   std::atomic<BreakerState> state_{BreakerState::kClosed};
   std::atomic<uint32_t> open_nodes_{0};  // nodes_ entries that are open
   RemoteStats stats_;
+  RecentFetches recent_;
   std::vector<std::thread> workers_;
 };
 

@@ -165,6 +165,7 @@ TEST_F(RemoteTierTest, PrefixPutOnALoadsOnBByteForByte) {
   PutPrefix(*a, *cha, 10, 1);
   EXPECT_EQ(KeysOf("shared", "test/model@1").size(), kLayers * kPrefixBlocks);
   const auto tokens = Tokens(1);
+  const nlohmann::json before = Remote(*b);
   auto looked = chb->LookupPrefix(tokens);
   ASSERT_TRUE(looked.ok()) << looked.status().ToString();
   EXPECT_EQ(*looked, kPrefixBlocks * kBlockTokens);
@@ -178,13 +179,20 @@ TEST_F(RemoteTierTest, PrefixPutOnALoadsOnBByteForByte) {
       EXPECT_TRUE(out == MakeBlock(1, layer, blk)) << "layer " << layer << " block " << blk;
     }
   }
+  // The lookup fetched each block from R once; the load took the lookup's values
+  // (docs/decisions/0014-remote-tier.md, item 18): one GET per block in all.
+  const nlohmann::json after = Remote(*b);
+  EXPECT_EQ(after["gets"].get<uint64_t>() - before["gets"].get<uint64_t>(), kLayers * kPrefixBlocks) << after.dump();
+  EXPECT_EQ(after["reused"].get<uint64_t>() - before["reused"].get<uint64_t>(), kLayers * kPrefixBlocks);
+  EXPECT_EQ(after["hits"].get<uint64_t>() - before["hits"].get<uint64_t>(), kLayers * kPrefixBlocks);
   // Now local on B: a second load does not ask R.
   const uint64_t gets = Remote(*b)["gets"].get<uint64_t>();
   loaded = chb->LoadPrefix(21, tokens);
   ASSERT_TRUE(loaded.ok());
   EXPECT_EQ(*loaded, kPrefixBlocks * kBlockTokens);
   EXPECT_EQ(Remote(*b)["gets"].get<uint64_t>(), gets);
-  EXPECT_GE(Remote(*b)["hits"].get<uint64_t>(), 2u * kLayers * kPrefixBlocks);  // lookup + load
+  auto metrics = testing::HttpGet(internal::Call(*b, {{"op", "stats"}})->at("metrics_url").get<std::string>());
+  EXPECT_GE(testing::MetricValue(metrics, "tierkv_remote_reused_total", {}), kLayers * kPrefixBlocks);
 }
 
 TEST_F(RemoteTierTest, TwoModelIdentitiesOfOneShapeNeverShare) {

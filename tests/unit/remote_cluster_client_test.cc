@@ -173,6 +173,7 @@ TEST_F(ClusterClientTest, PerNodeBreakerFailsOneHungMasterFast) {
   o.workers = 1;
   o.breaker_failures = 2;
   o.breaker_cooldown = 400ms;
+  o.reuse_bytes = 0;  // every Fetch asks the cluster (no reuse of the previous fetch's values)
   auto tier = RemoteTier::Start(o);
   ASSERT_TRUE(tier.ok());
   RemoteTier& r = **tier;

@@ -3,6 +3,7 @@
 // status JSON when R is off, and NamespaceSpec's model_id validation.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 
 #include "common/config.h"
@@ -66,6 +67,48 @@ TEST(RemoteConfigTest, StartRemoteRefusesBadSettings) {
   ASSERT_TRUE(started.ok()) << started.status().ToString();
   ASSERT_NE(*started, nullptr);
   EXPECT_EQ(RemoteStatusJson(started->get())["state"], "up");  // nothing tried yet
+}
+
+// [remote] tls: the files are checked at start, each refusal names its key and file.
+TEST(RemoteConfigTest, StartRemoteRefusesBadTlsFiles) {
+  auto c = ParseConfig("[remote]\ntls = true\ntls_ca_file = \"/x/ca.crt\"\ntls_server_name = \"redis.internal\"\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->remote.tls);
+  EXPECT_EQ(c->remote.tls_server_name, "redis.internal");
+  EXPECT_FALSE(Config{}.remote.tls);
+  EXPECT_EQ(Config{}.remote.lookup_reuse_mb, 64u);
+  RemoteSection r;
+  r.enabled = true;
+  r.seeds = "127.0.0.1:1";
+  r.tls = true;
+  auto refused = [&](const std::string& needle) {
+    auto st = StartRemote(r);
+    EXPECT_EQ(st.status().code(), StatusCode::kInvalidArgument) << needle;
+    EXPECT_NE(st.status().ToString().find(needle), std::string::npos) << st.status().ToString();
+  };
+  refused("tls_ca_file");  // tls without a CA
+  r.tls_ca_file = "/nonexistent/ca.crt";
+  refused("/nonexistent/ca.crt");
+  testing::TempDir dir("remote-tls");
+  std::ofstream(dir.Sub("not-pem.crt")) << "hello\n";
+  r.tls_ca_file = dir.Sub("not-pem.crt");
+  refused("no usable CA certificate");
+  // A real CA (made by the openssl CLI, as the TLS cluster test does).
+  const std::string make = "cd '" + dir.path() + "' && openssl req -x509 -newkey ec -pkeyopt "
+                           "ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=t "
+                           ">/dev/null 2>&1";
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  r.tls_ca_file = dir.Sub("ca.crt");
+  r.tls_cert_file = dir.Sub("ca.crt");  // a certificate without its key
+  refused("tls_cert_file and tls_key_file");
+  r.tls_key_file = "/nonexistent/client.key";
+  refused("/nonexistent/client.key");
+  r.tls_key_file = dir.Sub("ca.key");
+  auto started = StartRemote(r);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  // TLS files with tls = false: a mistake, said so.
+  r.tls = false;
+  refused("tls = false");
 }
 
 TEST(RemoteConfigTest, ModelIdIsValidated) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <thread>
 
+#include "storage/remote/recent_fetches.h"
 #include "storage/remote/remote_tier.h"
 #include "storage/remote/remote_value.h"
 #include "storage/slot_format.h"
@@ -24,6 +25,31 @@ std::vector<std::byte> Block(size_t n, uint8_t seed) {
   std::vector<std::byte> b(n);
   for (size_t i = 0; i < n; ++i) b[i] = static_cast<std::byte>(seed + i * 7);
   return b;
+}
+
+// RecentFetches: a value serves one later call, within its age and the byte bound.
+TEST(RecentFetchesTest, TakeOnceBoundedInBytesAndAge) {
+  RecentFetches r(100, 200ms);
+  std::string out;
+  EXPECT_FALSE(r.Take("a", &out));
+  r.Put("a", std::string(40, 'a'));
+  r.Put("b", std::string(40, 'b'));
+  EXPECT_EQ(r.bytes(), 80u);
+  ASSERT_TRUE(r.Take("a", &out));
+  EXPECT_EQ(out, std::string(40, 'a'));
+  EXPECT_FALSE(r.Take("a", &out));  // once
+  r.Put("c", std::string(40, 'c'));
+  r.Put("d", std::string(40, 'd'));  // 120 > 100: the oldest (b) goes
+  EXPECT_FALSE(r.Take("b", &out));
+  EXPECT_TRUE(r.Take("c", &out));
+  r.Put("big", std::string(101, 'x'));  // larger than the bound: not kept
+  EXPECT_FALSE(r.Take("big", &out));
+  std::this_thread::sleep_for(250ms);
+  EXPECT_FALSE(r.Take("d", &out));  // too old
+  EXPECT_EQ(r.bytes(), 0u);
+  RecentFetches off(0, 1s);
+  off.Put("a", "x");
+  EXPECT_FALSE(off.Take("a", &out));
 }
 
 TEST(RemoteValueTest, FingerprintSeparatesModelsNamesAndShapes) {

@@ -3,6 +3,13 @@
 // port), all files in a temporary directory, created with
 // `redis-cli --cluster create ... --cluster-replicas N --cluster-yes`. The
 // destructor kills every node and removes the directory.
+//
+// TLS mode (tls = true): Start first makes a CA and a node certificate (IP SAN
+// 127.0.0.1, DNS localhost; also used as the client certificate) with the openssl
+// CLI in the directory, plus a second, unrelated CA (wrong_ca_file) for the tests
+// of refusal; the nodes listen on TLS only (--port 0 --tls-port N, --tls-cluster
+// yes, --tls-replication yes, tls-auth-clients yes) and the cluster is created with
+// redis-cli --tls. port(i) is then the TLS port.
 #pragma once
 
 #include <sys/types.h>
@@ -12,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/remote/redis_transport.h"
 #include "tests/util/temp_dir.h"
 
 namespace tierkv::testing {
@@ -21,7 +29,7 @@ class RedisCluster {
   // Whether redis-server and redis-cli are installed (tests skip when not).
   static bool Available();
 
-  RedisCluster(int masters = 3, int replicas = 1);
+  RedisCluster(int masters = 3, int replicas = 1, bool tls = false);
   ~RedisCluster();
 
   // Starts the nodes, creates the cluster, waits until every node reports
@@ -34,6 +42,10 @@ class RedisCluster {
   // "127.0.0.1:p1,127.0.0.1:p2,..." of every node.
   std::string Seeds() const;
   bool running(size_t node) const { return pids_[node] > 0; }
+  bool tls() const { return tls_; }
+  // TLS mode: the files a client uses (CA, client certificate and key).
+  storage::remote::TlsOptions tls_options() const;
+  std::string wrong_ca_file() const { return dir_.Sub("other-ca.crt"); }
 
   // Runs one command on one node (redis-cli-like argv); returns the reply as text
   // ("(nil)", an integer, a string, an error "ERR ...", array elements joined by
@@ -65,8 +77,11 @@ class RedisCluster {
 
  private:
   pid_t Spawn(size_t node);
+  std::string MakeCertificates();
 
   const int masters_, replicas_;
+  const bool tls_;
+  std::shared_ptr<const storage::remote::TlsContext> tls_ctx_;  // for Command (TLS mode)
   TempDir dir_{"redis"};
   std::vector<int> ports_, bus_ports_;
   std::vector<pid_t> pids_;
