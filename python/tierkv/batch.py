@@ -163,6 +163,11 @@ class BatchSelection:
     def released(self) -> bool:
         return self._lease is None or self._lease.released
 
+    def _mark_released(self) -> None:
+        """The daemon released the lease already (an acquire_batch's `release`)."""
+        if self._lease is not None:
+            self._lease._mark_released()
+
     def release(self) -> None:
         """Releases every sequence's blocks (once; later calls do nothing)."""
         if self._lease is not None:
