@@ -57,6 +57,12 @@ class KVBackend:
         """blocks [n, 2, kv, bt, hd] float32: block indices first_block .. first_block + n - 1."""
         raise NotImplementedError
 
+    def put_batch(self, seqs: list[int], layer: int, first_block: int, blocks: list[torch.Tensor]) -> None:
+        """blocks[b] [n, 2, kv, bt, hd] for seqs[b]: what put does for each. This default
+        calls put per sequence; TierkvBackend makes one call."""
+        for seq, blk in zip(seqs, blocks):
+            self.put(seq, layer, first_block, blk)
+
     def retrieve(self, seq: int, layer: int, query: torch.Tensor, budget: int, num_blocks: int) -> torch.Tensor:
         """query [Hq * hd] float32 (post-RoPE); budget <= num_blocks (the blocks put so far).
         Returns [n, 2, kv, bt, hd] float32 on self.device, ascending block order."""
@@ -197,13 +203,17 @@ class TierkvBackend(KVBackend):
     moved and rounds keys/values (the retrieved blocks are widened back to f32).
     batch_retrieve (default): retrieve_batch is one batched retrieve per layer
     (Channel.retrieve_batch); False: one retrieve per sequence, as before.
+    batch_acquire_put (default, when the package has them): full mode is one
+    Channel.acquire_batch per layer-batch and put_batch one Channel.put_batch;
+    False: one acquire and one put per sequence (decision 0028's A/B).
     """
 
     name = "tierkv"
 
     def __init__(self, block_shape, device, *, num_layers: int, num_q_heads: int, dtype: str = "f32",
                  policy: dict | None = None, socket_path: str | None = None, daemon: str | None = None,
-                 namespace: str | None = None, batch_retrieve: bool = True, granularity: str = "layer"):
+                 namespace: str | None = None, batch_retrieve: bool = True, granularity: str = "layer",
+                 batch_acquire_put: bool = True):
         super().__init__(block_shape, device)
         self.batch_retrieve = batch_retrieve
         self.granularity = granularity
@@ -224,15 +234,27 @@ class TierkvBackend(KVBackend):
                                          granularity=granularity)
             self.policy = self.client.set_policy(self.namespace, policy or {})
             self.channel = self.client.open_channel(self.namespace)
+            self.batch_acquire_put = batch_acquire_put and hasattr(self.channel, "acquire_batch")
         except BaseException:
             self.close()
             raise
 
+    def _host(self, blocks):
+        return np.ascontiguousarray(blocks.detach().to("cpu", torch.float32).numpy().astype(self.np_dtype, copy=False))
+
     def put(self, seq, layer, first_block, blocks):
-        data = blocks.detach().to("cpu", torch.float32).numpy().astype(self.np_dtype, copy=False)
-        self.channel.put(seq, layer, first_block, np.ascontiguousarray(data))
+        data = self._host(blocks)
+        self.channel.put(seq, layer, first_block, data)
         self.stats.put_calls += 1
         self.stats.bytes_put += data.nbytes
+
+    def put_batch(self, seqs, layer, first_block, blocks):
+        data = [self._host(b) for b in blocks]
+        if not self.batch_acquire_put or max(d.nbytes for d in data) + 64 > self.channel.staging_bytes:
+            return super().put_batch(seqs, layer, first_block, blocks)  # put splits what staging cannot hold
+        self.channel.put_batch(layer, seqs, first_block, data)  # raises the first sequence's failure
+        self.stats.put_calls += 1
+        self.stats.bytes_put += sum(d.nbytes for d in data)
 
     def retrieve(self, seq, layer, query, budget, num_blocks):
         if budget >= num_blocks:  # full attention: every block, pinned where it is (no query, no scoring)
@@ -256,6 +278,14 @@ class TierkvBackend(KVBackend):
     def retrieve_batch(self, seqs, layer, queries, budget, num_blocks):
         if not self.batch_retrieve:
             return super().retrieve_batch(seqs, layer, queries, budget, num_blocks)
+        table = 64 * len(seqs) + 16 * len(seqs) * num_blocks * self.channel.table_heads
+        if budget >= num_blocks and self.batch_acquire_put and table <= self.channel.staging_bytes:
+            # full attention: every sequence's blocks in one call
+            with self.channel.acquire_batch(layer, seqs, 0, num_blocks) as batch:
+                got = self._fetch_many([batch.blocks(i) for i in range(len(seqs))])  # blocks(i) raises its error
+            self.stats.retrieve_calls += 1
+            self.stats.sequence_retrieves += len(seqs)
+            return got
         if budget >= num_blocks:  # full attention: nothing to select, each sequence's blocks acquired
             return [self._acquire_all(seq, layer, num_blocks) for seq in seqs]
         q = queries.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -279,23 +309,30 @@ class TierkvBackend(KVBackend):
         Attention does not depend on the order of the keys (their positions are in the
         rotated keys), so the engine attends over [n, 2, kv, bt, hd] exactly as per
         layer, each KV head over its own blocks."""
+        return self._fetch_many([refs])[0]
+
+    def _fetch_many(self, ref_lists) -> list[torch.Tensor]:
+        """_fetch of several sequences' refs with one gather per tier for all of them."""
         heads = self.channel.table_heads
         entry = self._block_bytes // heads
-        self.stats.blocks_retrieved += len(refs) // heads
-        self.stats.bytes_retrieved += len(refs) * entry
-        if not refs:
-            return torch.empty((0,) + self.block_shape, device=self.device)
-        if len(refs) % heads:
-            raise RuntimeError(f"tierkv returned {len(refs)} entries for {heads} KV heads")
-        got = self._gather(refs, entry)
+        for refs in ref_lists:
+            self.stats.blocks_retrieved += len(refs) // heads
+            self.stats.bytes_retrieved += len(refs) * entry
+            if len(refs) % heads:
+                raise RuntimeError(f"tierkv returned {len(refs)} entries for {heads} KV heads")
+        flat = [r for refs in ref_lists for r in refs]
+        if not flat:
+            return [torch.empty((0,) + self.block_shape, device=self.device) for _ in ref_lists]
+        got = self._gather(flat, entry)
         if got is None:
-            got = torch.stack([self.channel.block_tensor(r).to(self.device, torch.float32) for r in refs])
+            got = torch.stack([self.channel.block_tensor(r).to(self.device, torch.float32) for r in flat])
+        out = list(torch.split(got, [len(refs) for refs in ref_lists]))
         if heads > 1:  # [kv * n, 2, 1, bt, hd], head-major -> [n, 2, kv, bt, hd]
             _, kv, bt, hd = self.block_shape
-            got = got.view(kv, -1, 2, bt, hd).permute(1, 2, 0, 3, 4).contiguous()
+            out = [o.view(kv, -1, 2, bt, hd).permute(1, 2, 0, 3, 4).contiguous() for o in out]
         if got.is_cuda:
             torch.cuda.current_stream(got.device).synchronize()  # copied before the lease is released
-        return got
+        return out
 
     def _gather(self, refs, entry: int) -> torch.Tensor | None:
         """All selected entries (of `entry` bytes, channel.entry_shape) with one indexed
