@@ -263,7 +263,7 @@ class Channel:
         table = (_lib.BlockRefC * entries)()
         count, lease, missing = ctypes.c_uint32(), ctypes.c_uint64(), ctypes.c_uint32()
         self._check(call(table, ctypes.byref(count), ctypes.byref(lease), ctypes.byref(missing)))
-        refs = [BlockRef(table[i].block, table[i].tier, table[i].offset, table[i].head) for i in range(count.value)]
+        refs = refs_of(_lib.ref_rows(table, 0, count.value))
         sel = Selection(self, lease.value, refs, missing.value)
         self._leases[lease.value] = sel
         return sel
@@ -563,6 +563,12 @@ class Selection(_Lease):
         head_dim), wherever they are."""
         self._live()
         return stack_copies(self.channel, self.blocks)
+
+
+def refs_of(rows: np.ndarray) -> List[BlockRef]:
+    """BlockRefs of a table's rows (_lib.ref_rows)."""
+    return list(map(BlockRef, rows["block"].tolist(), rows["tier"].tolist(), rows["offset"].tolist(),
+                    rows["head"].tolist()))
 
 
 def stack_copies(channel: Channel, blocks: List[BlockRef]) -> np.ndarray:
