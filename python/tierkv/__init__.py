@@ -38,7 +38,8 @@ from .errors import (AlreadyExists, Busy, Corruption, DeviceError, Error, Intern
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Channel", "Selection", "GpuSelection", "BatchSelection", "PutResult", "BlockRef", "ModelSpec", "Namespace",
+    "Client", "Channel", "Selection", "GpuSelection", "BatchSelection", "PutResult", "BlockRef", "ModelSpec",
+    "Namespace",
     "as_torch", "bf16_bits", "bf16_to_float32", "BLOCK_TABLE_DTYPE", "library_path", "ABI_VERSION",
     "LibraryNotFound", "Error", "NotFound", "InvalidArgument", "AlreadyExists", "ResourceExhausted", "Busy",
     "IOError", "DeviceError", "Corruption", "NotSupported", "PermissionDenied", "Shutdown", "Internal",

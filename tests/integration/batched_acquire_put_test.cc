@@ -252,7 +252,8 @@ TEST_F(BatchedAcquirePutTest, BadDescriptorsAreRefused) {
     return s.find("InvalidArgument") != std::string::npos && s.find(detail) != std::string::npos;
   };
   EXPECT_TRUE(refused(call(dp::Op::kAcquireBatch, 0, 64, good), "count out of range"));
-  EXPECT_TRUE(refused(call(dp::Op::kAcquireBatch, 257, 257 * 64, good), "count out of range"));  // limits.max_retrieve_batch
+  // More sequences than limits.max_retrieve_batch (256).
+  EXPECT_TRUE(refused(call(dp::Op::kAcquireBatch, 257, 257 * 64, good), "count out of range"));
   EXPECT_TRUE(refused(call(dp::Op::kAcquireBatch, 2, 64, good), "payload length"));         // the header does not fit
   EXPECT_TRUE(refused(call(dp::Op::kAcquireBatch, 1, 64 + 16, good), "outside the staging"));     // a table of 1 for 2
   EXPECT_TRUE(refused(call(dp::Op::kAcquireBatch, 1, UINT64_MAX, good), "outside the staging"));  // outside staging
