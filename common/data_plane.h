@@ -169,8 +169,9 @@ inline constexpr uint64_t BatchHeaderBytes(uint64_t count) {
   return count * (sizeof(RetrieveBatchEntry) + sizeof(RetrieveBatchResult));
 }
 // AcquireBatch (docs/decisions/0028-batched-acquire-and-put.md): Acquire for `count`
-// sequences of one layer (seq is unused; arg != 0: a lease of this channel released
-// first, as Acquire's). The region staging[offset, +length) holds:
+// sequences of one layer (seq is unused, block, aux and flags must be 0; arg != 0: a
+// lease of this channel released first, as Acquire's). The region staging[offset,
+// +length) holds:
 //
 //   [0, 32 * count)             AcquireBatchEntry[count]    written by the client
 //   [32 * count, 64 * count)    RetrieveBatchResult[count]  written by the daemon (triggered: 0)
@@ -193,8 +194,9 @@ struct AcquireBatchEntry {
 };
 static_assert(sizeof(AcquireBatchEntry) == 32 && std::is_trivially_copyable_v<AcquireBatchEntry>);
 
-// PutBatch (decision 0028): Put for `count` sequences of one layer (seq, block,
-// flags and arg unused: no prefix blocks). The region staging[offset, +length):
+// PutBatch (decision 0028): Put for `count` sequences of one layer (seq and arg are
+// unused; block, aux and flags must be 0: no prefix blocks). The region
+// staging[offset, +length):
 //
 //   [0, 32 * count)             PutBatchEntry[count]   written by the client
 //   [32 * count, 64 * count)    PutBatchResult[count]  written by the daemon
