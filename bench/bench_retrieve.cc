@@ -53,7 +53,9 @@ Options:
 Batch and concurrency modes (issue 12; B or N sequences of the first context
 length, 32768 tokens by default, prefix-shared payloads, own summaries and queries):
   --batch LIST       per-layer time of one batched Retrieve for B sequences vs B
-                     separate Retrieves, for each B in LIST (e.g. 1,8,32,64)
+                     separate Retrieves, for each B in LIST (e.g. 1,8,32,64); and
+                     (retriever "acquire") one AcquireBatch of the budget's blocks vs
+                     B Acquires
   --clients LIST     N client processes (forked) retrieving different sequences at
                      once: aggregate Retrieves/s vs one client (e.g. 1,2,4), the
                      daemon's CPU use; then a 4-block sequence's Retrieve alone

@@ -143,6 +143,29 @@ Result<double> TimeLayer(DataChannel& ch, const std::vector<std::vector<float>>&
   for (uint64_t l : leases) RETURN_IF_ERROR(ch.Release(l));
   return s;
 }
+
+// One layer's zero-copy get of blocks [0, count) for B sequences: one AcquireBatch or
+// B Acquire calls (decision 0028).
+Result<double> TimeAcquire(DataChannel& ch, uint32_t b, uint32_t count, bool batched) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (batched) {
+    std::vector<DataChannel::AcquireItem> items;
+    for (uint32_t i = 0; i < b; ++i) items.push_back({i + 1, 0, count});
+    ASSIGN_OR_RETURN(DataChannel::BatchRetrieval r, ch.AcquireBatch(0, items));
+    const double s = SecondsSince(t0);
+    if (r.served != b) return Internal("acquire batch served " + std::to_string(r.served));
+    RETURN_IF_ERROR(ch.Release(r.lease));
+    return s;
+  }
+  std::vector<uint64_t> leases;
+  for (uint32_t i = 0; i < b; ++i) {
+    ASSIGN_OR_RETURN(DataChannel::Retrieval r, ch.Acquire(i + 1, 0, 0, count));
+    leases.push_back(r.lease);
+  }
+  const double s = SecondsSince(t0);
+  for (uint64_t l : leases) RETURN_IF_ERROR(ch.Release(l));
+  return s;
+}
 }  // namespace
 
 int RunBatchMode(const BatchOptions& o) {
@@ -156,8 +179,9 @@ int RunBatchMode(const BatchOptions& o) {
   nlohmann::json doc{{"benchmark", "retrieve_batch"}, {"tokens", o.tokens}, {"steps", o.steps},
                      {"budget_blocks", budget}, {"workers", o.workers}};
   const pid_t pid = f.daemon->pid();
-  for (const char* method : {"mean", "minmax"}) {
-    if (!SetRetriever(*f.client, method)) return 1;
+  // "acquire": the zero-copy get of the budget's blocks (no scoring), AcquireBatch vs B Acquires.
+  for (const std::string method : {"mean", "minmax", "acquire"}) {
+    if (method != "acquire" && !SetRetriever(*f.client, method)) return 1;
     double one_call = 0;
     for (uint64_t b : o.batches) {
       std::vector<double> wall[2];  // [0] batched, [1] B separate calls
@@ -167,7 +191,8 @@ int RunBatchMode(const BatchOptions& o) {
         for (int s = 0; s < o.steps + 3; ++s) {
           if (s == 3) cpu0 = CpuNs(pid);
           const auto q = Queries(static_cast<uint32_t>(b), rng);
-          auto t = TimeLayer(*f.ch, q, budget, mode == 0);
+          auto t = method == "acquire" ? TimeAcquire(*f.ch, static_cast<uint32_t>(b), budget, mode == 0)
+                                       : TimeLayer(*f.ch, q, budget, mode == 0);
           if (!t.ok()) return std::fprintf(stderr, "retrieve: %s\n", t.status().ToString().c_str()), 1;
           if (s >= 3) wall[mode].push_back(*t * 1e6);
         }
@@ -308,8 +333,9 @@ int RunClientsMode(const BatchOptions& o) {
   std::vector<std::vector<std::string>> rows;
   nlohmann::json doc{{"benchmark", "retrieve_clients"}, {"tokens", o.tokens}, {"seconds", o.seconds},
                      {"budget_blocks", budget}};
-  for (const char* method : {"mean", "minmax"}) {
-    if (!SetRetriever(*f.client, method)) return 1;
+  // "acquire": the zero-copy get of the budget's blocks (no scoring), AcquireBatch vs B Acquires.
+  for (const std::string method : {"mean", "minmax", "acquire"}) {
+    if (method != "acquire" && !SetRetriever(*f.client, method)) return 1;
     double base = 0;
     for (uint64_t n : o.clients) {
       double rate = 0, p50 = 0, cores = 0;
@@ -325,8 +351,9 @@ int RunClientsMode(const BatchOptions& o) {
     }
   }
   std::vector<std::vector<std::string>> irows;
-  for (const char* method : {"mean", "minmax"}) {
-    if (!SetRetriever(*f.client, method)) return 1;
+  // "acquire": the zero-copy get of the budget's blocks (no scoring), AcquireBatch vs B Acquires.
+  for (const std::string method : {"mean", "minmax", "acquire"}) {
+    if (method != "acquire" && !SetRetriever(*f.client, method)) return 1;
     double alone[2], beside[2];
     if (!Interference(f, budget, o.seconds, false, &alone[0], &alone[1]) ||
         !Interference(f, budget, o.seconds, true, &beside[0], &beside[1])) {

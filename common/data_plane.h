@@ -39,9 +39,11 @@ enum class Op : uint16_t {
   kAcquire = 10,       // pin blocks [block, block + count) of (seq, layer) where they are (a zero-copy
                        // Get): their table entries to staging[offset, +length), a lease as Retrieve's;
                        // arg != 0: a lease of this channel released first (a reader's previous one)
+  kAcquireBatch = 11,  // Acquire for `count` sequences of one layer in one request; see AcquireBatchEntry
+  kPutBatch = 12,      // Put for `count` sequences of one layer in one request; see PutBatchEntry
 };
 // The highest op this build serves (ProcessRequest refuses those above it).
-inline constexpr Op kLastOp = Op::kAcquire;
+inline constexpr Op kLastOp = Op::kPutBatch;
 
 // One request. 64 bytes, trivially copyable, versioned.
 struct RingRequest {
@@ -166,6 +168,67 @@ static_assert(sizeof(RetrieveBatchResult) == 32 && std::is_trivially_copyable_v<
 inline constexpr uint64_t BatchHeaderBytes(uint64_t count) {
   return count * (sizeof(RetrieveBatchEntry) + sizeof(RetrieveBatchResult));
 }
+// AcquireBatch (docs/decisions/0028-batched-acquire-and-put.md): Acquire for `count`
+// sequences of one layer (seq is unused, block, aux and flags must be 0; arg != 0: a
+// lease of this channel released first, as Acquire's). The region staging[offset,
+// +length) holds:
+//
+//   [0, 32 * count)             AcquireBatchEntry[count]    written by the client
+//   [32 * count, 64 * count)    RetrieveBatchResult[count]  written by the daemon (triggered: 0)
+//   [64 * count, length)        the table area: each served sequence's run (per KV
+//                               head namespace: a run per head), in entry order; it
+//                               must hold sum(entry.count) * table heads entries
+//
+// A bad region, count or table area refuses the whole batch (nothing pinned; the
+// lease named by arg is not released). A bad entry (count 0 or above 2^16, a range
+// that wraps, an unknown block: kNotFound) fails only that entry and pins nothing
+// of it. The completion: count = sequences served, value = the lease over every
+// served sequence (0 when none), value2 = blocks still on D (defer-mode
+// missing, 0 for kInPlace).
+struct AcquireBatchEntry {
+  uint64_t seq;
+  uint32_t first;     // first block
+  uint32_t count;     // blocks (1..2^16)
+  uint64_t reserved;  // 0
+  uint64_t reserved2; // 0
+};
+static_assert(sizeof(AcquireBatchEntry) == 32 && std::is_trivially_copyable_v<AcquireBatchEntry>);
+
+// PutBatch (decision 0028): Put for `count` sequences of one layer (seq and arg are
+// unused; block, aux and flags must be 0: no prefix blocks). The region
+// staging[offset, +length):
+//
+//   [0, 32 * count)             PutBatchEntry[count]   written by the client
+//   [32 * count, 64 * count)    PutBatchResult[count]  written by the daemon
+//   payloads                    anywhere at or after 64 * count (entry.data_offset):
+//                               entry.count blocks of BlockBytes each
+//
+// Each entry is one Put (one BlockStore::PutBlocks: under write-through its blocks
+// share one D commit); a bad entry fails alone, its result saying how many of its
+// blocks were stored before the failure. The completion: count = entries stored
+// whole, value = 1 when every block of them is durable, value2 = blocks stored.
+struct PutBatchEntry {
+  uint64_t seq;
+  uint32_t first;        // first block
+  uint32_t count;        // blocks (1..2^16)
+  uint64_t data_offset;  // region-relative
+  uint64_t reserved;     // 0
+};
+static_assert(sizeof(PutBatchEntry) == 32 && std::is_trivially_copyable_v<PutBatchEntry>);
+
+struct PutBatchResult {
+  uint8_t status;         // tierkv::StatusCode of this entry
+  uint8_t detail;         // Detail when status != kOk
+  uint16_t reserved;
+  uint32_t stored;        // blocks stored (all of them when status is kOk)
+  uint32_t durable;       // 1: every stored block durable on D before the answer
+  uint32_t deduplicated;  // blocks shared with a stored prefix block
+  uint64_t reserved2[2];
+};
+static_assert(sizeof(PutBatchResult) == 32 && std::is_trivially_copyable_v<PutBatchResult>);
+static_assert(sizeof(AcquireBatchEntry) + sizeof(RetrieveBatchResult) == 64 &&
+              sizeof(PutBatchEntry) + sizeof(PutBatchResult) == 64);  // BatchHeaderBytes holds for all three
+
 // Batch leases live in their own id space (top bit set), apart from single Retrieve's.
 inline constexpr uint64_t kBatchLeaseBit = uint64_t{1} << 63;
 

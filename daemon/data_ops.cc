@@ -22,7 +22,8 @@ dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<ui
   const ModelSpec& m = rt_->model();
   const bool needs_layer = req.op == dp::Op::kPut || req.op == dp::Op::kGet || req.op == dp::Op::kRetrieve ||
                            req.op == dp::Op::kRetrieveBatch || req.op == dp::Op::kAppend ||
-                           req.op == dp::Op::kAcquire;
+                           req.op == dp::Op::kAcquire || req.op == dp::Op::kAcquireBatch ||
+                           req.op == dp::Op::kPutBatch;
   if (needs_layer && req.layer >= m.num_layers) return Fail(StatusCode::kInvalidArgument, Detail::kLayer);
   const uint32_t allowed = req.op == dp::Op::kPut        ? dp::kFlagPrefixBlock
                            : req.op == dp::Op::kRetrieve ? dp::kFlagGpu
@@ -35,6 +36,8 @@ dp::RingCompletion NamespaceOps::Handle(const dp::RingRequest& req, std::span<ui
     case dp::Op::kRetrieve: return Retrieve(req, staging);
     case dp::Op::kRetrieveBatch: return RetrieveBatch(req, staging);
     case dp::Op::kAcquire: return AcquireRange(req, staging);
+    case dp::Op::kAcquireBatch: return AcquireBatch(req, staging);
+    case dp::Op::kPutBatch: return PutBatch(req, staging);
     case dp::Op::kRelease: return Release(req);
     case dp::Op::kCloseSequence: return CloseSequence(req);
     case dp::Op::kLookupPrefix:
@@ -53,28 +56,33 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
   }
   const bool prefix = req.flags & dp::kFlagPrefixBlock;
   if (prefix && (req.count != 1 || req.arg == 0)) return Fail(StatusCode::kInvalidArgument, Detail::kFlags);
-  if (Status st = rt_->owners().ClaimForWrite(req.seq, caller_); !st.ok()) return FromStatus(st, 0);
-  const uint64_t stored_hash = prefix ? ScopedPrefixHash(req.arg, caller_.uid) : 0;
   // Payload bytes go from staging straight into their slot. The client may rewrite
   // staging meanwhile: that only garbles its own block (and that block's summary),
   // never daemon state, so no defensive copy is made on this hot path.
   const auto payload = std::as_bytes(staging.subspan(req.offset, size_t{req.count} * bb));
-  if (!rt_->per_head()) return StoreBlocks(req.seq, req.layer, req.block, req.count, payload, stored_hash);
+  return PutRange(req.seq, req.layer, req.block, req.count, payload, prefix ? req.arg : 0);
+}
+
+dp::RingCompletion NamespaceOps::PutRange(uint64_t seq, uint32_t layer, uint32_t block, uint32_t count,
+                                          std::span<const std::byte> payload, uint64_t prefix_hash) {
+  if (Status st = rt_->owners().ClaimForWrite(seq, caller_); !st.ok()) return FromStatus(st, 0);
+  const uint64_t stored_hash = prefix_hash ? ScopedPrefixHash(prefix_hash, caller_.uid) : 0;
+  if (!rt_->per_head()) return StoreBlocks(seq, layer, block, count, payload, stored_hash);
   // Per KV head: each head's run of blocks goes to its stored layer. A failure
   // stops at the head it hit; the count is what every head holds.
   const HeadLayout l = HeadLayout::Of(rt_->model(), rt_->model().block_tokens);
   scratch_.resize(payload.size());
-  SplitHeads(l, req.count, payload, scratch_);
-  const size_t run = size_t{req.count} * l.head_bytes();
-  uint64_t durable = 1, deduplicated = req.count;
+  SplitHeads(l, count, payload, scratch_);
+  const size_t run = size_t{count} * l.head_bytes();
+  uint64_t durable = 1, deduplicated = count;
   for (uint32_t h = 0; h < l.kv; ++h) {
-    const dp::RingCompletion c = StoreBlocks(req.seq, StoredLayer(req.layer, l.kv, h), req.block, req.count,
+    const dp::RingCompletion c = StoreBlocks(seq, StoredLayer(layer, l.kv, h), block, count,
                                              std::span<const std::byte>(scratch_).subspan(h * run, run), stored_hash);
     if (!IsOk(c)) return c;
     durable &= c.value;
     deduplicated = std::min<uint64_t>(deduplicated, c.value2);
   }
-  return Done(req.count, durable, deduplicated);
+  return Done(count, durable, deduplicated);
 }
 
 dp::RingCompletion NamespaceOps::StoreBlocks(uint64_t seq, uint32_t stored_layer, uint32_t block, uint32_t count,
@@ -247,28 +255,39 @@ dp::RingCompletion NamespaceOps::AcquireRange(const dp::RingRequest& req, std::s
     const dp::RingCompletion r = ReleaseLease(req.arg);
     if (!IsOk(r)) return r;
   }
-  std::vector<uint32_t> blocks(req.count);
-  std::iota(blocks.begin(), blocks.end(), req.block);
   table_.clear();
   std::vector<uint64_t> leases;
+  const dp::RingCompletion c = PinRange(req.seq, req.layer, req.block, req.count, &leases, &table_);
+  if (!IsOk(c)) return c;
+  const auto bytes = std::as_bytes(std::span(table_));
+  if (!bytes.empty()) std::memcpy(staging.data() + req.offset, bytes.data(), bytes.size());
+  return Done(c.count, ClientLease(std::move(leases)), c.value2);
+}
+
+dp::RingCompletion NamespaceOps::PinRange(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count,
+                                          std::vector<uint64_t>* leases, std::vector<dp::BlockTableEntry>* table) {
+  const uint32_t heads = rt_->record().spec.TableHeads();
+  std::vector<uint32_t> blocks(count);
+  std::iota(blocks.begin(), blocks.end(), first);
+  const size_t leases_before = leases->size(), table_before = table->size();
   uint64_t missing = 0;
   for (uint32_t h = 0; h < heads; ++h) {  // per KV head: a run per head, as Retrieve's
     // A get: no move to G, a block only on D read into H.
-    auto lease = rt_->store().Acquire(req.seq, StoredLayer(req.layer, heads, h), blocks, storage::MissMode::kInPlace);
+    auto lease = rt_->store().Acquire(seq, StoredLayer(layer, heads, h), blocks, storage::MissMode::kInPlace);
     if (lease.ok()) {
       leases_.insert(lease->id);
-      leases.push_back(lease->id);
+      leases->push_back(lease->id);
     }
-    if (!lease.ok() || lease->blocks.size() + lease->missing.size() < req.count) {  // unknown blocks are skipped
-      GiveBack(leases);
+    if (!lease.ok() || lease->blocks.size() + lease->missing.size() < count) {  // unknown blocks are skipped
+      GiveBack(std::span<const uint64_t>(*leases).subspan(leases_before));
+      leases->resize(leases_before);
+      table->resize(table_before);
       return lease.ok() ? Fail(StatusCode::kNotFound, Detail::kBlock) : FromStatus(lease.status(), 0);
     }
     missing += lease->missing.size();
-    AppendEntries(*lease, static_cast<uint16_t>(h), lease->blocks.size(), &table_);
+    AppendEntries(*lease, static_cast<uint16_t>(h), lease->blocks.size(), table);
   }
-  const auto bytes = std::as_bytes(std::span(table_));
-  if (!bytes.empty()) std::memcpy(staging.data() + req.offset, bytes.data(), bytes.size());
-  return Done(static_cast<uint32_t>(table_.size()), ClientLease(std::move(leases)), missing);
+  return Done(static_cast<uint32_t>(table->size() - table_before), 0, missing);
 }
 
 void NamespaceOps::GiveBack(std::span<const uint64_t> store_leases) {

@@ -63,6 +63,14 @@ class NamespaceOps : public OpHandler {
 
  private:
   dp::RingCompletion Put(const dp::RingRequest& req, std::span<uint8_t> staging);
+  // Put's and PutBatch's work on blocks [block, block + count) of (seq, layer) after
+  // the request's checks (count, payload size, block range): the owner claim, the
+  // per KV head split, StoreBlocks per stored layer. prefix_hash: the client's
+  // content hash (0: not a prefix block). Completion as StoreBlocks'.
+  dp::RingCompletion PutRange(uint64_t seq, uint32_t layer, uint32_t block, uint32_t count,
+                              std::span<const std::byte> payload, uint64_t prefix_hash);
+  // dp::Op::kPutBatch (data_ops_multi.cc): PutRange per entry.
+  dp::RingCompletion PutBatch(const dp::RingRequest& req, std::span<uint8_t> staging);
   // Put's work on stored blocks [block, block + count) of (seq, stored layer): the
   // store, their retrieval summaries, R for a new prefix block. payload: count
   // stored blocks. Completion: count stored, value durable (1/0), value2 deduplicated.
@@ -137,6 +145,15 @@ class NamespaceOps : public OpHandler {
   // namespace) to staging; kNotFound when one does not exist (nothing stays pinned).
   // arg != 0: that lease is released first (kNotFound, nothing acquired, if not held).
   dp::RingCompletion AcquireRange(const dp::RingRequest& req, std::span<uint8_t> staging);
+  // AcquireRange's and AcquireBatch's core: pins blocks [first, first + count) of
+  // (seq, layer) (count >= 1, no wrap: checked by the caller), appends the store
+  // leases to *leases and the entries to *table. On failure nothing of it stays
+  // pinned and *leases and *table are as they were. Completion: count = entries
+  // appended, value2 = missing.
+  dp::RingCompletion PinRange(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count,
+                              std::vector<uint64_t>* leases, std::vector<dp::BlockTableEntry>* table);
+  // dp::Op::kAcquireBatch (data_ops_multi.cc): PinRange per entry, one lease for all.
+  dp::RingCompletion AcquireBatch(const dp::RingRequest& req, std::span<uint8_t> staging);
   dp::RingCompletion Release(const dp::RingRequest& req);
   // Releases a client lease (a store lease, or a batch lease and all its members).
   dp::RingCompletion ReleaseLease(uint64_t lease);

@@ -96,10 +96,9 @@ class PagedEngine:
             # [B, 2, Hkv, nb, bt, hd] -> [B, nb, 2, Hkv, bt, hd]
             kv = torch.stack((k[:, :, :whole], v[:, :, :whole]), 1).unflatten(3, (self.n_blocks, bt))
             kv = kv.permute(0, 3, 1, 2, 4, 5).contiguous()
-            for b, seq in enumerate(self.seqs):
-                t0 = time.perf_counter()
-                self.backend.put(seq, layer, 0, kv[b])
-                self.times.put_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            self.backend.put_batch(self.seqs, layer, 0, list(kv))  # one call per layer for the batch
+            self.times.put_s += time.perf_counter() - t0
         return logits
 
     @torch.no_grad()
@@ -150,9 +149,8 @@ class PagedEngine:
         self.pos += 1
         if self.fill == bt:  # the partial block is full: put it, start a new one
             t0 = time.perf_counter()
-            for layer in range(c.n_layers):
-                for b, seq in enumerate(self.seqs):
-                    self.backend.put(seq, layer, self.n_blocks, self.partial[layer, b][None])
+            for layer in range(c.n_layers):  # one call per layer for the batch's new blocks
+                self.backend.put_batch(self.seqs, layer, self.n_blocks, list(self.partial[layer, :, None]))
             self.times.put_s += time.perf_counter() - t0
             self.partial.zero_()
             self.n_blocks += 1

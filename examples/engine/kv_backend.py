@@ -57,6 +57,12 @@ class KVBackend:
         """blocks [n, 2, kv, bt, hd] float32: block indices first_block .. first_block + n - 1."""
         raise NotImplementedError
 
+    def put_batch(self, seqs: list[int], layer: int, first_block: int, blocks: list[torch.Tensor]) -> None:
+        """blocks[b] [n, 2, kv, bt, hd] for seqs[b]: what put does for each. This default
+        calls put per sequence; TierkvBackend makes one call."""
+        for seq, blk in zip(seqs, blocks):
+            self.put(seq, layer, first_block, blk)
+
     def retrieve(self, seq: int, layer: int, query: torch.Tensor, budget: int, num_blocks: int) -> torch.Tensor:
         """query [Hq * hd] float32 (post-RoPE); budget <= num_blocks (the blocks put so far).
         Returns [n, 2, kv, bt, hd] float32 on self.device, ascending block order."""
@@ -197,13 +203,17 @@ class TierkvBackend(KVBackend):
     moved and rounds keys/values (the retrieved blocks are widened back to f32).
     batch_retrieve (default): retrieve_batch is one batched retrieve per layer
     (Channel.retrieve_batch); False: one retrieve per sequence, as before.
+    batch_acquire_put (default, when the package has them): full mode is one
+    Channel.acquire_batch per layer-batch and put_batch one Channel.put_batch;
+    False: one acquire and one put per sequence (decision 0028's A/B).
     """
 
     name = "tierkv"
 
     def __init__(self, block_shape, device, *, num_layers: int, num_q_heads: int, dtype: str = "f32",
                  policy: dict | None = None, socket_path: str | None = None, daemon: str | None = None,
-                 namespace: str | None = None, batch_retrieve: bool = True, granularity: str = "layer"):
+                 namespace: str | None = None, batch_retrieve: bool = True, granularity: str = "layer",
+                 batch_acquire_put: bool = True):
         super().__init__(block_shape, device)
         self.batch_retrieve = batch_retrieve
         self.granularity = granularity
@@ -224,15 +234,27 @@ class TierkvBackend(KVBackend):
                                          granularity=granularity)
             self.policy = self.client.set_policy(self.namespace, policy or {})
             self.channel = self.client.open_channel(self.namespace)
+            self.batch_acquire_put = batch_acquire_put and hasattr(self.channel, "acquire_batch")
         except BaseException:
             self.close()
             raise
 
+    def _host(self, blocks):
+        return np.ascontiguousarray(blocks.detach().to("cpu", torch.float32).numpy().astype(self.np_dtype, copy=False))
+
     def put(self, seq, layer, first_block, blocks):
-        data = blocks.detach().to("cpu", torch.float32).numpy().astype(self.np_dtype, copy=False)
-        self.channel.put(seq, layer, first_block, np.ascontiguousarray(data))
+        data = self._host(blocks)
+        self.channel.put(seq, layer, first_block, data)
         self.stats.put_calls += 1
         self.stats.bytes_put += data.nbytes
+
+    def put_batch(self, seqs, layer, first_block, blocks):
+        data = [self._host(b) for b in blocks]
+        if not self.batch_acquire_put or max(d.nbytes for d in data) + 64 > self.channel.staging_bytes:
+            return super().put_batch(seqs, layer, first_block, blocks)  # put splits what staging cannot hold
+        self.channel.put_batch(layer, seqs, first_block, data)  # raises the first sequence's failure
+        self.stats.put_calls += 1
+        self.stats.bytes_put += sum(d.nbytes for d in data)
 
     def retrieve(self, seq, layer, query, budget, num_blocks):
         if budget >= num_blocks:  # full attention: every block, pinned where it is (no query, no scoring)
@@ -256,6 +278,14 @@ class TierkvBackend(KVBackend):
     def retrieve_batch(self, seqs, layer, queries, budget, num_blocks):
         if not self.batch_retrieve:
             return super().retrieve_batch(seqs, layer, queries, budget, num_blocks)
+        table = 64 * len(seqs) + 16 * len(seqs) * num_blocks * self.channel.table_heads
+        if budget >= num_blocks and self.batch_acquire_put and table <= self.channel.staging_bytes:
+            # full attention: every sequence's blocks in one call
+            with self.channel.acquire_batch(layer, seqs, 0, num_blocks) as batch:
+                got = [self._fetch(batch.entries(i)) for i in range(len(seqs))]  # entries(i) raises its error
+            self.stats.retrieve_calls += 1
+            self.stats.sequence_retrieves += len(seqs)
+            return got
         if budget >= num_blocks:  # full attention: nothing to select, each sequence's blocks acquired
             return [self._acquire_all(seq, layer, num_blocks) for seq in seqs]
         q = queries.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -278,17 +308,24 @@ class TierkvBackend(KVBackend):
         one head's K and V; slot i of head h is then head h's i-th selected block.
         Attention does not depend on the order of the keys (their positions are in the
         rotated keys), so the engine attends over [n, 2, kv, bt, hd] exactly as per
-        layer, each KV head over its own blocks."""
+        layer, each KV head over its own blocks.
+
+        refs: BlockRefs, or a table's rows (BatchSelection.entries). A batch's sequences
+        are fetched one by one: one gather over the whole batch's entries measured
+        slower on the CPU (decision 0028)."""
         heads = self.channel.table_heads
         entry = self._block_bytes // heads
         self.stats.blocks_retrieved += len(refs) // heads
         self.stats.bytes_retrieved += len(refs) * entry
-        if not refs:
+        if len(refs) == 0:
             return torch.empty((0,) + self.block_shape, device=self.device)
         if len(refs) % heads:
             raise RuntimeError(f"tierkv returned {len(refs)} entries for {heads} KV heads")
         got = self._gather(refs, entry)
         if got is None:
+            if isinstance(refs, np.ndarray):  # a table's rows: BlockRefs for block_tensor
+                refs = [self.tierkv.BlockRef(int(e["block"]), int(e["tier"]), int(e["offset"]), int(e["head"]))
+                        for e in refs]
             got = torch.stack([self.channel.block_tensor(r).to(self.device, torch.float32) for r in refs])
         if heads > 1:  # [kv * n, 2, 1, bt, hd], head-major -> [n, 2, kv, bt, hd]
             _, kv, bt, hd = self.block_shape
@@ -300,16 +337,20 @@ class TierkvBackend(KVBackend):
     def _gather(self, refs, entry: int) -> torch.Tensor | None:
         """All selected entries (of `entry` bytes, channel.entry_shape) with one indexed
         copy per tier from the arena viewed as an array of entries
-        (Channel.arena_tensor), when every offset sits on that grid; None otherwise."""
+        (Channel.arena_tensor), when every offset sits on that grid; None otherwise.
+        refs: BlockRefs, or a table's rows (BatchSelection.entries: no Python object
+        per entry)."""
         shape = tuple(self.channel.entry_shape)
-        by_tier: dict[int, list[tuple[int, int]]] = {}
-        for i, ref in enumerate(refs):
-            tier, offset = ref.tier, ref.offset
-            if offset % entry:
-                return None
-            by_tier.setdefault(tier, []).append((i, offset // entry))
+        if isinstance(refs, np.ndarray):
+            tiers, offsets = refs["tier"], refs["offset"].astype(np.int64)
+        else:
+            tiers = np.fromiter((r.tier for r in refs), dtype=np.int64, count=len(refs))
+            offsets = np.fromiter((r.offset for r in refs), dtype=np.int64, count=len(refs))
+        if (offsets % entry).any():
+            return None
+        slots = offsets // entry
         out = torch.empty((len(refs),) + shape, dtype=torch.float32, device=self.device)
-        for tier, items in by_tier.items():
+        for tier in np.unique(tiers).tolist():
             arena = self._arena_blocks.get(tier)
             if arena is None:
                 flat = self.channel.arena_tensor(tier)
@@ -318,10 +359,11 @@ class TierkvBackend(KVBackend):
                 per_entry = entry // flat.element_size()
                 arena = flat[: (flat.numel() // per_entry) * per_entry].view((-1,) + shape)
                 self._arena_blocks[tier] = arena
-            pos, slots = (torch.tensor(c) for c in zip(*items))
-            if int(slots.max()) >= arena.shape[0]:
+            pos = np.flatnonzero(tiers == tier)
+            if int(slots[pos].max()) >= arena.shape[0]:
                 return None
-            out[pos.to(self.device)] = arena[slots.to(arena.device)].to(self.device, torch.float32)
+            idx = torch.from_numpy(slots[pos])
+            out[torch.from_numpy(pos).to(self.device)] = arena[idx.to(arena.device)].to(self.device, torch.float32)
         return out
 
     def close_sequence(self, seq):

@@ -76,6 +76,9 @@ def parse_args(argv=None):
                         "tierkv_bench_eval --trace=FILE (docs/trace-format.md)")
     p.add_argument("--per-sequence-retrieve", action="store_true",
                    help="one retrieve per (sequence, layer) instead of one batched retrieve per layer")
+    p.add_argument("--per-sequence-acquire-put", action="store_true",
+                   help="full mode: one acquire per (sequence, layer), and one put per (sequence, layer), instead of "
+                        "one acquire_batch / put_batch per layer (decision 0028)")
     a = p.parse_args(argv)
     a.contexts = [int(x) for x in a.contexts.split(",")]
     a.seeds = [int(x) for x in a.seeds.split(",")]
@@ -179,7 +182,8 @@ def main(argv=None) -> int:
     with TierkvBackend(shape, model.device, num_layers=c.n_layers, num_q_heads=c.n_heads, dtype=args.dtype,
                        policy=policy_for(args, args.retrievers[0] if args.retrievers else "exact"),
                        socket_path=args.socket, daemon=args.daemon,
-                       batch_retrieve=not args.per_sequence_retrieve, granularity=args.granularity) as tkv:
+                       batch_retrieve=not args.per_sequence_retrieve, granularity=args.granularity,
+                       batch_acquire_put=not args.per_sequence_acquire_put) as tkv:
         for C in args.contexts:
             for seed in args.seeds:
                 tag = f"C={C} seed={seed}"

@@ -31,13 +31,15 @@ from ._lib import ABI_VERSION, LibraryNotFound, library_path
 from .batch import BatchSelection
 from .channel import BlockRef, Channel, GpuSelection, Selection
 from .client import Client, ModelSpec, Namespace
+from .multi import PutResult
 from .errors import (AlreadyExists, Busy, Corruption, DeviceError, Error, Internal, InvalidArgument, IOError,
                      NotFound, NotSupported, PermissionDenied, ResourceExhausted, Shutdown, Unavailable)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Channel", "Selection", "GpuSelection", "BatchSelection", "BlockRef", "ModelSpec", "Namespace",
+    "Client", "Channel", "Selection", "GpuSelection", "BatchSelection", "PutResult", "BlockRef", "ModelSpec",
+    "Namespace",
     "as_torch", "bf16_bits", "bf16_to_float32", "BLOCK_TABLE_DTYPE", "library_path", "ABI_VERSION",
     "LibraryNotFound", "Error", "NotFound", "InvalidArgument", "AlreadyExists", "ResourceExhausted", "Busy",
     "IOError", "DeviceError", "Corruption", "NotSupported", "PermissionDenied", "Shutdown", "Internal",

@@ -21,7 +21,7 @@ import threading
 from ctypes import (POINTER, Structure, c_char_p, c_int, c_size_t, c_uint8, c_uint16, c_uint32, c_uint64,
                     c_void_p)
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 ABI_VERSION = 2  # the TIERKV_ABI_VERSION this package was written against
 
@@ -38,6 +38,20 @@ class ModelSpecC(Structure):
 class BlockRefC(Structure):
     _fields_ = [("block", c_uint32), ("tier", c_uint16), ("head", c_uint16), ("offset", c_uint64),
                 ("data", c_void_p)]
+
+
+def ref_rows(table: Any, first: int, count: int):
+    """table[first, first + count) (a ctypes array of BlockRefC) as a numpy structured
+    array (block, tier, head, offset), copied: no Python object per entry, which the
+    cyclic GC would walk (2048 BlockRefs built at once cost ~2 ms, mostly collections)."""
+    import numpy as np  # noqa: PLC0415 - numpy is the package's dependency anyway
+    dtype = np.dtype({"names": ["block", "tier", "head", "offset"], "formats": ["<u4", "<u2", "<u2", "<u8"],
+                      "offsets": [BlockRefC.block.offset, BlockRefC.tier.offset, BlockRefC.head.offset,
+                                  BlockRefC.offset.offset], "itemsize": ctypes.sizeof(BlockRefC)})
+    if count == 0:
+        return np.zeros(0, dtype=dtype)
+    raw = (ctypes.c_ubyte * ctypes.sizeof(table)).from_buffer(table)  # the same memory, untyped
+    return np.frombuffer(raw, dtype=dtype)[first:first + count].copy()
 
 
 # The option structs: struct_size is set to ctypes.sizeof (the library reads a shorter,
@@ -78,11 +92,31 @@ class RetrieveBatchArgsC(Structure):
                 ("table_capacity", c_size_t), ("results", POINTER(BatchResultC))]
 
 
+class AcquireItemC(Structure):
+    _fields_ = [("seq", c_uint64), ("first", c_uint32), ("count", c_uint32)]
+
+
+class AcquireBatchArgsC(Structure):
+    _fields_ = [("struct_size", c_uint32), ("layer", c_uint32), ("items", POINTER(AcquireItemC)),
+                ("num_items", c_size_t), ("release", c_uint64), ("table", POINTER(BlockRefC)),
+                ("table_capacity", c_size_t), ("results", POINTER(BatchResultC))]
+
+
+class PutItemC(Structure):
+    _fields_ = [("seq", c_uint64), ("first_block", c_uint32), ("reserved", c_uint32), ("data", c_void_p),
+                ("bytes", c_size_t)]
+
+
+class PutResultC(Structure):
+    _fields_ = [("status", c_int), ("stored", c_uint32), ("durable", c_uint32), ("reserved", c_uint32)]
+
+
 _P = c_void_p  # opaque handles
 # Appended to ABI 2 after its first release (daemon liveness): optional in the library.
 # Appended later (batched retrieve, decision 0011): likewise optional.
 _APPENDED = {"tierkv_reconnect", "tierkv_is_connected", "tierkv_retrieve_batch", "tierkv_batch_item_error",
-             "tierkv_append"}
+             "tierkv_append", "tierkv_acquire_batch", "tierkv_put_batch"}
+# Appended with the batched acquire and put (decision 0028): optional likewise.
 _S = c_int  # tierkv_status
 _PROTOTYPES = {
     "tierkv_abi_version": (c_uint32, []),
@@ -124,6 +158,8 @@ _PROTOTYPES = {
     "tierkv_release": (_S, [_P, c_uint64]),
     "tierkv_retrieve_batch": (_S, [_P, POINTER(RetrieveBatchArgsC), POINTER(c_uint64), POINTER(c_uint32)]),
     "tierkv_batch_item_error": (c_char_p, [_P, c_size_t]),
+    "tierkv_acquire_batch": (_S, [_P, POINTER(AcquireBatchArgsC), POINTER(c_uint64), POINTER(c_uint32)]),
+    "tierkv_put_batch": (_S, [_P, c_uint32, POINTER(PutItemC), c_size_t, POINTER(PutResultC), POINTER(c_uint32)]),
     "tierkv_close_sequence": (_S, [_P, c_uint64]),
     "tierkv_lookup_prefix": (_S, [_P, c_void_p, c_size_t, POINTER(c_uint32)]),
     "tierkv_load_prefix": (_S, [_P, c_uint64, c_void_p, c_size_t, POINTER(c_uint32)]),

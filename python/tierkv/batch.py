@@ -82,8 +82,7 @@ def retrieve_batch(channel: "Channel", layer: int, seqs: Sequence[int], queries:
 
 
 def _outcomes(channel: "Channel", table: Any, results: Any, n: int) -> List[Any]:
-    """Per item: its list of BlockRefs and missing count, or its exception."""
-    from .channel import BlockRef
+    """Per item: its table rows (_lib.ref_rows) and missing count, or its exception."""
     lib, ch = channel._lib, channel._handle.ptr
     out: List[Any] = []
     for i in range(n):
@@ -92,9 +91,7 @@ def _outcomes(channel: "Channel", table: Any, results: Any, n: int) -> List[Any]
             msg = (lib.tierkv_batch_item_error(ch, i) or b"").decode(errors="replace")
             out.append(from_status(r.status, msg))
             continue
-        refs = [BlockRef(table[k].block, table[k].tier, table[k].offset, table[k].head)
-                for k in range(r.first, r.first + r.count)]
-        out.append((refs, r.missing))
+        out.append((_lib.ref_rows(table, r.first, r.count), r.missing))
     return out
 
 
@@ -109,6 +106,7 @@ class BatchSelection:
         if self._lease is not None:
             channel._leases[lease] = self._lease
         self._outcomes = outcomes
+        self._refs: dict = {}  # item -> its BlockRefs, built on first use
         self.channel = channel
         self.lease = lease
         """The batch's lease (0 when no sequence was served)."""
@@ -125,6 +123,16 @@ class BatchSelection:
 
     def blocks(self, i: int) -> List["BlockRef"]:
         """Item i's selected blocks, ascending by block index (raises its error)."""
+        refs = self._refs.get(i)
+        if refs is None:
+            from .channel import refs_of  # noqa: PLC0415 - channel imports this module
+            refs = self._refs[i] = refs_of(self.entries(i))
+        return refs
+
+    def entries(self, i: int) -> np.ndarray:
+        """Item i's table as a numpy structured array (fields block, tier, head,
+        offset; raises its error): blocks(i) without a Python object per block, for
+        engines that gather many blocks at once (vectorized offsets)."""
         o = self._outcomes[i]
         if isinstance(o, Error):
             raise o
@@ -136,7 +144,7 @@ class BatchSelection:
 
     def block_indices(self, i: int) -> np.ndarray:
         """Item i's selected block indices, ascending (int64)."""
-        return np.array([b.block for b in self.blocks(i)], dtype=np.int64)
+        return self.entries(i)["block"].astype(np.int64)
 
     def views(self, i: int) -> List[np.ndarray]:
         """Zero-copy read-only views of item i's blocks, valid while the lease is held
@@ -162,6 +170,11 @@ class BatchSelection:
     @property
     def released(self) -> bool:
         return self._lease is None or self._lease.released
+
+    def _mark_released(self) -> None:
+        """The daemon released the lease already (an acquire_batch's `release`)."""
+        if self._lease is not None:
+            self._lease._mark_released()
 
     def release(self) -> None:
         """Releases every sequence's blocks (once; later calls do nothing)."""

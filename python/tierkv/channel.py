@@ -12,6 +12,7 @@ from . import _lib
 from ._arrays import (BLOCK_TABLE_DTYPE, ArenaBuffer, as_torch, check_uint, device_tensor, is_torch_tensor,
                       payload, query_f32, tokens_i32)
 from .batch import BatchSelection, retrieve_batch
+from .multi import PutResult, acquire_batch, put_batch
 from .errors import InvalidArgument, NotSupported, from_status
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -262,7 +263,7 @@ class Channel:
         table = (_lib.BlockRefC * entries)()
         count, lease, missing = ctypes.c_uint32(), ctypes.c_uint64(), ctypes.c_uint32()
         self._check(call(table, ctypes.byref(count), ctypes.byref(lease), ctypes.byref(missing)))
-        refs = [BlockRef(table[i].block, table[i].tier, table[i].offset, table[i].head) for i in range(count.value)]
+        refs = refs_of(_lib.ref_rows(table, 0, count.value))
         sel = Selection(self, lease.value, refs, missing.value)
         self._leases[lease.value] = sel
         return sel
@@ -280,6 +281,30 @@ class Channel:
         a bad sequence (no blocks, budget 0) fails alone: see BatchSelection.error(i).
         """
         return retrieve_batch(self, layer, seqs, queries, budgets, windows)
+
+    def acquire_batch(self, layer: int, seqs: Any, firsts: Any, counts: Any, release: Any = None) -> BatchSelection:
+        """A zero-copy get for len(seqs) sequences of one layer in one round trip: pins
+        blocks [firsts[i], firsts[i] + counts[i]) of each (firsts, counts: one int for
+        all or one per sequence) where they are, under one lease until the
+        BatchSelection is released (use it as a context manager); blocks(i) are
+        sequence i's refs (per KV head namespace: a run of counts[i] per head).
+        Raises for the whole call (bad layer, more sequences than the daemon's limit,
+        a table that does not fit the staging area, a release not held: then nothing
+        is pinned or released); a sequence whose blocks do not all exist fails alone
+        (BatchSelection.error(i): NotFound) and pins nothing. release: the reader's
+        previous Selection or BatchSelection, released in the same round trip."""
+        return acquire_batch(self, layer, seqs, firsts, counts, release)
+
+    def put_batch(self, layer: int, seqs: Any, first_blocks: Any, data: Any, check: bool = True) -> List[PutResult]:
+        """Stores blocks of len(seqs) sequences of one layer in one round trip (several
+        when they do not fit the staging area together): data[i] (as put's data) goes
+        to blocks [first_blocks[i], +n) of seqs[i] (first_blocks: one int for all or
+        one per sequence). Each sequence is one put on the daemon (one disk commit
+        under write-through). Returns a PutResult per sequence (stored, durable,
+        error). A sequence that fails (Busy over a pinned block, ...) does not stop the
+        others; check=True then raises the first failure's error after all were
+        tried (its .results holds every PutResult)."""
+        return put_batch(self, layer, seqs, first_blocks, data, check)
 
     def release(self, lease: int) -> None:
         """Releases a lease (Selection.release does it for you). NotFound if not held."""
@@ -479,6 +504,10 @@ class _Lease:
     def released(self) -> bool:
         return self._released
 
+    def _mark_released(self) -> None:
+        """The daemon released the lease already (an acquire's `release`)."""
+        self._released = True
+
     def release(self) -> None:
         """Releases the lease (once; later calls do nothing)."""
         if self._released:
@@ -534,6 +563,12 @@ class Selection(_Lease):
         head_dim), wherever they are."""
         self._live()
         return stack_copies(self.channel, self.blocks)
+
+
+def refs_of(rows: np.ndarray) -> List[BlockRef]:
+    """BlockRefs of a table's rows (_lib.ref_rows)."""
+    return list(map(BlockRef, rows["block"].tolist(), rows["tier"].tolist(), rows["offset"].tolist(),
+                    rows["head"].tolist()))
 
 
 def stack_copies(channel: Channel, blocks: List[BlockRef]) -> np.ndarray:

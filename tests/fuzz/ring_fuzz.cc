@@ -86,6 +86,9 @@ std::vector<dp::RingRequest> RingSeeds() {
       {.version = dp::kVersion, .op = dp::Op::kNoop},
       // Entries from the staging fill byte (mostly refused per entry), the table area at 1 KiB.
       {.version = dp::kVersion, .op = dp::Op::kRetrieveBatch, .layer = 0, .count = 2, .length = 4096, .arg = 1024},
+      // Batched Acquire and Put (decision 0028): entries from the fill byte, the rest of 4 KiB as table/payload.
+      {.version = dp::kVersion, .op = dp::Op::kAcquireBatch, .layer = 1, .count = 2, .length = 4096},
+      {.version = dp::kVersion, .op = dp::Op::kPutBatch, .layer = 0, .count = 1, .length = 4096},
   };
 }
 
@@ -98,7 +101,7 @@ dp::RingRequest MutateRequest(const dp::RingRequest& in, Mutator& m) {
     const uint64_t v = m.Next() % 3 == 0 ? m.Next() : kValues[m.Next() % std::size(kValues)];
     switch (m.Next() % 11) {
       case 0: r.version = static_cast<uint16_t>(m.Next() % 4 ? dp::kVersion : v); break;
-      case 1: r.op = static_cast<dp::Op>(m.Next() % 10); break;
+      case 1: r.op = static_cast<dp::Op>(m.Next() % (static_cast<uint16_t>(dp::kLastOp) + 2)); break;
       case 2: r.flags = static_cast<uint32_t>(m.Next() % 2 ? dp::kFlagPrefixBlock : v); break;
       case 3: r.seq = m.Next() % 2 ? m.Next() % 4 : v; break;
       case 4: r.layer = static_cast<uint32_t>(m.Next() % 2 ? m.Next() % 3 : v); break;

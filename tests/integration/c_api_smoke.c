@@ -162,6 +162,48 @@ int main(int argc, char** argv) {
   CHECK(65, results[2].status == TIERKV_OK && results[2].first == 6 && results[2].count == 3 && table[8].block == 7);
   CHECK(66, table[0].data != NULL && tierkv_batch_item_error(ch2, 0)[0] == 0);
   CHECK(67, tierkv_release(ch2, blease) == TIERKV_OK && tierkv_release(ch2, blease) == TIERKV_NOT_FOUND);
+  /* Batched put and acquire (appended, decision 0028): sequences 30 and 31 get block 0
+   * and 1 of layer 1 in one call; one acquire_batch returns 7's, 30's and 31's blocks. */
+  tierkv_put_item pitems[2] = {{30, 0, 0, block, bb}, {31, 1, 0, block, bb}};
+  tierkv_put_result presults[2];
+  uint32_t stored_items = 0;
+  CHECK(79, tierkv_put_batch(ch2, 1, pitems, 2, presults, &stored_items) == TIERKV_OK && stored_items == 2);
+  CHECK(79, presults[0].status == TIERKV_OK && presults[0].stored == 1 && presults[1].stored == 1);
+  CHECK(80, tierkv_get(ch2, 31, 1, 1, back, bb) == TIERKV_OK && memcmp(block, back, bb) == 0);
+  CHECK(80, tierkv_put_batch(ch2, 2, pitems, 2, presults, NULL) == TIERKV_INVALID_ARGUMENT); /* layer 2 of 2 */
+  pitems[1].bytes = bb - 1;
+  CHECK(80, tierkv_put_batch(ch2, 1, pitems, 2, presults, NULL) == TIERKV_INVALID_ARGUMENT);
+  CHECK(80, tierkv_put_batch(ch2, 1, NULL, 2, presults, NULL) == TIERKV_INVALID_ARGUMENT);
+  tierkv_acquire_item aitems[4] = {{7, 2, 3}, {30, 0, 1}, {31, 0, 2} /* no block 0 */, {31, 1, 1}};
+  tierkv_acquire_batch_args aa;
+  tierkv_acquire_batch_args_init(&aa);
+  aa.layer = 1;
+  aa.items = aitems;
+  aa.num_items = 4;
+  aa.table = table;
+  aa.table_capacity = 6; /* < 3 + 1 + 2 + 1 */
+  aa.results = results;
+  CHECK(81, tierkv_acquire_batch(ch2, &aa, &blease, &served) == TIERKV_INVALID_ARGUMENT);
+  CHECK(81, strstr(tierkv_channel_last_error(ch2), "counts") != NULL);
+  aa.table_capacity = 13;
+  tierkv_batch_result aresults[4];
+  aa.results = aresults;
+  CHECK(82, tierkv_acquire_batch(ch2, &aa, &blease, &served) == TIERKV_OK && served == 3 && blease != 0);
+  CHECK(82, aresults[0].status == TIERKV_OK && aresults[0].first == 0 && aresults[0].count == 3);
+  CHECK(83, aresults[1].status == TIERKV_OK && aresults[1].first == 3 && table[3].block == 0);
+  CHECK(83, memcmp(table[3].data, block, bb) == 0 && table[0].block == 2);
+  CHECK(84, aresults[2].status == TIERKV_NOT_FOUND && tierkv_batch_item_error(ch2, 2)[0] != 0);
+  CHECK(84, aresults[3].status == TIERKV_OK && aresults[3].first == 4 && table[4].block == 1);
+  /* The next batch releases this one in the same call; an unknown release fails it whole. */
+  uint64_t blease2 = 0;
+  aa.num_items = 2;
+  aa.release = blease;
+  CHECK(85, tierkv_acquire_batch(ch2, &aa, &blease2, NULL) == TIERKV_OK && blease2 != 0);
+  CHECK(85, tierkv_release(ch2, blease) == TIERKV_NOT_FOUND);
+  CHECK(86, tierkv_acquire_batch(ch2, &aa, &blease, NULL) == TIERKV_NOT_FOUND);
+  CHECK(86, tierkv_release(ch2, blease2) == TIERKV_OK);
+  aa.struct_size = 8;
+  CHECK(86, tierkv_acquire_batch(ch2, &aa, &blease, NULL) == TIERKV_INVALID_ARGUMENT);
   /* Reconnect (live connection here: it is replaced); the old channels turn unavailable. */
   CHECK(41, tierkv_is_connected(c) == 1 && tierkv_reconnect(NULL) == TIERKV_INVALID_ARGUMENT);
   CHECK(42, tierkv_reconnect(c) == TIERKV_OK && tierkv_is_connected(c) == 1);

@@ -109,6 +109,44 @@ class TIERKV_EXPORT DataChannel {
   // tables hold total_budget entries (the budgets' sum times table_heads()).
   static uint64_t BatchStagingBytes(size_t n, size_t query_floats, uint64_t total_budget);
 
+  // --- Batched Acquire and Put (docs/decisions/0028-batched-acquire-and-put.md) ---
+  struct AcquireItem {
+    uint64_t seq = 0;
+    uint32_t first = 0;  // blocks [first, first + count) of (seq, layer)
+    uint32_t count = 0;
+  };
+  // Acquire for every item (sequences of one layer) in one round trip: each item's
+  // blocks pinned where they are under one lease for the batch (one Release frees
+  // them all; 0 when none was served), results[i] in item order (a run per KV head
+  // per head namespace; `triggered` is meaningless here). The error Status is for the
+  // whole request (no items, a bad layer, more items than the daemon's
+  // limits.max_retrieve_batch, a table that does not fit the staging area: 64 * n +
+  // 16 * sum(count) * table_heads() bytes, an unknown `release`); a bad item (count 0,
+  // a block that does not exist: kNotFound) fails only its own result and pins
+  // nothing of it. release != 0: as Acquire's, released first in the same round trip.
+  Result<BatchRetrieval> AcquireBatch(uint32_t layer, std::span<const AcquireItem> items, uint64_t release = 0);
+  struct PutItem {
+    uint64_t seq = 0;
+    uint32_t first = 0;               // blocks [first, first + n) of (seq, layer)
+    std::span<const std::byte> data;  // n * block_bytes() bytes, as Put's
+  };
+  struct PutResult {
+    Status status;        // this item's outcome; a failed one does not fail the others
+    uint32_t stored = 0;  // its blocks stored (all of them when status is OK; before the failure otherwise)
+    bool durable = false; // the write policy made them durable on disk before the answer
+  };
+  struct BatchPut {
+    uint32_t stored_items = 0;       // results with an OK status
+    bool durable = false;            // every item stored and durable
+    std::vector<PutResult> results;  // one per item, in order
+  };
+  // Puts every item's blocks (sequences of one layer) with as few round trips as the
+  // staging area allows (one when 64 * n + the data fit; consecutive items otherwise
+  // go in several requests). Each item is one Put on the daemon (one D commit under
+  // write-through). The error Status is for the whole call (no items, data that is
+  // not whole blocks, an item larger than the staging area, a bad layer).
+  Result<BatchPut> PutBatch(uint32_t layer, std::span<const PutItem> items);
+
   // The bytes of a retrieved block in the shared arenas (CPU path; empty for a
   // block on a real G, which is device memory: see CopyBlock).
   std::span<const std::byte> BlockBytes(const BlockRef& ref) const;

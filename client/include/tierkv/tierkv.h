@@ -335,9 +335,69 @@ void tierkv_retrieve_batch_args_init(tierkv_retrieve_batch_args* args);
 /* lease and served (items with TIERKV_OK; may be NULL) are written on TIERKV_OK. */
 tierkv_status tierkv_retrieve_batch(tierkv_channel* channel, const tierkv_retrieve_batch_args* args, uint64_t* lease,
                                     uint32_t* served);
-/* The message of item i's failure in the channel's last tierkv_retrieve_batch ("" when
+/* The message of item i's failure in the channel's last tierkv_retrieve_batch,
+ * tierkv_acquire_batch or tierkv_put_batch ("" when
  * it succeeded or i is out of range); valid until the next call on the channel. */
 const char* tierkv_batch_item_error(const tierkv_channel* channel, size_t i);
+
+/* ---- Batched acquire and put (appended; docs/decisions/0028-batched-acquire-and-put.md) ----
+ * tierkv_acquire_batch: tierkv_acquire for num_items sequences of one layer in one
+ * round trip. Each item's blocks [first, first + count) are pinned where they are;
+ * every served item's refs land in table (results[i].first/count; per KV head
+ * namespace a run of count per head, so table_capacity >= sum(count) *
+ * tierkv_table_heads) under one *lease (0 when no item was served) until one
+ * tierkv_release. The call fails as a whole (TIERKV_INVALID_ARGUMENT and a message;
+ * nothing pinned, `release` not released) for a bad layer, no items, more items
+ * than the daemon's limits.max_retrieve_batch, a table too small, or entries + table
+ * that do not fit the staging area (64 * n + 16 * sum(count) * table heads bytes);
+ * TIERKV_NOT_FOUND for a `release` lease this channel does not hold. Otherwise each
+ * item has its own status (TIERKV_NOT_FOUND: a block does not exist; then nothing of
+ * it stays pinned) and message (tierkv_batch_item_error). release != 0: as
+ * tierkv_acquire's, released first in the same round trip.
+ * tierkv_acquire_item and tierkv_put_item/result never change layout; the args struct
+ * grows at its end (struct_size). */
+typedef struct tierkv_acquire_item {
+  uint64_t seq;
+  uint32_t first; /* first block */
+  uint32_t count; /* blocks */
+} tierkv_acquire_item;
+typedef struct tierkv_acquire_batch_args {
+  uint32_t struct_size;             /* sizeof(tierkv_acquire_batch_args) */
+  uint32_t layer;
+  const tierkv_acquire_item* items; /* num_items entries */
+  size_t num_items;
+  uint64_t release;                 /* a lease to release first, or 0 */
+  tierkv_block_ref* table;          /* table_capacity entries */
+  size_t table_capacity;
+  tierkv_batch_result* results;     /* num_items entries, written */
+} tierkv_acquire_batch_args;
+void tierkv_acquire_batch_args_init(tierkv_acquire_batch_args* args);
+/* lease and served (items with TIERKV_OK; may be NULL) are written on TIERKV_OK. */
+tierkv_status tierkv_acquire_batch(tierkv_channel* channel, const tierkv_acquire_batch_args* args, uint64_t* lease,
+                                   uint32_t* served);
+/* tierkv_put_batch: tierkv_put for num_items sequences of one layer, in one round trip
+ * when 64 * n + the items' bytes fit the staging area (several otherwise). Each item
+ * is one put on the daemon (under write-through its blocks share one disk commit).
+ * The call fails as a whole (TIERKV_INVALID_ARGUMENT) for a bad layer, no items, an
+ * item that is not whole blocks or is larger than the staging area; otherwise
+ * results[i] says each item's outcome, how many of its blocks were stored (before a
+ * failure) and whether they are durable; *stored_items (may be NULL): items stored
+ * whole. Item messages: tierkv_batch_item_error. */
+typedef struct tierkv_put_item {
+  uint64_t seq;
+  uint32_t first_block;
+  uint32_t reserved;    /* 0 */
+  const void* data;     /* bytes: a whole number of tierkv_block_bytes blocks */
+  size_t bytes;
+} tierkv_put_item;
+typedef struct tierkv_put_result {
+  tierkv_status status; /* this item's outcome */
+  uint32_t stored;      /* its blocks stored */
+  uint32_t durable;     /* 1: durable on disk before the answer */
+  uint32_t reserved;
+} tierkv_put_result;
+tierkv_status tierkv_put_batch(tierkv_channel* channel, uint32_t layer, const tierkv_put_item* items,
+                               size_t num_items, tierkv_put_result* results, uint32_t* stored_items);
 
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop

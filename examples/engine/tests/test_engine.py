@@ -114,13 +114,18 @@ def test_tierkv_full_reproduces_local_exactly(model, seqs, tierkv_backend):
     nll_ref, top_ref = teacher_forced(PagedEngine(model, LocalBackend(shape(model), model.device), BT), seqs, P,
                                       budget_fn("full"))
     calls0, seq0 = tierkv_backend.stats.retrieve_calls, tierkv_backend.stats.sequence_retrieves
+    puts0 = tierkv_backend.stats.put_calls
     nll, top = teacher_forced(PagedEngine(model, tierkv_backend, BT), seqs, P, budget_fn("full"))
     assert torch.equal(nll, nll_ref) and torch.equal(top, top_ref)
     c = model.config
-    # Full mode selects nothing: each sequence's blocks are acquired (Channel.acquire, a
-    # zero-copy get), one call per sequence and layer at every step.
-    assert tierkv_backend.stats.retrieve_calls - calls0 == (seqs.shape[1] - 1 - P) * 8 * c.n_layers
-    assert tierkv_backend.stats.sequence_retrieves - seq0 == (seqs.shape[1] - 1 - P) * 8 * c.n_layers
+    # Full mode selects nothing: the batch's blocks are acquired (Channel.acquire_batch,
+    # a zero-copy get), one call per layer at every step, for the 8 sequences.
+    steps = seqs.shape[1] - 1 - P
+    assert tierkv_backend.stats.retrieve_calls - calls0 == steps * c.n_layers
+    assert tierkv_backend.stats.sequence_retrieves - seq0 == steps * 8 * c.n_layers
+    # Puts: one Channel.put_batch per layer for the prompt, then per layer for each block filled.
+    filled = (seqs.shape[1] - 1) // BT - P // BT
+    assert tierkv_backend.stats.put_calls - puts0 == c.n_layers * (1 + filled)
 
 
 def test_tierkv_sparse_runs(model, seqs, tierkv_backend):
