@@ -264,6 +264,21 @@ dp::RingCompletion NamespaceOps::AcquireRange(const dp::RingRequest& req, std::s
   return Done(c.count, ClientLease(std::move(leases)), c.value2);
 }
 
+namespace {
+// The blocks of `asked` that a lease neither holds nor scheduled (unknown to the store).
+std::vector<uint32_t> UnknownBlocks(const storage::Lease& lease, std::span<const uint32_t> asked) {
+  std::vector<uint32_t> known;
+  for (const auto& b : lease.blocks) known.push_back(b.index);
+  known.insert(known.end(), lease.missing.begin(), lease.missing.end());
+  std::sort(known.begin(), known.end());
+  std::vector<uint32_t> unknown;
+  for (uint32_t b : asked) {
+    if (!std::binary_search(known.begin(), known.end(), b)) unknown.push_back(b);
+  }
+  return unknown;
+}
+}  // namespace
+
 dp::RingCompletion NamespaceOps::PinRange(uint64_t seq, uint32_t layer, uint32_t first, uint32_t count,
                                           std::vector<uint64_t>* leases, std::vector<dp::BlockTableEntry>* table) {
   const uint32_t heads = rt_->record().spec.TableHeads();
@@ -273,7 +288,15 @@ dp::RingCompletion NamespaceOps::PinRange(uint64_t seq, uint32_t layer, uint32_t
   uint64_t missing = 0;
   for (uint32_t h = 0; h < heads; ++h) {  // per KV head: a run per head, as Retrieve's
     // A get: no move to G, a block only on D read into H.
-    auto lease = rt_->store().Acquire(seq, StoredLayer(layer, heads, h), blocks, storage::MissMode::kInPlace);
+    const uint32_t stored = StoredLayer(layer, heads, h);
+    auto lease = rt_->store().Acquire(seq, stored, blocks, storage::MissMode::kInPlace);
+    if (lease.ok() && lease->blocks.size() + lease->missing.size() < count && SequencesInRemote(*rt_)) {
+      // Blocks this daemon does not hold: asked of R in one batch, kept in H, pinned again.
+      rt_->store().Release(lease->id).IgnoreError();
+      std::vector<bool> found;
+      GetSequenceBlocksFromRemote(*rt_, seq, stored, UnknownBlocks(*lease, blocks), {}, &found);
+      lease = rt_->store().Acquire(seq, stored, blocks, storage::MissMode::kInPlace);
+    }
     if (lease.ok()) {
       leases_.insert(lease->id);
       leases->push_back(lease->id);

@@ -129,7 +129,7 @@ void GetSequenceBlocksFromRemote(NamespaceRuntime& rt, uint64_t seq, uint32_t la
     for (size_t k = 0; k < n; ++k) {
       if (got[k].empty()) continue;
       const auto block = storage::remote::RemotePayload(got[k]);
-      std::memcpy(out.data() + (first + k) * bb, block.data(), bb);
+      if (!out.empty()) std::memcpy(out.data() + (first + k) * bb, block.data(), bb);
       (*found)[first + k] = true;
       const Status st = rt.store().Put(seq, layer, blocks[first + k], block);
       if (!st.ok()) LOG(WARNING) << "block from R served but not kept: " << st.ToString();

@@ -47,12 +47,13 @@ bool SequencesInRemote(NamespaceRuntime& rt);
 // blocks were queued. No-op unless SequencesInRemote.
 uint64_t WriteClosedSequenceToRemote(NamespaceRuntime& rt, uint64_t seq);
 
-// After a local Get missed blocks[i] of (seq, layer): asks R for them in one
-// pipelined batch (one round trip per node), verifies each value, copies the
-// found ones into out[i * BlockBytes, ...) and stores them in the namespace (H,
-// then G by the usual placement) so that later reads are local. (*found)[i] says
-// which were found. Never an error: R down, absent or corrupt values are misses
-// (counted in R's stats). REQUIRES: SequencesInRemote(rt);
+// After a local Get or Acquire missed blocks[i] of (seq, layer): asks R for them
+// in one pipelined batch (one round trip per node), verifies each value, copies
+// the found ones into out[i * BlockBytes, ...) (unless out is empty: Acquire pins
+// them where they are kept) and stores them in the namespace (H, then G by the
+// usual placement) so that later reads are local. (*found)[i] says which were
+// found. Never an error: R down, absent or corrupt values are misses (counted in
+// R's stats). REQUIRES: SequencesInRemote(rt); out is empty or
 // out.size() == blocks.size() * BlockBytes.
 void GetSequenceBlocksFromRemote(NamespaceRuntime& rt, uint64_t seq, uint32_t layer,
                                  std::span<const uint32_t> blocks, std::span<std::byte> out,

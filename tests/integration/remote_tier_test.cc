@@ -325,6 +325,73 @@ TEST_F(RemoteTierTest, ClosedSequenceServesGetMissesOnB) {
   EXPECT_EQ(chb->Get(301, 1, 3, one).code(), StatusCode::kNotFound);
 }
 
+// Acquire (a zero-copy get) and AcquireBatch fall through to R like Get: B pins the
+// blocks of a sequence closed on A, fetched in one batch per call, kept in H.
+TEST_F(RemoteTierTest, ClosedSequenceServesAcquireMissesOnB) {
+  auto a = Connect(0), b = Connect(1);
+  auto cha = Channel(*a, "seqs", "test/model@1");
+  auto chb = Channel(*b, "seqs", "test/model@1");
+  ASSERT_TRUE(cha && chb);
+  for (auto* c : {a.get(), b.get()}) {
+    ASSERT_TRUE(internal::Call(*c, {{"op", "set_policy"}, {"namespace", "seqs"},
+                                    {"policy", {{"remote_blocks", "closed-sequences"}}}}).ok());
+  }
+  constexpr uint32_t kBlocks = 4;
+  for (uint64_t seq : {310, 311}) {
+    for (uint32_t layer = 0; layer < kLayers; ++layer) {
+      std::vector<std::byte> blocks;
+      for (uint32_t blk = 0; blk < kBlocks; ++blk) {
+        const auto one = SmoothBlock(static_cast<uint32_t>(seq), layer, blk);
+        blocks.insert(blocks.end(), one.begin(), one.end());
+      }
+      ASSERT_TRUE(cha->Put(seq, layer, 0, blocks).ok());
+    }
+  }
+  EXPECT_EQ(chb->Acquire(310, 1, 0, kBlocks).status().code(), StatusCode::kNotFound);  // open on A: not in R yet
+  for (uint64_t seq : {310, 311}) {
+    const uint64_t puts = Remote(*a)["puts"].get<uint64_t>();
+    ASSERT_TRUE(cha->CloseSequence(seq).ok());
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (Remote(*a)["puts"].get<uint64_t>() < puts + kLayers * kBlocks) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << Remote(*a).dump();
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  auto expect_bytes = [&](uint64_t seq, uint32_t layer, std::span<const DataChannel::BlockRef> refs) {
+    for (const DataChannel::BlockRef& ref : refs) {
+      std::vector<std::byte> got(kBlockBytes);
+      ASSERT_TRUE(chb->CopyBlock(ref, got).ok());
+      EXPECT_TRUE(got == SmoothBlock(static_cast<uint32_t>(seq), layer, ref.block))
+          << "seq " << seq << " layer " << layer << " block " << ref.block;
+    }
+  };
+  const uint64_t batches = Remote(*b)["get_batches"].get<uint64_t>();
+  auto r = chb->Acquire(310, 1, 1, kBlocks - 1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->blocks.size(), kBlocks - 1);
+  expect_bytes(310, 1, r->blocks);
+  EXPECT_EQ(Remote(*b)["get_batches"].get<uint64_t>(), batches + 1);  // one batch for the call
+  // Now local: the whole range, block 0 from R and 1-3 from H, one more batch.
+  auto whole = chb->Acquire(310, 1, 0, kBlocks, r->lease);
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  ASSERT_EQ(whole->blocks.size(), kBlocks);
+  expect_bytes(310, 1, whole->blocks);
+  EXPECT_EQ(Remote(*b)["get_batches"].get<uint64_t>(), batches + 2);
+  ASSERT_TRUE(chb->Release(whole->lease).ok());
+  // A batch of two sequences of layer 2, and one that no daemon ever had.
+  const DataChannel::AcquireItem items[] = {{310, 0, kBlocks}, {311, 0, kBlocks}, {999, 0, 1}};
+  auto batch = chb->AcquireBatch(2, items);
+  ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+  ASSERT_EQ(batch->results.size(), 3u);
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_TRUE(batch->results[i].status.ok()) << i << ": " << batch->results[i].status.ToString();
+    ASSERT_EQ(batch->results[i].blocks.size(), kBlocks);
+    expect_bytes(items[i].seq, 2, batch->results[i].blocks);
+  }
+  EXPECT_EQ(batch->results[2].status.code(), StatusCode::kNotFound);
+  ASSERT_TRUE(chb->Release(batch->lease).ok());
+}
+
 // Without the policy nothing of a closed sequence goes to R, and B does not ask R
 // on a Get miss.
 TEST_F(RemoteTierTest, ClosedSequenceStaysLocalByDefault) {
