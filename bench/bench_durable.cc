@@ -3,6 +3,7 @@
 // synced manifest write per put: the behaviour before issue 16), on without the
 // leader's wait for writers (group_commit_window_us = 0) and on with it, measured in
 // the same run. Target (issue 16): >= 10x with 4 writers and 8-64 KiB blocks.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -118,6 +119,49 @@ Cell Measure(const std::string& socket, uint32_t kib, uint32_t writers, uint32_t
   return c;
 }
 
+// The device alone, in the same run: each of `writers` threads writes its per_put
+// blocks (one O_DIRECT pwrite, cycling over 256 block positions of its own region of
+// one preallocated file in `dir`) and fdatasyncs them, as a put without group commit
+// would with no manifest at all; concurrent fdatasyncs merge in the kernel as they
+// may. Blocks synced per second.
+double MeasureRaw(const std::string& dir, uint32_t kib, uint32_t writers, uint32_t per_put, double seconds) {
+  const size_t bb = size_t{kib} << 10, region = bb * 256;
+  const std::string path = dir + "/raw-" + std::to_string(kib);
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_DIRECT, 0600);
+  if (fd < 0 || posix_fallocate(fd, 0, static_cast<off_t>(region * writers)) != 0) {
+    std::fprintf(stderr, "raw file %s: %s\n", path.c_str(), std::strerror(errno));
+    std::abort();
+  }
+  std::atomic<uint64_t> synced{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  const auto t0 = Clock::now();
+  for (uint32_t w = 0; w < writers; ++w) {
+    ts.emplace_back([&, w] {
+      void* buf = nullptr;
+      if (posix_memalign(&buf, 4096, bb * per_put) != 0) std::abort();
+      std::memset(buf, 0x5a + static_cast<int>(w), bb * per_put);
+      for (uint64_t k = 0; !stop.load(); ++k) {
+        const size_t at = ((k * per_put) % (256 - per_put + 1)) * bb;
+        if (pwrite(fd, buf, bb * per_put, static_cast<off_t>(w * region + at)) != static_cast<ssize_t>(bb * per_put) ||
+            fdatasync(fd) != 0) {
+          std::perror("raw write");
+          std::abort();
+        }
+        synced += per_put;
+      }
+      std::free(buf);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : ts) t.join();
+  const double s = bench::SecondsSince(t0);
+  close(fd);
+  unlink(path.c_str());
+  return static_cast<double>(synced.load()) / s;
+}
+
 double Commits(const std::string& metrics_url, uint32_t kib) {
   return testing::MetricValue(testing::HttpGet(metrics_url), "tierkv_disk_commits_total",
                               {"namespace=\"" + NsName(kib) + "\""});
@@ -190,9 +234,10 @@ int main(int argc, char** argv) {
   // each, so that both see the same machine (a shared disk's fdatasync latency
   // drifts); a cell's rate is its blocks over its time, all slices together.
   std::vector<Cell> cells[kNumArms];  // [arm][cell]
+  std::vector<double> raw_blocks_per_s;  // [cell]: the device alone (MeasureRaw)
   uint64_t seq_base = 1000;
   for (const Key& k : keys) {
-    double blocks[kNumArms] = {}, puts[kNumArms] = {}, commits[kNumArms] = {}, secs[kNumArms] = {};
+    double blocks[kNumArms] = {}, puts[kNumArms] = {}, commits[kNumArms] = {}, secs[kNumArms] = {}, raw = 0;
     uint64_t not_durable[kNumArms] = {};
     for (int round = 0; round < rounds; ++round) {
       for (int grouped = 0; grouped < kNumArms; ++grouped) {
@@ -205,7 +250,9 @@ int main(int argc, char** argv) {
         secs[grouped] += c.seconds;
         not_durable[grouped] += c.not_durable;
       }
+      raw += MeasureRaw(dirs[0]->path(), k.kib, k.writers, k.per_put, seconds) / rounds;
     }
+    raw_blocks_per_s.push_back(raw);
     for (int grouped = 0; grouped < kNumArms; ++grouped) {
       Cell c{k.kib, k.writers, k.per_put};
       c.seconds = secs[grouped];
@@ -234,7 +281,9 @@ int main(int argc, char** argv) {
     const double x1 = one > 0 ? on.blocks_per_s / one : 0;
     rows.push_back({std::to_string(on.kib), std::to_string(on.writers), std::to_string(on.per_put),
                     bench::Fmt(off.blocks_per_s, 0), bench::Fmt(nowait.blocks_per_s, 0),
-                    bench::Fmt(on.blocks_per_s, 0), bench::Fmt(x, 1) + "x", one > 0 ? bench::Fmt(x1, 1) + "x" : "-",
+                    bench::Fmt(on.blocks_per_s, 0), bench::Fmt(raw_blocks_per_s[i], 0),
+                    bench::Fmt(on.blocks_per_s / raw_blocks_per_s[i], 2), bench::Fmt(x, 1) + "x",
+                    one > 0 ? bench::Fmt(x1, 1) + "x" : "-",
                     bench::Fmt(nowait.commits_per_put, 2), bench::Fmt(on.commits_per_put, 2),
                     std::to_string(off.not_durable + nowait.not_durable + on.not_durable)});
     doc["results"].push_back({{"block_kib", on.kib},
@@ -245,6 +294,7 @@ int main(int argc, char** argv) {
                               {"durable_blocks_per_s_with_group_commit", on.blocks_per_s},
                               {"speedup", x},
                               {"vs_one_writer_one_block_before", x1},
+                              {"raw_synced_blocks_per_s", raw_blocks_per_s[i]},
                               {"disk_commits_per_put_no_window", nowait.commits_per_put},
                               {"puts_per_s_with_group_commit", on.puts_per_s},
                               {"disk_commits_per_put_with_group_commit", on.commits_per_put},
@@ -252,13 +302,15 @@ int main(int argc, char** argv) {
                               {"not_durable_blocks", off.not_durable + nowait.not_durable + on.not_durable}});
   }
   bench::PrintTable({"block KiB", "writers", "blocks/put", "blk/s before", "blk/s grouped, no wait", "blk/s after",
-                     "after/before", "after/1 writer before", "commits/put no wait", "commits/put after",
+                     "raw blk/s", "after/raw", "after/before", "after/1 writer before", "commits/put no wait", "commits/put after",
                      "not durable"},
                     rows);
   std::printf("\nbefore: [storage] group_commit = false (one fdatasync + one synced manifest batch per put);\n"
               "grouped, no wait: group commit with group_commit_window_us = 0; after: group commit with the\n"
               "default window. after/1 writer before: against one writer putting one block at a time without\n"
-              "group commit (the issue's baseline). target: >= 10x with 4 writers, 8-64 KiB blocks\n");
+              "group commit (the issue's baseline). raw: the same writers writing the same blocks to a file of\n"
+              "their own with O_DIRECT and fdatasync each time, no daemon, no manifest (the device's synced-write\n"
+              "rate). target: >= 10x with 4 writers, 8-64 KiB blocks\n");
   bench::WriteJson(json_path, doc);
   return 0;
 }
