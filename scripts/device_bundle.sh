@@ -12,19 +12,21 @@ build=${1:-build/release}
 programs=(daemon/tierkvd tests/gpu/tierkv_gpu_tests tests/gpu/tierkv_gpu_e2e_tests
           tests/unit/tierkv_storage_pinning_gpu_tests tests/integration/tierkv_per_head_namespace_tests
           tests/integration/tierkv_retrieve_batch_tests bench/tierkv_bench_kernels bench/tierkv_bench_retrieve
-          bench/tierkv_bench_ring bench/tierkv_bench_putget client/libtierkv.so)
+          bench/tierkv_bench_ring bench/tierkv_bench_putget bench/tierkv_bench_disk bench/tierkv_bench_durable
+          bench/tierkv_bench_remote client/libtierkv.so)
 model=${TIERKV_STORIES260K:-$(dirname "$0")/../../shared/data/stories260K.bin}
 cmake --build "$build" -j"$(nproc)" --target tierkvd tierkv_gpu_tests tierkv_gpu_e2e_tests \
   tierkv_storage_pinning_gpu_tests tierkv_per_head_namespace_tests tierkv_retrieve_batch_tests tierkv_bench_kernels tierkv_bench_retrieve \
-  tierkv_bench_ring tierkv_bench_putget tierkv_shared
+  tierkv_bench_ring tierkv_bench_putget tierkv_bench_disk tierkv_bench_durable tierkv_bench_remote tierkv_shared
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bundle/bin" "$stage/bundle/lib"
 # glibc, libstdc++ and libgcc are newer there (Ubuntu 24.04); everything else travels.
 skip='/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux-x86-64|libcuda)\.so'
-# redis-server, the put/get benchmark's peer (the GPU machine has none): from PATH.
-redis=$(command -v redis-server || true)
-for p in "${programs[@]}" ${redis:+"$redis"}; do
+# redis-server and redis-cli, the put/get benchmark's peer and the remote tier's
+# cluster (the GPU machine has none): from PATH.
+redis=$(command -v redis-server redis-cli || true)
+for p in "${programs[@]}" $redis; do
   [[ $p == /* ]] || p=$build/$p
   cp -L "$p" "$stage/bundle/bin/"
   { ldd "$p" | awk '/=> \//{print $3}' | grep -Ev "$skip" || true; } | while read -r lib; do

@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm 
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())' >>"$res/gpu.txt" 2>&1
 cat "$res/gpu.txt"
 rc=0
-steps=" ${*:-gpu_tests gpu_e2e_tests pinning_gpu_tests memcheck_e2e per_head_on_gpu batch_on_gpu bench_kernels bench_retrieve_gpu bench_retrieve_cpu bench_ring bench_putget python engine engine_per_head engine_profile} "
+steps=" ${*:-gpu_tests gpu_e2e_tests pinning_gpu_tests memcheck_e2e per_head_on_gpu batch_on_gpu bench_kernels bench_retrieve_gpu bench_retrieve_cpu bench_ring bench_putget python engine engine_per_head engine_profile bench_disk bench_durable bench_remote} "
 run() {  # name, seconds, command...
   local name=$1 limit=$2; shift 2
   [[ $steps == *" $name "* ]] || return 0
@@ -57,6 +57,13 @@ run engine 120 python3 examples/engine/run.py --device cuda --contexts 512,2048 
 run engine_per_head 90 python3 examples/engine/run.py --device cuda --contexts 512 --steps 32 --batch 8 --seeds 1 \
   --budgets 0.2 --retrievers "exact;mean:r=4" --tasks nll --granularity head --out "$res/engine_per_head"
 run engine_profile 60 python3 examples/engine/profile_retrieve.py --device cuda --json "$res/engine_profile.json"
+# The machine's own disk (issue 15: is it NVMe-fast, and what does the D tier keep of
+# it?), durable puts there (issue 16), the remote tier with Redis on spare cores
+# (issue 13: put p50 with R on vs off).
+run bench_disk 90 "$b/bin/tierkv_bench_disk" --file-mib 512 --rounds 2 --rand-kib 16,64,256 \
+  --json "$res/bench_disk.json"
+run bench_durable 60 "$b/bin/tierkv_bench_durable" --rounds 2 --block-kib 8,64 --json "$res/bench_durable.json"
+run bench_remote 60 env PATH="$b/bin:$PATH" "$b/bin/tierkv_bench_remote" --rounds 2 --json "$res/bench_remote.json"
 echo "rc=$rc" | tee -a "$res/summary.txt"
 cp "$res/summary.txt" "$out/"
 tar -C "$work" -czf "$out/results.tar.gz" results
