@@ -20,6 +20,7 @@
 #include "common/checksum.h"
 #include "storage/remote/remote_value.h"
 #include "tests/util/daemon_process.h"
+#include "tests/util/remote_client.h"
 #include "tests/util/redis_cluster.h"
 #include "tests/util/temp_dir.h"
 #include "tierkv/client.h"
@@ -100,21 +101,23 @@ class RemoteTierTest : public ::testing::Test {
   }
   // Creates (on daemon d) and opens a channel to a namespace with a model identity.
   static std::unique_ptr<DataChannel> Channel(Client& c, const std::string& ns, const std::string& model_id) {
-    NamespaceSpec spec;
-    spec.name = ns;
-    spec.model = kModel;
-    spec.model_id = model_id;
-    auto created = c.CreateNamespace(spec);
-    EXPECT_TRUE(created.ok()) << created.status().ToString();
-    EXPECT_TRUE(c.Attach(ns).ok());
-    auto ch = c.OpenChannel(ns, {.staging_bytes = 1 << 20});
-    EXPECT_TRUE(ch.ok()) << ch.status().ToString();
-    return ch.ok() ? std::move(ch).value() : nullptr;
+    return testing::OpenRemoteChannel(c, ns, kModel, model_id);
   }
-  static nlohmann::json Remote(Client& c) {
-    auto s = internal::Call(c, {{"op", "stats"}});
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    return s.ok() ? (*s)["remote"] : nlohmann::json();
+  static nlohmann::json Remote(Client& c) { return testing::RemoteStats(c); }
+  // Puts blocks [0, n) of every layer of seq (SmoothBlock(salt, ...)), closes the
+  // sequence and waits until R has every block (policy remote_blocks = closed-sequences).
+  static void PutAndCloseSequence(Client& c, DataChannel& ch, uint64_t seq, uint32_t salt, uint32_t n) {
+    for (uint32_t layer = 0; layer < kLayers; ++layer) {
+      std::vector<std::byte> blocks;
+      for (uint32_t blk = 0; blk < n; ++blk) {
+        const auto one = SmoothBlock(salt, layer, blk);
+        blocks.insert(blocks.end(), one.begin(), one.end());
+      }
+      ASSERT_TRUE(ch.Put(seq, layer, 0, blocks).ok());
+    }
+    const uint64_t puts = Remote(c)["puts"].get<uint64_t>();
+    ASSERT_TRUE(ch.CloseSequence(seq).ok());
+    testing::WaitForRemotePuts(c, puts + kLayers * n);
   }
   // Puts the prefix of Tokens(salt) as seq's blocks, then waits until R has them all.
   static void PutPrefix(Client& c, DataChannel& ch, uint64_t seq, uint32_t salt) {
@@ -126,11 +129,7 @@ class RemoteTierTest : public ::testing::Test {
         ASSERT_TRUE(ch.Put(seq, layer, b, MakeBlock(salt, layer, b), hashes[b]).ok());
       }
     }
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (Remote(c)["puts"].get<uint64_t>() < before + kLayers * kPrefixBlocks) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << Remote(c).dump();
-      std::this_thread::sleep_for(10ms);
-    }
+    testing::WaitForRemotePuts(c, before + kLayers * kPrefixBlocks);
   }
   // The Redis keys of one namespace (every master asked).
   static std::vector<std::pair<size_t, std::string>> KeysOf(const std::string& ns, const std::string& model_id) {
@@ -337,26 +336,8 @@ TEST_F(RemoteTierTest, ClosedSequenceServesAcquireMissesOnB) {
                                     {"policy", {{"remote_blocks", "closed-sequences"}}}}).ok());
   }
   constexpr uint32_t kBlocks = 4;
-  for (uint64_t seq : {310, 311}) {
-    for (uint32_t layer = 0; layer < kLayers; ++layer) {
-      std::vector<std::byte> blocks;
-      for (uint32_t blk = 0; blk < kBlocks; ++blk) {
-        const auto one = SmoothBlock(static_cast<uint32_t>(seq), layer, blk);
-        blocks.insert(blocks.end(), one.begin(), one.end());
-      }
-      ASSERT_TRUE(cha->Put(seq, layer, 0, blocks).ok());
-    }
-  }
-  EXPECT_EQ(chb->Acquire(310, 1, 0, kBlocks).status().code(), StatusCode::kNotFound);  // open on A: not in R yet
-  for (uint64_t seq : {310, 311}) {
-    const uint64_t puts = Remote(*a)["puts"].get<uint64_t>();
-    ASSERT_TRUE(cha->CloseSequence(seq).ok());
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (Remote(*a)["puts"].get<uint64_t>() < puts + kLayers * kBlocks) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << Remote(*a).dump();
-      std::this_thread::sleep_for(10ms);
-    }
-  }
+  EXPECT_EQ(chb->Acquire(310, 1, 0, kBlocks).status().code(), StatusCode::kNotFound);  // no daemon has it
+  for (uint64_t seq : {310, 311}) PutAndCloseSequence(*a, *cha, seq, static_cast<uint32_t>(seq), kBlocks);
   auto expect_bytes = [&](uint64_t seq, uint32_t layer, std::span<const DataChannel::BlockRef> refs) {
     for (const DataChannel::BlockRef& ref : refs) {
       std::vector<std::byte> got(kBlockBytes);

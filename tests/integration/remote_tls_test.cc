@@ -19,6 +19,7 @@
 #include "storage/remote/key_slot.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/redis_cluster.h"
+#include "tests/util/remote_client.h"
 #include "tests/util/temp_dir.h"
 #include "tierkv/client.h"
 
@@ -104,21 +105,9 @@ class RemoteTlsTest : public ::testing::Test {
     return c.ok() ? std::move(c).value() : nullptr;
   }
   static std::unique_ptr<DataChannel> Channel(Client& c, const std::string& ns) {
-    NamespaceSpec spec;
-    spec.name = ns;
-    spec.model = kModel;
-    spec.model_id = "test/model@tls";
-    EXPECT_TRUE(c.CreateNamespace(spec).ok());
-    EXPECT_TRUE(c.Attach(ns).ok());
-    auto ch = c.OpenChannel(ns, {.staging_bytes = 1 << 20});
-    EXPECT_TRUE(ch.ok()) << ch.status().ToString();
-    return ch.ok() ? std::move(ch).value() : nullptr;
+    return testing::OpenRemoteChannel(c, ns, kModel, "test/model@tls");
   }
-  static nlohmann::json Remote(Client& c) {
-    auto s = internal::Call(c, {{"op", "stats"}});
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    return s.ok() ? (*s)["remote"] : nlohmann::json();
-  }
+  static nlohmann::json Remote(Client& c) { return testing::RemoteStats(c); }
   // Puts the prefix of Tokens(salt) as seq's blocks on A and waits until R has them.
   static void PutPrefix(Client& c, DataChannel& ch, uint64_t seq, uint32_t salt) {
     const uint64_t before = Remote(c)["puts"].get<uint64_t>();
@@ -128,11 +117,7 @@ class RemoteTlsTest : public ::testing::Test {
         ASSERT_TRUE(ch.Put(seq, layer, b, MakeBlock(salt, layer, b), hashes[b]).ok());
       }
     }
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (Remote(c)["puts"].get<uint64_t>() < before + kLayers * kPrefixBlocks) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << Remote(c).dump();
-      std::this_thread::sleep_for(10ms);
-    }
+    testing::WaitForRemotePuts(c, before + kLayers * kPrefixBlocks);
   }
 
   static RedisCluster* cluster_;
