@@ -13,14 +13,6 @@
 namespace tierkv {
 namespace {
 
-Status ItemStatus(const dp::RetrieveBatchResult& r, size_t i) {
-  dp::RingCompletion c{};
-  c.status = r.status;
-  c.detail = r.detail;
-  const std::string op = "retrieve batch: item " + std::to_string(i);
-  return internal::CompletionStatus(c, op.c_str());
-}
-
 // Checks the items a client can get wrong before anything is sent; *total_budget: their sum.
 Status CheckItems(std::span<const DataChannel::BatchItem> items, size_t* query_floats, uint64_t* total_budget) {
   if (items.empty()) return InvalidArgument("retrieve batch: no items");
@@ -68,30 +60,53 @@ Result<DataChannel::BatchRetrieval> DataChannel::RetrieveBatch(uint32_t layer, s
   req.length = need;
   req.arg = table;
   ASSIGN_OR_RETURN(dp::RingCompletion c, internal::Call(*this, req));
-  BatchRetrieval out;
+  return internal::ReadBatchTables(
+      *this, c, n, table, total_budget, [&](size_t i) { return uint64_t{items[i].budget} * table_heads(); }, false,
+      "retrieve batch");
+}
+
+namespace internal {
+
+Status BatchItemStatus(uint8_t status, uint8_t detail, const char* what, size_t i) {
+  dp::RingCompletion c{};
+  c.status = status;
+  c.detail = detail;
+  const std::string op = std::string(what) + ": item " + std::to_string(i);
+  return CompletionStatus(c, op.c_str());
+}
+
+Result<DataChannel::BatchRetrieval> ReadBatchTables(DataChannel& ch, const dp::RingCompletion& c, size_t n,
+                                                    uint64_t table_offset, uint64_t table_entries,
+                                                    const std::function<uint64_t(size_t)>& max_count, bool exact,
+                                                    const char* what) {
+  const std::span<uint8_t> staging = Staging(ch);
+  const uint64_t results = dp::BatchHeaderBytes(n) / 2;
+  DataChannel::BatchRetrieval out;
   out.lease = c.value;
   out.served = c.count;
   out.results.resize(n);
   for (size_t i = 0; i < n; ++i) {
     dp::RetrieveBatchResult r;
-    std::memcpy(&r, staging.data() + header / 2 + i * sizeof r, sizeof r);
-    BatchResult& res = out.results[i];
-    res.status = ItemStatus(r, i);
+    std::memcpy(&r, staging.data() + results + i * sizeof r, sizeof r);
+    DataChannel::BatchResult& res = out.results[i];
+    res.status = BatchItemStatus(r.status, r.detail, what, i);
     if (!res.status.ok()) continue;
-    if (r.count > uint64_t{items[i].budget} * table_heads() || r.table_index > total_budget - r.count) {
-      if (out.lease) Release(out.lease).IgnoreError();
-      return Corruption("retrieve batch: the daemon's result " + std::to_string(i) + " lies outside the table");
+    const uint64_t most = max_count(i);
+    if ((exact ? r.count != most : r.count > most) || r.table_index > table_entries - r.count) {
+      if (out.lease) ch.Release(out.lease).IgnoreError();
+      return Corruption(std::string(what) + ": the daemon's result " + std::to_string(i) + " lies outside the table");
     }
     res.missing = r.missing;
     res.triggered = r.triggered != 0;
     res.blocks.reserve(r.count);
     for (uint32_t k = 0; k < r.count; ++k) {
       dp::BlockTableEntry e;
-      std::memcpy(&e, staging.data() + table + (r.table_index + k) * sizeof e, sizeof e);
+      std::memcpy(&e, staging.data() + table_offset + (r.table_index + k) * sizeof e, sizeof e);
       res.blocks.push_back({e.block, e.tier, e.offset, e.head});
     }
   }
   return out;
 }
 
+}  // namespace internal
 }  // namespace tierkv

@@ -12,14 +12,6 @@
 namespace tierkv {
 namespace {
 
-Status ItemStatus(uint8_t status, uint8_t detail, const char* what, size_t i) {
-  dp::RingCompletion c{};
-  c.status = status;
-  c.detail = detail;
-  const std::string op = std::string(what) + ": item " + std::to_string(i);
-  return internal::CompletionStatus(c, op.c_str());
-}
-
 std::string Fits(uint64_t need, uint64_t staging) {
   return "need " + std::to_string(need) + " staging bytes; the channel has " + std::to_string(staging);
 }
@@ -49,28 +41,12 @@ Result<DataChannel::BatchRetrieval> DataChannel::AcquireBatch(uint32_t layer, st
   req.length = need;
   req.arg = release;
   ASSIGN_OR_RETURN(dp::RingCompletion c, internal::Call(*this, req));
-  BatchRetrieval out;
-  out.lease = c.value;
-  out.served = c.count;
-  out.results.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    dp::RetrieveBatchResult r;
-    std::memcpy(&r, staging.data() + header / 2 + i * sizeof r, sizeof r);
-    BatchResult& res = out.results[i];
-    res.triggered = false;
-    res.status = ItemStatus(r.status, r.detail, "acquire batch", i);
-    if (!res.status.ok()) continue;
-    if (r.count != uint64_t{items[i].count} * table_heads() || r.table_index > entries - r.count) {
-      if (out.lease) Release(out.lease).IgnoreError();
-      return Corruption("acquire batch: the daemon's result " + std::to_string(i) + " lies outside the table");
-    }
-    res.missing = r.missing;
-    res.blocks.reserve(r.count);
-    for (uint32_t k = 0; k < r.count; ++k) {
-      dp::BlockTableEntry e;
-      std::memcpy(&e, staging.data() + header + (r.table_index + k) * sizeof e, sizeof e);
-      res.blocks.push_back({e.block, e.tier, e.offset, e.head});
-    }
+  // An acquire's item has exactly its blocks per head; `triggered` means nothing here.
+  auto out = internal::ReadBatchTables(
+      *this, c, n, header, entries, [&](size_t i) { return uint64_t{items[i].count} * table_heads(); }, true,
+      "acquire batch");
+  if (out.ok()) {
+    for (BatchResult& res : out->results) res.triggered = false;
   }
   return out;
 }
@@ -122,7 +98,7 @@ Result<DataChannel::BatchPut> DataChannel::PutBatch(uint32_t layer, std::span<co
       dp::PutBatchResult r;
       std::memcpy(&r, staging.data() + header / 2 + i * sizeof r, sizeof r);
       PutResult& res = out.results[begin + i];
-      res.status = ItemStatus(r.status, r.detail, "put batch", begin + i);
+      res.status = internal::BatchItemStatus(r.status, r.detail, "put batch", begin + i);
       res.stored = r.stored;
       res.durable = res.status.ok() && r.durable == 1;
       out.stored_items += res.status.ok() ? 1 : 0;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <atomic>
 #include <memory>
@@ -111,5 +112,17 @@ const dp::ChannelHeader& Header(const DataChannel& ch);
 
 // The Status a completion carries ("InvalidArgument: put: offset/length outside the staging area").
 Status CompletionStatus(const dp::RingCompletion& c, const char* op);
+// The Status of item i of a batched op ("<what>: item i").
+Status BatchItemStatus(uint8_t status, uint8_t detail, const char* what, size_t i);
+
+// After a batched op that answers with a table (RetrieveBatch, AcquireBatch) and
+// completion c: the n results (staging after the entries) and their runs of the table
+// (table_entries entries at staging[table_offset]) into a BatchRetrieval. Item i
+// may have at most max_count(i) entries (exactly that many when exact). A result
+// outside the table releases the batch's lease and is kCorruption.
+Result<DataChannel::BatchRetrieval> ReadBatchTables(DataChannel& ch, const dp::RingCompletion& c, size_t n,
+                                                    uint64_t table_offset, uint64_t table_entries,
+                                                    const std::function<uint64_t(size_t)>& max_count, bool exact,
+                                                    const char* what);
 
 }  // namespace tierkv::internal
