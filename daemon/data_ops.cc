@@ -405,7 +405,8 @@ dp::RingCompletion NamespaceOps::Prefix(const dp::RingRequest& req, std::span<ui
   }
   // A local miss falls through to R: the next positions, every layer, verified.
   std::vector<std::vector<std::string>> remote;
-  const uint32_t from_remote = blocks < content.size() ? FetchPrefixFromRemote(*rt_, hashes, blocks, &remote) : 0;
+  const uint32_t from_remote = blocks < content.size() ? FetchPrefixFromRemote(*rt_, hashes, blocks, &remote, req.op == dp::Op::kLookupPrefix)
+                                                      : 0;
   if (req.op == dp::Op::kLookupPrefix) blocks += from_remote;
   if (req.op == dp::Op::kLoadPrefix && blocks + from_remote > 0) {
     if (Status st = rt_->owners().ClaimForWrite(req.seq, caller_); !st.ok()) return FromStatus(st, 0);

@@ -125,7 +125,7 @@ void GetSequenceBlocksFromRemote(NamespaceRuntime& rt, uint64_t seq, uint32_t la
       keys.push_back(storage::remote::SequenceBlockKey(rt.remote_fingerprint(), seq, layer, blocks[i]));
     }
     std::vector<std::string> got;
-    if (!r->Fetch(keys, bb, &got).ok()) return;  // counted in R's stats
+    if (!r->Fetch(keys, bb, &got, /*keep=*/false).ok()) return;  // counted in R's stats; stored below
     for (size_t k = 0; k < n; ++k) {
       if (got[k].empty()) continue;
       const auto block = storage::remote::RemotePayload(got[k]);
@@ -138,7 +138,7 @@ void GetSequenceBlocksFromRemote(NamespaceRuntime& rt, uint64_t seq, uint32_t la
 }
 
 uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> hashes, uint32_t first,
-                               std::vector<std::vector<std::string>>* blocks) {
+                               std::vector<std::vector<std::string>>* blocks, bool keep) {
   blocks->clear();
   RemoteTier* r = rt.remote();
   if (!r || rt.store().policy().remote_ttl_s == 0 || first >= hashes.size()) return 0;
@@ -153,7 +153,7 @@ uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> h
       for (uint32_t l = 0; l < layers; ++l) keys.push_back({rt.remote_fingerprint(), hashes[p + i], l});
     }
     std::vector<std::string> got;
-    if (!r->Fetch(keys, rt.stored_model().BlockBytes(), &got).ok()) break;  // counted in R's stats
+    if (!r->Fetch(keys, rt.stored_model().BlockBytes(), &got, keep).ok()) break;  // counted in R's stats
     for (size_t i = 0; i < n; ++i) {
       std::vector<std::string> position(layers);
       for (uint32_t l = 0; l < layers; ++l) {

@@ -30,9 +30,10 @@ void WritePrefixBlockToRemote(NamespaceRuntime& rt, uint64_t hash, uint32_t laye
 // (*blocks)[p - first][layer] is a verified value (the block: RemotePayload of it). Stops at the first position R lacks in some layer
 // (or that fails verification), and after 256 MiB of blocks (one call's bound);
 // returns how many positions it has. 0 when the namespace does not use R or R is
-// down (counted, never an error for the caller).
+// down (counted, never an error for the caller). keep: R keeps a copy of the values
+// for the next fetch of the same blocks (a lookup, whose load follows).
 uint32_t FetchPrefixFromRemote(NamespaceRuntime& rt, std::span<const uint64_t> hashes, uint32_t first,
-                               std::vector<std::vector<std::string>>* blocks);
+                               std::vector<std::vector<std::string>>* blocks, bool keep);
 
 // Whether the namespace keeps the blocks of closed sequences in R (policy
 // remote_blocks = closed-sequences, remote_ttl_s > 0, R on, a model_id): then a

@@ -96,7 +96,8 @@ bool RemoteTier::Write(const RemoteBlockKey& key, std::vector<std::byte>&& block
   return true;
 }
 
-Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out) {
+Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out,
+                         bool keep) {
   out->assign(keys.size(), {});
   std::vector<size_t> todo;  // indices of the keys to fetch
   std::vector<RemoteBlockKey> rest;
@@ -116,7 +117,7 @@ Status RemoteTier::Fetch(std::span<const RemoteBlockKey> keys, size_t block_byte
   const Status st = FetchFromCluster(rest, block_bytes, &got);
   for (size_t k = 0; k < got.size(); ++k) {
     if (got[k].empty()) continue;
-    recent_.Put(names[k], got[k]);
+    if (keep) recent_.Put(names[k], got[k]);
     (*out)[todo[k]] = std::move(got[k]);
   }
   return st;

@@ -111,9 +111,12 @@ class RemoteTier {
   // block is RemotePayload((*out)[i]), block_bytes long) when it was found, else
   // empty (absent, or dropped by verification). A key fetched by an earlier call in
   // the last reuse_age is taken from RecentFetches instead (counted in reused, not
-  // in gets; once); the others are sent, and a copy of what they find is kept there. kUnavailable when the
-  // breaker is open or the batch failed or timed out (the reused values are in *out).
-  Status Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out);
+  // in gets; once); the others are sent, and with `keep` a copy of what they find is
+  // kept there for the next fetch (a LookupPrefix keeps, for the LoadPrefix that
+  // follows it; a load or a Get does not: its blocks are stored locally). kUnavailable
+  // when the breaker is open or the batch failed or timed out (the reused values are in *out).
+  Status Fetch(std::span<const RemoteBlockKey> keys, size_t block_bytes, std::vector<std::string>* out,
+               bool keep = true);
 
   // Counts n blocks a caller did not offer to Write (after one was refused).
   void CountDropped(uint64_t n) { stats_.writes_dropped += n; }

@@ -212,6 +212,35 @@ TEST_F(ClusterClientTest, PerNodeBreakerFailsOneHungMasterFast) {
               std::chrono::duration<double, std::milli>(took).count(), served, keys.size());
 }
 
+// Only a fetch that keeps (a lookup) leaves its values for the next fetch; one that
+// does not (a load, a Get) copies nothing into the reuse buffer.
+TEST_F(ClusterClientTest, OnlyAKeepingFetchIsReused) {
+  const ModelSpec model{1, 1, 1, 16, 16, DType::kF32};
+  const auto fp = NamespaceFingerprint("reuse", "m@1", model);
+  ClusterClient writer(Options());
+  std::vector<RemoteBlockKey> keys;
+  for (uint64_t h = 1; h <= 8; ++h) {
+    keys.push_back({fp, h, 0});
+    const std::vector<std::byte> block(model.BlockBytes(), std::byte{static_cast<uint8_t>(h)});
+    ASSERT_TRUE(writer.Set(RedisKey(keys.back()), EncodeRemoteValue(keys.back(), block), 60000).ok());
+  }
+  RemoteOptions o;
+  o.cluster = Options();
+  o.workers = 1;
+  auto tier = RemoteTier::Start(o);
+  ASSERT_TRUE(tier.ok());
+  RemoteTier& r = **tier;
+  std::vector<std::string> out;
+  ASSERT_TRUE(r.Fetch(keys, model.BlockBytes(), &out, /*keep=*/false).ok());
+  ASSERT_TRUE(r.Fetch(keys, model.BlockBytes(), &out, /*keep=*/true).ok());
+  EXPECT_EQ(r.stats().reused.load(), 0u);  // the first fetch kept nothing
+  EXPECT_EQ(r.stats().gets.load(), 2 * keys.size());
+  ASSERT_TRUE(r.Fetch(keys, model.BlockBytes(), &out, /*keep=*/false).ok());
+  EXPECT_EQ(r.stats().reused.load(), keys.size());  // the second one's values, taken once
+  EXPECT_EQ(r.stats().gets.load(), 2 * keys.size());
+  for (const std::string& v : out) EXPECT_FALSE(v.empty());
+}
+
 TEST_F(ClusterClientTest, HungClusterTimesOut) {
   ClusterOptions o = Options();
   o.command_timeout = 200ms;
