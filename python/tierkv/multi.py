@@ -36,17 +36,23 @@ def _release_lease(release: Any, channel: "Channel") -> int:
     return release.lease
 
 
+def _batch_args(channel: "Channel", layer: int, seqs: Sequence[int], what: str):
+    """(handle, library, layer, sequence ids) of a batched call, checked; at least one sequence."""
+    ch = channel._ptr()
+    lib = channel._lib
+    _need(lib, f"tierkv_{what}", what)
+    layer = check_uint(layer, "layer", 32)
+    seq_list = [check_uint(s, f"seqs[{i}]", 64) for i, s in enumerate(seqs)]
+    if not seq_list:
+        raise InvalidArgument(f"{what}: no sequences")
+    return ch, lib, layer, seq_list
+
+
 def acquire_batch(channel: "Channel", layer: int, seqs: Sequence[int], firsts: Any, counts: Any,
                   release: Any = None) -> BatchSelection:
     """See Channel.acquire_batch."""
-    ch = channel._ptr()
-    lib = channel._lib
-    _need(lib, "tierkv_acquire_batch", "acquire_batch")
-    layer = check_uint(layer, "layer", 32)
-    seq_list = [check_uint(s, f"seqs[{i}]", 64) for i, s in enumerate(seqs)]
+    ch, lib, layer, seq_list = _batch_args(channel, layer, seqs, "acquire_batch")
     n = len(seq_list)
-    if n == 0:
-        raise InvalidArgument("acquire_batch: no sequences")
     first_list, count_list = _per_item(firsts, n, "firsts"), _per_item(counts, n, "counts")
     old = _release_lease(release, channel)
     total = sum(count_list) * channel.table_heads  # granularity head: a run per KV head
@@ -71,14 +77,8 @@ def acquire_batch(channel: "Channel", layer: int, seqs: Sequence[int], firsts: A
 def put_batch(channel: "Channel", layer: int, seqs: Sequence[int], first_blocks: Any, data: Sequence[Any],
               check: bool = True) -> List[PutResult]:
     """See Channel.put_batch."""
-    ch = channel._ptr()
-    lib = channel._lib
-    _need(lib, "tierkv_put_batch", "put_batch")
-    layer = check_uint(layer, "layer", 32)
-    seq_list = [check_uint(s, f"seqs[{i}]", 64) for i, s in enumerate(seqs)]
+    ch, lib, layer, seq_list = _batch_args(channel, layer, seqs, "put_batch")
     n = len(seq_list)
-    if n == 0:
-        raise InvalidArgument("put_batch: no sequences")
     if len(data) != n:
         raise InvalidArgument(f"put_batch: {len(data)} payloads for {n} sequences")
     first_list = _per_item(first_blocks, n, "first_blocks")
