@@ -152,6 +152,7 @@ const std::vector<Field>& Schema() {
       Bool("storage", "prefault", &Config::storage, &StorageSection::prefault),
       Bool("storage", "group_commit", &Config::storage, &StorageSection::group_commit),
       Int("storage", "group_commit_window_us", &Config::storage, &StorageSection::group_commit_window_us, 0, 100000),
+      Bool("storage", "group_commit_overlap", &Config::storage, &StorageSection::group_commit_overlap),
       Int("storage", "put_wait_ms", &Config::storage, &StorageSection::put_wait_ms, 0, 600000),
       Int("storage", "shutdown_drain_s", &Config::storage, &StorageSection::shutdown_drain_s, 0, 3600),
       Int("data_plane", "spin_us", &Config::data_plane, &DataPlaneSection::spin_us, 0, 100000),

@@ -66,6 +66,7 @@ struct StorageSection {
   bool prefault = false;              // populate G/H arenas at start (commits their memory)
   bool group_commit = true;           // concurrent D writes share one fdatasync + manifest batch
   uint32_t group_commit_window_us = 1000;  // a group's leader waits this long at most for the active writers
+  bool group_commit_overlap = true;  // a group's manifest batch syncs beside its D data (one sync's wait)
   uint32_t shutdown_drain_s = 30;     // at SIGTERM/shutdown, write blocks not on D back to D for at most this long (0: no)
   bool operator==(const StorageSection&) const = default;
 };

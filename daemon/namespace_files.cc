@@ -24,7 +24,8 @@ struct KeyFamily {
 constexpr KeyFamily kFamilies[] = {{storage::Cf::kBlocks, 'B'},
                                    {storage::Cf::kBlocks, 'P'},
                                    {storage::Cf::kSequences, 'L'},
-                                   {storage::Cf::kSequences, 'O'}};
+                                   {storage::Cf::kSequences, 'O'},
+                                   {storage::Cf::kMeta, 'C'}};  // the pending writes of the last commit
 
 std::string Prefix(char kind, NamespaceId id) {
   std::string k(1, kind);

@@ -110,6 +110,7 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
   so.put_wait = std::chrono::milliseconds(config.storage.put_wait_ms);
   so.group_commit = config.storage.group_commit;
   so.group_commit_window = std::chrono::microseconds(config.storage.group_commit_window_us);
+  so.overlap_commit_syncs = config.storage.group_commit_overlap;
   RETURN_IF_ERROR(rt->LoadPolicy(&so.policy));
   ASSIGN_OR_RETURN(rt->store_, storage::BlockStore::Open(so, rt->g_.get(), rt->h_.get(), rt->d_.get(), manifest));
   storage::BlockStore* store = rt->store_.get();

@@ -3,6 +3,10 @@
 #include "storage/manifest.h"
 
 namespace tierkv::storage {
+namespace {
+constexpr size_t kRecordKeyBytes = 1 + 4 + 8 + 4 + 4;     // kind, ns, seq, layer, index
+constexpr size_t kPendingWriteBytes = kRecordKeyBytes + 3 * 4;  // key, slot, generation, previous
+}  // namespace
 
 std::string RecordKeyPrefix(char kind, NamespaceId ns) {
   std::string k(1, kind);
@@ -19,7 +23,7 @@ std::string EncodeRecordKey(const RecordKey& r) {
 }
 
 Result<RecordKey> DecodeRecordKey(std::string_view k) {
-  if (k.size() != 1 + 4 + 8 + 4 + 4 || (k[0] != 'B' && k[0] != 'P' && k[0] != 'L')) {
+  if (k.size() != kRecordKeyBytes || (k[0] != 'B' && k[0] != 'P' && k[0] != 'L')) {
     return Corruption("malformed block record key");
   }
   RecordKey r;
@@ -48,6 +52,34 @@ Result<BlockRecord> DecodeBlockRecord(std::string_view v) {
   r.length = ReadBigEndian32(v.substr(8));
   r.encoding = static_cast<uint8_t>(v[12]);
   return r;
+}
+
+std::string PendingWritesKey(NamespaceId ns) { return RecordKeyPrefix('C', ns); }
+
+std::string EncodePendingWrites(std::span<const PendingWrite> writes) {
+  std::string v;
+  v.reserve(writes.size() * kPendingWriteBytes);
+  for (const PendingWrite& w : writes) {
+    v += w.key;
+    AppendBigEndian32(&v, w.slot);
+    AppendBigEndian32(&v, w.generation);
+    AppendBigEndian32(&v, w.previous);
+  }
+  return v;
+}
+
+Result<std::vector<PendingWrite>> DecodePendingWrites(std::string_view v) {
+  if (v.size() % kPendingWriteBytes != 0) return Corruption("malformed pending-writes record");
+  std::vector<PendingWrite> writes(v.size() / kPendingWriteBytes);
+  for (PendingWrite& w : writes) {
+    w.key = std::string(v.substr(0, kRecordKeyBytes));
+    if (!DecodeRecordKey(w.key).ok()) return Corruption("malformed key in the pending-writes record");
+    w.slot = ReadBigEndian32(v.substr(kRecordKeyBytes));
+    w.generation = ReadBigEndian32(v.substr(kRecordKeyBytes + 4));
+    w.previous = ReadBigEndian32(v.substr(kRecordKeyBytes + 8));
+    v.remove_prefix(kPendingWriteBytes);
+  }
+  return writes;
 }
 
 }  // namespace tierkv::storage

@@ -5,11 +5,15 @@
 //   blocks:    'B' ns seq layer index   -> BlockRecord   (a block of a sequence on D)
 //              'P' ns hash layer index  -> BlockRecord   (a shared prefix block on D)
 //   sequences: 'L' ns seq layer index   -> hash          (block `index` of seq is prefix block hash)
+//   meta:      'C' ns                   -> PendingWrites (the D writes of the last commit group, whose
+//                                                          data may not be whole yet: decision 0016)
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/ids.h"
 #include "common/status.h"
@@ -40,5 +44,23 @@ std::string RecordKeyPrefix(char kind, NamespaceId ns);
 
 std::string EncodeBlockRecord(const BlockRecord& r);
 Result<BlockRecord> DecodeBlockRecord(std::string_view value);
+
+// One D write of a commit group whose records are written beside its data sync:
+// until that sync is known to have finished, the record of `key` names `slot` and
+// `generation`, and the block's previous acknowledged copy (if any) is still in
+// `previous` (its slot is freed only after the commit). Recovery checks the new
+// copy and, when it is not whole, restores the record of the previous one.
+struct PendingWrite {
+  std::string key;  // the block's record key ('B' or 'P')
+  SlotId slot = kInvalidSlot;
+  uint32_t generation = 0;
+  SlotId previous = kInvalidSlot;  // the previous D copy's slot, kInvalidSlot when none
+};
+
+// The key of a namespace's pending-writes record (column family meta).
+std::string PendingWritesKey(NamespaceId ns);
+std::string EncodePendingWrites(std::span<const PendingWrite> writes);
+// kCorruption on a malformed value.
+Result<std::vector<PendingWrite>> DecodePendingWrites(std::string_view value);
 
 }  // namespace tierkv::storage

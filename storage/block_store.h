@@ -59,10 +59,12 @@
 #include "storage/arena_tier.h"
 #include "storage/block_index.h"
 #include "storage/block_mover.h"
+#include "storage/block_records.h"
 #include "storage/commit_queue.h"
 #include "storage/disk_tier.h"
 #include "storage/manifest.h"
 #include "storage/policy.h"
+#include "storage/side_thread.h"
 
 namespace tierkv::storage {
 
@@ -90,6 +92,13 @@ struct BlockStoreOptions {
   // to queue (at most half the last group's run time; one writer never waits); 0: no
   // wait. Default: 1000 us
   std::chrono::microseconds group_commit_window{1000};
+  // A group's synced manifest batch is written while its D data syncs (one sync's
+  // wait per commit instead of two in a row); the batch also names the group's new
+  // slots, whose payloads Open verifies, restoring the previous copy's record when a
+  // crash left a new copy torn (decision 0016, "one sync per commit"). Only with
+  // group_commit and a D tier that verifies payloads. false: data, then records.
+  // Default: true
+  bool overlap_commit_syncs = true;
   // Blocks of this many bytes and more are copied into and out of G/H by Put and Get
   // with the store's mutex dropped (clients copy in parallel); smaller ones under it,
   // where dropping and retaking it costs more than the copy (64-byte test blocks).
@@ -116,6 +125,9 @@ struct BlockStoreStats {
   std::atomic<uint64_t> corrupt_blocks{0};        // D copies that failed verification twice (dropped)
   std::atomic<uint64_t> recovered_blocks{0};
   std::atomic<uint64_t> stale_records{0};         // manifest records dropped at Open (slot header disagrees)
+  // Records put back to the block's previous D copy, at Open or after a failed data
+  // write, because the last commit's new copy was not whole.
+  std::atomic<uint64_t> restored_records{0};
 };
 
 // One pinned block of a lease: where the client finds its bytes now.
@@ -342,6 +354,20 @@ class BlockStore {
   void CommitWrites(std::span<WriteJob* const> jobs) EXCLUDES(mu_);  // both stages, no queue (group commit off)
   void CommitData(std::span<WriteJob* const> jobs) EXCLUDES(mu_);
   void CommitRecords(std::span<WriteJob* const> jobs) EXCLUDES(mu_);
+  Manifest::Batch RecordBatch(std::span<WriteJob* const> jobs) const;  // the records of the jobs still OK
+  // The two stages at once: the records (and the group's pending writes) on
+  // manifest_writer_ while this thread writes and syncs the data. Commit queue's
+  // leader only (group commit on).
+  bool OverlapsSyncs() const;
+  void CommitOverlapped(std::span<WriteJob* const> jobs) EXCLUDES(mu_);
+  // For each write whose record still names its slot and generation: the record of
+  // the previous copy when its slot still holds the block whole, else a delete, into
+  // *batch. Counts the restored ones (stats) and the deleted ones (*deleted).
+  Status RestorePrevious(std::span<const PendingWrite> writes, Manifest::Batch* batch, uint64_t* deleted);
+  // Open: the pending writes of the last commit group whose new copies are not whole
+  // get their previous copy's record back (before the records are adopted); those
+  // without one lose their record (added to *dropped).
+  Status ResolvePendingWrites(uint64_t* dropped) REQUIRES(mu_);
   void FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* results) REQUIRES(mu_);
   // Brings the D copies of refs (each pinned by the caller) into H as one read batch.
   // Blocks already in memory are OK; a block with a transfer in flight is waited for
@@ -431,6 +457,11 @@ class BlockStore {
   std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> prefix_used_;
   const std::chrono::steady_clock::time_point opened_ = std::chrono::steady_clock::now();
   CommitQueue<std::vector<WriteJob*>> commit_queue_;  // group commit of D writes (lock dropped)
+  // Used by the commit queue's leader only (one at a time): the manifest writes of
+  // overlapped commits, and the pending writes whose records could not be repaired
+  // after a failed data write (carried into the next group's pending record).
+  SideThread manifest_writer_;
+  std::vector<PendingWrite> unresolved_;
   std::thread migrator_;
 };
 

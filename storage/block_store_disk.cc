@@ -33,6 +33,7 @@ struct BlockStore::WriteJob {
   BlockRef ref = kNoBlock;
   SlotTag tag;
   SlotId slot = kInvalidSlot;  // the fresh D slot
+  SlotId previous = kInvalidSlot;  // the D copy of an older version, freed once this one is committed
   std::string key;             // manifest record key
   const ArenaTier* mem = nullptr;
   SlotId mem_slot = kInvalidSlot;
@@ -122,6 +123,7 @@ std::vector<BlockStore::WriteJob> BlockStore::StartWrites(std::span<const BlockR
     j.ref = refs[i];
     j.tag = TagOf(refs[i]);
     j.slot = *slot;
+    if (m.on_disk()) j.previous = m.disk_slot;
     j.key = RecordKeyOf(refs[i]);
     j.mem = m.where == Where::kGpu ? g_ : h_;
     j.mem_slot = m.mem_slot;
@@ -171,11 +173,89 @@ void BlockStore::CommitGroup(std::span<std::vector<WriteJob*>* const> group) {
   CommitWrites(all);
 }
 
-// One commit: one write batch and one fdatasync of the slabs written, then one
-// manifest batch naming the blocks' new slots. Sets each job's status.
+// One commit: one write batch and one fdatasync of the slabs written, and one
+// manifest batch naming the blocks' new slots — after the data, or beside it
+// (OverlapsSyncs). Sets each job's status.
 void BlockStore::CommitWrites(std::span<WriteJob* const> jobs) {
+  if (OverlapsSyncs()) return CommitOverlapped(jobs);
   CommitData(jobs);
   CommitRecords(jobs);
+}
+
+// Overlapping is safe only where Open can tell a whole new copy from a torn one
+// (payload checksums) and where commits run one at a time (the queue's leader),
+// so that only the last group's data can be missing after a crash.
+bool BlockStore::OverlapsSyncs() const {
+  return options_.group_commit && options_.overlap_commit_syncs && disk_ != nullptr && disk_->verifies_payload();
+}
+
+// The records and the pending-writes record go in one batch, synced while the data
+// is written and synced here: a crash may leave a record naming a slot whose data
+// is not whole, and the pending record lists exactly those candidates (the groups
+// before this one are whole: their commits returned). A failed data write whose
+// record landed gets its previous copy's record back at once.
+void BlockStore::CommitOverlapped(std::span<WriteJob* const> jobs) {
+  std::vector<PendingWrite> pending = unresolved_;
+  for (const WriteJob* j : jobs) {
+    pending.push_back({j->key, j->slot, static_cast<uint32_t>(j->tag.generation), j->previous});
+  }
+  Manifest::Batch batch = RecordBatch(jobs);
+  batch.Put(Cf::kMeta, PendingWritesKey(options_.ns), EncodePendingWrites(pending));
+  Status records;
+  manifest_writer_.Run([&] { records = manifest_->Write(batch); });
+  CommitData(jobs);
+  manifest_writer_.Wait();
+  if (!records.ok()) {  // the records did not land: the carried writes stay unresolved
+    for (WriteJob* j : jobs) {
+      if (j->status.ok()) j->status = records.WithContext("manifest");
+    }
+    return;
+  }
+  std::vector<PendingWrite> failed = std::move(unresolved_);
+  unresolved_.clear();
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    if (!jobs[k]->status.ok()) failed.push_back(pending[pending.size() - jobs.size() + k]);
+  }
+  if (failed.empty()) return;
+  Manifest::Batch repair;
+  uint64_t deleted = 0;
+  Status st = RestorePrevious(failed, &repair, &deleted);
+  repair.Delete(Cf::kMeta, PendingWritesKey(options_.ns));
+  if (st.ok()) st = manifest_->Write(repair);
+  if (st.ok()) return;
+  LOG(WARNING) << "namespace " << options_.ns << ": repairing the records of " << failed.size()
+               << " failed D write(s): " << st.ToString() << " (retried with the next commit)";
+  unresolved_ = std::move(failed);
+}
+
+Status BlockStore::RestorePrevious(std::span<const PendingWrite> writes, Manifest::Batch* batch, uint64_t* deleted) {
+  std::vector<const PendingWrite*> named;  // the writes whose record still names them
+  std::vector<DiskTier::HeaderRead> previous;
+  for (const PendingWrite& w : writes) {
+    auto v = manifest_->Get(Cf::kBlocks, w.key);
+    if (!v.ok() && v.status().code() != StatusCode::kNotFound) return v.status();
+    auto rec = v.ok() ? DecodeBlockRecord(*v) : Result<BlockRecord>(v.status());
+    if (!rec.ok() || rec->disk_slot != w.slot || rec->generation != w.generation) continue;
+    named.push_back(&w);
+    if (w.previous < d_->num_slots()) previous.push_back({w.previous, /*verify_payload=*/true});
+  }
+  if (disk_) RETURN_IF_ERROR(disk_->ReadHeaders(previous));
+  size_t p = 0;
+  for (const PendingWrite* w : named) {
+    const DiskTier::HeaderRead* h = w->previous < d_->num_slots() ? &previous[p++] : nullptr;
+    const RecordKey key = DecodeRecordKey(w->key).value();
+    const BlockKey want{options_.ns, key.layer, key.seq, key.index, 0};
+    if (h != nullptr && h->status.ok() && h->info.tag.key == want && h->info.tag.generation != w->generation) {
+      const BlockRecord rec{h->slot, static_cast<uint32_t>(h->info.tag.generation), h->info.length,
+                            static_cast<uint8_t>(h->info.encoding)};
+      batch->Put(Cf::kBlocks, w->key, EncodeBlockRecord(rec));
+      ++stats_.restored_records;
+    } else {
+      batch->Delete(Cf::kBlocks, w->key);
+      ++*deleted;
+    }
+  }
+  return OkStatus();
 }
 
 void BlockStore::CommitData(std::span<WriteJob* const> jobs) {
@@ -196,15 +276,20 @@ void BlockStore::CommitData(std::span<WriteJob* const> jobs) {
   }
 }
 
-// The records of the jobs whose data is synced (their status OK), in one batch.
-void BlockStore::CommitRecords(std::span<WriteJob* const> jobs) {
+Manifest::Batch BlockStore::RecordBatch(std::span<WriteJob* const> jobs) const {
   Manifest::Batch batch;
-  for (WriteJob* j : jobs) {
+  for (const WriteJob* j : jobs) {
     if (!j->status.ok()) continue;
     const BlockRecord rec{j->slot, static_cast<uint32_t>(j->tag.generation),
                           static_cast<uint32_t>(j->payload.size()), static_cast<uint8_t>(j->encoding)};
     batch.Put(Cf::kBlocks, j->key, EncodeBlockRecord(rec));
   }
+  return batch;
+}
+
+// The records of the jobs whose data is synced (their status OK), in one batch.
+void BlockStore::CommitRecords(std::span<WriteJob* const> jobs) {
+  const Manifest::Batch batch = RecordBatch(jobs);
   if (batch.Count() == 0) return;
   const Status st = manifest_->Write(batch);
   for (WriteJob* j : jobs) {

@@ -22,6 +22,7 @@ Status BlockStore::Recover() {
   std::vector<Recorded> records;
   Manifest::Batch stale;
   uint64_t dropped = 0;
+  RETURN_IF_ERROR(ResolvePendingWrites(&dropped));
   for (char kind : {'B', 'P'}) {
     RETURN_IF_ERROR(manifest_->Scan(Cf::kBlocks, RecordKeyPrefix(kind, options_.ns),
                                     [&](std::string_view k, std::string_view v) {
@@ -46,6 +47,57 @@ Status BlockStore::Recover() {
               << " block(s) from D, dropped " << dropped << " stale record(s)";
   }
   return OkStatus();
+}
+
+// The last commit group wrote its records while its data synced (CommitOverlapped):
+// its new copies are read whole and checked against their payload checksums; a
+// record naming a copy that is not whole (torn, never written, another block's)
+// gets its previous copy's record back, which the group's commit had not yet freed
+// — or is deleted when there was none (that version was never acknowledged). An
+// unreadable copy (kIOError) keeps its record, as AdoptRecords does.
+Status BlockStore::ResolvePendingWrites(uint64_t* dropped) {
+  if (!disk_) return OkStatus();
+  const std::string pending_key = PendingWritesKey(options_.ns);
+  auto value = manifest_->Get(Cf::kMeta, pending_key);
+  if (value.status().code() == StatusCode::kNotFound) return OkStatus();
+  RETURN_IF_ERROR(value.status());
+  Manifest::Batch batch;
+  batch.Delete(Cf::kMeta, pending_key);
+  auto writes = DecodePendingWrites(*value);
+  if (!writes.ok()) {
+    LOG(WARNING) << "namespace " << options_.ns << ": pending-writes record dropped: " << writes.status().ToString();
+    return manifest_->Write(batch);
+  }
+  std::vector<PendingWrite> torn;
+  constexpr size_t kChunk = 64;  // whole slots read at once
+  for (size_t first = 0; first < writes->size(); first += kChunk) {
+    const auto chunk = std::span(*writes).subspan(first, std::min(kChunk, writes->size() - first));
+    std::vector<DiskTier::HeaderRead> reads;
+    std::vector<const PendingWrite*> read_of;
+    for (const PendingWrite& w : chunk) {
+      if (w.slot >= d_->num_slots()) continue;  // AdoptRecords drops its record
+      reads.push_back({w.slot, /*verify_payload=*/true});
+      read_of.push_back(&w);
+    }
+    RETURN_IF_ERROR(disk_->ReadHeaders(reads));
+    for (size_t i = 0; i < reads.size(); ++i) {
+      const RecordKey key = DecodeRecordKey(read_of[i]->key).value();
+      const SlotTag want{BlockKey{options_.ns, key.layer, key.seq, key.index, 0}, read_of[i]->generation};
+      if (reads[i].status.code() == StatusCode::kIOError) continue;
+      if (reads[i].status.ok() && reads[i].info.tag == want) continue;
+      torn.push_back(*read_of[i]);
+    }
+  }
+  const uint64_t restored_before = stats_.restored_records.load();
+  uint64_t deleted = 0;
+  RETURN_IF_ERROR(RestorePrevious(torn, &batch, &deleted));
+  if (!torn.empty()) {
+    LOG(WARNING) << "namespace " << options_.ns << ": " << torn.size() << " D copy(ies) of the last commit were not "
+                 << "whole at start: " << stats_.restored_records.load() - restored_before
+                 << " record(s) put back to the previous copy, " << deleted << " dropped (no whole previous copy)";
+  }
+  *dropped += deleted;  // counted with the stale records
+  return manifest_->Write(batch);
 }
 
 Status BlockStore::AdoptRecords(const std::vector<Recorded>& records, Manifest::Batch* stale, uint64_t* dropped) {

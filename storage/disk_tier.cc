@@ -588,7 +588,7 @@ io::IoRequest DiskTier::StartOp(io::IoEngine& engine, Pending& op, uint32_t buf)
     op.io_length = static_cast<uint32_t>(hb + padded);
   } else if (op.header != nullptr) {
     r.op = io::IoOp::kRead;
-    op.io_length = hb;
+    op.io_length = hb + (op.header->verify_payload ? static_cast<uint32_t>(layout_.PaddedPayload(slot_capacity())) : 0);
   } else {
     r.op = io::IoOp::kRead;
     const std::span<std::byte> out = op.read->out;
@@ -625,6 +625,7 @@ Status DiskTier::FinishOp(Pending& op, int32_t result, const std::byte* buf) {
     SlotHeader h;
     RETURN_IF_ERROR(DecodeSlotHeader(layout_, buf, op.slot, slot_capacity(), &h));
     op.header->info = InfoOf(h);
+    if (op.header->verify_payload) RETURN_IF_ERROR(VerifyPayload(layout_, h, buf + layout_.header_bytes).WithContext(name()));
     return OkStatus();
   }
   Status st = FinishRead(op, buf);

@@ -132,6 +132,8 @@ class DiskTier final : public Tier {
   uint64_t tier_id() const { return tier_id_; }
   // Name of the engine in use ("io_uring", "psync", or a wrapper's).
   const std::string& engine_name() const { return engine_name_; }
+  // Whether reads verify payload checksums (DiskTierOptions::verify_payload).
+  bool verifies_payload() const { return options_.verify_payload; }
 
   // Transfers (reads and writes issued) whose payload went straight from/to the
   // caller's memory, and those copied through bounce buffers.
@@ -164,13 +166,16 @@ class DiskTier final : public Tier {
   // One slot's header, read by ReadHeaders.
   struct HeaderRead {
     SlotId slot = kInvalidSlot;
+    // Also read the payload and verify its checksum (kCorruption when torn), whatever
+    // verify_payload says: recovery checks the last commit's new copies so.
+    bool verify_payload = false;
     SlotInfo info;   // set when status is OK
     Status status;   // OK; kNotFound (never written); kCorruption (bad header); kIOError
   };
   // Reads and verifies the header blocks of the given slots (4 KiB each, queue_depth
   // in flight), whatever their allocation state: recovery reads the slots its
   // manifest names before adopting them. Payloads are not read (every Read verifies
-  // them). Returns the first failure that is not about one slot (an engine error);
+  // them) unless a HeaderRead asks for it. Returns the first failure that is not about one slot (an engine error);
   // per-slot outcomes are in each HeaderRead. kInvalidArgument for a slot out of range.
   Status ReadHeaders(std::span<HeaderRead> reads);
 

@@ -701,6 +701,9 @@ TEST_F(BlockStoreTest, ACorruptDiskBlockIsReportedAndNeverServed) {
   p.recent_window = 0;
   OpenStore(p);
   ASSERT_OK(store_->Put(9, 0, 0, Block(5)));
+  // Another commit after it: Open reads the last commit's copies whole (decision
+  // 0016) and would drop a damaged one there; this test is about the read path.
+  ASSERT_OK(store_->Put(9, 0, 1, Block(6)));
   // Restart so that the only copy is on D, then flip a payload byte in the slab file.
   OpenTiers(2, 2, 16);
   std::string slab = tiers_.d->slab_paths()[0];
