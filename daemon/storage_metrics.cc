@@ -113,6 +113,9 @@ void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {
   f.Counter("tierkv_recovered_blocks_total", "Blocks recovered from D at start", l, s.recovered_blocks.load());
   f.Counter("tierkv_stale_records_total", "Manifest records dropped at start (slot header disagreed)", l,
             s.stale_records.load());
+  f.Counter("tierkv_unfinished_writes_total",
+            "D copies of the last commit found not whole at start (a crash inside the commit; never acknowledged)", l,
+            s.unfinished_writes.load());
   f.Counter("tierkv_restored_records_total",
             "Manifest records put back to a block's previous D copy because the last commit's copy was not whole", l,
             s.restored_records.load());

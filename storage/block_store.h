@@ -125,8 +125,10 @@ struct BlockStoreStats {
   std::atomic<uint64_t> corrupt_blocks{0};        // D copies that failed verification twice (dropped)
   std::atomic<uint64_t> recovered_blocks{0};
   std::atomic<uint64_t> stale_records{0};         // manifest records dropped at Open (slot header disagrees)
-  // Records put back to the block's previous D copy, at Open or after a failed data
-  // write, because the last commit's new copy was not whole.
+  // Copies of the last commit group found not whole at Open (a crash inside an
+  // overlapped commit: their versions were never acknowledged), and records put back
+  // to the block's previous D copy (at Open, or after a failed data write).
+  std::atomic<uint64_t> unfinished_writes{0};
   std::atomic<uint64_t> restored_records{0};
 };
 
@@ -366,8 +368,8 @@ class BlockStore {
   Status RestorePrevious(std::span<const PendingWrite> writes, Manifest::Batch* batch, uint64_t* deleted);
   // Open: the pending writes of the last commit group whose new copies are not whole
   // get their previous copy's record back (before the records are adopted); those
-  // without one lose their record (added to *dropped).
-  Status ResolvePendingWrites(uint64_t* dropped) REQUIRES(mu_);
+  // without one lose their record.
+  Status ResolvePendingWrites() REQUIRES(mu_);
   void FinishWrites(std::vector<WriteJob>& jobs, std::vector<Status>* results) REQUIRES(mu_);
   // Brings the D copies of refs (each pinned by the caller) into H as one read batch.
   // Blocks already in memory are OK; a block with a transfer in flight is waited for

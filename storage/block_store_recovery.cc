@@ -19,10 +19,10 @@ struct BlockStore::Recorded {
 Status BlockStore::Recover() {
   if (!d_) return OkStatus();
   MutexLock lock(&mu_);
+  RETURN_IF_ERROR(ResolvePendingWrites());
   std::vector<Recorded> records;
   Manifest::Batch stale;
   uint64_t dropped = 0;
-  RETURN_IF_ERROR(ResolvePendingWrites(&dropped));
   for (char kind : {'B', 'P'}) {
     RETURN_IF_ERROR(manifest_->Scan(Cf::kBlocks, RecordKeyPrefix(kind, options_.ns),
                                     [&](std::string_view k, std::string_view v) {
@@ -55,7 +55,7 @@ Status BlockStore::Recover() {
 // gets its previous copy's record back, which the group's commit had not yet freed
 // — or is deleted when there was none (that version was never acknowledged). An
 // unreadable copy (kIOError) keeps its record, as AdoptRecords does.
-Status BlockStore::ResolvePendingWrites(uint64_t* dropped) {
+Status BlockStore::ResolvePendingWrites() {
   if (!disk_) return OkStatus();
   const std::string pending_key = PendingWritesKey(options_.ns);
   auto value = manifest_->Get(Cf::kMeta, pending_key);
@@ -96,7 +96,7 @@ Status BlockStore::ResolvePendingWrites(uint64_t* dropped) {
                  << "whole at start: " << stats_.restored_records.load() - restored_before
                  << " record(s) put back to the previous copy, " << deleted << " dropped (no whole previous copy)";
   }
-  *dropped += deleted;  // counted with the stale records
+  stats_.unfinished_writes += torn.size();
   return manifest_->Write(batch);
 }
 

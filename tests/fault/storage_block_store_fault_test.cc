@@ -161,8 +161,11 @@ TEST_F(BlockStoreFaultTest, AByteFlippedOnTheMediaIsNeverServed) {
   const Status st = Read(0, 7);
   EXPECT_NE(st.code(), StatusCode::kOk);
   // A flip in the header fails the recovery cross-check (stale record); one in the
-  // payload fails the read's checksum twice (corrupt block). Either way: missing.
-  EXPECT_EQ(store_->stats().corrupt_blocks.load() + store_->stats().stale_records.load(), 1u);
+  // payload fails the read's checksum twice (corrupt block), or, the put being the
+  // last commit, Open's check of that commit's copies. Either way: missing.
+  EXPECT_EQ(store_->stats().corrupt_blocks.load() + store_->stats().stale_records.load() +
+                store_->stats().unfinished_writes.load(),
+            1u);
   if (store_->stats().corrupt_blocks.load() == 1) {
     EXPECT_EQ(st.code(), StatusCode::kCorruption);
     EXPECT_EQ(d_->stats().checksum_failures.load(), 2u);  // read, re-read
@@ -250,6 +253,7 @@ TEST_F(BlockStoreFaultTest, OpenPutsBackThePreviousCopyWhenTheLastCommitsCopyIsN
       ASSERT_OK(Read(5, 1));  // the acknowledged version
       EXPECT_EQ(store_->stats().restored_records.load(), 1u);
     }
+    EXPECT_EQ(store_->stats().unfinished_writes.load(), state == Fresh::kWhole ? 0u : 1u);
     EXPECT_EQ(store_->stats().stale_records.load(), 0u);
     EXPECT_EQ(manifest_->Get(Cf::kMeta, PendingWritesKey(7)).status().code(), StatusCode::kNotFound);
     ASSERT_OK(store_->DropSequence(1));
@@ -274,7 +278,8 @@ TEST_F(BlockStoreFaultTest, OpenDropsTheRecordOfANewBlockWhoseCopyIsNotWhole) {
   ASSERT_OK(Read(4, 1));
   EXPECT_EQ(manifest_->Get(Cf::kBlocks, key).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(store_->stats().restored_records.load(), 0u);
-  EXPECT_EQ(store_->stats().stale_records.load(), 1u);
+  EXPECT_EQ(store_->stats().unfinished_writes.load(), 1u);
+  EXPECT_EQ(store_->stats().stale_records.load(), 0u);
   EXPECT_EQ(manifest_->Get(Cf::kMeta, PendingWritesKey(7)).status().code(), StatusCode::kNotFound);
 }
 

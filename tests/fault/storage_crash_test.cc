@@ -217,7 +217,7 @@ TEST_F(CrashTest, DurablePutsSurviveKillNineAtRandomMoments) {
               static_cast<unsigned long long>(seed), dir_.c_str());
   std::mt19937_64 rng(seed);
   CrashModel model;
-  uint64_t msgs = 0, recovered = 0;
+  uint64_t msgs = 0, recovered = 0, unfinished = 0, restored = 0;
   {
     auto first = Store::Open(dir_);  // a known (empty or soaked) starting state
     ASSERT_TRUE(first.ok()) << first.status().ToString();
@@ -240,12 +240,16 @@ TEST_F(CrashTest, DurablePutsSurviveKillNineAtRandomMoments) {
     EXPECT_EQ(store->stats().stale_records.load(), 0u) << "round " << round;
     EXPECT_EQ(store->stats().corrupt_blocks.load(), 0u) << "round " << round;
     recovered += store->stats().recovered_blocks.load();
+    unfinished += store->stats().unfinished_writes.load();  // a kill inside an overlapped commit
+    restored += store->stats().restored_records.load();
     model.Verify(store, static_cast<int>(round));
     if (::testing::Test::HasFatalFailure()) return;
   }
-  std::printf("crash test: %llu messages, %llu durable puts checked, %llu blocks recovered over %llu rounds\n",
+  std::printf("crash test: %llu messages, %llu durable puts checked, %llu blocks recovered over %llu rounds; "
+              "%llu copies of a last commit not whole at start, %llu records put back to the previous copy\n",
               static_cast<unsigned long long>(msgs), static_cast<unsigned long long>(model.durable_acks()),
-              static_cast<unsigned long long>(recovered), static_cast<unsigned long long>(rounds));
+              static_cast<unsigned long long>(recovered), static_cast<unsigned long long>(rounds),
+              static_cast<unsigned long long>(unfinished), static_cast<unsigned long long>(restored));
   EXPECT_GT(model.durable_acks(), rounds) << "too few durable puts to mean anything";
 }
 
