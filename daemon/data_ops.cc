@@ -60,50 +60,59 @@ dp::RingCompletion NamespaceOps::Put(const dp::RingRequest& req, std::span<uint8
   // staging meanwhile: that only garbles its own block (and that block's summary),
   // never daemon state, so no defensive copy is made on this hot path.
   const auto payload = std::as_bytes(staging.subspan(req.offset, size_t{req.count} * bb));
-  return PutRange(req.seq, req.layer, req.block, req.count, payload, prefix ? req.arg : 0);
+  std::vector<storage::PutRange> ranges;
+  const dp::RingCompletion claimed =
+      AddPutRanges(req.seq, req.layer, req.block, req.count, payload, prefix ? req.arg : 0, &ranges, &scratch_);
+  if (!IsOk(claimed)) return claimed;
+  // Under write-through the blocks of the put (every KV head's) share one D commit.
+  rt_->store().PutRanges(ranges);
+  return FinishPutRanges(ranges);
 }
 
-dp::RingCompletion NamespaceOps::PutRange(uint64_t seq, uint32_t layer, uint32_t block, uint32_t count,
-                                          std::span<const std::byte> payload, uint64_t prefix_hash) {
+dp::RingCompletion NamespaceOps::AddPutRanges(uint64_t seq, uint32_t layer, uint32_t block, uint32_t count,
+                                              std::span<const std::byte> payload, uint64_t prefix_hash,
+                                              std::vector<storage::PutRange>* ranges, std::vector<std::byte>* split) {
   if (Status st = rt_->owners().ClaimForWrite(seq, caller_); !st.ok()) return FromStatus(st, 0);
   const uint64_t stored_hash = prefix_hash ? ScopedPrefixHash(prefix_hash, caller_.uid) : 0;
-  if (!rt_->per_head()) return StoreBlocks(seq, layer, block, count, payload, stored_hash);
-  // Per KV head: each head's run of blocks goes to its stored layer. A failure
-  // stops at the head it hit; the count is what every head holds.
-  const HeadLayout l = HeadLayout::Of(rt_->model(), rt_->model().block_tokens);
-  scratch_.resize(payload.size());
-  SplitHeads(l, count, payload, scratch_);
-  const size_t run = size_t{count} * l.head_bytes();
-  uint64_t durable = 1, deduplicated = count;
-  for (uint32_t h = 0; h < l.kv; ++h) {
-    const dp::RingCompletion c = StoreBlocks(seq, StoredLayer(layer, l.kv, h), block, count,
-                                             std::span<const std::byte>(scratch_).subspan(h * run, run), stored_hash);
-    if (!IsOk(c)) return c;
-    durable &= c.value;
-    deduplicated = std::min<uint64_t>(deduplicated, c.value2);
+  auto add = [&](uint32_t stored_layer, std::span<const std::byte> bytes) {
+    rt_->open_blocks().Forget(seq, stored_layer);  // a whole-block put ends an append's open block
+    ranges->push_back({seq, stored_layer, block, count, bytes, stored_hash});
+  };
+  if (!rt_->per_head()) {
+    add(layer, payload);
+    return Done(count, 1, 0);
   }
-  return Done(count, durable, deduplicated);
+  // Per KV head: each head's run of blocks goes to its stored layer.
+  const HeadLayout l = HeadLayout::Of(rt_->model(), rt_->model().block_tokens);
+  split->resize(payload.size());
+  SplitHeads(l, count, payload, *split);
+  const size_t run = size_t{count} * l.head_bytes();
+  for (uint32_t h = 0; h < l.kv; ++h) add(StoredLayer(layer, l.kv, h), std::span<const std::byte>(*split).subspan(h * run, run));
+  return Done(count, 1, 0);
 }
 
-dp::RingCompletion NamespaceOps::StoreBlocks(uint64_t seq, uint32_t stored_layer, uint32_t block, uint32_t count,
-                                             std::span<const std::byte> payload, uint64_t stored_hash) {
+// A failure stops at the first range (KV head) it hit; the count is what every
+// range holds.
+dp::RingCompletion NamespaceOps::FinishPutRanges(std::span<const storage::PutRange> ranges) {
   const size_t bb = rt_->stored_model().BlockBytes();
-  rt_->open_blocks().Forget(seq, stored_layer);  // a whole-block put ends an append's open block
-  // Under write-through the blocks of one put share one D commit (BlockStore::PutBlocks).
-  storage::PutOutcome out;
-  const Status put = rt_->store().PutBlocks(seq, stored_layer, block, count, payload, stored_hash, &out);
-  for (uint32_t i = 0; i < out.stored; ++i) {
-    // Summaries are per sequence: a deduplicated block is summarized for this one too.
-    const Status st = rt_->retrieval().OnPut(seq, stored_layer, block + i, payload.subspan(size_t{i} * bb, bb));
-    if (!st.ok()) return FromStatus(st, i);
+  const uint32_t count = ranges.front().count;
+  uint64_t durable = 1, deduplicated = count;
+  for (const storage::PutRange& r : ranges) {
+    for (uint32_t i = 0; i < r.out.stored; ++i) {
+      // Summaries are per sequence: a deduplicated block is summarized for this one too.
+      const Status st = rt_->retrieval().OnPut(r.seq, r.layer, r.first + i, r.payload.subspan(size_t{i} * bb, bb));
+      if (!st.ok()) return FromStatus(st, i);
+    }
+    // A new full prefix block (a prefix put is one block) goes to R in the background
+    // (queued, never waited for).
+    if (r.prefix_hash != 0 && r.out.stored == 1 && r.out.deduplicated == 0) {
+      WritePrefixBlockToRemote(*rt_, r.prefix_hash, r.layer, r.payload);
+    }
+    if (!r.status.ok()) return FromStatus(r.status, r.out.stored);
+    durable &= r.out.durable == count ? 1 : 0;
+    deduplicated = std::min<uint64_t>(deduplicated, r.out.deduplicated);
   }
-  // A new full prefix block (a prefix put is one block) goes to R in the background
-  // (queued, never waited for).
-  if (stored_hash != 0 && out.stored == 1 && out.deduplicated == 0) {
-    WritePrefixBlockToRemote(*rt_, stored_hash, stored_layer, payload);
-  }
-  if (!put.ok()) return FromStatus(put, out.stored);
-  return Done(count, out.durable == count ? 1 : 0, out.deduplicated);
+  return Done(count, durable, deduplicated);
 }
 
 // `count` tokens of (seq, layer) from token `arg`, K then V ([kv_heads][count][head_dim]

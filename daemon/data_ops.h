@@ -63,19 +63,22 @@ class NamespaceOps : public OpHandler {
 
  private:
   dp::RingCompletion Put(const dp::RingRequest& req, std::span<uint8_t> staging);
-  // Put's and PutBatch's work on blocks [block, block + count) of (seq, layer) after
-  // the request's checks (count, payload size, block range): the owner claim, the
-  // per KV head split, StoreBlocks per stored layer. prefix_hash: the client's
-  // content hash (0: not a prefix block). Completion as StoreBlocks'.
-  dp::RingCompletion PutRange(uint64_t seq, uint32_t layer, uint32_t block, uint32_t count,
-                              std::span<const std::byte> payload, uint64_t prefix_hash);
-  // dp::Op::kPutBatch (data_ops_multi.cc): PutRange per entry.
+  // Put's and PutBatch's first half for blocks [block, block + count) of (seq, layer),
+  // after the request's checks (count, payload size, block range): the owner claim,
+  // then the store ranges (one per KV head in a per-head namespace, its payload split
+  // into *split, which must outlive the store call) appended to *ranges. prefix_hash:
+  // the client's content hash (0: not a prefix block). An error completion when the
+  // claim fails (nothing appended).
+  dp::RingCompletion AddPutRanges(uint64_t seq, uint32_t layer, uint32_t block, uint32_t count,
+                                  std::span<const std::byte> payload, uint64_t prefix_hash,
+                                  std::vector<storage::PutRange>* ranges, std::vector<std::byte>* split);
+  // The second half, once BlockStore::PutRanges stored one put's ranges: their
+  // retrieval summaries, R for a new prefix block. Completion: count stored, value
+  // durable (1/0), value2 deduplicated.
+  dp::RingCompletion FinishPutRanges(std::span<const storage::PutRange> ranges);
+  // dp::Op::kPutBatch (data_ops_multi.cc): every entry's ranges in one PutRanges
+  // (under write-through one D commit for the batch).
   dp::RingCompletion PutBatch(const dp::RingRequest& req, std::span<uint8_t> staging);
-  // Put's work on stored blocks [block, block + count) of (seq, stored layer): the
-  // store, their retrieval summaries, R for a new prefix block. payload: count
-  // stored blocks. Completion: count stored, value durable (1/0), value2 deduplicated.
-  dp::RingCompletion StoreBlocks(uint64_t seq, uint32_t stored_layer, uint32_t block, uint32_t count,
-                                 std::span<const std::byte> payload, uint64_t stored_hash);
   dp::RingCompletion Get(const dp::RingRequest& req, std::span<uint8_t> staging);
   // Get's work on stored blocks [block, block + count) of (seq, stored layer) into
   // out (count stored blocks); local misses of a namespace that keeps closed

@@ -87,20 +87,33 @@ dp::RingCompletion NamespaceOps::PutBatch(const dp::RingRequest& req, std::span<
   const uint64_t header = dp::BatchHeaderBytes(req.count);
   uint8_t* region = staging.data() + req.offset;
   const uint64_t max_block = rt_->store().max_blocks_per_sequence();
-  uint32_t whole = 0;
-  uint64_t stored = 0, durable = 1;
+  // First every entry's checks and store ranges (entry i's at ranges[begin[i], begin[i + 1])),
+  // then one PutRanges: under write-through one D commit for the whole batch.
+  std::vector<dp::RingCompletion> refused(req.count);
+  std::vector<storage::PutRange> ranges;
+  std::vector<size_t> begin(req.count + 1, 0);
+  std::vector<std::vector<std::byte>> splits(req.count);  // per-head copies, alive until the store call
   for (uint32_t i = 0; i < req.count; ++i) {
     const auto e = ReadAt<dp::PutBatchEntry>(region, i);
-    dp::RingCompletion c{};
+    dp::RingCompletion& c = refused[i];
     if (!GoodRange(e.first, e.count)) c = Refuse(Detail::kCount);
     else if (uint64_t{e.first} + e.count > max_block) c = Refuse(Detail::kBlock);
     else if (e.reserved != 0) c = Refuse(Detail::kFlags);
     else if (e.data_offset < header || !dp::InStaging(e.data_offset, uint64_t{e.count} * bb, req.length)) {
       c = Refuse(Detail::kRange);
     } else {  // as Put: straight from staging, no defensive copy (decision 0028)
-      c = PutRange(e.seq, req.layer, e.first, e.count,
-                   std::as_bytes(std::span(region + e.data_offset, size_t{e.count} * bb)), 0);
+      c = AddPutRanges(e.seq, req.layer, e.first, e.count,
+                       std::as_bytes(std::span(region + e.data_offset, size_t{e.count} * bb)), 0, &ranges, &splits[i]);
     }
+    begin[i + 1] = ranges.size();
+  }
+  rt_->store().PutRanges(ranges);
+  uint32_t whole = 0;
+  uint64_t stored = 0, durable = 1;
+  for (uint32_t i = 0; i < req.count; ++i) {
+    const dp::RingCompletion c =
+        begin[i + 1] > begin[i] ? FinishPutRanges(std::span(ranges).subspan(begin[i], begin[i + 1] - begin[i]))
+                                : refused[i];
     dp::PutBatchResult r{};
     r.status = c.status;
     r.detail = c.detail;

@@ -100,46 +100,62 @@ Status BlockStore::Put(SequenceId seq, uint32_t layer, uint32_t index, std::span
 
 Status BlockStore::PutBlocks(SequenceId seq, uint32_t layer, uint32_t first, uint32_t count,
                              std::span<const std::byte> payload, uint64_t prefix_hash, PutOutcome* out) {
-  *out = PutOutcome{};
-  if (count == 0) return InvalidArgument("a put of zero blocks");
-  if (prefix_hash != 0 && count != 1) return InvalidArgument("a prefix block is put alone");
-  const uint64_t last = uint64_t{first} + count - 1;
+  PutRange r{seq, layer, first, count, payload, prefix_hash};
+  PutRanges(std::span(&r, 1));
+  *out = r.out;
+  return r.status;
+}
+
+Status BlockStore::CheckPutRange(const PutRange& r) const {
+  if (r.count == 0) return InvalidArgument("a put of zero blocks");
+  if (r.prefix_hash != 0 && r.count != 1) return InvalidArgument("a prefix block is put alone");
+  const uint64_t last = uint64_t{r.first} + r.count - 1;
   if (last > UINT32_MAX) return InvalidArgument("block index " + std::to_string(last) + " out of range");
-  RETURN_IF_ERROR(CheckPutArgs(layer, static_cast<uint32_t>(last), block_bytes_));
-  if (payload.size() != size_t{count} * block_bytes_) {
-    return InvalidArgument("payload of " + std::to_string(payload.size()) + " bytes for " + std::to_string(count) +
-                           " blocks of " + std::to_string(block_bytes_));
+  RETURN_IF_ERROR(CheckPutArgs(r.layer, static_cast<uint32_t>(last), block_bytes_));
+  if (r.payload.size() != size_t{r.count} * block_bytes_) {
+    return InvalidArgument("payload of " + std::to_string(r.payload.size()) + " bytes for " +
+                           std::to_string(r.count) + " blocks of " + std::to_string(block_bytes_));
+  }
+  return OkStatus();
+}
+
+void BlockStore::PutRanges(std::span<PutRange> ranges) {
+  for (PutRange& r : ranges) {
+    r.out = PutOutcome{};
+    r.status = CheckPutRange(r);
   }
   MutexLock lock(&mu_);
-  if (prefix_hash != 0) NotePrefixUse(prefix_hash);
   // Blocks placed and pinned, their D writes not made yet: under write-through they
   // go to D as one commit, a group at most a slice of G + H (they stay pinned).
   // Without group commit each block has its own commit (the behaviour before it).
   const size_t max_pending =
       options_.group_commit ? std::clamp<size_t>((g_->num_slots() + h_->num_slots()) / 8, 1, 64) : 1;
   std::vector<PlacedBlock> placed;
-  placed.reserve(std::min<size_t>(count, max_pending));
-  for (uint32_t i = 0; i < count; ++i) {
-    bool dedup = false, dur = false;
-    BlockRef ref = kNoBlock;
-    const uint32_t index = first + i;
-    Status st = PlaceBlock(lock, seq, layer, index, payload.subspan(size_t{i} * block_bytes_, block_bytes_),
-                           prefix_hash, &ref, &dedup, &dur);
-    if (!st.ok()) {
-      FinishPlaced(lock, seq, prefix_hash, &placed, out);
-      return st;
+  for (size_t k = 0; k < ranges.size(); ++k) {
+    PutRange& r = ranges[k];
+    if (!r.status.ok()) continue;
+    if (r.prefix_hash != 0) NotePrefixUse(r.prefix_hash);
+    for (uint32_t i = 0; i < r.count; ++i) {
+      bool dedup = false, dur = false;
+      BlockRef ref = kNoBlock;
+      const uint32_t index = r.first + i;
+      r.status = PlaceBlock(lock, r.seq, r.layer, index, r.payload.subspan(size_t{i} * block_bytes_, block_bytes_),
+                            r.prefix_hash, &ref, &dedup, &dur);
+      if (!r.status.ok()) {  // the range stops here; the pinned blocks go now (they may be what is missing)
+        FinishPlaced(lock, ranges, &placed);
+        break;
+      }
+      ++r.out.stored;
+      if (ref == kNoBlock) {  // shared with a stored prefix block
+        r.out.deduplicated += dedup;
+        r.out.durable += dur;
+        continue;
+      }
+      placed.push_back({ref, k, index});
+      if (placed.size() >= max_pending) FinishPlaced(lock, ranges, &placed);
     }
-    ++out->stored;
-    if (ref == kNoBlock) {  // shared with a stored prefix block
-      out->deduplicated += dedup;
-      out->durable += dur;
-      continue;
-    }
-    placed.push_back({ref, layer, index});
-    if (placed.size() >= max_pending) FinishPlaced(lock, seq, prefix_hash, &placed, out);
   }
-  FinishPlaced(lock, seq, prefix_hash, &placed, out);
-  return OkStatus();
+  FinishPlaced(lock, ranges, &placed);
 }
 
 // Lock held: the in-memory half of a put. On success *ref is the block, placed and
@@ -214,8 +230,7 @@ Status BlockStore::PlaceBlock(MutexLock& lock, SequenceId seq, uint32_t layer, u
 // Lock held: the rest of the puts of *placed. Under write-through their D writes go
 // as one commit (shared with other writers' under group commit); each block is
 // durable once that commit (and its prefix link) is. Empties *placed.
-void BlockStore::FinishPlaced(MutexLock& lock, SequenceId seq, uint64_t prefix_hash,
-                              std::vector<PlacedBlock>* placed, PutOutcome* out) {
+void BlockStore::FinishPlaced(MutexLock& lock, std::span<PutRange> ranges, std::vector<PlacedBlock>* placed) {
   if (placed->empty()) return;
   std::vector<bool> on_disk;  // stays empty under write-back (no D write, nothing durable)
   if (policy_.write == WritePolicy::kWriteThrough) {
@@ -227,12 +242,13 @@ void BlockStore::FinishPlaced(MutexLock& lock, SequenceId seq, uint64_t prefix_h
   }
   for (size_t k = 0; k < placed->size(); ++k) {
     const PlacedBlock& p = (*placed)[k];
+    PutRange& r = ranges[p.range];
     Unpin(p.ref);
     Touch(p.ref);
-    const bool linked = prefix_hash == 0 || PersistLink(seq, p.layer, p.index, prefix_hash).ok();
+    const bool linked = r.prefix_hash == 0 || PersistLink(r.seq, r.layer, p.index, r.prefix_hash).ok();
     ++stats_.puts;
     stats_.put_bytes += block_bytes_;
-    out->durable += !on_disk.empty() && on_disk[k] && linked;
+    r.out.durable += !on_disk.empty() && on_disk[k] && linked;
     MaybeFree(p.ref);  // the sequence may have been dropped while the block was written to D
   }
   placed->clear();

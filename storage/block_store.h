@@ -157,6 +157,16 @@ struct PutOutcome {
   uint32_t stored = 0, durable = 0, deduplicated = 0;
 };
 
+// One range of BlockStore::PutRanges: PutBlocks' arguments, and its outcome.
+struct PutRange {
+  SequenceId seq = 0;
+  uint32_t layer = 0, first = 0, count = 0;
+  std::span<const std::byte> payload;  // count blocks back to back
+  uint64_t prefix_hash = 0;
+  PutOutcome out;  // set by PutRanges
+  Status status;   // set by PutRanges: PutBlocks' result for this range
+};
+
 struct Lease {
   uint64_t id = 0;
   std::vector<LeasedBlock> blocks;  // resident blocks, in the order asked
@@ -190,6 +200,11 @@ class BlockStore {
   // fails and returns why; out->stored says how many blocks before it were stored.
   Status PutBlocks(SequenceId seq, uint32_t layer, uint32_t first, uint32_t count,
                    std::span<const std::byte> payload, uint64_t prefix_hash, PutOutcome* out);
+  // Several PutBlocks in one call: each range is stored as PutBlocks stores it (its
+  // own status and outcome; a failing range does not stop the others), and under
+  // write-through the D writes of all of them share commits — a batch of sequences,
+  // or the KV heads of a per-head put, costs one sync instead of one per range.
+  void PutRanges(std::span<PutRange> ranges);
   // Copies one block into out (model.BlockBytes() bytes). A block only on D is
   // brought into H (or, when H has no room, read straight into out). kNotFound when
   // absent. kCorruption when its D copy fails verification twice (the D copy is
@@ -316,13 +331,14 @@ class BlockStore {
   // through and unpinned.
   struct PlacedBlock {
     BlockRef ref;
-    uint32_t layer, index;
+    size_t range;  // in PutRanges' ranges
+    uint32_t index;
   };
   Status PlaceBlock(MutexLock& lock, SequenceId seq, uint32_t layer, uint32_t index,
                     std::span<const std::byte> payload, uint64_t prefix_hash, BlockRef* placed, bool* deduplicated,
                     bool* durable) REQUIRES(mu_);
-  void FinishPlaced(MutexLock& lock, SequenceId seq, uint64_t prefix_hash,
-                    std::vector<PlacedBlock>* placed, PutOutcome* out) REQUIRES(mu_);
+  void FinishPlaced(MutexLock& lock, std::span<PutRange> ranges, std::vector<PlacedBlock>* placed) REQUIRES(mu_);
+  Status CheckPutRange(const PutRange& r) const;  // no lock needed
   // H -> G for the refs that can move, as one batched copy (BlockMover: one gather
   // launch on a GPU); returns how many moved. A block stays on H when a transfer
   // reads its H copy, a lease was handed its H location, or G is full of pinned or

@@ -147,6 +147,41 @@ TEST_F(BatchedAcquirePutTest, PutBatchStoresEveryItemAndFailsABadOneAlone) {
   EXPECT_TRUE(got == half);
 }
 
+// Under write-through a batch of sequences is one D commit, and so is a put to a
+// per-head namespace (one store range per KV head); every item is durable.
+TEST_F(BatchedAcquirePutTest, UnderWriteThroughABatchIsOneDiskCommit) {
+  for (const std::string ns : {"layer", "head"}) {
+    SCOPED_TRACE(ns);
+    ASSERT_TRUE(client_->SetPolicy(ns, R"({"write": "write-through"})").ok());
+    auto stats = client_->Stats();
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+    auto commits = [&] {
+      return testing::MetricValue(testing::HttpGet(stats->metrics_url), "tierkv_disk_commits_total",
+                                  {"namespace=\"" + ns + "\""});
+    };
+    auto ch = Open(ns);
+    ASSERT_NE(ch, nullptr);
+    const double before = commits();
+    std::vector<std::vector<std::byte>> data;
+    std::vector<DataChannel::PutItem> items;
+    // One block each: a put pins at most (G + H slots) / 8 blocks before it commits.
+    for (uint64_t s = 1; s <= 4; ++s) data.push_back(Blocks(20 + s, 1, 0, 1));
+    for (uint64_t s = 1; s <= 4; ++s) items.push_back({20 + s, 0, data[s - 1]});
+    auto r = ch->PutBatch(1, items);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->stored_items, 4u);
+    EXPECT_TRUE(r->durable);
+    EXPECT_EQ(commits() - before, 1.0) << "4 sequences (x 2 KV heads in \"head\"), one commit";
+    bool durable = false;
+    ASSERT_TRUE(ch->Put(30, 1, 0, Blocks(30, 1, 0, 3), 0, &durable).ok());
+    EXPECT_TRUE(durable);
+    EXPECT_EQ(commits() - before, 2.0) << "one put of 3 blocks (x 2 KV heads), one commit";
+    std::vector<std::byte> got(kBlockBytes);
+    ASSERT_TRUE(ch->Get(23, 1, 0, got).ok());
+    EXPECT_TRUE(got == data[2]);
+  }
+}
+
 TEST_F(BatchedAcquirePutTest, AcquireBatchPinsEveryItemUnderOneLease) {
   PutFour(*ch_);
   std::vector<DataChannel::AcquireItem> items{{4, 1, 4}, {1, 0, 3}, {9, 0, 1} /* no such sequence */, {3, 2, 3}};

@@ -171,6 +171,32 @@ TEST_F(GroupCommitTest, TheBlocksOfOnePutShareOneCommitAndSurviveARestart) {
   for (uint32_t i = 0; i < 16; ++i) Expect(9, 1, 100 + i, std::span(payload).subspan(i * bb, bb));
 }
 
+// PutRanges (a batch of sequences, or the KV heads of a per-head put): every range's
+// D writes share one commit; a bad range fails alone.
+TEST_F(GroupCommitTest, TheRangesOfOnePutRangesShareOneCommit) {
+  Open(true);
+  const size_t bb = SmallModel().BlockBytes();
+  const auto payload = Block(2, 8);
+  std::vector<PutRange> ranges;
+  for (uint32_t s = 0; s < 4; ++s) {
+    ranges.push_back({10 + s, 0, 7, 2, std::span(payload).subspan(s * 2 * bb, 2 * bb), 0});
+  }
+  ranges.push_back({20, 0, 0, 0, {}, 0});  // zero blocks: refused alone
+  store_->PutRanges(ranges);
+  for (uint32_t s = 0; s < 4; ++s) {
+    ASSERT_OK(ranges[s].status);
+    EXPECT_EQ(ranges[s].out.stored, 2u);
+    EXPECT_EQ(ranges[s].out.durable, 2u);
+  }
+  EXPECT_EQ(ranges[4].status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ranges[4].out.stored, 0u);
+  EXPECT_EQ(store_->stats().disk_commits.load(), 1u) << "4 sequences x 2 blocks, one commit";
+  Open(true);
+  for (uint32_t s = 0; s < 4; ++s) {
+    for (uint32_t i = 0; i < 2; ++i) Expect(10 + s, 0, 7 + i, std::span(payload).subspan((s * 2 + i) * bb, bb));
+  }
+}
+
 TEST_F(GroupCommitTest, PutBlocksChecksItsArguments) {
   Open(true);
   const size_t bb = SmallModel().BlockBytes();
