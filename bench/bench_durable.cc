@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "bench/bench_util.h"
+#include "storage/side_thread.h"
 #include "tests/util/daemon_process.h"
 #include "tests/util/temp_dir.h"
 #include "tierkv/client.h"
@@ -160,6 +161,58 @@ double MeasureRaw(const std::string& dir, uint32_t kib, uint32_t writers, uint32
   close(fd);
   unlink(path.c_str());
   return static_cast<double>(synced.load()) / s;
+}
+
+// What a commit's two syncs cost on this device, no daemon: a 16-slot O_DIRECT
+// overwrite + fdatasync (the D data), a 2 KiB append + fdatasync (RocksDB's WAL),
+// each alone, both at once (the append on a side thread, as the daemon's
+// manifest writer), and one after the other. Microseconds
+// per pair (or per op alone), mean over `iters`.
+struct SyncPair {
+  double data = 0, wal = 0, at_once = 0, in_a_row = 0;
+};
+
+SyncPair MeasureSyncPair(const std::string& dir, int iters) {
+  const size_t bytes = 16 * (8192 + 512);
+  const std::string data_path = dir + "/pair-data", wal_path = dir + "/pair-wal";
+  const int data = open(data_path.c_str(), O_RDWR | O_CREAT | O_DIRECT, 0600);
+  const int wal = open(wal_path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+  void* buf = nullptr;
+  if (data < 0 || wal < 0 || posix_memalign(&buf, 4096, bytes) != 0) std::abort();
+  std::memset(buf, 0x5a, bytes);
+  if (pwrite(data, buf, bytes, 0) != static_cast<ssize_t>(bytes) || fdatasync(data) != 0) std::abort();
+  char record[2048];
+  std::memset(record, 0x33, sizeof record);
+  auto data_op = [&] {
+    if (pwrite(data, buf, bytes, 0) != static_cast<ssize_t>(bytes) || fdatasync(data) != 0) std::abort();
+  };
+  auto wal_op = [&] {
+    if (write(wal, record, sizeof record) != static_cast<ssize_t>(sizeof record) || fdatasync(wal) != 0) std::abort();
+  };
+  auto time = [&](auto&& op) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < iters; ++i) op();
+    return bench::SecondsSince(t0) * 1e6 / iters;
+  };
+  SyncPair p;
+  p.data = time(data_op);
+  p.wal = time(wal_op);
+  storage::SideThread side;  // as the daemon's manifest writer
+  p.at_once = time([&] {
+    side.Run(wal_op);
+    data_op();
+    side.Wait();
+  });
+  p.in_a_row = time([&] {
+    data_op();
+    wal_op();
+  });
+  std::free(buf);
+  close(data);
+  close(wal);
+  unlink(data_path.c_str());
+  unlink(wal_path.c_str());
+  return p;
 }
 
 double Commits(const std::string& metrics_url, uint32_t kib) {
@@ -313,6 +366,13 @@ int main(int argc, char** argv) {
               "baseline). raw: the same writers writing the same blocks to a file of\n"
               "their own with O_DIRECT and fdatasync each time, no daemon, no manifest (the device's synced-write\n"
               "rate). target: >= 10x with 4 writers, 8-64 KiB blocks\n");
+  // The device's two syncs (what a commit makes), no daemon.
+  const SyncPair pair = MeasureSyncPair(dirs[0]->path(), 300);
+  std::printf("\nthe device's two syncs, no daemon (us): 16 x 8.5 KiB O_DIRECT write + fdatasync %.0f; 2 KiB append +\n"
+              "fdatasync %.0f; both at once (a side thread) %.0f; one after the other %.0f\n",
+              pair.data, pair.wal, pair.at_once, pair.in_a_row);
+  doc["sync_pair_us"] = {{"data_write_sync", pair.data}, {"wal_append_sync", pair.wal},
+                         {"at_once", pair.at_once}, {"in_a_row", pair.in_a_row}};
   bench::WriteJson(json_path, doc);
   return 0;
 }

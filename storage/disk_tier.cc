@@ -463,18 +463,9 @@ void DiskTier::RetireFreeSlots(const Device& dev) {
 }
 
 Status DiskTier::Sync() {
-  for (auto& dev : devices_) {
-    if (dev->failed.load()) continue;
-    for (size_t i = 0; i < dev->fds.size(); ++i) {
-      if (fdatasync(dev->fds[i]) != 0) {
-        Status st = FromErrno(errno, "fdatasync " + dev->paths[i]);
-        if (num_devices() == 1) return st;
-        MarkFailed(*dev, st.ToString());
-        break;
-      }
-    }
-  }
-  return OkStatus();
+  std::vector<std::vector<bool>> all(devices_.size());
+  for (size_t d = 0; d < devices_.size(); ++d) all[d].assign(devices_[d]->fds.size(), true);
+  return SyncFiles(all);
 }
 
 Status DiskTier::SyncSlots(std::span<const SlotId> slots) {
@@ -484,16 +475,40 @@ Status DiskTier::SyncSlots(std::span<const SlotId> slots) {
     if (s >= num_slots()) return InvalidArgument(name() + ": SyncSlots: slot " + std::to_string(s) + " out of range");
     dirty[DeviceOf(s)][(s / num_devices()) / slots_per_slab_] = true;
   }
+  return SyncFiles(dirty);
+}
+
+// The syncs go through the device's engines (IoOp::kSync) like every other I/O, so
+// fault injection sees them. A failed sync fails the call with one device, and marks
+// the device failed with several (its blocks are lost as blocks, the rest serves).
+Status DiskTier::SyncFiles(const std::vector<std::vector<bool>>& files) {
   for (auto& dev : devices_) {
     if (dev->failed.load()) continue;
+    std::vector<io::IoRequest> syncs;
     for (size_t i = 0; i < dev->fds.size(); ++i) {
-      if (dirty[dev->index][i] && fdatasync(dev->fds[i]) != 0) {
-        Status st = FromErrno(errno, "fdatasync " + dev->paths[i]);
-        if (num_devices() == 1) return st;
-        MarkFailed(*dev, st.ToString());
-        break;
-      }
+      if (!files[dev->index][i]) continue;
+      io::IoRequest r;
+      r.op = io::IoOp::kSync;
+      r.file = static_cast<uint32_t>(i);
+      r.user_data = i;
+      syncs.push_back(r);
     }
+    if (syncs.empty()) continue;
+    Status st;
+    Result<std::unique_ptr<io::IoEngine>> engine = AcquireEngine(*dev);
+    if (engine.ok()) {
+      std::vector<int32_t> results(syncs.size());
+      st = io::RunIoBatch(**engine, syncs, results);
+      ReleaseEngine(*dev, std::move(engine).value(), st.ok());
+      for (size_t k = 0; k < syncs.size() && st.ok(); ++k) {
+        if (results[k] < 0) st = FromErrno(-results[k], "fdatasync " + dev->paths[syncs[k].file]);
+      }
+    } else {
+      st = engine.status();
+    }
+    if (st.ok()) continue;
+    if (num_devices() == 1) return st;
+    MarkFailed(*dev, st.ToString());
   }
   return OkStatus();
 }

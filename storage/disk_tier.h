@@ -198,6 +198,8 @@ class DiskTier final : public Tier {
   uint32_t DeviceSlots(uint32_t d) const;  // slots on device d
 
   Result<std::unique_ptr<io::IoEngine>> AcquireEngine(Device& dev);
+  // fdatasync of device d's slab file i for every files[d][i] set (Sync, SyncSlots).
+  Status SyncFiles(const std::vector<std::vector<bool>>& files);
   void ReleaseEngine(Device& dev, std::unique_ptr<io::IoEngine> engine, bool healthy);
   // Runs a batch: split per device, each part on one of its device's engines.
   void RunBatch(std::vector<Pending>& ops);

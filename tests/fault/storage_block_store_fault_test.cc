@@ -213,6 +213,32 @@ TEST_F(BlockStoreFaultTest, FailedWriteThroughKeepsTheLastDurableVersion) {
   }
 }
 
+// A failed fdatasync of the D slab (EIO or ENOSPC on the sync; the D tier's syncs go
+// through its I/O engines): the put is stored in memory, not acknowledged durable,
+// and the record the overlapped commit wrote beside the data is put back to the
+// durable copy at once; after a restart the last durable version is read.
+TEST_F(BlockStoreFaultTest, AFailedSyncKeepsTheLastDurableVersion) {
+  for (io::FaultKind kind : {io::FaultKind::kIoError, io::FaultKind::kNoSpace}) {
+    SCOPED_TRACE(kind == io::FaultKind::kIoError ? "EIO" : "ENOSPC");
+    Open(WritePolicy::kWriteThrough);
+    bool durable = false;
+    ASSERT_OK(store_->Put(1, 0, 5, Block(5, 1), 0, nullptr, &durable));
+    ASSERT_TRUE(durable);
+    const uint64_t faults = injector_->counts().total();
+    injector_->AddRule({kind, io::FaultTarget::kSyncs, 0, 0, 1});
+    ASSERT_OK(store_->Put(1, 0, 5, Block(5, 2), 0, nullptr, &durable));
+    EXPECT_FALSE(durable);
+    EXPECT_EQ(injector_->counts().total() - faults, 1u) << "the sync went through the engine";
+    EXPECT_EQ(store_->stats().restored_records.load(), 1u);
+    ASSERT_OK(Read(5, 2));  // memory serves the new version
+    injector_->ClearRules();
+    Open(WritePolicy::kWriteThrough);
+    ASSERT_OK(Read(5, 1));
+    EXPECT_EQ(store_->stats().stale_records.load(), 0u);
+    ASSERT_OK(store_->DropSequence(1));
+  }
+}
+
 // A crash inside an overlapped commit (decision 0016, one sync per commit): the
 // group's manifest batch landed, its data did not land whole. Made by hand: once
 // version 1 of block 5 is durable, the manifest gets what the group's batch would
