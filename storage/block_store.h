@@ -382,6 +382,9 @@ class BlockStore {
   // the previous copy when its slot still holds the block whole, else a delete, into
   // *batch. Counts the restored ones (stats) and the deleted ones (*deleted).
   Status RestorePrevious(std::span<const PendingWrite> writes, Manifest::Batch* batch, uint64_t* deleted);
+  // Whether w's record still names w's slot and generation (a later version or a
+  // delete has not replaced it).
+  Result<bool> RecordNames(const PendingWrite& w) const;
   // Open: the pending writes of the last commit group whose new copies are not whole
   // get their previous copy's record back (before the records are adopted); those
   // without one lose their record.

@@ -228,14 +228,20 @@ void BlockStore::CommitOverlapped(std::span<WriteJob* const> jobs) {
   unresolved_ = std::move(failed);
 }
 
+Result<bool> BlockStore::RecordNames(const PendingWrite& w) const {
+  auto v = manifest_->Get(Cf::kBlocks, w.key);
+  if (v.status().code() == StatusCode::kNotFound) return false;
+  RETURN_IF_ERROR(v.status());
+  auto rec = DecodeBlockRecord(*v);
+  return rec.ok() && rec->disk_slot == w.slot && rec->generation == w.generation;
+}
+
 Status BlockStore::RestorePrevious(std::span<const PendingWrite> writes, Manifest::Batch* batch, uint64_t* deleted) {
   std::vector<const PendingWrite*> named;  // the writes whose record still names them
   std::vector<DiskTier::HeaderRead> previous;
   for (const PendingWrite& w : writes) {
-    auto v = manifest_->Get(Cf::kBlocks, w.key);
-    if (!v.ok() && v.status().code() != StatusCode::kNotFound) return v.status();
-    auto rec = v.ok() ? DecodeBlockRecord(*v) : Result<BlockRecord>(v.status());
-    if (!rec.ok() || rec->disk_slot != w.slot || rec->generation != w.generation) continue;
+    ASSIGN_OR_RETURN(const bool names, RecordNames(w));
+    if (!names) continue;
     named.push_back(&w);
     if (w.previous < d_->num_slots()) previous.push_back({w.previous, /*verify_payload=*/true});
   }

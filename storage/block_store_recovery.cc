@@ -76,6 +76,8 @@ Status BlockStore::ResolvePendingWrites() {
     std::vector<const PendingWrite*> read_of;
     for (const PendingWrite& w : chunk) {
       if (w.slot >= d_->num_slots()) continue;  // AdoptRecords drops its record
+      ASSIGN_OR_RETURN(const bool names, RecordNames(w));
+      if (!names) continue;  // replaced or deleted since: not this commit's to repair
       reads.push_back({w.slot, /*verify_payload=*/true});
       read_of.push_back(&w);
     }
