@@ -49,6 +49,7 @@ rocksdb::Status OpenDb(const std::string& dir, rocksdb::DB** db, std::vector<roc
   options.create_missing_column_families = true;
   options.max_background_jobs = 2;
   options.keep_log_file_num = 4;
+  options.max_open_files = kMaxOpenTableFiles;
   options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   options.max_bgerror_resume_count = 0;  // no recovery touching a failed WAL (see NoAutoRecovery)
   options.listeners.push_back(std::make_shared<NoAutoRecovery>());

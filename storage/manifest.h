@@ -28,6 +28,10 @@ namespace tierkv::storage {
 
 enum class Cf : int { kBlocks = 0, kSequences, kNamespaces, kPolicies, kPostings, kMeta };
 inline constexpr int kNumCfs = 6;
+// Table (SST) files RocksDB keeps open at most (its table cache): each memtable flush
+// adds one until a compaction merges them, so a long-running daemon's descriptors
+// stay bounded (-1, RocksDB's default, keeps every table file open).
+inline constexpr int kMaxOpenTableFiles = 64;
 std::string_view CfName(Cf cf);
 
 class Manifest {

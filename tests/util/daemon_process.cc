@@ -190,7 +190,12 @@ Footprint Measure(pid_t pid) {
   Footprint f;
   const std::string proc = "/proc/" + std::to_string(pid);
   for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(proc + "/task")) ++f.threads;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(proc + "/fd")) ++f.fds;
+  for (const auto& e : std::filesystem::directory_iterator(proc + "/fd")) {
+    ++f.fds;
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (!ec && target.size() > 4 && target.compare(target.size() - 4, 4, ".sst") == 0) ++f.table_fds;
+  }
   std::ifstream status(proc + "/status");
   std::string line;
   while (std::getline(status, line)) {

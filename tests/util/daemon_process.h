@@ -58,9 +58,11 @@ std::string HttpGet(const std::string& url);
 double MetricValue(const std::string& exposition, const std::string& name,
                    const std::vector<std::string>& label_pairs = {});
 
-// What a process holds, from /proc/PID: threads, open descriptors, resident memory.
+// What a process holds, from /proc/PID: threads, open descriptors (and of them the
+// manifest's RocksDB table files, which flushes add and compactions remove, at most
+// storage/manifest.h's kMaxOpenTableFiles), resident memory.
 struct Footprint {
-  size_t threads = 0, fds = 0;
+  size_t threads = 0, fds = 0, table_fds = 0;
   uint64_t rss_kib = 0;
 };
 Footprint Measure(pid_t pid);
