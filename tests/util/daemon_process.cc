@@ -194,7 +194,7 @@ Footprint Measure(pid_t pid) {
     ++f.fds;
     std::error_code ec;
     const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
-    if (!ec && target.size() > 4 && target.compare(target.size() - 4, 4, ".sst") == 0) ++f.table_fds;
+    if (!ec && target.find(".sst") != std::string::npos) ++f.table_fds;  // also "NNN.sst (deleted)"
   }
   std::ifstream status(proc + "/status");
   std::string line;
