@@ -14,6 +14,7 @@
 #include "daemon/process_metrics.h"
 #include "daemon/remote_link.h"
 #include "daemon/storage_metrics.h"
+#include "kernels/backend.h"
 #include "kernels/gpu_runtime.h"
 
 namespace tierkv::daemon {
@@ -33,6 +34,7 @@ Daemon::~Daemon() {
 Status Daemon::Start() {
   LOG(INFO) << "tierkvd " << TIERKV_VERSION << " starting; data in " << config_.daemon.data_dir;
   LOG(INFO) << "GPU: " << kernels::DescribeGpus();
+  LOG(INFO) << "CPU scoring on " << kernels::CpuVectorUnit();
   if (!KernelSupportsFutureWriteSeal()) {
     LOG(ERROR) << "the kernel lacks F_SEAL_FUTURE_WRITE (Linux >= 5.1 needed): arenas cannot be made read-only "
                   "for clients, so open_channel will refuse to share them (docs/security.md)";

@@ -21,4 +21,10 @@ Backend DefaultBackend();
 // OK for kCpu; for kCuda OK when a device exists, else kNotSupported naming `what`.
 Status CheckBackend(Backend backend, std::string_view what);
 
+// The vector unit kCpu's scoring loops run on in this process: "avx512", "avx2"
+// or "portable" — the widest this CPU has, or the one the environment variable
+// TIERKV_CPU_SIMD names (portable | avx2 | avx512; one the CPU lacks is ignored
+// with a warning on stderr). Chosen once, at the first call of any kCpu scoring.
+std::string_view CpuVectorUnit();
+
 }  // namespace tierkv::kernels

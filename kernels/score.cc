@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu_math.h"
+#include "kernels/cpu_simd.h"
 #include "kernels/half.h"
 #include "kernels/launch.h"
 
@@ -50,34 +50,38 @@ Status Validate(const ScoreArgs& a) {
   return bad("unknown mode");
 }
 
-// Row `offset` of f32 data in place, or converted into buf.
-const float* RowAsFloat(const void* data, DType dtype, size_t offset, size_t n, float* buf) {
-  if (dtype == DType::kF32) return static_cast<const float*>(data) + offset;
-  LoadRowAsFloat(data, dtype, offset, n, buf);
-  return buf;
-}
-
-// s[h * B + b] for the summary modes.
+// s[h * B + b] for the summary modes: f32 rows are read in place (scoring is bound
+// by reading the summaries), f16/bf16 rows converted a chunk of blocks at a time.
 void SummaryScoresCpu(const ScoreArgs& a, float* s) {
-  const size_t D = a.head_dim, B = a.num_blocks, G = a.num_q_heads / a.num_kv_heads;
-  std::vector<float> lo(D), hi(D);
+  const size_t B = a.num_blocks, per_block = size_t{a.num_kv_heads} * a.head_dim;
   const bool minmax = a.mode == ScoreMode::kMinMax;
-  for (size_t b = 0; b < B; ++b) {
-    for (size_t g = 0; g < a.num_kv_heads; ++g) {
-      const size_t row = (b * a.num_kv_heads + g) * D;
-      // f32 rows are read in place (no copy: scoring is bound by reading the summaries).
-      const float *l = lo.data(), *u = hi.data();
-      if (minmax) {
-        l = RowAsFloat(a.min_keys, a.summary_dtype, row, D, lo.data());
-        u = RowAsFloat(a.max_keys, a.summary_dtype, row, D, hi.data());
-      } else {
-        l = RowAsFloat(a.mean_keys, a.summary_dtype, row, D, lo.data());
-      }
-      for (size_t h = g * G; h < (g + 1) * G; ++h) {
-        const float* q = a.query + h * D;
-        s[h * B + b] = minmax ? internal::BoundF32(q, l, u, D) : internal::DotF32(q, l, D);
-      }
-    }
+  const void* lo = minmax ? a.min_keys : a.mean_keys;
+  const void* hi = minmax ? a.max_keys : nullptr;
+  internal::SummaryRowsArgs r;
+  r.query = a.query;
+  r.num_q_heads = a.num_q_heads;
+  r.num_kv_heads = a.num_kv_heads;
+  r.head_dim = a.head_dim;
+  r.s_stride = B;
+  if (a.summary_dtype == DType::kF32) {
+    r.lo = static_cast<const float*>(lo);
+    r.hi = static_cast<const float*>(hi);
+    r.num_blocks = B;
+    r.s = s;
+    internal::SummaryRowScores(r);
+    return;
+  }
+  constexpr size_t kChunk = 64;
+  std::vector<float> lo_rows(kChunk * per_block), hi_rows(hi != nullptr ? kChunk * per_block : 0);
+  for (size_t b0 = 0; b0 < B; b0 += kChunk) {
+    const size_t n = std::min(kChunk, B - b0);
+    LoadRowAsFloat(lo, a.summary_dtype, b0 * per_block, n * per_block, lo_rows.data());
+    if (hi != nullptr) LoadRowAsFloat(hi, a.summary_dtype, b0 * per_block, n * per_block, hi_rows.data());
+    r.lo = lo_rows.data();
+    r.hi = hi != nullptr ? hi_rows.data() : nullptr;
+    r.num_blocks = n;
+    r.s = s + b0;
+    internal::SummaryRowScores(r);
   }
 }
 
@@ -122,12 +126,8 @@ void CombineCpu(const ScoreArgs& a, float scale, const float* s) {
   for (size_t h = 0; h < H; ++h) {
     const float* sh = s + h * B;
     const float mx = *std::max_element(sh, sh + B);
-    float z = 0.f;
-    for (size_t b = 0; b < B; ++b) {
-      p[b] = std::exp(scale * (sh[b] - mx));
-      z += p[b];
-    }
-    for (size_t b = 0; b < B; ++b) out[b] += p[b] / z;
+    const float z = internal::ExpShiftedSum(sh, B, scale, mx, p.data());
+    internal::ScaledAdd(1.f / z, p.data(), out, B);
   }
 }
 

@@ -67,7 +67,7 @@ void ExpectClose(const std::vector<float>& got, const std::vector<double>& want,
 
 TEST(KernelsScoreCpuTest, SummaryModesMatchNaive) {
   std::mt19937_64 rng(5);
-  const Shape shapes[] = {{1, 1, 1, 1}, {4, 2, 7, 5}, {32, 8, 128, 64}, {8, 8, 100, 9}, {6, 2, 33, 17}};
+  const Shape shapes[] = {{1, 1, 1, 1}, {4, 2, 7, 5}, {32, 8, 128, 64}, {8, 8, 100, 9}, {6, 2, 33, 17}, {4, 1, 16, 130}};
   for (const Shape& sh : shapes) {
     for (DType sd : testing::kAllDTypes) {
       for (ScoreMode mode : {ScoreMode::kMinMax, ScoreMode::kMean}) {

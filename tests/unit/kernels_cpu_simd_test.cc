@@ -1,0 +1,135 @@
+// Every CPU vector variant this machine can run (cpu_simd.h: portable, AVX2,
+// AVX-512) against naive double-precision formulas, on shapes whose head_dim,
+// group size and block count leave tails for each vector width.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu_simd.h"
+#include "tests/unit/kernels_test_util.h"
+
+namespace tierkv::kernels::internal {
+namespace {
+
+std::vector<const CpuSimdOps*> Variants() {
+  std::vector<const CpuSimdOps*> v = {&PortableOps()};
+  if (Avx2Ops() != nullptr) v.push_back(Avx2Ops());
+  if (Avx512Ops() != nullptr) v.push_back(Avx512Ops());
+  return v;
+}
+
+TEST(KernelsCpuSimdTest, TheDispatchedVariantIsTheWidestThisCpuHas) {
+  if (std::getenv("TIERKV_CPU_SIMD") != nullptr) GTEST_SKIP() << "TIERKV_CPU_SIMD chooses the variant";
+  const char* want = Avx512Ops() != nullptr ? "avx512" : Avx2Ops() != nullptr ? "avx2" : "portable";
+  EXPECT_STREQ(CpuSimdName(), want);
+}
+
+TEST(KernelsCpuSimdTest, SummaryRowsMatchNaive) {
+  struct Shape {
+    size_t q, kv, d, blocks;
+  };
+  const Shape shapes[] = {{1, 1, 1, 1}, {4, 2, 7, 5}, {32, 8, 128, 67}, {6, 2, 33, 9}, {12, 4, 24, 13}, {5, 1, 130, 3}};
+  std::mt19937_64 rng(11);
+  for (const CpuSimdOps* ops : Variants()) {
+    for (const Shape& sh : shapes) {
+      for (bool minmax : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << ops->name << " q=" << sh.q << " kv=" << sh.kv << " d=" << sh.d
+                                          << " blocks=" << sh.blocks << " minmax=" << minmax);
+        const size_t n = sh.blocks * sh.kv * sh.d, stride = sh.blocks + 3;
+        const std::vector<float> q = testing::RandomFloats(rng, sh.q * sh.d, -2.f, 2.f);
+        const std::vector<float> lo = testing::RandomFloats(rng, n, -1.f, 1.f);
+        std::vector<float> hi(n);
+        for (size_t i = 0; i < n; ++i) hi[i] = lo[i] + static_cast<float>(rng() % 1000) / 500.f;
+        const float kUnset = -12345.f;
+        std::vector<float> s(sh.q * stride, kUnset);
+        SummaryRowsArgs a;
+        a.query = q.data();
+        a.num_q_heads = sh.q;
+        a.num_kv_heads = sh.kv;
+        a.head_dim = sh.d;
+        a.lo = lo.data();
+        a.hi = minmax ? hi.data() : nullptr;
+        a.num_blocks = sh.blocks;
+        a.s = s.data();
+        a.s_stride = stride;
+        ops->summary_rows(a);
+        const size_t G = sh.q / sh.kv;
+        for (size_t h = 0; h < sh.q; ++h) {
+          for (size_t b = 0; b < stride; ++b) {
+            if (b >= sh.blocks) {
+              ASSERT_EQ(s[h * stride + b], kUnset) << "wrote past the blocks at h=" << h << " b=" << b;
+              continue;
+            }
+            const size_t row = (b * sh.kv + h / G) * sh.d;
+            double want = 0;
+            for (size_t i = 0; i < sh.d; ++i) {
+              const double qd = q[h * sh.d + i];
+              want += minmax ? std::max(qd * lo[row + i], qd * hi[row + i]) : qd * lo[row + i];
+            }
+            ASSERT_NEAR(s[h * stride + b], want, 1e-5 + 1e-5 * std::fabs(want)) << "h=" << h << " b=" << b;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Relative error in units of the float spacing at the exact value.
+double Ulps(float got, double want) {
+  if (want == 0) return got == 0 ? 0 : std::numeric_limits<double>::infinity();
+  const double spacing = std::nextafter(static_cast<float>(want), std::numeric_limits<float>::infinity()) -
+                         static_cast<float>(want);
+  return std::fabs(got - want) / spacing;
+}
+
+TEST(KernelsCpuSimdTest, ExpShiftedSumIsWithinTwoUlpsAndSumsWhatItWrites) {
+  std::mt19937_64 rng(12);
+  for (const CpuSimdOps* ops : Variants()) {
+    for (size_t n : {size_t{1}, size_t{7}, size_t{16}, size_t{37}, size_t{1000}}) {
+      SCOPED_TRACE(::testing::Message() << ops->name << " n=" << n);
+      std::vector<float> x = testing::RandomFloats(rng, n, -30.f, 5.f), p(n + 1, -1.f);
+      const float scale = 0.37f, shift = 5.f;
+      x[0] = shift;  // exp(0) = 1
+      const float sum = ops->exp_shifted_sum(x.data(), n, scale, shift, p.data());
+      double want_sum = 0, got_sum = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const double want = std::exp(static_cast<double>(scale * (x[i] - shift)));
+        EXPECT_LE(Ulps(p[i], want), 2.0) << "x=" << x[i] << " got " << p[i] << " want " << want;
+        want_sum += want;
+        got_sum += p[i];
+      }
+      EXPECT_EQ(p[n], -1.f) << "wrote past n";
+      EXPECT_NEAR(sum, got_sum, 1e-5 * got_sum);
+      EXPECT_NEAR(sum, want_sum, 1e-5 * want_sum);
+    }
+    // Far below the shift: 0 or a tiny value, never garbage; never above 1.
+    const float far[] = {-1e4f, -200.f, -100.f, -87.f, -80.f, 0.f};
+    float out[6];
+    ops->exp_shifted_sum(far, 6, 1.f, 0.f, out);
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_GE(out[i], 0.f);
+      EXPECT_LE(out[i], std::exp(far[i]) * 1.001 + 1e-38) << far[i];
+    }
+    EXPECT_EQ(out[5], 1.f);
+  }
+}
+
+TEST(KernelsCpuSimdTest, ScaledAddMatchesScalar) {
+  std::mt19937_64 rng(13);
+  for (const CpuSimdOps* ops : Variants()) {
+    for (size_t n : {size_t{1}, size_t{15}, size_t{64}, size_t{101}}) {
+      const std::vector<float> x = testing::RandomFloats(rng, n, -3.f, 3.f);
+      std::vector<float> out = testing::RandomFloats(rng, n, -3.f, 3.f), want = out;
+      ops->scaled_add(0.75f, x.data(), out.data(), n);
+      for (size_t i = 0; i < n; ++i) ASSERT_NEAR(out[i], want[i] + 0.75f * x[i], 1e-6f) << ops->name << " " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tierkv::kernels::internal
