@@ -35,22 +35,23 @@ Result<std::unique_ptr<GpuSelector>> GpuSelector::Create(const ModelSpec& model)
 }
 
 Status GpuSelector::Upload(DeviceRows* rows, const HostRows& host) {
-  const size_t row_bytes = per_block_ * sizeof(float);
-  if (rows->capacity < host.blocks) {
+  const size_t row_bytes = per_block_ * DTypeBytes(host.dtype);
+  if (rows->capacity < host.blocks || rows->dtype != host.dtype) {
     // Doubling keeps a decode's one-block-per-step growth to O(log n) reallocations.
     const uint32_t capacity = std::max({host.blocks, 2 * rows->capacity, 64u});
     ASSIGN_OR_RETURN(rows->buffer, kernels::DeviceBuffer::Allocate(3 * size_t{capacity} * row_bytes));
     rows->capacity = capacity;
+    rows->dtype = host.dtype;
     rows->uploaded = 0;
   }
   if (rows->uploaded >= host.blocks) return OkStatus();
   const size_t first = rows->uploaded, count = host.blocks - first;
   auto* base = static_cast<std::byte*>(rows->buffer.data());
-  const float* const arrays[3] = {host.min, host.max, host.mean};
+  const void* const arrays[3] = {host.min, host.max, host.mean};
   for (size_t a = 0; a < 3; ++a) {
     if (arrays[a] == nullptr) continue;  // the method has no such rows (minmax: mean; mean: min, max)
     std::byte* dst = base + (a * rows->capacity + first) * row_bytes;
-    RETURN_IF_ERROR(kernels::CopyAsync(dst, arrays[a] + first * per_block_, count * row_bytes,
+    RETURN_IF_ERROR(kernels::CopyAsync(dst, static_cast<const std::byte*>(arrays[a]) + first * row_bytes, count * row_bytes,
                                        kernels::CopyKind::kHostToDevice, &stream_));
   }
   rows->uploaded = host.blocks;
@@ -76,10 +77,11 @@ Status GpuSelector::Select(DeviceRows* rows, const HostRows& host, std::span<con
   RETURN_IF_ERROR(
       kernels::CopyAsync(query_.data(), query.data(), query.size_bytes(), kernels::CopyKind::kHostToDevice, &stream_));
   RETURN_IF_ERROR(kernels::CopyAsync(always_.data(), always.data(), n, kernels::CopyKind::kHostToDevice, &stream_));
-  const size_t plane = size_t{rows->capacity} * per_block_;
-  const auto* summaries = static_cast<const float*>(rows->buffer.data());
+  const size_t plane = size_t{rows->capacity} * per_block_ * DTypeBytes(rows->dtype);
+  const auto* summaries = static_cast<const std::byte*>(rows->buffer.data());
   kernels::ScoreArgs a = SummaryScoreArgs(model_, mode, combine, n);
   a.query = static_cast<const float*>(query_.data());
+  a.summary_dtype = rows->dtype;
   a.min_keys = summaries;
   a.max_keys = summaries + plane;
   a.mean_keys = summaries + 2 * plane;

@@ -25,22 +25,25 @@
 namespace tierkv::daemon {
 
 // One (sequence, layer)'s summaries in device memory: [3][capacity][kv_heads * head_dim]
-// f32 (min, max, mean).
+// of the host rows' dtype (min, max, mean).
 struct DeviceRows {
   kernels::DeviceBuffer buffer;
+  DType dtype = DType::kF32;
   uint32_t capacity = 0;  // blocks
   uint32_t uploaded = 0;  // rows [0, uploaded) match the host copy
   // A host row below `uploaded` changed: upload again from there.
   void MarkDirty(uint32_t block) { uploaded = std::min(uploaded, block); }
 };
 
-// The host summaries of one (sequence, layer): n blocks of kv_heads * head_dim f32
-// each; the rows a method does not score from may be null (not uploaded).
+// The host summaries of one (sequence, layer): n blocks of kv_heads * head_dim
+// elements of `dtype` each (the retrievers keep f16); the rows a method does not
+// score from may be null (not uploaded).
 struct HostRows {
-  const float* min;
-  const float* max;
-  const float* mean;
+  const void* min;
+  const void* max;
+  const void* mean;
   uint32_t blocks;
+  DType dtype;
 };
 
 // ScoreArgs of a summary scoring (minmax, mean) of `blocks` blocks of this model;

@@ -410,15 +410,14 @@ Status RetrievalIndex::ScoreOnGpu(DeviceRows* rows, const kernels::ScoreArgs& a,
                                   uint64_t num_blocks, std::vector<uint32_t>* selected) {
   const uint64_t work = uint64_t{a.num_blocks} * a.num_q_heads * a.head_dim;
   MutexLock gpu(&gpu_mu_);  // one at a time on the shared selector
-  if (!gpu_ || work < gpu_min_work_ || a.summary_dtype != DType::kF32) {
+  if (!gpu_ || work < gpu_min_work_) {
     ++cpu_selections_;
     return NotSupported("scored on the CPU");
   }
   std::vector<uint8_t> always(a.num_blocks, 0);
   for (uint32_t b : always_kept) always[b] = 1;
   selected->resize(num_blocks);
-  const Status st = gpu_->Select(rows, HostRows{static_cast<const float*>(a.min_keys), static_cast<const float*>(a.max_keys),
-                                          static_cast<const float*>(a.mean_keys), a.num_blocks},
+  const Status st = gpu_->Select(rows, HostRows{a.min_keys, a.max_keys, a.mean_keys, a.num_blocks, a.summary_dtype},
                                  std::span(a.query, size_t{a.num_q_heads} * a.head_dim), always, a.mode, a.combine,
                                  *selected);
   if (st.ok()) {

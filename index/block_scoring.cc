@@ -70,9 +70,18 @@ Status BuildBlockSummaries(const LayerKeys& layer, uint32_t block_tokens, bool w
   return OkStatus();
 }
 
-Status ScoreUnitsPerHead(const QueryView& query, uint32_t num_kv_heads, std::span<const float> units,
-                         uint64_t num_units, std::vector<float>* out) {
-  if (num_units > kernels::kMaxScoreBlocks || units.size() < num_units * num_kv_heads * query.head_dim) {
+void ToF16Rows(std::span<const float> in, kernels::Rounding rounding, uint16_t* out) {
+  constexpr float kF16Max = 65504.f;
+  for (size_t i = 0; i < in.size(); ++i) {
+    kernels::StoreFromFloat(out, DType::kF16, i, std::clamp(in[i], -kF16Max, kF16Max), rounding);
+  }
+}
+
+namespace {
+
+Status ScoreUnits(const QueryView& query, uint32_t num_kv_heads, const void* units, size_t units_size, DType dtype,
+                  uint64_t num_units, std::vector<float>* out) {
+  if (num_units > kernels::kMaxScoreBlocks || units_size < num_units * num_kv_heads * query.head_dim) {
     return InvalidArgument("ScoreUnitsPerHead: " + std::to_string(num_units) + " units out of range");
   }
   out->resize(size_t{query.num_q_heads} * num_units);
@@ -86,11 +95,23 @@ Status ScoreUnitsPerHead(const QueryView& query, uint32_t num_kv_heads, std::spa
   a.head_dim = query.head_dim;
   a.num_blocks = static_cast<uint32_t>(num_units);
   a.query = query.q;
-  a.summary_dtype = DType::kF32;
-  a.mean_keys = units.data();
+  a.summary_dtype = dtype;
+  a.mean_keys = units;
   a.scores = combined.data();
   a.head_scores = out->data();
   return kernels::ScoreBlocks(kernels::Backend::kCpu, a);
+}
+
+}  // namespace
+
+Status ScoreUnitsPerHead(const QueryView& query, uint32_t num_kv_heads, std::span<const float> units,
+                         uint64_t num_units, std::vector<float>* out) {
+  return ScoreUnits(query, num_kv_heads, units.data(), units.size(), DType::kF32, num_units, out);
+}
+
+Status ScoreUnitsPerHead(const QueryView& query, uint32_t num_kv_heads, std::span<const uint16_t> units_f16,
+                         uint64_t num_units, std::vector<float>* out) {
+  return ScoreUnits(query, num_kv_heads, units_f16.data(), units_f16.size(), DType::kF16, num_units, out);
 }
 
 void CombineHeads(std::span<const float> head_scores, uint32_t num_heads, uint64_t num_blocks, HeadCombine combine,

@@ -21,14 +21,22 @@ LayerKeys BlockView(const LayerKeys& shape, uint32_t block_tokens, std::span<con
 }
 
 // Grows rows [blocks][row] (zero-filled) so that `block` fits.
-void GrowRows(std::vector<float>* rows, uint64_t blocks, size_t row) {
-  if (rows->size() < blocks * row) rows->resize(blocks * row, 0.f);
+void GrowRows(std::vector<uint16_t>* rows, uint64_t blocks, size_t row) {
+  if (rows->size() < blocks * row) rows->resize(blocks * row, 0);
+}
+
+// f32 rows as f16 (ToF16Rows) into a vector sized to them.
+void SetF16(std::span<const float> in, kernels::Rounding rounding, std::vector<uint16_t>* out) {
+  out->resize(in.size());
+  ToF16Rows(in, rounding, out->data());
 }
 
 }  // namespace
 
 Status MinMaxRetriever::StartBlocksImpl(uint32_t, uint32_t, const RetrieverParams&) {
-  summaries_ = BlockSummaries();
+  num_blocks_ = 0;
+  min_.clear();
+  max_.clear();
   return OkStatus();
 }
 
@@ -37,16 +45,21 @@ Status MinMaxRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys
   BlockSummaries one;
   RETURN_IF_ERROR(BuildBlockSummaries(BlockView(layer(), bt, keys), bt, /*want_minmax=*/true, /*want_mean=*/false, &one));
   const size_t row = size_t{layer().num_kv_heads} * layer().head_dim;
-  summaries_.num_blocks = std::max<uint64_t>(summaries_.num_blocks, uint64_t{block} + 1);
-  GrowRows(&summaries_.min, summaries_.num_blocks, row);
-  GrowRows(&summaries_.max, summaries_.num_blocks, row);
-  std::copy_n(one.min.data(), row, summaries_.min.data() + block * row);
-  std::copy_n(one.max.data(), row, summaries_.max.data() + block * row);
+  num_blocks_ = std::max<uint64_t>(num_blocks_, uint64_t{block} + 1);
+  GrowRows(&min_, num_blocks_, row);
+  GrowRows(&max_, num_blocks_, row);
+  ToF16Rows(std::span(one.min).first(row), kernels::Rounding::kDown, min_.data() + block * row);
+  ToF16Rows(std::span(one.max).first(row), kernels::Rounding::kUp, max_.data() + block * row);
   return OkStatus();
 }
 
 Status MinMaxRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& params) {
-  return BuildBlockSummaries(layer, params.block_tokens, /*want_minmax=*/true, /*want_mean=*/false, &summaries_);
+  BlockSummaries s;
+  RETURN_IF_ERROR(BuildBlockSummaries(layer, params.block_tokens, /*want_minmax=*/true, /*want_mean=*/false, &s));
+  num_blocks_ = s.num_blocks;
+  SetF16(s.min, kernels::Rounding::kDown, &min_);
+  SetF16(s.max, kernels::Rounding::kUp, &max_);
+  return OkStatus();
 }
 
 Status MinMaxRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
@@ -61,9 +74,9 @@ Status MinMaxRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, 
   a.head_dim = query.head_dim;
   a.num_blocks = static_cast<uint32_t>(visible);
   a.query = query.q;
-  a.summary_dtype = DType::kF32;
-  a.min_keys = summaries_.min.data();
-  a.max_keys = summaries_.max.data();
+  a.summary_dtype = DType::kF16;
+  a.min_keys = min_.data();
+  a.max_keys = max_.data();
   if (scorer_ != nullptr && scorer_->Select(a, always_kept, num_blocks, selected).ok()) return OkStatus();
   selected->clear();
   a.scores = scores_.data();
@@ -85,17 +98,20 @@ Status MeanRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& p
     return InvalidArgument(std::to_string(num_blocks_ * R) + " representatives exceed what ScoreBlocks accepts");
   }
   if (R == 1) {
-    reps_vec_ = std::move(s.mean);
+    SetF16(s.mean, kernels::Rounding::kNearest, &reps_vec_);
     return OkStatus();
   }
-  reps_vec_.assign(num_blocks_ * R * KV * D, 0.f);
+  reps_vec_.assign(num_blocks_ * R * KV * D, 0);
   std::vector<float> reps(R * D);
   for (uint64_t b = 0; b < num_blocks_; ++b) {
     const uint64_t begin = b * params.block_tokens, end = std::min(layer.num_tokens, begin + params.block_tokens);
     for (uint32_t g = 0; g < KV; ++g) {
       PickRepresentatives(layer, g, begin, end, s.mean.data() + (b * KV + g) * D, R,
                           pick_ == Pick::kNorm ? RepPick::kNorm : RepPick::kKCenter, reps.data());
-      for (uint64_t r = 0; r < R; ++r) std::copy_n(reps.data() + r * D, D, reps_vec_.data() + ((b * R + r) * KV + g) * D);
+      for (uint64_t r = 0; r < R; ++r) {
+        ToF16Rows(std::span(reps).subspan(r * D, D), kernels::Rounding::kNearest,
+                  reps_vec_.data() + ((b * R + r) * KV + g) * D);
+      }
     }
   }
   return OkStatus();
@@ -118,7 +134,8 @@ Status MeanRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys) 
   num_blocks_ = std::max<uint64_t>(num_blocks_, uint64_t{block} + 1);
   GrowRows(&reps_vec_, num_blocks_ * R, size_t{KV} * D);
   if (R == 1) {
-    std::copy_n(one.mean.data(), size_t{KV} * D, reps_vec_.data() + size_t{block} * KV * D);
+    ToF16Rows(std::span(one.mean).first(size_t{KV} * D), kernels::Rounding::kNearest,
+              reps_vec_.data() + size_t{block} * KV * D);
     return OkStatus();
   }
   std::vector<float> reps(size_t{R} * D);
@@ -126,7 +143,8 @@ Status MeanRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys) 
     PickRepresentatives(view, g, 0, bt, one.mean.data() + size_t{g} * D, R,
                         pick_ == Pick::kNorm ? RepPick::kNorm : RepPick::kKCenter, reps.data());
     for (uint64_t r = 0; r < R; ++r) {
-      std::copy_n(reps.data() + r * D, D, reps_vec_.data() + ((uint64_t{block} * R + r) * KV + g) * D);
+      ToF16Rows(std::span(reps).subspan(r * D, D), kernels::Rounding::kNearest,
+                reps_vec_.data() + ((uint64_t{block} * R + r) * KV + g) * D);
     }
   }
   return OkStatus();
@@ -147,6 +165,7 @@ Status MeanRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, st
     a.head_dim = query.head_dim;
     a.num_blocks = static_cast<uint32_t>(visible);
     a.query = query.q;
+    a.summary_dtype = DType::kF16;
     a.mean_keys = reps_vec_.data();
     if (scorer_ != nullptr && scorer_->Select(a, always_kept, num_blocks, selected).ok()) return OkStatus();
     selected->clear();
@@ -154,7 +173,8 @@ Status MeanRetriever::SelectImpl(const QueryView& query, uint64_t num_blocks, st
     RETURN_IF_ERROR(kernels::ScoreBlocks(kernels::Backend::kCpu, a));
     return TopKSelect(scores_, num_blocks, always_kept, selected);
   }
-  RETURN_IF_ERROR(ScoreUnitsPerHead(query, layer().num_kv_heads, reps_vec_, visible * R, &unit_scores_));
+  RETURN_IF_ERROR(ScoreUnitsPerHead(query, layer().num_kv_heads, std::span<const uint16_t>(reps_vec_), visible * R,
+                                    &unit_scores_));
   head_scores_.resize(size_t{H} * visible);
   for (uint32_t h = 0; h < H; ++h) {
     const float* u = unit_scores_.data() + size_t{h} * visible * R;

@@ -4,7 +4,8 @@
 // max of the block's post-RoPE keys; per query head the upper bound
 // sum_d max(q_d min_d, q_d max_d) >= q . k of every key of the block; heads
 // combine per RetrieverParams::head_combine (kernels ScoreBlocks kMinMax). Index:
-// 2 vectors per (block, KV head), float32.
+// 2 vectors per (block, KV head), IEEE f16, min rounded down and max up so that
+// the bound still holds (ToF16Rows).
 //
 // MeanRetriever ("mean", "mean:r=R,pick=kcenter|norm", InfLLM / ShadowKV
 // landmarks): per (block, KV head) R representative vectors; a block's per-head
@@ -18,7 +19,11 @@
 //                  representative. (Default)
 //         norm:    the keys of largest L2 norm (InfLLM-style "salient" keys).
 //   Blocks with fewer distinct keys than R repeat their last representative.
-// Index: R vectors per (block, KV head), float32.
+// Index: R vectors per (block, KV head), IEEE f16 (rounded to nearest).
+//
+// f16, not f32: scoring reads every row of every visible block at each step, so it
+// is bound by the bytes read; f16 halves them and the index's memory (Quest keeps
+// its page min/max in the model's f16 too). Measured: BENCHMARKS.md, "CPU scoring".
 //
 // Both score every visible block (a partial last block is summarized over its
 // valid tokens, future ones included; that block is always in the recent window).
@@ -39,7 +44,7 @@ namespace tierkv::index {
 class MinMaxRetriever final : public Retriever {
  public:
   std::string Name() const override { return "minmax"; }
-  size_t IndexBytes() const override { return summaries_.Bytes(); }
+  size_t IndexBytes() const override { return (min_.size() + max_.size()) * sizeof(uint16_t); }
   bool block_appendable() const override { return true; }
   bool SetScorer(SummaryScorer* scorer) override {
     scorer_ = scorer;
@@ -54,7 +59,8 @@ class MinMaxRetriever final : public Retriever {
   Status PutBlockImpl(uint32_t block, std::span<const float> keys) override;
 
  private:
-  BlockSummaries summaries_;
+  uint64_t num_blocks_ = 0;
+  std::vector<uint16_t> min_, max_;  // [num_blocks][num_kv_heads][head_dim] f16
   std::vector<float> scores_;
   SummaryScorer* scorer_ = nullptr;
 };
@@ -65,7 +71,7 @@ class MeanRetriever final : public Retriever {
   // REQUIRES: 1 <= reps <= 64 (the factory checks).
   explicit MeanRetriever(uint32_t reps = 1, Pick pick = Pick::kKCenter) : reps_(reps), pick_(pick) {}
   std::string Name() const override;
-  size_t IndexBytes() const override { return reps_vec_.size() * sizeof(float); }
+  size_t IndexBytes() const override { return reps_vec_.size() * sizeof(uint16_t); }
   bool block_appendable() const override { return true; }
   bool SetScorer(SummaryScorer* scorer) override {
     scorer_ = scorer;
@@ -87,7 +93,7 @@ class MeanRetriever final : public Retriever {
   Pick pick_;
   SummaryScorer* scorer_ = nullptr;
   uint64_t num_blocks_ = 0;
-  std::vector<float> reps_vec_;  // [num_blocks * reps_][num_kv_heads][head_dim]
+  std::vector<uint16_t> reps_vec_;  // [num_blocks * reps_][num_kv_heads][head_dim] f16
   std::vector<float> unit_scores_, head_scores_, scores_;
 };
 

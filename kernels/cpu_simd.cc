@@ -6,7 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <vector>
+
 #include "kernels/backend.h"
+#include "kernels/half.h"
 
 #include "kernels/cpu_math.h"
 
@@ -22,14 +25,24 @@ extern const CpuSimdOps kOps;
 
 namespace {
 
+// f32 rows in place, f16 rows converted one at a time.
+const float* RowF32(const void* rows, bool f16, size_t offset, size_t n, std::vector<float>* buf) {
+  if (!f16) return static_cast<const float*>(rows) + offset;
+  F16RowToFloat(static_cast<const uint16_t*>(rows) + offset, n, buf->data());
+  return buf->data();
+}
+
 void PortableRows(const SummaryRowsArgs& a) {
   const size_t D = a.head_dim, KV = a.num_kv_heads, G = a.num_q_heads / KV;
+  std::vector<float> lo_buf(D), hi_buf(D);
   for (size_t b = 0; b < a.num_blocks; ++b) {
     for (size_t g = 0; g < KV; ++g) {
       const size_t row = (b * KV + g) * D;
+      const float* lo = RowF32(a.lo, a.f16, row, D, &lo_buf);
+      const float* hi = a.hi != nullptr ? RowF32(a.hi, a.f16, row, D, &hi_buf) : nullptr;
       for (size_t h = g * G; h < (g + 1) * G; ++h) {
         const float* q = a.query + h * D;
-        a.s[h * a.s_stride + b] = a.hi != nullptr ? BoundF32(q, a.lo + row, a.hi + row, D) : DotF32(q, a.lo + row, D);
+        a.s[h * a.s_stride + b] = hi != nullptr ? BoundF32(q, lo, hi, D) : DotF32(q, lo, D);
       }
     }
   }
@@ -67,12 +80,35 @@ const CpuSimdOps& Chosen() {
 
 }  // namespace
 
+// f16 -> f32 in integer and float steps without branches, so that the compiler
+// vectorizes the loop (half.h's F16ToFloat is exact too but branches per
+// element): normal values rebias the exponent, inf/NaN get f32's all-ones
+// exponent, zeros and subnormals are their mantissa times 2^-24 (exact in f32).
+// On AArch64 the hardware converts.
+void F16RowToFloat(const uint16_t* in, size_t n, float* out) {
+#if defined(__aarch64__)
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(reinterpret_cast<const __fp16*>(in)[i]);
+#else
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t h = in[i], e = h & 0x7c00u;
+    const uint32_t normal = ((h & 0x7fffu) << 13) + (112u << 23) + static_cast<uint32_t>(e == 0x7c00u) * (112u << 23);
+    const float small = static_cast<float>(static_cast<int32_t>(h & 0x3ffu)) * 0x1p-24f;
+    uint32_t small_bits;
+    std::memcpy(&small_bits, &small, sizeof(small_bits));
+    const uint32_t is_small = 0u - static_cast<uint32_t>(e == 0);  // all ones or zero
+    const uint32_t bits = (small_bits & is_small) | (normal & ~is_small) | ((h & 0x8000u) << 16);
+    std::memcpy(out + i, &bits, sizeof(bits));
+  }
+#endif
+}
+
 const CpuSimdOps& PortableOps() { return kPortable; }
 
 const CpuSimdOps* Avx512Ops() {
 #if TIERKV_CPU_SIMD
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+                         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         __builtin_cpu_supports("f16c");
   if (ok) return &avx512::kOps;
 #endif
   return nullptr;
@@ -80,7 +116,8 @@ const CpuSimdOps* Avx512Ops() {
 
 const CpuSimdOps* Avx2Ops() {
 #if TIERKV_CPU_SIMD
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   if (ok) return &avx2::kOps;
 #endif
   return nullptr;

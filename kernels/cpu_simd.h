@@ -11,19 +11,21 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace tierkv::kernels::internal {
 
 // The block summary rows of blocks [0, nb) in [nb][kv][d] layout (lo: min or mean
-// rows, hi: max rows or null). For block b, KV head g and each q head h of g's
+// rows, hi: max rows or null), f32, or IEEE f16 when `f16` (converted as read). For block b, KV head g and each q head h of g's
 // group (num_q_heads / num_kv_heads heads, queries [num_q_heads][d]):
 //   hi != null: s[h * s_stride + b] = sum_i max(q_hi * lo_i, q_hi * hi_i)   (Quest bound)
 //   hi == null: s[h * s_stride + b] = q_h . lo                            (mean key)
 struct SummaryRowsArgs {
   const float* query = nullptr;
   size_t num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
-  const float* lo = nullptr;
-  const float* hi = nullptr;
+  const void* lo = nullptr;
+  const void* hi = nullptr;
+  bool f16 = false;
   size_t num_blocks = 0;
   float* s = nullptr;
   size_t s_stride = 0;
@@ -36,6 +38,9 @@ float ExpShiftedSum(const float* x, size_t n, float scale, float shift, float* p
 
 // out[i] += c * x[i]
 void ScaledAdd(float c, const float* x, float* out, size_t n);
+
+// out[i] = in[i] (IEEE f16) as f32, exactly; the portable variant's conversion.
+void F16RowToFloat(const uint16_t* in, size_t n, float* out);
 
 // Which variant this process runs: "avx512", "avx2" or "portable".
 const char* CpuSimdName();

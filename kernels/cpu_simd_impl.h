@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/cpu_simd.h"
 
@@ -26,6 +27,7 @@ using V = __m512;
 constexpr size_t kW = 16;
 constexpr int kRows = 4;  // rows scored together (registers: 32)
 inline V Load(const float* p) { return _mm512_loadu_ps(p); }
+inline V Load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 inline void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
 inline V Splat(float x) { return _mm512_set1_ps(x); }
 inline V Zero() { return _mm512_setzero_ps(); }
@@ -52,11 +54,12 @@ inline V Pow2(V n) {
 inline V ZeroBelow(V r, V x, float limit) {
   return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, Splat(limit), _CMP_GE_OQ), r);
 }
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 using V = __m256;
 constexpr size_t kW = 8;
 constexpr int kRows = 2;  // rows scored together (registers: 16)
 inline V Load(const float* p) { return _mm256_loadu_ps(p); }
+inline V Load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
 inline V Splat(float x) { return _mm256_set1_ps(x); }
 inline V Zero() { return _mm256_setzero_ps(); }
@@ -78,10 +81,12 @@ inline V Pow2(V n) {
 }
 inline V ZeroBelow(V r, V x, float limit) { return _mm256_and_ps(r, _mm256_cmp_ps(x, Splat(limit), _CMP_GE_OQ)); }
 #else
-#error "cpu_simd_impl.h needs AVX-512F, or AVX2 and FMA"
+#error "cpu_simd_impl.h needs AVX-512F, or AVX2, FMA and F16C"
 #endif
 
 inline float MaxF(float a, float b) { return a < b ? b : a; }
+inline float Scalar(float x) { return x; }
+inline float Scalar(uint16_t h) { return _cvtsh_ss(h); }
 inline size_t MinZ(size_t a, size_t b) { return a < b ? a : b; }
 
 // exp(x), Cephes' single-precision polynomial (~1-2 ulp); x below -87.3 (where
@@ -104,8 +109,8 @@ inline V Exp(V x) {
 
 // Scores of R rows (row r at lo + r * row_stride) for N q heads (queries
 // q + j * D) into s[j * stride + r]: each query chunk loaded once serves R rows.
-template <int R, int N, bool kMinMax>
-inline void RowScores(const float* q, size_t D, const float* lo, const float* hi, size_t row_stride, float* s,
+template <int R, int N, bool kMinMax, typename T>
+inline void RowScores(const float* q, size_t D, const T* lo, const T* hi, size_t row_stride, float* s,
                       size_t stride) {
   V acc[R][N];
   for (int r = 0; r < R; ++r)
@@ -129,13 +134,13 @@ inline void RowScores(const float* q, size_t D, const float* lo, const float* hi
     }
   }
   for (int r = 0; r < R; ++r) {
-    const float* lr = lo + r * row_stride;
-    const float* hr = kMinMax ? hi + r * row_stride : nullptr;
+    const T* lr = lo + r * row_stride;
+    const T* hr = kMinMax ? hi + r * row_stride : nullptr;
     for (int j = 0; j < N; ++j) {
       float t = Sum(acc[r][j]);
       for (size_t d = Dv; d < D; ++d) {
         const float qd = q[j * D + d];
-        t += kMinMax ? MaxF(qd * lr[d], qd * hr[d]) : qd * lr[d];
+        t += kMinMax ? MaxF(qd * Scalar(lr[d]), qd * Scalar(hr[d])) : qd * Scalar(lr[d]);
       }
       s[j * stride + r] = t;
     }
@@ -143,16 +148,16 @@ inline void RowScores(const float* q, size_t D, const float* lo, const float* hi
 }
 
 // Blocks [b, b + R) of KV head g, q heads in groups of up to 4.
-template <int R, bool kMinMax>
+template <int R, bool kMinMax, typename T>
 inline void BlockRows(const SummaryRowsArgs& a, size_t b, size_t g) {
   const size_t D = a.head_dim, KV = a.num_kv_heads, G = a.num_q_heads / KV;
   const size_t row = (b * KV + g) * D;
-  const float* lo = a.lo + row;
-  const float* hi = kMinMax ? a.hi + row : nullptr;
+  const T* lo = static_cast<const T*>(a.lo) + row;
+  const T* hi = kMinMax ? static_cast<const T*>(a.hi) + row : nullptr;
   // The same rows of the next R blocks: read from DRAM when the summaries exceed
   // the caches (the hardware prefetcher does not follow R streams 4 KiB apart).
   for (int r = 0; r < R; ++r) {
-    for (size_t d = 0; d < D; d += 64 / sizeof(float)) {
+    for (size_t d = 0; d < D; d += 64 / sizeof(T)) {
       _mm_prefetch(reinterpret_cast<const char*>(lo + (R + r) * KV * D + d), _MM_HINT_T0);
       if constexpr (kMinMax) _mm_prefetch(reinterpret_cast<const char*>(hi + (R + r) * KV * D + d), _MM_HINT_T0);
     }
@@ -161,28 +166,28 @@ inline void BlockRows(const SummaryRowsArgs& a, size_t b, size_t g) {
     const float* q = a.query + h * D;
     float* s = a.s + h * a.s_stride + b;
     switch (MinZ(4, (g + 1) * G - h)) {
-      case 4: RowScores<R, 4, kMinMax>(q, D, lo, hi, KV * D, s, a.s_stride); break;
-      case 3: RowScores<R, 3, kMinMax>(q, D, lo, hi, KV * D, s, a.s_stride); break;
-      case 2: RowScores<R, 2, kMinMax>(q, D, lo, hi, KV * D, s, a.s_stride); break;
-      default: RowScores<R, 1, kMinMax>(q, D, lo, hi, KV * D, s, a.s_stride); break;
+      case 4: RowScores<R, 4, kMinMax, T>(q, D, lo, hi, KV * D, s, a.s_stride); break;
+      case 3: RowScores<R, 3, kMinMax, T>(q, D, lo, hi, KV * D, s, a.s_stride); break;
+      case 2: RowScores<R, 2, kMinMax, T>(q, D, lo, hi, KV * D, s, a.s_stride); break;
+      default: RowScores<R, 1, kMinMax, T>(q, D, lo, hi, KV * D, s, a.s_stride); break;
     }
   }
 }
 
-template <bool kMinMax>
+template <bool kMinMax, typename T>
 void Rows(const SummaryRowsArgs& a) {
   size_t b = 0;
   for (; b + kRows <= a.num_blocks; b += kRows)
-    for (size_t g = 0; g < a.num_kv_heads; ++g) BlockRows<kRows, kMinMax>(a, b, g);
+    for (size_t g = 0; g < a.num_kv_heads; ++g) BlockRows<kRows, kMinMax, T>(a, b, g);
   for (; b < a.num_blocks; ++b)
-    for (size_t g = 0; g < a.num_kv_heads; ++g) BlockRows<1, kMinMax>(a, b, g);
+    for (size_t g = 0; g < a.num_kv_heads; ++g) BlockRows<1, kMinMax, T>(a, b, g);
 }
 
 void SummaryRows(const SummaryRowsArgs& a) {
   if (a.hi != nullptr) {
-    Rows<true>(a);
+    a.f16 ? Rows<true, uint16_t>(a) : Rows<true, float>(a);
   } else {
-    Rows<false>(a);
+    a.f16 ? Rows<false, uint16_t>(a) : Rows<false, float>(a);
   }
 }
 

@@ -50,8 +50,8 @@ Status Validate(const ScoreArgs& a) {
   return bad("unknown mode");
 }
 
-// s[h * B + b] for the summary modes: f32 rows are read in place (scoring is bound
-// by reading the summaries), f16/bf16 rows converted a chunk of blocks at a time.
+// s[h * B + b] for the summary modes: f32 and f16 rows are read in place (scoring is
+// bound by reading the summaries), bf16 rows converted a chunk of blocks at a time.
 void SummaryScoresCpu(const ScoreArgs& a, float* s) {
   const size_t B = a.num_blocks, per_block = size_t{a.num_kv_heads} * a.head_dim;
   const bool minmax = a.mode == ScoreMode::kMinMax;
@@ -63,9 +63,10 @@ void SummaryScoresCpu(const ScoreArgs& a, float* s) {
   r.num_kv_heads = a.num_kv_heads;
   r.head_dim = a.head_dim;
   r.s_stride = B;
-  if (a.summary_dtype == DType::kF32) {
-    r.lo = static_cast<const float*>(lo);
-    r.hi = static_cast<const float*>(hi);
+  if (a.summary_dtype == DType::kF32 || a.summary_dtype == DType::kF16) {
+    r.lo = lo;
+    r.hi = hi;
+    r.f16 = a.summary_dtype == DType::kF16;
     r.num_blocks = B;
     r.s = s;
     internal::SummaryRowScores(r);

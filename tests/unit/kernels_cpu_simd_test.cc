@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cpu_simd.h"
+#include "kernels/half.h"
 #include "tests/unit/kernels_test_util.h"
 
 namespace tierkv::kernels::internal {
@@ -37,14 +38,23 @@ TEST(KernelsCpuSimdTest, SummaryRowsMatchNaive) {
   std::mt19937_64 rng(11);
   for (const CpuSimdOps* ops : Variants()) {
     for (const Shape& sh : shapes) {
-      for (bool minmax : {false, true}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool minmax = variant & 1, f16 = variant & 2;
         SCOPED_TRACE(::testing::Message() << ops->name << " q=" << sh.q << " kv=" << sh.kv << " d=" << sh.d
-                                          << " blocks=" << sh.blocks << " minmax=" << minmax);
+                                          << " blocks=" << sh.blocks << " minmax=" << minmax << " f16=" << f16);
         const size_t n = sh.blocks * sh.kv * sh.d, stride = sh.blocks + 3;
         const std::vector<float> q = testing::RandomFloats(rng, sh.q * sh.d, -2.f, 2.f);
-        const std::vector<float> lo = testing::RandomFloats(rng, n, -1.f, 1.f);
+        std::vector<float> lo = testing::RandomFloats(rng, n, -1.f, 1.f);
         std::vector<float> hi(n);
         for (size_t i = 0; i < n; ++i) hi[i] = lo[i] + static_cast<float>(rng() % 1000) / 500.f;
+        // f16 rows: the scores are those of the rows' f16 values.
+        std::vector<uint16_t> lo16(n), hi16(n);
+        for (size_t i = 0; f16 && i < n; ++i) {
+          lo16[i] = FloatToF16(lo[i]);
+          hi16[i] = FloatToF16(hi[i]);
+          lo[i] = F16ToFloat(lo16[i]);
+          hi[i] = F16ToFloat(hi16[i]);
+        }
         const float kUnset = -12345.f;
         std::vector<float> s(sh.q * stride, kUnset);
         SummaryRowsArgs a;
@@ -52,8 +62,9 @@ TEST(KernelsCpuSimdTest, SummaryRowsMatchNaive) {
         a.num_q_heads = sh.q;
         a.num_kv_heads = sh.kv;
         a.head_dim = sh.d;
-        a.lo = lo.data();
-        a.hi = minmax ? hi.data() : nullptr;
+        a.lo = f16 ? static_cast<const void*>(lo16.data()) : lo.data();
+        a.hi = !minmax ? nullptr : f16 ? static_cast<const void*>(hi16.data()) : hi.data();
+        a.f16 = f16;
         a.num_blocks = sh.blocks;
         a.s = s.data();
         a.s_stride = stride;
@@ -116,6 +127,21 @@ TEST(KernelsCpuSimdTest, ExpShiftedSumIsWithinTwoUlpsAndSumsWhatItWrites) {
       EXPECT_LE(out[i], std::exp(far[i]) * 1.001 + 1e-38) << far[i];
     }
     EXPECT_EQ(out[5], 1.f);
+  }
+}
+
+TEST(KernelsCpuSimdTest, F16RowToFloatIsExactForEveryBitPattern) {
+  std::vector<uint16_t> in(65536);
+  for (uint32_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint16_t>(i);
+  std::vector<float> out(in.size());
+  F16RowToFloat(in.data(), in.size(), out.data());
+  for (uint32_t i = 0; i < in.size(); ++i) {
+    const float want = F16ToFloat(in[i]);
+    if (std::isnan(want)) {
+      ASSERT_TRUE(std::isnan(out[i])) << std::hex << i;
+    } else {
+      ASSERT_EQ(FloatBits(out[i]), FloatBits(want)) << std::hex << i;
+    }
   }
 }
 
