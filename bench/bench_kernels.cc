@@ -1,5 +1,5 @@
 // bench_kernels: times the kernels of tierkv_kernels in the shape of BENCHMARKS.md
-// (32 q heads / 8 KV heads / head_dim 128 / bf16 / 32-token blocks / 10% budget)
+// (32 q heads / 8 KV heads / head_dim 128 / bf16 blocks, f16 summaries / 32-token blocks / 10% budget)
 // at 32K, 128K and 1M tokens of context, on the CPU references and, when a CUDA
 // device exists, on the GPU. Prints a table and writes JSON.
 //
@@ -85,18 +85,25 @@ void Check(const Status& s, const char* what) {
   }
 }
 
-std::vector<uint16_t> RandomBf16(std::mt19937_64& rng, size_t n, float lo, float hi) {
+std::vector<uint16_t> RandomHalf16(std::mt19937_64& rng, size_t n, float lo, float hi, DType dtype) {
   std::uniform_real_distribution<float> d(lo, hi);
   std::vector<uint16_t> v(n);
-  for (auto& x : v) x = FloatToBf16(d(rng));
+  for (auto& x : v) x = dtype == DType::kF16 ? FloatToF16(d(rng)) : FloatToBf16(d(rng));
   return v;
 }
+std::vector<uint16_t> RandomBf16(std::mt19937_64& rng, size_t n, float lo, float hi) {
+  return RandomHalf16(rng, n, lo, hi, DType::kBF16);
+}
+
+// The summaries' dtype: f16, as the daemon's minmax and mean retrievers keep them
+// (decision 0029); the KV blocks are bf16.
+constexpr DType kSummaryDType = DType::kF16;
 
 // Host-side inputs of one context length.
 struct Inputs {
   uint32_t tokens = 0, blocks = 0, k = 0;
   std::vector<float> query;               // [32][128]
-  std::vector<uint16_t> min_keys, max_keys, mean_keys;  // [blocks][8][128] bf16
+  std::vector<uint16_t> min_keys, max_keys, mean_keys;  // [blocks][8][128] kSummaryDType
   std::vector<uint8_t> codes;             // [blocks][8][32][16]
   std::vector<float> lut;                 // [32][16][256]
   std::vector<uint8_t> always;            // sinks + recent window
@@ -112,9 +119,9 @@ Inputs MakeInputs(uint32_t tokens, std::mt19937_64& rng) {
   in.query.resize(kQHeads * kHeadDim);
   for (auto& x : in.query) x = u(rng);
   const size_t summary = size_t{in.blocks} * kKvHeads * kHeadDim;
-  in.min_keys = RandomBf16(rng, summary, -1.f, 0.f);
-  in.max_keys = RandomBf16(rng, summary, 0.f, 1.f);
-  in.mean_keys = RandomBf16(rng, summary, -0.5f, 0.5f);
+  in.min_keys = RandomHalf16(rng, summary, -1.f, 0.f, kSummaryDType);
+  in.max_keys = RandomHalf16(rng, summary, 0.f, 1.f, kSummaryDType);
+  in.mean_keys = RandomHalf16(rng, summary, -0.5f, 0.5f, kSummaryDType);
   in.codes.resize(size_t{in.blocks} * kKvHeads * kBlockTokens * kVqSubspaces);
   for (auto& c : in.codes) c = static_cast<uint8_t>(rng());
   in.lut.resize(size_t{kQHeads} * kVqSubspaces * 256);
@@ -135,7 +142,7 @@ ScoreArgs MakeScoreArgs(ScoreMode mode, const Inputs& in, const void* q, const v
   a.head_dim = kHeadDim;
   a.num_blocks = in.blocks;
   a.query = static_cast<const float*>(q);
-  a.summary_dtype = DType::kBF16;
+  a.summary_dtype = kSummaryDType;
   a.min_keys = mn;
   a.max_keys = mx;
   a.mean_keys = mean;
@@ -186,7 +193,7 @@ std::vector<uint32_t> SelectedSlots(const Inputs& in) {
   return slots;
 }
 
-// Bytes each scoring mode reads: summaries (bf16) or codes, plus scores.
+// Bytes each scoring mode reads: summaries (f16) or codes, plus scores.
 double ScoreBytes(ScoreMode mode, const Inputs& in) {
   const double summary = double(in.blocks) * kKvHeads * kHeadDim * 2;
   switch (mode) {
@@ -250,7 +257,7 @@ void BenchCpuBlockOps(const Options& o, const Inputs& in, std::vector<Row>* rows
   std::vector<uint16_t> mn(kKvHeads * kHeadDim), mx(mn.size()), mean(mn.size());
   SummaryArgs sa;
   sa.key_dtype = DType::kBF16;
-  sa.summary_dtype = DType::kBF16;
+  sa.summary_dtype = kSummaryDType;
   sa.num_kv_heads = kKvHeads;
   sa.block_tokens = kBlockTokens;
   sa.head_dim = kHeadDim;
