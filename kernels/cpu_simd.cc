@@ -8,6 +8,10 @@
 
 #include <vector>
 
+#if TIERKV_CPU_SIMD
+#include <cpuid.h>
+#endif
+
 #include "kernels/backend.h"
 #include "kernels/half.h"
 
@@ -104,11 +108,21 @@ void F16RowToFloat(const uint16_t* in, size_t n, float* out) {
 
 const CpuSimdOps& PortableOps() { return kPortable; }
 
+#if TIERKV_CPU_SIMD
+namespace {
+// CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports does not know "f16c";
+// AVX's OS support is what the avx2 tests below check).
+bool HasF16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & bit_F16C) != 0;
+}
+}  // namespace
+#endif
+
 const CpuSimdOps* Avx512Ops() {
 #if TIERKV_CPU_SIMD
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                         __builtin_cpu_supports("f16c");
+                         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c();
   if (ok) return &avx512::kOps;
 #endif
   return nullptr;
@@ -116,8 +130,7 @@ const CpuSimdOps* Avx512Ops() {
 
 const CpuSimdOps* Avx2Ops() {
 #if TIERKV_CPU_SIMD
-  static const bool ok =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c();
   if (ok) return &avx2::kOps;
 #endif
   return nullptr;
