@@ -10,5 +10,6 @@
 #include "kernels/half.h"       // f16/bf16 conversions
 #include "kernels/quant.h"      // int8 / 2-bit KIVI quantization for the D tier
 #include "kernels/score.h"      // block scoring (min/max, mean, VQ LUT)
+#include "kernels/select_batch.h"  // scoring + top-k for a batch of sequences
 #include "kernels/summary.h"    // min/max/mean summaries at put time
 #include "kernels/topk.h"       // top-k selection with always-kept blocks

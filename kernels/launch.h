@@ -10,6 +10,7 @@
 #include "kernels/gpu_runtime.h"
 #include "kernels/quant.h"
 #include "kernels/score.h"
+#include "kernels/select_batch.h"
 #include "kernels/summary.h"
 #include "kernels/topk.h"
 
@@ -19,6 +20,10 @@ Status BlockCopyCuda(const BlockCopyArgs& args, GpuStream* stream);
 Status SummariesCuda(const SummaryArgs& args, GpuStream* stream);
 Status ScoreCuda(const ScoreArgs& args, GpuStream* stream);
 Status TopKCuda(const TopKArgs& args, GpuStream* stream);
+// SelectBatch's two halves: scores (three launches), then top-k (one); max_blocks:
+// the largest item's num_blocks.
+Status ScoreBatchCuda(const SelectBatchArgs& args, uint32_t max_blocks, GpuStream* stream);
+Status TopKBatchCuda(const SelectBatchArgs& args, uint32_t max_blocks, GpuStream* stream);
 Status QuantizeCuda(const QuantizeArgs& args, const QuantLayout& layout, GpuStream* stream);
 Status DequantizeCuda(const DequantizeArgs& args, const QuantLayout& layout, GpuStream* stream);
 Status AttentionCuda(const AttentionArgs& args, GpuStream* stream);

@@ -4,6 +4,8 @@
 //      all q heads of the KV head's group while the summary row sits in L1.
 //   2. (kSum only) per q head: max_b s[h][b] and Z_h = sum_b exp(scale*(s - max)).
 //   3. per block: combine the heads (softmax sum or max).
+// SelectBatch's scores (select_batch.h) run the same three kernels over a grid
+// whose y dimension is the item.
 #include <algorithm>
 #include <cmath>
 
@@ -16,12 +18,12 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-// Raw scores for kMinMax (lo = min, hi = max) and kMean (lo = mean, hi unused).
+// Raw scores for kMinMax (lo = min, hi = max) and kMean (lo = mean, hi unused),
+// by the warps of the grid's x dimension (one sequence; SelectBatch: y = item).
 template <typename S, bool kMinMax>
-__global__ void __launch_bounds__(kThreads)
-    SummaryScoreKernel(const float* __restrict__ query, const S* __restrict__ lo, const S* __restrict__ hi,
-                       uint32_t num_blocks, uint32_t kv_heads, uint32_t group, uint32_t head_dim,
-                       float* __restrict__ head_scores) {
+__device__ void SummaryScores(const float* __restrict__ query, const S* __restrict__ lo, const S* __restrict__ hi,
+                              uint32_t num_blocks, uint32_t kv_heads, uint32_t group, uint32_t head_dim,
+                              float* __restrict__ head_scores) {
   const unsigned lane = threadIdx.x & 31;
   const uint64_t total = uint64_t{num_blocks} * kv_heads;
   const uint64_t stride = uint64_t{gridDim.x} * kWarps;
@@ -45,6 +47,24 @@ __global__ void __launch_bounds__(kThreads)
       if (lane == 0) head_scores[size_t{h} * num_blocks + b] = acc;
     }
   }
+}
+
+template <typename S, bool kMinMax>
+__global__ void __launch_bounds__(kThreads)
+    SummaryScoreKernel(const float* __restrict__ query, const S* __restrict__ lo, const S* __restrict__ hi,
+                       uint32_t num_blocks, uint32_t kv_heads, uint32_t group, uint32_t head_dim,
+                       float* __restrict__ head_scores) {
+  SummaryScores<S, kMinMax>(query, lo, hi, num_blocks, kv_heads, group, head_dim, head_scores);
+}
+
+template <typename S, bool kMinMax>
+__global__ void __launch_bounds__(kThreads)
+    BatchSummaryScoreKernel(const SelectBatchItem* __restrict__ items, uint32_t kv_heads, uint32_t group,
+                            uint32_t head_dim) {
+  const SelectBatchItem& it = items[blockIdx.y];
+  SummaryScores<S, kMinMax>(it.query, static_cast<const S*>(kMinMax ? it.min_keys : it.mean_keys),
+                            static_cast<const S*>(it.max_keys), it.num_blocks, kv_heads, group, head_dim,
+                            it.head_scores);
 }
 
 // Raw scores for kVqLut: lanes walk the block's valid tokens; per lane a running
@@ -98,10 +118,10 @@ __device__ float BlockReduce(float v, bool is_max, float* smem /* [kWarps] */) {
   return is_max ? WarpMax(v) : WarpSum(v);
 }
 
-// One CTA per q head: stats[2h] = max_b s[h][b], stats[2h+1] = sum_b exp(scale*(s - max)).
-__global__ void __launch_bounds__(kThreads)
-    HeadStatsKernel(const float* __restrict__ head_scores, uint32_t num_blocks, float scale,
-                    float* __restrict__ stats) {
+// One CTA per q head (blockIdx.x): stats[2h] = max_b s[h][b],
+// stats[2h+1] = sum_b exp(scale*(s - max)).
+__device__ void HeadStats(const float* __restrict__ head_scores, uint32_t num_blocks, float scale,
+                          float* __restrict__ stats) {
   __shared__ float smem[kWarps];
   const float* s = head_scores + size_t{blockIdx.x} * num_blocks;
   float mx = -INFINITY;
@@ -117,8 +137,18 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 __global__ void __launch_bounds__(kThreads)
-    CombineKernel(const float* __restrict__ head_scores, const float* __restrict__ stats, uint32_t num_blocks,
-                  uint32_t num_q_heads, bool softmax, float scale, float* __restrict__ scores) {
+    HeadStatsKernel(const float* __restrict__ head_scores, uint32_t num_blocks, float scale,
+                    float* __restrict__ stats) {
+  HeadStats(head_scores, num_blocks, scale, stats);
+}
+
+__global__ void __launch_bounds__(kThreads) BatchHeadStatsKernel(const SelectBatchItem* __restrict__ items, float scale) {
+  const SelectBatchItem& it = items[blockIdx.y];
+  HeadStats(it.head_scores, it.num_blocks, scale, it.stats);
+}
+
+__device__ void Combine(const float* __restrict__ head_scores, const float* __restrict__ stats, uint32_t num_blocks,
+                        uint32_t num_q_heads, bool softmax, float scale, float* __restrict__ scores) {
   for (uint32_t b = blockIdx.x * kThreads + threadIdx.x; b < num_blocks; b += gridDim.x * kThreads) {
     float acc = softmax ? 0.f : -INFINITY;
     for (uint32_t h = 0; h < num_q_heads; ++h) {
@@ -131,6 +161,18 @@ __global__ void __launch_bounds__(kThreads)
     }
     scores[b] = acc;
   }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    CombineKernel(const float* __restrict__ head_scores, const float* __restrict__ stats, uint32_t num_blocks,
+                  uint32_t num_q_heads, bool softmax, float scale, float* __restrict__ scores) {
+  Combine(head_scores, stats, num_blocks, num_q_heads, softmax, scale, scores);
+}
+
+__global__ void __launch_bounds__(kThreads)
+    BatchCombineKernel(const SelectBatchItem* __restrict__ items, uint32_t num_q_heads, bool softmax, float scale) {
+  const SelectBatchItem& it = items[blockIdx.y];
+  Combine(it.head_scores, it.stats, it.num_blocks, num_q_heads, softmax, scale, it.scores);
 }
 
 Status CheckPointers(const ScoreArgs& a) {
@@ -195,6 +237,37 @@ Status ScoreCuda(const ScoreArgs& a, GpuStream* stream) {
   const unsigned grid3 = static_cast<unsigned>(std::min<uint64_t>((a.num_blocks + kThreads - 1) / kThreads, cap));
   CombineKernel<<<grid3, kThreads, 0, st>>>(head_scores, stats, a.num_blocks, a.num_q_heads, softmax, scale,
                                             a.scores);
+  RETURN_IF_CUDA_ERROR(cudaGetLastError());
+  return OkStatus();
+}
+
+Status ScoreBatchCuda(const SelectBatchArgs& a, uint32_t max_blocks, GpuStream* stream) {
+  RETURN_IF_ERROR(CheckDeviceAccessible(a.device_items, "SelectBatch device_items"));
+  const cudaStream_t st = NativeStream(stream);
+  const float scale = a.softmax_scale > 0.f ? a.softmax_scale : 1.f / sqrtf(static_cast<float>(a.head_dim));
+  const uint32_t group = a.num_q_heads / a.num_kv_heads;
+  // x: enough warps for the largest item, split so that the whole grid stays
+  // about what one large selection launches; items with fewer blocks exit early.
+  const uint64_t cap = std::max<uint64_t>(1, uint64_t{64} * static_cast<uint64_t>(CurrentDeviceSmCount()) / a.num_items);
+  const uint64_t warps = uint64_t{max_blocks} * a.num_kv_heads;
+  const dim3 grid1(static_cast<unsigned>(std::min<uint64_t>((warps + kWarps - 1) / kWarps, cap)), a.num_items);
+  const bool minmax = a.mode == ScoreMode::kMinMax;
+  DispatchDType(a.summary_dtype, [&](auto tag) {
+    using S = decltype(tag);
+    if (minmax) {
+      BatchSummaryScoreKernel<S, true><<<grid1, kThreads, 0, st>>>(a.device_items, a.num_kv_heads, group, a.head_dim);
+    } else {
+      BatchSummaryScoreKernel<S, false><<<grid1, kThreads, 0, st>>>(a.device_items, a.num_kv_heads, group, a.head_dim);
+    }
+  });
+  RETURN_IF_CUDA_ERROR(cudaGetLastError());
+  const bool softmax = a.combine == HeadCombine::kSum;
+  if (softmax) {
+    BatchHeadStatsKernel<<<dim3(a.num_q_heads, a.num_items), kThreads, 0, st>>>(a.device_items, scale);
+    RETURN_IF_CUDA_ERROR(cudaGetLastError());
+  }
+  const dim3 grid3(static_cast<unsigned>(std::min<uint64_t>((max_blocks + kThreads - 1) / kThreads, cap)), a.num_items);
+  BatchCombineKernel<<<grid3, kThreads, 0, st>>>(a.device_items, a.num_q_heads, softmax, scale);
   RETURN_IF_CUDA_ERROR(cudaGetLastError());
   return OkStatus();
 }

@@ -1,4 +1,4 @@
-// CUDA TopK (topk.h): one thread block of 1024 threads.
+// CUDA TopK (topk.h): one thread block of 1024 threads (SelectBatch: one per item).
 //
 // Radix select on the distinct 64-bit keys of topk_key.h, most significant byte
 // first: each pass histograms the byte of the keys that share the prefix chosen so
@@ -55,11 +55,11 @@ __device__ uint32_t BlockInclusiveScan(uint32_t v, uint32_t* smem, uint32_t* tot
   return v + (warp > 0 ? smem[warp - 1] : 0u);
 }
 
+// The whole selection of one item by one thread block; cached: [n] keys of dynamic
+// shared memory when kCached.
 template <bool kCached>
-__global__ void __launch_bounds__(kThreads)
-    TopKKernel(const float* __restrict__ scores, const uint8_t* __restrict__ always, uint32_t n, uint32_t k,
-               uint32_t* __restrict__ out_indices, float* __restrict__ out_scores) {
-  extern __shared__ uint64_t cached[];  // [n] when kCached
+__device__ void TopKBlock(const float* __restrict__ scores, const uint8_t* __restrict__ always, uint32_t n, uint32_t k,
+                          uint32_t* __restrict__ out_indices, float* __restrict__ out_scores, uint64_t* cached) {
   __shared__ uint32_t hist[256];
   __shared__ uint32_t scan[kWarps];
   __shared__ uint64_t s_prefix;
@@ -132,6 +132,22 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+template <bool kCached>
+__global__ void __launch_bounds__(kThreads)
+    TopKKernel(const float* __restrict__ scores, const uint8_t* __restrict__ always, uint32_t n, uint32_t k,
+               uint32_t* __restrict__ out_indices, float* __restrict__ out_scores) {
+  extern __shared__ uint64_t cached[];  // [n] when kCached
+  TopKBlock<kCached>(scores, always, n, k, out_indices, out_scores, cached);
+}
+
+// SelectBatch: one thread block per item.
+template <bool kCached>
+__global__ void __launch_bounds__(kThreads) BatchTopKKernel(const SelectBatchItem* __restrict__ items) {
+  extern __shared__ uint64_t cached[];  // [largest item's n] when kCached
+  const SelectBatchItem& it = items[blockIdx.x];
+  TopKBlock<kCached>(it.scores, it.always, it.num_blocks, it.k, it.out_indices, nullptr, cached);
+}
+
 }  // namespace
 
 Status TopKCuda(const TopKArgs& a, GpuStream* stream) {
@@ -145,6 +161,17 @@ Status TopKCuda(const TopKArgs& a, GpuStream* stream) {
                                                                           a.out_indices, a.out_scores);
   } else {
     TopKKernel<false><<<1, kThreads, 0, st>>>(a.scores, a.always, a.num_blocks, a.k, a.out_indices, a.out_scores);
+  }
+  RETURN_IF_CUDA_ERROR(cudaGetLastError());
+  return OkStatus();
+}
+
+Status TopKBatchCuda(const SelectBatchArgs& a, uint32_t max_blocks, GpuStream* stream) {
+  const cudaStream_t st = NativeStream(stream);
+  if (max_blocks <= kMaxCachedKeys) {
+    BatchTopKKernel<true><<<a.num_items, kThreads, max_blocks * sizeof(uint64_t), st>>>(a.device_items);
+  } else {
+    BatchTopKKernel<false><<<a.num_items, kThreads, 0, st>>>(a.device_items);
   }
   RETURN_IF_CUDA_ERROR(cudaGetLastError());
   return OkStatus();
