@@ -1,7 +1,9 @@
 #include "daemon/gpu_selector.h"
 
 #include <algorithm>
+#include <vector>
 
+#include "kernels/select_batch.h"
 #include "kernels/topk.h"
 
 namespace tierkv::daemon {
@@ -98,6 +100,96 @@ Status GpuSelector::Select(DeviceRows* rows, const HostRows& host, std::span<con
                                      &stream_));
   // The daemon's own stream: the host learns the selection to pin and place it.
   return stream_.Synchronize();
+}
+
+Status GpuSelector::SelectBatch(std::span<const GpuSelection> items, kernels::ScoreMode mode,
+                                kernels::HeadCombine combine) {
+  const size_t B = items.size(), qd = size_t{model_.num_q_heads} * model_.head_dim;
+  if (B == 0 || B > kernels::kMaxSelectBatch) return InvalidArgument("GpuSelector: batch size out of range");
+  size_t blocks = 0, picks = 0;
+  for (const GpuSelection& it : items) {
+    const uint32_t n = it.host.blocks;
+    if (it.always.size() != n || it.out.empty() || it.out.size() > n || it.query.size() != qd ||
+        it.host.dtype != items[0].host.dtype) {
+      return InvalidArgument("GpuSelector: shapes do not match the summaries");
+    }
+    blocks += n;
+    picks += it.out.size();
+  }
+  for (const GpuSelection& it : items) {
+    if (Status st = Upload(it.rows, it.host); !st.ok()) {
+      it.rows->uploaded = 0;  // the device copy is unknown now
+      return st;
+    }
+  }
+  const size_t H = model_.num_q_heads;
+  RETURN_IF_ERROR(Reserve(&query_, B * qd * sizeof(float)));
+  RETURN_IF_ERROR(Reserve(&always_, blocks));
+  RETURN_IF_ERROR(Reserve(&scores_, blocks * sizeof(float)));
+  RETURN_IF_ERROR(Reserve(&head_scores_, blocks * H * sizeof(float)));
+  RETURN_IF_ERROR(Reserve(&stats_, B * 2 * H * sizeof(float)));
+  RETURN_IF_ERROR(Reserve(&indices_, picks * sizeof(uint32_t)));
+  RETURN_IF_ERROR(Reserve(&items_, B * sizeof(kernels::SelectBatchItem)));
+  // Queries and masks packed for one copy each; items pointing into the scratch.
+  std::vector<float> queries(B * qd);
+  std::vector<uint8_t> always(blocks);
+  std::vector<kernels::SelectBatchItem> batch(B);
+  auto* d_query = static_cast<float*>(query_.data());
+  auto* d_always = static_cast<uint8_t*>(always_.data());
+  auto* d_scores = static_cast<float*>(scores_.data());
+  auto* d_head = static_cast<float*>(head_scores_.data());
+  auto* d_stats = static_cast<float*>(stats_.data());
+  auto* d_indices = static_cast<uint32_t*>(indices_.data());
+  size_t block_at = 0, pick_at = 0;
+  for (size_t i = 0; i < B; ++i) {
+    const GpuSelection& it = items[i];
+    const uint32_t n = it.host.blocks;
+    std::copy(it.query.begin(), it.query.end(), queries.begin() + i * qd);
+    std::copy(it.always.begin(), it.always.end(), always.begin() + block_at);
+    const size_t plane = size_t{it.rows->capacity} * per_block_ * DTypeBytes(it.rows->dtype);
+    const auto* summaries = static_cast<const std::byte*>(it.rows->buffer.data());
+    kernels::SelectBatchItem& v = batch[i];
+    v.query = d_query + i * qd;
+    v.min_keys = summaries;
+    v.max_keys = summaries + plane;
+    v.mean_keys = summaries + 2 * plane;
+    v.num_blocks = n;
+    v.k = static_cast<uint32_t>(it.out.size());
+    v.always = d_always + block_at;
+    v.out_indices = d_indices + pick_at;
+    v.scores = d_scores + block_at;
+    v.head_scores = d_head + block_at * H;
+    v.stats = d_stats + i * 2 * H;
+    block_at += n;
+    pick_at += it.out.size();
+  }
+  RETURN_IF_ERROR(kernels::CopyAsync(d_query, queries.data(), queries.size() * sizeof(float),
+                                     kernels::CopyKind::kHostToDevice, &stream_));
+  RETURN_IF_ERROR(
+      kernels::CopyAsync(d_always, always.data(), always.size(), kernels::CopyKind::kHostToDevice, &stream_));
+  RETURN_IF_ERROR(kernels::CopyAsync(items_.data(), batch.data(), B * sizeof(kernels::SelectBatchItem),
+                                     kernels::CopyKind::kHostToDevice, &stream_));
+  kernels::SelectBatchArgs a;
+  a.mode = mode;
+  a.combine = combine;
+  a.num_q_heads = model_.num_q_heads;
+  a.num_kv_heads = model_.num_kv_heads;
+  a.head_dim = model_.head_dim;
+  a.summary_dtype = items[0].host.dtype;
+  a.items = batch.data();
+  a.device_items = static_cast<const kernels::SelectBatchItem*>(items_.data());
+  a.num_items = static_cast<uint32_t>(B);
+  RETURN_IF_ERROR(kernels::SelectBatch(kernels::Backend::kCuda, a, &stream_));
+  std::vector<uint32_t> picked(picks);
+  RETURN_IF_ERROR(kernels::CopyAsync(picked.data(), d_indices, picks * sizeof(uint32_t),
+                                     kernels::CopyKind::kDeviceToHost, &stream_));
+  RETURN_IF_ERROR(stream_.Synchronize());
+  pick_at = 0;
+  for (const GpuSelection& it : items) {
+    std::copy_n(picked.begin() + pick_at, it.out.size(), it.out.begin());
+    pick_at += it.out.size();
+  }
+  return OkStatus();
 }
 
 }  // namespace tierkv::daemon

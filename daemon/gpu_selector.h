@@ -51,6 +51,15 @@ struct HostRows {
 kernels::ScoreArgs SummaryScoreArgs(const ModelSpec& model, kernels::ScoreMode mode, kernels::HeadCombine combine,
                                     uint32_t blocks);
 
+// One selection of a batch (GpuSelector::SelectBatch): Select's arguments.
+struct GpuSelection {
+  DeviceRows* rows;
+  HostRows host;
+  std::span<const float> query;
+  std::span<const uint8_t> always;
+  std::span<uint32_t> out;
+};
+
 class GpuSelector {
  public:
   // kNotSupported without a device.
@@ -61,6 +70,10 @@ class GpuSelector {
   // the k indices, ascending, to out. Uploads what changed in `host` first.
   Status Select(DeviceRows* rows, const HostRows& host, std::span<const float> query, std::span<const uint8_t> always,
                 kernels::ScoreMode mode, kernels::HeadCombine combine, std::span<uint32_t> out);
+  // Select for several (sequence, layer)s at once: their changed rows uploaded,
+  // then one kernels::SelectBatch (four launches) and one synchronization for all.
+  // REQUIRES: the items' host rows share one dtype; at most kernels::kMaxSelectBatch items.
+  Status SelectBatch(std::span<const GpuSelection> items, kernels::ScoreMode mode, kernels::HeadCombine combine);
 
  private:
   explicit GpuSelector(const ModelSpec& model) : model_(model), per_block_(size_t{model.num_kv_heads} * model.head_dim) {}
@@ -69,8 +82,9 @@ class GpuSelector {
   const ModelSpec model_;
   const size_t per_block_;
   kernels::GpuStream stream_;
-  // Scratch, grown on demand: query, always-mask, scores, selected indices.
-  kernels::DeviceBuffer query_, always_, scores_, indices_;
+  // Scratch, grown on demand: query, always-mask, scores, selected indices; for
+  // SelectBatch also per-head scores, softmax statistics and the item array.
+  kernels::DeviceBuffer query_, always_, scores_, indices_, head_scores_, stats_, items_;
 };
 
 }  // namespace tierkv::daemon

@@ -409,26 +409,71 @@ Result<Selection> RetrievalIndex::SelectWithIndex(LayerState& s, uint64_t seq, u
 Status RetrievalIndex::ScoreOnGpu(DeviceRows* rows, const kernels::ScoreArgs& a, std::span<const uint32_t> always_kept,
                                   uint64_t num_blocks, std::vector<uint32_t>* selected) {
   const uint64_t work = uint64_t{a.num_blocks} * a.num_q_heads * a.head_dim;
-  MutexLock gpu(&gpu_mu_);  // one at a time on the shared selector
-  if (!gpu_ || work < gpu_min_work_) {
-    ++cpu_selections_;
-    return NotSupported("scored on the CPU");
+  {
+    MutexLock gpu(&gpu_mu_);
+    if (!gpu_ || work < gpu_min_work_) {
+      ++cpu_selections_;
+      return NotSupported("scored on the CPU");
+    }
   }
-  std::vector<uint8_t> always(a.num_blocks, 0);
-  for (uint32_t b : always_kept) always[b] = 1;
-  selected->resize(num_blocks);
-  const Status st = gpu_->Select(rows, HostRows{a.min_keys, a.max_keys, a.mean_keys, a.num_blocks, a.summary_dtype},
-                                 std::span(a.query, size_t{a.num_q_heads} * a.head_dim), always, a.mode, a.combine,
-                                 *selected);
-  if (st.ok()) {
+  GpuJob job{rows, &a, always_kept, num_blocks, selected, OkStatus()};
+  gpu_queue_.Commit(&job);
+  if (job.status.ok()) {
     ++gpu_selections_;
-    return st;
+    return OkStatus();
   }
   ++gpu_fallbacks_;
   ++cpu_selections_;
-  if (!gpu_failure_logged_) LOG(WARNING) << "GPU scoring failed, scoring on the CPU: " << st.ToString();
+  MutexLock gpu(&gpu_mu_);
+  if (!gpu_failure_logged_) LOG(WARNING) << "GPU scoring failed, scoring on the CPU: " << job.status.ToString();
   gpu_failure_logged_ = true;
-  return st;
+  return job.status;
+}
+
+void RetrievalIndex::RunGpuJobs(std::span<GpuJob* const> jobs) {
+  MutexLock gpu(&gpu_mu_);
+  auto same_kind = [](const GpuJob& x, const GpuJob& y) {
+    return x.args->mode == y.args->mode && x.args->combine == y.args->combine &&
+           x.args->summary_dtype == y.args->summary_dtype;
+  };
+  std::vector<bool> taken(jobs.size(), false);
+  std::vector<GpuJob*> group;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (taken[i]) continue;
+    group.clear();
+    for (size_t j = i; j < jobs.size(); ++j) {
+      if (taken[j] || !same_kind(*jobs[i], *jobs[j])) continue;
+      taken[j] = true;
+      group.push_back(jobs[j]);
+    }
+    RunGpuGroup(group);
+  }
+}
+
+void RetrievalIndex::RunGpuGroup(std::span<GpuJob* const> group) {
+  if (!gpu_) {
+    for (GpuJob* j : group) j->status = NotSupported("no GPU selector");
+    return;
+  }
+  ++gpu_batches_;
+  std::vector<std::vector<uint8_t>> always(group.size());
+  std::vector<GpuSelection> items;
+  items.reserve(group.size());
+  for (size_t i = 0; i < group.size(); ++i) {
+    const GpuJob& j = *group[i];
+    const kernels::ScoreArgs& a = *j.args;
+    always[i].assign(a.num_blocks, 0);
+    for (uint32_t b : j.always_kept) always[i][b] = 1;
+    j.selected->resize(j.num_blocks);
+    items.push_back({j.rows, HostRows{a.min_keys, a.max_keys, a.mean_keys, a.num_blocks, a.summary_dtype},
+                     std::span(a.query, size_t{a.num_q_heads} * a.head_dim), always[i], *j.selected});
+  }
+  const kernels::ScoreArgs& first = *group[0]->args;
+  const Status st = group.size() == 1
+                        ? gpu_->Select(items[0].rows, items[0].host, items[0].query, items[0].always, first.mode,
+                                       first.combine, items[0].out)
+                        : gpu_->SelectBatch(items, first.mode, first.combine);
+  for (GpuJob* j : group) j->status = st;
 }
 
 Status RetrievalIndex::EnableGpuScoring(uint64_t min_work) {

@@ -40,6 +40,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -57,6 +58,7 @@
 #include "daemon/gpu_selector.h"
 #include "index/retriever.h"
 #include "index/trigger.h"
+#include "storage/commit_queue.h"
 
 namespace tierkv::daemon {
 
@@ -146,6 +148,9 @@ class RetrievalIndex {
   uint64_t gpu_selections() const { return gpu_selections_.load(std::memory_order_relaxed); }
   uint64_t cpu_selections() const { return cpu_selections_.load(std::memory_order_relaxed); }
   uint64_t gpu_fallbacks() const { return gpu_fallbacks_.load(std::memory_order_relaxed); }
+  // GPU scoring runs: one per group of concurrent selections scored together
+  // (gpu_selections / gpu_batches = selections per launch sequence).
+  uint64_t gpu_batches() const { return gpu_batches_.load(std::memory_order_relaxed); }
 
  private:
   class GpuScorer;
@@ -204,6 +209,21 @@ class RetrievalIndex {
   // under the selecting state's lock (lock order: a state's mu, then gpu_mu_).
   Status ScoreOnGpu(DeviceRows* rows, const kernels::ScoreArgs& args, std::span<const uint32_t> always_kept,
                     uint64_t num_blocks, std::vector<uint32_t>* selected) EXCLUDES(gpu_mu_);
+  // One GpuScorer::Select waiting for the shared selector. Selections that arrive
+  // together (a batched Retrieve's sequences, on the worker pool; several clients)
+  // are scored together, group-commit style: the first becomes the leader, takes
+  // every job queued meanwhile and runs them as one GpuSelector::SelectBatch.
+  struct GpuJob {
+    DeviceRows* rows;
+    const kernels::ScoreArgs* args;
+    std::span<const uint32_t> always_kept;
+    uint64_t num_blocks;
+    std::vector<uint32_t>* selected;
+    Status status;
+  };
+  void RunGpuJobs(std::span<GpuJob* const> jobs) EXCLUDES(gpu_mu_);
+  // Jobs of one mode, combination and summary dtype: Select for one, SelectBatch for more.
+  void RunGpuGroup(std::span<GpuJob* const> group) REQUIRES(gpu_mu_);
   // f32 keys [kv][bt][d] of a payload's K.
   std::vector<float> BlockKeys(std::span<const std::byte> payload) const;
 
@@ -216,7 +236,12 @@ class RetrievalIndex {
   std::unique_ptr<GpuSelector> gpu_ GUARDED_BY(gpu_mu_);  // null: CPU scoring
   uint64_t gpu_min_work_ GUARDED_BY(gpu_mu_) = 0;
   bool gpu_failure_logged_ GUARDED_BY(gpu_mu_) = false;
-  std::atomic<uint64_t> gpu_selections_{0}, cpu_selections_{0}, gpu_fallbacks_{0};
+  std::atomic<uint64_t> gpu_selections_{0}, cpu_selections_{0}, gpu_fallbacks_{0}, gpu_batches_{0};
+  // A leader waits up to this long (and at most half the last run) for the
+  // selections the last groups had, as storage's commit queue waits for writers.
+  static constexpr std::chrono::microseconds kGpuGatherWindow{100};
+  storage::CommitQueue<GpuJob> gpu_queue_{[this](std::span<GpuJob* const> jobs) { RunGpuJobs(jobs); },
+                                          /*max_group=*/256, kGpuGatherWindow};
 };
 
 }  // namespace tierkv::daemon

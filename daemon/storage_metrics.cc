@@ -154,6 +154,9 @@ void RetrievalMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) 
             rt.retrieval().cpu_selections());
   f.Counter("tierkv_retrieval_gpu_fallbacks_total", "Selections whose GPU scoring failed and ran on the CPU", l,
             rt.retrieval().gpu_fallbacks());
+  f.Counter("tierkv_retrieval_gpu_batches_total",
+            "GPU scoring runs; selections that arrive together share one (scored_total{device=gpu} / this)", l,
+            rt.retrieval().gpu_batches());
   f.Counter("tierkv_retrieval_phase_seconds_total", "Time spent per retrieval phase",
             {{"namespace", ns}, {"phase", "select"}}, r.select_ns.load() * 1e-9);
   f.Counter("tierkv_retrieval_phase_seconds_total", "", {{"namespace", ns}, {"phase", "acquire"}},

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <cstring>
+#include <thread>
 #include <random>
 #include <vector>
 
@@ -79,11 +82,75 @@ TEST_P(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
   compare(700);  // k close to n
   EXPECT_GE(matched + 1, compared) << "at most one near-tie swap in " << compared << " comparisons";
   // Capacity at each selection: 50 blocks -> 64 rows, 700 -> 700, 701 -> 1400 (doubling).
-  EXPECT_EQ(gpu.DeviceSummaryBytes(), 3u * 1400 * kModel.num_kv_heads * kModel.head_dim * sizeof(float));
+  // (f16 rows: the retrievers keep their summaries in f16, decision 0029.)
+  EXPECT_EQ(gpu.DeviceSummaryBytes(), 3u * 1400 * kModel.num_kv_heads * kModel.head_dim * sizeof(uint16_t));
   EXPECT_EQ(cpu.DeviceSummaryBytes(), 0u);
   EXPECT_EQ(gpu.gpu_selections(), compared);
   EXPECT_EQ(gpu.gpu_fallbacks(), 0u);
   EXPECT_EQ(cpu.cpu_selections(), compared);
+}
+
+// Selections of different sequences arriving together (a batched Retrieve's, on
+// the worker pool) are scored in shared runs (GpuSelector::SelectBatch), each
+// getting what the CPU gives it.
+TEST_P(GpuSelectorTest, ConcurrentSelectionsShareARunAndMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  RetrievalPolicy p;
+  p.retriever = GetParam();
+  RetrievalIndex cpu(kModel), gpu(kModel);
+  cpu.SetPolicy(p);
+  gpu.SetPolicy(p);
+  ASSERT_OK(gpu.EnableGpuScoring(/*min_work=*/0));
+  constexpr int kSeqs = 12, kRounds = 20;
+  std::mt19937 rng(43);
+  for (int seq = 1; seq <= kSeqs; ++seq) {
+    for (uint32_t i = 0; i < 200u + 37u * seq; ++i) {
+      const auto block = RandomBlock(rng);
+      ASSERT_OK(cpu.OnPut(seq, 0, i, block));
+      ASSERT_OK(gpu.OnPut(seq, 0, i, block));
+    }
+  }
+  auto none = [](std::span<const uint32_t>, std::span<std::byte>, std::vector<bool>* found) {
+    found->clear();
+    return OkStatus();
+  };
+  std::normal_distribution<float> n(0.f, 1.f);
+  std::vector<std::vector<float>> queries(kSeqs * kRounds, std::vector<float>(size_t{kModel.num_q_heads} * kModel.head_dim));
+  for (auto& q : queries)
+    for (float& x : q) x = n(rng);
+  std::vector<std::vector<uint32_t>> want(queries.size()), got(queries.size());
+  for (int r = 0; r < kRounds; ++r) {
+    for (int seq = 1; seq <= kSeqs; ++seq) {
+      auto a = cpu.Select(seq, 0, queries[r * kSeqs + seq - 1], 24, 1, 4, p, 0, none);
+      ASSERT_TRUE(a.ok());
+      want[r * kSeqs + seq - 1] = a->blocks;
+    }
+  }
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (int seq = 1; seq <= kSeqs; ++seq) {
+    threads.emplace_back([&, seq] {
+      for (int r = 0; r < kRounds; ++r) {
+        auto b = gpu.Select(seq, 0, queries[r * kSeqs + seq - 1], 24, 1, 4, p, 0, none);
+        if (!b.ok()) failed = true;
+        if (b.ok()) got[r * kSeqs + seq - 1] = b->blocks;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_FALSE(failed.load());
+  size_t swaps = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(want[i].size(), got[i].size()) << i;
+    EXPECT_GE(Overlap(want[i], got[i]) + 1, want[i].size()) << i;
+    swaps += want[i] != got[i];
+  }
+  EXPECT_LE(swaps, 2u) << "near-tie swaps in " << want.size() << " selections";
+  EXPECT_EQ(gpu.gpu_selections(), want.size());
+  EXPECT_EQ(gpu.gpu_fallbacks(), 0u);
+  EXPECT_LT(gpu.gpu_batches(), gpu.gpu_selections()) << "no two selections shared a run";
+  std::printf("%llu selections in %llu GPU runs\n", static_cast<unsigned long long>(gpu.gpu_selections()),
+              static_cast<unsigned long long>(gpu.gpu_batches()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Summaries, GpuSelectorTest, ::testing::Values("minmax", "mean"));
