@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm 
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())' >>"$res/gpu.txt" 2>&1
 cat "$res/gpu.txt"
 rc=0
-steps=" ${*:-gpu_tests gpu_e2e_tests pinning_gpu_tests memcheck_e2e per_head_on_gpu batch_on_gpu bench_kernels bench_retrieve_gpu bench_retrieve_cpu bench_ring bench_putget python engine engine_per_head engine_profile bench_disk bench_durable bench_remote} "
+steps=" ${*:-gpu_tests gpu_e2e_tests pinning_gpu_tests memcheck_e2e per_head_on_gpu batch_on_gpu bench_kernels bench_retrieve_gpu bench_retrieve_cpu batch_retrieve_gpu bench_ring bench_putget python engine engine_per_head engine_profile bench_disk bench_durable bench_remote} "
 run() {  # name, seconds, command...
   local name=$1 limit=$2; shift 2
   [[ $steps == *" $name "* ]] || return 0
@@ -47,6 +47,10 @@ run batch_on_gpu 60 "$b/bin/tierkv_retrieve_batch_tests"
 run bench_kernels 60 "$b/bin/tierkv_bench_kernels" --json "$res/bench_kernels.json"
 run bench_retrieve_gpu 60 "$b/bin/tierkv_bench_retrieve" --gpu --contexts 32768,131072 --steps 100 --json "$res/bench_retrieve_gpu.json"
 run bench_retrieve_cpu 45 "$b/bin/tierkv_bench_retrieve" --contexts 32768,131072 --steps 100 --json "$res/bench_retrieve_cpu.json"
+# Issue 12 item 3 on the GPU: a batch of B sequences at 128K tokens per layer, the
+# selections of one batched Retrieve scored in shared SelectBatch runs (decision 0029).
+run batch_retrieve_gpu 150 "$b/bin/tierkv_bench_retrieve" --batch 1,8,32 --contexts 131072 --steps 15 \
+  --json "$res/batch_retrieve_gpu.json"
 # Issue 15 on 16 cores: the ring's round trip on a quiet machine, put/get vs Redis.
 run bench_ring 40 "$b/bin/tierkv_bench_ring" --iters 50000 --spin-us 50 --json "$res/bench_ring.json"
 run bench_putget 120 env PATH="$b/bin:$PATH" "$b/bin/tierkv_bench_putget" --blocks 1024 --rounds 3 --clients 1,4 \
