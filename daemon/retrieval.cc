@@ -411,7 +411,7 @@ Status RetrievalIndex::ScoreOnGpu(DeviceRows* rows, const kernels::ScoreArgs& a,
   const uint64_t work = uint64_t{a.num_blocks} * a.num_q_heads * a.head_dim;
   {
     MutexLock gpu(&gpu_mu_);
-    if (!gpu_ || work < gpu_min_work_) {
+    if (!gpu_ || work < gpu_min_work_ || num_blocks == 0) {
       ++cpu_selections_;
       return NotSupported("scored on the CPU");
     }

@@ -147,16 +147,17 @@ inline void RowScores(const float* q, size_t D, const T* lo, const T* hi, size_t
   }
 }
 
-// Blocks [b, b + R) of KV head g, q heads in groups of up to 4.
+// Blocks [b, b + R) of KV head g, q heads in groups of up to 4; `prefetch`: the
+// next R blocks exist.
 template <int R, bool kMinMax, typename T>
-inline void BlockRows(const SummaryRowsArgs& a, size_t b, size_t g) {
+inline void BlockRows(const SummaryRowsArgs& a, size_t b, size_t g, bool prefetch) {
   const size_t D = a.head_dim, KV = a.num_kv_heads, G = a.num_q_heads / KV;
   const size_t row = (b * KV + g) * D;
   const T* lo = static_cast<const T*>(a.lo) + row;
   const T* hi = kMinMax ? static_cast<const T*>(a.hi) + row : nullptr;
   // The same rows of the next R blocks: read from DRAM when the summaries exceed
   // the caches (the hardware prefetcher does not follow R streams 4 KiB apart).
-  for (int r = 0; r < R; ++r) {
+  for (int r = 0; prefetch && r < R; ++r) {
     for (size_t d = 0; d < D; d += 64 / sizeof(T)) {
       _mm_prefetch(reinterpret_cast<const char*>(lo + (R + r) * KV * D + d), _MM_HINT_T0);
       if constexpr (kMinMax) _mm_prefetch(reinterpret_cast<const char*>(hi + (R + r) * KV * D + d), _MM_HINT_T0);
@@ -177,10 +178,12 @@ inline void BlockRows(const SummaryRowsArgs& a, size_t b, size_t g) {
 template <bool kMinMax, typename T>
 void Rows(const SummaryRowsArgs& a) {
   size_t b = 0;
-  for (; b + kRows <= a.num_blocks; b += kRows)
-    for (size_t g = 0; g < a.num_kv_heads; ++g) BlockRows<kRows, kMinMax, T>(a, b, g);
+  for (; b + kRows <= a.num_blocks; b += kRows) {
+    const bool prefetch = b + 2 * kRows <= a.num_blocks;
+    for (size_t g = 0; g < a.num_kv_heads; ++g) BlockRows<kRows, kMinMax, T>(a, b, g, prefetch);
+  }
   for (; b < a.num_blocks; ++b)
-    for (size_t g = 0; g < a.num_kv_heads; ++g) BlockRows<1, kMinMax, T>(a, b, g);
+    for (size_t g = 0; g < a.num_kv_heads; ++g) BlockRows<1, kMinMax, T>(a, b, g, false);
 }
 
 void SummaryRows(const SummaryRowsArgs& a) {
