@@ -216,36 +216,6 @@ TEST_F(DosTest, IdleMetricsConnectionsBeyondTheCap) {
 
 // The control accept loop out of descriptors (EMFILE): it backs off instead of
 // spinning and logs a few lines, not 650,000.
-// UBSan's vptr check reads memory through a pipe: in a daemon with no descriptor
-// left it reports a false "invalid vptr" (and halts it). The daemon of the EMFILE
-// test runs with that one check suppressed; ASan and the other checks stay on.
-// Restores this process's UBSAN_OPTIONS when it goes (after the daemon started).
-class SuppressUbsanVptrCheck {
- public:
-  explicit SuppressUbsanVptrCheck(const std::string& dir) {
-#if defined(__SANITIZE_ADDRESS__)
-    const std::string file = dir + "/ubsan.supp";
-    std::ofstream(file) << "vptr_check:*\n";
-    const char* old = std::getenv("UBSAN_OPTIONS");
-    if (old != nullptr) old_ = old;
-    had_ = old != nullptr;
-    ::setenv("UBSAN_OPTIONS", ((had_ ? old_ + ":" : std::string()) + "suppressions=" + file).c_str(), 1);
-#else
-    (void)dir;
-#endif
-  }
-  ~SuppressUbsanVptrCheck() {
-#if defined(__SANITIZE_ADDRESS__)
-    if (had_) ::setenv("UBSAN_OPTIONS", old_.c_str(), 1);
-    else ::unsetenv("UBSAN_OPTIONS");
-#endif
-  }
-
- private:
-  std::string old_;
-  bool had_ = false;
-};
-
 TEST_F(DosTest, AcceptBacksOffWhenOutOfDescriptors) {
   // Probe how many descriptors an idle daemon holds, then give it 48 more.
   StartDaemon("[control]\nmax_clients = 4096\n[limits]\ncontrol_hello_timeout_ms = 60000\n");
@@ -256,7 +226,6 @@ TEST_F(DosTest, AcceptBacksOffWhenOutOfDescriptors) {
   ::getrlimit(RLIMIT_NOFILE, &saved);
   rlimit low{base_fds + 48, saved.rlim_max};
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
-  const SuppressUbsanVptrCheck suppress(dir_.path());  // for the daemon started next
   daemon_ = std::make_unique<DaemonProcess>(TIERKVD_PATH, dir_.path(), "socket_mode = 0o666\n",
                                             "[control]\nmax_clients = 4096\n[limits]\ncontrol_hello_timeout_ms = "
                                             "60000\naccept_backoff_ms = 100\nlog_interval_s = 10\n");
