@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/f16_rows.h"
 #include "kernels/score.h"
 #include "kernels/summary.h"
 #include "kernels/topk.h"
@@ -71,10 +72,7 @@ Status BuildBlockSummaries(const LayerKeys& layer, uint32_t block_tokens, bool w
 }
 
 void ToF16Rows(std::span<const float> in, kernels::Rounding rounding, uint16_t* out) {
-  constexpr float kF16Max = 65504.f;
-  for (size_t i = 0; i < in.size(); ++i) {
-    kernels::StoreFromFloat(out, DType::kF16, i, std::clamp(in[i], -kF16Max, kF16Max), rounding);
-  }
+  kernels::FloatRowToF16(in.data(), in.size(), rounding, out);
 }
 
 namespace {

@@ -1,6 +1,7 @@
 // Portable variant and run-time dispatch of cpu_simd.h.
 #include "kernels/cpu_simd.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #endif
 
 #include "kernels/backend.h"
+#include "kernels/f16_rows.h"
 #include "kernels/half.h"
 
 #include "kernels/cpu_math.h"
@@ -58,7 +60,13 @@ float PortableExpSum(const float* x, size_t n, float scale, float shift, float* 
   return sum;
 }
 
-const CpuSimdOps kPortable = {"portable", &PortableRows, &PortableExpSum, &AxpyF32};
+void PortableToF16(const float* in, size_t n, int rounding, uint16_t* out) {
+  for (size_t i = 0; i < n; ++i) {
+    StoreFromFloat(out, DType::kF16, i, std::clamp(in[i], -65504.f, 65504.f), static_cast<Rounding>(rounding));
+  }
+}
+
+const CpuSimdOps kPortable = {"portable", &PortableRows, &PortableExpSum, &AxpyF32, &PortableToF16};
 
 const CpuSimdOps& Widest() {
   if (const CpuSimdOps* o = Avx512Ops()) return *o;
@@ -141,10 +149,18 @@ float ExpShiftedSum(const float* x, size_t n, float scale, float shift, float* p
   return Chosen().exp_shifted_sum(x, n, scale, shift, p);
 }
 void ScaledAdd(float c, const float* x, float* out, size_t n) { Chosen().scaled_add(c, x, out, n); }
+void FloatsToF16(const float* in, size_t n, int rounding, uint16_t* out) {
+  Chosen().floats_to_f16(in, n, rounding, out);
+}
 const char* CpuSimdName() { return Chosen().name; }
 
 }  // namespace tierkv::kernels::internal
 
 namespace tierkv::kernels {
 std::string_view CpuVectorUnit() { return internal::CpuSimdName(); }
+
+void FloatRowToF16(const float* in, size_t n, Rounding rounding, uint16_t* out) {
+  internal::FloatsToF16(in, n, static_cast<int>(rounding), out);
+}
+void F16RowToFloatRow(const uint16_t* in, size_t n, float* out) { internal::F16RowToFloat(in, n, out); }
 }  // namespace tierkv::kernels

@@ -45,12 +45,17 @@ void F16RowToFloat(const uint16_t* in, size_t n, float* out);
 // Which variant this process runs: "avx512", "avx2" or "portable".
 const char* CpuSimdName();
 
+// out[i] = in[i] clamped to +-65504 and rounded to f16 (rounding: 0 nearest even,
+// 1 toward -inf, 2 toward +inf: kernels::Rounding's values).
+void FloatsToF16(const float* in, size_t n, int rounding, uint16_t* out);
+
 // The variants behind the dispatch (the tests compare them on this CPU).
 struct CpuSimdOps {
   const char* name;
   void (*summary_rows)(const SummaryRowsArgs&);
   float (*exp_shifted_sum)(const float*, size_t, float, float, float*);
   void (*scaled_add)(float, const float*, float*, size_t);
+  void (*floats_to_f16)(const float*, size_t, int, uint16_t*);
 };
 const CpuSimdOps& PortableOps();
 // Null when this CPU (or this build) lacks the variant.

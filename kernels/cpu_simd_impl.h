@@ -28,6 +28,10 @@ constexpr size_t kW = 16;
 constexpr int kRows = 4;  // rows scored together (registers: 32)
 inline V Load(const float* p) { return _mm512_loadu_ps(p); }
 inline V Load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+template <int kRound>
+inline void StoreF16(uint16_t* p, V v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, kRound | _MM_FROUND_NO_EXC));
+}
 inline void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
 inline V Splat(float x) { return _mm512_set1_ps(x); }
 inline V Zero() { return _mm512_setzero_ps(); }
@@ -60,6 +64,10 @@ constexpr size_t kW = 8;
 constexpr int kRows = 2;  // rows scored together (registers: 16)
 inline V Load(const float* p) { return _mm256_loadu_ps(p); }
 inline V Load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+template <int kRound>
+inline void StoreF16(uint16_t* p, V v) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, kRound | _MM_FROUND_NO_EXC));
+}
 inline void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
 inline V Splat(float x) { return _mm256_set1_ps(x); }
 inline V Zero() { return _mm256_setzero_ps(); }
@@ -216,6 +224,28 @@ float ExpSum(const float* x, size_t n, float scale, float shift, float* p) {
   return sum;
 }
 
+template <int kRound>
+void ToF16(const float* in, size_t n, uint16_t* out) {
+  const V lo = Splat(-65504.f), hi = Splat(65504.f);
+  size_t i = 0;
+  for (; i + kW <= n; i += kW) StoreF16<kRound>(out + i, Min(Max(Load(in + i), lo), hi));
+  if (i < n) {  // the tail through one padded vector
+    float tail[kW] = {};
+    uint16_t half[kW];
+    for (size_t j = 0; i + j < n; ++j) tail[j] = in[i + j];
+    StoreF16<kRound>(half, Min(Max(Load(tail), lo), hi));
+    for (size_t j = 0; i + j < n; ++j) out[i + j] = half[j];
+  }
+}
+
+void FloatsToF16(const float* in, size_t n, int rounding, uint16_t* out) {
+  switch (rounding) {
+    case 1: ToF16<_MM_FROUND_TO_NEG_INF>(in, n, out); break;
+    case 2: ToF16<_MM_FROUND_TO_POS_INF>(in, n, out); break;
+    default: ToF16<_MM_FROUND_TO_NEAREST_INT>(in, n, out); break;
+  }
+}
+
 void Axpy(float c, const float* x, float* out, size_t n) {
   const V vc = Splat(c);
   size_t i = 0;
@@ -226,6 +256,6 @@ void Axpy(float c, const float* x, float* out, size_t n) {
 }  // namespace
 
 extern const CpuSimdOps kOps;
-const CpuSimdOps kOps = {TIERKV_SIMD_NAME, &SummaryRows, &ExpSum, &Axpy};
+const CpuSimdOps kOps = {TIERKV_SIMD_NAME, &SummaryRows, &ExpSum, &Axpy, &FloatsToF16};
 
 }  // namespace tierkv::kernels::internal::TIERKV_SIMD_NS

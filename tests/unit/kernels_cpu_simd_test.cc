@@ -3,6 +3,7 @@
 // group size and block count leave tails for each vector width.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -141,6 +142,33 @@ TEST(KernelsCpuSimdTest, F16RowToFloatIsExactForEveryBitPattern) {
       ASSERT_TRUE(std::isnan(out[i])) << std::hex << i;
     } else {
       ASSERT_EQ(FloatBits(out[i]), FloatBits(want)) << std::hex << i;
+    }
+  }
+}
+
+TEST(KernelsCpuSimdTest, FloatsToF16MatchHalfHForEveryRoundingBitForBit) {
+  std::mt19937_64 rng(14);
+  std::vector<float> in;
+  // Every magnitude from f16's subnormals to beyond its range, both signs, and
+  // values exactly halfway between two f16s.
+  for (int e = -30; e <= 20; ++e) {
+    for (int i = 0; i < 40; ++i) {
+      const float m = 1.f + static_cast<float>(rng() % 1000000) / 1000000.f;
+      in.push_back(std::ldexp(m, e) * ((rng() & 1) ? -1.f : 1.f));
+    }
+  }
+  for (uint32_t h : {0x3c00u, 0x0001u, 0x7bffu, 0x0400u}) in.push_back(F16ToFloat(static_cast<uint16_t>(h)) * 1.000244140625f);
+  in.insert(in.end(), {0.f, -0.f, 65504.f, -65504.f, 65520.f, 1e30f, -1e30f, 5.9604645e-8f, -2.9802322e-8f});
+  for (const CpuSimdOps* ops : Variants()) {
+    for (int rounding = 0; rounding < 3; ++rounding) {
+      std::vector<uint16_t> got(in.size() + 1, 0xabcd);
+      ops->floats_to_f16(in.data(), in.size(), rounding, got.data());
+      for (size_t i = 0; i < in.size(); ++i) {
+        uint16_t want = 0;
+        StoreFromFloat(&want, DType::kF16, 0, std::clamp(in[i], -65504.f, 65504.f), static_cast<Rounding>(rounding));
+        ASSERT_EQ(got[i], want) << ops->name << " rounding " << rounding << " x=" << in[i];
+      }
+      EXPECT_EQ(got[in.size()], 0xabcd) << "wrote past n";
     }
   }
 }
