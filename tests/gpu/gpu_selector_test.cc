@@ -36,35 +36,43 @@ size_t Overlap(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
   return both.size();
 }
 
-// minmax and mean, each in its own pair of indexes (the retriever is per policy).
-class GpuSelectorTest : public ::testing::TestWithParam<const char*> {};
+// Every block was put: nothing to read back.
+Status NoReads(std::span<const uint32_t>, std::span<std::byte>, std::vector<bool>* found) {
+  found->clear();
+  return OkStatus();
+}
+
+// minmax and mean, each in its own pair of indexes (the retriever is per policy):
+// one scoring on the CPU, one with every selection on the GPU.
+class GpuSelectorTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    if (kernels::GpuCount() == 0) return;  // the tests skip
+    p.retriever = GetParam();
+    cpu.SetPolicy(p);
+    gpu.SetPolicy(p);
+    ASSERT_OK(gpu.EnableGpuScoring(/*min_work=*/0));
+    ASSERT_TRUE(gpu.gpu_scoring());
+  }
+  RetrievalPolicy p;
+  RetrievalIndex cpu{kModel}, gpu{kModel};
+};
 
 TEST_P(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
   SKIP_WITHOUT_GPU();
-  RetrievalPolicy p;
-  p.retriever = GetParam();
-  RetrievalIndex cpu(kModel), gpu(kModel);
-  cpu.SetPolicy(p);
-  gpu.SetPolicy(p);
-  ASSERT_OK(gpu.EnableGpuScoring(/*min_work=*/0));  // every selection on the GPU
-  ASSERT_TRUE(gpu.gpu_scoring());
   std::mt19937 rng(42);
   auto put = [&](uint32_t index) {
     const auto block = RandomBlock(rng);
     ASSERT_OK(cpu.OnPut(1, 0, index, block));
     ASSERT_OK(gpu.OnPut(1, 0, index, block));
   };
-  auto none = [](std::span<const uint32_t>, std::span<std::byte>, std::vector<bool>* found) {
-    found->clear();  // every block was put: nothing to read back
-    return OkStatus();
-  };
   std::normal_distribution<float> n(0.f, 1.f);
   size_t compared = 0, matched = 0;
   auto compare = [&](uint32_t k) {
     std::vector<float> query(size_t{kModel.num_q_heads} * kModel.head_dim);
     for (float& q : query) q = n(rng);
-    auto a = cpu.Select(1, 0, query, k, 1, 4, p, 0, none);
-    auto b = gpu.Select(1, 0, query, k, 1, 4, p, 0, none);
+    auto a = cpu.Select(1, 0, query, k, 1, 4, p, 0, NoReads);
+    auto b = gpu.Select(1, 0, query, k, 1, 4, p, 0, NoReads);
     ASSERT_TRUE(a.ok() && b.ok());
     ASSERT_EQ(a->blocks.size(), b->blocks.size());
     // Sums run in different orders (~1e-6 relative): a near-tie may swap one block.
@@ -95,12 +103,6 @@ TEST_P(GpuSelectorTest, GpuSelectionsMatchTheCpuThroughGrowthAndRewrites) {
 // getting what the CPU gives it.
 TEST_P(GpuSelectorTest, ConcurrentSelectionsShareARunAndMatchTheCpu) {
   SKIP_WITHOUT_GPU();
-  RetrievalPolicy p;
-  p.retriever = GetParam();
-  RetrievalIndex cpu(kModel), gpu(kModel);
-  cpu.SetPolicy(p);
-  gpu.SetPolicy(p);
-  ASSERT_OK(gpu.EnableGpuScoring(/*min_work=*/0));
   constexpr int kSeqs = 12, kRounds = 20;
   std::mt19937 rng(43);
   for (int seq = 1; seq <= kSeqs; ++seq) {
@@ -110,10 +112,6 @@ TEST_P(GpuSelectorTest, ConcurrentSelectionsShareARunAndMatchTheCpu) {
       ASSERT_OK(gpu.OnPut(seq, 0, i, block));
     }
   }
-  auto none = [](std::span<const uint32_t>, std::span<std::byte>, std::vector<bool>* found) {
-    found->clear();
-    return OkStatus();
-  };
   std::normal_distribution<float> n(0.f, 1.f);
   std::vector<std::vector<float>> queries(kSeqs * kRounds, std::vector<float>(size_t{kModel.num_q_heads} * kModel.head_dim));
   for (auto& q : queries)
@@ -121,7 +119,7 @@ TEST_P(GpuSelectorTest, ConcurrentSelectionsShareARunAndMatchTheCpu) {
   std::vector<std::vector<uint32_t>> want(queries.size()), got(queries.size());
   for (int r = 0; r < kRounds; ++r) {
     for (int seq = 1; seq <= kSeqs; ++seq) {
-      auto a = cpu.Select(seq, 0, queries[r * kSeqs + seq - 1], 24, 1, 4, p, 0, none);
+      auto a = cpu.Select(seq, 0, queries[r * kSeqs + seq - 1], 24, 1, 4, p, 0, NoReads);
       ASSERT_TRUE(a.ok());
       want[r * kSeqs + seq - 1] = a->blocks;
     }
@@ -131,7 +129,7 @@ TEST_P(GpuSelectorTest, ConcurrentSelectionsShareARunAndMatchTheCpu) {
   for (int seq = 1; seq <= kSeqs; ++seq) {
     threads.emplace_back([&, seq] {
       for (int r = 0; r < kRounds; ++r) {
-        auto b = gpu.Select(seq, 0, queries[r * kSeqs + seq - 1], 24, 1, 4, p, 0, none);
+        auto b = gpu.Select(seq, 0, queries[r * kSeqs + seq - 1], 24, 1, 4, p, 0, NoReads);
         if (!b.ok()) failed = true;
         if (b.ok()) got[r * kSeqs + seq - 1] = b->blocks;
       }
