@@ -132,23 +132,32 @@ class SpscRing {
 
   // Consumer: returns when an entry may be available, after spinning `spin` and then
   // sleeping at most `timeout`. May return early (spuriously); callers loop.
-  void WaitNotEmpty(std::chrono::nanoseconds spin, std::chrono::microseconds timeout) {
+  // `stop` (optional): a flag whose owner sets it and then calls Kick(); the wait
+  // returns once it is set. It is checked after the doorbell is read, so a Kick()
+  // that comes while this consumer spins is not lost: before, a worker stopped
+  // during its spin read the already-bumped doorbell and slept the whole timeout
+  // (a 100 ms stall of the thread stopping it, seen in DosTest under load).
+  void WaitNotEmpty(std::chrono::nanoseconds spin, std::chrono::microseconds timeout,
+                    const std::atomic<bool>* stop = nullptr) {
+    auto stopped = [stop] { return stop != nullptr && stop->load(std::memory_order_acquire); };
     const auto spin_until = std::chrono::steady_clock::now() + spin;
     do {
-      if (!Empty()) return;
+      if (!Empty() || stopped()) return;
       for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
       internal::YieldCpu();  // the peer that produces the entry may be waiting for this core
     } while (std::chrono::steady_clock::now() < spin_until);
-    const uint32_t bell = c_->doorbell.load(std::memory_order_relaxed);
+    // Acquire: a doorbell bumped by Kick() shows the stop flag set before it.
+    const uint32_t bell = c_->doorbell.load(std::memory_order_acquire);
     c_->waiting.store(1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (Empty()) internal::FutexWait(&c_->doorbell, bell, timeout);
+    if (Empty() && !stopped()) internal::FutexWait(&c_->doorbell, bell, timeout);
     c_->waiting.store(0, std::memory_order_relaxed);
   }
 
-  // Wakes a sleeping consumer without publishing anything (used to stop workers).
+  // Wakes a sleeping consumer without publishing anything (used to stop workers:
+  // set the consumer's stop flag first).
   void Kick() {
-    c_->doorbell.fetch_add(1, std::memory_order_relaxed);
+    c_->doorbell.fetch_add(1, std::memory_order_release);
     internal::FutexWakeAll(&c_->doorbell);
   }
 

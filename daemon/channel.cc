@@ -91,7 +91,7 @@ void Channel::Run() {
         if (on_broken_) on_broken_(Corruption("request ring indices are inconsistent"));
         return;
       }
-      requests_.WaitNotEmpty(spin_, std::chrono::milliseconds(100));
+      requests_.WaitNotEmpty(spin_, std::chrono::milliseconds(100), &stop_);
       continue;
     }
     stats_->requests.fetch_add(1, std::memory_order_relaxed);

@@ -4,6 +4,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -46,6 +49,33 @@ TEST(ShmRingTest, FifoAcrossThreadsWithWakeups) {
   }
   consumer.join();
   EXPECT_TRUE(ring->Empty());
+}
+
+// A worker stopped (flag set, then Kick) while it spins in WaitNotEmpty must not
+// sleep out its timeout: the Kick bumps the doorbell before the worker reads it.
+TEST(ShmRingTest, AStopKickedWhileTheConsumerSpinsEndsItsWait) {
+  constexpr uint32_t kCap = 8;
+  std::vector<uint8_t> mem(RingBytes<Item>(kCap) + 64);
+  void* base = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(mem.data()) + 63) & ~uintptr_t{63});
+  auto ring = SpscRing<Item>::Create(base, kCap);
+  ASSERT_TRUE(ring.ok());
+  auto slowest = std::chrono::steady_clock::duration::zero();
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<bool> stop{false}, waiting{false};
+    std::thread worker([&] {
+      waiting = true;
+      while (!stop.load()) ring->WaitNotEmpty(std::chrono::milliseconds(5), std::chrono::seconds(2), &stop);
+    });
+    while (!waiting) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::microseconds(300));  // inside the worker's 5 ms spin
+    const auto t0 = std::chrono::steady_clock::now();
+    stop = true;
+    ring->Kick();
+    worker.join();
+    slowest = std::max(slowest, std::chrono::steady_clock::now() - t0);
+  }
+  // Without the stop flag in the wait, each round took the 2 s timeout.
+  EXPECT_LT(slowest, std::chrono::milliseconds(500));
 }
 
 TEST(ShmRingTest, FullAndEmpty) {
