@@ -16,6 +16,16 @@ Status Reserve(kernels::DeviceBuffer* buffer, size_t bytes) {
   return OkStatus();
 }
 
+// The device rows' min, max and mean planes ([3][capacity][kv * d] of rows.dtype).
+struct Planes {
+  const std::byte *min, *max, *mean;
+};
+Planes DevicePlanes(const DeviceRows& rows, size_t per_block) {
+  const size_t plane = size_t{rows.capacity} * per_block * DTypeBytes(rows.dtype);
+  const auto* base = static_cast<const std::byte*>(rows.buffer.data());
+  return {base, base + plane, base + 2 * plane};
+}
+
 }  // namespace
 
 kernels::ScoreArgs SummaryScoreArgs(const ModelSpec& model, kernels::ScoreMode mode, kernels::HeadCombine combine,
@@ -53,8 +63,9 @@ Status GpuSelector::Upload(DeviceRows* rows, const HostRows& host) {
   for (size_t a = 0; a < 3; ++a) {
     if (arrays[a] == nullptr) continue;  // the method has no such rows (minmax: mean; mean: min, max)
     std::byte* dst = base + (a * rows->capacity + first) * row_bytes;
-    RETURN_IF_ERROR(kernels::CopyAsync(dst, static_cast<const std::byte*>(arrays[a]) + first * row_bytes, count * row_bytes,
-                                       kernels::CopyKind::kHostToDevice, &stream_));
+    const auto* src = static_cast<const std::byte*>(arrays[a]) + first * row_bytes;
+    RETURN_IF_ERROR(
+        kernels::CopyAsync(dst, src, count * row_bytes, kernels::CopyKind::kHostToDevice, &stream_));
   }
   rows->uploaded = host.blocks;
   return OkStatus();
@@ -79,14 +90,13 @@ Status GpuSelector::Select(DeviceRows* rows, const HostRows& host, std::span<con
   RETURN_IF_ERROR(
       kernels::CopyAsync(query_.data(), query.data(), query.size_bytes(), kernels::CopyKind::kHostToDevice, &stream_));
   RETURN_IF_ERROR(kernels::CopyAsync(always_.data(), always.data(), n, kernels::CopyKind::kHostToDevice, &stream_));
-  const size_t plane = size_t{rows->capacity} * per_block_ * DTypeBytes(rows->dtype);
-  const auto* summaries = static_cast<const std::byte*>(rows->buffer.data());
+  const Planes planes = DevicePlanes(*rows, per_block_);
   kernels::ScoreArgs a = SummaryScoreArgs(model_, mode, combine, n);
   a.query = static_cast<const float*>(query_.data());
   a.summary_dtype = rows->dtype;
-  a.min_keys = summaries;
-  a.max_keys = summaries + plane;
-  a.mean_keys = summaries + 2 * plane;
+  a.min_keys = planes.min;
+  a.max_keys = planes.max;
+  a.mean_keys = planes.mean;
   a.scores = static_cast<float*>(scores_.data());
   RETURN_IF_ERROR(kernels::ScoreBlocks(kernels::Backend::kCuda, a, &stream_));
   kernels::TopKArgs t;
@@ -146,13 +156,12 @@ Status GpuSelector::SelectBatch(std::span<const GpuSelection> items, kernels::Sc
     const uint32_t n = it.host.blocks;
     std::copy(it.query.begin(), it.query.end(), queries.begin() + i * qd);
     std::copy(it.always.begin(), it.always.end(), always.begin() + block_at);
-    const size_t plane = size_t{it.rows->capacity} * per_block_ * DTypeBytes(it.rows->dtype);
-    const auto* summaries = static_cast<const std::byte*>(it.rows->buffer.data());
+    const Planes planes = DevicePlanes(*it.rows, per_block_);
     kernels::SelectBatchItem& v = batch[i];
     v.query = d_query + i * qd;
-    v.min_keys = summaries;
-    v.max_keys = summaries + plane;
-    v.mean_keys = summaries + 2 * plane;
+    v.min_keys = planes.min;
+    v.max_keys = planes.max;
+    v.mean_keys = planes.mean;
     v.num_blocks = n;
     v.k = static_cast<uint32_t>(it.out.size());
     v.always = d_always + block_at;

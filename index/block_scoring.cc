@@ -4,7 +4,6 @@
 #include <cmath>
 #include <limits>
 
-#include "kernels/f16_rows.h"
 #include "kernels/score.h"
 #include "kernels/summary.h"
 #include "kernels/topk.h"
@@ -69,10 +68,6 @@ Status BuildBlockSummaries(const LayerKeys& layer, uint32_t block_tokens, bool w
     }
   }
   return OkStatus();
-}
-
-void ToF16Rows(std::span<const float> in, kernels::Rounding rounding, uint16_t* out) {
-  kernels::FloatRowToF16(in.data(), in.size(), rounding, out);
 }
 
 namespace {

@@ -16,7 +16,6 @@
 #include "common/status.h"
 #include "index/layer_view.h"
 #include "index/retriever.h"
-#include "kernels/half.h"
 #include "kernels/score.h"
 
 namespace tierkv::index {
@@ -50,10 +49,6 @@ struct BlockSummaries {
 // layer has more blocks than ScoreBlocks accepts.
 Status BuildBlockSummaries(const LayerKeys& layer, uint32_t block_tokens, bool want_minmax, bool want_mean,
                            BlockSummaries* out);
-
-// out[i] = in[i] as IEEE f16 with the given rounding (kernels/half.h), values
-// beyond f16's range saturated at +-65504 (so no summary is infinite).
-void ToF16Rows(std::span<const float> in, kernels::Rounding rounding, uint16_t* out);
 
 // Per-head scores q_h . u for every unit, through kernels::ScoreBlocks (kMean).
 // units: [num_units][num_kv_heads][head_dim] (f32 or f16 rows); out: resized to

@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 
+#include "kernels/f16_rows.h"
 #include "kernels/score.h"
 
 namespace tierkv::index {
@@ -25,10 +26,11 @@ void GrowRows(std::vector<uint16_t>* rows, uint64_t blocks, size_t row) {
   if (rows->size() < blocks * row) rows->resize(blocks * row, 0);
 }
 
-// f32 rows as f16 (ToF16Rows) into a vector sized to them.
+// f32 rows as f16 (kernels::FloatRowToF16: saturating, rounded as asked) into a
+// vector sized to them.
 void SetF16(std::span<const float> in, kernels::Rounding rounding, std::vector<uint16_t>* out) {
   out->resize(in.size());
-  ToF16Rows(in, rounding, out->data());
+  kernels::FloatRowToF16(in.data(), in.size(), rounding, out->data());
 }
 
 }  // namespace
@@ -48,8 +50,8 @@ Status MinMaxRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys
   num_blocks_ = std::max<uint64_t>(num_blocks_, uint64_t{block} + 1);
   GrowRows(&min_, num_blocks_, row);
   GrowRows(&max_, num_blocks_, row);
-  ToF16Rows(std::span(one.min).first(row), kernels::Rounding::kDown, min_.data() + block * row);
-  ToF16Rows(std::span(one.max).first(row), kernels::Rounding::kUp, max_.data() + block * row);
+  kernels::FloatRowToF16(one.min.data(), row, kernels::Rounding::kDown, min_.data() + block * row);
+  kernels::FloatRowToF16(one.max.data(), row, kernels::Rounding::kUp, max_.data() + block * row);
   return OkStatus();
 }
 
@@ -109,7 +111,7 @@ Status MeanRetriever::BuildImpl(const LayerKeys& layer, const RetrieverParams& p
       PickRepresentatives(layer, g, begin, end, s.mean.data() + (b * KV + g) * D, R,
                           pick_ == Pick::kNorm ? RepPick::kNorm : RepPick::kKCenter, reps.data());
       for (uint64_t r = 0; r < R; ++r) {
-        ToF16Rows(std::span(reps).subspan(r * D, D), kernels::Rounding::kNearest,
+        kernels::FloatRowToF16(reps.data() + r * D, D, kernels::Rounding::kNearest,
                   reps_vec_.data() + ((b * R + r) * KV + g) * D);
       }
     }
@@ -134,7 +136,7 @@ Status MeanRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys) 
   num_blocks_ = std::max<uint64_t>(num_blocks_, uint64_t{block} + 1);
   GrowRows(&reps_vec_, num_blocks_ * R, size_t{KV} * D);
   if (R == 1) {
-    ToF16Rows(std::span(one.mean).first(size_t{KV} * D), kernels::Rounding::kNearest,
+    kernels::FloatRowToF16(one.mean.data(), size_t{KV} * D, kernels::Rounding::kNearest,
               reps_vec_.data() + size_t{block} * KV * D);
     return OkStatus();
   }
@@ -143,7 +145,7 @@ Status MeanRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys) 
     PickRepresentatives(view, g, 0, bt, one.mean.data() + size_t{g} * D, R,
                         pick_ == Pick::kNorm ? RepPick::kNorm : RepPick::kKCenter, reps.data());
     for (uint64_t r = 0; r < R; ++r) {
-      ToF16Rows(std::span(reps).subspan(r * D, D), kernels::Rounding::kNearest,
+      kernels::FloatRowToF16(reps.data() + r * D, D, kernels::Rounding::kNearest,
                 reps_vec_.data() + ((uint64_t{block} * R + r) * KV + g) * D);
     }
   }

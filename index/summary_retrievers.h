@@ -5,7 +5,7 @@
 // sum_d max(q_d min_d, q_d max_d) >= q . k of every key of the block; heads
 // combine per RetrieverParams::head_combine (kernels ScoreBlocks kMinMax). Index:
 // 2 vectors per (block, KV head), IEEE f16, min rounded down and max up so that
-// the bound still holds (ToF16Rows).
+// the bound still holds (kernels::FloatRowToF16).
 //
 // MeanRetriever ("mean", "mean:r=R,pick=kcenter|norm", InfLLM / ShadowKV
 // landmarks): per (block, KV head) R representative vectors; a block's per-head
