@@ -70,6 +70,8 @@ struct Config {
   std::vector<uint32_t> rand_kib = {4, 16, 64, 128, 256};
   io::IoEngineKind engine = io::IoEngineKind::kAuto;
   bool zero_copy = true;
+  bool fixed = true;
+  uint32_t fixed_min_kib = 64;
   uint16_t format_version = storage::kSlabFormatVersion;
   uint32_t header_bytes = 0;
   bool verify = true;
@@ -93,6 +95,9 @@ void PrintHelp() {
       "  --rand-kib A,B,..  random block sizes, KiB (default 4,16,64,128,256)\n"
       "  --engine E         D tier engine: auto | io_uring | psync (default auto)\n"
       "  --zero-copy 0|1    D tier transfers straight from/to page-aligned caller memory (default 1)\n"
+      "  --fixed 0|1        register that memory with the tier's io_uring engines (fixed buffers, as the daemon\n"
+      "                     does with a resident H arena; 0: the kernel pins pages per transfer) (default 1)\n"
+      "  --fixed-min-kib N  payloads of at least N KiB use the registered memory (default 64)\n"
       "  --format-version V D tier slab format: 2 (header sector 512 B where accepted) or 1 (4 KiB headers) (default 2)\n"
       "  --header-bytes N   D tier header sector of format 2: 0 probes (default), 512..4096\n"
       "  --verify 0|1       D tier reads verify payload checksums (default 1; 0 isolates the I/O path)\n"
@@ -117,6 +122,8 @@ bool ParseArgs(int argc, char** argv, Config* c) {
     else if (a == "--h-kib") c->h_kib = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--h-slots") c->h_slots = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--zero-copy") c->zero_copy = std::stoi(v) != 0;
+    else if (a == "--fixed") c->fixed = std::stoi(v) != 0;
+    else if (a == "--fixed-min-kib") c->fixed_min_kib = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--format-version") c->format_version = static_cast<uint16_t>(std::stoul(v));
     else if (a == "--header-bytes") c->header_bytes = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--verify") c->verify = std::stoi(v) != 0;
@@ -205,8 +212,18 @@ class TierSide {
     o.verify_payload = c.verify;
     if (c.verify_threads >= 0) o.verify_threads = static_cast<uint32_t>(c.verify_threads);
     o.max_slab_bytes = 1ull << 40;  // one slab file, like the raw side
-    ASSIGN_OR_RETURN(std::unique_ptr<DiskTier> tier, DiskTier::Open(o));
-    std::unique_ptr<TierSide> side(new TierSide(std::move(tier), block, qd, sequential));
+    std::unique_ptr<TierSide> side(new TierSide(block, qd, o.num_slots));
+    if (side->out_.data() == nullptr || side->payload_.data() == nullptr) return ResourceExhausted("bench buffers");
+    // The destination and source buffers stand in for the H arena: registered with
+    // the tier's engines (fixed-buffer transfers) as the daemon does with a resident H.
+    if (c.fixed) {
+      o.registered_memory = {{side->out_.data(), side->out_.size()}, {side->payload_.data(), side->payload_.size()}};
+    }
+    o.fixed_min_bytes = c.fixed_min_kib * 1024;
+    ASSIGN_OR_RETURN(side->tier_, DiskTier::Open(o));
+    side->order_.resize(side->tier_->num_slots());
+    for (uint32_t i = 0; i < side->order_.size(); ++i) side->order_[i] = i;
+    if (!sequential) std::shuffle(side->order_.begin(), side->order_.end(), std::mt19937_64(42));
     std::vector<SlotId> slots;
     RETURN_IF_ERROR(side->tier_->AllocateMany(side->tier_->num_slots(), &slots));
     return side;
@@ -258,16 +275,12 @@ class TierSide {
   }
 
  private:
-  TierSide(std::unique_ptr<DiskTier> tier, uint32_t block, uint32_t qd, bool sequential)
-      : tier_(std::move(tier)), block_(block) {
-    order_.resize(tier_->num_slots());
-    for (uint32_t i = 0; i < order_.size(); ++i) order_[i] = i;
-    if (!sequential) std::shuffle(order_.begin(), order_.end(), std::mt19937_64(42));
+  TierSide(uint32_t block, uint32_t qd, uint32_t num_slots) : block_(block) {
     // Batches of many queue depths keep the queue full most of the time. Reads land
     // in at most 64 MiB of destination buffers (a stand-in for H slots), reused
     // cyclically: the copy is done, its bytes are overwritten by later ops.
     batch_ = std::max<uint32_t>(qd, std::min<uint32_t>(8 * qd, (256u << 20) / block));
-    batch_ = std::min<uint32_t>(batch_, tier_->num_slots());
+    batch_ = std::min<uint32_t>(batch_, num_slots);
     // Page-aligned, like H slots: the zero-copy path applies when enabled.
     const uint32_t outs = std::max<uint32_t>(1, std::min<uint32_t>(batch_, (64u << 20) / block));
     out_ = PageBuffer(size_t{outs} * block);
@@ -493,9 +506,12 @@ double ChecksumGbps() {
 void PrintAndSave(const Config& c, const std::string& engine, const storage::SlotLayout& layout,
                   const std::vector<CaseResult>& cases, const HostResult& host) {
   const double xxh3 = ChecksumGbps();
-  std::printf("\nD tier (engine %s, %s, slab format v%u with %u-byte slot headers, checksummed slots) vs raw "
+  std::printf("\nD tier (engine %s, %s%s, slab format v%u with %u-byte slot headers, checksummed slots) vs raw "
               "io_uring loop, O_DIRECT, %s, medians of %d x %.2fs\n",
-              engine.c_str(), c.zero_copy ? "zero-copy" : "bounce buffers", layout.version, layout.header_bytes,
+              engine.c_str(), c.zero_copy ? "zero-copy" : "bounce buffers",
+              c.zero_copy && c.fixed ? (" into registered memory from " + std::to_string(c.fixed_min_kib) + " KiB").c_str()
+                                     : "",
+              layout.version, layout.header_bytes,
               c.dir.c_str(), c.rounds, c.seconds);
   std::printf("CPU = getrusage(RUSAGE_SELF) user+sys seconds per GB of payload; payload checksum (xxh3, %s): "
               "%.1f GB/s on one core (%.3f CPU s/GB); reads verify payloads: %s; verify pool threads: %s\n",
@@ -540,7 +556,7 @@ void PrintAndSave(const Config& c, const std::string& engine, const storage::Slo
   nlohmann::json j;
   j["benchmark"] = "tierkv_bench_disk";
   j["config"] = {{"dir", c.dir}, {"file_mib", c.file_mib}, {"seconds", c.seconds}, {"rounds", c.rounds},
-                 {"qd_seq", c.qd_seq}, {"qd_rand", c.qd_rand}, {"engine", engine}, {"zero_copy", c.zero_copy},
+                 {"qd_seq", c.qd_seq}, {"qd_rand", c.qd_rand}, {"engine", engine}, {"zero_copy", c.zero_copy}, {"fixed", c.fixed}, {"fixed_min_kib", c.fixed_min_kib},
                  {"format_version", layout.version}, {"header_bytes", layout.header_bytes},
                  {"cpu_clock", "getrusage RUSAGE_SELF"}, {"xxh3_gbps", xxh3}, {"verify_payload", c.verify}, {"verify_threads", c.verify_threads},
                  {"checksum_path", std::string(storage::PayloadChecksumPath())},

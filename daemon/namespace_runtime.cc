@@ -89,6 +89,12 @@ Result<std::unique_ptr<NamespaceRuntime>> NamespaceRuntime::Open(const Namespace
                : config.storage.disk_engine == "psync"  ? io::IoEngineKind::kPsync
                                                         : io::IoEngineKind::kAuto;
     if (o.num_slots == 0) return InvalidArgument("namespace '" + rec.spec.name + "': disk budget below one block");
+    // A resident H (pinned for the GPU, or prefaulted) is registered with the D tier's
+    // io_uring engines: promotions and demotions then pin no pages per transfer. A
+    // lazily committed H is not: registering would commit all of it now.
+    if (rt->h_->pinned() || config.storage.prefault) {
+      o.registered_memory = {{rt->h_->mutable_memory().base(), rt->h_->memory().bytes()}};
+    }
     RETURN_IF_ERROR(KeepRecordedDiskGeometry(rec.spec, &o));
     auto d = storage::DiskTier::Open(o);
     if (!d.ok()) return d.status().WithContext("namespace '" + rec.spec.name + "' disk tier");

@@ -69,6 +69,16 @@ void DiskDeviceMetrics(Families& f, const std::string& ns, const storage::DiskTi
               double(devs[i].write_bytes));
     f.Counter("tierkv_disk_device_io_errors_total", "Failed I/Os of the device", l, double(devs[i].errors));
   }
+  // How payloads moved: straight to/from registered memory (no page pinning), straight
+  // to/from other memory (the kernel pins its pages per transfer), or copied through
+  // the tier's bounce buffers.
+  const char* help = "D tier transfers by payload path (fixed: registered H memory; pinned: pinned per transfer; "
+                     "bounce: copied)";
+  const double fixed = double(d.fixed_transfers());
+  f.Counter("tierkv_disk_transfers_total", help, {{"namespace", ns}, {"path", "fixed"}}, fixed);
+  f.Counter("tierkv_disk_transfers_total", help, {{"namespace", ns}, {"path", "pinned"}},
+            double(d.zero_copy_transfers()) - fixed);
+  f.Counter("tierkv_disk_transfers_total", help, {{"namespace", ns}, {"path", "bounce"}}, double(d.bounce_transfers()));
 }
 
 void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {

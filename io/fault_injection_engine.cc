@@ -70,6 +70,7 @@ class FaultInjectingEngine final : public IoEngine {
   uint32_t queue_depth() const override { return inner_->queue_depth(); }
   uint32_t in_flight() const override { return inner_->in_flight() + static_cast<uint32_t>(fabricated_.size()); }
   IoBufferPool* buffers() override { return inner_->buffers(); }
+  int32_t RegionIndex(const std::byte* p, size_t n) const override { return inner_->RegionIndex(p, n); }
   Status RegisterFiles(std::span<const int> fds) override { return inner_->RegisterFiles(fds); }
 
   Status Prepare(const IoRequest& request) override {
@@ -87,6 +88,7 @@ class FaultInjectingEngine final : public IoEngine {
           truncated.length = static_cast<uint32_t>(half);
           truncated.buf2 = nullptr;
           truncated.length2 = 0;
+          truncated.buf2_index = -1;
         } else {
           truncated.length2 = static_cast<uint32_t>(half - request.length);
         }
@@ -144,6 +146,7 @@ class FaultInjectingEngine final : public IoEngine {
     copy[pos - request.length] = ~copy[pos - request.length];
     IoRequest changed = request;
     changed.buf2 = copy;
+    changed.buf2_index = -1;  // the copy is not registered memory
     write_copies_[request.user_data].reset(copy);
     return inner_->Prepare(changed);
   }

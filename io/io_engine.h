@@ -23,6 +23,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -34,6 +35,9 @@ namespace tierkv::io {
 inline constexpr size_t kIoAlign = 512;
 // Page size: buffer pools are page-aligned.
 inline constexpr size_t kPageBytes = 4096;
+// The largest buffer io_uring registers as one (the kernel's limit): regions are
+// registered in pieces of this size.
+inline constexpr size_t kMaxRegisteredBytes = size_t{1} << 30;
 
 constexpr size_t RoundUpTo(size_t n, size_t align) { return (n + align - 1) / align * align; }
 constexpr size_t RoundUpIo(size_t n) { return RoundUpTo(n, kIoAlign); }
@@ -60,6 +64,12 @@ struct IoRequest {
   // length2 a multiple of kIoAlign.
   std::byte* buf2 = nullptr;
   uint32_t length2 = 0;
+  // The engine's registered region buffer (IoEngine::RegionIndex) that holds the
+  // second segment, or -1. When both segments are registered (buf_index >= 0 too),
+  // io_uring runs the request as two fixed-buffer transfers (no page pinning per
+  // request) and completes it once, with both results summed (or the first error).
+  // Engines without registered regions ignore it.
+  int32_t buf2_index = -1;
 
   uint64_t total_length() const { return uint64_t{length} + length2; }
 };
@@ -109,6 +119,13 @@ struct IoEngineOptions {
   uint32_t num_buffers = 0;   // size of the buffer pool (0: no pool). Default: 0
   size_t buffer_bytes = 0;    // bytes per pool buffer. Default: 0
   uint32_t device = 0;        // for engine factories: which device of a D tier (0 for one). Default: 0
+  // Caller memory registered with the kernel besides the buffer pool (the H arena
+  // that D-tier reads land in and writes leave from), so that transfers there skip
+  // the per-request page pinning (IoRequest::buf2_index). Registration pins (and so
+  // commits) every page: pass memory that is resident anyway. Refused registrations
+  // (RLIMIT_MEMLOCK) are logged once and the engine works without. It must stay
+  // mapped while the engine lives. Default: none
+  std::vector<std::span<std::byte>> regions;
 };
 
 class IoEngine {
@@ -121,6 +138,11 @@ class IoEngine {
   virtual uint32_t in_flight() const = 0;
   // The engine's buffer pool, or nullptr when created without one.
   virtual IoBufferPool* buffers() = 0;
+  // The registered buffer index for [p, p + n) inside a registered region
+  // (IoEngineOptions::regions; io_uring registers them in pieces of at most
+  // kMaxRegisteredBytes), or -1 when it is not inside one piece or the engine
+  // registers none.
+  virtual int32_t RegionIndex(const std::byte* /*p*/, size_t /*n*/) const { return -1; }
   // Sets the file table that IoRequest::file indexes. The fds stay owned by the
   // caller and must stay open while requests use them. REQUIRES: in_flight() == 0.
   virtual Status RegisterFiles(std::span<const int> fds) = 0;

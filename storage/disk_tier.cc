@@ -553,6 +553,7 @@ Result<std::unique_ptr<io::IoEngine>> DiskTier::AcquireEngine(Device& dev) {
   eo.num_buffers = 2 * options_.queue_depth;  // see RunOnEngine
   eo.buffer_bytes = stride_;
   eo.device = dev.index;
+  eo.regions = options_.registered_memory;
   Result<std::unique_ptr<io::IoEngine>> engine =
       options_.engine_factory ? options_.engine_factory(eo) : io::CreateIoEngine(eo);
   Status st = engine.ok() ? (*engine)->RegisterFiles(dev.fds) : engine.status();
@@ -619,6 +620,10 @@ io::IoRequest DiskTier::StartOp(io::IoEngine& engine, Pending& op, uint32_t buf)
     r.length = hb;
     r.buf2 = op.direct;
     r.length2 = op.direct_length;
+    if (op.direct_length >= options_.fixed_min_bytes) {
+      r.buf2_index = engine.RegionIndex(op.direct, op.direct_length);
+      if (r.buf2_index >= 0) fixed_.fetch_add(1, std::memory_order_relaxed);
+    }
   } else {
     r.length = op.io_length;
   }

@@ -92,6 +92,16 @@ struct DiskTierOptions {
   // batch's thread (the behaviour before the pool). No pool when verify_payload is
   // false. Default: VerifyPool::DefaultThreads (a quarter of the CPUs, 1 to 2 per device)
   std::optional<uint32_t> verify_threads;
+  // Memory that zero-copy payloads go to and come from (the H arena), registered
+  // with each io_uring engine so those transfers use fixed buffers: the kernel
+  // pins nothing per transfer (docs/decisions/0030-registered-h-arena.md). Every
+  // page is pinned at engine creation: pass memory that is resident anyway (a
+  // pinned or prefaulted H). Must outlive the tier. Default: none
+  std::vector<std::span<std::byte>> registered_memory;
+  // Payloads of at least this many bytes use the registered memory; a fixed
+  // transfer costs a second submission entry (header and payload are separate
+  // fixed buffers), which smaller payloads do not win back. Default: 64 KiB
+  uint32_t fixed_min_bytes = 64 * 1024;
 };
 
 class DiskTier final : public Tier {
@@ -139,6 +149,9 @@ class DiskTier final : public Tier {
   // caller's memory, and those copied through bounce buffers.
   uint64_t zero_copy_transfers() const { return zero_copy_.load(std::memory_order_relaxed); }
   uint64_t bounce_transfers() const { return bounced_.load(std::memory_order_relaxed); }
+  // Of the zero-copy transfers, those whose payload was in registered memory
+  // (DiskTierOptions::registered_memory): no page pinning per transfer.
+  uint64_t fixed_transfers() const { return fixed_.load(std::memory_order_relaxed); }
 
   // Wall time spent by batches in each stage, summed over engines (benchmarks):
   // prepare = header encoding, write checksums, bounce copies and queueing;
@@ -223,7 +236,7 @@ class DiskTier final : public Tier {
   std::string engine_name_;
 
   std::unique_ptr<VerifyPool> verify_pool_;  // null: payloads verified on the batch's thread
-  std::atomic<uint64_t> zero_copy_{0}, bounced_{0};
+  std::atomic<uint64_t> zero_copy_{0}, bounced_{0}, fixed_{0};
   std::atomic<uint64_t> prepare_ns_{0}, reap_ns_{0}, finish_ns_{0};
 };
 

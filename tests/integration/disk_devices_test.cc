@@ -68,5 +68,54 @@ TEST(DiskDevicesTest, BlocksStripeOverEveryDirAndComeBack) {
   EXPECT_EQ(daemon.Stop(), 0) << daemon.Log();
 }
 
+// A resident H (storage.prefault; a pinned H on GPU machines) is registered with the
+// D tier's io_uring engines: blocks of 64 KiB and more move between H and D as
+// fixed-buffer transfers (tierkv_disk_transfers_total{path="fixed"}) and come back
+// exact. A lazily committed H is not registered (path="pinned").
+TEST(DiskDevicesTest, AResidentHostArenaMovesBlocksAsFixedTransfers) {
+  const ModelSpec model{2, 4, 2, 128, 64, DType::kF32};  // 128 KiB blocks
+  const size_t block_bytes = model.BlockBytes();
+  for (const bool prefault : {true, false}) {
+    testing::TempDir dir("diskfixed");
+    testing::DaemonProcess daemon(TIERKVD_PATH, dir.path(), "",
+                                  std::string("[storage]\nprefault = ") + (prefault ? "true" : "false") + "\n");
+    ASSERT_TRUE(daemon.Start()) << daemon.Log();
+    auto c = Client::Connect(daemon.socket_path());
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    NamespaceSpec spec;
+    spec.name = "ns";
+    spec.model = model;
+    spec.budgets = {4 * block_bytes, 8 * block_bytes, 64 * (block_bytes + 4096)};
+    ASSERT_TRUE((*c)->CreateNamespace(spec).ok());
+    ASSERT_TRUE((*c)->Attach("ns").ok());
+    auto ch = (*c)->OpenChannel("ns", {.staging_bytes = 4 << 20});
+    ASSERT_TRUE(ch.ok()) << ch.status().ToString();
+    constexpr uint32_t kBlocks = 32;  // most end up on D only
+    auto block = [&](uint32_t b) {
+      std::mt19937 rng(b * 17 + 3);
+      std::vector<std::byte> v(block_bytes);
+      for (auto& x : v) x = static_cast<std::byte>(rng());
+      return v;
+    };
+    for (uint32_t b = 0; b < kBlocks; ++b) ASSERT_TRUE((*ch)->Put(1, 0, b, block(b)).ok());
+    std::vector<std::byte> out(block_bytes);
+    for (uint32_t b = 0; b < kBlocks; ++b) {
+      ASSERT_TRUE((*ch)->Get(1, 0, b, out).ok()) << "block " << b;
+      EXPECT_EQ(out, block(b)) << "block " << b;
+    }
+    const std::string m = testing::HttpGet((*c)->Stats()->metrics_url);
+    const std::string ns = "namespace=\"ns\"";
+    const double fixed = testing::MetricValue(m, "tierkv_disk_transfers_total", {ns, "path=\"fixed\""});
+    const double pinned = testing::MetricValue(m, "tierkv_disk_transfers_total", {ns, "path=\"pinned\""});
+    if (prefault) {
+      EXPECT_GT(fixed, 0) << m;
+    } else {
+      EXPECT_EQ(fixed, 0) << m;
+      EXPECT_GT(pinned, 0) << m;
+    }
+    EXPECT_EQ(daemon.Stop(), 0) << daemon.Log();
+  }
+}
+
 }  // namespace
 }  // namespace tierkv

@@ -1,10 +1,12 @@
 // D tier specifics: persistence across reopen, the on-disk format, the recovery
 // scan (valid / damaged / empty slots), option checks, and both I/O engines.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -551,6 +553,123 @@ TEST_P(DiskTierTest, FailingDeviceIsIsolated) {
   EXPECT_EQ(injector->counts().requests, requests);
   EXPECT_TRUE(t->Sync().ok());
   EXPECT_GE(t->device_stats()[1].errors, 2u);
+}
+
+// Payloads in registered memory (the H arena in the daemon) move as fixed-buffer
+// transfers on io_uring and come back exact; payloads below fixed_min_bytes or
+// outside the memory take the pinned path; psync ignores the registration. Damage
+// and short transfers on the fixed path are still caught, and never served.
+TEST_P(DiskTierTest, RegisteredMemoryTransfersAreFixedAndExact) {
+  constexpr uint32_t kCap = 128 * 1024;
+  const size_t arena_bytes = 8 * size_t{kCap};
+  void* p = mmap(nullptr, arena_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  const std::span<std::byte> arena(static_cast<std::byte*>(p), arena_bytes);
+  auto injector = std::make_shared<io::FaultInjector>(3);
+  DiskTierOptions o = Options(10, kCap);
+  o.registered_memory = {arena};
+  o.engine_factory = [injector](const io::IoEngineOptions& eo) -> Result<std::unique_ptr<io::IoEngine>> {
+    ASSIGN_OR_RETURN(std::unique_ptr<io::IoEngine> inner, io::CreateIoEngine(eo));
+    return io::WrapWithFaults(std::move(inner), injector);
+  };
+  auto t = MustOpen(o);
+  ASSERT_NE(t, nullptr);
+  const bool uring = GetParam() == io::IoEngineKind::kUring;
+  std::vector<SlotId> slots;
+  ASSERT_TRUE(t->AllocateMany(6, &slots).ok());
+  // Slots 0-3: 128 KiB payloads written from the arena; slot 4: 64 KiB (the default
+  // fixed_min_bytes); slot 5: 16 KiB (pinned path).
+  const uint32_t sizes[6] = {kCap, kCap, kCap, kCap, 64 * 1024, 16 * 1024};
+  std::vector<Bytes> want;
+  for (int i = 0; i < 6; ++i) {
+    want.push_back(RandomBytes(sizes[i], rng_));
+    std::memcpy(arena.data() + static_cast<size_t>(i) * kCap, want[i].data(), sizes[i]);
+    ASSERT_TRUE(t->Write(slots[i], TagFor(5, slots[i], 1), arena.subspan(static_cast<size_t>(i) * kCap, sizes[i])).ok());
+  }
+  EXPECT_EQ(t->fixed_transfers(), uring ? 5u : 0u);
+  // Read back into other parts of the arena, as promotions to H do (a read moves as
+  // many bytes as its destination holds: 128 KiB each, all fixed).
+  std::memset(arena.data(), 0, arena_bytes);
+  std::vector<ReadOp> reads;
+  for (int i = 0; i < 6; ++i) {
+    reads.emplace_back(slots[i], TagFor(5, slots[i], 1), arena.subspan(static_cast<size_t>((i + 2) % 8) * kCap, kCap));
+  }
+  ASSERT_TRUE(t->ReadBatch(reads).ok());
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(reads[i].status.ok()) << i << ": " << reads[i].status.ToString();
+    EXPECT_EQ(reads[i].info.length, sizes[i]);
+    EXPECT_TRUE(std::equal(want[i].begin(), want[i].end(), reads[i].out.begin())) << "slot " << i;
+  }
+  EXPECT_EQ(t->fixed_transfers(), uring ? 11u : 0u);
+  // Memory outside the registered arena: zero-copy, not fixed.
+  Bytes outside(kCap);
+  ASSERT_TRUE(t->Read(slots[0], TagFor(5, slots[0], 1), outside).ok());
+  EXPECT_TRUE(std::equal(want[0].begin(), want[0].end(), outside.begin()));
+  EXPECT_EQ(t->fixed_transfers(), uring ? 11u : 0u);
+  // A byte flipped on the way in, a short transfer: errors, and no payload left behind.
+  const std::span<std::byte> dst = arena.subspan(0, kCap);
+  for (io::FaultKind k : {io::FaultKind::kFlipByte, io::FaultKind::kShortTransfer}) {
+    injector->AddRule({k, io::FaultTarget::kReads, 0, 0, 1});
+    std::memset(dst.data(), 0x5a, kCap);
+    Result<SlotInfo> r = t->Read(slots[1], TagFor(5, slots[1], 1), dst);
+    EXPECT_FALSE(r.ok()) << static_cast<int>(k);
+    EXPECT_TRUE(std::all_of(dst.begin(), dst.end(), [](std::byte b) { return b == std::byte{0}; }));
+    injector->ClearRules();
+  }
+  // A torn write on the fixed path (its first half stored) reads as damage.
+  injector->AddRule({io::FaultKind::kShortTransfer, io::FaultTarget::kWrites, 0, 0, 1});
+  EXPECT_FALSE(t->Write(slots[2], TagFor(5, slots[2], 2), arena.subspan(2 * size_t{kCap}, kCap)).ok());
+  injector->ClearRules();
+  EXPECT_FALSE(t->Read(slots[2], TagFor(5, slots[2], 2), dst).ok());
+  t.reset();
+  munmap(p, arena_bytes);
+}
+
+// The io_uring engine's split request: a pool header sector and a region payload
+// complete once with both lengths summed; a wrong region index is refused.
+TEST(IoEngineRegions, SplitRequestCompletesOnceWithBothParts) {
+  if (!io::IoUringAvailable()) GTEST_SKIP() << "io_uring not available";
+  ScratchDir scratch;
+  const size_t region_bytes = 1 << 20;
+  void* p = mmap(nullptr, region_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  std::byte* region = static_cast<std::byte*>(p);
+  io::IoEngineOptions eo;
+  eo.kind = io::IoEngineKind::kUring;
+  eo.queue_depth = 4;
+  eo.num_buffers = 4;
+  eo.buffer_bytes = 4096;
+  eo.regions = {{region, region_bytes}};
+  Result<std::unique_ptr<io::IoEngine>> engine = io::CreateIoEngine(eo);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  io::IoEngine& e = **engine;
+  EXPECT_EQ(e.RegionIndex(region + 4096, 8192), 4);  // after the 4 pool buffers
+  EXPECT_EQ(e.RegionIndex(region + region_bytes - 512, 1024), -1);  // runs past the end
+  EXPECT_EQ(e.RegionIndex(e.buffers()->buffer(0), 512), -1);
+  const std::string path = scratch.Sub("raw");
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_DIRECT, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
+  ASSERT_TRUE(e.RegisterFiles(std::span<const int>(&fd, 1)).ok());
+  std::memset(e.buffers()->buffer(0), 0x11, 512);
+  std::memset(region, 0x22, 65536);
+  io::IoRequest w{io::IoOp::kWrite, 0, 4096, 512, e.buffers()->buffer(0), 0, 1, region, 65536, 4};
+  std::vector<int32_t> results(1, 0);
+  ASSERT_TRUE(io::RunIoBatch(e, std::span(&w, 1), results).ok());
+  EXPECT_EQ(results[0], 512 + 65536);
+  std::memset(e.buffers()->buffer(1), 0, 512);
+  std::memset(region + 65536, 0, 65536);
+  io::IoRequest r{io::IoOp::kRead, 0, 4096, 512, e.buffers()->buffer(1), 1, 2, region + 65536, 65536, 4};
+  ASSERT_TRUE(io::RunIoBatch(e, std::span(&r, 1), results).ok());
+  EXPECT_EQ(results[0], 512 + 65536);
+  EXPECT_EQ(static_cast<unsigned char>(e.buffers()->buffer(1)[511]), 0x11);
+  EXPECT_EQ(static_cast<unsigned char>(region[65536 + 65535]), 0x22);
+  EXPECT_EQ(static_cast<unsigned char>(region[65536]), 0x22);
+  r.buf2_index = 3;  // a pool buffer, not the region
+  EXPECT_EQ(e.Prepare(r).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e.in_flight(), 0u);
+  close(fd);
+  munmap(p, region_bytes);
 }
 
 TEST_P(DiskTierTest, IoEngineRoundTripAndMisalignment) {
