@@ -63,7 +63,7 @@ struct StorageSection {
   uint32_t disk_queue_depth = 32;
   std::string pin_host = "auto";      // auto | off | required (cudaHostRegister of H)
   uint32_t put_wait_ms = 2000;        // a put waits this long for room when every tier is full
-  bool prefault = false;              // populate G/H arenas at start (commits their memory)
+  bool prefault = false;              // populate G/H arenas at start (commits them; H then registered with D)
   bool group_commit = true;           // concurrent D writes share one fdatasync + manifest batch
   uint32_t group_commit_window_us = 1000;  // a group's leader waits this long at most for the active writers
   bool group_commit_overlap = true;  // a group's manifest batch syncs beside its D data (one sync's wait)
