@@ -18,6 +18,7 @@ cat > "$WORK/out/runs.json" <<'JSON'
   {"key": "disk", "tag": "", "name": "disk", "status": "failed", "reason": "exit status 1 (see disk.log)", "command": "disk", "seconds": 2.0},
   {"key": "kernels", "tag": "", "name": "kernels", "status": "ok", "command": "kernels", "seconds": 3.0},
   {"key": "eval", "tag": "", "name": "eval", "status": "timed out", "reason": "stopped after 300 s"},
+  {"key": "eval", "tag": "headline", "name": "eval-headline", "status": "ok", "command": "eval", "seconds": 5.0},
   {"key": "store", "tag": "", "name": "store", "status": "skipped", "reason": "not built"},
   {"key": "putget", "tag": "", "name": "putget", "status": "ok", "command": "putget", "seconds": 4.0}]}
 JSON
@@ -27,6 +28,14 @@ cat > "$WORK/out/ring-spin50.json" <<'JSON'
              "control socket ping": {"p50_us": 15.0, "p90_us": 19.0, "p99_us": 30.0}}}
 JSON
 echo '{"rows": "another shape"}' > "$WORK/out/kernels.json"
+cat > "$WORK/out/eval-headline.json" <<'JSON'
+{"bench": "tierkv_bench_eval", "summary": [
+  {"budget": "10%", "workload": "synthetic v2 16384", "retriever": "exact", "seeds": 4, "mass_recall_mean": 0.967, "mass_recall_sd": 0.009},
+  {"budget": "10%", "workload": "synthetic v2 16384", "retriever": "exact/head", "seeds": 4, "mass_recall_mean": 0.984, "mass_recall_sd": 0.005},
+  {"budget": "10%", "workload": "synthetic v2 16384", "retriever": "minmax", "seeds": 4, "mass_recall_mean": 0.951, "mass_recall_sd": 0.014},
+  {"budget": "10%", "workload": "synthetic v2 16384", "retriever": "minmax/head", "seeds": 4, "mass_recall_mean": 0.978, "mass_recall_sd": 0.007},
+  {"budget": "10%", "workload": "synthetic v2 65536", "retriever": "minmax/head", "seeds": 4, "mass_recall_mean": 0.931, "mass_recall_sd": 0.012}]}
+JSON
 cat > "$WORK/out/putget.json" <<'JSON'
 {"benchmark": "putget", "results": [
   {"clients": 1, "op": "get", "tierkv_gbs": 15.0, "redis_gbs": 1.5, "ratio": 10.0},
@@ -45,6 +54,9 @@ expect 'Not measured: `store`: skipped: not built'
 expect "| test CPU, 2 cores"
 expect "| get of 128 KiB blocks, one client: tierkv / Redis on loopback | 10.00x (15.00 vs 1.50 GB/s) | ≥ 5x | met |"
 expect "| get of 128 KiB blocks, 4 clients: tierkv / Redis on loopback | 3.00x (9.00 vs 3.00 GB/s) | ≥ 10x | not met |"
+expect "| mass recall at 10% budget, synthetic v2 16384: best retriever, mean over 4 seeds | 0.978 ±0.007 (minmax/head; oracle exact 0.967, exact/head 0.984) | ≥ 0.95 | met |"
+expect "| … a rerun with 4 other seeds moves it by at most (95%: 1.96·sd·√(2/4)) | 0.0097 | < 0.01 | met |"
+expect "| … a rerun with 4 other seeds moves it by at most (95%: 1.96·sd·√(2/4)) | 0.0166 | < 0.01 | not met |"
 if grep -q "@@" "$WORK/B.md"; then echo "bench_report_selftest: placeholders left"; fail=1; fi
 [[ $fail -eq 0 ]] && echo "bench_report_selftest: the report renders partial and broken results"
 exit $fail
