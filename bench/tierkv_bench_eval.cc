@@ -365,12 +365,13 @@ nlohmann::json RunQuality(const Args& a, bench::EvalSummary* summary) {
     nlohmann::json wj = {{"name", w.name}, {"group", w.group}, {"source", w.source}, {"note", w.note},
                          {"concentration", ConcentrationToJson(*conc)}, {"runs", nlohmann::json::array()}};
     std::vector<EvalReport> reports;
+    ExactAttentionCache exact_cache;  // every method is scored against the same exact attention
     for (const std::string& m : methods) {
      for (Granularity gran : Granularities(a)) {
       auto r = MakeRetriever(m, gran);
       if (!r.ok()) Die("retriever " + m, r.status());
       const auto t0 = std::chrono::steady_clock::now();
-      auto rep = RunEval(w.src(), r->get(), w.options);
+      auto rep = RunEval(w.src(), r->get(), w.options, &exact_cache);
       if (!rep.ok()) Die(w.name + " " + m, rep.status());
       std::fprintf(stderr, "   %-28s build %6.2f s, select %6.2f s, total %6.1f s\n", (*r)->Name().c_str(),
                    rep->build_seconds, rep->select_seconds, bench::SecondsSince(t0));

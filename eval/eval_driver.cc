@@ -118,7 +118,23 @@ Status EvalOptions::Validate(const TraceInfo& info) const {
   return OkStatus();
 }
 
-Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const EvalOptions& options) {
+Result<const ExactAttention*> ExactAttentionCache::Get(uint32_t layer, uint64_t step, const LayerKeys& keys,
+                                                       const QueryView& query) {
+  auto it = kept_.find({layer, step});
+  if (it != kept_.end()) {
+    ++hits_;
+    return &it->second;
+  }
+  ++misses_;
+  RETURN_IF_ERROR(ComputeExactAttention(keys, query, &scratch_));
+  const uint64_t bytes = (scratch_.probs.size() + scratch_.output.size()) * sizeof(float);
+  if (bytes_ + bytes > max_bytes_) return &scratch_;
+  bytes_ += bytes;
+  return &(kept_[{layer, step}] = std::move(scratch_));
+}
+
+Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const EvalOptions& options,
+                           ExactAttentionCache* cache) {
   const TraceInfo& info = source->info();
   RETURN_IF_ERROR(options.Validate(info));
   EvalReport report;
@@ -167,7 +183,12 @@ Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const Eval
     report.off_memory_index_bytes += retriever->OffMemoryIndexBytes();
     for (uint64_t step = options.calibration_steps; step < info.num_steps(); step += options.step_stride) {
       const QueryView query = StepQuery(info, layer, step);
-      RETURN_IF_ERROR(ComputeExactAttention(view, query, &exact));
+      const ExactAttention* ex = &exact;
+      if (cache != nullptr) {
+        ASSIGN_OR_RETURN(ex, cache->Get(l, step, view, query));
+      } else {
+        RETURN_IF_ERROR(ComputeExactAttention(view, query, &exact));
+      }
       const std::vector<uint32_t> kept =
           AlwaysKeptBlocks(query.position, options.block_tokens, options.sink_tokens, options.recent_tokens);
       const uint64_t visible = VisibleBlocks(query.position, options.block_tokens);
@@ -180,7 +201,7 @@ Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const Eval
         report.select_seconds += SecondsSince(start);
         SelectionMetrics m;
         RETURN_IF_ERROR(
-            EvaluateHeadSelection(view, query, exact, options.block_tokens, selected, kept, block_bytes, &m));
+            EvaluateHeadSelection(view, query, *ex, options.block_tokens, selected, kept, block_bytes, &m));
         acc[b].Add(visible, m, retriever->IndexBytesRead() - read_before);
       }
     }

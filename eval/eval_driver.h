@@ -15,6 +15,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,7 @@
 #include "common/status.h"
 #include "index/retriever.h"
 #include "eval/trace.h"
+#include "index/exact_attention.h"
 #include "index/trigger.h"
 
 namespace tierkv::index {
@@ -99,9 +102,31 @@ struct EvalReport {
   std::vector<BudgetMetrics> budgets;  // one per options.budgets entry, same order
 };
 
+// The exact attention of each scored (layer, step) of one source, kept for the
+// next retriever evaluated on it: every retriever is scored against the same
+// exact attention, which costs more to compute (heads x tokens x head_dim, twice)
+// than most retrievers' selections. Keeps at most `max_bytes`; beyond that each
+// run computes what is not kept. One cache per source.
+class ExactAttentionCache {
+ public:
+  explicit ExactAttentionCache(uint64_t max_bytes = uint64_t{1} << 30) : max_bytes_(max_bytes) {}
+  // The entry of (layer, step): computed by `compute` on the first call, kept when it fits.
+  Result<const ExactAttention*> Get(uint32_t layer, uint64_t step, const LayerKeys& keys, const QueryView& query);
+  uint64_t hits() const { return hits_; }
+  uint64_t misses() const { return misses_; }
+
+ private:
+  const uint64_t max_bytes_;
+  uint64_t bytes_ = 0, hits_ = 0, misses_ = 0;
+  std::map<std::pair<uint32_t, uint64_t>, ExactAttention> kept_;
+  ExactAttention scratch_;  // an entry that did not fit
+};
+
 // Runs `retriever` over `source`. Errors of the source, the retriever or the
-// options come back as they are, with context.
-Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const EvalOptions& options);
+// options come back as they are, with context. `cache` (optional) shares the exact
+// attention between the retrievers evaluated on one source.
+Result<EvalReport> RunEval(TraceSource* source, Retriever* retriever, const EvalOptions& options,
+                           ExactAttentionCache* cache = nullptr);
 
 // How concentrated the exact attention of a workload is (no retriever involved):
 // the figures published measurements of real models use, to judge whether a

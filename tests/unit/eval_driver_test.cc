@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "index/exact_retriever.h"
+#include "index/retriever_factory.h"
 #include "eval/synthetic.h"
 
 namespace tierkv::index {
@@ -107,6 +108,35 @@ TEST(EvalDriverTest, FileTraceGivesTheSameReportAsTheGenerator) {
   for (size_t i = 0; i < o.budgets.size(); ++i) {
     EXPECT_EQ(from_gen->budgets[i].mass_recall, from_file->budgets[i].mass_recall);
     EXPECT_EQ(from_gen->budgets[i].output_rel_error, from_file->budgets[i].output_rel_error);
+  }
+}
+
+// The exact attention shared between retrievers (ExactAttentionCache) gives the same
+// figures as computing it per run; a cache too small for an entry still does.
+TEST(EvalDriverTest, ASharedExactAttentionCacheChangesNoFigure) {
+  auto gen = SyntheticGenerator::Create(Small());
+  ASSERT_TRUE(gen.ok());
+  EvalOptions o = Options();
+  o.step_stride = 2;
+  for (uint64_t cap : {uint64_t{1} << 30, uint64_t{1}}) {
+    ExactAttentionCache cache(cap);
+    for (const char* spec : {"minmax", "mean:r=4", "exact"}) {
+      for (Granularity g : {Granularity::kLayer, Granularity::kKvHead}) {
+        auto cached = MakeRetriever(spec, g), plain = MakeRetriever(spec, g);
+        ASSERT_TRUE(cached.ok() && plain.ok());
+        auto with = RunEval(gen->get(), cached->get(), o, &cache);
+        auto without = RunEval(gen->get(), plain->get(), o);
+        ASSERT_TRUE(with.ok() && without.ok()) << spec;
+        for (size_t i = 0; i < o.budgets.size(); ++i) {
+          EXPECT_EQ(with->budgets[i].mass_recall, without->budgets[i].mass_recall) << spec << " cap " << cap;
+          EXPECT_EQ(with->budgets[i].topk_recall, without->budgets[i].topk_recall) << spec;
+          EXPECT_EQ(with->budgets[i].output_rel_error, without->budgets[i].output_rel_error) << spec;
+        }
+      }
+    }
+    const uint64_t scored = 2 * 6;  // 2 layers x steps 0, 2, ..., 10
+    EXPECT_EQ(cache.misses(), cap > 1 ? scored : 6 * scored);
+    EXPECT_EQ(cache.hits(), cap > 1 ? 5 * scored : 0u);
   }
 }
 
