@@ -261,7 +261,8 @@ double ShareFor90(std::vector<double> mass) {
 
 }  // namespace
 
-Result<ConcentrationReport> MeasureConcentration(TraceSource* source, const EvalOptions& options) {
+Result<ConcentrationReport> MeasureConcentration(TraceSource* source, const EvalOptions& options,
+                                                 ExactAttentionCache* cache) {
   const TraceInfo& info = source->info();
   RETURN_IF_ERROR(options.Validate(info));
   std::vector<uint32_t> layers = options.layers;
@@ -272,17 +273,24 @@ Result<ConcentrationReport> MeasureConcentration(TraceSource* source, const Eval
   std::vector<double> t90;
   uint64_t layer_steps = 0;
   TraceLayer layer;
-  ExactAttention ex;
+  ExactAttention computed;
   const uint32_t group = info.num_q_heads / info.num_kv_heads;
   const uint64_t first = info.step_positions[options.calibration_steps];
   const uint64_t corr_end = first > options.recent_tokens ? first - options.recent_tokens : 0;
   for (uint32_t l : layers) {
     RETURN_IF_ERROR(source->LoadLayer(l, &layer));
-    LayerKeys view = LayerKeysOf(info, layer);
-    view.values = nullptr;
+    const LayerKeys full = LayerKeysOf(info, layer);
+    LayerKeys view = full;
+    view.values = nullptr;  // probabilities only, unless the cache keeps the entry for RunEval too
     std::vector<std::vector<double>> received(info.num_kv_heads, std::vector<double>(corr_end, 0.0));
     for (uint64_t step = options.calibration_steps; step < info.num_steps(); step += options.step_stride) {
-      RETURN_IF_ERROR(ComputeExactAttention(view, StepQuery(info, layer, step), &ex));
+      const ExactAttention* entry = &computed;
+      if (cache != nullptr) {
+        ASSIGN_OR_RETURN(entry, cache->Get(l, step, full, StepQuery(info, layer, step)));
+      } else {
+        RETURN_IF_ERROR(ComputeExactAttention(view, StepQuery(info, layer, step), &computed));
+      }
+      const ExactAttention& ex = *entry;
       for (uint32_t h = 0; h < ex.num_q_heads; ++h) {
         const float* p = ex.probs.data() + size_t{h} * ex.num_visible;
         for (uint64_t t = 0; t < corr_end && t < ex.num_visible; ++t) received[h / group][t] += p[t];

@@ -151,7 +151,8 @@ struct ConcentrationReport {
 
 // Measures `source` at the steps RunEval would score (options' layers, stride,
 // calibration steps, block_tokens, sink and recent window).
-Result<ConcentrationReport> MeasureConcentration(TraceSource* source, const EvalOptions& options);
+Result<ConcentrationReport> MeasureConcentration(TraceSource* source, const EvalOptions& options,
+                                                 ExactAttentionCache* cache = nullptr);
 
 nlohmann::json EvalReportToJson(const EvalReport& report);
 nlohmann::json ConcentrationToJson(const ConcentrationReport& report);
