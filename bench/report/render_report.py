@@ -272,8 +272,8 @@ def summary_headline(rep):
     """Per workload of the headline run (eval-headline: cheap methods at 10% over several
     seeds): the best retriever's mean ±sd, the oracle's, and how far a rerun with other
     seeds would move it (target < 0.01)."""
-    d = rep.data("eval-headline") or {}
-    at10 = [s for s in d.get("summary", []) if s.get("budget") == "10%" and s.get("seeds", 0) > 1]
+    at10 = [s for run in ("eval-headline", "eval-headline65k") for s in (rep.data(run) or {}).get("summary", [])
+            if s.get("budget") == "10%" and s.get("seeds", 0) > 1]
     rows = []
     for w in dict.fromkeys(s.get("workload", "?") for s in at10):
         here = {s["retriever"]: s for s in at10 if s.get("workload") == w}
