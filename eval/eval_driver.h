@@ -16,8 +16,8 @@
 
 #include <cstdint>
 #include <map>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -110,7 +110,8 @@ struct EvalReport {
 class ExactAttentionCache {
  public:
   explicit ExactAttentionCache(uint64_t max_bytes = uint64_t{1} << 30) : max_bytes_(max_bytes) {}
-  // The entry of (layer, step): computed by `compute` on the first call, kept when it fits.
+  // The entry of (layer, step): computed from keys and query on the first call, kept
+  // when it fits (else valid until the next Get).
   Result<const ExactAttention*> Get(uint32_t layer, uint64_t step, const LayerKeys& keys, const QueryView& query);
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
