@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels/dispatch.h"
+#include "kernels/f16_rows.h"
 
 namespace tierkv::kernels {
 namespace {
@@ -270,6 +271,39 @@ void BenchCpuBlockOps(const Options& o, const Inputs& in, std::vector<Row>* rows
   s.bytes = block_bytes / 2.0;
   TimeIt(o, [&] { return WallUs([&] { Check(BuildSummaries(Backend::kCpu, sa), "summary"); }); }, &s);
   rows->push_back(s);
+  // tierkvd's put path (the minmax index): the block's bf16 K reduced to f32 min and
+  // max rows, stored as f16; and what it did before (session 12): K converted to a
+  // fresh f32 array first, then reduced.
+  std::vector<float> fmn(mn.size()), fmx(mn.size());
+  SummaryArgs pa = sa;
+  pa.summary_dtype = DType::kF32;
+  pa.min_out = fmn.data();
+  pa.max_out = fmx.data();
+  pa.mean_out = nullptr;
+  auto put_summary = [&](const SummaryArgs& args) {
+    Check(BuildSummaries(Backend::kCpu, args), "summary");
+    FloatRowToF16(fmn.data(), fmn.size(), Rounding::kDown, mn.data());
+    FloatRowToF16(fmx.data(), fmx.size(), Rounding::kUp, mx.data());
+  };
+  Row p = MakeRow("put_summary_minmax", "cpu", 0);
+  p.bytes = block_bytes / 2.0;
+  p.note = std::string("bf16 K reduced as stored, ") + std::string(CpuVectorUnit());
+  TimeIt(o, [&] { return WallUs([&] { put_summary(pa); }); }, &p);
+  rows->push_back(p);
+  Row pf = MakeRow("put_summary_minmax_via_f32", "cpu", 0);
+  pf.bytes = block_bytes / 2.0;
+  pf.note = "K converted to f32 first";
+  TimeIt(o, [&] {
+    return WallUs([&] {
+      std::vector<float> keys(size_t{kKvHeads} * kBlockTokens * kHeadDim);
+      LoadRowAsFloat(in.arena.data(), DType::kBF16, 0, keys.size(), keys.data());
+      SummaryArgs f = pa;
+      f.key_dtype = DType::kF32;
+      f.keys = keys.data();
+      put_summary(f);
+    });
+  }, &pf);
+  rows->push_back(pf);
   const QuantShape shape{kKvHeads, kBlockTokens, kHeadDim};
   auto lk = GetQuantLayout(KiviKeySpec(32), shape);
   auto lv = GetQuantLayout(KiviValueSpec(32), shape);

@@ -17,28 +17,6 @@ using Json = nlohmann::json;
 // Payloads read back per BlockListReader call: bounds the catch-up's buffer.
 constexpr size_t kCatchUpBytes = size_t{32} << 20;
 
-void ToFloats(const std::byte* p, DType t, size_t n, float* out) {
-  switch (t) {
-    case DType::kF32:
-      std::memcpy(out, p, n * 4);
-      return;
-    case DType::kF16:
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = kernels::F16ToFloat(h);
-      }
-      return;
-    case DType::kBF16:
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = kernels::Bf16ToFloat(h);
-      }
-      return;
-  }
-}
-
 const char* TriggerName(index::TriggerConfig::Kind k) {
   switch (k) {
     case index::TriggerConfig::Kind::kDrift: return "drift";
@@ -172,7 +150,7 @@ RetrievalIndex::StatePtr RetrievalIndex::FindOrCreate(uint64_t seq, uint32_t lay
 
 std::vector<float> RetrievalIndex::BlockKeys(std::span<const std::byte> payload) const {
   std::vector<float> keys(size_t{model_.num_kv_heads} * model_.block_tokens * model_.head_dim);
-  ToFloats(payload.data(), model_.dtype, keys.size(), keys.data());  // K comes first in a block
+  kernels::LoadRowAsFloat(payload.data(), model_.dtype, 0, keys.size(), keys.data());  // K comes first in a block
   return keys;
 }
 
@@ -209,15 +187,19 @@ Status RetrievalIndex::EnsureMethod(LayerState& s, const RetrievalPolicy& policy
   return OkStatus();
 }
 
-Status RetrievalIndex::Feed(LayerState& s, uint32_t b, std::vector<float> keys) {
+Status RetrievalIndex::Feed(LayerState& s, uint32_t b, std::span<const std::byte> payload) {
   if (b >= s.blocks) {
     s.blocks = b + 1;
     s.fed.resize(s.blocks, false);
   }
-  if (s.path == Path::kBlocks) {
-    RETURN_IF_ERROR(s.retriever->PutBlock(b, keys));
+  if (s.path == Path::kBlocks) {  // K comes first in a block
+    RETURN_IF_ERROR(s.retriever->PutBlock(b, payload.first(model_.BlockBytes() / 2), model_.dtype));
     if (s.scorer) s.scorer->MarkDirty(b);
-  } else if (b < s.key_blocks) {  // in place: [kv][key_blocks * bt][d]
+    MarkFed(s, b);
+    return OkStatus();
+  }
+  std::vector<float> keys = BlockKeys(payload);
+  if (b < s.key_blocks) {  // in place: [kv][key_blocks * bt][d]
     const size_t bt = model_.block_tokens, d = model_.head_dim, tokens = size_t{s.key_blocks} * bt;
     for (uint32_t g = 0; g < model_.num_kv_heads; ++g) {
       std::copy_n(keys.data() + g * bt * d, bt * d, s.keys.data() + (g * tokens + b * bt) * d);
@@ -226,22 +208,25 @@ Status RetrievalIndex::Feed(LayerState& s, uint32_t b, std::vector<float> keys) 
   } else {
     s.pending[b] = std::move(keys);
   }
+  MarkFed(s, b);
+  return OkStatus();
+}
+
+void RetrievalIndex::MarkFed(LayerState& s, uint32_t b) {
   if (!s.fed[b]) {
     s.fed[b] = true;
     ++s.num_fed;
   }
-  return OkStatus();
 }
 
 Status RetrievalIndex::OnPut(uint64_t seq, uint32_t layer, uint32_t index, std::span<const std::byte> payload) {
   if (payload.size() < model_.BlockBytes()) return InvalidArgument("payload smaller than a block");
-  std::vector<float> keys = BlockKeys(payload);
   const RetrievalPolicy current = policy();
   const StatePtr state = FindOrCreate(seq, layer);
   LayerState& s = *state;
   MutexLock lock(&s.mu);
   RETURN_IF_ERROR(EnsureMethod(s, current));
-  return Feed(s, index, std::move(keys));
+  return Feed(s, index, payload);
 }
 
 void RetrievalIndex::DropSequence(uint64_t seq) {
@@ -268,7 +253,7 @@ Status RetrievalIndex::CatchUp(LayerState& s, uint32_t n, const BlockListReader&
     RETURN_IF_ERROR(read(part, buffer, &found));
     for (size_t i = 0; i < part.size(); ++i) {
       if (i < found.size() && found[i]) {
-        RETURN_IF_ERROR(Feed(s, part[i], BlockKeys(std::span(buffer).subspan(i * bb, bb))));
+        RETURN_IF_ERROR(Feed(s, part[i], std::span(buffer).subspan(i * bb, bb)));
       }
     }
   }

@@ -193,8 +193,10 @@ class RetrievalIndex {
 
   // Makes the retriever of `policy` unless s has it already (then a no-op).
   Status EnsureMethod(LayerState& s, const RetrievalPolicy& policy) REQUIRES(s.mu);
-  // Gives block b's keys (f32 [kv][bt][d]) to the retriever or the key copy.
-  Status Feed(LayerState& s, uint32_t b, std::vector<float> keys) REQUIRES(s.mu);
+  // Gives block b's keys (the K half of its payload) to the retriever (as stored:
+  // summary methods reduce them without converting) or to the key copy (as f32).
+  Status Feed(LayerState& s, uint32_t b, std::span<const std::byte> payload) REQUIRES(s.mu);
+  void MarkFed(LayerState& s, uint32_t b) REQUIRES(s.mu);
   // Reads back and feeds the blocks below n that s has not seen.
   Status CatchUp(LayerState& s, uint32_t n, const BlockListReader& read) REQUIRES(s.mu);
   // Exact and the others: lays the key copy out over n blocks and builds (or

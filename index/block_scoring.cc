@@ -70,6 +70,22 @@ Status BuildBlockSummaries(const LayerKeys& layer, uint32_t block_tokens, bool w
   return OkStatus();
 }
 
+Status SummarizeBlock(uint32_t num_kv_heads, uint32_t head_dim, uint32_t block_tokens, const void* keys, DType dtype,
+                      float* min, float* max, float* mean) {
+  kernels::SummaryArgs a;
+  a.key_dtype = dtype;
+  a.summary_dtype = DType::kF32;
+  a.num_kv_heads = num_kv_heads;
+  a.block_tokens = block_tokens;
+  a.head_dim = head_dim;
+  a.num_blocks = 1;
+  a.keys = keys;
+  a.min_out = min;
+  a.max_out = max;
+  a.mean_out = mean;
+  return kernels::BuildSummaries(kernels::Backend::kCpu, a);
+}
+
 namespace {
 
 Status ScoreUnits(const QueryView& query, uint32_t num_kv_heads, const void* units, size_t units_size, DType dtype,

@@ -50,6 +50,13 @@ struct BlockSummaries {
 Status BuildBlockSummaries(const LayerKeys& layer, uint32_t block_tokens, bool want_minmax, bool want_mean,
                            BlockSummaries* out);
 
+// One full block's summaries, each [num_kv_heads][head_dim] f32, reduced straight
+// from its keys as stored: [num_kv_heads][block_tokens][head_dim] of `dtype`
+// (what BuildBlockSummaries gives for those keys converted to f32, bit for bit).
+// Null outputs are skipped, not all. kInvalidArgument on a shape the kernel refuses.
+Status SummarizeBlock(uint32_t num_kv_heads, uint32_t head_dim, uint32_t block_tokens, const void* keys, DType dtype,
+                      float* min, float* max, float* mean);
+
 // Per-head scores q_h . u for every unit, through kernels::ScoreBlocks (kMean).
 // units: [num_units][num_kv_heads][head_dim] (f32 or f16 rows); out: resized to
 // [num_q_heads][num_units]. kInvalidArgument on shapes ScoreBlocks refuses.

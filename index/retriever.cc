@@ -56,16 +56,20 @@ Status Retriever::StartBlocks(uint32_t num_kv_heads, uint32_t head_dim, const Re
 }
 
 Status Retriever::PutBlock(uint32_t block, std::span<const float> keys) {
+  return PutBlock(block, std::as_bytes(keys), DType::kF32);
+}
+
+Status Retriever::PutBlock(uint32_t block, std::span<const std::byte> keys, DType dtype) {
   if (!built_ || !blockwise_) return InvalidArgument(Name() + ": PutBlock before StartBlocks");
   const size_t want = size_t{layer_.num_kv_heads} * params_.block_tokens * layer_.head_dim;
-  if (keys.size() != want) {
-    return InvalidArgument(Name() + ": PutBlock with " + std::to_string(keys.size()) + " floats, a block holds " +
-                           std::to_string(want));
+  if (keys.size() != want * DTypeBytes(dtype)) {
+    return InvalidArgument(Name() + ": PutBlock with " + std::to_string(keys.size() / DTypeBytes(dtype)) +
+                           " keys (" + std::to_string(keys.size()) + " bytes), a block holds " + std::to_string(want));
   }
   if (block >= kernels::kMaxScoreBlocks) {
     return InvalidArgument(Name() + ": block " + std::to_string(block) + " is past what ScoreBlocks accepts");
   }
-  Status s = PutBlockImpl(block, keys);
+  Status s = PutBlockImpl(block, keys, dtype);
   if (!s.ok()) return s.WithContext(Name() + " put block");
   layer_.num_tokens = std::max<uint64_t>(layer_.num_tokens, (uint64_t{block} + 1) * params_.block_tokens);
   return OkStatus();
@@ -75,7 +79,7 @@ Status Retriever::StartBlocksImpl(uint32_t, uint32_t, const RetrieverParams&) {
   return NotSupported(Name() + " cannot index block by block");
 }
 
-Status Retriever::PutBlockImpl(uint32_t, std::span<const float>) {
+Status Retriever::PutBlockImpl(uint32_t, std::span<const std::byte>, DType) {
   return NotSupported(Name() + " cannot index block by block");
 }
 

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model_spec.h"
 #include "common/status.h"
 #include "index/layer_view.h"
 #include "kernels/head_combine.h"
@@ -146,6 +147,11 @@ class Retriever {
   virtual bool block_appendable() const { return false; }
   Status StartBlocks(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params);
   Status PutBlock(uint32_t block, std::span<const float> keys);
+  // The same from the keys as a put block stores them: `keys` holds
+  // [num_kv_heads][block_tokens][head_dim] elements of `dtype` (f16, bf16 or f32).
+  // The summaries are reduced from those bytes (the put path converts nothing to
+  // f32 first) and equal, bit for bit, PutBlock over the keys converted to f32.
+  Status PutBlock(uint32_t block, std::span<const std::byte> keys, DType dtype);
   // Blocks indexed by StartBlocks/PutBlock (0 otherwise).
   uint64_t indexed_blocks() const { return blockwise_ ? layer_.num_tokens / params_.block_tokens : 0; }
 
@@ -181,7 +187,8 @@ class Retriever {
   virtual bool ExtendFailureKeepsIndex() const { return false; }
   // StartBlocks/PutBlock's work (arguments checked; block_appendable() only).
   virtual Status StartBlocksImpl(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params);
-  virtual Status PutBlockImpl(uint32_t block, std::span<const float> keys);
+  // `keys` holds one block of `dtype` elements (checked).
+  virtual Status PutBlockImpl(uint32_t block, std::span<const std::byte> keys, DType dtype);
   // The per-KV-head path (per_head has num_kv_heads empty lists on entry);
   // per-layer retrievers keep the default, which refuses.
   virtual Status SelectHeadsImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "kernels/f16_rows.h"
+#include "kernels/half.h"
 #include "kernels/score.h"
 
 namespace tierkv::index {
@@ -42,16 +43,16 @@ Status MinMaxRetriever::StartBlocksImpl(uint32_t, uint32_t, const RetrieverParam
   return OkStatus();
 }
 
-Status MinMaxRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys) {
-  const uint32_t bt = params().block_tokens;
-  BlockSummaries one;
-  RETURN_IF_ERROR(BuildBlockSummaries(BlockView(layer(), bt, keys), bt, /*want_minmax=*/true, /*want_mean=*/false, &one));
-  const size_t row = size_t{layer().num_kv_heads} * layer().head_dim;
+Status MinMaxRetriever::PutBlockImpl(uint32_t block, std::span<const std::byte> keys, DType dtype) {
+  const uint32_t KV = layer().num_kv_heads, D = layer().head_dim;
+  const size_t row = size_t{KV} * D;
+  std::vector<float> mn(row), mx(row);
+  RETURN_IF_ERROR(SummarizeBlock(KV, D, params().block_tokens, keys.data(), dtype, mn.data(), mx.data(), nullptr));
   num_blocks_ = std::max<uint64_t>(num_blocks_, uint64_t{block} + 1);
   GrowRows(&min_, num_blocks_, row);
   GrowRows(&max_, num_blocks_, row);
-  kernels::FloatRowToF16(one.min.data(), row, kernels::Rounding::kDown, min_.data() + block * row);
-  kernels::FloatRowToF16(one.max.data(), row, kernels::Rounding::kUp, max_.data() + block * row);
+  kernels::FloatRowToF16(mn.data(), row, kernels::Rounding::kDown, min_.data() + block * row);
+  kernels::FloatRowToF16(mx.data(), row, kernels::Rounding::kUp, max_.data() + block * row);
   return OkStatus();
 }
 
@@ -125,24 +126,27 @@ Status MeanRetriever::StartBlocksImpl(uint32_t, uint32_t, const RetrieverParams&
   return OkStatus();
 }
 
-Status MeanRetriever::PutBlockImpl(uint32_t block, std::span<const float> keys) {
+Status MeanRetriever::PutBlockImpl(uint32_t block, std::span<const std::byte> keys, DType dtype) {
   const uint32_t bt = params().block_tokens, KV = layer().num_kv_heads, D = layer().head_dim, R = reps_;
   if ((uint64_t{block} + 1) * R > kernels::kMaxScoreBlocks) {
     return InvalidArgument(std::to_string((uint64_t{block} + 1) * R) + " representatives exceed what ScoreBlocks accepts");
   }
-  const LayerKeys view = BlockView(layer(), bt, keys);
-  BlockSummaries one;
-  RETURN_IF_ERROR(BuildBlockSummaries(view, bt, /*want_minmax=*/false, /*want_mean=*/true, &one));
+  std::vector<float> means(size_t{KV} * D);
+  RETURN_IF_ERROR(SummarizeBlock(KV, D, bt, keys.data(), dtype, nullptr, nullptr, means.data()));
   num_blocks_ = std::max<uint64_t>(num_blocks_, uint64_t{block} + 1);
   GrowRows(&reps_vec_, num_blocks_ * R, size_t{KV} * D);
   if (R == 1) {
-    kernels::FloatRowToF16(one.mean.data(), size_t{KV} * D, kernels::Rounding::kNearest,
-              reps_vec_.data() + size_t{block} * KV * D);
+    kernels::FloatRowToF16(means.data(), size_t{KV} * D, kernels::Rounding::kNearest,
+                           reps_vec_.data() + size_t{block} * KV * D);
     return OkStatus();
   }
+  // Picking representatives reads every key as f32, as BuildImpl, over the block's own tokens.
+  std::vector<float> floats(size_t{KV} * bt * D);
+  kernels::LoadRowAsFloat(keys.data(), dtype, 0, floats.size(), floats.data());
+  const LayerKeys view = BlockView(layer(), bt, floats);
   std::vector<float> reps(size_t{R} * D);
-  for (uint32_t g = 0; g < KV; ++g) {  // as BuildImpl, over the block's own tokens
-    PickRepresentatives(view, g, 0, bt, one.mean.data() + size_t{g} * D, R,
+  for (uint32_t g = 0; g < KV; ++g) {
+    PickRepresentatives(view, g, 0, bt, means.data() + size_t{g} * D, R,
                         pick_ == Pick::kNorm ? RepPick::kNorm : RepPick::kKCenter, reps.data());
     for (uint64_t r = 0; r < R; ++r) {
       kernels::FloatRowToF16(reps.data() + r * D, D, kernels::Rounding::kNearest,

@@ -56,7 +56,7 @@ class MinMaxRetriever final : public Retriever {
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
   Status StartBlocksImpl(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params) override;
-  Status PutBlockImpl(uint32_t block, std::span<const float> keys) override;
+  Status PutBlockImpl(uint32_t block, std::span<const std::byte> keys, DType dtype) override;
 
  private:
   uint64_t num_blocks_ = 0;
@@ -83,12 +83,9 @@ class MeanRetriever final : public Retriever {
   Status SelectImpl(const QueryView& query, uint64_t num_blocks, std::span<const uint32_t> always_kept,
                     std::vector<uint32_t>* selected) override;
   Status StartBlocksImpl(uint32_t num_kv_heads, uint32_t head_dim, const RetrieverParams& params) override;
-  Status PutBlockImpl(uint32_t block, std::span<const float> keys) override;
+  Status PutBlockImpl(uint32_t block, std::span<const std::byte> keys, DType dtype) override;
 
  private:
-  // Representatives of one block's keys `view` (block_tokens tokens) into reps_vec_ row `block`.
-  void SetBlockReps(const LayerKeys& view, uint32_t block, const float* means);
-
   uint32_t reps_;
   Pick pick_;
   SummaryScorer* scorer_ = nullptr;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include <vector>
 
@@ -66,7 +67,43 @@ void PortableToF16(const float* in, size_t n, int rounding, uint16_t* out) {
   }
 }
 
-const CpuSimdOps kPortable = {"portable", &PortableRows, &PortableExpSum, &AxpyF32, &PortableToF16};
+// Min, max and sum over `count` tokens of one head's keys [count][D], element
+// type known at compile time so the inner loop vectorizes where the compiler can.
+template <typename Load>
+void ReduceHead(const void* keys, size_t D, size_t count, Load load, float* __restrict mn, float* __restrict mx,
+                float* __restrict sum) {
+  for (size_t d = 0; d < D; ++d) {
+    mn[d] = std::numeric_limits<float>::infinity();
+    mx[d] = -std::numeric_limits<float>::infinity();
+    sum[d] = 0.f;
+  }
+  for (size_t t = 0; t < count; ++t) {
+    for (size_t d = 0; d < D; ++d) {
+      const float v = load(keys, t * D + d);
+      mn[d] = v < mn[d] ? v : mn[d];
+      mx[d] = v > mx[d] ? v : mx[d];
+      sum[d] += v;
+    }
+  }
+}
+
+void PortableReduce(const void* keys, int dtype, size_t D, size_t count, float* mn, float* mx, float* sum) {
+  switch (static_cast<DType>(dtype)) {
+    case DType::kBF16:
+      return ReduceHead(keys, D, count, [](const void* p, size_t i) {
+        return Bf16ToFloat(static_cast<const uint16_t*>(p)[i]);
+      }, mn, mx, sum);
+    case DType::kF16:
+      return ReduceHead(keys, D, count, [](const void* p, size_t i) {
+        return F16ToFloat(static_cast<const uint16_t*>(p)[i]);
+      }, mn, mx, sum);
+    case DType::kF32:
+      return ReduceHead(keys, D, count, [](const void* p, size_t i) { return static_cast<const float*>(p)[i]; }, mn,
+                        mx, sum);
+  }
+}
+
+const CpuSimdOps kPortable = {"portable", &PortableRows, &PortableExpSum, &AxpyF32, &PortableToF16, &PortableReduce};
 
 const CpuSimdOps& Widest() {
   if (const CpuSimdOps* o = Avx512Ops()) return *o;
@@ -151,6 +188,9 @@ float ExpShiftedSum(const float* x, size_t n, float scale, float shift, float* p
 void ScaledAdd(float c, const float* x, float* out, size_t n) { Chosen().scaled_add(c, x, out, n); }
 void FloatsToF16(const float* in, size_t n, int rounding, uint16_t* out) {
   Chosen().floats_to_f16(in, n, rounding, out);
+}
+void ReduceKeyRows(const void* keys, int dtype, size_t d, size_t count, float* mn, float* mx, float* sum) {
+  Chosen().reduce_key_rows(keys, dtype, d, count, mn, mx, sum);
 }
 const char* CpuSimdName() { return Chosen().name; }
 

@@ -49,6 +49,13 @@ const char* CpuSimdName();
 // 1 toward -inf, 2 toward +inf: kernels::Rounding's values).
 void FloatsToF16(const float* in, size_t n, int rounding, uint16_t* out);
 
+// Over tokens [0, count) of one head's keys [count][d] (elements of DType
+// `dtype`: DType's values, 0 f16, 1 bf16, 2 f32), for each i in [0, d): mn[i] the
+// min, mx[i] the max, sum[i] the sum in token order. Every variant gives the
+// portable loop's values bit for bit (the same comparisons and adds, per element
+// in the same order; +inf / -inf / 0 for count 0).
+void ReduceKeyRows(const void* keys, int dtype, size_t d, size_t count, float* mn, float* mx, float* sum);
+
 // The variants behind the dispatch (the tests compare them on this CPU).
 struct CpuSimdOps {
   const char* name;
@@ -56,6 +63,7 @@ struct CpuSimdOps {
   float (*exp_shifted_sum)(const float*, size_t, float, float, float*);
   void (*scaled_add)(float, const float*, float*, size_t);
   void (*floats_to_f16)(const float*, size_t, int, uint16_t*);
+  void (*reduce_key_rows)(const void*, int, size_t, size_t, float*, float*, float*);
 };
 const CpuSimdOps& PortableOps();
 // Null when this CPU (or this build) lacks the variant.

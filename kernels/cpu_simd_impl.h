@@ -28,6 +28,11 @@ constexpr size_t kW = 16;
 constexpr int kRows = 4;  // rows scored together (registers: 32)
 inline V Load(const float* p) { return _mm512_loadu_ps(p); }
 inline V Load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline V LoadBf16(const uint16_t* p) {
+  const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+constexpr int kReduceGroup = 8;  // vectors reduced together: 3 x 8 accumulators of 32 registers
 template <int kRound>
 inline void StoreF16(uint16_t* p, V v) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, kRound | _MM_FROUND_NO_EXC));
@@ -64,6 +69,11 @@ constexpr size_t kW = 8;
 constexpr int kRows = 2;  // rows scored together (registers: 16)
 inline V Load(const float* p) { return _mm256_loadu_ps(p); }
 inline V Load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline V LoadBf16(const uint16_t* p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+constexpr int kReduceGroup = 4;  // vectors reduced together: 3 x 4 accumulators of 16 registers
 template <int kRound>
 inline void StoreF16(uint16_t* p, V v) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, kRound | _MM_FROUND_NO_EXC));
@@ -253,9 +263,84 @@ void Axpy(float c, const float* x, float* out, size_t n) {
   for (; i < n; ++i) out[i] += c * x[i];
 }
 
+// Key element i of an array of DType kType (0 f16, 1 bf16, 2 f32), as a vector and as a scalar.
+template <int kType>
+inline V LoadKey(const void* p, size_t i) {
+  if constexpr (kType == 2) {
+    return Load(static_cast<const float*>(p) + i);
+  } else if constexpr (kType == 0) {
+    return Load(static_cast<const uint16_t*>(p) + i);
+  } else {
+    return LoadBf16(static_cast<const uint16_t*>(p) + i);
+  }
+}
+template <int kType>
+inline float ScalarKey(const void* p, size_t i) {
+  if constexpr (kType == 2) {
+    return static_cast<const float*>(p)[i];
+  } else if constexpr (kType == 0) {
+    return _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
+  } else {
+    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{static_cast<const uint16_t*>(p)[i]} << 16))));
+  }
+}
+
+// Columns [c, c + N * kW) of keys [count][D]: Min(v, m) is v < m ? v : m and
+// Max(v, m) is v > m ? v : m, the portable loop's comparisons.
+template <int N, int kType>
+inline void ReduceColumns(const void* keys, size_t D, size_t c, size_t count, float* mn, float* mx, float* sum) {
+  V lo[N], hi[N], acc[N];
+  for (int j = 0; j < N; ++j) {
+    lo[j] = Splat(__builtin_inff());
+    hi[j] = Splat(-__builtin_inff());
+    acc[j] = Zero();
+  }
+  for (size_t t = 0; t < count; ++t) {
+    for (int j = 0; j < N; ++j) {
+      const V v = LoadKey<kType>(keys, t * D + c + j * kW);
+      lo[j] = Min(v, lo[j]);
+      hi[j] = Max(v, hi[j]);
+      acc[j] = Add(acc[j], v);
+    }
+  }
+  for (int j = 0; j < N; ++j) {
+    Store(mn + c + j * kW, lo[j]);
+    Store(mx + c + j * kW, hi[j]);
+    Store(sum + c + j * kW, acc[j]);
+  }
+}
+
+template <int kType>
+void ReduceKeys(const void* keys, size_t D, size_t count, float* mn, float* mx, float* sum) {
+  const size_t Dv = D - D % kW;
+  size_t c = 0;
+  for (; c + kReduceGroup * kW <= Dv; c += kReduceGroup * kW) ReduceColumns<kReduceGroup, kType>(keys, D, c, count, mn, mx, sum);
+  for (; c < Dv; c += kW) ReduceColumns<1, kType>(keys, D, c, count, mn, mx, sum);
+  for (; c < D; ++c) {
+    float lo = __builtin_inff(), hi = -__builtin_inff(), acc = 0.f;
+    for (size_t t = 0; t < count; ++t) {
+      const float v = ScalarKey<kType>(keys, t * D + c);
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+      acc += v;
+    }
+    mn[c] = lo;
+    mx[c] = hi;
+    sum[c] = acc;
+  }
+}
+
+void ReduceKeyRows(const void* keys, int dtype, size_t D, size_t count, float* mn, float* mx, float* sum) {
+  switch (dtype) {
+    case 0: return ReduceKeys<0>(keys, D, count, mn, mx, sum);
+    case 1: return ReduceKeys<1>(keys, D, count, mn, mx, sum);
+    default: return ReduceKeys<2>(keys, D, count, mn, mx, sum);
+  }
+}
+
 }  // namespace
 
 extern const CpuSimdOps kOps;
-const CpuSimdOps kOps = {TIERKV_SIMD_NAME, &SummaryRows, &ExpSum, &Axpy, &FloatsToF16};
+const CpuSimdOps kOps = {TIERKV_SIMD_NAME, &SummaryRows, &ExpSum, &Axpy, &FloatsToF16, &ReduceKeyRows};
 
 }  // namespace tierkv::kernels::internal::TIERKV_SIMD_NS

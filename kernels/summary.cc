@@ -2,11 +2,10 @@
 #include "kernels/summary.h"
 
 #include <algorithm>
-#include <cstring>
-#include <limits>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_simd.h"
 #include "kernels/half.h"
 #include "kernels/launch.h"
 
@@ -29,49 +28,6 @@ Status Validate(const SummaryArgs& a) {
   return OkStatus();
 }
 
-// Min, max and sum over the first `count` tokens of one head's keys
-// [T][D], element type known at compile time so the inner loop vectorizes.
-template <typename Load>
-void ReduceHead(const char* head, size_t D, uint32_t count, Load load, float* __restrict mn, float* __restrict mx,
-                float* __restrict sum) {
-  for (size_t d = 0; d < D; ++d) {
-    mn[d] = std::numeric_limits<float>::infinity();
-    mx[d] = -std::numeric_limits<float>::infinity();
-    sum[d] = 0.f;
-  }
-  for (uint32_t t = 0; t < count; ++t) {
-    for (size_t d = 0; d < D; ++d) {
-      const float v = load(head, t * D + d);
-      mn[d] = v < mn[d] ? v : mn[d];
-      mx[d] = v > mx[d] ? v : mx[d];
-      sum[d] += v;
-    }
-  }
-}
-
-void Reduce(const char* head, DType t, size_t D, uint32_t count, float* mn, float* mx, float* sum) {
-  switch (t) {
-    case DType::kBF16:
-      return ReduceHead(head, D, count, [](const char* p, size_t i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        return Bf16ToFloat(h);
-      }, mn, mx, sum);
-    case DType::kF16:
-      return ReduceHead(head, D, count, [](const char* p, size_t i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        return F16ToFloat(h);
-      }, mn, mx, sum);
-    case DType::kF32:
-      return ReduceHead(head, D, count, [](const char* p, size_t i) {
-        float f;
-        std::memcpy(&f, p + 4 * i, 4);
-        return f;
-      }, mn, mx, sum);
-  }
-}
-
 Status SummariesCpu(const SummaryArgs& a) {
   const size_t D = a.head_dim, T = a.block_tokens;
   const size_t elt = DTypeBytes(a.key_dtype);
@@ -88,7 +44,8 @@ Status SummariesCpu(const SummaryArgs& a) {
     const uint32_t count = a.token_counts != nullptr ? a.token_counts[b] : static_cast<uint32_t>(T);
     const char* block = static_cast<const char*>(a.keys) + b * stride;
     for (uint32_t h = 0; h < a.num_kv_heads; ++h) {
-      Reduce(block + h * T * D * elt, a.key_dtype, D, count, mn.data(), mx.data(), sum.data());
+      internal::ReduceKeyRows(block + h * T * D * elt, static_cast<int>(a.key_dtype), D, count, mn.data(), mx.data(),
+                              sum.data());
       const size_t out = (size_t{b} * a.num_kv_heads + h) * D;
       for (size_t d = 0; d < D; ++d) {
         if (a.min_out != nullptr) StoreFromFloat(a.min_out, a.summary_dtype, out + d, mn[d], Rounding::kDown);

@@ -1,6 +1,8 @@
 // What tierkvd relies on to run index/'s code (docs/decisions/0019):
 // - block-at-a-time indexing (Retriever::StartBlocks/PutBlock) gives the same
 //   selections as Build over the same keys, in any put order and after rewrites;
+// - PutBlock from keys as a put stores them (f16, bf16) equals PutBlock from the
+//   same keys converted to f32 (the daemon's put path converts nothing);
 // - a SummaryScorer serves the summary retrievers' selections, errors go to the CPU;
 // - Select returns every visible block without scoring when the budget covers them;
 // - TriggerBank::SelectAll advances a stream as Select does, WouldRetrieve
@@ -16,6 +18,7 @@
 #include "index/block_scoring.h"
 #include "index/retriever_factory.h"
 #include "index/trigger.h"
+#include "kernels/half.h"
 
 namespace tierkv::index {
 namespace {
@@ -125,6 +128,59 @@ TEST_P(BlockAppendTest, PutBlockSelectsWhatBuildSelects) {
 INSTANTIATE_TEST_SUITE_P(SummaryMethods, BlockAppendTest,
                          ::testing::Combine(::testing::Values("minmax", "mean", "mean:r=3", "mean:r=2,pick=norm"),
                                             ::testing::Values(HeadCombine::kSum, HeadCombine::kMax)));
+
+// Keys rounded to `dtype` as stored bytes, and the same values as f32.
+struct StoredKeys {
+  std::vector<std::byte> bytes;
+  std::vector<float> floats;
+};
+StoredKeys Store(const std::vector<float>& keys, DType dtype) {
+  StoredKeys k;
+  k.bytes.resize(keys.size() * DTypeBytes(dtype));
+  k.floats.resize(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    kernels::StoreFromFloat(k.bytes.data(), dtype, i, 40.f * keys[i]);  // spread over f16's exponents
+    k.floats[i] = kernels::LoadAsFloat(k.bytes.data(), dtype, i);
+  }
+  return k;
+}
+
+class TypedPutBlockTest : public ::testing::TestWithParam<std::tuple<const char*, DType>> {};
+
+TEST_P(TypedPutBlockTest, EqualsPutBlockOfTheConvertedKeys) {
+  const auto [spec, dtype] = GetParam();
+  auto from_floats = MakeRetriever(spec);
+  auto from_bytes = MakeRetriever(spec);
+  ASSERT_TRUE(from_floats.ok() && from_bytes.ok());
+  ASSERT_TRUE((*from_floats)->StartBlocks(kKv, kD, Params()).ok());
+  ASSERT_TRUE((*from_bytes)->StartBlocks(kKv, kD, Params()).ok());
+  const std::vector<float> keys = RandomKeys(kBlocks, 7);
+  for (uint32_t b = 0; b < kBlocks; ++b) {
+    const StoredKeys k = Store(BlockOf(keys, kBlocks, b), dtype);
+    ASSERT_TRUE((*from_floats)->PutBlock(b, k.floats).ok());
+    ASSERT_TRUE((*from_bytes)->PutBlock(b, k.bytes, dtype).ok());
+  }
+  EXPECT_EQ((*from_bytes)->indexed_blocks(), kBlocks);
+  EXPECT_EQ((*from_bytes)->IndexBytes(), (*from_floats)->IndexBytes());
+  std::mt19937 rng(9);
+  for (uint32_t budget : {3u, 8u, 20u}) {
+    for (int i = 0; i < 8; ++i) {
+      const std::vector<float> q = RandomQuery(rng);
+      std::vector<uint32_t> a, b;
+      ASSERT_TRUE((*from_floats)->Select(At(q, kBlocks), budget, {}, &a).ok());
+      ASSERT_TRUE((*from_bytes)->Select(At(q, kBlocks), budget, {}, &b).ok());
+      EXPECT_EQ(a, b) << spec << " budget " << budget;
+    }
+  }
+  // The byte count is checked against the dtype.
+  const StoredKeys k = Store(BlockOf(keys, kBlocks, 0), dtype);
+  EXPECT_EQ((*from_bytes)->PutBlock(0, std::span(k.bytes).first(k.bytes.size() - 2), dtype).code(),
+            StatusCode::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(SummaryMethods, TypedPutBlockTest,
+                         ::testing::Combine(::testing::Values("minmax", "mean", "mean:r=3"),
+                                            ::testing::Values(DType::kF16, DType::kBF16, DType::kF32)));
 
 TEST(BlockAppendTest, RefusedWhereItDoesNotApply) {
   for (const char* spec : {"exact", "sentence", "vq", "cluster"}) {

@@ -185,5 +185,39 @@ TEST(KernelsCpuSimdTest, ScaledAddMatchesScalar) {
   }
 }
 
+TEST(KernelsCpuSimdTest, ReduceKeyRowsEqualsPortableBitForBit) {
+  std::mt19937_64 rng(15);
+  for (const DType dtype : {DType::kF16, DType::kBF16, DType::kF32}) {
+    for (size_t d : {size_t{1}, size_t{15}, size_t{16}, size_t{100}, size_t{128}, size_t{130}, size_t{256}}) {
+      for (size_t count : {size_t{0}, size_t{1}, size_t{7}, size_t{32}}) {
+        std::vector<float> values = testing::RandomFloats(rng, d * count, -300.f, 300.f);
+        // Zeros of both signs and infinities where they fit.
+        for (size_t i = 0; i + 3 < values.size(); i += 37) {
+          values[i] = 0.f, values[i + 1] = -0.f, values[i + 2] = std::numeric_limits<float>::infinity();
+        }
+        std::vector<std::byte> keys(values.size() * DTypeBytes(dtype) + 64);
+        for (size_t i = 0; i < values.size(); ++i) StoreFromFloat(keys.data(), dtype, i, values[i]);
+        std::vector<float> want(3 * d);
+        PortableOps().reduce_key_rows(keys.data(), static_cast<int>(dtype), d, count, want.data(), want.data() + d,
+                                      want.data() + 2 * d);
+        for (size_t i = 0; i < d && count > 0; ++i) {  // the portable loop against the definition
+          float lo = std::numeric_limits<float>::infinity(), sum = 0.f;
+          for (size_t t = 0; t < count; ++t) lo = std::min(lo, LoadAsFloat(keys.data(), dtype, t * d + i)), sum += LoadAsFloat(keys.data(), dtype, t * d + i);
+          ASSERT_EQ(want[i], lo);
+          ASSERT_EQ(want[2 * d + i], sum);
+        }
+        for (const CpuSimdOps* ops : Variants()) {
+          std::vector<float> got(3 * d + 1, 12345.f);
+          ops->reduce_key_rows(keys.data(), static_cast<int>(dtype), d, count, got.data(), got.data() + d,
+                               got.data() + 2 * d);
+          ASSERT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+              << ops->name << " dtype " << static_cast<int>(dtype) << " d " << d << " count " << count;
+          EXPECT_EQ(got[3 * d], 12345.f) << "wrote past the sums";
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tierkv::kernels::internal
