@@ -75,6 +75,7 @@ struct Config {
   uint16_t format_version = storage::kSlabFormatVersion;
   uint32_t header_bytes = 0;
   bool verify = true;
+  bool payload_only = true;
   int verify_threads = -1;  // -1: the tier's default
   uint32_t h_kib = 128;
   uint32_t h_slots = 1024;
@@ -102,6 +103,8 @@ void PrintHelp() {
       "  --header-bytes N   D tier header sector of format 2: 0 probes (default), 512..4096\n"
       "  --verify 0|1       D tier reads verify payload checksums (default 1; 0 isolates the I/O path)\n"
       "  --verify-threads N D tier verify pool threads; 0 verifies on the batch's thread (default: the tier's)\n"
+      "  --payload-only 0|1 D tier reads of slots it wrote move the payload alone, verified against the checksum\n"
+      "                     it remembers (default 1; 0 reads every header sector too, as before decision 0031)\n"
       "  --h-kib N          H tier block size, KiB (default 128)\n"
       "  --h-slots N        H tier slots; 0 skips the H tier (default 1024)\n"
       "  --json PATH        write results as JSON\n"
@@ -128,6 +131,7 @@ bool ParseArgs(int argc, char** argv, Config* c) {
     else if (a == "--header-bytes") c->header_bytes = static_cast<uint32_t>(std::stoul(v));
     else if (a == "--verify") c->verify = std::stoi(v) != 0;
     else if (a == "--verify-threads") c->verify_threads = std::stoi(v);
+    else if (a == "--payload-only") c->payload_only = std::stoi(v) != 0;
     else if (a == "--slot-baseline") c->slot_baseline = std::stoi(v) != 0;
     else if (a == "--engine") {
       auto k = io::ParseIoEngineKind(v);
@@ -210,6 +214,7 @@ class TierSide {
     o.format_version = c.format_version;
     o.header_bytes = c.header_bytes;
     o.verify_payload = c.verify;
+    o.payload_only_reads = c.payload_only;
     if (c.verify_threads >= 0) o.verify_threads = static_cast<uint32_t>(c.verify_threads);
     o.max_slab_bytes = 1ull << 40;  // one slab file, like the raw side
     std::unique_ptr<TierSide> side(new TierSide(block, qd, o.num_slots));
@@ -558,7 +563,7 @@ void PrintAndSave(const Config& c, const std::string& engine, const storage::Slo
   j["config"] = {{"dir", c.dir}, {"file_mib", c.file_mib}, {"seconds", c.seconds}, {"rounds", c.rounds},
                  {"qd_seq", c.qd_seq}, {"qd_rand", c.qd_rand}, {"engine", engine}, {"zero_copy", c.zero_copy}, {"fixed", c.fixed}, {"fixed_min_kib", c.fixed_min_kib},
                  {"format_version", layout.version}, {"header_bytes", layout.header_bytes},
-                 {"cpu_clock", "getrusage RUSAGE_SELF"}, {"xxh3_gbps", xxh3}, {"verify_payload", c.verify}, {"verify_threads", c.verify_threads},
+                 {"cpu_clock", "getrusage RUSAGE_SELF"}, {"xxh3_gbps", xxh3}, {"verify_payload", c.verify}, {"verify_threads", c.verify_threads}, {"payload_only_reads", c.payload_only},
                  {"checksum_path", std::string(storage::PayloadChecksumPath())},
                  {"raw_baseline", RawUringCompiledIn() ? "io_uring" : "none"}, {"nproc", sysconf(_SC_NPROCESSORS_ONLN)}};
   for (const CaseResult& r : cases) {

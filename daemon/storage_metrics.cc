@@ -79,6 +79,9 @@ void DiskDeviceMetrics(Families& f, const std::string& ns, const storage::DiskTi
   f.Counter("tierkv_disk_transfers_total", help, {{"namespace", ns}, {"path", "pinned"}},
             double(d.zero_copy_transfers()) - fixed);
   f.Counter("tierkv_disk_transfers_total", help, {{"namespace", ns}, {"path", "bounce"}}, double(d.bounce_transfers()));
+  f.Counter("tierkv_disk_payload_only_reads_total",
+            "D tier reads that moved the payload alone (the slot's header remembered since its write)", {{"namespace", ns}},
+            double(d.payload_only_reads()));
 }
 
 void StoreMetrics(Families& f, const std::string& ns, NamespaceRuntime& rt) {

@@ -54,8 +54,9 @@ struct IoRequest {
   uint64_t offset = 0;      // REQUIRES: multiple of kIoAlign
   uint32_t length = 0;      // REQUIRES: > 0, multiple of kIoAlign
   std::byte* buf = nullptr; // REQUIRES: kIoAlign-aligned, `length` bytes
-  // Index of the engine buffer (buffers()) that contains [buf, buf + length), which
-  // lets io_uring use fixed-buffer I/O; -1 for any other aligned memory.
+  // Index of the engine buffer (buffers()) that contains [buf, buf + length), or of
+  // the registered region that does (RegionIndex(buf, length); a single segment
+  // only), which lets io_uring use fixed-buffer I/O; -1 for any other aligned memory.
   int32_t buf_index = -1;
   uint64_t user_data = 0;   // returned in the completion; unique among in-flight requests
   // Optional second segment (vectored I/O): the transfer continues into

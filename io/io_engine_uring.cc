@@ -87,7 +87,14 @@ class UringEngine final : public IoEngine {
 
   Status Prepare(const IoRequest& r) override {
     if (in_flight_ >= queue_depth_) return InvalidArgument("io_uring engine: queue full");
-    RETURN_IF_ERROR(ValidateIoRequest(r, static_cast<uint32_t>(fds_.size()), pool_.get()));
+    IoRequest checked = r;
+    if (r.buf_index >= 0 && static_cast<uint32_t>(r.buf_index) >= pool_->count()) {  // a single segment in a region
+      if (r.length2 > 0 || r.buf_index != RegionIndex(r.buf, r.length)) {
+        return InvalidArgument("I/O request buffer is not inside registered buffer " + std::to_string(r.buf_index));
+      }
+      checked.buf_index = -1;
+    }
+    RETURN_IF_ERROR(ValidateIoRequest(checked, static_cast<uint32_t>(fds_.size()), pool_.get()));
     const bool split = r.length2 > 0 && r.buf_index >= 0 && r.buf2_index >= 0 && buffers_registered_;
     if (r.buf2_index >= 0 && r.buf2_index != RegionIndex(r.buf2, r.length2)) {
       return InvalidArgument("I/O request second segment is not inside registered buffer " +

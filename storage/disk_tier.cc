@@ -200,6 +200,10 @@ struct DiskTier::Pending {
   // header, kept for VerifyPayload (status may still turn to kCorruption then).
   bool verify_later = false;
   SlotHeader verify_header;
+  // A read of the payload alone (the slot remembered): verify_header holds the
+  // remembered length and checksum, info the remembered description.
+  bool payload_only = false;
+  uint64_t checksum = 0;  // a write's payload checksum
 };
 
 DiskTier::DiskTier(const DiskTierOptions& options, const SlotLayout& layout, uint64_t stride,
@@ -208,7 +212,9 @@ DiskTier::DiskTier(const DiskTierOptions& options, const SlotLayout& layout, uin
       options_(options),
       layout_(layout),
       stride_(stride),
-      slots_per_slab_(slots_per_slab) {}
+      slots_per_slab_(slots_per_slab) {
+  if (options.verify_payload && options.payload_only_reads) memory_ = std::make_unique<SlotMemory[]>(options.num_slots);
+}
 
 DiskTier::~DiskTier() {
   for (auto& d : devices_) d->Stop();
@@ -582,7 +588,75 @@ void DiskTier::ReleaseEngine(Device& dev, std::unique_ptr<io::IoEngine> engine, 
 
 namespace {
 bool Aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+uint64_t Mix(uint64_t h, uint64_t v) {  // splitmix64's finalizer over h ^ v
+  h ^= v + 0x9E3779B97F4A7C15ull;
+  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+  h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+  return h ^ (h >> 31);
+}
+
+uint64_t TagHash(const SlotTag& t) {
+  uint64_t h = Mix(0, t.key.ns);
+  h = Mix(h, t.key.layer);
+  h = Mix(h, t.key.seq);
+  h = Mix(h, t.key.index);
+  return Mix(h, t.generation);
+}
 }  // namespace
+
+void DiskTier::Remember(SlotId slot, const SlotInfo& info, uint64_t checksum) {
+  if (!memory_) return;
+  SlotMemory& m = memory_[slot];
+  m.state.store(0, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  m.tag_hash.store(TagHash(info.tag), std::memory_order_relaxed);
+  m.checksum.store(checksum, std::memory_order_relaxed);
+  m.state.store(uint64_t{info.length} << 8 | uint64_t{static_cast<uint8_t>(info.encoding)} << 1 | 1,
+                std::memory_order_release);
+}
+
+void DiskTier::Forget(SlotId slot) {
+  if (memory_) memory_[slot].state.store(0, std::memory_order_release);
+}
+
+bool DiskTier::Recall(SlotId slot, const SlotTag& expect, SlotInfo* info, uint64_t* checksum) const {
+  if (!memory_) return false;
+  const SlotMemory& m = memory_[slot];
+  const uint64_t state = m.state.load(std::memory_order_acquire);
+  if (state == 0) return false;
+  const uint64_t tag_hash = m.tag_hash.load(std::memory_order_relaxed);
+  *checksum = m.checksum.load(std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (m.state.load(std::memory_order_relaxed) != state || tag_hash != TagHash(expect)) return false;
+  info->tag = expect;
+  info->length = static_cast<uint32_t>(state >> 8);
+  info->encoding = static_cast<PayloadEncoding>((state >> 1) & 0x7f);
+  return true;
+}
+
+// A read of a remembered slot: its payload alone, into the caller's memory when it
+// allows (a fixed transfer when that memory is registered), else the bounce buffer.
+io::IoRequest DiskTier::StartPayloadRead(io::IoEngine& engine, Pending& op, io::IoRequest r) {
+  const std::span<std::byte> out = op.read->out;
+  const uint32_t padded = static_cast<uint32_t>(layout_.PaddedPayload(op.info.length));
+  op.payload_only = true;
+  op.verify_header.slot = op.slot;  // VerifyPayload's messages name it
+  op.verify_header.payload_length = op.info.length;
+  r.offset = op.offset + layout_.header_bytes;
+  r.length = padded;
+  if (options_.zero_copy && out.size() >= padded && Aligned(out.data(), layout_.header_bytes)) {
+    op.direct = out.data();
+    op.direct_length = padded;
+    r.buf = op.direct;
+    r.buf_index = padded >= options_.fixed_min_bytes ? engine.RegionIndex(op.direct, padded) : -1;
+    if (r.buf_index >= 0) fixed_.fetch_add(1, std::memory_order_relaxed);
+  }
+  (op.direct != nullptr ? zero_copy_ : bounced_).fetch_add(1, std::memory_order_relaxed);
+  payload_only_.fetch_add(1, std::memory_order_relaxed);
+  op.io_length = padded;
+  return r;
+}
 
 io::IoRequest DiskTier::StartOp(io::IoEngine& engine, Pending& op, uint32_t buf) {
   const uint32_t hb = layout_.header_bytes;
@@ -599,7 +673,9 @@ io::IoRequest DiskTier::StartOp(io::IoEngine& engine, Pending& op, uint32_t buf)
     const size_t padded = layout_.PaddedPayload(static_cast<uint32_t>(payload.size()));
     std::memset(b, 0, hb);
     const SlotInfo info{op.write->tag, static_cast<uint32_t>(payload.size()), op.write->encoding};
-    EncodeSlotHeader(layout_, op.slot, info, PayloadChecksum(payload.data(), payload.size()), b);
+    op.checksum = PayloadChecksum(payload.data(), payload.size());
+    EncodeSlotHeader(layout_, op.slot, info, op.checksum, b);
+    Forget(op.slot);  // until the write completes
     if (options_.zero_copy && !payload.empty() && padded == payload.size() && Aligned(payload.data(), hb)) {
       // The engine only reads from buf2 on a write.
       op.direct = const_cast<std::byte*>(payload.data());
@@ -614,6 +690,10 @@ io::IoRequest DiskTier::StartOp(io::IoEngine& engine, Pending& op, uint32_t buf)
     op.io_length = hb + (op.header->verify_payload ? static_cast<uint32_t>(layout_.PaddedPayload(slot_capacity())) : 0);
   } else {
     r.op = io::IoOp::kRead;
+    if (Recall(op.slot, op.read->expect, &op.info, &op.verify_header.payload_checksum) &&
+        op.info.length > 0 && op.info.length <= op.read->out.size()) {
+      return StartPayloadRead(engine, op, r);
+    }
     const std::span<std::byte> out = op.read->out;
     const size_t padded = layout_.PaddedPayload(static_cast<uint32_t>(std::min<size_t>(out.size(), slot_capacity())));
     if (options_.zero_copy && padded > 0 && out.size() >= padded && Aligned(out.data(), hb)) {
@@ -647,11 +727,15 @@ Status DiskTier::FinishOp(Pending& op, int32_t result, const std::byte* buf) {
     return IOError(std::string("short ") + verb + " of " + name() + " slot " + std::to_string(op.slot) + ": " +
                    std::to_string(result) + " of " + std::to_string(op.io_length) + " bytes");
   }
-  if (op.write != nullptr) return OkStatus();
+  if (op.write != nullptr) {
+    Remember(op.slot, {op.write->tag, static_cast<uint32_t>(op.write->payload.size()), op.write->encoding}, op.checksum);
+    return OkStatus();
+  }
   if (op.header != nullptr) {
     SlotHeader h;
     RETURN_IF_ERROR(DecodeSlotHeader(layout_, buf, op.slot, slot_capacity(), &h));
     op.header->info = InfoOf(h);
+    Remember(op.slot, op.header->info, h.payload_checksum);
     if (op.header->verify_payload) RETURN_IF_ERROR(VerifyPayload(layout_, h, buf + layout_.header_bytes).WithContext(name()));
     return OkStatus();
   }
@@ -662,6 +746,7 @@ Status DiskTier::FinishOp(Pending& op, int32_t result, const std::byte* buf) {
 }
 
 Status DiskTier::FinishRead(Pending& op, const std::byte* buf) {
+  if (op.payload_only) return FinishPayloadRead(op, buf);
   // Messages are built on the error paths only: this runs for every read.
   SlotHeader h;
   Status st = DecodeSlotHeader(layout_, buf, op.slot, slot_capacity(), &h);
@@ -692,6 +777,18 @@ Status DiskTier::FinishRead(Pending& op, const std::byte* buf) {
   }
   if (op.direct == nullptr && info.length > 0) std::memcpy(op.read->out.data(), payload, info.length);
   op.info = info;
+  Remember(op.slot, info, h.payload_checksum);
+  return OkStatus();
+}
+
+Status DiskTier::FinishPayloadRead(Pending& op, const std::byte* buf) {
+  const std::byte* payload = op.direct != nullptr ? op.direct : buf;
+  if (verify_pool_ && op.direct != nullptr && op.info.length >= VerifyPool::kMinBytes) {
+    op.verify_later = true;  // RunOnEngine hands it to the pool
+    return OkStatus();
+  }
+  if (Status st = VerifyPayload(layout_, op.verify_header, payload); !st.ok()) return st.WithContext(name());
+  if (op.direct == nullptr) std::memcpy(op.read->out.data(), payload, op.info.length);
   return OkStatus();
 }
 

@@ -12,6 +12,17 @@
 // reported as kCorruption and never returned as data (a failed zero-copy read zeroes
 // what it wrote into the caller's buffer). A short transfer is kIOError.
 //
+// Payload-only reads (decision 0031): the tier remembers, per slot, what its last
+// write (or a header read since the tier opened) put there — length, encoding, a
+// hash of the tag and the payload checksum, 24 bytes a slot. With verify_payload
+// on, a read whose expected tag matches moves the payload alone (one transfer, a
+// fixed one into registered memory) and verifies it against the remembered
+// checksum, which catches what the header would: another slot's or an older
+// generation's bytes, a torn or lost write. A slot not remembered (after a restart,
+// a failed write) is read with its header, and is remembered from then on. A damaged
+// header sector under an intact payload is then seen at the next recovery scan, not
+// by reads.
+//
 // Several devices: `dirs` lists one directory per device; slot s lives on device
 // s % dirs.size() (consecutive slots alternate devices, so a batch spreads over
 // all), each device with its own slab files, engines and queue, and a worker thread
@@ -102,6 +113,11 @@ struct DiskTierOptions {
   // transfer costs a second submission entry (header and payload are separate
   // fixed buffers), which smaller payloads do not win back. Default: 64 KiB
   uint32_t fixed_min_bytes = 64 * 1024;
+  // Reads of a slot this tier wrote (or read with its header) move the payload
+  // alone, verified against the checksum remembered from the write (24 bytes of
+  // memory per slot); needs verify_payload. false reads every header (benchmarks'
+  // A/B). Default: true
+  bool payload_only_reads = true;
 };
 
 class DiskTier final : public Tier {
@@ -152,6 +168,8 @@ class DiskTier final : public Tier {
   // Of the zero-copy transfers, those whose payload was in registered memory
   // (DiskTierOptions::registered_memory): no page pinning per transfer.
   uint64_t fixed_transfers() const { return fixed_.load(std::memory_order_relaxed); }
+  // Reads that moved the payload only (the slot's header remembered; see above).
+  uint64_t payload_only_reads() const { return payload_only_.load(std::memory_order_relaxed); }
 
   // Wall time spent by batches in each stage, summed over engines (benchmarks):
   // prepare = header encoding, write checksums, bounce copies and queueing;
@@ -221,7 +239,15 @@ class DiskTier final : public Tier {
   io::IoRequest StartOp(io::IoEngine& engine, Pending& op, uint32_t buf);
   Status FinishOp(Pending& op, int32_t result, const std::byte* buf);
   Status FinishRead(Pending& op, const std::byte* buf);
+  io::IoRequest StartPayloadRead(io::IoEngine& engine, Pending& op, io::IoRequest r);
+  Status FinishPayloadRead(Pending& op, const std::byte* buf);
   void MarkFailed(Device& dev, const std::string& why);
+  // What a slot holds, as its last write or a verified header read said (Remember),
+  // or nothing (Forget: a write under way or failed). Recall fills *info and
+  // *checksum when the slot is remembered with `expect`'s tag.
+  void Remember(SlotId slot, const SlotInfo& info, uint64_t checksum);
+  void Forget(SlotId slot);
+  bool Recall(SlotId slot, const SlotTag& expect, SlotInfo* info, uint64_t* checksum) const;
   // Takes every free slot of a failed device (Adopt) so that the allocator never
   // hands one out: a write there would fail and stop the BlockStore's D admission.
   void RetireFreeSlots(const Device& dev);
@@ -236,7 +262,13 @@ class DiskTier final : public Tier {
   std::string engine_name_;
 
   std::unique_ptr<VerifyPool> verify_pool_;  // null: payloads verified on the batch's thread
-  std::atomic<uint64_t> zero_copy_{0}, bounced_{0}, fixed_{0};
+  // Per slot (only with verify_payload): state = length << 8 | encoding << 1 | 1 when
+  // remembered, 0 when not; tag_hash and checksum are valid while state is nonzero.
+  struct SlotMemory {
+    std::atomic<uint64_t> state{0}, tag_hash{0}, checksum{0};
+  };
+  std::unique_ptr<SlotMemory[]> memory_;
+  std::atomic<uint64_t> zero_copy_{0}, bounced_{0}, fixed_{0}, payload_only_{0};
   std::atomic<uint64_t> prepare_ns_{0}, reap_ns_{0}, finish_ns_{0};
 };
 

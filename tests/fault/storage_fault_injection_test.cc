@@ -206,8 +206,14 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
     if (writes[i].status.ok()) written.push_back(i);
   }
 
-  // Without read faults, exactly the flipped writes read back as corruption.
+  // Without read faults, the flipped writes read back as corruption, except a flip
+  // in a header sector over an intact payload: the tier remembers what it wrote and
+  // reads the payload alone (decision 0031), so that slot serves its exact bytes.
+  // The recovery scan, which reads every header, finds every flipped or torn slot.
   injector_->ClearRules();
+  Result<SlabScan> scan = tier_->Scan();
+  ASSERT_TRUE(scan.ok()) << scan.status().ToString();
+  EXPECT_EQ(scan->damaged.size(), w.flipped_bytes + w.short_transfers);
   uint64_t corrupt = 0;
   std::vector<uint32_t> good;
   for (uint32_t i : written) {
@@ -219,7 +225,8 @@ TEST_P(FaultTest, RandomFaultsNeverReturnWrongData) {
       good.push_back(i);
     }
   }
-  EXPECT_EQ(corrupt, w.flipped_bytes);
+  EXPECT_LE(corrupt, w.flipped_bytes);
+  EXPECT_GT(corrupt, 0u) << "no flip hit a payload: the test would prove little";
 
   // Read faults on the good slots, batched, several rounds.
   for (io::FaultKind k : {io::FaultKind::kIoError, io::FaultKind::kShortTransfer, io::FaultKind::kFlipByte}) {

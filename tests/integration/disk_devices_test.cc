@@ -107,6 +107,8 @@ TEST(DiskDevicesTest, AResidentHostArenaMovesBlocksAsFixedTransfers) {
     const std::string ns = "namespace=\"ns\"";
     const double fixed = testing::MetricValue(m, "tierkv_disk_transfers_total", {ns, "path=\"fixed\""});
     const double pinned = testing::MetricValue(m, "tierkv_disk_transfers_total", {ns, "path=\"pinned\""});
+    // The gets read blocks the daemon wrote to D: their payloads alone.
+    EXPECT_GT(testing::MetricValue(m, "tierkv_disk_payload_only_reads_total", {ns}), 0) << m;
     if (prefault) {
       EXPECT_GT(fixed, 0) << m;
     } else {
